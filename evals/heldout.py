@@ -1,0 +1,104 @@
+"""Score a model (base, or base + LoRA) on the user's held-out set: loss, perplexity, task metric."""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+from typing import Any
+
+from evals.metrics import exact_match, mean, score_items
+
+
+@dataclass
+class HeldoutScores:
+    loss: float
+    perplexity: float
+    task_metric: str
+    task_score: float
+    exact_match: float
+    items: list[dict[str, Any]] = field(default_factory=list)
+
+    def as_metrics(self, prefix: str = "heldout") -> dict[str, float]:
+        out = {f"{prefix}/loss": self.loss, f"{prefix}/perplexity": self.perplexity}
+        if self.items:
+            out[f"{prefix}/{self.task_metric}"] = self.task_score
+            out[f"{prefix}/exact_match"] = self.exact_match
+        return out
+
+
+def heldout_loss(model: Any, examples: list[Any], *, batch_size: int, pad_id: int) -> float:
+    """Mean cross-entropy over response tokens (teacher forcing), weighted by token."""
+    import torch
+
+    total, count = 0.0, 0
+    device = next(model.parameters()).device
+    model.eval()
+    with torch.inference_mode():
+        for start in range(0, len(examples), batch_size):
+            chunk = examples[start : start + batch_size]
+            width = max(len(e) for e in chunk)
+            ids = torch.full((len(chunk), width), pad_id, dtype=torch.long)
+            labels = torch.full((len(chunk), width), -100, dtype=torch.long)
+            mask = torch.zeros((len(chunk), width), dtype=torch.long)
+            for row, example in enumerate(chunk):
+                ids[row, : len(example)] = torch.tensor(example.input_ids)
+                labels[row, : len(example)] = torch.tensor(example.labels)
+                mask[row, : len(example)] = 1
+            logits = model(input_ids=ids.to(device), attention_mask=mask.to(device)).logits
+            shift_logits, shift_labels = logits[:, :-1].float(), labels[:, 1:].to(device)
+            loss = torch.nn.functional.cross_entropy(
+                shift_logits.reshape(-1, shift_logits.size(-1)), shift_labels.reshape(-1),
+                ignore_index=-100, reduction="sum",
+            )
+            total += float(loss)
+            count += int((shift_labels != -100).sum())
+    return total / max(count, 1)
+
+
+def generate_greedy(
+    model: Any, tokenizer: Any, prompts: list[str], *, max_new_tokens: int, batch_size: int
+) -> list[str]:
+    """Greedy completions for ``prompts``, batched with left padding."""
+    import torch
+
+    device = next(model.parameters()).device
+    side = tokenizer.padding_side
+    tokenizer.padding_side = "left"
+    outputs: list[str] = []
+    model.eval()
+    try:
+        with torch.inference_mode():
+            for start in range(0, len(prompts), batch_size):
+                batch = tokenizer(prompts[start : start + batch_size], return_tensors="pt",
+                                  padding=True, add_special_tokens=False).to(device)
+                generated = model.generate(
+                    **batch, max_new_tokens=max_new_tokens, do_sample=False,
+                    pad_token_id=tokenizer.pad_token_id, eos_token_id=tokenizer.eos_token_id,
+                )
+                new_tokens = generated[:, batch["input_ids"].shape[1] :]
+                outputs += tokenizer.batch_decode(new_tokens, skip_special_tokens=True)
+    finally:
+        tokenizer.padding_side = side
+    return outputs
+
+
+def score_heldout(
+    model: Any, tokenizer: Any, *, tokenized: list[Any], prompts: list[str], references: list[str],
+    task_metric: str, batch_size: int, max_new_tokens: int,
+) -> HeldoutScores:
+    """Loss and perplexity on every held-out row; the task metric on ``prompts`` by generation."""
+    loss = heldout_loss(model, tokenized, batch_size=batch_size, pad_id=tokenizer.pad_token_id)
+    items: list[dict[str, Any]] = []
+    task_score = exact = float("nan")
+    if prompts:
+        predictions = generate_greedy(model, tokenizer, prompts, max_new_tokens=max_new_tokens,
+                                      batch_size=batch_size)
+        scores = score_items(predictions, references, task_metric)
+        exacts = [exact_match(p, r) for p, r in zip(predictions, references, strict=True)]
+        items = [
+            {"prompt": p, "reference": r, "prediction": g, "score": s, "exact_match": e}
+            for p, r, g, s, e in zip(prompts, references, predictions, scores, exacts, strict=True)
+        ]
+        task_score, exact = mean(scores), mean(exacts)
+    return HeldoutScores(loss=loss, perplexity=math.exp(min(loss, 50.0)), task_metric=task_metric,
+                         task_score=task_score, exact_match=exact, items=items)

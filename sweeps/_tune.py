@@ -1,0 +1,182 @@
+"""The only module that imports ray: the Tuner, the searcher, the scheduler and the trainable.
+
+Each trial runs in a fresh worker process (``reuse_actors=False``), reports every rung with a
+checkpoint, and restarts from its last checkpoint when its worker dies.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import tempfile
+from pathlib import Path
+from typing import Any
+
+import optuna
+import ray
+from ray import tune
+from ray.tune.schedulers import ASHAScheduler, FIFOScheduler
+from ray.tune.search import ConcurrencyLimiter
+from ray.tune.search.optuna import OptunaSearch
+
+from sweeps.config import AshaConfig, SweepConfig
+from sweeps.recorder import SweepRecorder
+from sweeps.space import define_by_run, grid_values, trial_hyperparameters
+
+FINAL_KEY = "final_rung"
+
+
+class PruneAwareOptunaSearch(OptunaSearch):
+    """Tell Optuna PRUNED, not COMPLETE, for trials the scheduler stopped before their last rung.
+
+    Ray's OptunaSearch reports any trial with a result as COMPLETE with its last (truncated) value,
+    so TPE would learn from early-rung values as if they were final (see DESIGN.md). The trainable
+    marks its last rung with ``final_rung=1``; a trial that ends without it was stopped early.
+    Its intermediate values are already in the study (``on_trial_result`` reports each rung).
+    """
+
+    def on_trial_complete(self, trial_id: str, result: dict[str, Any] | None = None,
+                          error: bool = False) -> None:
+        stopped_early = result is not None and not error and not result.get(FINAL_KEY)
+        if not stopped_early or trial_id in self._completed_trials:
+            super().on_trial_complete(trial_id, result=result, error=error)
+            return
+        self._ot_study.tell(self._ot_trials[trial_id], state=optuna.trial.TrialState.PRUNED)
+        self._completed_trials.add(trial_id)
+
+
+def build_searcher(config: SweepConfig, *, metric: str, mode: str, storage_url: str,
+                   study_name: str) -> ConcurrencyLimiter:
+    """Optuna (tpe | random | grid) over the YAML space, persisted in the sweep's sqlite study."""
+    search = config.search
+    sampler: optuna.samplers.BaseSampler
+    if search.algorithm == "random":
+        sampler = optuna.samplers.RandomSampler(seed=search.seed)
+    elif search.algorithm == "grid":
+        sampler = optuna.samplers.GridSampler(grid_values(config), seed=search.seed)
+    else:
+        startup = min(10, max(2, search.num_samples // 3))
+        sampler = optuna.samplers.TPESampler(seed=search.seed, n_startup_trials=startup)
+    searcher = PruneAwareOptunaSearch(
+        space=define_by_run(config), metric=metric, mode=mode, sampler=sampler,
+        storage=optuna.storages.RDBStorage(storage_url), study_name=study_name,
+    )
+    return ConcurrencyLimiter(searcher, max_concurrent=search.max_concurrent)
+
+
+def build_scheduler(config: SweepConfig, *, max_rungs: int) -> ASHAScheduler | FIFOScheduler:
+    """ASHA on rungs (``training_iteration``: one per reported rung), or no early stopping."""
+    scheduler = config.scheduler
+    if not isinstance(scheduler, AshaConfig):
+        return FIFOScheduler()
+    return ASHAScheduler(time_attr="training_iteration", max_t=max(max_rungs, 1),
+                         grace_period=min(scheduler.grace_period, max(max_rungs, 1)),
+                         reduction_factor=scheduler.reduction_factor)
+
+
+def lora_trainable(config: dict[str, Any], spec: Any) -> None:
+    """One trial, in its own worker process: resume from Ray's checkpoint if there is one."""
+    from trainers.lora_trial import run_lora_trial
+
+    checkpoint = tune.get_checkpoint()
+    resume = Path(checkpoint.to_directory()) if checkpoint is not None else None
+    workdir = Path(tempfile.mkdtemp(prefix="lora-trial-"))
+
+    def report(metrics: dict[str, float], checkpoint_dir: Path) -> None:
+        tune.report(metrics, checkpoint=tune.Checkpoint.from_directory(str(checkpoint_dir)))
+        shutil.rmtree(checkpoint_dir, ignore_errors=True)  # Ray has persisted it to storage
+
+    try:
+        run_lora_trial(spec, trial_hyperparameters(config), report=report, workdir=workdir,
+                       resume_from=resume)
+    finally:
+        shutil.rmtree(workdir, ignore_errors=True)
+
+
+class RecorderCallback(tune.Callback):
+    """Forwards Ray's trial events to the recorder (the single MLflow writer)."""
+
+    def __init__(self, recorder: SweepRecorder) -> None:
+        self.recorder = recorder
+
+    def __getstate__(self) -> dict[str, Any]:
+        """Ray pickles callbacks into tuner.pkl; the recorder (MLflow client, console) stays out."""
+        return {}
+
+    def __setstate__(self, state: dict[str, Any]) -> None:
+        self.recorder = None  # type: ignore[assignment]
+
+    def on_trial_start(self, iteration: int, trials: list[Any], trial: Any, **info: Any) -> None:
+        self.recorder.trial_started(trial.trial_id, dict(trial.config))
+
+    def on_trial_result(self, iteration: int, trials: list[Any], trial: Any, result: dict[str, Any],
+                        **info: Any) -> None:
+        self.recorder.trial_result(trial.trial_id, result)
+
+    def on_trial_complete(self, iteration: int, trials: list[Any], trial: Any, **info: Any) -> None:
+        self.recorder.trial_ended(trial.trial_id, result=trial.last_result,
+                                  checkpoint=_checkpoint_path(trial))
+
+    def on_trial_error(self, iteration: int, trials: list[Any], trial: Any, **info: Any) -> None:
+        error = _error_line(trial)
+        self.recorder.trial_ended(trial.trial_id, result=trial.last_result,
+                                  checkpoint=_checkpoint_path(trial), error=error)
+
+
+def _checkpoint_path(trial: Any) -> Path | None:
+    checkpoint = trial.checkpoint
+    return Path(checkpoint.path) if checkpoint is not None else None
+
+
+def _error_line(trial: Any) -> str:
+    """The last line of the trial's traceback: the reason a failed run records."""
+    path = getattr(trial, "error_file", None)
+    if path and Path(path).is_file():
+        lines = [ln for ln in Path(path).read_text().splitlines() if ln.strip()]
+        if lines:
+            return lines[-1][:500]
+    return "trial failed (no error file)"
+
+
+def start_ray(*, address: str | None, num_cpus: int | None, num_gpus: float | None) -> bool:
+    """Start (or join) Ray; returns True when this call started it, so it should stop it too."""
+    if ray.is_initialized():
+        return False
+    os.environ.setdefault("RAY_AIR_NEW_OUTPUT", "0")
+    kwargs: dict[str, Any] = {"include_dashboard": False, "log_to_driver": False,
+                              "configure_logging": True, "logging_level": "ERROR"}
+    if address:
+        ray.init(address=address, **kwargs)
+    else:
+        ray.init(num_cpus=num_cpus, num_gpus=num_gpus, **kwargs)
+    return True
+
+
+def stop_ray() -> None:
+    ray.shutdown()
+
+
+def run_tuner(config: SweepConfig, *, spec: Any, recorder: SweepRecorder, sweep_dir: Path,
+              metric: str, mode: str, max_rungs: int, num_samples: int) -> Any:
+    """Run the Tune experiment to the end; returns Ray's ResultGrid."""
+    searcher = build_searcher(config, metric=metric, mode=mode,
+                              storage_url=f"sqlite:///{sweep_dir / 'optuna.db'}",
+                              study_name=sweep_dir.name)
+    trainable = tune.with_resources(
+        tune.with_parameters(lora_trainable, spec=spec),
+        {"cpu": config.resources.cpu, "gpu": config.resources.gpu},
+    )
+    tuner = tune.Tuner(
+        trainable,
+        tune_config=tune.TuneConfig(
+            metric=metric, mode=mode, search_alg=searcher, num_samples=num_samples,
+            scheduler=build_scheduler(config, max_rungs=max_rungs), reuse_actors=False,
+        ),
+        run_config=tune.RunConfig(
+            name="tune", storage_path=str(sweep_dir / "ray"), verbose=0,
+            callbacks=[RecorderCallback(recorder)],
+            checkpoint_config=tune.CheckpointConfig(num_to_keep=2),
+            failure_config=tune.FailureConfig(max_failures=1),
+        ),
+    )
+    return tuner.fit()

@@ -1,0 +1,92 @@
+"""The Python API behind ``sweeps``: launch a sweep, run one trial, read a sweep's results."""
+
+from __future__ import annotations
+
+import shutil
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+from typing import Any
+
+from sweeps.config import ConfigError, RatioOfR, SweepConfig, load_config
+from sweeps.launch import coerce_config, launch_sweep, preflight
+from sweeps.space import HYPERPARAMETERS, active_specs
+from sweeps.state import SweepState, TrialRecord, load_state
+
+DEFAULT_STATE_DIR = Path("mlruns/sweeps")
+
+
+@dataclass
+class TrialOutcome:
+    """What ``run_trial`` returns: the last rung's metrics, every rung, and the adapter."""
+
+    metrics: dict[str, float]
+    adapter_path: Path
+    history: list[dict[str, float]] = field(default_factory=list)
+
+
+def validate_config(config: str | Path | dict[str, Any]) -> SweepConfig:
+    """A checked config; raises ConfigError with one line per problem."""
+    return coerce_config(config)[0]
+
+
+def sweep_status(sweep: str, *, state_dir: str | Path = DEFAULT_STATE_DIR) -> SweepState:
+    return load_state(sweep, state_dir=Path(state_dir))
+
+
+def best_trial(sweep: str, *, state_dir: str | Path = DEFAULT_STATE_DIR) -> TrialRecord | None:
+    return load_state(sweep, state_dir=Path(state_dir)).best_trial()
+
+
+def fill_hyperparameters(config: SweepConfig, given: dict[str, Any]) -> dict[str, Any]:
+    """Given values, else the config's fixed values; a searched knob must be given."""
+    unknown = set(given) - set(HYPERPARAMETERS)
+    if unknown:
+        raise ConfigError(f"unknown hyperparameters {sorted(unknown)}; known: {list(HYPERPARAMETERS)}")
+    values = dict(given)
+    for knob, spec in active_specs(config).items():
+        if knob in values:
+            continue
+        if isinstance(spec, (int, float)):
+            values[knob] = spec
+        elif knob == "lora_alpha" and isinstance(spec, RatioOfR) and "lora_r" in values:
+            values[knob] = float(spec.values[0]) * float(values["lora_r"])
+        else:
+            raise ConfigError(f"hyperparameter {knob!r} is searched in this config; give a value")
+    return values
+
+
+def run_trial(
+    config: str | Path | SweepConfig | dict[str, Any], hyperparameters: dict[str, Any], *,
+    output_dir: str | Path, train: str | Path | None = None, heldout: str | Path | None = None,
+) -> TrialOutcome:
+    """Create a LoRA adapter on the base model and fine-tune it once, in this process (no Ray)."""
+    from trainers.lora_trial import run_lora_trial
+
+    loaded, path, config_dir = coerce_config(config)
+    if train is not None or heldout is not None:
+        data = loaded.data.model_copy(update={
+            "train": str(Path(train).resolve()) if train else loaded.data.train,
+            "heldout": str(Path(heldout).resolve()) if heldout else loaded.data.heldout})
+        loaded = loaded.model_copy(update={"data": data})
+    plan = preflight(loaded, config_path=path, config_dir=config_dir)
+    params = fill_hyperparameters(loaded, hyperparameters)
+    out = Path(output_dir)
+    history: list[dict[str, float]] = []
+    latest: list[Path] = []
+
+    def report(metrics: dict[str, float], checkpoint: Path) -> None:
+        history.append(metrics)
+        for old in latest:
+            shutil.rmtree(old, ignore_errors=True)
+        latest[:] = [checkpoint]
+
+    metrics = run_lora_trial(replace(plan.spec), params, report=report, workdir=out / "checkpoints")
+    adapter = out / "adapter"
+    if adapter.exists():
+        shutil.rmtree(adapter)
+    shutil.copytree(latest[0] / "adapter", adapter)
+    return TrialOutcome(metrics=metrics, adapter_path=adapter, history=history)
+
+
+__all__ = ["TrialOutcome", "best_trial", "launch_sweep", "load_config", "run_trial",
+           "sweep_status", "validate_config"]

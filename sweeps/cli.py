@@ -1,0 +1,162 @@
+"""``sweep``: one typed function per verb. ``--help`` and ``validate`` import no torch, ray or mlflow."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from collections.abc import Callable, Sequence
+from pathlib import Path
+from typing import Any
+
+from sweeps.config import ConfigError, load_config
+
+EXIT_BAD_INPUT = 2
+EXIT_INTERRUPTED = 130
+DEFAULT_STATE_DIR = Path("mlruns/sweeps")
+
+
+def _input_errors() -> tuple[type[Exception], ...]:
+    from trainers.data import DataError
+    from trainers.models import ModelError
+
+    return (ConfigError, DataError, ModelError)
+
+
+def validate(config: Path) -> int:
+    """Check a sweep YAML and print it resolved (defaults filled in), with its search space."""
+    import yaml
+
+    from sweeps.space import describe
+
+    loaded = load_config(config)
+    print(f"# {config}: valid")
+    print(yaml.safe_dump(loaded.model_dump(mode="json"), sort_keys=False).rstrip())
+    print("# search space (what Optuna samples per trial):")
+    for knob, text in describe(loaded).items():
+        print(f"#   {knob}: {text}")
+    return 0
+
+
+def launch(config: Path, *, name: str | None = None, state_dir: Path | None = None,
+           address: str | None = None, num_cpus: int | None = None) -> int:
+    """Run a sweep: preflight, base-model score, Ray Tune trials with a live table, summary."""
+    from rich.console import Console
+
+    from sweeps.display import print_table
+    from sweeps.launch import launch_sweep
+
+    console = Console()
+    state = launch_sweep(config, name=name, state_dir=state_dir, address=address,
+                         num_cpus=num_cpus, console=console)
+    print_table(state, console)
+    _print_best(state, console)
+    return 0 if state.status == "completed" else 1
+
+
+def status(sweep: str, *, state_dir: Path = DEFAULT_STATE_DIR) -> int:
+    """Print a sweep's table of trials (status, params, latest metrics)."""
+    from sweeps.display import print_table
+    from sweeps.state import list_sweeps, load_state
+
+    try:
+        state = load_state(sweep, state_dir=state_dir)
+    except FileNotFoundError as exc:
+        known = ", ".join(list_sweeps(state_dir)) or "none"
+        raise ConfigError(f"{exc}; sweeps under {state_dir}: {known}") from None
+    print_table(state)
+    print(f"status: {state.status}; MLflow parent run {state.parent_run_id} at {state.mlflow_uri}")
+    return 0
+
+
+def best(sweep: str, *, state_dir: Path = DEFAULT_STATE_DIR, as_json: bool = False) -> int:
+    """Print the best completed trial: its metrics, the base model's, and the adapter path."""
+    from sweeps.state import load_state
+
+    try:
+        state = load_state(sweep, state_dir=state_dir)
+    except FileNotFoundError as exc:
+        raise ConfigError(str(exc)) from None
+    record = state.best_trial()
+    if record is None:
+        print(f"sweep {state.name}: no completed trial yet", file=sys.stderr)
+        return 1
+    if as_json:
+        print(json.dumps({"sweep": state.name, "trial_id": record.trial_id, "run_id": record.run_id,
+                          "params": record.params, "metrics": record.metrics,
+                          "base_metrics": state.base_metrics, "adapter_path": record.adapter_path},
+                         indent=2))
+        return 0
+    from rich.console import Console
+
+    _print_best(state, Console())
+    return 0
+
+
+def _print_best(state: Any, console: Any) -> None:
+    record = state.best_trial()
+    if record is None:
+        console.print("No trial completed.")
+        return
+    metric = state.objective_metric
+    base = state.base_metrics.get(metric)
+    value = record.metrics.get(metric)
+    delta = f" (base model {base:.4f}, delta {value - base:+.4f})" if base is not None and value is not None else ""
+    console.print(f"Best trial {record.trial_id}: {metric}={value:.4f}{delta}", highlight=False)
+    console.print(f"  params: {json.dumps(record.params)}", highlight=False)
+    console.print(f"  adapter: {record.adapter_path}", highlight=False)
+    console.print(f"  MLflow: run {record.run_id} in {state.mlflow_uri}", highlight=False)
+
+
+# --------------------------------------------------------------------------- argument parsing
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="sweep", description="Find the best LoRA adapter for your data (Ray Tune + Optuna + MLflow).")
+    verbs = parser.add_subparsers(dest="verb", required=True, metavar="VERB")
+
+    p = verbs.add_parser("launch", help=launch.__doc__, description=launch.__doc__)
+    p.add_argument("config", type=Path, help="sweep YAML, e.g. search_spaces/lora.yaml")
+    p.add_argument("--name", help="sweep name (default: <config name>-<timestamp>)")
+    p.add_argument("--state-dir", type=Path, help="where sweep directories live (default: from the YAML)")
+    p.add_argument("--address", help="an existing Ray cluster (auto | ray://host:port)")
+    p.add_argument("--num-cpus", type=int, help="CPUs for a local Ray (default: all)")
+    p.set_defaults(run=lambda a: launch(a.config, name=a.name, state_dir=a.state_dir,
+                                        address=a.address, num_cpus=a.num_cpus))
+
+    p = verbs.add_parser("validate", help=validate.__doc__, description=validate.__doc__)
+    p.add_argument("config", type=Path)
+    p.set_defaults(run=lambda a: validate(a.config))
+
+    p = verbs.add_parser("status", help=status.__doc__, description=status.__doc__)
+    p.add_argument("sweep", help="sweep name, or the path of its directory")
+    p.add_argument("--state-dir", type=Path, default=DEFAULT_STATE_DIR)
+    p.set_defaults(run=lambda a: status(a.sweep, state_dir=a.state_dir))
+
+    p = verbs.add_parser("best", help=best.__doc__, description=best.__doc__)
+    p.add_argument("sweep", help="sweep name, or the path of its directory")
+    p.add_argument("--state-dir", type=Path, default=DEFAULT_STATE_DIR)
+    p.add_argument("--json", action="store_true", dest="as_json", help="machine-readable output")
+    p.set_defaults(run=lambda a: best(a.sweep, state_dir=a.state_dir, as_json=a.as_json))
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    run: Callable[[argparse.Namespace], int] = args.run
+    try:
+        return run(args)
+    except ConfigError as exc:
+        print(f"error: {exc}".replace("\n", "\nerror: "), file=sys.stderr)
+        return EXIT_BAD_INPUT
+    except KeyboardInterrupt:
+        print("\ninterrupted", file=sys.stderr)
+        return EXIT_INTERRUPTED
+    except Exception as exc:
+        if isinstance(exc, _input_errors()):
+            print(f"error: {exc}", file=sys.stderr)
+            return EXIT_BAD_INPUT
+        raise
+
+
+if __name__ == "__main__":
+    sys.exit(main())

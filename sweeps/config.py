@@ -1,0 +1,403 @@
+"""The sweep YAML's typed schema: parsed with ``yaml.safe_load`` and checked before any compute.
+
+This module imports neither torch, ray nor mlflow, so ``sweep validate`` stays fast.
+"""
+
+from __future__ import annotations
+
+import math
+import re
+from collections.abc import Callable
+from pathlib import Path
+from typing import Annotated, Any, Literal
+
+import yaml
+from pydantic import (
+    AfterValidator,
+    BaseModel,
+    BeforeValidator,
+    ConfigDict,
+    Field,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
+
+SAFE_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,99}$")
+DATA_FORMATS = ("auto", "alpaca", "hash_pairs", "prompt_completion", "text", "chat")
+TASK_METRICS = ("exact_match", "field_f1", "rouge_l")
+
+
+class ConfigError(ValueError):
+    """A config problem, already phrased as one line: ``file:line: field: message``."""
+
+
+def check_safe_name(value: str, *, what: str = "name") -> str:
+    """Reject names that could escape a directory (``../``, absolute paths, NUL, odd characters)."""
+    if not SAFE_NAME.match(value) or ".." in value:
+        raise ValueError(
+            f"{what} {value!r} must be 1-100 characters of letters, digits, '.', '_' or '-', "
+            "start with a letter or digit, and contain no '..'"
+        )
+    return value
+
+
+# --------------------------------------------------------------------------- search space
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class LogUniform(_Strict):
+    type: Literal["loguniform"]
+    low: float
+    high: float
+
+
+class Uniform(_Strict):
+    type: Literal["uniform"]
+    low: float
+    high: float
+
+
+class IntRange(_Strict):
+    type: Literal["int"]
+    low: int
+    high: int
+    step: int = 1
+
+
+class Choice(_Strict):
+    type: Literal["choice"]
+    values: list[Any]
+
+
+class RatioOfR(_Strict):
+    """``lora_alpha = ratio * lora_r``, with the ratio chosen from ``values``."""
+
+    type: Literal["ratio_of_r"]
+    values: list[float]
+
+
+ParamSpec = float | int | LogUniform | Uniform | IntRange | Choice | RatioOfR
+
+
+def _expand_shorthand(value: Any) -> Any:
+    """A YAML list means a categorical choice; a scalar means a fixed value."""
+    if isinstance(value, list):
+        return {"type": "choice", "values": value}
+    if isinstance(value, bool) or isinstance(value, str):
+        raise ValueError(
+            f"expected a number, a list of choices or a mapping with 'type', got {value!r}"
+        )
+    return value
+
+
+def _param_values(spec: ParamSpec) -> list[float]:
+    """Every value a spec can produce at its bounds (enough to check its domain)."""
+    if isinstance(spec, (LogUniform, Uniform, IntRange)):
+        if spec.high < spec.low:
+            raise ValueError(f"high ({spec.high}) must be >= low ({spec.low})")
+        if isinstance(spec, IntRange) and spec.step < 1:
+            raise ValueError(f"step must be >= 1, got {spec.step}")
+        return [spec.low, spec.high]
+    if isinstance(spec, (Choice, RatioOfR)):
+        if not spec.values:
+            raise ValueError("choice list is empty: give at least one value")
+        return list(spec.values)
+    return [spec]
+
+
+def _domain(
+    *, integer: bool = False, low: float = -math.inf, low_open: bool = False, high: float = math.inf
+) -> Callable[[ParamSpec], ParamSpec]:
+    """An after-validator checking that every value a spec can yield lies in the domain."""
+
+    def check(spec: ParamSpec) -> ParamSpec:
+        if isinstance(spec, RatioOfR):
+            raise ValueError("'ratio_of_r' is only allowed for lora_alpha")
+        for value in _param_values(spec):
+            if isinstance(value, bool) or not isinstance(value, (int, float)):
+                raise ValueError(f"values must be numbers, got {value!r}")
+            if integer and (isinstance(value, float) and not value.is_integer()):
+                raise ValueError(f"values must be positive integers, got {value!r}")
+            if not math.isfinite(value) or value < low or (low_open and value == low):
+                bound = f"> {low:g}" if low_open else f">= {low:g}"
+                raise ValueError(f"values must be {bound}, got {value!r}")
+            if value > high:
+                raise ValueError(f"values must be <= {high:g}, got {value!r}")
+        if isinstance(spec, LogUniform) and spec.low <= 0:
+            raise ValueError(f"loguniform needs low > 0, got {spec.low!r}")
+        return spec
+
+    return check
+
+
+def _alpha_domain(spec: ParamSpec) -> ParamSpec:
+    if isinstance(spec, RatioOfR):
+        for ratio in _param_values(spec):
+            if ratio <= 0:
+                raise ValueError(f"ratio_of_r values must be > 0, got {ratio!r}")
+        return spec
+    return _domain(low=0, low_open=True)(spec)
+
+
+def _param(check: Callable[[ParamSpec], ParamSpec]) -> Any:
+    return Annotated[ParamSpec, BeforeValidator(_expand_shorthand), AfterValidator(check)]
+
+
+PositiveFloat = _param(_domain(low=0, low_open=True))
+PositiveInt = _param(_domain(integer=True, low=1))
+UnitInterval = _param(_domain(low=0, high=0.999))
+NonNegative = _param(_domain(low=0))
+Alpha = Annotated[ParamSpec, BeforeValidator(_expand_shorthand), AfterValidator(_alpha_domain)]
+
+
+class SearchSpace(_Strict):
+    """What Optuna samples for each trial. A scalar fixes a value; a list is a categorical choice."""
+
+    learning_rate: PositiveFloat = LogUniform(type="loguniform", low=1e-4, high=1e-3)
+    lora_r: PositiveInt = Choice(type="choice", values=[8, 16])
+    lora_alpha: Alpha = RatioOfR(type="ratio_of_r", values=[2.0])
+    num_epochs: PositiveInt = 1
+    sequence_len: PositiveInt = 512
+    lora_dropout: UnitInterval | None = None
+    weight_decay: NonNegative | None = None
+    warmup_ratio: UnitInterval | None = None
+
+
+# --------------------------------------------------------------------------- sections
+class DataConfig(_Strict):
+    train: str = Field(description="Training file: .jsonl, .json, .csv or .txt.")
+    heldout: str | None = Field(None, description="Held-out file; else split off val_set_size.")
+    val_set_size: float = Field(0.1, gt=0, lt=1, description="Held-out fraction when no file.")
+    format: Literal["auto", "alpaca", "hash_pairs", "prompt_completion", "text", "chat"] = "auto"
+    template: Literal["auto", "chat", "alpaca", "plain"] = Field(
+        "auto", description="auto: the model's chat template when it has one, else alpaca."
+    )
+    system_prompt: str | None = None
+    columns: dict[str, str] = Field(
+        default_factory=dict, description="Rename columns: {our_name: your_column}."
+    )
+    task_metric: Literal["auto", "exact_match", "field_f1", "rouge_l"] = "auto"
+    split_seed: int = 0
+
+    @field_validator("columns")
+    @classmethod
+    def _known_columns(cls, value: dict[str, str]) -> dict[str, str]:
+        known = {"instruction", "input", "output", "prompt", "completion", "text", "messages"}
+        for key in value:
+            if key not in known:
+                raise ValueError(f"unknown column {key!r}; known: {', '.join(sorted(known))}")
+        return value
+
+
+class TrainingConfig(_Strict):
+    """Knobs every trial shares (Axolotl names)."""
+
+    micro_batch_size: int = Field(4, ge=1)
+    gradient_accumulation_steps: int = Field(1, ge=1)
+    warmup_ratio: float = Field(0.1, ge=0, lt=1)
+    optimizer: Literal["adamw_torch", "adamw", "sgd"] = "adamw_torch"
+    lr_scheduler: Literal["cosine", "linear", "constant"] = "cosine"
+    weight_decay: float = Field(0.0, ge=0)
+    lora_dropout: float = Field(0.05, ge=0, lt=1)
+    lora_target_modules: list[str] = Field(default_factory=lambda: ["q_proj", "v_proj"])
+    max_grad_norm: float = Field(1.0, gt=0)
+    evals_per_epoch: int = Field(2, ge=1, description="Rungs per epoch: held-out eval + report.")
+    sample_packing: bool = Field(True, description="Pack examples into rows; no padding tokens.")
+    seed: int = 42
+
+    @field_validator("lora_target_modules")
+    @classmethod
+    def _non_empty_targets(cls, value: list[str]) -> list[str]:
+        if not value:
+            raise ValueError("choice list is empty: name at least one module")
+        return value
+
+
+class SearchConfig(_Strict):
+    algorithm: Literal["tpe", "random", "grid"] = "tpe"
+    num_samples: int = Field(8, ge=1)
+    max_concurrent: int = Field(2, ge=1)
+    seed: int = 0
+
+
+class AshaConfig(_Strict):
+    type: Literal["asha"] = "asha"
+    grace_period: int = Field(1, ge=1, description="Rungs every trial runs before it can stop.")
+    reduction_factor: float = Field(2.0, gt=1)
+
+
+class NoScheduler(_Strict):
+    type: Literal["none"]
+
+
+class Resources(_Strict):
+    cpu: float = Field(1.0, gt=0)
+    gpu: float = Field(0.0, ge=0)
+
+    @field_validator("gpu")
+    @classmethod
+    def _whole_if_above_one(cls, value: float) -> float:
+        if value > 1 and not value.is_integer():
+            raise ValueError(f"a fraction of a GPU must be <= 1; above 1 use whole GPUs, got {value}")
+        return value
+
+
+class Objective(_Strict):
+    metric: str = "heldout/task_metric"
+    mode: Literal["min", "max"] | None = None
+
+    @field_validator("metric")
+    @classmethod
+    def _known_metric(cls, value: str) -> str:
+        known = {"heldout/task_metric", "heldout/loss", "heldout/perplexity"}
+        known |= {f"heldout/{m}" for m in TASK_METRICS}
+        if value not in known:
+            raise ValueError(f"unknown metric {value!r}; known: {', '.join(sorted(known))}")
+        return value
+
+    @property
+    def resolved_mode(self) -> Literal["min", "max"]:
+        if self.mode is not None:
+            return self.mode
+        return "min" if self.metric in ("heldout/loss", "heldout/perplexity") else "max"
+
+
+class Tracking(_Strict):
+    mlflow_uri: str = "sqlite:///mlruns/mlflow.db"
+    experiment: str | None = Field(None, description="MLflow experiment; defaults to the name.")
+    state_dir: str = Field("mlruns/sweeps", description="One directory per sweep lives here.")
+
+
+class HeldoutEval(_Strict):
+    max_new_tokens: int = Field(64, ge=1)
+    batch_size: int = Field(16, ge=1)
+    generation_samples: int | None = Field(
+        None, ge=1, description="Held-out rows generated per rung for the task metric; None: all."
+    )
+    logged_generations: int = Field(8, ge=0, description="Sample generations logged per trial.")
+
+
+class SweepConfig(_Strict):
+    """The whole sweep, as written in ``search_spaces/*.yaml``."""
+
+    name: str = "lora-sweep"
+    base_model: str = "smollm2-135m-instruct"
+    trust_remote_code: bool = False
+    data: DataConfig
+    search_space: SearchSpace = SearchSpace()
+    training: TrainingConfig = TrainingConfig()
+    search: SearchConfig = SearchConfig()
+    scheduler: AshaConfig | NoScheduler = Field(default_factory=AshaConfig, discriminator="type")
+    resources: Resources = Resources()
+    objective: Objective = Objective()
+    tracking: Tracking = Tracking()
+    evaluation: HeldoutEval = HeldoutEval()
+
+    @field_validator("name")
+    @classmethod
+    def _safe_name(cls, value: str) -> str:
+        return check_safe_name(value)
+
+    @field_validator("base_model")
+    @classmethod
+    def _non_empty_model(cls, value: str) -> str:
+        if not value.strip() or "\x00" in value:
+            raise ValueError("base_model must name an HF id, a local directory or an embedded model")
+        return value
+
+    @model_validator(mode="after")
+    def _cross_section_rules(self) -> SweepConfig:
+        for knob in ("lora_dropout", "weight_decay", "warmup_ratio"):
+            if getattr(self.search_space, knob) is not None and knob in self.training.model_fields_set:
+                raise ValueError(f"{knob} is set in both training and search_space; keep one")
+        if self.search.algorithm == "grid":
+            for knob, spec in self.search_space:
+                if isinstance(spec, (LogUniform, Uniform)):
+                    raise ValueError(
+                        f"search.algorithm grid needs finite choices, but search_space.{knob} "
+                        f"is {spec.type}; use a list of values"
+                    )
+        return self
+
+    @property
+    def task_metric_name(self) -> str:
+        return self.data.task_metric
+
+
+# --------------------------------------------------------------------------- loading
+def load_config(path: str | Path) -> SweepConfig:
+    """Read and validate a sweep YAML; raise ConfigError with one line per problem."""
+    path = Path(path)
+    if not path.is_file():
+        raise ConfigError(f"{path}: config file not found")
+    text = path.read_text(encoding="utf-8")
+    try:
+        raw = yaml.safe_load(text)
+    except yaml.YAMLError as exc:
+        line = getattr(getattr(exc, "problem_mark", None), "line", None)
+        where = f"{path}:{line + 1}" if line is not None else str(path)
+        raise ConfigError(f"{where}: not valid YAML ({getattr(exc, 'problem', exc)})") from None
+    if not isinstance(raw, dict):
+        raise ConfigError(f"{path}: expected a mapping of sections at the top level")
+    try:
+        return SweepConfig.model_validate(raw)
+    except ValidationError as exc:
+        raise ConfigError(_format_errors(exc, path=path, text=text)) from None
+
+
+def config_from_dict(raw: dict[str, Any], *, source: str = "<config>") -> SweepConfig:
+    """Validate an in-memory config (the Python API's entry)."""
+    try:
+        return SweepConfig.model_validate(raw)
+    except ValidationError as exc:
+        raise ConfigError(_format_errors(exc, path=Path(source), text=None)) from None
+
+
+def _format_errors(exc: ValidationError, *, path: Path, text: str | None) -> str:
+    lines = []
+    for error in exc.errors():
+        loc = [str(part) for part in error["loc"] if not _is_union_tag(part)]
+        field = ".".join(loc) or "(top level)"
+        message = error["msg"].removeprefix("Value error, ")
+        if error["type"] == "extra_forbidden":
+            message = f"unknown key {loc[-1]!r}"
+        elif error["type"] == "missing":
+            message = "required field is missing"
+        line = _yaml_line(text, error["loc"]) if text else None
+        where = f"{path}:{line}" if line else str(path)
+        lines.append(f"{where}: {field}: {message}")
+    return "\n".join(dict.fromkeys(lines))
+
+
+def _is_union_tag(part: Any) -> bool:
+    tags = ("LogUniform", "Uniform", "IntRange", "Choice", "RatioOfR", "float", "int")
+    return isinstance(part, str) and (part in tags or part.startswith(("function-", "asha", "none")))
+
+
+def _yaml_line(text: str, loc: tuple[Any, ...]) -> int | None:
+    """The 1-based line in the YAML source of the deepest mapping key on ``loc``."""
+    try:
+        node: Any = yaml.compose(text, Loader=yaml.SafeLoader)
+    except yaml.YAMLError:
+        return None
+    line = None
+    for part in loc:
+        if isinstance(node, yaml.MappingNode):
+            match = next(((k, v) for k, v in node.value if k.value == part), None)
+            if match is None:
+                break
+            line, node = match[0].start_mark.line + 1, match[1]
+        elif isinstance(node, yaml.SequenceNode) and isinstance(part, int) and part < len(node.value):
+            node = node.value[part]
+            line = node.start_mark.line + 1
+        else:
+            break
+    return line
+
+
+def resolve_path(value: str, *, config_dir: Path) -> Path:
+    """Relative paths in a config are relative to the config file's directory."""
+    path = Path(value).expanduser()
+    return path if path.is_absolute() else (config_dir / path).resolve()

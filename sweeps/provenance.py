@@ -1,0 +1,94 @@
+"""Where a run came from: git commit and dirty flag, package versions, hardware, seeds, data digests."""
+
+from __future__ import annotations
+
+import os
+import platform
+import re
+import subprocess
+from importlib import metadata
+from pathlib import Path
+from typing import Any
+
+PACKAGES = ("lora-sweep", "torch", "transformers", "peft", "accelerate", "ray", "optuna", "mlflow",
+            "lm-eval", "pandas", "bitsandbytes", "gguf")
+SECRET_KEY = re.compile(r"(token|secret|password|passwd|api[_-]?key|credential|auth)", re.IGNORECASE)
+SECRET_VALUE = re.compile(r"^(hf_[A-Za-z0-9]{20,}|sk-[A-Za-z0-9_-]{20,}|ghp_[A-Za-z0-9]{20,})$")
+
+
+def git_info(directory: Path) -> dict[str, str]:
+    """The commit and dirty flag of the git checkout holding ``directory`` (unknown outside git)."""
+    def git(*args: str) -> str:
+        result = subprocess.run(["git", "-C", str(directory), *args], capture_output=True,
+                                text=True, check=False, timeout=10)
+        return result.stdout.strip() if result.returncode == 0 else ""
+
+    commit = git("rev-parse", "HEAD")
+    if not commit:
+        return {"git.commit": "unknown", "git.dirty": "unknown"}
+    dirty = bool(git("status", "--porcelain", "--untracked-files=no"))
+    return {"git.commit": commit, "git.dirty": str(dirty).lower()}
+
+
+def package_versions() -> dict[str, str]:
+    versions = {}
+    for name in PACKAGES:
+        try:
+            versions[f"version.{name}"] = metadata.version(name)
+        except metadata.PackageNotFoundError:
+            versions[f"version.{name}"] = "not installed"
+    versions["version.python"] = platform.python_version()
+    return versions
+
+
+def hardware() -> dict[str, str]:
+    info = {
+        "hardware.platform": platform.platform(),
+        "hardware.machine": platform.machine(),
+        "hardware.cpu_count": str(os.cpu_count()),
+        "hardware.memory_gib": f"{_memory_bytes() / 2**30:.1f}",
+        "hardware.gpus": "none",
+    }
+    try:
+        import torch
+
+        if torch.cuda.is_available():
+            names = [torch.cuda.get_device_name(i) for i in range(torch.cuda.device_count())]
+            info["hardware.gpus"] = ", ".join(names)
+    except ImportError:
+        pass
+    return info
+
+
+def _memory_bytes() -> int:
+    try:
+        return os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
+    except (ValueError, OSError, AttributeError):
+        return 0
+
+
+def provenance_tags(*, seeds: dict[str, int], digests: dict[str, str]) -> dict[str, str]:
+    """Every tag the parent run carries about where the sweep came from."""
+    source_dir = Path(__file__).resolve().parent
+    tags = {**git_info(source_dir), **package_versions(), **hardware()}
+    tags.update({f"seed.{k}": str(v) for k, v in seeds.items()})
+    tags.update({f"dataset.{k}.sha256": v for k, v in digests.items()})
+    return tags
+
+
+def is_secret(key: str, value: Any) -> bool:
+    return bool(SECRET_KEY.search(key)) or (isinstance(value, str) and bool(SECRET_VALUE.match(value)))
+
+
+def flatten(data: dict[str, Any], prefix: str = "") -> dict[str, Any]:
+    """Nested config -> dotted keys; secret-looking keys and values are left out."""
+    out: dict[str, Any] = {}
+    for key, value in data.items():
+        dotted = f"{prefix}{key}"
+        if is_secret(key, value):
+            continue
+        if isinstance(value, dict):
+            out.update(flatten(value, f"{dotted}."))
+        else:
+            out[dotted] = value
+    return out

@@ -1,0 +1,107 @@
+"""What the driver does when Ray says a trial started, reported a rung, or ended.
+
+Plain Python: the Ray callback (sweeps/_tune.py) calls these methods, which keep state.json,
+MLflow (through SweepTracker) and the live table in step. Every metric step reaches MLflow once:
+a step at or below the last one logged for that trial is skipped (a restarted trial replays none).
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+from pathlib import Path
+from typing import Any, Protocol
+
+from sweeps.space import HYPERPARAMETERS
+from sweeps.state import SweepState, TrialRecord
+
+LOGGED_PREFIXES = ("heldout/", "train/", "data/")
+LOGGED_KEYS = ("tokens_trained", "epoch", "rung")
+
+
+class Tracker(Protocol):
+    def start_trial(self, parent_run_id: str, *, sweep: str, trial_id: str, params: dict[str, Any]) -> str: ...
+    def log_metrics(self, run_id: str, metrics: dict[str, float], *, step: int) -> None: ...
+    def end_trial(self, run_id: str, *, status: str, reason: str | None = None,
+                  adapter_dir: Path | None = None, predictions: list[dict[str, Any]] | None = None,
+                  logged_generations: int = 8) -> None: ...
+
+
+class Display(Protocol):
+    def refresh(self, state: SweepState, event: str) -> None: ...
+
+
+def trial_params(config: dict[str, Any]) -> dict[str, Any]:
+    """The sampled hyperparameters of a trial, as its child run's params."""
+    params = {k: config[k] for k in (*HYPERPARAMETERS, "lora_alpha_ratio") if k in config}
+    return params
+
+
+def logged_metrics(result: dict[str, Any]) -> dict[str, float]:
+    return {k: float(v) for k, v in result.items()
+            if (k.startswith(LOGGED_PREFIXES) or k in LOGGED_KEYS) and isinstance(v, (int, float))}
+
+
+class SweepRecorder:
+    def __init__(self, state: SweepState, tracker: Tracker, display: Display, *,
+                 logged_generations: int = 8) -> None:
+        self.state = state
+        self.tracker = tracker
+        self.display = display
+        self.logged_generations = logged_generations
+
+    def trial_started(self, trial_id: str, config: dict[str, Any]) -> None:
+        if trial_id in self.state.trials:  # a restarted trial keeps its child run
+            self.state.trials[trial_id].status = "running"
+        else:
+            params = trial_params(config)
+            run_id = self.tracker.start_trial(self.state.parent_run_id, sweep=self.state.name,
+                                              trial_id=trial_id, params=params)
+            self.state.trials[trial_id] = TrialRecord(trial_id=trial_id, run_id=run_id, params=params)
+        self.state.save()
+        self.display.refresh(self.state, f"{trial_id} started")
+
+    def trial_result(self, trial_id: str, result: dict[str, Any]) -> None:
+        record = self.state.trials[trial_id]
+        step = int(result["step"])
+        if step <= record.last_step:
+            return
+        metrics = logged_metrics(result)
+        self.tracker.log_metrics(record.run_id, metrics, step=step)
+        record.last_step, record.metrics, record.rungs = step, metrics, int(result.get("rung", 0))
+        self.state.save()
+        self.display.refresh(self.state, f"{trial_id} rung {record.rungs}")
+
+    def trial_ended(self, trial_id: str, *, result: dict[str, Any] | None, checkpoint: Path | None,
+                    error: str | None = None) -> None:
+        record = self.state.trials.get(trial_id)
+        if record is None or record.status in ("completed", "pruned", "failed"):
+            return
+        if error is not None:
+            record.status, record.error = "failed", error
+        else:
+            record.status = "completed" if result and result.get("final_rung") else "pruned"
+        adapter = self._keep_adapter(trial_id, checkpoint)
+        record.adapter_path = str(adapter) if adapter else None
+        self.tracker.end_trial(record.run_id, status=record.status, reason=error,
+                               adapter_dir=adapter, predictions=_predictions(checkpoint),
+                               logged_generations=self.logged_generations)
+        self.state.save()
+        self.display.refresh(self.state, f"{trial_id} {record.status}")
+
+    def _keep_adapter(self, trial_id: str, checkpoint: Path | None) -> Path | None:
+        """Copy the trial's last adapter out of Ray's checkpoints into adapters/<trial>/."""
+        if checkpoint is None or not (checkpoint / "adapter").is_dir():
+            return None
+        target = self.state.path / "adapters" / trial_id
+        if target.exists():
+            shutil.rmtree(target)
+        shutil.copytree(checkpoint / "adapter", target)
+        return target
+
+
+def _predictions(checkpoint: Path | None) -> list[dict[str, Any]]:
+    if checkpoint is None or not (checkpoint / "predictions.jsonl").is_file():
+        return []
+    lines = (checkpoint / "predictions.jsonl").read_text().splitlines()
+    return [json.loads(line) for line in lines if line.strip()]

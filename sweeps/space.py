@@ -1,0 +1,152 @@
+"""The one place where the YAML search space becomes Optuna distributions.
+
+Nothing else knows the YAML's shape. ``define_by_run`` is what Ray's OptunaSearch calls per trial;
+it returns the derived values (a fixed knob, or ``lora_alpha`` as a ratio of ``lora_r``).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Any
+
+from sweeps.config import (
+    Choice,
+    IntRange,
+    LogUniform,
+    ParamSpec,
+    RatioOfR,
+    SearchSpace,
+    SweepConfig,
+    Uniform,
+)
+
+if TYPE_CHECKING:
+    import optuna
+
+HYPERPARAMETERS = (
+    "learning_rate",
+    "lora_r",
+    "lora_alpha",
+    "num_epochs",
+    "sequence_len",
+    "lora_dropout",
+    "weight_decay",
+    "warmup_ratio",
+)
+INTEGER_KNOBS = {"lora_r", "num_epochs", "sequence_len"}
+
+
+def active_specs(config: SweepConfig) -> dict[str, ParamSpec]:
+    """Each hyperparameter's spec: from search_space, else the fixed value from training."""
+    specs: dict[str, ParamSpec] = {}
+    for knob in HYPERPARAMETERS:
+        spec = getattr(config.search_space, knob)
+        specs[knob] = getattr(config.training, knob) if spec is None else spec
+    return specs
+
+
+def sample(trial: optuna.Trial, specs: dict[str, ParamSpec]) -> dict[str, Any]:
+    """Suggest every searched knob on ``trial``; return the values that are fixed or derived."""
+    derived: dict[str, Any] = {}
+    for knob, spec in specs.items():
+        if knob == "lora_alpha":
+            continue
+        value = _suggest(trial, knob, spec)
+        if value is not None:
+            derived[knob] = value
+    alpha = specs["lora_alpha"]
+    r = trial.params.get("lora_r", derived.get("lora_r"))
+    if isinstance(alpha, RatioOfR):
+        ratio = trial.suggest_categorical("lora_alpha_ratio", list(alpha.values))
+        derived["lora_alpha"] = float(ratio) * float(r)
+    else:
+        value = _suggest(trial, "lora_alpha", alpha)
+        if value is not None:
+            derived["lora_alpha"] = value
+    return derived
+
+
+def _suggest(trial: optuna.Trial, knob: str, spec: ParamSpec) -> Any:
+    """Suggest a searched knob (returns None), or return a fixed knob's value."""
+    if isinstance(spec, LogUniform):
+        trial.suggest_float(knob, spec.low, spec.high, log=True)
+    elif isinstance(spec, Uniform):
+        trial.suggest_float(knob, spec.low, spec.high)
+    elif isinstance(spec, IntRange):
+        trial.suggest_int(knob, spec.low, spec.high, step=spec.step)
+    elif isinstance(spec, Choice):
+        trial.suggest_categorical(knob, list(spec.values))
+    else:
+        return int(spec) if knob in INTEGER_KNOBS else spec
+    return None
+
+
+class DefineByRun:
+    """The define-by-run function Ray's OptunaSearch calls per trial (picklable: Ray saves it)."""
+
+    def __init__(self, specs: dict[str, ParamSpec]) -> None:
+        self.specs = specs
+
+    def __call__(self, trial: optuna.Trial) -> dict[str, Any]:
+        return sample(trial, self.specs)
+
+
+def define_by_run(config: SweepConfig) -> Callable[[optuna.Trial], dict[str, Any]]:
+    return DefineByRun(active_specs(config))
+
+
+def grid_values(config: SweepConfig) -> dict[str, list[Any]]:
+    """The finite grid that GridSampler walks (validation has ruled out continuous ranges)."""
+    grid: dict[str, list[Any]] = {}
+    for knob, spec in active_specs(config).items():
+        if isinstance(spec, Choice):
+            grid[knob] = list(spec.values)
+        elif isinstance(spec, IntRange):
+            grid[knob] = list(range(spec.low, spec.high + 1, spec.step))
+        elif isinstance(spec, RatioOfR):
+            grid["lora_alpha_ratio"] = list(spec.values)
+    return grid
+
+
+def grid_size(config: SweepConfig) -> int:
+    size = 1
+    for values in grid_values(config).values():
+        size *= len(values)
+    return size
+
+
+def trial_hyperparameters(config: dict[str, Any]) -> dict[str, Any]:
+    """The hyperparameters of a trial, from the flat dict Optuna and Ray hand the trial."""
+    params = {knob: config[knob] for knob in HYPERPARAMETERS if knob in config}
+    missing = [knob for knob in HYPERPARAMETERS if knob not in params]
+    if missing:
+        raise KeyError(f"trial config lacks {', '.join(missing)}")
+    for knob in INTEGER_KNOBS:
+        params[knob] = int(params[knob])
+    return params
+
+
+def max_epochs(space: SearchSpace) -> int:
+    spec = space.num_epochs
+    if isinstance(spec, IntRange):
+        return spec.high
+    if isinstance(spec, Choice):
+        return int(max(spec.values))
+    return int(spec)  # type: ignore[arg-type]
+
+
+def describe(config: SweepConfig) -> dict[str, str]:
+    """A one-line description of every hyperparameter's spec, for ``sweep validate``."""
+    out = {}
+    for knob, spec in active_specs(config).items():
+        if isinstance(spec, (LogUniform, Uniform)):
+            out[knob] = f"{spec.type}({spec.low:g}, {spec.high:g})"
+        elif isinstance(spec, IntRange):
+            out[knob] = f"int({spec.low}..{spec.high}, step {spec.step})"
+        elif isinstance(spec, Choice):
+            out[knob] = f"choice{list(spec.values)}"
+        elif isinstance(spec, RatioOfR):
+            out[knob] = f"lora_r x choice{list(spec.values)}"
+        else:
+            out[knob] = f"fixed {spec}"
+    return out

@@ -1,0 +1,106 @@
+"""One directory per sweep, and its state file (written atomically, only by the driver).
+
+    <state_dir>/<sweep>/state.json      what ``sweep status`` / ``sweep best`` read
+    <state_dir>/<sweep>/config.yaml     the resolved config the sweep ran with
+    <state_dir>/<sweep>/optuna.db       the persistent Optuna study
+    <state_dir>/<sweep>/ray/            Ray Tune's trial directories and checkpoints
+    <state_dir>/<sweep>/adapters/<id>/  each finished trial's final adapter (PEFT format)
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import tempfile
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+from sweeps.config import check_safe_name
+
+STATE_FILE = "state.json"
+TRIAL_STATUSES = ("running", "completed", "pruned", "failed")
+
+
+@dataclass
+class TrialRecord:
+    trial_id: str
+    run_id: str
+    params: dict[str, Any]
+    status: str = "running"
+    last_step: int = -1  # the last metric step logged to MLflow (exactly-once guard)
+    rungs: int = 0
+    metrics: dict[str, float] = field(default_factory=dict)
+    adapter_path: str | None = None
+    error: str | None = None
+
+
+@dataclass
+class SweepState:
+    name: str
+    directory: str
+    config_path: str
+    objective_metric: str
+    objective_mode: str
+    task_metric: str
+    mlflow_uri: str
+    experiment_id: str = ""
+    parent_run_id: str = ""
+    status: str = "running"
+    base_metrics: dict[str, float] = field(default_factory=dict)
+    trials: dict[str, TrialRecord] = field(default_factory=dict)
+
+    @property
+    def path(self) -> Path:
+        return Path(self.directory)
+
+    def save(self) -> None:
+        """Write state.json atomically: a reader never sees half a file."""
+        write_json_atomic(self.path / STATE_FILE, asdict(self))
+
+    def best_trial(self) -> TrialRecord | None:
+        """The completed trial with the best objective value."""
+        done = [t for t in self.trials.values()
+                if t.status == "completed" and self.objective_metric in t.metrics]
+        if not done:
+            return None
+        sign = 1 if self.objective_mode == "max" else -1
+        return max(done, key=lambda t: sign * t.metrics[self.objective_metric])
+
+
+def write_json_atomic(path: Path, data: Any) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
+    with os.fdopen(fd, "w") as handle:
+        json.dump(data, handle, indent=2, sort_keys=True)
+        handle.flush()
+        os.fsync(handle.fileno())
+    os.replace(tmp, path)
+
+
+def sweep_directory(state_dir: Path, name: str) -> Path:
+    """The sweep's directory; the name is checked so it cannot escape state_dir."""
+    check_safe_name(name, what="sweep name")
+    root = state_dir.resolve()
+    path = (root / name).resolve()
+    if path.parent != root:
+        raise ValueError(f"sweep name {name!r} escapes {root}")
+    return path
+
+
+def load_state(sweep: str, *, state_dir: Path) -> SweepState:
+    """A sweep's state, by name (under state_dir) or by the path of its directory."""
+    candidate = Path(sweep)
+    directory = candidate if (candidate / STATE_FILE).is_file() else sweep_directory(state_dir, sweep)
+    path = directory / STATE_FILE
+    if not path.is_file():
+        raise FileNotFoundError(f"no sweep {sweep!r}: {path} does not exist")
+    raw = json.loads(path.read_text())
+    raw["trials"] = {k: TrialRecord(**v) for k, v in raw["trials"].items()}
+    return SweepState(**raw)
+
+
+def list_sweeps(state_dir: Path) -> list[str]:
+    if not state_dir.is_dir():
+        return []
+    return sorted(p.parent.name for p in state_dir.glob(f"*/{STATE_FILE}"))

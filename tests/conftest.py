@@ -1,0 +1,120 @@
+"""Shared fixtures: a tiny 2-layer Llama with a tokenizer trained here, and small data files.
+
+Everything is built in-process (no network): the fast tier drives real PEFT, Ray Tune, Optuna and
+MLflow on a model that trains in well under a second per step.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+os.environ.setdefault("HF_DATASETS_OFFLINE", "1")
+os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+
+REPO = Path(__file__).resolve().parents[1]
+DATA = REPO / "data" / "notes_to_json"
+CHAT_TEMPLATE = (
+    "{% for message in messages %}{{'<|im_start|>' + message['role'] + '\n' + message['content']"
+    " + '<|im_end|>' + '\n'}}{% endfor %}{% if add_generation_prompt %}"
+    "{{ '<|im_start|>assistant\n' }}{% endif %}"
+)
+
+
+def build_tiny_model(directory: Path, *, chat_template: bool = True, seed: int = 0) -> Path:
+    """Train a byte-level BPE tokenizer on the embedded data and save a 2-layer Llama beside it."""
+    import torch
+    from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
+    from transformers import LlamaConfig, LlamaForCausalLM, PreTrainedTokenizerFast
+
+    texts = [line for name in ("train.jsonl", "heldout.jsonl")
+             for line in (DATA / name).read_text().splitlines()]
+    specials = ["<|endoftext|>", "<|im_start|>", "<|im_end|>"]
+    tokenizer = Tokenizer(models.BPE())
+    tokenizer.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
+    tokenizer.decoder = decoders.ByteLevel()
+    trainer = trainers.BpeTrainer(vocab_size=600, special_tokens=specials,
+                                  initial_alphabet=pre_tokenizers.ByteLevel.alphabet())
+    tokenizer.train_from_iterator(texts, trainer=trainer)
+    fast = PreTrainedTokenizerFast(tokenizer_object=tokenizer, eos_token="<|im_end|>",
+                                   pad_token="<|endoftext|>", bos_token="<|im_start|>")
+    if chat_template:
+        fast.chat_template = CHAT_TEMPLATE
+    torch.manual_seed(seed)
+    config = LlamaConfig(vocab_size=len(fast), hidden_size=64, intermediate_size=128,
+                         num_hidden_layers=2, num_attention_heads=4, num_key_value_heads=2,
+                         max_position_embeddings=512, tie_word_embeddings=True,
+                         bos_token_id=fast.bos_token_id, eos_token_id=fast.eos_token_id,
+                         pad_token_id=fast.pad_token_id)
+    model = LlamaForCausalLM(config)
+    directory.mkdir(parents=True, exist_ok=True)
+    model.save_pretrained(directory)
+    fast.save_pretrained(directory)
+    return directory
+
+
+@pytest.fixture(scope="session")
+def tiny_model(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return build_tiny_model(tmp_path_factory.mktemp("tiny-llama"))
+
+
+@pytest.fixture(scope="session")
+def tiny_model_plain(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The same tiny model, but its tokenizer has no chat template (Alpaca template applies)."""
+    return build_tiny_model(tmp_path_factory.mktemp("tiny-llama-plain"), chat_template=False)
+
+
+def write_jsonl(path: Path, rows: list[dict[str, Any]]) -> Path:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text("".join(json.dumps(row) + "\n" for row in rows))
+    return path
+
+
+@pytest.fixture
+def small_data(tmp_path: Path) -> dict[str, Path]:
+    """48 train and 12 held-out rows of the embedded task (enough for a few steps)."""
+    train = [json.loads(x) for x in (DATA / "train.jsonl").read_text().splitlines()[:48]]
+    held = [json.loads(x) for x in (DATA / "heldout.jsonl").read_text().splitlines()[:12]]
+    return {"train": write_jsonl(tmp_path / "train.jsonl", train),
+            "heldout": write_jsonl(tmp_path / "heldout.jsonl", held)}
+
+
+def tiny_sweep_config(model: Path, data: dict[str, Path], tmp_path: Path, **overrides: Any) -> dict[str, Any]:
+    """A sweep config for the tiny model that finishes in seconds per trial."""
+    config: dict[str, Any] = {
+        "name": "tiny",
+        "base_model": str(model),
+        "data": {"train": str(data["train"]), "heldout": str(data["heldout"])},
+        "search_space": {
+            "learning_rate": {"type": "loguniform", "low": 1e-3, "high": 1e-2},
+            "lora_r": [2, 4],
+            "lora_alpha": {"type": "ratio_of_r", "values": [1, 2]},
+            "num_epochs": {"type": "int", "low": 1, "high": 2},
+            "sequence_len": [128],
+        },
+        "training": {"micro_batch_size": 4, "evals_per_epoch": 2, "seed": 1},
+        "search": {"algorithm": "tpe", "num_samples": 4, "max_concurrent": 2, "seed": 3},
+        "scheduler": {"type": "asha", "grace_period": 1, "reduction_factor": 2},
+        "resources": {"cpu": 1, "gpu": 0},
+        "tracking": {"mlflow_uri": f"sqlite:///{tmp_path / 'mlruns' / 'mlflow.db'}",
+                     "experiment": "tiny", "state_dir": str(tmp_path / "sweeps")},
+        "evaluation": {"max_new_tokens": 8, "batch_size": 12, "logged_generations": 3},
+    }
+    for key, value in overrides.items():
+        if isinstance(value, dict) and isinstance(config.get(key), dict):
+            config[key] = {**config[key], **value}
+        else:
+            config[key] = value
+    return config
+
+
+@pytest.fixture(autouse=True)
+def _isolated_cache(tmp_path_factory: pytest.TempPathFactory, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Base-score caches go to a temp dir; the converted SmolLM2 cache stays shared."""
+    if "LORA_SWEEP_CACHE" not in os.environ:
+        monkeypatch.setenv("LORA_SWEEP_CACHE", str(tmp_path_factory.getbasetemp() / "cache"))

@@ -1,0 +1,135 @@
+"""Users' data formats, as fine-tuning guides write them, read without configuration."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pandas as pd
+import pytest
+
+from tests.conftest import write_jsonl
+from trainers.data import DataError, choose_task_metric, detect_format, load_examples, split_heldout
+
+
+def roles(example) -> list[str]:  # type: ignore[no-untyped-def]
+    return [m["role"] for m in example.messages]
+
+
+def test_alpaca_with_empty_input(tmp_path: Path) -> None:
+    path = write_jsonl(tmp_path / "a.jsonl", [
+        {"instruction": "Name a colour.", "input": "", "output": "Blue."},
+        {"instruction": "Translate", "input": "chat", "output": "cat"},
+    ])
+    first, second = load_examples(path)
+    assert first.messages[0]["content"] == "Name a colour."
+    assert first.reference == "Blue."
+    assert second.messages[0]["content"] == "Translate\n\nchat"
+
+
+def test_hash_pairs_in_jsonl_and_in_a_text_file(tmp_path: Path) -> None:
+    rows = [{"text": "### what is a foobear ###\nA foobear is a bear made of foam."}]
+    [example] = load_examples(write_jsonl(tmp_path / "h.jsonl", rows))
+    assert example.messages[0]["content"] == "what is a foobear"
+    assert example.reference == "A foobear is a bear made of foam."
+    text = tmp_path / "pairs.txt"
+    text.write_text("### what is a foobear ###\nA foam bear.\n\n### and a barfoo? ###\nIts cousin.\n")
+    examples = load_examples(text)
+    assert [e.messages[0]["content"] for e in examples] == ["what is a foobear", "and a barfoo?"]
+    assert [e.reference for e in examples] == ["A foam bear.", "Its cousin."]
+    assert detect_format(text.read_text()) == "hash_pairs"
+
+
+def test_prompt_completion_text_and_chat(tmp_path: Path) -> None:
+    [pc] = load_examples(write_jsonl(tmp_path / "p.jsonl", [{"prompt": "2+2=", "completion": "4"}]))
+    assert pc.reference == "4"
+    [txt] = load_examples(write_jsonl(tmp_path / "t.jsonl", [{"text": "Once upon a time."}]))
+    assert txt.is_text and txt.text == "Once upon a time."
+    chat = [{"messages": [{"role": "system", "content": "Be brief."}, {"role": "user", "content": "Hi"},
+                          {"role": "assistant", "content": "Hello."}, {"role": "user", "content": "Bye"},
+                          {"role": "assistant", "content": "Goodbye."}]}]
+    [conv] = load_examples(write_jsonl(tmp_path / "c.jsonl", chat))
+    assert roles(conv) == ["system", "user", "assistant", "user", "assistant"]
+    assert conv.reference == "Goodbye."
+    assert roles(conv)[: len(conv.prompt_messages)] == ["system", "user", "assistant", "user"]
+
+
+def test_sharegpt_conversations(tmp_path: Path) -> None:
+    rows = [{"conversations": [{"from": "human", "value": "Hi"}, {"from": "gpt", "value": "Hello!"}]}]
+    [example] = load_examples(write_jsonl(tmp_path / "s.jsonl", rows))
+    assert roles(example) == ["user", "assistant"] and example.reference == "Hello!"
+
+
+def test_csv_via_pandas_json_list_and_column_mapping(tmp_path: Path) -> None:
+    frame = pd.DataFrame({"question": ["What is 1+1?", "Capital of France?"], "answer": ["2", "Paris"]})
+    frame.to_csv(tmp_path / "qa.csv", index=False)
+    examples = load_examples(tmp_path / "qa.csv", columns={"instruction": "question", "output": "answer"})
+    assert [e.reference for e in examples] == ["2", "Paris"]
+    (tmp_path / "list.json").write_text(json.dumps({"data": [{"prompt": "a", "completion": "b"}]}))
+    assert load_examples(tmp_path / "list.json")[0].reference == "b"
+
+
+def test_system_prompt_is_prepended_once(tmp_path: Path) -> None:
+    path = write_jsonl(tmp_path / "a.jsonl", [{"instruction": "x", "output": "y"}])
+    [example] = load_examples(path, system_prompt="You extract JSON.")
+    assert example.messages[0] == {"role": "system", "content": "You extract JSON."}
+
+
+BAD_ROWS = [
+    ("missing response", [{"instruction": "a", "output": "b"}, {"instruction": "c"}],
+     "row 2: missing field 'output' (format alpaca"),
+    ("empty response", [{"instruction": "a", "output": "  "}], "row 1: field 'output' is empty"),
+    ("non-text field", [{"prompt": "a", "completion": 3}], "row 1: field 'completion' must be text"),
+    ("no assistant turn", [{"messages": [{"role": "user", "content": "hi"}]}], "row 1: no assistant turn"),
+    ("unknown format", [{"question": "a", "answer": "b"}], "row 1: no known format in fields (answer, question)"),
+    ("bad role", [{"messages": [{"role": "bot", "content": "x"}]}], "row 1: messages[0] needs role"),
+]
+
+
+@pytest.mark.parametrize(("case", "rows", "message"), BAD_ROWS, ids=[b[0] for b in BAD_ROWS])
+def test_bad_rows_name_file_and_row(tmp_path: Path, case: str, rows: list, message: str) -> None:
+    path = write_jsonl(tmp_path / "bad.jsonl", rows)
+    with pytest.raises(DataError) as caught:
+        load_examples(path)
+    assert str(caught.value).startswith(f"{path}: "), caught.value
+    assert message in str(caught.value)
+    assert "\n" not in str(caught.value)
+
+
+def test_malformed_json_line_names_its_row(tmp_path: Path) -> None:
+    path = tmp_path / "broken.jsonl"
+    path.write_text('{"text": "fine"}\n{"text": "broken"\n')
+    with pytest.raises(DataError, match=r"broken.jsonl: row 2: not valid JSON"):
+        load_examples(path)
+
+
+def test_missing_file_wrong_suffix_and_bad_encoding(tmp_path: Path) -> None:
+    with pytest.raises(DataError, match="data file not found"):
+        load_examples(tmp_path / "nope.jsonl")
+    (tmp_path / "x.xml").write_text("<a/>")
+    with pytest.raises(DataError, match="unsupported file type"):
+        load_examples(tmp_path / "x.xml")
+    (tmp_path / "latin.jsonl").write_bytes('{"text": "caf\xe9"}\n'.encode("latin-1"))
+    with pytest.raises(DataError, match="not UTF-8"):
+        load_examples(tmp_path / "latin.jsonl")
+
+
+def test_split_is_seeded_and_disjoint(tmp_path: Path) -> None:
+    rows = [{"prompt": f"p{i}", "completion": f"c{i}"} for i in range(50)]
+    examples = load_examples(write_jsonl(tmp_path / "d.jsonl", rows))
+    train, held = split_heldout(examples, fraction=0.2, seed=7)
+    again = split_heldout(examples, fraction=0.2, seed=7)
+    assert (train, held) == again
+    assert len(held) == 10 and len(train) == 40
+    assert {e.row for e in train}.isdisjoint({e.row for e in held})
+    assert split_heldout(examples, fraction=0.2, seed=8)[1] != held
+
+
+def test_task_metric_follows_the_references(tmp_path: Path) -> None:
+    json_rows = load_examples(write_jsonl(tmp_path / "j.jsonl", [{"prompt": "a", "completion": '{"k": 1}'}]))
+    short = load_examples(write_jsonl(tmp_path / "s.jsonl", [{"prompt": "a", "completion": "Paris"}]))
+    long = load_examples(write_jsonl(tmp_path / "l.jsonl", [{"prompt": "a", "completion": "a b c d e f g"}]))
+    assert choose_task_metric(json_rows, "auto") == "field_f1"
+    assert choose_task_metric(short, "auto") == "exact_match"
+    assert choose_task_metric(long, "auto") == "rouge_l"
+    assert choose_task_metric(long, "exact_match") == "exact_match"

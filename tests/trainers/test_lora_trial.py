@@ -1,0 +1,138 @@
+"""One trial on a tiny in-process Llama with real PEFT: what trains, what is saved, how it resumes."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+import torch
+
+from trainers.lora_trial import (
+    ADAPTER_DIR,
+    TrialSpec,
+    collate,
+    forward_loss,
+    load_checkpoint,
+    rung_steps,
+    run_lora_trial,
+    setup,
+    train,
+)
+
+HPARAMS = {"learning_rate": 5e-3, "lora_r": 4, "lora_alpha": 8, "num_epochs": 2, "sequence_len": 128,
+           "lora_dropout": 0.1, "weight_decay": 0.0, "warmup_ratio": 0.1}
+
+
+def make_spec(model: Path, data: dict[str, Path], **training: object) -> TrialSpec:
+    return TrialSpec(model_path=str(model), train_path=str(data["train"]),
+                     heldout_path=str(data["heldout"]), task_metric="field_f1",
+                     training={"micro_batch_size": 4, "evals_per_epoch": 2, "seed": 5, **training},
+                     evaluation={"max_new_tokens": 8, "batch_size": 12})
+
+
+class Recorder:
+    def __init__(self, crash_after: int | None = None) -> None:
+        self.metrics: list[dict[str, float]] = []
+        self.checkpoints: list[Path] = []
+        self.crash_after = crash_after
+
+    def __call__(self, metrics: dict[str, float], checkpoint: Path) -> None:
+        self.metrics.append(metrics)
+        self.checkpoints.append(checkpoint)
+        if self.crash_after is not None and len(self.metrics) == self.crash_after:
+            raise RuntimeError("worker killed")
+
+
+def adapter_tensors(checkpoint: Path) -> dict[str, torch.Tensor]:
+    from safetensors.torch import load_file
+
+    return load_file(str(checkpoint / ADAPTER_DIR / "adapter_model.safetensors"))
+
+
+def test_rung_plan() -> None:
+    assert rung_steps(10, 2, 2) == [5, 10, 15, 20]
+    assert rung_steps(3, 1, 4) == [1, 2, 3]  # never more rungs than steps
+    assert rung_steps(7, 1, 1) == [7]
+
+
+def test_lora_weights_train_and_base_weights_do_not(tiny_model: Path, small_data: dict, tmp_path: Path) -> None:
+    recipe = setup(make_spec(tiny_model, small_data), HPARAMS)
+    named = dict(recipe.model.named_parameters())
+    lora = {k: v.detach().clone() for k, v in named.items() if "lora_" in k}
+    base = {k: v.detach().clone() for k, v in named.items() if "lora_" not in k}
+    assert all(not named[k].requires_grad for k in base)
+    # r * (in + out) per adapted projection, q_proj and v_proj in 2 layers (hidden 64, kv dim 32)
+    expected = 2 * (4 * (64 + 64) + 4 * (64 + 32))
+    assert sum(v.numel() for v in lora.values()) == expected
+    record = Recorder()
+    final = train(recipe, report=record, workdir=tmp_path)
+    after = dict(recipe.model.named_parameters())
+    assert all(torch.equal(after[k], v) for k, v in base.items())
+    changed = [k for k, v in lora.items() if not torch.equal(after[k], v)]
+    assert len(changed) == len(lora)
+    assert [m["rung"] for m in record.metrics] == [1.0, 2.0, 3.0, 4.0]
+    assert final["final_rung"] == 1.0 and record.metrics[0]["final_rung"] == 0.0
+    assert record.metrics[-1]["heldout/loss"] < record.metrics[0]["heldout/loss"]
+    assert final["tokens_trained"] > 0 and final["train/tokens_per_second"] > 0
+
+
+def test_checkpoint_is_a_peft_adapter_that_loads(tiny_model: Path, small_data: dict, tmp_path: Path) -> None:
+    from peft import PeftModel
+    from transformers import AutoModelForCausalLM
+
+    record = Recorder()
+    run_lora_trial(make_spec(tiny_model, small_data), {**HPARAMS, "num_epochs": 1}, report=record,
+                   workdir=tmp_path)
+    last = record.checkpoints[-1]
+    config = json.loads((last / ADAPTER_DIR / "adapter_config.json").read_text())
+    assert config["r"] == 4 and config["lora_alpha"] == 8
+    assert sorted(config["target_modules"]) == ["q_proj", "v_proj"]
+    predictions = [json.loads(x) for x in (last / "predictions.jsonl").read_text().splitlines()]
+    assert len(predictions) == 12 and {"prompt", "reference", "prediction", "score"} <= set(predictions[0])
+    model = PeftModel.from_pretrained(AutoModelForCausalLM.from_pretrained(tiny_model), last / ADAPTER_DIR)
+    loaded = {k: v for k, v in model.state_dict().items() if "lora_B" in k}
+    assert loaded and any(v.abs().sum() > 0 for v in loaded.values())  # B starts at zero
+
+
+def test_resumed_trial_matches_an_uninterrupted_one(tiny_model: Path, small_data: dict, tmp_path: Path) -> None:
+    spec = make_spec(tiny_model, small_data)
+    whole = Recorder()
+    run_lora_trial(spec, HPARAMS, report=whole, workdir=tmp_path / "whole")
+
+    crashed = Recorder(crash_after=2)
+    with pytest.raises(RuntimeError, match="worker killed"):
+        run_lora_trial(spec, HPARAMS, report=crashed, workdir=tmp_path / "crashed")
+    resumed = Recorder()
+    run_lora_trial(spec, HPARAMS, report=resumed, workdir=tmp_path / "resumed",
+                   resume_from=crashed.checkpoints[-1])
+
+    assert [m["step"] for m in resumed.metrics] == [m["step"] for m in whole.metrics[2:]]
+    expected, got = adapter_tensors(whole.checkpoints[-1]), adapter_tensors(resumed.checkpoints[-1])
+    assert expected.keys() == got.keys()
+    for key in expected:
+        torch.testing.assert_close(got[key], expected[key], rtol=0, atol=1e-6)
+    assert resumed.metrics[-1]["tokens_trained"] == whole.metrics[-1]["tokens_trained"]
+
+
+def test_load_checkpoint_restores_progress(tiny_model: Path, small_data: dict, tmp_path: Path) -> None:
+    spec = make_spec(tiny_model, small_data)
+    first = Recorder(crash_after=1)
+    with pytest.raises(RuntimeError):
+        run_lora_trial(spec, HPARAMS, report=first, workdir=tmp_path)
+    recipe = setup(spec, HPARAMS)
+    load_checkpoint(recipe, first.checkpoints[0])
+    assert recipe.progress.step == int(first.metrics[0]["step"]) and recipe.progress.rung == 1
+
+
+def test_packed_batch_has_the_same_loss_as_a_padded_one(tiny_model: Path, small_data: dict) -> None:
+    recipe = setup(make_spec(tiny_model, small_data), HPARAMS)
+    recipe.model.eval()
+    examples = recipe.train_set[:4]
+    targets = sum(sum(1 for x in e.labels[1:] if x != -100) for e in examples)
+    n = torch.tensor(targets)
+    with torch.no_grad():
+        packed = forward_loss(recipe.model, collate(examples, pack=True, pad_id=0, device="cpu"), num_items=n)
+        padded = forward_loss(recipe.model, collate(examples, pack=False, pad_id=0, device="cpu"), num_items=n)
+    torch.testing.assert_close(packed, padded, rtol=1e-5, atol=1e-5)
+    assert collate(examples, pack=True, pad_id=0, device="cpu")["input_ids"].numel() == sum(len(e) for e in examples)

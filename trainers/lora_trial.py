@@ -1,0 +1,372 @@
+"""One trial: train a PEFT LoRA adapter with sampled hyperparameters (a torchtune-style recipe).
+
+Lifecycle, in order: ``setup`` (seed, data, model + LoRA, optimizer) -> ``load_checkpoint`` when
+resuming -> ``train`` (a rung every 1/evals_per_epoch epoch: held-out eval, checkpoint, report)
+-> ``cleanup``. ``run_lora_trial`` is the entry. Nothing here imports ray or mlflow: the caller
+passes ``report``, which Ray (or a notebook) turns into whatever it needs.
+"""
+
+from __future__ import annotations
+
+import gc
+import json
+import math
+import os
+import time
+from collections.abc import Callable
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from evals.heldout import HeldoutScores, score_heldout
+from trainers.data import Example, load_examples, split_heldout
+from trainers.models import load_causal_lm, load_tokenizer
+from trainers.tokenize import (
+    IGNORE_INDEX,
+    Tokenized,
+    TruncationStats,
+    generation_prompt,
+    resolve_template,
+    tokenize_examples,
+    truncate,
+)
+
+Reporter = Callable[[dict[str, float], Path], None]
+ADAPTER_DIR = "adapter"
+STATE_FILE = "trainer_state.json"
+TENSORS_FILE = "training_state.pt"
+PREDICTIONS_FILE = "predictions.jsonl"
+
+
+@dataclass(frozen=True)
+class TrialSpec:
+    """Everything a trial needs besides its hyperparameters; plain data, built by sweeps/."""
+
+    model_path: str
+    train_path: str
+    task_metric: str
+    heldout_path: str | None = None
+    val_set_size: float = 0.1
+    split_seed: int = 0
+    data_format: str = "auto"
+    template: str = "auto"
+    system_prompt: str | None = None
+    columns: dict[str, str] = field(default_factory=dict)
+    training: dict[str, Any] = field(default_factory=dict)
+    evaluation: dict[str, Any] = field(default_factory=dict)
+    trust_remote_code: bool = False
+    device: str = "cpu"
+    cpus: float = 1.0
+
+
+@dataclass
+class Progress:
+    """What a checkpoint restores: where the trial stands."""
+
+    step: int = 0
+    rung: int = 0
+    tokens_trained: int = 0
+    train_seconds: float = 0.0
+    loss_sum: float = 0.0
+    loss_steps: int = 0
+
+
+@dataclass
+class Recipe:
+    spec: TrialSpec
+    hparams: dict[str, Any]
+    model: Any
+    tokenizer: Any
+    optimizer: Any
+    scheduler: Any
+    train_set: list[Tokenized]
+    heldout_set: list[Tokenized]
+    prompts: list[str]
+    references: list[str]
+    truncation: TruncationStats
+    steps_per_epoch: int
+    rung_steps: list[int]
+    progress: Progress = field(default_factory=Progress)
+
+    @property
+    def total_steps(self) -> int:
+        return self.rung_steps[-1]
+
+
+# --------------------------------------------------------------------------- entry
+def run_lora_trial(
+    spec: TrialSpec, hparams: dict[str, Any], *, report: Reporter, workdir: Path,
+    resume_from: Path | None = None,
+) -> dict[str, float]:
+    """Train one adapter; report every rung; return the final rung's metrics."""
+    recipe = setup(spec, hparams)
+    try:
+        if resume_from is not None:
+            load_checkpoint(recipe, resume_from)
+        return train(recipe, report=report, workdir=workdir)
+    finally:
+        cleanup(recipe)
+
+
+# --------------------------------------------------------------------------- setup
+def load_trial_examples(spec: TrialSpec) -> tuple[list[Example], list[Example]]:
+    """Train and held-out examples: the held-out file, or a seeded split of the train file."""
+    options = {"fmt": spec.data_format, "columns": spec.columns, "system_prompt": spec.system_prompt}
+    train = load_examples(Path(spec.train_path), **options)
+    if spec.heldout_path:
+        return train, load_examples(Path(spec.heldout_path), **options)
+    return split_heldout(train, fraction=spec.val_set_size, seed=spec.split_seed)
+
+
+def heldout_inputs(spec: TrialSpec, heldout: list[Example], tokenizer: Any, template: str
+                   ) -> tuple[list[Tokenized], list[str], list[str]]:
+    """Held-out rows tokenized for loss, plus prompts and references for the task metric."""
+    tokenized = tokenize_examples(heldout, tokenizer, template)
+    limit = spec.evaluation.get("generation_samples") or len(heldout)
+    generating = [e for e in heldout if not e.is_text][:limit]
+    prompts = [generation_prompt(e, tokenizer, template) for e in generating]
+    return tokenized, prompts, [e.reference for e in generating]
+
+
+def setup(spec: TrialSpec, hparams: dict[str, Any]) -> Recipe:
+    """Seed, load data and model, wrap it in LoRA, build the optimizer and the rung plan."""
+    from peft import LoraConfig, get_peft_model
+    from transformers import get_scheduler
+
+    training = spec.training
+    torch.set_num_threads(max(1, int(spec.cpus)))
+    torch.manual_seed(training.get("seed", 42))
+    tokenizer = load_tokenizer(Path(spec.model_path), trust_remote_code=spec.trust_remote_code)
+    template = resolve_template(tokenizer, spec.template)
+    train_examples, heldout = load_trial_examples(spec)
+    train_set, truncation = truncate(tokenize_examples(train_examples, tokenizer, template),
+                                     int(hparams["sequence_len"]), rows=[e.row for e in train_examples])
+    if not train_set:
+        raise ValueError(f"sequence_len {hparams['sequence_len']} truncates away every response")
+    heldout_set, prompts, references = heldout_inputs(spec, heldout, tokenizer, template)
+
+    model = load_causal_lm(Path(spec.model_path), trust_remote_code=spec.trust_remote_code,
+                           device=spec.device)
+    lora = LoraConfig(
+        r=int(hparams["lora_r"]), lora_alpha=float(hparams["lora_alpha"]),
+        lora_dropout=float(hparams["lora_dropout"]), task_type="CAUSAL_LM",
+        target_modules=list(training.get("lora_target_modules", ["q_proj", "v_proj"])),
+    )
+    model = get_peft_model(model, lora)
+    optimizer = _build_optimizer(model, training.get("optimizer", "adamw_torch"), hparams)
+
+    per_step = int(training.get("micro_batch_size", 4)) * int(training.get("gradient_accumulation_steps", 1))
+    steps_per_epoch = math.ceil(len(train_set) / per_step)
+    rungs = rung_steps(steps_per_epoch, int(hparams["num_epochs"]), int(training.get("evals_per_epoch", 1)))
+    scheduler = get_scheduler(
+        training.get("lr_scheduler", "cosine"), optimizer,
+        num_warmup_steps=math.ceil(float(hparams["warmup_ratio"]) * rungs[-1]),
+        num_training_steps=rungs[-1],
+    )
+    return Recipe(spec, hparams, model, tokenizer, optimizer, scheduler, train_set, heldout_set,
+                  prompts, references, truncation, steps_per_epoch, rungs)
+
+
+def _build_optimizer(model: Any, name: str, hparams: dict[str, Any]) -> torch.optim.Optimizer:
+    params = [p for p in model.parameters() if p.requires_grad]
+    lr, decay = float(hparams["learning_rate"]), float(hparams["weight_decay"])
+    if name == "sgd":
+        return torch.optim.SGD(params, lr=lr, weight_decay=decay, momentum=0.9)
+    return torch.optim.AdamW(params, lr=lr, weight_decay=decay)
+
+
+def rung_steps(steps_per_epoch: int, epochs: int, evals_per_epoch: int) -> list[int]:
+    """The optimizer steps after which a rung (eval + checkpoint + report) happens."""
+    per_epoch = min(evals_per_epoch, steps_per_epoch)
+    steps = {
+        epoch * steps_per_epoch + round(k * steps_per_epoch / per_epoch)
+        for epoch in range(epochs)
+        for k in range(1, per_epoch + 1)
+    }
+    return sorted(steps)
+
+
+# --------------------------------------------------------------------------- train
+def train(recipe: Recipe, *, report: Reporter, workdir: Path) -> dict[str, float]:
+    """The loop: one optimizer step at a time, a rung at each planned step."""
+    progress, metrics = recipe.progress, {}
+    while progress.step < recipe.total_steps:
+        started = time.perf_counter()
+        loss, tokens = _optimizer_step(recipe)
+        progress.train_seconds += time.perf_counter() - started
+        progress.step += 1
+        progress.tokens_trained += tokens
+        progress.loss_sum += loss
+        progress.loss_steps += 1
+        if progress.step in recipe.rung_steps:
+            progress.rung += 1
+            metrics = _run_rung(recipe, report=report, workdir=workdir)
+    return metrics
+
+
+def _step_examples(recipe: Recipe, step: int) -> list[Tokenized]:
+    """The examples of optimizer step ``step``: a seeded permutation per epoch, so resume is exact."""
+    epoch, within = divmod(step, recipe.steps_per_epoch)
+    generator = torch.Generator().manual_seed(int(recipe.spec.training.get("seed", 42)) + epoch)
+    order = torch.randperm(len(recipe.train_set), generator=generator).tolist()
+    per_step = _per_step(recipe)
+    return [recipe.train_set[i] for i in order[within * per_step : (within + 1) * per_step]]
+
+
+def _per_step(recipe: Recipe) -> int:
+    training = recipe.spec.training
+    return int(training.get("micro_batch_size", 4)) * int(training.get("gradient_accumulation_steps", 1))
+
+
+def _optimizer_step(recipe: Recipe) -> tuple[float, int]:
+    """Forward/backward over the step's micro-batches, then one optimizer step."""
+    examples = _step_examples(recipe, recipe.progress.step)
+    micro = int(recipe.spec.training.get("micro_batch_size", 4))
+    targets = sum(sum(1 for x in e.labels[1:] if x != IGNORE_INDEX) for e in examples)
+    n_items = torch.tensor(max(targets, 1), device=recipe.spec.device)
+    recipe.model.train()
+    total = 0.0
+    for start in range(0, len(examples), micro):
+        batch = collate(examples[start : start + micro], pack=bool(recipe.spec.training.get("sample_packing", True)),
+                        pad_id=recipe.tokenizer.pad_token_id, device=recipe.spec.device)
+        loss = forward_loss(recipe.model, batch, num_items=n_items)
+        loss.backward()
+        total += float(loss.detach())
+    if not math.isfinite(total):
+        raise FloatingPointError(f"training loss became {total} at step {recipe.progress.step + 1}")
+    torch.nn.utils.clip_grad_norm_(
+        [p for p in recipe.model.parameters() if p.requires_grad],
+        float(recipe.spec.training.get("max_grad_norm", 1.0)),
+    )
+    recipe.optimizer.step()
+    recipe.scheduler.step()
+    recipe.optimizer.zero_grad(set_to_none=True)
+    return total, sum(len(e) for e in examples)
+
+
+def forward_loss(model: Any, batch: dict[str, torch.Tensor], *, num_items: torch.Tensor) -> torch.Tensor:
+    """Summed token loss / num_items. ``use_cache=False`` matters: with a KV cache, transformers
+    ignores packed position ids and lets packed examples attend to each other."""
+    return model(**batch, num_items_in_batch=num_items, use_cache=False).loss
+
+
+def collate(examples: list[Tokenized], *, pack: bool, pad_id: int, device: str) -> dict[str, torch.Tensor]:
+    """Packed: one row, position ids restart per example (no padding). Else: pad to the longest."""
+    if pack:
+        ids = [t for e in examples for t in e.input_ids]
+        labels = [t for e in examples for t in [IGNORE_INDEX, *e.labels[1:]]]
+        positions = [p for e in examples for p in range(len(e))]
+        return {
+            "input_ids": torch.tensor([ids], device=device),
+            "labels": torch.tensor([labels], device=device),
+            "position_ids": torch.tensor([positions], device=device),
+        }
+    width = max(len(e) for e in examples)
+    ids = torch.full((len(examples), width), pad_id, dtype=torch.long)
+    labels = torch.full((len(examples), width), IGNORE_INDEX, dtype=torch.long)
+    mask = torch.zeros((len(examples), width), dtype=torch.long)
+    for row, e in enumerate(examples):
+        ids[row, : len(e)] = torch.tensor(e.input_ids)
+        labels[row, : len(e)] = torch.tensor(e.labels)
+        mask[row, : len(e)] = 1
+    return {"input_ids": ids.to(device), "labels": labels.to(device), "attention_mask": mask.to(device)}
+
+
+def evaluate(recipe: Recipe) -> HeldoutScores:
+    evaluation = recipe.spec.evaluation
+    return score_heldout(
+        recipe.model, recipe.tokenizer, tokenized=recipe.heldout_set, prompts=recipe.prompts,
+        references=recipe.references, task_metric=recipe.spec.task_metric,
+        batch_size=int(evaluation.get("batch_size", 16)),
+        max_new_tokens=int(evaluation.get("max_new_tokens", 64)),
+    )
+
+
+def _run_rung(recipe: Recipe, *, report: Reporter, workdir: Path) -> dict[str, float]:
+    """Evaluate, checkpoint and report: the unit ASHA compares trials on."""
+    progress = recipe.progress
+    scores = evaluate(recipe)
+    metrics = {
+        **scores.as_metrics(),
+        "train/loss": progress.loss_sum / max(progress.loss_steps, 1),
+        "train/tokens_per_second": progress.tokens_trained / max(progress.train_seconds, 1e-9),
+        "train/seconds": progress.train_seconds,
+        "tokens_trained": float(progress.tokens_trained),
+        "epoch": progress.step / recipe.steps_per_epoch,
+        "step": float(progress.step),
+        "rung": float(progress.rung),
+        "final_rung": float(progress.step == recipe.total_steps),
+        "data/truncated_fraction": recipe.truncation.truncated_fraction,
+        "data/dropped_examples": float(recipe.truncation.dropped),
+        "trial/pid": float(os.getpid()),
+    }
+    progress.loss_sum, progress.loss_steps = 0.0, 0
+    checkpoint = save_checkpoint(recipe, workdir / f"checkpoint-{progress.step:06d}", scores)
+    report(metrics, checkpoint)
+    return metrics
+
+
+# --------------------------------------------------------------------------- save / resume
+def save_checkpoint(recipe: Recipe, directory: Path, scores: HeldoutScores) -> Path:
+    """Adapter in PEFT format, optimizer/scheduler/RNG state, progress and held-out predictions."""
+    directory.mkdir(parents=True, exist_ok=True)
+    recipe.model.save_pretrained(directory / ADAPTER_DIR)
+    tensors = {
+        "optimizer": recipe.optimizer.state_dict(),
+        "scheduler": recipe.scheduler.state_dict(),
+        "rng": torch.get_rng_state(),
+    }
+    torch.save(tensors, directory / TENSORS_FILE)
+    state = {"progress": asdict(recipe.progress), "hparams": recipe.hparams,
+             "total_steps": recipe.total_steps}
+    (directory / STATE_FILE).write_text(json.dumps(state, indent=2))
+    with (directory / PREDICTIONS_FILE).open("w") as handle:
+        for item in scores.items:
+            handle.write(json.dumps(item) + "\n")
+    return directory
+
+
+def load_checkpoint(recipe: Recipe, directory: Path) -> None:
+    """Continue from a checkpoint: adapter weights, optimizer, scheduler, RNG and progress."""
+    from peft import set_peft_model_state_dict
+    from safetensors.torch import load_file
+
+    weights = load_file(str(directory / ADAPTER_DIR / "adapter_model.safetensors"))
+    set_peft_model_state_dict(recipe.model, weights)
+    tensors = torch.load(directory / TENSORS_FILE, weights_only=True)  # no arbitrary pickles
+    recipe.optimizer.load_state_dict(tensors["optimizer"])
+    recipe.scheduler.load_state_dict(tensors["scheduler"])
+    torch.set_rng_state(tensors["rng"])
+    state = json.loads((directory / STATE_FILE).read_text())
+    recipe.progress = Progress(**state["progress"])
+
+
+def cleanup(recipe: Recipe) -> None:
+    """Free the model and optimizer now, not whenever the process exits."""
+    recipe.model = recipe.optimizer = None
+    gc.collect()
+    if torch.cuda.is_available():
+        torch.cuda.empty_cache()
+
+
+# --------------------------------------------------------------------------- base model
+def score_base_model(spec: TrialSpec) -> tuple[HeldoutScores, dict[str, Any]]:
+    """The base model's held-out scores: the yardstick every trial is read against."""
+    torch.set_num_threads(max(1, int(spec.cpus)))
+    tokenizer = load_tokenizer(Path(spec.model_path), trust_remote_code=spec.trust_remote_code)
+    template = resolve_template(tokenizer, spec.template)
+    _, heldout = load_trial_examples(spec)
+    tokenized, prompts, references = heldout_inputs(spec, heldout, tokenizer, template)
+    model = load_causal_lm(Path(spec.model_path), trust_remote_code=spec.trust_remote_code,
+                           device=spec.device)
+    scores = score_heldout(
+        model, tokenizer, tokenized=tokenized, prompts=prompts, references=references,
+        task_metric=spec.task_metric, batch_size=int(spec.evaluation.get("batch_size", 16)),
+        max_new_tokens=int(spec.evaluation.get("max_new_tokens", 64)),
+    )
+    info = {"template": template, "heldout_rows": len(heldout)}
+    del model
+    gc.collect()
+    return scores, info
