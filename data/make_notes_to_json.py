@@ -88,7 +88,7 @@ def write_jsonl(rows: list[dict[str, str]], path: Path) -> None:
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--out", type=Path, default=Path(__file__).parent / "notes_to_json")
-    parser.add_argument("--train-size", type=int, default=320)
+    parser.add_argument("--train-size", type=int, default=128)
     parser.add_argument("--heldout-size", type=int, default=48)
     parser.add_argument("--seed", type=int, default=20261121)
     args = parser.parse_args(argv)

@@ -1,0 +1,161 @@
+"""A real sweep on the tiny model: Ray Tune + Optuna (sqlite) + ASHA + MLflow (sqlite), no mocks.
+
+One sweep runs once for the module; each test reads a different part of what it left behind.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from collections import defaultdict
+from pathlib import Path
+from typing import Any
+
+import optuna
+import pytest
+from mlflow.tracking import MlflowClient
+
+from sweeps import launch_sweep
+from sweeps.cli import main
+from sweeps.state import SweepState, load_state
+from tests.conftest import tiny_sweep_config
+
+NUM_TRIALS = 6
+
+
+@pytest.fixture(scope="module")
+def sweep(tiny_model: Path, tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
+    from tests.conftest import DATA, write_jsonl
+
+    tmp = tmp_path_factory.mktemp("sweep")
+    rows = [json.loads(x) for x in (DATA / "train.jsonl").read_text().splitlines()[:48]]
+    held = [json.loads(x) for x in (DATA / "heldout.jsonl").read_text().splitlines()[:12]]
+    data = {"train": write_jsonl(tmp / "train.jsonl", rows), "heldout": write_jsonl(tmp / "heldout.jsonl", held)}
+    config = tiny_sweep_config(
+        tiny_model, data, tmp,
+        search_space={"learning_rate": {"type": "loguniform", "low": 1e-5, "high": 3e-2},
+                      "num_epochs": 2},
+        search={"num_samples": NUM_TRIALS, "max_concurrent": 2},
+        objective={"metric": "heldout/loss"},
+    )
+    state = launch_sweep(config, name="tiny-sweep")
+    client = MlflowClient(tracking_uri=config["tracking"]["mlflow_uri"])
+    return {"state": state, "config": config, "client": client, "tmp": tmp}
+
+
+def child_runs(sweep: dict[str, Any]) -> list[Any]:
+    state: SweepState = sweep["state"]
+    return sweep["client"].search_runs(
+        [state.experiment_id], filter_string=f"tags.mlflow.parentRunId = '{state.parent_run_id}'")
+
+
+def ray_results(state: SweepState) -> dict[str, list[dict[str, Any]]]:
+    """Ray's own per-trial result log: the independent record to compare MLflow against."""
+    results: dict[str, list[dict[str, Any]]] = defaultdict(list)
+    for path in (state.path / "ray" / "tune").glob("*/result.json"):
+        for line in path.read_text().splitlines():
+            row = json.loads(line)
+            results[row["trial_id"]].append(row)
+    return results
+
+
+def test_sweep_completes_with_pruned_and_completed_trials(sweep: dict[str, Any]) -> None:
+    state: SweepState = sweep["state"]
+    assert state.status == "completed"
+    statuses = [t.status for t in state.trials.values()]
+    assert len(statuses) == NUM_TRIALS
+    assert set(statuses) <= {"completed", "pruned"}
+    assert "completed" in statuses and "pruned" in statuses, statuses
+    assert load_state(state.path.as_posix(), state_dir=state.path.parent).trials.keys() == state.trials.keys()
+
+
+def test_asha_stopped_trials_are_pruned_in_optuna_with_intermediate_values(sweep: dict[str, Any]) -> None:
+    state: SweepState = sweep["state"]
+    study = optuna.load_study(study_name=state.name, storage=f"sqlite:///{state.path / 'optuna.db'}")
+    assert len(study.trials) == NUM_TRIALS
+    by_lr = {round(t.params["learning_rate"], 12): t for t in study.trials}
+    for record in state.trials.values():
+        trial = by_lr[round(record.params["learning_rate"], 12)]
+        history = [row for row in ray_results(state)[record.trial_id]]
+        assert len(trial.intermediate_values) == len(history) == record.rungs
+        if record.status == "pruned":
+            assert trial.state == optuna.trial.TrialState.PRUNED
+            assert trial.value is None
+            assert record.rungs < 4
+        else:
+            assert trial.state == optuna.trial.TrialState.COMPLETE
+            assert trial.value == pytest.approx(record.metrics["heldout/loss"])
+            assert record.rungs == 4
+
+
+def test_every_metric_point_reaches_mlflow_exactly_once(sweep: dict[str, Any]) -> None:
+    state: SweepState = sweep["state"]
+    client: MlflowClient = sweep["client"]
+    ray_rows = ray_results(state)
+    for record in state.trials.values():
+        for key in ("heldout/loss", "train/loss", "heldout/field_f1", "tokens_trained"):
+            history = client.get_metric_history(record.run_id, key)
+            logged = sorted((m.step, m.value) for m in history)
+            expected = sorted((int(r["step"]), float(r[key])) for r in ray_rows[record.trial_id])
+            assert logged == pytest.approx(expected), (record.trial_id, key)
+            assert len({step for step, _ in logged}) == len(logged)
+
+
+def test_parent_run_holds_config_search_space_and_provenance(sweep: dict[str, Any]) -> None:
+    state: SweepState = sweep["state"]
+    client: MlflowClient = sweep["client"]
+    parent = client.get_run(state.parent_run_id)
+    tags, params = parent.data.tags, parent.data.params
+    for tag in ("git.commit", "git.dirty", "version.torch", "version.ray", "version.mlflow",
+                "hardware.cpu_count", "hardware.platform", "dataset.train.sha256",
+                "dataset.heldout.sha256", "seed.training", "seed.search"):
+        assert tags.get(tag), tag
+    assert tags["seed.training"] == "1" and tags["lora_sweep.kind"] == "sweep"
+    assert params["training.micro_batch_size"] == "4" and params["search.num_samples"] == str(NUM_TRIALS)
+    artifacts = {a.path for a in client.list_artifacts(state.parent_run_id)}
+    assert {"config.yaml", "search_space.json", "base_heldout_predictions.jsonl"} <= artifacts
+    assert parent.info.status == "FINISHED"
+    assert "base/heldout/loss" in parent.data.metrics and "best/heldout/loss" in parent.data.metrics
+    assert tags["best_trial"] == state.best_trial().trial_id  # type: ignore[union-attr]
+
+
+def test_child_runs_have_params_status_and_artifacts(sweep: dict[str, Any]) -> None:
+    state: SweepState = sweep["state"]
+    client: MlflowClient = sweep["client"]
+    runs = child_runs(sweep)
+    assert len(runs) == NUM_TRIALS
+    assert {r.info.run_id for r in runs} == {t.run_id for t in state.trials.values()}
+    for run in runs:
+        record = state.trials[run.data.tags["lora_sweep.trial_id"]]
+        assert run.data.tags["status"] == record.status
+        assert run.info.status == {"completed": "FINISHED", "pruned": "KILLED"}[record.status]
+        for key in ("learning_rate", "lora_r", "lora_alpha", "num_epochs", "sequence_len"):
+            assert key in run.data.params
+        assert float(run.data.params["lora_alpha"]) == float(run.data.params["lora_r"]) * float(
+            run.data.params["lora_alpha_ratio"])
+    best = state.best_trial()
+    assert best is not None
+    adapter = {a.path for a in client.list_artifacts(best.run_id, "adapter")}
+    assert {"adapter/adapter_config.json", "adapter/adapter_model.safetensors"} <= adapter
+    table = json.loads(Path(client.download_artifacts(best.run_id, "sample_generations.json")).read_text())
+    assert set(table["columns"]) == {"prompt", "reference", "prediction", "score"}
+    assert len(table["data"]) == 3
+    assert (Path(best.adapter_path) / "adapter_model.safetensors").is_file()  # type: ignore[arg-type]
+
+
+def test_each_trial_ran_in_its_own_fresh_process(sweep: dict[str, Any]) -> None:
+    pids = {rows[0]["trial/pid"] for rows in ray_results(sweep["state"]).values()}
+    assert len(pids) == NUM_TRIALS and os.getpid() not in pids
+
+
+def test_status_and_best_read_the_sweep(sweep: dict[str, Any], capsys: pytest.CaptureFixture[str]) -> None:
+    state: SweepState = sweep["state"]
+    state_dir = str(state.path.parent)
+    assert main(["status", state.name, "--state-dir", state_dir]) == 0
+    out = capsys.readouterr().out
+    assert "base model" in out and all(trial_id in out for trial_id in state.trials)
+    assert main(["best", state.name, "--state-dir", state_dir, "--json"]) == 0
+    best = json.loads(capsys.readouterr().out)
+    assert best["trial_id"] == state.best_trial().trial_id  # type: ignore[union-attr]
+    assert Path(best["adapter_path"]).is_dir() and "heldout/loss" in best["metrics"]
+    assert main(["best", "no-such-sweep", "--state-dir", state_dir]) == 2
