@@ -26,8 +26,9 @@ def parse_json_object(text: str) -> dict[str, Any] | None:
 
 
 def _canonical(value: Any) -> str:
+    """Strings compare case- and whitespace-insensitively; other JSON types by value and type."""
     if isinstance(value, str):
-        return normalize_text(value).lower()
+        return "str:" + normalize_text(value).lower()
     return json.dumps(value, sort_keys=True)
 
 

@@ -15,6 +15,7 @@ from typing import Any
 import optuna
 import ray
 from ray import tune
+from ray.tune.result import TRAINING_ITERATION
 from ray.tune.schedulers import ASHAScheduler, FIFOScheduler
 from ray.tune.search import ConcurrencyLimiter
 from ray.tune.search.optuna import OptunaSearch
@@ -32,16 +33,23 @@ class PruneAwareOptunaSearch(OptunaSearch):
     Ray's OptunaSearch reports any trial with a result as COMPLETE with its last (truncated) value,
     so TPE would learn from early-rung values as if they were final (see DESIGN.md). The trainable
     marks its last rung with ``final_rung=1``; a trial that ends without it was stopped early.
-    Its intermediate values are already in the study (``on_trial_result`` reports each rung).
+    Ray reports every rung to ``on_trial_result`` except the one on which the scheduler returns
+    STOP (tune_controller skips the searcher then, also at ASHA's max_t), so the last rung is
+    reported here first: every trial's intermediate values are complete.
     """
 
     def on_trial_complete(self, trial_id: str, result: dict[str, Any] | None = None,
                           error: bool = False) -> None:
-        stopped_early = result is not None and not error and not result.get(FINAL_KEY)
-        if not stopped_early or trial_id in self._completed_trials:
+        if trial_id in self._completed_trials or trial_id not in self._ot_trials:
             super().on_trial_complete(trial_id, result=result, error=error)
             return
-        self._ot_study.tell(self._ot_trials[trial_id], state=optuna.trial.TrialState.PRUNED)
+        ot_trial = self._ot_trials[trial_id]
+        if result is not None and not error and self.metric in result:
+            ot_trial.report(float(result[self.metric]), int(result[TRAINING_ITERATION]))
+        if result is None or error or result.get(FINAL_KEY):
+            super().on_trial_complete(trial_id, result=result, error=error)
+            return
+        self._ot_study.tell(ot_trial, state=optuna.trial.TrialState.PRUNED)
         self._completed_trials.add(trial_id)
 
 

@@ -41,12 +41,10 @@ def validate(config: Path) -> int:
 def launch(config: Path, *, name: str | None = None, state_dir: Path | None = None,
            address: str | None = None, num_cpus: int | None = None) -> int:
     """Run a sweep: preflight, base-model score, Ray Tune trials with a live table, summary."""
-    from rich.console import Console
-
-    from sweeps.display import print_table
+    from sweeps.display import plain_console, print_table
     from sweeps.launch import launch_sweep
 
-    console = Console()
+    console = plain_console()
     state = launch_sweep(config, name=name, state_dir=state_dir, address=address,
                          num_cpus=num_cpus, console=console)
     print_table(state, console)
@@ -87,9 +85,9 @@ def best(sweep: str, *, state_dir: Path = DEFAULT_STATE_DIR, as_json: bool = Fal
                           "base_metrics": state.base_metrics, "adapter_path": record.adapter_path},
                          indent=2))
         return 0
-    from rich.console import Console
+    from sweeps.display import plain_console
 
-    _print_best(state, Console())
+    _print_best(state, plain_console())
     return 0
 
 

@@ -83,5 +83,10 @@ class LiveTable:
         self.console.print(f"[{state.name}] {event}: {metric}={value}", highlight=False, markup=False)
 
 
+def plain_console() -> Console:
+    """A console for stdout; wide when it is not a terminal, so pipes and logs get whole rows."""
+    return Console(file=sys.stdout, width=None if sys.stdout.isatty() else 200)
+
+
 def print_table(state: SweepState, console: Console | None = None) -> None:
-    (console or Console(file=sys.stdout)).print(trials_table(state))
+    (console or plain_console()).print(trials_table(state))

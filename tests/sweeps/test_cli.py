@@ -47,7 +47,8 @@ def test_validate_prints_the_resolved_config_without_torch() -> None:
     resolved = yaml.safe_load(out.split("# search space")[0])
     assert resolved["base_model"] == "smollm2-135m-instruct"
     assert resolved["training"]["micro_batch_size"] == 4
-    assert "#   learning_rate: loguniform(0.0002, 0.003)" in out
+    lr = yaml.safe_load((REPO / "search_spaces/lora.yaml").read_text())["search_space"]["learning_rate"]
+    assert f"#   learning_rate: loguniform({lr['low']:g}, {lr['high']:g})" in out
 
 
 def test_validate_reports_errors_with_exit_2(tmp_path: Path) -> None:
