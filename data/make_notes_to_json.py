@@ -14,24 +14,160 @@ import json
 import random
 from pathlib import Path
 
-FIRST = ["Amara", "Liam", "Priya", "Mateo", "Yuki", "Noah", "Fatima", "Lukas", "Chloe", "Kwame",
-         "Ingrid", "Diego", "Mei", "Omar", "Sofia", "Tariq", "Elena", "Hiro", "Zanele", "Pavel",
-         "Aisha", "Jonas", "Lucia", "Ravi", "Nadia", "Tomas", "Grace", "Emeka", "Astrid", "Sami",
-         "Leila", "Marco", "Anya", "Kofi", "Isabel", "Dmitri", "Hana", "Felix", "Rosa", "Arjun"]
-LAST = ["Okafor", "Murphy", "Sharma", "Garcia", "Tanaka", "Schmidt", "Haddad", "Novak", "Dubois",
-        "Mensah", "Larsen", "Rossi", "Chen", "Farouk", "Silva", "Kowalski", "Nakamura", "Dlamini",
-        "Petrov", "Ibrahim", "Berg", "Moreno", "Patel", "Costa", "Ahmed", "Horvat", "Kim",
-        "Adeyemi", "Lindqvist", "Virtanen", "Mansour", "Bianchi", "Ivanova", "Boateng", "Ortiz",
-        "Sokolov", "Yamada", "Weber", "Reyes", "Iyer"]
-CITIES = ["Lisbon", "Porto", "Nairobi", "Osaka", "Leeds", "Lyon", "Accra", "Krakow", "Bergen",
-          "Seville", "Pune", "Tallinn", "Cork", "Dakar", "Utrecht", "Bologna", "Quito", "Gdansk",
-          "Tampere", "Malmo", "Busan", "Cusco", "Tbilisi", "Hobart", "Windhoek", "Ghent", "Graz",
-          "Lagos", "Riga", "Kyoto", "Bristol", "Valencia", "Mombasa", "Brno", "Aarhus", "Perth"]
-JOBS = ["nurse", "pharmacist", "carpenter", "data analyst", "teacher", "electrician", "architect",
-        "baker", "paramedic", "lawyer", "plumber", "journalist", "dentist", "pilot", "librarian",
-        "chef", "accountant", "translator", "welder", "veterinarian", "photographer", "surveyor",
-        "midwife", "mechanic", "software engineer", "florist", "geologist", "tailor", "firefighter",
-        "barista"]
+FIRST = [
+    "Amara",
+    "Liam",
+    "Priya",
+    "Mateo",
+    "Yuki",
+    "Noah",
+    "Fatima",
+    "Lukas",
+    "Chloe",
+    "Kwame",
+    "Ingrid",
+    "Diego",
+    "Mei",
+    "Omar",
+    "Sofia",
+    "Tariq",
+    "Elena",
+    "Hiro",
+    "Zanele",
+    "Pavel",
+    "Aisha",
+    "Jonas",
+    "Lucia",
+    "Ravi",
+    "Nadia",
+    "Tomas",
+    "Grace",
+    "Emeka",
+    "Astrid",
+    "Sami",
+    "Leila",
+    "Marco",
+    "Anya",
+    "Kofi",
+    "Isabel",
+    "Dmitri",
+    "Hana",
+    "Felix",
+    "Rosa",
+    "Arjun",
+]
+LAST = [
+    "Okafor",
+    "Murphy",
+    "Sharma",
+    "Garcia",
+    "Tanaka",
+    "Schmidt",
+    "Haddad",
+    "Novak",
+    "Dubois",
+    "Mensah",
+    "Larsen",
+    "Rossi",
+    "Chen",
+    "Farouk",
+    "Silva",
+    "Kowalski",
+    "Nakamura",
+    "Dlamini",
+    "Petrov",
+    "Ibrahim",
+    "Berg",
+    "Moreno",
+    "Patel",
+    "Costa",
+    "Ahmed",
+    "Horvat",
+    "Kim",
+    "Adeyemi",
+    "Lindqvist",
+    "Virtanen",
+    "Mansour",
+    "Bianchi",
+    "Ivanova",
+    "Boateng",
+    "Ortiz",
+    "Sokolov",
+    "Yamada",
+    "Weber",
+    "Reyes",
+    "Iyer",
+]
+CITIES = [
+    "Lisbon",
+    "Porto",
+    "Nairobi",
+    "Osaka",
+    "Leeds",
+    "Lyon",
+    "Accra",
+    "Krakow",
+    "Bergen",
+    "Seville",
+    "Pune",
+    "Tallinn",
+    "Cork",
+    "Dakar",
+    "Utrecht",
+    "Bologna",
+    "Quito",
+    "Gdansk",
+    "Tampere",
+    "Malmo",
+    "Busan",
+    "Cusco",
+    "Tbilisi",
+    "Hobart",
+    "Windhoek",
+    "Ghent",
+    "Graz",
+    "Lagos",
+    "Riga",
+    "Kyoto",
+    "Bristol",
+    "Valencia",
+    "Mombasa",
+    "Brno",
+    "Aarhus",
+    "Perth",
+]
+JOBS = [
+    "nurse",
+    "pharmacist",
+    "carpenter",
+    "data analyst",
+    "teacher",
+    "electrician",
+    "architect",
+    "baker",
+    "paramedic",
+    "lawyer",
+    "plumber",
+    "journalist",
+    "dentist",
+    "pilot",
+    "librarian",
+    "chef",
+    "accountant",
+    "translator",
+    "welder",
+    "veterinarian",
+    "photographer",
+    "surveyor",
+    "midwife",
+    "mechanic",
+    "software engineer",
+    "florist",
+    "geologist",
+    "tailor",
+    "firefighter",
+    "barista",
+]
 NOTES = [
     "{name}, {age}, is a {job} based in {city}.",
     "Met {name} today. {age} years old, works as a {job}, lives in {city}.",
@@ -42,8 +178,16 @@ NOTES = [
     "{name} moved to {city} last year and now works as a {job}. Age: {age}.",
     "Spoke with a {job} from {city} named {name}, aged {age}.",
 ]
-EXTRAS = ["Prefers email.", "Call back on Monday.", "Interested in the premium plan.",
-          "Allergic to peanuts.", "Referred by a colleague.", "", "", ""]
+EXTRAS = [
+    "Prefers email.",
+    "Call back on Monday.",
+    "Interested in the premium plan.",
+    "Allergic to peanuts.",
+    "Referred by a colleague.",
+    "",
+    "",
+    "",
+]
 INSTRUCTION = "Extract the contact from this note as JSON."
 
 
@@ -54,14 +198,17 @@ def make_example(rng: random.Random) -> dict[str, str]:
         "city": rng.choice(CITIES),
         "occupation": rng.choice(JOBS),
     }
-    note = rng.choice(NOTES).format(name=person["name"], age=person["age"], city=person["city"],
-                                    job=person["occupation"])
+    note = rng.choice(NOTES).format(
+        name=person["name"], age=person["age"], city=person["city"], job=person["occupation"]
+    )
     extra = rng.choice(EXTRAS)
     note = f"{note} {extra}".strip()
     return {"instruction": INSTRUCTION, "input": note, "output": json.dumps(person)}
 
 
-def generate(*, train_size: int, heldout_size: int, seed: int) -> tuple[list[dict[str, str]], list[dict[str, str]]]:
+def generate(
+    *, train_size: int, heldout_size: int, seed: int
+) -> tuple[list[dict[str, str]], list[dict[str, str]]]:
     """Unique notes, split so no held-out note (or person) appears in the training set."""
     rng = random.Random(seed)
     seen_notes: set[str] = set()
@@ -92,7 +239,9 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--heldout-size", type=int, default=48)
     parser.add_argument("--seed", type=int, default=20261121)
     args = parser.parse_args(argv)
-    train, heldout = generate(train_size=args.train_size, heldout_size=args.heldout_size, seed=args.seed)
+    train, heldout = generate(
+        train_size=args.train_size, heldout_size=args.heldout_size, seed=args.seed
+    )
     write_jsonl(train, args.out / "train.jsonl")
     write_jsonl(heldout, args.out / "heldout.jsonl")
     print(f"wrote {len(train)} train and {len(heldout)} held-out rows to {args.out}")

@@ -26,6 +26,21 @@ class HeldoutScores:
         return out
 
 
+def pad_batch(examples: list[Any], *, pad_id: int) -> dict[str, Any]:
+    """Right-pad tokenized examples (``input_ids``/``labels``) to the longest; labels pad to -100."""
+    import torch
+
+    width = max(len(e.input_ids) for e in examples)
+    ids = torch.full((len(examples), width), pad_id, dtype=torch.long)
+    labels = torch.full((len(examples), width), -100, dtype=torch.long)
+    mask = torch.zeros((len(examples), width), dtype=torch.long)
+    for row, example in enumerate(examples):
+        ids[row, : len(example.input_ids)] = torch.tensor(example.input_ids)
+        labels[row, : len(example.labels)] = torch.tensor(example.labels)
+        mask[row, : len(example.input_ids)] = 1
+    return {"input_ids": ids, "labels": labels, "attention_mask": mask}
+
+
 def heldout_loss(model: Any, examples: list[Any], *, batch_size: int, pad_id: int) -> float:
     """Mean cross-entropy over response tokens (teacher forcing), weighted by token."""
     import torch
@@ -35,20 +50,17 @@ def heldout_loss(model: Any, examples: list[Any], *, batch_size: int, pad_id: in
     model.eval()
     with torch.inference_mode():
         for start in range(0, len(examples), batch_size):
-            chunk = examples[start : start + batch_size]
-            width = max(len(e) for e in chunk)
-            ids = torch.full((len(chunk), width), pad_id, dtype=torch.long)
-            labels = torch.full((len(chunk), width), -100, dtype=torch.long)
-            mask = torch.zeros((len(chunk), width), dtype=torch.long)
-            for row, example in enumerate(chunk):
-                ids[row, : len(example)] = torch.tensor(example.input_ids)
-                labels[row, : len(example)] = torch.tensor(example.labels)
-                mask[row, : len(example)] = 1
-            logits = model(input_ids=ids.to(device), attention_mask=mask.to(device)).logits
-            shift_logits, shift_labels = logits[:, :-1].float(), labels[:, 1:].to(device)
+            batch = pad_batch(examples[start : start + batch_size], pad_id=pad_id)
+            logits = model(
+                input_ids=batch["input_ids"].to(device),
+                attention_mask=batch["attention_mask"].to(device),
+            ).logits
+            shift_logits, shift_labels = logits[:, :-1].float(), batch["labels"][:, 1:].to(device)
             loss = torch.nn.functional.cross_entropy(
-                shift_logits.reshape(-1, shift_logits.size(-1)), shift_labels.reshape(-1),
-                ignore_index=-100, reduction="sum",
+                shift_logits.reshape(-1, shift_logits.size(-1)),
+                shift_labels.reshape(-1),
+                ignore_index=-100,
+                reduction="sum",
             )
             total += float(loss)
             count += int((shift_labels != -100).sum())
@@ -69,11 +81,18 @@ def generate_greedy(
     try:
         with torch.inference_mode():
             for start in range(0, len(prompts), batch_size):
-                batch = tokenizer(prompts[start : start + batch_size], return_tensors="pt",
-                                  padding=True, add_special_tokens=False).to(device)
+                batch = tokenizer(
+                    prompts[start : start + batch_size],
+                    return_tensors="pt",
+                    padding=True,
+                    add_special_tokens=False,
+                ).to(device)
                 generated = model.generate(
-                    **batch, max_new_tokens=max_new_tokens, do_sample=False,
-                    pad_token_id=tokenizer.pad_token_id, eos_token_id=tokenizer.eos_token_id,
+                    **batch,
+                    max_new_tokens=max_new_tokens,
+                    do_sample=False,
+                    pad_token_id=tokenizer.pad_token_id,
+                    eos_token_id=tokenizer.eos_token_id,
                 )
                 new_tokens = generated[:, batch["input_ids"].shape[1] :]
                 outputs += tokenizer.batch_decode(new_tokens, skip_special_tokens=True)
@@ -83,16 +102,24 @@ def generate_greedy(
 
 
 def score_heldout(
-    model: Any, tokenizer: Any, *, tokenized: list[Any], prompts: list[str], references: list[str],
-    task_metric: str, batch_size: int, max_new_tokens: int,
+    model: Any,
+    tokenizer: Any,
+    *,
+    tokenized: list[Any],
+    prompts: list[str],
+    references: list[str],
+    task_metric: str,
+    batch_size: int,
+    max_new_tokens: int,
 ) -> HeldoutScores:
     """Loss and perplexity on every held-out row; the task metric on ``prompts`` by generation."""
     loss = heldout_loss(model, tokenized, batch_size=batch_size, pad_id=tokenizer.pad_token_id)
     items: list[dict[str, Any]] = []
     task_score = exact = float("nan")
     if prompts:
-        predictions = generate_greedy(model, tokenizer, prompts, max_new_tokens=max_new_tokens,
-                                      batch_size=batch_size)
+        predictions = generate_greedy(
+            model, tokenizer, prompts, max_new_tokens=max_new_tokens, batch_size=batch_size
+        )
         scores = score_items(predictions, references, task_metric)
         exacts = [exact_match(p, r) for p, r in zip(predictions, references, strict=True)]
         items = [
@@ -100,5 +127,11 @@ def score_heldout(
             for p, r, g, s, e in zip(prompts, references, predictions, scores, exacts, strict=True)
         ]
         task_score, exact = mean(scores), mean(exacts)
-    return HeldoutScores(loss=loss, perplexity=math.exp(min(loss, 50.0)), task_metric=task_metric,
-                         task_score=task_score, exact_match=exact, items=items)
+    return HeldoutScores(
+        loss=loss,
+        perplexity=math.exp(min(loss, 50.0)),
+        task_metric=task_metric,
+        task_score=task_score,
+        exact_match=exact,
+        items=items,
+    )

@@ -30,16 +30,24 @@ def small_config(work: Path, *, trials: int, concurrency: int, train_rows: int) 
     (work / "train.jsonl").write_text("\n".join(rows) + "\n")
     (work / "heldout.jsonl").write_text("\n".join(held) + "\n")
     return {
-        "name": "perf", "base_model": "smollm2-135m-instruct",
+        "name": "perf",
+        "base_model": "smollm2-135m-instruct",
         "data": {"train": str(work / "train.jsonl"), "heldout": str(work / "heldout.jsonl")},
-        "search_space": {"learning_rate": {"type": "loguniform", "low": 3e-4, "high": 3e-3},
-                         "lora_r": [4, 8], "lora_alpha": {"type": "ratio_of_r", "values": [2]},
-                         "num_epochs": 1, "sequence_len": [256]},
+        "search_space": {
+            "learning_rate": {"type": "loguniform", "low": 3e-4, "high": 3e-3},
+            "lora_r": [4, 8],
+            "lora_alpha": {"type": "ratio_of_r", "values": [2]},
+            "num_epochs": 1,
+            "sequence_len": [256],
+        },
         "training": {"micro_batch_size": 4, "evals_per_epoch": 1},
         "search": {"algorithm": "random", "num_samples": trials, "max_concurrent": concurrency},
         "scheduler": {"type": "none"},
         "resources": {"cpu": 1},
-        "tracking": {"mlflow_uri": f"sqlite:///{work / 'mlruns.db'}", "state_dir": str(work / "sweeps")},
+        "tracking": {
+            "mlflow_uri": f"sqlite:///{work / 'mlruns.db'}",
+            "state_dir": str(work / "sweeps"),
+        },
         "evaluation": {"max_new_tokens": 40, "batch_size": 8, "generation_samples": 8},
     }
 
@@ -62,7 +70,9 @@ def ours(config: dict[str, Any], work: Path, concurrency: int) -> dict[str, floa
     base_scores(preflight(loaded, config_path=None, config_dir=cwd))  # cached: not part of the loop
     started = time.perf_counter()  # includes ray.init, like the bare loop below
     with open("/dev/null", "w") as sink:
-        state = launch_sweep(config, name="perf-ours", num_cpus=concurrency, console=Console(file=sink))
+        state = launch_sweep(
+            config, name="perf-ours", num_cpus=concurrency, console=Console(file=sink)
+        )
     wall = time.perf_counter() - started
     return summarize(wall, trial_seconds(state.path / "ray" / "tune"), concurrency)
 
@@ -76,16 +86,26 @@ def bare(config: dict[str, Any], work: Path, concurrency: int) -> dict[str, floa
 
     loaded, _, cwd = coerce_config(config)
     plan = preflight(loaded, config_path=None, config_dir=cwd)
-    space = {"learning_rate": tune.loguniform(3e-4, 3e-3), "lora_r": tune.choice([4, 8]),
-             "lora_alpha": 16, "num_epochs": 1, "sequence_len": 256, "lora_dropout": 0.05,
-             "weight_decay": 0.0, "warmup_ratio": 0.1}
+    space = {
+        "learning_rate": tune.loguniform(3e-4, 3e-3),
+        "lora_r": tune.choice([4, 8]),
+        "lora_alpha": 16,
+        "num_epochs": 1,
+        "sequence_len": 256,
+        "lora_dropout": 0.05,
+        "weight_decay": 0.0,
+        "warmup_ratio": 0.1,
+    }
     started = time.perf_counter()
     start_ray(address=None, num_cpus=concurrency, num_gpus=None)
     tuner = tune.Tuner(
         tune.with_resources(tune.with_parameters(lora_trainable, spec=plan.spec), {"cpu": 1}),
         param_space=space,
-        tune_config=tune.TuneConfig(num_samples=config["search"]["num_samples"],
-                                    max_concurrent_trials=concurrency, reuse_actors=False),
+        tune_config=tune.TuneConfig(
+            num_samples=config["search"]["num_samples"],
+            max_concurrent_trials=concurrency,
+            reuse_actors=False,
+        ),
         run_config=tune.RunConfig(name="bare", storage_path=str(work / "bare"), verbose=0),
     )
     tuner.fit()
@@ -96,8 +116,13 @@ def bare(config: dict[str, Any], work: Path, concurrency: int) -> dict[str, floa
 
 def summarize(wall: float, trials: list[float], concurrency: int) -> dict[str, float]:
     ideal = sum(trials) / concurrency
-    return {"wall_seconds": wall, "trials": len(trials), "sum_trial_seconds": sum(trials),
-            "ideal_seconds": ideal, "overhead_ratio": wall / ideal}
+    return {
+        "wall_seconds": wall,
+        "trials": len(trials),
+        "sum_trial_seconds": sum(trials),
+        "ideal_seconds": ideal,
+        "overhead_ratio": wall / ideal,
+    }
 
 
 def main(argv: list[str] | None = None) -> dict[str, Any]:
@@ -109,13 +134,18 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     args = parser.parse_args(argv)
     work = Path(tempfile.mkdtemp(prefix="perf-orch-"))
     try:
-        config = small_config(work, trials=args.trials, concurrency=args.concurrency,
-                              train_rows=args.train_rows)
-        result: dict[str, Any] = {"ours": ours(config, work, args.concurrency),
-                                  "bare_ray_tune": bare(config, work, args.concurrency)}
+        config = small_config(
+            work, trials=args.trials, concurrency=args.concurrency, train_rows=args.train_rows
+        )
+        result: dict[str, Any] = {
+            "ours": ours(config, work, args.concurrency),
+            "bare_ray_tune": bare(config, work, args.concurrency),
+        }
     finally:
         shutil.rmtree(work, ignore_errors=True)
-    result["ours_wall_vs_bare_wall"] = result["ours"]["wall_seconds"] / result["bare_ray_tune"]["wall_seconds"]
+    result["ours_wall_vs_bare_wall"] = (
+        result["ours"]["wall_seconds"] / result["bare_ray_tune"]["wall_seconds"]
+    )
     result["settings"] = vars(args) | {"out": str(args.out)}
     text = json.dumps(result, indent=2)
     print(text)

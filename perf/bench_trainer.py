@@ -26,8 +26,16 @@ sys.path.insert(0, str(REPO))
 from trainers.lora_trial import TrialSpec, _optimizer_step, setup  # noqa: E402
 from trainers.tokenize import IGNORE_INDEX  # noqa: E402
 
-HPARAMS = {"learning_rate": 1e-3, "lora_r": 8, "lora_alpha": 16, "num_epochs": 1, "sequence_len": 256,
-           "lora_dropout": 0.05, "weight_decay": 0.0, "warmup_ratio": 0.0}
+HPARAMS = {
+    "learning_rate": 1e-3,
+    "lora_r": 8,
+    "lora_alpha": 16,
+    "num_epochs": 1,
+    "sequence_len": 256,
+    "lora_dropout": 0.05,
+    "weight_decay": 0.0,
+    "warmup_ratio": 0.0,
+}
 
 
 def ours(spec: TrialSpec, *, steps: int, warmup: int) -> dict[str, float]:
@@ -67,7 +75,12 @@ class _Timer:
 def hf_trainer(spec: TrialSpec, *, steps: int, warmup: int, pad_to_max: bool) -> dict[str, float]:
     """The baseline: transformers.Trainer + peft.get_peft_model, padded batches."""
     from peft import LoraConfig, get_peft_model
-    from transformers import AutoModelForCausalLM, DataCollatorForSeq2Seq, Trainer, TrainingArguments
+    from transformers import (
+        AutoModelForCausalLM,
+        DataCollatorForSeq2Seq,
+        Trainer,
+        TrainingArguments,
+    )
 
     recipe = setup(spec, HPARAMS)  # reuse its tokenized data only
     tokenizer, examples = recipe.tokenizer, recipe.train_set
@@ -76,13 +89,25 @@ def hf_trainer(spec: TrialSpec, *, steps: int, warmup: int, pad_to_max: bool) ->
     rows = []
     for e in examples:
         pad = width - len(e) if pad_to_max else 0
-        rows.append({"input_ids": e.input_ids + [tokenizer.pad_token_id] * pad,
-                     "attention_mask": [1] * len(e) + [0] * pad,
-                     "labels": e.labels + [IGNORE_INDEX] * pad})
+        rows.append(
+            {
+                "input_ids": e.input_ids + [tokenizer.pad_token_id] * pad,
+                "attention_mask": [1] * len(e) + [0] * pad,
+                "labels": e.labels + [IGNORE_INDEX] * pad,
+            }
+        )
     torch.manual_seed(42)
     model = AutoModelForCausalLM.from_pretrained(spec.model_path, dtype=torch.float32)
-    model = get_peft_model(model, LoraConfig(r=8, lora_alpha=16, lora_dropout=0.05,
-                                             target_modules=["q_proj", "v_proj"], task_type="CAUSAL_LM"))
+    model = get_peft_model(
+        model,
+        LoraConfig(
+            r=8,
+            lora_alpha=16,
+            lora_dropout=0.05,
+            target_modules=["q_proj", "v_proj"],
+            task_type="CAUSAL_LM",
+        ),
+    )
     timer = _Timer(warmup)
     collator = DataCollatorForSeq2Seq(tokenizer, padding=True, label_pad_token_id=IGNORE_INDEX)
     real_tokens: list[int] = []
@@ -91,12 +116,26 @@ def hf_trainer(spec: TrialSpec, *, steps: int, warmup: int, pad_to_max: bool) ->
         real_tokens.append(sum(sum(row["attention_mask"]) for row in batch))  # one batch per step
         return collator(batch)
 
-    args = TrainingArguments(output_dir="/tmp/bench-hf", per_device_train_batch_size=4,
-                             max_steps=steps + warmup, learning_rate=1e-3, report_to="none",
-                             save_strategy="no", logging_strategy="no", use_cpu=True,
-                             dataloader_num_workers=0, lr_scheduler_type="constant", seed=42)
-    trainer = Trainer(model=model, args=args, train_dataset=rows, callbacks=[timer],
-                      data_collator=counting_collator)
+    args = TrainingArguments(
+        output_dir="/tmp/bench-hf",
+        per_device_train_batch_size=4,
+        max_steps=steps + warmup,
+        learning_rate=1e-3,
+        report_to="none",
+        save_strategy="no",
+        logging_strategy="no",
+        use_cpu=True,
+        dataloader_num_workers=0,
+        lr_scheduler_type="constant",
+        seed=42,
+    )
+    trainer = Trainer(
+        model=model,
+        args=args,
+        train_dataset=rows,
+        callbacks=[timer],
+        data_collator=counting_collator,
+    )
     trainer.train()
     seconds = timer.ended - timer.started
     tokens = sum(real_tokens[warmup : warmup + steps])
@@ -115,19 +154,34 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
 
     torch.set_num_threads(args.threads)
     model = resolve_base_model(args.model).path
-    spec = TrialSpec(model_path=str(model), train_path=str(REPO / "data/notes_to_json/train.jsonl"),
-                     heldout_path=str(REPO / "data/notes_to_json/heldout.jsonl"), task_metric="field_f1",
-                     training={"micro_batch_size": 4, "seed": 42}, cpus=args.threads)
+    spec = TrialSpec(
+        model_path=str(model),
+        train_path=str(REPO / "data/notes_to_json/train.jsonl"),
+        heldout_path=str(REPO / "data/notes_to_json/heldout.jsonl"),
+        task_metric="field_f1",
+        training={"micro_batch_size": 4, "seed": 42},
+        cpus=args.threads,
+    )
     result = {
         "ours_packed": ours(spec, steps=args.steps, warmup=args.warmup),
-        "hf_trainer_max_length": hf_trainer(spec, steps=args.steps, warmup=args.warmup, pad_to_max=True),
-        "hf_trainer_dynamic": hf_trainer(spec, steps=args.steps, warmup=args.warmup, pad_to_max=False),
+        "hf_trainer_max_length": hf_trainer(
+            spec, steps=args.steps, warmup=args.warmup, pad_to_max=True
+        ),
+        "hf_trainer_dynamic": hf_trainer(
+            spec, steps=args.steps, warmup=args.warmup, pad_to_max=False
+        ),
     }
     base = result["ours_packed"]["tokens_per_second"]
     result["ratio_vs_max_length"] = base / result["hf_trainer_max_length"]["tokens_per_second"]
     result["ratio_vs_dynamic"] = base / result["hf_trainer_dynamic"]["tokens_per_second"]
-    result["settings"] = {"model": args.model, "steps": args.steps, "warmup": args.warmup,
-                          "threads": args.threads, "micro_batch_size": 4, **HPARAMS}
+    result["settings"] = {
+        "model": args.model,
+        "steps": args.steps,
+        "warmup": args.warmup,
+        "threads": args.threads,
+        "micro_batch_size": 4,
+        **HPARAMS,
+    }
     text = json.dumps(result, indent=2)
     print(text)
     if args.out:

@@ -14,7 +14,14 @@ Heavy libraries (torch, ray, mlflow) are imported only when a function needs the
 
 from __future__ import annotations
 
-from sweeps.api import best_trial, launch_sweep, load_config, run_trial, sweep_status, validate_config
+from sweeps.api import (
+    best_trial,
+    launch_sweep,
+    load_config,
+    run_trial,
+    sweep_status,
+    validate_config,
+)
 
 __all__ = [
     "best_trial",

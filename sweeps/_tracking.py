@@ -31,7 +31,9 @@ def default_artifact_root(tracking_uri: str) -> str | None:
 
 def prepare_store(tracking_uri: str) -> None:
     if tracking_uri.startswith("sqlite:///"):
-        Path(tracking_uri.removeprefix("sqlite:///")).resolve().parent.mkdir(parents=True, exist_ok=True)
+        Path(tracking_uri.removeprefix("sqlite:///")).resolve().parent.mkdir(
+            parents=True, exist_ok=True
+        )
 
 
 class SweepTracker:
@@ -50,41 +52,65 @@ class SweepTracker:
             self.experiment_id = found.experiment_id
 
     # ------------------------------------------------------------------ the sweep (parent)
-    def start_sweep(self, name: str, *, config: dict[str, Any], tags: dict[str, str],
-                    artifacts: dict[str, str]) -> str:
-        run = self.client.create_run(self.experiment_id, run_name=name,
-                                     tags={"lora_sweep.kind": "sweep", "lora_sweep.sweep": name, **tags})
+    def start_sweep(
+        self, name: str, *, config: dict[str, Any], tags: dict[str, str], artifacts: dict[str, str]
+    ) -> str:
+        run = self.client.create_run(
+            self.experiment_id,
+            run_name=name,
+            tags={"lora_sweep.kind": "sweep", "lora_sweep.sweep": name, **tags},
+        )
         self._log_params(run.info.run_id, flatten(config))
         for filename, text in artifacts.items():
             self.client.log_text(run.info.run_id, text, filename)
         return str(run.info.run_id)
 
-    def end_sweep(self, run_id: str, *, status: str, metrics: dict[str, float], tags: dict[str, str]) -> None:
+    def end_sweep(
+        self, run_id: str, *, status: str, metrics: dict[str, float], tags: dict[str, str]
+    ) -> None:
         self.log_metrics(run_id, metrics, step=0)
         for key, value in tags.items():
             self.client.set_tag(run_id, key, value)
         self.client.set_terminated(run_id, status=status)
 
     # ------------------------------------------------------------------ trials (children)
-    def start_trial(self, parent_run_id: str, *, sweep: str, trial_id: str, params: dict[str, Any]) -> str:
+    def start_trial(
+        self, parent_run_id: str, *, sweep: str, trial_id: str, params: dict[str, Any]
+    ) -> str:
         run = self.client.create_run(
-            self.experiment_id, run_name=f"{sweep}/{trial_id}",
-            tags={"mlflow.parentRunId": parent_run_id, "lora_sweep.kind": "trial",
-                  "lora_sweep.sweep": sweep, "lora_sweep.trial_id": trial_id, "status": "running"},
+            self.experiment_id,
+            run_name=f"{sweep}/{trial_id}",
+            tags={
+                "mlflow.parentRunId": parent_run_id,
+                "lora_sweep.kind": "trial",
+                "lora_sweep.sweep": sweep,
+                "lora_sweep.trial_id": trial_id,
+                "status": "running",
+            },
         )
         self._log_params(run.info.run_id, {**params, "trial_id": trial_id})
         return str(run.info.run_id)
 
     def log_metrics(self, run_id: str, metrics: dict[str, float], *, step: int) -> None:
         now = int(time.time() * 1000)
-        entries = [Metric(key, float(value), now, step) for key, value in metrics.items()
-                   if isinstance(value, (int, float)) and math.isfinite(float(value))]
+        entries = [
+            Metric(key, float(value), now, step)
+            for key, value in metrics.items()
+            if isinstance(value, (int, float)) and math.isfinite(float(value))
+        ]
         for start in range(0, len(entries), 1000):
             self.client.log_batch(run_id, metrics=entries[start : start + 1000])
 
-    def end_trial(self, run_id: str, *, status: str, reason: str | None = None,
-                  adapter_dir: Path | None = None, predictions: list[dict[str, Any]] | None = None,
-                  logged_generations: int = 8) -> None:
+    def end_trial(
+        self,
+        run_id: str,
+        *,
+        status: str,
+        reason: str | None = None,
+        adapter_dir: Path | None = None,
+        predictions: list[dict[str, Any]] | None = None,
+        logged_generations: int = 8,
+    ) -> None:
         tags = [RunTag("status", status)]
         if reason:
             tags.append(RunTag("failure_reason", reason[:5000]))
@@ -92,18 +118,26 @@ class SweepTracker:
         if adapter_dir is not None and adapter_dir.is_dir():
             self.client.log_artifacts(run_id, str(adapter_dir), artifact_path="adapter")
         if predictions:
-            self.client.log_text(run_id, "\n".join(json.dumps(p) for p in predictions) + "\n",
-                                 "heldout_predictions.jsonl")
+            self.client.log_text(
+                run_id,
+                "\n".join(json.dumps(p) for p in predictions) + "\n",
+                "heldout_predictions.jsonl",
+            )
             sample = predictions[:logged_generations]
-            table = {key: [row[key] for row in sample]
-                     for key in ("prompt", "reference", "prediction", "score")}
+            table = {
+                key: [row[key] for row in sample]
+                for key in ("prompt", "reference", "prediction", "score")
+            }
             self.client.log_table(run_id, data=table, artifact_file="sample_generations.json")
         self.client.set_terminated(run_id, status=RUN_STATUS.get(status, "FAILED"))
 
     # ------------------------------------------------------------------ helpers
     def _log_params(self, run_id: str, params: dict[str, Any]) -> None:
-        entries = [Param(key, _param_text(value)) for key, value in params.items()
-                   if not is_secret(key, value)]
+        entries = [
+            Param(key, _param_text(value))
+            for key, value in params.items()
+            if not is_secret(key, value)
+        ]
         for start in range(0, len(entries), 100):
             self.client.log_batch(run_id, params=entries[start : start + 100])
 
@@ -120,4 +154,3 @@ def ui_hint(tracking_uri: str) -> str:
     if tracking_uri.startswith("sqlite:///"):
         return f"mlflow ui --backend-store-uri {tracking_uri} --host 127.0.0.1"
     return tracking_uri
-

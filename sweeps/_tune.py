@@ -38,8 +38,9 @@ class PruneAwareOptunaSearch(OptunaSearch):
     reported here first: every trial's intermediate values are complete.
     """
 
-    def on_trial_complete(self, trial_id: str, result: dict[str, Any] | None = None,
-                          error: bool = False) -> None:
+    def on_trial_complete(
+        self, trial_id: str, result: dict[str, Any] | None = None, error: bool = False
+    ) -> None:
         if trial_id in self._completed_trials or trial_id not in self._ot_trials:
             super().on_trial_complete(trial_id, result=result, error=error)
             return
@@ -53,8 +54,9 @@ class PruneAwareOptunaSearch(OptunaSearch):
         self._completed_trials.add(trial_id)
 
 
-def build_searcher(config: SweepConfig, *, metric: str, mode: str, storage_url: str,
-                   study_name: str) -> ConcurrencyLimiter:
+def build_searcher(
+    config: SweepConfig, *, metric: str, mode: str, storage_url: str, study_name: str
+) -> ConcurrencyLimiter:
     """Optuna (tpe | random | grid) over the YAML space, persisted in the sweep's sqlite study."""
     search = config.search
     sampler: optuna.samplers.BaseSampler
@@ -66,8 +68,12 @@ def build_searcher(config: SweepConfig, *, metric: str, mode: str, storage_url: 
         startup = min(10, max(2, search.num_samples // 3))
         sampler = optuna.samplers.TPESampler(seed=search.seed, n_startup_trials=startup)
     searcher = PruneAwareOptunaSearch(
-        space=define_by_run(config), metric=metric, mode=mode, sampler=sampler,
-        storage=optuna.storages.RDBStorage(storage_url), study_name=study_name,
+        space=define_by_run(config),
+        metric=metric,
+        mode=mode,
+        sampler=sampler,
+        storage=optuna.storages.RDBStorage(storage_url),
+        study_name=study_name,
     )
     return ConcurrencyLimiter(searcher, max_concurrent=search.max_concurrent)
 
@@ -77,9 +83,12 @@ def build_scheduler(config: SweepConfig, *, max_rungs: int) -> ASHAScheduler | F
     scheduler = config.scheduler
     if not isinstance(scheduler, AshaConfig):
         return FIFOScheduler()
-    return ASHAScheduler(time_attr="training_iteration", max_t=max(max_rungs, 1),
-                         grace_period=min(scheduler.grace_period, max(max_rungs, 1)),
-                         reduction_factor=scheduler.reduction_factor)
+    return ASHAScheduler(
+        time_attr="training_iteration",
+        max_t=max(max_rungs, 1),
+        grace_period=min(scheduler.grace_period, max(max_rungs, 1)),
+        reduction_factor=scheduler.reduction_factor,
+    )
 
 
 def lora_trainable(config: dict[str, Any], spec: Any) -> None:
@@ -95,8 +104,9 @@ def lora_trainable(config: dict[str, Any], spec: Any) -> None:
         shutil.rmtree(checkpoint_dir, ignore_errors=True)  # Ray has persisted it to storage
 
     try:
-        run_lora_trial(spec, trial_hyperparameters(config), report=report, workdir=workdir,
-                       resume_from=resume)
+        run_lora_trial(
+            spec, trial_hyperparameters(config), report=report, workdir=workdir, resume_from=resume
+        )
     finally:
         shutil.rmtree(workdir, ignore_errors=True)
 
@@ -117,18 +127,24 @@ class RecorderCallback(tune.Callback):
     def on_trial_start(self, iteration: int, trials: list[Any], trial: Any, **info: Any) -> None:
         self.recorder.trial_started(trial.trial_id, dict(trial.config))
 
-    def on_trial_result(self, iteration: int, trials: list[Any], trial: Any, result: dict[str, Any],
-                        **info: Any) -> None:
+    def on_trial_result(
+        self, iteration: int, trials: list[Any], trial: Any, result: dict[str, Any], **info: Any
+    ) -> None:
         self.recorder.trial_result(trial.trial_id, result)
 
     def on_trial_complete(self, iteration: int, trials: list[Any], trial: Any, **info: Any) -> None:
-        self.recorder.trial_ended(trial.trial_id, result=trial.last_result,
-                                  checkpoint=_checkpoint_path(trial))
+        self.recorder.trial_ended(
+            trial.trial_id, result=trial.last_result, checkpoint=_checkpoint_path(trial)
+        )
 
     def on_trial_error(self, iteration: int, trials: list[Any], trial: Any, **info: Any) -> None:
         error = _error_line(trial)
-        self.recorder.trial_ended(trial.trial_id, result=trial.last_result,
-                                  checkpoint=_checkpoint_path(trial), error=error)
+        self.recorder.trial_ended(
+            trial.trial_id,
+            result=trial.last_result,
+            checkpoint=_checkpoint_path(trial),
+            error=error,
+        )
 
 
 def _checkpoint_path(trial: Any) -> Path | None:
@@ -151,8 +167,12 @@ def start_ray(*, address: str | None, num_cpus: int | None, num_gpus: float | No
     if ray.is_initialized():
         return False
     os.environ.setdefault("RAY_AIR_NEW_OUTPUT", "0")
-    kwargs: dict[str, Any] = {"include_dashboard": False, "log_to_driver": False,
-                              "configure_logging": True, "logging_level": "ERROR"}
+    kwargs: dict[str, Any] = {
+        "include_dashboard": False,
+        "log_to_driver": False,
+        "configure_logging": True,
+        "logging_level": "ERROR",
+    }
     if address:
         ray.init(address=address, **kwargs)
     else:
@@ -164,12 +184,25 @@ def stop_ray() -> None:
     ray.shutdown()
 
 
-def run_tuner(config: SweepConfig, *, spec: Any, recorder: SweepRecorder, sweep_dir: Path,
-              metric: str, mode: str, max_rungs: int, num_samples: int) -> Any:
+def run_tuner(
+    config: SweepConfig,
+    *,
+    spec: Any,
+    recorder: SweepRecorder,
+    sweep_dir: Path,
+    metric: str,
+    mode: str,
+    max_rungs: int,
+    num_samples: int,
+) -> Any:
     """Run the Tune experiment to the end; returns Ray's ResultGrid."""
-    searcher = build_searcher(config, metric=metric, mode=mode,
-                              storage_url=f"sqlite:///{sweep_dir / 'optuna.db'}",
-                              study_name=sweep_dir.name)
+    searcher = build_searcher(
+        config,
+        metric=metric,
+        mode=mode,
+        storage_url=f"sqlite:///{sweep_dir / 'optuna.db'}",
+        study_name=sweep_dir.name,
+    )
     trainable = tune.with_resources(
         tune.with_parameters(lora_trainable, spec=spec),
         {"cpu": config.resources.cpu, "gpu": config.resources.gpu},
@@ -177,11 +210,17 @@ def run_tuner(config: SweepConfig, *, spec: Any, recorder: SweepRecorder, sweep_
     tuner = tune.Tuner(
         trainable,
         tune_config=tune.TuneConfig(
-            metric=metric, mode=mode, search_alg=searcher, num_samples=num_samples,
-            scheduler=build_scheduler(config, max_rungs=max_rungs), reuse_actors=False,
+            metric=metric,
+            mode=mode,
+            search_alg=searcher,
+            num_samples=num_samples,
+            scheduler=build_scheduler(config, max_rungs=max_rungs),
+            reuse_actors=False,
         ),
         run_config=tune.RunConfig(
-            name="tune", storage_path=str(sweep_dir / "ray"), verbose=0,
+            name="tune",
+            storage_path=str(sweep_dir / "ray"),
+            verbose=0,
             callbacks=[RecorderCallback(recorder)],
             checkpoint_config=tune.CheckpointConfig(num_to_keep=2),
             failure_config=tune.FailureConfig(max_failures=1),

@@ -41,7 +41,9 @@ def fill_hyperparameters(config: SweepConfig, given: dict[str, Any]) -> dict[str
     """Given values, else the config's fixed values; a searched knob must be given."""
     unknown = set(given) - set(HYPERPARAMETERS)
     if unknown:
-        raise ConfigError(f"unknown hyperparameters {sorted(unknown)}; known: {list(HYPERPARAMETERS)}")
+        raise ConfigError(
+            f"unknown hyperparameters {sorted(unknown)}; known: {list(HYPERPARAMETERS)}"
+        )
     values = dict(given)
     for knob, spec in active_specs(config).items():
         if knob in values:
@@ -56,17 +58,24 @@ def fill_hyperparameters(config: SweepConfig, given: dict[str, Any]) -> dict[str
 
 
 def run_trial(
-    config: str | Path | SweepConfig | dict[str, Any], hyperparameters: dict[str, Any], *,
-    output_dir: str | Path, train: str | Path | None = None, heldout: str | Path | None = None,
+    config: str | Path | SweepConfig | dict[str, Any],
+    hyperparameters: dict[str, Any],
+    *,
+    output_dir: str | Path,
+    train: str | Path | None = None,
+    heldout: str | Path | None = None,
 ) -> TrialOutcome:
     """Create a LoRA adapter on the base model and fine-tune it once, in this process (no Ray)."""
     from trainers.lora_trial import run_lora_trial
 
     loaded, path, config_dir = coerce_config(config)
     if train is not None or heldout is not None:
-        data = loaded.data.model_copy(update={
-            "train": str(Path(train).resolve()) if train else loaded.data.train,
-            "heldout": str(Path(heldout).resolve()) if heldout else loaded.data.heldout})
+        data = loaded.data.model_copy(
+            update={
+                "train": str(Path(train).resolve()) if train else loaded.data.train,
+                "heldout": str(Path(heldout).resolve()) if heldout else loaded.data.heldout,
+            }
+        )
         loaded = loaded.model_copy(update={"data": data})
     plan = preflight(loaded, config_path=path, config_dir=config_dir)
     params = fill_hyperparameters(loaded, hyperparameters)
@@ -88,5 +97,12 @@ def run_trial(
     return TrialOutcome(metrics=metrics, adapter_path=adapter, history=history)
 
 
-__all__ = ["TrialOutcome", "best_trial", "launch_sweep", "load_config", "run_trial",
-           "sweep_status", "validate_config"]
+__all__ = [
+    "TrialOutcome",
+    "best_trial",
+    "launch_sweep",
+    "load_config",
+    "run_trial",
+    "sweep_status",
+    "validate_config",
+]

@@ -38,15 +38,22 @@ def validate(config: Path) -> int:
     return 0
 
 
-def launch(config: Path, *, name: str | None = None, state_dir: Path | None = None,
-           address: str | None = None, num_cpus: int | None = None) -> int:
+def launch(
+    config: Path,
+    *,
+    name: str | None = None,
+    state_dir: Path | None = None,
+    address: str | None = None,
+    num_cpus: int | None = None,
+) -> int:
     """Run a sweep: preflight, base-model score, Ray Tune trials with a live table, summary."""
     from sweeps.display import plain_console, print_table
     from sweeps.launch import launch_sweep
 
     console = plain_console()
-    state = launch_sweep(config, name=name, state_dir=state_dir, address=address,
-                         num_cpus=num_cpus, console=console)
+    state = launch_sweep(
+        config, name=name, state_dir=state_dir, address=address, num_cpus=num_cpus, console=console
+    )
     print_table(state, console)
     _print_best(state, console)
     return 0 if state.status == "completed" else 1
@@ -80,10 +87,20 @@ def best(sweep: str, *, state_dir: Path = DEFAULT_STATE_DIR, as_json: bool = Fal
         print(f"sweep {state.name}: no completed trial yet", file=sys.stderr)
         return 1
     if as_json:
-        print(json.dumps({"sweep": state.name, "trial_id": record.trial_id, "run_id": record.run_id,
-                          "params": record.params, "metrics": record.metrics,
-                          "base_metrics": state.base_metrics, "adapter_path": record.adapter_path},
-                         indent=2))
+        print(
+            json.dumps(
+                {
+                    "sweep": state.name,
+                    "trial_id": record.trial_id,
+                    "run_id": record.run_id,
+                    "params": record.params,
+                    "metrics": record.metrics,
+                    "base_metrics": state.base_metrics,
+                    "adapter_path": record.adapter_path,
+                },
+                indent=2,
+            )
+        )
         return 0
     from sweeps.display import plain_console
 
@@ -99,7 +116,11 @@ def _print_best(state: Any, console: Any) -> None:
     metric = state.objective_metric
     base = state.base_metrics.get(metric)
     value = record.metrics.get(metric)
-    delta = f" (base model {base:.4f}, delta {value - base:+.4f})" if base is not None and value is not None else ""
+    delta = (
+        f" (base model {base:.4f}, delta {value - base:+.4f})"
+        if base is not None and value is not None
+        else ""
+    )
     console.print(f"Best trial {record.trial_id}: {metric}={value:.4f}{delta}", highlight=False)
     console.print(f"  params: {json.dumps(record.params)}", highlight=False)
     console.print(f"  adapter: {record.adapter_path}", highlight=False)
@@ -109,17 +130,24 @@ def _print_best(state: Any, console: Any) -> None:
 # --------------------------------------------------------------------------- argument parsing
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
-        prog="sweep", description="Find the best LoRA adapter for your data (Ray Tune + Optuna + MLflow).")
+        prog="sweep",
+        description="Find the best LoRA adapter for your data (Ray Tune + Optuna + MLflow).",
+    )
     verbs = parser.add_subparsers(dest="verb", required=True, metavar="VERB")
 
     p = verbs.add_parser("launch", help=launch.__doc__, description=launch.__doc__)
     p.add_argument("config", type=Path, help="sweep YAML, e.g. search_spaces/lora.yaml")
     p.add_argument("--name", help="sweep name (default: <config name>-<timestamp>)")
-    p.add_argument("--state-dir", type=Path, help="where sweep directories live (default: from the YAML)")
+    p.add_argument(
+        "--state-dir", type=Path, help="where sweep directories live (default: from the YAML)"
+    )
     p.add_argument("--address", help="an existing Ray cluster (auto | ray://host:port)")
     p.add_argument("--num-cpus", type=int, help="CPUs for a local Ray (default: all)")
-    p.set_defaults(run=lambda a: launch(a.config, name=a.name, state_dir=a.state_dir,
-                                        address=a.address, num_cpus=a.num_cpus))
+    p.set_defaults(
+        run=lambda a: launch(
+            a.config, name=a.name, state_dir=a.state_dir, address=a.address, num_cpus=a.num_cpus
+        )
+    )
 
     p = verbs.add_parser("validate", help=validate.__doc__, description=validate.__doc__)
     p.add_argument("config", type=Path)

@@ -85,7 +85,7 @@ def _expand_shorthand(value: Any) -> Any:
     """A YAML list means a categorical choice; a scalar means a fixed value."""
     if isinstance(value, list):
         return {"type": "choice", "values": value}
-    if isinstance(value, bool) or isinstance(value, str):
+    if isinstance(value, (bool, str)):
         raise ValueError(
             f"expected a number, a list of choices or a mapping with 'type', got {value!r}"
         )
@@ -240,7 +240,9 @@ class Resources(_Strict):
     @classmethod
     def _whole_if_above_one(cls, value: float) -> float:
         if value > 1 and not value.is_integer():
-            raise ValueError(f"a fraction of a GPU must be <= 1; above 1 use whole GPUs, got {value}")
+            raise ValueError(
+                f"a fraction of a GPU must be <= 1; above 1 use whole GPUs, got {value}"
+            )
         return value
 
 
@@ -304,13 +306,18 @@ class SweepConfig(_Strict):
     @classmethod
     def _non_empty_model(cls, value: str) -> str:
         if not value.strip() or "\x00" in value:
-            raise ValueError("base_model must name an HF id, a local directory or an embedded model")
+            raise ValueError(
+                "base_model must name an HF id, a local directory or an embedded model"
+            )
         return value
 
     @model_validator(mode="after")
     def _cross_section_rules(self) -> SweepConfig:
         for knob in ("lora_dropout", "weight_decay", "warmup_ratio"):
-            if getattr(self.search_space, knob) is not None and knob in self.training.model_fields_set:
+            if (
+                getattr(self.search_space, knob) is not None
+                and knob in self.training.model_fields_set
+            ):
                 raise ValueError(f"{knob} is set in both training and search_space; keep one")
         if self.search.algorithm == "grid":
             for knob, spec in self.search_space:
@@ -373,7 +380,9 @@ def _format_errors(exc: ValidationError, *, path: Path, text: str | None) -> str
 
 def _is_union_tag(part: Any) -> bool:
     tags = ("LogUniform", "Uniform", "IntRange", "Choice", "RatioOfR", "float", "int")
-    return isinstance(part, str) and (part in tags or part.startswith(("function-", "asha", "none")))
+    return isinstance(part, str) and (
+        part in tags or part.startswith(("function-", "asha", "none"))
+    )
 
 
 def _yaml_line(text: str, loc: tuple[Any, ...]) -> int | None:
@@ -389,7 +398,9 @@ def _yaml_line(text: str, loc: tuple[Any, ...]) -> int | None:
             if match is None:
                 break
             line, node = match[0].start_mark.line + 1, match[1]
-        elif isinstance(node, yaml.SequenceNode) and isinstance(part, int) and part < len(node.value):
+        elif (
+            isinstance(node, yaml.SequenceNode) and isinstance(part, int) and part < len(node.value)
+        ):
             node = node.value[part]
             line = node.start_mark.line + 1
         else:

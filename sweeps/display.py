@@ -11,8 +11,13 @@ from rich.table import Table
 
 from sweeps.state import SweepState, TrialRecord
 
-SHOWN_PARAMS = (("learning_rate", "lr"), ("lora_r", "r"), ("lora_alpha", "alpha"),
-                ("num_epochs", "epochs"), ("sequence_len", "seq_len"))
+SHOWN_PARAMS = (
+    ("learning_rate", "lr"),
+    ("lora_r", "r"),
+    ("lora_alpha", "alpha"),
+    ("num_epochs", "epochs"),
+    ("sequence_len", "seq_len"),
+)
 STATUS_STYLE = {"running": "cyan", "completed": "green", "pruned": "yellow", "failed": "red"}
 
 
@@ -20,7 +25,11 @@ def _fmt(value: Any) -> str:
     if value is None:
         return "-"
     if isinstance(value, float):
-        return f"{value:.3g}" if abs(value) < 1e-2 or abs(value) >= 1e4 else f"{value:.4f}".rstrip("0").rstrip(".")
+        return (
+            f"{value:.3g}"
+            if abs(value) < 1e-2 or abs(value) >= 1e4
+            else f"{value:.4f}".rstrip("0").rstrip(".")
+        )
     return str(value)
 
 
@@ -28,18 +37,38 @@ def trials_table(state: SweepState, *, title: str | None = None) -> Table:
     """Base model first, then trials best-first by the objective."""
     metric = state.objective_metric
     table = Table(title=title or f"sweep {state.name}", title_justify="left")
-    for header in ("trial", "status", *(short for _, short in SHOWN_PARAMS), "rung", metric, "heldout/loss"):
+    for header in (
+        "trial",
+        "status",
+        *(short for _, short in SHOWN_PARAMS),
+        "rung",
+        metric,
+        "heldout/loss",
+    ):
         table.add_column(header, justify="right" if header not in ("trial", "status") else "left")
     if state.base_metrics:
-        table.add_row("base model", "-", *("-" for _ in SHOWN_PARAMS), "-",
-                      _fmt(state.base_metrics.get(metric)), _fmt(state.base_metrics.get("heldout/loss")))
+        table.add_row(
+            "base model",
+            "-",
+            *("-" for _ in SHOWN_PARAMS),
+            "-",
+            _fmt(state.base_metrics.get(metric)),
+            _fmt(state.base_metrics.get("heldout/loss")),
+        )
     best = state.best_trial()
     for record in sorted_trials(state):
-        name = f"{record.trial_id} *" if best and record.trial_id == best.trial_id else record.trial_id
+        name = (
+            f"{record.trial_id} *" if best and record.trial_id == best.trial_id else record.trial_id
+        )
         status = f"[{STATUS_STYLE.get(record.status, 'white')}]{record.status}[/]"
-        table.add_row(name, status, *(_fmt(record.params.get(k)) for k, _ in SHOWN_PARAMS),
-                      str(record.rungs), _fmt(record.metrics.get(metric)),
-                      _fmt(record.metrics.get("heldout/loss")))
+        table.add_row(
+            name,
+            status,
+            *(_fmt(record.params.get(k)) for k, _ in SHOWN_PARAMS),
+            str(record.rungs),
+            _fmt(record.metrics.get(metric)),
+            _fmt(record.metrics.get("heldout/loss")),
+        )
     return table
 
 
@@ -80,7 +109,9 @@ class LiveTable:
         record = state.trials.get(event.split()[0])
         metric = state.objective_metric
         value = _fmt(record.metrics.get(metric)) if record else "-"
-        self.console.print(f"[{state.name}] {event}: {metric}={value}", highlight=False, markup=False)
+        self.console.print(
+            f"[{state.name}] {event}: {metric}={value}", highlight=False, markup=False
+        )
 
 
 def plain_console() -> Console:

@@ -42,7 +42,9 @@ class LaunchPlan:
     num_samples: int
 
 
-def coerce_config(config: str | Path | SweepConfig | dict[str, Any]) -> tuple[SweepConfig, Path | None, Path]:
+def coerce_config(
+    config: str | Path | SweepConfig | dict[str, Any],
+) -> tuple[SweepConfig, Path | None, Path]:
     """A config object, with its source file (if any) and the directory relative paths start from."""
     from sweeps.config import config_from_dict
 
@@ -55,7 +57,9 @@ def coerce_config(config: str | Path | SweepConfig | dict[str, Any]) -> tuple[Sw
 
 
 # --------------------------------------------------------------------------- preflight
-def check_data(config: SweepConfig, *, config_dir: Path) -> tuple[dict[str, Path], dict[str, int], str]:
+def check_data(
+    config: SweepConfig, *, config_dir: Path
+) -> tuple[dict[str, Path], dict[str, int], str]:
     """Read every row of the data files; return their paths, row counts and the task metric."""
     data = config.data
     options = {"fmt": data.format, "columns": data.columns, "system_prompt": data.system_prompt}
@@ -68,9 +72,13 @@ def check_data(config: SweepConfig, *, config_dir: Path) -> tuple[dict[str, Path
         train, heldout = split_heldout(train, fraction=data.val_set_size, seed=data.split_seed)
     generating = [e for e in heldout if not e.is_text]
     task_metric = choose_task_metric(generating, data.task_metric) if generating else "none"
-    if task_metric == "field_f1" and not all(e.reference.lstrip().startswith("{") for e in generating):
-        raise DataError(f"{paths.get('heldout', paths['train'])}: data.task_metric field_f1 needs "
-                        "JSON-object responses in the held-out rows")
+    if task_metric == "field_f1" and not all(
+        e.reference.lstrip().startswith("{") for e in generating
+    ):
+        raise DataError(
+            f"{paths.get('heldout', paths['train'])}: data.task_metric field_f1 needs "
+            "JSON-object responses in the held-out rows"
+        )
     return paths, {"train": len(train), "heldout": len(heldout)}, task_metric
 
 
@@ -82,8 +90,10 @@ def resolve_objective(config: SweepConfig, task_metric: str, *, source: str) -> 
     if task_metric == "none":
         allowed = set(LOWER_IS_BETTER)
     if metric not in allowed:
-        raise ConfigError(f"{source}: objective.metric: {config.objective.metric!r} is not measured "
-                          f"for this data (task metric {task_metric}); use one of {sorted(allowed)}")
+        raise ConfigError(
+            f"{source}: objective.metric: {config.objective.metric!r} is not measured "
+            f"for this data (task metric {task_metric}); use one of {sorted(allowed)}"
+        )
     mode = config.objective.mode or ("min" if metric in LOWER_IS_BETTER else "max")
     return metric, mode
 
@@ -93,12 +103,20 @@ def check_resources(config: SweepConfig, *, source: str, address: str | None) ->
         import torch
 
         if not torch.cuda.is_available():
-            raise ConfigError(f"{source}: resources.gpu: {config.resources.gpu} GPU per trial, but no "
-                              "CUDA GPU is visible; set resources.gpu: 0 to train on CPU")
+            raise ConfigError(
+                f"{source}: resources.gpu: {config.resources.gpu} GPU per trial, but no "
+                "CUDA GPU is visible; set resources.gpu: 0 to train on CPU"
+            )
 
 
-def preflight(config: SweepConfig, *, config_path: Path | None, config_dir: Path,
-              progress: Any = print, address: str | None = None) -> LaunchPlan:
+def preflight(
+    config: SweepConfig,
+    *,
+    config_path: Path | None,
+    config_dir: Path,
+    progress: Any = print,
+    address: str | None = None,
+) -> LaunchPlan:
     """Everything checkable before compute: config rules, every data row, the model, resources."""
     from trainers.lora_trial import TrialSpec
     from trainers.models import resolve_base_model
@@ -110,14 +128,21 @@ def preflight(config: SweepConfig, *, config_path: Path | None, config_dir: Path
     model = resolve_base_model(config.base_model, progress=progress)
     device = "cuda" if config.resources.gpu > 0 else "cpu"
     spec = TrialSpec(
-        model_path=str(model.path), train_path=str(paths["train"]),
+        model_path=str(model.path),
+        train_path=str(paths["train"]),
         heldout_path=str(paths["heldout"]) if "heldout" in paths else None,
         task_metric=task_metric if task_metric != "none" else "exact_match",
-        val_set_size=config.data.val_set_size, split_seed=config.data.split_seed,
-        data_format=config.data.format, template=config.data.template,
-        system_prompt=config.data.system_prompt, columns=dict(config.data.columns),
-        training=config.training.model_dump(), evaluation=config.evaluation.model_dump(),
-        trust_remote_code=config.trust_remote_code, device=device, cpus=config.resources.cpu,
+        val_set_size=config.data.val_set_size,
+        split_seed=config.data.split_seed,
+        data_format=config.data.format,
+        template=config.data.template,
+        system_prompt=config.data.system_prompt,
+        columns=dict(config.data.columns),
+        training=config.training.model_dump(),
+        evaluation=config.evaluation.model_dump(),
+        trust_remote_code=config.trust_remote_code,
+        device=device,
+        cpus=config.resources.cpu,
     )
     digests = {name: file_digest(path) for name, path in paths.items()}
     num_samples = config.search.num_samples
@@ -126,12 +151,25 @@ def preflight(config: SweepConfig, *, config_path: Path | None, config_dir: Path
 
         num_samples = min(num_samples, grid_size(config))
     max_rungs = max_epochs(config.search_space) * config.training.evals_per_epoch
-    return LaunchPlan(config, config_path, spec, task_metric, metric, mode, digests, rows,
-                      model.kind, max_rungs, num_samples)
+    return LaunchPlan(
+        config,
+        config_path,
+        spec,
+        task_metric,
+        metric,
+        mode,
+        digests,
+        rows,
+        model.kind,
+        max_rungs,
+        num_samples,
+    )
 
 
 # --------------------------------------------------------------------------- base model
-def base_scores(plan: LaunchPlan, *, progress: Any = print) -> tuple[dict[str, float], list[dict[str, Any]]]:
+def base_scores(
+    plan: LaunchPlan, *, progress: Any = print
+) -> tuple[dict[str, float], list[dict[str, Any]]]:
     """The base model's held-out scores, cached by (model, data, template, eval settings)."""
     from trainers.lora_trial import score_base_model
     from trainers.models import cache_root, model_digest
@@ -139,9 +177,23 @@ def base_scores(plan: LaunchPlan, *, progress: Any = print) -> tuple[dict[str, f
     spec = plan.spec
     source = Path(spec.model_path) / "SOURCE.json"
     model_id = source.read_text() if source.is_file() else model_digest(Path(spec.model_path))
-    key_data = {"model": model_id, "digests": plan.digests, "spec": {
-        k: getattr(spec, k) for k in ("task_metric", "template", "system_prompt", "columns",
-                                      "val_set_size", "split_seed", "data_format", "evaluation")}}
+    key_data = {
+        "model": model_id,
+        "digests": plan.digests,
+        "spec": {
+            k: getattr(spec, k)
+            for k in (
+                "task_metric",
+                "template",
+                "system_prompt",
+                "columns",
+                "val_set_size",
+                "split_seed",
+                "data_format",
+                "evaluation",
+            )
+        },
+    }
     import hashlib
 
     key = hashlib.sha256(json.dumps(key_data, sort_keys=True).encode()).hexdigest()[:24]
@@ -150,7 +202,9 @@ def base_scores(plan: LaunchPlan, *, progress: Any = print) -> tuple[dict[str, f
         cached = json.loads(cache.read_text())
         progress("Base model held-out scores: cached.")
         return cached["metrics"], cached["items"]
-    progress("Scoring the base model on the held-out set (once; every trial is read against it) ...")
+    progress(
+        "Scoring the base model on the held-out set (once; every trial is read against it) ..."
+    )
     scores, _ = score_base_model(replace(spec, cpus=max(spec.cpus, _cpu_count())))
     metrics = scores.as_metrics()
     if plan.task_metric == "none":
@@ -162,7 +216,9 @@ def base_scores(plan: LaunchPlan, *, progress: Any = print) -> tuple[dict[str, f
 def _cpu_count() -> int:
     import os
 
-    return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
+    return (
+        len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
+    )
 
 
 # --------------------------------------------------------------------------- launch
@@ -180,8 +236,12 @@ def new_sweep_name(config: SweepConfig) -> str:
 
 
 def launch_sweep(
-    config: str | Path | SweepConfig | dict[str, Any], *, name: str | None = None,
-    state_dir: str | Path | None = None, address: str | None = None, num_cpus: int | None = None,
+    config: str | Path | SweepConfig | dict[str, Any],
+    *,
+    name: str | None = None,
+    state_dir: str | Path | None = None,
+    address: str | None = None,
+    num_cpus: int | None = None,
     console: Console | None = None,
 ) -> SweepState:
     """Validate, score the base model, run the sweep and return its final state."""
@@ -191,20 +251,32 @@ def launch_sweep(
     sweep_name = name or new_sweep_name(config)
     directory = sweep_directory(Path(state_dir or config.tracking.state_dir), sweep_name)
     if directory.exists():
-        raise ConfigError(f"sweep {sweep_name!r} already exists at {directory}; pick another --name")
-    plan = preflight(config, config_path=config_path, config_dir=config_dir, progress=say,
-                     address=address)
+        raise ConfigError(
+            f"sweep {sweep_name!r} already exists at {directory}; pick another --name"
+        )
+    plan = preflight(
+        config, config_path=config_path, config_dir=config_dir, progress=say, address=address
+    )
     base_metrics, base_items = base_scores(plan, progress=say)
-    state = _create_sweep(plan, directory=directory, base_metrics=base_metrics, base_items=base_items)
-    say(f"Sweep {state.name}: {plan.num_samples} trials, objective {plan.objective_metric} "
+    state = _create_sweep(
+        plan, directory=directory, base_metrics=base_metrics, base_items=base_items
+    )
+    say(
+        f"Sweep {state.name}: {plan.num_samples} trials, objective {plan.objective_metric} "
         f"({plan.objective_mode}); base model {plan.objective_metric}="
-        f"{base_metrics.get(plan.objective_metric, float('nan')):.4f}")
+        f"{base_metrics.get(plan.objective_metric, float('nan')):.4f}"
+    )
     _run(plan, state, address=address, num_cpus=num_cpus, console=console)
     return state
 
 
-def _create_sweep(plan: LaunchPlan, *, directory: Path, base_metrics: dict[str, float],
-                  base_items: list[dict[str, Any]]) -> SweepState:
+def _create_sweep(
+    plan: LaunchPlan,
+    *,
+    directory: Path,
+    base_metrics: dict[str, float],
+    base_items: list[dict[str, Any]],
+) -> SweepState:
     from sweeps._tracking import SweepTracker
 
     config = plan.config
@@ -212,27 +284,52 @@ def _create_sweep(plan: LaunchPlan, *, directory: Path, base_metrics: dict[str, 
     resolved = resolved_config(plan)
     (directory / "config.yaml").write_text(yaml.safe_dump(resolved, sort_keys=False))
     tracker = SweepTracker(config.tracking.mlflow_uri, config.tracking.experiment or config.name)
-    tags = provenance_tags(seeds={"training": config.training.seed, "search": config.search.seed,
-                                  "split": config.data.split_seed}, digests=plan.digests)
-    tags.update({"base_model": config.base_model, "base_model.kind": plan.model_kind,
-                 "objective": f"{plan.objective_metric} ({plan.objective_mode})"})
-    artifacts = {"config.yaml": yaml.safe_dump(resolved, sort_keys=False),
-                 "search_space.json": json.dumps(describe(config), indent=2),
-                 "base_heldout_predictions.jsonl": "".join(json.dumps(i) + "\n" for i in base_items)}
+    tags = provenance_tags(
+        seeds={
+            "training": config.training.seed,
+            "search": config.search.seed,
+            "split": config.data.split_seed,
+        },
+        digests=plan.digests,
+    )
+    tags.update(
+        {
+            "base_model": config.base_model,
+            "base_model.kind": plan.model_kind,
+            "objective": f"{plan.objective_metric} ({plan.objective_mode})",
+        }
+    )
+    artifacts = {
+        "config.yaml": yaml.safe_dump(resolved, sort_keys=False),
+        "search_space.json": json.dumps(describe(config), indent=2),
+        "base_heldout_predictions.jsonl": "".join(json.dumps(i) + "\n" for i in base_items),
+    }
     parent = tracker.start_sweep(directory.name, config=resolved, tags=tags, artifacts=artifacts)
     tracker.log_metrics(parent, {f"base/{k}": v for k, v in base_metrics.items()}, step=0)
     state = SweepState(
-        name=directory.name, directory=str(directory), config_path=str(plan.config_path or ""),
-        objective_metric=plan.objective_metric, objective_mode=plan.objective_mode,
-        task_metric=plan.task_metric, mlflow_uri=config.tracking.mlflow_uri,
-        experiment_id=tracker.experiment_id, parent_run_id=parent, base_metrics=base_metrics,
+        name=directory.name,
+        directory=str(directory),
+        config_path=str(plan.config_path or ""),
+        objective_metric=plan.objective_metric,
+        objective_mode=plan.objective_mode,
+        task_metric=plan.task_metric,
+        mlflow_uri=config.tracking.mlflow_uri,
+        experiment_id=tracker.experiment_id,
+        parent_run_id=parent,
+        base_metrics=base_metrics,
     )
     state.save()
     return state
 
 
-def _run(plan: LaunchPlan, state: SweepState, *, address: str | None, num_cpus: int | None,
-         console: Console) -> None:
+def _run(
+    plan: LaunchPlan,
+    state: SweepState,
+    *,
+    address: str | None,
+    num_cpus: int | None,
+    console: Console,
+) -> None:
     from sweeps import _tune
     from sweeps._tracking import SweepTracker
     from sweeps.display import LiveTable
@@ -244,11 +341,19 @@ def _run(plan: LaunchPlan, state: SweepState, *, address: str | None, num_cpus: 
     state.status = "interrupted"
     try:
         with LiveTable(console) as live:
-            recorder = SweepRecorder(state, tracker, live,
-                                     logged_generations=config.evaluation.logged_generations)
-            _tune.run_tuner(config, spec=plan.spec, recorder=recorder, sweep_dir=state.path,
-                            metric=plan.objective_metric, mode=plan.objective_mode,
-                            max_rungs=plan.max_rungs, num_samples=plan.num_samples)
+            recorder = SweepRecorder(
+                state, tracker, live, logged_generations=config.evaluation.logged_generations
+            )
+            _tune.run_tuner(
+                config,
+                spec=plan.spec,
+                recorder=recorder,
+                sweep_dir=state.path,
+                metric=plan.objective_metric,
+                mode=plan.objective_mode,
+                max_rungs=plan.max_rungs,
+                num_samples=plan.num_samples,
+            )
         state.status = "completed"
     finally:
         _finish(state, tracker)
@@ -262,10 +367,17 @@ def _finish(state: SweepState, tracker: Any) -> None:
     tags = {"status": state.status, "trials": str(len(state.trials))}
     if best is not None:
         metrics = {f"best/{k}": v for k, v in best.metrics.items()}
-        tags.update({"best_trial": best.trial_id, "best_run_id": best.run_id,
-                     "best_adapter": best.adapter_path or ""})
-    counts = {s: sum(t.status == s for t in state.trials.values())
-              for s in ("completed", "pruned", "failed")}
+        tags.update(
+            {
+                "best_trial": best.trial_id,
+                "best_run_id": best.run_id,
+                "best_adapter": best.adapter_path or "",
+            }
+        )
+    counts = {
+        s: sum(t.status == s for t in state.trials.values())
+        for s in ("completed", "pruned", "failed")
+    }
     metrics.update({f"trials/{k}": float(v) for k, v in counts.items()})
     run_status = "FINISHED" if state.status == "completed" else "KILLED"
     tracker.end_sweep(state.parent_run_id, status=run_status, metrics=metrics, tags=tags)

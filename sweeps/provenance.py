@@ -10,17 +10,37 @@ from importlib import metadata
 from pathlib import Path
 from typing import Any
 
-PACKAGES = ("lora-sweep", "torch", "transformers", "peft", "accelerate", "ray", "optuna", "mlflow",
-            "lm-eval", "pandas", "bitsandbytes", "gguf")
-SECRET_KEY = re.compile(r"(token|secret|password|passwd|api[_-]?key|credential|auth)", re.IGNORECASE)
+PACKAGES = (
+    "lora-sweep",
+    "torch",
+    "transformers",
+    "peft",
+    "accelerate",
+    "ray",
+    "optuna",
+    "mlflow",
+    "lm-eval",
+    "pandas",
+    "bitsandbytes",
+    "gguf",
+)
+SECRET_KEY = re.compile(
+    r"(token|secret|password|passwd|api[_-]?key|credential|auth)", re.IGNORECASE
+)
 SECRET_VALUE = re.compile(r"^(hf_[A-Za-z0-9]{20,}|sk-[A-Za-z0-9_-]{20,}|ghp_[A-Za-z0-9]{20,})$")
 
 
 def git_info(directory: Path) -> dict[str, str]:
     """The commit and dirty flag of the git checkout holding ``directory`` (unknown outside git)."""
+
     def git(*args: str) -> str:
-        result = subprocess.run(["git", "-C", str(directory), *args], capture_output=True,
-                                text=True, check=False, timeout=10)
+        result = subprocess.run(
+            ["git", "-C", str(directory), *args],
+            capture_output=True,
+            text=True,
+            check=False,
+            timeout=10,
+        )
         return result.stdout.strip() if result.returncode == 0 else ""
 
     commit = git("rev-parse", "HEAD")
@@ -77,7 +97,9 @@ def provenance_tags(*, seeds: dict[str, int], digests: dict[str, str]) -> dict[s
 
 
 def is_secret(key: str, value: Any) -> bool:
-    return bool(SECRET_KEY.search(key)) or (isinstance(value, str) and bool(SECRET_VALUE.match(value)))
+    return bool(SECRET_KEY.search(key)) or (
+        isinstance(value, str) and bool(SECRET_VALUE.match(value))
+    )
 
 
 def flatten(data: dict[str, Any], prefix: str = "") -> dict[str, Any]:

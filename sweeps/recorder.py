@@ -20,11 +20,20 @@ LOGGED_KEYS = ("tokens_trained", "epoch", "rung")
 
 
 class Tracker(Protocol):
-    def start_trial(self, parent_run_id: str, *, sweep: str, trial_id: str, params: dict[str, Any]) -> str: ...
+    def start_trial(
+        self, parent_run_id: str, *, sweep: str, trial_id: str, params: dict[str, Any]
+    ) -> str: ...
     def log_metrics(self, run_id: str, metrics: dict[str, float], *, step: int) -> None: ...
-    def end_trial(self, run_id: str, *, status: str, reason: str | None = None,
-                  adapter_dir: Path | None = None, predictions: list[dict[str, Any]] | None = None,
-                  logged_generations: int = 8) -> None: ...
+    def end_trial(
+        self,
+        run_id: str,
+        *,
+        status: str,
+        reason: str | None = None,
+        adapter_dir: Path | None = None,
+        predictions: list[dict[str, Any]] | None = None,
+        logged_generations: int = 8,
+    ) -> None: ...
 
 
 class Display(Protocol):
@@ -38,13 +47,17 @@ def trial_params(config: dict[str, Any]) -> dict[str, Any]:
 
 
 def logged_metrics(result: dict[str, Any]) -> dict[str, float]:
-    return {k: float(v) for k, v in result.items()
-            if (k.startswith(LOGGED_PREFIXES) or k in LOGGED_KEYS) and isinstance(v, (int, float))}
+    return {
+        k: float(v)
+        for k, v in result.items()
+        if (k.startswith(LOGGED_PREFIXES) or k in LOGGED_KEYS) and isinstance(v, (int, float))
+    }
 
 
 class SweepRecorder:
-    def __init__(self, state: SweepState, tracker: Tracker, display: Display, *,
-                 logged_generations: int = 8) -> None:
+    def __init__(
+        self, state: SweepState, tracker: Tracker, display: Display, *, logged_generations: int = 8
+    ) -> None:
         self.state = state
         self.tracker = tracker
         self.display = display
@@ -55,9 +68,12 @@ class SweepRecorder:
             self.state.trials[trial_id].status = "running"
         else:
             params = trial_params(config)
-            run_id = self.tracker.start_trial(self.state.parent_run_id, sweep=self.state.name,
-                                              trial_id=trial_id, params=params)
-            self.state.trials[trial_id] = TrialRecord(trial_id=trial_id, run_id=run_id, params=params)
+            run_id = self.tracker.start_trial(
+                self.state.parent_run_id, sweep=self.state.name, trial_id=trial_id, params=params
+            )
+            self.state.trials[trial_id] = TrialRecord(
+                trial_id=trial_id, run_id=run_id, params=params
+            )
         self.state.save()
         self.display.refresh(self.state, f"{trial_id} started")
 
@@ -72,8 +88,14 @@ class SweepRecorder:
         self.state.save()
         self.display.refresh(self.state, f"{trial_id} rung {record.rungs}")
 
-    def trial_ended(self, trial_id: str, *, result: dict[str, Any] | None, checkpoint: Path | None,
-                    error: str | None = None) -> None:
+    def trial_ended(
+        self,
+        trial_id: str,
+        *,
+        result: dict[str, Any] | None,
+        checkpoint: Path | None,
+        error: str | None = None,
+    ) -> None:
         record = self.state.trials.get(trial_id)
         if record is None or record.status in ("completed", "pruned", "failed"):
             return
@@ -83,9 +105,14 @@ class SweepRecorder:
             record.status = "completed" if result and result.get("final_rung") else "pruned"
         adapter = self._keep_adapter(trial_id, checkpoint)
         record.adapter_path = str(adapter) if adapter else None
-        self.tracker.end_trial(record.run_id, status=record.status, reason=error,
-                               adapter_dir=adapter, predictions=_predictions(checkpoint),
-                               logged_generations=self.logged_generations)
+        self.tracker.end_trial(
+            record.run_id,
+            status=record.status,
+            reason=error,
+            adapter_dir=adapter,
+            predictions=_predictions(checkpoint),
+            logged_generations=self.logged_generations,
+        )
         self.state.save()
         self.display.refresh(self.state, f"{trial_id} {record.status}")
 

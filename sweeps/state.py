@@ -1,10 +1,10 @@
 """One directory per sweep, and its state file (written atomically, only by the driver).
 
-    <state_dir>/<sweep>/state.json      what ``sweep status`` / ``sweep best`` read
-    <state_dir>/<sweep>/config.yaml     the resolved config the sweep ran with
-    <state_dir>/<sweep>/optuna.db       the persistent Optuna study
-    <state_dir>/<sweep>/ray/            Ray Tune's trial directories and checkpoints
-    <state_dir>/<sweep>/adapters/<id>/  each finished trial's final adapter (PEFT format)
+<state_dir>/<sweep>/state.json      what ``sweep status`` / ``sweep best`` read
+<state_dir>/<sweep>/config.yaml     the resolved config the sweep ran with
+<state_dir>/<sweep>/optuna.db       the persistent Optuna study
+<state_dir>/<sweep>/ray/            Ray Tune's trial directories and checkpoints
+<state_dir>/<sweep>/adapters/<id>/  each finished trial's final adapter (PEFT format)
 """
 
 from __future__ import annotations
@@ -60,8 +60,11 @@ class SweepState:
 
     def best_trial(self) -> TrialRecord | None:
         """The completed trial with the best objective value."""
-        done = [t for t in self.trials.values()
-                if t.status == "completed" and self.objective_metric in t.metrics]
+        done = [
+            t
+            for t in self.trials.values()
+            if t.status == "completed" and self.objective_metric in t.metrics
+        ]
         if not done:
             return None
         sign = 1 if self.objective_mode == "max" else -1
@@ -91,7 +94,9 @@ def sweep_directory(state_dir: Path, name: str) -> Path:
 def load_state(sweep: str, *, state_dir: Path) -> SweepState:
     """A sweep's state, by name (under state_dir) or by the path of its directory."""
     candidate = Path(sweep)
-    directory = candidate if (candidate / STATE_FILE).is_file() else sweep_directory(state_dir, sweep)
+    directory = (
+        candidate if (candidate / STATE_FILE).is_file() else sweep_directory(state_dir, sweep)
+    )
     path = directory / STATE_FILE
     if not path.is_file():
         raise FileNotFoundError(f"no sweep {sweep!r}: {path} does not exist")

@@ -32,25 +32,43 @@ def build_tiny_model(directory: Path, *, chat_template: bool = True, seed: int =
     from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
     from transformers import LlamaConfig, LlamaForCausalLM, PreTrainedTokenizerFast
 
-    texts = [line for name in ("train.jsonl", "heldout.jsonl")
-             for line in (DATA / name).read_text().splitlines()]
+    texts = [
+        line
+        for name in ("train.jsonl", "heldout.jsonl")
+        for line in (DATA / name).read_text().splitlines()
+    ]
     specials = ["<|endoftext|>", "<|im_start|>", "<|im_end|>"]
     tokenizer = Tokenizer(models.BPE())
     tokenizer.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
     tokenizer.decoder = decoders.ByteLevel()
-    trainer = trainers.BpeTrainer(vocab_size=600, special_tokens=specials,
-                                  initial_alphabet=pre_tokenizers.ByteLevel.alphabet())
+    trainer = trainers.BpeTrainer(
+        vocab_size=600,
+        special_tokens=specials,
+        initial_alphabet=pre_tokenizers.ByteLevel.alphabet(),
+    )
     tokenizer.train_from_iterator(texts, trainer=trainer)
-    fast = PreTrainedTokenizerFast(tokenizer_object=tokenizer, eos_token="<|im_end|>",
-                                   pad_token="<|endoftext|>", bos_token="<|im_start|>")
+    fast = PreTrainedTokenizerFast(
+        tokenizer_object=tokenizer,
+        eos_token="<|im_end|>",
+        pad_token="<|endoftext|>",
+        bos_token="<|im_start|>",
+    )
     if chat_template:
         fast.chat_template = CHAT_TEMPLATE
     torch.manual_seed(seed)
-    config = LlamaConfig(vocab_size=len(fast), hidden_size=64, intermediate_size=128,
-                         num_hidden_layers=2, num_attention_heads=4, num_key_value_heads=2,
-                         max_position_embeddings=512, tie_word_embeddings=True,
-                         bos_token_id=fast.bos_token_id, eos_token_id=fast.eos_token_id,
-                         pad_token_id=fast.pad_token_id)
+    config = LlamaConfig(
+        vocab_size=len(fast),
+        hidden_size=64,
+        intermediate_size=128,
+        num_hidden_layers=2,
+        num_attention_heads=4,
+        num_key_value_heads=2,
+        max_position_embeddings=512,
+        tie_word_embeddings=True,
+        bos_token_id=fast.bos_token_id,
+        eos_token_id=fast.eos_token_id,
+        pad_token_id=fast.pad_token_id,
+    )
     model = LlamaForCausalLM(config)
     directory.mkdir(parents=True, exist_ok=True)
     model.save_pretrained(directory)
@@ -80,11 +98,15 @@ def small_data(tmp_path: Path) -> dict[str, Path]:
     """48 train and 12 held-out rows of the embedded task (enough for a few steps)."""
     train = [json.loads(x) for x in (DATA / "train.jsonl").read_text().splitlines()[:48]]
     held = [json.loads(x) for x in (DATA / "heldout.jsonl").read_text().splitlines()[:12]]
-    return {"train": write_jsonl(tmp_path / "train.jsonl", train),
-            "heldout": write_jsonl(tmp_path / "heldout.jsonl", held)}
+    return {
+        "train": write_jsonl(tmp_path / "train.jsonl", train),
+        "heldout": write_jsonl(tmp_path / "heldout.jsonl", held),
+    }
 
 
-def tiny_sweep_config(model: Path, data: dict[str, Path], tmp_path: Path, **overrides: Any) -> dict[str, Any]:
+def tiny_sweep_config(
+    model: Path, data: dict[str, Path], tmp_path: Path, **overrides: Any
+) -> dict[str, Any]:
     """A sweep config for the tiny model that finishes in seconds per trial."""
     config: dict[str, Any] = {
         "name": "tiny",
@@ -101,8 +123,11 @@ def tiny_sweep_config(model: Path, data: dict[str, Path], tmp_path: Path, **over
         "search": {"algorithm": "tpe", "num_samples": 4, "max_concurrent": 2, "seed": 3},
         "scheduler": {"type": "asha", "grace_period": 1, "reduction_factor": 2},
         "resources": {"cpu": 1, "gpu": 0},
-        "tracking": {"mlflow_uri": f"sqlite:///{tmp_path / 'mlruns' / 'mlflow.db'}",
-                     "experiment": "tiny", "state_dir": str(tmp_path / "sweeps")},
+        "tracking": {
+            "mlflow_uri": f"sqlite:///{tmp_path / 'mlruns' / 'mlflow.db'}",
+            "experiment": "tiny",
+            "state_dir": str(tmp_path / "sweeps"),
+        },
         "evaluation": {"max_new_tokens": 8, "batch_size": 12, "logged_generations": 3},
     }
     for key, value in overrides.items():
@@ -114,7 +139,9 @@ def tiny_sweep_config(model: Path, data: dict[str, Path], tmp_path: Path, **over
 
 
 @pytest.fixture(autouse=True)
-def _isolated_cache(tmp_path_factory: pytest.TempPathFactory, monkeypatch: pytest.MonkeyPatch) -> None:
+def _isolated_cache(
+    tmp_path_factory: pytest.TempPathFactory, monkeypatch: pytest.MonkeyPatch
+) -> None:
     """Base-score caches go to a temp dir; the converted SmolLM2 cache stays shared."""
     if "LORA_SWEEP_CACHE" not in os.environ:
         monkeypatch.setenv("LORA_SWEEP_CACHE", str(tmp_path_factory.getbasetemp() / "cache"))

@@ -16,8 +16,13 @@ from pathlib import Path
 from typing import Any
 
 HASH_HEADER = re.compile(r"^###\s*(?P<instruction>.+?)\s*###\s*$", re.MULTILINE)
-SHAREGPT_ROLES = {"human": "user", "user": "user", "gpt": "assistant", "assistant": "assistant",
-                  "system": "system"}
+SHAREGPT_ROLES = {
+    "human": "user",
+    "user": "user",
+    "gpt": "assistant",
+    "assistant": "assistant",
+    "system": "system",
+}
 FORMAT_FIELDS = {
     "alpaca": "instruction, input (optional), output",
     "prompt_completion": "prompt, completion",
@@ -71,7 +76,9 @@ def read_records(path: Path) -> list[dict[str, Any]] | str:
         return _read_json(path)
     if suffix in (".csv", ".parquet"):
         return _read_table(path)
-    raise DataError(f"{path}: unsupported file type {suffix!r}; use .jsonl, .json, .csv, .parquet or .txt")
+    raise DataError(
+        f"{path}: unsupported file type {suffix!r}; use .jsonl, .json, .csv, .parquet or .txt"
+    )
 
 
 def _read_text(path: Path) -> str:
@@ -91,7 +98,9 @@ def _read_jsonl(path: Path) -> list[dict[str, Any]]:
         except json.JSONDecodeError as exc:
             raise DataError(f"{path}: row {number}: not valid JSON ({exc.msg})") from None
         if not isinstance(row, dict):
-            raise DataError(f"{path}: row {number}: expected a JSON object, got {type(row).__name__}")
+            raise DataError(
+                f"{path}: row {number}: expected a JSON object, got {type(row).__name__}"
+            )
         rows.append(row | {"__row__": number})
     return rows
 
@@ -150,7 +159,10 @@ def detect_format(rows: list[dict[str, Any]] | str) -> str:
 
 
 def load_examples(
-    path: Path, *, fmt: str = "auto", columns: dict[str, str] | None = None,
+    path: Path,
+    *,
+    fmt: str = "auto",
+    columns: dict[str, str] | None = None,
     system_prompt: str | None = None,
 ) -> list[Example]:
     """Read a data file and check every row; raise DataError naming the first bad row."""
@@ -165,8 +177,9 @@ def load_examples(
             "instruction/output, prompt/completion, messages, text; or map columns in data.columns"
         )
     if isinstance(records, str):
-        examples = _hash_pairs_from_text(records, path) if chosen == "hash_pairs" else \
-            _paragraphs(records)
+        examples = (
+            _hash_pairs_from_text(records, path) if chosen == "hash_pairs" else _paragraphs(records)
+        )
     else:
         examples = [_row_to_example(row, chosen, path) for row in records]
     if not examples:
@@ -212,14 +225,17 @@ def _row_to_example(row: dict[str, Any], fmt: str, path: Path) -> Example:
     if fmt == "text":
         return Example(text=_field(row, "text", path=path, fmt=fmt), row=number)
     if fmt == "hash_pairs":
-        return _split_hash_pair(_field(row, "text", path=path, fmt=fmt), f"{path}: row {number}",
-                                number)
+        return _split_hash_pair(
+            _field(row, "text", path=path, fmt=fmt), f"{path}: row {number}", number
+        )
     return _chat_example(row, path)
 
 
 def _pair(user: str, assistant: str, row: int) -> Example:
-    return Example(messages=({"role": "user", "content": user},
-                             {"role": "assistant", "content": assistant}), row=row)
+    return Example(
+        messages=({"role": "user", "content": user}, {"role": "assistant", "content": assistant}),
+        row=row,
+    )
 
 
 def _chat_example(row: dict[str, Any], path: Path) -> Example:
@@ -234,7 +250,9 @@ def _chat_example(row: dict[str, Any], path: Path) -> Example:
         role = turn.get("role", SHAREGPT_ROLES.get(str(turn.get("from")), turn.get("from")))
         content = turn.get("content", turn.get("value"))
         if role not in ("system", "user", "assistant") or not isinstance(content, str):
-            raise DataError(f"{where}: messages[{index}] needs role system|user|assistant and text content")
+            raise DataError(
+                f"{where}: messages[{index}] needs role system|user|assistant and text content"
+            )
         messages.append({"role": role, "content": content})
     if not any(m["role"] == "assistant" and m["content"].strip() for m in messages):
         raise DataError(f"{where}: no assistant turn to learn from (missing response)")
@@ -245,7 +263,7 @@ def _split_hash_pair(text: str, where: str, row: int) -> Example:
     match = HASH_HEADER.match(text.strip())
     if not match:
         raise DataError(f"{where}: expected '### instruction ###' then the response")
-    response = text.strip()[match.end():].strip()
+    response = text.strip()[match.end() :].strip()
     if not response:
         raise DataError(f"{where}: the response after '### {match['instruction']} ###' is empty")
     return _pair(match["instruction"], response, row)
@@ -257,7 +275,7 @@ def _hash_pairs_from_text(text: str, path: Path) -> list[Example]:
     for index, header in enumerate(headers):
         end = headers[index + 1].start() if index + 1 < len(headers) else len(text)
         line = text.count("\n", 0, header.start()) + 1
-        chunk = text[header.start():end]
+        chunk = text[header.start() : end]
         examples.append(_split_hash_pair(chunk, f"{path}: line {line}", line))
     return examples
 
@@ -275,7 +293,9 @@ def _with_system(example: Example, system_prompt: str) -> Example:
 
 
 # --------------------------------------------------------------------------- split + digest
-def split_heldout(examples: list[Example], *, fraction: float, seed: int) -> tuple[list[Example], list[Example]]:
+def split_heldout(
+    examples: list[Example], *, fraction: float, seed: int
+) -> tuple[list[Example], list[Example]]:
     """A seeded train/held-out split."""
     order = list(range(len(examples)))
     random.Random(seed).shuffle(order)

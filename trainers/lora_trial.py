@@ -20,7 +20,7 @@ from typing import Any
 
 import torch
 
-from evals.heldout import HeldoutScores, score_heldout
+from evals.heldout import HeldoutScores, pad_batch, score_heldout
 from trainers.data import Example, load_examples, split_heldout
 from trainers.models import load_causal_lm, load_tokenizer
 from trainers.tokenize import (
@@ -97,7 +97,11 @@ class Recipe:
 
 # --------------------------------------------------------------------------- entry
 def run_lora_trial(
-    spec: TrialSpec, hparams: dict[str, Any], *, report: Reporter, workdir: Path,
+    spec: TrialSpec,
+    hparams: dict[str, Any],
+    *,
+    report: Reporter,
+    workdir: Path,
     resume_from: Path | None = None,
 ) -> dict[str, float]:
     """Train one adapter; report every rung; return the final rung's metrics."""
@@ -113,15 +117,20 @@ def run_lora_trial(
 # --------------------------------------------------------------------------- setup
 def load_trial_examples(spec: TrialSpec) -> tuple[list[Example], list[Example]]:
     """Train and held-out examples: the held-out file, or a seeded split of the train file."""
-    options = {"fmt": spec.data_format, "columns": spec.columns, "system_prompt": spec.system_prompt}
+    options = {
+        "fmt": spec.data_format,
+        "columns": spec.columns,
+        "system_prompt": spec.system_prompt,
+    }
     train = load_examples(Path(spec.train_path), **options)
     if spec.heldout_path:
         return train, load_examples(Path(spec.heldout_path), **options)
     return split_heldout(train, fraction=spec.val_set_size, seed=spec.split_seed)
 
 
-def heldout_inputs(spec: TrialSpec, heldout: list[Example], tokenizer: Any, template: str
-                   ) -> tuple[list[Tokenized], list[str], list[str]]:
+def heldout_inputs(
+    spec: TrialSpec, heldout: list[Example], tokenizer: Any, template: str
+) -> tuple[list[Tokenized], list[str], list[str]]:
     """Held-out rows tokenized for loss, plus prompts and references for the task metric."""
     tokenized = tokenize_examples(heldout, tokenizer, template)
     limit = spec.evaluation.get("generation_samples") or len(heldout)
@@ -141,32 +150,56 @@ def setup(spec: TrialSpec, hparams: dict[str, Any]) -> Recipe:
     tokenizer = load_tokenizer(Path(spec.model_path), trust_remote_code=spec.trust_remote_code)
     template = resolve_template(tokenizer, spec.template)
     train_examples, heldout = load_trial_examples(spec)
-    train_set, truncation = truncate(tokenize_examples(train_examples, tokenizer, template),
-                                     int(hparams["sequence_len"]), rows=[e.row for e in train_examples])
+    train_set, truncation = truncate(
+        tokenize_examples(train_examples, tokenizer, template),
+        int(hparams["sequence_len"]),
+        rows=[e.row for e in train_examples],
+    )
     if not train_set:
         raise ValueError(f"sequence_len {hparams['sequence_len']} truncates away every response")
     heldout_set, prompts, references = heldout_inputs(spec, heldout, tokenizer, template)
 
-    model = load_causal_lm(Path(spec.model_path), trust_remote_code=spec.trust_remote_code,
-                           device=spec.device)
+    model = load_causal_lm(
+        Path(spec.model_path), trust_remote_code=spec.trust_remote_code, device=spec.device
+    )
     lora = LoraConfig(
-        r=int(hparams["lora_r"]), lora_alpha=float(hparams["lora_alpha"]),
-        lora_dropout=float(hparams["lora_dropout"]), task_type="CAUSAL_LM",
+        r=int(hparams["lora_r"]),
+        lora_alpha=float(hparams["lora_alpha"]),
+        lora_dropout=float(hparams["lora_dropout"]),
+        task_type="CAUSAL_LM",
         target_modules=list(training.get("lora_target_modules", ["q_proj", "v_proj"])),
     )
     model = get_peft_model(model, lora)
     optimizer = _build_optimizer(model, training.get("optimizer", "adamw_torch"), hparams)
 
-    per_step = int(training.get("micro_batch_size", 4)) * int(training.get("gradient_accumulation_steps", 1))
+    per_step = int(training.get("micro_batch_size", 4)) * int(
+        training.get("gradient_accumulation_steps", 1)
+    )
     steps_per_epoch = math.ceil(len(train_set) / per_step)
-    rungs = rung_steps(steps_per_epoch, int(hparams["num_epochs"]), int(training.get("evals_per_epoch", 1)))
+    rungs = rung_steps(
+        steps_per_epoch, int(hparams["num_epochs"]), int(training.get("evals_per_epoch", 1))
+    )
     scheduler = get_scheduler(
-        training.get("lr_scheduler", "cosine"), optimizer,
+        training.get("lr_scheduler", "cosine"),
+        optimizer,
         num_warmup_steps=math.ceil(float(hparams["warmup_ratio"]) * rungs[-1]),
         num_training_steps=rungs[-1],
     )
-    return Recipe(spec, hparams, model, tokenizer, optimizer, scheduler, train_set, heldout_set,
-                  prompts, references, truncation, steps_per_epoch, rungs)
+    return Recipe(
+        spec,
+        hparams,
+        model,
+        tokenizer,
+        optimizer,
+        scheduler,
+        train_set,
+        heldout_set,
+        prompts,
+        references,
+        truncation,
+        steps_per_epoch,
+        rungs,
+    )
 
 
 def _build_optimizer(model: Any, name: str, hparams: dict[str, Any]) -> torch.optim.Optimizer:
@@ -217,7 +250,9 @@ def _step_examples(recipe: Recipe, step: int) -> list[Tokenized]:
 
 def _per_step(recipe: Recipe) -> int:
     training = recipe.spec.training
-    return int(training.get("micro_batch_size", 4)) * int(training.get("gradient_accumulation_steps", 1))
+    return int(training.get("micro_batch_size", 4)) * int(
+        training.get("gradient_accumulation_steps", 1)
+    )
 
 
 def _optimizer_step(recipe: Recipe) -> tuple[float, int]:
@@ -229,8 +264,12 @@ def _optimizer_step(recipe: Recipe) -> tuple[float, int]:
     recipe.model.train()
     total = 0.0
     for start in range(0, len(examples), micro):
-        batch = collate(examples[start : start + micro], pack=bool(recipe.spec.training.get("sample_packing", True)),
-                        pad_id=recipe.tokenizer.pad_token_id, device=recipe.spec.device)
+        batch = collate(
+            examples[start : start + micro],
+            pack=bool(recipe.spec.training.get("sample_packing", True)),
+            pad_id=recipe.tokenizer.pad_token_id,
+            device=recipe.spec.device,
+        )
         loss = forward_loss(recipe.model, batch, num_items=n_items)
         loss.backward()
         total += float(loss.detach())
@@ -246,13 +285,17 @@ def _optimizer_step(recipe: Recipe) -> tuple[float, int]:
     return total, sum(len(e) for e in examples)
 
 
-def forward_loss(model: Any, batch: dict[str, torch.Tensor], *, num_items: torch.Tensor) -> torch.Tensor:
+def forward_loss(
+    model: Any, batch: dict[str, torch.Tensor], *, num_items: torch.Tensor
+) -> torch.Tensor:
     """Summed token loss / num_items. ``use_cache=False`` matters: with a KV cache, transformers
     ignores packed position ids and lets packed examples attend to each other."""
     return model(**batch, num_items_in_batch=num_items, use_cache=False).loss
 
 
-def collate(examples: list[Tokenized], *, pack: bool, pad_id: int, device: str) -> dict[str, torch.Tensor]:
+def collate(
+    examples: list[Tokenized], *, pack: bool, pad_id: int, device: str
+) -> dict[str, torch.Tensor]:
     """Packed: one row, position ids restart per example (no padding). Else: pad to the longest."""
     if pack:
         ids = [t for e in examples for t in e.input_ids]
@@ -263,22 +306,19 @@ def collate(examples: list[Tokenized], *, pack: bool, pad_id: int, device: str) 
             "labels": torch.tensor([labels], device=device),
             "position_ids": torch.tensor([positions], device=device),
         }
-    width = max(len(e) for e in examples)
-    ids = torch.full((len(examples), width), pad_id, dtype=torch.long)
-    labels = torch.full((len(examples), width), IGNORE_INDEX, dtype=torch.long)
-    mask = torch.zeros((len(examples), width), dtype=torch.long)
-    for row, e in enumerate(examples):
-        ids[row, : len(e)] = torch.tensor(e.input_ids)
-        labels[row, : len(e)] = torch.tensor(e.labels)
-        mask[row, : len(e)] = 1
-    return {"input_ids": ids.to(device), "labels": labels.to(device), "attention_mask": mask.to(device)}
+    batch = pad_batch(examples, pad_id=pad_id)
+    return {key: value.to(device) for key, value in batch.items()}
 
 
 def evaluate(recipe: Recipe) -> HeldoutScores:
     evaluation = recipe.spec.evaluation
     return score_heldout(
-        recipe.model, recipe.tokenizer, tokenized=recipe.heldout_set, prompts=recipe.prompts,
-        references=recipe.references, task_metric=recipe.spec.task_metric,
+        recipe.model,
+        recipe.tokenizer,
+        tokenized=recipe.heldout_set,
+        prompts=recipe.prompts,
+        references=recipe.references,
+        task_metric=recipe.spec.task_metric,
         batch_size=int(evaluation.get("batch_size", 16)),
         max_new_tokens=int(evaluation.get("max_new_tokens", 64)),
     )
@@ -319,8 +359,11 @@ def save_checkpoint(recipe: Recipe, directory: Path, scores: HeldoutScores) -> P
         "rng": torch.get_rng_state(),
     }
     torch.save(tensors, directory / TENSORS_FILE)
-    state = {"progress": asdict(recipe.progress), "hparams": recipe.hparams,
-             "total_steps": recipe.total_steps}
+    state = {
+        "progress": asdict(recipe.progress),
+        "hparams": recipe.hparams,
+        "total_steps": recipe.total_steps,
+    }
     (directory / STATE_FILE).write_text(json.dumps(state, indent=2))
     with (directory / PREDICTIONS_FILE).open("w") as handle:
         for item in scores.items:
@@ -359,11 +402,17 @@ def score_base_model(spec: TrialSpec) -> tuple[HeldoutScores, dict[str, Any]]:
     template = resolve_template(tokenizer, spec.template)
     _, heldout = load_trial_examples(spec)
     tokenized, prompts, references = heldout_inputs(spec, heldout, tokenizer, template)
-    model = load_causal_lm(Path(spec.model_path), trust_remote_code=spec.trust_remote_code,
-                           device=spec.device)
+    model = load_causal_lm(
+        Path(spec.model_path), trust_remote_code=spec.trust_remote_code, device=spec.device
+    )
     scores = score_heldout(
-        model, tokenizer, tokenized=tokenized, prompts=prompts, references=references,
-        task_metric=spec.task_metric, batch_size=int(spec.evaluation.get("batch_size", 16)),
+        model,
+        tokenizer,
+        tokenized=tokenized,
+        prompts=prompts,
+        references=references,
+        task_metric=spec.task_metric,
+        batch_size=int(spec.evaluation.get("batch_size", 16)),
         max_new_tokens=int(spec.evaluation.get("max_new_tokens", 64)),
     )
     info = {"template": template, "heldout_rows": len(heldout)}

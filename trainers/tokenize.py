@@ -80,8 +80,8 @@ def _chat_segments(messages: list[dict[str, str]], tokenizer: Any) -> list[tuple
         full = render(messages[: index + 1], False)
         if not prefix.startswith(covered) or not full.startswith(prefix):
             raise ValueError("the chat template does not render turns as prefixes of each other")
-        segments.append((prefix[len(covered):], False))
-        segments.append((full[len(prefix):], True))
+        segments.append((prefix[len(covered) :], False))
+        segments.append((full[len(prefix) :], True))
         covered = full
     return [s for s in segments if s[0]]
 
@@ -113,8 +113,9 @@ def tokenize_examples(examples: list[Example], tokenizer: Any, template: str) ->
     return out
 
 
-def truncate(examples: list[Tokenized], max_len: int, *, rows: list[int] | None = None
-             ) -> tuple[list[Tokenized], TruncationStats]:
+def truncate(
+    examples: list[Tokenized], max_len: int, *, rows: list[int] | None = None
+) -> tuple[list[Tokenized], TruncationStats]:
     """Cut each example at max_len; drop (and count) those left with no response token."""
     stats = TruncationStats(total=len(examples))
     kept = []
@@ -137,6 +138,10 @@ def generation_prompt(example: Example, tokenizer: Any, template: str) -> str:
     segments = render_segments(example, tokenizer, template)
     last_target = max(i for i, (_, is_target) in enumerate(segments) if is_target)
     prompt = "".join(text for text, _ in segments[:last_target])
-    if _bos_prefix(tokenizer) and tokenizer.bos_token and not prompt.startswith(tokenizer.bos_token):
+    if (
+        _bos_prefix(tokenizer)
+        and tokenizer.bos_token
+        and not prompt.startswith(tokenizer.bos_token)
+    ):
         prompt = tokenizer.bos_token + prompt
     return prompt

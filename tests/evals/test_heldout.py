@@ -24,16 +24,22 @@ def test_heldout_loss_matches_a_hand_computation(tiny_model: Path, small_data: d
             logits = model(input_ids=torch.tensor([example.input_ids])).logits[0, :-1]
             labels = torch.tensor(example.labels[1:])
             keep = labels != IGNORE_INDEX
-            total += float(torch.nn.functional.cross_entropy(logits[keep], labels[keep], reduction="sum"))
+            total += float(
+                torch.nn.functional.cross_entropy(logits[keep], labels[keep], reduction="sum")
+            )
             count += int(keep.sum())
     assert math.isclose(batched, total / count, rel_tol=1e-5)
 
 
 def test_greedy_generation_is_batch_invariant(tiny_model: Path, small_data: dict) -> None:
     tokenizer, model = load_tokenizer(tiny_model), load_causal_lm(tiny_model)
-    prompts = [generation_prompt(e, tokenizer, "chat") for e in load_examples(small_data["heldout"])[:4]]
+    prompts = [
+        generation_prompt(e, tokenizer, "chat") for e in load_examples(small_data["heldout"])[:4]
+    ]
     together = generate_greedy(model, tokenizer, prompts, max_new_tokens=6, batch_size=4)
-    alone = [generate_greedy(model, tokenizer, [p], max_new_tokens=6, batch_size=1)[0] for p in prompts]
+    alone = [
+        generate_greedy(model, tokenizer, [p], max_new_tokens=6, batch_size=1)[0] for p in prompts
+    ]
     assert together == alone
     assert tokenizer.padding_side == "right"  # restored after left-padded generation
 
@@ -43,11 +49,20 @@ def test_score_heldout_reports_every_item(tiny_model: Path, tmp_path: Path) -> N
     rows = [{"prompt": "Q", "completion": '{"a": 1}'}, {"prompt": "R", "completion": '{"b": 2}'}]
     examples = load_examples(write_jsonl(tmp_path / "h.jsonl", rows))
     scores = score_heldout(
-        model, tokenizer, tokenized=tokenize_examples(examples, tokenizer, "chat"),
+        model,
+        tokenizer,
+        tokenized=tokenize_examples(examples, tokenizer, "chat"),
         prompts=[generation_prompt(e, tokenizer, "chat") for e in examples],
-        references=[e.reference for e in examples], task_metric="field_f1", batch_size=2,
-        max_new_tokens=4)
+        references=[e.reference for e in examples],
+        task_metric="field_f1",
+        batch_size=2,
+        max_new_tokens=4,
+    )
     assert len(scores.items) == 2 and scores.task_score == 0.0  # random weights produce no JSON
     assert scores.perplexity == math.exp(scores.loss)
-    assert set(scores.as_metrics()) == {"heldout/loss", "heldout/perplexity", "heldout/field_f1",
-                                        "heldout/exact_match"}
+    assert set(scores.as_metrics()) == {
+        "heldout/loss",
+        "heldout/perplexity",
+        "heldout/field_f1",
+        "heldout/exact_match",
+    }

@@ -11,7 +11,13 @@ REF = '{"name": "Ana Silva", "age": 30, "city": "Porto", "occupation": "nurse"}'
 
 def test_field_f1_counts_key_value_pairs() -> None:
     assert field_f1(REF, REF) == 1.0
-    assert field_f1('Sure! ```json\n{"name": "ana  silva", "age": 30, "city": "Porto", "occupation": "nurse"}```', REF) == 1.0
+    assert (
+        field_f1(
+            'Sure! ```json\n{"name": "ana  silva", "age": 30, "city": "Porto", "occupation": "nurse"}```',
+            REF,
+        )
+        == 1.0
+    )
     half = '{"name": "Ana Silva", "age": 31, "city": "Lisbon", "occupation": "nurse"}'
     assert field_f1(half, REF) == pytest.approx(0.5)
     extra = '{"name": "Ana Silva", "age": 30, "city": "Porto", "occupation": "nurse", "email": "x"}'
@@ -25,7 +31,10 @@ def test_field_f1_counts_key_value_pairs() -> None:
 def test_exact_match_normalises_whitespace_and_json() -> None:
     assert exact_match("  Paris \n", "Paris") == 1.0
     assert exact_match("Paris.", "Paris") == 0.0
-    assert exact_match('{"age": 30, "name": "Ana Silva", "city": "Porto", "occupation": "nurse"}', REF) == 1.0
+    assert (
+        exact_match('{"age": 30, "name": "Ana Silva", "city": "Porto", "occupation": "nurse"}', REF)
+        == 1.0
+    )
     assert exact_match('{"name": "Ana Silva"}', REF) == 0.0
 
 
@@ -34,7 +43,7 @@ def test_rouge_l_and_parse() -> None:
     assert 0.0 < rouge_l("the cat sat", "the cat sat on the mat") < 1.0
     assert rouge_l("dogs bark", "the cat sat") == 0.0
     assert parse_json_object('text {"a": {"b": 1}} more') == {"a": {"b": 1}}
-    assert parse_json_object("{broken {\"a\": 1}") == {"a": 1}
+    assert parse_json_object('{broken {"a": 1}') == {"a": 1}
     assert parse_json_object("[1, 2]") is None
 
 

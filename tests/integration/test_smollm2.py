@@ -32,10 +32,22 @@ def gguf() -> Path:
 
 
 def test_two_processes_convert_the_embedded_model_once(gguf: Path, tmp_path: Path) -> None:
-    env = {**os.environ, "LORA_SWEEP_CACHE": str(tmp_path), "LORA_SWEEP_SMOLLM2_GGUF": str(gguf),
-           "PYTHONPATH": str(REPO)}
-    procs = [subprocess.Popen([sys.executable, "-c", CONVERT], stdout=subprocess.PIPE, text=True,
-                              env=env, cwd=tmp_path) for _ in range(2)]
+    env = {
+        **os.environ,
+        "LORA_SWEEP_CACHE": str(tmp_path),
+        "LORA_SWEEP_SMOLLM2_GGUF": str(gguf),
+        "PYTHONPATH": str(REPO),
+    }
+    procs = [
+        subprocess.Popen(
+            [sys.executable, "-c", CONVERT],
+            stdout=subprocess.PIPE,
+            text=True,
+            env=env,
+            cwd=tmp_path,
+        )
+        for _ in range(2)
+    ]
     outputs = [p.communicate(timeout=600)[0] for p in procs]
     assert all(p.returncode == 0 for p in procs)
     words = sorted(out.split()[-2] for out in outputs)
@@ -51,8 +63,11 @@ def test_converted_model_answers_like_smollm2() -> None:
     path = resolve_base_model("smollm2-135m-instruct").path
     tokenizer, model = load_tokenizer(path), load_causal_lm(path)
     assert sum(p.numel() for p in model.parameters()) == pytest.approx(134.5e6, rel=0.01)
-    prompt = tokenizer.apply_chat_template([{"role": "user", "content": "What is the capital of France?"}],
-                                           tokenize=False, add_generation_prompt=True)
+    prompt = tokenizer.apply_chat_template(
+        [{"role": "user", "content": "What is the capital of France?"}],
+        tokenize=False,
+        add_generation_prompt=True,
+    )
     [answer] = generate_greedy(model, tokenizer, [prompt], max_new_tokens=12, batch_size=1)
     assert "Paris" in answer
 
@@ -63,14 +78,29 @@ def test_one_trial_beats_the_base_model_on_the_embedded_task(tmp_path: Path) -> 
 
     rows = [json.loads(x) for x in (DATA / "train.jsonl").read_text().splitlines()[:96]]
     held = [json.loads(x) for x in (DATA / "heldout.jsonl").read_text().splitlines()[:12]]
-    train, heldout = write_jsonl(tmp_path / "t.jsonl", rows), write_jsonl(tmp_path / "h.jsonl", held)
+    train, heldout = (
+        write_jsonl(tmp_path / "t.jsonl", rows),
+        write_jsonl(tmp_path / "h.jsonl", held),
+    )
     config = REPO / "search_spaces" / "lora.yaml"
-    outcome = run_trial(config, {"learning_rate": 2e-3, "lora_r": 8, "lora_alpha": 16, "num_epochs": 1,
-                                 "sequence_len": 256}, output_dir=tmp_path / "trial", train=train,
-                        heldout=heldout)
+    outcome = run_trial(
+        config,
+        {
+            "learning_rate": 2e-3,
+            "lora_r": 8,
+            "lora_alpha": 16,
+            "num_epochs": 1,
+            "sequence_len": 256,
+        },
+        output_dir=tmp_path / "trial",
+        train=train,
+        heldout=heldout,
+    )
     loaded, path, config_dir = coerce_config(config)
     data = loaded.data.model_copy(update={"train": str(train), "heldout": str(heldout)})
-    plan = preflight(loaded.model_copy(update={"data": data}), config_path=path, config_dir=config_dir)
+    plan = preflight(
+        loaded.model_copy(update={"data": data}), config_path=path, config_dir=config_dir
+    )
     base, _ = base_scores(plan)
     assert outcome.metrics["heldout/field_f1"] > base["heldout/field_f1"] + 0.3
     assert (outcome.adapter_path / "adapter_model.safetensors").is_file()

@@ -26,10 +26,21 @@ print("PROBE" + json.dumps({"rc": rc, "heavy": heavy}))
 
 
 def run_cli(*args: str, cwd: Path = REPO) -> tuple[dict[str, Any], str, str]:
-    env = {"HF_HUB_OFFLINE": "1", "HF_DATASETS_OFFLINE": "1", "PATH": "/usr/bin:/bin",
-           "LORA_SWEEP_CACHE": str(cwd / ".cache-test"), "HOME": str(cwd)}
-    done = subprocess.run([sys.executable, "-c", PROBE, *args], capture_output=True, text=True,
-                          cwd=cwd, env={**env, "PYTHONPATH": str(REPO)}, timeout=300)
+    env = {
+        "HF_HUB_OFFLINE": "1",
+        "HF_DATASETS_OFFLINE": "1",
+        "PATH": "/usr/bin:/bin",
+        "LORA_SWEEP_CACHE": str(cwd / ".cache-test"),
+        "HOME": str(cwd),
+    }
+    done = subprocess.run(
+        [sys.executable, "-c", PROBE, *args],
+        capture_output=True,
+        text=True,
+        cwd=cwd,
+        env={**env, "PYTHONPATH": str(REPO)},
+        timeout=300,
+    )
     line = next(x for x in done.stdout.splitlines() if x.startswith("PROBE"))
     return json.loads(line.removeprefix("PROBE")), done.stdout, done.stderr
 
@@ -47,7 +58,9 @@ def test_validate_prints_the_resolved_config_without_torch() -> None:
     resolved = yaml.safe_load(out.split("# search space")[0])
     assert resolved["base_model"] == "smollm2-135m-instruct"
     assert resolved["training"]["micro_batch_size"] == 4
-    lr = yaml.safe_load((REPO / "search_spaces/lora.yaml").read_text())["search_space"]["learning_rate"]
+    lr = yaml.safe_load((REPO / "search_spaces/lora.yaml").read_text())["search_space"][
+        "learning_rate"
+    ]
     assert f"#   learning_rate: loguniform({lr['low']:g}, {lr['high']:g})" in out
 
 
@@ -56,37 +69,64 @@ def test_validate_reports_errors_with_exit_2(tmp_path: Path) -> None:
     bad.write_text("data:\n  train: x.jsonl\nsearch_space:\n  lora_r: []\n")
     probe, _, err = run_cli("validate", str(bad))
     assert probe["rc"] == 2 and probe["heavy"] == []
-    assert err.strip() == f"error: {bad}:4: search_space.lora_r: choice list is empty: give at least one value"
+    assert (
+        err.strip()
+        == f"error: {bad}:4: search_space.lora_r: choice list is empty: give at least one value"
+    )
 
 
 def bad_input_cases(model: Path, tmp: Path) -> dict[str, tuple[dict[str, Any], str]]:
     rows = [{"instruction": f"i{i}", "input": "", "output": f'{{"k": {i}}}'} for i in range(8)]
-    data = {"train": write_jsonl(tmp / "train.jsonl", rows), "heldout": write_jsonl(tmp / "held.jsonl", rows[:2])}
+    data = {
+        "train": write_jsonl(tmp / "train.jsonl", rows),
+        "heldout": write_jsonl(tmp / "held.jsonl", rows[:2]),
+    }
     broken = write_jsonl(tmp / "broken.jsonl", [*rows[:4], {"instruction": "no answer"}, *rows[4:]])
     base = tiny_sweep_config(model, data, tmp)
     return {
         "unknown key": ({**base, "learning_rat": 0.1}, "learning_rat: unknown key 'learning_rat'"),
-        "lr <= 0": ({**base, "search_space": {**base["search_space"], "learning_rate": 0}},
-                    "search_space.learning_rate: values must be > 0"),
-        "r not a positive integer": ({**base, "search_space": {**base["search_space"], "lora_r": [4, -2]}},
-                                     "search_space.lora_r: values must be >= 1"),
-        "empty choice list": ({**base, "search_space": {**base["search_space"], "sequence_len": []}},
-                              "search_space.sequence_len: choice list is empty"),
-        "missing data file": ({**base, "data": {"train": str(tmp / "absent.jsonl")}},
-                              f"{tmp / 'absent.jsonl'}: data file not found"),
-        "row without response": ({**base, "data": {"train": str(broken), "heldout": str(data["heldout"])}},
-                                 f"{broken}: row 5: missing field 'output'"),
-        "unknown model id": ({**base, "base_model": "no-such-org/no-such-model"},
-                             "base_model 'no-such-org/no-such-model': not in the local Hugging Face cache"),
+        "lr <= 0": (
+            {**base, "search_space": {**base["search_space"], "learning_rate": 0}},
+            "search_space.learning_rate: values must be > 0",
+        ),
+        "r not a positive integer": (
+            {**base, "search_space": {**base["search_space"], "lora_r": [4, -2]}},
+            "search_space.lora_r: values must be >= 1",
+        ),
+        "empty choice list": (
+            {**base, "search_space": {**base["search_space"], "sequence_len": []}},
+            "search_space.sequence_len: choice list is empty",
+        ),
+        "missing data file": (
+            {**base, "data": {"train": str(tmp / "absent.jsonl")}},
+            f"{tmp / 'absent.jsonl'}: data file not found",
+        ),
+        "row without response": (
+            {**base, "data": {"train": str(broken), "heldout": str(data["heldout"])}},
+            f"{broken}: row 5: missing field 'output'",
+        ),
+        "unknown model id": (
+            {**base, "base_model": "no-such-org/no-such-model"},
+            "base_model 'no-such-org/no-such-model': not in the local Hugging Face cache",
+        ),
     }
 
 
-CASES = ["unknown key", "lr <= 0", "r not a positive integer", "empty choice list",
-         "missing data file", "row without response", "unknown model id"]
+CASES = [
+    "unknown key",
+    "lr <= 0",
+    "r not a positive integer",
+    "empty choice list",
+    "missing data file",
+    "row without response",
+    "unknown model id",
+]
 
 
 @pytest.mark.parametrize("case", CASES)
-def test_bad_input_is_rejected_before_ray_and_mlflow(case: str, tiny_model: Path, tmp_path: Path) -> None:
+def test_bad_input_is_rejected_before_ray_and_mlflow(
+    case: str, tiny_model: Path, tmp_path: Path
+) -> None:
     config, message = bad_input_cases(tiny_model, tmp_path)[case]
     path = tmp_path / "sweep.yaml"
     path.write_text(yaml.safe_dump(config))

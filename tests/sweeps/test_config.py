@@ -43,7 +43,10 @@ def test_defaults_fill_a_minimal_config(tmp_path: Path) -> None:
 
 
 def test_list_shorthand_is_a_choice_and_scalar_is_fixed(tmp_path: Path) -> None:
-    text = MINIMAL + "search_space:\n  lora_r: [4, 8]\n  num_epochs: 3\n  lora_alpha: {type: ratio_of_r, values: [2]}\n"
+    text = (
+        MINIMAL
+        + "search_space:\n  lora_r: [4, 8]\n  num_epochs: 3\n  lora_alpha: {type: ratio_of_r, values: [2]}\n"
+    )
     config = load_config(write(tmp_path, text))
     assert config.search_space.lora_r == Choice(type="choice", values=[4, 8])
     assert config.search_space.num_epochs == 3
@@ -52,35 +55,93 @@ def test_list_shorthand_is_a_choice_and_scalar_is_fixed(tmp_path: Path) -> None:
 
 BAD = [
     ("unknown key", MINIMAL + "learning_rat: 0.1\n", 3, "learning_rat: unknown key 'learning_rat'"),
-    ("lr <= 0", MINIMAL + "search_space:\n  learning_rate: {type: loguniform, low: 0, high: 1.0e-3}\n",
-     4, "search_space.learning_rate: values must be > 0"),
-    ("negative fixed lr", MINIMAL + "search_space:\n  learning_rate: -0.001\n", 4,
-     "search_space.learning_rate: values must be > 0"),
-    ("r not an integer", MINIMAL + "search_space:\n  lora_r: [8, 2.5]\n", 4,
-     "search_space.lora_r: values must be positive integers, got 2.5"),
-    ("r zero", MINIMAL + "search_space:\n  lora_r: [0, 8]\n", 4, "search_space.lora_r: values must be >= 1"),
-    ("empty choice", MINIMAL + "search_space:\n  lora_r: []\n", 4,
-     "search_space.lora_r: choice list is empty"),
-    ("empty targets", MINIMAL + "training:\n  lora_target_modules: []\n", 4,
-     "training.lora_target_modules: choice list is empty"),
-    ("unknown nested key", MINIMAL + "training:\n  micro_batch: 4\n", 4,
-     "training.micro_batch: unknown key"),
-    ("bad algorithm", MINIMAL + "search:\n  algorithm: bayes\n", 4, "search.algorithm: Input should be"),
+    (
+        "lr <= 0",
+        MINIMAL + "search_space:\n  learning_rate: {type: loguniform, low: 0, high: 1.0e-3}\n",
+        4,
+        "search_space.learning_rate: values must be > 0",
+    ),
+    (
+        "negative fixed lr",
+        MINIMAL + "search_space:\n  learning_rate: -0.001\n",
+        4,
+        "search_space.learning_rate: values must be > 0",
+    ),
+    (
+        "r not an integer",
+        MINIMAL + "search_space:\n  lora_r: [8, 2.5]\n",
+        4,
+        "search_space.lora_r: values must be positive integers, got 2.5",
+    ),
+    (
+        "r zero",
+        MINIMAL + "search_space:\n  lora_r: [0, 8]\n",
+        4,
+        "search_space.lora_r: values must be >= 1",
+    ),
+    (
+        "empty choice",
+        MINIMAL + "search_space:\n  lora_r: []\n",
+        4,
+        "search_space.lora_r: choice list is empty",
+    ),
+    (
+        "empty targets",
+        MINIMAL + "training:\n  lora_target_modules: []\n",
+        4,
+        "training.lora_target_modules: choice list is empty",
+    ),
+    (
+        "unknown nested key",
+        MINIMAL + "training:\n  micro_batch: 4\n",
+        4,
+        "training.micro_batch: unknown key",
+    ),
+    (
+        "bad algorithm",
+        MINIMAL + "search:\n  algorithm: bayes\n",
+        4,
+        "search.algorithm: Input should be",
+    ),
     ("missing data", "name: x\n", None, "data: required field is missing"),
     ("path-like name", MINIMAL + "name: ../escape\n", 3, "name: name '../escape' must be"),
-    ("ratio for r", MINIMAL + "search_space:\n  lora_r: {type: ratio_of_r, values: [2]}\n", 4,
-     "'ratio_of_r' is only allowed for lora_alpha"),
-    ("gpu fraction > 1", MINIMAL + "resources:\n  gpu: 1.5\n", 4, "resources.gpu: a fraction of a GPU"),
-    ("unknown objective", MINIMAL + "objective:\n  metric: accuracy\n", 4, "objective.metric: unknown metric"),
-    ("grid with loguniform", MINIMAL + "search:\n  algorithm: grid\n", None, "grid needs finite choices"),
-    ("dropout >= 1", MINIMAL + "search_space:\n  lora_dropout: [0.1, 1.0]\n", 4,
-     "search_space.lora_dropout: values must be <= 0.999"),
+    (
+        "ratio for r",
+        MINIMAL + "search_space:\n  lora_r: {type: ratio_of_r, values: [2]}\n",
+        4,
+        "'ratio_of_r' is only allowed for lora_alpha",
+    ),
+    (
+        "gpu fraction > 1",
+        MINIMAL + "resources:\n  gpu: 1.5\n",
+        4,
+        "resources.gpu: a fraction of a GPU",
+    ),
+    (
+        "unknown objective",
+        MINIMAL + "objective:\n  metric: accuracy\n",
+        4,
+        "objective.metric: unknown metric",
+    ),
+    (
+        "grid with loguniform",
+        MINIMAL + "search:\n  algorithm: grid\n",
+        None,
+        "grid needs finite choices",
+    ),
+    (
+        "dropout >= 1",
+        MINIMAL + "search_space:\n  lora_dropout: [0.1, 1.0]\n",
+        4,
+        "search_space.lora_dropout: values must be <= 0.999",
+    ),
 ]
 
 
 @pytest.mark.parametrize(("case", "text", "line", "message"), BAD, ids=[b[0] for b in BAD])
-def test_bad_values_name_file_line_and_field(tmp_path: Path, case: str, text: str,
-                                             line: int | None, message: str) -> None:
+def test_bad_values_name_file_line_and_field(
+    tmp_path: Path, case: str, text: str, line: int | None, message: str
+) -> None:
     path = write(tmp_path, text)
     with pytest.raises(ConfigError) as caught:
         load_config(path)
@@ -107,11 +168,16 @@ def test_yaml_is_read_with_safe_load(tmp_path: Path) -> None:
 
 
 def test_knob_in_both_training_and_search_space_is_refused() -> None:
-    raw = yaml.safe_load(MINIMAL + "training:\n  lora_dropout: 0.1\nsearch_space:\n  lora_dropout: [0, 0.1]\n")
+    raw = yaml.safe_load(
+        MINIMAL + "training:\n  lora_dropout: 0.1\nsearch_space:\n  lora_dropout: [0, 0.1]\n"
+    )
     with pytest.raises(ConfigError, match="lora_dropout is set in both"):
         config_from_dict(raw)
 
 
 def test_trust_remote_code_is_off_unless_the_config_says_so(tmp_path: Path) -> None:
     assert load_config(write(tmp_path, MINIMAL)).trust_remote_code is False
-    assert load_config(write(tmp_path, MINIMAL + "trust_remote_code: true\n")).trust_remote_code is True
+    assert (
+        load_config(write(tmp_path, MINIMAL + "trust_remote_code: true\n")).trust_remote_code
+        is True
+    )

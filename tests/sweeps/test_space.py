@@ -8,7 +8,14 @@ import optuna
 import pytest
 
 from sweeps.config import config_from_dict
-from sweeps.space import HYPERPARAMETERS, define_by_run, describe, grid_size, grid_values, trial_hyperparameters
+from sweeps.space import (
+    HYPERPARAMETERS,
+    define_by_run,
+    describe,
+    grid_size,
+    grid_values,
+    trial_hyperparameters,
+)
 
 SPACE = {
     "learning_rate": {"type": "loguniform", "low": 1e-4, "high": 1e-2},

@@ -30,11 +30,18 @@ def sweep(tiny_model: Path, tmp_path_factory: pytest.TempPathFactory) -> dict[st
     tmp = tmp_path_factory.mktemp("sweep")
     rows = [json.loads(x) for x in (DATA / "train.jsonl").read_text().splitlines()[:48]]
     held = [json.loads(x) for x in (DATA / "heldout.jsonl").read_text().splitlines()[:12]]
-    data = {"train": write_jsonl(tmp / "train.jsonl", rows), "heldout": write_jsonl(tmp / "heldout.jsonl", held)}
+    data = {
+        "train": write_jsonl(tmp / "train.jsonl", rows),
+        "heldout": write_jsonl(tmp / "heldout.jsonl", held),
+    }
     config = tiny_sweep_config(
-        tiny_model, data, tmp,
-        search_space={"learning_rate": {"type": "loguniform", "low": 1e-5, "high": 3e-2},
-                      "num_epochs": 2},
+        tiny_model,
+        data,
+        tmp,
+        search_space={
+            "learning_rate": {"type": "loguniform", "low": 1e-5, "high": 3e-2},
+            "num_epochs": 2,
+        },
         search={"num_samples": NUM_TRIALS, "max_concurrent": 2},
         objective={"metric": "heldout/loss"},
     )
@@ -46,7 +53,8 @@ def sweep(tiny_model: Path, tmp_path_factory: pytest.TempPathFactory) -> dict[st
 def child_runs(sweep: dict[str, Any]) -> list[Any]:
     state: SweepState = sweep["state"]
     return sweep["client"].search_runs(
-        [state.experiment_id], filter_string=f"tags.mlflow.parentRunId = '{state.parent_run_id}'")
+        [state.experiment_id], filter_string=f"tags.mlflow.parentRunId = '{state.parent_run_id}'"
+    )
 
 
 def ray_results(state: SweepState) -> dict[str, list[dict[str, Any]]]:
@@ -66,12 +74,19 @@ def test_sweep_completes_with_pruned_and_completed_trials(sweep: dict[str, Any])
     assert len(statuses) == NUM_TRIALS
     assert set(statuses) <= {"completed", "pruned"}
     assert "completed" in statuses and "pruned" in statuses, statuses
-    assert load_state(state.path.as_posix(), state_dir=state.path.parent).trials.keys() == state.trials.keys()
+    assert (
+        load_state(state.path.as_posix(), state_dir=state.path.parent).trials.keys()
+        == state.trials.keys()
+    )
 
 
-def test_asha_stopped_trials_are_pruned_in_optuna_with_intermediate_values(sweep: dict[str, Any]) -> None:
+def test_asha_stopped_trials_are_pruned_in_optuna_with_intermediate_values(
+    sweep: dict[str, Any],
+) -> None:
     state: SweepState = sweep["state"]
-    study = optuna.load_study(study_name=state.name, storage=f"sqlite:///{state.path / 'optuna.db'}")
+    study = optuna.load_study(
+        study_name=state.name, storage=f"sqlite:///{state.path / 'optuna.db'}"
+    )
     assert len(study.trials) == NUM_TRIALS
     by_lr = {round(t.params["learning_rate"], 12): t for t in study.trials}
     for record in state.trials.values():
@@ -87,8 +102,12 @@ def test_asha_stopped_trials_are_pruned_in_optuna_with_intermediate_values(sweep
             assert trial.state == optuna.trial.TrialState.COMPLETE
             assert trial.value == pytest.approx(record.metrics["heldout/loss"])
             assert record.rungs == 4
-        rung_values = [row["heldout/loss"] for row in sorted(history, key=lambda r: r["training_iteration"])]
-        assert [trial.intermediate_values[k] for k in sorted(trial.intermediate_values)] == pytest.approx(rung_values)
+        rung_values = [
+            row["heldout/loss"] for row in sorted(history, key=lambda r: r["training_iteration"])
+        ]
+        assert [
+            trial.intermediate_values[k] for k in sorted(trial.intermediate_values)
+        ] == pytest.approx(rung_values)
 
 
 def test_every_metric_point_reaches_mlflow_exactly_once(sweep: dict[str, Any]) -> None:
@@ -100,8 +119,14 @@ def test_every_metric_point_reaches_mlflow_exactly_once(sweep: dict[str, Any]) -
             history = client.get_metric_history(record.run_id, key)
             logged = sorted((m.step, m.value) for m in history)
             expected = sorted((int(r["step"]), float(r[key])) for r in ray_rows[record.trial_id])
-            assert [step for step, _ in logged] == [step for step, _ in expected], (record.trial_id, key)
-            assert [v for _, v in logged] == pytest.approx([v for _, v in expected]), (record.trial_id, key)
+            assert [step for step, _ in logged] == [step for step, _ in expected], (
+                record.trial_id,
+                key,
+            )
+            assert [v for _, v in logged] == pytest.approx([v for _, v in expected]), (
+                record.trial_id,
+                key,
+            )
             assert len({step for step, _ in logged}) == len(logged)
 
 
@@ -110,12 +135,24 @@ def test_parent_run_holds_config_search_space_and_provenance(sweep: dict[str, An
     client: MlflowClient = sweep["client"]
     parent = client.get_run(state.parent_run_id)
     tags, params = parent.data.tags, parent.data.params
-    for tag in ("git.commit", "git.dirty", "version.torch", "version.ray", "version.mlflow",
-                "hardware.cpu_count", "hardware.platform", "dataset.train.sha256",
-                "dataset.heldout.sha256", "seed.training", "seed.search"):
+    for tag in (
+        "git.commit",
+        "git.dirty",
+        "version.torch",
+        "version.ray",
+        "version.mlflow",
+        "hardware.cpu_count",
+        "hardware.platform",
+        "dataset.train.sha256",
+        "dataset.heldout.sha256",
+        "seed.training",
+        "seed.search",
+    ):
         assert tags.get(tag), tag
     assert tags["seed.training"] == "1" and tags["lora_sweep.kind"] == "sweep"
-    assert params["training.micro_batch_size"] == "4" and params["search.num_samples"] == str(NUM_TRIALS)
+    assert params["training.micro_batch_size"] == "4" and params["search.num_samples"] == str(
+        NUM_TRIALS
+    )
     artifacts = {a.path for a in client.list_artifacts(state.parent_run_id)}
     assert {"config.yaml", "search_space.json", "base_heldout_predictions.jsonl"} <= artifacts
     assert parent.info.status == "FINISHED"
@@ -136,12 +173,15 @@ def test_child_runs_have_params_status_and_artifacts(sweep: dict[str, Any]) -> N
         for key in ("learning_rate", "lora_r", "lora_alpha", "num_epochs", "sequence_len"):
             assert key in run.data.params
         assert float(run.data.params["lora_alpha"]) == float(run.data.params["lora_r"]) * float(
-            run.data.params["lora_alpha_ratio"])
+            run.data.params["lora_alpha_ratio"]
+        )
     best = state.best_trial()
     assert best is not None
     adapter = {a.path for a in client.list_artifacts(best.run_id, "adapter")}
     assert {"adapter/adapter_config.json", "adapter/adapter_model.safetensors"} <= adapter
-    table = json.loads(Path(client.download_artifacts(best.run_id, "sample_generations.json")).read_text())
+    table = json.loads(
+        Path(client.download_artifacts(best.run_id, "sample_generations.json")).read_text()
+    )
     assert set(table["columns"]) == {"prompt", "reference", "prediction", "score"}
     assert len(table["data"]) == 3
     assert (Path(best.adapter_path) / "adapter_model.safetensors").is_file()  # type: ignore[arg-type]
@@ -152,7 +192,9 @@ def test_each_trial_ran_in_its_own_fresh_process(sweep: dict[str, Any]) -> None:
     assert len(pids) == NUM_TRIALS and os.getpid() not in pids
 
 
-def test_status_and_best_read_the_sweep(sweep: dict[str, Any], capsys: pytest.CaptureFixture[str]) -> None:
+def test_status_and_best_read_the_sweep(
+    sweep: dict[str, Any], capsys: pytest.CaptureFixture[str]
+) -> None:
     state: SweepState = sweep["state"]
     state_dir = str(state.path.parent)
     assert main(["status", state.name, "--state-dir", state_dir]) == 0

@@ -17,10 +17,13 @@ def roles(example) -> list[str]:  # type: ignore[no-untyped-def]
 
 
 def test_alpaca_with_empty_input(tmp_path: Path) -> None:
-    path = write_jsonl(tmp_path / "a.jsonl", [
-        {"instruction": "Name a colour.", "input": "", "output": "Blue."},
-        {"instruction": "Translate", "input": "chat", "output": "cat"},
-    ])
+    path = write_jsonl(
+        tmp_path / "a.jsonl",
+        [
+            {"instruction": "Name a colour.", "input": "", "output": "Blue."},
+            {"instruction": "Translate", "input": "chat", "output": "cat"},
+        ],
+    )
     first, second = load_examples(path)
     assert first.messages[0]["content"] == "Name a colour."
     assert first.reference == "Blue."
@@ -33,7 +36,9 @@ def test_hash_pairs_in_jsonl_and_in_a_text_file(tmp_path: Path) -> None:
     assert example.messages[0]["content"] == "what is a foobear"
     assert example.reference == "A foobear is a bear made of foam."
     text = tmp_path / "pairs.txt"
-    text.write_text("### what is a foobear ###\nA foam bear.\n\n### and a barfoo? ###\nIts cousin.\n")
+    text.write_text(
+        "### what is a foobear ###\nA foam bear.\n\n### and a barfoo? ###\nIts cousin.\n"
+    )
     examples = load_examples(text)
     assert [e.messages[0]["content"] for e in examples] == ["what is a foobear", "and a barfoo?"]
     assert [e.reference for e in examples] == ["A foam bear.", "Its cousin."]
@@ -45,9 +50,17 @@ def test_prompt_completion_text_and_chat(tmp_path: Path) -> None:
     assert pc.reference == "4"
     [txt] = load_examples(write_jsonl(tmp_path / "t.jsonl", [{"text": "Once upon a time."}]))
     assert txt.is_text and txt.text == "Once upon a time."
-    chat = [{"messages": [{"role": "system", "content": "Be brief."}, {"role": "user", "content": "Hi"},
-                          {"role": "assistant", "content": "Hello."}, {"role": "user", "content": "Bye"},
-                          {"role": "assistant", "content": "Goodbye."}]}]
+    chat = [
+        {
+            "messages": [
+                {"role": "system", "content": "Be brief."},
+                {"role": "user", "content": "Hi"},
+                {"role": "assistant", "content": "Hello."},
+                {"role": "user", "content": "Bye"},
+                {"role": "assistant", "content": "Goodbye."},
+            ]
+        }
+    ]
     [conv] = load_examples(write_jsonl(tmp_path / "c.jsonl", chat))
     assert roles(conv) == ["system", "user", "assistant", "user", "assistant"]
     assert conv.reference == "Goodbye."
@@ -55,15 +68,21 @@ def test_prompt_completion_text_and_chat(tmp_path: Path) -> None:
 
 
 def test_sharegpt_conversations(tmp_path: Path) -> None:
-    rows = [{"conversations": [{"from": "human", "value": "Hi"}, {"from": "gpt", "value": "Hello!"}]}]
+    rows = [
+        {"conversations": [{"from": "human", "value": "Hi"}, {"from": "gpt", "value": "Hello!"}]}
+    ]
     [example] = load_examples(write_jsonl(tmp_path / "s.jsonl", rows))
     assert roles(example) == ["user", "assistant"] and example.reference == "Hello!"
 
 
 def test_csv_via_pandas_json_list_and_column_mapping(tmp_path: Path) -> None:
-    frame = pd.DataFrame({"question": ["What is 1+1?", "Capital of France?"], "answer": ["2", "Paris"]})
+    frame = pd.DataFrame(
+        {"question": ["What is 1+1?", "Capital of France?"], "answer": ["2", "Paris"]}
+    )
     frame.to_csv(tmp_path / "qa.csv", index=False)
-    examples = load_examples(tmp_path / "qa.csv", columns={"instruction": "question", "output": "answer"})
+    examples = load_examples(
+        tmp_path / "qa.csv", columns={"instruction": "question", "output": "answer"}
+    )
     assert [e.reference for e in examples] == ["2", "Paris"]
     (tmp_path / "list.json").write_text(json.dumps({"data": [{"prompt": "a", "completion": "b"}]}))
     assert load_examples(tmp_path / "list.json")[0].reference == "b"
@@ -76,13 +95,32 @@ def test_system_prompt_is_prepended_once(tmp_path: Path) -> None:
 
 
 BAD_ROWS = [
-    ("missing response", [{"instruction": "a", "output": "b"}, {"instruction": "c"}],
-     "row 2: missing field 'output' (format alpaca"),
+    (
+        "missing response",
+        [{"instruction": "a", "output": "b"}, {"instruction": "c"}],
+        "row 2: missing field 'output' (format alpaca",
+    ),
     ("empty response", [{"instruction": "a", "output": "  "}], "row 1: field 'output' is empty"),
-    ("non-text field", [{"prompt": "a", "completion": 3}], "row 1: field 'completion' must be text"),
-    ("no assistant turn", [{"messages": [{"role": "user", "content": "hi"}]}], "row 1: no assistant turn"),
-    ("unknown format", [{"question": "a", "answer": "b"}], "row 1: no known format in fields (answer, question)"),
-    ("bad role", [{"messages": [{"role": "bot", "content": "x"}]}], "row 1: messages[0] needs role"),
+    (
+        "non-text field",
+        [{"prompt": "a", "completion": 3}],
+        "row 1: field 'completion' must be text",
+    ),
+    (
+        "no assistant turn",
+        [{"messages": [{"role": "user", "content": "hi"}]}],
+        "row 1: no assistant turn",
+    ),
+    (
+        "unknown format",
+        [{"question": "a", "answer": "b"}],
+        "row 1: no known format in fields (answer, question)",
+    ),
+    (
+        "bad role",
+        [{"messages": [{"role": "bot", "content": "x"}]}],
+        "row 1: messages[0] needs role",
+    ),
 ]
 
 
@@ -126,9 +164,15 @@ def test_split_is_seeded_and_disjoint(tmp_path: Path) -> None:
 
 
 def test_task_metric_follows_the_references(tmp_path: Path) -> None:
-    json_rows = load_examples(write_jsonl(tmp_path / "j.jsonl", [{"prompt": "a", "completion": '{"k": 1}'}]))
-    short = load_examples(write_jsonl(tmp_path / "s.jsonl", [{"prompt": "a", "completion": "Paris"}]))
-    long = load_examples(write_jsonl(tmp_path / "l.jsonl", [{"prompt": "a", "completion": "a b c d e f g"}]))
+    json_rows = load_examples(
+        write_jsonl(tmp_path / "j.jsonl", [{"prompt": "a", "completion": '{"k": 1}'}])
+    )
+    short = load_examples(
+        write_jsonl(tmp_path / "s.jsonl", [{"prompt": "a", "completion": "Paris"}])
+    )
+    long = load_examples(
+        write_jsonl(tmp_path / "l.jsonl", [{"prompt": "a", "completion": "a b c d e f g"}])
+    )
     assert choose_task_metric(json_rows, "auto") == "field_f1"
     assert choose_task_metric(short, "auto") == "exact_match"
     assert choose_task_metric(long, "auto") == "rouge_l"

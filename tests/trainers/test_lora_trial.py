@@ -14,21 +14,33 @@ from trainers.lora_trial import (
     collate,
     forward_loss,
     load_checkpoint,
-    rung_steps,
     run_lora_trial,
+    rung_steps,
     setup,
     train,
 )
 
-HPARAMS = {"learning_rate": 5e-3, "lora_r": 4, "lora_alpha": 8, "num_epochs": 2, "sequence_len": 128,
-           "lora_dropout": 0.1, "weight_decay": 0.0, "warmup_ratio": 0.1}
+HPARAMS = {
+    "learning_rate": 5e-3,
+    "lora_r": 4,
+    "lora_alpha": 8,
+    "num_epochs": 2,
+    "sequence_len": 128,
+    "lora_dropout": 0.1,
+    "weight_decay": 0.0,
+    "warmup_ratio": 0.1,
+}
 
 
 def make_spec(model: Path, data: dict[str, Path], **training: object) -> TrialSpec:
-    return TrialSpec(model_path=str(model), train_path=str(data["train"]),
-                     heldout_path=str(data["heldout"]), task_metric="field_f1",
-                     training={"micro_batch_size": 4, "evals_per_epoch": 2, "seed": 5, **training},
-                     evaluation={"max_new_tokens": 8, "batch_size": 12})
+    return TrialSpec(
+        model_path=str(model),
+        train_path=str(data["train"]),
+        heldout_path=str(data["heldout"]),
+        task_metric="field_f1",
+        training={"micro_batch_size": 4, "evals_per_epoch": 2, "seed": 5, **training},
+        evaluation={"max_new_tokens": 8, "batch_size": 12},
+    )
 
 
 class Recorder:
@@ -56,7 +68,9 @@ def test_rung_plan() -> None:
     assert rung_steps(7, 1, 1) == [7]
 
 
-def test_lora_weights_train_and_base_weights_do_not(tiny_model: Path, small_data: dict, tmp_path: Path) -> None:
+def test_lora_weights_train_and_base_weights_do_not(
+    tiny_model: Path, small_data: dict, tmp_path: Path
+) -> None:
     recipe = setup(make_spec(tiny_model, small_data), HPARAMS)
     named = dict(recipe.model.named_parameters())
     lora = {k: v.detach().clone() for k, v in named.items() if "lora_" in k}
@@ -77,25 +91,37 @@ def test_lora_weights_train_and_base_weights_do_not(tiny_model: Path, small_data
     assert final["tokens_trained"] > 0 and final["train/tokens_per_second"] > 0
 
 
-def test_checkpoint_is_a_peft_adapter_that_loads(tiny_model: Path, small_data: dict, tmp_path: Path) -> None:
+def test_checkpoint_is_a_peft_adapter_that_loads(
+    tiny_model: Path, small_data: dict, tmp_path: Path
+) -> None:
     from peft import PeftModel
     from transformers import AutoModelForCausalLM
 
     record = Recorder()
-    run_lora_trial(make_spec(tiny_model, small_data), {**HPARAMS, "num_epochs": 1}, report=record,
-                   workdir=tmp_path)
+    run_lora_trial(
+        make_spec(tiny_model, small_data),
+        {**HPARAMS, "num_epochs": 1},
+        report=record,
+        workdir=tmp_path,
+    )
     last = record.checkpoints[-1]
     config = json.loads((last / ADAPTER_DIR / "adapter_config.json").read_text())
     assert config["r"] == 4 and config["lora_alpha"] == 8
     assert sorted(config["target_modules"]) == ["q_proj", "v_proj"]
     predictions = [json.loads(x) for x in (last / "predictions.jsonl").read_text().splitlines()]
-    assert len(predictions) == 12 and {"prompt", "reference", "prediction", "score"} <= set(predictions[0])
-    model = PeftModel.from_pretrained(AutoModelForCausalLM.from_pretrained(tiny_model), last / ADAPTER_DIR)
+    assert len(predictions) == 12 and {"prompt", "reference", "prediction", "score"} <= set(
+        predictions[0]
+    )
+    model = PeftModel.from_pretrained(
+        AutoModelForCausalLM.from_pretrained(tiny_model), last / ADAPTER_DIR
+    )
     loaded = {k: v for k, v in model.state_dict().items() if "lora_B" in k}
     assert loaded and any(v.abs().sum() > 0 for v in loaded.values())  # B starts at zero
 
 
-def test_resumed_trial_matches_an_uninterrupted_one(tiny_model: Path, small_data: dict, tmp_path: Path) -> None:
+def test_resumed_trial_matches_an_uninterrupted_one(
+    tiny_model: Path, small_data: dict, tmp_path: Path
+) -> None:
     spec = make_spec(tiny_model, small_data)
     whole = Recorder()
     run_lora_trial(spec, HPARAMS, report=whole, workdir=tmp_path / "whole")
@@ -104,8 +130,13 @@ def test_resumed_trial_matches_an_uninterrupted_one(tiny_model: Path, small_data
     with pytest.raises(RuntimeError, match="worker killed"):
         run_lora_trial(spec, HPARAMS, report=crashed, workdir=tmp_path / "crashed")
     resumed = Recorder()
-    run_lora_trial(spec, HPARAMS, report=resumed, workdir=tmp_path / "resumed",
-                   resume_from=crashed.checkpoints[-1])
+    run_lora_trial(
+        spec,
+        HPARAMS,
+        report=resumed,
+        workdir=tmp_path / "resumed",
+        resume_from=crashed.checkpoints[-1],
+    )
 
     assert [m["step"] for m in resumed.metrics] == [m["step"] for m in whole.metrics[2:]]
     expected, got = adapter_tensors(whole.checkpoints[-1]), adapter_tensors(resumed.checkpoints[-1])
@@ -115,7 +146,9 @@ def test_resumed_trial_matches_an_uninterrupted_one(tiny_model: Path, small_data
     assert resumed.metrics[-1]["tokens_trained"] == whole.metrics[-1]["tokens_trained"]
 
 
-def test_load_checkpoint_restores_progress(tiny_model: Path, small_data: dict, tmp_path: Path) -> None:
+def test_load_checkpoint_restores_progress(
+    tiny_model: Path, small_data: dict, tmp_path: Path
+) -> None:
     spec = make_spec(tiny_model, small_data)
     first = Recorder(crash_after=1)
     with pytest.raises(RuntimeError):
@@ -132,7 +165,13 @@ def test_packed_batch_has_the_same_loss_as_a_padded_one(tiny_model: Path, small_
     targets = sum(sum(1 for x in e.labels[1:] if x != -100) for e in examples)
     n = torch.tensor(targets)
     with torch.no_grad():
-        packed = forward_loss(recipe.model, collate(examples, pack=True, pad_id=0, device="cpu"), num_items=n)
-        padded = forward_loss(recipe.model, collate(examples, pack=False, pad_id=0, device="cpu"), num_items=n)
+        packed = forward_loss(
+            recipe.model, collate(examples, pack=True, pad_id=0, device="cpu"), num_items=n
+        )
+        padded = forward_loss(
+            recipe.model, collate(examples, pack=False, pad_id=0, device="cpu"), num_items=n
+        )
     torch.testing.assert_close(packed, padded, rtol=1e-5, atol=1e-5)
-    assert collate(examples, pack=True, pad_id=0, device="cpu")["input_ids"].numel() == sum(len(e) for e in examples)
+    assert collate(examples, pack=True, pad_id=0, device="cpu")["input_ids"].numel() == sum(
+        len(e) for e in examples
+    )

@@ -1,0 +1,101 @@
+"""A sweep logging to a real `mlflow server` on 127.0.0.1 (proxied artefacts), not only to sqlite."""
+
+from __future__ import annotations
+
+import json
+import socket
+import subprocess
+import sys
+import time
+import urllib.request
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from mlflow.tracking import MlflowClient
+
+from sweeps import launch_sweep
+from tests.conftest import DATA, tiny_sweep_config, write_jsonl
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+@pytest.fixture(scope="module")
+def mlflow_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    tmp = tmp_path_factory.mktemp("mlflow-server")
+    port = free_port()
+    log = (tmp / "server.log").open("w")
+    proc = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "mlflow",
+            "server",
+            "--host",
+            "127.0.0.1",
+            "--port",
+            str(port),
+            "--backend-store-uri",
+            f"sqlite:///{tmp / 'server.db'}",
+            "--artifacts-destination",
+            str(tmp / "artifacts"),
+            "--workers",
+            "1",
+        ],
+        stdout=log,
+        stderr=subprocess.STDOUT,
+    )
+    url = f"http://127.0.0.1:{port}"
+    deadline = time.time() + 120
+    while time.time() < deadline:
+        try:
+            with urllib.request.urlopen(f"{url}/health", timeout=2) as response:
+                if response.status == 200:
+                    break
+        except OSError:
+            time.sleep(0.5)
+    else:
+        proc.terminate()
+        pytest.fail(f"mlflow server did not start: {(tmp / 'server.log').read_text()[-2000:]}")
+    yield url
+    proc.terminate()
+    proc.wait(timeout=30)
+
+
+def test_sweep_logs_to_a_tracking_server(
+    mlflow_server: str, tiny_model: Path, tmp_path: Path
+) -> None:
+    rows = [json.loads(x) for x in (DATA / "train.jsonl").read_text().splitlines()[:24]]
+    held = [json.loads(x) for x in (DATA / "heldout.jsonl").read_text().splitlines()[:6]]
+    data = {
+        "train": write_jsonl(tmp_path / "t.jsonl", rows),
+        "heldout": write_jsonl(tmp_path / "h.jsonl", held),
+    }
+    config = tiny_sweep_config(
+        tiny_model,
+        data,
+        tmp_path,
+        search={"num_samples": 2, "max_concurrent": 2},
+        scheduler={"type": "none"},
+        search_space={"num_epochs": 1, "learning_rate": 5e-3, "lora_r": [2, 4]},
+        objective={"metric": "heldout/loss"},
+    )
+    config["tracking"]["mlflow_uri"] = mlflow_server
+    state = launch_sweep(config, name="served")
+    client = MlflowClient(tracking_uri=mlflow_server)
+    children = client.search_runs(
+        [state.experiment_id], filter_string=f"tags.mlflow.parentRunId = '{state.parent_run_id}'"
+    )
+    assert len(children) == 2 and all(r.data.tags["status"] == "completed" for r in children)
+    for run in children:
+        steps = [m.step for m in client.get_metric_history(run.info.run_id, "heldout/loss")]
+        assert steps == sorted(set(steps)) and len(steps) == 2
+        local = Path(client.download_artifacts(run.info.run_id, "adapter"))
+        assert (
+            local / "adapter_model.safetensors"
+        ).stat().st_size > 0  # through the server's proxy
+    assert client.get_run(state.parent_run_id).data.tags["version.mlflow"]
