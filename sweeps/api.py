@@ -7,7 +7,7 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
-from sweeps.config import ConfigError, RatioOfR, SweepConfig, load_config
+from sweeps.config import Choice, ConfigError, RatioOfR, SweepConfig, load_config
 from sweeps.launch import coerce_config, launch_sweep, preflight
 from sweeps.space import HYPERPARAMETERS, active_specs
 from sweeps.state import SweepState, TrialRecord, load_state
@@ -38,7 +38,7 @@ def best_trial(sweep: str, *, state_dir: str | Path = DEFAULT_STATE_DIR) -> Tria
 
 
 def fill_hyperparameters(config: SweepConfig, given: dict[str, Any]) -> dict[str, Any]:
-    """Given values, else the config's fixed values; a searched knob must be given."""
+    """Given values, else the config's fixed values (or single choices); searched knobs must be given."""
     unknown = set(given) - set(HYPERPARAMETERS)
     if unknown:
         raise ConfigError(
@@ -50,6 +50,8 @@ def fill_hyperparameters(config: SweepConfig, given: dict[str, Any]) -> dict[str
             continue
         if isinstance(spec, (int, float)):
             values[knob] = spec
+        elif isinstance(spec, Choice) and len(spec.values) == 1:
+            values[knob] = spec.values[0]
         elif knob == "lora_alpha" and isinstance(spec, RatioOfR) and "lora_r" in values:
             values[knob] = float(spec.values[0]) * float(values["lora_r"])
         else:
