@@ -15,7 +15,6 @@ from typing import Any
 import optuna
 import ray
 from ray import tune
-from ray.tune.result import TRAINING_ITERATION
 from ray.tune.schedulers import ASHAScheduler, FIFOScheduler
 from ray.tune.search import ConcurrencyLimiter
 from ray.tune.search.optuna import OptunaSearch
@@ -25,6 +24,7 @@ from sweeps.recorder import SweepRecorder
 from sweeps.space import define_by_run, grid_values, trial_hyperparameters
 
 FINAL_KEY = "final_rung"
+TRAINING_ITERATION = "training_iteration"  # Ray's per-report counter: one rung per report
 
 
 class PruneAwareOptunaSearch(OptunaSearch):
@@ -50,6 +50,7 @@ class PruneAwareOptunaSearch(OptunaSearch):
         if result is None or error or result.get(FINAL_KEY):
             super().on_trial_complete(trial_id, result=result, error=error)
             return
+        assert self._ot_study is not None  # set up in __init__ (the space is given)
         self._ot_study.tell(ot_trial, state=optuna.trial.TrialState.PRUNED)
         self._completed_trials.add(trial_id)
 
@@ -162,7 +163,7 @@ def _error_line(trial: Any) -> str:
     return "trial failed (no error file)"
 
 
-def start_ray(*, address: str | None, num_cpus: int | None, num_gpus: float | None) -> bool:
+def start_ray(*, address: str | None, num_cpus: int | None, num_gpus: int | None) -> bool:
     """Start (or join) Ray; returns True when this call started it, so it should stop it too."""
     if ray.is_initialized():
         return False

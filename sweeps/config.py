@@ -141,15 +141,12 @@ def _alpha_domain(spec: ParamSpec) -> ParamSpec:
     return _domain(low=0, low_open=True)(spec)
 
 
-def _param(check: Callable[[ParamSpec], ParamSpec]) -> Any:
-    return Annotated[ParamSpec, BeforeValidator(_expand_shorthand), AfterValidator(check)]
-
-
-PositiveFloat = _param(_domain(low=0, low_open=True))
-PositiveInt = _param(_domain(integer=True, low=1))
-UnitInterval = _param(_domain(low=0, high=0.999))
-NonNegative = _param(_domain(low=0))
-Alpha = Annotated[ParamSpec, BeforeValidator(_expand_shorthand), AfterValidator(_alpha_domain)]
+_Shorthand = BeforeValidator(_expand_shorthand)
+PositiveFloat = Annotated[ParamSpec, _Shorthand, AfterValidator(_domain(low=0, low_open=True))]
+PositiveInt = Annotated[ParamSpec, _Shorthand, AfterValidator(_domain(integer=True, low=1))]
+UnitInterval = Annotated[ParamSpec, _Shorthand, AfterValidator(_domain(low=0, high=0.999))]
+NonNegative = Annotated[ParamSpec, _Shorthand, AfterValidator(_domain(low=0))]
+Alpha = Annotated[ParamSpec, _Shorthand, AfterValidator(_alpha_domain)]
 
 
 class SearchSpace(_Strict):

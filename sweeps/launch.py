@@ -20,7 +20,14 @@ from sweeps.config import ConfigError, SweepConfig, load_config, resolve_path
 from sweeps.provenance import provenance_tags
 from sweeps.space import describe, max_epochs
 from sweeps.state import SweepState, sweep_directory, write_json_atomic
-from trainers.data import DataError, choose_task_metric, file_digest, load_examples, split_heldout
+from trainers.data import (
+    DataError,
+    Example,
+    choose_task_metric,
+    file_digest,
+    load_examples,
+    split_heldout,
+)
 
 LOWER_IS_BETTER = ("heldout/loss", "heldout/perplexity")
 
@@ -62,12 +69,17 @@ def check_data(
 ) -> tuple[dict[str, Path], dict[str, int], str]:
     """Read every row of the data files; return their paths, row counts and the task metric."""
     data = config.data
-    options = {"fmt": data.format, "columns": data.columns, "system_prompt": data.system_prompt}
+
+    def load(path: Path) -> list[Example]:
+        return load_examples(
+            path, fmt=data.format, columns=data.columns, system_prompt=data.system_prompt
+        )
+
     paths = {"train": resolve_path(data.train, config_dir=config_dir)}
-    train = load_examples(paths["train"], **options)
+    train = load(paths["train"])
     if data.heldout:
         paths["heldout"] = resolve_path(data.heldout, config_dir=config_dir)
-        heldout = load_examples(paths["heldout"], **options)
+        heldout = load(paths["heldout"])
     else:
         train, heldout = split_heldout(train, fraction=data.val_set_size, seed=data.split_seed)
     generating = [e for e in heldout if not e.is_text]

@@ -55,10 +55,10 @@ def sample(trial: optuna.Trial, specs: dict[str, ParamSpec]) -> dict[str, Any]:
         if value is not None:
             derived[knob] = value
     alpha = specs["lora_alpha"]
-    r = trial.params.get("lora_r", derived.get("lora_r"))
+    r = float(trial.params.get("lora_r", derived.get("lora_r", 0)))
     if isinstance(alpha, RatioOfR):
         ratio = trial.suggest_categorical("lora_alpha_ratio", list(alpha.values))
-        derived["lora_alpha"] = float(ratio) * float(r)
+        derived["lora_alpha"] = float(ratio) * r
     else:
         value = _suggest(trial, "lora_alpha", alpha)
         if value is not None:
@@ -76,7 +76,7 @@ def _suggest(trial: optuna.Trial, knob: str, spec: ParamSpec) -> Any:
         trial.suggest_int(knob, spec.low, spec.high, step=spec.step)
     elif isinstance(spec, Choice):
         trial.suggest_categorical(knob, list(spec.values))
-    else:
+    elif isinstance(spec, (int, float)):
         return int(spec) if knob in INTEGER_KNOBS else spec
     return None
 
@@ -129,10 +129,12 @@ def trial_hyperparameters(config: dict[str, Any]) -> dict[str, Any]:
 def max_epochs(space: SearchSpace) -> int:
     spec = space.num_epochs
     if isinstance(spec, IntRange):
-        return spec.high
+        return int(spec.high)
     if isinstance(spec, Choice):
         return int(max(spec.values))
-    return int(spec)  # type: ignore[arg-type]
+    if isinstance(spec, (int, float)):
+        return int(spec)
+    raise TypeError(f"num_epochs cannot be {spec!r}")
 
 
 def describe(config: SweepConfig) -> dict[str, str]:

@@ -171,7 +171,7 @@ def load_examples(
         records = [_rename(row, columns) for row in records]
     chosen = detect_format(records) if fmt == "auto" else fmt
     if chosen == "unknown":
-        keys = ", ".join(sorted(k for k in records[0] if k != "__row__"))  # type: ignore[index]
+        keys = ", ".join(sorted(k for k in records[0] if k != "__row__"))
         raise DataError(
             f"{path}: row 1: no known format in fields ({keys}); expected one of "
             "instruction/output, prompt/completion, messages, text; or map columns in data.columns"

@@ -117,14 +117,15 @@ def run_lora_trial(
 # --------------------------------------------------------------------------- setup
 def load_trial_examples(spec: TrialSpec) -> tuple[list[Example], list[Example]]:
     """Train and held-out examples: the held-out file, or a seeded split of the train file."""
-    options = {
-        "fmt": spec.data_format,
-        "columns": spec.columns,
-        "system_prompt": spec.system_prompt,
-    }
-    train = load_examples(Path(spec.train_path), **options)
+
+    def load(path: str) -> list[Example]:
+        return load_examples(
+            Path(path), fmt=spec.data_format, columns=spec.columns, system_prompt=spec.system_prompt
+        )
+
+    train = load(spec.train_path)
     if spec.heldout_path:
-        return train, load_examples(Path(spec.heldout_path), **options)
+        return train, load(spec.heldout_path)
     return split_heldout(train, fraction=spec.val_set_size, seed=spec.split_seed)
 
 
@@ -164,7 +165,7 @@ def setup(spec: TrialSpec, hparams: dict[str, Any]) -> Recipe:
     )
     lora = LoraConfig(
         r=int(hparams["lora_r"]),
-        lora_alpha=float(hparams["lora_alpha"]),
+        lora_alpha=hparams["lora_alpha"],
         lora_dropout=float(hparams["lora_dropout"]),
         task_type="CAUSAL_LM",
         target_modules=list(training.get("lora_target_modules", ["q_proj", "v_proj"])),
@@ -290,7 +291,8 @@ def forward_loss(
 ) -> torch.Tensor:
     """Summed token loss / num_items. ``use_cache=False`` matters: with a KV cache, transformers
     ignores packed position ids and lets packed examples attend to each other."""
-    return model(**batch, num_items_in_batch=num_items, use_cache=False).loss
+    loss: torch.Tensor = model(**batch, num_items_in_batch=num_items, use_cache=False).loss
+    return loss
 
 
 def collate(

@@ -168,8 +168,8 @@ def _convert_gguf(gguf: Path, out_dir: Path) -> None:
         gguf.parent, gguf_file=gguf.name, dtype=torch.float32
     )
     # The loaded model still carries its GGUF quantizer, which refuses to serialise (DESIGN.md).
-    model.hf_quantizer = None
-    model.is_quantized = False
+    setattr(model, "hf_quantizer", None)  # noqa: B010
+    setattr(model, "is_quantized", False)  # noqa: B010
     if hasattr(model.config, "quantization_config"):
         del model.config.quantization_config
     model.save_pretrained(out_dir)
@@ -215,7 +215,7 @@ def load_causal_lm(path: Path, *, trust_remote_code: bool = False, device: str =
         if device.startswith("cuda") and torch.cuda.is_bf16_supported()
         else torch.float32
     )
-    model = AutoModelForCausalLM.from_pretrained(
+    model: Any = AutoModelForCausalLM.from_pretrained(
         path, dtype=dtype, trust_remote_code=trust_remote_code, attn_implementation="sdpa"
     )
     return model.to(device)
