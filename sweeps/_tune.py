@@ -38,6 +38,14 @@ class PruneAwareOptunaSearch(OptunaSearch):
     reported here first: every trial's intermediate values are complete.
     """
 
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self._reported_step: dict[str, int] = {}
+
+    def on_trial_result(self, trial_id: str, result: dict[str, Any]) -> None:
+        super().on_trial_result(trial_id, result)
+        self._reported_step[trial_id] = int(result[TRAINING_ITERATION])
+
     def on_trial_complete(
         self, trial_id: str, result: dict[str, Any] | None = None, error: bool = False
     ) -> None:
@@ -45,8 +53,10 @@ class PruneAwareOptunaSearch(OptunaSearch):
             super().on_trial_complete(trial_id, result=result, error=error)
             return
         ot_trial = self._ot_trials[trial_id]
-        if result is not None and not error and self.metric in result:
-            ot_trial.report(float(result[self.metric]), int(result[TRAINING_ITERATION]))
+        step = int(result[TRAINING_ITERATION]) if result else -1
+        unreported = self._reported_step.get(trial_id) != step
+        if result is not None and not error and self.metric in result and unreported:
+            ot_trial.report(float(result[self.metric]), step)
         if result is None or error or result.get(FINAL_KEY):
             super().on_trial_complete(trial_id, result=result, error=error)
             return

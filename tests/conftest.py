@@ -131,7 +131,7 @@ def tiny_sweep_config(
         "evaluation": {"max_new_tokens": 8, "batch_size": 12, "logged_generations": 3},
     }
     for key, value in overrides.items():
-        if isinstance(value, dict) and isinstance(config.get(key), dict):
+        if key != "scheduler" and isinstance(value, dict) and isinstance(config.get(key), dict):
             config[key] = {**config[key], **value}
         else:
             config[key] = value
