@@ -7,6 +7,7 @@ state keeps, so nothing is nested by accident across processes (ray#19978, ray#3
 from __future__ import annotations
 
 import json
+import logging
 import math
 import time
 from pathlib import Path
@@ -40,6 +41,7 @@ class SweepTracker:
     """Parent/child runs with explicit ids; metrics logged in batches."""
 
     def __init__(self, tracking_uri: str, experiment: str) -> None:
+        logging.getLogger("mlflow").setLevel(logging.WARNING)  # no INFO lines under the live table
         prepare_store(tracking_uri)
         self.client = MlflowClient(tracking_uri=tracking_uri)
         self.tracking_uri = tracking_uri
@@ -148,9 +150,3 @@ class SweepTracker:
 def _param_text(value: Any) -> str:
     text = json.dumps(value) if isinstance(value, (list, dict)) else str(value)
     return text[:MAX_PARAM_LENGTH]
-
-
-def ui_hint(tracking_uri: str) -> str:
-    if tracking_uri.startswith("sqlite:///"):
-        return f"mlflow ui --backend-store-uri {tracking_uri} --host 127.0.0.1"
-    return tracking_uri

@@ -106,6 +106,10 @@ def lora_trainable(config: dict[str, Any], spec: Any) -> None:
     """One trial, in its own worker process: resume from Ray's checkpoint if there is one."""
     from trainers.lora_trial import run_lora_trial
 
+    os.environ["HF_HUB_DISABLE_PROGRESS_BARS"] = "1"
+    from transformers.utils import logging as hf_logging
+
+    hf_logging.disable_progress_bar()
     checkpoint = tune.get_checkpoint()
     resume = Path(checkpoint.to_directory()) if checkpoint is not None else None
     workdir = Path(tempfile.mkdtemp(prefix="lora-trial-"))
@@ -175,6 +179,7 @@ def _error_line(trial: Any) -> str:
 
 def start_ray(*, address: str | None, num_cpus: int | None, num_gpus: int | None) -> bool:
     """Start (or join) Ray; returns True when this call started it, so it should stop it too."""
+    optuna.logging.set_verbosity(optuna.logging.WARNING)
     if ray.is_initialized():
         return False
     os.environ.setdefault("RAY_AIR_NEW_OUTPUT", "0")

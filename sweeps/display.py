@@ -36,6 +36,7 @@ def _fmt(value: Any) -> str:
 def trials_table(state: SweepState, *, title: str | None = None) -> Table:
     """Base model first, then trials best-first by the objective."""
     metric = state.objective_metric
+    second = "train/loss" if metric == "heldout/loss" else "heldout/loss"
     table = Table(title=title or f"sweep {state.name}", title_justify="left")
     for header in (
         "trial",
@@ -43,7 +44,7 @@ def trials_table(state: SweepState, *, title: str | None = None) -> Table:
         *(short for _, short in SHOWN_PARAMS),
         "rung",
         metric,
-        "heldout/loss",
+        second,
     ):
         table.add_column(header, justify="right" if header not in ("trial", "status") else "left")
     if state.base_metrics:
@@ -53,7 +54,7 @@ def trials_table(state: SweepState, *, title: str | None = None) -> Table:
             *("-" for _ in SHOWN_PARAMS),
             "-",
             _fmt(state.base_metrics.get(metric)),
-            _fmt(state.base_metrics.get("heldout/loss")),
+            _fmt(state.base_metrics.get(second)),
         )
     best = state.best_trial()
     for record in sorted_trials(state):
@@ -67,7 +68,7 @@ def trials_table(state: SweepState, *, title: str | None = None) -> Table:
             *(_fmt(record.params.get(k)) for k, _ in SHOWN_PARAMS),
             str(record.rungs),
             _fmt(record.metrics.get(metric)),
-            _fmt(record.metrics.get("heldout/loss")),
+            _fmt(record.metrics.get(second)),
         )
     return table
 
@@ -93,7 +94,8 @@ class LiveTable:
 
     def __enter__(self) -> LiveTable:
         if self.console.is_terminal:
-            self.live = Live(console=self.console, auto_refresh=False, transient=False)
+            # transient: the final table is printed once more when the sweep ends
+            self.live = Live(console=self.console, auto_refresh=False, transient=True)
             self.live.__enter__()
         return self
 

@@ -6,6 +6,7 @@ anything is written to MLflow, so a bad input leaves no half-written sweep behin
 
 from __future__ import annotations
 
+import hashlib
 import json
 import shutil
 import time
@@ -179,37 +180,28 @@ def preflight(
 
 
 # --------------------------------------------------------------------------- base model
-def base_scores(
-    plan: LaunchPlan, *, progress: Any = print
-) -> tuple[dict[str, float], list[dict[str, Any]]]:
-    """The base model's held-out scores, cached by (model, data, template, eval settings)."""
-    from trainers.lora_trial import score_base_model
-    from trainers.models import cache_root, model_digest
+def base_cache_key(plan: LaunchPlan) -> str:
+    """What the base model's held-out scores depend on: model, data, template, eval settings."""
+    from trainers.models import model_digest
 
     spec = plan.spec
     source = Path(spec.model_path) / "SOURCE.json"
     model_id = source.read_text() if source.is_file() else model_digest(Path(spec.model_path))
-    key_data = {
-        "model": model_id,
-        "digests": plan.digests,
-        "spec": {
-            k: getattr(spec, k)
-            for k in (
-                "task_metric",
-                "template",
-                "system_prompt",
-                "columns",
-                "val_set_size",
-                "split_seed",
-                "data_format",
-                "evaluation",
-            )
-        },
-    }
-    import hashlib
+    settings = ("task_metric", "template", "system_prompt", "columns", "val_set_size",
+                "split_seed", "data_format", "evaluation")  # fmt: skip
+    key_data = {"model": model_id, "digests": plan.digests,
+                "spec": {k: getattr(spec, k) for k in settings}}  # fmt: skip
+    return hashlib.sha256(json.dumps(key_data, sort_keys=True).encode()).hexdigest()[:24]
 
-    key = hashlib.sha256(json.dumps(key_data, sort_keys=True).encode()).hexdigest()[:24]
-    cache = cache_root() / "base_scores" / f"{key}.json"
+
+def base_scores(
+    plan: LaunchPlan, *, progress: Any = print
+) -> tuple[dict[str, float], list[dict[str, Any]]]:
+    """The base model's held-out scores, cached across sweeps by ``base_cache_key``."""
+    from trainers.lora_trial import score_base_model
+    from trainers.models import cache_root
+
+    cache = cache_root() / "base_scores" / f"{base_cache_key(plan)}.json"
     if cache.is_file():
         cached = json.loads(cache.read_text())
         progress("Base model held-out scores: cached.")
@@ -217,7 +209,7 @@ def base_scores(
     progress(
         "Scoring the base model on the held-out set (once; every trial is read against it) ..."
     )
-    scores, _ = score_base_model(replace(spec, cpus=max(spec.cpus, _cpu_count())))
+    scores, _ = score_base_model(replace(plan.spec, cpus=max(plan.spec.cpus, _cpu_count())))
     metrics = scores.as_metrics()
     if plan.task_metric == "none":
         metrics = {k: v for k, v in metrics.items() if k in LOWER_IS_BETTER}

@@ -142,7 +142,6 @@ def heldout_inputs(
 
 def setup(spec: TrialSpec, hparams: dict[str, Any]) -> Recipe:
     """Seed, load data and model, wrap it in LoRA, build the optimizer and the rung plan."""
-    from peft import LoraConfig, get_peft_model
     from transformers import get_scheduler
 
     training = spec.training
@@ -159,24 +158,9 @@ def setup(spec: TrialSpec, hparams: dict[str, Any]) -> Recipe:
     if not train_set:
         raise ValueError(f"sequence_len {hparams['sequence_len']} truncates away every response")
     heldout_set, prompts, references = heldout_inputs(spec, heldout, tokenizer, template)
-
-    model = load_causal_lm(
-        Path(spec.model_path), trust_remote_code=spec.trust_remote_code, device=spec.device
-    )
-    lora = LoraConfig(
-        r=int(hparams["lora_r"]),
-        lora_alpha=hparams["lora_alpha"],
-        lora_dropout=float(hparams["lora_dropout"]),
-        task_type="CAUSAL_LM",
-        target_modules=list(training.get("lora_target_modules", ["q_proj", "v_proj"])),
-    )
-    model = get_peft_model(model, lora)
+    model = build_lora_model(spec, hparams)
     optimizer = _build_optimizer(model, training.get("optimizer", "adamw_torch"), hparams)
-
-    per_step = int(training.get("micro_batch_size", 4)) * int(
-        training.get("gradient_accumulation_steps", 1)
-    )
-    steps_per_epoch = math.ceil(len(train_set) / per_step)
+    steps_per_epoch = math.ceil(len(train_set) / _per_step(spec))
     rungs = rung_steps(
         steps_per_epoch, int(hparams["num_epochs"]), int(training.get("evals_per_epoch", 1))
     )
@@ -187,20 +171,26 @@ def setup(spec: TrialSpec, hparams: dict[str, Any]) -> Recipe:
         num_training_steps=rungs[-1],
     )
     return Recipe(
-        spec,
-        hparams,
-        model,
-        tokenizer,
-        optimizer,
-        scheduler,
-        train_set,
-        heldout_set,
-        prompts,
-        references,
-        truncation,
-        steps_per_epoch,
-        rungs,
+        spec, hparams, model, tokenizer, optimizer, scheduler, train_set, heldout_set,
+        prompts, references, truncation, steps_per_epoch, rungs,
+    )  # fmt: skip
+
+
+def build_lora_model(spec: TrialSpec, hparams: dict[str, Any]) -> Any:
+    """The base model with a fresh PEFT LoRA on the target modules (base weights frozen)."""
+    from peft import LoraConfig, get_peft_model
+
+    model = load_causal_lm(
+        Path(spec.model_path), trust_remote_code=spec.trust_remote_code, device=spec.device
     )
+    lora = LoraConfig(
+        r=int(hparams["lora_r"]),
+        lora_alpha=hparams["lora_alpha"],
+        lora_dropout=float(hparams["lora_dropout"]),
+        task_type="CAUSAL_LM",
+        target_modules=list(spec.training.get("lora_target_modules", ["q_proj", "v_proj"])),
+    )
+    return get_peft_model(model, lora)
 
 
 def _build_optimizer(model: Any, name: str, hparams: dict[str, Any]) -> torch.optim.Optimizer:
@@ -245,15 +235,15 @@ def _step_examples(recipe: Recipe, step: int) -> list[Tokenized]:
     epoch, within = divmod(step, recipe.steps_per_epoch)
     generator = torch.Generator().manual_seed(int(recipe.spec.training.get("seed", 42)) + epoch)
     order = torch.randperm(len(recipe.train_set), generator=generator).tolist()
-    per_step = _per_step(recipe)
+    per_step = _per_step(recipe.spec)
     return [recipe.train_set[i] for i in order[within * per_step : (within + 1) * per_step]]
 
 
-def _per_step(recipe: Recipe) -> int:
-    training = recipe.spec.training
-    return int(training.get("micro_batch_size", 4)) * int(
-        training.get("gradient_accumulation_steps", 1)
-    )
+def _per_step(spec: TrialSpec) -> int:
+    """Examples per optimizer step: micro_batch_size x gradient_accumulation_steps."""
+    training = spec.training
+    micro = int(training.get("micro_batch_size", 4))
+    return micro * int(training.get("gradient_accumulation_steps", 1))
 
 
 def _optimizer_step(recipe: Recipe) -> tuple[float, int]:

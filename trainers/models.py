@@ -215,7 +215,15 @@ def load_causal_lm(path: Path, *, trust_remote_code: bool = False, device: str =
         if device.startswith("cuda") and torch.cuda.is_bf16_supported()
         else torch.float32
     )
-    model: Any = AutoModelForCausalLM.from_pretrained(
-        path, dtype=dtype, trust_remote_code=trust_remote_code, attn_implementation="sdpa"
-    )
+    from transformers.utils import logging as hf_logging
+
+    was_disabled = hf_logging.is_progress_bar_enabled() is False
+    hf_logging.disable_progress_bar()  # a 0.2 s load needs no bar (the GGUF conversion keeps its)
+    try:
+        model: Any = AutoModelForCausalLM.from_pretrained(
+            path, dtype=dtype, trust_remote_code=trust_remote_code, attn_implementation="sdpa"
+        )
+    finally:
+        if not was_disabled:
+            hf_logging.enable_progress_bar()
     return model.to(device)
