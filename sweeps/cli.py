@@ -56,7 +56,10 @@ def launch(
     )
     print_table(state, console)
     _print_best(state, console)
-    return 0 if state.status == "completed" else 1
+    if state.status != "completed":
+        console.print(f"Sweep {state.name} is {state.status}: the table above is what finished.")
+        return 1
+    return 0
 
 
 def status(sweep: str, *, state_dir: Path = DEFAULT_STATE_DIR) -> int:

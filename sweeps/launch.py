@@ -122,6 +122,45 @@ def check_resources(config: SweepConfig, *, source: str, address: str | None) ->
             )
 
 
+def sequence_len_candidates(config: SweepConfig) -> list[int]:
+    from sweeps.config import Choice, IntRange
+    from sweeps.space import active_specs
+
+    spec = active_specs(config)["sequence_len"]
+    if isinstance(spec, Choice):
+        return sorted({int(v) for v in spec.values})
+    if isinstance(spec, IntRange):
+        return [spec.low, spec.high]
+    return [int(spec)]  # type: ignore[arg-type]
+
+
+def check_truncation(
+    config: SweepConfig, spec: Any, *, source: str, progress: Any
+) -> dict[int, tuple[int, int]]:
+    """Tokenize the training rows once; say what each sequence_len candidate truncates."""
+    from trainers.lora_trial import load_trial_examples
+    from trainers.models import load_tokenizer
+    from trainers.tokenize import resolve_template, tokenize_examples, truncate
+
+    tokenizer = load_tokenizer(Path(spec.model_path), trust_remote_code=spec.trust_remote_code)
+    train, _ = load_trial_examples(spec)
+    tokenized = tokenize_examples(train, tokenizer, resolve_template(tokenizer, spec.template))
+    report = {}
+    for length in sequence_len_candidates(config):
+        kept, stats = truncate(tokenized, length)
+        report[length] = (stats.truncated, stats.dropped)
+        if not kept:
+            raise ConfigError(
+                f"{source}: search_space.sequence_len: {length} tokens cuts away the "
+                f"response of every training row (longest row: {max(map(len, tokenized))})"
+            )
+        progress(
+            f"sequence_len {length}: {stats.truncated} of {stats.total} training rows truncated, "
+            f"{stats.dropped} dropped (no response left)"
+        )
+    return report
+
+
 def preflight(
     config: SweepConfig,
     *,
@@ -157,6 +196,7 @@ def preflight(
         device=device,
         cpus=config.resources.cpu,
     )
+    check_truncation(config, spec, source=source, progress=progress)
     digests = {name: file_digest(path) for name, path in paths.items()}
     num_samples = config.search.num_samples
     if config.search.algorithm == "grid":
@@ -358,7 +398,10 @@ def _run(
                 max_rungs=plan.max_rungs,
                 num_samples=plan.num_samples,
             )
-        state.status = "completed"
+        # Ctrl-C makes Ray's fit() return early (state saved), so check that every trial ended
+        ended = [t for t in state.trials.values() if t.status != "running"]
+        done = len(ended) == len(state.trials) >= plan.num_samples
+        state.status = "completed" if done else "interrupted"
     finally:
         _finish(state, tracker)
         if started:

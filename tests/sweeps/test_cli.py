@@ -105,6 +105,10 @@ def bad_input_cases(model: Path, tmp: Path) -> dict[str, tuple[dict[str, Any], s
             {**base, "data": {"train": str(broken), "heldout": str(data["heldout"])}},
             f"{broken}: row 5: missing field 'output'",
         ),
+        "sequence_len too short": (
+            {**base, "search_space": {**base["search_space"], "sequence_len": [8, 128]}},
+            "search_space.sequence_len: 8 tokens cuts away the response of every training row",
+        ),
         "unknown model id": (
             {**base, "base_model": "no-such-org/no-such-model"},
             "base_model 'no-such-org/no-such-model': not in the local Hugging Face cache",
@@ -119,6 +123,7 @@ CASES = [
     "empty choice list",
     "missing data file",
     "row without response",
+    "sequence_len too short",
     "unknown model id",
 ]
 
