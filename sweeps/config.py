@@ -81,11 +81,36 @@ class RatioOfR(_Strict):
 ParamSpec = float | int | LogUniform | Uniform | IntRange | Choice | RatioOfR
 
 
+SPEC_TYPES: dict[str, type[BaseModel]] = {
+    "loguniform": LogUniform,
+    "uniform": Uniform,
+    "int": IntRange,
+    "choice": Choice,
+    "ratio_of_r": RatioOfR,
+}
+
+
 def _expand_shorthand(value: Any) -> Any:
-    """A YAML list means a categorical choice; a scalar means a fixed value."""
+    """A list means a categorical choice; a scalar a fixed value; a mapping names its ``type``.
+
+    Resolving the mapping here (not through pydantic's union) keeps errors to one line each.
+    """
     if isinstance(value, list):
-        return {"type": "choice", "values": value}
-    if isinstance(value, (bool, str)):
+        value = {"type": "choice", "values": value}
+    if isinstance(value, dict):
+        kind = value.get("type")
+        if kind not in SPEC_TYPES:
+            raise ValueError(f"type must be one of {', '.join(SPEC_TYPES)}; got {kind!r}")
+        try:
+            return SPEC_TYPES[kind].model_validate(value)
+        except ValidationError as exc:
+            problems = "; ".join(
+                f"{'.'.join(map(str, e['loc']))}: "
+                + ("unknown key" if e["type"] == "extra_forbidden" else e["msg"].lower())
+                for e in exc.errors()
+            )
+            raise ValueError(f"{kind}: {problems}") from None
+    if isinstance(value, (bool, str)) or not isinstance(value, (int, float)):
         raise ValueError(
             f"expected a number, a list of choices or a mapping with 'type', got {value!r}"
         )

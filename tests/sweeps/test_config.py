@@ -130,6 +130,24 @@ BAD = [
         "grid needs finite choices",
     ),
     (
+        "misspelt distribution type",
+        MINIMAL + "search_space:\n  lora_r: {type: choise, values: [1]}\n",
+        4,
+        "search_space.lora_r: type must be one of loguniform, uniform, int, choice, ratio_of_r; got 'choise'",
+    ),
+    (
+        "distribution missing a bound",
+        MINIMAL + "search_space:\n  learning_rate: {type: loguniform, low: 1.0e-4}\n",
+        4,
+        "search_space.learning_rate: loguniform: high: field required",
+    ),
+    (
+        "text where a number belongs",
+        MINIMAL + "search_space:\n  lora_alpha: sixteen\n",
+        4,
+        "search_space.lora_alpha: expected a number, a list of choices",
+    ),
+    (
         "dropout >= 1",
         MINIMAL + "search_space:\n  lora_dropout: [0.1, 1.0]\n",
         4,
