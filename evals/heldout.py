@@ -41,6 +41,33 @@ def pad_batch(examples: list[Any], *, pad_id: int) -> dict[str, Any]:
     return {"input_ids": ids, "labels": labels, "attention_mask": mask}
 
 
+# Model types whose logits are exactly lm_head(last hidden state): no soft-capping or scaling.
+PLAIN_HEAD_MODELS = {"llama", "mistral", "qwen2", "qwen3"}
+
+
+def response_token_loss(model: Any, batch: dict[str, Any]) -> tuple[Any, int]:
+    """Summed next-token cross-entropy over labelled positions, and how many there are.
+
+    For plain-head models only the labelled positions go through the LM head: prompts are most
+    of the tokens, and a 49k-vocabulary head is a fifth of the compute. Same loss, less work.
+    ``use_cache=False`` matters for packed rows: with a KV cache, transformers ignores packed
+    position ids and lets packed examples attend to each other.
+    """
+    import torch
+
+    inner = model.get_base_model() if hasattr(model, "get_base_model") else model
+    labels = batch["labels"][:, 1:]
+    keep = labels != -100
+    inputs = {k: v for k, v in batch.items() if k != "labels"}
+    if getattr(inner.config, "model_type", "") in PLAIN_HEAD_MODELS:
+        hidden = inner.get_decoder()(**inputs, use_cache=False).last_hidden_state[:, :-1]
+        logits = inner.get_output_embeddings()(hidden[keep])
+    else:
+        logits = model(**inputs, use_cache=False).logits[:, :-1][keep]
+    loss = torch.nn.functional.cross_entropy(logits.float(), labels[keep], reduction="sum")
+    return loss, int(keep.sum())
+
+
 def heldout_loss(model: Any, examples: list[Any], *, batch_size: int, pad_id: int) -> float:
     """Mean cross-entropy over response tokens (teacher forcing), weighted by token."""
     import torch
@@ -51,19 +78,9 @@ def heldout_loss(model: Any, examples: list[Any], *, batch_size: int, pad_id: in
     with torch.inference_mode():
         for start in range(0, len(examples), batch_size):
             batch = pad_batch(examples[start : start + batch_size], pad_id=pad_id)
-            logits = model(
-                input_ids=batch["input_ids"].to(device),
-                attention_mask=batch["attention_mask"].to(device),
-            ).logits
-            shift_logits, shift_labels = logits[:, :-1].float(), batch["labels"][:, 1:].to(device)
-            loss = torch.nn.functional.cross_entropy(
-                shift_logits.reshape(-1, shift_logits.size(-1)),
-                shift_labels.reshape(-1),
-                ignore_index=-100,
-                reduction="sum",
-            )
+            loss, items = response_token_loss(model, {k: v.to(device) for k, v in batch.items()})
             total += float(loss)
-            count += int((shift_labels != -100).sum())
+            count += items
     return total / max(count, 1)
 
 

@@ -226,7 +226,11 @@ class TrainingConfig(_Strict):
     lora_target_modules: list[str] = Field(default_factory=lambda: ["q_proj", "v_proj"])
     max_grad_norm: float = Field(1.0, gt=0)
     evals_per_epoch: int = Field(2, ge=1, description="Rungs per epoch: held-out eval + report.")
-    sample_packing: bool = Field(True, description="Pack examples into rows; no padding tokens.")
+    sample_packing: bool = Field(
+        False,
+        description="Pack each micro-batch into one row (pays off with flash-attention varlen "
+        "kernels); default pads to the longest row, cheaper with SDPA on CPU.",
+    )
     seed: int = 42
 
     @field_validator("lora_target_modules")

@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import hashlib
 import json
-import shutil
 import time
 from dataclasses import dataclass, replace
 from pathlib import Path
@@ -122,6 +121,27 @@ def check_resources(config: SweepConfig, *, source: str, address: str | None) ->
             )
 
 
+def check_target_modules(config: SweepConfig, model_path: Path, *, source: str) -> None:
+    """Every lora_target_modules name must name layers of the model (read from weight headers)."""
+    from safetensors import safe_open
+
+    modules: set[str] = set()
+    for file in model_path.glob("*.safetensors"):
+        with safe_open(str(file), framework="pt") as handle:
+            keys = handle.keys()  # a safetensors handle, not a dict
+            modules |= {key.rsplit(".", 1)[0] for key in keys if key.endswith(".weight")}
+    targets = config.training.lora_target_modules
+    if not modules or targets == ["all-linear"]:
+        return
+    missing = [t for t in targets if not any(m == t or m.endswith(f".{t}") for m in modules)]
+    if missing:
+        leaves = sorted({m.rsplit(".", 1)[-1] for m in modules if ".layers." in m or ".h." in m})
+        raise ConfigError(
+            f"{source}: training.lora_target_modules: {', '.join(missing)} not found "
+            f"in {config.base_model}; its layers include {', '.join(leaves)}"
+        )
+
+
 def sequence_len_candidates(config: SweepConfig) -> list[int]:
     from sweeps.config import Choice, IntRange
     from sweeps.space import active_specs
@@ -178,6 +198,7 @@ def preflight(
     metric, mode = resolve_objective(config, task_metric, source=source)
     check_resources(config, source=source, address=address)
     model = resolve_base_model(config.base_model, progress=progress)
+    check_target_modules(config, model.path, source=source)
     device = "cuda" if config.resources.gpu > 0 else "cpu"
     spec = TrialSpec(
         model_path=str(model.path),
@@ -302,32 +323,35 @@ def launch_sweep(
         config, config_path=config_path, config_dir=config_dir, progress=say, address=address
     )
     base_metrics, base_items = base_scores(plan, progress=say)
+    from sweeps._tracking import SweepTracker
+
+    config = plan.config
+    tracker = SweepTracker(config.tracking.mlflow_uri, config.tracking.experiment or config.name)
     state = _create_sweep(
-        plan, directory=directory, base_metrics=base_metrics, base_items=base_items
+        plan, tracker, directory=directory, base_metrics=base_metrics, base_items=base_items
     )
     say(
         f"Sweep {state.name}: {plan.num_samples} trials, objective {plan.objective_metric} "
         f"({plan.objective_mode}); base model {plan.objective_metric}="
         f"{base_metrics.get(plan.objective_metric, float('nan')):.4f}"
     )
-    _run(plan, state, address=address, num_cpus=num_cpus, console=console)
+    _run(plan, state, tracker, address=address, num_cpus=num_cpus, console=console)
     return state
 
 
 def _create_sweep(
     plan: LaunchPlan,
+    tracker: Any,
     *,
     directory: Path,
     base_metrics: dict[str, float],
     base_items: list[dict[str, Any]],
 ) -> SweepState:
-    from sweeps._tracking import SweepTracker
-
+    """The sweep's directory, state.json and MLflow parent run (after preflight passed)."""
     config = plan.config
     directory.mkdir(parents=True)
     resolved = resolved_config(plan)
     (directory / "config.yaml").write_text(yaml.safe_dump(resolved, sort_keys=False))
-    tracker = SweepTracker(config.tracking.mlflow_uri, config.tracking.experiment or config.name)
     tags = provenance_tags(
         seeds={
             "training": config.training.seed,
@@ -369,18 +393,18 @@ def _create_sweep(
 def _run(
     plan: LaunchPlan,
     state: SweepState,
+    tracker: Any,
     *,
     address: str | None,
     num_cpus: int | None,
     console: Console,
 ) -> None:
+    """Ray Tune from start to end; the parent run is closed whatever happens."""
     from sweeps import _tune
-    from sweeps._tracking import SweepTracker
     from sweeps.display import LiveTable
     from sweeps.recorder import SweepRecorder
 
     config = plan.config
-    tracker = SweepTracker(config.tracking.mlflow_uri, config.tracking.experiment or config.name)
     started = _tune.start_ray(address=address, num_cpus=num_cpus, num_gpus=None)
     state.status = "interrupted"
     try:
@@ -429,4 +453,3 @@ def _finish(state: SweepState, tracker: Any) -> None:
     run_status = "FINISHED" if state.status == "completed" else "KILLED"
     tracker.end_sweep(state.parent_run_id, status=run_status, metrics=metrics, tags=tags)
     state.save()
-    shutil.rmtree(state.path / "tmp", ignore_errors=True)

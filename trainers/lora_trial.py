@@ -20,7 +20,7 @@ from typing import Any
 
 import torch
 
-from evals.heldout import HeldoutScores, pad_batch, score_heldout
+from evals.heldout import HeldoutScores, pad_batch, response_token_loss, score_heldout
 from trainers.data import Example, load_examples, split_heldout
 from trainers.models import load_causal_lm, load_tokenizer
 from trainers.tokenize import (
@@ -257,7 +257,7 @@ def _optimizer_step(recipe: Recipe) -> tuple[float, int]:
     for start in range(0, len(examples), micro):
         batch = collate(
             examples[start : start + micro],
-            pack=bool(recipe.spec.training.get("sample_packing", True)),
+            pack=bool(recipe.spec.training.get("sample_packing", False)),
             pad_id=recipe.tokenizer.pad_token_id,
             device=recipe.spec.device,
         )
@@ -279,16 +279,20 @@ def _optimizer_step(recipe: Recipe) -> tuple[float, int]:
 def forward_loss(
     model: Any, batch: dict[str, torch.Tensor], *, num_items: torch.Tensor
 ) -> torch.Tensor:
-    """Summed token loss / num_items. ``use_cache=False`` matters: with a KV cache, transformers
-    ignores packed position ids and lets packed examples attend to each other."""
-    loss: torch.Tensor = model(**batch, num_items_in_batch=num_items, use_cache=False).loss
-    return loss
+    """The step's loss share of this micro-batch: summed response-token loss / the step's count."""
+    loss, _ = response_token_loss(model, batch)
+    share: torch.Tensor = loss / num_items
+    return share
 
 
 def collate(
     examples: list[Tokenized], *, pack: bool, pad_id: int, device: str
 ) -> dict[str, torch.Tensor]:
-    """Packed: one row, position ids restart per example (no padding). Else: pad to the longest."""
+    """Pad to the longest row (default), or pack into one row with restarting position ids.
+
+    Packing computes no padding, but without a variable-length attention kernel (CPU, SDPA)
+    attention runs over the whole packed row under a block mask: cheaper only with flash-attention.
+    """
     if pack:
         ids = [t for e in examples for t in e.input_ids]
         labels = [t for e in examples for t in [IGNORE_INDEX, *e.labels[1:]]]

@@ -109,6 +109,10 @@ def bad_input_cases(model: Path, tmp: Path) -> dict[str, tuple[dict[str, Any], s
             {**base, "search_space": {**base["search_space"], "sequence_len": [8, 128]}},
             "search_space.sequence_len: 8 tokens cuts away the response of every training row",
         ),
+        "unknown target module": (
+            {**base, "training": {**base["training"], "lora_target_modules": ["q_proj", "query"]}},
+            "training.lora_target_modules: query not found in",
+        ),
         "unknown model id": (
             {**base, "base_model": "no-such-org/no-such-model"},
             "base_model 'no-such-org/no-such-model': not in the local Hugging Face cache",
@@ -124,6 +128,7 @@ CASES = [
     "missing data file",
     "row without response",
     "sequence_len too short",
+    "unknown target module",
     "unknown model id",
 ]
 

@@ -175,3 +175,26 @@ def test_packed_batch_has_the_same_loss_as_a_padded_one(tiny_model: Path, small_
     assert collate(examples, pack=True, pad_id=0, device="cpu")["input_ids"].numel() == sum(
         len(e) for e in examples
     )
+
+
+def test_head_on_responses_only_gives_the_full_forward_loss(
+    tiny_model: Path, small_data: dict
+) -> None:
+    from evals.heldout import response_token_loss
+
+    recipe = setup(make_spec(tiny_model, small_data), HPARAMS)
+    recipe.model.eval()
+    batch = collate(recipe.train_set[:4], pack=False, pad_id=0, device="cpu")
+    with torch.no_grad():
+        fast, count = response_token_loss(recipe.model, batch)
+        logits = recipe.model(
+            input_ids=batch["input_ids"], attention_mask=batch["attention_mask"]
+        ).logits
+        full = torch.nn.functional.cross_entropy(
+            logits[:, :-1].reshape(-1, logits.size(-1)),
+            batch["labels"][:, 1:].reshape(-1),
+            ignore_index=-100,
+            reduction="sum",
+        )
+    torch.testing.assert_close(fast, full, rtol=1e-5, atol=1e-4)
+    assert count == int((batch["labels"][:, 1:] != -100).sum())
