@@ -140,8 +140,11 @@ def tiny_sweep_config(
 
 @pytest.fixture(autouse=True)
 def _isolated_cache(
-    tmp_path_factory: pytest.TempPathFactory, monkeypatch: pytest.MonkeyPatch
+    request: pytest.FixtureRequest,
+    tmp_path_factory: pytest.TempPathFactory,
+    monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    """Base-score caches go to a temp dir; the converted SmolLM2 cache stays shared."""
-    if "LORA_SWEEP_CACHE" not in os.environ:
+    """Fast tests cache base scores in a temp dir; integration tests share the machine's cache
+    (the SmolLM2 conversion is done once per machine, as for users)."""
+    if "LORA_SWEEP_CACHE" not in os.environ and not request.node.get_closest_marker("integration"):
         monkeypatch.setenv("LORA_SWEEP_CACHE", str(tmp_path_factory.getbasetemp() / "cache"))
