@@ -1,0 +1,232 @@
+"""Benchmark scoring through lm-eval: the only module that imports lm_eval.
+
+An already-loaded model (a base model, or base + LoRA adapter) is wrapped once in lm-eval's HFLM
+and scored on every requested task, with a pinned batch size (scores shift with batch size,
+lm-eval#1625). Metric names are lm-eval's own.
+
+Data comes from lm-eval's normal loading (the Hugging Face Hub), or, on air-gapped machines, from
+a local mirror: a directory of Hugging Face-schema jsonl files, set by ``$LORA_SWEEP_BENCHMARK_MIRROR``
+or in YAML. For a mirror, task YAMLs are written that ``include:`` the installed task's own YAML
+and override only where the data comes from (``dataset_path: json`` + ``data_files``); they take
+precedence over the built-in tasks of the same name, so groups such as ``mmlu`` keep working.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+from collections import defaultdict
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+MIRROR_ENV = "LORA_SWEEP_BENCHMARK_MIRROR"
+# task -> {split: candidate file names in the mirror, first found wins}
+MIRROR_FILES: dict[str, dict[str, tuple[str, ...]]] = {
+    "arc_challenge": {
+        "train": ("arc_challenge_train.jsonl",),
+        "validation": ("arc_challenge_validation.jsonl",),
+        "test": ("arc_challenge_test.jsonl",),
+    },
+    "truthfulqa_mc1": {"validation": ("truthfulqa_mc_validation.jsonl",)},
+    "truthfulqa_mc2": {"validation": ("truthfulqa_mc_validation.jsonl",)},
+    "hellaswag": {
+        "train": ("hellaswag_train.jsonl",),
+        "validation": ("hellaswag_validation.jsonl", "hellaswag_validation_DERIVED_lossy.jsonl"),
+    },
+}
+MMLU_SPLITS = {
+    "test": "mmlu_test.jsonl",
+    "dev": "mmlu_dev.jsonl",
+    "validation": "mmlu_validation.jsonl",
+}
+SPLIT_KEYS = {"train": "training_split", "validation": "validation_split", "test": "test_split"}
+
+
+class BenchmarkError(ValueError):
+    """A benchmark that cannot be run, phrased as one line that says how to fix it."""
+
+
+@dataclass
+class BenchmarkScores:
+    """lm-eval's metrics per task (its own names), per-sample outputs, and what was run."""
+
+    metrics: dict[str, dict[str, float]]
+    samples: dict[str, list[dict[str, Any]]] = field(default_factory=dict)
+    config: dict[str, Any] = field(default_factory=dict)
+
+    def flat(self, prefix: str = "bench") -> dict[str, float]:
+        """``bench/<task>/<metric>`` for MLflow, e.g. ``bench/arc_challenge/acc_norm``."""
+        return {
+            f"{prefix}/{task}/{name}": value
+            for task, metrics in self.metrics.items()
+            for name, value in metrics.items()
+        }
+
+
+def mirror_directory(configured: str | Path | None = None) -> Path | None:
+    """The local mirror: from the config, else ``$LORA_SWEEP_BENCHMARK_MIRROR``, else none."""
+    value = configured or os.environ.get(MIRROR_ENV)
+    if not value:
+        return None
+    path = Path(value).expanduser()
+    if not path.is_dir():
+        raise BenchmarkError(
+            f"benchmark mirror {path} is not a directory (set by config or ${MIRROR_ENV})"
+        )
+    return path
+
+
+def _lm_eval_tasks_dir() -> Path:
+    import lm_eval.tasks
+
+    return Path(lm_eval.tasks.__file__).parent
+
+
+def _find(mirror: Path, names: tuple[str, ...]) -> Path | None:
+    return next((mirror / n for n in names if (mirror / n).is_file()), None)
+
+
+def _override(
+    builtin: Path, data_files: dict[str, str], splits: dict[str, str | None]
+) -> dict[str, Any]:
+    override: dict[str, Any] = {
+        "include": str(builtin), "dataset_path": "json", "dataset_name": None,
+        "dataset_kwargs": {"data_files": data_files},
+    }  # fmt: skip
+    override.update(splits)
+    return override
+
+
+def write_mirror_tasks(mirror: Path, out_dir: Path) -> list[str]:
+    """Task YAMLs reading the mirror's files; returns the task names the mirror can serve."""
+    tasks_dir = _lm_eval_tasks_dir()
+    builtin = {"arc_challenge": tasks_dir / "arc" / "arc_challenge.yaml",
+               "truthfulqa_mc1": tasks_dir / "truthfulqa" / "truthfulqa_mc1.yaml",
+               "truthfulqa_mc2": tasks_dir / "truthfulqa" / "truthfulqa_mc2.yaml",
+               "hellaswag": tasks_dir / "hellaswag" / "hellaswag.yaml"}  # fmt: skip
+    out_dir.mkdir(parents=True, exist_ok=True)
+    served = []
+    for task, splits in MIRROR_FILES.items():
+        found = {split: _find(mirror, names) for split, names in splits.items()}
+        files = {split: str(path) for split, path in found.items() if path is not None}
+        if not files:
+            continue
+        # splits the mirror lacks are switched off (e.g. hellaswag's train, used only for few-shot)
+        split_keys = {SPLIT_KEYS[s]: (s if s in files else None) for s in splits if s in SPLIT_KEYS}
+        config = {**_override(builtin[task], files, split_keys), "task": task}
+        (out_dir / f"{task}.yaml").write_text(yaml.safe_dump(config, sort_keys=False))
+        served.append(task)
+    served += _write_mmlu_tasks(mirror, out_dir, tasks_dir / "mmlu" / "default")
+    return served
+
+
+def _write_mmlu_tasks(mirror: Path, out_dir: Path, builtin_dir: Path) -> list[str]:
+    """MMLU is 57 subject tasks grouped as ``mmlu``: one jsonl per subject and split."""
+    sources = {
+        split: mirror / name for split, name in MMLU_SPLITS.items() if (mirror / name).is_file()
+    }
+    if "test" not in sources:
+        return []
+    by_subject: dict[str, dict[str, list[str]]] = defaultdict(lambda: defaultdict(list))
+    for split, path in sources.items():
+        for line in path.read_text(encoding="utf-8").splitlines():
+            if line.strip():
+                by_subject[json.loads(line)["subject"]][split].append(line)
+    data_dir = out_dir / "mmlu_data"
+    data_dir.mkdir(exist_ok=True)
+    served = []
+    for subject, splits in sorted(by_subject.items()):
+        builtin = builtin_dir / f"mmlu_{subject}.yaml"
+        if not builtin.is_file():
+            continue
+        files = {}
+        for split, lines in splits.items():
+            target = data_dir / f"{subject}_{split}.jsonl"
+            target.write_text("\n".join(lines) + "\n", encoding="utf-8")
+            files[split] = str(target)
+        config = {**_override(builtin, files, {}), "task": f"mmlu_{subject}"}
+        (out_dir / f"mmlu_{subject}.yaml").write_text(yaml.safe_dump(config, sort_keys=False))
+        served.append(f"mmlu_{subject}")
+    return [*served, "mmlu"] if served else []
+
+
+def mirror_tasks_dir(mirror: Path, cache: Path) -> tuple[Path, list[str]]:
+    """Mirror task YAMLs under ``cache``, keyed by the mirror's file names, sizes and mtimes."""
+    listing = sorted(
+        (p.name, p.stat().st_size, int(p.stat().st_mtime)) for p in mirror.glob("*.jsonl")
+    )
+    key = hashlib.sha256(json.dumps([str(mirror.resolve()), listing]).encode()).hexdigest()[:16]
+    out_dir = cache / "benchmark_tasks" / key
+    served_file = out_dir / "served.json"
+    if served_file.is_file():
+        return out_dir, json.loads(served_file.read_text())
+    served = write_mirror_tasks(mirror, out_dir)
+    served_file.write_text(json.dumps(served))
+    return out_dir, served
+
+
+def task_manager(*, mirror: Path | None, include_path: Path | None, cache: Path) -> Any:
+    from lm_eval.tasks import TaskManager
+
+    paths = []
+    if mirror is not None:
+        paths.append(mirror_tasks_dir(mirror, cache)[0])
+    if include_path is not None:
+        paths.append(include_path)
+    return TaskManager(include_path=[str(p) for p in paths] or None)
+
+
+def check_tasks(tasks: list[str], manager: Any) -> None:
+    """Unknown task names fail before any model is loaded, naming the task."""
+    known = set(manager.all_tasks)
+    unknown = [t for t in tasks if t not in known]
+    if unknown:
+        raise BenchmarkError(
+            f"unknown lm-eval task(s): {', '.join(unknown)} (see `lm_eval ls tasks`)"
+        )
+
+
+def score_benchmarks(
+    model: Any, tokenizer: Any, *, tasks: list[str], batch_size: int, manager: Any,
+    num_fewshot: int | None = None, limit: int | float | None = None,
+) -> BenchmarkScores:  # fmt: skip
+    """Score an already-loaded model on lm-eval tasks (the model is not reloaded per task).
+
+    Seeds are lm-eval's defaults (random 0, numpy/torch/few-shot 1234), as the lm-eval CLI uses,
+    so the numbers are the CLI's numbers on the same model, data and batch size.
+    """
+    import lm_eval
+    from lm_eval.models.huggingface import HFLM
+
+    check_tasks(tasks, manager)
+    lm = HFLM(pretrained=model, tokenizer=tokenizer, batch_size=batch_size)
+    out = lm_eval.simple_evaluate(
+        model=lm, tasks=tasks, num_fewshot=num_fewshot, limit=limit, task_manager=manager,
+        log_samples=True,
+    )  # fmt: skip
+    if out is None:
+        raise BenchmarkError("lm-eval returned no results")
+    metrics = {task: _numeric(values) for task, values in out["results"].items()}
+    samples = {task: [_sample(s) for s in rows] for task, rows in out.get("samples", {}).items()}
+    config = {"tasks": tasks, "batch_size": batch_size, "num_fewshot": num_fewshot, "limit": limit,
+              "seeds": "lm-eval defaults: 0,1234,1234,1234", "versions": out.get("versions", {})}  # fmt: skip
+    return BenchmarkScores(metrics=metrics, samples=samples, config=config)
+
+
+def _numeric(values: dict[str, Any]) -> dict[str, float]:
+    """lm-eval's ``acc,none`` -> ``acc``; ``acc_stderr,none`` -> ``acc_stderr``; text dropped."""
+    out = {}
+    for key, value in values.items():
+        if isinstance(value, (int, float)) and not isinstance(value, bool):
+            out[key.split(",")[0]] = float(value)
+    return out
+
+
+def _sample(row: dict[str, Any]) -> dict[str, Any]:
+    """The per-sample record kept for paired tests: id, target, and each metric's value."""
+    keep = {k: v for k, v in row.items() if isinstance(v, (int, float, str)) and k != "doc_hash"}
+    return {"doc_id": row.get("doc_id"), **keep}

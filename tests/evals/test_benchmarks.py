@@ -1,0 +1,125 @@
+"""lm-eval scoring through a local mirror, on fixture tasks this project writes itself (no network)."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import pytest
+import torch
+
+from evals.benchmarks import (
+    MIRROR_ENV,
+    BenchmarkError,
+    check_tasks,
+    mirror_directory,
+    score_benchmarks,
+    task_manager,
+    write_mirror_tasks,
+)
+from trainers.models import load_causal_lm, load_tokenizer
+
+ARC_ROWS = [
+    {"id": f"q{i}", "question": f"What is {i} plus {i}?",
+     "choices": {"text": [str(2 * i), str(2 * i + 1), str(i), str(3 * i + 2)], "label": ["A", "B", "C", "D"]},
+     "answerKey": "ABCD"[i % 4]}
+    for i in range(1, 7)
+]  # fmt: skip
+MMLU_ROWS = [
+    {"question": f"Q{i}", "subject": subject, "choices": ["w", "x", "y", "z"], "answer": i % 4}
+    for subject in ("abstract_algebra", "anatomy") for i in range(3)
+]  # fmt: skip
+
+
+def write_rows(path: Path, rows: list[dict[str, Any]]) -> None:
+    path.write_text("".join(json.dumps(r) + "\n" for r in rows))
+
+
+@pytest.fixture(scope="module")
+def mirror(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    root = tmp_path_factory.mktemp("mirror")
+    write_rows(root / "arc_challenge_test.jsonl", ARC_ROWS)
+    write_rows(root / "arc_challenge_train.jsonl", ARC_ROWS[:2])
+    write_rows(root / "mmlu_test.jsonl", MMLU_ROWS)
+    write_rows(root / "mmlu_dev.jsonl", MMLU_ROWS[:1] + MMLU_ROWS[3:4])
+    return root
+
+
+@pytest.fixture(scope="module")
+def manager(mirror: Path, tmp_path_factory: pytest.TempPathFactory) -> Any:
+    return task_manager(mirror=mirror, include_path=None, cache=tmp_path_factory.mktemp("cache"))
+
+
+def test_mirror_tasks_include_the_installed_yaml_and_read_local_files(
+    mirror: Path, tmp_path: Path
+) -> None:
+    served = write_mirror_tasks(mirror, tmp_path)
+    assert served == ["arc_challenge", "mmlu_abstract_algebra", "mmlu_anatomy", "mmlu"]
+    import yaml
+
+    arc = yaml.safe_load((tmp_path / "arc_challenge.yaml").read_text())
+    assert arc["include"].endswith("lm_eval/tasks/arc/arc_challenge.yaml")
+    assert arc["dataset_path"] == "json" and arc["test_split"] == "test"
+    assert arc["validation_split"] is None  # the mirror has no validation file
+    assert arc["dataset_kwargs"]["data_files"]["test"] == str(mirror / "arc_challenge_test.jsonl")
+    anatomy = tmp_path / "mmlu_data" / "anatomy_test.jsonl"
+    assert [json.loads(x)["subject"] for x in anatomy.read_text().splitlines()] == ["anatomy"] * 3
+
+
+def manual_accuracy(model: Any, tokenizer: Any, rows: list[dict[str, Any]]) -> float:
+    """ARC accuracy computed here, from log-likelihoods, the way lm-eval defines it."""
+    correct = 0
+    for row in rows:
+        context = f"Question: {row['question']}\nAnswer:"
+        scores = []
+        for choice in row["choices"]["text"]:
+            ctx = tokenizer(context, add_special_tokens=False)["input_ids"]
+            whole = tokenizer(context + " " + choice, add_special_tokens=False)["input_ids"]
+            with torch.no_grad():
+                logits = model(input_ids=torch.tensor([whole])).logits[0].log_softmax(-1)
+            scores.append(sum(float(logits[i - 1, whole[i]]) for i in range(len(ctx), len(whole))))
+        correct += int(scores.index(max(scores)) == row["choices"]["label"].index(row["answerKey"]))
+    return correct / len(rows)
+
+
+def test_scores_arc_from_the_mirror_and_match_a_hand_computation(
+    tiny_model: Path, manager: Any
+) -> None:
+    tokenizer, model = load_tokenizer(tiny_model), load_causal_lm(tiny_model)
+    scores = score_benchmarks(
+        model, tokenizer, tasks=["arc_challenge"], batch_size=4, manager=manager, num_fewshot=0
+    )
+    arc = scores.metrics["arc_challenge"]
+    assert {"acc", "acc_norm", "acc_stderr"} <= set(arc)
+    assert arc["acc"] == pytest.approx(manual_accuracy(model, tokenizer, ARC_ROWS))
+    assert len(scores.samples["arc_challenge"]) == len(ARC_ROWS)
+    assert scores.flat()["bench/arc_challenge/acc"] == arc["acc"]
+    assert scores.config["batch_size"] == 4
+
+
+def test_mmlu_subject_from_the_mirror(tiny_model: Path, manager: Any) -> None:
+    tokenizer, model = load_tokenizer(tiny_model), load_causal_lm(tiny_model)
+    scores = score_benchmarks(
+        model, tokenizer, tasks=["mmlu_anatomy"], batch_size=4, manager=manager, num_fewshot=1
+    )
+    assert len(scores.samples["mmlu_anatomy"]) == 3 and "acc" in scores.metrics["mmlu_anatomy"]
+
+
+def test_unknown_task_is_named_before_any_model_loads(manager: Any) -> None:
+    with pytest.raises(BenchmarkError, match="unknown lm-eval task\\(s\\): arc_chalenge"):
+        check_tasks(["arc_challenge", "arc_chalenge"], manager)
+
+
+def test_mirror_comes_from_config_or_environment(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.delenv(MIRROR_ENV, raising=False)
+    assert mirror_directory(None) is None
+    monkeypatch.setenv(MIRROR_ENV, str(tmp_path))
+    assert mirror_directory(None) == tmp_path
+    configured = tmp_path / "configured"
+    configured.mkdir()
+    assert mirror_directory(configured) == configured  # the config wins over the environment
+    with pytest.raises(BenchmarkError, match="is not a directory"):
+        mirror_directory(tmp_path / "missing")
