@@ -22,6 +22,9 @@ from typing import Any
 
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
+sys.path.insert(0, str(REPO / "perf"))
+
+from _report import emit  # noqa: E402
 
 TOLERANCE = 1e-4
 
@@ -89,11 +92,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         "equal_to_1e-4": bool(rows) and all(r["abs_diff"] <= TOLERANCE for r in rows),
         "ours_seconds": ours_seconds, "cli_seconds": cli_seconds,
     }  # fmt: skip
-    text = json.dumps(result, indent=2)
-    print(text)
-    if args.out:
-        args.out.write_text(text)
-    return result
+    return emit(result, args.out)
 
 
 if __name__ == "__main__":

@@ -22,6 +22,9 @@ from typing import Any
 
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
+sys.path.insert(0, str(REPO / "perf"))
+
+from _report import emit  # noqa: E402
 
 
 def small_config(work: Path, *, trials: int, concurrency: int, train_rows: int) -> dict[str, Any]:
@@ -147,11 +150,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         result["ours"]["wall_seconds"] / result["bare_ray_tune"]["wall_seconds"]
     )
     result["settings"] = vars(args) | {"out": str(args.out)}
-    text = json.dumps(result, indent=2)
-    print(text)
-    if args.out:
-        args.out.write_text(text)
-    return result
+    return emit(result, args.out)
 
 
 if __name__ == "__main__":

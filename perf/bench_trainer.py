@@ -13,7 +13,6 @@ and dynamic padding to the longest row of each batch (DataCollatorForSeq2Seq).
 from __future__ import annotations
 
 import argparse
-import json
 import sys
 import time
 from dataclasses import replace
@@ -24,6 +23,9 @@ import torch
 
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
+sys.path.insert(0, str(REPO / "perf"))
+
+from _report import emit  # noqa: E402
 
 from trainers.lora_trial import TrialSpec, _optimizer_step, setup  # noqa: E402
 from trainers.tokenize import IGNORE_INDEX  # noqa: E402
@@ -186,11 +188,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         "micro_batch_size": 4,
         **HPARAMS,
     }
-    text = json.dumps(result, indent=2)
-    print(text)
-    if args.out:
-        args.out.write_text(text)
-    return result
+    return emit(result, args.out)
 
 
 if __name__ == "__main__":

@@ -14,14 +14,9 @@ Heavy libraries (torch, ray, mlflow) are imported only when a function needs the
 
 from __future__ import annotations
 
-from sweeps.api import (
-    best_trial,
-    launch_sweep,
-    load_config,
-    run_trial,
-    sweep_status,
-    validate_config,
-)
+from sweeps.api import best_trial, run_trial, sweep_status, validate_config
+from sweeps.config import load_config
+from sweeps.launch import launch_sweep
 
 __all__ = [
     "best_trial",

@@ -7,8 +7,8 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
-from sweeps.config import Choice, ConfigError, RatioOfR, SweepConfig, load_config
-from sweeps.launch import coerce_config, launch_sweep, preflight
+from sweeps.config import Choice, ConfigError, RatioOfR, SweepConfig
+from sweeps.launch import coerce_config, preflight
 from sweeps.space import HYPERPARAMETERS, active_specs
 from sweeps.state import SweepState, TrialRecord, load_state
 
@@ -97,14 +97,3 @@ def run_trial(
         shutil.rmtree(adapter)
     shutil.copytree(latest[0] / "adapter", adapter)
     return TrialOutcome(metrics=metrics, adapter_path=adapter, history=history)
-
-
-__all__ = [
-    "TrialOutcome",
-    "best_trial",
-    "launch_sweep",
-    "load_config",
-    "run_trial",
-    "sweep_status",
-    "validate_config",
-]

@@ -93,15 +93,18 @@ def write_jsonl(path: Path, rows: list[dict[str, Any]]) -> Path:
     return path
 
 
+def slice_embedded_data(directory: Path, *, train: int | None, heldout: int) -> dict[str, Path]:
+    """The first rows of the embedded dataset, written as train.jsonl and heldout.jsonl."""
+    rows = [json.loads(x) for x in (DATA / "train.jsonl").read_text().splitlines()[:train]]
+    held = [json.loads(x) for x in (DATA / "heldout.jsonl").read_text().splitlines()[:heldout]]
+    return {"train": write_jsonl(directory / "train.jsonl", rows),
+            "heldout": write_jsonl(directory / "heldout.jsonl", held)}  # fmt: skip
+
+
 @pytest.fixture
 def small_data(tmp_path: Path) -> dict[str, Path]:
     """48 train and 12 held-out rows of the embedded task (enough for a few steps)."""
-    train = [json.loads(x) for x in (DATA / "train.jsonl").read_text().splitlines()[:48]]
-    held = [json.loads(x) for x in (DATA / "heldout.jsonl").read_text().splitlines()[:12]]
-    return {
-        "train": write_jsonl(tmp_path / "train.jsonl", train),
-        "heldout": write_jsonl(tmp_path / "heldout.jsonl", held),
-    }
+    return slice_embedded_data(tmp_path, train=48, heldout=12)
 
 
 def tiny_sweep_config(

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 import os
 import subprocess
 import sys
@@ -10,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.conftest import DATA, REPO, write_jsonl
+from tests.conftest import REPO, slice_embedded_data
 
 pytestmark = pytest.mark.integration
 
@@ -76,12 +75,8 @@ def test_one_trial_beats_the_base_model_on_the_embedded_task(tmp_path: Path) -> 
     from sweeps import run_trial
     from sweeps.launch import base_scores, coerce_config, preflight
 
-    rows = [json.loads(x) for x in (DATA / "train.jsonl").read_text().splitlines()[:96]]
-    held = [json.loads(x) for x in (DATA / "heldout.jsonl").read_text().splitlines()[:12]]
-    train, heldout = (
-        write_jsonl(tmp_path / "t.jsonl", rows),
-        write_jsonl(tmp_path / "h.jsonl", held),
-    )
+    data = slice_embedded_data(tmp_path, train=96, heldout=12)
+    train, heldout = data["train"], data["heldout"]
     config = REPO / "search_spaces" / "lora.yaml"
     outcome = run_trial(
         config,

@@ -18,22 +18,15 @@ from mlflow.tracking import MlflowClient
 from sweeps import launch_sweep
 from sweeps.cli import main
 from sweeps.state import SweepState, load_state
-from tests.conftest import tiny_sweep_config
+from tests.conftest import slice_embedded_data, tiny_sweep_config
 
 NUM_TRIALS = 6
 
 
 @pytest.fixture(scope="module")
 def sweep(tiny_model: Path, tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
-    from tests.conftest import DATA, write_jsonl
-
     tmp = tmp_path_factory.mktemp("sweep")
-    rows = [json.loads(x) for x in (DATA / "train.jsonl").read_text().splitlines()[:48]]
-    held = [json.loads(x) for x in (DATA / "heldout.jsonl").read_text().splitlines()[:12]]
-    data = {
-        "train": write_jsonl(tmp / "train.jsonl", rows),
-        "heldout": write_jsonl(tmp / "heldout.jsonl", held),
-    }
+    data = slice_embedded_data(tmp, train=48, heldout=12)
     config = tiny_sweep_config(
         tiny_model,
         data,

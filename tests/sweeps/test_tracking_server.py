@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 import socket
 import subprocess
 import sys
@@ -15,7 +14,7 @@ import pytest
 from mlflow.tracking import MlflowClient
 
 from sweeps import launch_sweep
-from tests.conftest import DATA, tiny_sweep_config, write_jsonl
+from tests.conftest import slice_embedded_data, tiny_sweep_config
 
 
 def free_port() -> int:
@@ -69,12 +68,7 @@ def mlflow_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
 def test_sweep_logs_to_a_tracking_server(
     mlflow_server: str, tiny_model: Path, tmp_path: Path
 ) -> None:
-    rows = [json.loads(x) for x in (DATA / "train.jsonl").read_text().splitlines()[:24]]
-    held = [json.loads(x) for x in (DATA / "heldout.jsonl").read_text().splitlines()[:6]]
-    data = {
-        "train": write_jsonl(tmp_path / "t.jsonl", rows),
-        "heldout": write_jsonl(tmp_path / "h.jsonl", held),
-    }
+    data = slice_embedded_data(tmp_path, train=24, heldout=6)
     config = tiny_sweep_config(
         tiny_model,
         data,

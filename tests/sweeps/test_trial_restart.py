@@ -15,7 +15,7 @@ from mlflow.tracking import MlflowClient
 
 from sweeps import launch_sweep
 from sweeps.state import SweepState
-from tests.conftest import DATA, tiny_sweep_config, write_jsonl
+from tests.conftest import slice_embedded_data, tiny_sweep_config
 
 
 def kill_worker_after_rungs(
@@ -54,12 +54,7 @@ def run_with_kills(
 
 def long_trial_config(tiny_model: Path, tmp_path: Path) -> dict[str, Any]:
     """One trial of 12 rungs (6 epochs x 2): long enough to be killed in the middle."""
-    rows = [json.loads(x) for x in (DATA / "train.jsonl").read_text().splitlines()]
-    held = [json.loads(x) for x in (DATA / "heldout.jsonl").read_text().splitlines()[:4]]
-    data = {
-        "train": write_jsonl(tmp_path / "t.jsonl", rows),
-        "heldout": write_jsonl(tmp_path / "h.jsonl", held),
-    }
+    data = slice_embedded_data(tmp_path, train=None, heldout=4)
     return tiny_sweep_config(
         tiny_model, data, tmp_path, scheduler={"type": "none"},
         search={"num_samples": 1, "max_concurrent": 1},
