@@ -190,6 +190,27 @@ def check_tasks(tasks: list[str], manager: Any) -> None:
         )
 
 
+def hub_offline() -> bool:
+    flags = (os.environ.get(k, "0").lower() for k in ("HF_HUB_OFFLINE", "HF_DATASETS_OFFLINE"))
+    return any(flag not in ("0", "", "false", "no") for flag in flags)
+
+
+def check_data_available(tasks: list[str], *, mirror: Path | None, cache: Path) -> None:
+    """Offline, a benchmark we know needs the Hub must be served by the mirror: say so up front."""
+    if not hub_offline():
+        return
+    served = set(mirror_tasks_dir(mirror, cache)[1]) if mirror is not None else set()
+    known = set(MIRROR_FILES) | {"mmlu"}
+    missing = [t for t in tasks if (t in known or t.startswith("mmlu_")) and t not in served]
+    if missing:
+        where = f"the mirror {mirror} has no files for them" if mirror else "no local mirror is set"
+        raise BenchmarkError(
+            f"benchmark data for {', '.join(missing)} cannot be had: the Hugging Face Hub is offline "
+            f"and {where}; set ${MIRROR_ENV} (or the config's mirror) to a directory of "
+            "Hugging Face-schema jsonl files such as arc_challenge_test.jsonl, or go online"
+        )
+
+
 def score_benchmarks(
     model: Any, tokenizer: Any, *, tasks: list[str], batch_size: int, manager: Any,
     num_fewshot: int | None = None, limit: int | float | None = None,

@@ -133,6 +133,26 @@ class SweepTracker:
             self.client.log_table(run_id, data=table, artifact_file="sample_generations.json")
         self.client.set_terminated(run_id, status=RUN_STATUS.get(status, "FAILED"))
 
+    # ------------------------------------------------------------------ standalone runs
+    def log_run(
+        self,
+        name: str,
+        *,
+        params: dict[str, Any],
+        metrics: dict[str, float],
+        tags: dict[str, str],
+        artifacts: dict[str, str],
+    ) -> str:
+        """One finished run (e.g. ``sweep eval``), written in one go."""
+        run = self.client.create_run(self.experiment_id, run_name=name, tags=tags)
+        run_id = str(run.info.run_id)
+        self._log_params(run_id, params)
+        self.log_metrics(run_id, metrics, step=0)
+        for filename, text in artifacts.items():
+            self.client.log_text(run_id, text, filename)
+        self.client.set_terminated(run_id, status="FINISHED")
+        return run_id
+
     # ------------------------------------------------------------------ helpers
     def _log_params(self, run_id: str, params: dict[str, Any]) -> None:
         entries = [

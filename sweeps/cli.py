@@ -17,10 +17,11 @@ DEFAULT_STATE_DIR = Path("mlruns/sweeps")
 
 
 def _input_errors() -> tuple[type[Exception], ...]:
+    from evals.benchmarks import BenchmarkError
     from trainers.data import DataError
     from trainers.models import ModelError
 
-    return (ConfigError, DataError, ModelError)
+    return (ConfigError, DataError, ModelError, BenchmarkError)
 
 
 def validate(config: Path) -> int:
@@ -111,6 +112,24 @@ def best(sweep: str, *, state_dir: Path = DEFAULT_STATE_DIR, as_json: bool = Fal
     return 0
 
 
+def evaluate(
+    model: str, *, adapter: Path | None = None, tasks: list[str], mirror: str | None = None,
+    limit: int | None = None, num_fewshot: int | None = None, batch_size: int = 16,
+    mlflow_uri: str = "sqlite:///mlruns/mlflow.db", experiment: str = "lora-sweep-evals",
+) -> int:  # fmt: skip
+    """Score a model (optionally with a LoRA adapter) on lm-eval benchmarks; log an MLflow run."""
+    from sweeps.evaluate import evaluate_model
+
+    outcome = evaluate_model(model, adapter=adapter, tasks=tasks, mirror=mirror, limit=limit,
+                             num_fewshot=num_fewshot, batch_size=batch_size,
+                             mlflow_uri=mlflow_uri, experiment=experiment)  # fmt: skip
+    for key, value in sorted(outcome.metrics.items()):
+        if not key.endswith("_stderr"):
+            print(f"{key}: {value:.4f}")
+    print(f"MLflow run {outcome.run_id} in {mlflow_uri} ({outcome.seconds:.0f} s of scoring)")
+    return 0
+
+
 def _print_best(state: Any, console: Any) -> None:
     record = state.best_trial()
     if record is None:
@@ -169,6 +188,27 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--state-dir", type=Path, default=DEFAULT_STATE_DIR)
     p.add_argument("--json", action="store_true", dest="as_json", help="machine-readable output")
     p.set_defaults(run=lambda a: best(a.sweep, state_dir=a.state_dir, as_json=a.as_json))
+
+    p = verbs.add_parser("eval", help=evaluate.__doc__, description=evaluate.__doc__)
+    p.add_argument("model", help="an HF id, a local directory, or smollm2-135m-instruct")
+    p.add_argument("--adapter", type=Path, help="a PEFT adapter directory to apply")
+    p.add_argument(
+        "--tasks",
+        default="arc_challenge,hellaswag,mmlu,truthfulqa_mc2",
+        help="comma-separated lm-eval task names (any lm-eval task works)",
+    )
+    p.add_argument(
+        "--mirror", help="local benchmark mirror (default: $LORA_SWEEP_BENCHMARK_MIRROR)"
+    )
+    p.add_argument("--limit", type=int, help="documents per task (a proxy; full sets by default)")
+    p.add_argument("--num-fewshot", type=int)
+    p.add_argument("--batch-size", type=int, default=16, help="pinned: scores shift with it")
+    p.add_argument("--mlflow-uri", default="sqlite:///mlruns/mlflow.db")
+    p.add_argument("--experiment", default="lora-sweep-evals")
+    p.set_defaults(run=lambda a: evaluate(
+        a.model, adapter=a.adapter, tasks=[t for t in a.tasks.split(",") if t], mirror=a.mirror,
+        limit=a.limit, num_fewshot=a.num_fewshot, batch_size=a.batch_size,
+        mlflow_uri=a.mlflow_uri, experiment=a.experiment))  # fmt: skip
     return parser
 
 
