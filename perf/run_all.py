@@ -16,7 +16,14 @@ REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 sys.path.insert(0, str(REPO / "perf"))
 
-ORCHESTRATION_ROWS = (32, 96)  # short trials (~35 s) and demo-like trials (~100 s)
+ORCHESTRATION_ROWS = (32, 96)
+SHOWN_GROUPS = {
+    "mmlu",
+    "mmlu_humanities",
+    "mmlu_other",
+    "mmlu_social_sciences",
+    "mmlu_stem",
+}  # short trials (~35 s) and demo-like trials (~100 s)
 
 
 def machine() -> dict[str, str]:
@@ -123,17 +130,21 @@ def parity_section(runs: list[dict[str, Any]]) -> str:
     rows, commands, notes = [], [], []
     for r in runs:
         s = r["settings"]
-        scope = f"first {s['limit']} docs" if s.get("limit") else "full set"
+        per = " per subject" if "mmlu" in s["tasks"] else ""
+        scope = f"first {s['limit']} docs{per}" if s.get("limit") else "full set"
         commands.append(
             f"    python perf/bench_lm_eval_parity.py --mirror ../shared/benchmarks "
             f"--tasks {s['tasks']}" + (f" --limit {s['limit']}" if s.get("limit") else "")
         )
+        shown = [
+            x for x in r["rows"] if x["task"] in SHOWN_GROUPS or not x["task"].startswith("mmlu")
+        ]
         rows += [f"| {x['task']} | {scope} | {x['metric']} | {x['ours']:.6f} | {x['cli']:.6f} | "
-                 f"{x['abs_diff']:.1e} |" for x in r["rows"]]  # fmt: skip
-        notes.append(
-            f"{s['tasks']}: max abs diff {r['max_abs_diff']:.1e}; our API "
-            f"{r['ours_seconds']:.0f} s vs the CLI {r['cli_seconds']:.0f} s"
-        )
+                 f"{x['abs_diff']:.1e} |" for x in shown]  # fmt: skip
+        subjects = " (every MMLU subject included)" if "mmlu" in s["tasks"] else ""
+        notes.append(f"{s['tasks']}: {len(r['rows'])} metric rows compared{subjects}, "
+                     f"max abs diff {r['max_abs_diff']:.1e}; our API "
+                     f"{r['ours_seconds']:.0f} s vs the CLI {r['cli_seconds']:.0f} s")  # fmt: skip
     table, command_block = "\n".join(rows), "\n".join(commands)
     summary = "\n".join(f"- {n}" for n in notes)
     return f"""## lm-eval parity: our scores vs the lm-eval CLI (issue 3, in progress)
