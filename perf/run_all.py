@@ -168,8 +168,8 @@ HellaSwag reads the mirror's lossy reconstruction (see ../shared/benchmarks/SOUR
 sides score the same file, so the comparison holds, but the numbers are not official HellaSwag
 scores.
 
-Still to do for issue 3: the full ARC-Challenge and TruthfulQA-MC2 sets. On 2 CPU cores the full
-TruthfulQA-MC2 run takes over an hour a side.
+Still to do for issue 3: the full TruthfulQA-MC2 set, which takes over an hour a side on 2 CPU
+cores (a GPU session, or an overnight run).
 """
 
 
