@@ -7,9 +7,9 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
-from sweeps.config import Choice, ConfigError, RatioOfR, SweepConfig
+from sweeps.config import ConfigError, SweepConfig
 from sweeps.launch import coerce_config, preflight
-from sweeps.space import HYPERPARAMETERS, active_specs
+from sweeps.space import HYPERPARAMETERS, active_specs, fixed_value
 from sweeps.state import SweepState, TrialRecord, load_state
 
 DEFAULT_STATE_DIR = Path("mlruns/sweeps")
@@ -46,15 +46,9 @@ def fill_hyperparameters(config: SweepConfig, given: dict[str, Any]) -> dict[str
         )
     values = dict(given)
     for knob, spec in active_specs(config).items():
-        if knob in values:
-            continue
-        if isinstance(spec, (int, float)):
-            values[knob] = spec
-        elif isinstance(spec, Choice) and len(spec.values) == 1:
-            values[knob] = spec.values[0]
-        elif knob == "lora_alpha" and isinstance(spec, RatioOfR) and "lora_r" in values:
-            values[knob] = float(spec.values[0]) * float(values["lora_r"])
-        else:
+        if knob not in values:
+            values[knob] = fixed_value(knob, spec, lora_r=values.get("lora_r"))
+        if values[knob] is None:
             raise ConfigError(f"hyperparameter {knob!r} is searched in this config; give a value")
     return values
 

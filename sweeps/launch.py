@@ -66,8 +66,8 @@ def coerce_config(
 # --------------------------------------------------------------------------- preflight
 def check_data(
     config: SweepConfig, *, config_dir: Path
-) -> tuple[dict[str, Path], dict[str, int], str]:
-    """Read every row of the data files; return their paths, row counts and the task metric."""
+) -> tuple[dict[str, Path], dict[str, list[Example]], str]:
+    """Read every row of the data files; return their paths, the examples and the task metric."""
     data = config.data
 
     def load(path: Path) -> list[Example]:
@@ -91,7 +91,7 @@ def check_data(
             f"{paths.get('heldout', paths['train'])}: data.task_metric field_f1 needs "
             "JSON-object responses in the held-out rows"
         )
-    return paths, {"train": len(train), "heldout": len(heldout)}, task_metric
+    return paths, {"train": train, "heldout": heldout}, task_metric
 
 
 def resolve_objective(config: SweepConfig, task_metric: str, *, source: str) -> tuple[str, str]:
@@ -142,31 +142,18 @@ def check_target_modules(config: SweepConfig, model_path: Path, *, source: str) 
         )
 
 
-def sequence_len_candidates(config: SweepConfig) -> list[int]:
-    from sweeps.config import Choice, IntRange
-    from sweeps.space import active_specs
-
-    spec = active_specs(config)["sequence_len"]
-    if isinstance(spec, Choice):
-        return sorted({int(v) for v in spec.values})
-    if isinstance(spec, IntRange):
-        return [spec.low, spec.high]
-    return [int(spec)]  # type: ignore[arg-type]
-
-
 def check_truncation(
-    config: SweepConfig, spec: Any, *, source: str, progress: Any
+    config: SweepConfig, spec: Any, train: list[Example], *, source: str, progress: Any
 ) -> dict[int, tuple[int, int]]:
     """Tokenize the training rows once; say what each sequence_len candidate truncates."""
-    from trainers.lora_trial import load_trial_examples
+    from sweeps.space import candidate_values
     from trainers.models import load_tokenizer
     from trainers.tokenize import resolve_template, tokenize_examples, truncate
 
     tokenizer = load_tokenizer(Path(spec.model_path), trust_remote_code=spec.trust_remote_code)
-    train, _ = load_trial_examples(spec)
     tokenized = tokenize_examples(train, tokenizer, resolve_template(tokenizer, spec.template))
     report = {}
-    for length in sequence_len_candidates(config):
+    for length in (int(v) for v in candidate_values(config, "sequence_len")):
         kept, stats = truncate(tokenized, length)
         report[length] = (stats.truncated, stats.dropped)
         if not kept:
@@ -194,7 +181,7 @@ def preflight(
     from trainers.models import resolve_base_model
 
     source = str(config_path or "<config>")
-    paths, rows, task_metric = check_data(config, config_dir=config_dir)
+    paths, examples, task_metric = check_data(config, config_dir=config_dir)
     metric, mode = resolve_objective(config, task_metric, source=source)
     check_resources(config, source=source, address=address)
     model = resolve_base_model(config.base_model, progress=progress)
@@ -217,7 +204,7 @@ def preflight(
         device=device,
         cpus=config.resources.cpu,
     )
-    check_truncation(config, spec, source=source, progress=progress)
+    check_truncation(config, spec, examples["train"], source=source, progress=progress)
     digests = {name: file_digest(path) for name, path in paths.items()}
     num_samples = config.search.num_samples
     if config.search.algorithm == "grid":
@@ -233,7 +220,7 @@ def preflight(
         metric,
         mode,
         digests,
-        rows,
+        {name: len(rows) for name, rows in examples.items()},
         model.kind,
         max_rungs,
         num_samples,
@@ -365,6 +352,7 @@ def _create_sweep(
             "base_model": config.base_model,
             "base_model.kind": plan.model_kind,
             "objective": f"{plan.objective_metric} ({plan.objective_mode})",
+            **{f"dataset.{name}.rows": str(count) for name, count in plan.rows.items()},
         }
     )
     artifacts = {

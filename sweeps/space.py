@@ -126,6 +126,30 @@ def trial_hyperparameters(config: dict[str, Any]) -> dict[str, Any]:
     return params
 
 
+def candidate_values(config: SweepConfig, knob: str) -> list[float]:
+    """The values a knob can take, as far as a check needs them: choices, range ends, or the fixed one."""
+    spec = active_specs(config)[knob]
+    if isinstance(spec, Choice):
+        return sorted({float(v) for v in spec.values})
+    if isinstance(spec, (IntRange, LogUniform, Uniform)):
+        return [float(spec.low), float(spec.high)]
+    if isinstance(spec, RatioOfR):
+        return sorted(float(v) for v in spec.values)
+    return [float(spec)]
+
+
+def fixed_value(knob: str, spec: ParamSpec, *, lora_r: Any = None) -> Any:
+    """A knob's value when the config leaves no choice (fixed, a single choice, or a ratio of a
+    given r); None when it is searched."""
+    if isinstance(spec, (int, float)):
+        return spec
+    if isinstance(spec, Choice) and len(spec.values) == 1:
+        return spec.values[0]
+    if knob == "lora_alpha" and isinstance(spec, RatioOfR) and lora_r is not None:
+        return float(spec.values[0]) * float(lora_r)
+    return None
+
+
 def max_epochs(space: SearchSpace) -> int:
     spec = space.num_epochs
     if isinstance(spec, IntRange):

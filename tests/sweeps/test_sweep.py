@@ -143,6 +143,7 @@ def test_parent_run_holds_config_search_space_and_provenance(sweep: dict[str, An
     ):
         assert tags.get(tag), tag
     assert tags["seed.training"] == "1" and tags["lora_sweep.kind"] == "sweep"
+    assert tags["dataset.train.rows"] == "48" and tags["dataset.heldout.rows"] == "12"
     assert params["training.micro_batch_size"] == "4" and params["search.num_samples"] == str(
         NUM_TRIALS
     )
