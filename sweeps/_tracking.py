@@ -57,15 +57,8 @@ class SweepTracker:
     def start_sweep(
         self, name: str, *, config: dict[str, Any], tags: dict[str, str], artifacts: dict[str, str]
     ) -> str:
-        run = self.client.create_run(
-            self.experiment_id,
-            run_name=name,
-            tags={"lora_sweep.kind": "sweep", "lora_sweep.sweep": name, **tags},
-        )
-        self._log_params(run.info.run_id, flatten(config))
-        for filename, text in artifacts.items():
-            self.client.log_text(run.info.run_id, text, filename)
-        return str(run.info.run_id)
+        tags = {"lora_sweep.kind": "sweep", "lora_sweep.sweep": name, **tags}
+        return self._new_run(name, tags=tags, params=flatten(config), artifacts=artifacts)
 
     def end_sweep(
         self, run_id: str, *, status: str, metrics: dict[str, float], tags: dict[str, str]
@@ -79,19 +72,16 @@ class SweepTracker:
     def start_trial(
         self, parent_run_id: str, *, sweep: str, trial_id: str, params: dict[str, Any]
     ) -> str:
-        run = self.client.create_run(
-            self.experiment_id,
-            run_name=f"{sweep}/{trial_id}",
-            tags={
-                "mlflow.parentRunId": parent_run_id,
-                "lora_sweep.kind": "trial",
-                "lora_sweep.sweep": sweep,
-                "lora_sweep.trial_id": trial_id,
-                "status": "running",
-            },
+        tags = {
+            "mlflow.parentRunId": parent_run_id,
+            "lora_sweep.kind": "trial",
+            "lora_sweep.sweep": sweep,
+            "lora_sweep.trial_id": trial_id,
+            "status": "running",
+        }
+        return self._new_run(
+            f"{sweep}/{trial_id}", tags=tags, params={**params, "trial_id": trial_id}, artifacts={}
         )
-        self._log_params(run.info.run_id, {**params, "trial_id": trial_id})
-        return str(run.info.run_id)
 
     def log_metrics(self, run_id: str, metrics: dict[str, float], *, step: int) -> None:
         now = int(time.time() * 1000)
@@ -144,16 +134,23 @@ class SweepTracker:
         artifacts: dict[str, str],
     ) -> str:
         """One finished run (e.g. ``sweep eval``), written in one go."""
-        run = self.client.create_run(self.experiment_id, run_name=name, tags=tags)
-        run_id = str(run.info.run_id)
-        self._log_params(run_id, params)
+        run_id = self._new_run(name, tags=tags, params=params, artifacts=artifacts)
         self.log_metrics(run_id, metrics, step=0)
-        for filename, text in artifacts.items():
-            self.client.log_text(run_id, text, filename)
         self.client.set_terminated(run_id, status="FINISHED")
         return run_id
 
     # ------------------------------------------------------------------ helpers
+    def _new_run(
+        self, name: str, *, tags: dict[str, str], params: dict[str, Any], artifacts: dict[str, str]
+    ) -> str:
+        """Create a run with its tags, params (secrets left out) and text artefacts."""
+        run = self.client.create_run(self.experiment_id, run_name=name, tags=tags)
+        run_id = str(run.info.run_id)
+        self._log_params(run_id, params)
+        for filename, text in artifacts.items():
+            self.client.log_text(run_id, text, filename)
+        return run_id
+
     def _log_params(self, run_id: str, params: dict[str, Any]) -> None:
         entries = [
             Param(key, _param_text(value))
@@ -162,9 +159,6 @@ class SweepTracker:
         ]
         for start in range(0, len(entries), 100):
             self.client.log_batch(run_id, params=entries[start : start + 100])
-
-    def run_metric_history(self, run_id: str, key: str) -> list[tuple[int, float]]:
-        return [(m.step, m.value) for m in self.client.get_metric_history(run_id, key)]
 
 
 def _param_text(value: Any) -> str:

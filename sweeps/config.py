@@ -24,7 +24,6 @@ from pydantic import (
 )
 
 SAFE_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,99}$")
-DATA_FORMATS = ("auto", "alpaca", "hash_pairs", "prompt_completion", "text", "chat")
 TASK_METRICS = ("exact_match", "field_f1", "rouge_l")
 
 
@@ -353,10 +352,6 @@ class SweepConfig(_Strict):
                         f"is {spec.type}; use a list of values"
                     )
         return self
-
-    @property
-    def task_metric_name(self) -> str:
-        return self.data.task_metric
 
 
 # --------------------------------------------------------------------------- loading

@@ -10,30 +10,16 @@ from __future__ import annotations
 import json
 import shutil
 from pathlib import Path
-from typing import Any, Protocol
+from typing import TYPE_CHECKING, Any, Protocol
 
 from sweeps.space import HYPERPARAMETERS
 from sweeps.state import SweepState, TrialRecord
 
+if TYPE_CHECKING:  # typing only: mlflow is imported by sweeps/_tracking.py alone, at run time
+    from sweeps._tracking import SweepTracker
+
 LOGGED_PREFIXES = ("heldout/", "train/", "data/")
 LOGGED_KEYS = ("tokens_trained", "epoch", "rung")
-
-
-class Tracker(Protocol):
-    def start_trial(
-        self, parent_run_id: str, *, sweep: str, trial_id: str, params: dict[str, Any]
-    ) -> str: ...
-    def log_metrics(self, run_id: str, metrics: dict[str, float], *, step: int) -> None: ...
-    def end_trial(
-        self,
-        run_id: str,
-        *,
-        status: str,
-        reason: str | None = None,
-        adapter_dir: Path | None = None,
-        predictions: list[dict[str, Any]] | None = None,
-        logged_generations: int = 8,
-    ) -> None: ...
 
 
 class Display(Protocol):
@@ -56,7 +42,12 @@ def logged_metrics(result: dict[str, Any]) -> dict[str, float]:
 
 class SweepRecorder:
     def __init__(
-        self, state: SweepState, tracker: Tracker, display: Display, *, logged_generations: int = 8
+        self,
+        state: SweepState,
+        tracker: SweepTracker,
+        display: Display,
+        *,
+        logged_generations: int = 8,
     ) -> None:
         self.state = state
         self.tracker = tracker

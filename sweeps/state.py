@@ -19,7 +19,6 @@ from typing import Any
 from sweeps.config import check_safe_name
 
 STATE_FILE = "state.json"
-TRIAL_STATUSES = ("running", "completed", "pruned", "failed")
 
 
 @dataclass
