@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import math
 import os
 from collections import defaultdict
 from dataclasses import dataclass, field
@@ -57,14 +58,48 @@ class BenchmarkScores:
     metrics: dict[str, dict[str, float]]
     samples: dict[str, list[dict[str, Any]]] = field(default_factory=dict)
     config: dict[str, Any] = field(default_factory=dict)
+    groups: dict[str, list[str]] = field(default_factory=dict)  # group -> its subtasks
 
-    def flat(self, prefix: str = "bench") -> dict[str, float]:
-        """``bench/<task>/<metric>`` for MLflow, e.g. ``bench/arc_challenge/acc_norm``."""
+    def flat(self, prefix: str) -> dict[str, float]:
+        """``<prefix>/<task>/<metric>`` for MLflow, e.g. ``bench/full/arc_challenge/acc_norm``."""
         return {
             f"{prefix}/{task}/{name}": value
             for task, metrics in self.metrics.items()
             for name, value in metrics.items()
         }
+
+    def members(self, task: str) -> list[str]:
+        """A task and, for a group such as ``mmlu``, every subgroup and subtask under it."""
+        found = [task]
+        for child in self.groups.get(task, []):
+            found += self.members(child)
+        return found
+
+    def only(self, tasks: list[str]) -> BenchmarkScores:
+        """The part of these scores that belongs to ``tasks`` (with their subtasks)."""
+        keep = {m for t in tasks for m in self.members(t)}
+        return BenchmarkScores(
+            metrics={k: v for k, v in self.metrics.items() if k in keep},
+            samples={k: v for k, v in self.samples.items() if k in keep},
+            config=self.config,
+            groups={k: v for k, v in self.groups.items() if k in keep},
+        )
+
+    def merge(self, other: BenchmarkScores) -> BenchmarkScores:
+        return BenchmarkScores(
+            metrics={**self.metrics, **other.metrics},
+            samples={**self.samples, **other.samples},
+            config={**self.config, **other.config},
+            groups={**self.groups, **other.groups},
+        )
+
+    def to_json(self) -> dict[str, Any]:
+        return {"metrics": self.metrics, "samples": self.samples, "config": self.config,
+                "groups": self.groups}  # fmt: skip
+
+    @classmethod
+    def from_json(cls, raw: dict[str, Any]) -> BenchmarkScores:
+        return cls(**raw)
 
 
 def mirror_directory(configured: str | Path | None = None) -> Path | None:
@@ -172,6 +207,7 @@ def mirror_tasks_dir(mirror: Path, cache: Path) -> tuple[Path, list[str]]:
 def task_manager(*, mirror: Path | None, include_path: Path | None, cache: Path) -> Any:
     from lm_eval.tasks import TaskManager
 
+    quiet_datasets()
     paths = []
     if mirror is not None:
         paths.append(mirror_tasks_dir(mirror, cache)[0])
@@ -195,47 +231,156 @@ def hub_offline() -> bool:
     return any(flag not in ("0", "", "false", "no") for flag in flags)
 
 
-def check_data_available(tasks: list[str], *, mirror: Path | None, cache: Path) -> None:
-    """Offline, a benchmark we know needs the Hub must be served by the mirror: say so up front."""
-    if not hub_offline():
-        return
-    served = set(mirror_tasks_dir(mirror, cache)[1]) if mirror is not None else set()
-    known = set(MIRROR_FILES) | {"mmlu"}
-    missing = [t for t in tasks if (t in known or t.startswith("mmlu_")) and t not in served]
-    if missing:
-        where = f"the mirror {mirror} has no files for them" if mirror else "no local mirror is set"
-        raise BenchmarkError(
-            f"benchmark data for {', '.join(missing)} cannot be had: the Hugging Face Hub is offline "
-            f"and {where}; set ${MIRROR_ENV} (or the config's mirror) to a directory of "
-            "Hugging Face-schema jsonl files such as arc_challenge_test.jsonl, or go online"
-        )
-
-
 def score_benchmarks(
     model: Any, tokenizer: Any, *, tasks: list[str], batch_size: int, manager: Any,
     num_fewshot: int | None = None, limit: int | float | None = None,
+    samples: dict[str, list[int]] | None = None,
 ) -> BenchmarkScores:  # fmt: skip
     """Score an already-loaded model on lm-eval tasks (the model is not reloaded per task).
 
-    Seeds are lm-eval's defaults (random 0, numpy/torch/few-shot 1234), as the lm-eval CLI uses,
-    so the numbers are the CLI's numbers on the same model, data and batch size.
+    ``samples`` picks documents by index per (leaf) task, as lm-eval's ``--samples`` does; the
+    per-sample records keep the true document ids. Seeds are lm-eval's defaults (random 0,
+    numpy/torch/few-shot 1234), as the lm-eval CLI uses, so the numbers are the CLI's numbers on
+    the same model, data and batch size.
     """
     import lm_eval
     from lm_eval.models.huggingface import HFLM
 
+    quiet_datasets()
     check_tasks(tasks, manager)
     lm = HFLM(pretrained=model, tokenizer=tokenizer, batch_size=batch_size)
     out = lm_eval.simple_evaluate(
         model=lm, tasks=tasks, num_fewshot=num_fewshot, limit=limit, task_manager=manager,
-        log_samples=True,
+        log_samples=True, samples=samples,
     )  # fmt: skip
     if out is None:
         raise BenchmarkError("lm-eval returned no results")
     metrics = {task: _numeric(values) for task, values in out["results"].items()}
-    samples = {task: [_sample(s) for s in rows] for task, rows in out.get("samples", {}).items()}
+    logged = {task: [_sample(s) for s in rows] for task, rows in out.get("samples", {}).items()}
     config = {"tasks": tasks, "batch_size": batch_size, "num_fewshot": num_fewshot, "limit": limit,
+              "documents": {t: len(rows) for t, rows in logged.items()},
               "seeds": "lm-eval defaults: 0,1234,1234,1234", "versions": out.get("versions", {})}  # fmt: skip
-    return BenchmarkScores(metrics=metrics, samples=samples, config=config)
+    groups = {
+        g: list(subtasks) for g, subtasks in out.get("group_subtasks", {}).items() if subtasks
+    }
+    scores = BenchmarkScores(metrics=metrics, samples=logged, config=config, groups=groups)
+    fill_group_stderr(scores)
+    return scores
+
+
+def fill_group_stderr(scores: BenchmarkScores) -> None:
+    """A group whose subtasks have one document each gets no stderr from lm-eval (its pooled
+    formula needs a variance per subtask); give it the standard error over all its documents."""
+    import statistics
+
+    for group in scores.groups:
+        metrics = scores.metrics.get(group, {})
+        for name in [m for m in metrics if not m.endswith("_stderr")]:
+            if math.isfinite(metrics.get(f"{name}_stderr", math.nan)):
+                continue
+            values = [float(row[name]) for leaf in scores.members(group)
+                      for row in scores.samples.get(leaf, []) if isinstance(row.get(name), (int, float))]  # fmt: skip
+            if len(values) >= 2:
+                metrics[f"{name}_stderr"] = statistics.stdev(values) / math.sqrt(len(values))
+                scores.config.setdefault("stderr_filled", []).append(f"{group}/{name}")
+
+
+def quiet_datasets() -> None:
+    """No `datasets` progress bars or lm-eval INFO lines under the sweep's live table."""
+    import logging
+
+    import datasets
+
+    datasets.disable_progress_bars()
+    for name in ("lm-eval", "lm_eval", "datasets"):
+        logging.getLogger(name).setLevel(logging.ERROR)
+
+
+# --------------------------------------------------------------------------- proxies and plans
+@dataclass(frozen=True)
+class TaskData:
+    """What a requested task scores: its leaf tasks with their document counts, and a digest."""
+
+    leaves: dict[str, int]
+    digest: str
+
+
+def load_task_data(task: str, manager: Any) -> TaskData:
+    """Load a task's documents (Hub or mirror) and fingerprint them; raises when it cannot."""
+    from lm_eval.tasks import get_task_dict
+
+    quiet_datasets()
+    leaves: dict[str, Any] = {}
+
+    def walk(node: dict[Any, Any]) -> None:
+        for key, value in node.items():
+            if isinstance(value, dict):
+                walk(value)
+            else:
+                leaves[str(key)] = value
+
+    walk(get_task_dict([task], manager))
+    digest = hashlib.sha256()
+    for name, leaf in sorted(leaves.items()):
+        digest.update(f"{name}:{getattr(leaf, 'VERSION', '')}\n".encode())
+        for doc in leaf.eval_docs:
+            digest.update(json.dumps(doc, sort_keys=True, default=str).encode())
+    return TaskData({n: len(leaf.eval_docs) for n, leaf in leaves.items()}, digest.hexdigest()[:16])
+
+
+def proxy_samples(leaves: dict[str, int], *, size: int, seed: int) -> dict[str, list[int]]:
+    """A fixed, seeded subset of document indices per leaf task.
+
+    A single task gets ``size`` documents. A group (MMLU's 57 subjects) is stratified: ``size`` is
+    shared out in proportion to each subtask's documents, at least one each (largest remainder).
+    """
+    import random
+
+    total = sum(leaves.values())
+    size = min(max(size, len(leaves)), total)
+    quotas = {name: size * count / total for name, count in leaves.items()}
+    counts = {name: max(1, int(q)) for name, q in quotas.items()}
+    by_remainder = sorted(leaves, key=lambda n: (counts[n] - quotas[n], n))
+    for name in by_remainder[: max(0, size - sum(counts.values()))]:
+        counts[name] += 1
+    return {
+        name: sorted(random.Random(f"{seed}:{name}").sample(range(leaves[name]),
+                                                            min(counts[name], leaves[name])))
+        for name in sorted(leaves)
+    }  # fmt: skip
+
+
+def available_data(
+    tasks: list[str], manager: Any, *, mirror: Path | None
+) -> tuple[dict[str, TaskData], dict[str, str]]:
+    """Each task's data, loaded now; and, for those that cannot be had, why and how to fix it."""
+    found, missing = {}, {}
+    for task in tasks:
+        try:
+            found[task] = load_task_data(task, manager)
+        except Exception as exc:  # lm-eval and datasets raise many kinds; each becomes one line
+            missing[task] = unavailable_reason(task, exc, mirror)
+    return found, missing
+
+
+def check_data(tasks: list[str], manager: Any, *, mirror: Path | None) -> dict[str, TaskData]:
+    """Every task's data, or one line naming each task that cannot be had and the fix."""
+    found, missing = available_data(tasks, manager, mirror=mirror)
+    if missing:
+        raise BenchmarkError("benchmark data cannot be had: " + "; ".join(missing.values()))
+    return found
+
+
+def unavailable_reason(task: str, error: Exception, mirror: Path | None) -> str:
+    """Why a task's data cannot be had, and how to fix it, in one line."""
+    first = (str(error).strip().splitlines() or [type(error).__name__])[0][:200]
+    where = f"the mirror {mirror} has no files for it" if mirror else "no local mirror is set"
+    fix = (
+        f"set ${MIRROR_ENV} or benchmarks.mirror to a directory of Hugging Face-schema jsonl files"
+    )
+    if hub_offline():
+        return f"{task}: the Hugging Face Hub is offline and {where} ({first}); {fix}"
+    return f"{task}: its data could not be loaded ({type(error).__name__}: {first}); {fix}, or check the network"
 
 
 def _numeric(values: dict[str, Any]) -> dict[str, float]:

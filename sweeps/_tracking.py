@@ -102,6 +102,7 @@ class SweepTracker:
         adapter_dir: Path | None = None,
         predictions: list[dict[str, Any]] | None = None,
         logged_generations: int = 8,
+        artifact_dirs: dict[str, Path] | None = None,
     ) -> None:
         tags = [RunTag("status", status)]
         if reason:
@@ -121,7 +122,17 @@ class SweepTracker:
                 for key in ("prompt", "reference", "prediction", "score")
             }
             self.client.log_table(run_id, data=table, artifact_file="sample_generations.json")
+        self.log_artifact_dirs(run_id, artifact_dirs or {})
         self.client.set_terminated(run_id, status=RUN_STATUS.get(status, "FAILED"))
+
+    def log_artifact_dirs(self, run_id: str, directories: dict[str, Path]) -> None:
+        """Each local directory under its artefact path (a finished run accepts them too)."""
+        for artifact_path, directory in directories.items():
+            if directory.is_dir():
+                self.client.log_artifacts(run_id, str(directory), artifact_path=artifact_path)
+
+    def set_tags(self, run_id: str, tags: dict[str, str]) -> None:
+        self.client.log_batch(run_id, tags=[RunTag(k, v[:5000]) for k, v in tags.items()])
 
     # ------------------------------------------------------------------ standalone runs
     def log_run(

@@ -272,8 +272,29 @@ class Resources(_Strict):
 
 
 class Objective(_Strict):
+    """The held-out metric alone, or a composite with benchmark deltas, plus a no-regression guard.
+
+    composite = held-out metric + sum(weight * (score - base score)) over benchmark_weights
+    (minus the sum when the held-out metric is minimised). A trial that drops more than
+    ``guard[task]`` below the base on a benchmark is flagged and never picked as best.
+    """
+
     metric: str = "heldout/task_metric"
     mode: Literal["min", "max"] | None = None
+    benchmark_weights: dict[str, float] = Field(
+        default_factory=dict, description="{task: weight} of benchmark deltas in the objective."
+    )
+    guard: dict[str, float] = Field(
+        default_factory=dict, description="{task: largest allowed drop below the base model}."
+    )
+
+    @field_validator("guard")
+    @classmethod
+    def _non_negative_margins(cls, value: dict[str, float]) -> dict[str, float]:
+        for task, margin in value.items():
+            if margin < 0:
+                raise ValueError(f"{task}: a guard margin is a drop, so it must be >= 0")
+        return value
 
     @field_validator("metric")
     @classmethod
@@ -306,6 +327,44 @@ class HeldoutEval(_Strict):
     logged_generations: int = Field(8, ge=0, description="Sample generations logged per trial.")
 
 
+class BenchmarksConfig(_Strict):
+    """lm-eval benchmarks: a proxy score for every completed trial, full sets for the finalists."""
+
+    tasks: list[str] = Field(
+        default_factory=list, description="lm-eval task names, e.g. arc_challenge, mmlu; [] = off."
+    )
+    optional: bool = Field(
+        False, description="Skip (and say so) tasks whose data cannot be had, instead of failing."
+    )
+    mirror: str | None = Field(
+        None,
+        description="Local mirror of HF-schema jsonl files; else $LORA_SWEEP_BENCHMARK_MIRROR.",
+    )
+    num_fewshot: int | None = Field(None, ge=0, description="None: each task's own default.")
+    batch_size: int = Field(16, ge=1, description="Pinned: lm-eval scores shift with batch size.")
+    proxy_size: int = Field(
+        32,
+        ge=1,
+        description="Docs per task scored for each trial; groups such as mmlu are "
+        "stratified by subtask (at least one doc each).",
+    )
+    proxy_seed: int = 0
+    finalists: int = Field(
+        2, ge=0, description="Best trials re-scored on the full sets after the sweep; 0 = none."
+    )
+    metrics: dict[str, str] = Field(
+        default_factory=dict, description="{task: lm-eval metric} used for deltas and the guard."
+    )
+
+    @field_validator("tasks")
+    @classmethod
+    def _unique_tasks(cls, value: list[str]) -> list[str]:
+        duplicates = sorted({t for t in value if value.count(t) > 1})
+        if duplicates:
+            raise ValueError(f"listed twice: {', '.join(duplicates)}")
+        return value
+
+
 class SweepConfig(_Strict):
     """The whole sweep, as written in ``search_spaces/*.yaml``."""
 
@@ -321,6 +380,7 @@ class SweepConfig(_Strict):
     objective: Objective = Objective()
     tracking: Tracking = Tracking()
     evaluation: HeldoutEval = HeldoutEval()
+    benchmarks: BenchmarksConfig = BenchmarksConfig()
 
     @field_validator("name")
     @classmethod
@@ -344,6 +404,15 @@ class SweepConfig(_Strict):
                 and knob in self.training.model_fields_set
             ):
                 raise ValueError(f"{knob} is set in both training and search_space; keep one")
+        for section in ("benchmark_weights", "guard"):
+            unlisted = [
+                t for t in getattr(self.objective, section) if t not in self.benchmarks.tasks
+            ]
+            if unlisted:
+                raise ValueError(
+                    f"objective.{section} names {', '.join(unlisted)}, which benchmarks.tasks "
+                    "does not list"
+                )
         if self.search.algorithm == "grid":
             for knob, spec in self.search_space:
                 if isinstance(spec, (LogUniform, Uniform)):

@@ -33,7 +33,7 @@ def evaluate_model(
 ) -> EvalOutcome:  # fmt: skip
     """Check tasks and data, load the model (+ adapter) once, score it, log one MLflow run."""
     from evals.benchmarks import (
-        check_data_available,
+        check_data,
         check_tasks,
         mirror_directory,
         score_benchmarks,
@@ -44,7 +44,7 @@ def evaluate_model(
     mirror_dir = mirror_directory(mirror)
     manager = task_manager(mirror=mirror_dir, include_path=None, cache=cache_root())
     check_tasks(tasks, manager)
-    check_data_available(tasks, mirror=mirror_dir, cache=cache_root())
+    check_data(tasks, manager, mirror=mirror_dir)
     if adapter is not None and not (adapter / "adapter_config.json").is_file():
         from sweeps.config import ConfigError
 
@@ -55,7 +55,8 @@ def evaluate_model(
     scores = score_benchmarks(loaded, tokenizer, tasks=tasks, batch_size=batch_size,
                               manager=manager, num_fewshot=num_fewshot, limit=limit)  # fmt: skip
     seconds = time.perf_counter() - started
-    metrics = {**scores.flat(), "eval/seconds": seconds}
+    phase = "full" if limit is None else "proxy"  # a limit scores a subset: a proxy
+    metrics = {**scores.flat(f"bench/{phase}"), f"bench/{phase}/seconds": seconds}
     run_id = _log(scores, metrics, model=model, adapter=adapter, mirror=mirror_dir,
                   mlflow_uri=mlflow_uri, experiment=experiment)  # fmt: skip
     return EvalOutcome(run_id=run_id, metrics=metrics, seconds=seconds)

@@ -16,6 +16,7 @@ from typing import Any
 import yaml
 from rich.console import Console
 
+from evals.objective import COMPOSITE
 from sweeps.config import ConfigError, SweepConfig, load_config, resolve_path
 from sweeps.provenance import provenance_tags
 from sweeps.space import describe, max_epochs
@@ -168,6 +169,29 @@ def check_truncation(
     return report
 
 
+def check_benchmarks(
+    config: SweepConfig, *, config_dir: Path, source: str, heldout_metric: str, mode: str,
+    progress: Any,
+) -> Any:  # fmt: skip
+    """Task names and data for every listed benchmark, before any compute (None: no benchmarks)."""
+    if not config.benchmarks.tasks:
+        return None
+    from evals.benchmark_plan import plan_benchmarks
+    from evals.benchmarks import BenchmarkError, mirror_directory
+    from trainers.models import cache_root
+
+    configured = config.benchmarks.mirror
+    try:
+        mirror = mirror_directory(
+            resolve_path(configured, config_dir=config_dir) if configured else None
+        )
+        plan = plan_benchmarks(config.benchmarks, config.objective, mirror=mirror, cache=cache_root(),
+                               progress=progress)  # fmt: skip
+    except BenchmarkError as exc:
+        raise BenchmarkError(f"{source}: benchmarks: {exc}") from None
+    return replace(plan, heldout_metric=heldout_metric, mode=mode) if plan else None
+
+
 def preflight(
     config: SweepConfig,
     *,
@@ -183,6 +207,10 @@ def preflight(
     source = str(config_path or "<config>")
     paths, examples, task_metric = check_data(config, config_dir=config_dir)
     metric, mode = resolve_objective(config, task_metric, source=source)
+    benchmarks = check_benchmarks(config, config_dir=config_dir, source=source,
+                                  heldout_metric=metric, mode=mode, progress=progress)  # fmt: skip
+    if benchmarks is not None and benchmarks.weights:
+        metric = COMPOSITE
     check_resources(config, source=source, address=address)
     model = resolve_base_model(config.base_model, progress=progress)
     check_target_modules(config, model.path, source=source)
@@ -203,6 +231,7 @@ def preflight(
         trust_remote_code=config.trust_remote_code,
         device=device,
         cpus=config.resources.cpu,
+        benchmarks=benchmarks,
     )
     check_truncation(config, spec, examples["train"], source=source, progress=progress)
     digests = {name: file_digest(path) for name, path in paths.items()}
@@ -230,11 +259,10 @@ def preflight(
 # --------------------------------------------------------------------------- base model
 def base_cache_key(plan: LaunchPlan) -> str:
     """What the base model's held-out scores depend on: model, data, template, eval settings."""
-    from trainers.models import model_digest
+    from trainers.models import model_identity
 
     spec = plan.spec
-    source = Path(spec.model_path) / "SOURCE.json"
-    model_id = source.read_text() if source.is_file() else model_digest(Path(spec.model_path))
+    model_id = model_identity(Path(spec.model_path))
     settings = ("task_metric", "template", "system_prompt", "columns", "val_set_size",
                 "split_seed", "data_format", "evaluation")  # fmt: skip
     key_data = {"model": model_id, "digests": plan.digests,
@@ -310,6 +338,7 @@ def launch_sweep(
         config, config_path=config_path, config_dir=config_dir, progress=say, address=address
     )
     base_metrics, base_items = base_scores(plan, progress=say)
+    plan, base_bench = _base_benchmarks(plan, base_metrics, say=say)
     from sweeps._tracking import SweepTracker
 
     config = plan.config
@@ -317,6 +346,10 @@ def launch_sweep(
     state = _create_sweep(
         plan, tracker, directory=directory, base_metrics=base_metrics, base_items=base_items
     )
+    if base_bench is not None:
+        from sweeps.benchmarking import log_base_scores
+
+        log_base_scores(tracker, state.parent_run_id, base_bench, phase="proxy")
     say(
         f"Sweep {state.name}: {plan.num_samples} trials, objective {plan.objective_metric} "
         f"({plan.objective_mode}); base model {plan.objective_metric}="
@@ -324,6 +357,20 @@ def launch_sweep(
     )
     _run(plan, state, tracker, address=address, num_cpus=num_cpus, console=console)
     return state
+
+
+def _base_benchmarks(
+    plan: LaunchPlan, base_metrics: dict[str, float], *, say: Any
+) -> tuple[LaunchPlan, Any]:
+    """The base model's proxy benchmark scores, put into the plan every trial receives."""
+    if plan.spec.benchmarks is None:
+        return plan, None
+    from sweeps.benchmarking import score_base_proxy
+
+    benchmarks, scores = score_base_proxy(plan.spec, say=say)
+    if benchmarks.weights:  # the base's composite is its held-out metric: no deltas against itself
+        base_metrics[COMPOSITE] = base_metrics.get(benchmarks.heldout_metric, float("nan"))
+    return replace(plan, spec=replace(plan.spec, benchmarks=benchmarks)), scores
 
 
 def _create_sweep(
@@ -360,6 +407,11 @@ def _create_sweep(
         "search_space.json": json.dumps(describe(config), indent=2),
         "base_heldout_predictions.jsonl": "".join(json.dumps(i) + "\n" for i in base_items),
     }
+    benchmarks = plan.spec.benchmarks
+    if benchmarks is not None:
+        artifacts["benchmarks_plan.json"] = json.dumps(benchmarks.describe(), indent=2)
+        tags["benchmarks.tasks"] = ",".join(benchmarks.tasks) or "none"
+        tags["benchmarks.skipped"] = "; ".join(benchmarks.skipped.values()) or "none"
     parent = tracker.start_sweep(directory.name, config=resolved, tags=tags, artifacts=artifacts)
     tracker.log_metrics(parent, {f"base/{k}": v for k, v in base_metrics.items()}, step=0)
     state = SweepState(
@@ -413,6 +465,11 @@ def _run(
         # Ctrl-C makes Ray's fit() return early (state saved), so check that every trial ended
         ended = [t for t in state.trials.values() if t.status != "running"]
         done = len(ended) == len(state.trials) >= plan.num_samples
+        if done:
+            from sweeps.benchmarking import judge_trials
+
+            say = lambda text: console.print(text, highlight=False)  # noqa: E731
+            judge_trials(state, tracker, spec=plan.spec, say=say)
         state.status = "completed" if done else "interrupted"
     finally:
         _finish(state, tracker)

@@ -18,7 +18,7 @@ from sweeps.state import SweepState, TrialRecord
 if TYPE_CHECKING:  # typing only: mlflow is imported by sweeps/_tracking.py alone, at run time
     from sweeps._tracking import SweepTracker
 
-LOGGED_PREFIXES = ("heldout/", "train/", "data/")
+LOGGED_PREFIXES = ("heldout/", "train/", "data/", "bench/", "objective/")
 LOGGED_KEYS = ("tokens_trained", "epoch", "rung")
 
 
@@ -103,6 +103,7 @@ class SweepRecorder:
             adapter_dir=adapter,
             predictions=_predictions(checkpoint),
             logged_generations=self.logged_generations,
+            artifact_dirs=_benchmark_outputs(checkpoint),
         )
         self.state.save()
         self.display.refresh(self.state, f"{trial_id} {record.status}")
@@ -123,3 +124,10 @@ def _predictions(checkpoint: Path | None) -> list[dict[str, Any]]:
         return []
     lines = (checkpoint / "predictions.jsonl").read_text().splitlines()
     return [json.loads(line) for line in lines if line.strip()]
+
+
+def _benchmark_outputs(checkpoint: Path | None) -> dict[str, Path]:
+    """The proxy benchmarks' per-sample outputs, saved in the last checkpoint."""
+    if checkpoint is None or not (checkpoint / "benchmarks").is_dir():
+        return {}
+    return {"benchmarks": checkpoint / "benchmarks"}

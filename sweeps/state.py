@@ -32,6 +32,15 @@ class TrialRecord:
     metrics: dict[str, float] = field(default_factory=dict)
     adapter_path: str | None = None
     error: str | None = None
+    finalist: bool = False  # re-scored on the full benchmark sets after the sweep
+    guard: list[str] = field(default_factory=list)  # benchmarks it regressed on beyond the margin
+    final_objective: float | None = None  # the objective with full-set deltas (finalists)
+
+    def objective(self, metric: str) -> float | None:
+        """The value "best" ranks by: full-set based for finalists, else the trial's own."""
+        if self.final_objective is not None:
+            return self.final_objective
+        return self.metrics.get(metric)
 
 
 @dataclass
@@ -57,17 +66,23 @@ class SweepState:
         """Write state.json atomically: a reader never sees half a file."""
         write_json_atomic(self.path / STATE_FILE, asdict(self))
 
-    def best_trial(self) -> TrialRecord | None:
-        """The completed trial with the best objective value."""
+    def ranked_trials(self) -> list[TrialRecord]:
+        """Completed trials, best objective first (guard-flagged ones included)."""
         done = [
             t
             for t in self.trials.values()
-            if t.status == "completed" and self.objective_metric in t.metrics
+            if t.status == "completed" and t.objective(self.objective_metric) is not None
         ]
-        if not done:
-            return None
-        sign = 1 if self.objective_mode == "max" else -1
-        return max(done, key=lambda t: sign * t.metrics[self.objective_metric])
+        sign = -1 if self.objective_mode == "max" else 1
+        return sorted(done, key=lambda t: sign * (t.objective(self.objective_metric) or 0.0))
+
+    def best_trial(self) -> TrialRecord | None:
+        """The best completed trial that no guard flagged; once finalists were re-scored on the
+        full benchmark sets, only a finalist can be best."""
+        eligible = [t for t in self.ranked_trials() if not t.guard]
+        if any(t.finalist for t in self.trials.values()):
+            eligible = [t for t in eligible if t.finalist]
+        return eligible[0] if eligible else None
 
 
 def write_json_atomic(path: Path, data: Any) -> None:

@@ -59,6 +59,7 @@ class TrialSpec:
     trust_remote_code: bool = False
     device: str = "cpu"
     cpus: float = 1.0
+    benchmarks: Any = None  # evals.benchmark_plan.BenchmarkPlan: proxy-scored at the last rung
 
 
 @dataclass
@@ -340,8 +341,30 @@ def _run_rung(recipe: Recipe, *, report: Reporter, workdir: Path) -> dict[str, f
     }
     progress.loss_sum, progress.loss_steps = 0.0, 0
     checkpoint = save_checkpoint(recipe, workdir / f"checkpoint-{progress.step:06d}", scores)
+    if recipe.spec.benchmarks is not None:
+        metrics.update(benchmark_rung(recipe, metrics, checkpoint=checkpoint))
     report(metrics, checkpoint)
     return metrics
+
+
+def benchmark_rung(
+    recipe: Recipe, metrics: dict[str, float], *, checkpoint: Path
+) -> dict[str, float]:
+    """At the last rung, proxy benchmark scores (per-sample outputs go in the checkpoint).
+
+    The composite objective is reported at every rung so the scheduler can compare trials; before
+    the last rung no benchmark has been scored, so it equals the held-out metric there.
+    """
+    from evals.benchmark_plan import COMPOSITE, PROXY, phase_metrics, score_plan, write_samples
+
+    plan = recipe.spec.benchmarks
+    heldout = metrics.get(plan.heldout_metric)
+    if not metrics["final_rung"]:
+        return {COMPOSITE: heldout} if plan.weights and heldout is not None else {}
+    recipe.model.eval()
+    scores, seconds = score_plan(recipe.model, recipe.tokenizer, plan, phase=PROXY)
+    write_samples(scores, checkpoint / "benchmarks" / PROXY)
+    return phase_metrics(scores, plan, phase=PROXY, heldout=heldout, seconds=seconds)
 
 
 # --------------------------------------------------------------------------- save / resume

@@ -196,6 +196,12 @@ def model_digest(path: Path) -> str:
     return digest.hexdigest()
 
 
+def model_identity(path: Path) -> str:
+    """What cached scores are keyed by: an embedded model's SOURCE.json, else the weights' digest."""
+    source = path / "SOURCE.json"
+    return source.read_text() if source.is_file() else model_digest(path)
+
+
 # --------------------------------------------------------------------------- loading
 def load_tokenizer(path: Path, *, trust_remote_code: bool = False) -> Any:
     from transformers import AutoTokenizer

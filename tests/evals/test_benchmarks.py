@@ -94,7 +94,7 @@ def test_scores_arc_from_the_mirror_and_match_a_hand_computation(
     assert {"acc", "acc_norm", "acc_stderr"} <= set(arc)
     assert arc["acc"] == pytest.approx(manual_accuracy(model, tokenizer, ARC_ROWS))
     assert len(scores.samples["arc_challenge"]) == len(ARC_ROWS)
-    assert scores.flat()["bench/arc_challenge/acc"] == arc["acc"]
+    assert scores.flat("bench/full")["bench/full/arc_challenge/acc"] == arc["acc"]
     assert scores.config["batch_size"] == 4
 
 

@@ -47,9 +47,11 @@ def test_eval_logs_one_run_with_lm_eval_metrics_and_samples(
     client = MlflowClient(tracking_uri=f"sqlite:///{tmp_path / 'mlruns.db'}")
     [run] = client.search_runs([client.get_experiment_by_name("lora-sweep-evals").experiment_id])
     assert run.data.tags["lora_sweep.kind"] == "eval" and run.data.tags["git.commit"]
-    assert {"bench/arc_challenge/acc", "bench/arc_challenge/acc_norm", "eval/seconds"} <= set(
-        run.data.metrics
-    )
+    assert {
+        "bench/full/arc_challenge/acc",
+        "bench/full/arc_challenge/acc_norm",
+        "bench/full/seconds",
+    } <= set(run.data.metrics)
     assert run.data.params["adapter"] == "none" and run.data.params["eval.batch_size"] == "4"
     samples = Path(client.download_artifacts(run.info.run_id, "samples/arc_challenge.jsonl"))
     assert len(samples.read_text().splitlines()) == len(ARC_ROWS)
@@ -93,7 +95,7 @@ def test_offline_without_data_fails_up_front(
     ]
     assert main(args) == 2
     err = capsys.readouterr().err
-    assert "benchmark data for hellaswag cannot be had: the Hugging Face Hub is offline" in err
+    assert "benchmark data cannot be had: hellaswag: the Hugging Face Hub is offline" in err
     assert "LORA_SWEEP_BENCHMARK_MIRROR" in err
     assert not (tmp_path / "x.db").exists()
 

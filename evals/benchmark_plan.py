@@ -1,0 +1,210 @@
+"""Benchmarks in a sweep: which tasks run, on which documents, and what the base model scored.
+
+The plan is made once, at launch, before any training: every task's data is loaded (from the
+Hub or the local mirror) and fingerprinted, so a benchmark that cannot be had fails the launch
+up front, or, for ``optional: true``, is skipped with its reason. Each trial's proxy score uses a
+fixed, seeded subset of documents (stratified by subtask for groups such as MMLU); finalists get
+the full sets. The base model's scores are cached across sweeps per (model, task, few-shot,
+documents, data digest).
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from evals.benchmarks import (
+    BenchmarkError,
+    BenchmarkScores,
+    available_data,
+    check_tasks,
+    proxy_samples,
+    score_benchmarks,
+    task_manager,
+)
+from evals.objective import COMPOSITE, composite, deltas, primary_metric
+
+__all__ = ["COMPOSITE", "FULL", "PROXY", "BenchmarkPlan", "plan_benchmarks", "score_plan",
+           "cached_base_scores", "primary_scores", "recorded_scores", "phase_metrics", "write_samples"]  # fmt: skip
+
+PROXY, FULL = "proxy", "full"
+
+
+@dataclass(frozen=True)
+class BenchmarkPlan:
+    """Plain data (it travels to every trial): what to score and what to compare against."""
+
+    tasks: list[str]
+    mirror: str | None
+    cache: str
+    num_fewshot: int | None
+    batch_size: int
+    proxy: dict[str, dict[str, list[int]]]  # task -> leaf task -> document indices
+    digests: dict[str, str]
+    metric_overrides: dict[str, str]
+    weights: dict[str, float]
+    guard: dict[str, float]
+    finalists: int
+    skipped: dict[str, str] = field(default_factory=dict)
+    heldout_metric: str = ""
+    mode: str = "max"
+    base: dict[str, dict[str, float]] = field(default_factory=dict)  # phase -> task -> score
+
+    def manager(self) -> Any:
+        mirror = Path(self.mirror) if self.mirror else None
+        return task_manager(mirror=mirror, include_path=None, cache=Path(self.cache))
+
+    def samples(self, tasks: list[str]) -> dict[str, list[int]]:
+        return {leaf: ids for task in tasks for leaf, ids in self.proxy[task].items()}
+
+    def describe(self) -> dict[str, Any]:
+        """What MLflow records about the plan (the proxy documents included)."""
+        return {"tasks": self.tasks, "skipped": self.skipped, "mirror": self.mirror or "hub",
+                "num_fewshot": self.num_fewshot, "batch_size": self.batch_size,
+                "digests": self.digests, "weights": self.weights, "guard": self.guard,
+                "finalists": self.finalists, "proxy_documents": self.proxy}  # fmt: skip
+
+
+def plan_benchmarks(
+    config: Any, objective: Any, *, mirror: Path | None, cache: Path,
+    progress: Callable[[str], None],
+) -> BenchmarkPlan | None:  # fmt: skip
+    """Check names and data for ``config`` (a BenchmarksConfig); None when no tasks are listed."""
+    if not config.tasks:
+        return None
+    manager = task_manager(mirror=mirror, include_path=None, cache=cache)
+    check_tasks(config.tasks, manager)
+    found, skipped = available_data(config.tasks, manager, mirror=mirror)
+    if skipped and not config.optional:
+        raise BenchmarkError(
+            "benchmark data cannot be had: " + "; ".join(skipped.values())
+            + " (or set benchmarks.optional: true to skip them)"
+        )  # fmt: skip
+    for reason in skipped.values():
+        progress(f"Benchmark skipped (optional): {reason}")
+    tasks = [t for t in config.tasks if t in found]
+    proxy = {
+        task: proxy_samples(found[task].leaves, size=config.proxy_size, seed=config.proxy_seed)
+        for task in tasks
+    }
+    return BenchmarkPlan(
+        tasks=tasks, mirror=str(mirror) if mirror else None, cache=str(cache),
+        num_fewshot=config.num_fewshot, batch_size=config.batch_size, proxy=proxy,
+        digests={t: found[t].digest for t in tasks}, metric_overrides=dict(config.metrics),
+        weights={t: w for t, w in objective.benchmark_weights.items() if t in found},
+        guard={t: m for t, m in objective.guard.items() if t in found},
+        finalists=config.finalists if tasks else 0, skipped=skipped,
+    )  # fmt: skip
+
+
+# --------------------------------------------------------------------------- scoring
+def score_plan(
+    model: Any, tokenizer: Any, plan: BenchmarkPlan, *, phase: str, tasks: list[str] | None = None
+) -> tuple[BenchmarkScores, float]:
+    """Score a loaded model on the plan's proxy documents or full sets; returns the seconds too."""
+    tasks = tasks if tasks is not None else plan.tasks
+    started = time.perf_counter()
+    scores = score_benchmarks(
+        model, tokenizer, tasks=tasks, batch_size=plan.batch_size, manager=plan.manager(),
+        num_fewshot=plan.num_fewshot, samples=plan.samples(tasks) if phase == PROXY else None,
+    )  # fmt: skip
+    scores.config["phase"] = phase
+    return scores, time.perf_counter() - started
+
+
+def score_key(plan: BenchmarkPlan, task: str, *, phase: str, model_id: str) -> str:
+    """Cache key of one task's base scores: model, task, few-shot, documents, data digest."""
+    import hashlib
+
+    import lm_eval
+
+    documents = plan.proxy[task] if phase == PROXY else FULL
+    key = {"model": model_id, "task": task, "num_fewshot": plan.num_fewshot,
+           "batch_size": plan.batch_size, "documents": documents, "data": plan.digests[task],
+           "lm_eval": getattr(lm_eval, "__version__", "")}  # fmt: skip
+    return hashlib.sha256(json.dumps(key, sort_keys=True).encode()).hexdigest()[:24]
+
+
+def cached_base_scores(
+    plan: BenchmarkPlan, *, phase: str, model_id: str, load: Callable[[], tuple[Any, Any]],
+    progress: Callable[[str], None],
+) -> BenchmarkScores:  # fmt: skip
+    """The base model's scores, computed only for the tasks not already in the cache."""
+    directory = Path(plan.cache) / "benchmark_scores"
+    paths = {t: directory / f"{score_key(plan, t, phase=phase, model_id=model_id)}.json"
+             for t in plan.tasks}  # fmt: skip
+    missing = [t for t, p in paths.items() if not p.is_file()]
+    scores = BenchmarkScores(metrics={})
+    if missing:
+        progress(f"Scoring the base model on {', '.join(missing)} ({phase}; cached afterwards) ...")
+        model, tokenizer = load()
+        fresh, seconds = score_plan(model, tokenizer, plan, phase=phase, tasks=missing)
+        fresh.config["seconds"] = seconds
+        directory.mkdir(parents=True, exist_ok=True)
+        for task in missing:
+            partial = paths[task].with_suffix(".partial")
+            partial.write_text(json.dumps(fresh.only([task]).to_json()))
+            partial.replace(paths[task])  # atomic: a reader never sees half an entry
+    for task in plan.tasks:
+        scores = scores.merge(BenchmarkScores.from_json(json.loads(paths[task].read_text())))
+    if not missing:
+        progress(f"Base model benchmark scores ({phase}): cached.")
+    return scores
+
+
+# --------------------------------------------------------------------------- metrics
+def primary_scores(scores: BenchmarkScores, plan: BenchmarkPlan) -> dict[str, float]:
+    """Each task's score on its primary metric (acc_norm for ARC, acc for MMLU, ...)."""
+    out = {}
+    for task in plan.tasks:
+        metrics = scores.metrics.get(task, {})
+        name = primary_metric(task, metrics, plan.metric_overrides)
+        if name in metrics:
+            out[task] = metrics[name]
+    return out
+
+
+def recorded_scores(
+    metrics: dict[str, float], plan: BenchmarkPlan, *, phase: str
+) -> dict[str, float]:
+    """Primary scores read back from logged ``bench/<phase>/<task>/<metric>`` values."""
+    out = {}
+    for task in plan.tasks:
+        prefix = f"bench/{phase}/{task}/"
+        logged = {k.removeprefix(prefix): v for k, v in metrics.items() if k.startswith(prefix)}
+        if not logged:
+            continue
+        name = primary_metric(task, logged, plan.metric_overrides)
+        if name in logged:
+            out[task] = logged[name]
+    return out
+
+
+def phase_metrics(
+    scores: BenchmarkScores, plan: BenchmarkPlan, *, phase: str, heldout: float | None,
+    seconds: float,
+) -> dict[str, float]:  # fmt: skip
+    """``bench/<phase>/<task>/<metric>``, each task's ``delta`` vs the base, and the composite."""
+    primary = primary_scores(scores, plan)
+    task_deltas = deltas(primary, plan.base.get(phase, {}))
+    metrics = {**scores.flat(f"bench/{phase}"), f"bench/{phase}/seconds": seconds}
+    metrics.update({f"bench/{phase}/{task}/delta": d for task, d in task_deltas.items()})
+    if plan.weights and heldout is not None:
+        name = COMPOSITE if phase == PROXY else f"{COMPOSITE}_{FULL}"
+        metrics[name] = composite(
+            heldout, task_deltas=task_deltas, weights=plan.weights, mode=plan.mode
+        )
+    return metrics
+
+
+def write_samples(scores: BenchmarkScores, directory: Path) -> None:
+    """Per-sample outputs, one jsonl per task, plus the eval config: the paired tests' input."""
+    directory.mkdir(parents=True, exist_ok=True)
+    for task, rows in scores.samples.items():
+        with (directory / f"{task}.jsonl").open("w") as handle:
+            handle.writelines(json.dumps(r, default=str) + "\n" for r in rows)
+    (directory / "eval_config.json").write_text(json.dumps(scores.config, indent=2, default=str))

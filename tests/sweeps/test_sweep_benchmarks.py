@@ -1,0 +1,189 @@
+"""A real sweep with lm-eval benchmarks on: proxy scores per trial, full sets for the finalists.
+
+The benchmarks are fixture tasks in the Hugging Face schema (ARC-Challenge and two MMLU subjects)
+served from a local mirror this test writes; HellaSwag is listed as optional and has no data, so
+it must be skipped visibly. Ray Tune, Optuna, MLflow and lm-eval are all real.
+"""
+
+from __future__ import annotations
+
+import io
+import json
+from pathlib import Path
+from typing import Any
+
+import pytest
+from mlflow.tracking import MlflowClient
+from rich.console import Console
+
+from sweeps import launch_sweep
+from sweeps.cli import main
+from sweeps.state import SweepState
+from tests.conftest import slice_embedded_data, tiny_sweep_config
+from tests.evals.test_benchmarks import ARC_ROWS, write_rows
+
+NUM_TRIALS = 3
+FINALISTS = 2
+
+
+def mmlu_rows() -> list[dict[str, Any]]:
+    """One to three questions for each of lm-eval's 57 MMLU subjects (the group needs them all)."""
+    import lm_eval.tasks
+
+    default = Path(lm_eval.tasks.__file__).parent / "mmlu" / "default"
+    subjects = sorted(p.stem.removeprefix("mmlu_") for p in default.glob("mmlu_*.yaml"))
+    return [{"question": f"{subject} Q{i}", "subject": subject, "choices": ["w", "x", "y", "z"],
+             "answer": i % 4} for n, subject in enumerate(subjects) for i in range(1 + n % 3)]  # fmt: skip
+
+
+def fixture_mirror(root: Path) -> Path:
+    root.mkdir(parents=True, exist_ok=True)
+    write_rows(root / "arc_challenge_test.jsonl", ARC_ROWS)
+    rows = mmlu_rows()
+    write_rows(root / "mmlu_test.jsonl", rows)
+    write_rows(root / "mmlu_dev.jsonl", rows)
+    return root
+
+
+def benchmark_config(model: Path, tmp: Path, **benchmarks: Any) -> dict[str, Any]:
+    data = slice_embedded_data(tmp, train=24, heldout=6)
+    return tiny_sweep_config(
+        model, data, tmp,
+        search_space={"num_epochs": 1},
+        search={"num_samples": NUM_TRIALS, "max_concurrent": 2},
+        scheduler={"type": "none"},
+        benchmarks={"tasks": ["arc_challenge", "mmlu", "hellaswag"], "optional": True,
+                    "mirror": str(fixture_mirror(tmp / "mirror")), "num_fewshot": 0,
+                    "batch_size": 4, "proxy_size": 3, "finalists": FINALISTS, **benchmarks},
+        objective={"metric": "heldout/loss", "benchmark_weights": {"arc_challenge": 0.5, "mmlu": 0.5},
+                   "guard": {"mmlu": 1.0}},
+    )  # fmt: skip
+
+
+@pytest.fixture(scope="module")
+def sweep(tiny_model: Path, tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
+    tmp = tmp_path_factory.mktemp("bench-sweep")
+    config = benchmark_config(tiny_model, tmp)
+    console_text = io.StringIO()
+    with pytest.MonkeyPatch.context() as patch:  # module scope: the autouse cache fixture is later
+        patch.setenv("LORA_SWEEP_CACHE", str(tmp_path_factory.getbasetemp() / "cache"))
+        state = launch_sweep(config, name="bench", console=Console(file=console_text, width=200))
+    client = MlflowClient(tracking_uri=config["tracking"]["mlflow_uri"])
+    return {"state": state, "client": client, "console": console_text.getvalue(), "tmp": tmp}
+
+
+def metrics_of(client: MlflowClient, run_id: str) -> dict[str, float]:
+    return dict(client.get_run(run_id).data.metrics)
+
+
+def test_every_completed_trial_has_proxy_scores_with_stderr_and_samples(
+    sweep: dict[str, Any],
+) -> None:
+    state: SweepState = sweep["state"]
+    client: MlflowClient = sweep["client"]
+    plan = json.loads(
+        Path(client.download_artifacts(state.parent_run_id, "benchmarks_plan.json")).read_text()
+    )
+    assert plan["tasks"] == ["arc_challenge", "mmlu"]
+    # MMLU is stratified: every subject gets a document; the proxy is 3 of the 6 ARC questions
+    mmlu = plan["proxy_documents"]["mmlu"]
+    assert len(mmlu) == 57 and all(len(ids) == 1 for ids in mmlu.values())
+    assert len(plan["proxy_documents"]["arc_challenge"]["arc_challenge"]) == 3
+    completed = [t for t in state.trials.values() if t.status == "completed"]
+    assert len(completed) == NUM_TRIALS
+    for record in completed:
+        metrics = metrics_of(client, record.run_id)
+        for key in ("bench/proxy/arc_challenge/acc_norm", "bench/proxy/arc_challenge/acc_stderr",
+                    "bench/proxy/mmlu/acc", "bench/proxy/mmlu/acc_stderr",
+                    "bench/proxy/arc_challenge/delta", "bench/proxy/seconds",
+                    "objective/composite"):  # fmt: skip
+            assert key in metrics, (record.trial_id, key)
+        samples = client.download_artifacts(record.run_id, "benchmarks/proxy/arc_challenge.jsonl")
+        doc_ids = sorted(json.loads(x)["doc_id"] for x in Path(samples).read_text().splitlines())
+        assert doc_ids == plan["proxy_documents"]["arc_challenge"]["arc_challenge"]
+        config = client.download_artifacts(record.run_id, "benchmarks/proxy/eval_config.json")
+        assert json.loads(Path(config).read_text())["phase"] == "proxy"
+
+
+def test_composite_objective_is_heldout_plus_weighted_deltas(sweep: dict[str, Any]) -> None:
+    state: SweepState = sweep["state"]
+    assert state.objective_metric == "objective/composite" and state.objective_mode == "min"
+    for record in state.trials.values():
+        m = record.metrics
+        bonus = 0.5 * m["bench/proxy/arc_challenge/delta"] + 0.5 * m["bench/proxy/mmlu/delta"]
+        assert m["objective/composite"] == pytest.approx(m["heldout/loss"] - bonus)
+        assert m["bench/proxy/mmlu/delta"] == pytest.approx(
+            m["bench/proxy/mmlu/acc"] - sweep["client"].get_run(state.parent_run_id)
+            .data.metrics["base/bench/proxy/mmlu/acc"]
+        )  # fmt: skip
+
+
+def test_finalists_get_full_sets_and_best_is_a_finalist(sweep: dict[str, Any]) -> None:
+    state: SweepState = sweep["state"]
+    client: MlflowClient = sweep["client"]
+    ranked = state.ranked_trials()
+    by_proxy = sorted(state.trials.values(), key=lambda t: t.metrics["objective/composite"])
+    finalists = [t for t in state.trials.values() if t.finalist]
+    assert {t.trial_id for t in finalists} == {t.trial_id for t in by_proxy[:FINALISTS]}
+    for record in state.trials.values():
+        metrics = metrics_of(client, record.run_id)
+        tags = client.get_run(record.run_id).data.tags
+        assert tags["finalist"] == str(record.finalist).lower() and tags["guard"] == "passed"
+        if record.finalist:
+            assert metrics["bench/full/arc_challenge/acc_norm"] >= 0
+            assert "bench/full/mmlu/acc" in metrics and "objective/composite_full" in metrics
+            rows = client.download_artifacts(record.run_id, "benchmarks/full/arc_challenge.jsonl")
+            assert len(Path(rows).read_text().splitlines()) == len(ARC_ROWS)  # the full set
+        else:
+            assert not any(k.startswith("bench/full/") for k in metrics)
+    best = state.best_trial()
+    assert best is not None and best.finalist
+    assert best.final_objective == min(t.metrics["objective/composite_full"] for t in finalists)
+    assert ranked[0].final_objective is not None or not ranked[0].finalist
+    parent = client.get_run(state.parent_run_id).data
+    assert {"base/bench/full/arc_challenge/acc_norm", "base/bench/proxy/mmlu/acc"} <= set(
+        parent.metrics
+    )
+    assert parent.tags["best_trial"] == best.trial_id
+
+
+def test_optional_benchmark_without_data_is_skipped_visibly(sweep: dict[str, Any]) -> None:
+    state: SweepState = sweep["state"]
+    tags = sweep["client"].get_run(state.parent_run_id).data.tags
+    assert tags["benchmarks.tasks"] == "arc_challenge,mmlu"
+    assert tags["benchmarks.skipped"].startswith("hellaswag: the Hugging Face Hub is offline")
+    console = sweep["console"]
+    assert "Benchmark skipped (optional): hellaswag" in console
+    assert "LORA_SWEEP_BENCHMARK_MIRROR" in console
+
+
+def test_base_scores_are_cached_across_sweeps(
+    sweep: dict[str, Any], tiny_model: Path, tmp_path: Path
+) -> None:
+    """A second sweep on the same model, tasks and documents reuses the base model's scores."""
+    config = benchmark_config(tiny_model, tmp_path, finalists=0)
+    config["search"] = {"num_samples": 1, "max_concurrent": 1}
+    text = io.StringIO()
+    state = launch_sweep(config, name="again", console=Console(file=text, width=200))
+    assert "Base model benchmark scores (proxy): cached." in text.getvalue()
+    first = sweep["client"].get_run(sweep["state"].parent_run_id).data.metrics
+    client = MlflowClient(tracking_uri=config["tracking"]["mlflow_uri"])
+    again = client.get_run(state.parent_run_id).data.metrics
+    assert again["base/bench/proxy/mmlu/acc"] == first["base/bench/proxy/mmlu/acc"]
+    assert not any(t.finalist for t in state.trials.values())  # finalists: 0
+
+
+def test_required_benchmark_without_data_fails_before_training(
+    tiny_model: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    import yaml
+
+    config = benchmark_config(tiny_model, tmp_path, optional=False)
+    path = tmp_path / "sweep.yaml"
+    path.write_text(yaml.safe_dump(config))
+    assert main(["launch", str(path)]) == 2
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1
+    assert f"{path}: benchmarks: benchmark data cannot be had: hellaswag" in err
+    assert "benchmarks.optional: true" in err and "LORA_SWEEP_BENCHMARK_MIRROR" in err
+    assert not (tmp_path / "sweeps").exists() and not (tmp_path / "mlruns").exists()
