@@ -20,8 +20,14 @@ $(STAMP): pyproject.toml
 	fi
 	touch $(STAMP)
 
+# The demo needs no network: the model is embedded and benchmarks come from
+# $$LORA_SWEEP_BENCHMARK_MIRROR when set. HF_HUB_OFFLINE=0 make demo lets lm-eval use the Hub.
+HF_HUB_OFFLINE ?= 1
+HF_DATASETS_OFFLINE ?= $(HF_HUB_OFFLINE)
+
 demo: $(STAMP)  ## a real sweep: SmolLM2-135M on the embedded notes-to-JSON data
-	$(BIN)/sweep launch search_spaces/lora.yaml
+	HF_HUB_OFFLINE=$(HF_HUB_OFFLINE) HF_DATASETS_OFFLINE=$(HF_DATASETS_OFFLINE) \
+	  $(BIN)/sweep launch search_spaces/lora.yaml
 
 test: $(STAMP)  ## the fast tier: tiny in-process models, real Ray/Optuna/MLflow/PEFT, no network
 	HF_HUB_OFFLINE=1 HF_DATASETS_OFFLINE=1 $(BIN)/python -m pytest

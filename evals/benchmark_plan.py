@@ -28,8 +28,19 @@ from evals.benchmarks import (
 )
 from evals.objective import COMPOSITE, composite, deltas, primary_metric
 
-__all__ = ["COMPOSITE", "FULL", "PROXY", "BenchmarkPlan", "plan_benchmarks", "score_plan",
-           "cached_base_scores", "primary_scores", "recorded_scores", "phase_metrics", "write_samples"]  # fmt: skip
+__all__ = [
+    "COMPOSITE",
+    "FULL",
+    "PROXY",
+    "BenchmarkPlan",
+    "cached_base_scores",
+    "phase_metrics",
+    "plan_benchmarks",
+    "primary_scores",
+    "recorded_scores",
+    "score_plan",
+    "write_samples",
+]  # fmt: skip
 
 PROXY, FULL = "proxy", "full"
 

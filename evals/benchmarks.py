@@ -338,11 +338,15 @@ def proxy_samples(leaves: dict[str, int], *, size: int, seed: int) -> dict[str, 
 
     total = sum(leaves.values())
     size = min(max(size, len(leaves)), total)
-    quotas = {name: size * count / total for name, count in leaves.items()}
-    counts = {name: max(1, int(q)) for name, q in quotas.items()}
-    by_remainder = sorted(leaves, key=lambda n: (counts[n] - quotas[n], n))
-    for name in by_remainder[: max(0, size - sum(counts.values()))]:
-        counts[name] += 1
+    extra = size - len(leaves)  # one document each first, the rest in proportion to size
+    quotas = {name: extra * count / total for name, count in leaves.items()}
+    counts = {name: min(1 + int(q), leaves[name]) for name, q in quotas.items()}
+    by_remainder = sorted(leaves, key=lambda n: (int(quotas[n]) - quotas[n], n))
+    for name in by_remainder:
+        if sum(counts.values()) >= size:
+            break
+        if counts[name] < leaves[name]:
+            counts[name] += 1
     return {
         name: sorted(random.Random(f"{seed}:{name}").sample(range(leaves[name]),
                                                             min(counts[name], leaves[name])))

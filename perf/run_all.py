@@ -173,6 +173,34 @@ cores (a GPU session, or an overnight run).
 """
 
 
+def benchmarks_section(r: dict[str, Any]) -> str:
+    s = r["settings"]
+    rows = "\n".join(
+        f"| {t['trial']} | {t['wall_s']:.0f} | {t['proxy_s']:.0f} | {t['share']:.1%} | "
+        f"{t['proxy']:.3f} ± {t['proxy_stderr'] or float('nan'):.3f} | {t['full']:.4f} |"
+        for t in r["trials"]
+    )
+    verdict = "met" if r["max_share"] <= 0.15 else "not met"
+    return f"""## (c) Benchmarks in a sweep: cost of the proxy, and its ranking vs the full set
+
+`python perf/bench_benchmarks.py --mirror ../shared/benchmarks --trials {s["trials"]} --full-task {s["full_task"]}`:
+a sweep of the shipped `search_spaces/lora.yaml` (SmolLM2-135M, 1 CPU per trial, 2 at a time,
+no early stopping) with {", ".join(s["tasks"])} at the default proxy size ({s["proxy_size"]}
+documents per task; MMLU one per subject at least, 57). Trial wall time is Ray's `time_total_s`;
+the proxy's seconds are measured in the same trial. Then every adapter and the base model were
+scored on the full {s["full_task"]} set ({s["metric"]}).
+
+| trial | trial wall s | proxy benchmarks s | share | proxy {s["full_task"]} {s["metric"]} ± stderr | full set |
+|---|---|---|---|---|---|
+{rows}
+
+- **Benchmark share of trial wall time (target <= 15%): mean {r["mean_share"]:.1%}, max
+  {r["max_share"]:.1%}: {verdict}.**
+- **Spearman correlation of the proxy's ranking with the full set's: {r["spearman_proxy_vs_full"]:.2f}**
+  over {len(r["trials"])} trials (base model on the full set: {r["base_full"]:.4f}).
+"""
+
+
 def render(results: dict[str, Any]) -> str:
     m = results["machine"]
     return f"""# Performance
@@ -188,6 +216,7 @@ No GPU machine was available to the session that wrote this page, so there are n
 
 {orchestration_section(results["orchestration"])}
 {trainer_section(results["trainer"])}
+{benchmarks_section(results["benchmarks"]) if results.get("benchmarks") else ""}
 {parity_section(results["lm_eval_parity"]) if results.get("lm_eval_parity") else ""}"""
 
 

@@ -88,7 +88,10 @@ def best(sweep: str, *, state_dir: Path = DEFAULT_STATE_DIR, as_json: bool = Fal
         raise ConfigError(str(exc)) from None
     record = state.best_trial()
     if record is None:
-        print(f"sweep {state.name}: no completed trial yet", file=sys.stderr)
+        flagged = [t.trial_id for t in state.trials.values() if t.guard]
+        why = f"no eligible trial: the guard flagged {', '.join(flagged)}" if flagged else (
+            "no completed trial yet")  # fmt: skip
+        print(f"sweep {state.name}: {why}", file=sys.stderr)
         return 1
     if as_json:
         print(
@@ -101,6 +104,7 @@ def best(sweep: str, *, state_dir: Path = DEFAULT_STATE_DIR, as_json: bool = Fal
                     "metrics": record.metrics,
                     "base_metrics": state.base_metrics,
                     "adapter_path": record.adapter_path,
+                    "finalist": record.finalist,
                 },
                 indent=2,
             )

@@ -62,6 +62,8 @@ def trials_table(state: SweepState, *, title: str | None = None) -> Table:
             f"{record.trial_id} *" if best and record.trial_id == best.trial_id else record.trial_id
         )
         status = f"[{STATUS_STYLE.get(record.status, 'white')}]{record.status}[/]"
+        status += " finalist" if record.finalist else ""
+        status += " [red]guard[/]" if record.guard else ""  # regressed on a benchmark: never best
         table.add_row(
             name,
             status,

@@ -158,19 +158,30 @@ def test_optional_benchmark_without_data_is_skipped_visibly(sweep: dict[str, Any
 
 
 def test_base_scores_are_cached_across_sweeps(
-    sweep: dict[str, Any], tiny_model: Path, tmp_path: Path
+    sweep: dict[str, Any], tiny_model: Path, tmp_path_factory: pytest.TempPathFactory
 ) -> None:
-    """A second sweep on the same model, tasks and documents reuses the base model's scores."""
-    config = benchmark_config(tiny_model, tmp_path, finalists=0)
-    config["search"] = {"num_samples": 1, "max_concurrent": 1}
-    text = io.StringIO()
-    state = launch_sweep(config, name="again", console=Console(file=text, width=200))
-    assert "Base model benchmark scores (proxy): cached." in text.getvalue()
-    first = sweep["client"].get_run(sweep["state"].parent_run_id).data.metrics
-    client = MlflowClient(tracking_uri=config["tracking"]["mlflow_uri"])
-    again = client.get_run(state.parent_run_id).data.metrics
-    assert again["base/bench/proxy/mmlu/acc"] == first["base/bench/proxy/mmlu/acc"]
-    assert not any(t.finalist for t in state.trials.values())  # finalists: 0
+    """A later sweep with the same model, tasks and documents reads the base scores back."""
+    from evals.benchmark_plan import cached_base_scores, plan_benchmarks
+    from sweeps.config import config_from_dict
+    from trainers.models import model_identity
+
+    config = config_from_dict(benchmark_config(tiny_model, tmp_path_factory.mktemp("again")))
+    said: list[str] = []
+    cache = tmp_path_factory.getbasetemp() / "cache"
+    mirror = Path(config.benchmarks.mirror or "")
+    plan = plan_benchmarks(config.benchmarks, config.objective, mirror=mirror, cache=cache,
+                           progress=said.append)  # fmt: skip
+    assert plan is not None
+
+    def load() -> tuple[Any, Any]:
+        raise AssertionError("the base model was loaded although its scores are cached")
+
+    for phase in ("proxy", "full"):
+        scores = cached_base_scores(plan, phase=phase, model_id=model_identity(tiny_model),
+                                    load=load, progress=said.append)  # fmt: skip
+        parent = sweep["client"].get_run(sweep["state"].parent_run_id).data.metrics
+        assert scores.metrics["mmlu"]["acc"] == parent[f"base/bench/{phase}/mmlu/acc"]
+    assert said[-1] == "Base model benchmark scores (full): cached."
 
 
 def test_required_benchmark_without_data_fails_before_training(

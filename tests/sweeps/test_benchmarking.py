@@ -1,0 +1,76 @@
+"""The no-regression guard on a constructed regression, through the driver's real code path."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from mlflow.tracking import MlflowClient
+
+from evals.benchmark_plan import BenchmarkPlan
+from sweeps._tracking import SweepTracker
+from sweeps.benchmarking import judge_trials
+from sweeps.state import SweepState, TrialRecord
+from trainers.lora_trial import TrialSpec
+
+
+def plan(**changes: object) -> BenchmarkPlan:
+    fields: dict[str, object] = dict(
+        tasks=["arc_challenge", "mmlu"], mirror=None, cache="/nonexistent", num_fewshot=0,
+        batch_size=4, proxy={}, digests={}, metric_overrides={}, weights={}, finalists=0,
+        guard={"mmlu": 0.02}, heldout_metric="heldout/field_f1", mode="max",
+        base={"proxy": {"arc_challenge": 0.30, "mmlu": 0.40}},
+    )  # fmt: skip
+    fields.update(changes)
+    return BenchmarkPlan(**fields)  # type: ignore[arg-type]
+
+
+def trial(
+    tracker: SweepTracker, parent: str, trial_id: str, *, f1: float, mmlu: float
+) -> TrialRecord:
+    run_id = tracker.start_trial(parent, sweep="s", trial_id=trial_id, params={})
+    metrics = {"heldout/field_f1": f1, "bench/proxy/mmlu/acc": mmlu,
+               "bench/proxy/arc_challenge/acc_norm": 0.3}  # fmt: skip
+    return TrialRecord(trial_id=trial_id, run_id=run_id, params={}, status="completed",
+                       metrics=metrics)  # fmt: skip
+
+
+def new_sweep(tmp_path: Path) -> tuple[SweepState, SweepTracker]:
+    uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
+    tracker = SweepTracker(uri, "guard")
+    parent = tracker.start_sweep("s", config={}, tags={}, artifacts={})
+    state = SweepState(name="s", directory=str(tmp_path / "s"), config_path="",
+                       objective_metric="heldout/field_f1", objective_mode="max",
+                       task_metric="field_f1", mlflow_uri=uri, parent_run_id=parent)  # fmt: skip
+    return state, tracker
+
+
+def test_guard_excludes_a_constructed_regression_from_best(tmp_path: Path) -> None:
+    state, tracker = new_sweep(tmp_path)
+    uri, parent = state.mlflow_uri, state.parent_run_id
+    # the best held-out score, but MMLU fell 0.10 below the base: a regression beyond 0.02
+    regressed = trial(tracker, parent, "regressed", f1=0.90, mmlu=0.30)
+    within = trial(tracker, parent, "within-margin", f1=0.80, mmlu=0.39)
+    state.trials = {t.trial_id: t for t in (regressed, within)}
+    assert state.best_trial() is regressed  # before the guard has judged
+    said: list[str] = []
+    spec = TrialSpec(model_path="unused", train_path="unused", task_metric="field_f1",
+                     benchmarks=plan())  # fmt: skip
+    judge_trials(state, tracker, spec=spec, say=said.append)
+    assert state.best_trial() is within
+    assert regressed.guard == ["mmlu: 0.3000 vs base 0.4000 (drop 0.1000 > margin 0.0200)"]
+    assert within.guard == []
+    client = MlflowClient(tracking_uri=uri)
+    tags = client.get_run(regressed.run_id).data.tags
+    assert tags["guard"] == "failed" and "mmlu" in tags["guard.reason"]
+    assert client.get_run(within.run_id).data.tags["guard"] == "passed"
+    assert any("regressed excluded from best" in line for line in said)
+
+
+def test_when_every_trial_regresses_there_is_no_best(tmp_path: Path) -> None:
+    state, tracker = new_sweep(tmp_path)
+    uri, parent = state.mlflow_uri, state.parent_run_id
+    state.trials = {"a": trial(tracker, parent, "a", f1=0.9, mmlu=0.1)}
+    spec = TrialSpec(model_path="unused", train_path="unused", task_metric="field_f1",
+                     benchmarks=plan())  # fmt: skip
+    judge_trials(state, tracker, spec=spec, say=lambda _: None)
+    assert state.best_trial() is None
