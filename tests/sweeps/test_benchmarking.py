@@ -68,7 +68,7 @@ def test_guard_excludes_a_constructed_regression_from_best(tmp_path: Path) -> No
 
 def test_when_every_trial_regresses_there_is_no_best(tmp_path: Path) -> None:
     state, tracker = new_sweep(tmp_path)
-    uri, parent = state.mlflow_uri, state.parent_run_id
+    parent = state.parent_run_id
     state.trials = {"a": trial(tracker, parent, "a", f1=0.9, mmlu=0.1)}
     spec = TrialSpec(model_path="unused", train_path="unused", task_metric="field_f1",
                      benchmarks=plan())  # fmt: skip
