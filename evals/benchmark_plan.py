@@ -130,13 +130,12 @@ def score_plan(
 def score_key(plan: BenchmarkPlan, task: str, *, phase: str, model_id: str) -> str:
     """Cache key of one task's base scores: model, task, few-shot, documents, data digest."""
     import hashlib
-
-    import lm_eval
+    from importlib.metadata import version
 
     documents = plan.proxy[task] if phase == PROXY else FULL
     key = {"model": model_id, "task": task, "num_fewshot": plan.num_fewshot,
            "batch_size": plan.batch_size, "documents": documents, "data": plan.digests[task],
-           "lm_eval": getattr(lm_eval, "__version__", "")}  # fmt: skip
+           "lm_eval": version("lm_eval")}  # fmt: skip
     return hashlib.sha256(json.dumps(key, sort_keys=True).encode()).hexdigest()[:24]
 
 

@@ -306,7 +306,7 @@ def resolved_config(plan: LaunchPlan) -> dict[str, Any]:
     raw = plan.config.model_dump(mode="json")
     raw["data"]["train"] = plan.spec.train_path
     raw["data"]["heldout"] = plan.spec.heldout_path
-    raw["objective"] = {"metric": plan.objective_metric, "mode": plan.objective_mode}
+    raw["objective"].update(metric=plan.objective_metric, mode=plan.objective_mode)
     raw["data"]["task_metric"] = plan.task_metric
     return raw
 

@@ -1,0 +1,35 @@
+"""ray, mlflow and lm_eval are each imported by one module only (read from the source's AST)."""
+
+from __future__ import annotations
+
+import ast
+from pathlib import Path
+
+import pytest
+
+REPO = Path(__file__).resolve().parents[1]
+OWNERS = {
+    "ray": "sweeps/_tune.py",
+    "mlflow": "sweeps/_tracking.py",
+    "lm_eval": "evals/benchmarks.py",
+}
+
+
+def importers(library: str) -> set[str]:
+    found = set()
+    for package in ("sweeps", "trainers", "evals"):
+        for path in (REPO / package).rglob("*.py"):
+            for node in ast.walk(ast.parse(path.read_text())):
+                names = (
+                    [a.name for a in node.names] if isinstance(node, ast.Import)
+                    else [node.module or ""] if isinstance(node, ast.ImportFrom) and not node.level
+                    else []
+                )  # fmt: skip
+                if any(n == library or n.startswith(f"{library}.") for n in names):
+                    found.add(str(path.relative_to(REPO)))
+    return found
+
+
+@pytest.mark.parametrize("library", sorted(OWNERS))
+def test_library_is_imported_in_one_module(library: str) -> None:
+    assert importers(library) == {OWNERS[library]}
