@@ -126,13 +126,15 @@ def score_finalists(
         scores, seconds = score_plan(tuned, tokenizer, plan, phase=FULL)
         model = tuned.unload()  # the base again, for the next finalist
         base_model.swap(model)
-        record_full_scores(state, tracker, record, scores, plan=plan, seconds=seconds)
+        full = record_full_scores(state, tracker, record, scores, plan=plan, seconds=seconds)
+        say(describe_scores(record.trial_id, full, plan.base[FULL]))
 
 
 def record_full_scores(
     state: SweepState, tracker: SweepTracker, record: TrialRecord, scores: Any, *,
     plan: BenchmarkPlan, seconds: float,
-) -> None:  # fmt: skip
+) -> dict[str, float]:  # fmt: skip
+    """Log a finalist's full-set scores and judge it; returns its primary score per task."""
     heldout = record.metrics.get(plan.heldout_metric)
     metrics = phase_metrics(scores, plan, phase=FULL, heldout=heldout, seconds=seconds)
     tracker.log_metrics(record.run_id, metrics, step=max(record.last_step, 0))
@@ -145,3 +147,11 @@ def record_full_scores(
     full = primary_scores(scores, plan)
     record.guard = guard_violations(full, plan.base[FULL], plan.guard)
     state.save()
+    return full
+
+
+def describe_scores(trial_id: str, scores: dict[str, float], base: dict[str, float]) -> str:
+    """``Finalist t1 (full sets): mmlu 0.2650 (base 0.2600, +0.0050), ...``."""
+    parts = [f"{task} {value:.4f} (base {base[task]:.4f}, {value - base[task]:+.4f})"
+             for task, value in scores.items() if task in base]  # fmt: skip
+    return f"Finalist {trial_id} (full sets): " + ", ".join(parts)

@@ -64,6 +64,15 @@ def test_guard_excludes_a_constructed_regression_from_best(tmp_path: Path) -> No
     assert tags["guard"] == "failed" and "mmlu" in tags["guard.reason"]
     assert client.get_run(within.run_id).data.tags["guard"] == "passed"
     assert any("regressed excluded from best" in line for line in said)
+    from rich.console import Console
+
+    from sweeps.display import trials_table
+
+    console = Console(record=True, width=200)
+    console.print(trials_table(state))
+    text = console.export_text()
+    assert "guard" in next(line for line in text.splitlines() if "regressed" in line)
+    assert "within-margin *" in text  # the best is starred
 
 
 def test_when_every_trial_regresses_there_is_no_best(tmp_path: Path) -> None:

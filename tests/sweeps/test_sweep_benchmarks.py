@@ -145,6 +145,8 @@ def test_finalists_get_full_sets_and_best_is_a_finalist(sweep: dict[str, Any]) -
         parent.metrics
     )
     assert parent.tags["best_trial"] == best.trial_id
+    for record in finalists:
+        assert f"Finalist {record.trial_id} (full sets): arc_challenge " in sweep["console"]
 
 
 def test_optional_benchmark_without_data_is_skipped_visibly(sweep: dict[str, Any]) -> None:
