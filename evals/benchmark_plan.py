@@ -98,8 +98,9 @@ def plan_benchmarks(
     for reason in skipped.values():
         progress(f"Benchmark skipped (optional): {reason}")
     tasks = [t for t in config.tasks if t in found]
+    sizes = {task: config.proxy_sizes.get(task, config.proxy_size) for task in tasks}
     proxy = {
-        task: proxy_samples(found[task].leaves, size=config.proxy_size, seed=config.proxy_seed)
+        task: proxy_samples(found[task].leaves, size=sizes[task], seed=config.proxy_seed)
         for task in tasks
     }
     return BenchmarkPlan(
@@ -116,15 +117,23 @@ def plan_benchmarks(
 def score_plan(
     model: Any, tokenizer: Any, plan: BenchmarkPlan, *, phase: str, tasks: list[str] | None = None
 ) -> tuple[BenchmarkScores, float]:
-    """Score a loaded model on the plan's proxy documents or full sets; returns the seconds too."""
+    """Score a loaded model on the plan's proxy documents or full sets; returns the seconds too.
+
+    One lm-eval call per task: lm-eval batches requests across the tasks of one call, so a task
+    scored alone gets the same batches whichever other tasks run (the base model's cached
+    scores and every trial's stay comparable). Each task's seconds go in the eval config.
+    """
     tasks = tasks if tasks is not None else plan.tasks
-    started = time.perf_counter()
-    scores = score_benchmarks(
-        model, tokenizer, tasks=tasks, batch_size=plan.batch_size, manager=plan.manager(),
-        num_fewshot=plan.num_fewshot, samples=plan.samples(tasks) if phase == PROXY else None,
-    )  # fmt: skip
-    scores.config["phase"] = phase
-    return scores, time.perf_counter() - started
+    manager, scores, seconds = plan.manager(), BenchmarkScores(metrics={}), {}
+    for task in tasks:
+        started = time.perf_counter()
+        scores = scores.merge(score_benchmarks(
+            model, tokenizer, tasks=[task], batch_size=plan.batch_size, manager=manager,
+            num_fewshot=plan.num_fewshot, samples=plan.samples([task]) if phase == PROXY else None,
+        ))  # fmt: skip
+        seconds[task] = time.perf_counter() - started
+    scores.config.update(tasks=tasks, phase=phase, seconds=seconds)
+    return scores, sum(seconds.values())
 
 
 def score_key(plan: BenchmarkPlan, task: str, *, phase: str, model_id: str) -> str:
@@ -152,8 +161,7 @@ def cached_base_scores(
     if missing:
         progress(f"Scoring the base model on {', '.join(missing)} ({phase}; cached afterwards) ...")
         model, tokenizer = load()
-        fresh, seconds = score_plan(model, tokenizer, plan, phase=phase, tasks=missing)
-        fresh.config["seconds"] = seconds
+        fresh, _ = score_plan(model, tokenizer, plan, phase=phase, tasks=missing)
         directory.mkdir(parents=True, exist_ok=True)
         for task in missing:
             partial = paths[task].with_suffix(".partial")
@@ -202,6 +210,8 @@ def phase_metrics(
     primary = primary_scores(scores, plan)
     task_deltas = deltas(primary, plan.base.get(phase, {}))
     metrics = {**scores.flat(f"bench/{phase}"), f"bench/{phase}/seconds": seconds}
+    per_task = scores.config.get("seconds", {})
+    metrics.update({f"bench/{phase}/{task}/seconds": t for task, t in per_task.items()})
     metrics.update({f"bench/{phase}/{task}/delta": d for task, d in task_deltas.items()})
     if plan.weights and heldout is not None:
         name = COMPOSITE if phase == PROXY else f"{COMPOSITE}_{FULL}"

@@ -86,10 +86,15 @@ class BenchmarkScores:
         )
 
     def merge(self, other: BenchmarkScores) -> BenchmarkScores:
+        """Both sets of tasks; config entries that are per-task mappings are merged too."""
+        config = {**self.config, **other.config}
+        for key in set(self.config) & set(other.config):
+            if isinstance(self.config[key], dict) and isinstance(other.config[key], dict):
+                config[key] = {**self.config[key], **other.config[key]}
         return BenchmarkScores(
             metrics={**self.metrics, **other.metrics},
             samples={**self.samples, **other.samples},
-            config={**self.config, **other.config},
+            config=config,
             groups={**self.groups, **other.groups},
         )
 

@@ -348,6 +348,9 @@ class BenchmarksConfig(_Strict):
         description="Docs per task scored for each trial; groups such as mmlu are "
         "stratified by subtask (at least one doc each).",
     )
+    proxy_sizes: dict[str, int] = Field(
+        default_factory=dict, description="{task: documents}: proxy_size for some tasks only."
+    )
     proxy_seed: int = 0
     finalists: int = Field(
         2, ge=0, description="Best trials re-scored on the full sets after the sweep; 0 = none."
@@ -363,6 +366,16 @@ class BenchmarksConfig(_Strict):
         if duplicates:
             raise ValueError(f"listed twice: {', '.join(duplicates)}")
         return value
+
+    @model_validator(mode="after")
+    def _per_task_keys_are_listed(self) -> BenchmarksConfig:
+        for section in ("proxy_sizes", "metrics"):
+            unlisted = [t for t in getattr(self, section) if t not in self.tasks]
+            if unlisted:
+                raise ValueError(f"{section} names {', '.join(unlisted)}, not in tasks")
+        if any(size < 1 for size in self.proxy_sizes.values()):
+            raise ValueError("proxy_sizes must be >= 1")
+        return self
 
 
 class SweepConfig(_Strict):

@@ -153,6 +153,30 @@ BAD = [
         4,
         "search_space.lora_dropout: values must be <= 0.999",
     ),
+    (
+        "guard on an unlisted benchmark",
+        MINIMAL + "objective:\n  guard: {mmlu: 0.02}\nbenchmarks:\n  tasks: [arc_challenge]\n",
+        None,
+        "objective.guard names mmlu, which benchmarks.tasks does not list",
+    ),
+    (
+        "negative guard margin",
+        MINIMAL + "objective:\n  guard: {mmlu: -0.1}\nbenchmarks:\n  tasks: [mmlu]\n",
+        4,
+        "objective.guard: mmlu: a guard margin is a drop, so it must be >= 0",
+    ),
+    (
+        "benchmark listed twice",
+        MINIMAL + "benchmarks:\n  tasks: [mmlu, mmlu]\n",
+        4,
+        "benchmarks.tasks: listed twice: mmlu",
+    ),
+    (
+        "proxy size for an unlisted task",
+        MINIMAL + "benchmarks:\n  tasks: [mmlu]\n  proxy_sizes: {hellaswag: 8}\n",
+        3,
+        "benchmarks: proxy_sizes names hellaswag, not in tasks",
+    ),
 ]
 
 

@@ -96,6 +96,7 @@ def test_every_completed_trial_has_proxy_scores_with_stderr_and_samples(
         for key in ("bench/proxy/arc_challenge/acc_norm", "bench/proxy/arc_challenge/acc_stderr",
                     "bench/proxy/mmlu/acc", "bench/proxy/mmlu/acc_stderr",
                     "bench/proxy/arc_challenge/delta", "bench/proxy/seconds",
+                    "bench/proxy/mmlu/seconds",
                     "objective/composite"):  # fmt: skip
             assert key in metrics, (record.trial_id, key)
         samples = client.download_artifacts(record.run_id, "benchmarks/proxy/arc_challenge.jsonl")
