@@ -61,6 +61,7 @@ class BenchmarkPlan:
     guard: dict[str, float]
     finalists: int
     skipped: dict[str, str] = field(default_factory=dict)
+    share_prefix: bool = True
     heldout_metric: str = ""
     mode: str = "max"
     base: dict[str, dict[str, float]] = field(default_factory=dict)  # phase -> task -> score
@@ -77,7 +78,8 @@ class BenchmarkPlan:
         return {"tasks": self.tasks, "skipped": self.skipped, "mirror": self.mirror or "hub",
                 "num_fewshot": self.num_fewshot, "batch_size": self.batch_size,
                 "digests": self.digests, "weights": self.weights, "guard": self.guard,
-                "finalists": self.finalists, "proxy_documents": self.proxy}  # fmt: skip
+                "finalists": self.finalists, "share_prefix": self.share_prefix,
+                "proxy_documents": self.proxy}  # fmt: skip
 
 
 def plan_benchmarks(
@@ -110,6 +112,7 @@ def plan_benchmarks(
         weights={t: w for t, w in objective.benchmark_weights.items() if t in found},
         guard={t: m for t, m in objective.guard.items() if t in found},
         finalists=config.finalists if tasks else 0, skipped=skipped,
+        share_prefix=config.share_prefix,
     )  # fmt: skip
 
 
@@ -130,6 +133,7 @@ def score_plan(
         scores = scores.merge(score_benchmarks(
             model, tokenizer, tasks=[task], batch_size=plan.batch_size, manager=manager,
             num_fewshot=plan.num_fewshot, samples=plan.samples([task]) if phase == PROXY else None,
+            share_prefix=plan.share_prefix,
         ))  # fmt: skip
         seconds[task] = time.perf_counter() - started
     scores.config.update(tasks=tasks, phase=phase, seconds=seconds)
@@ -144,6 +148,7 @@ def score_key(plan: BenchmarkPlan, task: str, *, phase: str, model_id: str) -> s
     documents = plan.proxy[task] if phase == PROXY else FULL
     key = {"model": model_id, "task": task, "num_fewshot": plan.num_fewshot,
            "batch_size": plan.batch_size, "documents": documents, "data": plan.digests[task],
+           "share_prefix": plan.share_prefix,
            "lm_eval": version("lm_eval")}  # fmt: skip
     return hashlib.sha256(json.dumps(key, sort_keys=True).encode()).hexdigest()[:24]
 

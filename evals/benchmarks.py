@@ -236,10 +236,81 @@ def hub_offline() -> bool:
     return any(flag not in ("0", "", "false", "no") for flag in flags)
 
 
+def prefix_sharing_lm(model: Any, tokenizer: Any, *, batch_size: int) -> Any:
+    """lm-eval's HFLM, but the choices of one question share one forward pass of its context.
+
+    lm-eval scores each (context, continuation) pair as a whole sequence. For multiple-choice
+    tasks every choice repeats the same context (TruthfulQA's six-shot preamble is most of its
+    tokens), so here the context runs once and its key/value cache is reused for each batch of
+    continuations. The log-likelihoods are the same sums over the same tokens; they agree with
+    lm-eval's own path to float rounding (tests/evals/test_benchmarks.py checks 1e-4).
+    """
+    import copy
+
+    import torch
+    import torch.nn.functional as F
+    from lm_eval.models.huggingface import HFLM
+
+    class PrefixSharingHFLM(HFLM):  # type: ignore[misc]
+        def _loglikelihood_tokens(
+            self, requests: list[Any], disable_tqdm: bool = False, override_bs: Any = None
+        ) -> list[tuple[float, bool]]:
+            results: list[tuple[float, bool] | None] = [None] * len(requests)
+            groups: dict[tuple[int, ...], list[int]] = defaultdict(list)
+            long = []
+            for i, (_, context, continuation) in enumerate(requests):
+                if len(context) + len(continuation) > self.max_length + 1:
+                    long.append(i)  # lm-eval truncates these from the left: its own path
+                else:
+                    groups[tuple(context)].append(i)
+            if long:
+                plain = super()._loglikelihood_tokens(
+                    [requests[i] for i in long], True, override_bs
+                )
+                for i, answer in zip(long, plain, strict=True):
+                    results[i] = answer
+            for context, members in groups.items():
+                for i, answer in zip(
+                    members,
+                    self._score_group(list(context), [requests[i] for i in members]),
+                    strict=True,
+                ):
+                    results[i] = answer
+                    self.cache_hook.add_partial("loglikelihood", requests[i][0], answer)
+            return [r for r in results if r is not None]
+
+        @torch.no_grad()
+        def _score_group(self, context: list[int], requests: list[Any]) -> list[tuple[float, bool]]:
+            past = None
+            if len(context) > 1:
+                prefix = torch.tensor([context[:-1]], device=self.device)
+                past = self.model(input_ids=prefix, use_cache=True).past_key_values
+            answers = []
+            for start in range(0, len(requests), self.batch_size):
+                chunk = [r[2] for r in requests[start : start + self.batch_size]]
+                width = max(map(len, chunk))
+                rows = [[context[-1], *c[:-1]] + [0] * (width - len(c)) for c in chunk]
+                cache = None
+                if past is not None:
+                    cache = copy.deepcopy(past)
+                    cache.batch_repeat_interleave(len(chunk))
+                logits = self.model(input_ids=torch.tensor(rows, device=self.device),
+                                    past_key_values=cache, use_cache=cache is not None).logits  # fmt: skip
+                logprobs = F.log_softmax(logits.float(), dim=-1)
+                for row, cont in zip(logprobs, chunk, strict=True):
+                    picked = row[: len(cont)]
+                    target = torch.tensor(cont, device=self.device)
+                    total = float(picked.gather(-1, target[:, None]).sum())
+                    answers.append((total, bool((picked.argmax(-1) == target).all())))
+            return answers
+
+    return PrefixSharingHFLM(pretrained=model, tokenizer=tokenizer, batch_size=batch_size)
+
+
 def score_benchmarks(
     model: Any, tokenizer: Any, *, tasks: list[str], batch_size: int, manager: Any,
     num_fewshot: int | None = None, limit: int | float | None = None,
-    samples: dict[str, list[int]] | None = None,
+    samples: dict[str, list[int]] | None = None, share_prefix: bool = False,
 ) -> BenchmarkScores:  # fmt: skip
     """Score an already-loaded model on lm-eval tasks (the model is not reloaded per task).
 
@@ -253,7 +324,11 @@ def score_benchmarks(
 
     quiet_datasets()
     check_tasks(tasks, manager)
-    lm = HFLM(pretrained=model, tokenizer=tokenizer, batch_size=batch_size)
+    lm = (
+        prefix_sharing_lm(model, tokenizer, batch_size=batch_size)
+        if share_prefix
+        else HFLM(pretrained=model, tokenizer=tokenizer, batch_size=batch_size)
+    )
     out = lm_eval.simple_evaluate(
         model=lm, tasks=tasks, num_fewshot=num_fewshot, limit=limit, task_manager=manager,
         log_samples=True, samples=samples,
@@ -263,6 +338,7 @@ def score_benchmarks(
     metrics = {task: _numeric(values) for task, values in out["results"].items()}
     logged = {task: [_sample(s) for s in rows] for task, rows in out.get("samples", {}).items()}
     config = {"tasks": tasks, "batch_size": batch_size, "num_fewshot": num_fewshot, "limit": limit,
+              "share_prefix": share_prefix,
               "documents": {t: len(rows) for t, rows in logged.items()},
               "seeds": "lm-eval defaults: 0,1234,1234,1234", "versions": out.get("versions", {})}  # fmt: skip
     groups = {

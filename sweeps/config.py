@@ -352,6 +352,11 @@ class BenchmarksConfig(_Strict):
         default_factory=dict, description="{task: documents}: proxy_size for some tasks only."
     )
     proxy_seed: int = 0
+    share_prefix: bool = Field(
+        True,
+        description="Run a question's context once for all its choices (same numbers as "
+        "lm-eval's own path to float rounding; 1.6-3x faster on multiple-choice tasks).",
+    )
     finalists: int = Field(
         2, ge=0, description="Best trials re-scored on the full sets after the sweep; 0 = none."
     )

@@ -123,3 +123,43 @@ def test_mirror_comes_from_config_or_environment(
     assert mirror_directory(configured) == configured  # the config wins over the environment
     with pytest.raises(BenchmarkError, match="is not a directory"):
         mirror_directory(tmp_path / "missing")
+
+
+@pytest.mark.parametrize("task", ["arc_challenge", "mmlu_anatomy"])
+def test_shared_prefix_path_equals_lm_evals_own(tiny_model: Path, manager: Any, task: str) -> None:
+    """The context-once path gives lm-eval's numbers, per sample and in aggregate."""
+    tokenizer, model = load_tokenizer(tiny_model), load_causal_lm(tiny_model)
+    runs = [
+        score_benchmarks(model, tokenizer, tasks=[task], batch_size=3, manager=manager,
+                         num_fewshot=1, share_prefix=share)
+        for share in (False, True)
+    ]  # fmt: skip
+    plain, shared = (run.metrics[task] for run in runs)
+    assert plain.keys() == shared.keys()
+    for name, value in plain.items():
+        assert shared[name] == pytest.approx(value, abs=1e-4), name
+    assert [r["acc"] for r in runs[0].samples[task]] == [r["acc"] for r in runs[1].samples[task]]
+
+
+def test_shared_prefix_path_leaves_over_long_requests_to_lm_eval(tiny_model: Path) -> None:
+    """Requests longer than the model's window are truncated by lm-eval's own path, as before."""
+    from evals.benchmarks import prefix_sharing_lm
+
+    tokenizer, model = load_tokenizer(tiny_model), load_causal_lm(tiny_model)
+    lm = prefix_sharing_lm(model, tokenizer, batch_size=2)
+    context = tokenizer("What is one plus one? " * 60, add_special_tokens=False)["input_ids"]
+    short = context[-20:]
+    requests = [
+        (("long", " two"), context, [5, 6]),
+        (("short", " two"), short, [5, 6]),
+        (("short", " three"), short, [7]),
+    ]
+    assert len(context) > lm.max_length
+    fast = lm._loglikelihood_tokens(requests)
+    from lm_eval.models.huggingface import HFLM
+
+    plain = HFLM(pretrained=model, tokenizer=tokenizer, batch_size=2)._loglikelihood_tokens(
+        requests
+    )
+    assert [g for _, g in fast] == [g for _, g in plain]
+    assert [v for v, _ in fast] == pytest.approx([v for v, _ in plain], abs=1e-4)
