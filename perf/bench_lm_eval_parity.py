@@ -67,6 +67,11 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     parser.add_argument("--limit", type=int)
     parser.add_argument("--num-fewshot", type=int)
     parser.add_argument("--batch-size", type=int, default=16)
+    parser.add_argument(
+        "--share-prefix",
+        action="store_true",
+        help="our side runs each context once (the default in sweeps)",
+    )
     parser.add_argument("--out", type=Path)
     args = parser.parse_args(argv)
 
@@ -79,7 +84,8 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     tokenizer, model = load_tokenizer(model_dir), load_causal_lm(model_dir)
     manager = task_manager(mirror=args.mirror, include_path=None, cache=cache_root())
     ours = score_benchmarks(model, tokenizer, tasks=args.tasks.split(","), batch_size=args.batch_size,
-                            manager=manager, num_fewshot=args.num_fewshot, limit=args.limit)  # fmt: skip
+                            manager=manager, num_fewshot=args.num_fewshot, limit=args.limit,
+                            share_prefix=args.share_prefix)  # fmt: skip
     ours_seconds = time.perf_counter() - started
     with tempfile.TemporaryDirectory() as tmp:
         started = time.perf_counter()
