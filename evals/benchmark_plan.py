@@ -214,7 +214,11 @@ def phase_metrics(
     """``bench/<phase>/<task>/<metric>``, each task's ``delta`` vs the base, and the composite."""
     primary = primary_scores(scores, plan)
     task_deltas = deltas(primary, plan.base.get(phase, {}))
-    metrics = {**scores.flat(f"bench/{phase}"), f"bench/{phase}/seconds": seconds}
+    shown = scores
+    if phase == PROXY:  # a proxy's per-subject scores (one document each for MMLU) are noise
+        keep = [*plan.tasks, *scores.groups]
+        shown = BenchmarkScores({k: v for k, v in scores.metrics.items() if k in keep})
+    metrics = {**shown.flat(f"bench/{phase}"), f"bench/{phase}/seconds": seconds}
     per_task = scores.config.get("seconds", {})
     metrics.update({f"bench/{phase}/{task}/seconds": t for task, t in per_task.items()})
     metrics.update({f"bench/{phase}/{task}/delta": d for task, d in task_deltas.items()})

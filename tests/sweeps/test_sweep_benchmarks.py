@@ -99,6 +99,8 @@ def test_every_completed_trial_has_proxy_scores_with_stderr_and_samples(
                     "bench/proxy/mmlu/seconds",
                     "objective/composite"):  # fmt: skip
             assert key in metrics, (record.trial_id, key)
+        assert "bench/proxy/mmlu_stem/acc" in metrics  # MMLU's categories, not its 57 subjects
+        assert not any(k.startswith("bench/proxy/mmlu_anatomy/") for k in metrics)
         samples = client.download_artifacts(record.run_id, "benchmarks/proxy/arc_challenge.jsonl")
         doc_ids = sorted(json.loads(x)["doc_id"] for x in Path(samples).read_text().splitlines())
         assert doc_ids == plan["proxy_documents"]["arc_challenge"]["arc_challenge"]
