@@ -13,6 +13,7 @@ precedence over the built-in tasks of the same name, so groups such as ``mmlu`` 
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import json
 import math
@@ -210,15 +211,22 @@ def mirror_tasks_dir(mirror: Path, cache: Path) -> tuple[Path, list[str]]:
 
 
 def task_manager(*, mirror: Path | None, include_path: Path | None, cache: Path) -> Any:
-    from lm_eval.tasks import TaskManager
-
+    """lm-eval's task index, with the mirror's task YAMLs (and ``include_path``) on top."""
     quiet_datasets()
     paths = []
     if mirror is not None:
         paths.append(mirror_tasks_dir(mirror, cache)[0])
     if include_path is not None:
         paths.append(include_path)
-    return TaskManager(include_path=[str(p) for p in paths] or None)
+    return _indexed_tasks(tuple(str(p) for p in paths))
+
+
+@functools.lru_cache(maxsize=4)
+def _indexed_tasks(paths: tuple[str, ...]) -> Any:
+    """Indexing lm-eval's ~15k task YAMLs takes seconds: once per process and set of paths."""
+    from lm_eval.tasks import TaskManager
+
+    return TaskManager(include_path=list(paths) or None)
 
 
 def check_tasks(tasks: list[str], manager: Any) -> None:

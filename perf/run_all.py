@@ -230,29 +230,52 @@ No GPU machine was available to the session that wrote this page, so there are n
 {parity_section(results["lm_eval_parity"]) if results.get("lm_eval_parity") else ""}"""
 
 
+def benchmark_mirror() -> Path | None:
+    """The benchmark data for (c) and the parity runs: $LORA_SWEEP_BENCHMARK_MIRROR or ../shared."""
+    import os
+
+    value = os.environ.get("LORA_SWEEP_BENCHMARK_MIRROR") or REPO.parent / "shared" / "benchmarks"
+    return Path(value) if Path(value).is_dir() else None
+
+
+def measure(previous: dict[str, Any]) -> dict[str, Any]:
+    """Every benchmark that runs in under an hour; parity runs are kept from ``previous``."""
+    import bench_benchmarks
+    import bench_orchestration
+    import bench_trainer
+
+    results = {**previous, "machine": machine(), "trainer": bench_trainer.main([]),
+               "orchestration": {str(rows): bench_orchestration.main(["--train-rows", str(rows)])
+                                 for rows in ORCHESTRATION_ROWS}}  # fmt: skip
+    mirror = benchmark_mirror()
+    if mirror is not None:
+        results["benchmarks"] = bench_benchmarks.main(["--mirror", str(mirror)])
+    return results
+
+
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument(
         "--render-only", action="store_true", help="rewrite docs/perf.md from perf.json"
     )
+    parser.add_argument(
+        "--merge", nargs=2, metavar=("KEY", "FILE"),
+        help="add one script's --out JSON to perf.json (lm_eval_parity runs are appended)",
+    )  # fmt: skip
     args = parser.parse_args(argv)
     raw = REPO / "docs" / "perf.json"
-    if args.render_only:
-        results = json.loads(raw.read_text())
-    else:
-        import bench_orchestration
-        import bench_trainer
-
-        results = {
-            "machine": machine(),
-            "trainer": bench_trainer.main([]),
-            "orchestration": {
-                str(rows): bench_orchestration.main(["--train-rows", str(rows)])
-                for rows in ORCHESTRATION_ROWS
-            },
-        }
-        raw.parent.mkdir(exist_ok=True)
-        raw.write_text(json.dumps(results, indent=2))
+    results = json.loads(raw.read_text()) if raw.is_file() else {}
+    if args.merge:
+        key, file = args.merge
+        added = json.loads(Path(file).read_text())
+        if key == "lm_eval_parity":
+            results[key] = [*results.get(key, []), added]
+        else:
+            results[key] = added
+    elif not args.render_only:
+        results = measure(results)
+    raw.parent.mkdir(exist_ok=True)
+    raw.write_text(json.dumps(results, indent=2))
     (REPO / "docs" / "perf.md").write_text(render(results))
     print(f"wrote {REPO / 'docs' / 'perf.md'}")
 
