@@ -177,7 +177,7 @@ whole sequence per choice.
 The target is 1e-4. lm-eval#3207 reported the Python API 4x slower than the CLI; with lm-eval's
 own path here the two take about the same time. The full context-once run (TruthfulQA-MC2 takes
 about an hour a side on 2 CPU cores) shared the machine with other jobs, so its seconds are only
-indicative; the per-task speed-ups of the context-once path are measured in (c).
+indicative.
 
 HellaSwag reads the mirror's lossy reconstruction (see ../shared/benchmarks/SOURCES.md). Both
 sides score the same file, so the comparison holds, but the numbers are not official HellaSwag
