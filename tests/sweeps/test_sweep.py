@@ -38,7 +38,9 @@ def sweep(tiny_model: Path, tmp_path_factory: pytest.TempPathFactory) -> dict[st
         search={"num_samples": NUM_TRIALS, "max_concurrent": 2},
         objective={"metric": "heldout/loss"},
     )
-    state = launch_sweep(config, name="tiny-sweep")
+    with pytest.MonkeyPatch.context() as patch:  # module scope: the autouse cache fixture is later
+        patch.setenv("LORA_SWEEP_CACHE", str(tmp_path_factory.getbasetemp() / "cache"))
+        state = launch_sweep(config, name="tiny-sweep")
     client = MlflowClient(tracking_uri=config["tracking"]["mlflow_uri"])
     return {"state": state, "config": config, "client": client, "tmp": tmp}
 
