@@ -184,7 +184,9 @@ def primary_scores(scores: BenchmarkScores, plan: BenchmarkPlan) -> dict[str, fl
     """Each task's score on its primary metric (acc_norm for ARC, acc for MMLU, ...)."""
     out = {}
     for task in plan.tasks:
-        metrics = scores.metrics.get(task, {})
+        metrics = scores.metrics.get(task)
+        if not metrics:  # not scored (nothing logged for it)
+            continue
         name = primary_metric(task, metrics, plan.metric_overrides)
         if name in metrics:
             out[task] = metrics[name]
@@ -195,16 +197,13 @@ def recorded_scores(
     metrics: dict[str, float], plan: BenchmarkPlan, *, phase: str
 ) -> dict[str, float]:
     """Primary scores read back from logged ``bench/<phase>/<task>/<metric>`` values."""
-    out = {}
+    logged: dict[str, dict[str, float]] = {}
     for task in plan.tasks:
         prefix = f"bench/{phase}/{task}/"
-        logged = {k.removeprefix(prefix): v for k, v in metrics.items() if k.startswith(prefix)}
-        if not logged:
-            continue
-        name = primary_metric(task, logged, plan.metric_overrides)
-        if name in logged:
-            out[task] = logged[name]
-    return out
+        found = {k.removeprefix(prefix): v for k, v in metrics.items() if k.startswith(prefix)}
+        if found:
+            logged[task] = found
+    return primary_scores(BenchmarkScores(logged), plan)
 
 
 def phase_metrics(

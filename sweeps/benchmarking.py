@@ -52,11 +52,6 @@ class BaseModel:
             self._loaded = (model.eval(), load_tokenizer(path, trust_remote_code=remote))
         return self._loaded
 
-    def swap(self, model: Any) -> None:
-        """Keep the model handed back after an adapter was unloaded from it."""
-        assert self._loaded is not None
-        self._loaded = (model, self._loaded[1])
-
 
 def model_id(spec: Any) -> str:
     from trainers.models import model_identity
@@ -125,7 +120,6 @@ def score_finalists(
         tuned = PeftModel.from_pretrained(model, record.adapter_path).eval()
         scores, seconds = score_plan(tuned, tokenizer, plan, phase=FULL)
         model = tuned.unload()  # the base again, for the next finalist
-        base_model.swap(model)
         full = record_full_scores(state, tracker, record, scores, plan=plan, seconds=seconds)
         say(describe_scores(record.trial_id, full, plan.base[FULL]))
 
