@@ -18,10 +18,12 @@ from pathlib import Path
 from typing import Any
 
 from evals.benchmarks import (
-    BenchmarkError,
     BenchmarkScores,
-    available_data,
+    check_data,
     check_tasks,
+    narrow_index_dirs,
+    narrow_task_manager,
+    pool_group,
     proxy_samples,
     score_benchmarks,
     task_manager,
@@ -65,13 +67,13 @@ class BenchmarkPlan:
     heldout_metric: str = ""
     mode: str = "max"
     base: dict[str, dict[str, float]] = field(default_factory=dict)  # phase -> task -> score
+    task_dirs: list[str] | None = None  # the index a trial needs; None: lm-eval's whole index
 
     def manager(self) -> Any:
+        if self.task_dirs is not None:
+            return narrow_task_manager(self.task_dirs)
         mirror = Path(self.mirror) if self.mirror else None
         return task_manager(mirror=mirror, include_path=None, cache=Path(self.cache))
-
-    def samples(self, tasks: list[str]) -> dict[str, list[int]]:
-        return {leaf: ids for task in tasks for leaf, ids in self.proxy[task].items()}
 
     def describe(self) -> dict[str, Any]:
         """What MLflow records about the plan (the proxy documents included)."""
@@ -79,7 +81,7 @@ class BenchmarkPlan:
                 "num_fewshot": self.num_fewshot, "batch_size": self.batch_size,
                 "digests": self.digests, "weights": self.weights, "guard": self.guard,
                 "finalists": self.finalists, "share_prefix": self.share_prefix,
-                "proxy_documents": self.proxy}  # fmt: skip
+                "proxy_documents": self.proxy, "task_dirs": self.task_dirs}  # fmt: skip
 
 
 def plan_benchmarks(
@@ -91,12 +93,10 @@ def plan_benchmarks(
         return None
     manager = task_manager(mirror=mirror, include_path=None, cache=cache)
     check_tasks(config.tasks, manager)
-    found, skipped = available_data(config.tasks, manager, mirror=mirror)
-    if skipped and not config.optional:
-        raise BenchmarkError(
-            "benchmark data cannot be had: " + "; ".join(skipped.values())
-            + " (or set benchmarks.optional: true to skip them)"
-        )  # fmt: skip
+    found, skipped = check_data(
+        config.tasks, manager, mirror=mirror, optional=config.optional,
+        fix_hint=" (or set benchmarks.optional: true to skip them)",
+    )  # fmt: skip
     for reason in skipped.values():
         progress(f"Benchmark skipped (optional): {reason}")
     tasks = [t for t in config.tasks if t in found]
@@ -113,6 +113,7 @@ def plan_benchmarks(
         guard={t: m for t, m in objective.guard.items() if t in found},
         finalists=config.finalists if tasks else 0, skipped=skipped,
         share_prefix=config.share_prefix,
+        task_dirs=narrow_index_dirs([found[t] for t in tasks], manager) if tasks else None,
     )  # fmt: skip
 
 
@@ -120,24 +121,29 @@ def plan_benchmarks(
 def score_plan(
     model: Any, tokenizer: Any, plan: BenchmarkPlan, *, phase: str, tasks: list[str] | None = None
 ) -> tuple[BenchmarkScores, float]:
-    """Score a loaded model on the plan's proxy documents or full sets; returns the seconds too.
+    """Score a loaded model on the plan's proxy documents or full sets; returns the seconds too
+    (the task index included).
 
     One lm-eval call per task: lm-eval batches requests across the tasks of one call, so a task
     scored alone gets the same batches whichever other tasks run (the base model's cached
     scores and every trial's stay comparable). Each task's seconds go in the eval config.
     """
     tasks = tasks if tasks is not None else plan.tasks
+    started_all = time.perf_counter()
     manager, scores, seconds = plan.manager(), BenchmarkScores(metrics={}), {}
     for task in tasks:
         started = time.perf_counter()
-        scores = scores.merge(score_benchmarks(
-            model, tokenizer, tasks=[task], batch_size=plan.batch_size, manager=manager,
-            num_fewshot=plan.num_fewshot, samples=plan.samples([task]) if phase == PROXY else None,
-            share_prefix=plan.share_prefix,
-        ))  # fmt: skip
+        samples = plan.proxy[task] if phase == PROXY else None
+        # a group's proxy covers some of its subtasks: score those, then pool them into the group
+        names = list(samples) if samples and list(samples) != [task] else [task]
+        part = score_benchmarks(
+            model, tokenizer, tasks=names, batch_size=plan.batch_size, manager=manager,
+            num_fewshot=plan.num_fewshot, samples=samples, share_prefix=plan.share_prefix,
+        )  # fmt: skip
+        scores = scores.merge(pool_group(part, task) if names != [task] else part)
         seconds[task] = time.perf_counter() - started
     scores.config.update(tasks=tasks, phase=phase, seconds=seconds)
-    return scores, sum(seconds.values())
+    return scores, time.perf_counter() - started_all
 
 
 def score_key(plan: BenchmarkPlan, task: str, *, phase: str, model_id: str) -> str:

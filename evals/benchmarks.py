@@ -13,12 +13,16 @@ precedence over the built-in tasks of the same name, so groups such as ``mmlu`` 
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import hashlib
+import io
 import json
 import math
 import os
+import sys
 from collections import defaultdict
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -222,11 +226,43 @@ def task_manager(*, mirror: Path | None, include_path: Path | None, cache: Path)
 
 
 @functools.lru_cache(maxsize=4)
-def _indexed_tasks(paths: tuple[str, ...]) -> Any:
+def _indexed_tasks(paths: tuple[str, ...], *, defaults: bool = True) -> Any:
     """Indexing lm-eval's ~15k task YAMLs takes seconds: once per process and set of paths."""
     from lm_eval.tasks import TaskManager
 
-    return TaskManager(include_path=list(paths) or None)
+    return TaskManager(include_path=list(paths) or None, include_defaults=defaults)
+
+
+def narrow_task_manager(dirs: list[str]) -> Any:
+    """An index of only ``dirs`` (from :func:`narrow_index_dirs`): milliseconds, not seconds."""
+    return _indexed_tasks(tuple(dirs), defaults=False)
+
+
+def narrow_index_dirs(data: list[TaskData], manager: Any) -> list[str] | None:
+    """The directories whose YAMLs define these tasks, their groups and subtasks, in the index's
+    order of precedence: a trial indexes these alone. None when that would define any of them
+    differently from ``manager`` (then trials index everything)."""
+    names = [name for task in data for name in task.names]
+    roots = [_lm_eval_tasks_dir(), *(Path(p) for p in manager.include_path or [])]
+    dirs = set()
+    for name in names:
+        entry = manager.task_index.get(name)
+        if entry is None or entry.yaml_path is None:
+            return None
+        dirs.add(Path(entry.yaml_path).parent)
+
+    def precedence(directory: Path) -> tuple[int, str]:
+        inside = [i for i, root in enumerate(roots) if directory.is_relative_to(root)]
+        return (max(inside, default=len(roots)), str(directory))
+
+    ordered = [str(d) for d in sorted(dirs, key=precedence)]
+    narrow = narrow_task_manager(ordered)
+    same = all(
+        name in narrow.task_index
+        and narrow.task_index[name].yaml_path == manager.task_index[name].yaml_path
+        for name in names
+    )
+    return ordered if same else None
 
 
 def check_tasks(tasks: list[str], manager: Any) -> None:
@@ -248,15 +284,17 @@ def prefix_sharing_lm(model: Any, tokenizer: Any, *, batch_size: int) -> Any:
     """lm-eval's HFLM, but the choices of one question share one forward pass of its context.
 
     lm-eval scores each (context, continuation) pair as a whole sequence. For multiple-choice
-    tasks every choice repeats the same context (TruthfulQA's six-shot preamble is most of its
-    tokens), so here the context runs once and its key/value cache is reused for each batch of
-    continuations. The log-likelihoods are the same sums over the same tokens; they agree with
-    lm-eval's own path to float rounding (tests/evals/test_benchmarks.py checks 1e-4).
+    tasks every choice repeats the same context, so here the context runs once and its key/value
+    cache is reused for each batch of continuations. Contexts are visited in sorted order and
+    each reuses the cache of the longest prefix it shares with the one before: TruthfulQA's
+    six-shot preamble, most of its tokens, runs once per task instead of once per question. The
+    log-likelihoods are the same sums over the same tokens; they agree with lm-eval's own path to
+    float rounding (tests/evals/test_benchmarks.py checks 1e-4).
     """
     import copy
+    import inspect
 
     import torch
-    import torch.nn.functional as F
     from lm_eval.models.huggingface import HFLM
 
     class PrefixSharingHFLM(HFLM):  # type: ignore[misc]
@@ -277,22 +315,45 @@ def prefix_sharing_lm(model: Any, tokenizer: Any, *, batch_size: int) -> Any:
                 )
                 for i, answer in zip(long, plain, strict=True):
                     results[i] = answer
-            for context, members in groups.items():
-                for i, answer in zip(
-                    members,
-                    self._score_group(list(context), [requests[i] for i in members]),
-                    strict=True,
-                ):
+            self._last_prefix: tuple[list[int], Any] = ([], None)
+            for context in sorted(groups):  # neighbours share their longest prefixes
+                members = groups[context]
+                answers = self._score_group(list(context), [requests[i] for i in members])
+                for i, answer in zip(members, answers, strict=True):
                     results[i] = answer
                     self.cache_hook.add_partial("loglikelihood", requests[i][0], answer)
+            self._last_prefix = ([], None)
             return [r for r in results if r is not None]
+
+        def _prefix_cache(self, prefix: list[int]) -> Any:
+            """The key/value cache of ``prefix``, extending the last one from where they differ."""
+            last, cache = self._last_prefix
+            shared = 0
+            for a, b in zip(last, prefix, strict=False):
+                if a != b:
+                    break
+                shared += 1
+            if shared == 0 or not _croppable(cache):
+                cache, shared = None, 0
+            elif shared < len(last):
+                cache.crop(shared - len(last))  # negative: drop that many tokens (any version)
+            if shared < len(prefix):
+                ids = torch.tensor([prefix[shared:]], device=self.device)
+                cache = self.model(input_ids=ids, past_key_values=cache, use_cache=True,
+                                   **self._head_kwargs()).past_key_values  # fmt: skip
+            self._last_prefix = (prefix, cache)
+            return cache
+
+        def _head_kwargs(self) -> dict[str, Any]:
+            """Only the last position's logits for a context pass (the LM head is a fifth of
+            a small model's compute), where the model's forward takes ``logits_to_keep``."""
+            base = getattr(self.model, "get_base_model", lambda: self.model)()
+            accepts = "logits_to_keep" in inspect.signature(base.forward).parameters
+            return {"logits_to_keep": 1} if accepts else {}
 
         @torch.no_grad()
         def _score_group(self, context: list[int], requests: list[Any]) -> list[tuple[float, bool]]:
-            past = None
-            if len(context) > 1:
-                prefix = torch.tensor([context[:-1]], device=self.device)
-                past = self.model(input_ids=prefix, use_cache=True).past_key_values
+            past = self._prefix_cache(context[:-1]) if len(context) > 1 else None
             answers = []
             for start in range(0, len(requests), self.batch_size):
                 chunk = [r[2] for r in requests[start : start + self.batch_size]]
@@ -304,15 +365,41 @@ def prefix_sharing_lm(model: Any, tokenizer: Any, *, batch_size: int) -> Any:
                     cache.batch_repeat_interleave(len(chunk))
                 logits = self.model(input_ids=torch.tensor(rows, device=self.device),
                                     past_key_values=cache, use_cache=cache is not None).logits  # fmt: skip
-                logprobs = F.log_softmax(logits.float(), dim=-1)
-                for row, cont in zip(logprobs, chunk, strict=True):
-                    picked = row[: len(cont)]
+                for row, cont in zip(logits, chunk, strict=True):
+                    picked = row[: len(cont)].float()  # padding is never normalised
                     target = torch.tensor(cont, device=self.device)
-                    total = float(picked.gather(-1, target[:, None]).sum())
+                    chosen = picked.gather(-1, target[:, None]).squeeze(-1)
+                    total = float((chosen - picked.logsumexp(-1)).sum())  # = log_softmax's
                     answers.append((total, bool((picked.argmax(-1) == target).all())))
             return answers
 
     return PrefixSharingHFLM(pretrained=model, tokenizer=tokenizer, batch_size=batch_size)
+
+
+@contextlib.contextmanager
+def _quiet_evaluation() -> Iterator[None]:
+    """lm-eval without its side work: no ``pip list`` and torch environment probe after every
+    evaluation (0.6 s each, a few per trial; our runs record versions and hardware once, as
+    provenance), and no progress bars across the sweep's live table. What it wrote to stderr is
+    shown after all if the evaluation fails."""
+    import lm_eval.evaluator as evaluator
+
+    original, stderr = evaluator.add_env_info, io.StringIO()
+    evaluator.add_env_info = lambda _results: None
+    try:
+        with contextlib.redirect_stderr(stderr):
+            yield
+    except BaseException:
+        sys.stderr.write(stderr.getvalue())
+        raise
+    finally:
+        evaluator.add_env_info = original
+
+
+def _croppable(cache: Any) -> bool:
+    """Plain full-attention key/value layers: cutting them back to a prefix is exact."""
+    layers = getattr(cache, "layers", None) or []
+    return bool(layers) and all(type(layer).__name__ == "DynamicLayer" for layer in layers)
 
 
 def score_benchmarks(
@@ -337,10 +424,11 @@ def score_benchmarks(
         if share_prefix
         else HFLM(pretrained=model, tokenizer=tokenizer, batch_size=batch_size)
     )
-    out = lm_eval.simple_evaluate(
-        model=lm, tasks=tasks, num_fewshot=num_fewshot, limit=limit, task_manager=manager,
-        log_samples=True, samples=samples,
-    )  # fmt: skip
+    with _quiet_evaluation():
+        out = lm_eval.simple_evaluate(
+            model=lm, tasks=tasks, num_fewshot=num_fewshot, limit=limit, task_manager=manager,
+            log_samples=True, samples=samples,
+        )  # fmt: skip
     if out is None:
         raise BenchmarkError("lm-eval returned no results")
     metrics = {task: _numeric(values) for task, values in out["results"].items()}
@@ -388,59 +476,75 @@ def quiet_datasets() -> None:
 # --------------------------------------------------------------------------- proxies and plans
 @dataclass(frozen=True)
 class TaskData:
-    """What a requested task scores: its leaf tasks with their document counts, and a digest."""
+    """What a requested task scores: its leaf tasks (in the group's order) with their document
+    counts, a digest of the documents, and every name it is made of (groups and subtasks)."""
 
     leaves: dict[str, int]
     digest: str
+    names: list[str] = field(default_factory=list)
 
 
 def load_task_data(task: str, manager: Any) -> TaskData:
     """Load a task's documents (Hub or mirror) and fingerprint them; raises when it cannot."""
-    from lm_eval.tasks import get_task_dict
-
     quiet_datasets()
-    leaves: dict[str, Any] = {}
-
-    def walk(node: dict[Any, Any]) -> None:
-        for key, value in node.items():
-            if isinstance(value, dict):
-                walk(value)
-            else:
-                leaves[str(key)] = value
-
-    walk(get_task_dict([task], manager))
+    loaded = manager.load([task])
+    leaves = loaded["tasks"]
     digest = hashlib.sha256()
     for name, leaf in sorted(leaves.items()):
         digest.update(f"{name}:{getattr(leaf, 'VERSION', '')}\n".encode())
         for doc in leaf.eval_docs:
             digest.update(json.dumps(doc, sort_keys=True, default=str).encode())
-    return TaskData({n: len(leaf.eval_docs) for n, leaf in leaves.items()}, digest.hexdigest()[:16])
+    names = list(dict.fromkeys([task, *loaded.get("groups", {}), *leaves]))
+    counts = {name: len(leaf.eval_docs) for name, leaf in leaves.items()}
+    return TaskData(counts, digest.hexdigest()[:16], names)
 
 
 def proxy_samples(leaves: dict[str, int], *, size: int, seed: int) -> dict[str, list[int]]:
-    """A fixed, seeded subset of document indices per leaf task.
+    """A fixed, seeded subset of ``size`` documents, as {leaf task: document indices}.
 
-    A single task gets ``size`` documents. A group (MMLU's 57 subjects) is stratified: ``size`` is
-    shared out in proportion to each subtask's documents, at least one each (largest remainder).
+    A systematic sample over all the documents, each leaf's in a seeded random order and the
+    leaves in the task's own order. A single task gets a random sample. A group (MMLU's 57
+    subjects, in its four categories) is stratified by subtask: each gets its proportional share
+    of ``size``, rounded down or up, so an 8-document MMLU proxy has 8 subjects spread over the
+    categories. Leaves whose share rounds to nothing are left out.
     """
     import random
 
-    total = sum(leaves.values())
-    size = min(max(size, len(leaves)), total)
-    extra = size - len(leaves)  # one document each first, the rest in proportion to size
-    quotas = {name: extra * count / total for name, count in leaves.items()}
-    counts = {name: min(1 + int(q), leaves[name]) for name, q in quotas.items()}
-    by_remainder = sorted(leaves, key=lambda n: (int(quotas[n]) - quotas[n], n))
-    for name in by_remainder:
-        if sum(counts.values()) >= size:
-            break
-        if counts[name] < leaves[name]:
-            counts[name] += 1
-    return {
-        name: sorted(random.Random(f"{seed}:{name}").sample(range(leaves[name]),
-                                                            min(counts[name], leaves[name])))
-        for name in sorted(leaves)
-    }  # fmt: skip
+    frame = [
+        (name, index)
+        for name, count in leaves.items()
+        for index in random.Random(f"{seed}:{name}").sample(range(count), count)
+    ]
+    size = min(size, len(frame))
+    if size < 1:
+        return {}
+    step = len(frame) / size
+    start = random.Random(seed).random() * step
+    picked: dict[str, list[int]] = defaultdict(list)
+    for k in range(size):
+        name, index = frame[min(int(start + k * step), len(frame) - 1)]
+        picked[name].append(index)
+    return {name: sorted(ids) for name, ids in sorted(picked.items())}
+
+
+def pool_group(scores: BenchmarkScores, group: str) -> BenchmarkScores:
+    """Scores of some of a group's subtasks, plus the group's own: the mean of each metric over
+    all their documents (lm-eval's size-weighted mean, as MMLU uses), with its standard error."""
+    leaves = list(scores.samples)
+    names = sorted({m for leaf in leaves for m in scores.metrics.get(leaf, {})
+                    if not m.endswith("_stderr")})  # fmt: skip
+    pooled = {}
+    for name in names:
+        values = [float(row[name]) for leaf in leaves for row in scores.samples[leaf]
+                  if isinstance(row.get(name), (int, float))]  # fmt: skip
+        if values:
+            pooled[name] = sum(values) / len(values)
+    out = BenchmarkScores(
+        metrics={**scores.metrics, group: pooled}, samples=scores.samples,
+        config=scores.config, groups={**scores.groups, group: leaves},
+    )  # fmt: skip
+    fill_group_stderr(out)
+    return out
 
 
 def available_data(
@@ -456,12 +560,18 @@ def available_data(
     return found, missing
 
 
-def check_data(tasks: list[str], manager: Any, *, mirror: Path | None) -> dict[str, TaskData]:
-    """Every task's data, or one line naming each task that cannot be had and the fix."""
+def check_data(
+    tasks: list[str], manager: Any, *, mirror: Path | None, optional: bool = False,
+    fix_hint: str = "",
+) -> tuple[dict[str, TaskData], dict[str, str]]:  # fmt: skip
+    """Every task's data, and for the ones that cannot be had, why. Unless they are optional,
+    any missing one raises one line naming each and the fix (plus ``fix_hint``)."""
     found, missing = available_data(tasks, manager, mirror=mirror)
-    if missing:
-        raise BenchmarkError("benchmark data cannot be had: " + "; ".join(missing.values()))
-    return found
+    if missing and not optional:
+        raise BenchmarkError(
+            "benchmark data cannot be had: " + "; ".join(missing.values()) + fix_hint
+        )
+    return found, missing
 
 
 def unavailable_reason(task: str, error: Exception, mirror: Path | None) -> str:

@@ -56,8 +56,10 @@ def trial_wall_seconds(state: Any) -> dict[str, float]:
     return seconds
 
 
-def full_set_scores(state: Any, plan: Any, spec: Any, task: str) -> dict[str, float]:
-    """The base model and every completed trial's adapter on ``task``'s full set."""
+def full_set_scores(
+    state: Any, plan: Any, spec: Any, task: str
+) -> tuple[dict[str, float], dict[str, float]]:
+    """The base model and every completed trial's adapter on ``task``'s full set, and seconds."""
     from peft import PeftModel
 
     from evals.benchmark_plan import FULL, primary_scores, score_plan
@@ -65,15 +67,17 @@ def full_set_scores(state: Any, plan: Any, spec: Any, task: str) -> dict[str, fl
 
     plan = replace(plan, tasks=[task])
     model, tokenizer = BaseModel(spec)()
-    scores = {"base": primary_scores(score_plan(model, tokenizer, plan, phase=FULL)[0], plan)[task]}
+    base, base_seconds = score_plan(model, tokenizer, plan, phase=FULL)
+    scores = {"base": primary_scores(base, plan)[task]}
+    seconds = {"base": base_seconds}
     for record in state.trials.values():
         if record.status != "completed" or not record.adapter_path:
             continue
         tuned = PeftModel.from_pretrained(model, record.adapter_path).eval()
-        full, _ = score_plan(tuned, tokenizer, plan, phase=FULL)
+        full, seconds[record.trial_id] = score_plan(tuned, tokenizer, plan, phase=FULL)
         scores[record.trial_id] = primary_scores(full, plan)[task]
         model = tuned.unload()
-    return scores
+    return scores, seconds
 
 
 def main(argv: list[str] | None = None) -> dict[str, Any]:
@@ -102,7 +106,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         walls = trial_wall_seconds(state)
         config, _, config_dir = coerce_config(config_from_dict(raw))
         plan = preflight(config, config_path=None, config_dir=config_dir, progress=lambda _: None)
-        full = full_set_scores(state, plan.spec.benchmarks, plan.spec, args.full_task)
+        full, full_seconds = full_set_scores(state, plan.spec.benchmarks, plan.spec, args.full_task)
     metric = PRIMARY_METRICS.get(args.full_task, "acc")
     trials = []
     for record in state.trials.values():
@@ -116,6 +120,9 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
             "proxy": m[f"bench/proxy/{args.full_task}/{metric}"],
             "proxy_stderr": m.get(f"bench/proxy/{args.full_task}/{metric}_stderr"),
             "full": full[record.trial_id],
+            "full_s": full_seconds[record.trial_id],
+            "proxy_task_s": {t: m.get(f"bench/proxy/{t}/seconds")
+                             for t in raw["benchmarks"]["tasks"]},
             **{f"proxy_{t}": m.get(f"bench/proxy/{t}/{PRIMARY_METRICS.get(t, 'acc')}")
                for t in raw["benchmarks"]["tasks"]},
         })  # fmt: skip

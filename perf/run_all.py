@@ -187,28 +187,43 @@ scores.
 
 def benchmarks_section(r: dict[str, Any]) -> str:
     s = r["settings"]
+    tasks = s["tasks"]
     rows = "\n".join(
         f"| {t['trial']} | {t['wall_s']:.0f} | {t['proxy_s']:.0f} | {t['share']:.1%} | "
-        f"{t['proxy']:.3f} ± {t['proxy_stderr'] or float('nan'):.3f} | {t['full']:.4f} |"
+        + " | ".join(
+            f"{(t.get('proxy_task_s') or {}).get(task) or float('nan'):.1f}" for task in tasks
+        )
+        + f" | {t['proxy']:.3f} ± {t['proxy_stderr'] or float('nan'):.3f} | {t['full']:.4f} |"
         for t in r["trials"]
     )
     verdict = "met" if r["max_share"] <= 0.15 else "not met"
+    full_s = [t["full_s"] for t in r["trials"] if t.get("full_s")]
+    proxy_task_s = [(t.get("proxy_task_s") or {}).get(s["full_task"]) for t in r["trials"]]
+    proxy_task_s = [x for x in proxy_task_s if x]
+    cost = (
+        f"- One trial's proxy {s['full_task']} took {sum(proxy_task_s) / len(proxy_task_s):.1f} s; "
+        f"its full set, {sum(full_s) / len(full_s):.0f} s per adapter: the proxy costs "
+        f"{sum(proxy_task_s) / sum(full_s) * len(full_s) / len(proxy_task_s):.1%} of the full set.\n"
+        if full_s and proxy_task_s
+        else ""
+    )
     return f"""## (c) Benchmarks in a sweep: cost of the proxy, and its ranking vs the full set
 
 `python perf/bench_benchmarks.py --mirror ../shared/benchmarks --trials {s["trials"]} --full-task {s["full_task"]}`:
 a sweep of the shipped `search_spaces/lora.yaml` (SmolLM2-135M, 1 CPU per trial, 2 at a time,
-no early stopping) with {", ".join(s["tasks"])} at the default proxy size ({s["proxy_size"]}
-documents per task; MMLU one per subject at least, 57). Trial wall time is Ray's `time_total_s`;
-the proxy's seconds are measured in the same trial. Then every adapter and the base model were
-scored on the full {s["full_task"]} set ({s["metric"]}).
+no early stopping) with {", ".join(tasks)} at the default proxy size ({s["proxy_size"]}
+documents per task; MMLU stratified by subject). Trial wall time is Ray's `time_total_s`; the
+proxy's seconds are the whole benchmark step in the same trial (importing lm-eval, its task
+index, scoring, writing the samples). Then every adapter and the base model were scored on the
+full {s["full_task"]} set ({s["metric"]}).
 
-| trial | trial wall s | proxy benchmarks s | share | proxy {s["full_task"]} {s["metric"]} ± stderr | full set |
-|---|---|---|---|---|---|
+| trial | trial wall s | proxy s | share | {" | ".join(f"{t} s" for t in tasks)} | proxy {s["full_task"]} {s["metric"]} ± stderr | full set |
+|---|---|---|---|{"---|" * len(tasks)}---|---|
 {rows}
 
 - **Benchmark share of trial wall time (target <= 15%): mean {r["mean_share"]:.1%}, max
   {r["max_share"]:.1%}: {verdict}.**
-- **Spearman correlation of the proxy's ranking with the full set's: {r["spearman_proxy_vs_full"]:.2f}**
+{cost}- **Spearman correlation of the proxy's ranking with the full set's: {r["spearman_proxy_vs_full"]:.2f}**
   over {len(r["trials"])} trials (base model on the full set: {r["base_full"]:.4f}).
 """
 

@@ -124,6 +124,8 @@ def lora_trainable(config: dict[str, Any], spec: Any) -> None:
         )
     finally:
         shutil.rmtree(workdir, ignore_errors=True)
+        if resume is not None:  # Ray's temporary copy of the checkpoint resumed from
+            shutil.rmtree(resume, ignore_errors=True)
 
 
 class RecorderCallback(tune.Callback):

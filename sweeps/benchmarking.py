@@ -72,9 +72,14 @@ def log_base_scores(tracker: SweepTracker, run_id: str, scores: Any, *, phase: s
     """``base/bench/<phase>/...`` metrics and the base's per-sample outputs on the parent run."""
     tracker.log_metrics(run_id, {f"base/{k}": v for k, v in scores.flat(f"bench/{phase}").items()},
                         step=0)  # fmt: skip
+    log_samples(tracker, run_id, scores, artifact_path=f"base_benchmarks/{phase}")
+
+
+def log_samples(tracker: SweepTracker, run_id: str, scores: Any, *, artifact_path: str) -> None:
+    """Per-sample outputs and the eval config, as artefacts under ``artifact_path``."""
     with tempfile.TemporaryDirectory() as tmp:
         write_samples(scores, Path(tmp))
-        tracker.log_artifact_dirs(run_id, {f"base_benchmarks/{phase}": Path(tmp)})
+        tracker.log_artifact_dirs(run_id, {artifact_path: Path(tmp)})
 
 
 # --------------------------------------------------------------------------- after the sweep
@@ -132,9 +137,7 @@ def record_full_scores(
     heldout = record.metrics.get(plan.heldout_metric)
     metrics = phase_metrics(scores, plan, phase=FULL, heldout=heldout, seconds=seconds)
     tracker.log_metrics(record.run_id, metrics, step=max(record.last_step, 0))
-    with tempfile.TemporaryDirectory() as tmp:
-        write_samples(scores, Path(tmp))
-        tracker.log_artifact_dirs(record.run_id, {f"benchmarks/{FULL}": Path(tmp)})
+    log_samples(tracker, record.run_id, scores, artifact_path=f"benchmarks/{FULL}")
     record.metrics.update(metrics)
     record.finalist = True
     record.final_objective = metrics.get(f"{COMPOSITE}_{FULL}")

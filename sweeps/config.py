@@ -343,10 +343,10 @@ class BenchmarksConfig(_Strict):
     num_fewshot: int | None = Field(None, ge=0, description="None: each task's own default.")
     batch_size: int = Field(16, ge=1, description="Pinned: lm-eval scores shift with batch size.")
     proxy_size: int = Field(
-        16,
+        8,
         ge=1,
         description="Docs per task scored for each trial; groups such as mmlu are "
-        "stratified by subtask (at least one doc each).",
+        "stratified by subtask (each gets its proportional share, rounded).",
     )
     proxy_sizes: dict[str, int] = Field(
         default_factory=dict, description="{task: documents}: proxy_size for some tasks only."

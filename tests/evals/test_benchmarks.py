@@ -163,3 +163,36 @@ def test_shared_prefix_path_leaves_over_long_requests_to_lm_eval(tiny_model: Pat
     )
     assert [g for _, g in fast] == [g for _, g in plain]
     assert [v for v, _ in fast] == pytest.approx([v for v, _ in plain], abs=1e-4)
+
+
+def test_shared_prefix_runs_a_common_preamble_once_across_questions(tiny_model: Path) -> None:
+    """TruthfulQA-style: every question behind one long preamble. The preamble's cache is reused
+    from question to question, and the numbers stay lm-eval's."""
+    from lm_eval.models.huggingface import HFLM
+
+    from evals.benchmarks import prefix_sharing_lm
+
+    tokenizer, model = load_tokenizer(tiny_model), load_causal_lm(tiny_model)
+
+    def ids(text: str) -> list[int]:
+        return list(tokenizer(text, add_special_tokens=False)["input_ids"])
+
+    preamble = ids("Answer each question truthfully and briefly. " * 12)
+    contexts = [preamble + ids(f" Q: what is {q} plus {q}? A:") for q in range(4)]
+    requests = [((f"q{i}", c), ctx, ids(c)) for i, ctx in enumerate(contexts)
+                for c in (" yes", " no", " maybe")]  # fmt: skip
+    tokens_run: list[int] = []
+    hook = model.register_forward_pre_hook(
+        lambda _m, _a, kwargs: tokens_run.append(kwargs["input_ids"].shape[1]), with_kwargs=True
+    )
+    try:
+        fast = prefix_sharing_lm(model, tokenizer, batch_size=2)._loglikelihood_tokens(requests)
+    finally:
+        hook.remove()
+    plain = HFLM(pretrained=model, tokenizer=tokenizer, batch_size=2)._loglikelihood_tokens(
+        requests
+    )
+    assert [g for _, g in fast] == [g for _, g in plain]
+    assert [v for v, _ in fast] == pytest.approx([v for v, _ in plain], abs=1e-4)
+    # each context once would be 4 x the preamble; reusing it across questions is about 1 x
+    assert sum(tokens_run) < 2 * len(preamble) < sum(map(len, contexts)) / 2

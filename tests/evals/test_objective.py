@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+import itertools
+import math
+
 import pytest
 
-from evals.benchmarks import BenchmarkScores, fill_group_stderr, proxy_samples
+from evals.benchmarks import BenchmarkScores, fill_group_stderr, pool_group, proxy_samples
 from evals.objective import composite, deltas, guard_violations, primary_metric
 
 
@@ -37,13 +40,23 @@ def test_proxy_subset_is_seeded_and_stratified_by_subtask() -> None:
     assert picked == proxy_samples(leaves, size=32, seed=7)  # fixed for a seed
     assert picked != proxy_samples(leaves, size=32, seed=8)
     counts = {k: len(v) for k, v in picked.items()}
-    assert sum(counts.values()) == 32 and counts["tiny"] == 1 and counts["big"] > counts["mid"]
+    assert sum(counts.values()) == 32
+    for name, count in leaves.items():  # each subtask's proportional share, rounded down or up
+        share = 32 * count / sum(leaves.values())
+        assert math.floor(share) <= counts.get(name, 0) <= math.ceil(share), name
     assert all(0 <= i < leaves[k] and v == sorted(set(v)) for k, v in picked.items() for i in v)
-    # a group smaller than its subtasks still gets one document per subtask
-    assert {k: len(v) for k, v in proxy_samples(leaves, size=2, seed=0).items()} == dict.fromkeys(
-        leaves, 1
-    )
     assert len(proxy_samples({"arc": 5}, size=50, seed=0)["arc"]) == 5
+
+
+def test_proxy_smaller_than_its_group_spreads_over_the_groups_order() -> None:
+    """16 documents of 57 equal subjects: 16 subjects, one each, evenly spaced in the group's
+    order (which lists MMLU's subjects category by category)."""
+    subjects = {f"s{i:02d}": 10 for i in range(57)}
+    for seed in range(5):
+        picked = proxy_samples(subjects, size=16, seed=seed)
+        assert len(picked) == 16 and all(len(ids) == 1 for ids in picked.values())
+        positions = sorted(int(name[1:]) for name in picked)
+        assert {b - a for a, b in itertools.pairwise(positions)} <= {3, 4}  # 57 / 16 = 3.56
 
 
 def test_group_stderr_is_filled_from_samples_when_lm_eval_gives_none() -> None:
@@ -54,3 +67,16 @@ def test_group_stderr_is_filled_from_samples_when_lm_eval_gives_none() -> None:
     )
     fill_group_stderr(scores)
     assert scores.metrics["g"]["acc_stderr"] == pytest.approx(0.5)  # stdev 0.707 / sqrt(2)
+
+
+def test_a_groups_proxy_pools_its_subtasks_documents() -> None:
+    """Three documents from two subjects: the group's score is the mean over the documents
+    (size-weighted, as lm-eval weights MMLU), with a standard error over them."""
+    scores = BenchmarkScores(
+        metrics={"a": {"acc": 1.0, "acc_stderr": 0.0}, "b": {"acc": 0.5, "acc_stderr": 0.5}},
+        samples={"a": [{"acc": 1.0}], "b": [{"acc": 1.0}, {"acc": 0.0}]},
+    )
+    pooled = pool_group(scores, "g")
+    assert pooled.metrics["g"]["acc"] == pytest.approx(2 / 3)  # not the subjects' mean, 0.75
+    assert pooled.metrics["g"]["acc_stderr"] == pytest.approx(0.57735 / 3**0.5, abs=1e-5)
+    assert pooled.groups == {"g": ["a", "b"]} and pooled.members("g") == ["g", "a", "b"]

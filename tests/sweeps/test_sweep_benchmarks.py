@@ -24,6 +24,7 @@ from tests.evals.test_benchmarks import ARC_ROWS, write_rows
 
 NUM_TRIALS = 3
 FINALISTS = 2
+MMLU_PROXY = 8
 
 
 def mmlu_rows() -> list[dict[str, Any]]:
@@ -34,6 +35,17 @@ def mmlu_rows() -> list[dict[str, Any]]:
     subjects = sorted(p.stem.removeprefix("mmlu_") for p in default.glob("mmlu_*.yaml"))
     return [{"question": f"{subject} Q{i}", "subject": subject, "choices": ["w", "x", "y", "z"],
              "answer": i % 4} for n, subject in enumerate(subjects) for i in range(1 + n % 3)]  # fmt: skip
+
+
+def mmlu_categories() -> dict[str, str]:
+    """lm-eval's own subject -> category (``mmlu_stem_tasks`` ...), from its subject YAMLs."""
+    import lm_eval.tasks
+    import yaml
+
+    default = Path(lm_eval.tasks.__file__).parent / "mmlu" / "default"
+    return {
+        path.stem: yaml.safe_load(path.read_text())["tag"] for path in default.glob("mmlu_*.yaml")
+    }
 
 
 def fixture_mirror(root: Path) -> Path:
@@ -54,7 +66,8 @@ def benchmark_config(model: Path, tmp: Path, **benchmarks: Any) -> dict[str, Any
         scheduler={"type": "none"},
         benchmarks={"tasks": ["arc_challenge", "mmlu", "hellaswag"], "optional": True,
                     "mirror": str(fixture_mirror(tmp / "mirror")), "num_fewshot": 0,
-                    "batch_size": 4, "proxy_size": 3, "finalists": FINALISTS, **benchmarks},
+                    "batch_size": 4, "proxy_size": 3, "proxy_sizes": {"mmlu": MMLU_PROXY},
+                    "finalists": FINALISTS, **benchmarks},
         objective={"metric": "heldout/loss", "benchmark_weights": {"arc_challenge": 0.5, "mmlu": 0.5},
                    "guard": {"mmlu": 1.0}},
     )  # fmt: skip
@@ -85,10 +98,13 @@ def test_every_completed_trial_has_proxy_scores_with_stderr_and_samples(
         Path(client.download_artifacts(state.parent_run_id, "benchmarks_plan.json")).read_text()
     )
     assert plan["tasks"] == ["arc_challenge", "mmlu"]
-    # MMLU is stratified: every subject gets a document; the proxy is 3 of the 6 ARC questions
+    # MMLU is stratified by subject (8 documents: 8 subjects, every category among them); the
+    # proxy is 3 of the 6 ARC questions
     mmlu = plan["proxy_documents"]["mmlu"]
-    assert len(mmlu) == 57 and all(len(ids) == 1 for ids in mmlu.values())
+    assert len(mmlu) == MMLU_PROXY and all(len(ids) == 1 for ids in mmlu.values())
+    assert {mmlu_categories()[s] for s in mmlu} == set(mmlu_categories().values())
     assert len(plan["proxy_documents"]["arc_challenge"]["arc_challenge"]) == 3
+    assert plan["task_dirs"] and len(plan["task_dirs"]) <= 3  # trials index only what they need
     completed = [t for t in state.trials.values() if t.status == "completed"]
     assert len(completed) == NUM_TRIALS
     for record in completed:
@@ -99,8 +115,16 @@ def test_every_completed_trial_has_proxy_scores_with_stderr_and_samples(
                     "bench/proxy/mmlu/seconds",
                     "objective/composite"):  # fmt: skip
             assert key in metrics, (record.trial_id, key)
-        assert "bench/proxy/mmlu_stem/acc" in metrics  # MMLU's categories, not its 57 subjects
-        assert not any(k.startswith("bench/proxy/mmlu_anatomy/") for k in metrics)
+        # the proxy's MMLU is the mean over its documents; no per-subject or category noise
+        assert not any(
+            k.startswith(("bench/proxy/mmlu_", "bench/proxy/mmlu_stem/")) for k in metrics
+        )
+        pooled = []
+        for subject in mmlu:
+            rows = client.download_artifacts(record.run_id, f"benchmarks/proxy/{subject}.jsonl")
+            pooled += [json.loads(x)["acc"] for x in Path(rows).read_text().splitlines()]
+        assert len(pooled) == MMLU_PROXY
+        assert metrics["bench/proxy/mmlu/acc"] == pytest.approx(sum(pooled) / len(pooled))
         samples = client.download_artifacts(record.run_id, "benchmarks/proxy/arc_challenge.jsonl")
         doc_ids = sorted(json.loads(x)["doc_id"] for x in Path(samples).read_text().splitlines())
         assert doc_ids == plan["proxy_documents"]["arc_challenge"]["arc_challenge"]

@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 import os
 import signal
+import tempfile
 import threading
 import time
 from pathlib import Path
@@ -65,8 +66,11 @@ def long_trial_config(tiny_model: Path, tmp_path: Path) -> dict[str, Any]:
 
 def test_killed_trial_resumes_from_its_checkpoint(tiny_model: Path, tmp_path: Path) -> None:
     config = long_trial_config(tiny_model, tmp_path)
+    ray_copies = set(Path(tempfile.gettempdir()).glob("checkpoint_tmp_*"))
     state, killed = run_with_kills(config, "restart", tmp_path, rungs=[2])
     assert killed, "the watcher never saw rung 2"
+    # Ray's temporary copy of the checkpoint the trial resumed from is removed afterwards
+    assert set(Path(tempfile.gettempdir()).glob("checkpoint_tmp_*")) <= ray_copies
     [record] = state.trials.values()
     assert record.status == "completed" and record.rungs == 12
 
