@@ -47,6 +47,28 @@ def run_cli(
     return dict(json.loads(result.read_text())["results"])
 
 
+def recorded_cli(path: Path, args: argparse.Namespace) -> tuple[dict[str, Any], float]:
+    """The CLI's metrics from an earlier run with the same tasks, limit, few-shot and batch size,
+    as docs/perf.json holds them (the CLI side does not change with our code). Raises if none."""
+    runs = json.loads(path.read_text()).get("lm_eval_parity", [])
+    keys = ("tasks", "limit", "num_fewshot", "batch_size")
+    for run in runs:
+        if all(run["settings"].get(k) == getattr(args, k) for k in keys) and run.get("lm_eval"):
+            if run["lm_eval"] != lm_eval_version():
+                continue
+            cli: dict[str, Any] = {}
+            for row in run["rows"]:
+                cli.setdefault(row["task"], {})[f"{row['metric']},none"] = row["cli"]
+            return cli, float(run["cli_seconds"])
+    raise SystemExit(f"{path}: no recorded CLI run with the same {', '.join(keys)} and lm-eval")
+
+
+def lm_eval_version() -> str:
+    from importlib.metadata import version
+
+    return version("lm_eval")
+
+
 def compare(
     ours: dict[str, dict[str, float]], cli: dict[str, dict[str, Any]]
 ) -> list[dict[str, Any]]:
@@ -72,6 +94,13 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         action="store_true",
         help="our side runs each context once (the default in sweeps)",
     )
+    parser.add_argument(
+        "--reuse-cli",
+        type=Path,
+        metavar="PERF_JSON",
+        help="take the CLI's numbers from a recorded run with the same settings and lm-eval "
+        "version (docs/perf.json) instead of running it again: for re-checking our side",
+    )
     parser.add_argument("--out", type=Path)
     args = parser.parse_args(argv)
 
@@ -87,13 +116,18 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
                             manager=manager, num_fewshot=args.num_fewshot, limit=args.limit,
                             share_prefix=args.share_prefix)  # fmt: skip
     ours_seconds = time.perf_counter() - started
-    with tempfile.TemporaryDirectory() as tmp:
-        started = time.perf_counter()
-        cli = run_cli(model_dir, tasks_dir, args, Path(tmp))
-        cli_seconds = time.perf_counter() - started
+    if args.reuse_cli:
+        cli, cli_seconds = recorded_cli(args.reuse_cli, args)
+    else:
+        with tempfile.TemporaryDirectory() as tmp:
+            started = time.perf_counter()
+            cli = run_cli(model_dir, tasks_dir, args, Path(tmp))
+            cli_seconds = time.perf_counter() - started
     rows = compare(ours.metrics, cli)
     result = {
-        "settings": {**vars(args), "mirror": str(args.mirror), "out": str(args.out)},
+        "settings": {**vars(args), "mirror": str(args.mirror), "out": str(args.out),
+                     "reuse_cli": str(args.reuse_cli) if args.reuse_cli else None},
+        "lm_eval": lm_eval_version(), "cli_recorded": bool(args.reuse_cli),
         "rows": rows, "max_abs_diff": max((r["abs_diff"] for r in rows), default=float("nan")),
         "equal_to_1e-4": bool(rows) and all(r["abs_diff"] <= TOLERANCE for r in rows),
         "ours_seconds": ours_seconds, "cli_seconds": cli_seconds,
