@@ -13,7 +13,7 @@ from __future__ import annotations
 import json
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -29,18 +29,22 @@ from evals.benchmarks import (
     task_manager,
 )
 from evals.objective import COMPOSITE, composite, deltas, primary_metric
+from evals.paired import PairedComparison, compare_paired
 
 __all__ = [
     "COMPOSITE",
     "FULL",
     "PROXY",
     "BenchmarkPlan",
+    "base_with",
     "cached_base_scores",
+    "item_scores",
     "phase_metrics",
     "plan_benchmarks",
     "primary_scores",
     "recorded_scores",
     "score_plan",
+    "significant_losses",
     "write_samples",
 ]  # fmt: skip
 
@@ -67,6 +71,8 @@ class BenchmarkPlan:
     heldout_metric: str = ""
     mode: str = "max"
     base: dict[str, dict[str, float]] = field(default_factory=dict)  # phase -> task -> score
+    # phase -> task -> "<leaf task>/<doc id>" -> the base model's primary metric on that document
+    base_items: dict[str, dict[str, dict[str, float]]] = field(default_factory=dict)
     task_dirs: list[str] | None = None  # the index a trial needs; None: lm-eval's whole index
 
     def manager(self) -> Any:
@@ -199,6 +205,40 @@ def primary_scores(scores: BenchmarkScores, plan: BenchmarkPlan) -> dict[str, fl
     return out
 
 
+def item_scores(scores: BenchmarkScores, plan: BenchmarkPlan, task: str) -> dict[str, float]:
+    """A task's primary metric per document, keyed ``<leaf task>/<doc id>``: paired tests' input."""
+    metrics = scores.metrics.get(task)
+    if not metrics:
+        return {}
+    name = primary_metric(task, metrics, plan.metric_overrides)
+    return {
+        f"{leaf}/{row['doc_id']}": float(row[name])
+        for leaf in scores.members(task)
+        for row in scores.samples.get(leaf, [])
+        if isinstance(row.get(name), (int, float))
+    }
+
+
+def base_with(plan: BenchmarkPlan, scores: BenchmarkScores, *, phase: str) -> BenchmarkPlan:
+    """The plan with the base model's ``phase`` scores, per task and per document, filled in."""
+    items = {task: item_scores(scores, plan, task) for task in plan.tasks}
+    return replace(plan, base={**plan.base, phase: primary_scores(scores, plan)},
+                   base_items={**plan.base_items, phase: items})  # fmt: skip
+
+
+def paired_deltas(
+    scores: BenchmarkScores, plan: BenchmarkPlan, *, phase: str
+) -> dict[str, PairedComparison]:
+    """Each task's per-document comparison with the base on the same documents."""
+    base = plan.base_items.get(phase, {})
+    out = {}
+    for task in plan.tasks:
+        ours = item_scores(scores, plan, task)
+        if ours and set(ours) & set(base.get(task, {})):
+            out[task] = compare_paired(base[task], ours, resamples=2000)
+    return out
+
+
 def recorded_scores(
     metrics: dict[str, float], plan: BenchmarkPlan, *, phase: str
 ) -> dict[str, float]:
@@ -210,6 +250,23 @@ def recorded_scores(
         if found:
             logged[task] = found
     return primary_scores(BenchmarkScores(logged), plan)
+
+
+def significant_losses(
+    metrics: dict[str, float], plan: BenchmarkPlan, *, phase: str, alpha: float = 0.05
+) -> dict[str, bool]:
+    """Per task, whether its difference from the base is more than chance, read from the logged
+    paired test: McNemar's p for 0/1 metrics, else the interval excluding zero."""
+    out = {}
+    for task in plan.tasks:
+        prefix = f"bench/{phase}/{task}/"
+        if prefix + "delta_p_value" in metrics:
+            out[task] = metrics[prefix + "delta_p_value"] < alpha
+        elif prefix + "delta_ci_high" in metrics:
+            out[task] = (
+                metrics[prefix + "delta_ci_high"] < 0 or metrics[prefix + "delta_ci_low"] > 0
+            )
+    return out
 
 
 def phase_metrics(
@@ -227,6 +284,11 @@ def phase_metrics(
     per_task = scores.config.get("seconds", {})
     metrics.update({f"bench/{phase}/{task}/seconds": t for task, t in per_task.items()})
     metrics.update({f"bench/{phase}/{task}/delta": d for task, d in task_deltas.items()})
+    for task, paired in paired_deltas(scores, plan, phase=phase).items():
+        metrics[f"bench/{phase}/{task}/delta_ci_low"] = paired.ci_low
+        metrics[f"bench/{phase}/{task}/delta_ci_high"] = paired.ci_high
+        if paired.p_value is not None:  # 0/1 scores: McNemar's exact test
+            metrics[f"bench/{phase}/{task}/delta_p_value"] = paired.p_value
     if plan.weights and heldout is not None:
         name = COMPOSITE if phase == PROXY else f"{COMPOSITE}_{FULL}"
         metrics[name] = composite(

@@ -235,6 +235,7 @@ def _indexed_tasks(paths: tuple[str, ...], *, defaults: bool = True) -> Any:
 
 def narrow_task_manager(dirs: list[str]) -> Any:
     """An index of only ``dirs`` (from :func:`narrow_index_dirs`): milliseconds, not seconds."""
+    quiet_datasets()  # the mirror's tasks override the built-in ones: no warning per task
     return _indexed_tasks(tuple(dirs), defaults=False)
 
 
@@ -396,6 +397,37 @@ def _quiet_evaluation() -> Iterator[None]:
         evaluator.add_env_info = original
 
 
+def _documents_read_once(tasks: list[str], manager: Any) -> list[Any] | None:
+    """The tasks, built, with their evaluation documents processed and read into memory once.
+
+    lm-eval runs a task's ``process_docs`` and reads its dataset row by row again each time it
+    asks for the documents (three times an evaluation): for HellaSwag's 10k documents that is
+    seconds of a proxy that scores eight. Other splits (few-shot examples) are processed as
+    before. None for a group, which keeps lm-eval's own loading and aggregation.
+    """
+    loaded = manager.load(tasks)
+    if loaded.get("groups"):
+        return None
+    for task in loaded["tasks"].values():
+        split = task.config.test_split if task.has_test_docs() else task.config.validation_split
+        if split is None or not hasattr(task.dataset[split], "to_list"):
+            return None
+        task.config.process_docs = _processed_once(task.config.process_docs, task.dataset[split])
+    return list(loaded["tasks"].values())
+
+
+def _processed_once(process: Any, documents: Any) -> Any:
+    """``process_docs`` that returns the evaluation split, processed once, as a list of dicts."""
+    processed = (process(documents) if process is not None else documents).to_list()
+
+    def process_docs(dataset: Any) -> Any:
+        if dataset is documents:
+            return processed
+        return process(dataset) if process is not None else dataset
+
+    return process_docs
+
+
 def _croppable(cache: Any) -> bool:
     """Plain full-attention key/value layers: cutting them back to a prefix is exact."""
     layers = getattr(cache, "layers", None) or []
@@ -426,7 +458,8 @@ def score_benchmarks(
     )
     with _quiet_evaluation():
         out = lm_eval.simple_evaluate(
-            model=lm, tasks=tasks, num_fewshot=num_fewshot, limit=limit, task_manager=manager,
+            model=lm, tasks=_documents_read_once(tasks, manager) or tasks,
+            num_fewshot=num_fewshot, limit=limit, task_manager=manager,
             log_samples=True, samples=samples,
         )  # fmt: skip
     if out is None:

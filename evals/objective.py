@@ -50,15 +50,24 @@ def composite(
 
 
 def guard_violations(
-    scores: Mapping[str, float], base: Mapping[str, float], margins: Mapping[str, float]
-) -> list[str]:
-    """One line per guarded benchmark on which a trial lost more than its margin."""
+    scores: Mapping[str, float], base: Mapping[str, float], margins: Mapping[str, float], *,
+    significant: Mapping[str, bool] | None = None,
+) -> list[str]:  # fmt: skip
+    """One line per guarded benchmark on which a trial lost more than its margin.
+
+    With ``significant`` (per task: is the loss more than chance, by a paired test on the same
+    documents), a task whose loss could be chance is not flagged: on an 8-document proxy one
+    flipped answer is 12 points.
+    """
     lines = []
     for task, margin in margins.items():
-        if task in scores and task in base and base[task] - scores[task] > margin:
-            drop = base[task] - scores[task]
-            lines.append(
-                f"{task}: {scores[task]:.4f} vs base {base[task]:.4f} "
-                f"(drop {drop:.4f} > margin {margin:.4f})"
-            )
+        if task not in scores or task not in base or base[task] - scores[task] <= margin:
+            continue
+        if significant is not None and not significant.get(task, True):
+            continue
+        drop = base[task] - scores[task]
+        lines.append(
+            f"{task}: {scores[task]:.4f} vs base {base[task]:.4f} "
+            f"(drop {drop:.4f} > margin {margin:.4f})"
+        )
     return lines

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import tempfile
 from collections.abc import Callable
-from dataclasses import replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -19,11 +18,13 @@ from evals.benchmark_plan import (
     FULL,
     PROXY,
     BenchmarkPlan,
+    base_with,
     cached_base_scores,
     phase_metrics,
     primary_scores,
     recorded_scores,
     score_plan,
+    significant_losses,
     write_samples,
 )
 from evals.objective import guard_violations
@@ -65,7 +66,7 @@ def score_base_proxy(spec: Any, *, say: Say) -> tuple[BenchmarkPlan, Any]:
     scores = cached_base_scores(
         plan, phase=PROXY, model_id=model_id(spec), load=BaseModel(spec), progress=say
     )
-    return replace(plan, base={PROXY: primary_scores(scores, plan)}), scores
+    return base_with(plan, scores, phase=PROXY), scores
 
 
 def log_base_scores(tracker: SweepTracker, run_id: str, scores: Any, *, phase: str) -> None:
@@ -89,9 +90,12 @@ def judge_trials(state: SweepState, tracker: SweepTracker, *, spec: Any, say: Sa
     if plan is None:
         return
     completed = [t for t in state.trials.values() if t.status == "completed"]
-    for record in completed:
+    for record in completed:  # on the proxy, only a loss that is more than chance counts
         scores = recorded_scores(record.metrics, plan, phase=PROXY)
-        record.guard = guard_violations(scores, plan.base.get(PROXY, {}), plan.guard)
+        evidence = significant_losses(record.metrics, plan, phase=PROXY)
+        record.guard = guard_violations(
+            scores, plan.base.get(PROXY, {}), plan.guard, significant=evidence
+        )
     finalists = [t for t in state.ranked_trials() if t.adapter_path][: plan.finalists]
     if finalists:
         score_finalists(state, tracker, finalists, spec=spec, say=say)
@@ -117,7 +121,7 @@ def score_finalists(
     base = cached_base_scores(plan, phase=FULL, model_id=model_id(spec), load=base_model,
                               progress=say)  # fmt: skip
     log_base_scores(tracker, state.parent_run_id, base, phase=FULL)
-    plan = replace(plan, base={**plan.base, FULL: primary_scores(base, plan)})
+    plan = base_with(plan, base, phase=FULL)
     model, tokenizer = base_model()
     for record in finalists:
         say(f"Finalist {record.trial_id}: scoring {', '.join(plan.tasks)} on the full sets ...")

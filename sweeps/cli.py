@@ -14,6 +14,7 @@ from sweeps.config import ConfigError, load_config
 EXIT_BAD_INPUT = 2
 EXIT_INTERRUPTED = 130
 DEFAULT_STATE_DIR = Path("mlruns/sweeps")
+DEFAULT_MLFLOW_URI = "sqlite:///mlruns/mlflow.db"
 
 
 def _input_errors() -> tuple[type[Exception], ...]:
@@ -119,7 +120,7 @@ def best(sweep: str, *, state_dir: Path = DEFAULT_STATE_DIR, as_json: bool = Fal
 def evaluate(
     model: str, *, adapter: Path | None = None, tasks: list[str], mirror: str | None = None,
     limit: int | None = None, num_fewshot: int | None = None, batch_size: int = 16,
-    mlflow_uri: str = "sqlite:///mlruns/mlflow.db", experiment: str = "lora-sweep-evals",
+    mlflow_uri: str = DEFAULT_MLFLOW_URI, experiment: str = "lora-sweep-evals",
 ) -> int:  # fmt: skip
     """Score a model (optionally with a LoRA adapter) on lm-eval benchmarks; log an MLflow run."""
     from sweeps.evaluate import evaluate_model
@@ -132,6 +133,23 @@ def evaluate(
             print(f"{key}: {value:.4f}")
     print(f"MLflow run {outcome.run_id} in {mlflow_uri} ({outcome.seconds:.0f} s of scoring)")
     return 0
+
+
+def export(ref: str, *, merged: Path, base: str | None = None,
+           state_dir: Path = DEFAULT_STATE_DIR) -> int:  # fmt: skip
+    """Merge an adapter (a directory, SWEEP, SWEEP/TRIAL or run id) into its base model."""
+    from sweeps.export import export_merged
+    from sweeps.refs import resolve_adapter
+
+    export_merged(resolve_adapter(ref, state_dir=state_dir), merged, base=base)
+    return 0
+
+
+def ui(*, mlflow_uri: str = DEFAULT_MLFLOW_URI, host: str = "127.0.0.1", port: int = 5000) -> int:
+    """Start the MLflow UI on the project's store (127.0.0.1 unless --host says otherwise)."""
+    from sweeps.ui import serve_ui
+
+    return serve_ui(mlflow_uri, host=host, port=port)
 
 
 def _print_best(state: Any, console: Any) -> None:
@@ -207,12 +225,24 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--limit", type=int, help="documents per task (a proxy; full sets by default)")
     p.add_argument("--num-fewshot", type=int)
     p.add_argument("--batch-size", type=int, default=16, help="pinned: scores shift with it")
-    p.add_argument("--mlflow-uri", default="sqlite:///mlruns/mlflow.db")
+    p.add_argument("--mlflow-uri", default=DEFAULT_MLFLOW_URI)
     p.add_argument("--experiment", default="lora-sweep-evals")
     p.set_defaults(run=lambda a: evaluate(
         a.model, adapter=a.adapter, tasks=[t for t in a.tasks.split(",") if t], mirror=a.mirror,
         limit=a.limit, num_fewshot=a.num_fewshot, batch_size=a.batch_size,
         mlflow_uri=a.mlflow_uri, experiment=a.experiment))  # fmt: skip
+    p = verbs.add_parser("export", help=export.__doc__, description=export.__doc__)
+    p.add_argument("ref", help="adapter directory, SWEEP (its best trial), SWEEP/TRIAL or run id")
+    p.add_argument("--merged", type=Path, required=True, help="new directory for the merged model")
+    p.add_argument("--base", help="base model (default: the one the adapter records)")
+    p.add_argument("--state-dir", type=Path, default=DEFAULT_STATE_DIR)
+    p.set_defaults(run=lambda a: export(a.ref, merged=a.merged, base=a.base,
+                                        state_dir=a.state_dir))  # fmt: skip
+    p = verbs.add_parser("ui", help=ui.__doc__, description=ui.__doc__)
+    p.add_argument("--mlflow-uri", default=DEFAULT_MLFLOW_URI, help="the tracking store")
+    p.add_argument("--host", default="127.0.0.1", help="0.0.0.0 exposes it to the network")
+    p.add_argument("--port", type=int, default=5000)
+    p.set_defaults(run=lambda a: ui(mlflow_uri=a.mlflow_uri, host=a.host, port=a.port))
     return parser
 
 

@@ -83,3 +83,18 @@ def test_when_every_trial_regresses_there_is_no_best(tmp_path: Path) -> None:
                      benchmarks=plan())  # fmt: skip
     judge_trials(state, tracker, spec=spec, say=lambda _: None)
     assert state.best_trial() is None
+
+
+def test_on_the_proxy_a_drop_that_could_be_chance_is_not_flagged(tmp_path: Path) -> None:
+    """Both trials lost 0.10 on the proxy's MMLU; McNemar says only one of them means it."""
+    state, tracker = new_sweep(tmp_path)
+    parent = state.parent_run_id
+    chance = trial(tracker, parent, "chance", f1=0.90, mmlu=0.30)
+    chance.metrics["bench/proxy/mmlu/delta_p_value"] = 0.5
+    real = trial(tracker, parent, "real", f1=0.85, mmlu=0.30)
+    real.metrics["bench/proxy/mmlu/delta_p_value"] = 0.01
+    state.trials = {t.trial_id: t for t in (chance, real)}
+    spec = TrialSpec(model_path="unused", train_path="unused", task_metric="field_f1",
+                     benchmarks=plan())  # fmt: skip
+    judge_trials(state, tracker, spec=spec, say=lambda _: None)
+    assert chance.guard == [] and real.guard and state.best_trial() is chance

@@ -45,7 +45,9 @@ def run_cli(*args: str, cwd: Path = REPO) -> tuple[dict[str, Any], str, str]:
     return json.loads(line.removeprefix("PROBE")), done.stdout, done.stderr
 
 
-@pytest.mark.parametrize("verb", [None, "launch", "validate", "status", "best", "eval"])
+@pytest.mark.parametrize(
+    "verb", [None, "launch", "validate", "status", "best", "eval", "export", "ui"]
+)
 def test_help_imports_no_heavy_library(verb: str | None) -> None:
     probe, out, _ = run_cli(*([verb] if verb else []), "--help")
     assert probe["rc"] == 0 and probe["heavy"] == []

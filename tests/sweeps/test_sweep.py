@@ -201,3 +201,23 @@ def test_status_and_best_read_the_sweep(
     assert best["trial_id"] == state.best_trial().trial_id  # type: ignore[union-attr]
     assert Path(best["adapter_path"]).is_dir() and "heldout/loss" in best["metrics"]
     assert main(["best", "no-such-sweep", "--state-dir", state_dir]) == 2
+
+
+def test_adapters_are_named_by_sweep_trial_or_run_id(sweep: dict[str, Any]) -> None:
+    from sweeps.config import ConfigError
+    from sweeps.refs import resolve_adapter
+
+    state: SweepState = sweep["state"]
+    state_dir = state.path.parent
+    best = state.best_trial()
+    assert best is not None
+    by_sweep = resolve_adapter(state.name, state_dir=state_dir)
+    assert (by_sweep.trial_id, by_sweep.run_id) == (best.trial_id, best.run_id)
+    assert by_sweep.path == Path(best.adapter_path or "")
+    other = next(t for t in state.trials.values() if t.adapter_path and t is not best)
+    assert resolve_adapter(f"{state.name}/{other.trial_id}", state_dir=state_dir).path == Path(
+        other.adapter_path or ""
+    )
+    assert resolve_adapter(other.run_id, state_dir=state_dir).trial_id == other.trial_id
+    with pytest.raises(ConfigError, match="has no trial 'nope'"):
+        resolve_adapter(f"{state.name}/nope", state_dir=state_dir)

@@ -112,6 +112,7 @@ def test_every_completed_trial_has_proxy_scores_with_stderr_and_samples(
         for key in ("bench/proxy/arc_challenge/acc_norm", "bench/proxy/arc_challenge/acc_stderr",
                     "bench/proxy/mmlu/acc", "bench/proxy/mmlu/acc_stderr",
                     "bench/proxy/arc_challenge/delta", "bench/proxy/seconds",
+                    "bench/proxy/arc_challenge/delta_p_value", "bench/proxy/mmlu/delta_ci_high",
                     "bench/proxy/mmlu/seconds",
                     "objective/composite"):  # fmt: skip
             assert key in metrics, (record.trial_id, key)
@@ -159,6 +160,7 @@ def test_finalists_get_full_sets_and_best_is_a_finalist(sweep: dict[str, Any]) -
         if record.finalist:
             assert metrics["bench/full/arc_challenge/acc_norm"] >= 0
             assert "bench/full/mmlu/acc" in metrics and "objective/composite_full" in metrics
+            assert "bench/full/arc_challenge/delta_p_value" in metrics  # paired vs the base
             rows = client.download_artifacts(record.run_id, "benchmarks/full/arc_challenge.jsonl")
             assert len(Path(rows).read_text().splitlines()) == len(ARC_ROWS)  # the full set
         else:

@@ -1,0 +1,62 @@
+"""Benchmark plans: per-document scores against the base, and the paired test on them."""
+
+from __future__ import annotations
+
+import pytest
+
+from evals.benchmark_plan import (
+    PROXY,
+    BenchmarkPlan,
+    base_with,
+    item_scores,
+    phase_metrics,
+    significant_losses,
+)
+from evals.benchmarks import BenchmarkScores
+
+
+def plan() -> BenchmarkPlan:
+    return BenchmarkPlan(
+        tasks=["arc_challenge", "mmlu"], mirror=None, cache="/nonexistent", num_fewshot=0,
+        batch_size=4, proxy={}, digests={}, metric_overrides={}, weights={}, guard={},
+        finalists=0,
+    )  # fmt: skip
+
+
+def scores(arc: list[float], mmlu: dict[str, list[float]]) -> BenchmarkScores:
+    """ARC's acc_norm per document, and MMLU's acc per document of each subject."""
+    samples = {"arc_challenge": [{"doc_id": i, "acc_norm": v} for i, v in enumerate(arc)]}
+    samples |= {
+        leaf: [{"doc_id": i, "acc": v} for i, v in enumerate(vs)] for leaf, vs in mmlu.items()
+    }
+    every = [v for vs in mmlu.values() for v in vs]
+    return BenchmarkScores(
+        metrics={"arc_challenge": {"acc_norm": sum(arc) / len(arc)},
+                 "mmlu": {"acc": sum(every) / len(every)}},
+        samples=samples, groups={"mmlu": list(mmlu)},
+    )  # fmt: skip
+
+
+def test_items_are_keyed_by_leaf_and_document() -> None:
+    base = scores([1, 0, 1], {"mmlu_anatomy": [1, 1], "mmlu_virology": [0]})
+    assert item_scores(base, plan(), "mmlu") == {
+        "mmlu_anatomy/0": 1.0, "mmlu_anatomy/1": 1.0, "mmlu_virology/0": 0.0,
+    }  # fmt: skip
+    assert item_scores(base, plan(), "arc_challenge") == {
+        "arc_challenge/0": 1.0, "arc_challenge/1": 0.0, "arc_challenge/2": 1.0,
+    }  # fmt: skip
+
+
+def test_proxy_deltas_come_with_a_paired_test_against_the_base() -> None:
+    """ARC: 8 of 10 answers lost (a real loss); MMLU: one of three (could be chance)."""
+    base = scores([1.0] * 10, {"mmlu_anatomy": [1, 1], "mmlu_virology": [1]})
+    with_base = base_with(plan(), base, phase=PROXY)
+    trial = scores([0.0] * 8 + [1.0] * 2, {"mmlu_anatomy": [1, 0], "mmlu_virology": [1]})
+    metrics = phase_metrics(trial, with_base, phase=PROXY, heldout=None, seconds=1.0)
+    assert metrics["bench/proxy/arc_challenge/delta"] == pytest.approx(-0.8)
+    assert metrics["bench/proxy/arc_challenge/delta_p_value"] == pytest.approx(2 * 0.5**8)
+    assert metrics["bench/proxy/arc_challenge/delta_ci_high"] < 0
+    assert metrics["bench/proxy/mmlu/delta_p_value"] == pytest.approx(1.0)
+    assert significant_losses(metrics, with_base, phase=PROXY) == {
+        "arc_challenge": True, "mmlu": False,
+    }  # fmt: skip
