@@ -181,7 +181,8 @@ and lm-eval version (the CLI side does not run our code).
 
 The target is 1e-4. lm-eval#3207 reported the Python API 4x slower than the CLI; with lm-eval's
 own path here the two take about the same time. The CLI's full TruthfulQA-MC2 run (about an hour
-on 2 CPU cores) shared the machine with other jobs, so its seconds are only indicative.
+on 2 CPU cores) shared the machine with other jobs, and the `--reuse-cli` re-checks ran beside the
+test suite, so their seconds are only indicative.
 
 HellaSwag reads the mirror's lossy reconstruction (see ../shared/benchmarks/SOURCES.md). Both
 sides score the same file, so the comparison holds, but the numbers are not official HellaSwag
