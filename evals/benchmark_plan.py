@@ -11,6 +11,7 @@ documents, data digest).
 from __future__ import annotations
 
 import json
+import math
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field, replace
@@ -29,7 +30,7 @@ from evals.benchmarks import (
     task_manager,
 )
 from evals.objective import COMPOSITE, composite, deltas, primary_metric
-from evals.paired import PairedComparison, compare_paired
+from evals.paired import PairedComparison, compare_paired, is_significant
 
 __all__ = [
     "COMPOSITE",
@@ -260,12 +261,13 @@ def significant_losses(
     out = {}
     for task in plan.tasks:
         prefix = f"bench/{phase}/{task}/"
-        if prefix + "delta_p_value" in metrics:
-            out[task] = metrics[prefix + "delta_p_value"] < alpha
-        elif prefix + "delta_ci_high" in metrics:
-            out[task] = (
-                metrics[prefix + "delta_ci_high"] < 0 or metrics[prefix + "delta_ci_low"] > 0
-            )
+        p_value = metrics.get(prefix + "delta_p_value")
+        if p_value is not None or prefix + "delta_ci_high" in metrics:
+            out[task] = is_significant(
+                p_value=p_value, alpha=alpha,
+                ci_low=metrics.get(prefix + "delta_ci_low", math.nan),
+                ci_high=metrics.get(prefix + "delta_ci_high", math.nan),
+            )  # fmt: skip
     return out
 
 

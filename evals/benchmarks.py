@@ -403,11 +403,12 @@ def _documents_read_once(tasks: list[str], manager: Any) -> list[Any] | None:
     lm-eval runs a task's ``process_docs`` and reads its dataset row by row again each time it
     asks for the documents (three times an evaluation): for HellaSwag's 10k documents that is
     seconds of a proxy that scores eight. Other splits (few-shot examples) are processed as
-    before. None for a group, which keeps lm-eval's own loading and aggregation.
+    before. None for a group, which keeps lm-eval's own loading and aggregation (told from the
+    index, so a group's tasks are not built twice).
     """
-    loaded = manager.load(tasks)
-    if loaded.get("groups"):
+    if set(tasks) & set(manager.all_groups):
         return None
+    loaded = manager.load(tasks)
     for task in loaded["tasks"].values():
         split = task.config.test_split if task.has_test_docs() else task.config.validation_split
         if split is None or not hasattr(task.dataset[split], "to_list"):

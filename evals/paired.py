@@ -38,11 +38,11 @@ class PairedComparison:
     ties: int
 
     def significant(self, *, alpha: float | None = None) -> bool:
-        """The difference is not chance: McNemar's p below ``alpha`` (default 1 - confidence)
-        for 0/1 scores, the bootstrap interval excluding zero otherwise."""
-        if self.test == MCNEMAR and self.p_value is not None:
-            return self.p_value < (alpha if alpha is not None else 1 - self.confidence)
-        return self.ci_low > 0 or self.ci_high < 0
+        """The difference is not chance (see :func:`is_significant`; alpha: 1 - confidence)."""
+        return is_significant(
+            p_value=self.p_value if self.test == MCNEMAR else None, ci_low=self.ci_low,
+            ci_high=self.ci_high, alpha=alpha if alpha is not None else 1 - self.confidence,
+        )  # fmt: skip
 
     def b_better(self, *, mode: str = "max") -> bool:
         """B is significantly better than A (``mode: min`` for scores where lower is better)."""
@@ -51,6 +51,15 @@ class PairedComparison:
 
     def to_json(self) -> dict[str, Any]:
         return asdict(self)
+
+
+def is_significant(
+    *, p_value: float | None, ci_low: float, ci_high: float, alpha: float = 0.05
+) -> bool:
+    """McNemar's p below ``alpha`` for 0/1 scores; otherwise the interval excludes zero."""
+    if p_value is not None:
+        return p_value < alpha
+    return ci_low > 0 or ci_high < 0
 
 
 def compare_paired(

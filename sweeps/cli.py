@@ -170,8 +170,7 @@ def _print_best(state: Any, console: Any) -> None:
     console.print(f"  adapter: {record.adapter_path}", highlight=False)
     console.print(f"  MLflow: run {record.run_id} in {state.mlflow_uri}", highlight=False)
     if state.mlflow_uri.startswith("sqlite:///"):
-        command = f"mlflow ui --backend-store-uri {state.mlflow_uri} --host 127.0.0.1"
-        console.print(f"  browse: {command}", highlight=False)
+        console.print(f"  browse: sweep ui --mlflow-uri {state.mlflow_uri}", highlight=False)
 
 
 # --------------------------------------------------------------------------- argument parsing
