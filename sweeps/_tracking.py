@@ -175,3 +175,104 @@ class SweepTracker:
 def _param_text(value: Any) -> str:
     text = json.dumps(value) if isinstance(value, (list, dict)) else str(value)
     return text[:MAX_PARAM_LENGTH]
+
+
+# --------------------------------------------------------------------------- model registry
+class ModelRegistry:
+    """Registered models, versions and aliases (never stages: deprecated since MLflow 2.9)."""
+
+    def __init__(self, tracking_uri: str) -> None:
+        logging.getLogger("mlflow").setLevel(logging.WARNING)
+        prepare_store(tracking_uri)
+        self.tracking_uri = tracking_uri
+        self.client = MlflowClient(tracking_uri=tracking_uri, registry_uri=tracking_uri)
+
+    def by_alias(self, name: str, alias: str) -> dict[str, Any] | None:
+        """The version an alias points at (version, run_id, tags), or None."""
+        from mlflow.exceptions import MlflowException
+
+        try:
+            found = self.client.get_model_version_by_alias(name, alias)
+        except MlflowException:
+            return None
+        return _version_info(found)
+
+    def version(self, name: str, version: str) -> dict[str, Any]:
+        return _version_info(self.client.get_model_version(name, version))
+
+    def models_with_alias(self, alias: str) -> list[str]:
+        """Names of the registered models that have ``alias``."""
+        return sorted(m.name for m in self.client.search_registered_models() if alias in m.aliases)
+
+    def register(
+        self, name: str, *, run_id: str, files: Path, artifact_path: str, tags: dict[str, str],
+        description: str,
+    ) -> str:  # fmt: skip
+        """Log ``files`` on the run and register them as a new version of ``name``."""
+        from mlflow.exceptions import MlflowException
+
+        try:
+            self.client.get_registered_model(name)
+        except MlflowException:
+            self.client.create_registered_model(
+                name, description="LoRA adapters promoted by `sweep promote` (lora-sweep)."
+            )
+        self.client.log_artifacts(run_id, str(files), artifact_path=artifact_path)
+        source = f"{self.client.get_run(run_id).info.artifact_uri}/{artifact_path}"
+        created = self.client.create_model_version(
+            name, source=source, run_id=run_id, tags={k: v[:5000] for k, v in tags.items()},
+            description=description,
+        )  # fmt: skip
+        return str(created.version)
+
+    def set_alias(self, name: str, alias: str, version: str) -> None:
+        self.client.set_registered_model_alias(name, alias, version)
+
+    def download(self, name: str, version: str, destination: Path) -> Path:
+        """A version's files (adapter, tokenizer, eval summary) into ``destination``."""
+        import mlflow.artifacts
+
+        destination.mkdir(parents=True, exist_ok=True)
+        source = self.client.get_model_version_download_uri(name, version)
+        path = mlflow.artifacts.download_artifacts(
+            artifact_uri=source, dst_path=str(destination), tracking_uri=self.tracking_uri
+        )
+        return Path(path)
+
+
+def _version_info(found: Any) -> dict[str, Any]:
+    return {"name": found.name, "version": str(found.version), "run_id": found.run_id or "",
+            "tags": dict(found.tags or {}), "aliases": list(found.aliases or [])}  # fmt: skip
+
+
+# --------------------------------------------------------------------------- reading runs
+class RunReader:
+    """What reports read back from the store: a run's summary, metric histories, artefacts."""
+
+    def __init__(self, tracking_uri: str) -> None:
+        logging.getLogger("mlflow").setLevel(logging.WARNING)
+        self.client = MlflowClient(tracking_uri=tracking_uri)
+
+    def summary(self, run_id: str) -> dict[str, Any]:
+        """Metrics (latest values), params, tags and wall time in seconds."""
+        run = self.client.get_run(run_id)
+        info = run.info
+        wall = (info.end_time - info.start_time) / 1000 if info.end_time else None
+        return {"metrics": dict(run.data.metrics), "params": dict(run.data.params),
+                "tags": dict(run.data.tags), "wall_seconds": wall}  # fmt: skip
+
+    def history(self, run_id: str, keys: list[str]) -> dict[str, list[tuple[int, float]]]:
+        """Each metric's (step, value) points, in step order."""
+        out = {}
+        for key in keys:
+            points = self.client.get_metric_history(run_id, key)
+            if points:
+                out[key] = sorted((int(p.step), float(p.value)) for p in points)
+        return out
+
+    def download(self, run_id: str, artifact_path: str, destination: Path) -> Path | None:
+        """A run's artefact directory, or None when the run has none at that path."""
+        if not self.client.list_artifacts(run_id, artifact_path):
+            return None
+        destination.mkdir(parents=True, exist_ok=True)
+        return Path(self.client.download_artifacts(run_id, artifact_path, str(destination)))

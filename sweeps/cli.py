@@ -136,12 +136,33 @@ def evaluate(
 
 
 def export(ref: str, *, merged: Path, base: str | None = None,
-           state_dir: Path = DEFAULT_STATE_DIR) -> int:  # fmt: skip
-    """Merge an adapter (a directory, SWEEP, SWEEP/TRIAL or run id) into its base model."""
+           state_dir: Path = DEFAULT_STATE_DIR, mlflow_uri: str = DEFAULT_MLFLOW_URI) -> int:  # fmt: skip
+    """Merge an adapter (a directory, SWEEP, SWEEP/TRIAL, run id or registry alias) into its base."""
     from sweeps.export import export_merged
     from sweeps.refs import resolve_adapter
 
-    export_merged(resolve_adapter(ref, state_dir=state_dir), merged, base=base)
+    adapter = resolve_adapter(ref, state_dir=state_dir, mlflow_uri=mlflow_uri)
+    export_merged(adapter, merged, base=base)
+    return 0
+
+
+def promote(ref: str, *, model_name: str | None = None, force: str | None = None,
+            state_dir: Path = DEFAULT_STATE_DIR, mlflow_uri: str | None = None) -> int:  # fmt: skip
+    """Register a sweep's best trial as the registry's champion if it is significantly better."""
+    from sweeps.promote import promote as promote_trial
+
+    done = promote_trial(ref, state_dir=state_dir, model_name=model_name, mlflow_uri=mlflow_uri,
+                         force_reason=force)  # fmt: skip
+    decision = done.decision
+    print(decision.evidence())
+    for line in decision.refusals:
+        print(f"{'overridden' if decision.forced_reason else 'refused'}: {line}")
+    if done.version is None:
+        print(f"Not promoted: {done.model_name} keeps its champion. --force REASON overrides.")
+        return 1
+    moved = f"; v{done.previous} is now previous" if done.previous else ""
+    print(f"Promoted: {done.model_name} v{done.version} is champion{moved}.")
+    print(f"  compare: sweep compare champion {'previous' if done.previous else 'base'}")
     return 0
 
 
@@ -231,12 +252,26 @@ def build_parser() -> argparse.ArgumentParser:
         limit=a.limit, num_fewshot=a.num_fewshot, batch_size=a.batch_size,
         mlflow_uri=a.mlflow_uri, experiment=a.experiment))  # fmt: skip
     p = verbs.add_parser("export", help=export.__doc__, description=export.__doc__)
-    p.add_argument("ref", help="adapter directory, SWEEP (its best trial), SWEEP/TRIAL or run id")
+    p.add_argument(
+        "ref",
+        help="adapter directory, SWEEP (its best trial), SWEEP/TRIAL, run id, "
+        "champion, NAME@ALIAS or models:/NAME/VERSION",
+    )
     p.add_argument("--merged", type=Path, required=True, help="new directory for the merged model")
     p.add_argument("--base", help="base model (default: the one the adapter records)")
     p.add_argument("--state-dir", type=Path, default=DEFAULT_STATE_DIR)
+    p.add_argument("--mlflow-uri", default=DEFAULT_MLFLOW_URI, help="registry for champion etc.")
     p.set_defaults(run=lambda a: export(a.ref, merged=a.merged, base=a.base,
-                                        state_dir=a.state_dir))  # fmt: skip
+                                        state_dir=a.state_dir, mlflow_uri=a.mlflow_uri))  # fmt: skip
+    p = verbs.add_parser("promote", help=promote.__doc__, description=promote.__doc__)
+    p.add_argument("ref", help="SWEEP (its best trial), SWEEP/TRIAL, or a trial's run id")
+    p.add_argument("--model-name", help="registered model (default: the sweep config's name)")
+    p.add_argument("--force", metavar="REASON", help="promote even if the gate refuses; "
+                   "the reason is recorded as a tag")  # fmt: skip
+    p.add_argument("--state-dir", type=Path, default=DEFAULT_STATE_DIR)
+    p.add_argument("--mlflow-uri", help="the registry (default: the sweep's tracking store)")
+    p.set_defaults(run=lambda a: promote(a.ref, model_name=a.model_name, force=a.force,
+                                         state_dir=a.state_dir, mlflow_uri=a.mlflow_uri))  # fmt: skip
     p = verbs.add_parser("ui", help=ui.__doc__, description=ui.__doc__)
     p.add_argument("--mlflow-uri", default=DEFAULT_MLFLOW_URI, help="the tracking store")
     p.add_argument("--host", default="127.0.0.1", help="0.0.0.0 exposes it to the network")

@@ -20,7 +20,7 @@ from evals.objective import COMPOSITE
 from sweeps.config import ConfigError, SweepConfig, load_config, resolve_path
 from sweeps.provenance import provenance_tags
 from sweeps.space import describe, max_epochs
-from sweeps.state import SweepState, sweep_directory, write_json_atomic
+from sweeps.state import SPEC_FILE, SweepState, sweep_directory, write_json_atomic
 from trainers.data import (
     DataError,
     Example,
@@ -311,6 +311,13 @@ def resolved_config(plan: LaunchPlan) -> dict[str, Any]:
     return raw
 
 
+def spec_record(spec: Any) -> dict[str, Any]:
+    """The trial spec as JSON (the benchmark plan left out): what promote and compare re-read."""
+    from dataclasses import asdict
+
+    return asdict(replace(spec, benchmarks=None))
+
+
 def new_sweep_name(config: SweepConfig) -> str:
     return f"{config.name}-{time.strftime('%Y%m%d-%H%M%S')}"
 
@@ -414,6 +421,9 @@ def _create_sweep(
         tags["benchmarks.skipped"] = "; ".join(benchmarks.skipped.values()) or "none"
     parent = tracker.start_sweep(directory.name, config=resolved, tags=tags, artifacts=artifacts)
     tracker.log_metrics(parent, {f"base/{k}": v for k, v in base_metrics.items()}, step=0)
+    from trainers.models import model_digest
+
+    write_json_atomic(directory / SPEC_FILE, spec_record(plan.spec))
     state = SweepState(
         name=directory.name,
         directory=str(directory),
@@ -425,7 +435,11 @@ def _create_sweep(
         experiment_id=tracker.experiment_id,
         parent_run_id=parent,
         base_metrics=base_metrics,
+        base_model=config.base_model,
+        base_model_digest=model_digest(Path(plan.spec.model_path)),
+        digests=dict(plan.digests),
     )
+    tracker.set_tags(parent, {"base_model.sha256": state.base_model_digest})
     state.save()
     return state
 

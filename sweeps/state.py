@@ -2,6 +2,7 @@
 
 <state_dir>/<sweep>/state.json      what ``sweep status`` / ``sweep best`` read
 <state_dir>/<sweep>/config.yaml     the resolved config the sweep ran with
+<state_dir>/<sweep>/trial_spec.json what every trial received (data, model path, settings)
 <state_dir>/<sweep>/optuna.db       the persistent Optuna study
 <state_dir>/<sweep>/ray/            Ray Tune's trial directories and checkpoints
 <state_dir>/<sweep>/adapters/<id>/  each finished trial's final adapter (PEFT format)
@@ -19,6 +20,7 @@ from typing import Any
 from sweeps.config import check_safe_name
 
 STATE_FILE = "state.json"
+SPEC_FILE = "trial_spec.json"
 
 
 @dataclass
@@ -57,6 +59,14 @@ class SweepState:
     status: str = "running"
     base_metrics: dict[str, float] = field(default_factory=dict)
     trials: dict[str, TrialRecord] = field(default_factory=dict)
+    base_model: str = ""  # as the config names it
+    base_model_digest: str = ""  # sha256 of its config and weights (promotion checks it)
+    digests: dict[str, str] = field(default_factory=dict)  # sha256 per data file
+
+    @property
+    def spec_path(self) -> Path:
+        """The trial spec the sweep ran with (what promote and compare score against)."""
+        return self.path / SPEC_FILE
 
     @property
     def path(self) -> Path:

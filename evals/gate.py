@@ -1,0 +1,80 @@
+"""The promotion gate: promote only what is significantly better and regresses no guard.
+
+The candidate is compared item by item with the incumbent (the registry's champion, or the base
+model when there is none) on the same held-out rows: McNemar's exact test for 0/1 scores, else a
+paired bootstrap 95% interval that must exclude zero (``evals.paired``). A guard benchmark that
+regressed beyond its margin refuses promotion too. ``force`` overrides both, and its reason is
+kept with the decision.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+
+from evals.paired import MCNEMAR, PairedComparison, compare_paired, is_significant
+
+
+@dataclass(frozen=True)
+class GateDecision:
+    """Whether to promote, why not, and the evidence either way."""
+
+    promote: bool
+    metric: str
+    against: str
+    comparison: PairedComparison
+    refusals: list[str] = field(default_factory=list)
+    forced_reason: str | None = None
+
+    def evidence(self) -> str:
+        """One line: the difference, its interval and the test that judged it."""
+        c = self.comparison
+        test = f"McNemar p={c.p_value:.3g}" if c.test == MCNEMAR else "paired bootstrap"
+        return (
+            f"held-out {self.metric}: {c.mean_b:.4f} vs {self.against} {c.mean_a:.4f}, "
+            f"delta {c.delta:+.4f}, {c.confidence:.0%} CI [{c.ci_low:+.4f}, {c.ci_high:+.4f}], "
+            f"{test}; {c.wins} rows better, {c.losses} worse, {c.ties} tied (n={c.n})"
+        )
+
+
+def promotion_gate(
+    candidate: Mapping[str, float], incumbent: Mapping[str, float], *, metric: str,
+    against: str, mode: str = "max", guard: Sequence[str] = (), force_reason: str | None = None,
+) -> GateDecision:  # fmt: skip
+    """Judge a candidate's per-item held-out scores against the incumbent's on the same items."""
+    comparison = compare_paired(incumbent, candidate)
+    refusals = []
+    if not comparison.b_better(mode=mode):
+        refusals.append(f"not significantly better than {against} on held-out {metric}")
+    refusals += [f"guard benchmark regressed: {line}" for line in guard]
+    return GateDecision(
+        promote=not refusals or force_reason is not None, metric=metric, against=against,
+        comparison=comparison, refusals=refusals, forced_reason=force_reason,
+    )  # fmt: skip
+
+
+def logged_guard_violations(
+    metrics: Mapping[str, float], margins: Mapping[str, float], *, alpha: float = 0.05
+) -> list[str]:
+    """Guard verdicts re-read from a trial's logged benchmark deltas against the base.
+
+    Full-set deltas are used when the trial was a finalist; otherwise the proxy's, where a loss
+    does not count when the logged paired test says it could be chance (as in the sweep).
+    """
+    lines = []
+    for task, margin in margins.items():
+        phase = "full" if f"bench/full/{task}/delta" in metrics else "proxy"
+        prefix = f"bench/{phase}/{task}/"
+        delta = metrics.get(prefix + "delta")
+        if delta is None or -delta <= margin:
+            continue
+        tested = prefix + "delta_p_value" in metrics or prefix + "delta_ci_high" in metrics
+        if phase == "proxy" and tested and not is_significant(
+            p_value=metrics.get(prefix + "delta_p_value"), alpha=alpha,
+            ci_low=metrics.get(prefix + "delta_ci_low", math.nan),
+            ci_high=metrics.get(prefix + "delta_ci_high", math.nan),
+        ):  # fmt: skip
+            continue
+        lines.append(f"{task}: {delta:+.4f} vs base on the {phase} set (margin {margin:.4f})")
+    return lines

@@ -1,0 +1,281 @@
+"""``sweep promote SWEEP|RUN``: register the winner in the MLflow Model Registry, gated by evidence.
+
+1. **Check** (nothing scored, nothing written yet): the candidate is a sweep's trial with a saved
+   adapter. Its base model resolves, and the weights' sha256 equals the one recorded when the
+   sweep ran. The data files are the ones the sweep ran on. A champion, if there is one, was
+   trained on the same base.
+2. **Score** the candidate and the incumbent (the champion, else the base model) on every
+   held-out row, not just the rows a rung generates (``sweeps/scoring.py``, cached).
+3. **Gate** (``evals/gate.py``): a paired test must find the candidate better, and no guard
+   benchmark may have regressed beyond its margin. ``--force REASON`` overrides; the reason is
+   recorded as a tag.
+4. **Register** a model version holding the adapter, the tokenizer (chat template included), the
+   base model's reference and hash, and the eval summary with per-item scores. Alias
+   ``champion`` moves to it, and the old champion becomes ``previous``.
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+import tempfile
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from evals.gate import GateDecision, logged_guard_violations, promotion_gate
+from sweeps.config import ConfigError, check_safe_name
+from sweeps.refs import resolve_adapter
+from sweeps.scoring import ItemScores, adapter_digest, load_spec, score_every_row
+from sweeps.state import SweepState, TrialRecord, load_state
+
+CHAMPION, PREVIOUS = "champion", "previous"
+REGISTERED_PATH = "registered_model"  # where a promoted version's files live on the trial's run
+Say = Callable[[str], None]
+
+
+@dataclass(frozen=True)
+class Candidate:
+    """A sweep's trial, with what promotion checks and scores it by."""
+
+    state: SweepState
+    record: TrialRecord
+    adapter: Path
+    spec: Any  # trainers.lora_trial.TrialSpec
+    config: dict[str, Any]  # the resolved config the sweep ran with
+
+    @property
+    def label(self) -> str:
+        return f"{self.state.name}/{self.record.trial_id}"
+
+
+@dataclass(frozen=True)
+class Promotion:
+    decision: GateDecision
+    model_name: str
+    version: str | None = None  # None: refused
+    previous: str | None = None  # the version that was champion before
+
+
+def promote(
+    ref: str, *, state_dir: Path, model_name: str | None = None, mlflow_uri: str | None = None,
+    force_reason: str | None = None, progress: Say = print,
+) -> Promotion:  # fmt: skip
+    """Check, score, gate and (when the gate passes or is forced) register ``ref``."""
+    if force_reason is not None and not force_reason.strip():
+        raise ConfigError("--force needs a reason (it is recorded on the model version)")
+    candidate = load_candidate(ref, state_dir=state_dir)
+    check_inputs(candidate, progress=progress)
+    from sweeps._tracking import ModelRegistry
+
+    registry = ModelRegistry(mlflow_uri or candidate.state.mlflow_uri)
+    name = check_model_name(model_name or str(candidate.config.get("name") or candidate.state.name))
+    champion = registry.by_alias(name, CHAMPION)
+    if champion is not None:
+        check_champion(champion, candidate, name=name)
+    incumbent = None  # the base model, when there is no champion yet
+    if champion is not None:
+        incumbent = resolve_adapter(f"models:/{name}/{champion['version']}", state_dir=state_dir,
+                                    mlflow_uri=registry.tracking_uri).path  # fmt: skip
+    against = f"champion {name} v{champion['version']}" if champion else "the base model"
+    scores = score_every_row(
+        candidate.spec, {candidate.label: candidate.adapter, against: incumbent},
+        data_digests=candidate.state.digests, progress=progress,
+    )  # fmt: skip
+    decision = judge(candidate, scores[candidate.label], scores[against], against=against,
+                     force_reason=force_reason)  # fmt: skip
+    if not decision.promote:
+        return Promotion(decision, name)
+    version = register(registry, candidate, decision, scores=(scores[candidate.label],
+                       scores[against]), name=name)  # fmt: skip
+    if champion is not None:
+        registry.set_alias(name, PREVIOUS, champion["version"])
+    registry.set_alias(name, CHAMPION, version)
+    return Promotion(decision, name, version, champion["version"] if champion else None)
+
+
+# --------------------------------------------------------------------------- 1. checks
+def load_candidate(ref: str, *, state_dir: Path) -> Candidate:
+    """A sweep's trial (``SWEEP`` for its best, ``SWEEP/TRIAL``, or the trial's run id)."""
+    import yaml
+
+    adapter = resolve_adapter(ref, state_dir=state_dir)
+    if not adapter.sweep:
+        raise ConfigError(
+            f"{ref}: promote takes a sweep's trial (SWEEP, SWEEP/TRIAL or its run id), whose "
+            "held-out set and base model the evidence is computed on; not a bare directory"
+        )
+    state = load_state(adapter.sweep, state_dir=state_dir)
+    config = yaml.safe_load((state.path / "config.yaml").read_text())
+    return Candidate(state, state.trials[adapter.trial_id], adapter.path, load_spec(state), config)
+
+
+def check_inputs(candidate: Candidate, *, progress: Say) -> None:
+    """Refuse an adapter whose base cannot be resolved or whose hash differs, or changed data."""
+    from trainers.data import file_digest
+    from trainers.models import ModelError, model_digest, resolve_base_model
+
+    state = candidate.state
+    if not state.base_model_digest:
+        raise ConfigError(f"sweep {state.name}: no base model hash was recorded; re-run it")
+    try:
+        base = resolve_base_model(state.base_model, progress=progress)
+    except ModelError as exc:
+        raise ConfigError(f"{candidate.label}: its base model cannot be resolved: {exc}") from None
+    found = model_digest(base.path)
+    if found != state.base_model_digest:
+        raise ConfigError(
+            f"{candidate.label}: base model {state.base_model} ({base.path}) has sha256 "
+            f"{found[:12]}..., but the adapter was trained on {state.base_model_digest[:12]}..."
+        )
+    paths = {"train": candidate.spec.train_path, "heldout": candidate.spec.heldout_path}
+    for role, recorded in state.digests.items():
+        path = Path(paths.get(role) or "")
+        if not path.is_file() or file_digest(path) != recorded:
+            raise ConfigError(f"{candidate.label}: the {role} data {path} changed since the sweep")
+
+
+def check_model_name(name: str) -> str:
+    try:
+        return check_safe_name(name, what="registered model name")
+    except ValueError as exc:
+        raise ConfigError(str(exc)) from None
+
+
+def check_champion(champion: dict[str, Any], candidate: Candidate, *, name: str) -> None:
+    """The champion must share the candidate's base model, and must not be the candidate."""
+    tags = champion["tags"]
+    if tags.get("base_model.sha256") != candidate.state.base_model_digest:
+        raise ConfigError(
+            f"champion {name} v{champion['version']} was trained on another base model "
+            f"({tags.get('base_model', '?')}); promote under another --model-name"
+        )
+    if tags.get("adapter.sha256") == adapter_digest(candidate.adapter):
+        raise ConfigError(f"{candidate.label} is already champion {name} v{champion['version']}")
+
+
+# --------------------------------------------------------------------------- 2-3. gate
+def judge(
+    candidate: Candidate, ours: ItemScores, theirs: ItemScores, *, against: str,
+    force_reason: str | None,
+) -> GateDecision:  # fmt: skip
+    """The gate on per-item task-metric scores, with the sweep's guard verdicts."""
+    if not ours.items:
+        raise ConfigError(
+            f"{candidate.label}: no held-out row is generated (plain-text data), so there are "
+            "no per-item scores to test; promotion needs prompt/response held-out rows"
+        )
+    margins = candidate.config.get("objective", {}).get("guard") or {}
+    guard = list(candidate.record.guard) or logged_guard_violations(
+        candidate.record.metrics, margins
+    )
+    return promotion_gate(
+        ours.by_item(), theirs.by_item(), metric=candidate.spec.task_metric, against=against,
+        guard=guard, force_reason=force_reason,
+    )  # fmt: skip
+
+
+# --------------------------------------------------------------------------- 4. register
+def register(
+    registry: Any, candidate: Candidate, decision: GateDecision, *,
+    scores: tuple[ItemScores, ItemScores], name: str,
+) -> str:  # fmt: skip
+    """Write the version's files, register them, and tag the trial's run."""
+    with tempfile.TemporaryDirectory(prefix="lora-sweep-register-") as tmp:
+        files = Path(tmp)
+        write_version_files(files, candidate, decision, scores=scores)
+        tags = version_tags(candidate, decision)
+        version: str = registry.register(
+            name, run_id=candidate.record.run_id, files=files, artifact_path=REGISTERED_PATH,
+            tags=tags, description=decision.evidence(),
+        )  # fmt: skip
+    return version
+
+
+def write_version_files(
+    directory: Path, candidate: Candidate, decision: GateDecision, *,
+    scores: tuple[ItemScores, ItemScores],
+) -> None:  # fmt: skip
+    """adapter/, tokenizer/ (with its chat template), base_model.json, eval_summary.json,
+    heldout_items.jsonl and a README saying how to load it."""
+    from trainers.models import load_tokenizer
+
+    spec, state = candidate.spec, candidate.state
+    shutil.copytree(candidate.adapter, directory / "adapter")
+    load_tokenizer(Path(spec.model_path), trust_remote_code=spec.trust_remote_code).save_pretrained(
+        directory / "tokenizer"
+    )
+    base = {"name": state.base_model, "path": spec.model_path, "sha256": state.base_model_digest}
+    (directory / "base_model.json").write_text(json.dumps(base, indent=2))
+    (directory / "eval_summary.json").write_text(
+        json.dumps(eval_summary(candidate, decision, scores=scores), indent=2)
+    )
+    ours, theirs = scores
+    rows = [{"id": a["id"], "prompt": a["prompt"], "reference": a["reference"],
+             "candidate": a["prediction"], "candidate_score": a["score"],
+             "incumbent": b["prediction"], "incumbent_score": b["score"]}
+            for a, b in zip(ours.items, theirs.items, strict=True)]  # fmt: skip
+    (directory / "heldout_items.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
+    (directory / "README.md").write_text(VERSION_README.format(base=state.base_model))
+
+
+def eval_summary(
+    candidate: Candidate, decision: GateDecision, *, scores: tuple[ItemScores, ItemScores]
+) -> dict[str, Any]:
+    record = candidate.record
+    return {
+        "sweep": candidate.state.name, "trial_id": record.trial_id, "run_id": record.run_id,
+        "params": record.params, "metric": decision.metric, "against": decision.against,
+        "heldout_all_rows": {"candidate": scores[0].metrics, "incumbent": scores[1].metrics},
+        "paired": decision.comparison.to_json(), "evidence": decision.evidence(),
+        "refusals": decision.refusals, "forced_reason": decision.forced_reason,
+        "guard": list(record.guard), "trial_metrics": record.metrics,
+    }  # fmt: skip
+
+
+def version_tags(candidate: Candidate, decision: GateDecision) -> dict[str, str]:
+    c = decision.comparison
+    tags = {
+        "lora_sweep.sweep": candidate.state.name, "lora_sweep.trial_id": candidate.record.trial_id,
+        "base_model": candidate.state.base_model,
+        "base_model.sha256": candidate.state.base_model_digest,
+        "adapter.sha256": adapter_digest(candidate.adapter), "adapter.path": str(candidate.adapter),
+        "gate.metric": decision.metric, "gate.against": decision.against,
+        "gate.test": c.test, "gate.n": str(c.n), "gate.delta": f"{c.delta:.6g}",
+        "gate.ci_low": f"{c.ci_low:.6g}", "gate.ci_high": f"{c.ci_high:.6g}",
+        "gate.passed": str(not decision.refusals).lower(),
+        "promotion.forced": str(decision.forced_reason is not None).lower(),
+    }  # fmt: skip
+    if c.p_value is not None:
+        tags["gate.p_value"] = f"{c.p_value:.6g}"
+    if decision.forced_reason is not None:
+        tags["promotion.reason"] = decision.forced_reason
+        tags["promotion.overrode"] = "; ".join(decision.refusals) or "nothing"
+    return tags
+
+
+VERSION_README = """\
+# A LoRA adapter promoted by `sweep promote`
+
+- `adapter/`: the PEFT adapter; `tokenizer/`: the tokenizer with its chat template.
+- `base_model.json`: the base model ({base}) and the sha256 of its weights.
+- `eval_summary.json`: the gate's evidence (paired test on every held-out row) and the trial's
+  metrics; `heldout_items.jsonl`: each row's output and score, next to the incumbent's.
+
+Load it:
+
+```python
+import json, mlflow
+from peft import PeftModel
+from transformers import AutoModelForCausalLM, AutoTokenizer
+
+mlflow.set_tracking_uri("sqlite:///mlruns/mlflow.db")  # the store the sweep logged to
+path = mlflow.artifacts.download_artifacts("models:/NAME@champion")
+base = json.load(open(f"{{path}}/base_model.json"))["path"]
+model = PeftModel.from_pretrained(AutoModelForCausalLM.from_pretrained(base), f"{{path}}/adapter")
+tokenizer = AutoTokenizer.from_pretrained(f"{{path}}/tokenizer")
+```
+
+or merge it into a plain model directory: `sweep export champion --merged DIR`.
+"""
