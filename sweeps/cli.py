@@ -166,6 +166,21 @@ def promote(ref: str, *, model_name: str | None = None, force: str | None = None
     return 0
 
 
+def compare(a: str, b: str, *, out: Path | None = None, samples: int = 8,
+            state_dir: Path = DEFAULT_STATE_DIR, mlflow_uri: str = DEFAULT_MLFLOW_URI) -> int:  # fmt: skip
+    """A/B report on two adapters (or one and the base): HTML + Markdown, logged to MLflow."""
+    from sweeps.compare import compare as compare_sides
+
+    report = compare_sides(a, b, state_dir=state_dir, mlflow_uri=mlflow_uri, out_dir=out,
+                           samples=samples)  # fmt: skip
+    paired = report.heldout
+    print(f"held-out {report.metric}: {paired.mean_b:.4f} vs {paired.mean_a:.4f}, delta "
+          f"{paired.delta:+.4f}, 95% CI [{paired.ci_low:+.4f}, {paired.ci_high:+.4f}] "
+          f"({paired.n} rows; B better on {paired.wins}, worse on {paired.losses})")  # fmt: skip
+    print(f"report: {report.html}\nsummary: {report.markdown}\nMLflow run {report.run_id}")
+    return 0
+
+
 def ui(*, mlflow_uri: str = DEFAULT_MLFLOW_URI, host: str = "127.0.0.1", port: int = 5000) -> int:
     """Start the MLflow UI on the project's store (127.0.0.1 unless --host says otherwise)."""
     from sweeps.ui import serve_ui
@@ -271,6 +286,16 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--state-dir", type=Path, default=DEFAULT_STATE_DIR)
     p.add_argument("--mlflow-uri", help="the registry (default: the sweep's tracking store)")
     p.set_defaults(run=lambda a: promote(a.ref, model_name=a.model_name, force=a.force,
+                                         state_dir=a.state_dir, mlflow_uri=a.mlflow_uri))  # fmt: skip
+    p = verbs.add_parser("compare", help=compare.__doc__, description=compare.__doc__)
+    for side in ("a", "b"):
+        p.add_argument(side, help="base, champion, NAME@ALIAS, models:/NAME/VERSION, SWEEP, "
+                       "SWEEP/TRIAL, a run id, or an adapter directory")  # fmt: skip
+    p.add_argument("--out", type=Path, help="report directory (default: reports/A-vs-B)")
+    p.add_argument("--samples", type=int, default=8, help="generations shown side by side")
+    p.add_argument("--state-dir", type=Path, default=DEFAULT_STATE_DIR)
+    p.add_argument("--mlflow-uri", default=DEFAULT_MLFLOW_URI)
+    p.set_defaults(run=lambda a: compare(a.a, a.b, out=a.out, samples=a.samples,
                                          state_dir=a.state_dir, mlflow_uri=a.mlflow_uri))  # fmt: skip
     p = verbs.add_parser("ui", help=ui.__doc__, description=ui.__doc__)
     p.add_argument("--mlflow-uri", default=DEFAULT_MLFLOW_URI, help="the tracking store")

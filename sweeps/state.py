@@ -84,7 +84,10 @@ class SweepState:
             if t.status == "completed" and t.objective(self.objective_metric) is not None
         ]
         sign = -1 if self.objective_mode == "max" else 1
-        return sorted(done, key=lambda t: sign * (t.objective(self.objective_metric) or 0.0))
+        # ties go by trial id, so the order is the same after state.json is read back
+        return sorted(
+            done, key=lambda t: (sign * (t.objective(self.objective_metric) or 0.0), t.trial_id)
+        )
 
     def best_trial(self) -> TrialRecord | None:
         """The best completed trial that no guard flagged; once finalists were re-scored on the

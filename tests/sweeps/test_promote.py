@@ -13,33 +13,16 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from mlflow.tracking import MlflowClient
 
-from sweeps import launch_sweep
 from sweeps.cli import main
 from sweeps.scoring import ItemScores, all_rows, cache_path, load_spec, store_scores
 from sweeps.state import SweepState, load_state
-from tests.conftest import slice_embedded_data, tiny_sweep_config
-
-HELDOUT_ROWS = 12
+from tests.sweeps.conftest import HELDOUT_ROWS, finished_sweep
 
 
 @pytest.fixture(scope="module")
 def promo(tiny_model: Path, tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
-    """A finished two-trial sweep (no early stopping), and copies of it to tamper with."""
-    tmp = tmp_path_factory.mktemp("promote")
-    data = slice_embedded_data(tmp, train=24, heldout=HELDOUT_ROWS)
-    config = tiny_sweep_config(
-        tiny_model, data, tmp, search={"algorithm": "grid", "num_samples": 2, "max_concurrent": 2},
-        scheduler={"type": "none"}, search_space={"num_epochs": 1, "lora_r": [2, 4],
-        "learning_rate": 1e-3, "lora_alpha": 4, "sequence_len": [128]},
-    )  # fmt: skip
-    with pytest.MonkeyPatch.context() as patch:
-        patch.setenv("LORA_SWEEP_CACHE", str(tmp_path_factory.getbasetemp() / "cache"))
-        state = launch_sweep(config, name="promo")
-    assert state.status == "completed" and len(state.trials) == 2
-    uri = config["tracking"]["mlflow_uri"]
-    return {"state": state, "uri": uri, "client": MlflowClient(uri, registry_uri=uri)}
+    return finished_sweep(tiny_model, tmp_path_factory, name="promo")
 
 
 def trials(state: SweepState) -> list[str]:
