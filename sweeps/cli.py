@@ -168,7 +168,7 @@ def promote(ref: str, *, model_name: str | None = None, force: str | None = None
 
 def compare(a: str, b: str, *, out: Path | None = None, samples: int = 8,
             state_dir: Path = DEFAULT_STATE_DIR, mlflow_uri: str = DEFAULT_MLFLOW_URI) -> int:  # fmt: skip
-    """A/B report on two adapters (or one and the base): HTML + Markdown, logged to MLflow."""
+    """A/B report on two adapters (or one and the base; B is the reference): HTML + Markdown."""
     from sweeps.compare import compare as compare_sides
 
     report = compare_sides(a, b, state_dir=state_dir, mlflow_uri=mlflow_uri, out_dir=out,
@@ -176,7 +176,7 @@ def compare(a: str, b: str, *, out: Path | None = None, samples: int = 8,
     paired = report.heldout
     print(f"held-out {report.metric}: {paired.mean_b:.4f} vs {paired.mean_a:.4f}, delta "
           f"{paired.delta:+.4f}, 95% CI [{paired.ci_low:+.4f}, {paired.ci_high:+.4f}] "
-          f"({paired.n} rows; B better on {paired.wins}, worse on {paired.losses})")  # fmt: skip
+          f"({paired.n} rows; A better on {paired.wins}, worse on {paired.losses})")  # fmt: skip
     print(f"report: {report.html}\nsummary: {report.markdown}\nMLflow run {report.run_id}")
     return 0
 
@@ -205,8 +205,13 @@ def _print_best(state: Any, console: Any) -> None:
     console.print(f"  params: {json.dumps(record.params)}", highlight=False)
     console.print(f"  adapter: {record.adapter_path}", highlight=False)
     console.print(f"  MLflow: run {record.run_id} in {state.mlflow_uri}", highlight=False)
+    uri = "" if state.mlflow_uri == DEFAULT_MLFLOW_URI else f" --mlflow-uri {state.mlflow_uri}"
     if state.mlflow_uri.startswith("sqlite:///"):
-        console.print(f"  browse: sweep ui --mlflow-uri {state.mlflow_uri}", highlight=False)
+        console.print(f"  browse: sweep ui{uri}", highlight=False)
+    state_dir = state.path.parent
+    where = "" if state_dir == DEFAULT_STATE_DIR.resolve() else f" --state-dir {state_dir}"
+    console.print(f"  next: sweep promote {state.name}{where}{uri}", highlight=False)
+    console.print(f"        sweep compare {state.name} base{where}{uri}", highlight=False)
 
 
 # --------------------------------------------------------------------------- argument parsing

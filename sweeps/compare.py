@@ -2,7 +2,8 @@
 
 A and B may be ``base``, a registry alias or version (``champion``, ``NAME@ALIAS``,
 ``models:/NAME/VERSION``), a sweep (its best trial), ``SWEEP/TRIAL``, a trial's run id, or an
-adapter directory. Both are scored on every held-out row of the sweep they come from
+adapter directory. B is the reference: a delta is A minus B, so ``sweep compare champion base``
+shows the champion's gain. Both are scored on every held-out row of the sweep they come from
 (``sweeps/scoring.py``, cached), and compared item by item (``evals/paired.py``).
 
 The report is self-contained HTML (the plot embedded) plus a Markdown summary, rendered from
@@ -120,11 +121,9 @@ def report_context(
 
     reader = RunReader(mlflow_uri)
     metric = spec.task_metric
-    paired = {
-        metric: compare_paired(scores[0].by_item(), scores[1].by_item()),
-        "exact_match": compare_paired(
-            scores[0].by_item("exact_match"), scores[1].by_item("exact_match")
-        ),
+    paired = {  # B is the reference: each delta is A - B
+        name: compare_paired(scores[1].by_item(key), scores[0].by_item(key))
+        for name, key in ((metric, "score"), ("exact_match", "exact_match"))
     }
     return {
         "a": a.label, "b": b.label, "sweep": home.name, "base_model": home.base_model,
@@ -133,6 +132,8 @@ def report_context(
         "params": param_rows(a, b),
         "heldout": heldout_rows(paired, scores),
         "benchmarks": benchmark_rows(a, b, home=home, reader=reader),
+        "benchmarks_skipped": reader.summary(home.parent_run_id)["tags"].get(
+            "benchmarks.skipped", "none"),
         "changed": changed_items(scores, limit=10),
         "generations": generation_rows(scores, limit=samples),
         "curves": curves_png(a, b, home=home, reader=reader, metric=metric),
@@ -141,13 +142,13 @@ def report_context(
 
 
 def summary_line(a: str, b: str, metric: str, paired: PairedComparison) -> str:
-    test = f"McNemar p={paired.p_value:.3g}" if paired.test == MCNEMAR else "paired bootstrap"
+    """``paired`` compares A (its ``b`` side) with the reference B (its ``a`` side)."""
     verdict = "significant" if paired.significant() else "not significant"
     return (
-        f"{b} vs {a} on {paired.n} held-out rows: {metric} {paired.mean_b:.4f} vs "
+        f"{a} vs {b} on {paired.n} held-out rows: {metric} {paired.mean_b:.4f} vs "
         f"{paired.mean_a:.4f}, delta {paired.delta:+.4f} (95% CI {paired.ci_low:+.4f} to "
-        f"{paired.ci_high:+.4f}; {test}; {verdict}). B better on {paired.wins} rows, worse on "
-        f"{paired.losses}, tied on {paired.ties}."
+        f"{paired.ci_high:+.4f}; {_test(paired)}; {verdict}). A better on {paired.wins} rows, "
+        f"worse on {paired.losses}, tied on {paired.ties}."
     )
 
 
@@ -163,14 +164,14 @@ def param_rows(a: Side, b: Side) -> list[dict[str, Any]]:
 def heldout_rows(
     paired: dict[str, PairedComparison], scores: tuple[ItemScores, ItemScores]
 ) -> list[dict[str, Any]]:
-    rows = [{"name": name, "a": c.mean_a, "b": c.mean_b, "delta": c.delta, "ci_low": c.ci_low,
+    rows = [{"name": name, "a": c.mean_b, "b": c.mean_a, "delta": c.delta, "ci_low": c.ci_low,
              "ci_high": c.ci_high, "test": _test(c), "significant": c.significant()}
             for name, c in paired.items()]  # fmt: skip
     for name in ("heldout/loss", "heldout/perplexity"):  # per-token means: no per-item pairs
         va, vb = scores[0].metrics.get(name), scores[1].metrics.get(name)
         if va is not None and vb is not None:
             rows.append({"name": name.removeprefix("heldout/") + " (lower is better)", "a": va,
-                         "b": vb, "delta": vb - va, "ci_low": None, "ci_high": None,
+                         "b": vb, "delta": va - vb, "ci_low": None, "ci_high": None,
                          "test": "token-level mean", "significant": None})  # fmt: skip
     return rows
 
@@ -180,7 +181,8 @@ def benchmark_rows(a: Side, b: Side, *, home: SweepState, reader: Any) -> list[d
     base when one side is the base model."""
     from evals.objective import primary_metric
 
-    tasks = (home_config(home).get("benchmarks") or {}).get("tasks") or []
+    benchmarks = home_config(home).get("benchmarks") or {}
+    tasks, overrides = benchmarks.get("tasks") or [], benchmarks.get("metrics") or {}
     base_metrics = {k.removeprefix("base/"): v for k, v in
                     reader.summary(home.parent_run_id)["metrics"].items()}  # fmt: skip
     rows = []
@@ -188,7 +190,7 @@ def benchmark_rows(a: Side, b: Side, *, home: SweepState, reader: Any) -> list[d
         for phase in ("full", "proxy"):
             va, vb = (_bench(s, base_metrics, phase, task) for s in (a, b))
             if va and vb:
-                name = primary_metric(task, va, {})
+                name = primary_metric(task, va, overrides)
                 if name in va and name in vb:
                     rows.append(_bench_row(task, phase, name, va[name], vb[name], a=a, b=b))
                 break
@@ -204,7 +206,7 @@ def _bench(side: Side, base: dict[str, float], phase: str, task: str) -> dict[st
 def _bench_row(task: str, phase: str, name: str, va: float, vb: float, *, a: Side,
                b: Side) -> dict[str, Any]:  # fmt: skip
     low = high = p_value = None
-    trial, sign = (b, 1) if a.ref == BASE else (a, -1) if b.ref == BASE else (None, 0)
+    trial, sign = (a, 1) if b.ref == BASE else (b, -1) if a.ref == BASE else (None, 0)
     if trial is not None and trial.record is not None:  # logged as trial - base
         logged = trial.record.metrics
         prefix = f"bench/{phase}/{task}/"
@@ -213,15 +215,15 @@ def _bench_row(task: str, phase: str, name: str, va: float, vb: float, *, a: Sid
                            sign * logged[prefix + "delta_ci_high"]))  # fmt: skip
             low, high = ends
             p_value = logged.get(prefix + "delta_p_value")
-    return {"name": f"{task} ({name}, {phase})", "a": va, "b": vb, "delta": vb - va,
+    return {"name": f"{task} ({name}, {phase})", "a": va, "b": vb, "delta": va - vb,
             "ci_low": low, "ci_high": high,
             "test": f"McNemar p={p_value:.3g}" if p_value is not None else "-"}  # fmt: skip
 
 
 def changed_items(scores: tuple[ItemScores, ItemScores], *, limit: int) -> dict[str, Any]:
-    """The rows where A and B differ most, and the win/loss/tie counts."""
+    """The rows where A and B differ most, and A's win/loss/tie counts."""
     pairs = list(zip(scores[0].items, scores[1].items, strict=True))
-    diffs = [(float(ib["score"]) - float(ia["score"]), ia, ib) for ia, ib in pairs]
+    diffs = [(float(ia["score"]) - float(ib["score"]), ia, ib) for ia, ib in pairs]
     changed = sorted((d for d in diffs if d[0] != 0), key=lambda d: -abs(d[0]))[:limit]
     return {
         "wins": sum(d > 0 for d, _, _ in diffs), "losses": sum(d < 0 for d, _, _ in diffs),

@@ -99,3 +99,37 @@ def test_one_trial_beats_the_base_model_on_the_embedded_task(tmp_path: Path) -> 
     base, _ = base_scores(plan)
     assert outcome.metrics["heldout/field_f1"] > base["heldout/field_f1"] + 0.3
     assert (outcome.adapter_path / "adapter_model.safetensors").is_file()
+
+
+def test_a_sweep_promotes_its_winner_and_the_report_shows_the_gain_with_its_ci(
+    tmp_path: Path,
+) -> None:
+    """README's flow on the real model: launch, ``sweep promote``, ``sweep compare champion base``."""
+    import json
+
+    import yaml
+
+    from sweeps import launch_sweep
+    from sweeps.cli import main
+
+    config = yaml.safe_load((REPO / "search_spaces" / "lora.yaml").read_text())
+    data = slice_embedded_data(tmp_path, train=96, heldout=24)
+    config["data"].update(train=str(data["train"]), heldout=str(data["heldout"]))
+    config["search_space"] = {"learning_rate": 2e-3, "lora_r": [8], "lora_alpha": 16,
+                              "num_epochs": 1, "sequence_len": [256]}  # fmt: skip
+    config["search"].update(num_samples=1, max_concurrent=1)
+    config["scheduler"] = {"type": "none"}
+    config["benchmarks"]["tasks"] = []
+    config["tracking"] = {"mlflow_uri": f"sqlite:///{tmp_path / 'mlruns' / 'mlflow.db'}",
+                          "experiment": "e2e", "state_dir": str(tmp_path / "sweeps")}  # fmt: skip
+    state = launch_sweep(config, name="e2e")
+    assert state.status == "completed"
+    where = ["--state-dir", str(tmp_path / "sweeps")]
+    assert main(["promote", "e2e", *where]) == 0
+    out = tmp_path / "report"
+    uri = ["--mlflow-uri", config["tracking"]["mlflow_uri"]]
+    assert main(["compare", "champion", "base", "--out", str(out), *where, *uri]) == 0
+    paired = json.loads((out / "report.json").read_text())["heldout_paired"]
+    assert paired["n"] == 24 and paired["delta"] > 0.3 and paired["ci_low"] > 0
+    markdown = (out / "report.md").read_text()
+    assert f"[{paired['ci_low']:+.4f}, {paired['ci_high']:+.4f}]" in markdown

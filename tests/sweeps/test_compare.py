@@ -41,14 +41,14 @@ def test_report_numbers_are_the_paired_test_on_every_heldout_row(report: dict[st
     champion = cached_items(state, Path(best.adapter_path))
     base = cached_items(state, None)
     assert len(champion) == len(base) == HELDOUT_ROWS
-    expected = compare_paired({i["id"]: i["score"] for i in champion},
-                              {i["id"]: i["score"] for i in base})  # fmt: skip
+    expected = compare_paired({i["id"]: i["score"] for i in base},
+                              {i["id"]: i["score"] for i in champion})  # fmt: skip
     data = json.loads((report["out"] / "report.json").read_text())
-    assert data["heldout_paired"] == expected.to_json()  # A is champion, B the base
+    assert data["heldout_paired"] == expected.to_json()  # champion - base, per row
     assert data["a"] == f"champion (ab/{best.trial_id})" and data["b"] == "base model"
     markdown = (report["out"] / "report.md").read_text()
     ci = f"[{expected.ci_low:+.4f}, {expected.ci_high:+.4f}]"
-    assert f"| {state.task_metric} | {expected.mean_a:.4f} | {expected.mean_b:.4f} |" in markdown
+    assert f"| {state.task_metric} | {expected.mean_b:.4f} | {expected.mean_a:.4f} |" in markdown
     assert ci in markdown and "## Generations (first 5)" in markdown
 
 
