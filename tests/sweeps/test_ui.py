@@ -86,7 +86,7 @@ def page_text(url: str) -> str:
     dom = lxml_html.fromstring(dump_dom(url))
     for node in dom.xpath("//script|//style"):
         node.drop_tree()
-    return " ".join(dom.text_content().split())
+    return " ".join(" ".join(dom.itertext()).split())  # one space between elements
 
 
 def test_ui_in_a_browser_shows_the_sweep_its_trials_and_the_champion(
