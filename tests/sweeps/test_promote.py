@@ -82,7 +82,8 @@ def test_a_version_holds_adapter_tokenizer_base_hash_and_eval_summary(
     assert promote(promo, f"promo/{first}", "files") == 0
     version = promo["client"].get_model_version_by_alias("files", "champion")
     source = promo["client"].get_model_version_download_uri("files", version.version)
-    path = Path(mlflow.artifacts.download_artifacts(source, dst_path=str(tmp_path)))
+    path = Path(mlflow.artifacts.download_artifacts(
+        source, dst_path=str(tmp_path), tracking_uri=promo["uri"]))  # fmt: skip
     assert (path / "adapter" / "adapter_model.safetensors").is_file()
     assert "im_start" in (path / "tokenizer" / "chat_template.jinja").read_text()
     base = json.loads((path / "base_model.json").read_text())
