@@ -20,16 +20,17 @@ HELDOUT_ROWS = 12
 
 
 @contextmanager
-def shared_cache(tmp_path_factory: pytest.TempPathFactory) -> Iterator[None]:
+def shared_cache(tmp_path_factory: pytest.TempPathFactory, name: str = "cache") -> Iterator[None]:
     """The fast tier's cache, for fixtures wider than one test (set before the autouse one)."""
     with pytest.MonkeyPatch.context() as patch:
-        patch.setenv("LORA_SWEEP_CACHE", str(tmp_path_factory.getbasetemp() / "cache"))
+        patch.setenv("LORA_SWEEP_CACHE", str(tmp_path_factory.getbasetemp() / name))
         yield
 
 
 def finished_sweep(
-    tiny_model: Path, tmp_path_factory: pytest.TempPathFactory, *, name: str
-) -> dict[str, Any]:
+    tiny_model: Path, tmp_path_factory: pytest.TempPathFactory, *, name: str,
+    cache: str = "cache",
+) -> dict[str, Any]:  # fmt: skip
     """A two-trial grid sweep (lora_r 2 and 4, no early stopping) in its own MLflow store."""
     tmp = tmp_path_factory.mktemp(name)
     data = slice_embedded_data(tmp, train=24, heldout=HELDOUT_ROWS)
@@ -38,7 +39,7 @@ def finished_sweep(
         scheduler={"type": "none"}, search_space={"num_epochs": 1, "lora_r": [2, 4],
         "learning_rate": 1e-3, "lora_alpha": 4, "sequence_len": [128]},
     )  # fmt: skip
-    with shared_cache(tmp_path_factory):
+    with shared_cache(tmp_path_factory, cache):
         state = launch_sweep(config, name=name)
     assert state.status == "completed" and len(state.trials) == 2
     uri = config["tracking"]["mlflow_uri"]

@@ -19,10 +19,19 @@ from sweeps.scoring import ItemScores, all_rows, cache_path, load_spec, store_sc
 from sweeps.state import SweepState, load_state
 from tests.sweeps.conftest import HELDOUT_ROWS, finished_sweep
 
+PLANTED = "cache-planted"  # planted scores stay out of the cache other modules score into
+
 
 @pytest.fixture(scope="module")
 def promo(tiny_model: Path, tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
-    return finished_sweep(tiny_model, tmp_path_factory, name="promo")
+    return finished_sweep(tiny_model, tmp_path_factory, name="promo", cache=PLANTED)
+
+
+@pytest.fixture(autouse=True)
+def _planted_cache(
+    tmp_path_factory: pytest.TempPathFactory, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("LORA_SWEEP_CACHE", str(tmp_path_factory.getbasetemp() / PLANTED))
 
 
 def trials(state: SweepState) -> list[str]:
