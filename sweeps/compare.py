@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import json
 import re
+import tempfile
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -121,6 +122,8 @@ def report_context(
 
     reader = RunReader(mlflow_uri)
     metric = spec.task_metric
+    with tempfile.TemporaryDirectory(prefix="lora-sweep-compare-") as tmp:
+        benchmarks = benchmark_rows(a, b, home=home, reader=reader, scratch=Path(tmp))
     paired = {  # B is the reference: each delta is A - B
         name: compare_paired(scores[1].by_item(key), scores[0].by_item(key))
         for name, key in ((metric, "score"), ("exact_match", "exact_match"))
@@ -131,7 +134,7 @@ def report_context(
         "summary": summary_line(a.label, b.label, metric, paired[metric]),
         "params": param_rows(a, b),
         "heldout": heldout_rows(paired, scores),
-        "benchmarks": benchmark_rows(a, b, home=home, reader=reader),
+        "benchmarks": benchmarks,
         "benchmarks_skipped": reader.summary(home.parent_run_id)["tags"].get(
             "benchmarks.skipped", "none"),
         "changed": changed_items(scores, limit=10),
@@ -176,9 +179,11 @@ def heldout_rows(
     return rows
 
 
-def benchmark_rows(a: Side, b: Side, *, home: SweepState, reader: Any) -> list[dict[str, Any]]:
-    """Each benchmark both sides have a score for; the CI is the logged paired test against the
-    base when one side is the base model."""
+def benchmark_rows(
+    a: Side, b: Side, *, home: SweepState, reader: Any, scratch: Path
+) -> list[dict[str, Any]]:
+    """Each benchmark both sides were scored on (the full sets when both have them), with the
+    paired test on the documents both were scored on, from their per-sample artefacts."""
     from evals.objective import primary_metric
 
     benchmarks = home_config(home).get("benchmarks") or {}
@@ -189,11 +194,16 @@ def benchmark_rows(a: Side, b: Side, *, home: SweepState, reader: Any) -> list[d
     for task in tasks:
         for phase in ("full", "proxy"):
             va, vb = (_bench(s, base_metrics, phase, task) for s in (a, b))
-            if va and vb:
-                name = primary_metric(task, va, overrides)
-                if name in va and name in vb:
-                    rows.append(_bench_row(task, phase, name, va[name], vb[name], a=a, b=b))
-                break
+            if not (va and vb):
+                continue
+            name = primary_metric(task, va, overrides)
+            if name in va and name in vb:
+                docs = [_document_scores(s, home=home, reader=reader, phase=phase, task=task,
+                                         metric=name, scratch=scratch) for s in (a, b)]  # fmt: skip
+                paired = (compare_paired(docs[1], docs[0], resamples=2000)
+                          if set(docs[0]) & set(docs[1]) else None)  # fmt: skip
+                rows.append(_bench_row(f"{task} ({name}, {phase})", va[name], vb[name], paired))
+            break
     return rows
 
 
@@ -203,21 +213,34 @@ def _bench(side: Side, base: dict[str, float], phase: str, task: str) -> dict[st
     return {k.removeprefix(prefix): v for k, v in source.items() if k.startswith(prefix)}
 
 
-def _bench_row(task: str, phase: str, name: str, va: float, vb: float, *, a: Side,
-               b: Side) -> dict[str, Any]:  # fmt: skip
-    low = high = p_value = None
-    trial, sign = (a, 1) if b.ref == BASE else (b, -1) if a.ref == BASE else (None, 0)
-    if trial is not None and trial.record is not None:  # logged as trial - base
-        logged = trial.record.metrics
-        prefix = f"bench/{phase}/{task}/"
-        if prefix + "delta_ci_low" in logged:
-            ends = sorted((sign * logged[prefix + "delta_ci_low"],
-                           sign * logged[prefix + "delta_ci_high"]))  # fmt: skip
-            low, high = ends
-            p_value = logged.get(prefix + "delta_p_value")
-    return {"name": f"{task} ({name}, {phase})", "a": va, "b": vb, "delta": va - vb,
-            "ci_low": low, "ci_high": high,
-            "test": f"McNemar p={p_value:.3g}" if p_value is not None else "-"}  # fmt: skip
+def _document_scores(
+    side: Side, *, home: SweepState, reader: Any, phase: str, task: str, metric: str,
+    scratch: Path,
+) -> dict[str, float]:  # fmt: skip
+    """``{leaf task/doc id: score}`` from the side's per-sample artefacts (a trial's
+    ``benchmarks/<phase>/``, the base's ``base_benchmarks/<phase>/`` on the parent run)."""
+    if side.record is not None:
+        run_id, path = side.record.run_id, f"benchmarks/{phase}"
+    elif side.ref == BASE:
+        run_id, path = home.parent_run_id, f"base_benchmarks/{phase}"
+    else:
+        return {}
+    directory = scratch / run_id / phase / Path(path).name  # where mlflow puts the directory
+    if not directory.is_dir() and reader.download(run_id, path, directory.parent) is None:
+        return {}
+    leaves = [
+        f for f in directory.glob("*.jsonl") if f.stem == task or f.stem.startswith(f"{task}_")
+    ]
+    rows = [(f.stem, json.loads(line)) for f in leaves for line in f.read_text().splitlines()]
+    return {f"{leaf}/{row['doc_id']}": float(row[metric]) for leaf, row in rows
+            if isinstance(row.get(metric), (int, float))}  # fmt: skip
+
+
+def _bench_row(name: str, va: float, vb: float, paired: PairedComparison | None) -> dict[str, Any]:
+    return {"name": name, "a": va, "b": vb, "delta": va - vb,
+            "ci_low": paired.ci_low if paired else None,
+            "ci_high": paired.ci_high if paired else None,
+            "test": f"{_test(paired)}, {paired.n} documents" if paired else "-"}  # fmt: skip
 
 
 def changed_items(scores: tuple[ItemScores, ItemScores], *, limit: int) -> dict[str, Any]:

@@ -229,3 +229,40 @@ def test_required_benchmark_without_data_fails_before_training(
     assert f"{path}: benchmarks: benchmark data cannot be had: hellaswag" in err
     assert "benchmarks.optional: true" in err and "LORA_SWEEP_BENCHMARK_MIRROR" in err
     assert not (tmp_path / "sweeps").exists() and not (tmp_path / "mlruns").exists()
+
+
+def full_scores(client: MlflowClient, run_id: str, artifact: str, metric: str) -> dict[str, float]:
+    """``{leaf/doc id: score}`` from one per-sample artefact file."""
+    path = Path(client.download_artifacts(run_id, artifact))
+    rows = [json.loads(line) for line in path.read_text().splitlines()]
+    return {f"{path.stem}/{row['doc_id']}": float(row[metric]) for row in rows}
+
+
+def test_compare_pairs_benchmarks_on_the_same_documents(
+    sweep: dict[str, Any], tmp_path: Path
+) -> None:
+    from evals.paired import compare_paired
+
+    state: SweepState = sweep["state"]
+    client: MlflowClient = sweep["client"]
+    first, second = sorted(t.trial_id for t in state.trials.values() if t.finalist)
+    where = ["--state-dir", str(state.path.parent), "--mlflow-uri", state.mlflow_uri]
+    out = tmp_path / "two-finalists"
+    assert main(["compare", f"bench/{first}", f"bench/{second}", "--out", str(out), *where]) == 0
+    rows = {r["name"]: r for r in json.loads((out / "report.json").read_text())["benchmarks"]}
+    assert set(rows) == {"arc_challenge (acc_norm, full)", "mmlu (acc, full)"}
+    arc = rows["arc_challenge (acc_norm, full)"]
+    docs = {t: full_scores(client, state.trials[t].run_id, "benchmarks/full/arc_challenge.jsonl",
+                           "acc_norm") for t in (first, second)}  # fmt: skip
+    expected = compare_paired(docs[second], docs[first], resamples=2000)  # first - second
+    assert (arc["ci_low"], arc["ci_high"]) == (expected.ci_low, expected.ci_high)
+    assert arc["test"].endswith(f", {len(ARC_ROWS)} documents")
+    out = tmp_path / "finalist-vs-base"
+    assert main(["compare", f"bench/{first}", "base", "--out", str(out), *where]) == 0
+    rows = {r["name"]: r for r in json.loads((out / "report.json").read_text())["benchmarks"]}
+    mmlu = rows["mmlu (acc, full)"]  # pooled over every subject's documents, against the base's
+    assert mmlu["test"].endswith(f", {len(mmlu_rows())} documents") and mmlu["ci_low"] is not None
+    assert mmlu["delta"] == pytest.approx(
+        state.trials[first].metrics["bench/full/mmlu/acc"]
+        - metrics_of(client, state.parent_run_id)["base/bench/full/mmlu/acc"]
+    )
