@@ -44,6 +44,7 @@ class Side:
     ref: str
     label: str
     adapter: Path | None = None
+    base_model: str = ""  # what the adapter records it was trained on
     state: SweepState | None = None
     record: TrialRecord | None = None
     config: dict[str, Any] = field(default_factory=dict)
@@ -66,10 +67,12 @@ def compare(
     side_a, side_b = (resolve_side(r, state_dir=state_dir, mlflow_uri=mlflow_uri) for r in (a, b))
     home = check_comparable(side_a, side_b)
     spec = load_spec(home)
+    for side in (side_a, side_b):
+        check_same_base(side, home=home, model_path=spec.model_path)
     if side_a.adapter is not None and side_a.adapter == side_b.adapter:
         raise ConfigError(f"{a} and {b} are the same adapter ({side_a.adapter})")
     scores = score_every_row(spec, {side_a.label: side_a.adapter, side_b.label: side_b.adapter},
-                             data_digests=home.digests, progress=progress)  # fmt: skip
+                             progress=progress)  # fmt: skip
     context = report_context(side_a, side_b, home=home, spec=spec, mlflow_uri=mlflow_uri,
                              scores=(scores[side_a.label], scores[side_b.label]), samples=samples)  # fmt: skip
     out_dir = out_dir or Path("reports") / f"{slug(a)}-vs-{slug(b)}"
@@ -85,10 +88,11 @@ def resolve_side(ref: str, *, state_dir: Path, mlflow_uri: str) -> Side:
     adapter = resolve_adapter(ref, state_dir=state_dir, mlflow_uri=mlflow_uri)
     label = adapter.describe() if ref == adapter.describe() else f"{ref} ({adapter.describe()})"
     if not adapter.sweep or adapter.sweep not in list_sweeps(state_dir):
-        return Side(ref, label, adapter.path)
+        return Side(ref, label, adapter.path, adapter.base_model)
     state = load_state(adapter.sweep, state_dir=state_dir)
     config = yaml.safe_load((state.path / "config.yaml").read_text())
-    return Side(ref, label, adapter.path, state, state.trials.get(adapter.trial_id), config)
+    return Side(ref, label, adapter.path, adapter.base_model, state,
+                state.trials.get(adapter.trial_id), config)  # fmt: skip
 
 
 def check_comparable(a: Side, b: Side) -> SweepState:
@@ -106,6 +110,23 @@ def check_comparable(a: Side, b: Side) -> SweepState:
                 f"{home.name} ({home.base_model}): the two cannot be compared on one base"
             )
     return home
+
+
+def check_same_base(side: Side, *, home: SweepState, model_path: str) -> None:
+    """An adapter from outside the sweep must have been trained on the sweep's base model."""
+    if side.adapter is None or side.state is not None:
+        return
+    record = side.adapter.parent / "base_model.json"  # a registry version's record of its base
+    if record.is_file():
+        same = json.loads(record.read_text()).get("sha256") == home.base_model_digest
+    else:
+        names = (home.base_model, model_path)
+        same = side.base_model in names or Path(side.base_model).resolve() == Path(model_path)
+    if not same:
+        raise ConfigError(
+            f"{side.ref}: the adapter was trained on {side.base_model}, not on the base model of "
+            f"sweep {home.name} ({home.base_model}); compare adapters of one base model"
+        )
 
 
 def slug(ref: str) -> str:

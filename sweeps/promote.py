@@ -79,10 +79,8 @@ def promote(
         incumbent = resolve_adapter(f"models:/{name}/{champion['version']}", state_dir=state_dir,
                                     mlflow_uri=registry.tracking_uri).path  # fmt: skip
     against = f"champion {name} v{champion['version']}" if champion else "the base model"
-    scores = score_every_row(
-        candidate.spec, {candidate.label: candidate.adapter, against: incumbent},
-        data_digests=candidate.state.digests, progress=progress,
-    )  # fmt: skip
+    models = {candidate.label: candidate.adapter, against: incumbent}
+    scores = score_every_row(candidate.spec, models, progress=progress)
     decision = judge(candidate, scores[candidate.label], scores[against], against=against,
                      force_reason=force_reason)  # fmt: skip
     if not decision.promote:

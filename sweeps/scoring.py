@@ -61,14 +61,22 @@ def adapter_digest(adapter: Path) -> str:
     return digest.hexdigest()
 
 
-def cache_path(spec: Any, adapter: Path | None, *, data_digests: Mapping[str, str]) -> Path:
+def data_digests(spec: Any) -> dict[str, str]:
+    """sha256 of the data files as they are now (the held-out rows come from them)."""
+    from trainers.data import file_digest
+
+    paths = {"train": spec.train_path, "heldout": spec.heldout_path}
+    return {role: file_digest(Path(path)) for role, path in paths.items() if path}
+
+
+def cache_path(spec: Any, adapter: Path | None) -> Path:
     """Where one model's item scores are cached, keyed by everything they depend on."""
     from trainers.models import cache_root, model_identity
 
     key = {
         "model": model_identity(Path(spec.model_path)),
         "adapter": adapter_digest(adapter) if adapter is not None else "base",
-        "data": dict(sorted(data_digests.items())),
+        "data": data_digests(spec),
         "settings": {k: getattr(spec, k) for k in (
             "task_metric", "template", "system_prompt", "columns", "val_set_size", "split_seed",
             "data_format", "evaluation")},
@@ -82,15 +90,14 @@ def store_scores(path: Path, scores: ItemScores) -> None:
 
 
 def score_every_row(
-    spec: Any, models: Mapping[str, Path | None], *, data_digests: Mapping[str, str],
-    progress: Callable[[str], None] = print,
-) -> dict[str, ItemScores]:  # fmt: skip
+    spec: Any, models: Mapping[str, Path | None], *, progress: Callable[[str], None] = print
+) -> dict[str, ItemScores]:
     """Item scores for each named model (``None``: the base), from the cache when present.
 
     The base model is loaded once; each adapter is put on it, scored and taken off again.
     """
     spec = all_rows(spec)
-    paths = {label: cache_path(spec, a, data_digests=data_digests) for label, a in models.items()}
+    paths = {label: cache_path(spec, adapter) for label, adapter in models.items()}
     out = {label: _read(path) for label, path in paths.items() if path.is_file()}
     missing = [label for label in models if label not in out]
     if missing:
@@ -118,7 +125,8 @@ def _score(
     template = resolve_template(tokenizer, spec.template)
     _, heldout = load_trial_examples(spec)
     tokenized, prompts, references = heldout_inputs(spec, heldout, tokenizer, template)
-    model = load_causal_lm(path, trust_remote_code=spec.trust_remote_code, device=spec.device)
+    device = spec.device if _device_available(spec.device) else "cpu"
+    model = load_causal_lm(path, trust_remote_code=spec.trust_remote_code, device=device)
     out = {}
     for label, adapter in models.items():
         progress(f"Scoring {label} on all {len(prompts)} held-out rows ...")
@@ -134,6 +142,13 @@ def _score(
         items = [{"id": _item_id(i, item), **item} for i, item in enumerate(scores.items)]
         out[label] = ItemScores(metrics=scores.as_metrics(), items=items)
     return out
+
+
+def _device_available(device: str) -> bool:
+    """A GPU sweep can be promoted or compared on a machine without one (on CPU)."""
+    import torch
+
+    return not device.startswith("cuda") or torch.cuda.is_available()
 
 
 def _with_adapter(model: Any, adapter: Path) -> Any:

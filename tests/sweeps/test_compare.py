@@ -17,7 +17,7 @@ from tests.sweeps.conftest import HELDOUT_ROWS, dump_dom, shared_cache
 
 def cached_items(state: SweepState, adapter: Path | None) -> list[dict[str, Any]]:
     """What the scorer cached for one side: every held-out row, scored."""
-    path = cache_path(all_rows(load_spec(state)), adapter, data_digests=state.digests)
+    path = cache_path(all_rows(load_spec(state)), adapter)
     items: list[dict[str, Any]] = json.loads(path.read_text())["items"]
     return items
 
@@ -116,3 +116,40 @@ def test_compare_refuses_what_cannot_be_compared(
     assert "are the same adapter" in capsys.readouterr().err
     assert main(["compare", "nope@champion", "base", *base]) == 2
     assert "registered model 'nope' has no alias 'champion'" in capsys.readouterr().err
+
+
+def test_an_adapter_directory_compares_only_on_its_own_base(
+    report: dict[str, Any], tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    import shutil
+
+    where = ["--state-dir", str(report["state"].path.parent), "--mlflow-uri", report["uri"]]
+    copy = tmp_path / "copy"
+    shutil.copytree(report["best"].adapter_path, copy)  # same weights: the cached scores serve
+    assert main(["compare", str(copy), "ab", "--out", str(tmp_path / "r"), *where]) == 0
+    assert "Scoring" not in capsys.readouterr().out
+    assert json.loads((tmp_path / "r" / "report.json").read_text())["heldout_paired"]["delta"] == 0
+    config = json.loads((copy / "adapter_config.json").read_text())
+    (copy / "adapter_config.json").write_text(
+        json.dumps({**config, "base_model_name_or_path": "another/model"})
+    )
+    assert main(["compare", str(copy), "ab", *where]) == 2
+    assert "the adapter was trained on another/model, not on the base model of sweep ab" in (
+        capsys.readouterr().err
+    )
+
+
+def test_registry_references_resolve_to_the_sweep_copy_or_the_registry_files(
+    report: dict[str, Any], tmp_path: Path
+) -> None:
+    from sweeps.refs import resolve_adapter
+    from sweeps.scoring import adapter_digest
+
+    state, uri, best = report["state"], report["uri"], report["best"]
+    for ref in ("champion", "tiny@champion", "models:/tiny@champion", "models:/tiny/1"):
+        found = resolve_adapter(ref, state_dir=state.path.parent, mlflow_uri=uri)
+        assert found.path == Path(best.adapter_path) and found.trial_id == best.trial_id
+    elsewhere = resolve_adapter("champion", state_dir=tmp_path / "no-sweeps", mlflow_uri=uri)
+    assert elsewhere.path != Path(best.adapter_path)  # the registry's files, downloaded
+    assert adapter_digest(elsewhere.path) == adapter_digest(Path(best.adapter_path))
+    assert Path(elsewhere.base_model) == Path(load_spec(state).model_path)

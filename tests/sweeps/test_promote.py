@@ -48,7 +48,7 @@ def plant(state: SweepState, trial: str | None, scores: list[float]) -> None:
              for i, s in enumerate(scores)]  # fmt: skip
     mean = sum(scores) / len(scores)
     metrics = {"heldout/loss": 1.0, f"heldout/{spec.task_metric}": mean}
-    store_scores(cache_path(spec, adapter, data_digests=state.digests), ItemScores(metrics, items))
+    store_scores(cache_path(spec, adapter), ItemScores(metrics, items))
 
 
 def promote(promo: dict[str, Any], ref: str, name: str, *extra: str) -> int:
