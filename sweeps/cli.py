@@ -181,6 +181,64 @@ def compare(a: str, b: str, *, out: Path | None = None, samples: int = 8,
     return 0
 
 
+def data_prepare(inputs: list[Path], *, out: Path, options: dict[str, Any]) -> int:
+    """Clean, redact PII, deduplicate, check, split and decontaminate data; write a report."""
+    from sweeps.prepare import PrepareOptions, prepare_data
+
+    result = prepare_data(PrepareOptions(inputs=tuple(inputs), out_dir=out, **options))
+    for step in result.steps:
+        if step.enabled:
+            details = "; ".join(f"{k}: {v}" for k, v in step.counts.items())
+            print(f"  {step.name:<14} {step.rows_in:>7} -> {step.rows_out:<7} {details}")
+    return 0
+
+
+def _prepare_options(a: argparse.Namespace) -> dict[str, Any]:
+    columns = dict(pair.split("=", 1) for pair in a.columns.split(",") if pair) if a.columns else {}
+    return {
+        "fmt": a.format, "columns": columns, "label_field": a.label_field, "heldout": a.heldout,
+        "clean": a.clean, "speaker_tags": a.speaker_tags, "fillers": a.fillers,
+        "redact": a.redact, "dedup": a.dedup, "near_dedup": a.near_dedup,
+        "near_threshold": a.near_threshold, "decontaminate": a.decontaminate,
+        "benchmarks": tuple(t for t in a.benchmarks.split(",") if t), "mirror": a.mirror,
+        "quality": a.quality, "min_response_chars": a.min_response_chars,
+        "max_seq_len": a.max_seq_len, "model": a.model, "drop_flagged": not a.keep_flagged,
+        "heldout_fraction": a.heldout_fraction, "seed": a.seed,
+    }  # fmt: skip
+
+
+def _data_parser(verbs: Any) -> None:
+    data = verbs.add_parser("data", help="data preparation (sweep data prepare --help)")
+    sub = data.add_subparsers(dest="data_verb", required=True, metavar="VERB")
+    p = sub.add_parser("prepare", help=data_prepare.__doc__, description=data_prepare.__doc__)
+    p.add_argument("inputs", type=Path, nargs="+", help="jsonl, json, csv, parquet or txt files")
+    p.add_argument("--out", type=Path, required=True, help="new directory for the prepared data")
+    p.add_argument("--format", default="auto", help="alpaca | prompt_completion | chat | text | "
+                   "hash_pairs (default: detected from the first row)")  # fmt: skip
+    p.add_argument("--columns", help="map names: instruction=question,output=answer")
+    p.add_argument("--label-field", help="a label column: stratified split, label counts")
+    p.add_argument("--heldout", type=Path, help="your own held-out file (no split)")
+    p.add_argument("--heldout-fraction", type=float, default=0.1)
+    p.add_argument("--seed", type=int, default=0)
+    for step, text in (("clean", "Unicode NFC, control characters, whitespace"),
+                       ("redact", "emails, phones, cards, IPs (names with presidio)"),
+                       ("dedup", "exact and near duplicates"),
+                       ("near-dedup", "MinHash near duplicates"),
+                       ("decontaminate", "13-gram overlap with held-out and benchmarks"),
+                       ("quality", "short/empty responses, echoes, too long")):  # fmt: skip
+        p.add_argument(f"--{step}", action=argparse.BooleanOptionalAction, default=True, help=text)
+    p.add_argument("--speaker-tags", action="store_true", help="normalise 'SPEAKER_1:' tags")
+    p.add_argument("--fillers", action="store_true", help="remove um/uh/erm fillers")
+    p.add_argument("--near-threshold", type=float, default=0.8, help="MinHash Jaccard")
+    p.add_argument("--benchmarks", default="", help="lm-eval tasks to decontaminate against")
+    p.add_argument("--mirror", type=Path, help="benchmark mirror (jsonl files)")
+    p.add_argument("--min-response-chars", type=int, default=2)
+    p.add_argument("--max-seq-len", type=int, help="flag rows longer than this many tokens")
+    p.add_argument("--model", help="whose tokenizer measures --max-seq-len")
+    p.add_argument("--keep-flagged", action="store_true", help="report quality problems only")
+    p.set_defaults(run=lambda a: data_prepare(a.inputs, out=a.out, options=_prepare_options(a)))
+
+
 def ui(*, mlflow_uri: str = DEFAULT_MLFLOW_URI, host: str = "127.0.0.1", port: int = 5000) -> int:
     """Start the MLflow UI on the project's store (127.0.0.1 unless --host says otherwise)."""
     from sweeps.ui import serve_ui
@@ -302,6 +360,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--mlflow-uri", default=DEFAULT_MLFLOW_URI)
     p.set_defaults(run=lambda a: compare(a.a, a.b, out=a.out, samples=a.samples,
                                          state_dir=a.state_dir, mlflow_uri=a.mlflow_uri))  # fmt: skip
+    _data_parser(verbs)
     p = verbs.add_parser("ui", help=ui.__doc__, description=ui.__doc__)
     p.add_argument("--mlflow-uri", default=DEFAULT_MLFLOW_URI, help="the tracking store")
     p.add_argument("--host", default="127.0.0.1", help="0.0.0.0 exposes it to the network")

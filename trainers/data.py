@@ -168,7 +168,7 @@ def load_examples(
     """Read a data file and check every row; raise DataError naming the first bad row."""
     records = read_records(path)
     if isinstance(records, list) and columns:
-        records = [_rename(row, columns) for row in records]
+        records = [rename_columns(row, columns) for row in records]
     chosen = detect_format(records) if fmt == "auto" else fmt
     if chosen == "unknown":
         keys = ", ".join(sorted(k for k in records[0] if k != "__row__"))
@@ -178,10 +178,10 @@ def load_examples(
         )
     if isinstance(records, str):
         examples = (
-            _hash_pairs_from_text(records, path) if chosen == "hash_pairs" else _paragraphs(records)
+            hash_pairs_from_text(records, path) if chosen == "hash_pairs" else paragraphs(records)
         )
     else:
-        examples = [_row_to_example(row, chosen, path) for row in records]
+        examples = [row_to_example(row, chosen, path) for row in records]
     if not examples:
         raise DataError(f"{path}: no examples found")
     if system_prompt:
@@ -189,7 +189,7 @@ def load_examples(
     return examples
 
 
-def _rename(row: dict[str, Any], columns: dict[str, str]) -> dict[str, Any]:
+def rename_columns(row: dict[str, Any], columns: dict[str, str]) -> dict[str, Any]:
     renamed = dict(row)
     for ours, theirs in columns.items():
         if theirs in renamed:
@@ -211,7 +211,7 @@ def _field(row: dict[str, Any], name: str, *, path: Path, fmt: str, optional: bo
     return value
 
 
-def _row_to_example(row: dict[str, Any], fmt: str, path: Path) -> Example:
+def row_to_example(row: dict[str, Any], fmt: str, path: Path) -> Example:
     number = int(row["__row__"])
     if fmt == "alpaca":
         instruction = _field(row, "instruction", path=path, fmt=fmt)
@@ -269,7 +269,7 @@ def _split_hash_pair(text: str, where: str, row: int) -> Example:
     return _pair(match["instruction"], response, row)
 
 
-def _hash_pairs_from_text(text: str, path: Path) -> list[Example]:
+def hash_pairs_from_text(text: str, path: Path) -> list[Example]:
     headers = list(HASH_HEADER.finditer(text))
     examples = []
     for index, header in enumerate(headers):
@@ -280,7 +280,7 @@ def _hash_pairs_from_text(text: str, path: Path) -> list[Example]:
     return examples
 
 
-def _paragraphs(text: str) -> list[Example]:
+def paragraphs(text: str) -> list[Example]:
     blocks = [b.strip() for b in re.split(r"\n\s*\n", text)]
     return [Example(text=b, row=i) for i, b in enumerate((b for b in blocks if b), start=1)]
 

@@ -1,0 +1,217 @@
+"""The steps in order, the inputs they need (all loaded before anything is written), and the
+writing of the prepared files, the report and the manifest."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import tempfile
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+from sweeps.config import ConfigError
+from sweeps.prepare import PrepareOptions, PrepareResult, Say
+from sweeps.prepare._contamination import NgramIndex, benchmark_texts, decontaminate, fields
+from sweeps.prepare._records import Record, StepResult
+
+
+@dataclass
+class Loaded:
+    records: list[Record]
+    rejected: list[tuple[Record, str]]
+    inputs: list[dict[str, Any]]  # per file: path, sha256, rows, format
+    heldout: list[Record] | None = None
+    index: NgramIndex | None = None
+    tokenizer: Any = None
+    benchmark_files: list[str] = field(default_factory=list)
+
+
+def check_output(out_dir: Path) -> None:
+    if out_dir.exists() and (not out_dir.is_dir() or any(out_dir.iterdir())):
+        raise ConfigError(f"{out_dir}: already exists and is not an empty directory")
+
+
+# --------------------------------------------------------------------------- inputs
+def load_inputs(options: PrepareOptions, *, progress: Say) -> Loaded:
+    """Every input file, the held-out file, the benchmark sources and the tokenizer."""
+    from sweeps.prepare._read import read_file
+    from trainers.data import file_digest
+
+    records, rejected, inputs = [], [], []
+    for path in options.inputs:
+        rows, bad, fmt = read_file(path, fmt=options.fmt, columns=options.columns,
+                                   label_field=options.label_field)  # fmt: skip
+        records += rows
+        rejected += bad
+        inputs.append({"path": str(path), "sha256": file_digest(path), "format": fmt,
+                       "rows": len(rows) + len(bad), "rejected": len(bad)})  # fmt: skip
+        progress(f"{path}: {len(rows) + len(bad)} rows ({fmt}), {len(bad)} rejected")
+    loaded = Loaded(records, rejected, inputs)
+    if options.heldout is not None:
+        held, bad, _ = read_file(options.heldout, fmt=options.fmt, columns=options.columns,
+                                 label_field=options.label_field)  # fmt: skip
+        if bad:
+            raise ConfigError(f"{options.heldout}: {bad[0][1]} (the held-out file must be clean)")
+        loaded.heldout = held
+    if options.decontaminate:
+        loaded.index, loaded.benchmark_files = benchmark_index(options)
+    if options.quality and options.max_seq_len is not None:
+        loaded.tokenizer = _tokenizer(options, progress=progress)
+    return loaded
+
+
+def benchmark_index(options: PrepareOptions) -> tuple[NgramIndex, list[str]]:
+    """The n-grams of the benchmarks' evaluation files (held-out rows are added after the split)."""
+    index = NgramIndex(n=options.ngram)
+    files = benchmark_files(options.benchmarks, options.mirror)
+    for path in files:
+        for text, source in benchmark_texts(path):
+            index.add(text, source)
+    return index, [str(p) for p in files]
+
+
+def benchmark_files(tasks: tuple[str, ...], mirror: Path | None) -> list[Path]:
+    """The mirror's evaluation files (not training splits) for each task."""
+    from evals.benchmarks import MIRROR_FILES, MMLU_SPLITS
+
+    if not tasks:
+        return []
+    if mirror is None or not mirror.is_dir():
+        raise ConfigError(
+            f"decontamination against {', '.join(tasks)} needs their data: pass --mirror DIR (a "
+            "directory of Hugging Face-schema jsonl files), or --no-decontaminate"
+        )
+    files = []
+    for task in tasks:
+        names = (list(MMLU_SPLITS.values()) if task == "mmlu" else
+                 [n for split, ns in MIRROR_FILES.get(task, {}).items() if split != "train"
+                  for n in ns])  # fmt: skip
+        found = [mirror / n for n in names if (mirror / n).is_file()]
+        if not found:
+            raise ConfigError(f"benchmark {task}: no evaluation file of it in {mirror}")
+        files += [f for f in found if f not in files]
+    return files
+
+
+def _tokenizer(options: PrepareOptions, *, progress: Say) -> Any:
+    from trainers.models import load_tokenizer, resolve_base_model
+
+    if options.model is None:
+        raise ConfigError("--max-seq-len needs --model (its tokenizer measures the rows)")
+    return load_tokenizer(resolve_base_model(options.model, progress=progress).path)
+
+
+# --------------------------------------------------------------------------- steps
+def run_steps(options: PrepareOptions, loaded: Loaded, *, progress: Say) -> PrepareResult:
+    from sweeps.prepare import _clean, _dedup, _pii, _quality
+
+    records, steps = loaded.records, []
+    read = StepResult("read", rows_in=len(records) + len(loaded.rejected), rows_out=len(records),
+                      removed=list(loaded.rejected))  # fmt: skip
+    read.count("rejected rows", len(loaded.rejected))
+    steps.append(read)
+    plan = [
+        (options.clean, lambda r: _clean.clean(r, speaker_tags=options.speaker_tags,
+                                               fillers=options.fillers), "clean"),
+        (options.redact, lambda r: _pii.redact(r, kinds=options.pii_kinds), "redact"),
+        (options.dedup, _dedup.exact, "dedup_exact"),
+        (options.dedup and options.near_dedup,
+         lambda r: _dedup.near(r, threshold=options.near_threshold), "dedup_near"),
+        (options.quality, lambda r: _quality.quality(
+            r, min_response_chars=options.min_response_chars, max_seq_len=options.max_seq_len,
+            tokenizer=loaded.tokenizer, template=options.template, drop=options.drop_flagged),
+         "quality"),
+    ]  # fmt: skip
+    for enabled, step, name in plan:
+        if not enabled:
+            steps.append(
+                StepResult(name, enabled=False, rows_in=len(records), rows_out=len(records))
+            )
+            continue
+        started = time.perf_counter()
+        records, result = step(records)
+        progress(f"{name}: {result.rows_in} -> {result.rows_out} rows "
+                 f"({time.perf_counter() - started:.1f} s)")  # fmt: skip
+        steps.append(result)
+    train, heldout, steps_tail = split_and_decontaminate(options, loaded, records)
+    steps += steps_tail
+    return PrepareResult(options.out_dir, steps, loaded.rejected, train, heldout, {})
+
+
+def split_and_decontaminate(
+    options: PrepareOptions, loaded: Loaded, records: list[Record]
+) -> tuple[list[Record], list[Record], list[StepResult]]:
+    """Split (unless a held-out file was given), then drop training rows that share an n-gram
+    with a held-out row or a benchmark document."""
+    from sweeps.prepare._split import split
+
+    if loaded.heldout is not None:
+        train, heldout = records, loaded.heldout
+        step = StepResult("split", enabled=False, rows_in=len(records), rows_out=len(records),
+                          counts={"train": len(train), "heldout (given)": len(heldout)})  # fmt: skip
+    else:
+        train, heldout, step = split(records, fraction=options.heldout_fraction, seed=options.seed)
+    if loaded.index is None:
+        skipped = StepResult(
+            "decontaminate", enabled=False, rows_in=len(train), rows_out=len(train)
+        )
+        return train, heldout, [step, skipped]
+    for record in heldout:
+        for text in fields(record):
+            loaded.index.add(text, f"held-out {record.where}")
+    train, contamination = decontaminate(train, loaded.index)
+    return train, heldout, [step, contamination]
+
+
+# --------------------------------------------------------------------------- outputs
+def write_outputs(options: PrepareOptions, loaded: Loaded, result: PrepareResult, *,
+                  progress: Say) -> None:  # fmt: skip
+    """train.jsonl, heldout.jsonl, report.html, report.md and manifest.json, all or nothing."""
+    from sweeps.prepare._report import render_report
+
+    out_dir = options.out_dir.expanduser().resolve()
+    out_dir.parent.mkdir(parents=True, exist_ok=True)
+    staging = Path(tempfile.mkdtemp(prefix=f".{out_dir.name}.", dir=out_dir.parent))
+    try:
+        files = {"train.jsonl": result.train, "heldout.jsonl": result.heldout}
+        for name, rows in files.items():
+            (staging / name).write_text("".join(json.dumps(r.to_json()) + "\n" for r in rows))
+        result.manifest = manifest(options, loaded, result, staging)
+        (staging / "manifest.json").write_text(json.dumps(result.manifest, indent=2))
+        html, markdown, png = render_report(result, options=options, before=loaded.records)
+        (staging / "report.html").write_text(html)
+        (staging / "report.md").write_text(markdown)
+        (staging / "lengths.png").write_bytes(png)
+        if out_dir.exists():
+            out_dir.rmdir()  # empty: checked before reading
+        os.replace(staging, out_dir)
+    except BaseException:
+        shutil.rmtree(staging, ignore_errors=True)
+        raise
+    result.out_dir = out_dir
+    progress(f"Wrote {out_dir}: {len(result.train)} train, {len(result.heldout)} held-out rows; "
+             f"report {out_dir / 'report.html'}")  # fmt: skip
+
+
+def manifest(options: PrepareOptions, loaded: Loaded, result: PrepareResult,
+             staging: Path) -> dict[str, Any]:  # fmt: skip
+    from trainers.data import file_digest
+
+    settings = {k: (str(v) if isinstance(v, Path) else list(v) if isinstance(v, tuple) else v)
+                for k, v in asdict(options).items()}  # fmt: skip
+    settings["inputs"] = [str(p) for p in options.inputs]
+    return {
+        "inputs": loaded.inputs,
+        "benchmark_files": loaded.benchmark_files,
+        "outputs": {name: {"sha256": file_digest(staging / name), "rows": len(rows)}
+                    for name, rows in (("train.jsonl", result.train),
+                                       ("heldout.jsonl", result.heldout))},
+        "steps": [{"name": s.name, "enabled": s.enabled, "rows_in": s.rows_in,
+                   "rows_out": s.rows_out, "removed": len(s.removed), "changed": len(s.changed),
+                   "counts": s.counts} for s in result.steps],
+        "settings": settings,
+        "created": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+    }  # fmt: skip
