@@ -41,21 +41,25 @@ def exact(records: list[Record]) -> tuple[list[Record], StepResult]:
 
 def near(records: list[Record], *, threshold: float, num_perm: int = 128,
          seed: int = 1) -> tuple[list[Record], StepResult]:  # fmt: skip
-    """Drop each record whose estimated Jaccard similarity to a kept one reaches ``threshold``."""
+    """Drop each record whose Jaccard similarity to a kept one reaches ``threshold``.
+
+    LSH runs at a lower threshold to find candidates (few near-misses at the border), and each
+    candidate is then confirmed on the exact Jaccard of the two shingle sets (no false hits).
+    """
     from datasketch import MinHash, MinHashLSH
 
     result = StepResult("dedup_near", rows_in=len(records))
-    hashes = MinHash.bulk([shingles(" ".join(r.texts())) for r in records], num_perm=num_perm,
-                          seed=seed)  # fmt: skip
-    index = MinHashLSH(threshold=threshold, num_perm=num_perm)
+    sets = [shingles(" ".join(r.texts())) for r in records]
+    hashes = MinHash.bulk(sets, num_perm=num_perm, seed=seed)
+    index = MinHashLSH(threshold=max(threshold - 0.15, 0.3), num_perm=num_perm)
     out = []
     for position, (record, minhash) in enumerate(zip(records, hashes, strict=True)):
-        similar = [(minhash.jaccard(hashes[k]), k) for k in index.query(minhash)]
-        best = max(similar, default=(0.0, -1))
+        best = max(((jaccard(sets[position], sets[k]), k) for k in index.query(minhash)),
+                   default=(0.0, -1))  # fmt: skip
         if best[0] >= threshold:
             kept = records[best[1]]
             result.removed.append(
-                (record, f"near duplicate of {kept.where} (Jaccard ~{best[0]:.2f})")
+                (record, f"near duplicate of {kept.where} (Jaccard {best[0]:.2f})")
             )
             continue
         index.insert(position, minhash)
@@ -63,3 +67,7 @@ def near(records: list[Record], *, threshold: float, num_perm: int = 128,
     result.count("near duplicates", len(result.removed))
     result.rows_out = len(out)
     return out, result
+
+
+def jaccard(a: set[bytes], b: set[bytes]) -> float:
+    return len(a & b) / len(a | b) if a or b else 1.0

@@ -169,7 +169,8 @@ def split_and_decontaminate(
 # --------------------------------------------------------------------------- outputs
 def write_outputs(options: PrepareOptions, loaded: Loaded, result: PrepareResult, *,
                   progress: Say) -> None:  # fmt: skip
-    """train.jsonl, heldout.jsonl, report.html, report.md and manifest.json, all or nothing."""
+    """train.jsonl, heldout.jsonl, removed.jsonl (every removed row and why), report.html,
+    report.md, lengths.png and manifest.json: all or nothing."""
     from sweeps.prepare._report import render_report
 
     out_dir = options.out_dir.expanduser().resolve()
@@ -179,6 +180,10 @@ def write_outputs(options: PrepareOptions, loaded: Loaded, result: PrepareResult
         files = {"train.jsonl": result.train, "heldout.jsonl": result.heldout}
         for name, rows in files.items():
             (staging / name).write_text("".join(json.dumps(r.to_json()) + "\n" for r in rows))
+        removed = [{"step": step.name, "source": r.source, "row": r.row, "reason": why,
+                    "text": " | ".join(r.texts())[:1000]}
+                   for step in result.steps for r, why in step.removed]  # fmt: skip
+        (staging / "removed.jsonl").write_text("".join(json.dumps(x) + "\n" for x in removed))
         result.manifest = manifest(options, loaded, result, staging)
         (staging / "manifest.json").write_text(json.dumps(result.manifest, indent=2))
         html, markdown, png = render_report(result, options=options, before=loaded.records)

@@ -8,6 +8,7 @@ silently: the report lists it.
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 from typing import Any
 
@@ -58,7 +59,7 @@ def read_file(
             records.append(_record(row_to_example(row, chosen, path), path, label))
         except DataError as exc:
             bare = Record(source=path.name, row=int(row["__row__"]), text=_preview(row))
-            rejected.append((bare, str(exc).removeprefix(f"{path}: ")))
+            rejected.append((bare, re.sub(r"^row \d+: ", "", str(exc).removeprefix(f"{path}: "))))
     return records, rejected, chosen
 
 

@@ -29,7 +29,7 @@ def render_report(result: PrepareResult, *, options: PrepareOptions,
         "benchmark_files": result.manifest.get("benchmark_files", []),
     }  # fmt: skip
     env = jinja2.Environment(
-        loader=jinja2.FileSystemLoader(TEMPLATES), autoescape=jinja2.select_autoescape(["html"]),
+        loader=jinja2.FileSystemLoader(TEMPLATES), autoescape=jinja2.select_autoescape(["html", "html.j2"]),
         undefined=jinja2.StrictUndefined, trim_blocks=True, lstrip_blocks=True,
     )  # fmt: skip
     env.filters["cell"] = lambda v: " ".join(str(v).split()).replace("|", "\\|")[:200]

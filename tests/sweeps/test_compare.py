@@ -153,3 +153,14 @@ def test_registry_references_resolve_to_the_sweep_copy_or_the_registry_files(
     assert elsewhere.path != Path(best.adapter_path)  # the registry's files, downloaded
     assert adapter_digest(elsewhere.path) == adapter_digest(Path(best.adapter_path))
     assert Path(elsewhere.base_model) == Path(load_spec(state).model_path)
+
+
+def test_model_output_cannot_inject_markup_into_the_report(report: dict[str, Any]) -> None:
+    from sweeps.compare import render
+
+    context = json.loads((report["out"] / "report.json").read_text())
+    context["curves"] = None
+    context["generations"][0]["a"] = "<script>alert('x')</script>"
+    html, markdown = render(context)
+    assert "<script>" not in html and "&lt;script&gt;alert(&#39;x&#39;)&lt;/script&gt;" in html
+    assert "<script>alert('x')</script>" in markdown  # Markdown is text; a renderer escapes it

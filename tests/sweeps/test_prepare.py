@@ -1,0 +1,225 @@
+"""``sweep data prepare`` on a planted corpus: every planted problem found, every clean row kept.
+
+The corpus is the embedded task's training rows (clean), plus planted exact duplicates,
+near-duplicates, PII of each type, copies of held-out notes and of benchmark questions, quality
+problems and broken rows. Each plant is known by its row number, so each step's precision and
+recall are computed against the truth and printed.
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from sweeps.cli import main
+from tests.conftest import DATA, write_jsonl
+
+CLEAN_ROWS = 60
+INSTRUCTION = "Extract the contact from this note as JSON."
+BENCHMARK_QUESTIONS = [
+    "Which of the following best explains why the days and nights on Earth are of different "
+    "lengths during most of the year?",
+    "A student wants to find out which brand of paper towel absorbs the most water in a "
+    "kitchen experiment; what should the student keep the same?",
+]
+PII = {  # kind: (the value, the sentence it sits in)
+    "email": ("maria.lopez@example.org", "write to {} about the invoice"),
+    "phone": ("+44 20 7946 0958", "call her on {} after five"),
+    "credit_card": ("4111 1111 1111 1111", "paid with card {} at the desk"),
+    "ip_address": ("203.0.113.77", "logged in from {} yesterday evening"),
+}
+NAMES = ["Dana Whitfield", "Arjun Mehta", "Lena Novak", "Tariq Haddad"]
+
+
+def alpaca(note: str, output: str = '{"name": "X"}') -> dict[str, Any]:
+    return {"instruction": INSTRUCTION, "input": note, "output": output}
+
+
+def planted_corpus(root: Path) -> dict[str, Any]:
+    """The corpus file, its held-out file and benchmark mirror, and the truth per plant."""
+    rows = [json.loads(x) for x in (DATA / "train.jsonl").read_text().splitlines()[:CLEAN_ROWS]]
+    heldout = [json.loads(x) for x in (DATA / "heldout.jsonl").read_text().splitlines()]
+    long_notes = [h for h in heldout if len(h["input"].split()) >= 14][:2]
+    truth: dict[str, list[int]] = {}
+
+    def plant(kind: str, row: dict[str, Any]) -> None:
+        rows.append(row)
+        truth.setdefault(kind, []).append(len(rows))  # 1-based row number
+
+    plant("exact", dict(rows[0]))
+    plant("exact", {**rows[1], "input": "  " + rows[1]["input"].upper() + "  "})
+    plant("exact", dict(rows[2]))
+    for index in (3, 4, 5):  # one word changed in a long note
+        words = (rows[index]["input"] + " Referred by a colleague from the north office.").split()
+        rows[index] = {**rows[index], "input": " ".join(words)}
+        plant("near", {**rows[index], "input": " ".join([*words[:-1], "branch."])})
+    for (kind, (value, sentence)), name in zip(PII.items(), NAMES, strict=True):
+        plant(f"pii_{kind}", alpaca(f"{name}, {30 + len(kind)}, {sentence.format(value)}.",
+                                    json.dumps({"name": name})))  # fmt: skip
+    plant("pii_ip_address", alpaca("Router of Sam Okafor at 2001:0db8:85a3:0000:0000:8a2e:0370:7334"
+                                   " rebooted.", '{"name": "Sam Okafor"}'))  # fmt: skip
+    for note in long_notes:
+        plant("heldout_copy", alpaca(note["input"], note["output"]))
+    for question in BENCHMARK_QUESTIONS:
+        plant("benchmark_copy", {"instruction": question, "input": "", "output": "Answer: A"})
+    plant("quality", alpaca("Met Lee Park today, 30, a cook in Lyon.", "{"))  # 1-char response
+    plant("quality", {"instruction": "Repeat after me: hello there", "input": "",
+                      "output": "Repeat after me: hello there"})  # fmt: skip
+    plant("broken", {"instruction": INSTRUCTION, "input": "no output field here"})
+    plant("broken", {"instruction": INSTRUCTION, "input": "x", "output": 42})
+    plant("broken", {"instruction": "", "input": "empty instruction", "output": "{}"})
+    mirror = root / "mirror"
+    write_jsonl(mirror / "arc_challenge_test.jsonl", [
+        {"id": f"q{i}", "question": q, "choices": {"text": ["a", "b"], "label": ["A", "B"]},
+         "answerKey": "A"} for i, q in enumerate(BENCHMARK_QUESTIONS)])  # fmt: skip
+    return {"corpus": write_jsonl(root / "raw.jsonl", rows), "mirror": mirror, "truth": truth,
+            "heldout": write_jsonl(root / "heldout.jsonl", heldout)}  # fmt: skip
+
+
+@pytest.fixture(scope="module")
+def prepared(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
+    root = tmp_path_factory.mktemp("prepare")
+    planted = planted_corpus(root)
+    out = root / "prepared"
+    args = ["data", "prepare", str(planted["corpus"]), "--out", str(out), "--heldout",
+            str(planted["heldout"]), "--benchmarks", "arc_challenge", "--mirror",
+            str(planted["mirror"])]  # fmt: skip
+    assert main(args) == 0
+    manifest = json.loads((out / "manifest.json").read_text())
+    return {**planted, "out": out, "manifest": manifest}
+
+
+def found_rows(out: Path, step: str) -> set[int]:
+    """Row numbers a step removed, from removed.jsonl (every removed row, with its reason)."""
+    rows = [json.loads(line) for line in (out / "removed.jsonl").read_text().splitlines()]
+    return {row["row"] for row in rows if row["step"] == step}
+
+
+def precision_recall(found: set[int], planted: set[int]) -> tuple[float, float]:
+    hits = len(found & planted)
+    return hits / max(len(found), 1), hits / max(len(planted), 1)
+
+
+@pytest.mark.parametrize(
+    ("step", "kinds"),
+    [("dedup_exact", ["exact"]), ("dedup_near", ["near"]), ("read", ["broken"]),
+     ("quality", ["quality"]), ("decontaminate", ["heldout_copy", "benchmark_copy"])],
+)  # fmt: skip
+def test_every_planted_row_is_found_by_its_step(
+    prepared: dict[str, Any], step: str, kinds: list[str]
+) -> None:
+    planted = {row for kind in kinds for row in prepared["truth"][kind]}
+    found = found_rows(prepared["out"], step)
+    precision, recall = precision_recall(found, planted)
+    print(f"{step}: precision {precision:.0%}, recall {recall:.0%} ({len(planted)} planted)")
+    assert (precision, recall) == (1.0, 1.0), (sorted(found), sorted(planted))
+
+
+def test_every_pii_type_is_redacted_with_its_placeholder(prepared: dict[str, Any]) -> None:
+    text = (prepared["out"] / "train.jsonl").read_text()
+    for kind, (value, _) in PII.items():
+        assert f"<{kind.upper()}>" in text and value not in text, kind
+    assert "2001:0db8" not in text
+    redact = next(s for s in prepared["manifest"]["steps"] if s["name"] == "redact")
+    counts = redact["counts"]
+    print(f"redact: {counts}")
+    assert (counts["<EMAIL>"], counts["<PHONE>"], counts["<CREDIT_CARD>"]) == (1, 1, 1)
+    assert counts["<IP_ADDRESS>"] == 2  # IPv4 and IPv6
+    pii_rows = {r for k, rows in prepared["truth"].items() if k.startswith("pii") for r in rows}
+    assert redact["changed"] == len(pii_rows)  # nothing else was touched
+
+
+def test_clean_rows_are_kept(prepared: dict[str, Any]) -> None:
+    train = [json.loads(x) for x in (prepared["out"] / "train.jsonl").read_text().splitlines()]
+    outputs = [row["messages"][-1]["content"] for row in train]
+    clean = [json.loads(x)["output"] for x in (DATA / "train.jsonl").read_text().splitlines()]
+    assert all(output in outputs for output in clean[:CLEAN_ROWS])
+    kept_plants = sum(
+        len(rows) for kind, rows in prepared["truth"].items() if kind.startswith("pii")
+    )
+    assert len(train) == CLEAN_ROWS + kept_plants
+
+
+def test_report_and_manifest_describe_the_output(prepared: dict[str, Any]) -> None:
+    from trainers.data import file_digest
+
+    out, manifest = prepared["out"], prepared["manifest"]
+    for name in ("train.jsonl", "heldout.jsonl"):
+        entry = manifest["outputs"][name]
+        assert entry["sha256"] == file_digest(out / name)
+        assert entry["rows"] == len((out / name).read_text().splitlines())
+    assert manifest["inputs"][0]["sha256"] == file_digest(prepared["corpus"])
+    assert manifest["inputs"][0]["rejected"] == len(prepared["truth"]["broken"])
+    html = (out / "report.html").read_text()
+    assert '<table id="steps">' in html and "data:image/png;base64," in html
+    broken = prepared["truth"]["broken"][0]
+    assert f"raw.jsonl: row {broken}" in html and "missing field &#39;output&#39;" in html
+    markdown = (out / "report.md").read_text()
+    assert "| dedup_exact | " in markdown and (out / "lengths.png").stat().st_size > 1000
+
+
+def test_the_guides_formats_ingest_without_configuration(tmp_path: Path) -> None:
+    guide = tmp_path / "foobear.txt"
+    guide.write_text("### what is a foobear ###\nA foobear is a bear made of foo.\n\n"
+                     "### what does a foobear eat ###\nMostly bar, and sometimes baz.\n")  # fmt: skip
+    alpaca_rows = write_jsonl(tmp_path / "alpaca.jsonl", [
+        {"instruction": f"Name a colour number {i}", "input": "", "output": f"Colour {i}"}
+        for i in range(10)])  # fmt: skip
+    out = tmp_path / "out"
+    args = ["data", "prepare", str(guide), str(alpaca_rows), "--out", str(out),
+            "--no-decontaminate", "--heldout-fraction", "0.25"]  # fmt: skip
+    assert main(args) == 0
+    rows = [json.loads(x) for name in ("train.jsonl", "heldout.jsonl")
+            for x in (out / name).read_text().splitlines()]  # fmt: skip
+    assert len(rows) == 12
+    foobear = next(r for r in rows if "foobear is" in r["messages"][-1]["content"])
+    assert foobear["messages"][0] == {"role": "user", "content": "what is a foobear"}
+    colour = next(r for r in rows if r["messages"][-1]["content"] == "Colour 3")
+    assert colour["messages"][0]["content"] == "Name a colour number 3"  # no empty input
+
+
+def test_split_is_seeded_and_stratified_by_label(tmp_path: Path) -> None:
+    rows = [{"prompt": f"Review {i}: {'great' if i % 4 else 'awful'} stay, room {i}",
+             "completion": "positive" if i % 4 else "negative",
+             "label": "positive" if i % 4 else "negative"} for i in range(40)]  # fmt: skip
+    source = write_jsonl(tmp_path / "reviews.jsonl", rows)
+    outs = []
+    for attempt in ("a", "b"):
+        out = tmp_path / attempt
+        assert main(["data", "prepare", str(source), "--out", str(out), "--label-field", "label",
+                     "--no-decontaminate", "--no-dedup", "--heldout-fraction", "0.2"]) == 0  # fmt: skip
+        outs.append((out / "heldout.jsonl").read_text())
+    assert outs[0] == outs[1]  # seeded
+    held = [json.loads(x)["label"] for x in outs[0].splitlines()]
+    assert sorted(held) == ["negative"] * 2 + ["positive"] * 6  # 20% of 10 and of 30
+
+
+@pytest.mark.parametrize(
+    ("name", "content", "expected"),
+    [
+        ("bad.jsonl", '{"instruction": "a", "output": "b"}\n{"instruction": "a", output}\n',
+         "bad.jsonl: row 2: not valid JSON"),
+        ("bad.csv", None, "bad.csv: missing column 'output'"),
+        ("bad.json", b'[{"instruction": "caf\\xe9", "output": "x"}]', "bad.json: not UTF-8 text"),
+    ],
+)  # fmt: skip
+def test_bad_files_fail_before_anything_is_written(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], name: str, content: Any, expected: str
+) -> None:
+    path = tmp_path / name
+    if name.endswith(".csv"):
+        with path.open("w", newline="") as handle:
+            csv.writer(handle).writerows([["instruction", "input"], ["a", "b"]])
+    elif isinstance(content, bytes):
+        path.write_bytes(content.replace(b"\\xe9", b"\xe9"))
+    else:
+        path.write_text(content)
+    out = tmp_path / "out"
+    assert main(["data", "prepare", str(path), "--out", str(out)]) == 2
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1 and expected in err, err
+    assert not out.exists() and not list(tmp_path.glob(".out.*"))
