@@ -133,10 +133,12 @@ def run_steps(options: PrepareOptions, loaded: Loaded, *, progress: Say) -> Prep
             continue
         started = time.perf_counter()
         records, result = step(records)
-        progress(f"{name}: {result.rows_in} -> {result.rows_out} rows "
-                 f"({time.perf_counter() - started:.1f} s)")  # fmt: skip
+        result.seconds = time.perf_counter() - started
+        progress(f"{name}: {result.rows_in} -> {result.rows_out} rows ({result.seconds:.1f} s)")
         steps.append(result)
+    started = time.perf_counter()
     train, heldout, steps_tail = split_and_decontaminate(options, loaded, records)
+    steps_tail[-1].seconds = time.perf_counter() - started
     steps += steps_tail
     return PrepareResult(options.out_dir, steps, loaded.rejected, train, heldout, {})
 
@@ -216,7 +218,7 @@ def manifest(options: PrepareOptions, loaded: Loaded, result: PrepareResult,
                                        ("heldout.jsonl", result.heldout))},
         "steps": [{"name": s.name, "enabled": s.enabled, "rows_in": s.rows_in,
                    "rows_out": s.rows_out, "removed": len(s.removed), "changed": len(s.changed),
-                   "counts": s.counts} for s in result.steps],
+                   "counts": s.counts, "seconds": round(s.seconds, 3)} for s in result.steps],
         "settings": settings,
         "created": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
     }  # fmt: skip

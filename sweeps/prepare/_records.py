@@ -70,6 +70,7 @@ class StepResult:
     removed: list[tuple[Record, str]] = field(default_factory=list)
     changed: list[tuple[Record, Record]] = field(default_factory=list)  # (before, after)
     counts: dict[str, int] = field(default_factory=dict)
+    seconds: float = 0.0
 
     def count(self, key: str, n: int = 1) -> None:
         self.counts[key] = self.counts.get(key, 0) + n
