@@ -135,6 +135,21 @@ class SweepTracker:
             if directory.is_dir():
                 self.client.log_artifacts(run_id, str(directory), artifact_path=artifact_path)
 
+    def log_datasets(self, run_id: str, datasets: dict[str, tuple[str, str, int]]) -> None:
+        """MLflow dataset tracking: ``{name: (path, sha256, rows)}``, train as the training
+        context and the rest as evaluation."""
+        from mlflow.entities import Dataset, DatasetInput, InputTag
+
+        inputs = [
+            DatasetInput(
+                Dataset(name=name, digest=digest[:36], source_type="local",
+                        source=json.dumps({"uri": path}), profile=json.dumps({"num_rows": rows})),
+                tags=[InputTag("mlflow.data.context", "training" if name == "train" else "evaluation")],
+            )
+            for name, (path, digest, rows) in datasets.items()
+        ]  # fmt: skip
+        self.client.log_inputs(run_id, datasets=inputs)
+
     def set_tags(self, run_id: str, tags: dict[str, str]) -> None:
         self.client.log_batch(run_id, tags=[RunTag(k, v[:5000]) for k, v in tags.items()])
 

@@ -201,6 +201,10 @@ class DataConfig(_Strict):
     )
     task_metric: Literal["auto", "exact_match", "field_f1", "rouge_l"] = "auto"
     split_seed: int = 0
+    allow_contaminated: bool = Field(
+        False, description="Launch even if training rows share 13-grams with held-out or "
+        "benchmark items (refused otherwise).",
+    )  # fmt: skip
 
     @field_validator("columns")
     @classmethod
@@ -210,6 +214,24 @@ class DataConfig(_Strict):
             if key not in known:
                 raise ValueError(f"unknown column {key!r}; known: {', '.join(sorted(known))}")
         return value
+
+
+class PrepareConfig(_Strict):
+    """``sweep data prepare`` run by ``sweep launch`` on data.train before anything else."""
+
+    clean: bool = True
+    speaker_tags: bool = False
+    fillers: bool = False
+    redact: bool = True
+    dedup: bool = True
+    near_dedup: bool = True
+    near_threshold: float = Field(0.8, gt=0, le=1, description="MinHash Jaccard threshold.")
+    decontaminate: bool = Field(True, description="Against held-out and benchmarks.tasks.")
+    quality: bool = True
+    min_response_chars: int = Field(2, ge=0)
+    check_seq_len: bool = Field(True, description="Flag rows over the largest sequence_len.")
+    drop_flagged: bool = True
+    label_field: str | None = None
 
 
 class TrainingConfig(_Strict):
@@ -398,6 +420,9 @@ class SweepConfig(_Strict):
     objective: Objective = Objective()
     tracking: Tracking = Tracking()
     evaluation: HeldoutEval = HeldoutEval()
+    prepare: PrepareConfig | None = Field(
+        None, description="Prepare data.train (and split it, unless data.heldout is set) first."
+    )
     benchmarks: BenchmarksConfig = BenchmarksConfig()
 
     @field_validator("name")

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import shutil
 import time
 from dataclasses import dataclass, replace
 from pathlib import Path
@@ -93,6 +94,37 @@ def check_data(
             "JSON-object responses in the held-out rows"
         )
     return paths, {"train": train, "heldout": heldout}, task_metric
+
+
+def check_contamination(
+    config: SweepConfig, examples: dict[str, list[Example]], *, config_dir: Path, source: str,
+    progress: Any,
+) -> None:  # fmt: skip
+    """Refuse training rows that share a 13-gram with the held-out rows or with the listed
+    benchmarks' evaluation files (when a mirror has them), unless data.allow_contaminated."""
+    from evals.benchmarks import BenchmarkError, mirror_directory
+    from sweeps.prepare import find_contamination
+
+    configured = config.benchmarks.mirror
+    try:
+        mirror = mirror_directory(resolve_path(configured, config_dir=config_dir) if configured
+                                  else None) if config.benchmarks.tasks else None  # fmt: skip
+    except BenchmarkError:
+        mirror = None  # check_benchmarks names the problem
+    found = find_contamination(examples["train"], examples["heldout"],
+                               tasks=tuple(config.benchmarks.tasks), mirror=mirror)  # fmt: skip
+    if not found:
+        return
+    record, why = found[0]
+    message = (f"{len(found)} training rows share a 13-gram with held-out or benchmark items "
+               f"(first: train row {record.row} {why})")  # fmt: skip
+    if config.data.allow_contaminated:
+        progress(f"Warning: {message}; launching anyway (data.allow_contaminated: true)")
+        return
+    raise DataError(
+        f"{source}: data.train: {message}; remove them (`sweep data prepare`, or a prepare: "
+        "section) or set data.allow_contaminated: true"
+    )
 
 
 def resolve_objective(config: SweepConfig, task_metric: str, *, source: str) -> tuple[str, str]:
@@ -206,6 +238,7 @@ def preflight(
 
     source = str(config_path or "<config>")
     paths, examples, task_metric = check_data(config, config_dir=config_dir)
+    check_contamination(config, examples, config_dir=config_dir, source=source, progress=progress)
     metric, mode = resolve_objective(config, task_metric, source=source)
     benchmarks = check_benchmarks(config, config_dir=config_dir, source=source,
                                   heldout_metric=metric, mode=mode, progress=progress)  # fmt: skip
@@ -301,6 +334,13 @@ def _cpu_count() -> int:
     )
 
 
+def _data_paths(plan: LaunchPlan) -> dict[str, Path]:
+    paths = {"train": Path(plan.spec.train_path)}
+    if plan.spec.heldout_path:
+        paths["heldout"] = Path(plan.spec.heldout_path)
+    return paths
+
+
 # --------------------------------------------------------------------------- launch
 def resolved_config(plan: LaunchPlan) -> dict[str, Any]:
     raw = plan.config.model_dump(mode="json")
@@ -316,6 +356,41 @@ def spec_record(spec: Any) -> dict[str, Any]:
     from dataclasses import asdict
 
     return asdict(replace(spec, benchmarks=None))
+
+
+def prepare_for_sweep(
+    config: SweepConfig, *, config_dir: Path, out_dir: Path, progress: Any
+) -> SweepConfig:
+    """Run ``sweep data prepare`` on data.train into ``out_dir``; the config, pointed at the
+    prepared train and held-out files."""
+    from evals.benchmarks import BenchmarkError, mirror_directory
+    from sweeps.prepare import PrepareOptions, prepare_data
+    from sweeps.space import candidate_values
+
+    steps, data = config.prepare, config.data
+    assert steps is not None
+    configured = config.benchmarks.mirror
+    try:
+        mirror = mirror_directory(resolve_path(configured, config_dir=config_dir) if configured
+                                  else None) if config.benchmarks.tasks else None  # fmt: skip
+    except BenchmarkError as exc:
+        raise ConfigError(f"benchmarks.mirror: {exc}") from None
+    longest = max(int(v) for v in candidate_values(config, "sequence_len"))
+    switches = steps.model_dump(exclude={"check_seq_len"})
+    options = PrepareOptions(
+        inputs=(resolve_path(data.train, config_dir=config_dir),), out_dir=out_dir,
+        fmt=data.format, columns=dict(data.columns), template=data.template,
+        heldout=resolve_path(data.heldout, config_dir=config_dir) if data.heldout else None,
+        benchmarks=tuple(config.benchmarks.tasks) if mirror else (), mirror=mirror,
+        max_seq_len=longest if steps.check_seq_len else None,
+        model=config.base_model if steps.check_seq_len else None,
+        heldout_fraction=data.val_set_size, seed=data.split_seed, **switches,
+    )  # fmt: skip
+    progress(f"Preparing {options.inputs[0]} (sweep data prepare) ...")
+    prepared = prepare_data(options, progress=progress)
+    update = {"train": str(prepared.out_dir / "train.jsonl"), "format": "auto", "columns": {},
+              "heldout": str(prepared.out_dir / "heldout.jsonl")}  # fmt: skip
+    return config.model_copy(update={"data": data.model_copy(update=update)})
 
 
 def new_sweep_name(config: SweepConfig) -> str:
@@ -341,11 +416,20 @@ def launch_sweep(
         raise ConfigError(
             f"sweep {sweep_name!r} already exists at {directory}; pick another --name"
         )
-    plan = preflight(
-        config, config_path=config_path, config_dir=config_dir, progress=say, address=address
-    )
-    base_metrics, base_items = base_scores(plan, progress=say)
-    plan, base_bench = _base_benchmarks(plan, base_metrics, say=say)
+    try:  # a failure before the sweep is created leaves nothing behind, prepared data included
+        if config.prepare is not None:
+            directory.mkdir(parents=True)
+            config = prepare_for_sweep(config, config_dir=config_dir,
+                                       out_dir=directory / "data", progress=say)  # fmt: skip
+        plan = preflight(
+            config, config_path=config_path, config_dir=config_dir, progress=say, address=address
+        )
+        base_metrics, base_items = base_scores(plan, progress=say)
+        plan, base_bench = _base_benchmarks(plan, base_metrics, say=say)
+    except BaseException:
+        if config.prepare is not None:
+            shutil.rmtree(directory, ignore_errors=True)
+        raise
     from sweeps._tracking import SweepTracker
 
     config = plan.config
@@ -390,7 +474,7 @@ def _create_sweep(
 ) -> SweepState:
     """The sweep's directory, state.json and MLflow parent run (after preflight passed)."""
     config = plan.config
-    directory.mkdir(parents=True)
+    directory.mkdir(parents=True, exist_ok=config.prepare is not None)  # prepare made it
     resolved = resolved_config(plan)
     (directory / "config.yaml").write_text(yaml.safe_dump(resolved, sort_keys=False))
     tags = provenance_tags(
@@ -440,6 +524,10 @@ def _create_sweep(
         digests=dict(plan.digests),
     )
     tracker.set_tags(parent, {"base_model.sha256": state.base_model_digest})
+    tracker.log_datasets(parent, {role: (str(path), plan.digests[role], plan.rows[role])
+                                  for role, path in _data_paths(plan).items()})  # fmt: skip
+    if config.prepare is not None:
+        tracker.log_artifact_dirs(parent, {"data_prep": directory / "data"})
     state.save()
     return state
 

@@ -19,7 +19,7 @@ from typing import Any
 from sweeps.prepare._pii import KINDS
 from sweeps.prepare._records import Record, StepResult
 
-__all__ = ["PrepareOptions", "PrepareResult", "prepare_data"]
+__all__ = ["PrepareOptions", "PrepareResult", "find_contamination", "prepare_data"]
 Say = Callable[[str], None]
 
 
@@ -74,3 +74,30 @@ def prepare_data(options: PrepareOptions, *, progress: Say = print) -> PrepareRe
     result = run_steps(options, loaded, progress=progress)
     write_outputs(options, loaded, result, progress=progress)
     return result
+
+
+def find_contamination(
+    train: list[Any], heldout: list[Any], *, tasks: tuple[str, ...] = (),
+    mirror: Path | None = None, ngram: int = 13,
+) -> list[tuple[Record, str]]:  # fmt: skip
+    """Training examples (``trainers.data.Example``) sharing an n-gram with a held-out example or
+    with a benchmark's evaluation file in ``mirror`` (tasks without a file there are skipped)."""
+    from sweeps.prepare._contamination import NgramIndex, benchmark_texts, decontaminate, fields
+    from sweeps.prepare._pipeline import benchmark_files
+
+    index = NgramIndex(n=ngram)
+    available = tuple(t for t in tasks if mirror is not None and benchmark_files((t,), mirror,
+                                                                                 strict=False))  # fmt: skip
+    for path in benchmark_files(available, mirror):
+        for text, source in benchmark_texts(path):
+            index.add(text, source)
+    for record in as_records(heldout, source="held-out"):
+        for text in fields(record):
+            index.add(text, f"held-out row {record.row}")
+    _, result = decontaminate(as_records(train, source="train"), index)
+    return result.removed
+
+
+def as_records(examples: list[Any], *, source: str) -> list[Record]:
+    return [Record(source, e.row, messages=[dict(m) for m in e.messages] if not e.is_text
+                   else None, text=e.text) for e in examples]  # fmt: skip

@@ -73,11 +73,15 @@ def benchmark_index(options: PrepareOptions) -> tuple[NgramIndex, list[str]]:
     return index, [str(p) for p in files]
 
 
-def benchmark_files(tasks: tuple[str, ...], mirror: Path | None) -> list[Path]:
-    """The mirror's evaluation files (not training splits) for each task."""
+def benchmark_files(tasks: tuple[str, ...], mirror: Path | None, *,
+                    strict: bool = True) -> list[Path]:  # fmt: skip
+    """The mirror's evaluation files (not training splits) for each task; ``strict``: a task
+    without one is an error."""
     from evals.benchmarks import MIRROR_FILES, MMLU_SPLITS
 
     if not tasks:
+        return []
+    if not strict and (mirror is None or not mirror.is_dir()):
         return []
     if mirror is None or not mirror.is_dir():
         raise ConfigError(
@@ -90,7 +94,7 @@ def benchmark_files(tasks: tuple[str, ...], mirror: Path | None) -> list[Path]:
                  [n for split, ns in MIRROR_FILES.get(task, {}).items() if split != "train"
                   for n in ns])  # fmt: skip
         found = [mirror / n for n in names if (mirror / n).is_file()]
-        if not found:
+        if not found and strict:
             raise ConfigError(f"benchmark {task}: no evaluation file of it in {mirror}")
         files += [f for f in found if f not in files]
     return files

@@ -47,7 +47,19 @@ def run_cli(*args: str, cwd: Path = REPO) -> tuple[dict[str, Any], str, str]:
 
 @pytest.mark.parametrize(
     "verb",
-    [None, "launch", "validate", "status", "best", "eval", "export", "promote", "compare", "ui"],
+    [
+        None,
+        "launch",
+        "validate",
+        "status",
+        "best",
+        "eval",
+        "export",
+        "promote",
+        "compare",
+        "ui",
+        "data",
+    ],
 )
 def test_help_imports_no_heavy_library(verb: str | None) -> None:
     probe, out, _ = run_cli(*([verb] if verb else []), "--help")

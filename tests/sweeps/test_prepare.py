@@ -223,3 +223,64 @@ def test_bad_files_fail_before_anything_is_written(
     err = capsys.readouterr().err.strip()
     assert len(err.splitlines()) == 1 and expected in err, err
     assert not out.exists() and not list(tmp_path.glob(".out.*"))
+
+
+def launch_config(tiny_model: Path, tmp_path: Path, rows: list[dict[str, Any]],
+                  **overrides: Any) -> dict[str, Any]:  # fmt: skip
+    from tests.conftest import tiny_sweep_config
+
+    held = [json.loads(x) for x in (DATA / "heldout.jsonl").read_text().splitlines()[:8]]
+    data = {"train": write_jsonl(tmp_path / "raw.jsonl", rows),
+            "heldout": write_jsonl(tmp_path / "heldout.jsonl", held)}  # fmt: skip
+    return tiny_sweep_config(
+        tiny_model, data, tmp_path, search={"num_samples": 1, "max_concurrent": 1},
+        scheduler={"type": "none"}, search_space={"num_epochs": 1, "lora_r": [2],
+        "learning_rate": 1e-3, "lora_alpha": 4, "sequence_len": [128]}, **overrides,
+    )  # fmt: skip
+
+
+def test_launch_prepares_raw_data_first_and_logs_it_on_the_parent_run(
+    tiny_model: Path, tmp_path: Path
+) -> None:
+    from mlflow.tracking import MlflowClient
+
+    from sweeps import launch_sweep
+
+    rows = [json.loads(x) for x in (DATA / "train.jsonl").read_text().splitlines()[:20]]
+    rows += [dict(rows[0]), alpaca("Dana Whitfield, 41, write to dana@example.org soon.", "{}")]
+    config = launch_config(tiny_model, tmp_path, rows, prepare={"check_seq_len": True})
+    state = launch_sweep(config, name="prepared")
+    assert state.status == "completed"
+    spec = json.loads(state.spec_path.read_text())
+    assert spec["train_path"] == str(state.path / "data" / "train.jsonl")
+    train = (state.path / "data" / "train.jsonl").read_text()
+    assert len(train.splitlines()) == 21 and "<EMAIL>" in train  # duplicate gone, PII redacted
+    client = MlflowClient(tracking_uri=config["tracking"]["mlflow_uri"])
+    run = client.get_run(state.parent_run_id)
+    logged = {d.dataset.name: d.dataset for d in run.inputs.dataset_inputs}
+    assert set(logged) == {"train", "heldout"}
+    assert logged["train"].digest == state.digests["train"][:36]
+    files = {a.path for a in client.list_artifacts(state.parent_run_id, "data_prep")}
+    assert {"data_prep/report.html", "data_prep/manifest.json", "data_prep/removed.jsonl"} <= files
+
+
+def test_launch_refuses_training_rows_copied_from_the_heldout_set(
+    tiny_model: Path, tmp_path: Path
+) -> None:
+    from sweeps import launch_sweep
+    from sweeps.config import config_from_dict
+    from sweeps.launch import preflight
+    from trainers.data import DataError
+
+    held = [json.loads(x) for x in (DATA / "heldout.jsonl").read_text().splitlines()[:8]]
+    copied = next(h for h in held if len(h["input"].split()) >= 14)
+    rows = [json.loads(x) for x in (DATA / "train.jsonl").read_text().splitlines()[:20]]
+    config = launch_config(tiny_model, tmp_path, [*rows, copied])
+    with pytest.raises(DataError, match=r"1 training rows share a 13-gram with held-out or "
+                       r"benchmark items \(first: train row 21 shares a 13-gram with held-out"):  # fmt: skip
+        launch_sweep(config, name="contaminated")
+    assert not (tmp_path / "sweeps").exists() and not (tmp_path / "mlruns").exists()
+    said: list[str] = []
+    allowed = config_from_dict({**config, "data": {**config["data"], "allow_contaminated": True}})
+    preflight(allowed, config_path=None, config_dir=tmp_path, progress=said.append)
+    assert any(line.startswith("Warning: 1 training rows share") for line in said)
