@@ -284,3 +284,25 @@ def test_launch_refuses_training_rows_copied_from_the_heldout_set(
     allowed = config_from_dict({**config, "data": {**config["data"], "allow_contaminated": True}})
     preflight(allowed, config_path=None, config_dir=tmp_path, progress=said.append)
     assert any(line.startswith("Warning: 1 training rows share") for line in said)
+
+
+def test_rows_over_max_seq_len_are_measured_with_the_models_own_tokenizer(
+    tiny_model: Path, tmp_path: Path
+) -> None:
+    from trainers.data import load_examples
+    from trainers.models import load_tokenizer
+    from trainers.tokenize import resolve_template, tokenize_examples
+
+    source = DATA / "train.jsonl"
+    tokenizer = load_tokenizer(tiny_model)
+    examples = load_examples(source)
+    lengths = [len(t.input_ids) for t in tokenize_examples(
+        examples, tokenizer, resolve_template(tokenizer, "auto"))]  # fmt: skip
+    limit = sorted(lengths)[len(lengths) // 2]  # the median: about half the rows are over it
+    out = tmp_path / "out"
+    assert main(["data", "prepare", str(source), "--out", str(out), "--no-decontaminate",
+                 "--no-dedup", "--max-seq-len", str(limit), "--model", str(tiny_model)]) == 0  # fmt: skip
+    removed = [json.loads(x) for x in (out / "removed.jsonl").read_text().splitlines()]
+    over = {row for row, n in zip((e.row for e in examples), lengths, strict=True) if n > limit}
+    assert {r["row"] for r in removed if r["step"] == "quality"} == over and over
+    assert all(r["reason"].endswith(f"tokens, over max_seq_len {limit}") for r in removed)
