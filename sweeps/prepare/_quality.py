@@ -1,9 +1,9 @@
 """Quality checks: empty or very short responses, a prompt that is empty or equals its response,
-and rows longer than ``max_seq_len`` tokens under the model's own tokenizer and template."""
+and rows longer than ``max_seq_len`` tokens under the model's own tokenizer and template. (Rows
+missing a field are rejected when read; label counts are the split's.)"""
 
 from __future__ import annotations
 
-from collections import Counter
 from typing import Any
 
 from sweeps.prepare._records import Record, StepResult
@@ -54,14 +54,11 @@ def quality(
         if problem is None:
             out.append(record)
             continue
-        result.count(problem.split(",")[0] if "tokens" in problem else problem)
+        result.count(f"over max_seq_len {max_seq_len}" if "tokens, over" in problem else problem)
         if drop:
             result.removed.append((record, problem))
         else:
             out.append(record)
             result.changed.append((record, record))
-    labels = Counter(r.label for r in out if r.label is not None)
-    for label, count in sorted(labels.items()):
-        result.count(f"label {label}", count)
     result.rows_out = len(out)
     return out, result

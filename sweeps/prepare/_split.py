@@ -30,6 +30,9 @@ def split(
     heldout = [r for i, r in enumerate(records) if i in held]
     result.counts = {"train": len(train), "heldout": len(heldout)}
     if stratified:
-        result.count("stratified by label", len(groups))
+        for label in sorted(groups, key=str):
+            in_heldout = sum(1 for i in groups[label] if i in held)
+            result.counts[f"label {label}"] = len(groups[label])
+            result.counts[f"label {label} held out"] = in_heldout
     result.rows_out = len(records)
     return train, heldout, result

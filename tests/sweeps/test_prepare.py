@@ -196,6 +196,9 @@ def test_split_is_seeded_and_stratified_by_label(tmp_path: Path) -> None:
     assert outs[0] == outs[1]  # seeded
     held = [json.loads(x)["label"] for x in outs[0].splitlines()]
     assert sorted(held) == ["negative"] * 2 + ["positive"] * 6  # 20% of 10 and of 30
+    manifest = json.loads((tmp_path / "b" / "manifest.json").read_text())
+    counts = next(s["counts"] for s in manifest["steps"] if s["name"] == "split")
+    assert (counts["label negative"], counts["label negative held out"]) == (10, 2)
 
 
 @pytest.mark.parametrize(
