@@ -181,16 +181,37 @@ def compare(a: str, b: str, *, out: Path | None = None, samples: int = 8,
     return 0
 
 
-def data_prepare(inputs: list[Path], *, out: Path, options: dict[str, Any]) -> int:
+def data_prepare(inputs: list[Path], *, out: Path, options: dict[str, Any],
+                 config: Path | None = None) -> int:  # fmt: skip
     """Clean, redact PII, deduplicate, check, split and decontaminate data; write a report."""
     from sweeps.prepare import PrepareOptions, prepare_data
 
-    result = prepare_data(PrepareOptions(inputs=tuple(inputs), out_dir=out, **options))
+    if config is not None:
+        if inputs:
+            raise ConfigError("give input files or --config, not both")
+        result = _prepare_from_config(config, out=out)
+    elif not inputs:
+        raise ConfigError("give input files, or --config SWEEP.yaml (its data and prepare:)")
+    else:
+        result = prepare_data(PrepareOptions(inputs=tuple(inputs), out_dir=out, **options))
     for step in result.steps:
         if step.enabled:
             details = "; ".join(f"{k}: {v}" for k, v in step.counts.items())
             print(f"  {step.name:<14} {step.rows_in:>7} -> {step.rows_out:<7} {details}")
     return 0
+
+
+def _prepare_from_config(config: Path, *, out: Path) -> Any:
+    """A sweep YAML's data files, prepared with its prepare: section (the defaults without one)."""
+    from sweeps.config import PrepareConfig
+    from sweeps.launch import prepare_for_sweep
+
+    loaded = load_config(config)
+    if loaded.prepare is None:
+        loaded = loaded.model_copy(update={"prepare": PrepareConfig()})
+    _, result = prepare_for_sweep(loaded, config_dir=config.resolve().parent, out_dir=out,
+                                  progress=print)  # fmt: skip
+    return result
 
 
 def _prepare_options(a: argparse.Namespace) -> dict[str, Any]:
@@ -211,7 +232,9 @@ def _data_parser(verbs: Any) -> None:
     data = verbs.add_parser("data", help="data preparation (sweep data prepare --help)")
     sub = data.add_subparsers(dest="data_verb", required=True, metavar="VERB")
     p = sub.add_parser("prepare", help=data_prepare.__doc__, description=data_prepare.__doc__)
-    p.add_argument("inputs", type=Path, nargs="+", help="jsonl, json, csv, parquet or txt files")
+    p.add_argument("inputs", type=Path, nargs="*", help="jsonl, json, csv, parquet or txt files")
+    p.add_argument("--config", type=Path, help="a sweep YAML: its data files, with its prepare: "
+                   "section (the step flags below are for files given directly)")  # fmt: skip
     p.add_argument("--out", type=Path, required=True, help="new directory for the prepared data")
     p.add_argument("--format", default="auto", help="alpaca | prompt_completion | chat | text | "
                    "hash_pairs (default: detected from the first row)")  # fmt: skip
@@ -236,7 +259,8 @@ def _data_parser(verbs: Any) -> None:
     p.add_argument("--max-seq-len", type=int, help="flag rows longer than this many tokens")
     p.add_argument("--model", help="whose tokenizer measures --max-seq-len")
     p.add_argument("--keep-flagged", action="store_true", help="report quality problems only")
-    p.set_defaults(run=lambda a: data_prepare(a.inputs, out=a.out, options=_prepare_options(a)))
+    p.set_defaults(run=lambda a: data_prepare(a.inputs, out=a.out, options=_prepare_options(a),
+                                              config=a.config))  # fmt: skip
 
 
 def ui(*, mlflow_uri: str = DEFAULT_MLFLOW_URI, host: str = "127.0.0.1", port: int = 5000) -> int:

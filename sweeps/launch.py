@@ -360,9 +360,9 @@ def spec_record(spec: Any) -> dict[str, Any]:
 
 def prepare_for_sweep(
     config: SweepConfig, *, config_dir: Path, out_dir: Path, progress: Any
-) -> SweepConfig:
+) -> tuple[SweepConfig, Any]:
     """Run ``sweep data prepare`` on data.train into ``out_dir``; the config, pointed at the
-    prepared train and held-out files."""
+    prepared train and held-out files, and what the preparation did."""
     from evals.benchmarks import BenchmarkError, mirror_directory
     from sweeps.prepare import PrepareOptions, prepare_data
     from sweeps.space import candidate_values
@@ -390,7 +390,7 @@ def prepare_for_sweep(
     prepared = prepare_data(options, progress=progress)
     update = {"train": str(prepared.out_dir / "train.jsonl"), "format": "auto", "columns": {},
               "heldout": str(prepared.out_dir / "heldout.jsonl")}  # fmt: skip
-    return config.model_copy(update={"data": data.model_copy(update=update)})
+    return config.model_copy(update={"data": data.model_copy(update=update)}), prepared
 
 
 def new_sweep_name(config: SweepConfig) -> str:
@@ -419,8 +419,8 @@ def launch_sweep(
     try:  # a failure before the sweep is created leaves nothing behind, prepared data included
         if config.prepare is not None:
             directory.mkdir(parents=True)
-            config = prepare_for_sweep(config, config_dir=config_dir,
-                                       out_dir=directory / "data", progress=say)  # fmt: skip
+            config, _ = prepare_for_sweep(config, config_dir=config_dir,
+                                          out_dir=directory / "data", progress=say)  # fmt: skip
         plan = preflight(
             config, config_path=config_path, config_dir=config_dir, progress=say, address=address
         )

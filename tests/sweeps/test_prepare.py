@@ -309,3 +309,23 @@ def test_rows_over_max_seq_len_are_measured_with_the_models_own_tokenizer(
     over = {row for row, n in zip((e.row for e in examples), lengths, strict=True) if n > limit}
     assert {r["row"] for r in removed if r["step"] == "quality"} == over and over
     assert all(r["reason"].endswith(f"tokens, over max_seq_len {limit}") for r in removed)
+
+
+def test_a_sweep_yaml_drives_prepare_with_its_prepare_section(
+    tiny_model: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    import yaml
+
+    rows = [json.loads(x) for x in (DATA / "train.jsonl").read_text().splitlines()[:20]]
+    rows.append(alpaca("Um, met Ana Silva, uh, 30, a cook in Lyon.", '{"name": "Ana Silva"}'))
+    config = launch_config(tiny_model, tmp_path, rows, prepare={"fillers": True, "redact": False})
+    path = tmp_path / "sweep.yaml"
+    path.write_text(yaml.safe_dump(config))
+    out = tmp_path / "out"
+    assert main(["data", "prepare", "--config", str(path), "--out", str(out)]) == 0
+    train = (out / "train.jsonl").read_text()
+    assert "met Ana Silva, 30, a cook in Lyon." in train and "Um" not in train
+    manifest = json.loads((out / "manifest.json").read_text())
+    assert not next(s for s in manifest["steps"] if s["name"] == "redact")["enabled"]
+    assert main(["data", "prepare", str(path), "--config", str(path), "--out", str(out)]) == 2
+    assert "give input files or --config, not both" in capsys.readouterr().err
