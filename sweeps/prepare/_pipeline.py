@@ -192,7 +192,11 @@ def write_outputs(options: PrepareOptions, loaded: Loaded, result: PrepareResult
         (staging / "removed.jsonl").write_text("".join(json.dumps(x) + "\n" for x in removed))
         result.manifest = manifest(options, loaded, result, staging)
         (staging / "manifest.json").write_text(json.dumps(result.manifest, indent=2))
-        html, markdown, png = render_report(result, options=options, before=loaded.records)
+        prepared = result.train + (
+            result.heldout if loaded.heldout is None else []
+        )  # not a given file
+        html, markdown, png = render_report(result, options=options, before=loaded.records,
+                                            after=prepared)  # fmt: skip
         (staging / "report.html").write_text(html)
         (staging / "report.md").write_text(markdown)
         (staging / "lengths.png").write_bytes(png)

@@ -15,12 +15,12 @@ TEMPLATES = Path(__file__).resolve().parents[1] / "templates"
 EXAMPLES_PER_STEP = 3
 
 
-def render_report(result: PrepareResult, *, options: PrepareOptions,
-                  before: list[Record]) -> tuple[str, str, bytes]:  # fmt: skip
-    """HTML, Markdown and the histogram PNG."""
+def render_report(result: PrepareResult, *, options: PrepareOptions, before: list[Record],
+                  after: list[Record]) -> tuple[str, str, bytes]:  # fmt: skip
+    """HTML, Markdown and the histogram PNG (lengths of ``before`` the steps and ``after``)."""
     import jinja2
 
-    png = length_histograms(before, result.train + result.heldout)
+    png = length_histograms(before, after)
     context = {
         "inputs": result.manifest.get("inputs", []), "steps": [step_row(s) for s in result.steps],
         "train": len(result.train), "heldout": len(result.heldout),
