@@ -329,3 +329,24 @@ def test_a_sweep_yaml_drives_prepare_with_its_prepare_section(
     assert not next(s for s in manifest["steps"] if s["name"] == "redact")["enabled"]
     assert main(["data", "prepare", str(path), "--config", str(path), "--out", str(out)]) == 2
     assert "give input files or --config, not both" in capsys.readouterr().err
+
+
+def test_clean_text_normalises_unicode_controls_speakers_and_fillers() -> None:
+    from sweeps.prepare._clean import clean_text
+
+    raw = "SPEAKER_1: um, the cafe\u0301 is\u00a0 open\x07\n\n\n\n[spk 2] uh yes,  you know, fine  "
+    assert (
+        clean_text(raw) == "SPEAKER_1: um, the caf\u00e9 is open\n\n[spk 2] uh yes, you know, fine"
+    )
+    assert clean_text(raw, speaker_tags=True, fillers=True) == (
+        "Speaker 1: the caf\u00e9 is open\n\nSpeaker 2: yes, fine"
+    )
+
+
+def test_redaction_leaves_ages_dates_and_ids_alone() -> None:
+    from sweeps.prepare._pii import redact_text
+
+    kept = "Age 62, born 1990-05-12 (12/05/1990), order #123456789, in 2024, room 4521."
+    assert redact_text(kept) == (kept, {})
+    assert redact_text("card 4111 1111 1111 1112 fails Luhn")[1] == {}
+    assert redact_text("host 999.1.1.1 is no address")[1] == {}
