@@ -64,6 +64,10 @@ class SweepTracker:
         tags = {"lora_sweep.kind": "sweep", "lora_sweep.sweep": name, **tags}
         return self._new_run(name, tags=tags, params=flatten(config), artifacts=artifacts)
 
+    def reopen(self, run_id: str) -> None:
+        """A resumed sweep's parent run is running again (never a second parent run)."""
+        self.client.update_run(run_id, status="RUNNING")
+
     def end_sweep(
         self, run_id: str, *, status: str, metrics: dict[str, float], tags: dict[str, str]
     ) -> None:

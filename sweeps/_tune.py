@@ -49,6 +49,9 @@ class PruneAwareOptunaSearch(OptunaSearch):
     def on_trial_complete(
         self, trial_id: str, result: dict[str, Any] | None = None, error: bool = False
     ) -> None:
+        if self._told_before(trial_id):  # ended before a driver crash, resumed from older state
+            self._completed_trials.add(trial_id)
+            return
         if trial_id in self._completed_trials or trial_id not in self._ot_trials:
             super().on_trial_complete(trial_id, result=result, error=error)
             return
@@ -63,6 +66,14 @@ class PruneAwareOptunaSearch(OptunaSearch):
         assert self._ot_study is not None  # set up in __init__ (the space is given)
         self._ot_study.tell(ot_trial, state=optuna.trial.TrialState.PRUNED)
         self._completed_trials.add(trial_id)
+
+    def _told_before(self, trial_id: str) -> bool:
+        """Whether the study already holds this trial as finished (its storage outlives us)."""
+        ot_trial = self._ot_trials.get(trial_id)
+        if ot_trial is None or self._ot_study is None or trial_id in self._completed_trials:
+            return False
+        stored = self._ot_study._storage.get_trial(ot_trial._trial_id)
+        return bool(stored.state.is_finished())
 
 
 def build_searcher(
@@ -102,9 +113,16 @@ def build_scheduler(config: SweepConfig, *, max_rungs: int) -> ASHAScheduler | F
     )
 
 
-def lora_trainable(config: dict[str, Any], spec: Any) -> None:
-    """One trial, in its own worker process: resume from Ray's checkpoint if there is one."""
+def lora_trainable(config: dict[str, Any], spec: Any, sweep_dir: str | None = None) -> None:
+    """One trial, in its own worker process: resume from Ray's checkpoint if there is one.
+
+    After a driver crash, Ray's experiment state can be a few seconds older than the sweep's own
+    state.json; a trial the sweep already recorded as ended is not run again.
+    """
     from trainers.lora_trial import run_lora_trial
+
+    if sweep_dir is not None and _already_ended(Path(sweep_dir), tune.get_context().get_trial_id()):
+        return
 
     os.environ["HF_HUB_DISABLE_PROGRESS_BARS"] = "1"
     from transformers.utils import logging as hf_logging
@@ -128,18 +146,40 @@ def lora_trainable(config: dict[str, Any], spec: Any) -> None:
             shutil.rmtree(resume, ignore_errors=True)
 
 
+_DRIVER: dict[str, SweepRecorder] = {}  # the recorder of the sweep this driver runs
+
+
+def _already_ended(sweep_dir: Path, trial_id: str) -> bool:
+    from sweeps.state import STATE_FILE, TERMINAL
+
+    state = sweep_dir / STATE_FILE
+    if not state.is_file():
+        return False
+    import json
+
+    trial = json.loads(state.read_text()).get("trials", {}).get(trial_id)
+    return bool(trial) and trial.get("status") in TERMINAL
+
+
 class RecorderCallback(tune.Callback):
-    """Forwards Ray's trial events to the recorder (the single MLflow writer)."""
+    """Forwards Ray's trial events to the recorder (the single MLflow writer).
+
+    Ray pickles callbacks into the experiment state; the recorder (MLflow client, console) stays
+    out of it. A restored callback (``sweep resume``) uses the recorder of the resuming driver.
+    """
 
     def __init__(self, recorder: SweepRecorder) -> None:
-        self.recorder = recorder
+        _DRIVER["recorder"] = recorder
+
+    @property
+    def recorder(self) -> SweepRecorder:
+        return _DRIVER["recorder"]
 
     def __getstate__(self) -> dict[str, Any]:
-        """Ray pickles callbacks into tuner.pkl; the recorder (MLflow client, console) stays out."""
         return {}
 
     def __setstate__(self, state: dict[str, Any]) -> None:
-        self.recorder = None  # type: ignore[assignment]
+        pass
 
     def on_trial_start(self, iteration: int, trials: list[Any], trial: Any, **info: Any) -> None:
         self.recorder.trial_started(trial.trial_id, dict(trial.config))
@@ -202,6 +242,13 @@ def stop_ray() -> None:
     ray.shutdown()
 
 
+def _save_state_often() -> None:
+    """Ray saves the experiment state at most every ~10 s by default; a driver killed in between
+    would resume from state older than the sweep's own (trials re-suggested, Optuna trials asked
+    twice). Saving it at every step of the loop costs little at sweep scale."""
+    os.environ.setdefault("TUNE_GLOBAL_CHECKPOINT_S", "0")
+
+
 def run_tuner(
     config: SweepConfig,
     *,
@@ -214,6 +261,7 @@ def run_tuner(
     num_samples: int,
 ) -> Any:
     """Run the Tune experiment to the end; returns Ray's ResultGrid."""
+    _save_state_often()
     searcher = build_searcher(
         config,
         metric=metric,
@@ -221,10 +269,7 @@ def run_tuner(
         storage_url=f"sqlite:///{sweep_dir / 'optuna.db'}",
         study_name=sweep_dir.name,
     )
-    trainable = tune.with_resources(
-        tune.with_parameters(lora_trainable, spec=spec),
-        {"cpu": config.resources.cpu, "gpu": config.resources.gpu},
-    )
+    trainable = _trainable(config, spec=spec, sweep_dir=sweep_dir)
     tuner = tune.Tuner(
         trainable,
         tune_config=tune.TuneConfig(
@@ -244,4 +289,29 @@ def run_tuner(
             failure_config=tune.FailureConfig(max_failures=1),
         ),
     )
+    return tuner.fit()
+
+
+def _trainable(config: SweepConfig, *, spec: Any, sweep_dir: Path) -> Any:
+    return tune.with_resources(
+        tune.with_parameters(lora_trainable, spec=spec, sweep_dir=str(sweep_dir)),
+        {"cpu": config.resources.cpu, "gpu": config.resources.gpu},
+    )
+
+
+def can_resume(sweep_dir: Path) -> bool:
+    return bool(tune.Tuner.can_restore(str(sweep_dir / "ray" / "tune")))
+
+
+def resume_tuner(
+    config: SweepConfig, *, spec: Any, recorder: SweepRecorder, sweep_dir: Path
+) -> Any:
+    """Continue the Tune experiment from its saved state: unfinished trials restart from their
+    last checkpoint; the searcher (and its Optuna study) carries on where it stopped."""
+    _DRIVER["recorder"] = recorder
+    _save_state_often()
+    tuner = tune.Tuner.restore(
+        str(sweep_dir / "ray" / "tune"), trainable=_trainable(config, spec=spec, sweep_dir=sweep_dir),
+        resume_unfinished=True, resume_errored=True,
+    )  # fmt: skip
     return tuner.fit()

@@ -59,9 +59,27 @@ def launch(
     print_table(state, console)
     _print_best(state, console)
     if state.status != "completed":
+        where = "" if state.path.parent == DEFAULT_STATE_DIR.resolve() else (
+            f" --state-dir {state.path.parent}")  # fmt: skip
         console.print(f"Sweep {state.name} is {state.status}: the table above is what finished.")
+        console.print(f"  continue it: sweep resume {state.name}{where}", highlight=False)
         return 1
     return 0
+
+
+def resume(sweep: str, *, state_dir: Path = DEFAULT_STATE_DIR, address: str | None = None,
+           num_cpus: int | None = None) -> int:  # fmt: skip
+    """Continue a stopped sweep: ended trials stay ended, unfinished ones restart from their last
+    checkpoint; the MLflow runs and the Optuna study carry on (running it twice is harmless)."""
+    from sweeps.display import plain_console, print_table
+    from sweeps.launch import resume_sweep
+
+    console = plain_console()
+    state = resume_sweep(sweep, state_dir=state_dir, address=address, num_cpus=num_cpus,
+                         console=console)  # fmt: skip
+    print_table(state, console)
+    _print_best(state, console)
+    return 0 if state.status == "completed" else 1
 
 
 def status(sweep: str, *, state_dir: Path = DEFAULT_STATE_DIR) -> int:
@@ -317,6 +335,14 @@ def build_parser() -> argparse.ArgumentParser:
             a.config, name=a.name, state_dir=a.state_dir, address=a.address, num_cpus=a.num_cpus
         )
     )
+
+    p = verbs.add_parser("resume", help=resume.__doc__, description=resume.__doc__)
+    p.add_argument("sweep", help="sweep name, or the path of its directory")
+    p.add_argument("--state-dir", type=Path, default=DEFAULT_STATE_DIR)
+    p.add_argument("--address", help="an existing Ray cluster (auto | ray://host:port)")
+    p.add_argument("--num-cpus", type=int, help="CPUs for a local Ray (default: all)")
+    p.set_defaults(run=lambda a: resume(a.sweep, state_dir=a.state_dir, address=a.address,
+                                        num_cpus=a.num_cpus))  # fmt: skip
 
     p = verbs.add_parser("validate", help=validate.__doc__, description=validate.__doc__)
     p.add_argument("config", type=Path)

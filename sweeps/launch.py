@@ -6,10 +6,12 @@ anything is written to MLflow, so a bad input leaves no half-written sweep behin
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import shutil
 import time
+from collections.abc import Iterator
 from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
@@ -32,6 +34,8 @@ from trainers.data import (
 )
 
 LOWER_IS_BETTER = ("heldout/loss", "heldout/perplexity")
+RELAUNCH_CONFIG = "launch_config.yaml"  # what `sweep resume` re-checks and runs with
+DRIVER_LOCK = "driver.lock"  # held by the one driver (launch or resume) running a sweep
 
 
 @dataclass(frozen=True)
@@ -351,6 +355,15 @@ def resolved_config(plan: LaunchPlan) -> dict[str, Any]:
     return raw
 
 
+def relaunch_config(plan: LaunchPlan) -> dict[str, Any]:
+    """The config ``sweep resume`` re-checks: as launched, with absolute data paths (the
+    prepared files, when a prepare: section made them; it is not run twice)."""
+    data = {"train": plan.spec.train_path, "heldout": plan.spec.heldout_path}
+    config = plan.config.model_copy(update={"prepare": None,
+                                            "data": plan.config.data.model_copy(update=data)})  # fmt: skip
+    return config.model_dump(mode="json", exclude_unset=False)
+
+
 def spec_record(spec: Any) -> dict[str, Any]:
     """The trial spec as JSON (the benchmark plan left out): what promote and compare re-read."""
     from dataclasses import asdict
@@ -446,8 +459,67 @@ def launch_sweep(
         f"({plan.objective_mode}); base model {plan.objective_metric}="
         f"{base_metrics.get(plan.objective_metric, float('nan')):.4f}"
     )
-    _run(plan, state, tracker, address=address, num_cpus=num_cpus, console=console)
+    with driver_lock(state.path):
+        _run(plan, state, tracker, address=address, num_cpus=num_cpus, console=console)
     return state
+
+
+def resume_sweep(
+    sweep: str, *, state_dir: str | Path, address: str | None = None,
+    num_cpus: int | None = None, console: Console | None = None,
+) -> SweepState:  # fmt: skip
+    """Continue a sweep whose driver stopped: finished trials stay finished, unfinished ones
+    restart from their last checkpoint, and the MLflow runs and the Optuna study carry on."""
+    from sweeps.state import load_state
+
+    console = console or Console()
+    say = lambda text: console.print(text, highlight=False)  # noqa: E731
+    try:
+        state = load_state(sweep, state_dir=Path(state_dir))
+    except FileNotFoundError as exc:
+        raise ConfigError(str(exc)) from None
+    with driver_lock(state.path):
+        if state.status == "completed":
+            say(f"Sweep {state.name} is already completed: nothing to resume.")
+            return state
+        from sweeps import _tune
+
+        if not _tune.can_resume(state.path):
+            raise ConfigError(f"sweep {state.name}: no Ray experiment state under {state.path}/ray")
+        path = state.path / RELAUNCH_CONFIG
+        config = load_config(path)
+        plan = preflight(config, config_path=path, config_dir=path.parent, progress=say,
+                         address=address)  # fmt: skip
+        base_metrics, _ = base_scores(plan, progress=say)
+        plan, _ = _base_benchmarks(plan, base_metrics, say=say)
+        from sweeps._tracking import SweepTracker
+
+        tracker = SweepTracker(state.mlflow_uri, config.tracking.experiment or config.name)
+        tracker.reopen(state.parent_run_id)
+        ended = sum(t.status in ("completed", "pruned", "failed") for t in state.trials.values())
+        say(f"Resuming sweep {state.name}: {ended} of {plan.num_samples} trials ended.")
+        _run(plan, state, tracker, address=address, num_cpus=num_cpus, console=console,
+             resume=True)  # fmt: skip
+    return state
+
+
+@contextlib.contextmanager
+def driver_lock(directory: Path) -> Iterator[None]:
+    """One driver per sweep: a second launch or resume of a running sweep is refused."""
+    from filelock import FileLock, Timeout
+
+    lock = FileLock(str(directory / DRIVER_LOCK))
+    try:
+        lock.acquire(timeout=0)
+    except Timeout:
+        raise ConfigError(
+            f"sweep {directory.name} is running in another process ({directory / DRIVER_LOCK} is "
+            "held); wait for it, or stop it first"
+        ) from None
+    try:
+        yield
+    finally:
+        lock.release()
 
 
 def _base_benchmarks(
@@ -477,6 +549,7 @@ def _create_sweep(
     directory.mkdir(parents=True, exist_ok=config.prepare is not None)  # prepare made it
     resolved = resolved_config(plan)
     (directory / "config.yaml").write_text(yaml.safe_dump(resolved, sort_keys=False))
+    (directory / RELAUNCH_CONFIG).write_text(yaml.safe_dump(relaunch_config(plan), sort_keys=False))
     tags = provenance_tags(
         seeds={
             "training": config.training.seed,
@@ -540,8 +613,10 @@ def _run(
     address: str | None,
     num_cpus: int | None,
     console: Console,
+    resume: bool = False,
 ) -> None:
-    """Ray Tune from start to end; the parent run is closed whatever happens."""
+    """Ray Tune from start (or from where it stopped) to end; the parent run is closed
+    whatever happens."""
     from sweeps import _tune
     from sweeps.display import LiveTable
     from sweeps.recorder import SweepRecorder
@@ -554,16 +629,19 @@ def _run(
             recorder = SweepRecorder(
                 state, tracker, live, logged_generations=config.evaluation.logged_generations
             )
-            _tune.run_tuner(
-                config,
-                spec=plan.spec,
-                recorder=recorder,
-                sweep_dir=state.path,
-                metric=plan.objective_metric,
-                mode=plan.objective_mode,
-                max_rungs=plan.max_rungs,
-                num_samples=plan.num_samples,
-            )
+            if resume:
+                _tune.resume_tuner(config, spec=plan.spec, recorder=recorder, sweep_dir=state.path)
+            else:
+                _tune.run_tuner(
+                    config,
+                    spec=plan.spec,
+                    recorder=recorder,
+                    sweep_dir=state.path,
+                    metric=plan.objective_metric,
+                    mode=plan.objective_mode,
+                    max_rungs=plan.max_rungs,
+                    num_samples=plan.num_samples,
+                )
         # Ctrl-C makes Ray's fit() return early (state saved), so check that every trial ended
         ended = [t for t in state.trials.values() if t.status != "running"]
         done = len(ended) == len(state.trials) >= plan.num_samples

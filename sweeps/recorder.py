@@ -13,7 +13,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, Protocol
 
 from sweeps.space import HYPERPARAMETERS
-from sweeps.state import SweepState, TrialRecord
+from sweeps.state import TERMINAL, SweepState, TrialRecord
 
 if TYPE_CHECKING:  # typing only: mlflow is imported by sweeps/_tracking.py alone, at run time
     from sweeps._tracking import SweepTracker
@@ -56,7 +56,10 @@ class SweepRecorder:
 
     def trial_started(self, trial_id: str, config: dict[str, Any]) -> None:
         if trial_id in self.state.trials:  # a restarted trial keeps its child run
-            self.state.trials[trial_id].status = "running"
+            record = self.state.trials[trial_id]
+            if record.status in TERMINAL:  # ended before a driver crash: it is not run again
+                return
+            record.status = "running"
         else:
             params = trial_params(config)
             run_id = self.tracker.start_trial(
@@ -88,7 +91,7 @@ class SweepRecorder:
         error: str | None = None,
     ) -> None:
         record = self.state.trials.get(trial_id)
-        if record is None or record.status in ("completed", "pruned", "failed"):
+        if record is None or record.status in TERMINAL:
             return
         if error is not None:
             record.status, record.error = "failed", error

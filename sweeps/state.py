@@ -20,6 +20,7 @@ from typing import Any
 from sweeps.config import check_safe_name
 
 STATE_FILE = "state.json"
+TERMINAL = ("completed", "pruned", "failed")  # a trial in one of these never runs again
 SPEC_FILE = "trial_spec.json"
 
 
