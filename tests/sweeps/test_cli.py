@@ -59,6 +59,7 @@ def run_cli(*args: str, cwd: Path = REPO) -> tuple[dict[str, Any], str, str]:
         "compare",
         "ui",
         "data",
+        "resume",
     ],
 )
 def test_help_imports_no_heavy_library(verb: str | None) -> None:
