@@ -25,6 +25,7 @@ from sweeps.space import define_by_run, grid_values, trial_hyperparameters
 
 FINAL_KEY = "final_rung"
 TRAINING_ITERATION = "training_iteration"  # Ray's per-report counter: one rung per report
+FAULTS_DIR = "faults"  # <sweep>/faults/<trial>.txt: a fault that would recur, with its reason
 
 
 class PruneAwareOptunaSearch(OptunaSearch):
@@ -66,6 +67,24 @@ class PruneAwareOptunaSearch(OptunaSearch):
         assert self._ot_study is not None  # set up in __init__ (the space is given)
         self._ot_study.tell(ot_trial, state=optuna.trial.TrialState.PRUNED)
         self._completed_trials.add(trial_id)
+
+    def suggest(self, trial_id: str) -> dict[str, Any] | None:
+        """A new trial; after a driver crash, first the study trial asked just before the crash
+        (RUNNING, but held by no Ray trial), so the study never keeps an orphan."""
+        if trial_id not in self._ot_trials and self._ot_study is not None:
+            orphan = self._orphan()
+            if orphan is not None:
+                self._ot_trials[trial_id] = optuna.trial.Trial(self._ot_study, orphan)
+        suggested: dict[str, Any] | None = super().suggest(trial_id)
+        return suggested
+
+    def _orphan(self) -> int | None:
+        assert self._ot_study is not None
+        held = {t._trial_id for t in self._ot_trials.values()}
+        running = self._ot_study.get_trials(
+            deepcopy=False, states=(optuna.trial.TrialState.RUNNING,)
+        )
+        return next((t._trial_id for t in running if t._trial_id not in held), None)
 
     def _told_before(self, trial_id: str) -> bool:
         """Whether the study already holds this trial as finished (its storage outlives us)."""
@@ -128,6 +147,10 @@ def lora_trainable(config: dict[str, Any], spec: Any, sweep_dir: str | None = No
     from transformers.utils import logging as hf_logging
 
     hf_logging.disable_progress_bar()
+    trial_id = tune.get_context().get_trial_id()
+    faults = Path(sweep_dir) / FAULTS_DIR if sweep_dir is not None else None
+    if faults is not None and (faults / f"{trial_id}.txt").is_file():
+        raise TrialFault((faults / f"{trial_id}.txt").read_text())  # it would only recur
     checkpoint = tune.get_checkpoint()
     resume = Path(checkpoint.to_directory()) if checkpoint is not None else None
     workdir = Path(tempfile.mkdtemp(prefix="lora-trial-"))
@@ -140,6 +163,13 @@ def lora_trainable(config: dict[str, Any], spec: Any, sweep_dir: str | None = No
         run_lora_trial(
             spec, trial_hyperparameters(config), report=report, workdir=workdir, resume_from=resume
         )
+    except (FloatingPointError, MemoryError, RuntimeError) as exc:
+        reason = _deterministic_fault(exc)
+        if reason is None or faults is None:
+            raise
+        faults.mkdir(parents=True, exist_ok=True)
+        (faults / f"{trial_id}.txt").write_text(reason)
+        raise TrialFault(reason) from exc
     finally:
         shutil.rmtree(workdir, ignore_errors=True)
         if resume is not None:  # Ray's temporary copy of the checkpoint resumed from
@@ -147,6 +177,21 @@ def lora_trainable(config: dict[str, Any], spec: Any, sweep_dir: str | None = No
 
 
 _DRIVER: dict[str, SweepRecorder] = {}  # the recorder of the sweep this driver runs
+
+
+class TrialFault(RuntimeError):
+    """A trial fault that a restart would only repeat (NaN/inf loss, out of memory): the trial
+    ends as failed with this reason, and Ray's one restart does not train again."""
+
+
+def _deterministic_fault(exc: BaseException) -> str | None:
+    """The reason a trial fault would recur on restart, or None (worth a restart)."""
+    if isinstance(exc, FloatingPointError):
+        return f"{exc} (NaN/inf loss: not retried)"
+    name = type(exc).__name__
+    if isinstance(exc, MemoryError) or name == "OutOfMemoryError" or "out of memory" in str(exc):
+        return f"out of memory: {str(exc).splitlines()[0][:300] if str(exc) else name}"
+    return None
 
 
 def _already_ended(sweep_dir: Path, trial_id: str) -> bool:
