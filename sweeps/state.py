@@ -99,6 +99,21 @@ class SweepState:
         return eligible[0] if eligible else None
 
 
+def disk_usage(directory: Path) -> dict[str, int]:
+    """Bytes a sweep takes on disk: in all, and in Ray's trial checkpoints, the final adapters
+    and the prepared data."""
+
+    def size(path: Path) -> int:
+        if not path.exists():
+            return 0
+        files = [path] if path.is_file() else path.rglob("*")
+        return sum(f.stat().st_size for f in files if f.is_file() and not f.is_symlink())
+
+    parts = {"checkpoints": directory / "ray", "adapters": directory / "adapters",
+             "data": directory / "data"}  # fmt: skip
+    return {"total": size(directory), **{name: size(path) for name, path in parts.items()}}
+
+
 def write_json_atomic(path: Path, data: Any) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)

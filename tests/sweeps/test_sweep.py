@@ -196,6 +196,9 @@ def test_status_and_best_read_the_sweep(
     assert main(["status", state.name, "--state-dir", state_dir]) == 0
     out = capsys.readouterr().out
     assert "base model" in out and all(trial_id in out for trial_id in state.trials)
+    adapters = sum(f.stat().st_size for f in (state.path / "adapters").rglob("*") if f.is_file())
+    disk = next(line for line in out.splitlines() if line.startswith("disk: "))
+    assert f"adapters {adapters / 1e6:.1f} MB" in disk and "checkpoints " in disk
     assert main(["best", state.name, "--state-dir", state_dir, "--json"]) == 0
     best = json.loads(capsys.readouterr().out)
     assert best["trial_id"] == state.best_trial().trial_id  # type: ignore[union-attr]
