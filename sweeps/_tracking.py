@@ -220,8 +220,14 @@ class ModelRegistry:
             return None
         return _version_info(found)
 
-    def version(self, name: str, version: str) -> dict[str, Any]:
-        return _version_info(self.client.get_model_version(name, version))
+    def version(self, name: str, version: str) -> dict[str, Any] | None:
+        """A version (version, run_id, tags), or None."""
+        from mlflow.exceptions import MlflowException
+
+        try:
+            return _version_info(self.client.get_model_version(name, version))
+        except MlflowException:
+            return None
 
     def models_with_alias(self, alias: str) -> list[str]:
         """Names of the registered models that have ``alias``."""

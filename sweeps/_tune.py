@@ -6,6 +6,7 @@ checkpoint, and restarts from its last checkpoint when its worker dies.
 
 from __future__ import annotations
 
+import json
 import os
 import shutil
 import tempfile
@@ -140,14 +141,14 @@ def lora_trainable(config: dict[str, Any], spec: Any, sweep_dir: str | None = No
     """
     from trainers.lora_trial import run_lora_trial
 
-    if sweep_dir is not None and _already_ended(Path(sweep_dir), tune.get_context().get_trial_id()):
+    trial_id = tune.get_context().get_trial_id()
+    if sweep_dir is not None and _already_ended(Path(sweep_dir), trial_id):
         return
 
     os.environ["HF_HUB_DISABLE_PROGRESS_BARS"] = "1"
     from transformers.utils import logging as hf_logging
 
     hf_logging.disable_progress_bar()
-    trial_id = tune.get_context().get_trial_id()
     faults = Path(sweep_dir) / FAULTS_DIR if sweep_dir is not None else None
     if faults is not None and (faults / f"{trial_id}.txt").is_file():
         raise TrialFault((faults / f"{trial_id}.txt").read_text())  # it would only recur
@@ -200,8 +201,6 @@ def _already_ended(sweep_dir: Path, trial_id: str) -> bool:
     state = sweep_dir / STATE_FILE
     if not state.is_file():
         return False
-    import json
-
     trial = json.loads(state.read_text()).get("trials", {}).get(trial_id)
     return bool(trial) and trial.get("status") in TERMINAL
 

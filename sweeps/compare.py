@@ -143,8 +143,10 @@ def report_context(
 
     reader = RunReader(mlflow_uri)
     metric = spec.task_metric
+    parent = reader.summary(home.parent_run_id)  # the base model's scores, skip reasons
     with tempfile.TemporaryDirectory(prefix="lora-sweep-compare-") as tmp:
-        benchmarks = benchmark_rows(a, b, home=home, reader=reader, scratch=Path(tmp))
+        benchmarks = benchmark_rows(a, b, home=home, reader=reader, parent=parent,
+                                    scratch=Path(tmp))  # fmt: skip
     paired = {  # B is the reference: each delta is A - B
         name: compare_paired(scores[1].by_item(key), scores[0].by_item(key))
         for name, key in ((metric, "score"), ("exact_match", "exact_match"))
@@ -156,8 +158,7 @@ def report_context(
         "params": param_rows(a, b),
         "heldout": heldout_rows(paired, scores),
         "benchmarks": benchmarks,
-        "benchmarks_skipped": reader.summary(home.parent_run_id)["tags"].get(
-            "benchmarks.skipped", "none"),
+        "benchmarks_skipped": parent["tags"].get("benchmarks.skipped", "none"),
         "changed": changed_items(scores, limit=10),
         "generations": generation_rows(scores, limit=samples),
         "curves": curves_png(a, b, home=home, reader=reader, metric=metric),
@@ -201,7 +202,7 @@ def heldout_rows(
 
 
 def benchmark_rows(
-    a: Side, b: Side, *, home: SweepState, reader: Any, scratch: Path
+    a: Side, b: Side, *, home: SweepState, reader: Any, parent: dict[str, Any], scratch: Path
 ) -> list[dict[str, Any]]:
     """Each benchmark both sides were scored on (the full sets when both have them), with the
     paired test on the documents both were scored on, from their per-sample artefacts."""
@@ -209,8 +210,7 @@ def benchmark_rows(
 
     benchmarks = home_config(home).get("benchmarks") or {}
     tasks, overrides = benchmarks.get("tasks") or [], benchmarks.get("metrics") or {}
-    base_metrics = {k.removeprefix("base/"): v for k, v in
-                    reader.summary(home.parent_run_id)["metrics"].items()}  # fmt: skip
+    base_metrics = {k.removeprefix("base/"): v for k, v in parent["metrics"].items()}
     rows = []
     for task in tasks:
         for phase in ("full", "proxy"):

@@ -23,7 +23,7 @@ from evals.objective import COMPOSITE
 from sweeps.config import ConfigError, SweepConfig, load_config, resolve_path
 from sweeps.provenance import provenance_tags
 from sweeps.space import describe, max_epochs
-from sweeps.state import SPEC_FILE, SweepState, sweep_directory, write_json_atomic
+from sweeps.state import SPEC_FILE, TERMINAL, SweepState, sweep_directory, write_json_atomic
 from trainers.data import (
     DataError,
     Example,
@@ -106,13 +106,11 @@ def check_contamination(
 ) -> None:  # fmt: skip
     """Refuse training rows that share a 13-gram with the held-out rows or with the listed
     benchmarks' evaluation files (when a mirror has them), unless data.allow_contaminated."""
-    from evals.benchmarks import BenchmarkError, mirror_directory
+    from evals.benchmarks import BenchmarkError
     from sweeps.prepare import find_contamination
 
-    configured = config.benchmarks.mirror
     try:
-        mirror = mirror_directory(resolve_path(configured, config_dir=config_dir) if configured
-                                  else None) if config.benchmarks.tasks else None  # fmt: skip
+        mirror = benchmark_mirror(config, config_dir=config_dir)
     except BenchmarkError:
         mirror = None  # check_benchmarks names the problem
     found = find_contamination(examples["train"], examples["heldout"],
@@ -205,6 +203,18 @@ def check_truncation(
     return report
 
 
+def benchmark_mirror(config: SweepConfig, *, config_dir: Path) -> Path | None:
+    """The benchmarks' local mirror (benchmarks.mirror, else $LORA_SWEEP_BENCHMARK_MIRROR), or
+    None when there is none or no benchmark is listed; a mirror that is not a directory raises
+    BenchmarkError."""
+    if not config.benchmarks.tasks:
+        return None
+    from evals.benchmarks import mirror_directory
+
+    configured = config.benchmarks.mirror
+    return mirror_directory(resolve_path(configured, config_dir=config_dir) if configured else None)
+
+
 def check_benchmarks(
     config: SweepConfig, *, config_dir: Path, source: str, heldout_metric: str, mode: str,
     progress: Any,
@@ -213,14 +223,11 @@ def check_benchmarks(
     if not config.benchmarks.tasks:
         return None
     from evals.benchmark_plan import plan_benchmarks
-    from evals.benchmarks import BenchmarkError, mirror_directory
+    from evals.benchmarks import BenchmarkError
     from trainers.models import cache_root
 
-    configured = config.benchmarks.mirror
     try:
-        mirror = mirror_directory(
-            resolve_path(configured, config_dir=config_dir) if configured else None
-        )
+        mirror = benchmark_mirror(config, config_dir=config_dir)
         plan = plan_benchmarks(config.benchmarks, config.objective, mirror=mirror, cache=cache_root(),
                                progress=progress)  # fmt: skip
     except BenchmarkError as exc:
@@ -376,16 +383,14 @@ def prepare_for_sweep(
 ) -> tuple[SweepConfig, Any]:
     """Run ``sweep data prepare`` on data.train into ``out_dir``; the config, pointed at the
     prepared train and held-out files, and what the preparation did."""
-    from evals.benchmarks import BenchmarkError, mirror_directory
+    from evals.benchmarks import BenchmarkError
     from sweeps.prepare import PrepareOptions, prepare_data
     from sweeps.space import candidate_values
 
     steps, data = config.prepare, config.data
     assert steps is not None
-    configured = config.benchmarks.mirror
     try:
-        mirror = mirror_directory(resolve_path(configured, config_dir=config_dir) if configured
-                                  else None) if config.benchmarks.tasks else None  # fmt: skip
+        mirror = benchmark_mirror(config, config_dir=config_dir)
     except BenchmarkError as exc:
         raise ConfigError(f"benchmarks.mirror: {exc}") from None
     longest = max(int(v) for v in candidate_values(config, "sequence_len"))
@@ -496,7 +501,7 @@ def resume_sweep(
 
         tracker = SweepTracker(state.mlflow_uri, config.tracking.experiment or config.name)
         tracker.reopen(state.parent_run_id)
-        ended = sum(t.status in ("completed", "pruned", "failed") for t in state.trials.values())
+        ended = sum(t.status in TERMINAL for t in state.trials.values())
         say(f"Resuming sweep {state.name}: {ended} of {plan.num_samples} trials ended.")
         _run(plan, state, tracker, address=address, num_cpus=num_cpus, console=console,
              resume=True)  # fmt: skip

@@ -15,7 +15,6 @@ from __future__ import annotations
 import json
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
 
 from sweeps.config import ConfigError
 from sweeps.state import list_sweeps, load_state
@@ -91,7 +90,7 @@ def _from_registry(name: str, kind: str, value: str, *, state_dir: Path,
             raise ConfigError(f"{value}: {len(names)} registered models have this alias "
                               f"({which}); name one as NAME@{value}")  # fmt: skip
         name = names[0]
-    found = registry.by_alias(name, value) if kind == "alias" else _version(registry, name, value)
+    found = registry.by_alias(name, value) if kind == "alias" else registry.version(name, value)
     if found is None:
         raise ConfigError(f"registered model {name!r} has no {kind} {value!r} in {mlflow_uri}")
     tags = found["tags"]
@@ -105,14 +104,6 @@ def _from_registry(name: str, kind: str, value: str, *, state_dir: Path,
     base = json.loads((files / "base_model.json").read_text())["path"]
     return AdapterRef(path=files / "adapter", base_model=base, sweep=tags.get("lora_sweep.sweep", ""),
                       trial_id=tags.get("lora_sweep.trial_id", ""), run_id=found["run_id"])  # fmt: skip
-
-
-def _version(registry: Any, name: str, version: str) -> dict[str, Any] | None:
-    try:
-        found: dict[str, Any] = registry.version(name, version)
-    except Exception:  # mlflow's "not found" (mlflow is imported in sweeps/_tracking.py only)
-        return None
-    return found
 
 
 def _local_copy(tags: dict[str, str], *, state_dir: Path) -> AdapterRef | None:

@@ -166,6 +166,23 @@ def load_examples(
     system_prompt: str | None = None,
 ) -> list[Example]:
     """Read a data file and check every row; raise DataError naming the first bad row."""
+    records, chosen = read_rows(path, fmt=fmt, columns=columns)
+    if isinstance(records, str):
+        examples = text_examples(records, chosen, path)
+    else:
+        examples = [row_to_example(row, chosen, path) for row in records]
+    if not examples:
+        raise DataError(f"{path}: no examples found")
+    if system_prompt:
+        examples = [_with_system(e, system_prompt) for e in examples]
+    return examples
+
+
+def read_rows(
+    path: Path, *, fmt: str = "auto", columns: dict[str, str] | None = None
+) -> tuple[list[dict[str, Any]] | str, str]:
+    """A file's rows (columns renamed) or its whole text, and the format they are in; a file in
+    no known format is an error naming its fields."""
     records = read_records(path)
     if isinstance(records, list) and columns:
         records = [rename_columns(row, columns) for row in records]
@@ -174,19 +191,15 @@ def load_examples(
         keys = ", ".join(sorted(k for k in records[0] if k != "__row__"))
         raise DataError(
             f"{path}: row 1: no known format in fields ({keys}); expected one of "
-            "instruction/output, prompt/completion, messages, text; or map columns in data.columns"
+            "instruction/output, prompt/completion, messages, text; or map columns "
+            "(data.columns in a sweep YAML, --columns for sweep data prepare)"
         )
-    if isinstance(records, str):
-        examples = (
-            hash_pairs_from_text(records, path) if chosen == "hash_pairs" else paragraphs(records)
-        )
-    else:
-        examples = [row_to_example(row, chosen, path) for row in records]
-    if not examples:
-        raise DataError(f"{path}: no examples found")
-    if system_prompt:
-        examples = [_with_system(e, system_prompt) for e in examples]
-    return examples
+    return records, chosen
+
+
+def text_examples(text: str, fmt: str, path: Path) -> list[Example]:
+    """The examples of a .txt/.md file: ``### instruction ###`` blocks, or paragraphs."""
+    return hash_pairs_from_text(text, path) if fmt == "hash_pairs" else paragraphs(text)
 
 
 def rename_columns(row: dict[str, Any], columns: dict[str, str]) -> dict[str, Any]:

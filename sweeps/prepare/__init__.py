@@ -82,15 +82,11 @@ def find_contamination(
 ) -> list[tuple[Record, str]]:  # fmt: skip
     """Training examples (``trainers.data.Example``) sharing an n-gram with a held-out example or
     with a benchmark's evaluation file in ``mirror`` (tasks without a file there are skipped)."""
-    from sweeps.prepare._contamination import NgramIndex, benchmark_texts, decontaminate, fields
+    from sweeps.prepare._contamination import NgramIndex, decontaminate, fields
     from sweeps.prepare._pipeline import benchmark_files
 
     index = NgramIndex(n=ngram)
-    available = tuple(t for t in tasks if mirror is not None and benchmark_files((t,), mirror,
-                                                                                 strict=False))  # fmt: skip
-    for path in benchmark_files(available, mirror):
-        for text, source in benchmark_texts(path):
-            index.add(text, source)
+    index.add_files(benchmark_files(tasks, mirror, strict=False))
     for record in as_records(heldout, source="held-out"):
         for text in fields(record):
             index.add(text, f"held-out row {record.row}")

@@ -36,6 +36,12 @@ class NgramIndex:
         for start in range(len(tokens) - self.n + 1):
             self.grams.setdefault(hash(" ".join(tokens[start : start + self.n])), source)
 
+    def add_files(self, paths: Iterable[Path]) -> None:
+        """Every string in every row of these benchmark jsonl files."""
+        for path in paths:
+            for text, source in benchmark_texts(path):
+                self.add(text, source)
+
     def find(self, text: str) -> str | None:
         """Where the first n-gram of ``text`` that a source shares came from, or None."""
         tokens = words(text)

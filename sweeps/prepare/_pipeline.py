@@ -14,7 +14,7 @@ from typing import Any
 
 from sweeps.config import ConfigError
 from sweeps.prepare import PrepareOptions, PrepareResult, Say
-from sweeps.prepare._contamination import NgramIndex, benchmark_texts, decontaminate, fields
+from sweeps.prepare._contamination import NgramIndex, decontaminate, fields
 from sweeps.prepare._records import Record, StepResult
 
 
@@ -67,9 +67,7 @@ def benchmark_index(options: PrepareOptions) -> tuple[NgramIndex, list[str]]:
     """The n-grams of the benchmarks' evaluation files (held-out rows are added after the split)."""
     index = NgramIndex(n=options.ngram)
     files = benchmark_files(options.benchmarks, options.mirror)
-    for path in files:
-        for text, source in benchmark_texts(path):
-            index.add(text, source)
+    index.add_files(files)
     return index, [str(p) for p in files]
 
 
@@ -81,9 +79,9 @@ def benchmark_files(tasks: tuple[str, ...], mirror: Path | None, *,
 
     if not tasks:
         return []
-    if not strict and (mirror is None or not mirror.is_dir()):
-        return []
     if mirror is None or not mirror.is_dir():
+        if not strict:
+            return []
         raise ConfigError(
             f"decontamination against {', '.join(tasks)} needs their data: pass --mirror DIR (a "
             "directory of Hugging Face-schema jsonl files), or --no-decontaminate"

@@ -17,12 +17,9 @@ from trainers.data import (
     FORMAT_FIELDS,
     DataError,
     Example,
-    detect_format,
-    hash_pairs_from_text,
-    paragraphs,
-    read_records,
-    rename_columns,
+    read_rows,
     row_to_example,
+    text_examples,
 )
 
 REQUIRED_COLUMNS = {
@@ -38,19 +35,9 @@ def read_file(
     label_field: str | None = None,
 ) -> tuple[list[Record], list[tuple[Record, str]], str]:  # fmt: skip
     """``(records, rejected rows with their reasons, format)``; raises DataError for a bad file."""
-    raw = read_records(path)
-    if isinstance(raw, list) and columns:
-        raw = [rename_columns(row, columns) for row in raw]
-    chosen = detect_format(raw) if fmt == "auto" else fmt
+    raw, chosen = read_rows(path, fmt=fmt, columns=columns)
     if isinstance(raw, str):
-        examples = hash_pairs_from_text(raw, path) if chosen == "hash_pairs" else paragraphs(raw)
-        return [_record(e, path, None) for e in examples], [], chosen
-    if chosen == "unknown":
-        keys = ", ".join(sorted(k for k in raw[0] if k != "__row__"))
-        raise DataError(
-            f"{path}: row 1: no known format in fields ({keys}); expected one of "
-            "instruction/output, prompt/completion, messages, text; or map them with --columns"
-        )
+        return [_record(e, path, None) for e in text_examples(raw, chosen, path)], [], chosen
     _check_columns(path, raw, chosen)
     records, rejected = [], []
     for row in raw:
