@@ -23,9 +23,11 @@ from ray.tune.search.optuna import OptunaSearch
 from sweeps.config import AshaConfig, SweepConfig
 from sweeps.recorder import SweepRecorder
 from sweeps.space import define_by_run, grid_values, trial_hyperparameters
+from sweeps.state import RESTORES_FILE, WORK_DIR
 
 FINAL_KEY = "final_rung"
-TRAINING_ITERATION = "training_iteration"  # Ray's per-report counter: one rung per report
+RUNG = "rung"  # the trial's own rung count: ASHA's time and Optuna's step (Ray's
+# training_iteration runs ahead of it when a restart falls back to an older checkpoint)
 FAULTS_DIR = "faults"  # <sweep>/faults/<trial>.txt: a fault that would recur, with its reason
 
 
@@ -45,8 +47,13 @@ class PruneAwareOptunaSearch(OptunaSearch):
         self._reported_step: dict[str, int] = {}
 
     def on_trial_result(self, trial_id: str, result: dict[str, Any]) -> None:
-        super().on_trial_result(trial_id, result)
-        self._reported_step[trial_id] = int(result[TRAINING_ITERATION])
+        """Report the rung's value at the rung's step, once (a restart may replay rungs)."""
+        step = int(result[RUNG])
+        done = trial_id in self._completed_trials or trial_id not in self._ot_trials
+        if done or step <= self._reported_step.get(trial_id, 0):
+            return
+        self._ot_trials[trial_id].report(float(result[self.metric]), step)
+        self._reported_step[trial_id] = step
 
     def on_trial_complete(
         self, trial_id: str, result: dict[str, Any] | None = None, error: bool = False
@@ -58,7 +65,7 @@ class PruneAwareOptunaSearch(OptunaSearch):
             super().on_trial_complete(trial_id, result=result, error=error)
             return
         ot_trial = self._ot_trials[trial_id]
-        step = int(result[TRAINING_ITERATION]) if result else -1
+        step = int(result[RUNG]) if result else -1
         unreported = self._reported_step.get(trial_id) != step
         if result is not None and not error and self.metric in result and unreported:
             ot_trial.report(float(result[self.metric]), step)
@@ -121,12 +128,12 @@ def build_searcher(
 
 
 def build_scheduler(config: SweepConfig, *, max_rungs: int) -> ASHAScheduler | FIFOScheduler:
-    """ASHA on rungs (``training_iteration``: one per reported rung), or no early stopping."""
+    """ASHA on the trials' rungs, or no early stopping."""
     scheduler = config.scheduler
     if not isinstance(scheduler, AshaConfig):
         return FIFOScheduler()
     return ASHAScheduler(
-        time_attr="training_iteration",
+        time_attr=RUNG,
         max_t=max(max_rungs, 1),
         grace_period=min(scheduler.grace_period, max(max_rungs, 1)),
         reduction_factor=scheduler.reduction_factor,
@@ -137,44 +144,124 @@ def lora_trainable(config: dict[str, Any], spec: Any, sweep_dir: str | None = No
     """One trial, in its own worker process: resume from Ray's checkpoint if there is one.
 
     After a driver crash, Ray's experiment state can be a few seconds older than the sweep's own
-    state.json; a trial the sweep already recorded as ended is not run again.
+    state.json; a trial the sweep already recorded as ended is not run again. Checkpoints are
+    written, and restored, under <sweep>/work/<trial>: what a SIGKILLed worker leaves there is
+    cleared by the next attempt (and by the end of the sweep), never left in /tmp.
     """
-    from trainers.lora_trial import run_lora_trial
-
     trial_id = tune.get_context().get_trial_id()
     if sweep_dir is not None and _already_ended(Path(sweep_dir), trial_id):
         return
-
-    os.environ["HF_HUB_DISABLE_PROGRESS_BARS"] = "1"
-    from transformers.utils import logging as hf_logging
-
-    hf_logging.disable_progress_bar()
+    _quiet_progress_bars()
     faults = Path(sweep_dir) / FAULTS_DIR if sweep_dir is not None else None
     if faults is not None and (faults / f"{trial_id}.txt").is_file():
         raise TrialFault((faults / f"{trial_id}.txt").read_text())  # it would only recur
-    checkpoint = tune.get_checkpoint()
-    resume = Path(checkpoint.to_directory()) if checkpoint is not None else None
-    workdir = Path(tempfile.mkdtemp(prefix="lora-trial-"))
+    workdir = _fresh_workdir(sweep_dir, trial_id)
+    try:
+        try:
+            resume = restore_directory(tune.get_checkpoint(), sweep_dir=sweep_dir,
+                                       trial_id=trial_id, into=workdir / "restore")  # fmt: skip
+        except TrialFault as exc:
+            _record_fault(faults, trial_id, str(exc))
+            raise
+        _train_trial(config, spec, workdir=workdir, resume=resume, faults=faults, trial_id=trial_id)
+    finally:
+        shutil.rmtree(workdir, ignore_errors=True)
+
+
+def _train_trial(
+    config: dict[str, Any], spec: Any, *, workdir: Path, resume: Path | None,
+    faults: Path | None, trial_id: str,
+) -> None:  # fmt: skip
+    """Train, reporting each rung's checkpoint to Ray; a fault that would recur is recorded."""
+    from trainers.lora_trial import run_lora_trial
 
     def report(metrics: dict[str, float], checkpoint_dir: Path) -> None:
         tune.report(metrics, checkpoint=tune.Checkpoint.from_directory(str(checkpoint_dir)))
         shutil.rmtree(checkpoint_dir, ignore_errors=True)  # Ray has persisted it to storage
 
     try:
-        run_lora_trial(
-            spec, trial_hyperparameters(config), report=report, workdir=workdir, resume_from=resume
-        )
+        run_lora_trial(spec, trial_hyperparameters(config), report=report,
+                       workdir=workdir / "run", resume_from=resume)  # fmt: skip
     except (FloatingPointError, MemoryError, RuntimeError) as exc:
         reason = _deterministic_fault(exc)
         if reason is None or faults is None:
             raise
+        _record_fault(faults, trial_id, reason)
+        raise TrialFault(reason) from exc
+
+
+def _fresh_workdir(sweep_dir: str | None, trial_id: str) -> Path:
+    if sweep_dir is None:
+        return Path(tempfile.mkdtemp(prefix="lora-trial-"))
+    workdir = Path(sweep_dir) / WORK_DIR / trial_id
+    shutil.rmtree(workdir, ignore_errors=True)  # a killed attempt's leftovers
+    workdir.mkdir(parents=True)
+    return workdir
+
+
+def _quiet_progress_bars() -> None:
+    os.environ["HF_HUB_DISABLE_PROGRESS_BARS"] = "1"
+    from transformers.utils import logging as hf_logging
+
+    hf_logging.disable_progress_bar()
+
+
+def restore_directory(
+    checkpoint: Any, *, sweep_dir: str | None, trial_id: str, into: Path
+) -> Path | None:
+    """A local copy of the newest intact checkpoint Ray kept for the trial (None: no checkpoint,
+    a fresh start). A damaged one (cut short, truncated, altered) is skipped for the one before
+    it, and the restore is recorded in restores.jsonl; with none intact the trial fails rather
+    than silently training from zero."""
+    if checkpoint is None:
+        return None
+    from trainers.lora_trial import STATE_FILE, checkpoint_problem
+
+    skipped: list[dict[str, str]] = []
+    for candidate in _kept_checkpoints(checkpoint):
+        name = Path(candidate.path).name
+        try:
+            local = Path(candidate.to_directory(str(into / name)))
+        except Exception as exc:  # gone or unreadable (any filesystem error): try the one before
+            skipped.append({"checkpoint": name, "problem": f"unreadable: {exc}"[:300]})
+            continue
+        problem = checkpoint_problem(local)
+        if problem is None:
+            step = json.loads((local / STATE_FILE).read_text())["progress"]["step"]
+            _record_restore(sweep_dir, {"trial_id": trial_id, "checkpoint": name, "step": step,
+                                        "skipped": skipped})  # fmt: skip
+            return local
+        shutil.rmtree(local, ignore_errors=True)
+        skipped.append({"checkpoint": name, "problem": problem})
+    damaged = "; ".join(f"{s['checkpoint']}: {s['problem']}" for s in skipped)
+    raise TrialFault(f"no intact checkpoint to restart from ({damaged}); not restarting from zero")
+
+
+def _kept_checkpoints(checkpoint: Any) -> list[Any]:
+    """Ray's latest checkpoint of a trial, then the older ones it kept, newest first."""
+    import pyarrow.fs
+
+    parent, latest = checkpoint.path.rstrip("/").rsplit("/", 1)
+    infos = checkpoint.filesystem.get_file_info(pyarrow.fs.FileSelector(parent))
+    older = sorted(
+        (i.base_name for i in infos if i.type == pyarrow.fs.FileType.Directory
+         and i.base_name.startswith("checkpoint_") and i.base_name < latest),
+        reverse=True,
+    )  # fmt: skip
+    return [checkpoint, *(tune.Checkpoint(f"{parent}/{n}", checkpoint.filesystem) for n in older)]
+
+
+def _record_restore(sweep_dir: str | None, entry: dict[str, Any]) -> None:
+    if sweep_dir is None:
+        return
+    with (Path(sweep_dir) / RESTORES_FILE).open("a") as handle:  # one short line: one write
+        handle.write(json.dumps(entry) + "\n")
+
+
+def _record_fault(faults: Path | None, trial_id: str, reason: str) -> None:
+    if faults is not None:
         faults.mkdir(parents=True, exist_ok=True)
         (faults / f"{trial_id}.txt").write_text(reason)
-        raise TrialFault(reason) from exc
-    finally:
-        shutil.rmtree(workdir, ignore_errors=True)
-        if resume is not None:  # Ray's temporary copy of the checkpoint resumed from
-            shutil.rmtree(resume, ignore_errors=True)
 
 
 _DRIVER: dict[str, SweepRecorder] = {}  # the recorder of the sweep this driver runs
@@ -329,11 +416,22 @@ def run_tuner(
             storage_path=str(sweep_dir / "ray"),
             verbose=0,
             callbacks=[RecorderCallback(recorder)],
-            checkpoint_config=tune.CheckpointConfig(num_to_keep=2),
-            failure_config=tune.FailureConfig(max_failures=1),
+            checkpoint_config=checkpoint_config(config, metric=metric, mode=mode),
+            failure_config=tune.FailureConfig(max_failures=config.recovery.max_retries),
         ),
     )
     return tuner.fit()
+
+
+def checkpoint_config(config: SweepConfig, *, metric: str, mode: str) -> tune.CheckpointConfig:
+    """Keep k checkpoints per trial: the most recent, or the best by the objective. Ray always
+    keeps the latest as well, which a restart resumes from."""
+    recovery = config.recovery
+    if recovery.keep_best_by == "objective":
+        return tune.CheckpointConfig(num_to_keep=recovery.keep_checkpoints,
+                                     checkpoint_score_attribute=metric,
+                                     checkpoint_score_order=mode)  # fmt: skip
+    return tune.CheckpointConfig(num_to_keep=recovery.keep_checkpoints)
 
 
 def _trainable(config: SweepConfig, *, spec: Any, sweep_dir: Path) -> Any:

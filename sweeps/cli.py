@@ -59,6 +59,7 @@ def launch(
     print_table(state, console)
     _print_best(state, console)
     console.print(describe_disk(state.path), highlight=False)
+    console.print(describe_restarts(state.path), highlight=False)
     if state.status != "completed":
         where = "" if state.path.parent == DEFAULT_STATE_DIR.resolve() else (
             f" --state-dir {state.path.parent}")  # fmt: skip
@@ -96,7 +97,19 @@ def status(sweep: str, *, state_dir: Path = DEFAULT_STATE_DIR) -> int:
     print_table(state)
     print(f"status: {state.status}; MLflow parent run {state.parent_run_id} at {state.mlflow_uri}")
     print(describe_disk(state.path))
+    print(describe_restarts(state.path))
     return 0
+
+
+def describe_restarts(directory: Path) -> str:
+    """``restarts: 2 (1 passed over a damaged checkpoint); faults not retried: 1``."""
+    from sweeps.state import restores
+
+    restarts = restores(directory)
+    damaged = sum(bool(r["skipped"]) for r in restarts)
+    faults = len(list((directory / "faults").glob("*.txt")))
+    return (f"restarts from checkpoints: {len(restarts)} ({damaged} passed over a damaged "
+            f"checkpoint); faults not retried: {faults}")  # fmt: skip
 
 
 def describe_disk(directory: Path) -> str:

@@ -293,6 +293,23 @@ class Resources(_Strict):
         return value
 
 
+class Recovery(_Strict):
+    """What a fault may cost: restarts of a killed trial, and the checkpoints kept per trial."""
+
+    max_retries: int = Field(
+        1, ge=0, description="Restarts of a killed or crashed trial, each from its newest intact "
+        "checkpoint; 0 = a killed trial fails at once.",
+    )  # fmt: skip
+    keep_checkpoints: int = Field(
+        2, ge=1, description="Checkpoints kept per trial, the latest always among them (with 2 or "
+        "more, a damaged latest falls back to an older one instead of failing).",
+    )  # fmt: skip
+    keep_best_by: Literal["latest", "objective"] = Field(
+        "latest", description="latest: the most recent; objective: the best by the sweep's "
+        "objective (plus the latest, which restarts need).",
+    )  # fmt: skip
+
+
 class Objective(_Strict):
     """The held-out metric alone, or a composite with benchmark deltas, plus a no-regression guard.
 
@@ -417,6 +434,7 @@ class SweepConfig(_Strict):
     search: SearchConfig = SearchConfig()
     scheduler: AshaConfig | NoScheduler = Field(default_factory=AshaConfig, discriminator="type")
     resources: Resources = Resources()
+    recovery: Recovery = Recovery()
     objective: Objective = Objective()
     tracking: Tracking = Tracking()
     evaluation: HeldoutEval = HeldoutEval()

@@ -23,7 +23,14 @@ from evals.objective import COMPOSITE
 from sweeps.config import ConfigError, SweepConfig, load_config, resolve_path
 from sweeps.provenance import provenance_tags
 from sweeps.space import describe, max_epochs
-from sweeps.state import SPEC_FILE, TERMINAL, SweepState, sweep_directory, write_json_atomic
+from sweeps.state import (
+    SPEC_FILE,
+    TERMINAL,
+    WORK_DIR,
+    SweepState,
+    sweep_directory,
+    write_json_atomic,
+)
 from trainers.data import (
     DataError,
     Example,
@@ -680,6 +687,8 @@ def _finish(state: SweepState, tracker: Any) -> None:
         for s in ("completed", "pruned", "failed")
     }
     metrics.update({f"trials/{k}": float(v) for k, v in counts.items()})
+    if state.status == "completed":  # what killed workers left behind
+        shutil.rmtree(state.path / WORK_DIR, ignore_errors=True)
     run_status = "FINISHED" if state.status == "completed" else "KILLED"
     tracker.end_sweep(state.parent_run_id, status=run_status, metrics=metrics, tags=tags)
     state.save()

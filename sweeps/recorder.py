@@ -13,7 +13,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, Protocol
 
 from sweeps.space import HYPERPARAMETERS
-from sweeps.state import TERMINAL, SweepState, TrialRecord
+from sweeps.state import TERMINAL, SweepState, TrialRecord, restores
 
 if TYPE_CHECKING:  # typing only: mlflow is imported by sweeps/_tracking.py alone, at run time
     from sweeps._tracking import SweepTracker
@@ -99,6 +99,9 @@ class SweepRecorder:
             record.status = "completed" if result and result.get("final_rung") else "pruned"
         adapter = self._keep_adapter(trial_id, checkpoint)
         record.adapter_path = str(adapter) if adapter else None
+        restarts = [r for r in restores(self.state.path) if r["trial_id"] == trial_id]
+        if restarts:
+            self.tracker.set_tags(record.run_id, restart_tags(restarts))
         self.tracker.end_trial(
             record.run_id,
             status=record.status,
@@ -120,6 +123,16 @@ class SweepRecorder:
             shutil.rmtree(target)
         shutil.copytree(checkpoint / "adapter", target)
         return target
+
+
+def restart_tags(restarts: list[dict[str, Any]]) -> dict[str, str]:
+    """``restarts``, the steps resumed from, and the damaged checkpoints passed over."""
+    skipped = [f"{s['checkpoint']}: {s['problem']}" for r in restarts for s in r["skipped"]]
+    tags = {"restarts": str(len(restarts)),
+            "restarts.from_steps": ",".join(str(r["step"]) for r in restarts)}  # fmt: skip
+    if skipped:
+        tags["restarts.damaged_checkpoints"] = "; ".join(skipped)[:5000]
+    return tags
 
 
 def _predictions(checkpoint: Path | None) -> list[dict[str, Any]]:

@@ -6,6 +6,8 @@
 <state_dir>/<sweep>/optuna.db       the persistent Optuna study
 <state_dir>/<sweep>/ray/            Ray Tune's trial directories and checkpoints
 <state_dir>/<sweep>/adapters/<id>/  each finished trial's final adapter (PEFT format)
+<state_dir>/<sweep>/restores.jsonl  each restart of a trial from a checkpoint (and any skipped)
+<state_dir>/<sweep>/faults/<id>.txt a fault that would recur (NaN loss, out of memory), not retried
 """
 
 from __future__ import annotations
@@ -22,6 +24,8 @@ from sweeps.config import check_safe_name
 STATE_FILE = "state.json"
 TERMINAL = ("completed", "pruned", "failed")  # a trial in one of these never runs again
 SPEC_FILE = "trial_spec.json"
+RESTORES_FILE = "restores.jsonl"  # written by the trials' workers, one line per restart
+WORK_DIR = "work"  # <sweep>/work/<trial>: a running trial's checkpoint being written or restored
 
 
 @dataclass
@@ -112,6 +116,15 @@ def disk_usage(directory: Path) -> dict[str, int]:
     parts = {"checkpoints": directory / "ray", "adapters": directory / "adapters",
              "data": directory / "data"}  # fmt: skip
     return {"total": size(directory), **{name: size(path) for name, path in parts.items()}}
+
+
+def restores(directory: Path) -> list[dict[str, Any]]:
+    """Every restart of a trial from a checkpoint: trial_id, checkpoint, step, skipped (damaged
+    checkpoints passed over, each with its problem)."""
+    path = directory / RESTORES_FILE
+    if not path.is_file():
+        return []
+    return [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
 
 
 def write_json_atomic(path: Path, data: Any) -> None:

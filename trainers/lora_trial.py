@@ -9,6 +9,7 @@ passes ``report``, which Ray (or a notebook) turns into whatever it needs.
 from __future__ import annotations
 
 import gc
+import hashlib
 import json
 import math
 import os
@@ -38,6 +39,7 @@ ADAPTER_DIR = "adapter"
 STATE_FILE = "trainer_state.json"
 TENSORS_FILE = "training_state.pt"
 PREDICTIONS_FILE = "predictions.jsonl"
+MANIFEST_FILE = "manifest.json"  # written last: every file's size and sha256
 
 
 @dataclass(frozen=True)
@@ -343,6 +345,7 @@ def _run_rung(recipe: Recipe, *, report: Reporter, workdir: Path) -> dict[str, f
     checkpoint = save_checkpoint(recipe, workdir / f"checkpoint-{progress.step:06d}", scores)
     if recipe.spec.benchmarks is not None:
         metrics.update(benchmark_rung(recipe, metrics, checkpoint=checkpoint))
+    seal_checkpoint(checkpoint)
     report(metrics, checkpoint)
     return metrics
 
@@ -390,6 +393,43 @@ def save_checkpoint(recipe: Recipe, directory: Path, scores: HeldoutScores) -> P
         for item in scores.items:
             handle.write(json.dumps(item) + "\n")
     return directory
+
+
+def seal_checkpoint(directory: Path) -> None:
+    """Write the manifest (each file's size and sha256) last: a checkpoint without one, or whose
+    files no longer match it, was cut short or damaged."""
+    files = {
+        str(path.relative_to(directory)): _file_record(path)
+        for path in sorted(directory.rglob("*"))
+        if path.is_file() and path.name != MANIFEST_FILE
+    }
+    (directory / MANIFEST_FILE).write_text(json.dumps({"files": files}, indent=1))
+
+
+def checkpoint_problem(directory: Path) -> str | None:
+    """Why a checkpoint cannot be resumed from (missing, truncated or altered files), or None."""
+    manifest = directory / MANIFEST_FILE
+    try:
+        files = json.loads(manifest.read_text())["files"]
+    except (OSError, ValueError, KeyError, TypeError):
+        return f"{MANIFEST_FILE} is missing or unreadable (the checkpoint was cut short)"
+    for name, expected in files.items():
+        path = directory / name
+        if not path.is_file():
+            return f"{name} is missing"
+        if path.stat().st_size != expected["bytes"]:
+            return f"{name} has {path.stat().st_size} bytes, {expected['bytes']} were written"
+        if _file_record(path)["sha256"] != expected["sha256"]:
+            return f"{name} does not match its sha256"
+    return None
+
+
+def _file_record(path: Path) -> dict[str, Any]:
+    digest = hashlib.sha256()
+    with path.open("rb") as handle:
+        for block in iter(lambda: handle.read(1 << 20), b""):
+            digest.update(block)
+    return {"bytes": path.stat().st_size, "sha256": digest.hexdigest()}
 
 
 def load_checkpoint(recipe: Recipe, directory: Path) -> None:

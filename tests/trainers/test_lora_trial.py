@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import shutil
 from pathlib import Path
 
 import pytest
@@ -10,7 +11,10 @@ import torch
 
 from trainers.lora_trial import (
     ADAPTER_DIR,
+    MANIFEST_FILE,
+    TENSORS_FILE,
     TrialSpec,
+    checkpoint_problem,
     collate,
     forward_loss,
     load_checkpoint,
@@ -198,3 +202,37 @@ def test_head_on_responses_only_gives_the_full_forward_loss(
         )
     torch.testing.assert_close(fast, full, rtol=1e-5, atol=1e-4)
     assert count == int((batch["labels"][:, 1:] != -100).sum())
+
+
+def test_a_damaged_checkpoint_is_told_from_an_intact_one(
+    tiny_model: Path, small_data: dict, tmp_path: Path
+) -> None:
+    record = Recorder()
+    run_lora_trial(make_spec(tiny_model, small_data), {**HPARAMS, "num_epochs": 1},
+                   report=record, workdir=tmp_path / "trial")  # fmt: skip
+    intact = record.checkpoints[-1]
+    assert checkpoint_problem(intact) is None
+    manifest = json.loads((intact / MANIFEST_FILE).read_text())["files"]
+    assert f"{ADAPTER_DIR}/adapter_model.safetensors" in manifest and TENSORS_FILE in manifest
+
+    def damaged(name: str, damage: object) -> str | None:
+        copy = tmp_path / name
+        shutil.copytree(intact, copy)
+        damage(copy)  # type: ignore[operator]
+        return checkpoint_problem(copy)
+
+    weights = f"{ADAPTER_DIR}/adapter_model.safetensors"
+
+    def truncate(d: Path) -> None:
+        data = (d / weights).read_bytes()
+        (d / weights).write_bytes(data[: len(data) // 2])
+
+    def flip_a_byte(d: Path) -> None:
+        data = bytearray((d / TENSORS_FILE).read_bytes())
+        data[-10] ^= 0xFF
+        (d / TENSORS_FILE).write_bytes(bytes(data))
+
+    assert "cut short" in str(damaged("no-manifest", lambda d: (d / MANIFEST_FILE).unlink()))
+    assert f"{weights} has" in str(damaged("truncated", truncate))
+    assert f"{TENSORS_FILE} does not match its sha256" == damaged("flipped", flip_a_byte)
+    assert f"{weights} is missing" == damaged("missing", lambda d: (d / weights).unlink())
