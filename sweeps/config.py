@@ -525,7 +525,7 @@ def _format_errors(exc: ValidationError, *, path: Path, text: str | None) -> str
             message = "required field is missing"
         line = _yaml_line(text, error["loc"]) if text else None
         where = f"{path}:{line}" if line else str(path)
-        lines.append(f"{where}: {field}: {message}")
+        lines.append(f"{where}: {field}: {message}" if loc else f"{where}: {message}")
     return "\n".join(dict.fromkeys(lines))
 
 

@@ -252,7 +252,7 @@ def preflight(
 ) -> LaunchPlan:
     """Everything checkable before compute: config rules, every data row, the model, resources."""
     from trainers.lora_trial import TrialSpec
-    from trainers.models import resolve_base_model
+    from trainers.models import ModelError, resolve_base_model
 
     source = str(config_path or "<config>")
     paths, examples, task_metric = check_data(config, config_dir=config_dir)
@@ -263,7 +263,10 @@ def preflight(
     if benchmarks is not None and benchmarks.weights:
         metric = COMPOSITE
     check_resources(config, source=source, address=address)
-    model = resolve_base_model(config.base_model, progress=progress)
+    try:
+        model = resolve_base_model(config.base_model, progress=progress)
+    except ModelError as exc:
+        raise ModelError(f"{source}: {exc}") from None
     check_target_modules(config, model.path, source=source)
     device = "cuda" if config.resources.gpu > 0 else "cpu"
     spec = TrialSpec(

@@ -19,7 +19,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
-from sweeps.config import check_safe_name
+from sweeps.config import ConfigError, check_safe_name
 
 STATE_FILE = "state.json"
 TERMINAL = ("completed", "pruned", "failed")  # a trial in one of these never runs again
@@ -139,11 +139,14 @@ def write_json_atomic(path: Path, data: Any) -> None:
 
 def sweep_directory(state_dir: Path, name: str) -> Path:
     """The sweep's directory; the name is checked so it cannot escape state_dir."""
-    check_safe_name(name, what="sweep name")
+    try:
+        check_safe_name(name, what="sweep name")
+    except ValueError as exc:
+        raise ConfigError(str(exc)) from None
     root = state_dir.resolve()
     path = (root / name).resolve()
     if path.parent != root:
-        raise ValueError(f"sweep name {name!r} escapes {root}")
+        raise ConfigError(f"sweep name {name!r} escapes {root}")
     return path
 
 

@@ -141,6 +141,30 @@ def tiny_sweep_config(
     return config
 
 
+def pytest_addoption(parser: pytest.Parser) -> None:
+    chaos = parser.getgroup("chaos", "fault injection (tests/sweeps/test_chaos.py, test_resume.py)")
+    chaos.addoption("--chaos-sweeps", type=int, default=2,
+                    help="sweeps whose trial workers are SIGKILLed at random moments (default 2; "
+                    "a long run: 30)")  # fmt: skip
+    chaos.addoption("--driver-kills", type=int, default=2,
+                    help="random moments at which the sweep's driver is SIGKILLed before the "
+                    "resume that finishes it (default 2)")  # fmt: skip
+    chaos.addoption("--chaos-seed", type=int, default=None,
+                    help="seed of the random kills (default: a fresh one, printed)")  # fmt: skip
+
+
+@pytest.fixture(scope="session")
+def chaos_seed(request: pytest.FixtureRequest) -> int:
+    """The kills' seed: --chaos-seed, else a fresh one; failures name it to replay them."""
+    import random
+
+    seed = request.config.getoption("--chaos-seed")
+    if seed is None:
+        seed = random.SystemRandom().randrange(2**31)
+    print(f"\nchaos tests: --chaos-seed {seed}")
+    return int(seed)
+
+
 @pytest.fixture(autouse=True)
 def _isolated_cache(
     request: pytest.FixtureRequest,

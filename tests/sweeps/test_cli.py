@@ -1,4 +1,4 @@
-"""The CLI: --help, validate without torch, and bad input rejected before Ray with one clear line."""
+"""The CLI: --help and validate import no torch (the bad-input table is test_bad_input.py)."""
 
 from __future__ import annotations
 
@@ -11,7 +11,7 @@ from typing import Any
 import pytest
 import yaml
 
-from tests.conftest import REPO, tiny_sweep_config, write_jsonl
+from tests.conftest import REPO
 
 PROBE = """
 import json, sys
@@ -89,78 +89,3 @@ def test_validate_reports_errors_with_exit_2(tmp_path: Path) -> None:
         err.strip()
         == f"error: {bad}:4: search_space.lora_r: choice list is empty: give at least one value"
     )
-
-
-def bad_input_cases(model: Path, tmp: Path) -> dict[str, tuple[dict[str, Any], str]]:
-    rows = [{"instruction": f"i{i}", "input": "", "output": f'{{"k": {i}}}'} for i in range(8)]
-    data = {
-        "train": write_jsonl(tmp / "train.jsonl", rows),
-        "heldout": write_jsonl(tmp / "held.jsonl", rows[:2]),
-    }
-    broken = write_jsonl(tmp / "broken.jsonl", [*rows[:4], {"instruction": "no answer"}, *rows[4:]])
-    base = tiny_sweep_config(model, data, tmp)
-    return {
-        "unknown key": ({**base, "learning_rat": 0.1}, "learning_rat: unknown key 'learning_rat'"),
-        "lr <= 0": (
-            {**base, "search_space": {**base["search_space"], "learning_rate": 0}},
-            "search_space.learning_rate: values must be > 0",
-        ),
-        "r not a positive integer": (
-            {**base, "search_space": {**base["search_space"], "lora_r": [4, -2]}},
-            "search_space.lora_r: values must be >= 1",
-        ),
-        "empty choice list": (
-            {**base, "search_space": {**base["search_space"], "sequence_len": []}},
-            "search_space.sequence_len: choice list is empty",
-        ),
-        "missing data file": (
-            {**base, "data": {"train": str(tmp / "absent.jsonl")}},
-            f"{tmp / 'absent.jsonl'}: data file not found",
-        ),
-        "row without response": (
-            {**base, "data": {"train": str(broken), "heldout": str(data["heldout"])}},
-            f"{broken}: row 5: missing field 'output'",
-        ),
-        "sequence_len too short": (
-            {**base, "search_space": {**base["search_space"], "sequence_len": [8, 128]}},
-            "search_space.sequence_len: 8 tokens cuts away the response of every training row",
-        ),
-        "unknown target module": (
-            {**base, "training": {**base["training"], "lora_target_modules": ["q_proj", "query"]}},
-            "training.lora_target_modules: query not found in",
-        ),
-        "unknown model id": (
-            {**base, "base_model": "no-such-org/no-such-model"},
-            "base_model 'no-such-org/no-such-model': not in the local Hugging Face cache",
-        ),
-    }
-
-
-CASES = [
-    "unknown key",
-    "lr <= 0",
-    "r not a positive integer",
-    "empty choice list",
-    "missing data file",
-    "row without response",
-    "sequence_len too short",
-    "unknown target module",
-    "unknown model id",
-]
-
-
-@pytest.mark.parametrize("case", CASES)
-def test_bad_input_is_rejected_before_ray_and_mlflow(
-    case: str, tiny_model: Path, tmp_path: Path
-) -> None:
-    config, message = bad_input_cases(tiny_model, tmp_path)[case]
-    path = tmp_path / "sweep.yaml"
-    path.write_text(yaml.safe_dump(config))
-    probe, _, err = run_cli("launch", str(path), "--name", "bad", cwd=tmp_path)
-    lines = [x for x in err.splitlines() if x.strip()]
-    assert probe["rc"] == 2, err
-    assert len(lines) == 1 and lines[0].startswith("error: "), err
-    assert message in lines[0], lines[0]
-    assert "ray" not in probe["heavy"] and "mlflow" not in probe["heavy"]
-    assert not (tmp_path / "mlruns").exists()  # nothing written to MLflow
-    assert not (tmp_path / "sweeps" / "bad").exists()  # no half-made sweep
