@@ -1,19 +1,24 @@
-"""``sweep resume`` after the driver is SIGKILLed mid-sweep: real Ray, Optuna and MLflow.
+"""``sweep resume`` after the driver is SIGKILLed at several moments: real Ray, Optuna, MLflow.
 
-The sweep runs in its own process group. When state.json shows a trial ended and another
-running, the whole group (driver and Ray's workers) is SIGKILLed. ``sweep resume`` must then
-finish the sweep with exactly num_samples trials, one child run per trial, every metric step once,
-and an Optuna study whose trials match Ray's. Running it again is harmless.
+The sweep runs in its own process group, and the whole group (driver and Ray's workers) is
+SIGKILLed: first ``sweep launch`` once a trial has started but not yet reported, then ``sweep
+resume`` once one trial has ended while another runs, then (``--driver-kills``, default 3) each
+further ``sweep resume`` at a random moment. A last ``sweep resume`` must finish the sweep with
+exactly num_samples trials, one child run per trial, every metric step once, an Optuna study whose
+trials match Ray's, and every trial caught running with a checkpoint restarted from one. Running
+it again is harmless.
 """
 
 from __future__ import annotations
 
 import json
 import os
+import random
 import signal
 import subprocess
 import sys
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -23,7 +28,7 @@ import yaml
 from mlflow.tracking import MlflowClient
 
 from sweeps.cli import main
-from sweeps.state import TERMINAL, load_state
+from sweeps.state import TERMINAL, load_state, restores
 from tests.conftest import REPO, slice_embedded_data, tiny_sweep_config
 
 NUM_TRIALS = 4
@@ -32,6 +37,12 @@ import sys
 from sweeps import launch_sweep
 launch_sweep(sys.argv[1], name="killed")
 """
+RESUME = """
+import sys
+from sweeps.cli import main
+sys.exit(main(["resume", "killed", "--state-dir", sys.argv[1]]))
+"""
+Moment = Callable[[dict[str, Any], float], bool]  # (state.json, seconds since start) -> kill now
 
 
 def read_state(path: Path) -> dict[str, Any]:
@@ -42,25 +53,47 @@ def read_state(path: Path) -> dict[str, Any]:
         return {}
 
 
-def kill_when_one_trial_ended(proc: subprocess.Popen[bytes], state: Path) -> None:
-    deadline = time.time() + 240
+def started_not_reported(state: dict[str, Any], _: float) -> bool:
+    return any(t["status"] == "running" and t["last_step"] < 0
+               for t in state.get("trials", {}).values())  # fmt: skip
+
+
+def one_ended_one_running(state: dict[str, Any], _: float) -> bool:
+    trials = state.get("trials", {}).values()
+    return any(t["status"] in TERMINAL for t in trials) and any(
+        t["status"] == "running" and t["last_step"] >= 0 for t in trials
+    )
+
+
+def after_seconds(delay: float) -> Moment:
+    return lambda _, elapsed: elapsed >= delay
+
+
+def run_and_kill(command: list[str], *, env: dict[str, str], cwd: Path, state_file: Path,
+                 moment: Moment) -> dict[str, Any] | None:  # fmt: skip
+    """Run the driver in its own process group; SIGKILL the group at ``moment``. Returns the
+    state at the kill, or None when the driver finished first."""
+    proc = subprocess.Popen(command, cwd=cwd, env=env, stdout=subprocess.DEVNULL,
+                            stderr=subprocess.DEVNULL, start_new_session=True)  # fmt: skip
+    started, deadline = time.time(), time.time() + 240
     while time.time() < deadline:
-        trials = read_state(state).get("trials", {}).values()
-        if any(t["status"] in TERMINAL for t in trials) and any(
-            t["status"] == "running" and t["last_step"] >= 0 for t in trials
-        ):
+        state = read_state(state_file)
+        if proc.poll() is not None:
+            return None
+        if state and moment(state, time.time() - started):
             os.killpg(proc.pid, signal.SIGKILL)
             proc.wait(timeout=30)
-            return
-        if proc.poll() is not None:
-            pytest.fail(f"the sweep ended before it could be killed (exit {proc.returncode})")
-        time.sleep(0.2)
+            return state
+        time.sleep(0.1)
     os.killpg(proc.pid, signal.SIGKILL)
-    pytest.fail("no trial ended within 240 s")
+    pytest.fail("the kill moment never came within 240 s")
 
 
 @pytest.fixture(scope="module")
-def resumed(tiny_model: Path, tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
+def resumed(
+    tiny_model: Path, tmp_path_factory: pytest.TempPathFactory, request: pytest.FixtureRequest,
+    chaos_seed: int,
+) -> dict[str, Any]:  # fmt: skip
     tmp = tmp_path_factory.mktemp("resume")
     data = slice_embedded_data(tmp, train=48, heldout=8)
     config = tiny_sweep_config(
@@ -72,17 +105,25 @@ def resumed(tiny_model: Path, tmp_path_factory: pytest.TempPathFactory) -> dict[
     path.write_text(yaml.safe_dump(config))
     env = {**os.environ, "PYTHONPATH": str(REPO),
            "LORA_SWEEP_CACHE": str(tmp_path_factory.getbasetemp() / "cache")}  # fmt: skip
-    proc = subprocess.Popen([sys.executable, "-c", LAUNCH, str(path)], cwd=tmp, env=env,
-                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
-                            start_new_session=True)  # fmt: skip
-    state_file = tmp / "sweeps" / "killed" / "state.json"
-    kill_when_one_trial_ended(proc, state_file)
-    before = read_state(state_file)
-    state_dir = str(tmp / "sweeps")
+    state_file, state_dir = tmp / "sweeps" / "killed" / "state.json", str(tmp / "sweeps")
+    rng = random.Random(chaos_seed)
+    extra = max(0, int(request.config.getoption("--driver-kills")) - 2)
+    moments = [one_ended_one_running, *(after_seconds(rng.uniform(4, 25)) for _ in range(extra))]
+    kills = [run_and_kill([sys.executable, "-c", LAUNCH, str(path)], env=env, cwd=tmp,
+                          state_file=state_file, moment=started_not_reported)]  # fmt: skip
+    assert kills[0] is not None, "the launch ended before it could be killed"
+    for moment in moments:
+        kills.append(run_and_kill([sys.executable, "-c", RESUME, state_dir], env=env, cwd=tmp,
+                                  state_file=state_file, moment=moment))  # fmt: skip
+    assert kills[1] is not None, "the first resume ended before one trial ended and one ran"
+    ended = [sum(t["status"] in TERMINAL for t in k["trials"].values()) if k else None
+             for k in kills]  # fmt: skip
+    print(f"driver kills (trials ended at each; None: it finished first): {ended}")
     with pytest.MonkeyPatch.context() as patch:
         patch.setenv("LORA_SWEEP_CACHE", env["LORA_SWEEP_CACHE"])
         code = main(["resume", "killed", "--state-dir", state_dir])
-    return {"before": before, "code": code, "config": config, "state_dir": state_dir,
+    return {"before": kills[1], "kills": [k for k in kills if k], "code": code, "config": config,
+            "state_dir": state_dir, "seed": chaos_seed,
             "state": load_state("killed", state_dir=Path(state_dir))}  # fmt: skip
 
 
@@ -113,7 +154,21 @@ def test_mlflow_has_one_parent_one_child_per_trial_and_each_step_once(
     for child in children:
         steps = [m.step for m in client.get_metric_history(child.info.run_id, "heldout/loss")]
         assert steps == sorted(set(steps)), (child.info.run_name, steps)  # each step once
+        record = state.trials[child.data.tags["lora_sweep.trial_id"]]
+        assert len(steps) == record.rungs, (record.trial_id, steps)  # and none missing
         assert child.info.status in ("FINISHED", "KILLED")
+
+
+def test_trials_caught_running_restart_from_a_checkpoint(resumed: dict[str, Any]) -> None:
+    """A trial that had reported a rung when its driver was killed continues from a checkpoint
+    at the next resume, not from step 0."""
+    state = resumed["state"]
+    assert len(resumed["kills"]) >= 2
+    restarted = {r["trial_id"] for r in restores(state.path) if r["step"] > 0}
+    for kill in resumed["kills"]:
+        caught = {k for k, t in kill["trials"].items()
+                  if t["status"] == "running" and t["last_step"] >= 0}  # fmt: skip
+        assert caught <= restarted, (caught, restarted, f"--chaos-seed {resumed['seed']}")
 
 
 def test_optuna_study_matches_ray_trials(resumed: dict[str, Any]) -> None:
