@@ -14,10 +14,12 @@ import time
 from pathlib import Path
 from typing import Any
 
+import yaml
 from mlflow.entities import Metric, Param, RunTag
 from mlflow.tracking import MlflowClient
 
-from sweeps.provenance import flatten, is_secret
+from sweeps.config import ConfigError
+from sweeps.provenance import flatten, is_secret, redacted
 
 # a progress bar per artefact download would bury the console (promote and compare download)
 os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")
@@ -61,8 +63,12 @@ class SweepTracker:
     def start_sweep(
         self, name: str, *, config: dict[str, Any], tags: dict[str, str], artifacts: dict[str, str]
     ) -> str:
+        """The parent run: the config as params and as config.yaml, secrets and URI passwords
+        hidden in both, never logged."""
         tags = {"lora_sweep.kind": "sweep", "lora_sweep.sweep": name, **tags}
-        return self._new_run(name, tags=tags, params=flatten(config), artifacts=artifacts)
+        shown = yaml.safe_dump(redacted(config), sort_keys=False)
+        return self._new_run(name, tags=tags, params=flatten(config),
+                             artifacts={"config.yaml": shown, **artifacts})  # fmt: skip
 
     def reopen(self, run_id: str) -> None:
         """A resumed sweep's parent run is running again (never a second parent run)."""
@@ -135,6 +141,8 @@ class SweepTracker:
 
     def log_artifact_dirs(self, run_id: str, directories: dict[str, Path]) -> None:
         """Each local directory under its artefact path (a finished run accepts them too)."""
+        for artifact_path in directories:
+            checked_artifact_path(artifact_path)
         for artifact_path, directory in directories.items():
             if directory.is_dir():
                 self.client.log_artifacts(run_id, str(directory), artifact_path=artifact_path)
@@ -182,7 +190,7 @@ class SweepTracker:
         run_id = str(run.info.run_id)
         self._log_params(run_id, params)
         for filename, text in artifacts.items():
-            self.client.log_text(run_id, text, filename)
+            self.client.log_text(run_id, text, checked_artifact_path(filename))
         return run_id
 
     def _log_params(self, run_id: str, params: dict[str, Any]) -> None:
@@ -193,6 +201,15 @@ class SweepTracker:
         ]
         for start in range(0, len(entries), 100):
             self.client.log_batch(run_id, params=entries[start : start + 100])
+
+
+def checked_artifact_path(path: str) -> str:
+    """An artefact path relative to the run's root: no absolute path, '..', NUL or backslash."""
+    parts = path.split("/")
+    if not path or path.startswith("/") or "\x00" in path or "\\" in path or ".." in parts:
+        raise ConfigError(f"artifact path {path!r} must stay inside the run's artifacts "
+                          "(relative, no '..', NUL or backslash)")  # fmt: skip
+    return path
 
 
 def _param_text(value: Any) -> str:
@@ -301,7 +318,7 @@ class RunReader:
 
     def download(self, run_id: str, artifact_path: str, destination: Path) -> Path | None:
         """A run's artefact directory, or None when the run has none at that path."""
-        if not self.client.list_artifacts(run_id, artifact_path):
+        if not self.client.list_artifacts(run_id, checked_artifact_path(artifact_path)):
             return None
         destination.mkdir(parents=True, exist_ok=True)
         return Path(self.client.download_artifacts(run_id, artifact_path, str(destination)))

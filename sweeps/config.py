@@ -34,7 +34,7 @@ class ConfigError(ValueError):
 def check_safe_name(value: str, *, what: str = "name") -> str:
     """Reject names that could escape a directory (``../``, absolute paths, NUL, odd characters)."""
     if not SAFE_NAME.match(value) or ".." in value:
-        raise ValueError(
+        raise ConfigError(
             f"{what} {value!r} must be 1-100 characters of letters, digits, '.', '_' or '-', "
             "start with a letter or digit, and contain no '..'"
         )

@@ -163,6 +163,21 @@ def check_resources(config: SweepConfig, *, source: str, address: str | None) ->
             )
 
 
+def check_remote_code(config: SweepConfig, model_path: Path, *, source: str) -> None:
+    """A model that ships its own Python code (``auto_map``) is refused unless the YAML sets
+    trust_remote_code: true; transformers would otherwise fail deep inside the first trial."""
+    if config.trust_remote_code:
+        return
+    for name in ("config.json", "tokenizer_config.json"):
+        path = model_path / name
+        if path.is_file() and "auto_map" in json.loads(path.read_text(encoding="utf-8")):
+            raise ConfigError(
+                f"{source}: trust_remote_code: base_model {config.base_model!r} ships its own "
+                f"code (auto_map in {name}), which is not run unless the YAML sets "
+                "trust_remote_code: true (only for code you trust)"
+            )
+
+
 def check_target_modules(config: SweepConfig, model_path: Path, *, source: str) -> None:
     """Every lora_target_modules name must name layers of the model (read from weight headers)."""
     from safetensors import safe_open
@@ -267,6 +282,7 @@ def preflight(
         model = resolve_base_model(config.base_model, progress=progress)
     except ModelError as exc:
         raise ModelError(f"{source}: {exc}") from None
+    check_remote_code(config, model.path, source=source)
     check_target_modules(config, model.path, source=source)
     device = "cuda" if config.resources.gpu > 0 else "cpu"
     spec = TrialSpec(
@@ -582,7 +598,6 @@ def _create_sweep(
         }
     )
     artifacts = {
-        "config.yaml": yaml.safe_dump(resolved, sort_keys=False),
         "search_space.json": json.dumps(describe(config), indent=2),
         "base_heldout_predictions.jsonl": "".join(json.dumps(i) + "\n" for i in base_items),
     }

@@ -135,10 +135,7 @@ def check_inputs(candidate: Candidate, *, progress: Say) -> None:
 
 
 def check_model_name(name: str) -> str:
-    try:
-        return check_safe_name(name, what="registered model name")
-    except ValueError as exc:
-        raise ConfigError(str(exc)) from None
+    return check_safe_name(name, what="registered model name")
 
 
 def check_champion(champion: dict[str, Any], candidate: Candidate, *, name: str) -> None:

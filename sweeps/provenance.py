@@ -28,6 +28,8 @@ SECRET_KEY = re.compile(
     r"(token|secret|password|passwd|api[_-]?key|credential|auth)", re.IGNORECASE
 )
 SECRET_VALUE = re.compile(r"^(hf_[A-Za-z0-9]{20,}|sk-[A-Za-z0-9_-]{20,}|ghp_[A-Za-z0-9]{20,})$")
+URI_PASSWORD = re.compile(r"(?<=://)([^:/@\s]*):([^@/\s]+)@")  # scheme://user:PASSWORD@host
+HIDDEN = "***"
 
 
 def git_info(directory: Path) -> dict[str, str]:
@@ -102,8 +104,14 @@ def is_secret(key: str, value: Any) -> bool:
     )
 
 
+def hide_uri_password(value: Any) -> Any:
+    """``postgresql://bob:***@db/mlflow`` for ``postgresql://bob:hunter2@db/mlflow``."""
+    return URI_PASSWORD.sub(rf"\1:{HIDDEN}@", value) if isinstance(value, str) else value
+
+
 def flatten(data: dict[str, Any], prefix: str = "") -> dict[str, Any]:
-    """Nested config -> dotted keys; secret-looking keys and values are left out."""
+    """Nested config -> dotted keys; secret-looking keys and values are left out, and passwords
+    in URIs hidden."""
     out: dict[str, Any] = {}
     for key, value in data.items():
         dotted = f"{prefix}{key}"
@@ -112,5 +120,14 @@ def flatten(data: dict[str, Any], prefix: str = "") -> dict[str, Any]:
         if isinstance(value, dict):
             out.update(flatten(value, f"{dotted}."))
         else:
-            out[dotted] = value
+            out[dotted] = hide_uri_password(value)
     return out
+
+
+def redacted(data: Any, key: str = "") -> Any:
+    """A copy of a config to show or log: secret-looking values and URI passwords hidden."""
+    if isinstance(data, dict):
+        return {k: redacted(v, str(k)) for k, v in data.items()}
+    if isinstance(data, list):
+        return [redacted(v, key) for v in data]
+    return HIDDEN if is_secret(key, data) else hide_uri_password(data)

@@ -16,7 +16,7 @@ import json
 from dataclasses import dataclass
 from pathlib import Path
 
-from sweeps.config import ConfigError
+from sweeps.config import ConfigError, check_safe_name
 from sweeps.state import list_sweeps, load_state
 
 ADAPTER_CONFIG = "adapter_config.json"
@@ -99,6 +99,7 @@ def _from_registry(name: str, kind: str, value: str, *, state_dir: Path,
         return local
     from trainers.models import cache_root
 
+    check_safe_name(name, what="registered model name")  # it names a cache directory
     files = registry.download(name, found["version"], cache_root() / "registry" / name /
                               found["version"])  # fmt: skip
     base = json.loads((files / "base_model.json").read_text())["path"]

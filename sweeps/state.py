@@ -139,10 +139,7 @@ def write_json_atomic(path: Path, data: Any) -> None:
 
 def sweep_directory(state_dir: Path, name: str) -> Path:
     """The sweep's directory; the name is checked so it cannot escape state_dir."""
-    try:
-        check_safe_name(name, what="sweep name")
-    except ValueError as exc:
-        raise ConfigError(str(exc)) from None
+    check_safe_name(name, what="sweep name")
     root = state_dir.resolve()
     path = (root / name).resolve()
     if path.parent != root:

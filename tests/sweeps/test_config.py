@@ -202,24 +202,9 @@ def test_not_yaml_and_not_a_mapping(tmp_path: Path) -> None:
         load_config(tmp_path / "nope.yaml")
 
 
-def test_yaml_is_read_with_safe_load(tmp_path: Path) -> None:
-    """A python/object tag must not construct anything: safe_load refuses it."""
-    text = MINIMAL + "name: !!python/object/apply:os.system ['echo pwned']\n"
-    with pytest.raises(ConfigError, match="not valid YAML"):
-        load_config(write(tmp_path, text))
-
-
 def test_knob_in_both_training_and_search_space_is_refused() -> None:
     raw = yaml.safe_load(
         MINIMAL + "training:\n  lora_dropout: 0.1\nsearch_space:\n  lora_dropout: [0, 0.1]\n"
     )
     with pytest.raises(ConfigError, match="lora_dropout is set in both"):
         config_from_dict(raw)
-
-
-def test_trust_remote_code_is_off_unless_the_config_says_so(tmp_path: Path) -> None:
-    assert load_config(write(tmp_path, MINIMAL)).trust_remote_code is False
-    assert (
-        load_config(write(tmp_path, MINIMAL + "trust_remote_code: true\n")).trust_remote_code
-        is True
-    )
