@@ -49,13 +49,21 @@ def launch(
     num_cpus: int | None = None,
 ) -> int:
     """Run a sweep: preflight, base-model score, Ray Tune trials with a live table, summary."""
-    from sweeps.display import plain_console, print_table
+    from sweeps.display import plain_console
     from sweeps.launch import launch_sweep
 
     console = plain_console()
     state = launch_sweep(
         config, name=name, state_dir=state_dir, address=address, num_cpus=num_cpus, console=console
     )
+    return print_outcome(state, console)
+
+
+def print_outcome(state: Any, console: Any) -> int:
+    """The end of launch and resume: the table, the best trial, disk and restarts; for a sweep
+    that did not finish (Ctrl-C), the command that continues it. Exit 0 when it completed."""
+    from sweeps.display import print_table
+
     print_table(state, console)
     _print_best(state, console)
     console.print(describe_disk(state.path), highlight=False)
@@ -73,15 +81,13 @@ def resume(sweep: str, *, state_dir: Path = DEFAULT_STATE_DIR, address: str | No
            num_cpus: int | None = None) -> int:  # fmt: skip
     """Continue a stopped sweep: ended trials stay ended, unfinished ones restart from their last
     checkpoint; the MLflow runs and the Optuna study carry on (running it twice is harmless)."""
-    from sweeps.display import plain_console, print_table
+    from sweeps.display import plain_console
     from sweeps.launch import resume_sweep
 
     console = plain_console()
     state = resume_sweep(sweep, state_dir=state_dir, address=address, num_cpus=num_cpus,
                          console=console)  # fmt: skip
-    print_table(state, console)
-    _print_best(state, console)
-    return 0 if state.status == "completed" else 1
+    return print_outcome(state, console)
 
 
 def status(sweep: str, *, state_dir: Path = DEFAULT_STATE_DIR) -> int:
@@ -334,8 +340,9 @@ def _print_best(state: Any, console: Any) -> None:
         console.print(f"  browse: sweep ui{uri}", highlight=False)
     state_dir = state.path.parent
     where = "" if state_dir == DEFAULT_STATE_DIR.resolve() else f" --state-dir {state_dir}"
-    console.print(f"  next: sweep promote {state.name}{where}{uri}", highlight=False)
-    console.print(f"        sweep compare {state.name} base{where}{uri}", highlight=False)
+    if state.status == "completed":  # else: continue it first (print_outcome says how)
+        console.print(f"  next: sweep promote {state.name}{where}{uri}", highlight=False)
+        console.print(f"        sweep compare {state.name} base{where}{uri}", highlight=False)
 
 
 # --------------------------------------------------------------------------- argument parsing

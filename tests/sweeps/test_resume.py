@@ -1,9 +1,10 @@
 """``sweep resume`` after the driver is SIGKILLed at several moments: real Ray, Optuna, MLflow.
 
 The sweep runs in its own process group, and the whole group (driver and Ray's workers) is
-SIGKILLed: first ``sweep launch`` once a trial has started but not yet reported, then ``sweep
-resume`` once one trial has ended while another runs, then (``--driver-kills``, default 3) each
-further ``sweep resume`` at a random moment. A last ``sweep resume`` must finish the sweep with
+signalled: ``sweep launch`` is SIGKILLed once a trial has started but not yet reported; the first
+``sweep resume`` gets Ctrl-C (SIGINT) once one trial has ended while another runs, and must stop
+cleanly; then (``--driver-kills``, default 3) each further ``sweep resume`` is SIGKILLed at a
+random moment. A last ``sweep resume`` must finish the sweep with
 exactly num_samples trials, one child run per trial, every metric step once, an Optuna study whose
 trials match Ray's, and every trial caught running with a checkpoint restarted from one. Running
 it again is harmless.
@@ -70,22 +71,25 @@ def after_seconds(delay: float) -> Moment:
 
 
 def run_and_kill(command: list[str], *, env: dict[str, str], cwd: Path, state_file: Path,
-                 moment: Moment) -> dict[str, Any] | None:  # fmt: skip
-    """Run the driver in its own process group; SIGKILL the group at ``moment``. Returns the
-    state at the kill, or None when the driver finished first."""
-    proc = subprocess.Popen(command, cwd=cwd, env=env, stdout=subprocess.DEVNULL,
-                            stderr=subprocess.DEVNULL, start_new_session=True)  # fmt: skip
-    started, deadline = time.time(), time.time() + 240
-    while time.time() < deadline:
-        state = read_state(state_file)
-        if proc.poll() is not None:
-            return None
-        if state and moment(state, time.time() - started):
-            os.killpg(proc.pid, signal.SIGKILL)
-            proc.wait(timeout=30)
-            return state
-        time.sleep(0.1)
-    os.killpg(proc.pid, signal.SIGKILL)
+                 moment: Moment, sig: int = signal.SIGKILL,
+                 log: Path | None = None) -> dict[str, Any] | None:  # fmt: skip
+    """Run the driver in its own process group; send ``sig`` to the group at ``moment`` (SIGINT
+    is what Ctrl-C in a terminal sends). Returns the state at the signal, or None when the driver
+    finished first."""
+    with open(log or os.devnull, "w") as out:
+        proc = subprocess.Popen(command, cwd=cwd, env=env, stdout=out, stderr=subprocess.STDOUT,
+                                start_new_session=True)  # fmt: skip
+        started, deadline = time.time(), time.time() + 240
+        while time.time() < deadline:
+            state = read_state(state_file)
+            if proc.poll() is not None:
+                return None
+            if state and moment(state, time.time() - started):
+                os.killpg(proc.pid, sig)
+                proc.wait(timeout=120)
+                return {**state, "exit": proc.returncode, "after": read_state(state_file)}
+            time.sleep(0.1)
+        os.killpg(proc.pid, signal.SIGKILL)
     pytest.fail("the kill moment never came within 240 s")
 
 
@@ -108,13 +112,14 @@ def resumed(
     state_file, state_dir = tmp / "sweeps" / "killed" / "state.json", str(tmp / "sweeps")
     rng = random.Random(chaos_seed)
     extra = max(0, int(request.config.getoption("--driver-kills")) - 2)
-    moments = [one_ended_one_running, *(after_seconds(rng.uniform(4, 25)) for _ in range(extra))]
+    moments = [one_ended_one_running, *(after_seconds(rng.uniform(3, 15)) for _ in range(extra))]
     kills = [run_and_kill([sys.executable, "-c", LAUNCH, str(path)], env=env, cwd=tmp,
                           state_file=state_file, moment=started_not_reported)]  # fmt: skip
     assert kills[0] is not None, "the launch ended before it could be killed"
-    for moment in moments:
+    for number, moment in enumerate(moments):  # the first: Ctrl-C, a clean stop
         kills.append(run_and_kill([sys.executable, "-c", RESUME, state_dir], env=env, cwd=tmp,
-                                  state_file=state_file, moment=moment))  # fmt: skip
+                                  state_file=state_file, moment=moment, log=tmp / f"r{number}.log",
+                                  sig=signal.SIGINT if number == 0 else signal.SIGKILL))  # fmt: skip
     assert kills[1] is not None, "the first resume ended before one trial ended and one ran"
     ended = [sum(t["status"] in TERMINAL for t in k["trials"].values()) if k else None
              for k in kills]  # fmt: skip
@@ -123,6 +128,7 @@ def resumed(
         patch.setenv("LORA_SWEEP_CACHE", env["LORA_SWEEP_CACHE"])
         code = main(["resume", "killed", "--state-dir", state_dir])
     return {"before": kills[1], "kills": [k for k in kills if k], "code": code, "config": config,
+            "ctrl_c_output": (tmp / "r0.log").read_text(),
             "state_dir": state_dir, "seed": chaos_seed,
             "state": load_state("killed", state_dir=Path(state_dir))}  # fmt: skip
 
@@ -157,6 +163,19 @@ def test_mlflow_has_one_parent_one_child_per_trial_and_each_step_once(
         record = state.trials[child.data.tags["lora_sweep.trial_id"]]
         assert len(steps) == record.rungs, (record.trial_id, steps)  # and none missing
         assert child.info.status in ("FINISHED", "KILLED")
+
+
+def test_ctrl_c_stops_cleanly_saves_the_state_and_prints_the_resume_command(
+    resumed: dict[str, Any],
+) -> None:
+    """SIGINT to the driver's process group (Ctrl-C in a terminal): the driver stops by itself,
+    marks the sweep interrupted, fails no trial, and says how to continue."""
+    stopped = resumed["before"]
+    assert stopped["exit"] == 1, resumed["ctrl_c_output"][-3000:]
+    after = stopped["after"]
+    assert after["status"] == "interrupted"
+    assert not any(t["status"] == "failed" for t in after["trials"].values()), after["trials"]
+    assert "continue it: sweep resume killed --state-dir" in resumed["ctrl_c_output"]
 
 
 def test_trials_caught_running_restart_from_a_checkpoint(resumed: dict[str, Any]) -> None:
