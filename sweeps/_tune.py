@@ -276,9 +276,15 @@ def _deterministic_fault(exc: BaseException) -> str | None:
     """The reason a trial fault would recur on restart, or None (worth a restart)."""
     if isinstance(exc, FloatingPointError):
         return f"{exc} (NaN/inf loss: not retried)"
-    name = type(exc).__name__
-    if isinstance(exc, MemoryError) or name == "OutOfMemoryError" or "out of memory" in str(exc):
-        return f"out of memory: {str(exc).splitlines()[0][:300] if str(exc) else name}"
+    name, text = type(exc).__name__, str(exc)
+    # CUDA: torch.cuda.OutOfMemoryError ("CUDA out of memory"); CPU: "DefaultCPUAllocator: can't
+    # allocate memory" (a RuntimeError); Python: MemoryError
+    if (
+        isinstance(exc, MemoryError)
+        or name == "OutOfMemoryError"
+        or any(marker in text for marker in ("out of memory", "can't allocate memory"))
+    ):
+        return f"out of memory: {text.splitlines()[0][:300] if text else name}"
     return None
 
 

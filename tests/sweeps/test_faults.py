@@ -1,5 +1,5 @@
-"""Trial faults that a restart would only repeat: a NaN/inf loss ends the trial as failed with its
-reason, not retried, and the sweep goes on (real Ray, Optuna and MLflow)."""
+"""Trial faults that a restart would only repeat: a NaN/inf loss (or an out-of-memory error) ends
+the trial as failed with its reason, not retried, and the sweep goes on (real Ray, Optuna, MLflow)."""
 
 from __future__ import annotations
 
@@ -8,9 +8,11 @@ from typing import Any
 
 import optuna
 import pytest
+import torch
 from mlflow.tracking import MlflowClient
 
 from sweeps import launch_sweep
+from sweeps._tune import _deterministic_fault
 from tests.conftest import slice_embedded_data, tiny_sweep_config
 
 
@@ -48,3 +50,24 @@ def test_a_nan_loss_fails_the_trial_with_its_reason_and_the_sweep_goes_on(
     )
     states = sorted(t.state.name for t in study.trials)
     assert states == ["COMPLETE", "FAIL"]
+
+
+@pytest.mark.parametrize(
+    ("error", "reason"),
+    [
+        (MemoryError(), "out of memory: MemoryError"),
+        (RuntimeError("DefaultCPUAllocator: can't allocate memory: you tried to allocate 8 GB"),
+         "out of memory: DefaultCPUAllocator: can't allocate memory"),
+        (torch.cuda.OutOfMemoryError("CUDA out of memory. Tried to allocate 2.00 GiB"),
+         "out of memory: CUDA out of memory. Tried to allocate 2.00 GiB"),
+        (FloatingPointError("training loss became nan at step 3"), "(NaN/inf loss: not retried)"),
+        (RuntimeError("worker connection lost"), None),
+    ],
+)  # fmt: skip
+def test_faults_that_would_recur_are_told_from_those_worth_a_restart(
+    error: BaseException, reason: str | None
+) -> None:
+    """Out of memory (CPU, CUDA, Python) and NaN/inf loss end the trial with the reason; any
+    other error is worth a restart from the checkpoint."""
+    found = _deterministic_fault(error)
+    assert found == reason if reason is None else reason in str(found)
