@@ -107,6 +107,20 @@ def status(sweep: str, *, state_dir: Path = DEFAULT_STATE_DIR) -> int:
     return 0
 
 
+def describe_cost(state: Any, record: Any) -> str:
+    """``cost: 0.021 device-hours (sweep 0.11), 48,210 tokens, peak 1,240 MB; gain per sweep
+    device-hour +1.2``."""
+    metrics = record.metrics
+    hours = metrics.get("cost/device_seconds", 0.0) / 3600
+    line = (f"cost: {hours:.3g} device-hours (sweep {state.device_hours():.3g}), "
+            f"{int(metrics.get('tokens_trained', 0)):,} tokens, "
+            f"peak {metrics.get('cost/peak_memory_mb', 0.0):,.0f} MB")  # fmt: skip
+    gain = state.gain_per_device_hour()
+    if gain is not None:
+        line += f"; {state.objective_metric} gain over the base per sweep device-hour {gain:+.4g}"
+    return line
+
+
 def describe_restarts(directory: Path) -> str:
     """``restarts: 2 (1 passed over a damaged checkpoint); faults not retried: 1``."""
     from sweeps.state import restores
@@ -334,6 +348,7 @@ def _print_best(state: Any, console: Any) -> None:
     console.print(f"Best trial {record.trial_id}: {metric}={value:.4f}{delta}", highlight=False)
     console.print(f"  params: {json.dumps(record.params)}", highlight=False)
     console.print(f"  adapter: {record.adapter_path}", highlight=False)
+    console.print(f"  {describe_cost(state, record)}", highlight=False)
     console.print(f"  MLflow: run {record.run_id} in {state.mlflow_uri}", highlight=False)
     uri = "" if state.mlflow_uri == DEFAULT_MLFLOW_URI else f" --mlflow-uri {state.mlflow_uri}"
     if state.mlflow_uri.startswith("sqlite:///"):

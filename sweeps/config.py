@@ -240,7 +240,20 @@ class TrainingConfig(_Strict):
     micro_batch_size: int = Field(4, ge=1)
     gradient_accumulation_steps: int = Field(1, ge=1)
     warmup_ratio: float = Field(0.1, ge=0, lt=1)
-    optimizer: Literal["adamw_torch", "adamw", "sgd"] = "adamw_torch"
+    optimizer: Literal["adamw_torch", "adamw", "sgd", "paged_adamw_8bit", "paged_adamw_32bit"] = (
+        "adamw_torch"
+    )
+    adapter: Literal["lora", "qlora"] = Field(
+        "lora", description="qlora: the base model in 4-bit NF4 (bitsandbytes, double "
+        "quantisation, bf16 compute); needs a CUDA GPU.",
+    )  # fmt: skip
+    precision: Literal["auto", "fp32", "bf16", "fp16"] = Field(
+        "auto", description="Base weights and autocast: auto = bf16 on a GPU that has it, else "
+        "fp32; fp16 (with loss scaling) needs a CUDA GPU. LoRA weights stay fp32.",
+    )  # fmt: skip
+    gradient_checkpointing: bool = Field(
+        False, description="Recompute activations in the backward pass: less memory, ~30% slower."
+    )
     lr_scheduler: Literal["cosine", "linear", "constant"] = "cosine"
     weight_decay: float = Field(0.0, ge=0)
     lora_dropout: float = Field(0.05, ge=0, lt=1)
@@ -474,6 +487,7 @@ class SweepConfig(_Strict):
                     f"objective.{section} names {', '.join(unlisted)}, which benchmarks.tasks "
                     "does not list"
                 )
+        self._cuda_only_settings()
         if self.search.algorithm == "grid":
             for knob, spec in self.search_space:
                 if isinstance(spec, (LogUniform, Uniform)):
@@ -482,6 +496,23 @@ class SweepConfig(_Strict):
                         f"is {spec.type}; use a list of values"
                     )
         return self
+
+    def _cuda_only_settings(self) -> None:
+        """QLoRA, fp16 and paged optimizers run on CUDA only: refused for CPU trials up front."""
+        if self.resources.gpu > 0:
+            return
+        training = self.training
+        wanted = {"training.adapter": training.adapter == "qlora",
+                  "training.precision": training.precision == "fp16",
+                  "training.optimizer": training.optimizer.startswith("paged_")}  # fmt: skip
+        for field, needs_cuda in wanted.items():
+            if needs_cuda:
+                value = getattr(training, field.split(".")[1])
+                raise ValueError(
+                    f"{field}: {value} needs a CUDA GPU (bitsandbytes / fp16 kernels), but "
+                    "resources.gpu is 0: set resources.gpu (e.g. 1), or use adapter: lora, "
+                    "precision: auto and optimizer: adamw_torch on CPU"
+                )
 
 
 # --------------------------------------------------------------------------- loading

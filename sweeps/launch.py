@@ -153,6 +153,8 @@ def resolve_objective(config: SweepConfig, task_metric: str, *, source: str) -> 
 
 
 def check_resources(config: SweepConfig, *, source: str, address: str | None) -> None:
+    """GPU trials need a visible CUDA GPU here (a cluster's are checked by Ray), and QLoRA or a
+    paged optimizer needs bitsandbytes (the cuda extra)."""
     if config.resources.gpu > 0 and address is None:
         import torch
 
@@ -160,6 +162,15 @@ def check_resources(config: SweepConfig, *, source: str, address: str | None) ->
             raise ConfigError(
                 f"{source}: resources.gpu: {config.resources.gpu} GPU per trial, but no "
                 "CUDA GPU is visible; set resources.gpu: 0 to train on CPU"
+            )
+    training = config.training
+    if training.adapter == "qlora" or training.optimizer.startswith("paged_"):
+        import importlib.util
+
+        if importlib.util.find_spec("bitsandbytes") is None:
+            raise ConfigError(
+                f"{source}: training.adapter: {training.adapter} / optimizer "
+                f"{training.optimizer} needs bitsandbytes: pip install -e '.[cuda]'"
             )
 
 
@@ -301,6 +312,7 @@ def preflight(
         trust_remote_code=config.trust_remote_code,
         device=device,
         cpus=config.resources.cpu,
+        gpus=config.resources.gpu,
         benchmarks=benchmarks,
     )
     check_truncation(config, spec, examples["train"], source=source, progress=progress)
@@ -705,6 +717,10 @@ def _finish(state: SweepState, tracker: Any) -> None:
         for s in ("completed", "pruned", "failed")
     }
     metrics.update({f"trials/{k}": float(v) for k, v in counts.items()})
+    metrics["cost/device_hours"] = state.device_hours()
+    gain = state.gain_per_device_hour()
+    if gain is not None:
+        metrics["cost/gain_per_device_hour"] = gain
     if state.status == "completed":  # what killed workers left behind
         shutil.rmtree(state.path / WORK_DIR, ignore_errors=True)
     run_status = "FINISHED" if state.status == "completed" else "KILLED"

@@ -18,7 +18,7 @@ from sweeps.state import TERMINAL, SweepState, TrialRecord, restores
 if TYPE_CHECKING:  # typing only: mlflow is imported by sweeps/_tracking.py alone, at run time
     from sweeps._tracking import SweepTracker
 
-LOGGED_PREFIXES = ("heldout/", "train/", "data/", "bench/", "objective/")
+LOGGED_PREFIXES = ("heldout/", "train/", "data/", "bench/", "objective/", "cost/")
 LOGGED_KEYS = ("tokens_trained", "epoch", "rung")
 
 

@@ -94,6 +94,20 @@ class SweepState:
             done, key=lambda t: (sign * (t.objective(self.objective_metric) or 0.0), t.trial_id)
         )
 
+    def device_hours(self) -> float:
+        """Device-hours every trial used (GPUs, or CPUs, held x wall time), as last reported."""
+        return sum(t.metrics.get("cost/device_seconds", 0.0) for t in self.trials.values()) / 3600
+
+    def gain_per_device_hour(self) -> float | None:
+        """The best trial's objective gain over the base model, per device-hour of the sweep."""
+        best, hours = self.best_trial(), self.device_hours()
+        base = self.base_metrics.get(self.objective_metric)
+        value = best.objective(self.objective_metric) if best else None
+        if value is None or base is None or hours <= 0:
+            return None
+        sign = 1 if self.objective_mode == "max" else -1
+        return sign * (value - base) / hours
+
     def best_trial(self) -> TrialRecord | None:
         """The best completed trial that no guard flagged; once finalists were re-scored on the
         full benchmark sets, only a finalist can be best."""

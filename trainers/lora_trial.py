@@ -61,6 +61,7 @@ class TrialSpec:
     trust_remote_code: bool = False
     device: str = "cpu"
     cpus: float = 1.0
+    gpus: float = 0.0  # the GPUs (or fraction of one) the trial holds
     benchmarks: Any = None  # evals.benchmark_plan.BenchmarkPlan: proxy-scored at the last rung
 
 
@@ -74,6 +75,7 @@ class Progress:
     train_seconds: float = 0.0
     loss_sum: float = 0.0
     loss_steps: int = 0
+    wall_seconds: float = 0.0  # setup, training, evaluation and checkpoints, up to the last rung
 
 
 @dataclass
@@ -92,6 +94,8 @@ class Recipe:
     steps_per_epoch: int
     rung_steps: list[int]
     progress: Progress = field(default_factory=Progress)
+    scaler: Any = None  # torch.amp.GradScaler for fp16 (its loss scale is checkpointed)
+    clock: float = field(default_factory=time.perf_counter)  # when wall_seconds last grew
 
     @property
     def total_steps(self) -> int:
@@ -108,7 +112,9 @@ def run_lora_trial(
     resume_from: Path | None = None,
 ) -> dict[str, float]:
     """Train one adapter; report every rung; return the final rung's metrics."""
+    started = time.perf_counter()
     recipe = setup(spec, hparams)
+    recipe.clock = started  # the setup (model load, tokenizing) is part of the trial's cost
     try:
         if resume_from is not None:
             load_checkpoint(recipe, resume_from)
@@ -173,9 +179,10 @@ def setup(spec: TrialSpec, hparams: dict[str, Any]) -> Recipe:
         num_warmup_steps=math.ceil(float(hparams["warmup_ratio"]) * rungs[-1]),
         num_training_steps=rungs[-1],
     )
+    scaler = torch.amp.GradScaler("cuda") if training.get("precision") == "fp16" else None
     return Recipe(
         spec, hparams, model, tokenizer, optimizer, scheduler, train_set, heldout_set,
-        prompts, references, truncation, steps_per_epoch, rungs,
+        prompts, references, truncation, steps_per_epoch, rungs, scaler=scaler,
     )  # fmt: skip
 
 
@@ -183,9 +190,20 @@ def build_lora_model(spec: TrialSpec, hparams: dict[str, Any]) -> Any:
     """The base model with a fresh PEFT LoRA on the target modules (base weights frozen)."""
     from peft import LoraConfig, get_peft_model
 
+    training = spec.training
+    qlora = training.get("adapter", "lora") == "qlora"
+    checkpointing = bool(training.get("gradient_checkpointing", False))
     model = load_causal_lm(
-        Path(spec.model_path), trust_remote_code=spec.trust_remote_code, device=spec.device
-    )
+        Path(spec.model_path), trust_remote_code=spec.trust_remote_code, device=spec.device,
+        precision=training.get("precision", "auto"), four_bit=qlora,
+    )  # fmt: skip
+    if qlora:
+        from peft import prepare_model_for_kbit_training
+
+        model = prepare_model_for_kbit_training(model, use_gradient_checkpointing=checkpointing)
+    elif checkpointing:
+        model.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
+        model.enable_input_require_grads()
     lora = LoraConfig(
         r=int(hparams["lora_r"]),
         lora_alpha=hparams["lora_alpha"],
@@ -201,7 +219,24 @@ def _build_optimizer(model: Any, name: str, hparams: dict[str, Any]) -> torch.op
     lr, decay = float(hparams["learning_rate"]), float(hparams["weight_decay"])
     if name == "sgd":
         return torch.optim.SGD(params, lr=lr, weight_decay=decay, momentum=0.9)
+    if name.startswith("paged_adamw"):  # QLoRA's paged optimizers (bitsandbytes, CUDA)
+        import bitsandbytes as bnb
+
+        paged = bnb.optim.PagedAdamW8bit if name.endswith("8bit") else bnb.optim.PagedAdamW32bit
+        optimizer: torch.optim.Optimizer = paged(params, lr=lr, weight_decay=decay)
+        return optimizer
     return torch.optim.AdamW(params, lr=lr, weight_decay=decay)
+
+
+def autocast(spec: TrialSpec) -> Any:
+    """Mixed precision for the forward pass: bf16 or fp16 autocast when asked, else nothing."""
+    import contextlib
+
+    precision = spec.training.get("precision", "auto")
+    if precision not in ("bf16", "fp16"):
+        return contextlib.nullcontext()
+    dtype = torch.bfloat16 if precision == "bf16" else torch.float16
+    return torch.autocast(device_type=spec.device.split(":")[0], dtype=dtype)
 
 
 def rung_steps(steps_per_epoch: int, epochs: int, evals_per_epoch: int) -> list[int]:
@@ -264,16 +299,23 @@ def _optimizer_step(recipe: Recipe) -> tuple[float, int]:
             pad_id=recipe.tokenizer.pad_token_id,
             device=recipe.spec.device,
         )
-        loss = forward_loss(recipe.model, batch, num_items=n_items)
-        loss.backward()
+        with autocast(recipe.spec):
+            loss = forward_loss(recipe.model, batch, num_items=n_items)
+        (recipe.scaler.scale(loss) if recipe.scaler else loss).backward()
         total += float(loss.detach())
     if not math.isfinite(total):
         raise FloatingPointError(f"training loss became {total} at step {recipe.progress.step + 1}")
+    if recipe.scaler:
+        recipe.scaler.unscale_(recipe.optimizer)
     torch.nn.utils.clip_grad_norm_(
         [p for p in recipe.model.parameters() if p.requires_grad],
         float(recipe.spec.training.get("max_grad_norm", 1.0)),
     )
-    recipe.optimizer.step()
+    if recipe.scaler:  # fp16: a step with inf/NaN gradients is skipped and the scale lowered
+        recipe.scaler.step(recipe.optimizer)
+        recipe.scaler.update()
+    else:
+        recipe.optimizer.step()
     recipe.scheduler.step()
     recipe.optimizer.zero_grad(set_to_none=True)
     return total, sum(len(e) for e in examples)
@@ -342,12 +384,33 @@ def _run_rung(recipe: Recipe, *, report: Reporter, workdir: Path) -> dict[str, f
         "trial/pid": float(os.getpid()),
     }
     progress.loss_sum, progress.loss_steps = 0.0, 0
-    checkpoint = save_checkpoint(recipe, workdir / f"checkpoint-{progress.step:06d}", scores)
+    checkpoint_dir = workdir / f"checkpoint-{progress.step:06d}"
     if recipe.spec.benchmarks is not None:
-        metrics.update(benchmark_rung(recipe, metrics, checkpoint=checkpoint))
+        metrics.update(benchmark_rung(recipe, metrics, checkpoint=checkpoint_dir))
+    metrics.update(cost_metrics(recipe))  # before the save, so a restart resumes the count
+    checkpoint = save_checkpoint(recipe, checkpoint_dir, scores)
     seal_checkpoint(checkpoint)
     report(metrics, checkpoint)
     return metrics
+
+
+def cost_metrics(recipe: Recipe) -> dict[str, float]:
+    """What the trial has cost so far: device-seconds (wall seconds x the GPUs, or CPUs, it
+    holds), and its peak memory (CUDA allocator on a GPU, the process's peak RSS on CPU)."""
+    import resource
+
+    progress, now = recipe.progress, time.perf_counter()
+    progress.wall_seconds += now - recipe.clock
+    recipe.clock = now
+    spec = recipe.spec
+    devices = spec.gpus if spec.device.startswith("cuda") else spec.cpus
+    if spec.device.startswith("cuda"):
+        peak_mb = torch.cuda.max_memory_allocated() / 2**20
+    else:
+        peak_mb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # KiB on Linux
+    return {"cost/wall_seconds": progress.wall_seconds,
+            "cost/device_seconds": progress.wall_seconds * max(devices, 1e-9),
+            "cost/peak_memory_mb": peak_mb}  # fmt: skip
 
 
 def benchmark_rung(
@@ -382,6 +445,8 @@ def save_checkpoint(recipe: Recipe, directory: Path, scores: HeldoutScores) -> P
         "scheduler": recipe.scheduler.state_dict(),
         "rng": torch.get_rng_state(),
     }
+    if recipe.scaler is not None:
+        tensors["scaler"] = recipe.scaler.state_dict()
     torch.save(tensors, directory / TENSORS_FILE)
     state = {
         "progress": asdict(recipe.progress),
@@ -443,6 +508,8 @@ def load_checkpoint(recipe: Recipe, directory: Path) -> None:
     recipe.optimizer.load_state_dict(tensors["optimizer"])
     recipe.scheduler.load_state_dict(tensors["scheduler"])
     torch.set_rng_state(tensors["rng"])
+    if recipe.scaler is not None and "scaler" in tensors:
+        recipe.scaler.load_state_dict(tensors["scaler"])
     state = json.loads((directory / STATE_FILE).read_text())
     recipe.progress = Progress(**state["progress"])
 

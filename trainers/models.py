@@ -212,24 +212,48 @@ def load_tokenizer(path: Path, *, trust_remote_code: bool = False) -> Any:
     return tokenizer
 
 
-def load_causal_lm(path: Path, *, trust_remote_code: bool = False, device: str = "cpu") -> Any:
+def weights_dtype(precision: str, device: str) -> Any:
+    """The base weights' dtype: auto is bf16 on a CUDA GPU that has it, else fp32."""
     import torch
-    from transformers import AutoModelForCausalLM
 
-    dtype = (
-        torch.bfloat16
-        if device.startswith("cuda") and torch.cuda.is_bf16_supported()
-        else torch.float32
-    )
+    if precision == "auto":
+        cuda_bf16 = device.startswith("cuda") and torch.cuda.is_bf16_supported()
+        return torch.bfloat16 if cuda_bf16 else torch.float32
+    return {"fp32": torch.float32, "bf16": torch.bfloat16, "fp16": torch.float16}[precision]
+
+
+def load_causal_lm(
+    path: Path, *, trust_remote_code: bool = False, device: str = "cpu", precision: str = "auto",
+    four_bit: bool = False,
+) -> Any:  # fmt: skip
+    """The base model on ``device``; ``four_bit`` quantizes it to NF4 with double quantisation
+    (QLoRA, bitsandbytes, CUDA only), computing in bf16 where the GPU has it, else fp16."""
+    from transformers import AutoModelForCausalLM
     from transformers.utils import logging as hf_logging
 
+    dtype = weights_dtype(precision, device)
+    kwargs: dict[str, Any] = {"dtype": dtype}
+    if four_bit:
+        kwargs = {"quantization_config": qlora_quantization(device), "device_map": {"": device}}
     was_disabled = hf_logging.is_progress_bar_enabled() is False
     hf_logging.disable_progress_bar()  # a 0.2 s load needs no bar (the GGUF conversion keeps its)
     try:
         model: Any = AutoModelForCausalLM.from_pretrained(
-            path, dtype=dtype, trust_remote_code=trust_remote_code, attn_implementation="sdpa"
+            path, trust_remote_code=trust_remote_code, attn_implementation="sdpa", **kwargs
         )
     finally:
         if not was_disabled:
             hf_logging.enable_progress_bar()
-    return model.to(device)
+    return model if four_bit else model.to(device)
+
+
+def qlora_quantization(device: str) -> Any:
+    """QLoRA as its paper and the guides set it: NF4, double quantisation, bf16 compute."""
+    import torch
+    from transformers import BitsAndBytesConfig
+
+    compute = weights_dtype("auto", device)
+    return BitsAndBytesConfig(
+        load_in_4bit=True, bnb_4bit_quant_type="nf4", bnb_4bit_use_double_quant=True,
+        bnb_4bit_compute_dtype=compute if compute != torch.float32 else torch.float16,
+    )  # fmt: skip

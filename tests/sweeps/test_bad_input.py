@@ -183,6 +183,23 @@ def config_cases(t: Table) -> dict[str, Case]:
             launch(t.config("cuda", resources={"gpu": 1})),
             "resources.gpu: 1.0 GPU per trial, but no CUDA GPU is visible",
         ),
+        "qlora on a CPU trial": (
+            launch(t.config("qlora", training={"adapter": "qlora"})),
+            "training.adapter: qlora needs a CUDA GPU (bitsandbytes / fp16 kernels), but "
+            "resources.gpu is 0",
+        ),
+        "fp16 on a CPU trial": (
+            launch(t.config("fp16", training={"precision": "fp16"})),
+            "training.precision: fp16 needs a CUDA GPU",
+        ),
+        "paged optimizer on CPU": (
+            launch(t.config("paged", training={"optimizer": "paged_adamw_8bit"})),
+            "training.optimizer: paged_adamw_8bit needs a CUDA GPU",
+        ),
+        "qlora with a GPU on a CPU machine": (
+            launch(t.config("qlora-gpu", training={"adapter": "qlora"}, resources={"gpu": 1})),
+            "resources.gpu: 1.0 GPU per trial, but no CUDA GPU is visible",
+        ),
         "keep no checkpoints": (
             launch(t.config("keep", recovery={"keep_checkpoints": 0})),
             "recovery.keep_checkpoints: Input should be greater than or equal",
@@ -337,6 +354,10 @@ CASES = [
     "knob set twice",
     "half GPU above one",
     "GPU on a CPU machine",
+    "qlora on a CPU trial",
+    "fp16 on a CPU trial",
+    "paged optimizer on CPU",
+    "qlora with a GPU on a CPU machine",
     "keep no checkpoints",
     "unknown scheduler",
     "unknown benchmark",

@@ -188,6 +188,26 @@ def test_each_trial_ran_in_its_own_fresh_process(sweep: dict[str, Any]) -> None:
     assert len(pids) == NUM_TRIALS and os.getpid() not in pids
 
 
+def test_cost_per_trial_and_quality_per_device_hour(sweep: dict[str, Any]) -> None:
+    """Each rung reports its trial's cost so far: wall seconds (growing), device-seconds (wall x
+    the CPUs it holds) and peak memory; the parent run sums the sweep's device-hours and the best
+    trial's gain over the base per device-hour."""
+    state: SweepState = sweep["state"]
+    for rows in ray_results(state).values():
+        walls = [r["cost/wall_seconds"] for r in rows]
+        assert walls == sorted(walls) and walls[0] > 0
+        assert all(r["cost/device_seconds"] == pytest.approx(r["cost/wall_seconds"] * 1.0)
+                   for r in rows)  # fmt: skip
+        assert all(r["cost/peak_memory_mb"] > 50 for r in rows)  # a torch process's RSS
+    hours = sum(rows[-1]["cost/device_seconds"] for rows in ray_results(state).values()) / 3600
+    parent = sweep["client"].get_run(state.parent_run_id).data.metrics
+    assert parent["cost/device_hours"] == pytest.approx(hours)
+    best = state.best_trial()
+    assert best is not None
+    gain = state.base_metrics["heldout/loss"] - best.metrics["heldout/loss"]  # lower is better
+    assert parent["cost/gain_per_device_hour"] == pytest.approx(gain / hours)
+
+
 def test_status_and_best_read_the_sweep(
     sweep: dict[str, Any], capsys: pytest.CaptureFixture[str]
 ) -> None:

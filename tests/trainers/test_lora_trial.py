@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import math
 import shutil
 from pathlib import Path
 
@@ -143,6 +144,8 @@ def test_resumed_trial_matches_an_uninterrupted_one(
     )
 
     assert [m["step"] for m in resumed.metrics] == [m["step"] for m in whole.metrics[2:]]
+    # the resumed trial's cost counts on from its checkpoint's (setup included)
+    assert resumed.metrics[0]["cost/wall_seconds"] > crashed.metrics[1]["cost/wall_seconds"]
     expected, got = adapter_tensors(whole.checkpoints[-1]), adapter_tensors(resumed.checkpoints[-1])
     assert expected.keys() == got.keys()
     for key in expected:
@@ -236,3 +239,57 @@ def test_a_damaged_checkpoint_is_told_from_an_intact_one(
     assert f"{weights} has" in str(damaged("truncated", truncate))
     assert f"{TENSORS_FILE} does not match its sha256" == damaged("flipped", flip_a_byte)
     assert f"{weights} is missing" == damaged("missing", lambda d: (d / weights).unlink())
+
+
+def test_gradient_checkpointing_trains_the_same_as_without(
+    tiny_model: Path, small_data: dict, tmp_path: Path
+) -> None:
+    """Recomputing activations in the backward pass changes memory, not the numbers."""
+    plain, checkpointed = Recorder(), Recorder()
+    hparams = {**HPARAMS, "num_epochs": 1}
+    run_lora_trial(make_spec(tiny_model, small_data), hparams, report=plain,
+                   workdir=tmp_path / "plain")  # fmt: skip
+    spec = make_spec(tiny_model, small_data, gradient_checkpointing=True)
+    run_lora_trial(spec, hparams, report=checkpointed, workdir=tmp_path / "checkpointed")
+    for a, b in zip(plain.metrics, checkpointed.metrics, strict=True):
+        assert b["train/loss"] == pytest.approx(a["train/loss"], rel=1e-5)
+        assert b["heldout/loss"] == pytest.approx(a["heldout/loss"], rel=1e-5)
+
+
+def test_bf16_mixed_precision_trains_on_cpu(
+    tiny_model: Path, small_data: dict, tmp_path: Path
+) -> None:
+    """bf16 base weights and autocast: the loss stays finite and close to fp32's, and the LoRA
+    weights stay fp32 (PEFT keeps adapters in full precision)."""
+    fp32, bf16 = Recorder(), Recorder()
+    hparams = {**HPARAMS, "num_epochs": 1}
+    run_lora_trial(make_spec(tiny_model, small_data, precision="fp32"), hparams, report=fp32,
+                   workdir=tmp_path / "fp32")  # fmt: skip
+    spec = make_spec(tiny_model, small_data, precision="bf16")
+    run_lora_trial(spec, hparams, report=bf16, workdir=tmp_path / "bf16")
+    assert bf16.metrics[-1]["heldout/loss"] == pytest.approx(fp32.metrics[-1]["heldout/loss"],
+                                                             rel=0.02)  # fmt: skip
+    assert bf16.metrics[-1]["train/loss"] != fp32.metrics[-1]["train/loss"]  # it did run in bf16
+    weights = adapter_tensors(bf16.checkpoints[-1])
+    assert weights and all(t.dtype == torch.float32 for t in weights.values())
+
+
+@pytest.mark.gpu
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU")
+def test_qlora_trains_a_4bit_base_on_cuda(
+    tiny_model: Path, small_data: dict, tmp_path: Path
+) -> None:
+    """QLoRA: the base in NF4 with double quantisation, a paged 8-bit AdamW, gradient
+    checkpointing; the adapter trains and resumes like a LoRA one."""
+    from dataclasses import replace
+
+    spec = replace(make_spec(tiny_model, small_data, adapter="qlora", precision="bf16",
+                             optimizer="paged_adamw_8bit", gradient_checkpointing=True),
+                   device="cuda")  # fmt: skip
+    record = Recorder()
+    recipe = setup(spec, HPARAMS)
+    quantized = [m for m in recipe.model.modules() if type(m).__name__ == "Linear4bit"]
+    assert quantized, "the base model is not 4-bit"
+    run_lora_trial(spec, HPARAMS, report=record, workdir=tmp_path)
+    assert all(math.isfinite(m["train/loss"]) for m in record.metrics)
+    assert record.metrics[-1]["train/loss"] < record.metrics[0]["train/loss"]
