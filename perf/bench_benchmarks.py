@@ -95,7 +95,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     from evals.objective import PRIMARY_METRICS
     from sweeps import launch_sweep
     from sweeps.config import config_from_dict
-    from sweeps.launch import coerce_config, preflight
+    from sweeps.preflight import coerce_config, preflight
 
     with tempfile.TemporaryDirectory() as tmp_name:
         tmp = Path(tmp_name)

@@ -67,7 +67,8 @@ def ours(config: dict[str, Any], work: Path, concurrency: int) -> dict[str, floa
     from rich.console import Console
 
     from sweeps import launch_sweep
-    from sweeps.launch import base_scores, coerce_config, preflight
+    from sweeps.launch import base_scores
+    from sweeps.preflight import coerce_config, preflight
 
     loaded, _, cwd = coerce_config(config)
     base_scores(preflight(loaded, config_path=None, config_dir=cwd))  # cached: not part of the loop
@@ -85,7 +86,7 @@ def bare(config: dict[str, Any], work: Path, concurrency: int) -> dict[str, floa
     from ray import tune
 
     from sweeps._tune import lora_trainable, start_ray, stop_ray
-    from sweeps.launch import coerce_config, preflight
+    from sweeps.preflight import coerce_config, preflight
 
     loaded, _, cwd = coerce_config(config)
     plan = preflight(loaded, config_path=None, config_dir=cwd)

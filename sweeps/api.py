@@ -8,7 +8,7 @@ from pathlib import Path
 from typing import Any
 
 from sweeps.config import ConfigError, SweepConfig
-from sweeps.launch import coerce_config, preflight
+from sweeps.preflight import coerce_config, preflight
 from sweeps.space import HYPERPARAMETERS, active_specs, fixed_value
 from sweeps.state import SweepState, TrialRecord, load_state
 

@@ -295,6 +295,10 @@ class NoScheduler(_Strict):
 class Resources(_Strict):
     cpu: float = Field(1.0, gt=0)
     gpu: float = Field(0.0, ge=0)
+    memory_check: Literal["warn", "drop", "off"] = Field(
+        "warn", description="Before launch, estimate each sequence_len's peak GPU memory (at the "
+        "largest lora_r): warn about those over the GPU share, or drop them from the search.",
+    )  # fmt: skip
 
     @field_validator("gpu")
     @classmethod

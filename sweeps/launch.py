@@ -1,4 +1,4 @@
-"""Launch a sweep: preflight (config, data rows, model) before any compute, then Ray Tune.
+"""Launch a sweep: preflight (sweeps/preflight.py) before any compute, then Ray Tune.
 
 The order matters: everything a user can get wrong is checked before Ray starts and before
 anything is written to MLflow, so a bad input leaves no half-written sweep behind.
@@ -12,7 +12,7 @@ import json
 import shutil
 import time
 from collections.abc import Iterator
-from dataclasses import dataclass, replace
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -21,8 +21,15 @@ from rich.console import Console
 
 from evals.objective import COMPOSITE
 from sweeps.config import ConfigError, SweepConfig, load_config, resolve_path
+from sweeps.preflight import (
+    LOWER_IS_BETTER,
+    LaunchPlan,
+    benchmark_mirror,
+    coerce_config,
+    preflight,
+)
 from sweeps.provenance import provenance_tags
-from sweeps.space import describe, max_epochs
+from sweeps.space import describe
 from sweeps.state import (
     SPEC_FILE,
     TERMINAL,
@@ -31,311 +38,9 @@ from sweeps.state import (
     sweep_directory,
     write_json_atomic,
 )
-from trainers.data import (
-    DataError,
-    Example,
-    choose_task_metric,
-    file_digest,
-    load_examples,
-    split_heldout,
-)
 
-LOWER_IS_BETTER = ("heldout/loss", "heldout/perplexity")
 RELAUNCH_CONFIG = "launch_config.yaml"  # what `sweep resume` re-checks and runs with
 DRIVER_LOCK = "driver.lock"  # held by the one driver (launch or resume) running a sweep
-
-
-@dataclass(frozen=True)
-class LaunchPlan:
-    """A config that passed preflight, with everything resolved that trials need."""
-
-    config: SweepConfig
-    config_path: Path | None
-    spec: Any  # trainers.lora_trial.TrialSpec
-    task_metric: str
-    objective_metric: str
-    objective_mode: str
-    digests: dict[str, str]
-    rows: dict[str, int]
-    model_kind: str
-    max_rungs: int
-    num_samples: int
-
-
-def coerce_config(
-    config: str | Path | SweepConfig | dict[str, Any],
-) -> tuple[SweepConfig, Path | None, Path]:
-    """A config object, with its source file (if any) and the directory relative paths start from."""
-    from sweeps.config import config_from_dict
-
-    if isinstance(config, SweepConfig):
-        return config, None, Path.cwd()
-    if isinstance(config, dict):
-        return config_from_dict(config), None, Path.cwd()
-    path = Path(config)
-    return load_config(path), path, path.resolve().parent
-
-
-# --------------------------------------------------------------------------- preflight
-def check_data(
-    config: SweepConfig, *, config_dir: Path
-) -> tuple[dict[str, Path], dict[str, list[Example]], str]:
-    """Read every row of the data files; return their paths, the examples and the task metric."""
-    data = config.data
-
-    def load(path: Path) -> list[Example]:
-        return load_examples(
-            path, fmt=data.format, columns=data.columns, system_prompt=data.system_prompt
-        )
-
-    paths = {"train": resolve_path(data.train, config_dir=config_dir)}
-    train = load(paths["train"])
-    if data.heldout:
-        paths["heldout"] = resolve_path(data.heldout, config_dir=config_dir)
-        heldout = load(paths["heldout"])
-    else:
-        train, heldout = split_heldout(train, fraction=data.val_set_size, seed=data.split_seed)
-    generating = [e for e in heldout if not e.is_text]
-    task_metric = choose_task_metric(generating, data.task_metric) if generating else "none"
-    if task_metric == "field_f1" and not all(
-        e.reference.lstrip().startswith("{") for e in generating
-    ):
-        raise DataError(
-            f"{paths.get('heldout', paths['train'])}: data.task_metric field_f1 needs "
-            "JSON-object responses in the held-out rows"
-        )
-    return paths, {"train": train, "heldout": heldout}, task_metric
-
-
-def check_contamination(
-    config: SweepConfig, examples: dict[str, list[Example]], *, config_dir: Path, source: str,
-    progress: Any,
-) -> None:  # fmt: skip
-    """Refuse training rows that share a 13-gram with the held-out rows or with the listed
-    benchmarks' evaluation files (when a mirror has them), unless data.allow_contaminated."""
-    from evals.benchmarks import BenchmarkError
-    from sweeps.prepare import find_contamination
-
-    try:
-        mirror = benchmark_mirror(config, config_dir=config_dir)
-    except BenchmarkError:
-        mirror = None  # check_benchmarks names the problem
-    found = find_contamination(examples["train"], examples["heldout"],
-                               tasks=tuple(config.benchmarks.tasks), mirror=mirror)  # fmt: skip
-    if not found:
-        return
-    record, why = found[0]
-    message = (f"{len(found)} training rows share a 13-gram with held-out or benchmark items "
-               f"(first: train row {record.row} {why})")  # fmt: skip
-    if config.data.allow_contaminated:
-        progress(f"Warning: {message}; launching anyway (data.allow_contaminated: true)")
-        return
-    raise DataError(
-        f"{source}: data.train: {message}; remove them (`sweep data prepare`, or a prepare: "
-        "section) or set data.allow_contaminated: true"
-    )
-
-
-def resolve_objective(config: SweepConfig, task_metric: str, *, source: str) -> tuple[str, str]:
-    metric = config.objective.metric
-    if metric == "heldout/task_metric":
-        metric = f"heldout/{task_metric}"
-    allowed = {*LOWER_IS_BETTER, f"heldout/{task_metric}", "heldout/exact_match"}
-    if task_metric == "none":
-        allowed = set(LOWER_IS_BETTER)
-    if metric not in allowed:
-        raise ConfigError(
-            f"{source}: objective.metric: {config.objective.metric!r} is not measured "
-            f"for this data (task metric {task_metric}); use one of {sorted(allowed)}"
-        )
-    mode = config.objective.mode or ("min" if metric in LOWER_IS_BETTER else "max")
-    return metric, mode
-
-
-def check_resources(config: SweepConfig, *, source: str, address: str | None) -> None:
-    """GPU trials need a visible CUDA GPU here (a cluster's are checked by Ray), and QLoRA or a
-    paged optimizer needs bitsandbytes (the cuda extra)."""
-    if config.resources.gpu > 0 and address is None:
-        import torch
-
-        if not torch.cuda.is_available():
-            raise ConfigError(
-                f"{source}: resources.gpu: {config.resources.gpu} GPU per trial, but no "
-                "CUDA GPU is visible; set resources.gpu: 0 to train on CPU"
-            )
-    training = config.training
-    if training.adapter == "qlora" or training.optimizer.startswith("paged_"):
-        import importlib.util
-
-        if importlib.util.find_spec("bitsandbytes") is None:
-            raise ConfigError(
-                f"{source}: training.adapter: {training.adapter} / optimizer "
-                f"{training.optimizer} needs bitsandbytes: pip install -e '.[cuda]'"
-            )
-
-
-def check_remote_code(config: SweepConfig, model_path: Path, *, source: str) -> None:
-    """A model that ships its own Python code (``auto_map``) is refused unless the YAML sets
-    trust_remote_code: true; transformers would otherwise fail deep inside the first trial."""
-    if config.trust_remote_code:
-        return
-    for name in ("config.json", "tokenizer_config.json"):
-        path = model_path / name
-        if path.is_file() and "auto_map" in json.loads(path.read_text(encoding="utf-8")):
-            raise ConfigError(
-                f"{source}: trust_remote_code: base_model {config.base_model!r} ships its own "
-                f"code (auto_map in {name}), which is not run unless the YAML sets "
-                "trust_remote_code: true (only for code you trust)"
-            )
-
-
-def check_target_modules(config: SweepConfig, model_path: Path, *, source: str) -> None:
-    """Every lora_target_modules name must name layers of the model (read from weight headers)."""
-    from safetensors import safe_open
-
-    modules: set[str] = set()
-    for file in model_path.glob("*.safetensors"):
-        with safe_open(str(file), framework="pt") as handle:
-            keys = handle.keys()  # a safetensors handle, not a dict
-            modules |= {key.rsplit(".", 1)[0] for key in keys if key.endswith(".weight")}
-    targets = config.training.lora_target_modules
-    if not modules or targets == ["all-linear"]:
-        return
-    missing = [t for t in targets if not any(m == t or m.endswith(f".{t}") for m in modules)]
-    if missing:
-        leaves = sorted({m.rsplit(".", 1)[-1] for m in modules if ".layers." in m or ".h." in m})
-        raise ConfigError(
-            f"{source}: training.lora_target_modules: {', '.join(missing)} not found "
-            f"in {config.base_model}; its layers include {', '.join(leaves)}"
-        )
-
-
-def check_truncation(
-    config: SweepConfig, spec: Any, train: list[Example], *, source: str, progress: Any
-) -> dict[int, tuple[int, int]]:
-    """Tokenize the training rows once; say what each sequence_len candidate truncates."""
-    from sweeps.space import candidate_values
-    from trainers.models import load_tokenizer
-    from trainers.tokenize import resolve_template, tokenize_examples, truncate
-
-    tokenizer = load_tokenizer(Path(spec.model_path), trust_remote_code=spec.trust_remote_code)
-    tokenized = tokenize_examples(train, tokenizer, resolve_template(tokenizer, spec.template))
-    report = {}
-    for length in (int(v) for v in candidate_values(config, "sequence_len")):
-        kept, stats = truncate(tokenized, length)
-        report[length] = (stats.truncated, stats.dropped)
-        if not kept:
-            raise ConfigError(
-                f"{source}: search_space.sequence_len: {length} tokens cuts away the "
-                f"response of every training row (longest row: {max(map(len, tokenized))})"
-            )
-        progress(
-            f"sequence_len {length}: {stats.truncated} of {stats.total} training rows truncated, "
-            f"{stats.dropped} dropped (no response left)"
-        )
-    return report
-
-
-def benchmark_mirror(config: SweepConfig, *, config_dir: Path) -> Path | None:
-    """The benchmarks' local mirror (benchmarks.mirror, else $LORA_SWEEP_BENCHMARK_MIRROR), or
-    None when there is none or no benchmark is listed; a mirror that is not a directory raises
-    BenchmarkError."""
-    if not config.benchmarks.tasks:
-        return None
-    from evals.benchmarks import mirror_directory
-
-    configured = config.benchmarks.mirror
-    return mirror_directory(resolve_path(configured, config_dir=config_dir) if configured else None)
-
-
-def check_benchmarks(
-    config: SweepConfig, *, config_dir: Path, source: str, heldout_metric: str, mode: str,
-    progress: Any,
-) -> Any:  # fmt: skip
-    """Task names and data for every listed benchmark, before any compute (None: no benchmarks)."""
-    if not config.benchmarks.tasks:
-        return None
-    from evals.benchmark_plan import plan_benchmarks
-    from evals.benchmarks import BenchmarkError
-    from trainers.models import cache_root
-
-    try:
-        mirror = benchmark_mirror(config, config_dir=config_dir)
-        plan = plan_benchmarks(config.benchmarks, config.objective, mirror=mirror, cache=cache_root(),
-                               progress=progress)  # fmt: skip
-    except BenchmarkError as exc:
-        raise BenchmarkError(f"{source}: benchmarks: {exc}") from None
-    return replace(plan, heldout_metric=heldout_metric, mode=mode) if plan else None
-
-
-def preflight(
-    config: SweepConfig,
-    *,
-    config_path: Path | None,
-    config_dir: Path,
-    progress: Any = print,
-    address: str | None = None,
-) -> LaunchPlan:
-    """Everything checkable before compute: config rules, every data row, the model, resources."""
-    from trainers.lora_trial import TrialSpec
-    from trainers.models import ModelError, resolve_base_model
-
-    source = str(config_path or "<config>")
-    paths, examples, task_metric = check_data(config, config_dir=config_dir)
-    check_contamination(config, examples, config_dir=config_dir, source=source, progress=progress)
-    metric, mode = resolve_objective(config, task_metric, source=source)
-    benchmarks = check_benchmarks(config, config_dir=config_dir, source=source,
-                                  heldout_metric=metric, mode=mode, progress=progress)  # fmt: skip
-    if benchmarks is not None and benchmarks.weights:
-        metric = COMPOSITE
-    check_resources(config, source=source, address=address)
-    try:
-        model = resolve_base_model(config.base_model, progress=progress)
-    except ModelError as exc:
-        raise ModelError(f"{source}: {exc}") from None
-    check_remote_code(config, model.path, source=source)
-    check_target_modules(config, model.path, source=source)
-    device = "cuda" if config.resources.gpu > 0 else "cpu"
-    spec = TrialSpec(
-        model_path=str(model.path),
-        train_path=str(paths["train"]),
-        heldout_path=str(paths["heldout"]) if "heldout" in paths else None,
-        task_metric=task_metric if task_metric != "none" else "exact_match",
-        val_set_size=config.data.val_set_size,
-        split_seed=config.data.split_seed,
-        data_format=config.data.format,
-        template=config.data.template,
-        system_prompt=config.data.system_prompt,
-        columns=dict(config.data.columns),
-        training=config.training.model_dump(),
-        evaluation=config.evaluation.model_dump(),
-        trust_remote_code=config.trust_remote_code,
-        device=device,
-        cpus=config.resources.cpu,
-        gpus=config.resources.gpu,
-        benchmarks=benchmarks,
-    )
-    check_truncation(config, spec, examples["train"], source=source, progress=progress)
-    digests = {name: file_digest(path) for name, path in paths.items()}
-    num_samples = config.search.num_samples
-    if config.search.algorithm == "grid":
-        from sweeps.space import grid_size
-
-        num_samples = min(num_samples, grid_size(config))
-    max_rungs = max_epochs(config.search_space) * config.training.evals_per_epoch
-    return LaunchPlan(
-        config,
-        config_path,
-        spec,
-        task_metric,
-        metric,
-        mode,
-        digests,
-        {name: len(rows) for name, rows in examples.items()},
-        model.kind,
-        max_rungs,
-        num_samples,
-    )
 
 
 # --------------------------------------------------------------------------- base model

@@ -272,7 +272,7 @@ def test_launch_refuses_training_rows_copied_from_the_heldout_set(
 ) -> None:
     from sweeps import launch_sweep
     from sweeps.config import config_from_dict
-    from sweeps.launch import preflight
+    from sweeps.preflight import preflight
     from trainers.data import DataError
 
     held = [json.loads(x) for x in (DATA / "heldout.jsonl").read_text().splitlines()[:8]]
