@@ -176,7 +176,8 @@ def _train_trial(
     from trainers.lora_trial import run_lora_trial
 
     def report(metrics: dict[str, float], checkpoint_dir: Path) -> None:
-        tune.report(metrics, checkpoint=tune.Checkpoint.from_directory(str(checkpoint_dir)))
+        tune.report({**metrics, **_placement()},
+                    checkpoint=tune.Checkpoint.from_directory(str(checkpoint_dir)))  # fmt: skip
         shutil.rmtree(checkpoint_dir, ignore_errors=True)  # Ray has persisted it to storage
 
     try:
@@ -188,6 +189,12 @@ def _train_trial(
             raise
         _record_fault(faults, trial_id, reason)
         raise TrialFault(reason) from exc
+
+
+def _placement() -> dict[str, str]:
+    """Where the trial runs: its Ray node, and the GPUs Ray gave it (CUDA_VISIBLE_DEVICES)."""
+    return {"trial/node_id": ray.get_runtime_context().get_node_id(),
+            "trial/cuda_visible_devices": os.environ.get("CUDA_VISIBLE_DEVICES", "")}  # fmt: skip
 
 
 def _fresh_workdir(sweep_dir: str | None, trial_id: str) -> Path:

@@ -47,15 +47,15 @@ def launch(
     state_dir: Path | None = None,
     address: str | None = None,
     num_cpus: int | None = None,
+    num_gpus: int | None = None,
 ) -> int:
     """Run a sweep: preflight, base-model score, Ray Tune trials with a live table, summary."""
     from sweeps.display import plain_console
     from sweeps.launch import launch_sweep
 
     console = plain_console()
-    state = launch_sweep(
-        config, name=name, state_dir=state_dir, address=address, num_cpus=num_cpus, console=console
-    )
+    state = launch_sweep(config, name=name, state_dir=state_dir, address=address,
+                         num_cpus=num_cpus, num_gpus=num_gpus, console=console)  # fmt: skip
     return print_outcome(state, console)
 
 
@@ -78,7 +78,7 @@ def print_outcome(state: Any, console: Any) -> int:
 
 
 def resume(sweep: str, *, state_dir: Path = DEFAULT_STATE_DIR, address: str | None = None,
-           num_cpus: int | None = None) -> int:  # fmt: skip
+           num_cpus: int | None = None, num_gpus: int | None = None) -> int:  # fmt: skip
     """Continue a stopped sweep: ended trials stay ended, unfinished ones restart from their last
     checkpoint; the MLflow runs and the Optuna study carry on (running it twice is harmless)."""
     from sweeps.display import plain_console
@@ -86,7 +86,7 @@ def resume(sweep: str, *, state_dir: Path = DEFAULT_STATE_DIR, address: str | No
 
     console = plain_console()
     state = resume_sweep(sweep, state_dir=state_dir, address=address, num_cpus=num_cpus,
-                         console=console)  # fmt: skip
+                         num_gpus=num_gpus, console=console)  # fmt: skip
     return print_outcome(state, console)
 
 
@@ -374,21 +374,17 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument(
         "--state-dir", type=Path, help="where sweep directories live (default: from the YAML)"
     )
-    p.add_argument("--address", help="an existing Ray cluster (auto | ray://host:port)")
-    p.add_argument("--num-cpus", type=int, help="CPUs for a local Ray (default: all)")
-    p.set_defaults(
-        run=lambda a: launch(
-            a.config, name=a.name, state_dir=a.state_dir, address=a.address, num_cpus=a.num_cpus
-        )
-    )
+    _ray_arguments(p)
+    p.set_defaults(run=lambda a: launch(a.config, name=a.name, state_dir=a.state_dir,
+                                        address=a.address, num_cpus=a.num_cpus,
+                                        num_gpus=a.num_gpus))  # fmt: skip
 
     p = verbs.add_parser("resume", help=resume.__doc__, description=resume.__doc__)
     p.add_argument("sweep", help="sweep name, or the path of its directory")
     p.add_argument("--state-dir", type=Path, default=DEFAULT_STATE_DIR)
-    p.add_argument("--address", help="an existing Ray cluster (auto | ray://host:port)")
-    p.add_argument("--num-cpus", type=int, help="CPUs for a local Ray (default: all)")
+    _ray_arguments(p)
     p.set_defaults(run=lambda a: resume(a.sweep, state_dir=a.state_dir, address=a.address,
-                                        num_cpus=a.num_cpus))  # fmt: skip
+                                        num_cpus=a.num_cpus, num_gpus=a.num_gpus))  # fmt: skip
 
     p = verbs.add_parser("validate", help=validate.__doc__, description=validate.__doc__)
     p.add_argument("config", type=Path)
@@ -463,6 +459,13 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--port", type=int, default=5000)
     p.set_defaults(run=lambda a: ui(mlflow_uri=a.mlflow_uri, host=a.host, port=a.port))
     return parser
+
+
+def _ray_arguments(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--address", help="an existing Ray cluster (auto | ray://host:port)")
+    p.add_argument("--num-cpus", type=int, help="CPUs for a local Ray (default: all)")
+    p.add_argument("--num-gpus", type=int, help="GPUs for a local Ray (default: those CUDA "
+                   "sees); without CUDA, logical GPUs that Ray packs trials on, training on CPU")  # fmt: skip
 
 
 def main(argv: Sequence[str] | None = None) -> int:

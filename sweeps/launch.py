@@ -165,9 +165,13 @@ def launch_sweep(
     state_dir: str | Path | None = None,
     address: str | None = None,
     num_cpus: int | None = None,
+    num_gpus: int | None = None,
     console: Console | None = None,
 ) -> SweepState:
-    """Validate, score the base model, run the sweep and return its final state."""
+    """Validate, score the base model, run the sweep and return its final state.
+
+    ``num_gpus`` sets the GPUs of a local Ray; on a machine without CUDA they are logical GPUs:
+    Ray packs and assigns them (CUDA_VISIBLE_DEVICES), and the trials train on CPU."""
     console = console or Console()
     say = lambda text: console.print(text, highlight=False)  # noqa: E731
     config, config_path, config_dir = coerce_config(config)
@@ -182,9 +186,8 @@ def launch_sweep(
             directory.mkdir(parents=True)
             config, _ = prepare_for_sweep(config, config_dir=config_dir,
                                           out_dir=directory / "data", progress=say)  # fmt: skip
-        plan = preflight(
-            config, config_path=config_path, config_dir=config_dir, progress=say, address=address
-        )
+        plan = preflight(config, config_path=config_path, config_dir=config_dir, progress=say,
+                         address=address, logical_gpus=num_gpus)  # fmt: skip
         base_metrics, base_items = base_scores(plan, progress=say)
         plan, base_bench = _base_benchmarks(plan, base_metrics, say=say)
     except BaseException:
@@ -208,13 +211,14 @@ def launch_sweep(
         f"{base_metrics.get(plan.objective_metric, float('nan')):.4f}"
     )
     with driver_lock(state.path):
-        _run(plan, state, tracker, address=address, num_cpus=num_cpus, console=console)
+        _run(plan, state, tracker, address=address, num_cpus=num_cpus, num_gpus=num_gpus,
+             console=console)  # fmt: skip
     return state
 
 
 def resume_sweep(
     sweep: str, *, state_dir: str | Path, address: str | None = None,
-    num_cpus: int | None = None, console: Console | None = None,
+    num_cpus: int | None = None, num_gpus: int | None = None, console: Console | None = None,
 ) -> SweepState:  # fmt: skip
     """Continue a sweep whose driver stopped: finished trials stay finished, unfinished ones
     restart from their last checkpoint, and the MLflow runs and the Optuna study carry on."""
@@ -237,7 +241,7 @@ def resume_sweep(
         path = state.path / RELAUNCH_CONFIG
         config = load_config(path)
         plan = preflight(config, config_path=path, config_dir=path.parent, progress=say,
-                         address=address)  # fmt: skip
+                         address=address, logical_gpus=num_gpus)  # fmt: skip
         base_metrics, _ = base_scores(plan, progress=say)
         plan, _ = _base_benchmarks(plan, base_metrics, say=say)
         from sweeps._tracking import SweepTracker
@@ -246,8 +250,8 @@ def resume_sweep(
         tracker.reopen(state.parent_run_id)
         ended = sum(t.status in TERMINAL for t in state.trials.values())
         say(f"Resuming sweep {state.name}: {ended} of {plan.num_samples} trials ended.")
-        _run(plan, state, tracker, address=address, num_cpus=num_cpus, console=console,
-             resume=True)  # fmt: skip
+        _run(plan, state, tracker, address=address, num_cpus=num_cpus, num_gpus=num_gpus,
+             console=console, resume=True)  # fmt: skip
     return state
 
 
@@ -359,6 +363,7 @@ def _run(
     *,
     address: str | None,
     num_cpus: int | None,
+    num_gpus: int | None,
     console: Console,
     resume: bool = False,
 ) -> None:
@@ -369,7 +374,7 @@ def _run(
     from sweeps.recorder import SweepRecorder
 
     config = plan.config
-    started = _tune.start_ray(address=address, num_cpus=num_cpus, num_gpus=None)
+    started = _tune.start_ray(address=address, num_cpus=num_cpus, num_gpus=num_gpus)
     state.status = "interrupted"
     try:
         with LiveTable(console) as live:

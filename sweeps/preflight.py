@@ -134,17 +134,31 @@ def resolve_objective(config: SweepConfig, task_metric: str, *, source: str) -> 
     return metric, mode
 
 
-def check_resources(config: SweepConfig, *, source: str, address: str | None) -> None:
-    """GPU trials need a visible CUDA GPU here (a cluster's are checked by Ray), and QLoRA or a
-    paged optimizer needs bitsandbytes (the cuda extra)."""
+def check_resources(
+    config: SweepConfig, *, source: str, address: str | None, logical_gpus: int | None = None,
+    progress: Any = print,
+) -> str:  # fmt: skip
+    """The trials' device. GPU trials need a visible CUDA GPU here (a cluster's are Ray's to
+    check), unless --num-gpus declares logical GPUs: Ray then packs and assigns them, and the
+    trials train on CPU. QLoRA or a paged optimizer needs bitsandbytes (the cuda extra)."""
+    device = "cuda" if config.resources.gpu > 0 else "cpu"
     if config.resources.gpu > 0 and address is None:
         import torch
 
-        if not torch.cuda.is_available():
+        if not torch.cuda.is_available() and not logical_gpus:
             raise ConfigError(
                 f"{source}: resources.gpu: {config.resources.gpu} GPU per trial, but no "
                 "CUDA GPU is visible; set resources.gpu: 0 to train on CPU"
             )
+        if not torch.cuda.is_available():
+            progress(f"No CUDA here: Ray schedules the trials on {logical_gpus} logical GPUs "
+                     f"({config.resources.gpu} each), and they train on CPU.")  # fmt: skip
+            device = "cpu"
+    _check_bitsandbytes(config, source=source)
+    return device
+
+
+def _check_bitsandbytes(config: SweepConfig, *, source: str) -> None:
     training = config.training
     if training.adapter == "qlora" or training.optimizer.startswith("paged_"):
         import importlib.util
@@ -320,6 +334,7 @@ def preflight(
     config_dir: Path,
     progress: Any = print,
     address: str | None = None,
+    logical_gpus: int | None = None,
 ) -> LaunchPlan:
     """Everything checkable before compute: config rules, every data row, the model, resources."""
     from trainers.lora_trial import TrialSpec
@@ -333,7 +348,8 @@ def preflight(
                                   heldout_metric=metric, mode=mode, progress=progress)  # fmt: skip
     if benchmarks is not None and benchmarks.weights:
         metric = COMPOSITE
-    check_resources(config, source=source, address=address)
+    device = check_resources(config, source=source, address=address, logical_gpus=logical_gpus,
+                             progress=progress)  # fmt: skip
     try:
         model = resolve_base_model(config.base_model, progress=progress)
     except ModelError as exc:
@@ -344,7 +360,6 @@ def preflight(
     if budget is not None:
         config = fit_to_memory(config, model.path, budget=budget, source=source,
                                progress=progress)  # fmt: skip
-    device = "cuda" if config.resources.gpu > 0 else "cpu"
     spec = TrialSpec(
         model_path=str(model.path),
         train_path=str(paths["train"]),

@@ -78,6 +78,10 @@ class SweepRecorder:
             return
         metrics = logged_metrics(result)
         self.tracker.log_metrics(record.run_id, metrics, step=step)
+        where = placement(result)
+        if where != record.placement:  # its first rung, or a restart elsewhere
+            record.placement = where
+            self.tracker.set_tags(record.run_id, {f"placement.{k}": v for k, v in where.items()})
         record.last_step, record.metrics, record.rungs = step, metrics, int(result.get("rung", 0))
         self.state.save()
         self.display.refresh(self.state, f"{trial_id} rung {record.rungs}")
@@ -123,6 +127,13 @@ class SweepRecorder:
             shutil.rmtree(target)
         shutil.copytree(checkpoint / "adapter", target)
         return target
+
+
+def placement(result: dict[str, Any]) -> dict[str, str]:
+    """The node (Ray's id, its IP and host name) and the GPUs a result came from."""
+    return {"node_id": str(result.get("trial/node_id", "")),
+            "node_ip": str(result.get("node_ip", "")), "hostname": str(result.get("hostname", "")),
+            "cuda_visible_devices": str(result.get("trial/cuda_visible_devices", ""))}  # fmt: skip
 
 
 def restart_tags(restarts: list[dict[str, Any]]) -> dict[str, str]:

@@ -42,6 +42,7 @@ class TrialRecord:
     finalist: bool = False  # re-scored on the full benchmark sets after the sweep
     guard: list[str] = field(default_factory=list)  # benchmarks it regressed on beyond the margin
     final_objective: float | None = None  # the objective with full-set deltas (finalists)
+    placement: dict[str, str] = field(default_factory=dict)  # node and GPUs of its last attempt
 
     def objective(self, metric: str) -> float | None:
         """The value "best" ranks by: full-set based for finalists, else the trial's own."""
