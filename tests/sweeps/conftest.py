@@ -82,3 +82,33 @@ def ab_sweep(tiny_model: Path, tmp_path_factory: pytest.TempPathFactory) -> dict
                      "--force", "tiny test model: no real gain to find"])  # fmt: skip
     assert code == 0
     return sweep
+
+
+def launch_counting_concurrency(config: dict[str, Any], *, name: str,
+                                **launch: Any) -> tuple[Any, int]:  # fmt: skip
+    """Run a sweep while watching state.json; returns its state and the most trials it showed
+    running at once (the driver's view)."""
+    import json
+    import threading
+    import time
+
+    stop, most = threading.Event(), [0]
+    state_file = Path(config["tracking"]["state_dir"]) / name / "state.json"
+
+    def watch() -> None:
+        while not stop.is_set():
+            try:
+                trials = json.loads(state_file.read_text())["trials"].values()
+            except (OSError, ValueError, KeyError):
+                trials = []
+            most[0] = max(most[0], sum(t["status"] == "running" for t in trials))
+            time.sleep(0.05)
+
+    watcher = threading.Thread(target=watch, daemon=True)
+    watcher.start()
+    try:
+        state = launch_sweep(config, name=name, **launch)
+    finally:
+        stop.set()
+        watcher.join(timeout=5)
+    return state, most[0]

@@ -28,6 +28,7 @@ from sweeps import launch_sweep
 from sweeps.recorder import logged_metrics
 from sweeps.state import SweepState, restores
 from tests.conftest import slice_embedded_data, tiny_sweep_config
+from tests.sweeps.conftest import launch_counting_concurrency
 
 KILLS_PER_SWEEP = 2
 RUNGS = 8
@@ -136,17 +137,6 @@ def test_sweeps_survive_trial_workers_killed_at_random_moments(
         assert [t.state for t in study.trials] == [optuna.trial.TrialState.COMPLETE] * 3, replay
 
 
-def most_running(sweep: Path, *, stop: threading.Event, most: list[int]) -> None:
-    """The most trials state.json showed running at once (the driver's view)."""
-    while not stop.is_set():
-        try:
-            trials = json.loads((sweep / "state.json").read_text())["trials"].values()
-        except (OSError, ValueError, KeyError):
-            trials = []
-        most[0] = max(most[0], sum(t["status"] == "running" for t in trials))
-        time.sleep(0.05)
-
-
 def test_eight_concurrent_trials_log_every_metric_point_exactly_once(
     tiny_model: Path, tmp_path: Path
 ) -> None:
@@ -164,16 +154,9 @@ def test_eight_concurrent_trials_log_every_metric_point_exactly_once(
         recovery={"keep_checkpoints": 1, "keep_best_by": "objective"},
         evaluation={"max_new_tokens": 4, "batch_size": 4, "logged_generations": 1},
     )  # fmt: skip
-    stop, most = threading.Event(), [0]
-    watcher = threading.Thread(target=most_running, args=(tmp_path / "sweeps" / "eight",),
-                               kwargs={"stop": stop, "most": most}, daemon=True)  # fmt: skip
-    watcher.start()
-    try:
-        state = launch_sweep(config, name="eight", num_cpus=2)
-    finally:
-        stop.set()
+    state, most = launch_counting_concurrency(config, name="eight", num_cpus=2)
     assert state.status == "completed" and len(state.trials) == 8
-    assert most[0] == 8, f"at most {most[0]} trials ran at once"
+    assert most == 8, f"at most {most} trials ran at once"
     results = ray_results(state.path)
 
     client = MlflowClient(tracking_uri=config["tracking"]["mlflow_uri"])

@@ -4,15 +4,13 @@ CUDA_VISIBLE_DEVICES (recorded on its MLflow run). Real Ray, Optuna and MLflow."
 
 from __future__ import annotations
 
-import threading
 from pathlib import Path
 
 import torch
 from mlflow.tracking import MlflowClient
 
-from sweeps import launch_sweep
 from tests.conftest import slice_embedded_data, tiny_sweep_config
-from tests.sweeps.test_chaos import most_running
+from tests.sweeps.conftest import launch_counting_concurrency
 
 
 def test_half_a_gpu_per_trial_packs_two_trials_per_gpu(tiny_model: Path, tmp_path: Path) -> None:
@@ -25,16 +23,9 @@ def test_half_a_gpu_per_trial_packs_two_trials_per_gpu(tiny_model: Path, tmp_pat
         resources={"cpu": 0.25, "gpu": 0.5},  # CPUs would allow 8 at once: the GPUs bind
         evaluation={"max_new_tokens": 4, "batch_size": 4, "logged_generations": 1},
     )  # fmt: skip
-    stop, most = threading.Event(), [0]
-    watcher = threading.Thread(target=most_running, args=(tmp_path / "sweeps" / "packed",),
-                               kwargs={"stop": stop, "most": most}, daemon=True)  # fmt: skip
-    watcher.start()
-    try:
-        state = launch_sweep(config, name="packed", num_cpus=2, num_gpus=2)
-    finally:
-        stop.set()
+    state, most = launch_counting_concurrency(config, name="packed", num_cpus=2, num_gpus=2)
     assert state.status == "completed" and len(state.trials) == 6
-    assert most[0] == 4, f"{most[0]} trials ran at once on 2 GPUs at 0.5 each (expected 4)"
+    assert most == 4, f"{most} trials ran at once on 2 GPUs at 0.5 each (expected 4)"
     client = MlflowClient(tracking_uri=config["tracking"]["mlflow_uri"])
     seen = [client.get_run(t.run_id).data.tags["placement.cuda_visible_devices"]
             for t in state.trials.values()]  # fmt: skip
