@@ -97,6 +97,17 @@ class SweepTracker:
             f"{sweep}/{trial_id}", tags=tags, params={**params, "trial_id": trial_id}, artifacts={}
         )
 
+    def child_trial_runs(self, parent_run_id: str) -> dict[str, str]:
+        """``{run_id: trial_id}`` of the parent's child runs."""
+        runs = self.client.search_runs(
+            [self.experiment_id], filter_string=f"tags.mlflow.parentRunId = '{parent_run_id}'",
+            max_results=50_000,
+        )  # fmt: skip
+        return {r.info.run_id: r.data.tags.get("lora_sweep.trial_id", "") for r in runs}
+
+    def delete_run(self, run_id: str) -> None:
+        self.client.delete_run(run_id)
+
     def log_metrics(self, run_id: str, metrics: dict[str, float], *, step: int) -> None:
         now = int(time.time() * 1000)
         entries = [

@@ -216,16 +216,19 @@ def _quiet_progress_bars() -> None:
 def restore_directory(
     checkpoint: Any, *, sweep_dir: str | None, trial_id: str, into: Path
 ) -> Path | None:
-    """A local copy of the newest intact checkpoint Ray kept for the trial (None: no checkpoint,
-    a fresh start). A damaged one (cut short, truncated, altered) is skipped for the one before
-    it, and the restore is recorded in restores.jsonl; with none intact the trial fails rather
-    than silently training from zero."""
-    if checkpoint is None:
-        return None
+    """A local copy of the trial's newest intact checkpoint (None: it has none, a fresh start).
+
+    Candidates are every checkpoint in the trial's storage directory, newest first: Ray's latest,
+    the older ones it kept, and a newer one it had not yet registered when the worker died (Ray
+    registers a reported checkpoint in a second round trip to the worker; the worker had written
+    it whole before reporting, which its manifest shows). A damaged one (cut short, truncated,
+    altered) is skipped for the one before it. The restore is recorded in restores.jsonl; with
+    none intact the trial fails rather than silently training from zero."""
     from trainers.lora_trial import STATE_FILE, checkpoint_problem
 
     skipped: list[dict[str, str]] = []
-    for candidate in _kept_checkpoints(checkpoint):
+    candidates = _stored_checkpoints(checkpoint, sweep_dir=sweep_dir)
+    for candidate in candidates:
         name = Path(candidate.path).name
         try:
             local = Path(candidate.to_directory(str(into / name)))
@@ -240,22 +243,31 @@ def restore_directory(
             return local
         shutil.rmtree(local, ignore_errors=True)
         skipped.append({"checkpoint": name, "problem": problem})
+    if not candidates:
+        return None
     damaged = "; ".join(f"{s['checkpoint']}: {s['problem']}" for s in skipped)
     raise TrialFault(f"no intact checkpoint to restart from ({damaged}); not restarting from zero")
 
 
-def _kept_checkpoints(checkpoint: Any) -> list[Any]:
-    """Ray's latest checkpoint of a trial, then the older ones it kept, newest first."""
+def _stored_checkpoints(checkpoint: Any, *, sweep_dir: str | None) -> list[Any]:
+    """Every checkpoint_* directory of the trial, newest first (its storage directory is the
+    parent of Ray's latest checkpoint, or, before Ray registered one, <sweep>/ray/tune/<trial>)."""
     import pyarrow.fs
 
-    parent, latest = checkpoint.path.rstrip("/").rsplit("/", 1)
-    infos = checkpoint.filesystem.get_file_info(pyarrow.fs.FileSelector(parent))
-    older = sorted(
-        (i.base_name for i in infos if i.type == pyarrow.fs.FileType.Directory
-         and i.base_name.startswith("checkpoint_") and i.base_name < latest),
-        reverse=True,
-    )  # fmt: skip
-    return [checkpoint, *(tune.Checkpoint(f"{parent}/{n}", checkpoint.filesystem) for n in older)]
+    if checkpoint is not None:
+        filesystem, parent = checkpoint.filesystem, checkpoint.path.rstrip("/").rsplit("/", 1)[0]
+    elif sweep_dir is not None:
+        trial_dir = Path(tune.get_context().get_trial_dir()).name
+        filesystem, parent = (
+            pyarrow.fs.LocalFileSystem(),
+            str(Path(sweep_dir) / "ray" / "tune" / trial_dir),
+        )
+    else:
+        return []
+    infos = filesystem.get_file_info(pyarrow.fs.FileSelector(parent, allow_not_found=True))
+    names = sorted((i.base_name for i in infos if i.type == pyarrow.fs.FileType.Directory
+                    and i.base_name.startswith("checkpoint_")), reverse=True)  # fmt: skip
+    return [tune.Checkpoint(f"{parent}/{name}", filesystem) for name in names]
 
 
 def _record_restore(sweep_dir: str | None, entry: dict[str, Any]) -> None:
@@ -452,6 +464,11 @@ def _trainable(config: SweepConfig, *, spec: Any, sweep_dir: Path) -> Any:
         tune.with_parameters(lora_trainable, spec=spec, sweep_dir=str(sweep_dir)),
         {"cpu": config.resources.cpu, "gpu": config.resources.gpu},
     )
+
+
+def every_trial_ended(grid: Any) -> bool:
+    """Whether every trial Ray knows of ended (False after Ctrl-C stopped fit() early)."""
+    return bool(grid.num_terminated + grid.num_errors == len(grid))
 
 
 def can_resume(sweep_dir: Path) -> bool:

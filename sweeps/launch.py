@@ -371,7 +371,7 @@ def _run(
     whatever happens."""
     from sweeps import _tune
     from sweeps.display import LiveTable
-    from sweeps.recorder import SweepRecorder
+    from sweeps.recorder import SweepRecorder, forget_lost_trials
 
     config = plan.config
     started = _tune.start_ray(address=address, num_cpus=num_cpus, num_gpus=num_gpus)
@@ -382,9 +382,10 @@ def _run(
                 state, tracker, live, logged_generations=config.evaluation.logged_generations
             )
             if resume:
-                _tune.resume_tuner(config, spec=plan.spec, recorder=recorder, sweep_dir=state.path)
+                grid = _tune.resume_tuner(config, spec=plan.spec, recorder=recorder,
+                                          sweep_dir=state.path)  # fmt: skip
             else:
-                _tune.run_tuner(
+                grid = _tune.run_tuner(
                     config,
                     spec=plan.spec,
                     recorder=recorder,
@@ -394,7 +395,8 @@ def _run(
                     max_rungs=plan.max_rungs,
                     num_samples=plan.num_samples,
                 )
-        # Ctrl-C makes Ray's fit() return early (state saved), so check that every trial ended
+        if _tune.every_trial_ended(grid):  # not after Ctrl-C, which makes fit() return early
+            forget_lost_trials(state, tracker)
         ended = [t for t in state.trials.values() if t.status != "running"]
         done = len(ended) == len(state.trials) >= plan.num_samples
         if done:

@@ -129,6 +129,27 @@ class SweepRecorder:
         return target
 
 
+def forget_lost_trials(state: SweepState, tracker: SweepTracker) -> list[str]:
+    """After a resumed sweep's trials all ended: drop what a driver killed at the wrong moment
+    left behind, so each trial has exactly one child run.
+
+    A trial created in the instant between Ray's saves of its experiment state was never run
+    again by Ray (it suggested another one instead): its record still says running, and it never
+    reported. A child run whose record was not saved before the kill has no record at all. Both
+    hold no metrics; their runs are deleted."""
+    lost = [k for k, t in state.trials.items() if t.status == "running" and t.last_step < 0]
+    for trial_id in lost:
+        tracker.delete_run(state.trials.pop(trial_id).run_id)
+    kept = {t.run_id for t in state.trials.values()}
+    for run_id in tracker.child_trial_runs(state.parent_run_id):
+        if run_id not in kept:
+            tracker.delete_run(run_id)
+            lost.append(run_id)
+    if lost:
+        state.save()
+    return lost
+
+
 def placement(result: dict[str, Any]) -> dict[str, str]:
     """The node (Ray's id, its IP and host name) and the GPUs a result came from."""
     return {"node_id": str(result.get("trial/node_id", "")),
