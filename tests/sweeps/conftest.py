@@ -112,3 +112,93 @@ def launch_counting_concurrency(config: dict[str, Any], *, name: str,
         stop.set()
         watcher.join(timeout=5)
     return state, most[0]
+
+
+def free_port() -> int:
+    import socket
+
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+@contextmanager
+def running_mlflow_server(backend: str, *, artifacts: Path, log: Path) -> Iterator[str]:
+    """A real ``mlflow server`` on 127.0.0.1 with proxied artefacts; yields its URL."""
+    import sys
+    import time
+    import urllib.request
+
+    port = free_port()
+    with log.open("w") as out:
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "mlflow", "server", "--host", "127.0.0.1", "--port", str(port),
+             "--backend-store-uri", backend, "--artifacts-destination", str(artifacts),
+             "--workers", "1"], stdout=out, stderr=subprocess.STDOUT,
+        )  # fmt: skip
+    url, deadline = f"http://127.0.0.1:{port}", time.time() + 120
+    try:
+        while True:
+            try:
+                with urllib.request.urlopen(f"{url}/health", timeout=2) as response:
+                    if response.status == 200:
+                        break
+            except OSError:
+                if time.time() > deadline or proc.poll() is not None:
+                    pytest.fail(f"mlflow server did not start: {log.read_text()[-2000:]}")
+                time.sleep(0.5)
+        yield url
+    finally:
+        proc.terminate()
+        proc.wait(timeout=30)
+
+
+def postgres_binaries() -> Path | None:
+    """The directory of Debian's PostgreSQL server programs (initdb, pg_ctl), if installed."""
+    found = sorted(Path("/usr/lib/postgresql").glob("*/bin/initdb"))
+    if found:
+        return found[-1].parent
+    initdb = shutil.which("initdb")
+    return Path(initdb).parent if initdb else None
+
+
+@pytest.fixture(scope="session")
+def postgres() -> Iterator[str]:
+    """A PostgreSQL server started here on 127.0.0.1 (trust auth, a throwaway cluster); yields
+    ``postgresql://postgres@127.0.0.1:PORT`` (create databases under it). Run as the postgres
+    user when the tests run as root, as PostgreSQL refuses root."""
+    import tempfile
+
+    binaries = postgres_binaries()
+    if binaries is None:
+        if os.environ.get("CI"):
+            pytest.fail("PostgreSQL is not installed: `make test` installs it (apt-get install "
+                        "postgresql)")  # fmt: skip
+        pytest.skip("PostgreSQL is not installed (`make test` installs it)")
+    home = Path(tempfile.mkdtemp(prefix="pg", dir="/tmp"))
+    as_postgres = ["runuser", "-u", "postgres", "--"] if os.getuid() == 0 else []
+    if as_postgres:
+        shutil.chown(home, "postgres")
+    port, data = free_port(), home / "data"
+
+    def run(*command: str) -> None:
+        done = subprocess.run([*as_postgres, *command], capture_output=True, text=True)
+        assert done.returncode == 0, done.stdout + done.stderr
+
+    run(str(binaries / "initdb"), "-D", str(data), "-U", "postgres", "--auth=trust", "-E", "UTF8")
+    run(str(binaries / "pg_ctl"), "-D", str(data), "-l", str(home / "server.log"), "-w",
+        "-o", f"-h 127.0.0.1 -p {port} -k {home}", "start")  # fmt: skip
+    try:
+        yield f"postgresql://postgres@127.0.0.1:{port}"
+    finally:
+        run(str(binaries / "pg_ctl"), "-D", str(data), "-m", "fast", "-w", "stop")
+        shutil.rmtree(home, ignore_errors=True)
+
+
+def create_database(server: str, name: str) -> str:
+    """A fresh database on the ``postgres`` server; returns its URL."""
+    import psycopg
+
+    with psycopg.connect(f"{server}/postgres", autocommit=True) as connection:
+        connection.execute(f'CREATE DATABASE "{name}"')
+    return f"{server}/{name}"

@@ -1,0 +1,72 @@
+"""Team mode on real PostgreSQL (Debian's server, started on 127.0.0.1 by the fixture): the Optuna
+study lives in one database, and an ``mlflow server`` with its backend store in another (proxied
+artefacts) tracks the sweep. Both must hold every trial exactly once."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import optuna
+import pytest
+from mlflow.tracking import MlflowClient
+
+from sweeps import launch_sweep
+from tests.conftest import slice_embedded_data, tiny_sweep_config
+from tests.sweeps.conftest import create_database, running_mlflow_server
+
+NUM_TRIALS = 4
+
+
+def test_optuna_and_mlflow_on_postgresql_hold_every_trial_once(
+    postgres: str, tiny_model: Path, tmp_path: Path
+) -> None:
+    study_db = create_database(postgres, "optuna_team")
+    with running_mlflow_server(create_database(postgres, "mlflow_team"),
+                               artifacts=tmp_path / "artifacts",
+                               log=tmp_path / "server.log") as url:  # fmt: skip
+        data = slice_embedded_data(tmp_path, train=24, heldout=4)
+        config = tiny_sweep_config(
+            tiny_model, data, tmp_path,
+            search={"algorithm": "tpe", "num_samples": NUM_TRIALS, "max_concurrent": 2,
+                    "storage": study_db},
+            search_space={"num_epochs": 2, "lora_r": [2, 4], "sequence_len": [128]},
+            evaluation={"max_new_tokens": 4, "batch_size": 4, "logged_generations": 1},
+        )  # fmt: skip
+        config["tracking"]["mlflow_uri"] = url
+        state = launch_sweep(config, name="team")
+        client = MlflowClient(url)
+        children = client.search_runs(
+            [state.experiment_id],
+            filter_string=f"tags.mlflow.parentRunId = '{state.parent_run_id}'",
+        )
+        parent = client.get_run(state.parent_run_id)
+    assert state.status == "completed" and len(state.trials) == NUM_TRIALS
+    assert sorted(c.data.tags["lora_sweep.trial_id"] for c in children) == sorted(state.trials)
+    assert not (state.path / "optuna.db").exists()  # the study is in PostgreSQL, not sqlite
+    assert parent.data.params["search.storage"] == study_db  # no password in it to hide
+
+    study = optuna.load_study(study_name=state.name, storage=study_db)
+    assert len(study.trials) == NUM_TRIALS
+    finished = {"completed": optuna.trial.TrialState.COMPLETE,
+                "pruned": optuna.trial.TrialState.PRUNED}  # fmt: skip
+    assert sorted(t.state.name for t in study.trials) == sorted(
+        finished[t.status].name for t in state.trials.values())  # fmt: skip
+
+
+def test_an_unreachable_study_database_is_refused_before_ray(
+    tiny_model: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    import yaml
+
+    from sweeps.cli import main
+
+    data = slice_embedded_data(tmp_path, train=8, heldout=2)
+    config = tiny_sweep_config(tiny_model, data, tmp_path, search={
+        "storage": "postgresql://bob:hunter2@127.0.0.1:9/optuna"})  # fmt: skip
+    path = tmp_path / "sweep.yaml"
+    path.write_text(yaml.safe_dump(config))
+    assert main(["launch", str(path), "--name", "unreachable"]) == 2
+    error = capsys.readouterr().err.strip()
+    assert error.startswith(f"error: {path}: search.storage: postgresql://bob:***@127.0.0.1:9/"
+                            "optuna: "), error  # fmt: skip
+    assert "hunter2" not in error and not (tmp_path / "mlruns").exists()
