@@ -145,7 +145,9 @@ def build_scheduler(config: SweepConfig, *, max_rungs: int) -> ASHAScheduler | F
     )
 
 
-def lora_trainable(config: dict[str, Any], spec: Any, sweep_dir: str | None = None) -> None:
+def lora_trainable(
+    config: dict[str, Any], spec: Any, sweep_dir: str | None = None, experiment: str | None = None
+) -> None:
     """One trial, in its own worker process: resume from Ray's checkpoint if there is one.
 
     After a driver crash, Ray's experiment state can be a few seconds older than the sweep's own
@@ -164,7 +166,8 @@ def lora_trainable(config: dict[str, Any], spec: Any, sweep_dir: str | None = No
     try:
         try:
             resume = restore_directory(tune.get_checkpoint(), sweep_dir=sweep_dir,
-                                       trial_id=trial_id, into=workdir / "restore")  # fmt: skip
+                                       experiment=experiment, trial_id=trial_id,
+                                       into=workdir / "restore")  # fmt: skip
         except TrialFault as exc:
             _record_fault(faults, trial_id, str(exc))
             raise
@@ -219,8 +222,9 @@ def _quiet_progress_bars() -> None:
 
 
 def restore_directory(
-    checkpoint: Any, *, sweep_dir: str | None, trial_id: str, into: Path
-) -> Path | None:
+    checkpoint: Any, *, sweep_dir: str | None, trial_id: str, into: Path,
+    experiment: str | None = None,
+) -> Path | None:  # fmt: skip
     """A local copy of the trial's newest intact checkpoint (None: it has none, a fresh start).
 
     Candidates are every checkpoint in the trial's storage directory, newest first: Ray's latest,
@@ -232,7 +236,7 @@ def restore_directory(
     from trainers.lora_trial import STATE_FILE, checkpoint_problem
 
     skipped: list[dict[str, str]] = []
-    candidates = _stored_checkpoints(checkpoint, sweep_dir=sweep_dir)
+    candidates = _stored_checkpoints(checkpoint, experiment=experiment)
     for candidate in candidates:
         name = Path(candidate.path).name
         try:
@@ -254,25 +258,32 @@ def restore_directory(
     raise TrialFault(f"no intact checkpoint to restart from ({damaged}); not restarting from zero")
 
 
-def _stored_checkpoints(checkpoint: Any, *, sweep_dir: str | None) -> list[Any]:
+def _stored_checkpoints(checkpoint: Any, *, experiment: str | None) -> list[Any]:
     """Every checkpoint_* directory of the trial, newest first (its storage directory is the
-    parent of Ray's latest checkpoint, or, before Ray registered one, <sweep>/ray/tune/<trial>)."""
+    parent of Ray's latest checkpoint, or, before Ray registered one, <experiment>/<trial>)."""
     import pyarrow.fs
 
     if checkpoint is not None:
         filesystem, parent = checkpoint.filesystem, checkpoint.path.rstrip("/").rsplit("/", 1)[0]
-    elif sweep_dir is not None:
-        trial_dir = Path(tune.get_context().get_trial_dir()).name
-        filesystem, parent = (
-            pyarrow.fs.LocalFileSystem(),
-            str(Path(sweep_dir) / "ray" / "tune" / trial_dir),
-        )
+    elif experiment is not None:
+        filesystem, root = _filesystem(experiment)
+        parent = f"{root}/{Path(tune.get_context().get_trial_dir()).name}"
     else:
         return []
     infos = filesystem.get_file_info(pyarrow.fs.FileSelector(parent, allow_not_found=True))
     names = sorted((i.base_name for i in infos if i.type == pyarrow.fs.FileType.Directory
                     and i.base_name.startswith("checkpoint_")), reverse=True)  # fmt: skip
     return [tune.Checkpoint(f"{parent}/{name}", filesystem) for name in names]
+
+
+def _filesystem(location: str) -> tuple[Any, str]:
+    """The pyarrow filesystem and path of a local path or a URI (s3://, gs://, file://)."""
+    import pyarrow.fs
+
+    if "://" in location:
+        filesystem, path = pyarrow.fs.FileSystem.from_uri(location)
+        return filesystem, str(path)
+    return pyarrow.fs.LocalFileSystem(), location
 
 
 def _record_restore(sweep_dir: str | None, entry: dict[str, Any]) -> None:
@@ -366,8 +377,18 @@ class RecorderCallback(tune.Callback):
 
 
 def _checkpoint_path(trial: Any) -> Path | None:
+    """The trial's latest checkpoint as a local directory (copied from remote storage into
+    <sweep>/work/final/<trial>, which the sweep's end clears)."""
+    import pyarrow.fs
+
     checkpoint = trial.checkpoint
-    return Path(checkpoint.path) if checkpoint is not None else None
+    if checkpoint is None:
+        return None
+    if isinstance(checkpoint.filesystem, pyarrow.fs.LocalFileSystem):
+        return Path(checkpoint.path)
+    target = _DRIVER["recorder"].state.path / WORK_DIR / "final" / trial.trial_id
+    shutil.rmtree(target, ignore_errors=True)
+    return Path(checkpoint.to_directory(str(target)))
 
 
 def _error_line(trial: Any) -> str:
@@ -443,7 +464,7 @@ def run_tuner(
         ),
         run_config=tune.RunConfig(
             name="tune",
-            storage_path=str(sweep_dir / "ray"),
+            storage_path=checkpoint_root(config, sweep_dir),
             verbose=0,
             callbacks=[RecorderCallback(recorder)],
             checkpoint_config=checkpoint_config(config, metric=metric, mode=mode),
@@ -464,9 +485,19 @@ def checkpoint_config(config: SweepConfig, *, metric: str, mode: str) -> tune.Ch
     return tune.CheckpointConfig(num_to_keep=recovery.keep_checkpoints)
 
 
+def checkpoint_root(config: SweepConfig, sweep_dir: Path) -> str:
+    """Ray's storage for the sweep: tracking.checkpoint_storage/<sweep> (a shared path or a URI),
+    else <sweep>/ray; the experiment is its ``tune/``."""
+    shared = config.tracking.checkpoint_storage
+    return f"{shared.rstrip('/')}/{sweep_dir.name}" if shared else str(sweep_dir / "ray")
+
+
 def _trainable(config: SweepConfig, *, spec: Any, sweep_dir: Path) -> Any:
+    experiment = f"{checkpoint_root(config, sweep_dir)}/tune"
     return tune.with_resources(
-        tune.with_parameters(lora_trainable, spec=spec, sweep_dir=str(sweep_dir)),
+        tune.with_parameters(
+            lora_trainable, spec=spec, sweep_dir=str(sweep_dir), experiment=experiment
+        ),
         {"cpu": config.resources.cpu, "gpu": config.resources.gpu},
     )
 
@@ -476,8 +507,8 @@ def every_trial_ended(grid: Any) -> bool:
     return bool(grid.num_terminated + grid.num_errors == len(grid))
 
 
-def can_resume(sweep_dir: Path) -> bool:
-    return bool(tune.Tuner.can_restore(str(sweep_dir / "ray" / "tune")))
+def can_resume(config: SweepConfig, sweep_dir: Path) -> bool:
+    return bool(tune.Tuner.can_restore(f"{checkpoint_root(config, sweep_dir)}/tune"))
 
 
 def resume_tuner(
@@ -488,7 +519,8 @@ def resume_tuner(
     _DRIVER["recorder"] = recorder
     _save_state_often()
     tuner = tune.Tuner.restore(
-        str(sweep_dir / "ray" / "tune"), trainable=_trainable(config, spec=spec, sweep_dir=sweep_dir),
+        f"{checkpoint_root(config, sweep_dir)}/tune",
+        trainable=_trainable(config, spec=spec, sweep_dir=sweep_dir),
         resume_unfinished=True, resume_errored=True,
     )  # fmt: skip
     return tuner.fit()

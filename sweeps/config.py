@@ -376,6 +376,10 @@ class Tracking(_Strict):
     mlflow_uri: str = "sqlite:///mlruns/mlflow.db"
     experiment: str | None = Field(None, description="MLflow experiment; defaults to the name.")
     state_dir: str = Field("mlruns/sweeps", description="One directory per sweep lives here.")
+    checkpoint_storage: str | None = Field(
+        None, description="Where Ray writes the trials' checkpoints and results: a path every "
+        "node mounts, or a URI Ray supports (s3://, gs://, file://); default: <sweep>/ray.",
+    )  # fmt: skip
 
 
 class HeldoutEval(_Strict):

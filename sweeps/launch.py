@@ -236,10 +236,11 @@ def resume_sweep(
             return state
         from sweeps import _tune
 
-        if not _tune.can_resume(state.path):
-            raise ConfigError(f"sweep {state.name}: no Ray experiment state under {state.path}/ray")
         path = state.path / RELAUNCH_CONFIG
         config = load_config(path)
+        if not _tune.can_resume(config, state.path):
+            where = _tune.checkpoint_root(config, state.path)
+            raise ConfigError(f"sweep {state.name}: no Ray experiment state under {where}")
         plan = preflight(config, config_path=path, config_dir=path.parent, progress=say,
                          address=address, logical_gpus=num_gpus)  # fmt: skip
         base_metrics, _ = base_scores(plan, progress=say)

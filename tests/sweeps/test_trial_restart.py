@@ -50,6 +50,12 @@ def kill_worker_after_rungs(
         time.sleep(0.05)
 
 
+def storage_of(config: dict[str, Any], sweep: Path) -> Path:
+    """Where Ray writes the sweep's trials: tracking.checkpoint_storage/<sweep>, or <sweep>/ray."""
+    shared = config["tracking"].get("checkpoint_storage")
+    return Path(shared.removeprefix("file://")) / sweep.name if shared else sweep / "ray"
+
+
 def run_with_kills(
     config: dict[str, Any], name: str, tmp_path: Path, rungs: list[int],
     damage_at: set[int] = frozenset(),  # type: ignore[assignment]
@@ -57,7 +63,7 @@ def run_with_kills(
     stop, killed = threading.Event(), []
     watcher = threading.Thread(
         target=kill_worker_after_rungs,
-        args=(tmp_path / "sweeps" / name / "ray",),
+        args=(storage_of(config, tmp_path / "sweeps" / name),),
         kwargs={"rungs": rungs, "stop": stop, "killed": killed, "damage_at": damage_at},
         daemon=True,
     )
@@ -87,6 +93,8 @@ def test_killed_trial_resumes_from_its_newest_intact_checkpoint(
     checkpoint was truncated: passes over it and resumes from rung 4's (Ray keeps two)."""
     config = long_trial_config(tiny_model, tmp_path)
     config["recovery"] = {"max_retries": 2}
+    # checkpoints in storage addressed by URI, as a cluster's shared or cloud storage would be
+    config["tracking"]["checkpoint_storage"] = f"file://{tmp_path / 'store'}"
     ray_copies = set(Path(tempfile.gettempdir()).glob("checkpoint_tmp_*"))
     state, killed = run_with_kills(config, "restart", tmp_path, rungs=[2, 5], damage_at={5})
     assert [k["rung"] for k in killed] == [2, 5], "the watcher missed a rung"
@@ -96,7 +104,8 @@ def test_killed_trial_resumes_from_its_newest_intact_checkpoint(
     [record] = state.trials.values()
     assert record.status == "completed" and record.rungs == 12
 
-    [result_file] = (state.path / "ray" / "tune").glob("*/result.json")
+    assert not (state.path / "ray").exists()
+    [result_file] = (tmp_path / "store" / "restart" / "tune").glob("*/result.json")
     results = [json.loads(x) for x in result_file.read_text().splitlines()]
     by_pid: dict[int, list[dict[str, Any]]] = {}
     for row in results:
