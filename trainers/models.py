@@ -233,8 +233,10 @@ def load_causal_lm(
 
     dtype = weights_dtype(precision, device)
     kwargs: dict[str, Any] = {"dtype": dtype}
-    if four_bit:
-        kwargs = {"quantization_config": qlora_quantization(device), "device_map": {"": device}}
+    if four_bit:  # the quantised layers compute in bf16/fp16; the rest is kept at that dtype
+        quantization = qlora_quantization(device)
+        kwargs = {"quantization_config": quantization, "device_map": {"": device},
+                  "dtype": quantization.bnb_4bit_compute_dtype}  # fmt: skip
     was_disabled = hf_logging.is_progress_bar_enabled() is False
     hf_logging.disable_progress_bar()  # a 0.2 s load needs no bar (the GGUF conversion keeps its)
     try:
