@@ -8,7 +8,6 @@ from __future__ import annotations
 import os
 import shutil
 import signal
-import socket
 import subprocess
 import sys
 import tempfile
@@ -21,14 +20,9 @@ from mlflow.tracking import MlflowClient
 
 from sweeps import launch_sweep
 from tests.conftest import slice_embedded_data, tiny_sweep_config
+from tests.sweeps.conftest import free_port
 
 RAY = str(Path(sys.executable).parent / "ray")
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
 
 
 def ray_node(args: list[str], *, log: Path, env: dict[str, str]) -> subprocess.Popen[bytes]:

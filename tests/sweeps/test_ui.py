@@ -17,8 +17,7 @@ from mlflow.tracking import MlflowClient
 
 from sweeps.cli import main
 from sweeps.state import SweepState
-from tests.sweeps.conftest import dump_dom
-from tests.sweeps.test_tracking_server import free_port
+from tests.sweeps.conftest import dump_dom, free_port
 
 
 def listening_addresses(port: int) -> set[str]:
