@@ -50,7 +50,7 @@ class PruneAwareOptunaSearch(OptunaSearch):
         """Report the rung's value at the rung's step, once (a restart may replay rungs)."""
         step = int(result[RUNG])
         done = trial_id in self._completed_trials or trial_id not in self._ot_trials
-        if done or step <= self._reported_step.get(trial_id, 0):
+        if done or step <= self._reported_step.get(trial_id, 0) or self._stored(trial_id, step):
             return
         self._ot_trials[trial_id].report(float(result[self.metric]), step)
         self._reported_step[trial_id] = step
@@ -93,6 +93,14 @@ class PruneAwareOptunaSearch(OptunaSearch):
             deepcopy=False, states=(optuna.trial.TrialState.RUNNING,)
         )
         return next((t._trial_id for t in running if t._trial_id not in held), None)
+
+    def _stored(self, trial_id: str, step: int) -> bool:
+        """Whether the study already holds this rung's value (a resumed driver's searcher state
+        can be older than the study)."""
+        if self._ot_study is None:
+            return False
+        stored = self._ot_study._storage.get_trial(self._ot_trials[trial_id]._trial_id)
+        return step in stored.intermediate_values
 
     def _told_before(self, trial_id: str) -> bool:
         """Whether the study already holds this trial as finished (its storage outlives us)."""

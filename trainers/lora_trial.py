@@ -202,7 +202,9 @@ def build_lora_model(spec: TrialSpec, hparams: dict[str, Any]) -> Any:
 
         model = prepare_model_for_kbit_training(model, use_gradient_checkpointing=checkpointing)
     elif checkpointing:
-        model.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
+        model.activation_checkpointing_enable(
+            activation_checkpointing_kwargs={"use_reentrant": False}
+        )
         model.enable_input_require_grads()
     lora = LoraConfig(
         r=int(hparams["lora_r"]),
