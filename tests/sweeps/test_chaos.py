@@ -140,6 +140,7 @@ def test_sweeps_survive_trial_workers_killed_at_random_moments(
         assert [t.state for t in study.trials] == [optuna.trial.TrialState.COMPLETE] * 3, replay
 
 
+@pytest.mark.timeout(900)  # a scheduling regression would hang Ray: fail instead
 def test_eight_concurrent_trials_log_every_metric_point_exactly_once(
     tiny_model: Path, tmp_path: Path
 ) -> None:

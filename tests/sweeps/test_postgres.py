@@ -17,6 +17,7 @@ from tests.sweeps.conftest import create_database, running_mlflow_server
 NUM_TRIALS = 4
 
 
+@pytest.mark.timeout(900)  # a scheduling regression would hang Ray: fail instead
 def test_optuna_and_mlflow_on_postgresql_hold_every_trial_once(
     postgres: str, tiny_model: Path, tmp_path: Path
 ) -> None:
