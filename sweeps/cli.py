@@ -102,6 +102,9 @@ def status(sweep: str, *, state_dir: Path = DEFAULT_STATE_DIR) -> int:
         raise ConfigError(f"{exc}; sweeps under {state_dir}: {known}") from None
     print_table(state)
     print(f"status: {state.status}; MLflow parent run {state.parent_run_id} at {state.mlflow_uri}")
+    best = state.best_trial()
+    if best is not None:
+        print(f"best trial {best.trial_id}: {describe_cost(state, best)}")
     print(describe_disk(state.path))
     print(describe_restarts(state.path))
     return 0

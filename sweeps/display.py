@@ -45,6 +45,7 @@ def trials_table(state: SweepState, *, title: str | None = None) -> Table:
         "rung",
         metric,
         second,
+        "dev-h",
     ):
         table.add_column(header, justify="right" if header not in ("trial", "status") else "left")
     if state.base_metrics:
@@ -55,6 +56,7 @@ def trials_table(state: SweepState, *, title: str | None = None) -> Table:
             "-",
             _fmt(state.base_metrics.get(metric)),
             _fmt(state.base_metrics.get(second)),
+            "-",
         )
     best = state.best_trial()
     for record in sorted_trials(state):
@@ -71,8 +73,15 @@ def trials_table(state: SweepState, *, title: str | None = None) -> Table:
             str(record.rungs),
             _fmt(record.metrics.get(metric)),
             _fmt(record.metrics.get(second)),
+            _device_hours(record),
         )
     return table
+
+
+def _device_hours(record: TrialRecord) -> str:
+    """The trial's device-hours so far (GPUs, or CPUs, held x wall time)."""
+    seconds = record.metrics.get("cost/device_seconds")
+    return "-" if seconds is None else f"{seconds / 3600:.3g}"
 
 
 def sorted_trials(state: SweepState) -> list[TrialRecord]:

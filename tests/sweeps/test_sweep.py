@@ -218,6 +218,7 @@ def test_status_and_best_read_the_sweep(
     assert "base model" in out and all(trial_id in out for trial_id in state.trials)
     adapters = sum(f.stat().st_size for f in (state.path / "adapters").rglob("*") if f.is_file())
     disk = next(line for line in out.splitlines() if line.startswith("disk: "))
+    assert "dev-h" in out and "gain over the base per sweep device-hour" in out
     assert f"adapters {adapters / 1e6:.1f} MB" in disk and "checkpoints " in disk
     assert main(["best", state.name, "--state-dir", state_dir, "--json"]) == 0
     best = json.loads(capsys.readouterr().out)
