@@ -23,12 +23,11 @@ from ray.tune.search.optuna import OptunaSearch
 from sweeps.config import AshaConfig, SweepConfig
 from sweeps.recorder import SweepRecorder
 from sweeps.space import define_by_run, grid_values, trial_hyperparameters
-from sweeps.state import RESTORES_FILE, WORK_DIR
+from sweeps.state import FAULTS_DIR, RESTORES_FILE, WORK_DIR
 
 FINAL_KEY = "final_rung"
 RUNG = "rung"  # the trial's own rung count: ASHA's time and Optuna's step (Ray's
 # training_iteration runs ahead of it when a restart falls back to an older checkpoint)
-FAULTS_DIR = "faults"  # <sweep>/faults/<trial>.txt: a fault that would recur, with its reason
 
 
 class PruneAwareOptunaSearch(OptunaSearch):
@@ -97,18 +96,22 @@ class PruneAwareOptunaSearch(OptunaSearch):
     def _stored(self, trial_id: str, step: int) -> bool:
         """Whether the study already holds this rung's value (a resumed driver's searcher state
         can be older than the study)."""
-        if self._ot_study is None:
-            return False
-        stored = self._ot_study._storage.get_trial(self._ot_trials[trial_id]._trial_id)
-        return step in stored.intermediate_values
+        stored = self._stored_trial(trial_id)
+        return stored is not None and step in stored.intermediate_values
 
     def _told_before(self, trial_id: str) -> bool:
         """Whether the study already holds this trial as finished (its storage outlives us)."""
-        ot_trial = self._ot_trials.get(trial_id)
-        if ot_trial is None or self._ot_study is None or trial_id in self._completed_trials:
+        if trial_id in self._completed_trials:
             return False
-        stored = self._ot_study._storage.get_trial(ot_trial._trial_id)
-        return bool(stored.state.is_finished())
+        stored = self._stored_trial(trial_id)
+        return stored is not None and stored.state.is_finished()
+
+    def _stored_trial(self, trial_id: str) -> optuna.trial.FrozenTrial | None:
+        """The study's own record of a Ray trial's Optuna trial, read from its storage."""
+        ot_trial = self._ot_trials.get(trial_id)
+        if ot_trial is None or self._ot_study is None:
+            return None
+        return self._ot_study._storage.get_trial(ot_trial._trial_id)
 
 
 def build_searcher(
@@ -312,7 +315,7 @@ _DRIVER: dict[str, SweepRecorder] = {}  # the recorder of the sweep this driver 
 
 class TrialFault(RuntimeError):
     """A trial fault that a restart would only repeat (NaN/inf loss, out of memory): the trial
-    ends as failed with this reason, and Ray's one restart does not train again."""
+    ends as failed with this reason, and Ray's restarts do not train again."""
 
 
 def _deterministic_fault(exc: BaseException) -> str | None:
@@ -471,7 +474,7 @@ def run_tuner(
             reuse_actors=False,
         ),
         run_config=tune.RunConfig(
-            name="tune",
+            name=EXPERIMENT,
             storage_path=checkpoint_root(config, sweep_dir),
             verbose=0,
             callbacks=[RecorderCallback(recorder)],
@@ -493,18 +496,28 @@ def checkpoint_config(config: SweepConfig, *, metric: str, mode: str) -> tune.Ch
     return tune.CheckpointConfig(num_to_keep=recovery.keep_checkpoints)
 
 
+EXPERIMENT = "tune"  # the Tune experiment's name: its directory under checkpoint_root
+
+
 def checkpoint_root(config: SweepConfig, sweep_dir: Path) -> str:
     """Ray's storage for the sweep: tracking.checkpoint_storage/<sweep> (a shared path or a URI),
-    else <sweep>/ray; the experiment is its ``tune/``."""
+    else <sweep>/ray."""
     shared = config.tracking.checkpoint_storage
     return f"{shared.rstrip('/')}/{sweep_dir.name}" if shared else str(sweep_dir / "ray")
 
 
+def experiment_path(config: SweepConfig, sweep_dir: Path) -> str:
+    """The Tune experiment's directory (or URI): what a trial's checkpoints and resume use."""
+    return f"{checkpoint_root(config, sweep_dir)}/{EXPERIMENT}"
+
+
 def _trainable(config: SweepConfig, *, spec: Any, sweep_dir: Path) -> Any:
-    experiment = f"{checkpoint_root(config, sweep_dir)}/tune"
     return tune.with_resources(
         tune.with_parameters(
-            lora_trainable, spec=spec, sweep_dir=str(sweep_dir), experiment=experiment
+            lora_trainable,
+            spec=spec,
+            sweep_dir=str(sweep_dir),
+            experiment=experiment_path(config, sweep_dir),
         ),
         {"cpu": config.resources.cpu, "gpu": config.resources.gpu},
     )
@@ -516,7 +529,7 @@ def every_trial_ended(grid: Any) -> bool:
 
 
 def can_resume(config: SweepConfig, sweep_dir: Path) -> bool:
-    return bool(tune.Tuner.can_restore(f"{checkpoint_root(config, sweep_dir)}/tune"))
+    return bool(tune.Tuner.can_restore(experiment_path(config, sweep_dir)))
 
 
 def resume_tuner(
@@ -527,7 +540,7 @@ def resume_tuner(
     _DRIVER["recorder"] = recorder
     _save_state_often()
     tuner = tune.Tuner.restore(
-        f"{checkpoint_root(config, sweep_dir)}/tune",
+        experiment_path(config, sweep_dir),
         trainable=_trainable(config, spec=spec, sweep_dir=sweep_dir),
         resume_unfinished=True, resume_errored=True,
     )  # fmt: skip

@@ -69,8 +69,7 @@ def print_outcome(state: Any, console: Any) -> int:
     console.print(describe_disk(state.path), highlight=False)
     console.print(describe_restarts(state.path), highlight=False)
     if state.status != "completed":
-        where = "" if state.path.parent == DEFAULT_STATE_DIR.resolve() else (
-            f" --state-dir {state.path.parent}")  # fmt: skip
+        where = _state_dir_option(state)
         console.print(f"Sweep {state.name} is {state.status}: the table above is what finished.")
         console.print(f"  continue it: sweep resume {state.name}{where}", highlight=False)
         return 1
@@ -110,6 +109,12 @@ def status(sweep: str, *, state_dir: Path = DEFAULT_STATE_DIR) -> int:
     return 0
 
 
+def _state_dir_option(state: Any) -> str:
+    """`` --state-dir DIR`` for commands about this sweep, unless it lives in the default."""
+    state_dir = state.path.parent
+    return "" if state_dir == DEFAULT_STATE_DIR.resolve() else f" --state-dir {state_dir}"
+
+
 def describe_cost(state: Any, record: Any) -> str:
     """``cost: 0.021 device-hours (sweep 0.11), 48,210 tokens, peak 1,240 MB; gain per sweep
     device-hour +1.2``."""
@@ -126,11 +131,11 @@ def describe_cost(state: Any, record: Any) -> str:
 
 def describe_restarts(directory: Path) -> str:
     """``restarts: 2 (1 passed over a damaged checkpoint); faults not retried: 1``."""
-    from sweeps.state import restores
+    from sweeps.state import FAULTS_DIR, restores
 
     restarts = restores(directory)
     damaged = sum(bool(r["skipped"]) for r in restarts)
-    faults = len(list((directory / "faults").glob("*.txt")))
+    faults = len(list((directory / FAULTS_DIR).glob("*.txt")))
     return (f"restarts from checkpoints: {len(restarts)} ({damaged} passed over a damaged "
             f"checkpoint); faults not retried: {faults}")  # fmt: skip
 
@@ -356,8 +361,7 @@ def _print_best(state: Any, console: Any) -> None:
     uri = "" if state.mlflow_uri == DEFAULT_MLFLOW_URI else f" --mlflow-uri {state.mlflow_uri}"
     if state.mlflow_uri.startswith("sqlite:///"):
         console.print(f"  browse: sweep ui{uri}", highlight=False)
-    state_dir = state.path.parent
-    where = "" if state_dir == DEFAULT_STATE_DIR.resolve() else f" --state-dir {state_dir}"
+    where = _state_dir_option(state)
     if state.status == "completed":  # else: continue it first (print_outcome says how)
         console.print(f"  next: sweep promote {state.name}{where}{uri}", highlight=False)
         console.print(f"        sweep compare {state.name} base{where}{uri}", highlight=False)

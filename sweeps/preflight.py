@@ -178,12 +178,10 @@ def fit_to_memory(
     them from the search space (refused when none fits)."""
     from sweeps.space import candidate_values
     from trainers.memory import GIB, estimate_memory
-    from trainers.models import weights_dtype
+    from trainers.models import resolved_precision
 
     training = config.training
-    device = "cuda" if config.resources.gpu > 0 else "cpu"
-    dtype = str(weights_dtype(training.precision, device)).removeprefix("torch.")
-    precision = {"float32": "fp32", "bfloat16": "bf16", "float16": "fp16"}[dtype]
+    precision = resolved_precision(training.precision, "cuda" if config.resources.gpu else "cpu")
     r = max(int(v) for v in candidate_values(config, "lora_r"))
     unfit = []
     for length in sorted(int(v) for v in candidate_values(config, "sequence_len")):

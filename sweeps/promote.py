@@ -70,7 +70,8 @@ def promote(
     from sweeps._tracking import ModelRegistry
 
     registry = ModelRegistry(mlflow_uri or candidate.state.mlflow_uri)
-    name = check_model_name(model_name or str(candidate.config.get("name") or candidate.state.name))
+    name = check_safe_name(model_name or str(candidate.config.get("name") or candidate.state.name),
+                           what="registered model name")  # fmt: skip
     champion = registry.by_alias(name, CHAMPION)
     if champion is not None:
         check_champion(champion, candidate, name=name)
@@ -132,10 +133,6 @@ def check_inputs(candidate: Candidate, *, progress: Say) -> None:
         path = Path(paths.get(role) or "")
         if not path.is_file() or file_digest(path) != recorded:
             raise ConfigError(f"{candidate.label}: the {role} data {path} changed since the sweep")
-
-
-def check_model_name(name: str) -> str:
-    return check_safe_name(name, what="registered model name")
 
 
 def check_champion(champion: dict[str, Any], candidate: Candidate, *, name: str) -> None:

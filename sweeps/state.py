@@ -25,6 +25,7 @@ STATE_FILE = "state.json"
 TERMINAL = ("completed", "pruned", "failed")  # a trial in one of these never runs again
 SPEC_FILE = "trial_spec.json"
 RESTORES_FILE = "restores.jsonl"  # written by the trials' workers, one line per restart
+FAULTS_DIR = "faults"  # <sweep>/faults/<trial>.txt: a fault that would recur, with its reason
 WORK_DIR = "work"  # <sweep>/work/<trial>: a running trial's checkpoint being written or restored
 
 

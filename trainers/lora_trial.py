@@ -9,7 +9,6 @@ passes ``report``, which Ray (or a notebook) turns into whatever it needs.
 from __future__ import annotations
 
 import gc
-import hashlib
 import json
 import math
 import os
@@ -22,7 +21,7 @@ from typing import Any
 import torch
 
 from evals.heldout import HeldoutScores, pad_batch, response_token_loss, score_heldout
-from trainers.data import Example, load_examples, split_heldout
+from trainers.data import Example, file_digest, load_examples, split_heldout
 from trainers.models import load_causal_lm, load_tokenizer
 from trainers.tokenize import (
     IGNORE_INDEX,
@@ -466,7 +465,10 @@ def seal_checkpoint(directory: Path) -> None:
     """Write the manifest (each file's size and sha256) last: a checkpoint without one, or whose
     files no longer match it, was cut short or damaged."""
     files = {
-        str(path.relative_to(directory)): _file_record(path)
+        str(path.relative_to(directory)): {
+            "bytes": path.stat().st_size,
+            "sha256": file_digest(path),
+        }
         for path in sorted(directory.rglob("*"))
         if path.is_file() and path.name != MANIFEST_FILE
     }
@@ -486,17 +488,9 @@ def checkpoint_problem(directory: Path) -> str | None:
             return f"{name} is missing"
         if path.stat().st_size != expected["bytes"]:
             return f"{name} has {path.stat().st_size} bytes, {expected['bytes']} were written"
-        if _file_record(path)["sha256"] != expected["sha256"]:
+        if file_digest(path) != expected["sha256"]:
             return f"{name} does not match its sha256"
     return None
-
-
-def _file_record(path: Path) -> dict[str, Any]:
-    digest = hashlib.sha256()
-    with path.open("rb") as handle:
-        for block in iter(lambda: handle.read(1 << 20), b""):
-            digest.update(block)
-    return {"bytes": path.stat().st_size, "sha256": digest.hexdigest()}
 
 
 def load_checkpoint(recipe: Recipe, directory: Path) -> None:

@@ -20,6 +20,7 @@ warn about, or drop, configs that cannot fit before any GPU time is spent.
 
 from __future__ import annotations
 
+import functools
 import json
 from dataclasses import dataclass, fields
 from pathlib import Path
@@ -48,6 +49,7 @@ class MemoryEstimate:
         return f"{self.total / GIB:.2f} GiB ({parts})"
 
 
+@functools.lru_cache(maxsize=8)  # read once for all the candidates a launch estimates
 def weight_shapes(model_path: Path) -> dict[str, tuple[int, ...]]:
     """Every tensor's shape, read from the safetensors headers (no weights loaded)."""
     from safetensors import safe_open

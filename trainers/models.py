@@ -212,14 +212,21 @@ def load_tokenizer(path: Path, *, trust_remote_code: bool = False) -> Any:
     return tokenizer
 
 
-def weights_dtype(precision: str, device: str) -> Any:
-    """The base weights' dtype: auto is bf16 on a CUDA GPU that has it, else fp32."""
+def resolved_precision(precision: str, device: str) -> str:
+    """fp32, bf16 or fp16: auto is bf16 on a CUDA GPU that has it, else fp32."""
     import torch
 
-    if precision == "auto":
-        cuda_bf16 = device.startswith("cuda") and torch.cuda.is_bf16_supported()
-        return torch.bfloat16 if cuda_bf16 else torch.float32
-    return {"fp32": torch.float32, "bf16": torch.bfloat16, "fp16": torch.float16}[precision]
+    if precision != "auto":
+        return precision
+    return "bf16" if device.startswith("cuda") and torch.cuda.is_bf16_supported() else "fp32"
+
+
+def weights_dtype(precision: str, device: str) -> Any:
+    """The base weights' torch dtype at ``precision`` (auto resolved for ``device``)."""
+    import torch
+
+    dtypes = {"fp32": torch.float32, "bf16": torch.bfloat16, "fp16": torch.float16}
+    return dtypes[resolved_precision(precision, device)]
 
 
 def load_causal_lm(
