@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import json
 import os
 import shutil
 import subprocess
+from collections import defaultdict
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -88,7 +90,6 @@ def launch_counting_concurrency(config: dict[str, Any], *, name: str,
                                 **launch: Any) -> tuple[Any, int]:  # fmt: skip
     """Run a sweep while watching state.json; returns its state and the most trials it showed
     running at once (the driver's view)."""
-    import json
     import threading
     import time
 
@@ -97,10 +98,7 @@ def launch_counting_concurrency(config: dict[str, Any], *, name: str,
 
     def watch() -> None:
         while not stop.is_set():
-            try:
-                trials = json.loads(state_file.read_text())["trials"].values()
-            except (OSError, ValueError, KeyError):
-                trials = []
+            trials = read_state(state_file).get("trials", {}).values()
             most[0] = max(most[0], sum(t["status"] == "running" for t in trials))
             time.sleep(0.05)
 
@@ -202,3 +200,39 @@ def create_database(server: str, name: str) -> str:
     with psycopg.connect(f"{server}/postgres", autocommit=True) as connection:
         connection.execute(f'CREATE DATABASE "{name}"')
     return f"{server}/{name}"
+
+
+def read_state(path: Path) -> dict[str, Any]:
+    """A sweep's state.json as it is on disk now ({} while it is missing or being replaced)."""
+    try:
+        loaded: dict[str, Any] = json.loads(path.read_text())
+        return loaded
+    except (OSError, json.JSONDecodeError):
+        return {}
+
+
+def result_rows(path: Path) -> list[dict[str, Any]]:
+    """The rows of one trial's Ray result.json."""
+    return [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
+
+
+def ray_results(state: Any) -> dict[str, list[dict[str, Any]]]:
+    """Ray's own per-trial result log (a restarted trial's replayed rungs included): the
+    independent record to compare MLflow against."""
+    results: dict[str, list[dict[str, Any]]] = defaultdict(list)
+    for path in (state.path / "ray" / "tune").glob("*/result.json"):
+        for row in result_rows(path):
+            results[row["trial_id"]].append(row)
+    return results
+
+
+def refused_launch(config: dict[str, Any], path: Path, capsys: pytest.CaptureFixture[str]) -> str:
+    """Write ``config`` to ``path`` and run ``sweep launch`` on it, which must exit 2; returns
+    what it printed to stderr."""
+    import yaml
+
+    from sweeps.cli import main
+
+    path.write_text(yaml.safe_dump(config))
+    assert main(["launch", str(path), "--name", "refused"]) == 2
+    return capsys.readouterr().err.strip()

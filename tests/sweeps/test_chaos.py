@@ -11,7 +11,6 @@ one.
 
 from __future__ import annotations
 
-import json
 import os
 import random
 import signal
@@ -28,20 +27,10 @@ from sweeps import launch_sweep
 from sweeps.recorder import logged_metrics
 from sweeps.state import SweepState, restores
 from tests.conftest import slice_embedded_data, tiny_sweep_config
-from tests.sweeps.conftest import launch_counting_concurrency
+from tests.sweeps.conftest import launch_counting_concurrency, ray_results, result_rows
 
 KILLS_PER_SWEEP = 2
 RUNGS = 8
-
-
-def ray_results(state_path: Path) -> dict[str, list[dict[str, Any]]]:
-    """Ray's result rows per trial id (a trial's replayed rungs included)."""
-    out: dict[str, list[dict[str, Any]]] = {}
-    for path in (state_path / "ray" / "tune").glob("*/result.json"):
-        rows = [json.loads(x) for x in path.read_text().splitlines() if x.strip()]
-        if rows:
-            out[rows[0]["trial_id"]] = rows
-    return out
 
 
 def kill_random_workers(
@@ -53,7 +42,7 @@ def kill_random_workers(
         time.sleep(rng.uniform(0.05, 1.0))
         latest = {}
         for path in sorted(ray_dir.glob("*/*/result.json")):
-            rows = [json.loads(x) for x in path.read_text().splitlines() if x.strip()]
+            rows = result_rows(path)
             if rows and not rows[-1]["final_rung"]:
                 latest[rows[-1]["trial_id"]] = rows[-1]
         dead = {int(k["trial/pid"]) for k in killed}
@@ -111,7 +100,7 @@ def check_restarts(state: SweepState, killed: list[dict[str, Any]], replay: str)
 def check_histories(state: SweepState, uri: str, replay: str) -> None:
     """Every rung of every trial in MLflow once: the steps Ray saw, no gap, no duplicate."""
     client = MlflowClient(tracking_uri=uri)
-    results = ray_results(state.path)
+    results = ray_results(state)
     for trial_id, record in state.trials.items():
         steps = sorted({int(r["step"]) for r in results[trial_id]})
         assert len(steps) == RUNGS, (trial_id, steps, replay)
@@ -161,7 +150,7 @@ def test_eight_concurrent_trials_log_every_metric_point_exactly_once(
     state, most = launch_counting_concurrency(config, name="eight", num_cpus=2)
     assert state.status == "completed" and len(state.trials) == 8
     assert most == 8, f"at most {most} trials ran at once"
-    results = ray_results(state.path)
+    results = ray_results(state)
 
     client = MlflowClient(tracking_uri=config["tracking"]["mlflow_uri"])
     for trial_id, record in state.trials.items():

@@ -12,7 +12,7 @@ from mlflow.tracking import MlflowClient
 
 from sweeps import launch_sweep
 from tests.conftest import slice_embedded_data, tiny_sweep_config
-from tests.sweeps.conftest import create_database, running_mlflow_server
+from tests.sweeps.conftest import create_database, refused_launch, running_mlflow_server
 
 NUM_TRIALS = 4
 
@@ -57,17 +57,11 @@ def test_optuna_and_mlflow_on_postgresql_hold_every_trial_once(
 def test_an_unreachable_study_database_is_refused_before_ray(
     tiny_model: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    import yaml
-
-    from sweeps.cli import main
-
     data = slice_embedded_data(tmp_path, train=8, heldout=2)
     config = tiny_sweep_config(tiny_model, data, tmp_path, search={
         "storage": "postgresql://bob:hunter2@127.0.0.1:9/optuna"})  # fmt: skip
     path = tmp_path / "sweep.yaml"
-    path.write_text(yaml.safe_dump(config))
-    assert main(["launch", str(path), "--name", "unreachable"]) == 2
-    error = capsys.readouterr().err.strip()
+    error = refused_launch(config, path, capsys)
     assert error.startswith(f"error: {path}: search.storage: postgresql://bob:***@127.0.0.1:9/"
                             "optuna: "), error  # fmt: skip
     assert "hunter2" not in error and not (tmp_path / "mlruns").exists()

@@ -12,7 +12,6 @@ it again is harmless.
 
 from __future__ import annotations
 
-import json
 import os
 import random
 import signal
@@ -31,6 +30,7 @@ from mlflow.tracking import MlflowClient
 from sweeps.cli import main
 from sweeps.state import TERMINAL, load_state, restores
 from tests.conftest import REPO, slice_embedded_data, tiny_sweep_config
+from tests.sweeps.conftest import read_state
 
 NUM_TRIALS = 4
 LAUNCH = """
@@ -44,14 +44,6 @@ from sweeps.cli import main
 sys.exit(main(["resume", "killed", "--state-dir", sys.argv[1]]))
 """
 Moment = Callable[[dict[str, Any], float], bool]  # (state.json, seconds since start) -> kill now
-
-
-def read_state(path: Path) -> dict[str, Any]:
-    try:
-        loaded: dict[str, Any] = json.loads(path.read_text())
-        return loaded
-    except (OSError, json.JSONDecodeError):
-        return {}
 
 
 def started_not_reported(state: dict[str, Any], _: float) -> bool:

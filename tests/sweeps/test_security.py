@@ -24,12 +24,13 @@ import yaml
 from mlflow.tracking import MlflowClient
 
 from sweeps._tracking import SweepTracker, checked_artifact_path
-from sweeps.cli import build_parser, main
+from sweeps.cli import build_parser
 from sweeps.config import ConfigError, check_safe_name, load_config
 from sweeps.provenance import provenance_tags
 from sweeps.state import sweep_directory
 from sweeps.ui import ui_command
 from tests.conftest import REPO, slice_embedded_data, tiny_sweep_config
+from tests.sweeps.conftest import refused_launch
 from tests.trainers.test_lora_trial import HPARAMS, make_spec
 from trainers.data import DataError, load_examples
 from trainers.lora_trial import ADAPTER_DIR, TENSORS_FILE, load_checkpoint, setup
@@ -113,10 +114,7 @@ def test_a_model_with_its_own_code_is_refused_unless_the_yaml_trusts_it(
     data = slice_embedded_data(tmp_path, train=8, heldout=2)
     sweep = tiny_sweep_config(model, data, tmp_path)
     path = tmp_path / "sweep.yaml"
-    path.write_text(yaml.safe_dump(sweep))
-
-    assert main(["launch", str(path), "--name", "remote"]) == 2
-    error = capsys.readouterr().err.strip()
+    error = refused_launch(sweep, path, capsys)
     assert error.startswith(f"error: {path}: trust_remote_code: base_model {str(model)!r} ships "
                             "its own code (auto_map in config.json)"), error  # fmt: skip
     assert not marker.exists() and not (tmp_path / "mlruns").exists()

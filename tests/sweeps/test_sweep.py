@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import json
 import os
-from collections import defaultdict
 from pathlib import Path
 from typing import Any
 
@@ -19,6 +18,7 @@ from sweeps import launch_sweep
 from sweeps.cli import main
 from sweeps.state import SweepState, load_state
 from tests.conftest import slice_embedded_data, tiny_sweep_config
+from tests.sweeps.conftest import ray_results
 
 NUM_TRIALS = 6
 
@@ -50,16 +50,6 @@ def child_runs(sweep: dict[str, Any]) -> list[Any]:
     return sweep["client"].search_runs(
         [state.experiment_id], filter_string=f"tags.mlflow.parentRunId = '{state.parent_run_id}'"
     )
-
-
-def ray_results(state: SweepState) -> dict[str, list[dict[str, Any]]]:
-    """Ray's own per-trial result log: the independent record to compare MLflow against."""
-    results: dict[str, list[dict[str, Any]]] = defaultdict(list)
-    for path in (state.path / "ray" / "tune").glob("*/result.json"):
-        for line in path.read_text().splitlines():
-            row = json.loads(line)
-            results[row["trial_id"]].append(row)
-    return results
 
 
 def test_sweep_completes_with_pruned_and_completed_trials(sweep: dict[str, Any]) -> None:

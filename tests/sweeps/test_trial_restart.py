@@ -19,6 +19,7 @@ from sweeps import launch_sweep
 from sweeps.cli import describe_restarts
 from sweeps.state import SweepState, restores
 from tests.conftest import slice_embedded_data, tiny_sweep_config
+from tests.sweeps.conftest import result_rows
 
 
 def truncate_latest_checkpoint(trial_dir: Path) -> str:
@@ -38,7 +39,7 @@ def kill_worker_after_rungs(
     pending = list(rungs)
     while pending and not stop.is_set():
         for path in ray_dir.glob("*/*/result.json"):
-            rows = [json.loads(x) for x in path.read_text().splitlines() if x.strip()]
+            rows = result_rows(path)
             fresh = rows and all(int(rows[-1]["trial/pid"]) != int(k["trial/pid"]) for k in killed)
             if fresh and rows[-1]["rung"] >= pending[0]:
                 damaged = (
