@@ -23,7 +23,7 @@ from ray.tune.search.optuna import OptunaSearch
 from sweeps.config import AshaConfig, SweepConfig
 from sweeps.recorder import SweepRecorder
 from sweeps.space import define_by_run, grid_values, trial_hyperparameters
-from sweeps.state import FAULTS_DIR, RESTORES_FILE, WORK_DIR
+from sweeps.state import FAULTS_DIR, RESTORES_FILE, STATE_FILE, TERMINAL, WORK_DIR
 
 FINAL_KEY = "final_rung"
 RUNG = "rung"  # the trial's own rung count: ASHA's time and Optuna's step (Ray's
@@ -162,12 +162,14 @@ def lora_trainable(
     """One trial, in its own worker process: resume from Ray's checkpoint if there is one.
 
     After a driver crash, Ray's experiment state can be a few seconds older than the sweep's own
-    state.json; a trial the sweep already recorded as ended is not run again. Checkpoints are
+    state.json; a trial the sweep already recorded as ended is not run again, and a restart
+    resumes from no checkpoint newer than the last rung the driver recorded. Checkpoints are
     written, and restored, under <sweep>/work/<trial>: what a SIGKILLed worker leaves there is
     cleared by the next attempt (and by the end of the sweep), never left in /tmp.
     """
     trial_id = tune.get_context().get_trial_id()
-    if sweep_dir is not None and _already_ended(Path(sweep_dir), trial_id):
+    recorded = _recorded_trial(sweep_dir, trial_id)
+    if recorded.get("status") in TERMINAL:
         return
     _quiet_progress_bars()
     faults = Path(sweep_dir) / FAULTS_DIR if sweep_dir is not None else None
@@ -176,9 +178,10 @@ def lora_trainable(
     workdir = _fresh_workdir(sweep_dir, trial_id)
     try:
         try:
+            logged = None if sweep_dir is None else int(recorded.get("last_step", -1))
             resume = restore_directory(tune.get_checkpoint(), sweep_dir=sweep_dir,
                                        experiment=experiment, trial_id=trial_id,
-                                       into=workdir / "restore")  # fmt: skip
+                                       into=workdir / "restore", logged_step=logged)  # fmt: skip
         except TrialFault as exc:
             _record_fault(faults, trial_id, str(exc))
             raise
@@ -234,19 +237,23 @@ def _quiet_progress_bars() -> None:
 
 def restore_directory(
     checkpoint: Any, *, sweep_dir: str | None, trial_id: str, into: Path,
-    experiment: str | None = None,
+    experiment: str | None = None, logged_step: int | None = None,
 ) -> Path | None:  # fmt: skip
     """A local copy of the trial's newest intact checkpoint (None: it has none, a fresh start).
 
     Candidates are every checkpoint in the trial's storage directory, newest first: Ray's latest,
     the older ones it kept, and a newer one it had not yet registered when the worker died (Ray
     registers a reported checkpoint in a second round trip to the worker; the worker had written
-    it whole before reporting, which its manifest shows). A damaged one (cut short, truncated,
-    altered) is skipped for the one before it. The restore is recorded in restores.jsonl; with
-    none intact the trial fails rather than silently training from zero."""
-    from trainers.lora_trial import STATE_FILE, checkpoint_problem
+    it whole before reporting, which its manifest shows). One past ``logged_step`` (the last rung
+    the driver recorded) is passed over: its report never reached MLflow, so its rungs are trained
+    and logged again. A damaged one (cut short, truncated, altered) is skipped for the one before
+    it. The restore is recorded in restores.jsonl; with none intact the trial fails rather than
+    silently training from zero."""
+    from trainers.lora_trial import STATE_FILE as TRAINER_STATE
+    from trainers.lora_trial import checkpoint_problem
 
     skipped: list[dict[str, str]] = []
+    unrecorded: list[str] = []
     candidates = _stored_checkpoints(checkpoint, experiment=experiment)
     for candidate in candidates:
         name = Path(candidate.path).name
@@ -256,14 +263,19 @@ def restore_directory(
             skipped.append({"checkpoint": name, "problem": f"unreadable: {exc}"[:300]})
             continue
         problem = checkpoint_problem(local)
-        if problem is None:
-            step = json.loads((local / STATE_FILE).read_text())["progress"]["step"]
-            _record_restore(sweep_dir, {"trial_id": trial_id, "checkpoint": name, "step": step,
-                                        "skipped": skipped})  # fmt: skip
-            return local
-        shutil.rmtree(local, ignore_errors=True)
-        skipped.append({"checkpoint": name, "problem": problem})
-    if not candidates:
+        if problem is not None:
+            shutil.rmtree(local, ignore_errors=True)
+            skipped.append({"checkpoint": name, "problem": problem})
+            continue
+        step = json.loads((local / TRAINER_STATE).read_text())["progress"]["step"]
+        if logged_step is not None and step > logged_step:
+            shutil.rmtree(local, ignore_errors=True)
+            unrecorded.append(name)
+            continue
+        _record_restore(sweep_dir, {"trial_id": trial_id, "checkpoint": name, "step": step,
+                                    "skipped": skipped, "unrecorded": unrecorded})  # fmt: skip
+        return local
+    if not skipped:  # no checkpoint, or only ones whose reports the driver never recorded
         return None
     damaged = "; ".join(f"{s['checkpoint']}: {s['problem']}" for s in skipped)
     raise TrialFault(f"no intact checkpoint to restart from ({damaged}); not restarting from zero")
@@ -334,14 +346,13 @@ def _deterministic_fault(exc: BaseException) -> str | None:
     return None
 
 
-def _already_ended(sweep_dir: Path, trial_id: str) -> bool:
-    from sweeps.state import STATE_FILE, TERMINAL
-
-    state = sweep_dir / STATE_FILE
-    if not state.is_file():
-        return False
-    trial = json.loads(state.read_text()).get("trials", {}).get(trial_id)
-    return bool(trial) and trial.get("status") in TERMINAL
+def _recorded_trial(sweep_dir: str | None, trial_id: str) -> dict[str, Any]:
+    """The driver's record of the trial in state.json ({}: none yet, or no sweep directory)."""
+    state = Path(sweep_dir) / STATE_FILE if sweep_dir is not None else None
+    if state is None or not state.is_file():
+        return {}
+    trial: dict[str, Any] = json.loads(state.read_text()).get("trials", {}).get(trial_id) or {}
+    return trial
 
 
 class RecorderCallback(tune.Callback):

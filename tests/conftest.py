@@ -146,9 +146,9 @@ def pytest_addoption(parser: pytest.Parser) -> None:
     chaos.addoption("--chaos-sweeps", type=int, default=2,
                     help="sweeps whose trial workers are SIGKILLed at random moments (default 2; "
                     "a long run: 30)")  # fmt: skip
-    chaos.addoption("--driver-kills", type=int, default=2,
-                    help="random moments at which the sweep's driver is SIGKILLed before the "
-                    "resume that finishes it (default 2)")  # fmt: skip
+    chaos.addoption("--driver-kills", type=int, default=4,
+                    help="stops of the sweep's driver before the resume that finishes it: three "
+                    "at set moments (one a Ctrl-C), the rest at random moments (default 4)")  # fmt: skip
     chaos.addoption("--chaos-seed", type=int, default=None,
                     help="seed of the random kills (default: a fresh one, printed)")  # fmt: skip
 
