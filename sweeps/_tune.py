@@ -20,6 +20,7 @@ from ray.tune.schedulers import ASHAScheduler, FIFOScheduler
 from ray.tune.search import ConcurrencyLimiter
 from ray.tune.search.optuna import OptunaSearch
 
+from sweeps._storage import is_local, storage_for
 from sweeps.config import AshaConfig, SweepConfig
 from sweeps.recorder import SweepRecorder
 from sweeps.space import define_by_run, grid_values, trial_hyperparameters
@@ -401,12 +402,10 @@ class RecorderCallback(tune.Callback):
 def _checkpoint_path(trial: Any) -> Path | None:
     """The trial's latest checkpoint as a local directory (copied from remote storage into
     <sweep>/work/final/<trial>, which the sweep's end clears)."""
-    import pyarrow.fs
-
     checkpoint = trial.checkpoint
     if checkpoint is None:
         return None
-    if isinstance(checkpoint.filesystem, pyarrow.fs.LocalFileSystem):
+    if is_local(checkpoint.filesystem):
         return Path(checkpoint.path)
     target = _DRIVER["recorder"].state.path / WORK_DIR / "final" / trial.trial_id
     shutil.rmtree(target, ignore_errors=True)
@@ -474,6 +473,7 @@ def run_tuner(
         study_name=sweep_dir.name,
     )
     trainable = _trainable(config, spec=spec, sweep_dir=sweep_dir)
+    storage_path, filesystem = storage_for(checkpoint_root(config, sweep_dir))
     tuner = tune.Tuner(
         trainable,
         tune_config=tune.TuneConfig(
@@ -486,7 +486,8 @@ def run_tuner(
         ),
         run_config=tune.RunConfig(
             name=EXPERIMENT,
-            storage_path=checkpoint_root(config, sweep_dir),
+            storage_path=storage_path,
+            storage_filesystem=filesystem,
             verbose=0,
             callbacks=[RecorderCallback(recorder)],
             checkpoint_config=checkpoint_config(config, metric=metric, mode=mode),
@@ -540,7 +541,8 @@ def every_trial_ended(grid: Any) -> bool:
 
 
 def can_resume(config: SweepConfig, sweep_dir: Path) -> bool:
-    return bool(tune.Tuner.can_restore(experiment_path(config, sweep_dir)))
+    path, filesystem = storage_for(experiment_path(config, sweep_dir))
+    return bool(tune.Tuner.can_restore(path, storage_filesystem=filesystem))
 
 
 def resume_tuner(
@@ -550,9 +552,9 @@ def resume_tuner(
     last checkpoint; the searcher (and its Optuna study) carries on where it stopped."""
     _DRIVER["recorder"] = recorder
     _save_state_often()
+    path, filesystem = storage_for(experiment_path(config, sweep_dir))
     tuner = tune.Tuner.restore(
-        experiment_path(config, sweep_dir),
-        trainable=_trainable(config, spec=spec, sweep_dir=sweep_dir),
-        resume_unfinished=True, resume_errored=True,
+        path, trainable=_trainable(config, spec=spec, sweep_dir=sweep_dir),
+        resume_unfinished=True, resume_errored=True, storage_filesystem=filesystem,
     )  # fmt: skip
     return tuner.fit()

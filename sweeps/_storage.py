@@ -1,0 +1,82 @@
+"""Ray's storage on a local disk, with writes that replace a file whole or not at all.
+
+Ray keeps a Tune experiment's state (``tuner.pkl``, ``experiment_state-*.json``, the searcher's
+state) in a staging directory and re-uploads it to the storage path every few seconds by
+truncating and rewriting each file. A driver killed during an upload leaves ``tuner.pkl`` empty,
+and the sweep can never be resumed (``EOFError: Ran out of input`` in ``Tuner.restore``; found by
+tests/sweeps/test_resume.py, reported upstream as ray-project/ray#58179). On a local path or a
+shared mount the sweep gives Ray this filesystem instead: each file is written beside its target
+under a hidden name and renamed over it when complete, so a reader sees the old file or the new
+one. Object stores (s3://, gs://) already publish an object whole, and keep Ray's own filesystem.
+"""
+
+from __future__ import annotations
+
+import io
+import os
+import uuid
+from typing import Any
+
+import fsspec
+import pyarrow
+import pyarrow.fs
+
+
+class _WholeFile(io.FileIO):
+    """A file written under a hidden partial name; closing it syncs it and renames it over the
+    target. A writer killed before then leaves the target as it was."""
+
+    def __init__(self, target: str) -> None:
+        head, name = os.path.split(target)
+        os.makedirs(head or ".", exist_ok=True)
+        self.target = target
+        self.partial = os.path.join(head, f".{name}.partial-{uuid.uuid4().hex[:12]}")
+        super().__init__(self.partial, "w")
+
+    def close(self) -> None:
+        if self.closed:
+            return
+        os.fsync(self.fileno())
+        super().close()
+        os.replace(self.partial, self.target)
+
+
+class WholeFileHandler(pyarrow.fs.FSSpecHandler):  # type: ignore[misc]
+    """The local filesystem, except that an output stream replaces its file whole on close."""
+
+    def __init__(self) -> None:
+        super().__init__(fsspec.filesystem("file"))
+
+    def __reduce__(self) -> tuple[Any, ...]:  # Ray ships the filesystem to every trial's worker
+        return (WholeFileHandler, ())
+
+    def get_type_name(self) -> str:
+        return "local (whole-file writes)"
+
+    def open_output_stream(self, path: str, metadata: Any) -> Any:
+        return pyarrow.PythonFile(_WholeFile(path), mode="w")
+
+    def open_append_stream(self, path: str, metadata: Any) -> Any:
+        raise NotImplementedError("appending cannot replace a file whole")
+
+
+def whole_file_filesystem() -> pyarrow.fs.PyFileSystem:
+    return pyarrow.fs.PyFileSystem(WholeFileHandler())
+
+
+def storage_for(location: str) -> tuple[str, pyarrow.fs.FileSystem | None]:
+    """Ray's (storage path, filesystem) for a local path or URI: local paths and file:// URIs get
+    whole-file writes; other URIs keep the filesystem Ray picks for them (None)."""
+    if "://" not in location:
+        return os.path.abspath(location), whole_file_filesystem()
+    filesystem, path = pyarrow.fs.FileSystem.from_uri(location)
+    if isinstance(filesystem, pyarrow.fs.LocalFileSystem):
+        return str(path), whole_file_filesystem()
+    return location, None
+
+
+def is_local(filesystem: pyarrow.fs.FileSystem) -> bool:
+    """Whether paths on this filesystem are paths on this machine's disk."""
+    if isinstance(filesystem, pyarrow.fs.PyFileSystem):
+        return isinstance(filesystem.handler, WholeFileHandler)
+    return isinstance(filesystem, pyarrow.fs.LocalFileSystem)
