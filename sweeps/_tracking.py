@@ -108,6 +108,10 @@ class SweepTracker:
     def delete_run(self, run_id: str) -> None:
         self.client.delete_run(run_id)
 
+    def last_logged_step(self, run_id: str) -> int:
+        """The highest step the run's ``rung`` metric was logged at (-1: none yet)."""
+        return max((m.step for m in self.client.get_metric_history(run_id, "rung")), default=-1)
+
     def log_metrics(self, run_id: str, metrics: dict[str, float], *, step: int) -> None:
         now = int(time.time() * 1000)
         entries = [

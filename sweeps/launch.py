@@ -372,7 +372,7 @@ def _run(
     whatever happens."""
     from sweeps import _tune
     from sweeps.display import LiveTable
-    from sweeps.recorder import SweepRecorder, forget_lost_trials
+    from sweeps.recorder import SweepRecorder, catch_up_logged_steps, forget_lost_trials
 
     config = plan.config
     started = _tune.start_ray(address=address, num_cpus=num_cpus, num_gpus=num_gpus)
@@ -383,6 +383,7 @@ def _run(
                 state, tracker, live, logged_generations=config.evaluation.logged_generations
             )
             if resume:
+                catch_up_logged_steps(state, tracker)
                 grid = _tune.resume_tuner(config, spec=plan.spec, recorder=recorder,
                                           sweep_dir=state.path)  # fmt: skip
             else:

@@ -129,6 +129,23 @@ class SweepRecorder:
         return target
 
 
+def catch_up_logged_steps(state: SweepState, tracker: SweepTracker) -> list[str]:
+    """Before a resume: take each unfinished trial's last logged step from MLflow, where a driver
+    killed between logging a rung and saving state.json left state.json one rung behind. The
+    restart then resumes from that rung's checkpoint, and the rung is not logged a second time."""
+    behind = []
+    for trial_id, record in state.trials.items():
+        if record.status in TERMINAL:
+            continue
+        step = tracker.last_logged_step(record.run_id)
+        if step > record.last_step:
+            record.last_step = step
+            behind.append(trial_id)
+    if behind:
+        state.save()
+    return behind
+
+
 def forget_lost_trials(state: SweepState, tracker: SweepTracker) -> list[str]:
     """After a resumed sweep's trials all ended: drop what a driver killed at the wrong moment
     left behind, so each trial has exactly one child run.

@@ -1,5 +1,5 @@
-"""What a driver killed at the wrong moment can leave in MLflow, and how the end of the resumed
-sweep clears it (real MLflow, sqlite): each trial keeps exactly one child run."""
+"""What a driver killed at the wrong moment can leave in MLflow, and how a resume squares it
+(real MLflow, sqlite): each trial keeps exactly one child run, and each rung is logged once."""
 
 from __future__ import annotations
 
@@ -8,18 +8,50 @@ from pathlib import Path
 from mlflow.tracking import MlflowClient
 
 from sweeps._tracking import SweepTracker
-from sweeps.recorder import forget_lost_trials
-from sweeps.state import SweepState, TrialRecord
+from sweeps.recorder import SweepRecorder, catch_up_logged_steps, forget_lost_trials
+from sweeps.state import SweepState, TrialRecord, load_state
 
 
-def test_lost_trials_and_orphan_runs_are_cleared(tmp_path: Path) -> None:
+def tracked_sweep(tmp_path: Path, experiment: str) -> tuple[SweepTracker, SweepState]:
+    """A sweep's state and its parent run in a real MLflow sqlite store."""
     uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
-    tracker = SweepTracker(uri, "lost")
+    tracker = SweepTracker(uri, experiment)
     parent = tracker.start_sweep("s", config={}, tags={}, artifacts={})
     state = SweepState(name="s", directory=str(tmp_path / "s"), config_path="",
                        objective_metric="heldout/loss", objective_mode="min", task_metric="none",
                        mlflow_uri=uri, experiment_id=tracker.experiment_id,
                        parent_run_id=parent)  # fmt: skip
+    return tracker, state
+
+
+class NoDisplay:
+    def refresh(self, state: SweepState, event: str) -> None:
+        pass
+
+
+def test_a_rung_logged_just_before_the_kill_is_not_logged_again(tmp_path: Path) -> None:
+    """The driver logged rung 2 to MLflow and was killed before saving state.json."""
+    tracker, state = tracked_sweep(tmp_path, "behind")
+    uri = state.mlflow_uri
+    (tmp_path / "s").mkdir()
+    recorder = SweepRecorder(state, tracker, NoDisplay())
+    recorder.trial_started("t", {"learning_rate": 1e-3})
+    recorder.trial_result("t", {"step": 4, "rung": 1, "heldout/loss": 2.0})
+    saved = state.trials["t"].last_step
+    tracker.log_metrics(state.trials["t"].run_id, {"rung": 2, "heldout/loss": 1.5}, step=8)
+    assert state.trials["t"].last_step == saved == 4  # what the killed driver left in state.json
+
+    assert catch_up_logged_steps(state, tracker) == ["t"]
+    assert load_state("s", state_dir=tmp_path).trials["t"].last_step == 8  # read by the restart
+    recorder.trial_result("t", {"step": 8, "rung": 2, "heldout/loss": 1.4})  # the replayed rung
+    history = MlflowClient(uri).get_metric_history(state.trials["t"].run_id, "heldout/loss")
+    assert sorted((m.step, m.value) for m in history) == [(4, 2.0), (8, 1.5)]
+    assert catch_up_logged_steps(state, tracker) == []
+
+
+def test_lost_trials_and_orphan_runs_are_cleared(tmp_path: Path) -> None:
+    tracker, state = tracked_sweep(tmp_path, "lost")
+    uri, parent = state.mlflow_uri, state.parent_run_id
 
     def child(trial_id: str) -> str:
         return tracker.start_trial(parent, sweep="s", trial_id=trial_id, params={})
