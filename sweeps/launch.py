@@ -186,10 +186,8 @@ def launch_sweep(
             directory.mkdir(parents=True)
             config, _ = prepare_for_sweep(config, config_dir=config_dir,
                                           out_dir=directory / "data", progress=say)  # fmt: skip
-        plan = preflight(config, config_path=config_path, config_dir=config_dir, progress=say,
-                         address=address, logical_gpus=num_gpus)  # fmt: skip
-        base_metrics, base_items = base_scores(plan, progress=say)
-        plan, base_bench = _base_benchmarks(plan, base_metrics, say=say)
+        plan, base = _checked_and_scored(config, config_path=config_path, config_dir=config_dir,
+                                         say=say, address=address, num_gpus=num_gpus)  # fmt: skip
     except BaseException:
         if config.prepare is not None:
             shutil.rmtree(directory, ignore_errors=True)
@@ -198,6 +196,7 @@ def launch_sweep(
 
     config = plan.config
     tracker = SweepTracker(config.tracking.mlflow_uri, config.tracking.experiment or config.name)
+    base_metrics, base_items, base_bench = base
     state = _create_sweep(
         plan, tracker, directory=directory, base_metrics=base_metrics, base_items=base_items
     )
@@ -241,10 +240,8 @@ def resume_sweep(
         if not _tune.can_resume(config, state.path):
             where = _tune.checkpoint_root(config, state.path)
             raise ConfigError(f"sweep {state.name}: no Ray experiment state under {where}")
-        plan = preflight(config, config_path=path, config_dir=path.parent, progress=say,
-                         address=address, logical_gpus=num_gpus)  # fmt: skip
-        base_metrics, _ = base_scores(plan, progress=say)
-        plan, _ = _base_benchmarks(plan, base_metrics, say=say)
+        plan, _ = _checked_and_scored(config, config_path=path, config_dir=path.parent, say=say,
+                                      address=address, num_gpus=num_gpus)  # fmt: skip
         from sweeps._tracking import SweepTracker
 
         tracker = SweepTracker(state.mlflow_uri, config.tracking.experiment or config.name)
@@ -273,6 +270,19 @@ def driver_lock(directory: Path) -> Iterator[None]:
         yield
     finally:
         lock.release()
+
+
+def _checked_and_scored(
+    config: SweepConfig, *, config_path: Path | None, config_dir: Path, say: Any,
+    address: str | None, num_gpus: int | None,
+) -> tuple[LaunchPlan, tuple[dict[str, float], list[dict[str, Any]], Any]]:  # fmt: skip
+    """Preflight, then the base model's held-out and proxy benchmark scores (cached): what
+    launch and resume both do before Ray starts."""
+    plan = preflight(config, config_path=config_path, config_dir=config_dir, progress=say,
+                     address=address, logical_gpus=num_gpus)  # fmt: skip
+    base_metrics, base_items = base_scores(plan, progress=say)
+    plan, base_bench = _base_benchmarks(plan, base_metrics, say=say)
+    return plan, (base_metrics, base_items, base_bench)
 
 
 def _base_benchmarks(
