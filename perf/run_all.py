@@ -283,6 +283,37 @@ against the 10% held-out split and {files}.
 """
 
 
+NO_GPU = """No GPU machine was available to the sessions that wrote this page, so there are no CUDA
+figures yet: `perf/bench_trainer.py --device cuda` measures them (see its docstring)."""
+
+
+def gpu_section(runs: list[dict[str, Any]]) -> str:
+    """tokens/s, peak GPU memory and MFU of each CUDA run of bench_trainer.py (LoRA, QLoRA)."""
+    names = (("ours", "ours"), ("ours, packed", "ours_packed"),
+             ("HF Trainer + PEFT, padded to sequence_len", "hf_trainer_max_length"),
+             ("HF Trainer + PEFT, dynamic padding", "hf_trainer_dynamic"))  # fmt: skip
+    rows = []
+    for r in runs:
+        s = r["settings"]
+        for name, key in names:
+            d, mfu = r[key], r[key].get("mfu")
+            rows.append(f"| {s['device']} | {s['adapter']} ({s['precision']}) | {name} | "
+                        f"{d['tokens_per_second']:.0f} | {d['peak_memory_mb']:.0f} | "
+                        f"{'-' if mfu is None else f'{100 * mfu:.2f}%'} |")  # fmt: skip
+    table = "\n".join(rows)
+    return f"""## GPU: tokens/s, peak memory and MFU
+
+`python perf/bench_trainer.py --device cuda --precision bf16 [--adapter qlora]`, merged with
+`perf/run_all.py --merge trainer_cuda FILE`. MFU counts 4N FLOPs per real token (N: the base
+model's parameters; LoRA's frozen weights get no weight gradients; attention left out) against
+the GPU's dense bf16 peak from its data sheet. Peak memory is torch.cuda.max_memory_allocated.
+
+| GPU | adapter | trainer | tokens/s | peak MB | MFU |
+|---|---|---|---|---|---|
+{table}
+"""
+
+
 def render(results: dict[str, Any]) -> str:
     m = results["machine"]
     return f"""# Performance
@@ -294,7 +325,7 @@ against a baseline measured in the same run, on this machine:
 - python {m["python"]}; {m["packages"]}
 - commit {m["git.commit"][:12]} (dirty: {m["git.dirty"]}); measured {m["measured"]}
 
-No GPU machine was available to the session that wrote this page, so there are no CUDA figures yet.
+{gpu_section(results["trainer_cuda"]) if results.get("trainer_cuda") else NO_GPU}
 
 {orchestration_section(results["orchestration"])}
 {trainer_section(results["trainer"])}
@@ -328,6 +359,13 @@ def measure(previous: dict[str, Any]) -> dict[str, Any]:
     return results
 
 
+# Results kept as a list of runs, and the settings that make two runs the same one.
+APPENDED = {
+    "lm_eval_parity": ("tasks", "limit", "num_fewshot", "batch_size", "share_prefix"),
+    "trainer_cuda": ("device", "adapter", "precision"),
+}
+
+
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument(
@@ -335,8 +373,8 @@ def main(argv: list[str] | None = None) -> None:
     )
     parser.add_argument(
         "--merge", nargs=2, metavar=("KEY", "FILE"),
-        help="add one script's --out JSON to perf.json (lm_eval_parity runs are appended, "
-        "replacing a run with the same settings)",
+        help="add one script's --out JSON to perf.json (lm_eval_parity and trainer_cuda runs "
+        "are appended, replacing a run with the same settings)",
     )  # fmt: skip
     args = parser.parse_args(argv)
     raw = REPO / "docs" / "perf.json"
@@ -344,10 +382,10 @@ def main(argv: list[str] | None = None) -> None:
     if args.merge:
         key, file = args.merge
         added = json.loads(Path(file).read_text())
-        if key == "lm_eval_parity":  # a run with the same settings replaces the earlier one
-            same = ("tasks", "limit", "num_fewshot", "batch_size", "share_prefix")
+        if key in APPENDED:  # a run with the same settings replaces the earlier one
             kept = [run for run in results.get(key, [])
-                    if any(run["settings"].get(k) != added["settings"].get(k) for k in same)]  # fmt: skip
+                    if any(run["settings"].get(k) != added["settings"].get(k)
+                           for k in APPENDED[key])]  # fmt: skip
             results[key] = [*kept, added]
         else:
             results[key] = added

@@ -62,8 +62,12 @@ def cluster(monkeypatch: pytest.MonkeyPatch) -> Iterator[str]:
     finally:
         for node in reversed(nodes):
             os.killpg(node.pid, signal.SIGTERM)
-        for node in nodes:
-            node.wait(timeout=60)
+        for node in nodes:  # Ray's graceful stop can take half a minute: its processes die here
+            try:
+                node.wait(timeout=5)
+            except subprocess.TimeoutExpired:
+                os.killpg(node.pid, signal.SIGKILL)
+                node.wait(timeout=60)
         shutil.rmtree(temp, ignore_errors=True)
 
 
