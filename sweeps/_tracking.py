@@ -26,6 +26,7 @@ os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")
 
 MAX_PARAM_LENGTH = 6000
 RUN_STATUS = {"completed": "FINISHED", "pruned": "KILLED", "failed": "FAILED"}
+GENERATIONS_TABLE = "sample_generations.json"  # an MLflow table of held-out generations
 
 
 def default_artifact_root(tracking_uri: str) -> str | None:
@@ -75,9 +76,11 @@ class SweepTracker:
         self.client.update_run(run_id, status="RUNNING")
 
     def end_sweep(
-        self, run_id: str, *, status: str, metrics: dict[str, float], tags: dict[str, str]
-    ) -> None:
-        self.log_metrics(run_id, metrics, step=0)
+        self, run_id: str, *, status: str, metrics: dict[str, float], tags: dict[str, str],
+        step: int,
+    ) -> None:  # fmt: skip
+        """The sweep's summary at ``step`` (its ended trials), its tags, and the run's end."""
+        self.log_metrics_once(run_id, metrics, step=step)
         for key, value in tags.items():
             self.client.set_tag(run_id, key, value)
         self.client.set_terminated(run_id, status=status)
@@ -112,6 +115,14 @@ class SweepTracker:
         """The highest step the run's ``rung`` metric was logged at (-1: none yet)."""
         return max((m.step for m in self.client.get_metric_history(run_id, "rung")), default=-1)
 
+    def log_metrics_once(self, run_id: str, metrics: dict[str, float], *, step: int) -> None:
+        """Log the metrics the run does not yet hold at ``step``: what a driver killed after
+        logging them logs again on resume is dropped (each step of a metric once)."""
+        held = self.client.get_run(run_id).data.metrics
+        logged = {key for key in metrics if key in held
+                  and any(m.step == step for m in self.client.get_metric_history(run_id, key))}  # fmt: skip
+        self.log_metrics(run_id, {k: v for k, v in metrics.items() if k not in logged}, step=step)
+
     def log_metrics(self, run_id: str, metrics: dict[str, float], *, step: int) -> None:
         now = int(time.time() * 1000)
         entries = [
@@ -145,14 +156,18 @@ class SweepTracker:
                 "\n".join(json.dumps(p) for p in predictions) + "\n",
                 "heldout_predictions.jsonl",
             )
-            sample = predictions[:logged_generations]
-            table = {
-                key: [row[key] for row in sample]
-                for key in ("prompt", "reference", "prediction", "score")
-            }
-            self.client.log_table(run_id, data=table, artifact_file="sample_generations.json")
+            self._log_generations_once(run_id, predictions[:logged_generations])
         self.log_artifact_dirs(run_id, artifact_dirs or {})
         self.client.set_terminated(run_id, status=RUN_STATUS.get(status, "FAILED"))
+
+    def _log_generations_once(self, run_id: str, sample: list[dict[str, Any]]) -> None:
+        """The sample generations as an MLflow table. log_table appends to a table already
+        there, so a trial ended twice (a driver killed before it saved that) logs it once."""
+        if any(a.path == GENERATIONS_TABLE for a in self.client.list_artifacts(run_id)):
+            return
+        table = {key: [row[key] for row in sample]
+                 for key in ("prompt", "reference", "prediction", "score")}  # fmt: skip
+        self.client.log_table(run_id, data=table, artifact_file=GENERATIONS_TABLE)
 
     def log_artifact_dirs(self, run_id: str, directories: dict[str, Path]) -> None:
         """Each local directory under its artefact path (a finished run accepts them too)."""

@@ -71,8 +71,8 @@ def score_base_proxy(spec: Any, *, say: Say) -> tuple[BenchmarkPlan, Any]:
 
 def log_base_scores(tracker: SweepTracker, run_id: str, scores: Any, *, phase: str) -> None:
     """``base/bench/<phase>/...`` metrics and the base's per-sample outputs on the parent run."""
-    tracker.log_metrics(run_id, {f"base/{k}": v for k, v in scores.flat(f"bench/{phase}").items()},
-                        step=0)  # fmt: skip
+    tracker.log_metrics_once(run_id, {f"base/{k}": v for k, v in scores.flat(f"bench/{phase}").items()},
+                             step=0)  # fmt: skip
     log_samples(tracker, run_id, scores, artifact_path=f"base_benchmarks/{phase}")
 
 
@@ -140,7 +140,7 @@ def record_full_scores(
     """Log a finalist's full-set scores and judge it; returns its primary score per task."""
     heldout = record.metrics.get(plan.heldout_metric)
     metrics = phase_metrics(scores, plan, phase=FULL, heldout=heldout, seconds=seconds)
-    tracker.log_metrics(record.run_id, metrics, step=max(record.last_step, 0))
+    tracker.log_metrics_once(record.run_id, metrics, step=max(record.last_step, 0))
     log_samples(tracker, record.run_id, scores, artifact_path=f"benchmarks/{FULL}")
     record.metrics.update(metrics)
     record.finalist = True

@@ -448,5 +448,7 @@ def _finish(state: SweepState, tracker: Any) -> None:
     if state.status == "completed":  # what killed workers left behind
         shutil.rmtree(state.path / WORK_DIR, ignore_errors=True)
     run_status = "FINISHED" if state.status == "completed" else "KILLED"
-    tracker.end_sweep(state.parent_run_id, status=run_status, metrics=metrics, tags=tags)
+    ended = sum(t.status in TERMINAL for t in state.trials.values())
+    tracker.end_sweep(state.parent_run_id, status=run_status, metrics=metrics, tags=tags,
+                      step=ended)  # fmt: skip
     state.save()

@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 from mlflow.tracking import MlflowClient
@@ -69,3 +70,44 @@ def test_lost_trials_and_orphan_runs_are_cleared(tmp_path: Path) -> None:
         [parent, state.trials["done"].run_id, state.trials["mid"].run_id])  # fmt: skip
     assert MlflowClient(uri).get_run(lost.run_id).info.lifecycle_stage == "deleted"
     assert forget_lost_trials(state, tracker) == []  # a second pass finds nothing
+
+
+def test_a_trial_ended_twice_logs_its_generations_once(tmp_path: Path) -> None:
+    """The driver logged a trial's end to MLflow and was killed before saving state.json: the
+    resumed driver ends it again (MLflow's log_table appends to a table already there)."""
+    tracker, state = tracked_sweep(tmp_path, "twice")
+    (tmp_path / "s").mkdir()
+    checkpoint = tmp_path / "checkpoint"
+    (checkpoint / "adapter").mkdir(parents=True)
+    (checkpoint / "adapter" / "adapter_config.json").write_text("{}")
+    rows = [
+        {"prompt": f"p{i}", "reference": "r", "prediction": "x", "score": 0.5} for i in range(3)
+    ]
+    (checkpoint / "predictions.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
+    recorder = SweepRecorder(state, tracker, NoDisplay())
+    recorder.trial_started("t", {})
+    recorder.trial_result("t", {"step": 4, "rung": 1, "final_rung": 1, "heldout/loss": 2.0})
+    recorder.trial_ended("t", result={"final_rung": 1}, checkpoint=checkpoint)
+    state.trials["t"].status = "running"  # what the killed driver left in state.json
+    recorder.trial_ended("t", result={"final_rung": 1}, checkpoint=checkpoint)
+
+    client = MlflowClient(state.mlflow_uri)
+    table = json.loads(Path(client.download_artifacts(state.trials["t"].run_id,
+                                                      "sample_generations.json")).read_text())  # fmt: skip
+    assert [row[table["columns"].index("prompt")] for row in table["data"]] == ["p0", "p1", "p2"]
+    assert state.trials["t"].status == "completed"
+    assert client.get_run(state.trials["t"].run_id).info.status == "FINISHED"
+
+
+def test_the_sweep_summary_is_logged_once_per_count_of_ended_trials(tmp_path: Path) -> None:
+    """Each driver that stops writes the summary; one killed after writing it, then resumed
+    with no further trial ended, writes it again at the same step: MLflow keeps one point."""
+    tracker, state = tracked_sweep(tmp_path, "summary")
+    for ended, status in ((1, "KILLED"), (1, "KILLED"), (3, "FINISHED")):
+        metrics = {"trials/completed": float(ended), "cost/device_hours": 0.1 * ended}
+        tracker.end_sweep(state.parent_run_id, status=status, metrics=metrics,
+                          tags={"status": status}, step=ended)  # fmt: skip
+    history = MlflowClient(state.mlflow_uri).get_metric_history(
+        state.parent_run_id, "trials/completed"
+    )
+    assert sorted((m.step, m.value) for m in history) == [(1, 1.0), (3, 3.0)]
