@@ -12,8 +12,11 @@ one. Object stores (s3://, gs://) already publish an object whole, and keep Ray'
 
 from __future__ import annotations
 
+import fnmatch
 import io
+import json
 import os
+import pickletools
 import uuid
 from typing import Any
 
@@ -21,10 +24,37 @@ import fsspec
 import pyarrow
 import pyarrow.fs
 
+from sweeps.config import ConfigError
+
+# Tune's experiment-level state written as JSON (result.json, JSON lines, is not one document).
+JSON_STATE = ("experiment_state-*.json", "search_gen_state-*.json")
+
+
+def is_complete(name: str, data: bytes) -> bool:
+    """Whether a Tune state file holds a whole document: JSON that parses, a pickle whose opcodes
+    run to STOP (read with pickletools, never unpickled). Other files are not judged here
+    (checkpoints carry a manifest)."""
+    if fnmatch.fnmatch(name, "*.pkl"):
+        try:
+            for _ in pickletools.genops(data):
+                pass
+        except Exception:  # ValueError at a cut before STOP; other errors inside an opcode
+            return False
+        return True
+    if any(fnmatch.fnmatch(name, pattern) for pattern in JSON_STATE):
+        try:
+            json.loads(data)
+        except ValueError:
+            return False
+    return True
+
 
 class _WholeFile(io.FileIO):
     """A file written under a hidden partial name; closing it syncs it and renames it over the
-    target. A writer killed before then leaves the target as it was."""
+    target. A writer killed before then leaves the target as it was, and so does a Tune state
+    file that is not whole: Ray uploads its staging directory in a background thread while the
+    next save rewrites those files in place, so an upload can copy half of one (the next upload
+    copies it whole)."""
 
     def __init__(self, target: str) -> None:
         head, name = os.path.split(target)
@@ -38,7 +68,12 @@ class _WholeFile(io.FileIO):
             return
         os.fsync(self.fileno())
         super().close()
-        os.replace(self.partial, self.target)
+        with open(self.partial, "rb") as written:
+            whole = is_complete(os.path.basename(self.target), written.read())
+        if whole:
+            os.replace(self.partial, self.target)
+        else:
+            os.remove(self.partial)
 
 
 class WholeFileHandler(pyarrow.fs.FSSpecHandler):  # type: ignore[misc]
@@ -80,3 +115,26 @@ def is_local(filesystem: pyarrow.fs.FileSystem) -> bool:
     if isinstance(filesystem, pyarrow.fs.PyFileSystem):
         return isinstance(filesystem.handler, WholeFileHandler)
     return isinstance(filesystem, pyarrow.fs.LocalFileSystem)
+
+
+def set_aside_damaged_state(experiment: str) -> list[str]:
+    """Rename cut experiment_state-*.json files, newest first, until the newest one is whole, so
+    Ray resumes from the last whole state (given an unreadable newest file, Ray logs an error and
+    silently starts the experiment again from zero). Returns the names set aside."""
+    path, filesystem = storage_for(experiment)
+    if filesystem is None:
+        filesystem, path = pyarrow.fs.FileSystem.from_uri(experiment)
+    selector = pyarrow.fs.FileSelector(path, allow_not_found=True)
+    names = sorted((i.base_name for i in filesystem.get_file_info(selector)
+                    if fnmatch.fnmatch(i.base_name, JSON_STATE[0])), reverse=True)  # fmt: skip
+    damaged = []
+    for name in names:
+        with filesystem.open_input_stream(f"{path}/{name}") as stream:
+            if is_complete(name, stream.readall()):
+                break
+        filesystem.move(f"{path}/{name}", f"{path}/.damaged-{name}")
+        damaged.append(name)
+    if names and len(damaged) == len(names):
+        raise ConfigError(f"{experiment}: every experiment_state-*.json is cut short ("
+                          f"{', '.join(damaged)}, now named .damaged-*); Ray cannot resume it")  # fmt: skip
+    return damaged

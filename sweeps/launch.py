@@ -234,12 +234,16 @@ def resume_sweep(
             say(f"Sweep {state.name} is already completed: nothing to resume.")
             return state
         from sweeps import _tune
+        from sweeps._storage import set_aside_damaged_state
 
         path = state.path / RELAUNCH_CONFIG
         config = load_config(path)
         if not _tune.can_resume(config, state.path):
             where = _tune.checkpoint_root(config, state.path)
             raise ConfigError(f"sweep {state.name}: no Ray experiment state under {where}")
+        for name in set_aside_damaged_state(_tune.experiment_path(config, state.path)):
+            say(f"Ray's {name} was cut short (renamed .damaged-{name}): resuming from the "
+                "state saved before it")  # fmt: skip
         plan, _ = _checked_and_scored(config, config_path=path, config_dir=path.parent, say=say,
                                       address=address, num_gpus=num_gpus)  # fmt: skip
         from sweeps._tracking import SweepTracker

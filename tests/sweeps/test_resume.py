@@ -4,7 +4,8 @@ The sweep runs in its own process group, and the whole group (driver and Ray's w
 signalled: ``sweep launch`` is SIGKILLed once a trial has started but not yet reported; the first
 ``sweep resume`` gets Ctrl-C (SIGINT) once a trial has reported a rung, and must stop cleanly; the
 second is SIGKILLed once one trial has ended while another trains; then (``--driver-kills``,
-default 4 in all) each further ``sweep resume`` is SIGKILLed at a random moment. A last ``sweep
+default 4 in all) each further ``sweep resume`` is SIGKILLed at a random moment: a random time
+after it started, or after it recorded its first rung. A last ``sweep
 resume`` must finish the sweep with exactly num_samples trials, one child run per trial, every
 metric step once, an Optuna study whose trials match Ray's, and every trial a stop left
 mid-training restarted from a checkpoint. Running it again is harmless.
@@ -67,6 +68,30 @@ def after_seconds(delay: float) -> Moment:
     return lambda _, elapsed: elapsed >= delay
 
 
+def after_progress(delay: float) -> Moment:
+    """``delay`` seconds after this driver recorded its first rung or trial end: mid-training,
+    or while the driver logs the next report (an ``after_seconds`` kill mostly lands while the
+    resume is still starting)."""
+    seen: dict[str, float] = {}
+
+    def moment(state: dict[str, Any], elapsed: float) -> bool:
+        trials = state.get("trials", {}).values()
+        progress = sum(max(t["last_step"], 0) + (t["status"] in TERMINAL) for t in trials)
+        if "start" not in seen:
+            seen["start"] = progress
+        elif progress > seen["start"] and "at" not in seen:
+            seen["at"] = elapsed
+        return "at" in seen and elapsed >= seen["at"] + delay
+
+    return moment
+
+
+def random_moment(rng: random.Random) -> Moment:
+    if rng.random() < 0.5:
+        return after_seconds(rng.uniform(3, 15))
+    return after_progress(rng.uniform(0, 6))
+
+
 def run_and_kill(command: list[str], *, env: dict[str, str], cwd: Path, state_file: Path,
                  moment: Moment, sig: int = signal.SIGKILL,
                  log: Path | None = None) -> dict[str, Any] | None:  # fmt: skip
@@ -110,7 +135,7 @@ def resumed(
     rng = random.Random(chaos_seed)
     extra = max(0, int(request.config.getoption("--driver-kills")) - 3)
     moments = [one_reported, one_ended_one_running,
-               *(after_seconds(rng.uniform(3, 15)) for _ in range(extra))]  # fmt: skip
+               *(random_moment(rng) for _ in range(extra))]  # fmt: skip
     kills = [run_and_kill([sys.executable, "-c", LAUNCH, str(path)], env=env, cwd=tmp,
                           state_file=state_file, moment=started_not_reported)]  # fmt: skip
     assert kills[0] is not None, "the launch ended before it could be killed"

@@ -3,6 +3,7 @@ own local filesystem leaves it empty, which made tuner.pkl unreadable after a dr
 
 from __future__ import annotations
 
+import json
 import os
 import pickle
 import subprocess
@@ -12,7 +13,13 @@ from pathlib import Path
 import pyarrow.fs
 import pytest
 
-from sweeps._storage import is_local, storage_for, whole_file_filesystem
+from sweeps._storage import (
+    is_local,
+    set_aside_damaged_state,
+    storage_for,
+    whole_file_filesystem,
+)
+from sweeps.config import ConfigError
 
 REPO = Path(__file__).resolve().parents[2]
 
@@ -75,3 +82,46 @@ def test_local_locations_get_whole_file_writes(tmp_path: Path) -> None:
         assert filesystem is not None and is_local(filesystem)
     assert is_local(pyarrow.fs.LocalFileSystem())
     assert not is_local(pyarrow.fs.SubTreeFileSystem(str(tmp_path), pyarrow.fs.LocalFileSystem()))
+
+
+def test_an_upload_of_a_half_rewritten_state_file_keeps_the_whole_one(tmp_path: Path) -> None:
+    """Ray uploads its staging directory in a background thread while the next save rewrites
+    those files in place: an upload can copy half of one (the resume test's driver kills found
+    a cut experiment_state-*.json, and Ray then silently restarted the experiment from zero)."""
+    filesystem = whole_file_filesystem()
+    staging, storage = tmp_path / "staging", tmp_path / "storage"
+    staging.mkdir()
+    documents = {
+        "experiment_state-1.json": json.dumps({"trial_data": [["t1", "RUNNING"]] * 50}).encode(),
+        "searcher-state-1.pkl": pickle.dumps({"trials": list(range(500))}),
+        "tuner.pkl": pickle.dumps({"param_space": {"lr": [1e-4, 1e-3]}}),
+    }
+    for name, data in documents.items():  # the last upload: whole files
+        (staging / name).write_bytes(data)
+    pyarrow.fs.copy_files(str(staging), str(storage), destination_filesystem=filesystem)
+    for name, data in documents.items():  # the next save, caught halfway by the next upload
+        (staging / name).write_bytes(data[: len(data) // 2])
+    pyarrow.fs.copy_files(str(staging), str(storage), destination_filesystem=filesystem)
+
+    assert {p.name: p.read_bytes() for p in storage.iterdir()} == documents  # no partial left
+    results = b'{"step": 1}\n{"step": 2}\n'  # result.json is JSON lines, uploaded as it is
+    with filesystem.open_output_stream(str(storage / "result.json")) as stream:
+        stream.write(results)
+    assert (storage / "result.json").read_bytes() == results
+
+
+def test_a_cut_newest_experiment_state_is_set_aside_for_the_one_before(tmp_path: Path) -> None:
+    """Given an unreadable newest experiment_state-*.json, Ray logs an error and silently starts
+    the experiment again from zero; the resume sets it aside, and Ray takes the one before."""
+    whole = json.dumps({"trial_data": []})
+    (tmp_path / "experiment_state-2026-01-01_10-00-00.json").write_text(whole)
+    (tmp_path / "experiment_state-2026-01-01_11-00-00.json").write_text(whole[:9])
+    assert set_aside_damaged_state(str(tmp_path)) == ["experiment_state-2026-01-01_11-00-00.json"]
+    assert sorted(p.name for p in tmp_path.iterdir()) == [
+        ".damaged-experiment_state-2026-01-01_11-00-00.json",
+        "experiment_state-2026-01-01_10-00-00.json",
+    ]
+    assert set_aside_damaged_state(str(tmp_path)) == []  # the newest is whole now
+    (tmp_path / "experiment_state-2026-01-01_10-00-00.json").write_text(whole[:9])
+    with pytest.raises(ConfigError, match=r"every experiment_state-\*\.json is cut short"):
+        set_aside_damaged_state(f"file://{tmp_path}")
