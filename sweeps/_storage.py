@@ -26,8 +26,10 @@ import pyarrow.fs
 
 from sweeps.config import ConfigError
 
-# Tune's experiment-level state written as JSON (result.json, JSON lines, is not one document).
-JSON_STATE = ("experiment_state-*.json", "search_gen_state-*.json")
+# Tune's experiment state: JSON, rewritten in place by every save (Ray pickles its
+# search_gen_state-*.json and writes it, like the searcher's state, by renaming a whole file;
+# result.json is JSON lines).
+EXPERIMENT_STATE = "experiment_state-*.json"
 
 
 def is_complete(name: str, data: bytes) -> bool:
@@ -41,7 +43,7 @@ def is_complete(name: str, data: bytes) -> bool:
         except Exception:  # ValueError at a cut before STOP; other errors inside an opcode
             return False
         return True
-    if any(fnmatch.fnmatch(name, pattern) for pattern in JSON_STATE):
+    if fnmatch.fnmatch(name, EXPERIMENT_STATE):
         try:
             json.loads(data)
         except ValueError:
@@ -126,7 +128,7 @@ def set_aside_damaged_state(experiment: str) -> list[str]:
         filesystem, path = pyarrow.fs.FileSystem.from_uri(experiment)
     selector = pyarrow.fs.FileSelector(path, allow_not_found=True)
     names = sorted((i.base_name for i in filesystem.get_file_info(selector)
-                    if fnmatch.fnmatch(i.base_name, JSON_STATE[0])), reverse=True)  # fmt: skip
+                    if fnmatch.fnmatch(i.base_name, EXPERIMENT_STATE)), reverse=True)  # fmt: skip
     damaged = []
     for name in names:
         with filesystem.open_input_stream(f"{path}/{name}") as stream:

@@ -96,14 +96,16 @@ def test_an_upload_of_a_half_rewritten_state_file_keeps_the_whole_one(tmp_path: 
         "searcher-state-1.pkl": pickle.dumps({"trials": list(range(500))}),
         "tuner.pkl": pickle.dumps({"param_space": {"lr": [1e-4, 1e-3]}}),
     }
-    for name, data in documents.items():  # the last upload: whole files
+    generator = {"search_gen_state-1.json": pickle.dumps({"counter": 3})}  # Ray pickles it
+    for name, data in {**documents, **generator}.items():  # the last upload: whole files
         (staging / name).write_bytes(data)
     pyarrow.fs.copy_files(str(staging), str(storage), destination_filesystem=filesystem)
     for name, data in documents.items():  # the next save, caught halfway by the next upload
         (staging / name).write_bytes(data[: len(data) // 2])
     pyarrow.fs.copy_files(str(staging), str(storage), destination_filesystem=filesystem)
 
-    assert {p.name: p.read_bytes() for p in storage.iterdir()} == documents  # no partial left
+    held = {p.name: p.read_bytes() for p in storage.iterdir()}
+    assert held == {**documents, **generator}  # no partial file left
     results = b'{"step": 1}\n{"step": 2}\n'  # result.json is JSON lines, uploaded as it is
     with filesystem.open_output_stream(str(storage / "result.json")) as stream:
         stream.write(results)
