@@ -18,6 +18,7 @@ import json
 import os
 import pickletools
 import uuid
+from collections.abc import Callable
 from typing import Any
 
 import fsspec
@@ -32,23 +33,38 @@ from sweeps.config import ConfigError
 EXPERIMENT_STATE = "experiment_state-*.json"
 
 
-def is_complete(name: str, data: bytes) -> bool:
-    """Whether a Tune state file holds a whole document: JSON that parses, a pickle whose opcodes
-    run to STOP (read with pickletools, never unpickled). Other files are not judged here
-    (checkpoints carry a manifest)."""
-    if fnmatch.fnmatch(name, "*.pkl"):
-        try:
-            for _ in pickletools.genops(data):
-                pass
-        except Exception:  # ValueError at a cut before STOP; other errors inside an opcode
-            return False
-        return True
-    if fnmatch.fnmatch(name, EXPERIMENT_STATE):
-        try:
-            json.loads(data)
-        except ValueError:
-            return False
+def _pickle_whole(data: bytes) -> bool:
+    """Whether the pickle's opcodes run to STOP (read with pickletools, never unpickled)."""
+    try:
+        for _ in pickletools.genops(data):
+            pass
+    except Exception:  # ValueError at a cut before STOP; other errors inside an opcode
+        return False
     return True
+
+
+def _json_whole(data: bytes) -> bool:
+    try:
+        json.loads(data)
+    except ValueError:
+        return False
+    return True
+
+
+def wholeness_check(name: str) -> Callable[[bytes], bool] | None:
+    """How a Tune state file is checked before it is published (None: other files, checkpoints
+    among them, are published as written; they carry a manifest)."""
+    if fnmatch.fnmatch(name, "*.pkl"):
+        return _pickle_whole
+    if fnmatch.fnmatch(name, EXPERIMENT_STATE):
+        return _json_whole
+    return None
+
+
+def is_complete(name: str, data: bytes) -> bool:
+    """Whether a file holds a whole document (files that are not checked count as whole)."""
+    check = wholeness_check(name)
+    return check is None or check(data)
 
 
 class _WholeFile(io.FileIO):
@@ -70,12 +86,13 @@ class _WholeFile(io.FileIO):
             return
         os.fsync(self.fileno())
         super().close()
-        with open(self.partial, "rb") as written:
-            whole = is_complete(os.path.basename(self.target), written.read())
-        if whole:
-            os.replace(self.partial, self.target)
-        else:
-            os.remove(self.partial)
+        check = wholeness_check(os.path.basename(self.target))
+        if check is not None:  # small state files only: checkpoint weights are not read back
+            with open(self.partial, "rb") as written:
+                if not check(written.read()):
+                    os.remove(self.partial)
+                    return
+        os.replace(self.partial, self.target)
 
 
 class WholeFileHandler(pyarrow.fs.FSSpecHandler):  # type: ignore[misc]
@@ -101,14 +118,20 @@ def whole_file_filesystem() -> pyarrow.fs.PyFileSystem:
     return pyarrow.fs.PyFileSystem(WholeFileHandler())
 
 
+def filesystem_and_path(location: str) -> tuple[pyarrow.fs.FileSystem, str]:
+    """The pyarrow filesystem and path of a local path or a URI (s3://, gs://, file://)."""
+    if "://" in location:
+        filesystem, path = pyarrow.fs.FileSystem.from_uri(location)
+        return filesystem, str(path)
+    return pyarrow.fs.LocalFileSystem(), os.path.abspath(location)
+
+
 def storage_for(location: str) -> tuple[str, pyarrow.fs.FileSystem | None]:
     """Ray's (storage path, filesystem) for a local path or URI: local paths and file:// URIs get
     whole-file writes; other URIs keep the filesystem Ray picks for them (None)."""
-    if "://" not in location:
-        return os.path.abspath(location), whole_file_filesystem()
-    filesystem, path = pyarrow.fs.FileSystem.from_uri(location)
+    filesystem, path = filesystem_and_path(location)
     if isinstance(filesystem, pyarrow.fs.LocalFileSystem):
-        return str(path), whole_file_filesystem()
+        return path, whole_file_filesystem()
     return location, None
 
 
@@ -123,9 +146,7 @@ def set_aside_damaged_state(experiment: str) -> list[str]:
     """Rename cut experiment_state-*.json files, newest first, until the newest one is whole, so
     Ray resumes from the last whole state (given an unreadable newest file, Ray logs an error and
     silently starts the experiment again from zero). Returns the names set aside."""
-    path, filesystem = storage_for(experiment)
-    if filesystem is None:
-        filesystem, path = pyarrow.fs.FileSystem.from_uri(experiment)
+    filesystem, path = filesystem_and_path(experiment)
     selector = pyarrow.fs.FileSelector(path, allow_not_found=True)
     names = sorted((i.base_name for i in filesystem.get_file_info(selector)
                     if fnmatch.fnmatch(i.base_name, EXPERIMENT_STATE)), reverse=True)  # fmt: skip

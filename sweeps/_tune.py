@@ -20,7 +20,7 @@ from ray.tune.schedulers import ASHAScheduler, FIFOScheduler
 from ray.tune.search import ConcurrencyLimiter
 from ray.tune.search.optuna import OptunaSearch
 
-from sweeps._storage import is_local, storage_for
+from sweeps._storage import filesystem_and_path, is_local, storage_for
 from sweeps.config import AshaConfig, SweepConfig
 from sweeps.recorder import SweepRecorder
 from sweeps.space import define_by_run, grid_values, trial_hyperparameters
@@ -290,7 +290,7 @@ def _stored_checkpoints(checkpoint: Any, *, experiment: str | None) -> list[Any]
     if checkpoint is not None:
         filesystem, parent = checkpoint.filesystem, checkpoint.path.rstrip("/").rsplit("/", 1)[0]
     elif experiment is not None:
-        filesystem, root = _filesystem(experiment)
+        filesystem, root = filesystem_and_path(experiment)
         parent = f"{root}/{Path(tune.get_context().get_trial_dir()).name}"
     else:
         return []
@@ -298,16 +298,6 @@ def _stored_checkpoints(checkpoint: Any, *, experiment: str | None) -> list[Any]
     names = sorted((i.base_name for i in infos if i.type == pyarrow.fs.FileType.Directory
                     and i.base_name.startswith("checkpoint_")), reverse=True)  # fmt: skip
     return [tune.Checkpoint(f"{parent}/{name}", filesystem) for name in names]
-
-
-def _filesystem(location: str) -> tuple[Any, str]:
-    """The pyarrow filesystem and path of a local path or a URI (s3://, gs://, file://)."""
-    import pyarrow.fs
-
-    if "://" in location:
-        filesystem, path = pyarrow.fs.FileSystem.from_uri(location)
-        return filesystem, str(path)
-    return pyarrow.fs.LocalFileSystem(), location
 
 
 def _record_restore(sweep_dir: str | None, entry: dict[str, Any]) -> None:
