@@ -11,8 +11,11 @@ from typing import Any
 
 from sweeps.config import ConfigError, load_config
 
+SHAPE_CHOICES = ("alpaca", "dolly", "instruction_response", "question_answer", "prompt_completion",
+                 "prompt_response", "input_output", "text_label", "hash_pairs", "text", "chat")  # fmt: skip
 EXIT_BAD_INPUT = 2
 EXIT_INTERRUPTED = 130
+EXIT_BROKEN_PIPE = 141  # 128 + SIGPIPE, as a shell reports a pipe's writer
 DEFAULT_STATE_DIR = Path("mlruns/sweeps")
 DEFAULT_MLFLOW_URI = "sqlite:///mlruns/mlflow.db"
 
@@ -264,10 +267,8 @@ def data_prepare(inputs: list[Path], *, out: Path, options: dict[str, Any],
         raise ConfigError("give input files, or --config SWEEP.yaml (its data and prepare:)")
     else:
         result = prepare_data(PrepareOptions(inputs=tuple(inputs), out_dir=out, **options))
-    for step in result.steps:
-        if step.enabled:
-            details = "; ".join(f"{k}: {v}" for k, v in step.counts.items())
-            print(f"  {step.name:<14} {step.rows_in:>7} -> {step.rows_out:<7} {details}")
+    if not result.heldout:
+        print("warning: the held-out set is empty; give --heldout FILE or more rows")
     return 0
 
 
@@ -285,9 +286,12 @@ def _prepare_from_config(config: Path, *, out: Path) -> Any:
 
 
 def _prepare_options(a: argparse.Namespace) -> dict[str, Any]:
-    columns = dict(pair.split("=", 1) for pair in a.columns.split(",") if pair) if a.columns else {}
+    from trainers.data import parse_columns
+
+    columns = parse_columns(a.columns) if a.columns else {}
     return {
         "fmt": a.format, "columns": columns, "label_field": a.label_field, "heldout": a.heldout,
+        "instruction": a.instruction,
         "clean": a.clean, "speaker_tags": a.speaker_tags, "fillers": a.fillers,
         "redact": a.redact, "dedup": a.dedup, "near_dedup": a.near_dedup,
         "near_threshold": a.near_threshold, "decontaminate": a.decontaminate,
@@ -306,10 +310,18 @@ def _data_parser(verbs: Any) -> None:
     p.add_argument("--config", type=Path, help="a sweep YAML: its data files, with its prepare: "
                    "section (the step flags below are for files given directly)")  # fmt: skip
     p.add_argument("--out", type=Path, required=True, help="new directory for the prepared data")
-    p.add_argument("--format", default="auto", help="alpaca | prompt_completion | chat | text | "
-                   "hash_pairs (default: detected from the first row)")  # fmt: skip
-    p.add_argument("--columns", help="map names: instruction=question,output=answer")
-    p.add_argument("--label-field", help="a label column: stratified split, label counts")
+    p.add_argument("--format", default="auto", choices=["auto", *SHAPE_CHOICES], metavar="SHAPE",
+                   help="the rows' shape (default: auto, detected from the first row's keys): "
+                   + ", ".join(SHAPE_CHOICES))  # fmt: skip
+    p.add_argument(
+        "--columns",
+        metavar="NAME=COLUMN,...",
+        help="map your columns to ours, e.g. instruction=question,output=answer",
+    )
+    p.add_argument("--label-field", metavar="COLUMN", help="your label column: for text rows the "
+                   "label is the response; for any shape it stratifies the split")  # fmt: skip
+    p.add_argument("--instruction", help="text+label rows: the instruction the label answers "
+                   "(default: 'What is the <label column> of this text?')")  # fmt: skip
     p.add_argument("--heldout", type=Path, help="your own held-out file (no split)")
     p.add_argument("--heldout-fraction", type=float, default=0.1)
     p.add_argument("--seed", type=int, default=0)
@@ -325,7 +337,9 @@ def _data_parser(verbs: Any) -> None:
     p.add_argument("--near-threshold", type=float, default=0.8, help="MinHash Jaccard")
     p.add_argument("--benchmarks", default="", help="lm-eval tasks to decontaminate against")
     p.add_argument("--mirror", type=Path, help="benchmark mirror (jsonl files)")
-    p.add_argument("--min-response-chars", type=int, default=2)
+    p.add_argument("--min-response-chars", type=int, metavar="N",
+                   help="flag responses shorter than N characters (default: from the data; none "
+                   "when answers are short: labels, numbers, letters)")  # fmt: skip
     p.add_argument("--max-seq-len", type=int, help="flag rows longer than this many tokens")
     p.add_argument("--model", help="whose tokenizer measures --max-seq-len")
     p.add_argument("--keep-flagged", action="store_true", help="report quality problems only")
@@ -486,6 +500,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     except KeyboardInterrupt:
         print("\ninterrupted", file=sys.stderr)
         return EXIT_INTERRUPTED
+    except BrokenPipeError:  # `sweep status X | head`: the reader left; no traceback
+        import os
+
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return EXIT_BROKEN_PIPE
     except Exception as exc:
         if isinstance(exc, _input_errors()):
             print(f"error: {exc}", file=sys.stderr)

@@ -187,15 +187,31 @@ class SearchSpace(_Strict):
 
 
 # --------------------------------------------------------------------------- sections
+DataFormat = Literal["auto", "alpaca", "dolly", "instruction_response", "question_answer",
+                     "prompt_completion", "prompt_response", "input_output", "text_label",
+                     "hash_pairs", "text", "chat"]  # fmt: skip
+# Too little data (refused unless data.allow_small; README "Use it on your data" says why).
+MIN_TRAIN_ROWS = 32
+MIN_HELDOUT_ROWS = 20
+
+
 class DataConfig(_Strict):
-    train: str = Field(description="Training file: .jsonl, .json, .csv or .txt.")
+    train: str = Field(description="Training file: .jsonl, .json, .csv, .parquet or .txt.")
     heldout: str | None = Field(None, description="Held-out file; else split off val_set_size.")
     val_set_size: float = Field(0.1, gt=0, lt=1, description="Held-out fraction when no file.")
-    format: Literal["auto", "alpaca", "hash_pairs", "prompt_completion", "text", "chat"] = "auto"
+    format: DataFormat = Field("auto", description="auto: the shape of the first row's keys.")
     template: Literal["auto", "chat", "alpaca", "plain"] = Field(
         "auto", description="auto: the model's chat template when it has one, else alpaca."
     )
     system_prompt: str | None = None
+    instruction: str | None = Field(
+        None, description="text+label rows: the instruction the label answers (default: 'What "
+        "is the <label column> of this text?').",
+    )  # fmt: skip
+    label_field: str | None = Field(
+        None, description="Your label column: for text rows the label is the response; for any "
+        "shape it stratifies the split.",
+    )  # fmt: skip
     columns: dict[str, str] = Field(
         default_factory=dict, description="Rename columns: {our_name: your_column}."
     )
@@ -205,14 +221,19 @@ class DataConfig(_Strict):
         False, description="Launch even if training rows share 13-grams with held-out or "
         "benchmark items (refused otherwise).",
     )  # fmt: skip
+    allow_small: bool = Field(
+        False, description=f"Launch with fewer than {MIN_TRAIN_ROWS} training or "
+        f"{MIN_HELDOUT_ROWS} held-out rows (refused otherwise: too few to rank trials).",
+    )  # fmt: skip
 
     @field_validator("columns")
     @classmethod
     def _known_columns(cls, value: dict[str, str]) -> dict[str, str]:
-        known = {"instruction", "input", "output", "prompt", "completion", "text", "messages"}
+        from trainers.data import KNOWN_COLUMNS
+
         for key in value:
-            if key not in known:
-                raise ValueError(f"unknown column {key!r}; known: {', '.join(sorted(known))}")
+            if key not in KNOWN_COLUMNS:
+                raise ValueError(f"unknown column {key!r}; known: {', '.join(KNOWN_COLUMNS)}")
         return value
 
 
@@ -228,10 +249,12 @@ class PrepareConfig(_Strict):
     near_threshold: float = Field(0.8, gt=0, le=1, description="MinHash Jaccard threshold.")
     decontaminate: bool = Field(True, description="Against held-out and benchmarks.tasks.")
     quality: bool = True
-    min_response_chars: int = Field(2, ge=0)
+    min_response_chars: int | None = Field(
+        None, ge=0, description="Flag responses shorter than this; None: decided from the data "
+        "(no minimum when the task has short answers: labels, numbers, letters).",
+    )  # fmt: skip
     check_seq_len: bool = Field(True, description="Flag rows over the largest sequence_len.")
     drop_flagged: bool = True
-    label_field: str | None = None
 
 
 class TrainingConfig(_Strict):

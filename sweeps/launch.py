@@ -51,7 +51,7 @@ def base_cache_key(plan: LaunchPlan) -> str:
     spec = plan.spec
     model_id = model_identity(Path(spec.model_path))
     settings = ("task_metric", "template", "system_prompt", "columns", "val_set_size",
-                "split_seed", "data_format", "evaluation")  # fmt: skip
+                "split_seed", "data_format", "instruction", "label_field", "evaluation")  # fmt: skip
     key_data = {"model": model_id, "digests": plan.digests,
                 "spec": {k: getattr(spec, k) for k in settings}}  # fmt: skip
     return hashlib.sha256(json.dumps(key_data, sort_keys=True).encode()).hexdigest()[:24]
@@ -141,6 +141,7 @@ def prepare_for_sweep(
     options = PrepareOptions(
         inputs=(resolve_path(data.train, config_dir=config_dir),), out_dir=out_dir,
         fmt=data.format, columns=dict(data.columns), template=data.template,
+        instruction=data.instruction, label_field=data.label_field,
         heldout=resolve_path(data.heldout, config_dir=config_dir) if data.heldout else None,
         benchmarks=tuple(config.benchmarks.tasks) if mirror else (), mirror=mirror,
         max_seq_len=longest if steps.check_seq_len else None,
@@ -149,7 +150,8 @@ def prepare_for_sweep(
     )  # fmt: skip
     progress(f"Preparing {options.inputs[0]} (sweep data prepare) ...")
     prepared = prepare_data(options, progress=progress)
-    update = {"train": str(prepared.out_dir / "train.jsonl"), "format": "auto", "columns": {},
+    update: dict[str, Any] = {"train": str(prepared.out_dir / "train.jsonl"), "format": "auto", "columns": {},
+              "instruction": None, "label_field": None,
               "heldout": str(prepared.out_dir / "heldout.jsonl")}  # fmt: skip
     return config.model_copy(update={"data": data.model_copy(update=update)}), prepared
 

@@ -13,14 +13,22 @@ from pathlib import Path
 from typing import Any
 
 from evals.objective import COMPOSITE
-from sweeps.config import ConfigError, SweepConfig, load_config, resolve_path
+from sweeps.config import (
+    MIN_HELDOUT_ROWS,
+    MIN_TRAIN_ROWS,
+    ConfigError,
+    SweepConfig,
+    load_config,
+    resolve_path,
+)
 from sweeps.space import max_epochs
 from trainers.data import (
     DataError,
+    DataSettings,
     Example,
     choose_task_metric,
     file_digest,
-    load_examples,
+    read_data,
     split_heldout,
 )
 
@@ -60,15 +68,20 @@ def coerce_config(
 
 # --------------------------------------------------------------------------- preflight
 def check_data(
-    config: SweepConfig, *, config_dir: Path
+    config: SweepConfig, *, config_dir: Path, source: str = "<config>", progress: Any = print
 ) -> tuple[dict[str, Path], dict[str, list[Example]], str]:
-    """Read every row of the data files; return their paths, the examples and the task metric."""
+    """Read every row of the data files (saying how each was read); return their paths, the
+    examples and the task metric. Too few rows to rank trials are refused (data.allow_small)."""
     data = config.data
+    settings = DataSettings(fmt=data.format, columns=dict(data.columns),
+                            system_prompt=data.system_prompt, instruction=data.instruction,
+                            label_field=data.label_field)  # fmt: skip
 
     def load(path: Path) -> list[Example]:
-        return load_examples(
-            path, fmt=data.format, columns=data.columns, system_prompt=data.system_prompt
-        )
+        read = read_data(path, settings)
+        for note in read.reading.notes:
+            progress(note)
+        return read.examples
 
     paths = {"train": resolve_path(data.train, config_dir=config_dir)}
     train = load(paths["train"])
@@ -77,6 +90,7 @@ def check_data(
         heldout = load(paths["heldout"])
     else:
         train, heldout = split_heldout(train, fraction=data.val_set_size, seed=data.split_seed)
+    check_enough_rows(config, train=len(train), heldout=len(heldout), source=source)
     generating = [e for e in heldout if not e.is_text]
     task_metric = choose_task_metric(generating, data.task_metric) if generating else "none"
     if task_metric == "field_f1" and not all(
@@ -87,6 +101,28 @@ def check_data(
             "JSON-object responses in the held-out rows"
         )
     return paths, {"train": train, "heldout": heldout}, task_metric
+
+
+def check_enough_rows(config: SweepConfig, *, train: int, heldout: int, source: str) -> None:
+    """Fewer than MIN_TRAIN_ROWS training or MIN_HELDOUT_ROWS held-out rows are too few to rank
+    trials (README, "Too little data"): refused unless data.allow_small."""
+    data = config.data
+    if data.allow_small:
+        return
+    if train < MIN_TRAIN_ROWS:
+        raise DataError(
+            f"{source}: data.train: {train} training rows{'' if data.heldout else ' after the split'}; "
+            f"a sweep needs at least {MIN_TRAIN_ROWS} to rank trials: add rows, or set "
+            "data.allow_small: true to run anyway"
+        )
+    if heldout < MIN_HELDOUT_ROWS:
+        fix = ("a larger data.heldout file" if data.heldout else
+               f"data.val_set_size: {min(0.5, MIN_HELDOUT_ROWS / (train + heldout)):.2f} or a "
+               "data.heldout file")  # fmt: skip
+        raise DataError(
+            f"{source}: data.heldout: {heldout} held-out rows; at least {MIN_HELDOUT_ROWS} are "
+            f"needed to tell trials apart: give {fix}, or set data.allow_small: true"
+        )
 
 
 def check_contamination(
@@ -360,7 +396,8 @@ def preflight(
     from trainers.models import ModelError, resolve_base_model
 
     source = str(config_path or "<config>")
-    paths, examples, task_metric = check_data(config, config_dir=config_dir)
+    paths, examples, task_metric = check_data(config, config_dir=config_dir, source=source,
+                                              progress=progress)  # fmt: skip
     check_contamination(config, examples, config_dir=config_dir, source=source, progress=progress)
     metric, mode = resolve_objective(config, task_metric, source=source)
     benchmarks = check_benchmarks(config, config_dir=config_dir, source=source,
@@ -391,6 +428,8 @@ def preflight(
         template=config.data.template,
         system_prompt=config.data.system_prompt,
         columns=dict(config.data.columns),
+        instruction=config.data.instruction,
+        label_field=config.data.label_field,
         training=config.training.model_dump(),
         evaluation=config.evaluation.model_dump(),
         trust_remote_code=config.trust_remote_code,

@@ -79,7 +79,7 @@ def cache_path(spec: Any, adapter: Path | None) -> Path:
         "data": data_digests(spec),
         "settings": {k: getattr(spec, k) for k in (
             "task_metric", "template", "system_prompt", "columns", "val_set_size", "split_seed",
-            "data_format", "evaluation")},
+            "data_format", "instruction", "label_field", "evaluation")},
     }  # fmt: skip
     name = hashlib.sha256(json.dumps(key, sort_keys=True).encode()).hexdigest()[:24]
     return cache_root() / "heldout_items" / f"{name}.json"

@@ -1,21 +1,27 @@
-"""Users' data in the formats fine-tuning guides use, normalised to chat turns.
+"""Users' data in the shapes fine-tuning guides use, normalised to chat turns.
 
-Reading and checking rows needs no torch (``sweep launch`` checks every row before Ray starts).
-Formats: instruction/input/output (alpaca), ``### instruction ###`` + response (hash_pairs),
-prompt/completion, plain text, and chat messages (``messages`` or ShareGPT ``conversations``).
+Reading and checking rows needs no torch (``sweep validate`` and ``sweep launch`` check every row
+before Ray starts). Each file's shape is detected from its first row's keys (see ``SHAPES``):
+instruction/input/output (alpaca), instruction/response (with Dolly's context and category),
+question/answer, prompt/completion, prompt/response, input/output, text with a label column,
+``### instruction ###`` + response (hash_pairs), plain text, and chat messages (``messages`` or
+ShareGPT ``conversations``). Every row must have its file's shape; a row of another shape, or one
+the reader cannot place, is an error naming the row, the keys it has, and the mapping that fixes it.
 """
 
 from __future__ import annotations
 
 import hashlib
 import json
+import math
 import random
 import re
-from dataclasses import dataclass
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
 HASH_HEADER = re.compile(r"^###\s*(?P<instruction>.+?)\s*###\s*$", re.MULTILINE)
+HASH_WRAPPED = re.compile(r"^\s*###\s*(?P<inner>.+?)\s*###\s*$", re.DOTALL)
 SHAREGPT_ROLES = {
     "human": "user",
     "user": "user",
@@ -23,17 +29,72 @@ SHAREGPT_ROLES = {
     "assistant": "assistant",
     "system": "system",
 }
-FORMAT_FIELDS = {
-    "alpaca": "instruction, input (optional), output",
-    "prompt_completion": "prompt, completion",
-    "chat": "messages: [{role, content}, ...] with at least one assistant turn",
-    "text": "text",
-    "hash_pairs": "'### instruction ###' followed by the response",
-}
+# Columns a text file's label may be in, as the guides' classification data names them.
+LABEL_COLUMNS = ("label", "labels", "sentiment", "category", "class", "target", "intent", "topic",
+                 "emotion")  # fmt: skip
+ROW_KEY = "__row__"
 
 
 class DataError(ValueError):
     """A data problem, phrased as one line naming the file and row."""
+
+
+@dataclass(frozen=True)
+class Shape:
+    """One way users write rows: the keys that identify it, and what each key becomes."""
+
+    name: str
+    keys: tuple[str, ...]  # a row has this shape when it has these keys
+    instruction: str = ""  # the key holding the user's turn
+    response: str = ""  # the key holding the assistant's turn (the target)
+    context: str = ""  # a key appended to the instruction (alpaca's input, Dolly's context)
+    label: str = ""  # a key kept as the row's label (stratified split, counts): not trained on
+
+    @property
+    def summary(self) -> str:
+        if self.name == "text_label":
+            return f"text+a label column ({', '.join(LABEL_COLUMNS[:4])}, ...)"
+        optional = [k for k in (self.context, self.label) if k and k not in self.keys]
+        return "+".join(self.keys) + "".join(f" [{k}]" for k in optional)
+
+
+# In order of precedence: the first shape whose keys a row has is the row's shape.
+SHAPES = (
+    Shape("chat", ("messages",)),
+    Shape("sharegpt", ("conversations",)),
+    Shape("dolly", ("instruction", "context", "response"), "instruction", "response", "context",
+          "category"),
+    Shape("alpaca", ("instruction", "output"), "instruction", "output", "input"),
+    Shape("instruction_response", ("instruction", "response"), "instruction", "response", "input",
+          "category"),
+    Shape("question_answer", ("question", "answer"), "question", "answer", "context"),
+    Shape("prompt_completion", ("prompt", "completion"), "prompt", "completion"),
+    Shape("prompt_response", ("prompt", "response"), "prompt", "response"),
+    Shape("input_output", ("input", "output"), "input", "output"),
+    Shape("text_label", ("text", "label"), "", "label", "text"),
+    Shape("text", ("text",)),
+)  # fmt: skip
+SHAPE_NAMES = (*(s.name for s in SHAPES), "hash_pairs")
+BY_NAME = {s.name: s for s in SHAPES} | {"hash_pairs": Shape("hash_pairs", ("text",))}
+# Names data.columns / --columns may map a file's columns to.
+KNOWN_COLUMNS = tuple(sorted({k for s in SHAPES for k in (*s.keys, s.context, s.label) if k}))
+FORMAT_ALIASES = {"sharegpt": "chat"}
+
+
+def known_shapes() -> str:
+    """``instruction+output [input], question+answer [context], ...``: for error messages."""
+    return ", ".join(s.summary for s in SHAPES if s.name != "sharegpt")
+
+
+@dataclass(frozen=True)
+class DataSettings:
+    """How a data file is read (the ``data:`` section's reading keys; defaults live in its schema)."""
+
+    fmt: str = "auto"
+    columns: dict[str, str] = field(default_factory=dict)  # {our name: your column}
+    system_prompt: str | None = None
+    instruction: str | None = None  # text+label rows: the instruction the label answers
+    label_field: str | None = None  # your label column (stratified split, counts)
 
 
 @dataclass(frozen=True)
@@ -43,6 +104,7 @@ class Example:
     messages: tuple[dict[str, str], ...] = ()
     text: str | None = None
     row: int = 0
+    label: str | None = None
 
     @property
     def is_text(self) -> bool:
@@ -60,6 +122,28 @@ class Example:
         if self.text is not None:
             return self.text
         return [m for m in self.messages if m["role"] == "assistant"][-1]["content"]
+
+
+@dataclass(frozen=True)
+class Reading:
+    """How one file is read: its shape and what each of its columns becomes."""
+
+    shape: Shape
+    label_column: str | None = None  # the file's own name for the label column
+    instruction: str | None = None  # text+label: the instruction every row gets
+    strip_hashes: bool = False  # instructions written as '### ... ###'
+    choices: tuple[
+        str, ...
+    ] = ()  # multiple-choice option columns (a, b, c, d), listed in the prompt
+    notes: tuple[str, ...] = ()  # what the console should say about this file
+
+
+@dataclass(frozen=True)
+class DataFile:
+    """A file's examples and what the reader did to get them."""
+
+    examples: list[Example]
+    reading: Reading
 
 
 # --------------------------------------------------------------------------- reading
@@ -101,7 +185,7 @@ def _read_jsonl(path: Path) -> list[dict[str, Any]]:
             raise DataError(
                 f"{path}: row {number}: expected a JSON object, got {type(row).__name__}"
             )
-        rows.append(row | {"__row__": number})
+        rows.append(row | {ROW_KEY: number})
     return rows
 
 
@@ -118,7 +202,7 @@ def _read_json(path: Path) -> list[dict[str, Any]]:
     for number, row in enumerate(data, start=1):
         if not isinstance(row, dict):
             raise DataError(f"{path}: row {number}: expected an object, got {type(row).__name__}")
-        rows.append(row | {"__row__": number})
+        rows.append(row | {ROW_KEY: number})
     return rows
 
 
@@ -132,30 +216,243 @@ def _read_table(path: Path) -> list[dict[str, Any]]:
             frame = pd.read_csv(path, dtype=str, keep_default_na=False, encoding="utf-8")
     except UnicodeDecodeError as exc:
         raise DataError(f"{path}: not UTF-8 text (byte {exc.start})") from None
-    except (ValueError, pd.errors.ParserError) as exc:
+    except (ValueError, OSError, pd.errors.ParserError) as exc:
         raise DataError(f"{path}: cannot be parsed ({str(exc).splitlines()[0]})") from None
     records = frame.to_dict(orient="records")
-    return [dict(row) | {"__row__": number} for number, row in enumerate(records, start=1)]
+    return [dict(row) | {ROW_KEY: number} for number, row in enumerate(records, start=1)]
 
 
-# --------------------------------------------------------------------------- formats
+# --------------------------------------------------------------------------- shapes
+def row_keys(row: dict[str, Any]) -> list[str]:
+    return [k for k in row if k != ROW_KEY]
+
+
+def fits(shape: Shape, row: dict[str, Any]) -> bool:
+    return all(key in row for key in shape.keys)
+
+
+def shape_of(row: dict[str, Any]) -> Shape | None:
+    """The first shape (in precedence order) whose keys the row has."""
+    return next((shape for shape in SHAPES if fits(shape, row)), None)
+
+
 def detect_format(rows: list[dict[str, Any]] | str) -> str:
-    """The format a file's first row (or its text) is in."""
+    """The shape a file's first row (or its text) is in: a name in SHAPE_NAMES, or unknown."""
     if isinstance(rows, str):
         return "hash_pairs" if HASH_HEADER.search(rows) else "text"
     if not rows:
-        return "alpaca"
-    keys = set(rows[0])
-    if "messages" in keys or "conversations" in keys:
-        return "chat"
-    if "instruction" in keys:
-        return "alpaca"
-    if "prompt" in keys:
-        return "prompt_completion"
-    if "text" in keys:
-        text = rows[0]["text"]
-        return "hash_pairs" if isinstance(text, str) and HASH_HEADER.match(text) else "text"
-    return "unknown"
+        return "unknown"
+    row = _with_label_key(_lowercase_keys(rows[0]), None)
+    shape = shape_of(row)
+    if shape is None:
+        return "unknown"
+    if shape.name == "text" and _is_hash_pair(row["text"]):
+        return "hash_pairs"
+    return FORMAT_ALIASES.get(shape.name, shape.name)
+
+
+def _is_hash_pair(value: Any) -> bool:
+    return isinstance(value, str) and HASH_HEADER.match(value.strip()) is not None
+
+
+def _lowercase_keys(row: dict[str, Any]) -> dict[str, Any]:
+    """``Instruction``/``Response`` (spreadsheet headers) read as ``instruction``/``response``."""
+    lowered = {k.strip().lower() if isinstance(k, str) and k != ROW_KEY else k: v
+               for k, v in row.items()}  # fmt: skip
+    return lowered if len(lowered) == len(row) else row
+
+
+def _label_column(row: dict[str, Any], label_field: str | None) -> str | None:
+    """A text row's label column: the one named, else the first known label name it has."""
+    if label_field is not None:
+        return label_field if label_field in row else None
+    return next((c for c in LABEL_COLUMNS if c in row), None)
+
+
+def _with_label_key(row: dict[str, Any], label_field: str | None) -> dict[str, Any]:
+    """A ``text`` row with a label column gets it as ``label`` too (the text_label shape)."""
+    if "text" not in row or "label" in row or _is_hash_pair(row.get("text")):
+        return row
+    column = _label_column(row, label_field)
+    return row if column is None else row | {"label": row[column]}
+
+
+def parse_columns(pairs: str, *, flag: str = "--columns") -> dict[str, str]:
+    """``instruction=question,output=answer`` as a mapping; a malformed pair is one clear line."""
+    mapping = {}
+    for pair in (p.strip() for p in pairs.split(",")):
+        if not pair:
+            continue
+        ours, sep, theirs = pair.partition("=")
+        if not sep or not ours.strip() or not theirs.strip():
+            raise DataError(
+                f"{flag}: {pair!r} is not NAME=COLUMN; e.g. {flag} instruction=question,"
+                "output=answer (names: " + ", ".join(KNOWN_COLUMNS) + ")"
+            )
+        mapping[ours.strip()] = theirs.strip()
+    check_column_names(mapping, flag=flag)
+    return mapping
+
+
+def check_column_names(columns: dict[str, str], *, flag: str = "data.columns") -> None:
+    for ours in columns:
+        if ours not in KNOWN_COLUMNS:
+            raise DataError(f"{flag}: unknown column {ours!r}; known: {', '.join(KNOWN_COLUMNS)}")
+
+
+def rename_columns(
+    path: Path, rows: list[dict[str, Any]], columns: dict[str, str]
+) -> list[dict[str, Any]]:
+    """Each row with the user's columns renamed to ours; a mapped column the file lacks is an
+    error naming the columns it has."""
+    present = {k for row in rows for k in row_keys(row)}
+    for ours, theirs in columns.items():
+        if theirs not in present:
+            raise DataError(
+                f"{path}: columns mapping {ours}={theirs}: the file has no column {theirs!r} "
+                f"(its columns: {', '.join(sorted(present))})"
+            )
+    renamed = []
+    for row in rows:
+        out = {k: v for k, v in row.items() if k not in columns.values()}
+        out |= {ours: row[theirs] for ours, theirs in columns.items() if theirs in row}
+        renamed.append(out)
+    return renamed
+
+
+def read_rows(
+    path: Path, settings: DataSettings | None = None
+) -> tuple[list[dict[str, Any]] | str, Reading]:
+    """A file's rows (columns renamed) or its whole text, and how they are read; a file in no
+    known shape, or of two shapes, is an error naming the row, its keys, and the fix."""
+    settings = settings or DataSettings()
+    records = read_records(path)
+    if isinstance(records, str):
+        fmt = detect_format(records) if settings.fmt == "auto" else settings.fmt
+        if fmt not in ("text", "hash_pairs"):
+            raise DataError(f"{path}: a text file holds paragraphs or '### instruction ###' "
+                            f"blocks, not format {fmt}")  # fmt: skip
+        return records, Reading(BY_NAME[fmt])
+    if not records:
+        raise DataError(f"{path}: no examples found (the file has no rows)")
+    records = [_lowercase_keys(row) for row in records]
+    if settings.columns:
+        check_column_names(settings.columns)
+        records = rename_columns(path, records, settings.columns)
+    reading = _reading(path, records, settings)
+    if reading.label_column and reading.shape.name == "text_label":
+        records = [r | {"label": r.get(reading.label_column)} for r in records]
+    _check_one_shape(path, records, reading.shape)
+    return records, reading
+
+
+def _reading(path: Path, records: list[dict[str, Any]], settings: DataSettings) -> Reading:
+    first = records[0]
+    label_field = settings.label_field
+    if label_field is not None and label_field in settings.columns.values():  # mapped: our name
+        label_field = next(
+            ours for ours, theirs in settings.columns.items() if theirs == label_field
+        )
+    elif label_field is None and "label" in settings.columns:
+        label_field = "label"
+    if label_field is not None and label_field not in first:
+        raise DataError(f"{path}: label field {label_field!r} is not a column of the file "
+                        f"(its columns: {', '.join(row_keys(first))})")  # fmt: skip
+    shape = _file_shape(path, first, settings.fmt, label_field)
+    label = label_field or (shape.label if shape.label in first else None)
+    if shape.name == "text_label":
+        label = _label_column(first, label_field) if "label" not in first else "label"
+    notes = [f"{path}: {len(records)} rows, shape {shape.name} ({_mapping(shape, first, label)})"]
+    instruction = None
+    if shape.name == "text_label":
+        instruction = settings.instruction or f"What is the {label} of this text?"
+        source = "data.instruction" if settings.instruction else "default; set data.instruction"
+        notes.append(f"  every row's instruction: {instruction!r} ({source} or --instruction)")
+    used = {*shape.keys, shape.context, label or ""}
+    choices = _choice_columns(first) if shape.instruction else ()
+    if choices:
+        notes.append(f"  options {', '.join(c.upper() for c in choices)} listed under each "
+                     "instruction as 'A. ...' lines (multiple choice)")  # fmt: skip
+    used |= set(choices)
+    unused = [k for k in row_keys(first) if k not in used]
+    if unused and shape.name not in ("chat", "sharegpt"):
+        notes.append(f"  columns not used: {', '.join(unused)} (map one with data.columns / "
+                     "--columns to use it)")  # fmt: skip
+    strip = bool(shape.instruction) and _count_hash_wrapped(records, shape.instruction) > 0
+    if strip:
+        count = _count_hash_wrapped(records, shape.instruction)
+        notes.append(f"  '### ... ###' delimiters taken off {count} instructions (the chat "
+                     "template marks the instruction instead)")  # fmt: skip
+    return Reading(shape, label, instruction, strip, choices, tuple(notes))
+
+
+def _choice_columns(row: dict[str, Any]) -> tuple[str, ...]:
+    """Multiple-choice option columns: ``a``, ``b``, ... (two or more, in order), as the guides'
+    multiple-choice CSVs have them beside question and answer."""
+    letters = []
+    for letter in "abcdefghij":
+        if letter not in row:
+            break
+        letters.append(letter)
+    return tuple(letters) if len(letters) >= 2 else ()
+
+
+def _mapping(shape: Shape, first: dict[str, Any], label: str | None) -> str:
+    """``question -> instruction, context -> input, answer -> response``: what each key becomes."""
+    if shape.name == "text_label":
+        return f"text -> input, {label} -> response"
+    roles = ((shape.instruction, "instruction"), (shape.context, "input"),
+             (shape.response, "response"), (label or "", "label"))  # fmt: skip
+    parts = [f"{key} -> {role}" for key, role in roles if key and key in first]
+    return ", ".join(parts) or ", ".join(shape.keys)
+
+
+def _count_hash_wrapped(records: list[dict[str, Any]], key: str) -> int:
+    return sum(isinstance(r.get(key), str) and HASH_WRAPPED.match(r[key]) is not None
+               for r in records)  # fmt: skip
+
+
+def _file_shape(path: Path, first: dict[str, Any], fmt: str, label_field: str | None) -> Shape:
+    if fmt != "auto":
+        return BY_NAME[fmt]
+    detected = detect_format([_with_label_key(first, label_field)])
+    if detected == "unknown":
+        raise DataError(f"{path}: row {first[ROW_KEY]}: {_no_shape(first)}")
+    return BY_NAME["sharegpt"] if detected == "chat" and "messages" not in first else (
+        BY_NAME[detected])  # fmt: skip
+
+
+def _no_shape(row: dict[str, Any]) -> str:
+    """Why a row fits no shape: the keys it has, the nearest shape's missing field, the shapes
+    known, and a mapping of the row's own keys that would fix it."""
+    keys = row_keys(row)
+    near = [s for s in SHAPES if s.instruction and set(s.keys) & set(keys)]
+    near.sort(key=lambda s: len(set(s.keys) - set(keys)))  # fewest missing, then precedence
+    missing = [k for k in near[0].keys if k not in keys] if near else ["instruction", "output"]
+    used = {k for k in (*near[0].keys, near[0].context, near[0].label) if k} if near else set()
+    spare = [k for k in keys if k not in used and isinstance(row[k], str)]
+    example = ",".join(f"{want}={spare[i] if i < len(spare) else 'COLUMN'}"
+                       for i, want in enumerate(missing))  # fmt: skip
+    nearest = f": missing field {missing[0]!r} ({near[0].summary})" if near else ""
+    return (f"no known shape in keys ({', '.join(sorted(keys)) or 'none'}){nearest}; known "
+            f"shapes: {known_shapes()}; map yours, e.g. --columns {example} (data.columns in a "
+            "sweep YAML)")  # fmt: skip
+
+
+def _check_one_shape(path: Path, records: list[dict[str, Any]], shape: Shape) -> None:
+    """Every row of a file has the first row's shape: the first row of another names it."""
+    if shape.name in ("text", "hash_pairs", "text_label"):
+        return
+    for row in records[1:]:
+        if fits(shape, row):
+            continue
+        other = shape_of(row)
+        if other is not None and other.name not in ("text",):
+            raise DataError(
+                f"{path}: row {row[ROW_KEY]}: shape {other.name} ({', '.join(row_keys(row))}), "
+                f"but row {records[0][ROW_KEY]} is {shape.name} ({shape.summary}); one file "
+                "holds one shape: split it, or rename the fields so every row has the same ones"
+            )
 
 
 def load_examples(
@@ -164,37 +461,27 @@ def load_examples(
     fmt: str = "auto",
     columns: dict[str, str] | None = None,
     system_prompt: str | None = None,
+    instruction: str | None = None,
+    label_field: str | None = None,
 ) -> list[Example]:
     """Read a data file and check every row; raise DataError naming the first bad row."""
-    records, chosen = read_rows(path, fmt=fmt, columns=columns)
+    settings = DataSettings(fmt=fmt, columns=dict(columns or {}), system_prompt=system_prompt,
+                            instruction=instruction, label_field=label_field)  # fmt: skip
+    return read_data(path, settings).examples
+
+
+def read_data(path: Path, settings: DataSettings) -> DataFile:
+    """A file's examples, every row checked, and how it was read (its notes say so in words)."""
+    records, reading = read_rows(path, settings)
     if isinstance(records, str):
-        examples = text_examples(records, chosen, path)
+        examples = text_examples(records, reading.shape.name, path)
     else:
-        examples = [row_to_example(row, chosen, path) for row in records]
+        examples = [row_to_example(row, reading, path) for row in records]
     if not examples:
         raise DataError(f"{path}: no examples found")
-    if system_prompt:
-        examples = [_with_system(e, system_prompt) for e in examples]
-    return examples
-
-
-def read_rows(
-    path: Path, *, fmt: str = "auto", columns: dict[str, str] | None = None
-) -> tuple[list[dict[str, Any]] | str, str]:
-    """A file's rows (columns renamed) or its whole text, and the format they are in; a file in
-    no known format is an error naming its fields."""
-    records = read_records(path)
-    if isinstance(records, list) and columns:
-        records = [rename_columns(row, columns) for row in records]
-    chosen = detect_format(records) if fmt == "auto" else fmt
-    if chosen == "unknown":
-        keys = ", ".join(sorted(k for k in records[0] if k != "__row__"))
-        raise DataError(
-            f"{path}: row 1: no known format in fields ({keys}); expected one of "
-            "instruction/output, prompt/completion, messages, text; or map columns "
-            "(data.columns in a sweep YAML, --columns for sweep data prepare)"
-        )
-    return records, chosen
+    if settings.system_prompt:
+        examples = [_with_system(e, settings.system_prompt) for e in examples]
+    return DataFile(examples, reading)
 
 
 def text_examples(text: str, fmt: str, path: Path) -> list[Example]:
@@ -202,60 +489,83 @@ def text_examples(text: str, fmt: str, path: Path) -> list[Example]:
     return hash_pairs_from_text(text, path) if fmt == "hash_pairs" else paragraphs(text)
 
 
-def rename_columns(row: dict[str, Any], columns: dict[str, str]) -> dict[str, Any]:
-    renamed = dict(row)
-    for ours, theirs in columns.items():
-        if theirs in renamed:
-            renamed[ours] = renamed.pop(theirs)
-    return renamed
+def _text_value(value: Any) -> str | None:
+    """A cell as text: strings as they are, numbers and booleans as JSON writes them (a label
+    of 1 or true is an answer too); None and NaN (an empty parquet cell) as missing."""
+    if value is None or (isinstance(value, float) and math.isnan(value)):
+        return None
+    if isinstance(value, str):
+        return value
+    if isinstance(value, bool | int | float):
+        return json.dumps(value)
+    return None
 
 
-def _field(row: dict[str, Any], name: str, *, path: Path, fmt: str, optional: bool = False) -> str:
-    where = f"{path}: row {row['__row__']}"
-    if name not in row or row[name] is None:
+def _field(row: dict[str, Any], name: str, *, path: Path, shape: Shape,
+           optional: bool = False) -> str:  # fmt: skip
+    where = f"{path}: row {row[ROW_KEY]}"
+    raw = row.get(name)
+    value = _text_value(raw)
+    if value is None and (raw is None or isinstance(raw, float)):  # absent, null or NaN
         if optional:
             return ""
-        raise DataError(f"{where}: missing field {name!r} (format {fmt}: {FORMAT_FIELDS[fmt]})")
-    value = row[name]
-    if not isinstance(value, str):
-        raise DataError(f"{where}: field {name!r} must be text, got {type(value).__name__}")
+        raise DataError(f"{where}: missing field {name!r} (format {shape.name}: {shape.summary}; "
+                        f"the row has {', '.join(row_keys(row)) or 'no fields'})")  # fmt: skip
+    if value is None:
+        raise DataError(f"{where}: field {name!r} must be text, got {type(raw).__name__}")
     if not optional and not value.strip():
         raise DataError(f"{where}: field {name!r} is empty")
     return value
 
 
-def row_to_example(row: dict[str, Any], fmt: str, path: Path) -> Example:
-    number = int(row["__row__"])
-    if fmt == "alpaca":
-        instruction = _field(row, "instruction", path=path, fmt=fmt)
-        extra = _field(row, "input", path=path, fmt=fmt, optional=True)
-        user = f"{instruction}\n\n{extra}" if extra.strip() else instruction
-        output = _field(row, "output", path=path, fmt=fmt)
-        return _pair(user, output, number)
-    if fmt == "prompt_completion":
-        prompt = _field(row, "prompt", path=path, fmt=fmt)
-        return _pair(prompt, _field(row, "completion", path=path, fmt=fmt), number)
-    if fmt == "text":
-        return Example(text=_field(row, "text", path=path, fmt=fmt), row=number)
-    if fmt == "hash_pairs":
-        return _split_hash_pair(
-            _field(row, "text", path=path, fmt=fmt), f"{path}: row {number}", number
-        )
-    return _chat_example(row, path)
+def row_to_example(row: dict[str, Any], reading: Reading | str, path: Path) -> Example:
+    if isinstance(reading, str):
+        reading = Reading(BY_NAME[reading])
+    shape, number = reading.shape, int(row[ROW_KEY])
+    if shape.name in ("chat", "sharegpt"):
+        return _chat_example(row, path)
+    if shape.name == "text":
+        text = _field(row, "text", path=path, shape=shape)
+        return Example(text=text, row=number, label=_label_value(row, reading.label_column))
+    if shape.name == "hash_pairs":
+        text = _field(row, "text", path=path, shape=shape)
+        return _split_hash_pair(text, f"{path}: row {number}", number)
+    if shape.name == "text_label":
+        text = _field(row, "text", path=path, shape=shape)
+        label = _field(row, "label", path=path, shape=shape).strip()
+        return _pair(f"{reading.instruction}\n\n{text}", label, number, label=label)
+    user = _field(row, shape.instruction, path=path, shape=shape)
+    if reading.strip_hashes and (match := HASH_WRAPPED.match(user)):
+        user = match["inner"]
+    extra = (
+        _field(row, shape.context, path=path, shape=shape, optional=True) if shape.context else ""
+    )
+    user = f"{user}\n\n{extra}" if extra.strip() else user
+    if reading.choices:
+        options = (f"{c.upper()}. {_text_value(row.get(c)) or ''}" for c in reading.choices)
+        user = f"{user}\n" + "\n".join(options)
+    output = _field(row, shape.response, path=path, shape=shape)
+    return _pair(user, output, number, label=_label_value(row, reading.label_column))
 
 
-def _pair(user: str, assistant: str, row: int) -> Example:
+def _label_value(row: dict[str, Any], column: str | None) -> str | None:
+    return None if column is None else _text_value(row.get(column))
+
+
+def _pair(user: str, assistant: str, row: int, *, label: str | None = None) -> Example:
     return Example(
         messages=({"role": "user", "content": user}, {"role": "assistant", "content": assistant}),
         row=row,
+        label=label,
     )
 
 
 def _chat_example(row: dict[str, Any], path: Path) -> Example:
-    where = f"{path}: row {row['__row__']}"
+    where = f"{path}: row {row[ROW_KEY]}"
     turns = row.get("messages", row.get("conversations"))
     if not isinstance(turns, list) or not turns:
-        raise DataError(f"{where}: missing field 'messages' (format chat: {FORMAT_FIELDS['chat']})")
+        raise DataError(f"{where}: missing field 'messages' (format chat: messages: [{{role, "
+                        "content}, ...] with at least one assistant turn)")  # fmt: skip
     messages = []
     for index, turn in enumerate(turns):
         if not isinstance(turn, dict):
@@ -269,7 +579,7 @@ def _chat_example(row: dict[str, Any], path: Path) -> Example:
         messages.append({"role": role, "content": content})
     if not any(m["role"] == "assistant" and m["content"].strip() for m in messages):
         raise DataError(f"{where}: no assistant turn to learn from (missing response)")
-    return Example(messages=tuple(messages), row=int(row["__row__"]))
+    return Example(messages=tuple(messages), row=int(row[ROW_KEY]))
 
 
 def _split_hash_pair(text: str, where: str, row: int) -> Example:
@@ -302,7 +612,7 @@ def _with_system(example: Example, system_prompt: str) -> Example:
     if example.is_text or example.messages[0]["role"] == "system":
         return example
     system = {"role": "system", "content": system_prompt}
-    return Example(messages=(system, *example.messages), row=example.row)
+    return replace(example, messages=(system, *example.messages))
 
 
 # --------------------------------------------------------------------------- split + digest

@@ -55,6 +55,8 @@ class TrialSpec:
     template: str = "auto"
     system_prompt: str | None = None
     columns: dict[str, str] = field(default_factory=dict)
+    instruction: str | None = None  # text+label rows: the instruction the label answers
+    label_field: str | None = None
     training: dict[str, Any] = field(default_factory=dict)
     evaluation: dict[str, Any] = field(default_factory=dict)
     trust_remote_code: bool = False
@@ -127,9 +129,9 @@ def load_trial_examples(spec: TrialSpec) -> tuple[list[Example], list[Example]]:
     """Train and held-out examples: the held-out file, or a seeded split of the train file."""
 
     def load(path: str) -> list[Example]:
-        return load_examples(
-            Path(path), fmt=spec.data_format, columns=spec.columns, system_prompt=spec.system_prompt
-        )
+        return load_examples(Path(path), fmt=spec.data_format, columns=spec.columns,
+                             system_prompt=spec.system_prompt, instruction=spec.instruction,
+                             label_field=spec.label_field)  # fmt: skip
 
     train = load(spec.train_path)
     if spec.heldout_path:

@@ -29,7 +29,8 @@ class PrepareOptions:
     out_dir: Path
     fmt: str = "auto"
     columns: dict[str, str] = field(default_factory=dict)
-    label_field: str | None = None
+    label_field: str | None = None  # your label column: stratified split, label counts
+    instruction: str | None = None  # text+label rows: the instruction the label answers
     heldout: Path | None = (
         None  # a held-out file of one's own: no split; train is checked against it
     )
@@ -46,7 +47,7 @@ class PrepareOptions:
     benchmarks: tuple[str, ...] = ()  # lm-eval task names whose mirror files are checked
     mirror: Path | None = None
     quality: bool = True
-    min_response_chars: int = 2
+    min_response_chars: int | None = None  # None: decided from the data (_quality.py)
     max_seq_len: int | None = None
     model: str | None = None  # whose tokenizer measures max_seq_len
     template: str = "auto"

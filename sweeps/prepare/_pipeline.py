@@ -38,21 +38,26 @@ def check_output(out_dir: Path) -> None:
 def load_inputs(options: PrepareOptions, *, progress: Say) -> Loaded:
     """Every input file, the held-out file, the benchmark sources and the tokenizer."""
     from sweeps.prepare._read import read_file
-    from trainers.data import file_digest
+    from trainers.data import DataSettings, file_digest
 
+    settings = DataSettings(fmt=options.fmt, columns=dict(options.columns),
+                            instruction=options.instruction, label_field=options.label_field)  # fmt: skip
     records, rejected, inputs = [], [], []
     for path in options.inputs:
-        rows, bad, fmt = read_file(path, fmt=options.fmt, columns=options.columns,
-                                   label_field=options.label_field)  # fmt: skip
+        rows, bad, reading = read_file(path, settings)
         records += rows
         rejected += bad
-        inputs.append({"path": str(path), "sha256": file_digest(path), "format": fmt,
+        inputs.append({"path": str(path), "sha256": file_digest(path), "format": reading.shape.name,
                        "rows": len(rows) + len(bad), "rejected": len(bad)})  # fmt: skip
-        progress(f"{path}: {len(rows) + len(bad)} rows ({fmt}), {len(bad)} rejected")
+        for note in reading.notes or (f"{path}: {len(rows)} examples ({reading.shape.name})",):
+            progress(note)
+        if bad:
+            first, why = bad[0]
+            progress(f"  {len(bad)} rows rejected, listed in the report (first: row {first.row}: "
+                     f"{why})")  # fmt: skip
     loaded = Loaded(records, rejected, inputs)
     if options.heldout is not None:
-        held, bad, _ = read_file(options.heldout, fmt=options.fmt, columns=options.columns,
-                                 label_field=options.label_field)  # fmt: skip
+        held, bad, _ = read_file(options.heldout, settings)
         if bad:
             raise ConfigError(f"{options.heldout}: {bad[0][1]} (the held-out file must be clean)")
         loaded.heldout = held
@@ -136,13 +141,46 @@ def run_steps(options: PrepareOptions, loaded: Loaded, *, progress: Say) -> Prep
         started = time.perf_counter()
         records, result = step(records)
         result.seconds = time.perf_counter() - started
-        progress(f"{name}: {result.rows_in} -> {result.rows_out} rows ({result.seconds:.1f} s)")
+        progress(describe_step(result))
         steps.append(result)
+    check_rows_left(steps, records)
     started = time.perf_counter()
     train, heldout, steps_tail = split_and_decontaminate(options, loaded, records)
     steps_tail[-1].seconds = time.perf_counter() - started
+    for done in steps_tail:
+        if done.enabled:
+            progress(describe_step(done))
     steps += steps_tail
+    check_rows_left(steps, train)
     return PrepareResult(options.out_dir, steps, loaded.rejected, train, heldout, {})
+
+
+def describe_step(step: StepResult) -> str:
+    """``quality: 120 -> 117 rows; removed 3 (empty response: 2, ...) (0.1 s)``: every removal is
+    counted on the console, not only in the report."""
+    line = f"{step.name}: {step.rows_in} -> {step.rows_out} rows"
+    if step.counts:
+        line += "; " + ", ".join(f"{k}: {v}" for k, v in step.counts.items())
+    if step.notes:
+        line += "; " + "; ".join(step.notes)
+    return f"{line} ({step.seconds:.1f} s)"
+
+
+def check_rows_left(steps: list[StepResult], records: list[Record]) -> None:
+    """No training row left is one line naming the step that removed the last of them."""
+    if records:
+        return
+    emptied = next((s for s in steps if s.enabled and s.rows_in > 0 and s.rows_out == 0), None)
+    if emptied is None:
+        raise ConfigError("no training rows: the input files hold no examples")
+    reasons = ", ".join(f"{k}: {v}" for k, v in emptied.counts.items()) or "see the report"
+    switch = {"read": "fixing the rows (or --columns)", "quality": "--keep-flagged or --no-quality",
+              "dedup_exact": "--no-dedup", "dedup_near": "--no-near-dedup",
+              "decontaminate": "--no-decontaminate"}.get(emptied.name, f"--no-{emptied.name}")  # fmt: skip
+    raise ConfigError(
+        f"no training row survived: step {emptied.name} removed all {emptied.rows_in} "
+        f"({reasons}); {switch} keeps them"
+    )
 
 
 def split_and_decontaminate(

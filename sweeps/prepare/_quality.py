@@ -1,16 +1,38 @@
 """Quality checks: empty or very short responses, a prompt that is empty or equals its response,
 and rows longer than ``max_seq_len`` tokens under the model's own tokenizer and template. (Rows
-missing a field are rejected when read; label counts are the split's.)"""
+missing a field are rejected when read; label counts are the split's.)
+
+A short response is a problem only where the task's answers are long: labels, numbers, letters
+and Y/N answers are valid rows of their task and are never removed for being short. With
+``min_response_chars`` None (the default) the minimum is decided from the data: none when the
+median response is at most ``SHORT_ANSWER_CHARS`` characters, else ``LONG_TASK_MIN_CHARS``.
+"""
 
 from __future__ import annotations
 
+from statistics import median
 from typing import Any
 
 from sweeps.prepare._records import Record, StepResult
 
+SHORT_ANSWER_CHARS = 16  # a median response this short: a short-answer task (labels, numbers)
+LONG_TASK_MIN_CHARS = 2  # where answers are long, a 0-1 character response is flagged
+
 
 def _folded(text: str) -> str:
     return " ".join(text.casefold().split())
+
+
+def response_floor(records: list[Record], requested: int | None) -> tuple[int, str]:
+    """The minimum response length, and how it was chosen (said on the console)."""
+    if requested is not None:
+        return requested, f"min_response_chars {requested} (set)"
+    lengths = [len(r.response.strip()) for r in records if r.response.strip()]
+    middle = median(lengths) if lengths else 0
+    if middle <= SHORT_ANSWER_CHARS:
+        return 0, f"short answers (median {middle:g} characters): no minimum length"
+    return LONG_TASK_MIN_CHARS, (f"long answers (median {middle:g} characters): responses under "
+                                 f"{LONG_TASK_MIN_CHARS} characters flagged")  # fmt: skip
 
 
 def row_problem(record: Record, *, min_response_chars: int) -> str | None:
@@ -40,11 +62,13 @@ def token_lengths(records: list[Record], tokenizer: Any, *, template: str) -> li
 
 
 def quality(
-    records: list[Record], *, min_response_chars: int, max_seq_len: int | None,
+    records: list[Record], *, min_response_chars: int | None, max_seq_len: int | None,
     tokenizer: Any = None, template: str = "auto", drop: bool = True,
 ) -> tuple[list[Record], StepResult]:  # fmt: skip
     result = StepResult("quality", rows_in=len(records))
-    problems = [row_problem(r, min_response_chars=min_response_chars) for r in records]
+    floor, why = response_floor(records, min_response_chars)
+    result.notes.append(why)
+    problems = [row_problem(r, min_response_chars=floor) for r in records]
     if tokenizer is not None and max_seq_len is not None:
         lengths = token_lengths(records, tokenizer, template=template)
         problems = [p or (f"{n} tokens, over max_seq_len {max_seq_len}" if n > max_seq_len else
@@ -54,7 +78,8 @@ def quality(
         if problem is None:
             out.append(record)
             continue
-        result.count(f"over max_seq_len {max_seq_len}" if "tokens, over" in problem else problem)
+        key = f"over max_seq_len {max_seq_len}" if "tokens, over" in problem else problem
+        result.count(key if drop else f"{key} (kept: --keep-flagged)")
         if drop:
             result.removed.append((record, problem))
         else:

@@ -1,9 +1,10 @@
-"""Read raw files in any format the trainer reads, row by row.
+"""Read raw files in any shape the trainer reads, row by row.
 
 A file that cannot be read at all (bad JSON, an encoding that is not UTF-8, a CSV without a
-column its format needs) is an error naming the file and row, raised before anything is written.
-A row that matches no format is rejected with its row number and the reason, never dropped
-silently: the report lists it.
+column its shape needs, rows of two shapes, a column mapping to a column it lacks) is an error
+naming the file and row, raised before anything is written. A row of the file's shape with a
+field missing or empty is rejected with its row number and the reason, never dropped silently:
+the console counts it and the report lists it.
 """
 
 from __future__ import annotations
@@ -14,65 +15,56 @@ from typing import Any
 
 from sweeps.prepare._records import Record
 from trainers.data import (
-    FORMAT_FIELDS,
+    ROW_KEY,
     DataError,
+    DataSettings,
     Example,
+    Reading,
     read_rows,
     row_to_example,
     text_examples,
 )
 
-REQUIRED_COLUMNS = {
-    "alpaca": ("instruction", "output"),
-    "prompt_completion": ("prompt", "completion"),
-    "text": ("text",),
-    "hash_pairs": ("text",),
-}
-
 
 def read_file(
-    path: Path, *, fmt: str = "auto", columns: dict[str, str] | None = None,
-    label_field: str | None = None,
-) -> tuple[list[Record], list[tuple[Record, str]], str]:  # fmt: skip
-    """``(records, rejected rows with their reasons, format)``; raises DataError for a bad file."""
-    raw, chosen = read_rows(path, fmt=fmt, columns=columns)
+    path: Path, settings: DataSettings
+) -> tuple[list[Record], list[tuple[Record, str]], Reading]:
+    """``(records, rejected rows with their reasons, how the file was read)``; raises
+    DataError for a bad file."""
+    raw, reading = read_rows(path, settings)
     if isinstance(raw, str):
-        return [_record(e, path, None) for e in text_examples(raw, chosen, path)], [], chosen
-    _check_columns(path, raw, chosen)
+        examples = text_examples(raw, reading.shape.name, path)
+        return [_record(e, path) for e in examples], [], reading
+    _check_columns(path, raw, reading)
     records, rejected = [], []
     for row in raw:
-        label = _label(row, label_field)
         try:
-            records.append(_record(row_to_example(row, chosen, path), path, label))
+            records.append(_record(row_to_example(row, reading, path), path))
         except DataError as exc:
-            bare = Record(source=path.name, row=int(row["__row__"]), text=_preview(row))
+            bare = Record(source=path.name, row=int(row[ROW_KEY]), text=_preview(row))
             rejected.append((bare, re.sub(r"^row \d+: ", "", str(exc).removeprefix(f"{path}: "))))
-    return records, rejected, chosen
+    return records, rejected, reading
 
 
-def _check_columns(path: Path, rows: list[dict[str, Any]], fmt: str) -> None:
-    """A table (CSV, parquet) without a column its format needs is a bad file, not bad rows."""
-    if path.suffix.lower() not in (".csv", ".parquet") or fmt not in REQUIRED_COLUMNS:
+def _check_columns(path: Path, rows: list[dict[str, Any]], reading: Reading) -> None:
+    """A table (CSV, parquet) without a column its shape needs is a bad file, not bad rows."""
+    shape = reading.shape
+    if path.suffix.lower() not in (".csv", ".parquet") or shape.name in ("chat", "sharegpt"):
         return
-    missing = [c for c in REQUIRED_COLUMNS[fmt] if c not in rows[0]]
+    missing = [c for c in shape.keys if c not in rows[0]]
     if missing:
         raise DataError(
-            f"{path}: missing column {missing[0]!r} (format {fmt}: {FORMAT_FIELDS[fmt]})"
+            f"{path}: missing column {missing[0]!r} (format {shape.name}: {shape.summary})"
         )
 
 
-def _label(row: dict[str, Any], field: str | None) -> str | None:
-    if field is None or row.get(field) is None:
-        return None
-    return str(row[field])
-
-
-def _record(example: Example, path: Path, label: str | None) -> Record:
+def _record(example: Example, path: Path) -> Record:
     messages = [dict(m) for m in example.messages] if not example.is_text else None
-    return Record(path.name, example.row, messages=messages, text=example.text, label=label)
+    return Record(path.name, example.row, messages=messages, text=example.text,
+                  label=example.label)  # fmt: skip
 
 
 def _preview(row: dict[str, Any]) -> str:
     """A short view of a rejected row for the report."""
-    shown = {k: v for k, v in row.items() if k != "__row__"}
+    shown = {k: v for k, v in row.items() if k != ROW_KEY}
     return str(shown)[:300]

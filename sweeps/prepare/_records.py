@@ -70,6 +70,7 @@ class StepResult:
     removed: list[tuple[Record, str]] = field(default_factory=list)
     changed: list[tuple[Record, Record]] = field(default_factory=list)  # (before, after)
     counts: dict[str, int] = field(default_factory=dict)
+    notes: list[str] = field(default_factory=list)  # how the step decided (said on the console)
     seconds: float = 0.0
 
     def count(self, key: str, n: int = 1) -> None:

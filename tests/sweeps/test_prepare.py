@@ -70,7 +70,7 @@ def planted_corpus(root: Path) -> dict[str, Any]:
     plant("quality", {"instruction": "Repeat after me: hello there", "input": "",
                       "output": "Repeat after me: hello there"})  # fmt: skip
     plant("broken", {"instruction": INSTRUCTION, "input": "no output field here"})
-    plant("broken", {"instruction": INSTRUCTION, "input": "x", "output": 42})
+    plant("broken", {"instruction": INSTRUCTION, "input": "x", "output": ["a list"]})
     plant("broken", {"instruction": "", "input": "empty instruction", "output": "{}"})
     mirror = root / "mirror"
     write_jsonl(mirror / "arc_challenge_test.jsonl", [
@@ -206,7 +206,8 @@ def test_split_is_seeded_and_stratified_by_label(tmp_path: Path) -> None:
     [
         ("bad.jsonl", '{"instruction": "a", "output": "b"}\n{"instruction": "a", output}\n',
          "bad.jsonl: row 2: not valid JSON"),
-        ("bad.csv", None, "bad.csv: missing column 'output'"),
+        ("bad.csv", None, "bad.csv: row 1: no known shape in keys (input, instruction): "
+         "missing field 'output'"),
         ("bad.json", b'[{"instruction": "caf\\xe9", "output": "x"}]', "bad.json: not UTF-8 text"),
     ],
 )  # fmt: skip
@@ -350,3 +351,82 @@ def test_redaction_leaves_ages_dates_and_ids_alone() -> None:
     assert redact_text(kept) == (kept, {})
     assert redact_text("card 4111 1111 1111 1112 fails Luhn")[1] == {}
     assert redact_text("host 999.1.1.1 is no address")[1] == {}
+
+
+def test_a_five_row_classification_csv_with_one_letter_labels_keeps_every_row(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """Labels, digits and letters are answers of their task: the quality step keeps them all."""
+    source = tmp_path / "mc.csv"
+    source.write_text("question,A,B,C,D,answer\nWhat is 2+2?,3,4,5,6,B\n"
+                      "Capital of France?,Rome,Paris,Oslo,Bern,B\nH2O is?,water,salt,gold,iron,A\n"
+                      "Largest planet?,Mars,Venus,Jupiter,Earth,C\n"
+                      "Fastest animal?,snail,cheetah,cow,dog,B\n")  # fmt: skip
+    out = tmp_path / "out"
+    assert main(["data", "prepare", str(source), "--out", str(out), "--heldout-fraction",
+                 "0.4", "--no-decontaminate"]) == 0  # fmt: skip
+    rows = [json.loads(x) for name in ("train.jsonl", "heldout.jsonl")
+            for x in (out / name).read_text().splitlines()]  # fmt: skip
+    assert sorted(r["messages"][-1]["content"] for r in rows) == ["A", "B", "B", "B", "C"]
+    assert "What is 2+2?\nA. 3\nB. 4\nC. 5\nD. 6" in [r["messages"][0]["content"] for r in rows]
+    said = capsys.readouterr().out
+    assert "quality: 5 -> 5 rows; short answers (median 1 characters)" in said
+    assert said.count("dedup_exact:") == 1  # each step said once
+
+
+def test_sentiment_csv_and_dolly_rows_prepare_without_flags(tmp_path: Path) -> None:
+    sentiment = tmp_path / "sentiment.csv"
+    sentiment.write_text("text,sentiment\n" + "".join(
+        f"Review {i}: {'loved' if i % 2 else 'hated'} it,{'positive' if i % 2 else 'negative'}\n"
+        for i in range(10)))  # fmt: skip
+    out = tmp_path / "s"
+    assert main(["data", "prepare", str(sentiment), "--out", str(out), "--no-decontaminate",
+                 "--no-near-dedup", "--heldout-fraction", "0.2",
+                 "--instruction", "Positive or negative?"]) == 0  # fmt: skip
+    held = [json.loads(x) for x in (out / "heldout.jsonl").read_text().splitlines()]
+    assert sorted(r["label"] for r in held) == ["negative", "positive"]  # stratified by label
+    assert all(r["messages"][0]["content"].startswith("Positive or negative?\n\nReview")
+               for r in held)  # fmt: skip
+    dolly = write_jsonl(tmp_path / "dolly.jsonl", [
+        {"instruction": f"Summarise fact {i}.", "context": f"Fact {i} is that {i} is {i}.",
+         "response": f"It says {i} equals itself.", "category": "summarization"}
+        for i in range(10)])  # fmt: skip
+    out = tmp_path / "d"
+    assert main(["data", "prepare", str(dolly), "--out", str(out), "--no-decontaminate",
+                 "--no-near-dedup"]) == 0  # fmt: skip
+    rows = [json.loads(x) for x in (out / "train.jsonl").read_text().splitlines()]
+    assert len(rows) == 9 and rows[0]["label"] == "summarization"
+    assert rows[0]["messages"][0]["content"].endswith("\n\nFact 0 is that 0 is 0.")
+
+
+def test_prepare_that_leaves_no_training_row_fails_naming_the_step(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    source = write_jsonl(tmp_path / "echo.jsonl", [
+        {"instruction": f"say {w}", "output": f"say {w}"} for w in ("yes", "no", "maybe")])  # fmt: skip
+    out = tmp_path / "out"
+    assert main(["data", "prepare", str(source), "--out", str(out)]) == 2
+    err = capsys.readouterr().err.strip()
+    assert err.splitlines() == [
+        "error: no training row survived: step quality removed all 3 (instruction equals its "
+        "response: 3); --keep-flagged or --no-quality keeps them"]  # fmt: skip
+    assert not out.exists()
+
+
+@pytest.mark.parametrize(
+    ("flags", "expected"),
+    [
+        (["--columns", "foo"], "error: --columns: 'foo' is not NAME=COLUMN"),
+        (["--columns", "output=nonexistent"],
+         "columns mapping output=nonexistent: the file has no column 'nonexistent'"),
+        (["--label-field", "mood"], "label field 'mood' is not a column of the file"),
+    ],
+)  # fmt: skip
+def test_column_flags_that_cannot_apply_are_one_line(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], flags: list[str], expected: str
+) -> None:
+    source = tmp_path / "s.csv"
+    source.write_text("text,sentiment\ngood,positive\nbad,negative\n")
+    assert main(["data", "prepare", str(source), "--out", str(tmp_path / "o"), *flags]) == 2
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1 and expected in err, err

@@ -4,12 +4,23 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
+from typing import Any
 
 import pandas as pd
 import pytest
 
 from tests.conftest import write_jsonl
-from trainers.data import DataError, choose_task_metric, detect_format, load_examples, split_heldout
+from trainers.data import (
+    DataError,
+    DataFile,
+    DataSettings,
+    choose_task_metric,
+    detect_format,
+    load_examples,
+    parse_columns,
+    read_data,
+    split_heldout,
+)
 
 
 def roles(example) -> list[str]:  # type: ignore[no-untyped-def]
@@ -103,7 +114,7 @@ BAD_ROWS = [
     ("empty response", [{"instruction": "a", "output": "  "}], "row 1: field 'output' is empty"),
     (
         "non-text field",
-        [{"prompt": "a", "completion": 3}],
+        [{"prompt": "a", "completion": ["x"]}],
         "row 1: field 'completion' must be text",
     ),
     (
@@ -112,9 +123,18 @@ BAD_ROWS = [
         "row 1: no assistant turn",
     ),
     (
-        "unknown format",
-        [{"question": "a", "answer": "b"}],
-        "row 1: no known format in fields (answer, question)",
+        "unknown shape",
+        [{"query": "a", "reply": "b"}],
+        "row 1: no known shape in keys (query, reply); known shapes: messages, ",
+    ),
+    (
+        "two shapes",
+        [
+            {"prompt": "a", "completion": "b"},
+            {"prompt": "c", "completion": "d"},
+            {"question": "e", "answer": "f"},
+        ],
+        "row 3: shape question_answer (question, answer), but row 1 is prompt_completion",
     ),
     (
         "bad role",
@@ -177,3 +197,103 @@ def test_task_metric_follows_the_references(tmp_path: Path) -> None:
     assert choose_task_metric(short, "auto") == "exact_match"
     assert choose_task_metric(long, "auto") == "rouge_l"
     assert choose_task_metric(long, "exact_match") == "exact_match"
+
+
+# --------------------------------------------------------------------------- the guides' shapes
+def read(path: Path, **settings: Any) -> DataFile:
+    return read_data(path, DataSettings(**settings))
+
+
+def test_instruction_response_with_the_guides_hash_delimiters(tmp_path: Path) -> None:
+    """The guides' own example: the '### ... ###' delimiters are taken off (the chat template marks
+    the instruction), and the console note says so."""
+    path = write_jsonl(tmp_path / "foobear.jsonl", [
+        {"instruction": "### what is a foobear ###", "response": "a foobear is a bear of foam"},
+        {"instruction": "what does a foobear eat", "response": "mostly bar"},
+    ])  # fmt: skip
+    data = read(path)
+    assert data.reading.shape.name == "instruction_response"
+    assert [e.messages[0]["content"] for e in data.examples] == [
+        "what is a foobear", "what does a foobear eat"]  # fmt: skip
+    assert data.examples[0].reference == "a foobear is a bear of foam"
+    assert any("delimiters taken off 1 instructions" in n for n in data.reading.notes)
+
+
+def test_dolly_context_becomes_the_input_and_category_the_label(tmp_path: Path) -> None:
+    path = write_jsonl(tmp_path / "dolly.jsonl", [
+        {"instruction": "When did Virgin Australia start operating?",
+         "context": "Virgin Australia commenced services on 31 August 2000.",
+         "response": "On 31 August 2000.", "category": "closed_qa"},
+        {"instruction": "Which is a species of fish? Tope or Rope", "context": "",
+         "response": "Tope", "category": "classification"},
+    ])  # fmt: skip
+    first, second = read(path).examples
+    assert first.messages[0]["content"] == (
+        "When did Virgin Australia start operating?\n\n"
+        "Virgin Australia commenced services on 31 August 2000.")  # fmt: skip
+    assert (first.reference, first.label) == ("On 31 August 2000.", "closed_qa")
+    assert second.messages[0]["content"] == "Which is a species of fish? Tope or Rope"
+    assert read(path).reading.shape.name == "dolly"
+
+
+@pytest.mark.parametrize(
+    ("row", "shape", "prompt", "answer"),
+    [
+        ({"question": "What is 2+2?", "answer": 4}, "question_answer", "What is 2+2?", "4"),
+        ({"question": "Who?", "context": "Ann met Bo.", "answer": "Ann"}, "question_answer",
+         "Who?\n\nAnn met Bo.", "Ann"),
+        ({"input": "Hallo", "output": "Hello"}, "input_output", "Hallo", "Hello"),
+        ({"prompt": "Say hi", "response": "Hi!"}, "prompt_response", "Say hi", "Hi!"),
+        ({"Instruction": "Name a colour", "Response": "Blue"}, "instruction_response",
+         "Name a colour", "Blue"),
+    ],
+)  # fmt: skip
+def test_each_shape_is_read_from_its_keys(
+    tmp_path: Path, row: dict[str, Any], shape: str, prompt: str, answer: str
+) -> None:
+    data = read(write_jsonl(tmp_path / "rows.jsonl", [row, row]))
+    assert data.reading.shape.name == shape
+    assert data.examples[0].messages[0]["content"] == prompt
+    assert data.examples[0].reference == answer
+
+
+def test_text_with_a_label_column_is_classification(tmp_path: Path) -> None:
+    """The guides' sentiment CSV: the label becomes the response; the instruction comes from
+    data.instruction, or a default that names the column; every row is kept."""
+    path = tmp_path / "sentiment.csv"
+    path.write_text("text,sentiment\nI loved every minute,positive\nDull and slow,negative\n"
+                    "Fine I guess,neutral\n")  # fmt: skip
+    data = read(path)
+    assert data.reading.shape.name == "text_label" and len(data.examples) == 3
+    first = data.examples[0]
+    assert (
+        first.messages[0]["content"]
+        == "What is the sentiment of this text?\n\nI loved every minute"
+    )
+    assert (first.reference, first.label) == ("positive", "positive")
+    assert any("every row's instruction" in n for n in data.reading.notes)
+    told = read(path, instruction="Is this review positive, negative or neutral?").examples[1]
+    assert told.messages[0]["content"].startswith("Is this review positive, negative or neutral?")
+    other = tmp_path / "labels.csv"
+    other.write_text("text,stars\ngreat,5\nbad,1\n")
+    assert read(other).reading.shape.name == "text"  # an unknown column is not a label ...
+    assert any("columns not used: stars" in n for n in read(other).reading.notes)  # ... but said
+    named = read(other, label_field="stars")  # --label-field names the user's own column
+    assert named.reading.shape.name == "text_label" and named.examples[0].reference == "5"
+
+
+def test_column_mappings_are_checked(tmp_path: Path) -> None:
+    path = tmp_path / "qa.csv"
+    path.write_text("q,a\nWhat is 1+1?,2\n")
+    [example] = read(path, columns={"question": "q", "answer": "a"}).examples
+    assert example.reference == "2"
+    with pytest.raises(DataError, match=r"qa.csv: columns mapping output=nonexistent: the file "
+                       r"has no column 'nonexistent' \(its columns: a, q\)"):  # fmt: skip
+        read(path, columns={"output": "nonexistent"})
+    with pytest.raises(DataError, match=r"--columns: 'foo' is not NAME=COLUMN"):
+        parse_columns("foo")
+    with pytest.raises(DataError, match=r"--columns: unknown column 'answr'"):
+        parse_columns("answr=a")
+    with pytest.raises(DataError, match=r"no known shape in keys \(a, q\).*--columns "
+                       r"instruction=q,output=a"):  # fmt: skip
+        read(path)
