@@ -28,18 +28,52 @@ def _input_errors() -> tuple[type[Exception], ...]:
     return (ConfigError, DataError, ModelError, BenchmarkError)
 
 
-def validate(config: Path) -> int:
-    """Check a sweep YAML and print it resolved (defaults filled in), with its search space."""
+def validate(config: Path, *, quick: bool = False, num_gpus: int | None = None) -> int:
+    """Dry-run a sweep YAML: every check launch runs (data rows, model, target modules,
+    truncation, benchmarks, contamination, resources), then the plan: trials, rungs, tokens, and
+    the wall time and device-hours estimated from a short timed trial. Starts no Ray, trains no
+    adapter, writes no MLflow run. --quick: the YAML's schema only (no torch)."""
+    if quick:
+        return _validate_schema(config)
+    from sweeps.dry_run import dry_run
+
+    load_config(config)  # the schema first: its errors need no model
+    done = dry_run(config, num_gpus=num_gpus)
+    print("Plan:")
+    for line in done.estimate.lines():
+        print(f"  {line}")
+    print("  (the estimate scales the timed trial by each trial's expected steps and rungs over "
+          "the search space, ASHA's expected stops, and the trials run at once)")  # fmt: skip
+    print(f"{config}: valid; run it: sweep launch {config}")
+    return 0
+
+
+def _validate_schema(config: Path) -> int:
     import yaml
 
     from sweeps.space import describe
 
     loaded = load_config(config)
-    print(f"# {config}: valid")
+    print(
+        f"# {config}: valid (schema only; without --quick, every launch check and a time estimate)"
+    )
     print(yaml.safe_dump(loaded.model_dump(mode="json"), sort_keys=False).rstrip())
     print("# search space (what Optuna samples per trial):")
     for knob, text in describe(loaded).items():
         print(f"#   {knob}: {text}")
+    return 0
+
+
+def init(data: Path, *, heldout: Path | None = None, model: str = "smollm2-135m-instruct",
+         budget: str = "30m", out: Path | None = None, name: str | None = None,
+         instruction: str | None = None, system_prompt: str | None = None) -> int:  # fmt: skip
+    """Write a commented sweep YAML for a data file: its detected shape and task metric, a name
+    from the file, sequence_len from its token lengths, and a search space sized to --budget by
+    the estimate sweep validate prints."""
+    from sweeps.init import InitRequest, init_sweep
+
+    init_sweep(InitRequest(data=data, heldout=heldout, model=model, budget=budget, out=out,
+                           name=name, instruction=instruction, system_prompt=system_prompt))  # fmt: skip
     return 0
 
 
@@ -407,9 +441,31 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(run=lambda a: resume(a.sweep, state_dir=a.state_dir, address=a.address,
                                         num_cpus=a.num_cpus, num_gpus=a.num_gpus))  # fmt: skip
 
+    p = verbs.add_parser("init", help=init.__doc__, description=init.__doc__,
+                         epilog="example: sweep init data/reviews.csv --budget 1h")  # fmt: skip
+    p.add_argument("data", type=Path, help="your training data: jsonl, json, csv, parquet or txt")
+    p.add_argument("--heldout", type=Path, help="your held-out file (default: split off DATA)")
+    p.add_argument(
+        "--model",
+        default="smollm2-135m-instruct",
+        help="base model: an HF id, a local directory, or smollm2-135m-instruct (default)",
+    )
+    p.add_argument("--budget", default="30m", help="wall time to size the sweep to, e.g. 30m, 2h "
+                   "(default: 30m)")  # fmt: skip
+    p.add_argument("--out", type=Path, help="the YAML to write (default: search_spaces/NAME.yaml)")
+    p.add_argument("--name", help="sweep and experiment name (default: from the data file)")
+    p.add_argument("--instruction", help="text+label rows: the instruction the label answers")
+    p.add_argument("--system-prompt", help="a system prompt for every example (default: none)")
+    p.set_defaults(run=lambda a: init(a.data, heldout=a.heldout, model=a.model, budget=a.budget,
+                                      out=a.out, name=a.name, instruction=a.instruction,
+                                      system_prompt=a.system_prompt))  # fmt: skip
+
     p = verbs.add_parser("validate", help=validate.__doc__, description=validate.__doc__)
-    p.add_argument("config", type=Path)
-    p.set_defaults(run=lambda a: validate(a.config))
+    p.add_argument("config", type=Path, help="sweep YAML, e.g. search_spaces/lora.yaml")
+    p.add_argument("--quick", action="store_true", help="the schema only: no data, model or "
+                   "timing (imports no torch)")  # fmt: skip
+    p.add_argument("--num-gpus", type=int, help="as for launch: logical GPUs for a local Ray")
+    p.set_defaults(run=lambda a: validate(a.config, quick=a.quick, num_gpus=a.num_gpus))
 
     p = verbs.add_parser("status", help=status.__doc__, description=status.__doc__)
     p.add_argument("sweep", help="sweep name, or the path of its directory")

@@ -50,6 +50,7 @@ class LaunchPlan:
     model_kind: str
     max_rungs: int
     num_samples: int
+    train_token_lengths: tuple[int, ...] = ()  # each training row's tokens under the template
 
 
 def coerce_config(
@@ -111,7 +112,8 @@ def check_enough_rows(config: SweepConfig, *, train: int, heldout: int, source: 
         return
     if train < MIN_TRAIN_ROWS:
         raise DataError(
-            f"{source}: data.train: {train} training rows{'' if data.heldout else ' after the split'}; "
+            f"{source}: data.train: {train} training row{'' if train == 1 else 's'}"
+            f"{'' if data.heldout else ' after the split'}; "
             f"a sweep needs at least {MIN_TRAIN_ROWS} to rank trials: add rows, or set "
             "data.allow_small: true to run anyway"
         )
@@ -120,7 +122,8 @@ def check_enough_rows(config: SweepConfig, *, train: int, heldout: int, source: 
                f"data.val_set_size: {min(0.5, MIN_HELDOUT_ROWS / (train + heldout)):.2f} or a "
                "data.heldout file")  # fmt: skip
         raise DataError(
-            f"{source}: data.heldout: {heldout} held-out rows; at least {MIN_HELDOUT_ROWS} are "
+            f"{source}: data.heldout: {heldout} held-out row{'' if heldout == 1 else 's'}; at "
+            f"least {MIN_HELDOUT_ROWS} are "
             f"needed to tell trials apart: give {fix}, or set data.allow_small: true"
         )
 
@@ -303,15 +306,32 @@ def check_remote_code(config: SweepConfig, model_path: Path, *, source: str) -> 
             )
 
 
-def check_target_modules(config: SweepConfig, model_path: Path, *, source: str) -> None:
-    """Every lora_target_modules name must name layers of the model (read from weight headers)."""
+def weight_modules(model_path: Path) -> dict[str, int]:
+    """Each module that has a weight, with the weight's rank (read from the safetensors headers,
+    without loading the weights)."""
     from safetensors import safe_open
 
-    modules: set[str] = set()
+    modules: dict[str, int] = {}
     for file in model_path.glob("*.safetensors"):
         with safe_open(str(file), framework="pt") as handle:
-            keys = handle.keys()  # a safetensors handle, not a dict
-            modules |= {key.rsplit(".", 1)[0] for key in keys if key.endswith(".weight")}
+            for key in handle.keys():  # noqa: SIM118 (a safetensors handle, not a dict)
+                if key.endswith(".weight"):
+                    modules[key.rsplit(".", 1)[0]] = len(handle.get_slice(key).get_shape())
+    return modules
+
+
+def linear_layer_names(model_path: Path) -> list[str]:
+    """The names of the transformer blocks' linear layers (q_proj, ..., down_proj): LoRA on all
+    of them ("LoRA Without Regret", 2025)."""
+    modules = weight_modules(model_path)
+    leaves = {m.rsplit(".", 1)[-1] for m, rank in modules.items()
+              if rank == 2 and (".layers." in m or ".h." in m)}  # fmt: skip
+    return sorted(leaves)
+
+
+def check_target_modules(config: SweepConfig, model_path: Path, *, source: str) -> None:
+    """Every lora_target_modules name must name layers of the model (read from weight headers)."""
+    modules = set(weight_modules(model_path))
     targets = config.training.lora_target_modules
     if not modules or targets == ["all-linear"]:
         return
@@ -326,18 +346,17 @@ def check_target_modules(config: SweepConfig, model_path: Path, *, source: str) 
 
 def check_truncation(
     config: SweepConfig, spec: Any, train: list[Example], *, source: str, progress: Any
-) -> dict[int, tuple[int, int]]:
-    """Tokenize the training rows once; say what each sequence_len candidate truncates."""
+) -> list[int]:
+    """Tokenize the training rows once; say what each sequence_len candidate truncates. Returns
+    each row's length in tokens (the time estimate reads it)."""
     from sweeps.space import candidate_values
     from trainers.models import load_tokenizer
     from trainers.tokenize import resolve_template, tokenize_examples, truncate
 
     tokenizer = load_tokenizer(Path(spec.model_path), trust_remote_code=spec.trust_remote_code)
     tokenized = tokenize_examples(train, tokenizer, resolve_template(tokenizer, spec.template))
-    report = {}
     for length in (int(v) for v in candidate_values(config, "sequence_len")):
         kept, stats = truncate(tokenized, length)
-        report[length] = (stats.truncated, stats.dropped)
         if not kept:
             raise ConfigError(
                 f"{source}: search_space.sequence_len: {length} tokens cuts away the "
@@ -347,7 +366,7 @@ def check_truncation(
             f"sequence_len {length}: {stats.truncated} of {stats.total} training rows truncated, "
             f"{stats.dropped} dropped (no response left)"
         )
-    return report
+    return [len(t) for t in tokenized]
 
 
 def benchmark_mirror(config: SweepConfig, *, config_dir: Path) -> Path | None:
@@ -438,7 +457,7 @@ def preflight(
         gpus=config.resources.gpu,
         benchmarks=benchmarks,
     )
-    check_truncation(config, spec, examples["train"], source=source, progress=progress)
+    lengths = check_truncation(config, spec, examples["train"], source=source, progress=progress)
     digests = {name: file_digest(path) for name, path in paths.items()}
     num_samples = config.search.num_samples
     if config.search.algorithm == "grid":
@@ -458,4 +477,5 @@ def preflight(
         model.kind,
         max_rungs,
         num_samples,
+        tuple(lengths),
     )

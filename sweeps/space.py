@@ -176,3 +176,26 @@ def describe(config: SweepConfig) -> dict[str, str]:
         else:
             out[knob] = f"fixed {spec}"
     return out
+
+
+def representative_hparams(config: SweepConfig) -> dict[str, Any]:
+    """The heaviest trial the space holds, for timing: the largest lora_r and sequence_len, one
+    epoch, and every other knob at its low end (or its first choice)."""
+    params: dict[str, Any] = {}
+    for knob, spec in active_specs(config).items():
+        values = candidate_values(config, knob)
+        if knob in ("lora_r", "sequence_len"):
+            params[knob] = int(max(values))
+        elif knob == "num_epochs":
+            params[knob] = 1
+        elif knob == "lora_alpha":
+            continue
+        elif isinstance(spec, Choice):
+            params[knob] = spec.values[0]
+        else:
+            params[knob] = values[0]
+    alpha = active_specs(config)["lora_alpha"]
+    ratio = alpha.values[0] if isinstance(alpha, RatioOfR) else None
+    params["lora_alpha"] = (float(ratio) * params["lora_r"] if ratio is not None else
+                            candidate_values(config, "lora_alpha")[0])  # fmt: skip
+    return params

@@ -127,7 +127,7 @@ def config_cases(t: Table) -> dict[str, Case]:
             launch(
                 t.space("lohi", learning_rate={"type": "loguniform", "low": 1e-2, "high": 1e-4})
             ),
-            "lohi.yaml:23: search_space.learning_rate: high (0.0001) must be >= low (0.01)",
+            "lohi.yaml:24: search_space.learning_rate: high (0.0001) must be >= low (0.01)",
         ),
         "r negative": (
             launch(t.space("r", lora_r=[4, -2])),
@@ -283,8 +283,82 @@ def data_cases(t: Table) -> dict[str, Case]:
             "data.train: 1 training rows share a 13-gram with held-out",
         ),
         "unknown column": (
-            launch(t.config("columns", data={"columns": {"answer": "out"}})),
-            "data.columns: unknown column 'answer'",
+            launch(t.config("columns", data={"columns": {"answr": "out"}})),
+            "data.columns: unknown column 'answr'",
+        ),
+        "mapping to an absent column": (
+            launch(t.config("absent-column", data={"columns": {"output": "nonexistent"}})),
+            f"{t.data['train']}: columns mapping output=nonexistent: the file has no column "
+            "'nonexistent'",
+        ),
+        "mapping not a mapping": (
+            launch(t.config("columns-string", data={"columns": "output=answer"})),
+            "data.columns: Input should be a valid dictionary",
+        ),
+        "rows of two shapes": (
+            launch(
+                t.train(
+                    "two-shapes",
+                    write_jsonl(
+                        t.tmp / "two-shapes.jsonl", [*t.rows[:3], {"question": "a", "answer": "b"}]
+                    ),
+                )
+            ),
+            f"{t.tmp / 'two-shapes.jsonl'}: row 4: shape question_answer",
+        ),
+        "row in no shape": (
+            launch(
+                t.train(
+                    "no-shape",
+                    write_jsonl(t.tmp / "no-shape.jsonl", [{"query": "a", "reply": "b"}]),
+                )
+            ),
+            f"{t.tmp / 'no-shape.jsonl'}: row 1: no known shape in keys (query, reply)",
+        ),
+        "one-row training file": (
+            launch(
+                t.train(
+                    "one-row", write_jsonl(t.tmp / "one-row.jsonl", t.rows[:1]), allow_small=False
+                )
+            ),
+            "data.train: 1 training row; a sweep needs at least 32",
+        ),
+        "held-out set too small": (
+            launch(
+                t.train(
+                    "small-held",
+                    write_jsonl(
+                        t.tmp / "many.jsonl",
+                        [
+                            {**r, "instruction": f"{r['instruction']} Copy {k}."}
+                            for k in range(5)
+                            for r in t.rows
+                        ],
+                    ),
+                    allow_small=False,
+                )
+            ),
+            "data.heldout: 2 held-out rows; at least 20 are needed to tell trials apart",
+        ),
+        "prepare leaves no row": (
+            launch(
+                t.config(
+                    "prep-empty",
+                    prepare={"decontaminate": False},
+                    data={
+                        "train": str(
+                            write_jsonl(
+                                t.tmp / "echo.jsonl",
+                                [
+                                    {"instruction": f"echo {w}", "output": f"echo {w}"}
+                                    for w in "abcd"
+                                ],
+                            )
+                        )
+                    },
+                )
+            ),
+            "no training row survived: step quality removed all 4",
         ),
         "sequence_len too short": (
             launch(t.space("short", sequence_len=[8, 128])),
@@ -371,6 +445,13 @@ CASES = [
     "field_f1 on plain text",
     "held-out rows in train",
     "unknown column",
+    "mapping to an absent column",
+    "mapping not a mapping",
+    "rows of two shapes",
+    "row in no shape",
+    "one-row training file",
+    "held-out set too small",
+    "prepare leaves no row",
     "sequence_len too short",
     "unknown model id",
     "model dir without weights",
@@ -397,6 +478,8 @@ def table(tiny_model: Path, tmp_path_factory: pytest.TempPathFactory) -> dict[st
         "PYTHONPATH": str(REPO),
     }
     argv = {name: argv for name, (argv, _) in cases.items()}
+    argv |= {f"validate: {name}": ["validate", command[1]] for name, command in argv.items()
+             if validated(command)}  # fmt: skip
     done = subprocess.run(
         [sys.executable, "-c", RUNNER, json.dumps(argv)],
         capture_output=True,
@@ -408,6 +491,11 @@ def table(tiny_model: Path, tmp_path_factory: pytest.TempPathFactory) -> dict[st
     line = next((x for x in done.stdout.splitlines() if x.startswith("TABLE")), None)
     assert line is not None, done.stderr[-3000:]
     return {"tmp": tmp, "cases": cases, "results": json.loads(line.removeprefix("TABLE"))}
+
+
+def validated(argv: list[str]) -> bool:
+    """A launch of a config (not of a bad --name): `sweep validate` must refuse it the same way."""
+    return argv[0] == "launch" and argv[2:] == ["--name", "bad"]
 
 
 def test_the_table_has_30_or_more_cases(table: dict[str, Any]) -> None:
@@ -423,6 +511,22 @@ def test_bad_input_is_refused_before_compute(case: str, table: dict[str, Any]) -
     assert len(lines) == 1 and lines[0].startswith("error: "), lines
     assert expected in lines[0], lines[0]
     assert result["imported"] == [], f"{case} imported {result['imported']}"  # no Ray started
+
+
+NOT_CONFIGS = ("name escapes (..)", "name absolute", "name with NUL", "resume unknown sweep")
+
+
+@pytest.mark.parametrize("case", [c for c in CASES if c not in NOT_CONFIGS])
+def test_validate_refuses_what_launch_refuses_with_the_same_line(
+    case: str, table: dict[str, Any]
+) -> None:
+    argv, _ = table["cases"][case]
+    assert validated(argv)
+    launched = table["results"][case]
+    checked = table["results"][f"validate: {case}"]
+    assert checked["rc"] == 2, checked
+    assert checked["stderr"].strip() == launched["stderr"].strip()
+    assert checked["imported"] == []
 
 
 def test_no_case_left_anything_in_mlflow_or_the_sweeps_directory(table: dict[str, Any]) -> None:

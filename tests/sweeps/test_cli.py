@@ -69,7 +69,7 @@ def test_help_imports_no_heavy_library(verb: str | None) -> None:
 
 
 def test_validate_prints_the_resolved_config_without_torch() -> None:
-    probe, out, _ = run_cli("validate", "search_spaces/lora.yaml")
+    probe, out, _ = run_cli("validate", "--quick", "search_spaces/lora.yaml")
     assert probe["rc"] == 0 and probe["heavy"] == []
     resolved = yaml.safe_load(out.split("# search space")[0])
     assert resolved["base_model"] == "smollm2-135m-instruct"
@@ -83,7 +83,7 @@ def test_validate_prints_the_resolved_config_without_torch() -> None:
 def test_validate_reports_errors_with_exit_2(tmp_path: Path) -> None:
     bad = tmp_path / "bad.yaml"
     bad.write_text("data:\n  train: x.jsonl\nsearch_space:\n  lora_r: []\n")
-    probe, _, err = run_cli("validate", str(bad))
+    probe, _, err = run_cli("validate", str(bad))  # the schema is checked before any import
     assert probe["rc"] == 2 and probe["heavy"] == []
     assert (
         err.strip()

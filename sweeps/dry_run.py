@@ -1,0 +1,79 @@
+"""``sweep validate``: a dry run of ``sweep launch``, and the plan with its time estimate.
+
+It runs every check launch runs (sweeps/preflight.py: the data rows, contamination, the
+objective, benchmarks, resources, the model, target modules and truncation; a ``prepare:``
+section prepares into a scratch directory), then times a short trial on the real model
+(trainers/estimate.py) and scales it to the sweep (sweeps/estimate.py). It starts no Ray, trains
+no adapter, and writes nothing to MLflow or the sweeps directory.
+"""
+
+from __future__ import annotations
+
+import os
+import tempfile
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from sweeps.estimate import SweepEstimate, estimate_sweep
+from sweeps.preflight import LaunchPlan, coerce_config, preflight
+
+
+@dataclass(frozen=True)
+class DryRun:
+    plan: LaunchPlan
+    timing: Any  # trainers.estimate.TrialTiming
+    estimate: SweepEstimate
+
+
+def dry_run(
+    config: str | Path, *, say: Any = print, num_gpus: int | None = None, cpus: int | None = None
+) -> DryRun:
+    """Every launch check, then a timed short trial and the sweep's estimate."""
+    from sweeps.launch import prepare_for_sweep
+
+    loaded, config_path, config_dir = coerce_config(config)
+    with tempfile.TemporaryDirectory(prefix="lora-sweep-validate-") as scratch:
+        if loaded.prepare is not None:
+            loaded, _ = prepare_for_sweep(loaded, config_dir=config_dir,
+                                          out_dir=Path(scratch) / "data", progress=say)  # fmt: skip
+        plan = preflight(loaded, config_path=config_path, config_dir=config_dir, progress=say,
+                         logical_gpus=num_gpus)  # fmt: skip
+        timing = timed_trial(plan, say=say)
+    estimate = estimate_sweep(
+        plan.config, timing, num_samples=plan.num_samples,
+        token_lengths=list(plan.train_token_lengths), cpus=cpus or available_cpus(),
+        gpus=num_gpus or visible_gpus(), base_cached=base_scores_cached(plan),
+    )  # fmt: skip
+    return DryRun(plan, timing, estimate)
+
+
+def timed_trial(plan: LaunchPlan, *, say: Any) -> Any:
+    from sweeps.space import representative_hparams
+    from trainers.estimate import time_trial
+
+    hparams = representative_hparams(plan.config)
+    say(f"Timing a short trial on {plan.config.base_model} (lora_r {hparams['lora_r']}, "
+        f"sequence_len {hparams['sequence_len']}): setup, 4 steps, one rung ...")  # fmt: skip
+    timing = time_trial(plan.spec, hparams)
+    say(f"  worker start {timing.worker_start:.1f} s, setup {timing.setup:.1f} s, "
+        f"{timing.step:.2f} s a step ({timing.tokens_per_step:.0f} tokens), "
+        f"{timing.rung:.1f} s a rung (held-out evaluation and checkpoint)")  # fmt: skip
+    return timing
+
+
+def base_scores_cached(plan: LaunchPlan) -> bool:
+    from sweeps.launch import base_cache_key
+    from trainers.models import cache_root
+
+    return (cache_root() / "base_scores" / f"{base_cache_key(plan)}.json").is_file()
+
+
+def available_cpus() -> int:
+    return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
+
+
+def visible_gpus() -> int:
+    import torch
+
+    return torch.cuda.device_count() if torch.cuda.is_available() else 0

@@ -1,0 +1,274 @@
+"""``sweep init DATA``: a commented sweep YAML for a data file, sized to a time budget.
+
+The data is read as launch reads it (its shape detected, every row checked); ``sequence_len``
+candidates come from the training rows' token lengths under the model's own template; the search
+space is sized to the budget by the same estimate ``sweep validate`` prints (a short timed trial
+on the real model, scaled to the sweep). The YAML is then checked as ``sweep validate`` checks it.
+"""
+
+from __future__ import annotations
+
+import math
+import re
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from sweeps.config import MIN_HELDOUT_ROWS, ConfigError
+
+BUDGET = re.compile(r"^(?:(?P<h>\d+(?:\.\d+)?)h)?(?:(?P<m>\d+(?:\.\d+)?)m)?(?:(?P<s>\d+)s)?$")
+MAX_TRIALS = 64
+
+
+@dataclass(frozen=True)
+class InitRequest:
+    data: Path
+    heldout: Path | None = None
+    model: str = "smollm2-135m-instruct"
+    budget: str = "30m"
+    out: Path | None = None
+    name: str | None = None
+    instruction: str | None = None
+    system_prompt: str | None = None
+
+
+def parse_budget(text: str) -> float:
+    """``30m``, ``2h``, ``1h30m``, ``90s`` as seconds."""
+    match = BUDGET.match(text.strip().lower())
+    if not text.strip() or match is None or not any(match.groupdict().values()):
+        raise ConfigError(f"--budget {text!r}: give a duration such as 30m, 2h, 1h30m or 90s")
+    parts = {k: float(v) for k, v in match.groupdict().items() if v}
+    return parts.get("h", 0) * 3600 + parts.get("m", 0) * 60 + parts.get("s", 0)
+
+
+def sweep_name(path: Path) -> str:
+    """A safe sweep name from a file name: ``My Data (v2).jsonl`` -> ``my-data-v2``."""
+    name = re.sub(r"[^a-z0-9._-]+", "-", path.stem.lower()).strip("-._")
+    return (name or "sweep")[:60]
+
+
+def sequence_lengths(lengths: list[int], *, limit: int) -> list[int]:
+    """Candidates from the rows' token lengths: the 90th percentile and the longest row, each
+    rounded up to a multiple of 64 and capped at the model's context."""
+    ordered = sorted(lengths)
+
+    def at(q: float) -> int:
+        index = min(len(ordered) - 1, math.ceil(q * len(ordered)) - 1)
+        return min(limit, 64 * math.ceil(ordered[max(index, 0)] / 64))
+
+    return sorted({at(0.9), at(1.0)})
+
+
+def init_sweep(request: InitRequest, *, say: Any = print) -> Path:
+    """Write the sweep YAML for ``request.data`` and return its path."""
+    from sweeps.config import load_config
+
+    budget = parse_budget(request.budget)
+    out = _out_path(request)
+    facts = _data_facts(request, say=say)
+    draft = out.with_name(f".{out.name}.draft")
+    try:
+        draft.write_text(render_yaml(request, facts, out=out, num_samples=8, epochs=(1, 2)))
+        load_config(draft)
+        num_samples, epochs, estimate = _sized_to_budget(draft, request, facts, budget, say=say)
+    finally:
+        draft.unlink(missing_ok=True)
+    out.write_text(render_yaml(request, facts, out=out, num_samples=num_samples, epochs=epochs,
+                               estimate=estimate))  # fmt: skip
+    load_config(out)
+    say(f"Wrote {out}: {num_samples} trials, estimated {estimate.lines()[-1].split(': ', 1)[1]}")
+    say(f"  check it: sweep validate {out}\n  run it:   sweep launch {out}")
+    return out
+
+
+def _out_path(request: InitRequest) -> Path:
+    name = request.name or sweep_name(request.data)
+    default_dir = Path("search_spaces") if Path("search_spaces").is_dir() else Path()
+    out = request.out or default_dir / f"{name}.yaml"
+    if out.exists():
+        raise ConfigError(f"{out}: already exists; pass --out for another file, or remove it")
+    out.parent.mkdir(parents=True, exist_ok=True)
+    return out
+
+
+@dataclass(frozen=True)
+class DataFacts:
+    name: str
+    shape: str
+    train_rows: int
+    heldout_rows: int
+    val_set_size: float | None
+    task_metric: str
+    sequence_len: list[int]
+    lengths: str  # "p50 41, p90 58, max 77 tokens"
+    target_modules: list[str]
+    gpu: bool
+
+
+def _data_facts(request: InitRequest, *, say: Any) -> DataFacts:
+    """The data's shape and rows, the task metric, and sequence_len from its token lengths."""
+    from trainers.data import DataSettings, choose_task_metric, read_data, split_heldout
+
+    settings = DataSettings(instruction=request.instruction, system_prompt=request.system_prompt)
+    train = read_data(request.data, settings)
+    for note in train.reading.notes:
+        say(note)
+    examples, val = train.examples, None
+    if request.heldout is not None:
+        heldout = read_data(request.heldout, settings).examples
+    else:
+        val = min(0.3, max(0.1, MIN_HELDOUT_ROWS / max(len(examples), 1)))
+        examples, heldout = split_heldout(examples, fraction=val, seed=0)
+    generating = [e for e in heldout if not e.is_text]
+    metric = choose_task_metric(generating, "auto") if generating else "none"
+    lengths, limit, modules, gpu = _model_facts(request.model, examples, say=say)
+    ordered = sorted(lengths)
+    summary = (f"p50 {ordered[len(ordered) // 2]}, p90 {ordered[int(0.9 * (len(ordered) - 1))]}, "
+               f"max {ordered[-1]} tokens")  # fmt: skip
+    return DataFacts(sweep_name(request.data) if request.name is None else request.name,
+                     train.reading.shape.name, len(examples), len(heldout),
+                     None if request.heldout else round(val or 0.1, 2), metric,
+                     sequence_lengths(lengths, limit=limit), summary, modules, gpu)  # fmt: skip
+
+
+def _model_facts(
+    model: str, examples: list[Any], *, say: Any
+) -> tuple[list[int], int, list[str], bool]:
+    """Token lengths under the model's template, its context, its linear layers, CUDA or not."""
+    import torch
+
+    from sweeps.preflight import linear_layer_names
+    from trainers.models import load_tokenizer, resolve_base_model
+    from trainers.tokenize import resolve_template, tokenize_examples
+
+    resolved = resolve_base_model(model, progress=say)
+    tokenizer = load_tokenizer(resolved.path)
+    tokenized = tokenize_examples(examples, tokenizer, resolve_template(tokenizer, "auto"))
+    config = __import__("json").loads((resolved.path / "config.json").read_text())
+    limit = int(config.get("max_position_embeddings") or 2048)
+    return ([len(t) for t in tokenized], min(limit, 4096), linear_layer_names(resolved.path),
+            torch.cuda.is_available())  # fmt: skip
+
+
+def _sized_to_budget(draft: Path, request: InitRequest, facts: DataFacts, budget: float, *,
+                     say: Any) -> tuple[int, tuple[int, int], Any]:  # fmt: skip
+    """The most trials (up to two epochs, else one) whose estimated wall time fits the budget."""
+    from sweeps.dry_run import dry_run
+
+    done = dry_run(draft, say=say)
+    fallback = None
+    for epochs in ((1, 2), (1, 1)):
+        fitting = _most_trials(done, epochs, budget)
+        if fitting is not None and fitting[0] >= 4:
+            return fitting
+        fallback = fitting or fallback
+    if fallback is not None:
+        return fallback
+    least = _estimate(done, (1, 1), 2)
+    say(f"Warning: even 2 one-epoch trials take about {_wall(least)}, over the "
+        f"{request.budget} budget; the YAML asks for 2")  # fmt: skip
+    return 2, (1, 1), least
+
+
+def _most_trials(
+    done: Any, epochs: tuple[int, int], budget: float
+) -> tuple[int, tuple[int, int], Any] | None:
+    fitting = None
+    for trials in range(2, MAX_TRIALS + 1):
+        estimate = _estimate(done, epochs, trials)
+        if estimate.wall_seconds > budget:
+            break
+        fitting = (trials, epochs, estimate)
+    return fitting
+
+
+def _estimate(done: Any, epochs: tuple[int, int], trials: int) -> Any:
+    from sweeps.config import IntRange
+    from sweeps.dry_run import available_cpus, visible_gpus
+    from sweeps.estimate import estimate_sweep
+
+    config = done.plan.config
+    space = config.search_space.model_copy(
+        update={"num_epochs": IntRange(type="int", low=epochs[0], high=epochs[1])}
+    )
+    return estimate_sweep(config.model_copy(update={"search_space": space}), done.timing,
+                          num_samples=trials, token_lengths=list(done.plan.train_token_lengths),
+                          cpus=available_cpus(), gpus=visible_gpus())  # fmt: skip
+
+
+def _wall(estimate: Any) -> str:
+    return str(estimate.lines()[-1].split(": ", 1)[1])
+
+
+def render_yaml(request: InitRequest, facts: DataFacts, *, out: Path, num_samples: int,
+                epochs: tuple[int, int], estimate: Any = None) -> str:  # fmt: skip
+    """The sweep YAML, commented: the command first, then why each value is what it is."""
+    import json
+    import os
+
+    def rel(path: Path) -> str:
+        return os.path.relpath(path.resolve(), out.resolve().parent)
+
+    planned = (f"# Sized to the {request.budget} budget: {num_samples} trials, estimated "
+               f"{_wall(estimate)} on this machine (sweep validate re-estimates it)."
+               if estimate is not None else "# (draft)")  # fmt: skip
+    heldout = (f"  heldout: {rel(request.heldout)}\n" if request.heldout else
+               f"  val_set_size: {facts.val_set_size}   # held-out rows split off train: "
+               f"{facts.heldout_rows} (at least {MIN_HELDOUT_ROWS} rank trials)\n")  # fmt: skip
+    extras = "".join(f"  {key}: {json.dumps(value)}\n" for key, value in
+                     (("instruction", request.instruction), ("system_prompt", request.system_prompt))
+                     if value)  # fmt: skip
+    concurrent = 1 if facts.gpu else 2
+    return f"""# sweep launch {out}
+#
+# Written by `sweep init {request.data}` for {facts.train_rows} training rows of shape
+# {facts.shape}; held-out metric {facts.task_metric} (from the held-out references).
+{planned}
+name: {facts.name}
+base_model: {request.model}
+
+data:
+  train: {rel(request.data)}   # relative to this file
+{heldout}  format: {facts.shape}
+  task_metric: auto     # {facts.task_metric} for these references
+{extras}
+search_space:           # what Optuna (TPE) samples per trial
+  learning_rate: {{type: loguniform, low: 1.0e-4, high: 2.0e-3}}
+  lora_r: [8, 16, 32]
+  lora_alpha: {{type: ratio_of_r, values: [1, 2]}}   # alpha = r x ratio (2r: Biderman et al. 2024)
+  num_epochs: {{type: int, low: {epochs[0]}, high: {epochs[1]}}}
+  sequence_len: {json.dumps(facts.sequence_len)}   # training rows: {facts.lengths} (p90 and longest, to 64)
+
+training:               # fixed for every trial (Axolotl names)
+  micro_batch_size: 4
+  gradient_accumulation_steps: 1
+  lora_target_modules: {json.dumps(facts.target_modules)}   # every linear layer
+  evals_per_epoch: 2    # a rung every half epoch: held-out eval, checkpoint, report to Ray
+  seed: 42
+
+search:
+  algorithm: tpe
+  num_samples: {num_samples}
+  max_concurrent: {concurrent}
+  seed: 0
+
+scheduler:              # ASHA stops weak trials at a rung
+  type: asha
+  grace_period: 1
+  reduction_factor: 2
+
+resources:
+  cpu: 1
+  gpu: {1 if facts.gpu else 0}
+
+objective:
+  metric: heldout/task_metric
+  mode: max
+
+tracking:
+  experiment: {facts.name}
+
+evaluation:
+  max_new_tokens: 64
+  generation_samples: 16   # held-out rows generated at each rung (loss uses every row)
+"""

@@ -1,0 +1,80 @@
+"""The sweep estimate's arithmetic (sweeps/estimate.py) and sweep init's sizing helpers."""
+
+from __future__ import annotations
+
+import pytest
+
+from sweeps.config import ConfigError, config_from_dict
+from sweeps.estimate import asha_milestones, estimate_sweep, expected_rungs, makespan
+from sweeps.init import parse_budget, sequence_lengths, sweep_name
+from trainers.estimate import TrialTiming
+
+
+def Timing() -> TrialTiming:
+    return TrialTiming(sequence_len=256, worker_start=5.0, setup=3.0, step=2.0,
+                       tokens_per_step=400.0, rung=10.0, steps_timed=4, train_rows=128,
+                       steps_per_epoch=32, rungs_per_epoch=2)  # fmt: skip
+
+
+def config(**sections: object) -> object:
+    raw = {"data": {"train": "x.jsonl"}, "search_space": {
+        "learning_rate": {"type": "loguniform", "low": 1e-4, "high": 1e-3}, "lora_r": [8],
+        "num_epochs": {"type": "int", "low": 1, "high": 2}, "sequence_len": [128, 256]},
+        "search": {"num_samples": 6, "max_concurrent": 2}} | sections  # fmt: skip
+    return config_from_dict(raw)
+
+
+def test_makespan_packs_trials_on_the_first_free_slot() -> None:
+    assert makespan([10, 10, 10, 10], 2) == 20
+    assert makespan([30, 10, 10, 10], 2) == 30
+    assert makespan([5], 3) == 5
+
+
+def test_asha_goes_on_past_each_milestone_with_probability_one_over_the_factor() -> None:
+    milestones, factor = asha_milestones(config(), 4)
+    assert (milestones, factor) == ([1, 2], 2.0)
+    assert expected_rungs(4, milestones, factor, first=True) == 4  # the first is never stopped
+    assert expected_rungs(4, milestones, factor, first=False) == 1 + 0.5 + 0.25 * 2
+    assert expected_rungs(2, milestones, factor, first=False) == 1 + 0.5
+    assert asha_milestones(config(scheduler={"type": "none"}), 4) == ([], 1.0)
+
+
+def test_estimate_scales_with_trials_tokens_and_concurrency() -> None:
+    lengths = [100] * 50 + [300] * 50
+    one = estimate_sweep(config(), Timing(), num_samples=6, token_lengths=lengths, cpus=2)
+    more = estimate_sweep(config(), Timing(), num_samples=12, token_lengths=lengths, cpus=2)
+    alone = estimate_sweep(config(), Timing(), num_samples=6, token_lengths=lengths, cpus=1)
+    assert one.concurrency == 2 and alone.concurrency == 1
+    assert more.wall_seconds > one.wall_seconds * 1.5
+    assert alone.wall_seconds > one.wall_seconds * 1.5
+    assert one.device_hours == pytest.approx(alone.device_hours)
+    # a rung's steps cost what their tokens cost: sequence_len 128 cuts the long rows
+    assert one.tokens_per_trial < one.expected_rungs * 16 * 400
+    cached = estimate_sweep(config(), Timing(), num_samples=6, token_lengths=lengths, cpus=2,
+                            base_cached=True)  # fmt: skip
+    assert one.wall_seconds - cached.wall_seconds == pytest.approx(5 + 3 + 10)
+
+
+@pytest.mark.parametrize(("text", "seconds"), [("30m", 1800), ("2h", 7200), ("1h30m", 5400),
+                                                ("90s", 90), ("0.5h", 1800)])  # fmt: skip
+def test_budgets(text: str, seconds: float) -> None:
+    assert parse_budget(text) == seconds
+
+
+@pytest.mark.parametrize("text", ["", "soon", "30", "m"])
+def test_a_budget_that_is_no_duration_is_one_line(text: str) -> None:
+    with pytest.raises(ConfigError, match="give a duration such as 30m"):
+        parse_budget(text)
+
+
+def test_sequence_lengths_come_from_the_rows_percentiles() -> None:
+    lengths = list(range(1, 101))  # p90 = 90 -> 128, longest 100 -> 128
+    assert sequence_lengths(lengths, limit=2048) == [128]
+    assert sequence_lengths([*[50] * 95, 700, 800, 900, 1000, 3000], limit=2048) == [64, 2048]
+
+
+def test_names_from_files_are_safe() -> None:
+    from pathlib import Path
+
+    assert sweep_name(Path("My Data (v2).jsonl")) == "my-data-v2"
+    assert sweep_name(Path("../x/../..csv")) == "sweep"
