@@ -546,6 +546,10 @@ def _ray_arguments(p: argparse.ArgumentParser) -> None:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
+    import warnings
+
+    for category in (FutureWarning, DeprecationWarning):  # libraries' notes to their developers
+        warnings.filterwarnings("ignore", category=category)
     args = build_parser().parse_args(argv)
     run: Callable[[argparse.Namespace], int] = args.run
     try:

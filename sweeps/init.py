@@ -14,7 +14,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from sweeps.config import MIN_HELDOUT_ROWS, ConfigError
+from sweeps.config import MIN_HELDOUT_ROWS, MIN_TRAIN_ROWS, ConfigError
 
 BUDGET = re.compile(r"^(?:(?P<h>\d+(?:\.\d+)?)h)?(?:(?P<m>\d+(?:\.\d+)?)m)?(?:(?P<s>\d+)s)?$")
 MAX_TRIALS = 64
@@ -41,9 +41,16 @@ def parse_budget(text: str) -> float:
     return parts.get("h", 0) * 3600 + parts.get("m", 0) * 60 + parts.get("s", 0)
 
 
+GENERIC_STEMS = {"train", "training", "data", "dataset", "raw", "input", "all", "full", "rows"}
+
+
 def sweep_name(path: Path) -> str:
-    """A safe sweep name from a file name: ``My Data (v2).jsonl`` -> ``my-data-v2``."""
-    name = re.sub(r"[^a-z0-9._-]+", "-", path.stem.lower()).strip("-._")
+    """A safe sweep name from a file name: ``My Data (v2).jsonl`` -> ``my-data-v2``; a generic
+    name (``data/notes/train.jsonl``) takes its directory's (``notes``)."""
+    stem = path.stem.lower()
+    if stem in GENERIC_STEMS and path.resolve().parent.name:
+        stem = path.resolve().parent.name.lower()
+    name = re.sub(r"[^a-z0-9._-]+", "-", stem).strip("-._")
     return (name or "sweep")[:60]
 
 
@@ -119,6 +126,12 @@ def _data_facts(request: InitRequest, *, say: Any) -> DataFacts:
     else:
         val = min(0.3, max(0.1, MIN_HELDOUT_ROWS / max(len(examples), 1)))
         examples, heldout = split_heldout(examples, fraction=val, seed=0)
+    if len(examples) < MIN_TRAIN_ROWS or len(heldout) < MIN_HELDOUT_ROWS:
+        raise ConfigError(
+            f"{request.data}: {len(examples)} training and {len(heldout)} held-out rows; a sweep "
+            f"needs at least {MIN_TRAIN_ROWS} and {MIN_HELDOUT_ROWS} to rank trials: add rows "
+            "(or give --heldout FILE), or set data.allow_small: true in a YAML of your own"
+        )
     generating = [e for e in heldout if not e.is_text]
     metric = choose_task_metric(generating, "auto") if generating else "none"
     lengths, limit, modules, gpu = _model_facts(request.model, examples, say=say)
@@ -155,7 +168,10 @@ def _sized_to_budget(draft: Path, request: InitRequest, facts: DataFacts, budget
     """The most trials (up to two epochs, else one) whose estimated wall time fits the budget."""
     from sweeps.dry_run import dry_run
 
-    done = dry_run(draft, say=say)
+    done = dry_run(draft, say=lambda _: None)  # its checks already passed once, above
+    timing = done.timing
+    say(f"Timed a short trial on {request.model}: {timing.step:.2f} s a step, "
+        f"{timing.rung:.1f} s a rung, {timing.worker_start + timing.setup:.1f} s to start")  # fmt: skip
     fallback = None
     for epochs in ((1, 2), (1, 1)):
         fitting = _most_trials(done, epochs, budget)
