@@ -22,6 +22,7 @@ from evals.benchmarks import (
     BenchmarkScores,
     check_data,
     check_tasks,
+    known_offline_skips,
     narrow_index_dirs,
     narrow_task_manager,
     pool_group,
@@ -98,6 +99,14 @@ def plan_benchmarks(
     """Check names and data for ``config`` (a BenchmarksConfig); None when no tasks are listed."""
     if not config.tasks:
         return None
+    offline = known_offline_skips(config.tasks, mirror) if config.optional else None
+    if offline is not None:
+        for reason in offline.values():
+            progress(f"Benchmark skipped (optional): {reason}")
+        return BenchmarkPlan(tasks=[], mirror=None, cache=str(cache), num_fewshot=config.num_fewshot,
+                             batch_size=config.batch_size, proxy={}, digests={},
+                             metric_overrides=dict(config.metrics), weights={}, guard={},
+                             finalists=0, skipped=offline, share_prefix=config.share_prefix)  # fmt: skip
     manager = task_manager(mirror=mirror, include_path=None, cache=cache)
     check_tasks(config.tasks, manager)
     found, skipped = check_data(

@@ -276,6 +276,17 @@ def check_tasks(tasks: list[str], manager: Any) -> None:
         )
 
 
+def known_offline_skips(tasks: list[str], mirror: Path | None) -> dict[str, str] | None:
+    """Why each task is skipped when the answer needs no lm-eval: the Hub is offline, no mirror
+    is set, and every task is one whose data we know lives only there (None otherwise: ask
+    lm-eval). Importing lm-eval and its task index costs seconds a launch would wait for."""
+    if mirror is not None or not hub_offline() or not set(tasks) <= {*MIRROR_FILES, "mmlu"}:
+        return None
+    fix = f"set ${MIRROR_ENV} or benchmarks.mirror to a directory of Hugging Face-schema jsonl files"
+    return {t: f"{t}: the Hugging Face Hub is offline and no local mirror is set; {fix}"
+            for t in tasks}  # fmt: skip
+
+
 def hub_offline() -> bool:
     flags = (os.environ.get(k, "0").lower() for k in ("HF_HUB_OFFLINE", "HF_DATASETS_OFFLINE"))
     return any(flag not in ("0", "", "false", "no") for flag in flags)

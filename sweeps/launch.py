@@ -194,26 +194,33 @@ def launch_sweep(
         if config.prepare is not None:
             shutil.rmtree(directory, ignore_errors=True)
         raise
+    from sweeps import _tune
     from sweeps._tracking import SweepTracker
 
-    config = plan.config
-    tracker = SweepTracker(config.tracking.mlflow_uri, config.tracking.experiment or config.name)
-    base_metrics, base_items, base_bench = base
-    state = _create_sweep(
-        plan, tracker, directory=directory, base_metrics=base_metrics, base_items=base_items
-    )
-    if base_bench is not None:
-        from sweeps.benchmarking import log_base_scores
+    # Ray's processes start while the MLflow parent run is made: the first trial starts sooner
+    started = _tune.start_ray(address=address, num_cpus=num_cpus, num_gpus=num_gpus)
+    try:
+        config = plan.config
+        tracker = SweepTracker(config.tracking.mlflow_uri, config.tracking.experiment or config.name)
+        base_metrics, base_items, base_bench = base
+        state = _create_sweep(
+            plan, tracker, directory=directory, base_metrics=base_metrics, base_items=base_items
+        )
+        if base_bench is not None:
+            from sweeps.benchmarking import log_base_scores
 
-        log_base_scores(tracker, state.parent_run_id, base_bench, phase="proxy")
-    say(
-        f"Sweep {state.name}: {plan.num_samples} trials, objective {plan.objective_metric} "
-        f"({plan.objective_mode}); base model {plan.objective_metric}="
-        f"{base_metrics.get(plan.objective_metric, float('nan')):.4f}"
-    )
-    with driver_lock(state.path):
-        _run(plan, state, tracker, address=address, num_cpus=num_cpus, num_gpus=num_gpus,
-             console=console)  # fmt: skip
+            log_base_scores(tracker, state.parent_run_id, base_bench, phase="proxy")
+        say(
+            f"Sweep {state.name}: {plan.num_samples} trials, objective {plan.objective_metric} "
+            f"({plan.objective_mode}); base model {plan.objective_metric}="
+            f"{base_metrics.get(plan.objective_metric, float('nan')):.4f}"
+        )
+        with driver_lock(state.path):
+            _run(plan, state, tracker, address=address, num_cpus=num_cpus, num_gpus=num_gpus,
+                 console=console)  # fmt: skip
+    finally:
+        if started:
+            _tune.stop_ray()
     return state
 
 
@@ -295,7 +302,7 @@ def _base_benchmarks(
     plan: LaunchPlan, base_metrics: dict[str, float], *, say: Any
 ) -> tuple[LaunchPlan, Any]:
     """The base model's proxy benchmark scores, put into the plan every trial receives."""
-    if plan.spec.benchmarks is None:
+    if plan.spec.benchmarks is None or not plan.spec.benchmarks.tasks:
         return plan, None
     from sweeps.benchmarking import score_base_proxy
 

@@ -19,7 +19,7 @@ if TYPE_CHECKING:  # typing only: mlflow is imported by sweeps/_tracking.py alon
     from sweeps._tracking import SweepTracker
 
 LOGGED_PREFIXES = ("heldout/", "train/", "data/", "bench/", "objective/", "cost/")
-LOGGED_KEYS = ("tokens_trained", "epoch", "rung")
+LOGGED_KEYS = ("tokens_trained", "epoch", "rung", "trial/first_step_at", "trial/startup_seconds")
 
 
 class Display(Protocol):

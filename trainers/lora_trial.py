@@ -96,6 +96,7 @@ class Recipe:
     rung_steps: list[int]
     progress: Progress = field(default_factory=Progress)
     scaler: Any = None  # torch.amp.GradScaler for fp16 (its loss scale is checkpointed)
+    first_step_at: float = 0.0  # wall clock (unix s) when this attempt's first step began
     clock: float = field(default_factory=time.perf_counter)  # when wall_seconds last grew
 
     @property
@@ -257,6 +258,7 @@ def rung_steps(steps_per_epoch: int, epochs: int, evals_per_epoch: int) -> list[
 def train(recipe: Recipe, *, report: Reporter, workdir: Path) -> dict[str, float]:
     """The loop: one optimizer step at a time, a rung at each planned step."""
     progress, metrics = recipe.progress, {}
+    recipe.first_step_at = time.time()
     while progress.step < recipe.total_steps:
         started = time.perf_counter()
         loss, tokens = _optimizer_step(recipe)
@@ -385,6 +387,7 @@ def _run_rung(recipe: Recipe, *, report: Reporter, workdir: Path) -> dict[str, f
         "data/truncated_fraction": recipe.truncation.truncated_fraction,
         "data/dropped_examples": float(recipe.truncation.dropped),
         "trial/pid": float(os.getpid()),
+        **startup_metrics(recipe),
     }
     progress.loss_sum, progress.loss_steps = 0.0, 0
     checkpoint_dir = workdir / f"checkpoint-{progress.step:06d}"
@@ -395,6 +398,17 @@ def _run_rung(recipe: Recipe, *, report: Reporter, workdir: Path) -> dict[str, f
     seal_checkpoint(checkpoint)
     report(metrics, checkpoint)
     return metrics
+
+
+def startup_metrics(recipe: Recipe) -> dict[str, float]:
+    """When this attempt's first optimizer step began (unix seconds: ``sweep launch`` to first
+    step is measured from it), and the seconds from its process's start to that step (imports,
+    data, model, LoRA)."""
+    import psutil
+
+    started = psutil.Process().create_time()
+    return {"trial/first_step_at": recipe.first_step_at,
+            "trial/startup_seconds": recipe.first_step_at - started}  # fmt: skip
 
 
 def cost_metrics(recipe: Recipe) -> dict[str, float]:
@@ -429,7 +443,7 @@ def benchmark_rung(
 
     plan = recipe.spec.benchmarks
     heldout = metrics.get(plan.heldout_metric)
-    if not metrics["final_rung"]:
+    if not metrics["final_rung"] or not plan.tasks:  # every task skipped: nothing to score
         return {COMPOSITE: heldout} if plan.weights and heldout is not None else {}
     recipe.model.eval()
     scores, _ = score_plan(recipe.model, recipe.tokenizer, plan, phase=PROXY)
