@@ -100,9 +100,9 @@ def plan_benchmarks(
     if not config.tasks:
         return None
     offline = known_offline_skips(config.tasks, mirror) if config.optional else None
-    if offline is not None:
-        for reason in offline.values():
-            progress(f"Benchmark skipped (optional): {reason}")
+    if offline is not None:  # one line for them all: the reason and the fix are the same
+        reason = next(iter(offline.values())).split(": ", 1)[1]
+        progress(f"Benchmarks skipped (optional): {', '.join(offline)}: {reason}")
         return BenchmarkPlan(tasks=[], mirror=None, cache=str(cache), num_fewshot=config.num_fewshot,
                              batch_size=config.batch_size, proxy={}, digests={},
                              metric_overrides=dict(config.metrics), weights={}, guard={},

@@ -282,7 +282,9 @@ def known_offline_skips(tasks: list[str], mirror: Path | None) -> dict[str, str]
     lm-eval). Importing lm-eval and its task index costs seconds a launch would wait for."""
     if mirror is not None or not hub_offline() or not set(tasks) <= {*MIRROR_FILES, "mmlu"}:
         return None
-    fix = f"set ${MIRROR_ENV} or benchmarks.mirror to a directory of Hugging Face-schema jsonl files"
+    fix = (
+        f"set ${MIRROR_ENV} or benchmarks.mirror to a directory of Hugging Face-schema jsonl files"
+    )
     return {t: f"{t}: the Hugging Face Hub is offline and no local mirror is set; {fix}"
             for t in tasks}  # fmt: skip
 

@@ -71,7 +71,7 @@ def ours(config: dict[str, Any], work: Path, concurrency: int) -> dict[str, floa
     from rich.console import Console
 
     from sweeps import launch_sweep
-    from sweeps.launch import base_scores
+    from sweeps.base_scores import base_scores
     from sweeps.preflight import coerce_config, preflight
 
     loaded, _, cwd = coerce_config(config)

@@ -169,6 +169,11 @@ class SweepTracker:
                  for key in ("prompt", "reference", "prediction", "score")}  # fmt: skip
         self.client.log_table(run_id, data=table, artifact_file=GENERATIONS_TABLE)
 
+    def log_texts(self, run_id: str, artifacts: dict[str, str]) -> None:
+        """Text artefacts (file name -> content) on a run."""
+        for filename, text in artifacts.items():
+            self.client.log_text(run_id, text, checked_artifact_path(filename))
+
     def log_artifact_dirs(self, run_id: str, directories: dict[str, Path]) -> None:
         """Each local directory under its artefact path (a finished run accepts them too)."""
         for artifact_path in directories:

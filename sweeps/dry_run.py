@@ -63,10 +63,9 @@ def timed_trial(plan: LaunchPlan, *, say: Any) -> Any:
 
 
 def base_scores_cached(plan: LaunchPlan) -> bool:
-    from sweeps.launch import base_cache_key
-    from trainers.models import cache_root
+    from sweeps.base_scores import cache_file
 
-    return (cache_root() / "base_scores" / f"{base_cache_key(plan)}.json").is_file()
+    return cache_file(plan).is_file()
 
 
 def available_cpus() -> int:

@@ -7,7 +7,6 @@ anything is written to MLflow, so a bad input leaves no half-written sweep behin
 from __future__ import annotations
 
 import contextlib
-import hashlib
 import json
 import shutil
 import time
@@ -19,10 +18,9 @@ from typing import Any
 import yaml
 from rich.console import Console
 
-from evals.objective import COMPOSITE
+from sweeps.base_scores import BaseScoring
 from sweeps.config import ConfigError, SweepConfig, load_config, resolve_path
 from sweeps.preflight import (
-    LOWER_IS_BETTER,
     LaunchPlan,
     benchmark_mirror,
     coerce_config,
@@ -41,51 +39,6 @@ from sweeps.state import (
 
 RELAUNCH_CONFIG = "launch_config.yaml"  # what `sweep resume` re-checks and runs with
 DRIVER_LOCK = "driver.lock"  # held by the one driver (launch or resume) running a sweep
-
-
-# --------------------------------------------------------------------------- base model
-def base_cache_key(plan: LaunchPlan) -> str:
-    """What the base model's held-out scores depend on: model, data, template, eval settings."""
-    from trainers.models import model_identity
-
-    spec = plan.spec
-    model_id = model_identity(Path(spec.model_path))
-    settings = ("task_metric", "template", "system_prompt", "columns", "val_set_size",
-                "split_seed", "data_format", "instruction", "label_field", "evaluation")  # fmt: skip
-    key_data = {"model": model_id, "digests": plan.digests,
-                "spec": {k: getattr(spec, k) for k in settings}}  # fmt: skip
-    return hashlib.sha256(json.dumps(key_data, sort_keys=True).encode()).hexdigest()[:24]
-
-
-def base_scores(
-    plan: LaunchPlan, *, progress: Any = print
-) -> tuple[dict[str, float], list[dict[str, Any]]]:
-    """The base model's held-out scores, cached across sweeps by ``base_cache_key``."""
-    from trainers.lora_trial import score_base_model
-    from trainers.models import cache_root
-
-    cache = cache_root() / "base_scores" / f"{base_cache_key(plan)}.json"
-    if cache.is_file():
-        cached = json.loads(cache.read_text())
-        progress("Base model held-out scores: cached.")
-        return cached["metrics"], cached["items"]
-    progress(
-        "Scoring the base model on the held-out set (once; every trial is read against it) ..."
-    )
-    scores, _ = score_base_model(replace(plan.spec, cpus=max(plan.spec.cpus, _cpu_count())))
-    metrics = scores.as_metrics()
-    if plan.task_metric == "none":
-        metrics = {k: v for k, v in metrics.items() if k in LOWER_IS_BETTER}
-    write_json_atomic(cache, {"metrics": metrics, "items": scores.items})
-    return metrics, scores.items
-
-
-def _cpu_count() -> int:
-    import os
-
-    return (
-        len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
-    )
 
 
 def _data_paths(plan: LaunchPlan) -> dict[str, Path]:
@@ -188,7 +141,8 @@ def launch_sweep(
             directory.mkdir(parents=True)
             config, _ = prepare_for_sweep(config, config_dir=config_dir,
                                           out_dir=directory / "data", progress=say)  # fmt: skip
-        plan, base = _checked_and_scored(config, config_path=config_path, config_dir=config_dir,
+        plan, base, base_bench = _checked_and_scored(
+            config, config_path=config_path, config_dir=config_dir, background=True,
                                          say=say, address=address, num_gpus=num_gpus)  # fmt: skip
     except BaseException:
         if config.prepare is not None:
@@ -201,23 +155,20 @@ def launch_sweep(
     started = _tune.start_ray(address=address, num_cpus=num_cpus, num_gpus=num_gpus)
     try:
         config = plan.config
-        tracker = SweepTracker(config.tracking.mlflow_uri, config.tracking.experiment or config.name)
-        base_metrics, base_items, base_bench = base
-        state = _create_sweep(
-            plan, tracker, directory=directory, base_metrics=base_metrics, base_items=base_items
+        tracker = SweepTracker(
+            config.tracking.mlflow_uri, config.tracking.experiment or config.name
         )
+        state = _create_sweep(plan, tracker, directory=directory)
         if base_bench is not None:
             from sweeps.benchmarking import log_base_scores
 
             log_base_scores(tracker, state.parent_run_id, base_bench, phase="proxy")
-        say(
-            f"Sweep {state.name}: {plan.num_samples} trials, objective {plan.objective_metric} "
-            f"({plan.objective_mode}); base model {plan.objective_metric}="
-            f"{base_metrics.get(plan.objective_metric, float('nan')):.4f}"
-        )
+        say(f"Sweep {state.name}: {plan.num_samples} trials, objective {plan.objective_metric} "
+            f"({plan.objective_mode})")  # fmt: skip
+        base.record(state, tracker)
         with driver_lock(state.path):
-            _run(plan, state, tracker, address=address, num_cpus=num_cpus, num_gpus=num_gpus,
-                 console=console)  # fmt: skip
+            _run(plan, state, tracker, base=base, address=address, num_cpus=num_cpus,
+                 num_gpus=num_gpus, console=console)  # fmt: skip
     finally:
         if started:
             _tune.stop_ray()
@@ -253,16 +204,18 @@ def resume_sweep(
         for name in set_aside_damaged_state(_tune.experiment_path(config, state.path)):
             say(f"Ray's {name} was cut short (renamed .damaged-{name}): resuming from the "
                 "state saved before it")  # fmt: skip
-        plan, _ = _checked_and_scored(config, config_path=path, config_dir=path.parent, say=say,
-                                      address=address, num_gpus=num_gpus)  # fmt: skip
+        plan, base, _ = _checked_and_scored(config, config_path=path, config_dir=path.parent,
+                                            say=say, address=address, num_gpus=num_gpus,
+                                            background=False)  # fmt: skip
+        base.recorded = bool(state.base_metrics)  # a launch killed before it recorded them: now
         from sweeps._tracking import SweepTracker
 
         tracker = SweepTracker(state.mlflow_uri, config.tracking.experiment or config.name)
         tracker.reopen(state.parent_run_id)
         ended = sum(t.status in TERMINAL for t in state.trials.values())
         say(f"Resuming sweep {state.name}: {ended} of {plan.num_samples} trials ended.")
-        _run(plan, state, tracker, address=address, num_cpus=num_cpus, num_gpus=num_gpus,
-             console=console, resume=True)  # fmt: skip
+        _run(plan, state, tracker, base=base, address=address, num_cpus=num_cpus,
+             num_gpus=num_gpus, console=console, resume=True)  # fmt: skip
     return state
 
 
@@ -287,39 +240,29 @@ def driver_lock(directory: Path) -> Iterator[None]:
 
 def _checked_and_scored(
     config: SweepConfig, *, config_path: Path | None, config_dir: Path, say: Any,
-    address: str | None, num_gpus: int | None,
-) -> tuple[LaunchPlan, tuple[dict[str, float], list[dict[str, Any]], Any]]:  # fmt: skip
-    """Preflight, then the base model's held-out and proxy benchmark scores (cached): what
-    launch and resume both do before Ray starts."""
+    address: str | None, num_gpus: int | None, background: bool,
+) -> tuple[LaunchPlan, BaseScoring, Any]:  # fmt: skip
+    """Preflight, the base model's held-out scores (cached, else computed beside the trials when
+    ``background``) and its proxy benchmark scores (cached): what launch and resume both do
+    before Ray starts."""
     plan = preflight(config, config_path=config_path, config_dir=config_dir, progress=say,
                      address=address, logical_gpus=num_gpus)  # fmt: skip
-    base_metrics, base_items = base_scores(plan, progress=say)
-    plan, base_bench = _base_benchmarks(plan, base_metrics, say=say)
-    return plan, (base_metrics, base_items, base_bench)
+    base = BaseScoring(plan, say=say, background=background)
+    plan, base_bench = _base_benchmarks(plan, say=say)
+    return plan, base, base_bench
 
 
-def _base_benchmarks(
-    plan: LaunchPlan, base_metrics: dict[str, float], *, say: Any
-) -> tuple[LaunchPlan, Any]:
+def _base_benchmarks(plan: LaunchPlan, *, say: Any) -> tuple[LaunchPlan, Any]:
     """The base model's proxy benchmark scores, put into the plan every trial receives."""
     if plan.spec.benchmarks is None or not plan.spec.benchmarks.tasks:
         return plan, None
     from sweeps.benchmarking import score_base_proxy
 
     benchmarks, scores = score_base_proxy(plan.spec, say=say)
-    if benchmarks.weights:  # the base's composite is its held-out metric: no deltas against itself
-        base_metrics[COMPOSITE] = base_metrics.get(benchmarks.heldout_metric, float("nan"))
     return replace(plan, spec=replace(plan.spec, benchmarks=benchmarks)), scores
 
 
-def _create_sweep(
-    plan: LaunchPlan,
-    tracker: Any,
-    *,
-    directory: Path,
-    base_metrics: dict[str, float],
-    base_items: list[dict[str, Any]],
-) -> SweepState:
+def _create_sweep(plan: LaunchPlan, tracker: Any, *, directory: Path) -> SweepState:
     """The sweep's directory, state.json and MLflow parent run (after preflight passed)."""
     config = plan.config
     directory.mkdir(parents=True, exist_ok=config.prepare is not None)  # prepare made it
@@ -342,17 +285,13 @@ def _create_sweep(
             **{f"dataset.{name}.rows": str(count) for name, count in plan.rows.items()},
         }
     )
-    artifacts = {
-        "search_space.json": json.dumps(describe(config), indent=2),
-        "base_heldout_predictions.jsonl": "".join(json.dumps(i) + "\n" for i in base_items),
-    }
+    artifacts = {"search_space.json": json.dumps(describe(config), indent=2)}
     benchmarks = plan.spec.benchmarks
     if benchmarks is not None:
         artifacts["benchmarks_plan.json"] = json.dumps(benchmarks.describe(), indent=2)
         tags["benchmarks.tasks"] = ",".join(benchmarks.tasks) or "none"
         tags["benchmarks.skipped"] = "; ".join(benchmarks.skipped.values()) or "none"
     parent = tracker.start_sweep(directory.name, config=resolved, tags=tags, artifacts=artifacts)
-    tracker.log_metrics(parent, {f"base/{k}": v for k, v in base_metrics.items()}, step=0)
     from trainers.models import model_digest
 
     write_json_atomic(directory / SPEC_FILE, spec_record(plan.spec))
@@ -366,7 +305,6 @@ def _create_sweep(
         mlflow_uri=config.tracking.mlflow_uri,
         experiment_id=tracker.experiment_id,
         parent_run_id=parent,
-        base_metrics=base_metrics,
         base_model=config.base_model,
         base_model_digest=model_digest(Path(plan.spec.model_path)),
         digests=dict(plan.digests),
@@ -385,6 +323,7 @@ def _run(
     state: SweepState,
     tracker: Any,
     *,
+    base: BaseScoring,
     address: str | None,
     num_cpus: int | None,
     num_gpus: int | None,
@@ -392,7 +331,7 @@ def _run(
     resume: bool = False,
 ) -> None:
     """Ray Tune from start (or from where it stopped) to end; the parent run is closed
-    whatever happens."""
+    whatever happens. The base model's scores are recorded as soon as they are ready."""
     from sweeps import _tune
     from sweeps.display import LiveTable
     from sweeps.recorder import SweepRecorder, catch_up_logged_steps, forget_lost_trials
@@ -403,7 +342,11 @@ def _run(
     try:
         with LiveTable(console) as live:
             recorder = SweepRecorder(
-                state, tracker, live, logged_generations=config.evaluation.logged_generations
+                state,
+                tracker,
+                live,
+                logged_generations=config.evaluation.logged_generations,
+                poll=lambda: base.record(state, tracker),
             )
             if resume:
                 catch_up_logged_steps(state, tracker)
@@ -424,6 +367,9 @@ def _run(
             forget_lost_trials(state, tracker)
         ended = [t for t in state.trials.values() if t.status != "running"]
         done = len(ended) == len(state.trials) >= plan.num_samples
+        if done or base.ready():
+            base.wait()  # the summary reads the trials against it
+            base.record(state, tracker)
         if done:
             from sweeps.benchmarking import judge_trials
 

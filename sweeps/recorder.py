@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import shutil
+from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Protocol
 
@@ -48,13 +49,16 @@ class SweepRecorder:
         display: Display,
         *,
         logged_generations: int = 8,
+        poll: Callable[[], object] | None = None,
     ) -> None:
         self.state = state
         self.tracker = tracker
         self.display = display
         self.logged_generations = logged_generations
+        self.poll = poll or (lambda: None)  # at each event: e.g. record the base model's scores
 
     def trial_started(self, trial_id: str, config: dict[str, Any]) -> None:
+        self.poll()
         if trial_id in self.state.trials:  # a restarted trial keeps its child run
             record = self.state.trials[trial_id]
             if record.status in TERMINAL:  # ended before a driver crash: it is not run again
@@ -72,6 +76,7 @@ class SweepRecorder:
         self.display.refresh(self.state, f"{trial_id} started")
 
     def trial_result(self, trial_id: str, result: dict[str, Any]) -> None:
+        self.poll()
         record = self.state.trials[trial_id]
         step = int(result["step"])
         if step <= record.last_step:
@@ -94,6 +99,7 @@ class SweepRecorder:
         checkpoint: Path | None,
         error: str | None = None,
     ) -> None:
+        self.poll()
         record = self.state.trials.get(trial_id)
         if record is None or record.status in TERMINAL:
             return

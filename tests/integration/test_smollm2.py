@@ -73,7 +73,7 @@ def test_converted_model_answers_like_smollm2() -> None:
 
 def test_one_trial_beats_the_base_model_on_the_embedded_task(tmp_path: Path) -> None:
     from sweeps import run_trial
-    from sweeps.launch import base_scores
+    from sweeps.base_scores import base_scores
     from sweeps.preflight import coerce_config, preflight
 
     data = slice_embedded_data(tmp_path, train=96, heldout=12)

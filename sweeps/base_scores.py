@@ -1,0 +1,134 @@
+"""The base model's held-out scores: the yardstick every trial is read against.
+
+Cached across sweeps by (model, data, template, eval settings). When the cache has them, a sweep
+reads them at once; when not, they are computed in a driver thread beside the trials (one torch
+thread), so the first trial does not wait for them. The driver records them (state, the parent
+run's ``base/*`` metrics and predictions) at the first event after they are ready, and before the
+sweep's summary.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import threading
+from dataclasses import replace
+from pathlib import Path
+from typing import Any
+
+from evals.objective import COMPOSITE
+from sweeps.preflight import LOWER_IS_BETTER, LaunchPlan
+from sweeps.state import SweepState, write_json_atomic
+
+Scores = tuple[dict[str, float], list[dict[str, Any]]]
+
+
+def base_cache_key(plan: LaunchPlan) -> str:
+    """What the base model's held-out scores depend on: model, data, template, eval settings."""
+    from trainers.models import model_identity
+
+    spec = plan.spec
+    model_id = model_identity(Path(spec.model_path))
+    settings = ("task_metric", "template", "system_prompt", "columns", "val_set_size",
+                "split_seed", "data_format", "instruction", "label_field", "evaluation")  # fmt: skip
+    key_data = {"model": model_id, "digests": plan.digests,
+                "spec": {k: getattr(spec, k) for k in settings}}  # fmt: skip
+    return hashlib.sha256(json.dumps(key_data, sort_keys=True).encode()).hexdigest()[:24]
+
+
+def cache_file(plan: LaunchPlan) -> Path:
+    from trainers.models import cache_root
+
+    return cache_root() / "base_scores" / f"{base_cache_key(plan)}.json"
+
+
+def compute_base_scores(plan: LaunchPlan, *, cpus: int) -> Scores:
+    """Score the base model on the held-out set (``cpus`` torch threads) and cache the result."""
+    from trainers.lora_trial import score_base_model
+
+    scores, _ = score_base_model(replace(plan.spec, cpus=cpus))
+    metrics = scores.as_metrics()
+    if plan.task_metric == "none":
+        metrics = {k: v for k, v in metrics.items() if k in LOWER_IS_BETTER}
+    write_json_atomic(cache_file(plan), {"metrics": metrics, "items": scores.items})
+    return metrics, scores.items
+
+
+class BaseScoring:
+    """The base model's scores: cached, or being computed in a thread beside the trials."""
+
+    def __init__(self, plan: LaunchPlan, *, say: Any, background: bool) -> None:
+        self.plan, self.say = plan, say
+        self.scores: Scores | None = None
+        self.error: BaseException | None = None
+        self.recorded = False
+        self._thread: threading.Thread | None = None
+        cache = cache_file(plan)
+        if cache.is_file():
+            cached = json.loads(cache.read_text())
+            self.scores = (cached["metrics"], cached["items"])
+            say("Base model held-out scores: cached.")
+        elif background:
+            say("Scoring the base model on the held-out set beside the first trials (once; "
+                "cached for later sweeps) ...")  # fmt: skip
+            self._thread = threading.Thread(target=self._compute, name="base-scores", daemon=True)
+            self._thread.start()
+        else:
+            say("Scoring the base model on the held-out set (once; cached for later sweeps) ...")
+            self.scores = compute_base_scores(plan, cpus=_cpu_count())
+
+    def _compute(self) -> None:
+        try:
+            self.scores = compute_base_scores(self.plan, cpus=1)
+        except BaseException as exc:  # raised again in the driver's thread by wait()
+            self.error = exc
+
+    def ready(self) -> bool:
+        return self.scores is not None or self.error is not None
+
+    def wait(self) -> Scores:
+        if self._thread is not None:
+            if self._thread.is_alive():
+                self.say("Waiting for the base model's held-out scores ...")
+            self._thread.join()
+        if self.error is not None:
+            raise self.error
+        assert self.scores is not None
+        return self.scores
+
+    def metrics(self) -> dict[str, float]:
+        """The scores as the sweep records them (the composite's base is its held-out metric)."""
+        metrics = dict(self.wait()[0])
+        benchmarks = self.plan.spec.benchmarks
+        if benchmarks is not None and benchmarks.weights:
+            metrics[COMPOSITE] = metrics.get(benchmarks.heldout_metric, float("nan"))
+        return metrics
+
+    def record(self, state: SweepState, tracker: Any) -> bool:
+        """Put the scores in the state and on the parent run, once; False while not ready."""
+        if self.recorded or not self.ready():
+            return self.recorded
+        metrics, items = self.metrics(), self.wait()[1]
+        state.base_metrics = metrics
+        tracker.log_metrics_once(state.parent_run_id, {f"base/{k}": v for k, v in metrics.items()},
+                                 step=0)  # fmt: skip
+        tracker.log_texts(state.parent_run_id, {
+            "base_heldout_predictions.jsonl": "".join(json.dumps(i) + "\n" for i in items)})  # fmt: skip
+        state.save()
+        self.recorded = True
+        value = metrics.get(state.objective_metric, float("nan"))
+        self.say(f"Base model {state.objective_metric}={value:.4f}")
+        return True
+
+
+def base_scores(plan: LaunchPlan, *, progress: Any = print) -> Scores:
+    """The base model's held-out metrics and items, from the cache or computed now."""
+    return BaseScoring(plan, say=progress, background=False).wait()
+
+
+def _cpu_count() -> int:
+    import os
+
+    return (
+        len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
+    )
