@@ -89,3 +89,23 @@ def test_validate_reports_errors_with_exit_2(tmp_path: Path) -> None:
         err.strip()
         == f"error: {bad}:4: search_space.lora_r: choice list is empty: give at least one value"
     )
+
+
+def test_validate_is_a_dry_run_of_launch_that_ends_with_the_plan(
+    tiny_model: Path, tmp_path: Path
+) -> None:
+    from tests.conftest import slice_embedded_data, tiny_sweep_config
+
+    data = slice_embedded_data(tmp_path, train=32, heldout=20)
+    config = tiny_sweep_config(tiny_model, data, tmp_path, data={"allow_small": False})
+    path = tmp_path / "tiny.yaml"
+    path.write_text(yaml.safe_dump(config))
+    probe, out, err = run_cli("validate", str(path), cwd=tmp_path)
+    assert probe["rc"] == 0, err
+    assert "ray" not in probe["heavy"] and "mlflow" not in probe["heavy"]  # no Ray, no MLflow run
+    assert "shape alpaca" in out and "sequence_len 128: 0 of 32 training rows truncated" in out
+    plan = out.split("Plan:")[1]
+    assert "trials: 4, 2 at a time; rungs: up to 4 per trial" in plan
+    assert "estimated wall time:" in plan and "device-hours" in plan
+    assert out.rstrip().endswith(f"{path}: valid; run it: sweep launch {path}")
+    assert not (tmp_path / "sweeps").exists() and not (tmp_path / "mlruns").exists()

@@ -60,6 +60,12 @@ def test_init_on_a_dolly_file_splits_it_and_launches(
     assert written["name"] == "dolly-subset" and written["data"]["format"] == "dolly"
     assert written["data"]["val_set_size"] == 0.25  # 20 held-out rows of 80
     assert all(t.status in ("completed", "pruned") for t in state.trials.values())
+    # its base scores were not cached: computed beside the trials, recorded before the summary
+    assert "heldout/field_f1" in state.base_metrics
+    from mlflow.tracking import MlflowClient
+
+    parent = MlflowClient(state.mlflow_uri).get_run(state.parent_run_id)
+    assert parent.data.metrics["base/heldout/field_f1"] == state.base_metrics["heldout/field_f1"]
 
 
 def test_init_refuses_too_little_data_in_one_line(
