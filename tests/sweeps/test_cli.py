@@ -97,7 +97,8 @@ def test_validate_is_a_dry_run_of_launch_that_ends_with_the_plan(
     from tests.conftest import slice_embedded_data, tiny_sweep_config
 
     data = slice_embedded_data(tmp_path, train=32, heldout=20)
-    config = tiny_sweep_config(tiny_model, data, tmp_path, data={"allow_small": False})
+    config = tiny_sweep_config(tiny_model, data, tmp_path)
+    config["data"]["allow_small"] = False  # 32 and 20 rows: the floors, met
     path = tmp_path / "tiny.yaml"
     path.write_text(yaml.safe_dump(config))
     probe, out, err = run_cli("validate", str(path), cwd=tmp_path)
@@ -107,5 +108,5 @@ def test_validate_is_a_dry_run_of_launch_that_ends_with_the_plan(
     plan = out.split("Plan:")[1]
     assert "trials: 4, 2 at a time; rungs: up to 4 per trial" in plan
     assert "estimated wall time:" in plan and "device-hours" in plan
-    assert out.rstrip().endswith(f"{path}: valid; run it: sweep launch {path}")
+    assert out.split("PROBE")[0].rstrip().endswith(f"{path}: valid; run it: sweep launch {path}")
     assert not (tmp_path / "sweeps").exists() and not (tmp_path / "mlruns").exists()
