@@ -89,7 +89,11 @@ def init_sweep(request: InitRequest, *, say: Any = print) -> Path:
 
 
 def _out_path(request: InitRequest) -> Path:
-    name = request.name or sweep_name(request.data)
+    from sweeps.config import check_safe_name
+
+    name = (
+        check_safe_name(request.name, what="--name") if request.name else sweep_name(request.data)
+    )
     default_dir = Path("search_spaces") if Path("search_spaces").is_dir() else Path()
     out = request.out or default_dir / f"{name}.yaml"
     if out.exists():

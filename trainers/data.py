@@ -332,13 +332,16 @@ def read_rows(
         if fmt not in ("text", "hash_pairs"):
             raise DataError(f"{path}: a text file holds paragraphs or '### instruction ###' "
                             f"blocks, not format {fmt}")  # fmt: skip
-        return records, Reading(BY_NAME[fmt])
+        count = (len(HASH_HEADER.findall(records)) if fmt == "hash_pairs" else
+                 sum(1 for b in re.split(r"\n\s*\n", records) if b.strip()))  # fmt: skip
+        unit = "'### instruction ###' blocks" if fmt == "hash_pairs" else "paragraphs"
+        return records, Reading(BY_NAME[fmt], notes=(f"{path}: {count} {unit}, shape {fmt}",))
     if not records:
         raise DataError(f"{path}: no examples found (the file has no rows)")
-    records = [_lowercase_keys(row) for row in records]
-    if settings.columns:
+    if settings.columns:  # your own column names, as the file spells them
         check_column_names(settings.columns)
         records = rename_columns(path, records, settings.columns)
+    records = [_lowercase_keys(row) for row in records]
     reading = _reading(path, records, settings)
     if reading.label_column and reading.shape.name == "text_label":
         records = [r | {"label": r.get(reading.label_column)} for r in records]
@@ -355,6 +358,8 @@ def _reading(path: Path, records: list[dict[str, Any]], settings: DataSettings) 
         )
     elif label_field is None and "label" in settings.columns:
         label_field = "label"
+    elif label_field is not None and label_field not in first and label_field.lower() in first:
+        label_field = label_field.lower()  # the header as written: Sentiment
     if label_field is not None and label_field not in first:
         raise DataError(f"{path}: label field {label_field!r} is not a column of the file "
                         f"(its columns: {', '.join(row_keys(first))})")  # fmt: skip

@@ -92,3 +92,16 @@ def test_the_guides_foobear_rows_train_in_a_real_sweep(tiny_model: Path, tmp_pat
     state = launch_sweep(config, name="foobear")
     assert state.status == "completed"
     assert all(t.metrics.get("tokens_trained", 0) > 0 for t in state.trials.values())
+
+
+@pytest.mark.parametrize(("flags", "expected"), [
+    (["--name", "../evil"], "error: --name '../evil' must be 1-100 characters"),
+    (["--budget", "soon"], "error: --budget 'soon': give a duration such as 30m"),
+])  # fmt: skip
+def test_init_refuses_a_name_that_escapes_and_a_budget_that_is_no_duration(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], flags: list[str], expected: str
+) -> None:
+    data = write_jsonl(tmp_path / "rows.jsonl", embedded_rows("train.jsonl", 60))
+    assert main(["init", str(data), *flags]) == 2
+    assert capsys.readouterr().err.strip().startswith(expected)
+    assert not list(tmp_path.parent.glob("evil*"))

@@ -280,6 +280,10 @@ def test_text_with_a_label_column_is_classification(tmp_path: Path) -> None:
     assert any("columns not used: stars" in n for n in read(other).reading.notes)  # ... but said
     named = read(other, label_field="stars")  # --label-field names the user's own column
     assert named.reading.shape.name == "text_label" and named.examples[0].reference == "5"
+    headers = tmp_path / "headers.csv"  # spreadsheet headers, named as written
+    headers.write_text("Review,Stars\ngreat,5\nbad,1\n")
+    mapped = read(headers, columns={"text": "Review"}, label_field="Stars")
+    assert [e.reference for e in mapped.examples] == ["5", "1"]
 
 
 def test_column_mappings_are_checked(tmp_path: Path) -> None:
