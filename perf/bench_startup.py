@@ -4,7 +4,7 @@
 
 1. **First signal.** Runs `sweep launch` on search_spaces/lora.yaml with 2 trials, twice: first
    with the base model's held-out scores not cached (they are computed beside the trials), then
-   with warm caches (the converted model and those scores). From the launch command to the first training step (the earliest trial's
+   with warm caches (the converted model and those scores), three times (the median is shown). From the launch command to the first training step (the earliest trial's
    ``trial/first_step_at``, wall clock) and to the first metric (the first rung on the console);
    stopped with Ctrl-C after that. The baseline, measured in the same run: the trial's own
    startup (``trial/startup_seconds``: its process's imports, data, model and LoRA), the floor
@@ -75,23 +75,21 @@ def first_signal(config: Path, work: Path, name: str) -> dict[str, float]:
 
 
 def estimate_vs_demo() -> dict[str, Any]:
-    """`sweep validate`'s estimate for the demo, then the demo itself, timed."""
-    done = subprocess.run([*SWEEP, "validate", "search_spaces/lora.yaml"], cwd=REPO, env=ENV,
-                          capture_output=True, text=True, check=True)  # fmt: skip
-    line = next(x for x in done.stdout.splitlines() if "estimated wall time:" in x)
-    estimate = _seconds(line.split("estimated wall time:", 1)[1].split("(")[0])
-    cached = "Base model held-out scores: cached." not in done.stdout  # validate says nothing
+    """`sweep validate`'s estimate for the demo (its dry run, in this process, for the seconds
+    the console rounds), then the demo itself from the command line, timed."""
+    from sweeps.dry_run import dry_run
+
+    os.environ.update(HF_HUB_OFFLINE="1", HF_DATASETS_OFFLINE="1")
+    done = dry_run(REPO / "search_spaces/lora.yaml", say=lambda _: None)
+    estimate = done.estimate
     started = time.time()
     subprocess.run([*SWEEP, "launch", "search_spaces/lora.yaml"], cwd=REPO, env=ENV, check=True,
                    capture_output=True)  # fmt: skip
     wall = time.time() - started
-    return {"estimate_s": estimate, "estimate_line": line.strip(), "demo_wall_s": wall,
-            "ratio": estimate / wall, "base_scores_cached": cached}  # fmt: skip
-
-
-def _seconds(text: str) -> float:
-    value, unit = text.split()
-    return float(value) * {"s": 1, "min": 60, "h": 3600}[unit]
+    return {"estimate_s": estimate.wall_seconds, "estimate_line": estimate.lines()[-1],
+            "device_hours_estimate": estimate.device_hours, "demo_wall_s": wall,
+            "ratio": estimate.wall_seconds / wall,
+            "base_scores_cached": estimate.base_seconds == 0}  # fmt: skip
 
 
 def main(argv: list[str] | None = None) -> dict[str, Any]:
@@ -99,6 +97,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     parser.add_argument(
         "--demo", action="store_true", help="also time the demo against its estimate"
     )
+    parser.add_argument("--warm-runs", type=int, default=3, help="warm runs; the median is shown")
     parser.add_argument("--out", type=Path)
     args = parser.parse_args(argv)
     with tempfile.TemporaryDirectory(prefix="bench-startup-") as tmp:
@@ -108,10 +107,11 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
 
         shutil.rmtree(cache_root() / "base_scores", ignore_errors=True)
         cold = first_signal(config, work, "cold-base-scores")
-        measured = first_signal(config, work, "measured")
-    result: dict[str, Any] = {"base_scores_not_cached": cold, "warm": measured,
-                              "ratio_vs_trial_startup": measured["launch_to_first_step_s"]
-                              / measured["trial_startup_s"]}  # fmt: skip
+        runs = [first_signal(config, work, f"warm-{n}") for n in range(args.warm_runs)]
+    median = sorted(runs, key=lambda r: r["launch_to_first_step_s"])[len(runs) // 2]
+    result: dict[str, Any] = {"base_scores_not_cached": cold, "warm": median, "warm_runs": runs,
+                              "ratio_vs_trial_startup": median["launch_to_first_step_s"]
+                              / median["trial_startup_s"]}  # fmt: skip
     if args.demo:
         result["estimate"] = estimate_vs_demo()
     return emit(result, args.out)
