@@ -322,6 +322,7 @@ def startup_section(r: dict[str, Any]) -> str:
         f"{d['trial_startup_s']:.1f} |"
         for name, d in (*runs, ("base scores not cached", cold))
     )
+    over = sum(d["launch_to_first_step_s"] > 15 for d in r.get("warm_runs", [warm]))
     estimate = r.get("estimate")
     demo = ""
     if estimate:
@@ -338,10 +339,13 @@ demo (`sweep launch search_spaces/lora.yaml`, 6 trials, 2 at a time), timed from
 The demo's base-model scores were {"cached" if estimate["base_scores_cached"] else "not cached"} (the estimate counts them only when they are not).
 
 **Target: within 0.65-1.35 (+-35%). {"Met" if 0.65 <= estimate["ratio"] <= 1.35 else "Missed"}.**
-The estimate's known gaps, all on the low side: two trials on two cores slow each other (each
-trial's steps run alone in the timed trial), the driver's own work between rungs (MLflow
-logging, checkpoints copied), and the order in which TPE draws long and short trials, which the
-simulation averages over while one sweep gets one draw.
+The estimate's device-hours ({estimate["device_hours_estimate"]:.3f}) are close to what the
+trials cost; its wall time is low. The known gaps, all on the low side: two trials on two cores
+slow each other (each of the timed trial's steps runs alone), the driver's own work between
+rungs (MLflow logging, adapters copied), and the order in which TPE draws long and short trials:
+the simulation averages over orders, while one sweep gets one, and a long trial drawn last runs
+alone at the end. Timing the steps with `max_concurrent` copies running at once would close the
+first gap.
 """
     return f"""## (e) First signal: `sweep launch` to the first training step
 
@@ -367,6 +371,13 @@ model's held-out scores are not cached, they are computed beside the first trial
 longer wait for them; the trials' startup is slower then, as three processes share two cores.
 The first metric comes at the first rung, half an epoch in (16 steps and one held-out
 evaluation here).
+
+{over} of {len(r.get("warm_runs", [warm]))} warm runs took over 15 s: the target holds at the
+median with little to spare. What would give it room: Tune's first scheduling (about 5 s, most of
+it the trial actor's fresh worker process; a Ray `worker_process_setup_hook` that imports torch
+in Ray's prestarted workers did not help, as Tune's trial actor starts a fresh process), and
+`ray.init` (3.4 s here), which could only overlap preflight by importing Ray before bad input is
+ruled out (the bad-input table forbids that).
 {demo}"""
 
 

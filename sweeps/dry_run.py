@@ -54,11 +54,15 @@ def timed_trial(plan: LaunchPlan, *, say: Any) -> Any:
 
     hparams = representative_hparams(plan.config)
     say(f"Timing a short trial on {plan.config.base_model} (lora_r {hparams['lora_r']}, "
-        f"sequence_len {hparams['sequence_len']}): setup, 4 steps, one rung ...")  # fmt: skip
+        f"sequence_len {hparams['sequence_len']}): setup, 4 steps, one rung"
+        f"{', the proxy benchmarks' if plan.spec.benchmarks and plan.spec.benchmarks.tasks else ''}"
+        " ...")  # fmt: skip
     timing = time_trial(plan.spec, hparams)
     say(f"  worker start {timing.worker_start:.1f} s, setup {timing.setup:.1f} s, "
         f"{timing.step:.2f} s a step ({timing.tokens_per_step:.0f} tokens), "
-        f"{timing.rung:.1f} s a rung (held-out evaluation and checkpoint)")  # fmt: skip
+        f"{timing.rung:.1f} s a rung (held-out evaluation and checkpoint)"
+        + (f", {timing.benchmark:.1f} s of proxy benchmarks at a trial's end"
+           if timing.benchmark else ""))  # fmt: skip
     return timing
 
 

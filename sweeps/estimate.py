@@ -155,11 +155,12 @@ class TrialModel:
     def max_rungs(self) -> int:
         return max(self.epochs) * int(self.timing.rungs_per_epoch)
 
-    def seconds(self, *, rungs: float, length: int) -> float:
+    def seconds(self, *, rungs: float, length: int, completed: bool) -> float:
+        """A trial's seconds; one that completes also scores the proxy benchmarks."""
         t = self.timing
         steps = rungs * t.steps_per_epoch / max(t.rungs_per_epoch, 1)
         return (t.worker_start + t.setup + TRIAL_GAP_SECONDS + steps * t.step * self.scale[length]
-                + rungs * t.rung)  # fmt: skip
+                + rungs * t.rung + (t.benchmark if completed else 0.0))  # fmt: skip
 
     def draw(self, rng: random.Random, *, first: bool) -> tuple[float, float, float]:
         """(seconds, rungs, tokens) of one trial: the first to reach a milestone goes on, later
@@ -172,13 +173,13 @@ class TrialModel:
                 rungs = milestone
                 break
         steps = rungs * t.steps_per_epoch / max(t.rungs_per_epoch, 1)
-        return (self.seconds(rungs=rungs, length=length), float(rungs),
+        return (self.seconds(rungs=rungs, length=length, completed=rungs == total), float(rungs),
                 steps * t.tokens_per_step * self.scale[length])  # fmt: skip
 
     def full_trial_seconds(self) -> float:
         """A trial that runs to its end, averaged over the epochs and lengths it may draw."""
         return statistics.mean(
-            self.seconds(rungs=e * self.timing.rungs_per_epoch, length=n)
+            self.seconds(rungs=e * self.timing.rungs_per_epoch, length=n, completed=True)
             for e in self.epochs for n in self.lengths
         )  # fmt: skip
 

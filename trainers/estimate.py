@@ -34,6 +34,7 @@ class TrialTiming:
     train_rows: int  # rows left after truncation at sequence_len
     steps_per_epoch: int
     rungs_per_epoch: int
+    benchmark: float = 0.0  # the proxy benchmarks a trial scores at its last rung (0: none)
 
 
 def time_trial(spec: Any, hparams: dict[str, Any], *, steps: int = 4) -> TrialTiming:
@@ -66,16 +67,30 @@ def time_trial(spec: Any, hparams: dict[str, Any], *, steps: int = 4) -> TrialTi
         with tempfile.TemporaryDirectory(prefix="lora-sweep-estimate-") as scratch:
             seal_checkpoint(save_checkpoint(recipe, Path(scratch) / "checkpoint", scores))
         rung = time.perf_counter() - began
+        benchmark = _time_benchmarks(recipe)
         rungs_per_epoch = len([s for s in recipe.rung_steps if s <= recipe.steps_per_epoch])
         return TrialTiming(
             sequence_len=int(hparams["sequence_len"]), worker_start=worker_start,
             setup=setup_seconds + durations[0] - step, step=step,
             tokens_per_step=statistics.mean(tokens), rung=rung, steps_timed=len(durations),
             train_rows=len(recipe.train_set), steps_per_epoch=recipe.steps_per_epoch,
-            rungs_per_epoch=rungs_per_epoch,
+            rungs_per_epoch=rungs_per_epoch, benchmark=benchmark,
         )  # fmt: skip
     finally:
         cleanup(recipe)
+
+
+def _time_benchmarks(recipe: Any) -> float:
+    """The proxy benchmarks a completed trial scores at its last rung, on the trained model."""
+    plan = recipe.spec.benchmarks
+    if plan is None or not plan.tasks:
+        return 0.0
+    from evals.benchmark_plan import PROXY, score_plan
+
+    began = time.perf_counter()
+    recipe.model.eval()
+    score_plan(recipe.model, recipe.tokenizer, plan, phase=PROXY)
+    return time.perf_counter() - began
 
 
 def _time_worker_imports() -> float:

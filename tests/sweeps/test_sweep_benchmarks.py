@@ -266,3 +266,27 @@ def test_compare_pairs_benchmarks_on_the_same_documents(
         state.trials[first].metrics["bench/full/mmlu/acc"]
         - metrics_of(client, state.parent_run_id)["base/bench/full/mmlu/acc"]
     )
+
+
+def test_validate_times_the_proxy_benchmarks_into_its_estimate(
+    tiny_model: Path, tmp_path: Path
+) -> None:
+    """A trial that completes scores the proxy benchmarks: the dry run times them on the real
+    model and the estimate counts them for every completed trial."""
+    from dataclasses import replace
+
+    import yaml
+
+    from sweeps.dry_run import dry_run
+    from sweeps.estimate import estimate_sweep
+
+    path = tmp_path / "bench.yaml"
+    path.write_text(yaml.safe_dump(benchmark_config(tiny_model, tmp_path)))
+    said: list[str] = []
+    done = dry_run(path, say=said.append)
+    assert done.timing.benchmark > 0
+    assert any("s of proxy benchmarks at a trial's end" in line for line in said)
+    without = estimate_sweep(done.plan.config, replace(done.timing, benchmark=0.0),
+                             num_samples=NUM_TRIALS, cpus=2,
+                             token_lengths=list(done.plan.train_token_lengths))  # fmt: skip
+    assert done.estimate.device_hours > without.device_hours
