@@ -76,7 +76,7 @@ def test_one_trial_beats_the_base_model_on_the_embedded_task(tmp_path: Path) -> 
     from sweeps.base_scores import base_scores
     from sweeps.preflight import coerce_config, preflight
 
-    data = slice_embedded_data(tmp_path, train=96, heldout=12)
+    data = slice_embedded_data(tmp_path, train=96, heldout=20)  # the held-out floor
     train, heldout = data["train"], data["heldout"]
     config = REPO / "search_spaces" / "lora.yaml"
     outcome = run_trial(
