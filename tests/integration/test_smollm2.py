@@ -134,3 +134,26 @@ def test_a_sweep_promotes_its_winner_and_the_report_shows_the_gain_with_its_ci(
     assert paired["n"] == 24 and paired["delta"] > 0.3 and paired["ci_low"] > 0
     markdown = (out / "report.md").read_text()
     assert f"[{paired['ci_low']:+.4f}, {paired['ci_high']:+.4f}]" in markdown
+
+
+def test_sweep_init_on_the_embedded_data_validates_and_launches_on_the_real_model(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """README's "Use it on your data" on SmolLM2: init sized to a small budget, the full dry run,
+    then the sweep it wrote."""
+    import yaml
+
+    from sweeps import launch_sweep
+    from sweeps.cli import main
+
+    monkeypatch.chdir(tmp_path)  # the YAML's default tracking (mlruns/) lands here
+    data = REPO / "data" / "notes_to_json"
+    out = tmp_path / "notes.yaml"
+    assert main(["init", str(data / "train.jsonl"), "--heldout", str(data / "heldout.jsonl"),
+                 "--budget", "4m", "--out", str(out)]) == 0  # fmt: skip
+    written = yaml.safe_load(out.read_text())
+    assert written["base_model"] == "smollm2-135m-instruct" and written["name"] == "notes_to_json"
+    assert main(["validate", str(out)]) == 0
+    state = launch_sweep(out)
+    assert state.status == "completed"
+    assert len(state.trials) == written["search"]["num_samples"]
