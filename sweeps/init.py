@@ -239,6 +239,10 @@ def render_yaml(request: InitRequest, facts: DataFacts, *, out: Path, num_sample
                      (("instruction", request.instruction), ("system_prompt", request.system_prompt))
                      if value)  # fmt: skip
     concurrent = 1 if facts.gpu else 2
+    objective = ("  metric: heldout/task_metric   # " + facts.task_metric + "\n  mode: max"
+                 if facts.task_metric != "none" else
+                 "  metric: heldout/loss   # plain text: nothing to generate and compare\n"
+                 "  mode: min")  # fmt: skip
     return f"""# sweep launch {out}
 #
 # Written by `sweep init {request.data}` for {facts.train_rows} training rows of shape
@@ -282,8 +286,7 @@ resources:
   gpu: {1 if facts.gpu else 0}
 
 objective:
-  metric: heldout/task_metric
-  mode: max
+{objective}
 
 tracking:
   experiment: {facts.name}

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import pytest
 
 from sweeps.config import ConfigError, config_from_dict
@@ -78,3 +80,22 @@ def test_names_from_files_are_safe() -> None:
 
     assert sweep_name(Path("My Data (v2).jsonl")) == "my-data-v2"
     assert sweep_name(Path("../x/../..csv")) == "sweep"
+
+
+def test_init_writes_a_loss_objective_for_plain_text(tmp_path: Path) -> None:
+    """Plain text has nothing to generate and compare: the YAML optimises held-out loss, and it
+    passes the schema."""
+    import yaml
+
+    from sweeps.config import load_config
+    from sweeps.init import DataFacts, InitRequest, render_yaml
+
+    facts = DataFacts(name="stories", shape="text", train_rows=60, heldout_rows=20,
+                      val_set_size=0.25, task_metric="none", sequence_len=[128],
+                      lengths="p50 40, p90 60, max 70 tokens", target_modules=["q_proj"],
+                      gpu=False)  # fmt: skip
+    out = tmp_path / "stories.yaml"
+    out.write_text(render_yaml(InitRequest(data=tmp_path / "stories.jsonl"), facts, out=out,
+                               num_samples=4, epochs=(1, 2)))  # fmt: skip
+    assert yaml.safe_load(out.read_text())["objective"] == {"metric": "heldout/loss", "mode": "min"}
+    assert load_config(out).search.num_samples == 4
