@@ -76,8 +76,6 @@ def test_sequence_lengths_come_from_the_rows_percentiles() -> None:
 
 
 def test_names_from_files_are_safe() -> None:
-    from pathlib import Path
-
     assert sweep_name(Path("My Data (v2).jsonl")) == "my-data-v2"
     assert sweep_name(Path("../x/../..csv")) == "sweep"
 
