@@ -78,19 +78,28 @@ class BaseScoring:
             self.scores = compute_base_scores(plan, cpus=_cpu_count())
 
     def _compute(self) -> None:
+        import torch
+
+        threads = torch.get_num_threads()  # set_num_threads is the whole process's
         try:
             self.scores = compute_base_scores(self.plan, cpus=1)
-        except BaseException as exc:  # raised again in the driver's thread by wait()
+        except BaseException as exc:  # said by record(); launch goes on, resume computes again
             self.error = exc
+        finally:
+            torch.set_num_threads(threads)
 
     def ready(self) -> bool:
         return self.scores is not None or self.error is not None
 
-    def wait(self) -> Scores:
+    def join(self) -> None:
+        """Wait for the thread, if one is computing (its failure is record()'s to say)."""
         if self._thread is not None:
             if self._thread.is_alive():
                 self.say("Waiting for the base model's held-out scores ...")
             self._thread.join()
+
+    def wait(self) -> Scores:
+        self.join()
         if self.error is not None:
             raise self.error
         assert self.scores is not None
@@ -105,9 +114,16 @@ class BaseScoring:
         return metrics
 
     def record(self, state: SweepState, tracker: Any) -> bool:
-        """Put the scores in the state and on the parent run, once; False while not ready."""
+        """Put the scores in the state and on the parent run, once; False while not ready. A
+        failure is said in one line and the sweep goes on without them."""
         if self.recorded or not self.ready():
             return self.recorded
+        if self.error is not None:
+            self.say(f"Warning: the base model's held-out scoring failed ({type(self.error).__name__}"
+                     f": {str(self.error).splitlines()[0][:200] if str(self.error) else ''}); the "
+                     "trials go on, read without it")  # fmt: skip
+            self.recorded = True
+            return True
         metrics, items = self.metrics(), self.wait()[1]
         state.base_metrics = metrics
         tracker.log_metrics_once(state.parent_run_id, {f"base/{k}": v for k, v in metrics.items()},

@@ -87,8 +87,9 @@ def asha_milestones(config: SweepConfig, max_rungs: int) -> tuple[list[int], flo
         return [], 1.0
     factor, grace = scheduler.reduction_factor, min(scheduler.grace_period, max_rungs)
     milestones, rung = [], float(grace)
-    while rung < max_rungs:
-        milestones.append(int(rung))
+    while rung < max_rungs:  # a trial passes a milestone at the first whole rung past it
+        if math.ceil(rung) not in milestones:
+            milestones.append(math.ceil(rung))
         rung *= factor
     return milestones, factor
 

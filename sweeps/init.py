@@ -118,7 +118,13 @@ class DataFacts:
 
 def _data_facts(request: InitRequest, *, say: Any) -> DataFacts:
     """The data's shape and rows, the task metric, and sequence_len from its token lengths."""
-    from trainers.data import DataSettings, choose_task_metric, read_data, split_heldout
+    from trainers.data import (
+        FORMAT_ALIASES,
+        DataSettings,
+        choose_task_metric,
+        read_data,
+        split_heldout,
+    )
 
     settings = DataSettings(instruction=request.instruction, system_prompt=request.system_prompt)
     train = read_data(request.data, settings)
@@ -128,7 +134,8 @@ def _data_facts(request: InitRequest, *, say: Any) -> DataFacts:
     if request.heldout is not None:
         heldout = read_data(request.heldout, settings).examples
     else:
-        val = min(0.3, max(0.1, MIN_HELDOUT_ROWS / max(len(examples), 1)))
+        # rounded up to 2 decimals: the YAML's fraction splits off at least the floor
+        val = min(0.3, max(0.1, math.ceil(100 * MIN_HELDOUT_ROWS / max(len(examples), 1)) / 100))
         examples, heldout = split_heldout(examples, fraction=val, seed=0)
     if len(examples) < MIN_TRAIN_ROWS or len(heldout) < MIN_HELDOUT_ROWS:
         raise ConfigError(
@@ -143,8 +150,8 @@ def _data_facts(request: InitRequest, *, say: Any) -> DataFacts:
     summary = (f"p50 {ordered[len(ordered) // 2]}, p90 {ordered[int(0.9 * (len(ordered) - 1))]}, "
                f"max {ordered[-1]} tokens")  # fmt: skip
     return DataFacts(sweep_name(request.data) if request.name is None else request.name,
-                     train.reading.shape.name, len(examples), len(heldout),
-                     None if request.heldout else round(val or 0.1, 2), metric,
+                     FORMAT_ALIASES.get(train.reading.shape.name, train.reading.shape.name),
+                     len(examples), len(heldout), None if request.heldout else val, metric,
                      sequence_lengths(lengths, limit=limit), summary, modules, gpu)  # fmt: skip
 
 
@@ -163,8 +170,8 @@ def _model_facts(
     tokenized = tokenize_examples(examples, tokenizer, resolve_template(tokenizer, "auto"))
     config = __import__("json").loads((resolved.path / "config.json").read_text())
     limit = int(config.get("max_position_embeddings") or 2048)
-    return ([len(t) for t in tokenized], min(limit, 4096), linear_layer_names(resolved.path),
-            torch.cuda.is_available())  # fmt: skip
+    layers = linear_layer_names(resolved.path) or ["all-linear"]  # no safetensors headers
+    return [len(t) for t in tokenized], min(limit, 4096), layers, torch.cuda.is_available()
 
 
 def _sized_to_budget(draft: Path, request: InitRequest, facts: DataFacts, budget: float, *,
@@ -213,7 +220,8 @@ def _estimate(done: Any, epochs: tuple[int, int], trials: int) -> Any:
     )
     return estimate_sweep(config.model_copy(update={"search_space": space}), done.timing,
                           num_samples=trials, token_lengths=list(done.plan.train_token_lengths),
-                          cpus=available_cpus(), gpus=visible_gpus())  # fmt: skip
+                          cpus=available_cpus(), gpus=visible_gpus(),
+                          base_cached=done.estimate.base_seconds == 0)  # fmt: skip
 
 
 def _wall(estimate: Any) -> str:
@@ -232,7 +240,7 @@ def render_yaml(request: InitRequest, facts: DataFacts, *, out: Path, num_sample
     planned = (f"# Sized to the {request.budget} budget: {num_samples} trials, estimated "
                f"{_wall(estimate)} on this machine (sweep validate re-estimates it)."
                if estimate is not None else "# (draft)")  # fmt: skip
-    heldout = (f"  heldout: {rel(request.heldout)}\n" if request.heldout else
+    heldout = (f"  heldout: {json.dumps(rel(request.heldout))}\n" if request.heldout else
                f"  val_set_size: {facts.val_set_size}   # held-out rows split off train: "
                f"{facts.heldout_rows} (at least {MIN_HELDOUT_ROWS} rank trials)\n")  # fmt: skip
     extras = "".join(f"  {key}: {json.dumps(value)}\n" for key, value in
@@ -248,11 +256,11 @@ def render_yaml(request: InitRequest, facts: DataFacts, *, out: Path, num_sample
 # Written by `sweep init {request.data}` for {facts.train_rows} training rows of shape
 # {facts.shape}; held-out metric {facts.task_metric} (from the held-out references).
 {planned}
-name: {facts.name}
-base_model: {request.model}
+name: {json.dumps(facts.name)}
+base_model: {json.dumps(request.model)}
 
 data:
-  train: {rel(request.data)}   # relative to this file
+  train: {json.dumps(rel(request.data))}   # relative to this file
 {heldout}  format: {facts.shape}
   task_metric: auto     # {facts.task_metric} for these references
 {extras}
@@ -289,7 +297,7 @@ objective:
 {objective}
 
 tracking:
-  experiment: {facts.name}
+  experiment: {json.dumps(facts.name)}
 
 evaluation:
   max_new_tokens: 64

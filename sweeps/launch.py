@@ -207,7 +207,7 @@ def resume_sweep(
         plan, base, _ = _checked_and_scored(config, config_path=path, config_dir=path.parent,
                                             say=say, address=address, num_gpus=num_gpus,
                                             background=False)  # fmt: skip
-        base.recorded = bool(state.base_metrics)  # a launch killed before it recorded them: now
+        base.recorded = bool(state.base_metrics)  # a launch stopped before it recorded them: now
         from sweeps._tracking import SweepTracker
 
         tracker = SweepTracker(state.mlflow_uri, config.tracking.experiment or config.name)
@@ -247,8 +247,9 @@ def _checked_and_scored(
     before Ray starts."""
     plan = preflight(config, config_path=config_path, config_dir=config_dir, progress=say,
                      address=address, logical_gpus=num_gpus)  # fmt: skip
-    base = BaseScoring(plan, say=say, background=background)
-    plan, base_bench = _base_benchmarks(plan, say=say)
+    plan, base_bench = _base_benchmarks(plan, say=say)  # before the thread: all the cores
+    # beside the trials on CPU only: on a GPU it would share the trials' memory
+    base = BaseScoring(plan, say=say, background=background and plan.spec.device == "cpu")
     return plan, base, base_bench
 
 
@@ -368,7 +369,7 @@ def _run(
         ended = [t for t in state.trials.values() if t.status != "running"]
         done = len(ended) == len(state.trials) >= plan.num_samples
         if done or base.ready():
-            base.wait()  # the summary reads the trials against it
+            base.join()  # the summary reads the trials against it
             base.record(state, tracker)
         if done:
             from sweeps.benchmarking import judge_trials

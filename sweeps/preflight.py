@@ -8,6 +8,7 @@ truncation. ``preflight`` returns a LaunchPlan: the config with all a trial need
 from __future__ import annotations
 
 import json
+import math
 from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
@@ -119,7 +120,7 @@ def check_enough_rows(config: SweepConfig, *, train: int, heldout: int, source: 
         )
     if heldout < MIN_HELDOUT_ROWS:
         fix = ("a larger data.heldout file" if data.heldout else
-               f"data.val_set_size: {min(0.5, MIN_HELDOUT_ROWS / (train + heldout)):.2f} or a "
+               f"data.val_set_size: {min(0.5, math.ceil(100 * MIN_HELDOUT_ROWS / (train + heldout)) / 100):.2f} or a "
                "data.heldout file")  # fmt: skip
         raise DataError(
             f"{source}: data.heldout: {heldout} held-out row{'' if heldout == 1 else 's'}; at "

@@ -62,11 +62,12 @@ class Shape:
 SHAPES = (
     Shape("chat", ("messages",)),
     Shape("sharegpt", ("conversations",)),
-    Shape("dolly", ("instruction", "context", "response"), "instruction", "response", "context",
-          "category"),
     Shape("alpaca", ("instruction", "output"), "instruction", "output", "input"),
     Shape("instruction_response", ("instruction", "response"), "instruction", "response", "input",
           "category"),
+    # a file of instruction/response rows where any row has a context (Databricks Dolly): never
+    # the first match of a row (the shape above is), chosen for the file by _file_shape
+    Shape("dolly", ("instruction", "response"), "instruction", "response", "context", "category"),
     Shape("question_answer", ("question", "answer"), "question", "answer", "context"),
     Shape("prompt_completion", ("prompt", "completion"), "prompt", "completion"),
     Shape("prompt_response", ("prompt", "response"), "prompt", "response"),
@@ -219,7 +220,19 @@ def _read_table(path: Path) -> list[dict[str, Any]]:
     except (ValueError, OSError, pd.errors.ParserError) as exc:
         raise DataError(f"{path}: cannot be parsed ({str(exc).splitlines()[0]})") from None
     records = frame.to_dict(orient="records")
-    return [dict(row) | {ROW_KEY: number} for number, row in enumerate(records, start=1)]
+    return [{k: _plain(v) for k, v in row.items()} | {ROW_KEY: number}
+            for number, row in enumerate(records, start=1)]  # fmt: skip
+
+
+def _plain(value: Any) -> Any:
+    """A parquet cell as JSON would hold it: arrays (a messages column) as lists."""
+    if hasattr(value, "tolist") and not isinstance(value, str):
+        return [_plain(v) for v in value.tolist()] if value.ndim else value.tolist()
+    if isinstance(value, dict):
+        return {k: _plain(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_plain(v) for v in value]
+    return value
 
 
 # --------------------------------------------------------------------------- shapes
@@ -306,6 +319,9 @@ def rename_columns(
     """Each row with the user's columns renamed to ours; a mapped column the file lacks is an
     error naming the columns it has."""
     present = {k for row in rows for k in row_keys(row)}
+    folded = {k.lower(): k for k in present if isinstance(k, str)}
+    columns = {ours: theirs if theirs in present else folded.get(theirs.lower(), theirs)
+               for ours, theirs in columns.items()}  # fmt: skip
     for ours, theirs in columns.items():
         if theirs not in present:
             raise DataError(
@@ -332,10 +348,7 @@ def read_rows(
         if fmt not in ("text", "hash_pairs"):
             raise DataError(f"{path}: a text file holds paragraphs or '### instruction ###' "
                             f"blocks, not format {fmt}")  # fmt: skip
-        count = (len(HASH_HEADER.findall(records)) if fmt == "hash_pairs" else
-                 sum(1 for b in re.split(r"\n\s*\n", records) if b.strip()))  # fmt: skip
-        unit = "'### instruction ###' blocks" if fmt == "hash_pairs" else "paragraphs"
-        return records, Reading(BY_NAME[fmt], notes=(f"{path}: {count} {unit}, shape {fmt}",))
+        return records, Reading(BY_NAME[fmt], notes=_text_notes(path, records, fmt))
     if not records:
         raise DataError(f"{path}: no examples found (the file has no rows)")
     if settings.columns:  # your own column names, as the file spells them
@@ -347,6 +360,22 @@ def read_rows(
         records = [r | {"label": r.get(reading.label_column)} for r in records]
     _check_one_shape(path, records, reading.shape)
     return records, reading
+
+
+def _text_notes(path: Path, text: str, fmt: str) -> tuple[str, ...]:
+    """A text file's count of blocks or paragraphs, and any text before the first block (which
+    belongs to no example: said, never dropped silently)."""
+    if fmt != "hash_pairs":
+        count = sum(1 for b in re.split(r"\n\s*\n", text) if b.strip())
+        return (f"{path}: {count} paragraphs, shape text",)
+    headers = list(HASH_HEADER.finditer(text))
+    notes = [f"{path}: {len(headers)} '### instruction ###' blocks, shape hash_pairs"]
+    preamble = text[: headers[0].start()] if headers else ""
+    if preamble.strip():
+        lines = preamble.count("\n")
+        notes.append(f"  lines 1-{lines} come before the first '### ... ###' block and are not "
+                     "used (make them a block, or remove them)")  # fmt: skip
+    return tuple(notes)
 
 
 def _reading(path: Path, records: list[dict[str, Any]], settings: DataSettings) -> Reading:
@@ -363,10 +392,10 @@ def _reading(path: Path, records: list[dict[str, Any]], settings: DataSettings) 
     if label_field is not None and label_field not in first:
         raise DataError(f"{path}: label field {label_field!r} is not a column of the file "
                         f"(its columns: {', '.join(row_keys(first))})")  # fmt: skip
-    shape = _file_shape(path, first, settings.fmt, label_field)
+    shape = _file_shape(path, records, settings.fmt, label_field)
     label = label_field or (shape.label if shape.label in first else None)
-    if shape.name == "text_label":
-        label = _label_column(first, label_field) if "label" not in first else "label"
+    if shape.name == "text_label":  # the column named wins over one called label
+        label = label_field or ("label" if "label" in first else _label_column(first, None))
     notes = [f"{path}: {len(records)} rows, shape {shape.name} ({_mapping(shape, first, label)})"]
     instruction = None
     if shape.name == "text_label":
@@ -417,12 +446,17 @@ def _count_hash_wrapped(records: list[dict[str, Any]], key: str) -> int:
                for r in records)  # fmt: skip
 
 
-def _file_shape(path: Path, first: dict[str, Any], fmt: str, label_field: str | None) -> Shape:
+def _file_shape(
+    path: Path, records: list[dict[str, Any]], fmt: str, label_field: str | None
+) -> Shape:
+    first = records[0]
     if fmt != "auto":
         return BY_NAME[fmt]
     detected = detect_format([_with_label_key(first, label_field)])
     if detected == "unknown":
         raise DataError(f"{path}: row {first[ROW_KEY]}: {_no_shape(first)}")
+    if detected == "instruction_response" and any("context" in row for row in records):
+        return BY_NAME["dolly"]  # its context is optional row by row, as Dolly's is
     return BY_NAME["sharegpt"] if detected == "chat" and "messages" not in first else (
         BY_NAME[detected])  # fmt: skip
 
@@ -514,6 +548,8 @@ def _field(row: dict[str, Any], name: str, *, path: Path, shape: Shape,
     if value is None and (raw is None or isinstance(raw, float)):  # absent, null or NaN
         if optional:
             return ""
+        if name in row:
+            raise DataError(f"{where}: field {name!r} is empty (null)")
         raise DataError(f"{where}: missing field {name!r} (format {shape.name}: {shape.summary}; "
                         f"the row has {', '.join(row_keys(row)) or 'no fields'})")  # fmt: skip
     if value is None:

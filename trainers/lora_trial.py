@@ -213,9 +213,14 @@ def build_lora_model(spec: TrialSpec, hparams: dict[str, Any]) -> Any:
         lora_alpha=hparams["lora_alpha"],
         lora_dropout=float(hparams["lora_dropout"]),
         task_type="CAUSAL_LM",
-        target_modules=list(spec.training.get("lora_target_modules", ["q_proj", "v_proj"])),
+        target_modules=_targets(spec.training.get("lora_target_modules", ["q_proj", "v_proj"])),
     )
     return get_peft_model(model, lora)
+
+
+def _targets(modules: list[str]) -> list[str] | str:
+    """PEFT takes every linear layer as the string "all-linear", not as a list holding it."""
+    return "all-linear" if list(modules) == ["all-linear"] else list(modules)
 
 
 def _build_optimizer(model: Any, name: str, hparams: dict[str, Any]) -> torch.optim.Optimizer:

@@ -2,10 +2,11 @@
 and rows longer than ``max_seq_len`` tokens under the model's own tokenizer and template. (Rows
 missing a field are rejected when read; label counts are the split's.)
 
-A short response is a problem only where the task's answers are long: labels, numbers, letters
-and Y/N answers are valid rows of their task and are never removed for being short. With
-``min_response_chars`` None (the default) the minimum is decided from the data: none when the
-median response is at most ``SHORT_ANSWER_CHARS`` characters, else ``LONG_TASK_MIN_CHARS``.
+A short response is a problem only where the task's answers are long: in a task of labels,
+numbers, letters and Y/N answers, no row is removed for being short. With ``min_response_chars``
+None (the default) the minimum is decided from the data: none when the median response is at
+most ``SHORT_ANSWER_CHARS`` characters, else ``LONG_TASK_MIN_CHARS`` (a one-character response
+among long ones; the console counts each, and ``--min-response-chars 0`` keeps them).
 """
 
 from __future__ import annotations

@@ -301,3 +301,44 @@ def test_column_mappings_are_checked(tmp_path: Path) -> None:
     with pytest.raises(DataError, match=r"no known shape in keys \(a, q\).*--columns "
                        r"instruction=q,output=a"):  # fmt: skip
         read(path)
+
+
+def test_dolly_context_is_optional_row_by_row(tmp_path: Path) -> None:
+    rows = [{"instruction": "Name a fish.", "response": "Tope", "category": "open_qa"},
+            {"instruction": "When?", "context": "It began in 2000.", "response": "2000",
+             "category": "closed_qa"}]  # fmt: skip
+    for order in (rows, rows[::-1]):
+        data = read(write_jsonl(tmp_path / "dolly.jsonl", order))
+        assert data.reading.shape.name == "dolly"
+        contents = {e.messages[0]["content"] for e in data.examples}
+        assert contents == {"Name a fish.", "When?\n\nIt began in 2000."}
+
+
+def test_parquet_chat_rows_and_null_cells(tmp_path: Path) -> None:
+    frame = pd.DataFrame({"messages": [[{"role": "user", "content": "Hi"},
+                                        {"role": "assistant", "content": "Hello"}]]})  # fmt: skip
+    frame.to_parquet(tmp_path / "chat.parquet")
+    [example] = load_examples(tmp_path / "chat.parquet")
+    assert example.reference == "Hello"
+    pd.DataFrame({"question": ["a", "b"], "answer": ["x", None]}).to_parquet(
+        tmp_path / "qa.parquet"
+    )
+    with pytest.raises(DataError, match=r"qa.parquet: row 2: field 'answer' is empty \(null\)"):
+        load_examples(tmp_path / "qa.parquet")
+
+
+def test_a_named_label_column_wins_and_mappings_match_headers_as_written(tmp_path: Path) -> None:
+    path = write_jsonl(tmp_path / "l.jsonl", [{"text": "good", "label": 1, "label_text": "pos"}])
+    assert read(path, label_field="label_text").examples[0].reference == "pos"
+    table = tmp_path / "t.csv"
+    table.write_text("Query,Reply\nWhat is 1+1?,2\n")
+    [example] = read(table, columns={"instruction": "query", "output": "reply"}).examples
+    assert example.reference == "2"
+
+
+def test_text_before_the_first_hash_block_is_said(tmp_path: Path) -> None:
+    path = tmp_path / "guide.txt"
+    path.write_text("My notes\nfrom the course\n### what is a foobear ###\nA foam bear.\n")
+    data = read(path)
+    assert [e.reference for e in data.examples] == ["A foam bear."]
+    assert any("lines 1-2 come before the first" in n for n in data.reading.notes)

@@ -293,3 +293,15 @@ def test_qlora_trains_a_4bit_base_on_cuda(
     run_lora_trial(spec, HPARAMS, report=record, workdir=tmp_path)
     assert all(math.isfinite(m["train/loss"]) for m in record.metrics)
     assert record.metrics[-1]["train/loss"] < record.metrics[0]["train/loss"]
+
+
+def test_all_linear_puts_lora_on_every_linear_layer(tiny_model: Path, small_data: dict) -> None:
+    """`lora_target_modules: [all-linear]` (what preflight accepts, and sweep init may write)
+    reaches PEFT as its shorthand, not as a module name."""
+    from trainers.lora_trial import build_lora_model
+
+    model = build_lora_model(make_spec(tiny_model, small_data,
+                                       lora_target_modules=["all-linear"]), HPARAMS)  # fmt: skip
+    adapted = {n.rsplit(".lora_A", 1)[0].rsplit(".", 1)[-1] for n, _ in model.named_parameters()
+               if ".lora_A" in n}  # fmt: skip
+    assert adapted == {"q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj"}
