@@ -119,7 +119,9 @@ def check_enough_rows(config: SweepConfig, *, train: int, heldout: int, source: 
             "data.allow_small: true to run anyway"
         )
     if heldout < MIN_HELDOUT_ROWS:
-        fix = ("a larger data.heldout file" if data.heldout else
+        fix = ("a larger data.heldout file, or a larger data.val_set_size (prepare: splits the "
+               "held-out rows off data.train)" if config.prepare is not None else
+               "a larger data.heldout file" if data.heldout else
                f"data.val_set_size: {min(0.5, math.ceil(100 * MIN_HELDOUT_ROWS / (train + heldout)) / 100):.2f} or a "
                "data.heldout file")  # fmt: skip
         raise DataError(

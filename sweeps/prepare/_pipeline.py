@@ -174,9 +174,13 @@ def check_rows_left(steps: list[StepResult], records: list[Record]) -> None:
     if emptied is None:
         raise ConfigError("no training rows: the input files hold no examples")
     reasons = ", ".join(f"{k}: {v}" for k, v in emptied.counts.items()) or "see the report"
-    switch = {"read": "fixing the rows (or --columns)", "quality": "--keep-flagged or --no-quality",
-              "dedup_exact": "--no-dedup", "dedup_near": "--no-near-dedup",
-              "decontaminate": "--no-decontaminate"}.get(emptied.name, f"--no-{emptied.name}")  # fmt: skip
+    switch = {"read": "fixing the rows (or --columns; data.columns in a sweep YAML)",
+              "quality": "--keep-flagged or --no-quality (prepare: {drop_flagged: false} or "
+                         "{quality: false})",
+              "dedup_exact": "--no-dedup (prepare: {dedup: false})",
+              "dedup_near": "--no-near-dedup (prepare: {near_dedup: false})",
+              "decontaminate": "--no-decontaminate (prepare: {decontaminate: false})",
+              }.get(emptied.name, f"--no-{emptied.name}")  # fmt: skip
     raise ConfigError(
         f"no training row survived: step {emptied.name} removed all {emptied.rows_in} "
         f"({reasons}); {switch} keeps them"

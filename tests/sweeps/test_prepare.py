@@ -409,7 +409,8 @@ def test_prepare_that_leaves_no_training_row_fails_naming_the_step(
     err = capsys.readouterr().err.strip()
     assert err.splitlines() == [
         "error: no training row survived: step quality removed all 3 (instruction equals its "
-        "response: 3); --keep-flagged or --no-quality keeps them"]  # fmt: skip
+        "response: 3); --keep-flagged or --no-quality (prepare: {drop_flagged: false} or "
+        "{quality: false}) keeps them"]  # fmt: skip
     assert not out.exists()
 
 
