@@ -17,7 +17,8 @@ from pathlib import Path
 from typing import Any
 
 from evals.objective import COMPOSITE
-from sweeps.preflight import LOWER_IS_BETTER, LaunchPlan
+from sweeps.preflight import LOWER_IS_BETTER, LaunchPlan, available_cpus
+from sweeps.scoring import HELDOUT_SETTINGS
 from sweeps.state import SweepState, write_json_atomic
 
 Scores = tuple[dict[str, float], list[dict[str, Any]]]
@@ -29,10 +30,8 @@ def base_cache_key(plan: LaunchPlan) -> str:
 
     spec = plan.spec
     model_id = model_identity(Path(spec.model_path))
-    settings = ("task_metric", "template", "system_prompt", "columns", "val_set_size",
-                "split_seed", "data_format", "instruction", "label_field", "evaluation")  # fmt: skip
     key_data = {"model": model_id, "digests": plan.digests,
-                "spec": {k: getattr(spec, k) for k in settings}}  # fmt: skip
+                "spec": {k: getattr(spec, k) for k in HELDOUT_SETTINGS}}  # fmt: skip
     return hashlib.sha256(json.dumps(key_data, sort_keys=True).encode()).hexdigest()[:24]
 
 
@@ -75,7 +74,7 @@ class BaseScoring:
             self._thread.start()
         else:
             say("Scoring the base model on the held-out set (once; cached for later sweeps) ...")
-            self.scores = compute_base_scores(plan, cpus=_cpu_count())
+            self.scores = compute_base_scores(plan, cpus=available_cpus())
 
     def _compute(self) -> None:
         import torch
@@ -140,11 +139,3 @@ class BaseScoring:
 def base_scores(plan: LaunchPlan, *, progress: Any = print) -> Scores:
     """The base model's held-out metrics and items, from the cache or computed now."""
     return BaseScoring(plan, say=progress, background=False).wait()
-
-
-def _cpu_count() -> int:
-    import os
-
-    return (
-        len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
-    )

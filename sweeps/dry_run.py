@@ -9,14 +9,13 @@ no adapter, and writes nothing to MLflow or the sweeps directory.
 
 from __future__ import annotations
 
-import os
 import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from sweeps.estimate import SweepEstimate, estimate_sweep
-from sweeps.preflight import LaunchPlan, coerce_config, preflight
+from sweeps.preflight import LaunchPlan, available_cpus, coerce_config, preflight
 
 
 @dataclass(frozen=True)
@@ -70,10 +69,6 @@ def base_scores_cached(plan: LaunchPlan) -> bool:
     from sweeps.base_scores import cache_file
 
     return cache_file(plan).is_file()
-
-
-def available_cpus() -> int:
-    return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
 
 
 def visible_gpus() -> int:

@@ -115,13 +115,13 @@ def estimate_sweep(
     slots = concurrency(config, cpus=cpus, gpus=gpus)
     trials = TrialModel.of(config, timing, token_lengths)
     rng = random.Random(0)
-    walls, device, rungs, tokens = [], [], [], []
+    walls, device, tokens = [], [], []
     for _ in range(simulations):
         drawn = [trials.draw(rng, first=index == 0) for index in range(num_samples)]
-        walls.append(makespan([d[0] for d in drawn], slots))
-        device.append(sum(d[0] for d in drawn))
-        rungs += [d[1] for d in drawn]
-        tokens += [d[2] for d in drawn]
+        walls.append(makespan([seconds for seconds, _ in drawn], slots))
+        device.append(sum(seconds for seconds, _ in drawn))
+        tokens += [count for _, count in drawn]
+    rungs = [trials.expected_rungs(first=index == 0) for index in range(num_samples)]
     base = 0.0 if base_cached else timing.worker_start + timing.setup + timing.rung
     devices = config.resources.gpu if config.resources.gpu > 0 and gpus else config.resources.cpu
     return SweepEstimate(
@@ -163,9 +163,9 @@ class TrialModel:
         return (t.worker_start + t.setup + TRIAL_GAP_SECONDS + steps * t.step * self.scale[length]
                 + rungs * t.rung + (t.benchmark if completed else 0.0))  # fmt: skip
 
-    def draw(self, rng: random.Random, *, first: bool) -> tuple[float, float, float]:
-        """(seconds, rungs, tokens) of one trial: the first to reach a milestone goes on, later
-        ones with probability 1/factor."""
+    def draw(self, rng: random.Random, *, first: bool) -> tuple[float, float]:
+        """(seconds, tokens) of one trial: the first to reach a milestone goes on, later ones
+        with probability 1/factor."""
         t = self.timing
         length, total = rng.choice(self.lengths), rng.choice(self.epochs) * t.rungs_per_epoch
         rungs = total
@@ -174,8 +174,14 @@ class TrialModel:
                 rungs = milestone
                 break
         steps = rungs * t.steps_per_epoch / max(t.rungs_per_epoch, 1)
-        return (self.seconds(rungs=rungs, length=length, completed=rungs == total), float(rungs),
+        return (self.seconds(rungs=rungs, length=length, completed=rungs == total),
                 steps * t.tokens_per_step * self.scale[length])  # fmt: skip
+
+    def expected_rungs(self, *, first: bool) -> float:
+        """The rungs a trial is expected to run, over the epochs it may draw."""
+        per_epoch = self.timing.rungs_per_epoch
+        return statistics.mean(expected_rungs(e * per_epoch, self.milestones, self.factor,
+                                              first=first) for e in self.epochs)  # fmt: skip
 
     def full_trial_seconds(self) -> float:
         """A trial that runs to its end, averaged over the epochs and lengths it may draw."""

@@ -211,8 +211,9 @@ def _most_trials(
 
 def _estimate(done: Any, epochs: tuple[int, int], trials: int) -> Any:
     from sweeps.config import IntRange
-    from sweeps.dry_run import available_cpus, visible_gpus
+    from sweeps.dry_run import visible_gpus
     from sweeps.estimate import estimate_sweep
+    from sweeps.preflight import available_cpus
 
     config = done.plan.config
     space = config.search_space.model_copy(

@@ -176,6 +176,13 @@ def resolve_objective(config: SweepConfig, task_metric: str, *, source: str) -> 
     return metric, mode
 
 
+def available_cpus() -> int:
+    """The CPUs this process may run on (its affinity where the OS tells it)."""
+    import os
+
+    return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
+
+
 def check_resources(
     config: SweepConfig, *, source: str, address: str | None, logical_gpus: int | None = None,
     progress: Any = print,

@@ -17,6 +17,11 @@ from typing import Any
 
 from sweeps.state import SweepState, write_json_atomic
 
+# What held-out scores depend on besides the model and the data files: one list for both caches
+# (every row here, the base model's there in sweeps/base_scores.py).
+HELDOUT_SETTINGS = ("task_metric", "template", "system_prompt", "columns", "val_set_size",
+                    "split_seed", "data_format", "instruction", "label_field", "evaluation")  # fmt: skip
+
 ADAPTER_FILES = ("adapter_config.json", "adapter_model.safetensors")
 
 
@@ -77,9 +82,7 @@ def cache_path(spec: Any, adapter: Path | None) -> Path:
         "model": model_identity(Path(spec.model_path)),
         "adapter": adapter_digest(adapter) if adapter is not None else "base",
         "data": data_digests(spec),
-        "settings": {k: getattr(spec, k) for k in (
-            "task_metric", "template", "system_prompt", "columns", "val_set_size", "split_seed",
-            "data_format", "instruction", "label_field", "evaluation")},
+        "settings": {k: getattr(spec, k) for k in HELDOUT_SETTINGS},
     }  # fmt: skip
     name = hashlib.sha256(json.dumps(key, sort_keys=True).encode()).hexdigest()[:24]
     return cache_root() / "heldout_items" / f"{name}.json"

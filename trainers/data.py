@@ -366,8 +366,7 @@ def _text_notes(path: Path, text: str, fmt: str) -> tuple[str, ...]:
     """A text file's count of blocks or paragraphs, and any text before the first block (which
     belongs to no example: said, never dropped silently)."""
     if fmt != "hash_pairs":
-        count = sum(1 for b in re.split(r"\n\s*\n", text) if b.strip())
-        return (f"{path}: {count} paragraphs, shape text",)
+        return (f"{path}: {len(paragraphs(text))} paragraphs, shape text",)
     headers = list(HASH_HEADER.finditer(text))
     notes = [f"{path}: {len(headers)} '### instruction ###' blocks, shape hash_pairs"]
     preamble = text[: headers[0].start()] if headers else ""
@@ -412,12 +411,11 @@ def _reading(path: Path, records: list[dict[str, Any]], settings: DataSettings) 
     if unused and shape.name not in ("chat", "sharegpt"):
         notes.append(f"  columns not used: {', '.join(unused)} (map one with data.columns / "
                      "--columns to use it)")  # fmt: skip
-    strip = bool(shape.instruction) and _count_hash_wrapped(records, shape.instruction) > 0
-    if strip:
-        count = _count_hash_wrapped(records, shape.instruction)
-        notes.append(f"  '### ... ###' delimiters taken off {count} instructions (the chat "
+    wrapped = _count_hash_wrapped(records, shape.instruction) if shape.instruction else 0
+    if wrapped:
+        notes.append(f"  '### ... ###' delimiters taken off {wrapped} instructions (the chat "
                      "template marks the instruction instead)")  # fmt: skip
-    return Reading(shape, label, instruction, strip, choices, tuple(notes))
+    return Reading(shape, label, instruction, wrapped > 0, choices, tuple(notes))
 
 
 def _choice_columns(row: dict[str, Any]) -> tuple[str, ...]:
