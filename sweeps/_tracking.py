@@ -10,6 +10,7 @@ import json
 import logging
 import math
 import os
+import tempfile
 import time
 from pathlib import Path
 from typing import Any
@@ -25,7 +26,16 @@ from sweeps.provenance import flatten, is_secret, redacted
 os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")
 
 MAX_PARAM_LENGTH = 6000
-RUN_STATUS = {"completed": "FINISHED", "pruned": "KILLED", "failed": "FAILED"}
+# MLflow has no "pruned" status, and KILLED reads as a failure: a trial the scheduler stopped
+# early ran as planned, so its run is FINISHED, its ``status`` tag says ``pruned`` (a column of
+# the sweep's view) and its description says why.
+RUN_STATUS = {"completed": "FINISHED", "pruned": "FINISHED", "failed": "FAILED"}
+PRUNED_NOTE = ("Stopped early by the scheduler (ASHA) after rung {rungs}: its value was not in "
+               "the rung's top fraction. Not a failure; the status tag says pruned.")  # fmt: skip
+# MLflow 3's UI shows a GenAI dashboard unless the experiment is a model-training one
+EXPERIMENT_KIND = {"mlflow.experimentKind": "custom_model_development"}
+VIEW_TAG_PREFIX = "mlflow.sharedViewState."  # the UI's shared views: ?viewStateShareKey=KEY
+TRIALS_TABLE = "trials_table.json"  # the parent run's table of trials
 GENERATIONS_TABLE = "sample_generations.json"  # an MLflow table of held-out generations
 
 
@@ -59,6 +69,9 @@ class SweepTracker:
             )
         else:
             self.experiment_id = found.experiment_id
+        for key, value in EXPERIMENT_KIND.items():
+            if found is None or found.tags.get(key) != value:
+                self.client.set_experiment_tag(self.experiment_id, key, value)
 
     # ------------------------------------------------------------------ the sweep (parent)
     def start_sweep(
@@ -70,6 +83,29 @@ class SweepTracker:
         shown = yaml.safe_dump(redacted(config), sort_keys=False)
         return self._new_run(name, tags=tags, params=flatten(config),
                              artifacts={"config.yaml": shown, **artifacts})  # fmt: skip
+
+    def set_sweep_view(self, key: str, *, parent_run_id: str, sort_metric: str, ascending: bool,
+                       columns: list[str]) -> None:  # fmt: skip
+        """An experiment view the UI opens with ``?viewStateShareKey=KEY``: the sweep's parent
+        expanded over its trials, sorted by the objective, with ``columns`` (``metrics.`k```,
+        ``params.`k```, ``tags.`k```, ``attributes.`Duration```) shown."""
+        state = {"orderByKey": f"metrics.`{sort_metric}`", "orderByAsc": ascending,
+                 "selectedColumns": columns, "runsExpanded": {parent_run_id: True}}  # fmt: skip
+        self.client.set_experiment_tag(self.experiment_id, VIEW_TAG_PREFIX + key,
+                                       json.dumps(state))  # fmt: skip
+
+    def log_trials_table(self, run_id: str, table: dict[str, list[Any]]) -> None:
+        """The sweep's trials as an MLflow table artefact, replaced whole: log_table appends to
+        a table already there, so a resumed sweep writes the file in log_table's own format."""
+        if not any(a.path == TRIALS_TABLE for a in self.client.list_artifacts(run_id)):
+            self.client.log_table(run_id, data=table, artifact_file=TRIALS_TABLE)
+            return
+        import pandas as pd
+
+        with tempfile.TemporaryDirectory() as tmp:
+            path = Path(tmp) / TRIALS_TABLE
+            pd.DataFrame(table).to_json(path, orient="split", index=False, date_format="iso")
+            self.client.log_artifact(run_id, str(path))
 
     def reopen(self, run_id: str) -> None:
         """A resumed sweep's parent run is running again (never a second parent run)."""
@@ -145,6 +181,10 @@ class SweepTracker:
         artifact_dirs: dict[str, Path] | None = None,
     ) -> None:
         tags = [RunTag("status", status)]
+        if status == "pruned":
+            rungs = int(max((m.value for m in self.client.get_metric_history(run_id, "rung")),
+                            default=0))  # fmt: skip
+            tags.append(RunTag("mlflow.note.content", PRUNED_NOTE.format(rungs=rungs)))
         if reason:
             tags.append(RunTag("failure_reason", reason[:5000]))
         self.client.log_batch(run_id, tags=tags)
@@ -236,6 +276,17 @@ class SweepTracker:
         ]
         for start in range(0, len(entries), 100):
             self.client.log_batch(run_id, params=entries[start : start + 100])
+
+
+def recent_sweeps(tracking_uri: str, *, limit: int = 5) -> list[tuple[str, str]]:
+    """``(experiment id, sweep name)`` of the newest sweeps that saved a view, newest first."""
+    client = MlflowClient(tracking_uri=tracking_uri)
+    experiments = {e.experiment_id: e for e in client.search_experiments()}
+    runs = client.search_runs(list(experiments), filter_string="tags.`lora_sweep.kind` = 'sweep'",
+                              order_by=["attributes.start_time DESC"], max_results=50)  # fmt: skip
+    found = [(r.info.experiment_id, r.info.run_name) for r in runs
+             if VIEW_TAG_PREFIX + r.info.run_name in experiments[r.info.experiment_id].tags]  # fmt: skip
+    return found[:limit]
 
 
 def checked_artifact_path(path: str) -> str:

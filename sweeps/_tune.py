@@ -24,7 +24,7 @@ from sweeps._storage import filesystem_and_path, is_local, storage_for
 from sweeps.config import AshaConfig, SweepConfig
 from sweeps.recorder import SweepRecorder
 from sweeps.space import define_by_run, grid_values, trial_hyperparameters
-from sweeps.state import FAULTS_DIR, RESTORES_FILE, STATE_FILE, TERMINAL, WORK_DIR
+from sweeps.state import FAULTS_DIR, RESTORES_FILE, STATE_FILE, TERMINAL, WORK_DIR, study_storage
 
 FINAL_KEY = "final_rung"
 RUNG = "rung"  # the trial's own rung count: ASHA's time and Optuna's step (Ray's
@@ -137,11 +137,6 @@ def build_searcher(
         study_name=study_name,
     )
     return ConcurrencyLimiter(searcher, max_concurrent=search.max_concurrent)
-
-
-def study_storage(config: SweepConfig, sweep_dir: Path) -> str:
-    """search.storage (PostgreSQL for a cluster), else sqlite in the sweep's directory."""
-    return config.search.storage or f"sqlite:///{sweep_dir / 'optuna.db'}"
 
 
 def build_scheduler(config: SweepConfig, *, max_rungs: int) -> ASHAScheduler | FIFOScheduler:

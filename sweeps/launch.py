@@ -10,7 +10,7 @@ import contextlib
 import json
 import shutil
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import replace
 from pathlib import Path
 from typing import Any
@@ -33,6 +33,7 @@ from sweeps.state import (
     TERMINAL,
     WORK_DIR,
     SweepState,
+    study_storage,
     sweep_directory,
     write_json_atomic,
 )
@@ -311,6 +312,8 @@ def _create_sweep(plan: LaunchPlan, tracker: Any, *, directory: Path) -> SweepSt
         digests=dict(plan.digests),
     )
     tracker.set_tags(parent, {"base_model.sha256": state.base_model_digest})
+    tracker.set_sweep_view(state.name, parent_run_id=parent, sort_metric=plan.objective_metric,
+                           ascending=plan.objective_mode == "min", columns=view_columns(plan))  # fmt: skip
     tracker.log_datasets(parent, {role: (str(path), plan.digests[role], plan.rows[role])
                                   for role, path in _data_paths(plan).items()})  # fmt: skip
     if config.prepare is not None:
@@ -377,10 +380,45 @@ def _run(
             say = lambda text: console.print(text, highlight=False)  # noqa: E731
             judge_trials(state, tracker, spec=plan.spec, say=say)
         state.status = "completed" if done else "interrupted"
+        if done:
+            log_sweep_pictures(state, tracker, storage_url=study_storage(config, state.path),
+                               say=lambda text: console.print(text, highlight=False))  # fmt: skip
     finally:
         _finish(state, tracker)
         if started:
             _tune.stop_ray()
+
+
+def view_columns(plan: LaunchPlan) -> list[str]:
+    """The columns of the sweep's MLflow view: objective, loss, status, duration and the knobs
+    the search varies (fixed ones are the same on every row)."""
+    from sweeps.space import active_specs, fixed_value
+
+    second = "train/loss" if plan.objective_metric == "heldout/loss" else "heldout/loss"
+    knobs = [k for k, spec in active_specs(plan.config).items() if fixed_value(k, spec) is None]
+    return [f"metrics.`{plan.objective_metric}`", f"metrics.`{second}`", "tags.`status`",
+            "attributes.`Duration`", *(f"params.`{k}`" for k in knobs)]  # fmt: skip
+
+
+def log_sweep_pictures(state: SweepState, tracker: Any, *, storage_url: str,
+                       say: Callable[[str], None]) -> None:  # fmt: skip
+    """Optuna's pictures of the study and the trials table on the parent run. They describe
+    the sweep, never decide it: a failure to draw is one line, and the sweep ends as it was."""
+    import tempfile
+
+    from sweeps.study_report import PICTURES_DIR, trials_table, write_study_pictures
+
+    try:
+        with tempfile.TemporaryDirectory() as tmp:
+            pictures = write_study_pictures(storage_url, study_name=state.name, out_dir=Path(tmp),
+                                            metric=state.objective_metric)  # fmt: skip
+            tracker.log_artifact_dirs(state.parent_run_id, {PICTURES_DIR: Path(tmp)})
+        tracker.log_trials_table(state.parent_run_id, trials_table(state))
+    except Exception as exc:  # a picture must not fail a finished sweep
+        say(f"warning: the sweep's pictures were not logged to MLflow: {exc}")
+        return
+    for title, why in pictures.skipped.items():
+        say(f"MLflow picture skipped, {title}: {why}")
 
 
 def _finish(state: SweepState, tracker: Any) -> None:

@@ -19,7 +19,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
-from sweeps.config import ConfigError, check_safe_name
+from sweeps.config import ConfigError, SweepConfig, check_safe_name
 
 STATE_FILE = "state.json"
 TERMINAL = ("completed", "pruned", "failed")  # a trial in one of these never runs again
@@ -181,3 +181,8 @@ def list_sweeps(state_dir: Path) -> list[str]:
     if not state_dir.is_dir():
         return []
     return sorted(p.parent.name for p in state_dir.glob(f"*/{STATE_FILE}"))
+
+
+def study_storage(config: SweepConfig, sweep_dir: Path) -> str:
+    """search.storage (PostgreSQL for a cluster), else sqlite in the sweep's directory."""
+    return config.search.storage or f"sqlite:///{sweep_dir / 'optuna.db'}"

@@ -1,19 +1,32 @@
-"""``sweep ui``: the MLflow UI on the project's store, bound to 127.0.0.1 unless asked otherwise.
+"""``sweep ui`` and ``sweep dashboard``: the MLflow UI and optuna-dashboard, on 127.0.0.1.
 
 MLflow's UI has no authentication of its own, and MLflow servers have had path-traversal CVEs,
 so it listens on the loopback interface by default; ``--host 0.0.0.0`` is the user's explicit
-choice, and the command says what it exposes.
+choice, and the command says what it exposes. The same holds for optuna-dashboard.
+
+Each server runs as a child in a process group of its own, and the command stops that whole group
+when it is stopped itself (SIGTERM, SIGINT or SIGHUP): ``mlflow ui`` starts uvicorn as a child of
+its own, which a signal to ``mlflow ui`` alone would leave running and answering.
 """
 
 from __future__ import annotations
 
+import os
+import signal
 import subprocess
 import sys
+import time
 from pathlib import Path
+from types import FrameType
 
 from sweeps.config import ConfigError
+from sweeps.provenance import hide_uri_password
 
 LOOPBACK = "127.0.0.1"
+STOP_SIGNALS = (signal.SIGTERM, signal.SIGINT, signal.SIGHUP)
+GRACE_SECONDS = 10.0  # after SIGTERM, before SIGKILL
+# the MLflow UI opens an experiment as a model-training one (not the GenAI dashboard) with this
+ML_WORKFLOW = "workflowType=machine_learning"
 
 
 def ui_command(mlflow_uri: str, *, host: str = LOOPBACK, port: int = 5000) -> list[str]:
@@ -30,15 +43,114 @@ def ui_command(mlflow_uri: str, *, host: str = LOOPBACK, port: int = 5000) -> li
             "--host", host, "--port", str(port), "--workers", "1"]  # fmt: skip
 
 
+def sweep_url(base: str, *, experiment_id: str, sweep: str) -> str:
+    """The page of a sweep in the MLflow UI: its experiment's runs in model-training mode,
+    through the view the sweep saved (the parent expanded, sorted by the objective)."""
+    return f"{base}/#/experiments/{experiment_id}/runs?viewStateShareKey={sweep}&{ML_WORKFLOW}"
+
+
 def serve_ui(mlflow_uri: str, *, host: str = LOOPBACK, port: int = 5000) -> int:
-    """Run the MLflow UI in the foreground until Ctrl-C; prints the address to open first."""
+    """Run the MLflow UI until stopped; prints the address, and each recent sweep's page."""
     command = ui_command(mlflow_uri, host=host, port=port)
-    shown = "127.0.0.1" if host in (LOOPBACK, "localhost") else host
-    print(f"MLflow UI for {mlflow_uri}: http://{shown}:{port}  (Ctrl-C stops it)", flush=True)
+    base = f"http://{_shown(host)}:{port}"
+    print(f"MLflow UI for {mlflow_uri}: {base}  (Ctrl-C stops it)", flush=True)
+    if mlflow_uri.startswith("sqlite:///"):
+        from sweeps._tracking import recent_sweeps
+
+        for experiment_id, sweep in recent_sweeps(mlflow_uri):
+            print(f"  sweep {sweep}: {sweep_url(base, experiment_id=experiment_id, sweep=sweep)}",
+                  flush=True)  # fmt: skip
+    _warn_exposed(host)
+    return run_until_stopped(command)
+
+
+def dashboard_command(storage: str, *, host: str = LOOPBACK, port: int = 8080) -> list[str]:
+    """The ``optuna-dashboard`` command line (the one installed beside this Python)."""
+    program = Path(sys.executable).with_name("optuna-dashboard")
+    if not program.is_file():
+        raise ConfigError("optuna-dashboard is not installed: pip install optuna-dashboard")
+    return [str(program), storage, "--host", host, "--port", str(port), "--quiet"]
+
+
+def serve_dashboard(storage: str, *, study: str, host: str = LOOPBACK, port: int = 8080) -> int:
+    """Run optuna-dashboard on a sweep's study storage until stopped."""
+    command = dashboard_command(storage, host=host, port=port)
+    base = f"http://{_shown(host)}:{port}"
+    print(
+        f"optuna-dashboard for {hide_uri_password(storage)}: {base}  (Ctrl-C stops it)", flush=True
+    )
+    print(f"  study {study}: {base}/dashboard/", flush=True)
+    _warn_exposed(host)
+    return run_until_stopped(command)
+
+
+def _shown(host: str) -> str:
+    return LOOPBACK if host in (LOOPBACK, "localhost") else host
+
+
+def _warn_exposed(host: str) -> None:
     if host not in (LOOPBACK, "localhost", "::1"):
         print(f"warning: listening on {host}: anyone who can reach it sees every run, "
               "with no login", file=sys.stderr, flush=True)  # fmt: skip
+
+
+class _Stopped(Exception):
+    """A stop signal reached the command."""
+
+
+def run_until_stopped(command: list[str]) -> int:
+    """Run a server in a process group of its own until it exits or this process is told to
+    stop; either way nothing of the group is left running. Exit 0 when stopped on request."""
+
+    def stop(signum: int, frame: FrameType | None) -> None:
+        raise _Stopped(signum)
+
+    previous = {s: signal.signal(s, stop) for s in STOP_SIGNALS}
+    child: subprocess.Popen[bytes] | None = None
     try:
-        return subprocess.run(command, check=False).returncode
-    except KeyboardInterrupt:
+        child = subprocess.Popen(command, start_new_session=True)
+        return child.wait()
+    except (_Stopped, KeyboardInterrupt):
         return 0
+    finally:
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
+        if child is not None:
+            stop_group(child.pid)
+            child.wait()
+
+
+def stop_group(pgid: int, *, grace: float = GRACE_SECONDS) -> None:
+    """SIGTERM to every process of the group, SIGKILL to what is left after ``grace`` seconds;
+    returns when none is left (a server's children included)."""
+    for sig, wait in ((signal.SIGTERM, grace), (signal.SIGKILL, 5.0)):
+        try:
+            os.killpg(pgid, sig)
+        except ProcessLookupError:
+            return
+        deadline = time.monotonic() + wait
+        while time.monotonic() < deadline:
+            if not _group_alive(pgid):
+                return
+            time.sleep(0.1)
+
+
+def _group_alive(pgid: int) -> bool:
+    """Whether any process other than a zombie is left in the group (Linux: /proc)."""
+    proc = Path("/proc")
+    if not proc.is_dir():
+        try:
+            os.killpg(pgid, 0)
+        except ProcessLookupError:
+            return False
+        return True
+    for entry in proc.iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            fields = (entry / "stat").read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        if int(fields[2]) == pgid and fields[0] != "Z":  # stat: state ppid pgrp ...
+            return True
+    return False

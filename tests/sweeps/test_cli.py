@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import argparse
 import json
 import subprocess
 import sys
@@ -11,6 +12,7 @@ from typing import Any
 import pytest
 import yaml
 
+from sweeps.cli import build_parser, main
 from tests.conftest import REPO
 
 PROBE = """
@@ -58,14 +60,72 @@ def run_cli(*args: str, cwd: Path = REPO) -> tuple[dict[str, Any], str, str]:
         "promote",
         "compare",
         "ui",
+        "dashboard",
         "data",
         "resume",
+        "init",
     ],
 )
 def test_help_imports_no_heavy_library(verb: str | None) -> None:
     probe, out, _ = run_cli(*([verb] if verb else []), "--help")
     assert probe["rc"] == 0 and probe["heavy"] == []
     assert "usage: sweep" in out
+
+
+def every_verb() -> list[tuple[list[str], argparse.ArgumentParser]]:
+    """Each verb's words and parser, ``data prepare`` included, walked from the real parser."""
+    found: list[tuple[list[str], argparse.ArgumentParser]] = []
+
+    def walk(words: list[str], parser: argparse.ArgumentParser) -> None:
+        subparsers = [a for a in parser._actions if isinstance(a, argparse._SubParsersAction)]
+        if words and not subparsers:
+            found.append((words, parser))
+        for action in subparsers:
+            for name, child in action.choices.items():
+                walk([*words, name], child)
+
+    walk([], build_parser())
+    return found
+
+
+def test_every_verb_has_a_description_an_example_and_each_options_default(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    verbs = every_verb()
+    assert {" ".join(w) for w, _ in verbs} >= {"launch", "status", "ui", "dashboard",
+                                                "data prepare", "compare", "init"}  # fmt: skip
+    for words, parser in verbs:
+        with pytest.raises(SystemExit) as exited:
+            main([*words, "--help"])
+        assert exited.value.code == 0
+        text = capsys.readouterr().out
+        usage, _, rest = text.partition("\n\n")
+        description = rest.split("\n\n")[0]
+        assert usage.startswith(f"usage: sweep {' '.join(words)}") and len(description) > 30, words
+        examples = text.split("examples:\n", 1)[1].splitlines()
+        assert examples and all(e.startswith(f"  sweep {words[0]}") for e in examples), words
+        formatter = parser._get_formatter()
+        for action in parser._actions:
+            if not action.option_strings or action.dest in ("help", "version"):
+                continue
+            shown = formatter._get_help_string(action) or ""
+            assert "default" in shown, (words, action.option_strings)
+            assert " ".join(shown.split())[:40] in " ".join(text.split()), (words, shown)
+
+
+def test_a_bare_sweep_prints_the_help_and_version_prints_the_package_version(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    from importlib.metadata import version
+
+    assert main([]) == 0
+    out = capsys.readouterr().out
+    assert out.startswith("usage: sweep") and "the usual path:" in out and "dashboard" in out
+    with pytest.raises(SystemExit) as exited:
+        main(["--version"])
+    assert exited.value.code == 0
+    assert capsys.readouterr().out.strip() == f"sweep {version('lora-sweep')}"
+    assert main(["data"]) == 0 and "prepare" in capsys.readouterr().out
 
 
 def test_validate_prints_the_resolved_config_without_torch() -> None:

@@ -1,0 +1,105 @@
+"""The sweep as pictures and a table, for its MLflow parent run.
+
+The pictures are Optuna's own visualisations (``optuna.visualization.matplotlib``) of the sweep's
+study, read from its storage: the optimisation history, parallel coordinates, hyperparameter
+importances (fANOVA) and every trial's intermediate values, pruned trials included. The table is
+one row per trial: status, rungs, duration, hyperparameters and the objective.
+"""
+
+from __future__ import annotations
+
+import warnings
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from sweeps.state import SweepState, TrialRecord
+
+PICTURES_DIR = "sweep_plots"  # the parent run's artefact folder
+
+
+@dataclass(frozen=True)
+class Pictures:
+    """What was drawn (file name -> title) and what could not be (title -> why)."""
+
+    written: dict[str, str]
+    skipped: dict[str, str]
+
+
+def _plots(metric: str) -> list[tuple[str, str, Callable[[Any], Any]]]:
+    from optuna.importance import FanovaImportanceEvaluator
+    from optuna.visualization import matplotlib as plots
+
+    return [
+        ("optimization_history.png", "optimisation history",
+         lambda s: plots.plot_optimization_history(s, target_name=metric)),
+        ("parallel_coordinate.png", "parallel coordinates",
+         lambda s: plots.plot_parallel_coordinate(s, target_name=metric)),
+        ("param_importances.png", "hyperparameter importances (fANOVA)",
+         lambda s: plots.plot_param_importances(
+             s, evaluator=FanovaImportanceEvaluator(seed=0), target_name=metric)),
+        ("intermediate_values.png", "intermediate values per trial (pruned ones end early)",
+         plots.plot_intermediate_values),
+    ]  # fmt: skip
+
+
+def write_study_pictures(storage_url: str, *, study_name: str, metric: str,
+                         out_dir: Path) -> Pictures:  # fmt: skip
+    """Draw the study's pictures into ``out_dir``; a picture the study cannot give yet (too
+    few finished trials, one knob only) is skipped with the reason."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    import optuna
+
+    optuna.logging.set_verbosity(optuna.logging.ERROR)
+    study = optuna.load_study(study_name=study_name, storage=storage_url)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    written: dict[str, str] = {}
+    skipped: dict[str, str] = {}
+    for filename, title, plot in _plots(metric):
+        try:
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore")  # ExperimentalWarning on every plot
+                axes = plot(study)
+            figure = (axes.flat[0] if hasattr(axes, "flat") else axes).get_figure()
+            figure.set_size_inches(9, 5.5)
+            figure.tight_layout()
+            figure.savefig(out_dir / filename, dpi=110)
+            written[filename] = title
+        except (ValueError, RuntimeError, ZeroDivisionError) as exc:
+            skipped[title] = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+        finally:
+            plt.close("all")
+    return Pictures(written=written, skipped=skipped)
+
+
+def trials_table(state: SweepState) -> dict[str, list[Any]]:
+    """One row per trial, in trial order: the columns MLflow's table viewer shows."""
+    records = sorted(state.trials.values(), key=lambda r: r.trial_id)
+    knobs = sorted({key for r in records for key in r.params})
+    table: dict[str, list[Any]] = {
+        "trial": [r.trial_id for r in records],
+        "status": [_status(r) for r in records],
+        "rungs": [r.rungs for r in records],
+        "duration_s": [_rounded(r.metrics.get("cost/wall_seconds")) for r in records],
+        state.objective_metric: [_rounded(r.metrics.get(state.objective_metric)) for r in records],
+    }
+    for knob in knobs:
+        table[knob] = [_rounded(r.params.get(knob)) for r in records]
+    table["device_hours"] = [_rounded(r.metrics.get("cost/device_seconds", 0.0) / 3600)
+                             for r in records]  # fmt: skip
+    table["run_id"] = [r.run_id for r in records]
+    return table
+
+
+def _status(record: TrialRecord) -> str:
+    return " ".join(filter(None, (record.status, "finalist" if record.finalist else "",
+                                  "guard" if record.guard else "")))  # fmt: skip
+
+
+def _rounded(value: Any) -> Any:
+    """Floats to 4 significant digits (a table, not a ledger); other values as they are."""
+    return float(f"{value:.4g}") if isinstance(value, float) else value
