@@ -2,15 +2,20 @@
 
 A and B may be ``base``, a registry alias or version (``champion``, ``NAME@ALIAS``,
 ``models:/NAME/VERSION``), a sweep (its best trial), ``SWEEP/TRIAL``, a trial's run id, or an
-adapter directory. B is the reference: a delta is A minus B, so ``sweep compare champion base``
+adapter directory. A is the candidate and B the reference: every delta, in the HTML, the
+Markdown, report.json and on the console, is A minus B, so ``sweep compare champion base``
 shows the champion's gain. Both are scored on every held-out row of the sweep they come from
 (``sweeps/scoring.py``, cached), and compared item by item (``evals/paired.py``).
 
-The report is self-contained HTML (the plot embedded) plus a Markdown summary, rendered from
-jinja2 templates in ``sweeps/templates/``. It holds the hyperparameter diff; held-out and
-benchmark metrics side by side, with deltas and 95% CIs; per-item wins and losses; side-by-side
-generations; training curves; and cost. It is written to ``--out`` and logged to MLflow as the
-artefacts of a ``compare`` run in the sweep's experiment.
+The report reads like a decision: a headline with the verdict and its evidence (the held-out
+delta with its 95% CI, rows better and worse, benchmark regressions); then the rows A lost to
+B, the rows A still gets wrong, and only then the rows it won, each prompt shown as its
+conversation turns and each output in full. Then held-out and benchmark metrics side by side
+(one line per skipped benchmark), side-by-side generations, training curves, the
+hyperparameter diff, the cost of the trial and of its sweep, and the registry version and date
+of a side named by the registry. It is self-contained HTML (the plot embedded) plus a Markdown
+summary and report.json, rendered from jinja2 templates in ``sweeps/templates/``, written to
+``--out`` and logged to MLflow as the artefacts of a ``compare`` run in the sweep's experiment.
 """
 
 from __future__ import annotations
@@ -18,23 +23,41 @@ from __future__ import annotations
 import json
 import re
 import tempfile
-from collections.abc import Callable
-from dataclasses import dataclass, field
+from collections.abc import Callable, Mapping
+from dataclasses import asdict, dataclass, field
+from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
 import yaml
 
-from evals.paired import MCNEMAR, PairedComparison, compare_paired
+from evals.paired import MCNEMAR, compare_paired
 from sweeps.config import ConfigError
-from sweeps.refs import resolve_adapter
-from sweeps.scoring import ItemScores, load_spec, score_every_row
+from sweeps.refs import parse_registry_ref, resolve_adapter
+from sweeps.scoring import ItemScores, all_rows, load_spec, score_every_row
 from sweeps.state import SweepState, TrialRecord, list_sweeps, load_state
 
 BASE = "base"
+NO_ADAPTER = "base model (no adapter)"
+ORIENTATION = "A is the candidate, B the reference: every delta is A - B"
 TEMPLATES = Path(__file__).parent / "templates"
 CURVE_METRICS = ("train/loss", "heldout/loss")
 Say = Callable[[str], None]
+
+
+# --------------------------------------------------------------------------- the report's data
+@dataclass(frozen=True)
+class RegistryVersion:
+    """The registered model version a side was named by (``champion``, ``NAME@ALIAS``, ...)."""
+
+    name: str
+    version: str
+    created: str  # when the version was registered, UTC
+    aliases: list[str] = field(default_factory=list)
+
+    def describe(self) -> str:
+        aliases = f" (alias {', '.join(self.aliases)})" if self.aliases else ""
+        return f"{self.name} version {self.version}{aliases}, registered {self.created}"
 
 
 @dataclass(frozen=True)
@@ -48,6 +71,160 @@ class Side:
     state: SweepState | None = None
     record: TrialRecord | None = None
     config: dict[str, Any] = field(default_factory=dict)
+    registry: RegistryVersion | None = None
+
+
+@dataclass(frozen=True)
+class Delta:
+    """A against the reference B on the items both were scored on: ``delta`` is
+    mean(A) - mean(B), ``a_better`` the items where A scored higher."""
+
+    metric: str
+    n: int
+    mean_a: float
+    mean_b: float
+    delta: float
+    ci_low: float
+    ci_high: float
+    confidence: float
+    test: str  # mcnemar (0/1 scores) | bootstrap (graded scores)
+    test_label: str
+    p_value: float | None
+    significant: bool
+    a_better: int
+    b_better: int
+    ties: int
+
+
+@dataclass(frozen=True)
+class SideInfo:
+    key: str  # A or B
+    ref: str  # as the user named it
+    label: str
+    source: str  # what it is: a trial of a sweep, an adapter directory, the base model
+    registry: RegistryVersion | None
+
+
+@dataclass(frozen=True)
+class Turn:
+    role: str  # system | user | assistant (| prompt: text no chat template could be read from)
+    content: str
+
+
+@dataclass(frozen=True)
+class ItemRow:
+    """One held-out row, both outputs in full; ``a_cut``: A's output reached the token limit."""
+
+    id: str
+    turns: list[Turn]
+    reference: str
+    a: str
+    a_score: float
+    b: str
+    b_score: float
+    delta: float
+    a_cut: bool = False
+    b_cut: bool = False
+    group: str = ""  # lost | wrong | won | tied
+
+
+@dataclass(frozen=True)
+class ItemGroup:
+    key: str
+    title: str
+    total: int
+    rows: list[ItemRow]
+
+
+@dataclass(frozen=True)
+class MetricRow:
+    name: str
+    a: float
+    b: float
+    delta: float
+    ci_low: float | None
+    ci_high: float | None
+    test: str
+    significant: bool | None
+
+
+@dataclass(frozen=True)
+class BenchmarkRow(MetricRow):
+    task: str = ""
+
+
+@dataclass(frozen=True)
+class SkippedBenchmark:
+    task: str
+    reason: str
+
+
+@dataclass(frozen=True)
+class ParamRow:
+    name: str
+    a: str
+    b: str
+    differs: bool
+
+
+@dataclass(frozen=True)
+class CostRow:
+    side: str
+    trial: str | None
+    wall_s: float | None
+    train_s: float | None
+    tokens: float | None
+    device_s: float | None
+    device: str
+    sweep: str | None
+    sweep_trials: int | None
+    sweep_device_hours: float | None
+    note: str = ""
+
+
+@dataclass(frozen=True)
+class Gathered:
+    """What the report reads from MLflow, the sweep's files and the tokenizer."""
+
+    benchmarks: list[BenchmarkRow] = field(default_factory=list)
+    skipped: list[SkippedBenchmark] = field(default_factory=list)
+    hints: list[str] = field(default_factory=list)  # how to get the skipped ones, each once
+    curves: str | None = None
+    max_new_tokens: int | None = None
+    cut: tuple[frozenset[str], frozenset[str]] = (frozenset(), frozenset())  # ids, A and B
+
+
+@dataclass(frozen=True)
+class ReportContext:
+    """Everything the HTML, the Markdown and report.json show (report.json: all but curves)."""
+
+    generated: str
+    orientation: str
+    a: str
+    b: str
+    sides: list[SideInfo]
+    sweep: str
+    base_model: str
+    metric: str
+    rows: int
+    headline: str
+    decision: str  # a_better | b_better | no_difference
+    summary: str
+    heldout_paired: Delta
+    heldout: list[MetricRow]
+    benchmarks: list[BenchmarkRow]
+    benchmarks_skipped: list[SkippedBenchmark]
+    benchmark_hints: list[str]
+    groups: list[ItemGroup]
+    generations: list[ItemRow]
+    max_new_tokens: int | None
+    params: list[ParamRow]
+    cost: list[CostRow]
+    curves: str | None
+    items: list[ItemRow]
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
 
 
 @dataclass(frozen=True)
@@ -55,8 +232,9 @@ class Report:
     html: Path
     markdown: Path
     run_id: str
-    heldout: PairedComparison
+    heldout: Delta
     metric: str
+    headline: str
 
 
 def compare(
@@ -78,7 +256,8 @@ def compare(
     out_dir = out_dir or Path("reports") / f"{slug(a)}-vs-{slug(b)}"
     html, markdown = write_report(context, out_dir)
     run_id = log_report(context, out_dir, home=home, mlflow_uri=mlflow_uri)
-    return Report(html, markdown, run_id, context["heldout_paired"], spec.task_metric)
+    return Report(html, markdown, run_id, context.heldout_paired, spec.task_metric,
+                  context.headline)  # fmt: skip
 
 
 # --------------------------------------------------------------------------- the two sides
@@ -87,12 +266,37 @@ def resolve_side(ref: str, *, state_dir: Path, mlflow_uri: str) -> Side:
         return Side(ref, "base model")
     adapter = resolve_adapter(ref, state_dir=state_dir, mlflow_uri=mlflow_uri)
     label = adapter.describe() if ref == adapter.describe() else f"{ref} ({adapter.describe()})"
+    registry = registry_version(ref, state_dir=state_dir, mlflow_uri=mlflow_uri)
     if not adapter.sweep or adapter.sweep not in list_sweeps(state_dir):
-        return Side(ref, label, adapter.path, adapter.base_model)
+        return Side(ref, label, adapter.path, adapter.base_model, registry=registry)
     state = load_state(adapter.sweep, state_dir=state_dir)
     config = yaml.safe_load((state.path / "config.yaml").read_text())
     return Side(ref, label, adapter.path, adapter.base_model, state,
-                state.trials.get(adapter.trial_id), config)  # fmt: skip
+                state.trials.get(adapter.trial_id), config, registry)  # fmt: skip
+
+
+def registry_version(ref: str, *, state_dir: Path, mlflow_uri: str) -> RegistryVersion | None:
+    """The registered version ``ref`` names, with its date; None when ``ref`` resolved to a
+    directory or a sweep instead (``sweeps/refs.py`` tries those first)."""
+    parsed = parse_registry_ref(ref)
+    if parsed is None or Path(ref).expanduser().exists():
+        return None
+    if ref.partition("/")[0] in list_sweeps(state_dir):
+        return None
+    from sweeps._tracking import ModelRegistry
+
+    registry = ModelRegistry(mlflow_uri)
+    name, kind, value = parsed
+    names = [name] if name else registry.models_with_alias(value)
+    if len(names) != 1:
+        return None
+    found = (registry.by_alias(names[0], value) if kind == "alias"
+             else registry.version(names[0], value))  # fmt: skip
+    if found is None:
+        return None
+    created = registry.client.get_model_version(names[0], found["version"]).creation_timestamp
+    return RegistryVersion(names[0], found["version"], utc(created / 1000 if created else None),
+                           list(found["aliases"]))  # fmt: skip
 
 
 def check_comparable(a: Side, b: Side) -> SweepState:
@@ -134,76 +338,60 @@ def slug(ref: str) -> str:
     return re.sub(r"[^A-Za-z0-9_-]+", "_", ref).strip("_")[:60] or "x"
 
 
-# --------------------------------------------------------------------------- the report's data
+def utc(seconds: float | None) -> str:
+    """A timestamp as ``2026-11-29 09:14 UTC`` (now when None)."""
+    when = datetime.now(timezone.utc) if seconds is None else datetime.fromtimestamp(
+        seconds, tz=timezone.utc)  # fmt: skip
+    return when.strftime("%Y-%m-%d %H:%M UTC")
+
+
+# --------------------------------------------------------------------------- gathering
 def report_context(
     a: Side, b: Side, *, home: SweepState, spec: Any, mlflow_uri: str,
     scores: tuple[ItemScores, ItemScores], samples: int,
-) -> dict[str, Any]:  # fmt: skip
+) -> ReportContext:  # fmt: skip
+    """The report's data: what MLflow and the sweep hold, then :func:`assemble`."""
     from sweeps._tracking import RunReader
 
     reader = RunReader(mlflow_uri)
-    metric = spec.task_metric
     parent = reader.summary(home.parent_run_id)  # the base model's scores, skip reasons
     with tempfile.TemporaryDirectory(prefix="lora-sweep-compare-") as tmp:
         benchmarks = benchmark_rows(a, b, home=home, reader=reader, parent=parent,
                                     scratch=Path(tmp))  # fmt: skip
-    paired = {  # B is the reference: each delta is A - B
-        name: compare_paired(scores[1].by_item(key), scores[0].by_item(key))
-        for name, key in ((metric, "score"), ("exact_match", "exact_match"))
-    }
-    return {
-        "a": a.label, "b": b.label, "sweep": home.name, "base_model": home.base_model,
-        "metric": metric, "rows": len(scores[0].items), "heldout_paired": paired[metric],
-        "summary": summary_line(a.label, b.label, metric, paired[metric]),
-        "params": param_rows(a, b),
-        "heldout": heldout_rows(paired, scores),
-        "benchmarks": benchmarks,
-        "benchmarks_skipped": parent["tags"].get("benchmarks.skipped", "none"),
-        "changed": changed_items(scores, limit=10),
-        "generations": generation_rows(scores, limit=samples),
-        "curves": curves_png(a, b, home=home, reader=reader, metric=metric),
-        "cost": cost_rows(a, b, reader=reader),
-    }  # fmt: skip
+    tasks = (home_config(home).get("benchmarks") or {}).get("tasks") or []
+    skipped, hints = skipped_benchmarks(parent["tags"].get("benchmarks.skipped", "none"), tasks,
+                                        scored=[r.task for r in benchmarks])  # fmt: skip
+    limit = int(all_rows(spec).evaluation.get("max_new_tokens", 64))  # what scoring used
+    gathered = Gathered(
+        benchmarks=benchmarks, skipped=skipped, hints=hints,
+        curves=curves_png(a, b, home=home, reader=reader, metric=spec.task_metric),
+        max_new_tokens=limit, cut=cut_outputs(spec, scores, limit=limit),
+    )  # fmt: skip
+    return assemble(a, b, home=home, metric=spec.task_metric, scores=scores, gathered=gathered,
+                    samples=samples)  # fmt: skip
 
 
-def summary_line(a: str, b: str, metric: str, paired: PairedComparison) -> str:
-    """``paired`` compares A (its ``b`` side) with the reference B (its ``a`` side)."""
-    verdict = "significant" if paired.significant() else "not significant"
-    return (
-        f"{a} vs {b} on {paired.n} held-out rows: {metric} {paired.mean_b:.4f} vs "
-        f"{paired.mean_a:.4f}, delta {paired.delta:+.4f} (95% CI {paired.ci_low:+.4f} to "
-        f"{paired.ci_high:+.4f}; {_test(paired)}; {verdict}). A better on {paired.wins} rows, "
-        f"worse on {paired.losses}, tied on {paired.ties}."
-    )
+def cut_outputs(
+    spec: Any, scores: tuple[ItemScores, ItemScores], *, limit: int
+) -> tuple[frozenset[str], frozenset[str]]:
+    """The ids of the rows whose output reached ``max_new_tokens`` (cut there), per side."""
+    if not Path(spec.model_path).is_dir():
+        return frozenset(), frozenset()
+    from trainers.models import load_tokenizer
 
+    tokenizer = load_tokenizer(Path(spec.model_path), trust_remote_code=spec.trust_remote_code)
 
-def param_rows(a: Side, b: Side) -> list[dict[str, Any]]:
-    """Every hyperparameter of either side, with both values; differing ones first."""
-    pa = a.record.params if a.record else {}
-    pb = b.record.params if b.record else {}
-    rows = [{"name": k, "a": _shown(pa.get(k)), "b": _shown(pb.get(k)), "differs": pa.get(k) !=
-             pb.get(k)} for k in sorted(set(pa) | set(pb))]  # fmt: skip
-    return sorted(rows, key=lambda r: not r["differs"])
+    def cut(side: ItemScores) -> frozenset[str]:
+        texts = [str(item["prediction"]) for item in side.items]
+        ids = tokenizer(texts, add_special_tokens=False)["input_ids"] if texts else []
+        return frozenset(i["id"] for i, t in zip(side.items, ids, strict=True) if len(t) >= limit)
 
-
-def heldout_rows(
-    paired: dict[str, PairedComparison], scores: tuple[ItemScores, ItemScores]
-) -> list[dict[str, Any]]:
-    rows = [{"name": name, "a": c.mean_b, "b": c.mean_a, "delta": c.delta, "ci_low": c.ci_low,
-             "ci_high": c.ci_high, "test": _test(c), "significant": c.significant()}
-            for name, c in paired.items()]  # fmt: skip
-    for name in ("heldout/loss", "heldout/perplexity"):  # per-token means: no per-item pairs
-        va, vb = scores[0].metrics.get(name), scores[1].metrics.get(name)
-        if va is not None and vb is not None:
-            rows.append({"name": name.removeprefix("heldout/") + " (lower is better)", "a": va,
-                         "b": vb, "delta": va - vb, "ci_low": None, "ci_high": None,
-                         "test": "token-level mean", "significant": None})  # fmt: skip
-    return rows
+    return cut(scores[0]), cut(scores[1])
 
 
 def benchmark_rows(
     a: Side, b: Side, *, home: SweepState, reader: Any, parent: dict[str, Any], scratch: Path
-) -> list[dict[str, Any]]:
+) -> list[BenchmarkRow]:
     """Each benchmark both sides were scored on (the full sets when both have them), with the
     paired test on the documents both were scored on, from their per-sample artefacts."""
     from evals.objective import primary_metric
@@ -221,9 +409,10 @@ def benchmark_rows(
             if name in va and name in vb:
                 docs = [_document_scores(s, home=home, reader=reader, phase=phase, task=task,
                                          metric=name, scratch=scratch) for s in (a, b)]  # fmt: skip
-                paired = (compare_paired(docs[1], docs[0], resamples=2000)
+                paired = (a_minus_b(docs[0], docs[1], metric=name, resamples=2000)
                           if set(docs[0]) & set(docs[1]) else None)  # fmt: skip
-                rows.append(_bench_row(f"{task} ({name}, {phase})", va[name], vb[name], paired))
+                rows.append(bench_row(task, f"{task} ({name}, {phase})", va[name], vb[name],
+                                      paired))  # fmt: skip
             break
     return rows
 
@@ -257,34 +446,280 @@ def _document_scores(
             if isinstance(row.get(metric), (int, float))}  # fmt: skip
 
 
-def _bench_row(name: str, va: float, vb: float, paired: PairedComparison | None) -> dict[str, Any]:
-    return {"name": name, "a": va, "b": vb, "delta": va - vb,
-            "ci_low": paired.ci_low if paired else None,
-            "ci_high": paired.ci_high if paired else None,
-            "test": f"{_test(paired)}, {paired.n} documents" if paired else "-"}  # fmt: skip
+def bench_row(task: str, name: str, va: float, vb: float, paired: Delta | None) -> BenchmarkRow:
+    """``paired``: the test on the documents both sides were scored on (None: none were)."""
+    if paired is None:
+        return BenchmarkRow(name, va, vb, va - vb, None, None, "-", None, task=task)
+    return BenchmarkRow(name, va, vb, va - vb, paired.ci_low, paired.ci_high,
+                        f"{paired.test_label}, {paired.n} documents", paired.significant,
+                        task=task)  # fmt: skip
 
 
-def changed_items(scores: tuple[ItemScores, ItemScores], *, limit: int) -> dict[str, Any]:
-    """The rows where A and B differ most, and A's win/loss/tie counts."""
-    pairs = list(zip(scores[0].items, scores[1].items, strict=True))
-    diffs = [(float(ia["score"]) - float(ib["score"]), ia, ib) for ia, ib in pairs]
-    changed = sorted((d for d in diffs if d[0] != 0), key=lambda d: -abs(d[0]))[:limit]
-    return {
-        "wins": sum(d > 0 for d, _, _ in diffs), "losses": sum(d < 0 for d, _, _ in diffs),
-        "ties": sum(d == 0 for d, _, _ in diffs),
-        "rows": [_item_row(ia, ib) | {"delta": d} for d, ia, ib in changed],
+def skipped_benchmarks(
+    tag: str, tasks: list[str], *, scored: list[str]
+) -> tuple[list[SkippedBenchmark], list[str]]:
+    """One line per benchmark not compared, and the hints on how to get them, each said once.
+
+    ``tag`` is the parent run's ``benchmarks.skipped``: ``TASK: WHY; HINT`` per skipped task,
+    joined by ``"; "`` (``evals/benchmarks.py``); a configured task neither skipped nor
+    scored for both sides gets a line of its own."""
+    skipped: list[SkippedBenchmark] = []
+    hints: list[str] = []
+    for part in re.split(r"; (?=[\w.-]+: )", tag) if tag not in ("", "none") else []:
+        task, _, reason = part.partition(": ")
+        why, _, hint = reason.partition("; ")
+        skipped.append(SkippedBenchmark(task, why.strip()))
+        if hint and hint not in hints:
+            hints.append(hint.strip())
+    named = {s.task for s in skipped} | set(scored)
+    skipped += [SkippedBenchmark(t, "not scored for both sides") for t in tasks if t not in named]
+    return skipped, hints
+
+
+# --------------------------------------------------------------------------- assembling
+def assemble(
+    a: Side, b: Side, *, home: SweepState, metric: str, scores: tuple[ItemScores, ItemScores],
+    gathered: Gathered, samples: int,
+) -> ReportContext:  # fmt: skip
+    """The report from the two sides' item scores and what was gathered: no I/O."""
+    deltas = {name: a_minus_b(scores[0].by_item(key), scores[1].by_item(key), metric=name)
+              for name, key in ((metric, "score"), ("exact_match", "exact_match"))}  # fmt: skip
+    heldout = deltas[metric]
+    items = item_rows(scores, cut=gathered.cut)
+    decision, headline = decide(a, b, heldout, benchmarks=gathered.benchmarks,
+                                skipped=gathered.skipped)  # fmt: skip
+    return ReportContext(
+        generated=utc(None), orientation=ORIENTATION, a=a.label, b=b.label,
+        sides=[side_info("A", a), side_info("B", b)], sweep=home.name,
+        base_model=home.base_model, metric=metric, rows=len(items), headline=headline,
+        decision=decision, summary=summary_line(a.label, b.label, heldout),
+        heldout_paired=heldout, heldout=heldout_rows(deltas, scores),
+        benchmarks=gathered.benchmarks, benchmarks_skipped=gathered.skipped,
+        benchmark_hints=gathered.hints, groups=item_groups(items, metric=metric),
+        generations=items[:samples], max_new_tokens=gathered.max_new_tokens,
+        params=param_rows(a, b), cost=cost_rows(a, b), curves=gathered.curves, items=items,
+    )  # fmt: skip
+
+
+def a_minus_b(
+    a: Mapping[str, float], b: Mapping[str, float], *, metric: str, resamples: int = 10_000
+) -> Delta:
+    """The paired comparison of A with the reference B, as A - B. ``compare_paired(x, y)``
+    reports y - x (its ``mean_a`` is x's): it is called with (B, A) and relabelled here."""
+    c = compare_paired(b, a, resamples=resamples)
+    label = f"McNemar p={c.p_value:.3g}" if c.test == MCNEMAR else "paired bootstrap"
+    return Delta(
+        metric=metric, n=c.n, mean_a=c.mean_b, mean_b=c.mean_a, delta=c.delta, ci_low=c.ci_low,
+        ci_high=c.ci_high, confidence=c.confidence, test=c.test, test_label=label,
+        p_value=c.p_value, significant=c.significant(), a_better=c.wins, b_better=c.losses,
+        ties=c.ties,
+    )  # fmt: skip
+
+
+def decide(
+    a: Side, b: Side, d: Delta, *, benchmarks: list[BenchmarkRow], skipped: list[SkippedBenchmark]
+) -> tuple[str, str]:
+    """The decision (a_better | b_better | no_difference) and its headline with the evidence."""
+    sides = f"A ({a.ref})", f"B ({b.ref})"
+    if not d.significant:
+        decision, verdict = "no_difference", "No significant difference between {} and {}"
+    elif d.delta > 0:
+        decision, verdict = "a_better", "{} beats {}"
+    else:
+        decision, verdict = "b_better", "{} is worse than {}"
+    evidence = (f"{d.delta:+.3f} [{d.confidence:.0%} CI {d.ci_low:+.3f}, {d.ci_high:+.3f}], "
+                f"{d.a_better} of {d.n} rows better, {d.b_better} worse")  # fmt: skip
+    return decision, (f"{verdict.format(*sides)} on held-out {d.metric}: {evidence}; "
+                      f"{benchmark_verdict(benchmarks, skipped)}")  # fmt: skip
+
+
+def benchmark_verdict(rows: list[BenchmarkRow], skipped: list[SkippedBenchmark]) -> str:
+    left_out = f" ({len(skipped)} not compared)" if skipped else ""
+    if not rows:
+        return f"benchmarks not compared ({len(skipped)} skipped)" if skipped else "no benchmarks"
+    worse = [r.task for r in rows if r.significant and r.delta < 0]
+    untested = [r.task for r in rows if r.significant is None and r.delta < 0]
+    if worse:
+        return f"benchmark regression on {', '.join(worse)}{left_out}"
+    if untested:
+        return f"lower on {', '.join(untested)} (no paired test){left_out}"
+    return f"no benchmark regression{left_out}"
+
+
+def summary_line(a: str, b: str, d: Delta) -> str:
+    verdict = "significant" if d.significant else "not significant"
+    return (
+        f"A: {a} vs B: {b} on {d.n} held-out rows: {d.metric} A {d.mean_a:.4f}, B "
+        f"{d.mean_b:.4f}; delta (A - B) {d.delta:+.4f} ({d.confidence:.0%} CI {d.ci_low:+.4f} "
+        f"to {d.ci_high:+.4f}; {d.test_label}; {verdict}). A better on {d.a_better} rows, "
+        f"worse on {d.b_better}, tied on {d.ties}."
+    )
+
+
+def side_info(key: str, side: Side) -> SideInfo:
+    if side.adapter is None:
+        source = NO_ADAPTER
+    elif side.record is not None and side.state is not None:
+        source = f"trial {side.record.trial_id} of sweep {side.state.name}"
+    else:
+        source = f"adapter {side.adapter}"
+    return SideInfo(key, side.ref, side.label, source, side.registry)
+
+
+def heldout_rows(
+    deltas: dict[str, Delta], scores: tuple[ItemScores, ItemScores]
+) -> list[MetricRow]:
+    rows = [MetricRow(name, d.mean_a, d.mean_b, d.delta, d.ci_low, d.ci_high, d.test_label,
+                      d.significant) for name, d in deltas.items()]  # fmt: skip
+    for name in ("heldout/loss", "heldout/perplexity"):  # per-token means: no per-item pairs
+        va, vb = scores[0].metrics.get(name), scores[1].metrics.get(name)
+        if va is not None and vb is not None:
+            rows.append(MetricRow(name.removeprefix("heldout/") + " (lower is better)", va, vb,
+                                  va - vb, None, None, "token-level mean", None))  # fmt: skip
+    return rows
+
+
+# --------------------------------------------------------------------------- rows and prompts
+GROUPS = (  # key, title, rows shown, order: the rows to look at first come first
+    ("lost", "Rows A lost to B", 10),
+    ("wrong", "Rows A still gets wrong ({metric} below 1), not lost to B", 10),
+    ("won", "Rows A won (right, and better than B)", 5),
+)
+
+
+def item_rows(
+    scores: tuple[ItemScores, ItemScores], *, cut: tuple[frozenset[str], frozenset[str]]
+) -> list[ItemRow]:
+    """Every row scored for both sides (by id), in A's order, with its group."""
+    theirs = {item["id"]: item for item in scores[1].items}
+    rows = []
+    for ia in scores[0].items:
+        ib = theirs.get(ia["id"])
+        if ib is None:
+            continue
+        sa, sb = float(ia["score"]), float(ib["score"])
+        group = "lost" if sa < sb else "wrong" if sa < 1 else "won" if sa > sb else "tied"
+        rows.append(ItemRow(
+            id=ia["id"], turns=conversation(ia["prompt"]), reference=ia["reference"],
+            a=ia["prediction"], a_score=sa, b=ib["prediction"], b_score=sb, delta=sa - sb,
+            a_cut=ia["id"] in cut[0], b_cut=ia["id"] in cut[1], group=group,
+        ))  # fmt: skip
+    return rows
+
+
+def item_groups(items: list[ItemRow], *, metric: str) -> list[ItemGroup]:
+    """Lost first (the largest loss first), then still wrong (the lowest score first), then
+    won (the largest gain first); each row in one group only."""
+    order: dict[str, Callable[[ItemRow], tuple[float, str]]] = {
+        "lost": lambda r: (r.delta, r.id), "wrong": lambda r: (r.a_score, r.id),
+        "won": lambda r: (-r.delta, r.id),
     }  # fmt: skip
+    groups = []
+    for key, title, limit in GROUPS:
+        rows = sorted((r for r in items if r.group == key), key=order[key])
+        groups.append(ItemGroup(key, title.format(metric=metric), len(rows), rows[:limit]))
+    return groups
 
 
-def generation_rows(scores: tuple[ItemScores, ItemScores], *, limit: int) -> list[dict[str, Any]]:
-    pairs = zip(scores[0].items[:limit], scores[1].items[:limit], strict=True)
-    return [_item_row(ia, ib) for ia, ib in pairs]
+# Chat templates' turn markup: ChatML (SmolLM2, Qwen), Llama 3, Gemma, Phi-3 / Zephyr.
+CHAT_TURNS = tuple(re.compile(p, re.S) for p in (
+    r"<\|im_start\|>(\w+)\n?(.*?)(?:<\|im_end\|>|(?=<\|im_start\|>)|\Z)",
+    r"<\|start_header_id\|>(\w+)<\|end_header_id\|>(.*?)(?:<\|eot_id\|>|(?=<\|start_header_id\|>)|\Z)",
+    r"<start_of_turn>(\w+)\n?(.*?)(?:<end_of_turn>|(?=<start_of_turn>)|\Z)",
+    r"<\|(system|user|assistant)\|>(.*?)(?:<\|end\|>|</s>|(?=<\|(?:system|user|assistant)\|>)|\Z)",
+))  # fmt: skip
+ALPACA_USER, ALPACA_RESPONSE = "### Instruction:\n", "\n\n### Response:\n"  # trainers/tokenize.py
+SPECIAL_TOKENS = re.compile(r"<\|[^|<>\s]*\|>|</?s>|<(?:start|end)_of_turn>|<bos>|<eos>")
+ROLES = {"model": "assistant", "human": "user", "gpt": "assistant"}
 
 
-def _item_row(ia: dict[str, Any], ib: dict[str, Any]) -> dict[str, Any]:
-    return {"id": ia["id"], "prompt": ia["prompt"], "reference": ia["reference"],
-            "a": ia["prediction"], "a_score": ia["score"], "b": ib["prediction"],
-            "b_score": ib["score"]}  # fmt: skip
+def conversation(prompt: str) -> list[Turn]:
+    """The prompt's turns (system, user, assistant) read back from its chat-template text,
+    without the template's tokens; the empty assistant turn it ends on is left out."""
+    turns: list[Turn] = []
+    for pattern in CHAT_TURNS:
+        turns = [Turn(ROLES.get(r, r), _plain(c)) for r, c in pattern.findall(prompt)]
+        if turns:
+            break
+    if not turns and ALPACA_USER in prompt:
+        head, *exchanges = prompt.split(ALPACA_USER)
+        turns = [Turn("system", _plain(head))] if _plain(head) else []
+        for exchange in exchanges:
+            user, _, answer = exchange.partition(ALPACA_RESPONSE)
+            turns += [Turn("user", _plain(user)), Turn("assistant", _plain(answer))]
+    if not turns:
+        return [Turn("prompt", _plain(prompt))]
+    return turns[:-1] if turns[-1].role == "assistant" and not turns[-1].content else turns
+
+
+def _plain(text: str) -> str:
+    return SPECIAL_TOKENS.sub("", text).strip()
+
+
+# --------------------------------------------------------------------------- hyperparameters, cost
+def side_params(side: Side) -> dict[str, Any] | None:
+    """A side's hyperparameters: its trial's, a registry version's (eval_summary.json), or what
+    a bare adapter's config records; None for the base model."""
+    if side.adapter is None:
+        return None
+    if side.record is not None:
+        return dict(side.record.params)
+    summary = side.adapter.parent / "eval_summary.json"  # a registry version's files
+    if summary.is_file():
+        return dict(json.loads(summary.read_text()).get("params") or {})
+    config_file = side.adapter / "adapter_config.json"
+    config = json.loads(config_file.read_text()) if config_file.is_file() else {}
+    names = {"r": "lora_r", "lora_alpha": "lora_alpha", "lora_dropout": "lora_dropout",
+             "target_modules": "target_modules"}  # fmt: skip
+    return {name: config[key] for key, name in names.items() if key in config}
+
+
+def param_rows(a: Side, b: Side) -> list[ParamRow]:
+    """Every hyperparameter of either side, both values rounded; differing ones first."""
+    pa, pb = side_params(a), side_params(b)
+    rows = []
+    for name in sorted(set(pa or {}) | set(pb or {})):
+        va, vb = (p.get(name) if p is not None else None for p in (pa, pb))
+        differs = pa is not None and pb is not None and va != vb
+        digits = 6 if differs and shown(va) == shown(vb) else 3  # distinct values look distinct
+        rows.append(ParamRow(name, NO_ADAPTER if pa is None else shown(va, digits),
+                             NO_ADAPTER if pb is None else shown(vb, digits), differs))  # fmt: skip
+    return sorted(rows, key=lambda r: not r.differs)
+
+
+def shown(value: Any, digits: int = 3) -> str:
+    """A hyperparameter for reading: floats to ``digits`` significant digits (lr 0.00194)."""
+    if value is None:
+        return "-"
+    if isinstance(value, float):
+        return f"{value:.{digits}g}"
+    return json.dumps(value) if isinstance(value, (list, dict)) else str(value)
+
+
+def cost_rows(a: Side, b: Side) -> list[CostRow]:
+    """Each side's trial (wall time, training, tokens, device-seconds) and its whole sweep
+    (trials, device-hours), as the sweep's state records them."""
+    rows = []
+    for key, side in (("A", a), ("B", b)):
+        metrics = side.record.metrics if side.record else {}
+        state = side.state
+        note = ("" if side.record else "base model: no training" if side.adapter is None
+                else "trained outside the known sweeps: no cost recorded")  # fmt: skip
+        rows.append(CostRow(
+            side=f"{key}: {side.ref}", trial=side.record.trial_id if side.record else None,
+            wall_s=metrics.get("cost/wall_seconds"), train_s=metrics.get("train/seconds"),
+            tokens=metrics.get("tokens_trained"), device_s=metrics.get("cost/device_seconds"),
+            device=_device(side.config), sweep=state.name if state else None,
+            sweep_trials=len(state.trials) if state else None,
+            sweep_device_hours=state.device_hours() if state else None, note=note,
+        ))  # fmt: skip
+    return rows
+
+
+def _device(config: dict[str, Any]) -> str:
+    resources = config.get("resources") or {}
+    gpus, cpus = float(resources.get("gpu") or 0), float(resources.get("cpu") or 1)
+    return f"{gpus:g} GPU" if gpus else f"{cpus:g} CPU" if config else "-"
 
 
 def curves_png(a: Side, b: Side, *, home: SweepState, reader: Any, metric: str) -> str | None:
@@ -319,48 +754,15 @@ def curves_png(a: Side, b: Side, *, home: SweepState, reader: Any, metric: str) 
     return base64.b64encode(buffer.getvalue()).decode()
 
 
-def cost_rows(a: Side, b: Side, *, reader: Any) -> list[dict[str, Any]]:
-    """Wall time, tokens trained and device-seconds of each trained side."""
-    rows = []
-    for side in (a, b):
-        if side.record is None:
-            rows.append({"side": side.label, "wall_s": None, "train_s": None, "tokens": None,
-                         "device_s": None, "device": "-"})  # fmt: skip
-            continue
-        summary = reader.summary(side.record.run_id)
-        resources = side.config.get("resources") or {}
-        gpus, cpus = float(resources.get("gpu") or 0), float(resources.get("cpu") or 1)
-        wall = summary["wall_seconds"]
-        rows.append({
-            "side": side.label, "wall_s": wall,
-            "train_s": summary["metrics"].get("train/seconds"),
-            "tokens": summary["metrics"].get("tokens_trained"),
-            "device_s": wall * (gpus or cpus) if wall is not None else None,
-            "device": f"{gpus:g} GPU" if gpus else f"{cpus:g} CPU",
-        })  # fmt: skip
-    return rows
-
-
 def home_config(state: SweepState) -> dict[str, Any]:
     loaded: dict[str, Any] = yaml.safe_load((state.path / "config.yaml").read_text())
     return loaded
 
 
-def _shown(value: Any) -> str:
-    return (
-        "-"
-        if value is None
-        else json.dumps(value)
-        if isinstance(value, (list, dict))
-        else str(value)
-    )
-
-
-def _test(c: PairedComparison) -> str:
-    return f"McNemar p={c.p_value:.3g}" if c.test == MCNEMAR else "paired bootstrap"
-
-
 # --------------------------------------------------------------------------- render, write, log
+MD_CLIP = 160  # characters of an output the Markdown shows; the HTML and report.json have all
+
+
 def render(context: dict[str, Any]) -> tuple[str, str]:
     """The HTML report and the Markdown summary, from the jinja2 templates."""
     import jinja2
@@ -371,43 +773,53 @@ def render(context: dict[str, Any]) -> tuple[str, str]:
     )  # fmt: skip
     env.filters["num"] = lambda v, fmt="{:.4f}": "-" if v is None else fmt.format(v)
     env.filters["cell"] = lambda v: " ".join(str(v).split()).replace("|", "\\|")
+    env.filters["clip"] = clip
+    env.globals["md_clip"] = MD_CLIP
     return (env.get_template("compare.html.j2").render(**context),
             env.get_template("compare.md.j2").render(**context))  # fmt: skip
 
 
-def write_report(context: dict[str, Any], out_dir: Path) -> tuple[Path, Path]:
-    """report.html, report.md, curves.png and report.json in ``out_dir``."""
+def clip(text: Any, limit: int = MD_CLIP) -> str:
+    """``text`` on one line, cut at ``limit`` characters with a mark that it was cut."""
+    flat = " ".join(str(text).split())
+    return flat if len(flat) <= limit else flat[: limit - 1].rstrip() + "…"
+
+
+def write_report(context: ReportContext, out_dir: Path) -> tuple[Path, Path]:
+    """report.html, report.md, curves.png and report.json in ``out_dir``: the three from the
+    same data, so they agree on which side is which."""
     import base64
 
-    html, markdown = render(context)
+    data = context.to_dict()
+    html, markdown = render(data)
     out_dir.mkdir(parents=True, exist_ok=True)
     (out_dir / "report.html").write_text(html)
     (out_dir / "report.md").write_text(markdown)
-    if context["curves"]:
-        (out_dir / "curves.png").write_bytes(base64.b64decode(context["curves"]))
-    data = {k: v for k, v in context.items() if k not in ("curves", "heldout_paired")}
-    data["heldout_paired"] = context["heldout_paired"].to_json()
+    if context.curves:
+        (out_dir / "curves.png").write_bytes(base64.b64decode(context.curves))
+    data.pop("curves")
     (out_dir / "report.json").write_text(json.dumps(data, indent=2, default=str))
     return out_dir / "report.html", out_dir / "report.md"
 
 
-def log_report(context: dict[str, Any], out_dir: Path, *, home: SweepState, mlflow_uri: str) -> str:
+def log_report(context: ReportContext, out_dir: Path, *, home: SweepState, mlflow_uri: str) -> str:
     """A ``compare`` run in the sweep's experiment, with the report as its artefacts."""
     from sweeps._tracking import SweepTracker
 
     config = home_config(home)
     experiment = (config.get("tracking") or {}).get("experiment") or config.get("name") or home.name
-    paired: PairedComparison = context["heldout_paired"]
+    d = context.heldout_paired
     tracker = SweepTracker(mlflow_uri, experiment)
-    metrics = {"heldout/delta": paired.delta, "heldout/delta_ci_low": paired.ci_low,
-               "heldout/delta_ci_high": paired.ci_high, "heldout/wins": paired.wins,
-               "heldout/losses": paired.losses}  # fmt: skip
-    if paired.p_value is not None:
-        metrics["heldout/delta_p_value"] = paired.p_value
+    metrics = {"heldout/delta": d.delta, "heldout/delta_ci_low": d.ci_low,
+               "heldout/delta_ci_high": d.ci_high, "heldout/wins": d.a_better,
+               "heldout/losses": d.b_better}  # fmt: skip
+    if d.p_value is not None:
+        metrics["heldout/delta_p_value"] = d.p_value
     run_id = tracker.log_run(
-        f"compare {context['a']} vs {context['b']}"[:250], params={"a": context["a"],
-        "b": context["b"], "metric": context["metric"], "rows": context["rows"]},
-        metrics=metrics, tags={"lora_sweep.kind": "compare", "lora_sweep.sweep": home.name},
+        f"compare {context.a} vs {context.b}"[:250], params={"a": context.a, "b": context.b,
+        "metric": context.metric, "rows": context.rows},
+        metrics=metrics, tags={"lora_sweep.kind": "compare", "lora_sweep.sweep": home.name,
+        "compare.decision": context.decision, "compare.headline": context.headline[:5000]},
         artifacts={},
     )  # fmt: skip
     tracker.log_artifact_dirs(run_id, {"report": out_dir})

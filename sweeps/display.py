@@ -1,13 +1,28 @@
-"""The live table of trials during ``sweep launch``, and the tables of ``status`` and ``best``."""
+"""The live table of trials during ``sweep launch``, and the tables of ``status`` and ``best``.
+
+The table fits the console: each column has a priority, and the lowest are hidden (and named
+under the table) until the rest fit, so no number is ever cut. A legend under it says what the
+marks mean and which held-out rows each metric was computed on: a rung scores the task metric
+(field_f1, exact_match) on the ``evaluation.generation_samples`` rows it generates, and the loss
+on every held-out row.
+"""
 
 from __future__ import annotations
 
+import json
+import os
 import sys
-from typing import Any
+import textwrap
+from dataclasses import dataclass
+from typing import Any, Literal
 
-from rich.console import Console
+from rich import box
+from rich.console import Console, Group, RenderableType
 from rich.live import Live
+from rich.markup import escape
+from rich.measure import Measurement
 from rich.table import Table
+from rich.text import Text
 
 from sweeps.state import SweepState, TrialRecord
 
@@ -19,69 +34,271 @@ SHOWN_PARAMS = (
     ("sequence_len", "seq_len"),
 )
 STATUS_STYLE = {"running": "cyan", "completed": "green", "pruned": "yellow", "failed": "red"}
+EVERY_ROW_METRICS = ("heldout/loss", "heldout/perplexity")  # the other heldout/ ones: generated
+PIPE_WIDTH = 200  # a pipe or a log without $COLUMNS: wide enough for every column
+KEEP = 100  # a column of this priority is never hidden
+BEST_MARK = "*"
+ABSENT = "-"
 
 
-def _fmt(value: Any) -> str:
+@dataclass(frozen=True)
+class Column:
+    key: str  # a params key, a metrics key, or one of trial, status, rung, time, dev-h
+    header: str
+    priority: int  # the lowest is hidden first when the table is too wide; KEEP: never
+    justify: Literal["left", "right"] = "right"
+
+
+@dataclass(frozen=True)
+class Scope:
+    """The held-out rows a metric was computed on: a header line and the legend's words."""
+
+    header: str
+    words: str
+
+
+@dataclass(frozen=True)
+class Fitted:
+    """A table cut down to the console's width, and the columns left out of it."""
+
+    table: Table
+    shown: list[Column]
+    hidden: list[Column]
+    width: int
+
+
+# --------------------------------------------------------------------------- cells
+def fmt_value(value: Any) -> str:
+    """A parameter or metric as the table shows it: 3-4 significant digits, whole."""
     if value is None:
-        return "-"
+        return ABSENT
     if isinstance(value, float):
-        return (
-            f"{value:.3g}"
-            if abs(value) < 1e-2 or abs(value) >= 1e4
-            else f"{value:.4f}".rstrip("0").rstrip(".")
-        )
+        if abs(value) < 1e-2 or abs(value) >= 1e4:
+            return f"{value:.3g}"
+        return f"{value:.4f}".rstrip("0").rstrip(".")
     return str(value)
 
 
-def trials_table(state: SweepState, *, title: str | None = None) -> Table:
-    """Base model first, then trials best-first by the objective."""
-    metric = state.objective_metric
-    second = "train/loss" if metric == "heldout/loss" else "heldout/loss"
-    table = Table(title=title or f"sweep {state.name}", title_justify="left")
-    for header in (
-        "trial",
-        "status",
-        *(short for _, short in SHOWN_PARAMS),
-        "rung",
-        metric,
-        second,
-        "dev-h",
-    ):
-        table.add_column(header, justify="right" if header not in ("trial", "status") else "left")
-    if state.base_metrics:
-        table.add_row(
-            "base model",
-            "-",
-            *("-" for _ in SHOWN_PARAMS),
-            "-",
-            _fmt(state.base_metrics.get(metric)),
-            _fmt(state.base_metrics.get(second)),
-            "-",
-        )
-    best = state.best_trial()
-    for record in sorted_trials(state):
-        name = (
-            f"{record.trial_id} *" if best and record.trial_id == best.trial_id else record.trial_id
-        )
-        status = f"[{STATUS_STYLE.get(record.status, 'white')}]{record.status}[/]"
-        status += " finalist" if record.finalist else ""
-        status += " [red]guard[/]" if record.guard else ""  # regressed on a benchmark: never best
-        table.add_row(
-            name,
-            status,
-            *(_fmt(record.params.get(k)) for k, _ in SHOWN_PARAMS),
-            str(record.rungs),
-            _fmt(record.metrics.get(metric)),
-            _fmt(record.metrics.get(second)),
-            _device_hours(record),
-        )
-    return table
+def duration(seconds: float | None) -> str:
+    """Wall time as ``42s``, ``1m05s`` or ``2h03m``."""
+    if seconds is None:
+        return ABSENT
+    whole = round(seconds)
+    if whole < 60:
+        return f"{whole}s"
+    if whole < 3600:
+        return f"{whole // 60}m{whole % 60:02d}s"
+    return f"{whole // 3600}h{whole % 3600 // 60:02d}m"
+
+
+def trial_duration(record: TrialRecord) -> str:
+    """The trial's wall time up to its last rung (setup, training, evaluation, checkpoints)."""
+    return duration(record.metrics.get("cost/wall_seconds"))
 
 
 def _device_hours(record: TrialRecord) -> str:
     """The trial's device-hours so far (GPUs, or CPUs, held x wall time)."""
     seconds = record.metrics.get("cost/device_seconds")
-    return "-" if seconds is None else f"{seconds / 3600:.3g}"
+    return ABSENT if seconds is None else f"{seconds / 3600:.3g}"
+
+
+def _status(record: TrialRecord) -> str:
+    cell = f"[{STATUS_STYLE.get(record.status, 'white')}]{record.status}[/]"
+    cell += " final" if record.finalist else ""  # re-scored on the full benchmark sets
+    return cell + (" [red]guard[/]" if record.guard else "")  # regressed on a benchmark
+
+
+# --------------------------------------------------------------------------- which rows
+def second_metric(metric: str) -> str:
+    return "train/loss" if metric == "heldout/loss" else "heldout/loss"
+
+
+def short_name(metric: str) -> str:
+    """``heldout/field_f1`` -> ``field_f1``; ``train/loss`` -> ``train_loss``."""
+    group, _, name = metric.partition("/")
+    return name if group == "heldout" and name else metric.replace("/", "_")
+
+
+def is_generated(metric: str) -> bool:
+    """Whether a rung computes the metric on generated answers (not on every row's loss)."""
+    return metric.startswith("heldout/") and metric not in EVERY_ROW_METRICS
+
+
+def generation_samples(state: SweepState) -> tuple[bool, int | None]:
+    """(known, rows): the held-out rows a rung generates, from the sweep's trial_spec.json;
+    rows None means every row. Unknown for a sweep without the file."""
+    try:
+        spec = json.loads(state.spec_path.read_text())
+    except (OSError, ValueError):
+        return False, None
+    rows = spec.get("evaluation", {}).get("generation_samples")
+    return True, int(rows) if rows else None
+
+
+def metric_scope(state: SweepState, metric: str) -> Scope:
+    if metric.startswith("train/"):
+        return Scope("", "mean over the training batches since the previous rung")
+    if not is_generated(metric):
+        return Scope("all rows", "on every held-out row")
+    known, rows = generation_samples(state)
+    if not known:
+        return Scope("sample", "on the held-out rows generated at each rung")
+    if rows is None:
+        return Scope("all rows", "generated on every held-out row at each rung")
+    return Scope(f"{rows} rows", f"generated on the first {rows} held-out rows at each rung "
+                 "(all of them, if fewer)")  # fmt: skip
+
+
+# --------------------------------------------------------------------------- the table
+def columns(state: SweepState) -> list[Column]:
+    """Every column, in the order shown; priorities say which go first when space is short."""
+    metric = state.objective_metric
+    second = second_metric(metric)
+    priority = {"lr": 60, "r": 50, "alpha": 30, "epochs": 40, "seq_len": 20}
+    return [
+        Column("trial", "trial", KEEP, "left"),
+        Column("status", "status", 90, "left"),
+        *(Column(key, short, priority[short]) for key, short in SHOWN_PARAMS),
+        Column("rung", "rung", 55),
+        Column(metric, _header(state, metric), KEEP),
+        Column(second, _header(state, second), 80),
+        Column("time", "time", 70),
+        Column("dev-h", "dev-h", 45),
+    ]
+
+
+def _header(state: SweepState, metric: str) -> str:
+    scope = metric_scope(state, metric).header
+    return f"{short_name(metric)}\n{scope}" if scope else short_name(metric)
+
+
+def rows(state: SweepState) -> list[dict[str, str]]:
+    """Base model first, then trials best-first by the objective; cells keyed as columns are."""
+    metric = state.objective_metric
+    second = second_metric(metric)
+    out = []
+    if state.base_metrics:  # its other cells: ABSENT
+        base = state.base_metrics
+        out.append({"trial": "base model", metric: fmt_value(base.get(metric)),
+                    second: fmt_value(base.get(second))})  # fmt: skip
+    best = state.best_trial()
+    for record in sorted_trials(state):
+        mark = f" {BEST_MARK}" if best and record.trial_id == best.trial_id else ""
+        out.append({
+            "trial": escape(record.trial_id) + mark, "status": _status(record),
+            **{key: fmt_value(record.params.get(key)) for key, _ in SHOWN_PARAMS},
+            "rung": str(record.rungs), metric: fmt_value(record.metrics.get(metric)),
+            second: fmt_value(record.metrics.get(second)),
+            "time": trial_duration(record), "dev-h": _device_hours(record),
+        })  # fmt: skip
+    return out
+
+
+def build_table(state: SweepState, shown: list[Column], cells: list[dict[str, str]], *,
+                title: str | None = None) -> Table:  # fmt: skip
+    """The table of the given columns; a cell too wide folds onto a second line, never cut."""
+    table = Table(title=title or f"sweep {state.name}", title_justify="left", box=box.SIMPLE_HEAD,
+                  show_edge=False, pad_edge=False, collapse_padding=True)  # fmt: skip
+    for column in shown:
+        table.add_column(column.header, justify=column.justify, overflow="fold")
+    for row in cells:
+        table.add_row(*(row.get(column.key, ABSENT) for column in shown))
+    return table
+
+
+def trials_table(state: SweepState, *, title: str | None = None) -> Table:
+    """Every column, however wide (what a wide log or a test reads)."""
+    return build_table(state, columns(state), rows(state), title=title)
+
+
+def natural_width(table: Table, console: Console) -> int:
+    """The width the table takes with every cell on one line."""
+    return Measurement.get(console, console.options.update_width(10_000), table).maximum
+
+
+def fit_table(state: SweepState, console: Console, *, width: int | None = None) -> Fitted:
+    """The table with its lowest-priority columns hidden until it fits ``width`` (the console's
+    by default); the columns of priority KEEP stay, folding their cells if nothing else helps."""
+    width = width or console.width
+    shown, cells, hidden = columns(state), rows(state), []
+    table = build_table(state, shown, cells)
+    while natural_width(table, console) > width:
+        droppable = [column for column in shown if column.priority < KEEP]
+        if not droppable:
+            break
+        lowest = min(droppable, key=lambda column: column.priority)
+        shown.remove(lowest)
+        hidden.append(lowest)
+        table = build_table(state, shown, cells)
+    return Fitted(table=table, shown=shown, hidden=hidden, width=width)
+
+
+# --------------------------------------------------------------------------- under the table
+def legend(state: SweepState, shown: list[Column]) -> list[str]:
+    """What the marks in the table mean, and which rows each shown metric was computed on."""
+    trials = state.trials.values()
+    finalists = any(t.finalist for t in trials)
+    lines = []
+    if state.best_trial() is not None:
+        which = "a finalist" if finalists else "completed"
+        lines.append(f"{BEST_MARK} best eligible trial ({which}, not flagged by the guard)")
+    if finalists:
+        lines.append("final = a finalist, re-scored on the full benchmark sets after the sweep")
+    if any(t.guard for t in trials):
+        lines.append("guard = regressed on a benchmark beyond its margin; never the best")
+    metrics = [c.key for c in shown if "/" in c.key]
+    lines.append("; ".join(f"{short_name(m)}: {metric_scope(state, m).words}" for m in metrics))
+    command = every_row_command(state, "TRIAL") if state.objective_metric in metrics else None
+    return [*lines, command] if command else lines
+
+
+def describe_best(state: SweepState, record: TrialRecord) -> list[str]:
+    """The best trial's objective beside the base model's, the rows it was computed on, and
+    what a finalist was ranked by."""
+    metric = state.objective_metric
+    value, base = record.metrics.get(metric), state.base_metrics.get(metric)
+    shown = ABSENT if value is None else f"{value:.4f}"
+    delta = "" if value is None or base is None else (
+        f" (base model {base:.4f}, delta {value - base:+.4f})")  # fmt: skip
+    name = short_name(metric)
+    lines = [f"Best trial {record.trial_id}: {metric}={shown}{delta}",
+             f"{name}: {metric_scope(state, metric).words}"]  # fmt: skip
+    if record.final_objective is not None:
+        lines.append(f"finalist: objective {record.final_objective:.4f} with the full benchmark "
+                     "sets' deltas (what it was ranked by)")  # fmt: skip
+    return lines
+
+
+def every_row_command(state: SweepState, trial: str) -> str | None:
+    """How to have a trial's generated metric on every held-out row, where a rung had fewer."""
+    metric = state.objective_metric
+    if not is_generated(metric) or generation_samples(state) == (True, None):
+        return None
+    return f"{short_name(metric)} on every held-out row: sweep compare {state.name}/{trial} base"
+
+
+def hidden_note(fitted: Fitted) -> str | None:
+    if not fitted.hidden:
+        return None
+    names = ", ".join(column.header.split("\n")[0] for column in fitted.hidden)
+    return (f"(hidden at {fitted.width} columns: {names}; widen the terminal or set "
+            f"COLUMNS={PIPE_WIDTH})")  # fmt: skip
+
+
+def trials_view(state: SweepState, console: Console) -> RenderableType:
+    """The fitted table, what it hides, and its legend."""
+    fitted = fit_table(state, console)
+    notes = [note for note in (hidden_note(fitted), *legend(state, fitted.shown)) if note]
+    lines = [line for note in notes for line in wrap(note, fitted.width)]
+    return Group(fitted.table, *(Text(line, no_wrap=True, overflow="ignore") for line in lines))
+
+
+def wrap(text: str, width: int, *, indent: int = 0) -> list[str]:
+    """Prose wrapped between words only: a number, a path or a URI is never split (one longer
+    than the width stands whole on its own line)."""
+    pad = " " * indent
+    return textwrap.wrap(text, width, initial_indent=pad, subsequent_indent=pad,
+                         break_long_words=False, break_on_hyphens=False) or [pad]  # fmt: skip
 
 
 def sorted_trials(state: SweepState) -> list[TrialRecord]:
@@ -96,6 +313,7 @@ def sorted_trials(state: SweepState) -> list[TrialRecord]:
     return sorted(state.trials.values(), key=key)
 
 
+# --------------------------------------------------------------------------- consoles
 class LiveTable:
     """A table redrawn in place on a terminal; one line per event otherwise (CI logs, pipes)."""
 
@@ -117,20 +335,41 @@ class LiveTable:
 
     def refresh(self, state: SweepState, event: str) -> None:
         if self.live is not None:
-            self.live.update(trials_table(state), refresh=True)
+            self.live.update(trials_view(state, self.console), refresh=True)
             return
         record = state.trials.get(event.split()[0])
         metric = state.objective_metric
-        value = _fmt(record.metrics.get(metric)) if record else "-"
+        value = fmt_value(record.metrics.get(metric)) if record else ABSENT
         self.console.print(
             f"[{state.name}] {event}: {metric}={value}", highlight=False, markup=False
         )
 
 
+class StdoutConsole(Console):
+    """A console whose reader may leave (``sweep status X | head``): the write's BrokenPipeError
+    reaches ``sweeps.cli.main``, which ends quietly, instead of rich's exit with status 1."""
+
+    def on_broken_pipe(self) -> None:
+        self.quiet = True
+        raise BrokenPipeError
+
+
 def plain_console() -> Console:
-    """A console for stdout; wide when it is not a terminal, so pipes and logs get whole rows."""
-    return Console(file=sys.stdout, width=None if sys.stdout.isatty() else 200)
+    """A console for stdout: the terminal's width, or $COLUMNS when set (a pipe too); a pipe or
+    log without $COLUMNS gets PIPE_WIDTH, so its rows keep every column."""
+    columns_set = os.environ.get("COLUMNS", "").isdigit()
+    width = None if sys.stdout.isatty() or columns_set else PIPE_WIDTH
+    return StdoutConsole(file=sys.stdout, width=width)
+
+
+def say(console: Console, text: str, *, indent: int = 0, whole: bool = False) -> None:
+    """A line of prose on the console, wrapped between words at its width (see ``wrap``);
+    ``whole``: a command to copy, on one line however long."""
+    lines = [" " * indent + text] if whole else wrap(text, console.width, indent=indent)
+    for line in lines:
+        console.print(line, highlight=False, markup=False, soft_wrap=True)
 
 
 def print_table(state: SweepState, console: Console | None = None) -> None:
-    (console or plain_console()).print(trials_table(state))
+    console = console or plain_console()
+    console.print(trials_view(state, console), crop=False)
