@@ -277,21 +277,54 @@ def check_tasks(tasks: list[str], manager: Any) -> None:
 
 
 def known_offline_skips(tasks: list[str], mirror: Path | None) -> dict[str, str] | None:
-    """Why each task is skipped when the answer needs no lm-eval: the Hub is offline, no mirror
-    is set, and every task is one whose data we know lives only there (None otherwise: ask
-    lm-eval). Importing lm-eval and its task index costs seconds a launch would wait for."""
-    if mirror is not None or not hub_offline() or not set(tasks) <= {*MIRROR_FILES, "mmlu"}:
+    """Why each task is skipped when the answer needs no lm-eval: the Hub is offline or does not
+    answer, no mirror is set, and every task is one whose data we know lives only there (None
+    otherwise: ask lm-eval). Importing lm-eval and its task index costs seconds a launch would
+    wait for, and a Hub that does not answer would cost each dataset its network time-outs."""
+    if mirror is not None or not set(tasks) <= {*MIRROR_FILES, "mmlu"}:
+        return None
+    why = hub_unavailable()
+    if why is None:
         return None
     fix = (
         f"set ${MIRROR_ENV} or benchmarks.mirror to a directory of Hugging Face-schema jsonl files"
     )
-    return {t: f"{t}: the Hugging Face Hub is offline and no local mirror is set; {fix}"
-            for t in tasks}  # fmt: skip
+    return {t: f"{t}: {why} and no local mirror is set; {fix}" for t in tasks}
 
 
 def hub_offline() -> bool:
     flags = (os.environ.get(k, "0").lower() for k in ("HF_HUB_OFFLINE", "HF_DATASETS_OFFLINE"))
     return any(flag not in ("0", "", "false", "no") for flag in flags)
+
+
+HUB_ADDRESS = ("huggingface.co", 443)
+HUB_PROBE_SECONDS = 3.0
+
+
+def hub_unavailable(*, timeout: float = HUB_PROBE_SECONDS) -> str | None:
+    """Why the Hugging Face Hub cannot serve benchmark data (None: it answers): flagged offline,
+    or no connection to it within ``timeout`` seconds, name lookup included."""
+    if hub_offline():
+        return "the Hugging Face Hub is offline"
+    import socket
+    import threading
+
+    answered: list[bool] = []
+
+    def probe() -> None:
+        try:
+            with socket.create_connection(HUB_ADDRESS, timeout=timeout):
+                answered.append(True)
+        except OSError:
+            answered.append(False)
+
+    thread = threading.Thread(target=probe, daemon=True)  # getaddrinfo has no time-out of its own
+    thread.start()
+    thread.join(timeout)
+    if answered and answered[0]:
+        return None
+    host, port = HUB_ADDRESS
+    return f"the Hugging Face Hub does not answer ({host}:{port} within {timeout:g} s)"
 
 
 def prefix_sharing_lm(model: Any, tokenizer: Any, *, batch_size: int) -> Any:

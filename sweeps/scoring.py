@@ -50,11 +50,16 @@ def load_spec(state: SweepState) -> Any:
     return TrialSpec(**json.loads(state.spec_path.read_text()))
 
 
+REPORT_MAX_NEW_TOKENS = 256  # promote and compare show whole answers, the base model's too
+
+
 def all_rows(spec: Any) -> Any:
-    """The spec with generation on every held-out row, not just ``generation_samples``."""
-    return replace(
-        spec, evaluation={**spec.evaluation, "generation_samples": None}, benchmarks=None
-    )
+    """The spec with generation on every held-out row, not just ``generation_samples``, and
+    room for a whole answer: a rung's ``max_new_tokens`` is sized for speed, and cut the base
+    model's rambling answers mid-sentence in the A/B report."""
+    limit = max(int(spec.evaluation.get("max_new_tokens", 64)), REPORT_MAX_NEW_TOKENS)
+    evaluation = {**spec.evaluation, "generation_samples": None, "max_new_tokens": limit}
+    return replace(spec, evaluation=evaluation, benchmarks=None)
 
 
 def adapter_digest(adapter: Path) -> str:

@@ -101,11 +101,24 @@ def presidio_names() -> Callable[[str], tuple[str, int]] | None:
     return redact
 
 
+PRESIDIO_INSTALL = "pip install presidio-analyzer && python -m spacy download en_core_web_lg"
+_HINTED: list[bool] = []  # the install command is said once per process
+
+
+def presidio_hint() -> str:
+    """Why names were not redacted: the install command the first time, then the bare reason."""
+    if _HINTED:
+        return "names need presidio (optional)"
+    _HINTED.append(True)
+    return f"names need presidio (optional): {PRESIDIO_INSTALL}"
+
+
 def redact(records: list[Record], *, kinds: tuple[str, ...]) -> tuple[list[Record], StepResult]:
     result = StepResult("redact", rows_in=len(records))
     names = presidio_names() if "person" in kinds else None
     if "person" in kinds and names is None:
-        result.count("rows not checked for names (presidio not installed)", len(records))
+        result.count("rows not checked for person names", len(records))
+        result.notes.append(presidio_hint())
     out = []
     for record in records:
         texts, found = [], dict[str, int]()

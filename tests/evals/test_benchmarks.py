@@ -196,3 +196,37 @@ def test_shared_prefix_runs_a_common_preamble_once_across_questions(tiny_model: 
     assert [v for v, _ in fast] == pytest.approx([v for v, _ in plain], abs=1e-4)
     # each context once would be 4 x the preamble; reusing it across questions is about 1 x
     assert sum(tokens_run) < 2 * len(preamble) < sum(map(len, contexts)) / 2
+
+
+def test_a_hub_that_does_not_answer_skips_the_known_tasks_at_once_with_the_fix(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    """The demo does not force offline mode: it asks the Hub first. No answer (here: a closed
+    port) skips every task with one reason; an answer (a listening port) leaves it to lm-eval."""
+    import socket
+
+    from evals import benchmarks
+
+    for flag in ("HF_HUB_OFFLINE", "HF_DATASETS_OFFLINE"):
+        monkeypatch.delenv(flag, raising=False)
+    with socket.socket() as closed:
+        closed.bind(("127.0.0.1", 0))
+        port = closed.getsockname()[1]
+    monkeypatch.setattr(benchmarks, "HUB_ADDRESS", ("127.0.0.1", port))
+    tasks = ["arc_challenge", "hellaswag", "mmlu", "truthfulqa_mc2"]
+    reasons = benchmarks.known_offline_skips(tasks, None)
+    assert reasons is not None and list(reasons) == tasks
+    assert {r.split(": ", 1)[1] for r in reasons.values()} == {
+        f"the Hugging Face Hub does not answer (127.0.0.1:{port} within 3 s) and no local mirror "
+        f"is set; set ${benchmarks.MIRROR_ENV} or benchmarks.mirror to a directory of Hugging "
+        "Face-schema jsonl files"
+    }
+    assert benchmarks.known_offline_skips(tasks, tmp_path) is None  # a mirror: lm-eval reads it
+    with socket.socket() as server:
+        server.bind(("127.0.0.1", 0))
+        server.listen()
+        monkeypatch.setattr(benchmarks, "HUB_ADDRESS", server.getsockname())
+        assert benchmarks.known_offline_skips(tasks, None) is None
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    flagged = benchmarks.known_offline_skips(tasks, None)
+    assert flagged is not None and "the Hugging Face Hub is offline and" in flagged["mmlu"]

@@ -71,6 +71,38 @@ def dump_dom(url: str, *, budget_ms: int = 20_000) -> str:
     return result.stdout
 
 
+def screenshot_and_dom(url: str, screenshot: Path, *, budget_ms: int = 20_000) -> str:
+    """One headless Chromium visit: a 1400x900 screenshot of the page, and its DOM, returned
+    (the tests check the DOM for what the screenshot shows)."""
+    result = subprocess.run(
+        [chromium(), "--headless", "--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage",
+         "--dump-dom", f"--screenshot={screenshot}", "--window-size=1400,900",
+         f"--virtual-time-budget={budget_ms}", url],
+        capture_output=True, text=True, timeout=180,
+    )  # fmt: skip
+    assert result.returncode == 0, result.stderr[-2000:]
+    return result.stdout
+
+
+def visible_text(dom: str) -> str:
+    """What a person reads on a page: its text, scripts and styles left out, spaces collapsed."""
+    from lxml import html as lxml_html
+
+    tree = lxml_html.fromstring(dom)
+    for node in tree.xpath("//script|//style"):
+        node.drop_tree()
+    return " ".join(" ".join(tree.itertext()).split())
+
+
+def assert_picture(path: Path, *, min_bytes: int = 5_000) -> None:
+    """A PNG that shows something: not empty, not one flat colour."""
+    import matplotlib.image
+
+    assert path.is_file() and path.stat().st_size > min_bytes, path
+    pixels = matplotlib.image.imread(path)
+    assert pixels.ndim == 3 and float(pixels[..., :3].std()) > 0.02, path
+
+
 @pytest.fixture(scope="session")
 def ab_sweep(tiny_model: Path, tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
     """A finished sweep whose best trial is the registry's only champion (promoted with

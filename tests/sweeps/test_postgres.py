@@ -52,6 +52,36 @@ def test_optuna_and_mlflow_on_postgresql_hold_every_trial_once(
                 "pruned": optuna.trial.TrialState.PRUNED}  # fmt: skip
     assert sorted(t.state.name for t in study.trials) == sorted(
         finished[t.status].name for t in state.trials.values())  # fmt: skip
+    assert_dashboard_serves(state.name, state_dir=state.path.parent, trials=NUM_TRIALS)
+
+
+def assert_dashboard_serves(study: str, *, state_dir: Path, trials: int) -> None:
+    """``sweep dashboard`` on the study in PostgreSQL: optuna-dashboard's API lists it with
+    every trial, on 127.0.0.1; SIGTERM stops it whole."""
+    import json
+    import signal
+    import urllib.request
+
+    from tests.sweeps.conftest import free_port
+    from tests.sweeps.test_ui import start_server, stopped_by_signal
+
+    port = free_port()
+    base = f"http://127.0.0.1:{port}"
+    proc, printed = start_server(["dashboard", study, "--state-dir", str(state_dir), "--port",
+                                  str(port)], health=f"{base}/api/studies")  # fmt: skip
+    try:
+        assert printed[0].startswith("optuna-dashboard for postgresql://postgres@127.0.0.1:")
+        with urllib.request.urlopen(f"{base}/api/studies", timeout=10) as response:
+            studies = json.loads(response.read())["study_summaries"]
+        assert [s["study_name"] for s in studies] == [study]
+        with urllib.request.urlopen(
+            f"{base}/api/studies/{studies[0]['study_id']}", timeout=30
+        ) as r:
+            assert len(json.loads(r.read())["trials"]) == trials
+        stopped_by_signal(proc, port, signal.SIGTERM)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
 
 
 def test_an_unreachable_study_database_is_refused_before_ray(

@@ -431,3 +431,23 @@ def test_column_flags_that_cannot_apply_are_one_line(
     assert main(["data", "prepare", str(source), "--out", str(tmp_path / "o"), *flags]) == 2
     err = capsys.readouterr().err.strip()
     assert len(err.splitlines()) == 1 and expected in err, err
+
+
+def test_prepare_prints_each_line_once_and_the_presidio_install_command_once(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """Two prepares in one process (launch prepares train and held-out files): no line twice
+    within one, and the optional dependency's install command said the first time only."""
+    from sweeps.prepare._pii import PRESIDIO_INSTALL, presidio_names
+
+    outputs = []
+    for run in ("one", "two"):
+        assert main(["data", "prepare", str(DATA / "train.jsonl"), "--out",
+                     str(tmp_path / run)]) == 0  # fmt: skip
+        outputs.append(capsys.readouterr().out.splitlines())
+    for lines in outputs:
+        assert len(lines) == len(set(lines)) and sum(ln.startswith("redact:") for ln in lines) == 1
+    if presidio_names() is None:  # the fast tier has no presidio
+        said = [sum(PRESIDIO_INSTALL in ln for ln in lines) for lines in outputs]
+        assert said[1] == 0 and said[0] <= 1
+        assert all(any("names need presidio (optional)" in ln for ln in lines) for lines in outputs)

@@ -155,7 +155,11 @@ def test_child_runs_have_params_status_and_artifacts(sweep: dict[str, Any]) -> N
     for run in runs:
         record = state.trials[run.data.tags["lora_sweep.trial_id"]]
         assert run.data.tags["status"] == record.status
-        assert run.info.status == {"completed": "FINISHED", "pruned": "KILLED"}[record.status]
+        assert run.info.status == "FINISHED"  # a pruned trial is no failure (KILLED reads as one)
+        note = run.data.tags.get("mlflow.note.content", "")
+        assert (record.status == "pruned") == note.startswith(
+            f"Stopped early by the scheduler (ASHA) after rung {record.rungs}:"
+        )
         for key in ("learning_rate", "lora_r", "lora_alpha", "num_epochs", "sequence_len"):
             assert key in run.data.params
         assert float(run.data.params["lora_alpha"]) == float(run.data.params["lora_r"]) * float(
@@ -235,3 +239,40 @@ def test_adapters_are_named_by_sweep_trial_or_run_id(sweep: dict[str, Any]) -> N
     assert resolve_adapter(other.run_id, state_dir=state_dir).trial_id == other.trial_id
     with pytest.raises(ConfigError, match="has no trial 'nope'"):
         resolve_adapter(f"{state.name}/nope", state_dir=state_dir)
+
+
+def test_the_mlflow_ui_gets_a_training_experiment_a_view_and_optunas_pictures(
+    sweep: dict[str, Any], tmp_path: Path
+) -> None:
+    """What `sweep ui` opens on: a model-training experiment (not MLflow 3's GenAI dashboard), a
+    saved view sorted by the objective with the parent expanded, and on the parent run Optuna's
+    own pictures of the study and the trials table."""
+    from tests.sweeps.conftest import assert_picture
+
+    state: SweepState = sweep["state"]
+    client: MlflowClient = sweep["client"]
+    tags = client.get_experiment(state.experiment_id).tags
+    assert tags["mlflow.experimentKind"] == "custom_model_development"
+    view = json.loads(tags[f"mlflow.sharedViewState.{state.name}"])
+    assert view["orderByKey"] == "metrics.`heldout/loss`" and view["orderByAsc"] is True
+    assert view["runsExpanded"] == {state.parent_run_id: True}
+    assert {"metrics.`heldout/loss`", "tags.`status`", "params.`learning_rate`"} <= set(
+        view["selectedColumns"])  # fmt: skip
+    assert "params.`num_epochs`" not in view["selectedColumns"]  # fixed: the same on every row
+    pictures = {a.path for a in client.list_artifacts(state.parent_run_id, "sweep_plots")}
+    names = ("optimization_history", "parallel_coordinate", "param_importances",
+             "intermediate_values")  # fmt: skip
+    assert pictures == {f"sweep_plots/{n}.png" for n in names}
+    for name in names:
+        assert_picture(Path(client.download_artifacts(state.parent_run_id,
+                                                      f"sweep_plots/{name}.png", str(tmp_path))))  # fmt: skip
+    table = json.loads(Path(client.download_artifacts(state.parent_run_id, "trials_table.json",
+                                                      str(tmp_path))).read_text())  # fmt: skip
+    rows = [dict(zip(table["columns"], row, strict=True)) for row in table["data"]]
+    assert sorted(r["trial"] for r in rows) == sorted(state.trials)
+    for row in rows:
+        record = state.trials[row["trial"]]
+        assert row["status"] == record.status and row["rungs"] == record.rungs
+        assert row["heldout/loss"] == pytest.approx(record.metrics["heldout/loss"], rel=1e-3)
+        assert row["learning_rate"] == pytest.approx(record.params["learning_rate"], rel=1e-3)
+        assert row["duration_s"] == pytest.approx(record.metrics["cost/wall_seconds"], rel=1e-3)

@@ -7,6 +7,7 @@ import os
 import signal
 import subprocess
 import sys
+import threading
 import time
 import urllib.request
 from pathlib import Path
@@ -17,7 +18,13 @@ from mlflow.tracking import MlflowClient
 
 from sweeps.cli import main
 from sweeps.state import SweepState
-from tests.sweeps.conftest import dump_dom, free_port
+from tests.sweeps.conftest import (
+    assert_picture,
+    dump_dom,
+    free_port,
+    screenshot_and_dom,
+    visible_text,
+)
 
 
 def listening_addresses(port: int) -> set[str]:
@@ -31,25 +38,43 @@ def listening_addresses(port: int) -> set[str]:
     return found
 
 
-def start_ui(uri: str, port: int) -> tuple[subprocess.Popen[str], str]:
-    """``sweep ui`` in its own process group; returns once /health answers."""
+def start_server(command: list[str], *, health: str) -> tuple[subprocess.Popen[str], list[str]]:
+    """A ``sweep`` server command in its own process group (so a failed test cleans up whole);
+    returns it and the lines it printed before its server answered ``health``."""
     proc = subprocess.Popen(
-        [sys.executable, "-m", "sweeps.cli", "ui", "--mlflow-uri", uri, "--port", str(port)],
+        [sys.executable, "-m", "sweeps.cli", *command],
         stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, start_new_session=True,
     )  # fmt: skip
-    assert proc.stdout is not None
-    first = proc.stdout.readline()
-    assert first.startswith(f"MLflow UI for {uri}: http://127.0.0.1:{port}")
-    url = f"http://127.0.0.1:{port}"
+    printed: list[str] = []  # read beside the wait: a quiet server prints nothing more
+    threading.Thread(target=lambda: printed.extend(proc.stdout or ()), daemon=True).start()
     deadline = time.time() + 120
     while time.time() < deadline:
         try:
-            with urllib.request.urlopen(f"{url}/health", timeout=2):
-                return proc, url
+            with urllib.request.urlopen(health, timeout=2):
+                return proc, list(printed)  # ours came first, flushed before the server started
         except OSError:
             time.sleep(0.5)
     os.killpg(proc.pid, signal.SIGTERM)
-    pytest.fail("the MLflow UI did not start")
+    pytest.fail(f"{command[0]} did not start: {printed}")
+
+
+def start_ui(uri: str, port: int) -> tuple[subprocess.Popen[str], str]:
+    """``sweep ui`` on a store; returns once /health answers."""
+    url = f"http://127.0.0.1:{port}"
+    proc, printed = start_server(["ui", "--mlflow-uri", uri, "--port", str(port)],
+                                 health=f"{url}/health")  # fmt: skip
+    assert printed[0].startswith(f"MLflow UI for {uri}: {url}")
+    return proc, url
+
+
+def stopped_by_signal(proc: subprocess.Popen[str], port: int, sig: signal.Signals) -> None:
+    """Send ``sig`` to the command alone (not its group, as ``kill PID`` does): it exits 0 and
+    nothing listens on its port or answers there any more."""
+    os.kill(proc.pid, sig)
+    assert proc.wait(timeout=60) == 0
+    assert listening_addresses(port) == set()
+    with pytest.raises(OSError):
+        urllib.request.urlopen(f"http://127.0.0.1:{port}/", timeout=2)
 
 
 def stop_ui(proc: subprocess.Popen[str]) -> None:
@@ -58,7 +83,9 @@ def stop_ui(proc: subprocess.Popen[str]) -> None:
 
 
 @pytest.mark.skipif(not Path("/proc/net/tcp").is_file(), reason="reads Linux's socket table")
-def test_ui_serves_the_store_on_loopback_and_prints_its_address(tmp_path: Path) -> None:
+def test_ui_serves_the_store_on_loopback_and_stops_whole_on_sigterm(tmp_path: Path) -> None:
+    """``mlflow ui`` runs uvicorn as a child of its own: SIGTERM to ``sweep ui`` alone must
+    stop both, leaving nothing listening."""
     uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
     client = MlflowClient(tracking_uri=uri)
     experiment = client.create_experiment("ui-check", artifact_location=(tmp_path / "a").as_uri())
@@ -74,18 +101,50 @@ def test_ui_serves_the_store_on_loopback_and_prints_its_address(tmp_path: Path) 
         with urllib.request.urlopen(request, timeout=10) as response:
             names = {e["name"] for e in json.loads(response.read())["experiments"]}
         assert "ui-check" in names
+        stopped_by_signal(proc, port, signal.SIGTERM)
     finally:
-        stop_ui(proc)
+        if proc.poll() is None:
+            stop_ui(proc)
 
 
 def page_text(url: str) -> str:
     """What a person sees on an MLflow UI page, rendered by headless Chromium."""
-    from lxml import html as lxml_html
+    return visible_text(dump_dom(url))
 
-    dom = lxml_html.fromstring(dump_dom(url))
-    for node in dom.xpath("//script|//style"):
-        node.drop_tree()
-    return " ".join(" ".join(dom.itertext()).split())  # one space between elements
+
+def test_ui_opens_the_sweep_as_model_training_runs_with_the_objective_and_pictures(
+    ab_sweep: dict[str, Any], tmp_path: Path,
+) -> None:  # fmt: skip
+    state: SweepState = ab_sweep["state"]
+    url = f"http://127.0.0.1:{free_port()}"
+    proc, printed = start_server(["ui", "--mlflow-uri", ab_sweep["uri"], "--port",
+                                  url.rsplit(":", 1)[1]], health=f"{url}/health")  # fmt: skip
+    try:
+        printed = [line.rstrip("\n") for line in printed]
+        page = f"{url}/#/experiments/{state.experiment_id}/runs?viewStateShareKey={state.name}"
+        assert f"  sweep {state.name}: {page}&workflowType=machine_learning" in printed
+        landing = visible_text(screenshot_and_dom(f"{page}&workflowType=machine_learning",
+                                                  tmp_path / "landing.png"))  # fmt: skip
+        assert_picture(tmp_path / "landing.png")
+        assert "Detect Issues" not in landing and "Traces 0" not in landing  # not GenAI mode
+        assert f"Sort: {state.objective_metric}" in landing and "Metrics" in landing
+        assert "3 matching runs" in landing  # the parent and its two trials, expanded
+        for record in state.trials.values():
+            assert f"{state.name}/{record.trial_id}" in landing
+        shown = sorted(state.trials.values(), key=lambda r: landing.index(f"/{r.trial_id}"))
+        values = [r.metrics[state.objective_metric] for r in shown]  # sorted by the objective
+        assert values == sorted(values, reverse=state.objective_mode == "max")
+        plots = f"{url}/#/experiments/{state.experiment_id}/runs/{state.parent_run_id}/artifacts"
+        dom = screenshot_and_dom(f"{plots}/sweep_plots/optimization_history.png?"
+                                 "workflowType=machine_learning", tmp_path / "parent.png")  # fmt: skip
+        assert_picture(tmp_path / "parent.png")
+        shown = visible_text(dom)
+        for picture in ("optimization_history.png", "parallel_coordinate.png",
+                        "intermediate_values.png", "trials_table.json"):  # fmt: skip
+            assert picture in shown, picture
+        assert 'alt="sweep_plots/optimization_history.png"' in dom  # the picture, rendered
+    finally:
+        stop_ui(proc)
 
 
 def test_ui_in_a_browser_shows_the_sweep_its_trials_and_the_champion(
@@ -94,8 +153,6 @@ def test_ui_in_a_browser_shows_the_sweep_its_trials_and_the_champion(
     state: SweepState = ab_sweep["state"]
     proc, url = start_ui(ab_sweep["uri"], free_port())
     try:
-        runs = page_text(f"{url}/#/experiments/{state.experiment_id}/runs")
-        assert "Run Name" in runs and f" {state.name} " in runs  # the parent run's row
         for record in state.trials.values():  # each child run's page names its parent
             child = page_text(f"{url}/#/experiments/{state.experiment_id}/runs/{record.run_id}")
             assert f"{state.name}/{record.trial_id}" in child
@@ -104,6 +161,32 @@ def test_ui_in_a_browser_shows_the_sweep_its_trials_and_the_champion(
         assert "champion" in model and "Version 1" in model
     finally:
         stop_ui(proc)
+
+
+@pytest.mark.skipif(not Path("/proc/net/tcp").is_file(), reason="reads Linux's socket table")
+def test_dashboard_shows_the_sweeps_study_and_stops_whole_on_sigint(
+    ab_sweep: dict[str, Any], tmp_path: Path,
+) -> None:  # fmt: skip
+    state: SweepState = ab_sweep["state"]
+    port = free_port()
+    base = f"http://127.0.0.1:{port}"
+    proc, printed = start_server(["dashboard", state.name, "--state-dir", str(state.path.parent),
+                                  "--port", str(port)], health=f"{base}/api/studies")  # fmt: skip
+    try:
+        optuna_db = state.path / "optuna.db"
+        assert printed[0].startswith(f"optuna-dashboard for sqlite:///{optuna_db}: {base}")
+        assert listening_addresses(port) == {"127.0.0.1"}
+        with urllib.request.urlopen(f"{base}/api/studies", timeout=10) as response:
+            studies = json.loads(response.read())["study_summaries"]
+        assert [s["study_name"] for s in studies] == [state.name]
+        page = visible_text(screenshot_and_dom(f"{base}/dashboard/", tmp_path / "dash.png"))
+        assert_picture(tmp_path / "dash.png")
+        assert state.name in page and "Study List" in page, page[:500]
+        stopped_by_signal(proc, port, signal.SIGINT)
+    finally:
+        if proc.poll() is None:
+            os.killpg(proc.pid, signal.SIGTERM)
+            proc.wait(timeout=30)
 
 
 def test_ui_without_a_store_says_so(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
