@@ -179,9 +179,14 @@ def test_dashboard_shows_the_sweeps_study_and_stops_whole_on_sigint(
         with urllib.request.urlopen(f"{base}/api/studies", timeout=10) as response:
             studies = json.loads(response.read())["study_summaries"]
         assert [s["study_name"] for s in studies] == [state.name]
-        page = visible_text(screenshot_and_dom(f"{base}/dashboard/", tmp_path / "dash.png"))
+        listing = visible_text(dump_dom(f"{base}/dashboard/"))
+        assert f"1. {state.name} Direction: MAXIMIZE" in listing, listing[:500]
+        study = f"{base}/dashboard/studies/{studies[0]['study_id']}"
+        page = visible_text(screenshot_and_dom(study, tmp_path / "dash.png"))
         assert_picture(tmp_path / "dash.png")
-        assert state.name in page and "Study List" in page, page[:500]
+        for seen in (f"{state.name} (id=", "History", "Hyperparameter Importance",
+                     "Intermediate values", "trial #0", "trial #1"):  # fmt: skip
+            assert seen in page, (seen, page[:800])
         stopped_by_signal(proc, port, signal.SIGINT)
     finally:
         if proc.poll() is None:
