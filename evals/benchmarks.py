@@ -297,7 +297,16 @@ def hub_offline() -> bool:
     return any(flag not in ("0", "", "false", "no") for flag in flags)
 
 
-HUB_ADDRESS = ("huggingface.co", 443)
+def _hub_address() -> tuple[str, int]:
+    """Host and port of the Hub the datasets come from ($HF_ENDPOINT, e.g. a mirror, or the Hub)."""
+    from urllib.parse import urlsplit
+
+    endpoint = urlsplit(os.environ.get("HF_ENDPOINT") or "https://huggingface.co")
+    return endpoint.hostname or "huggingface.co", endpoint.port or (
+        80 if endpoint.scheme == "http" else 443)  # fmt: skip
+
+
+HUB_ADDRESS: tuple[str, int] | None = None  # None: from $HF_ENDPOINT (tests point it elsewhere)
 HUB_PROBE_SECONDS = 3.0
 
 
@@ -306,14 +315,17 @@ def hub_unavailable(*, timeout: float = HUB_PROBE_SECONDS) -> str | None:
     or no connection to it within ``timeout`` seconds, name lookup included."""
     if hub_offline():
         return "the Hugging Face Hub is offline"
+    if any(os.environ.get(k) for k in ("HTTPS_PROXY", "https_proxy", "ALL_PROXY", "all_proxy")):
+        return None  # only the proxy can say: lm-eval asks through it
     import socket
     import threading
 
     answered: list[bool] = []
+    address = HUB_ADDRESS or _hub_address()
 
     def probe() -> None:
         try:
-            with socket.create_connection(HUB_ADDRESS, timeout=timeout):
+            with socket.create_connection(address, timeout=timeout):
                 answered.append(True)
         except OSError:
             answered.append(False)
@@ -323,7 +335,7 @@ def hub_unavailable(*, timeout: float = HUB_PROBE_SECONDS) -> str | None:
     thread.join(timeout)
     if answered and answered[0]:
         return None
-    host, port = HUB_ADDRESS
+    host, port = address
     return f"the Hugging Face Hub does not answer ({host}:{port} within {timeout:g} s)"
 
 

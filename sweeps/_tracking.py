@@ -69,8 +69,8 @@ class SweepTracker:
             )
         else:
             self.experiment_id = found.experiment_id
-        for key, value in EXPERIMENT_KIND.items():
-            if found is None or found.tags.get(key) != value:
+        for key, value in EXPERIMENT_KIND.items():  # a kind the user chose stays
+            if found is None or key not in found.tags:
                 self.client.set_experiment_tag(self.experiment_id, key, value)
 
     # ------------------------------------------------------------------ the sweep (parent)

@@ -11,6 +11,7 @@ from pathlib import Path
 from typing import Any
 
 from sweeps.config import ConfigError, load_config
+from sweeps.provenance import hide_uri_password
 
 SHAPE_CHOICES = ("alpaca", "dolly", "instruction_response", "question_answer", "prompt_completion",
                  "prompt_response", "input_output", "text_label", "hash_pairs", "text", "chat")  # fmt: skip
@@ -140,7 +141,7 @@ def status(sweep: str, *, state_dir: Path = DEFAULT_STATE_DIR) -> int:
         raise ConfigError(f"{exc}; sweeps under {state_dir}: {known}") from None
     console = plain_console()  # its writes raise BrokenPipeError when the reader left: see main
     print_table(state, console)
-    run = f"MLflow parent run {state.parent_run_id} at {state.mlflow_uri}"
+    run = f"MLflow parent run {state.parent_run_id} at {hide_uri_password(state.mlflow_uri)}"
     say(console, f"status: {state.status}; {run}")
     best = state.best_trial()
     if best is not None:
@@ -438,7 +439,8 @@ def _print_best(state: Any, console: Any) -> None:
             "No trial completed.")  # fmt: skip
         return
     where = _state_dir_option(state)
-    uri = "" if state.mlflow_uri == DEFAULT_MLFLOW_URI else f" --mlflow-uri {state.mlflow_uri}"
+    shown = hide_uri_password(state.mlflow_uri)  # a password never reaches the console
+    uri = "" if state.mlflow_uri == DEFAULT_MLFLOW_URI else f" --mlflow-uri {shown}"
     for index, line in enumerate(describe_best(state, record)):
         say(console, line, indent=2 if index else 0)
     command = every_row_command(state, record.trial_id)
@@ -447,7 +449,7 @@ def _print_best(state: Any, console: Any) -> None:
     say(console, f"params: {json.dumps(record.params)}", indent=2)
     say(console, f"adapter: {record.adapter_path}", indent=2)
     say(console, describe_cost(state, record), indent=2)
-    say(console, f"MLflow: run {record.run_id} in {state.mlflow_uri}", indent=2)
+    say(console, f"MLflow: run {record.run_id} in {shown}", indent=2)
     if state.mlflow_uri.startswith("sqlite:///"):
         say(console, f"browse: sweep ui{uri}", indent=2, whole=True)
     if state.status == "completed":  # else: continue it first (print_outcome says how)
@@ -516,6 +518,8 @@ class HelpFormatter(argparse.RawDescriptionHelpFormatter):
 
     def _get_help_string(self, action: argparse.Action) -> str | None:
         text = action.help or ""
+        if action.required and action.option_strings:
+            return f"{text} (required)"
         if not action.option_strings or "default" in text or action.default in (None,
                                                                                 argparse.SUPPRESS):  # fmt: skip
             return text

@@ -59,7 +59,14 @@ def write_study_pictures(storage_url: str, *, study_name: str, metric: str,
     out_dir.mkdir(parents=True, exist_ok=True)
     written: dict[str, str] = {}
     skipped: dict[str, str] = {}
+    trials = study.get_trials(deepcopy=False)
+    complete = any(t.state == optuna.trial.TrialState.COMPLETE for t in trials)
+    stepped = any(t.intermediate_values for t in trials)
     for filename, title, plot in _plots(metric):
+        if not complete or (filename == "intermediate_values.png" and not stepped):
+            # Optuna draws empty axes then, with only a warning: a blank picture says nothing
+            skipped[title] = "no completed trial" if not complete else "no trial reported a rung"
+            continue
         try:
             with warnings.catch_warnings():
                 warnings.simplefilter("ignore")  # ExperimentalWarning on every plot

@@ -11,13 +11,14 @@ its own, which a signal to ``mlflow ui`` alone would leave running and answering
 
 from __future__ import annotations
 
+import json
 import os
 import signal
 import subprocess
 import sys
+import tempfile
 import time
 from pathlib import Path
-from types import FrameType
 
 from sweeps.config import ConfigError
 from sweeps.provenance import hide_uri_password
@@ -53,7 +54,7 @@ def serve_ui(mlflow_uri: str, *, host: str = LOOPBACK, port: int = 5000) -> int:
     """Run the MLflow UI until stopped; prints the address, and each recent sweep's page."""
     command = ui_command(mlflow_uri, host=host, port=port)
     base = f"http://{_shown(host)}:{port}"
-    print(f"MLflow UI for {mlflow_uri}: {base}  (Ctrl-C stops it)", flush=True)
+    print(f"MLflow UI for {hide_uri_password(mlflow_uri)}: {base}  (Ctrl-C stops it)", flush=True)
     if mlflow_uri.startswith("sqlite:///"):
         from sweeps._tracking import recent_sweeps
 
@@ -64,60 +65,69 @@ def serve_ui(mlflow_uri: str, *, host: str = LOOPBACK, port: int = 5000) -> int:
     return run_until_stopped(command)
 
 
-def dashboard_command(storage: str, *, host: str = LOOPBACK, port: int = 8080) -> list[str]:
-    """The ``optuna-dashboard`` command line (the one installed beside this Python)."""
+def dashboard_command(config_file: Path) -> list[str]:
+    """The ``optuna-dashboard`` command line (the one installed beside this Python), reading
+    storage, host and port from a TOML file: a database password stays out of the process list."""
     program = Path(sys.executable).with_name("optuna-dashboard")
     if not program.is_file():
         raise ConfigError("optuna-dashboard is not installed: pip install optuna-dashboard")
-    return [str(program), storage, "--host", host, "--port", str(port), "--quiet"]
+    return [str(program), "--from-config", str(config_file), "--quiet"]
+
+
+def write_dashboard_config(directory: Path, *, storage: str, host: str, port: int) -> Path:
+    """optuna-dashboard's settings as a TOML file only its owner can read (0600)."""
+    path = directory / "optuna-dashboard.toml"
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    with os.fdopen(fd, "w") as out:
+        out.write(f"[optuna_dashboard]\nstorage = {json.dumps(storage)}\n"
+                  f"host = {json.dumps(host)}\nport = {int(port)}\n")  # fmt: skip
+    return path
 
 
 def serve_dashboard(storage: str, *, study: str, host: str = LOOPBACK, port: int = 8080) -> int:
     """Run optuna-dashboard on a sweep's study storage until stopped."""
-    command = dashboard_command(storage, host=host, port=port)
     base = f"http://{_shown(host)}:{port}"
-    print(
-        f"optuna-dashboard for {hide_uri_password(storage)}: {base}  (Ctrl-C stops it)", flush=True
-    )
-    print(f"  study {study}: {base}/dashboard/", flush=True)
-    _warn_exposed(host)
-    return run_until_stopped(command)
+    with tempfile.TemporaryDirectory(prefix="sweep-dashboard-") as tmp:
+        command = dashboard_command(write_dashboard_config(Path(tmp), storage=storage, host=host,
+                                                           port=port))  # fmt: skip
+        print(f"optuna-dashboard for {hide_uri_password(storage)}: {base}  (Ctrl-C stops it)",
+              flush=True)  # fmt: skip
+        print(f"  study {study}: {base}/dashboard/", flush=True)
+        _warn_exposed(host, what="every study, and can edit or delete them")
+        return run_until_stopped(command)
 
 
 def _shown(host: str) -> str:
     return LOOPBACK if host in (LOOPBACK, "localhost") else host
 
 
-def _warn_exposed(host: str) -> None:
+def _warn_exposed(host: str, *, what: str = "every run") -> None:
     if host not in (LOOPBACK, "localhost", "::1"):
-        print(f"warning: listening on {host}: anyone who can reach it sees every run, "
+        print(f"warning: listening on {host}: anyone who can reach it sees {what}, "
               "with no login", file=sys.stderr, flush=True)  # fmt: skip
-
-
-class _Stopped(Exception):
-    """A stop signal reached the command."""
 
 
 def run_until_stopped(command: list[str]) -> int:
     """Run a server in a process group of its own until it exits or this process is told to
-    stop; either way nothing of the group is left running. Exit 0 when stopped on request."""
+    stop; either way nothing of the group is left running. Exit 0 when stopped on request.
 
-    def stop(signum: int, frame: FrameType | None) -> None:
-        raise _Stopped(signum)
-
-    previous = {s: signal.signal(s, stop) for s in STOP_SIGNALS}
-    child: subprocess.Popen[bytes] | None = None
+    The stop signals only set a flag, from before the server starts until its group is gone: a
+    signal during the start, or a second Ctrl-C during the stop, cannot leave the group running."""
+    asked: list[int] = []
+    previous = {s: signal.signal(s, lambda signum, frame: asked.append(signum))
+                for s in STOP_SIGNALS}  # fmt: skip
     try:
         child = subprocess.Popen(command, start_new_session=True)
-        return child.wait()
-    except (_Stopped, KeyboardInterrupt):
-        return 0
+        try:
+            while not asked and child.poll() is None:
+                time.sleep(0.1)
+        finally:
+            stop_group(child.pid)
+            child.wait()
     finally:
         for sig, handler in previous.items():
             signal.signal(sig, handler)
-        if child is not None:
-            stop_group(child.pid)
-            child.wait()
+    return 0 if asked else child.returncode
 
 
 def stop_group(pgid: int, *, grace: float = GRACE_SECONDS) -> None:

@@ -207,7 +207,8 @@ def test_a_hub_that_does_not_answer_skips_the_known_tasks_at_once_with_the_fix(
 
     from evals import benchmarks
 
-    for flag in ("HF_HUB_OFFLINE", "HF_DATASETS_OFFLINE"):
+    for flag in ("HF_HUB_OFFLINE", "HF_DATASETS_OFFLINE", "HTTPS_PROXY", "https_proxy",
+                 "ALL_PROXY", "all_proxy"):  # fmt: skip
         monkeypatch.delenv(flag, raising=False)
     with socket.socket() as closed:
         closed.bind(("127.0.0.1", 0))

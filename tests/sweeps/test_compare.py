@@ -316,7 +316,7 @@ def test_report_numbers_are_the_paired_test_on_every_heldout_row(report: dict[st
     cost = data["cost"][0]  # the trial's cost and its whole sweep's
     assert cost["device_s"] == best.metrics["cost/device_seconds"] and cost["sweep"] == "ab"
     assert cost["sweep_device_hours"] == pytest.approx(state.device_hours())
-    assert data["max_new_tokens"] == 8
+    assert data["max_new_tokens"] == 256  # the sweep's 8, raised so answers are whole
 
 
 def test_report_is_logged_to_mlflow(report: dict[str, Any]) -> None:

@@ -57,7 +57,7 @@ def test_optuna_and_mlflow_on_postgresql_hold_every_trial_once(
 
 def assert_dashboard_serves(study: str, *, state_dir: Path, trials: int) -> None:
     """``sweep dashboard`` on the study in PostgreSQL: optuna-dashboard's API lists it with
-    every trial, on 127.0.0.1; SIGTERM stops it whole."""
+    every trial, on 127.0.0.1; SIGHUP (a closed terminal) stops it whole."""
     import json
     import signal
     import urllib.request
@@ -78,7 +78,7 @@ def assert_dashboard_serves(study: str, *, state_dir: Path, trials: int) -> None
             f"{base}/api/studies/{studies[0]['study_id']}", timeout=30
         ) as r:
             assert len(json.loads(r.read())["trials"]) == trials
-        stopped_by_signal(proc, port, signal.SIGTERM)
+        stopped_by_signal(proc, port, signal.SIGHUP)
     finally:
         if proc.poll() is None:
             proc.kill()

@@ -128,6 +128,8 @@ def test_ui_opens_the_sweep_as_model_training_runs_with_the_objective_and_pictur
         assert_picture(tmp_path / "landing.png")
         assert "Detect Issues" not in landing and "Traces 0" not in landing  # not GenAI mode
         assert f"Sort: {state.objective_metric}" in landing and "Metrics" in landing
+        table = landing[landing.index("Run Name") :]  # the objective is a column of the table
+        assert state.objective_metric in table and "Duration" in table
         assert "3 matching runs" in landing  # the parent and its two trials, expanded
         for record in state.trials.values():
             assert f"{state.name}/{record.trial_id}" in landing
