@@ -356,7 +356,7 @@ def _data_parser(verbs: Any) -> None:
     p = _verb(sub, "prepare", data_prepare)
     p.add_argument("inputs", type=Path, nargs="*", help="jsonl, json, csv, parquet or txt files")
     p.add_argument("--config", type=Path, help="a sweep YAML: its data files, with its prepare: "
-                   "section (the step flags below are for files given directly)")  # fmt: skip
+                   "section (the step flags below are for files given directly; default: give files)")  # fmt: skip
     p.add_argument("--out", type=Path, required=True, help="new directory for the prepared data")
     p.add_argument("--format", default="auto", choices=["auto", *SHAPE_CHOICES], metavar="SHAPE",
                    help="the rows' shape (default: auto, detected from the first row's keys): "
@@ -364,10 +364,12 @@ def _data_parser(verbs: Any) -> None:
     p.add_argument(
         "--columns",
         metavar="NAME=COLUMN,...",
-        help="map your columns to ours, e.g. instruction=question,output=answer",
+        help="map your columns to ours, e.g. instruction=question,output=answer (default: "
+        "the shape's own names, matched case-insensitively)",
     )
     p.add_argument("--label-field", metavar="COLUMN", help="your label column: for text rows the "
-                   "label is the response; for any shape it stratifies the split")  # fmt: skip
+                   "label is the response; for any shape it stratifies the split (default: a column "
+                   "named label, sentiment, category, ...)")  # fmt: skip
     p.add_argument("--instruction", help="text+label rows: the instruction the label answers "
                    "(default: 'What is the <label column> of this text?')")  # fmt: skip
     p.add_argument("--heldout", type=Path, help="your own held-out file (default: split off "

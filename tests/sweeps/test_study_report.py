@@ -1,0 +1,57 @@
+"""Optuna's pictures of a sweep's study, drawn from a real Optuna study in sqlite."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import optuna
+import pytest
+
+from sweeps.study_report import write_study_pictures
+from tests.sweeps.conftest import assert_picture
+
+SPACE = {
+    "learning_rate": optuna.distributions.FloatDistribution(1e-5, 1e-2, log=True),
+    "lora_r": optuna.distributions.CategoricalDistribution([4, 8, 16]),
+}
+PICTURES = ("optimization_history.png", "parallel_coordinate.png", "param_importances.png",
+            "intermediate_values.png")  # fmt: skip
+
+
+def study_with(storage: str, *, completed: int, pruned: int, rungs: int = 3) -> None:
+    """A study as a sweep leaves it: trials with a value per rung, the pruned ones ending early."""
+    study = optuna.create_study(study_name="s", storage=storage, direction="maximize")
+    for number in range(completed + pruned):
+        trial = study.ask(SPACE)
+        stop = rungs if number < completed else 1
+        for step in range(1, stop + 1):
+            trial.report(0.1 * number + 0.05 * step, step)
+        if number < completed:
+            study.tell(trial, 0.1 * number + 0.05 * stop)
+        else:
+            study.tell(trial, state=optuna.trial.TrialState.PRUNED)
+
+
+def test_a_sweeps_study_gives_all_four_pictures(tmp_path: Path) -> None:
+    storage = f"sqlite:///{tmp_path / 'optuna.db'}"
+    study_with(storage, completed=4, pruned=2)
+    pictures = write_study_pictures(storage, study_name="s", metric="heldout/field_f1",
+                                    out_dir=tmp_path / "plots")  # fmt: skip
+    assert sorted(pictures.written) == sorted(PICTURES) and pictures.skipped == {}
+    for name in PICTURES:
+        assert_picture(tmp_path / "plots" / name)
+
+
+@pytest.mark.parametrize(("completed", "pruned"), [(0, 0), (0, 2)])
+def test_a_study_with_no_completed_trial_skips_its_pictures_with_the_reason(
+    tmp_path: Path, completed: int, pruned: int
+) -> None:
+    """Optuna draws empty axes for such a study, with only a warning: a blank picture would be
+    logged as if it showed the sweep."""
+    storage = f"sqlite:///{tmp_path / 'optuna.db'}"
+    study_with(storage, completed=completed, pruned=pruned)
+    pictures = write_study_pictures(storage, study_name="s", metric="heldout/loss",
+                                    out_dir=tmp_path / "plots")  # fmt: skip
+    assert pictures.written == {} and len(pictures.skipped) == len(PICTURES)
+    assert set(pictures.skipped.values()) == {"no completed trial"}
+    assert list((tmp_path / "plots").iterdir()) == []
