@@ -102,7 +102,7 @@ def heldout_row(report: dict[str, Any]) -> tuple[list[str], list[str]]:
 
 MIXED_A = [1.0, 0.0, 0.5, 0.25, 1.0, 0.0, 1.0]  # row: 0 won, 1 and 2 lost, 3 and 5 still wrong,
 MIXED_B = [0.0, 1.0, 1.0, 0.0, 1.0, 0.0, 0.5]  # 4 tied (both right), 6 won
-LONG = "A says " + "the note names Ana; " * 30  # over 400 characters: folded in the HTML
+LONG = "A says " + "the note names Ana; " * 30  # over 300 characters: folded in the HTML
 
 
 def test_losses_come_first_prompts_are_turns_and_the_sides_agree_everywhere(
