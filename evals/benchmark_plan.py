@@ -245,7 +245,7 @@ def paired_deltas(
     for task in plan.tasks:
         ours = item_scores(scores, plan, task)
         if ours and set(ours) & set(base.get(task, {})):
-            out[task] = compare_paired(base[task], ours, resamples=2000)
+            out[task] = compare_paired(ours, base[task], resamples=2000)
     return out
 
 

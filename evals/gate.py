@@ -32,9 +32,11 @@ class GateDecision:
         c = self.comparison
         test = f"McNemar p={c.p_value:.3g}" if c.test == MCNEMAR else "paired bootstrap"
         return (
-            f"held-out {self.metric}: {c.mean_b:.4f} vs {self.against} {c.mean_a:.4f}, "
+            f"held-out {self.metric}: {c.mean_candidate:.4f} vs {self.against} "
+            f"{c.mean_reference:.4f}, "
             f"delta {c.delta:+.4f}, {c.confidence:.0%} CI [{c.ci_low:+.4f}, {c.ci_high:+.4f}], "
-            f"{test}; {c.wins} rows better, {c.losses} worse, {c.ties} tied (n={c.n})"
+            f"{test}; {c.candidate_better} rows better, {c.reference_better} worse, "
+            f"{c.ties} tied (n={c.n})"
         )
 
 
@@ -43,9 +45,9 @@ def promotion_gate(
     against: str, mode: str = "max", guard: Sequence[str] = (), force_reason: str | None = None,
 ) -> GateDecision:  # fmt: skip
     """Judge a candidate's per-item held-out scores against the incumbent's on the same items."""
-    comparison = compare_paired(incumbent, candidate)
+    comparison = compare_paired(candidate, incumbent)
     refusals = []
-    if not comparison.b_better(mode=mode):
+    if not comparison.improves(mode=mode):
         refusals.append(f"not significantly better than {against} on held-out {metric}")
     refusals += [f"guard benchmark regressed: {line}" for line in guard]
     return GateDecision(

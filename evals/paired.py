@@ -1,7 +1,8 @@
 """Paired comparison of two models scored on the same items: the evidence behind promotion.
 
 Both models are scored item by item on the same set (held-out rows, benchmark documents), so the
-comparison is paired: each item's difference ``b - a``. Two questions are answered:
+comparison is paired: each item's difference ``candidate - reference`` (a trial against the base
+model, a challenger against the champion, A against B in a report). Two questions are answered:
 
 - How large is the difference? The mean difference with a paired bootstrap confidence interval
   (``scipy.stats.bootstrap`` over the per-item differences).
@@ -22,19 +23,20 @@ MCNEMAR, BOOTSTRAP = "mcnemar", "bootstrap"
 
 @dataclass(frozen=True)
 class PairedComparison:
-    """B against A on the items both were scored on; ``delta`` is mean(b) - mean(a)."""
+    """The candidate against the reference on the items both were scored on; ``delta`` is
+    mean(candidate) - mean(reference)."""
 
     n: int
-    mean_a: float
-    mean_b: float
+    mean_candidate: float
+    mean_reference: float
     delta: float
     ci_low: float
     ci_high: float
     confidence: float
     test: str  # mcnemar (0/1 scores) | bootstrap (graded scores)
     p_value: float | None  # McNemar's exact two-sided p; None for graded scores
-    wins: int  # items where B scored higher
-    losses: int  # items where B scored lower
+    candidate_better: int  # items where the candidate scored higher
+    reference_better: int  # items where the reference scored higher
     ties: int
 
     def significant(self, *, alpha: float | None = None) -> bool:
@@ -44,8 +46,8 @@ class PairedComparison:
             ci_high=self.ci_high, alpha=alpha if alpha is not None else 1 - self.confidence,
         )  # fmt: skip
 
-    def b_better(self, *, mode: str = "max") -> bool:
-        """B is significantly better than A (``mode: min`` for scores where lower is better)."""
+    def improves(self, *, mode: str = "max") -> bool:
+        """The candidate is significantly better (``mode: min``: scores where lower is better)."""
         improved = self.delta > 0 if mode == "max" else self.delta < 0
         return improved and self.significant()
 
@@ -63,31 +65,32 @@ def is_significant(
 
 
 def compare_paired(
-    a: Mapping[str, float], b: Mapping[str, float], *, confidence: float = 0.95,
-    resamples: int = 10_000, seed: int = 0,
+    candidate: Mapping[str, float], reference: Mapping[str, float], *,
+    confidence: float = 0.95, resamples: int = 10_000, seed: int = 0,
 ) -> PairedComparison:  # fmt: skip
-    """Compare B with A on the items both have scores for (keyed by item id)."""
+    """Compare the candidate with the reference on the items both have scores for (keyed by
+    item id): the delta is candidate - reference."""
     import numpy as np
     from scipy import stats
 
-    common = sorted(set(a) & set(b))
+    common = sorted(set(candidate) & set(reference))
     if not common:
         raise ValueError("the two sets of per-item scores have no item in common")
-    scores_a = np.array([float(a[i]) for i in common])
-    scores_b = np.array([float(b[i]) for i in common])
-    diffs = scores_b - scores_a
-    binary = bool(np.isin(np.concatenate([scores_a, scores_b]), (0.0, 1.0)).all())
+    ours = np.array([float(candidate[i]) for i in common])
+    theirs = np.array([float(reference[i]) for i in common])
+    diffs = ours - theirs
+    binary = bool(np.isin(np.concatenate([ours, theirs]), (0.0, 1.0)).all())
     low, high = _bootstrap_interval(diffs, confidence=confidence, resamples=resamples, seed=seed)
+    better, worse = int((diffs > 0).sum()), int((diffs < 0).sum())
     p_value = None
-    if binary:
-        b_only, a_only = int((diffs > 0).sum()), int((diffs < 0).sum())
-        discordant = a_only + b_only
-        p_value = 1.0 if discordant == 0 else float(stats.binomtest(b_only, discordant).pvalue)
+    if binary:  # McNemar's exact test: the discordant items split evenly under no difference
+        discordant = better + worse
+        p_value = 1.0 if discordant == 0 else float(stats.binomtest(better, discordant).pvalue)
     return PairedComparison(
-        n=len(common), mean_a=float(scores_a.mean()), mean_b=float(scores_b.mean()),
+        n=len(common), mean_candidate=float(ours.mean()), mean_reference=float(theirs.mean()),
         delta=float(diffs.mean()), ci_low=low, ci_high=high, confidence=confidence,
-        test=MCNEMAR if binary else BOOTSTRAP, p_value=p_value,
-        wins=int((diffs > 0).sum()), losses=int((diffs < 0).sum()), ties=int((diffs == 0).sum()),
+        test=MCNEMAR if binary else BOOTSTRAP, p_value=p_value, candidate_better=better,
+        reference_better=worse, ties=int((diffs == 0).sum()),
     )  # fmt: skip
 
 

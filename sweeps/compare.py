@@ -504,15 +504,14 @@ def assemble(
 def a_minus_b(
     a: Mapping[str, float], b: Mapping[str, float], *, metric: str, resamples: int = 10_000
 ) -> Delta:
-    """The paired comparison of A with the reference B, as A - B. ``compare_paired(x, y)``
-    reports y - x (its ``mean_a`` is x's): it is called with (B, A) and relabelled here."""
-    c = compare_paired(b, a, resamples=resamples)
+    """The paired comparison of the candidate A with the reference B: A - B."""
+    c = compare_paired(a, b, resamples=resamples)
     label = f"McNemar p={c.p_value:.3g}" if c.test == MCNEMAR else "paired bootstrap"
     return Delta(
-        metric=metric, n=c.n, mean_a=c.mean_b, mean_b=c.mean_a, delta=c.delta, ci_low=c.ci_low,
-        ci_high=c.ci_high, confidence=c.confidence, test=c.test, test_label=label,
-        p_value=c.p_value, significant=c.significant(), a_better=c.wins, b_better=c.losses,
-        ties=c.ties,
+        metric=metric, n=c.n, mean_a=c.mean_candidate, mean_b=c.mean_reference, delta=c.delta,
+        ci_low=c.ci_low, ci_high=c.ci_high, confidence=c.confidence, test=c.test,
+        test_label=label, p_value=c.p_value, significant=c.significant(),
+        a_better=c.candidate_better, b_better=c.reference_better, ties=c.ties,
     )  # fmt: skip
 
 

@@ -170,7 +170,7 @@ def test_a_better_pair_is_oriented_the_same_in_html_markdown_json_and_headline(
     champion = trial_side(home, "t1")
     context, report = build((champion, BASE_SIDE), (a_scores, b_scores), home=home,
                             out=tmp_path / "ab")  # fmt: skip
-    expected = compare_paired(b_scores.by_item(), a_scores.by_item())  # A - B
+    expected = compare_paired(a_scores.by_item(), b_scores.by_item())  # A - B
     paired = report["data"]["heldout_paired"]
     assert (paired["mean_a"], paired["mean_b"], paired["delta"]) == (1.0, 0.25, 0.75)
     assert (paired["ci_low"], paired["ci_high"], paired["p_value"]) == (
@@ -291,15 +291,15 @@ def test_report_numbers_are_the_paired_test_on_every_heldout_row(report: dict[st
     champion = cached_items(state, Path(best.adapter_path))
     base = cached_items(state, None)
     assert len(champion) == len(base) == HELDOUT_ROWS
-    expected = compare_paired({i["id"]: i["score"] for i in base},
-                              {i["id"]: i["score"] for i in champion})  # champion - base, per row  # fmt: skip
+    expected = compare_paired({i["id"]: i["score"] for i in champion},
+                              {i["id"]: i["score"] for i in base})  # champion - base, per row  # fmt: skip
     data = json.loads((report["out"] / "report.json").read_text())
     paired = data["heldout_paired"]  # A (the champion) - B (the base), A's mean first
     assert paired["mean_a"] == pytest.approx(sum(i["score"] for i in champion) / HELDOUT_ROWS)
     assert paired["mean_b"] == pytest.approx(sum(i["score"] for i in base) / HELDOUT_ROWS)
     assert (paired["delta"], paired["ci_low"], paired["ci_high"], paired["a_better"],
             paired["b_better"]) == (expected.delta, expected.ci_low, expected.ci_high,
-                                    expected.wins, expected.losses)  # fmt: skip
+                                    expected.candidate_better, expected.reference_better)  # fmt: skip
     assert data["a"] == f"champion (ab/{best.trial_id})" and data["b"] == "base model"
     markdown = (report["out"] / "report.md").read_text()
     ci = f"[{expected.ci_low:+.4f}, {expected.ci_high:+.4f}]"

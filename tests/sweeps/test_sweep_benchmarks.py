@@ -254,7 +254,7 @@ def test_compare_pairs_benchmarks_on_the_same_documents(
     arc = rows["arc_challenge (acc_norm, full)"]
     docs = {t: full_scores(client, state.trials[t].run_id, "benchmarks/full/arc_challenge.jsonl",
                            "acc_norm") for t in (first, second)}  # fmt: skip
-    expected = compare_paired(docs[second], docs[first], resamples=2000)  # first - second
+    expected = compare_paired(docs[first], docs[second], resamples=2000)  # first - second
     assert (arc["ci_low"], arc["ci_high"]) == (expected.ci_low, expected.ci_high)
     assert arc["test"].endswith(f", {len(ARC_ROWS)} documents")
     out = tmp_path / "finalist-vs-base"
