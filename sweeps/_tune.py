@@ -19,9 +19,8 @@ from ray import tune
 from ray.tune.schedulers import ASHAScheduler, FIFOScheduler
 from ray.tune.search import ConcurrencyLimiter
 from ray.tune.search.optuna import OptunaSearch
-from ray.tune.search.search_generator import SearchGenerator
 
-from sweeps._storage import EXPERIMENT_STATE, filesystem_and_path, is_local, storage_for
+from sweeps._storage import filesystem_and_path, is_local, storage_for
 from sweeps.config import AshaConfig, SweepConfig
 from sweeps.recorder import SweepRecorder
 from sweeps.space import define_by_run, grid_values, trial_hyperparameters
@@ -116,38 +115,9 @@ class PruneAwareOptunaSearch(OptunaSearch):
         return self._ot_study._storage.get_trial(ot_trial._trial_id)
 
 
-class CountedSearchGenerator(SearchGenerator):
-    """Ray's SearchGenerator, whose count of trials made is checked against the trials Ray
-    restored.
-
-    Ray saves the trial list (``experiment_state-*.json``) and then this generator's state
-    (``search_gen_state-*.json``, with the count) as two files. A driver killed between their
-    uploads pairs the trial list of one save with the count of the next: a trial the restored
-    run does not hold is counted towards num_samples, the sweep ends one short, and every
-    resume ends the same way. The count is clamped to the trials the experiment state holds;
-    the lost trial's Optuna trial is reused as an orphan (``PruneAwareOptunaSearch.suggest``)."""
-
-    def restore_from_dir(self, dirpath: str) -> None:
-        super().restore_from_dir(dirpath)
-        held = restored_trial_count(Path(dirpath))
-        if held is not None and self._counter > held:
-            self._counter = held
-
-
-def restored_trial_count(directory: Path) -> int | None:
-    """The trials in the newest experiment state file of a Tune experiment directory."""
-    states = sorted(directory.glob(EXPERIMENT_STATE), key=lambda p: p.stat().st_mtime)
-    if not states:
-        return None
-    try:
-        return len(json.loads(states[-1].read_text())["trial_data"])
-    except (OSError, ValueError, KeyError, TypeError):
-        return None
-
-
 def build_searcher(
     config: SweepConfig, *, metric: str, mode: str, storage_url: str, study_name: str
-) -> CountedSearchGenerator:
+) -> ConcurrencyLimiter:
     """Optuna (tpe | random | grid) over the YAML space, persisted in the sweep's sqlite study."""
     search = config.search
     sampler: optuna.samplers.BaseSampler
@@ -166,9 +136,7 @@ def build_searcher(
         storage=optuna.storages.RDBStorage(storage_url),
         study_name=study_name,
     )
-    return CountedSearchGenerator(
-        ConcurrencyLimiter(searcher, max_concurrent=search.max_concurrent)
-    )
+    return ConcurrencyLimiter(searcher, max_concurrent=search.max_concurrent)
 
 
 def build_scheduler(config: SweepConfig, *, max_rungs: int) -> ASHAScheduler | FIFOScheduler:
