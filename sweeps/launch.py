@@ -379,10 +379,9 @@ def _run(
 
             say = lambda text: console.print(text, highlight=False)  # noqa: E731
             judge_trials(state, tracker, spec=plan.spec, say=say)
-        state.status = "completed" if done else "interrupted"
-        if done:
             log_sweep_pictures(state, tracker, storage_url=study_storage(config, state.path),
-                               say=lambda text: console.print(text, highlight=False))  # fmt: skip
+                               say=say)  # fmt: skip
+        state.status = "completed" if done else "interrupted"
     finally:
         _finish(state, tracker)
         if started:
