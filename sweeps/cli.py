@@ -540,15 +540,18 @@ def _verb(verbs: Any, name: str, function: Callable[..., int], *, help: str | No
                             formatter_class=HelpFormatter)  # fmt: skip
 
 
-def _sweep_arguments(p: argparse.ArgumentParser) -> None:
-    p.add_argument("sweep", help="the sweep's name (launch prints it), or its directory")
+def _state_dir_argument(p: argparse.ArgumentParser) -> None:
     p.add_argument("--state-dir", type=Path, default=DEFAULT_STATE_DIR,
                    help="where sweep directories live")  # fmt: skip
+
+
+def _sweep_arguments(p: argparse.ArgumentParser) -> None:
+    p.add_argument("sweep", help="the sweep's name (launch prints it), or its directory")
+    _state_dir_argument(p)
 
 
 def _store_arguments(p: argparse.ArgumentParser, *, tracking: str = "the tracking store") -> None:
-    p.add_argument("--state-dir", type=Path, default=DEFAULT_STATE_DIR,
-                   help="where sweep directories live")  # fmt: skip
+    _state_dir_argument(p)
     p.add_argument("--mlflow-uri", default=DEFAULT_MLFLOW_URI, help=tracking)
 
 
@@ -645,8 +648,7 @@ def _add_model_verbs(verbs: Any) -> None:
     p.add_argument("--model-name", help="registered model (default: the sweep config's name)")
     p.add_argument("--force", metavar="REASON", help="promote even if the gate refuses; the "
                    "reason is recorded as a tag (default: the gate decides)")  # fmt: skip
-    p.add_argument("--state-dir", type=Path, default=DEFAULT_STATE_DIR,
-                   help="where sweep directories live")  # fmt: skip
+    _state_dir_argument(p)
     p.add_argument("--mlflow-uri", help="the registry (default: the sweep's tracking store)")
     p.set_defaults(run=lambda a: promote(a.ref, model_name=a.model_name, force=a.force,
                                          state_dir=a.state_dir, mlflow_uri=a.mlflow_uri))  # fmt: skip
