@@ -11,12 +11,11 @@ documents, data digest).
 from __future__ import annotations
 
 import json
-import math
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field, replace
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING
 
 from evals.benchmarks import (
     BenchmarkScores,
@@ -30,8 +29,30 @@ from evals.benchmarks import (
     score_benchmarks,
     task_manager,
 )
-from evals.objective import COMPOSITE, composite, deltas, primary_metric
-from evals.paired import PairedComparison, compare_paired, is_significant
+from evals.metric_keys import (
+    COMPOSITE,
+    DELTA,
+    DELTA_CI_HIGH,
+    DELTA_CI_LOW,
+    DELTA_P_VALUE,
+    FULL,
+    PROXY,
+    SECONDS,
+    bench_metrics,
+    bench_name,
+    composite_name,
+    phase_seconds,
+)
+from evals.objective import composite, deltas, primary_metric
+from evals.paired import PairedComparison, compare_paired
+
+if TYPE_CHECKING:
+    from peft import PeftModel
+    from transformers import PreTrainedModel, PreTrainedTokenizerBase
+
+    from sweeps.config import BenchmarksConfig, Objective
+
+    LoadModel = Callable[[], tuple[PreTrainedModel, PreTrainedTokenizerBase]]
 
 __all__ = [
     "COMPOSITE",
@@ -44,13 +65,9 @@ __all__ = [
     "phase_metrics",
     "plan_benchmarks",
     "primary_scores",
-    "recorded_scores",
     "score_plan",
-    "significant_losses",
     "write_samples",
 ]  # fmt: skip
-
-PROXY, FULL = "proxy", "full"
 
 
 @dataclass(frozen=True)
@@ -77,13 +94,14 @@ class BenchmarkPlan:
     base_items: dict[str, dict[str, dict[str, float]]] = field(default_factory=dict)
     task_dirs: list[str] | None = None  # the index a trial needs; None: lm-eval's whole index
 
-    def manager(self) -> Any:
+    def manager(self) -> object:
+        """lm-eval's task index for the plan's tasks (opaque here: lm-eval reads it)."""
         if self.task_dirs is not None:
             return narrow_task_manager(self.task_dirs)
         mirror = Path(self.mirror) if self.mirror else None
         return task_manager(mirror=mirror, include_path=None, cache=Path(self.cache))
 
-    def describe(self) -> dict[str, Any]:
+    def describe(self) -> dict[str, object]:
         """What MLflow records about the plan (the proxy documents included)."""
         return {"tasks": self.tasks, "skipped": self.skipped, "mirror": self.mirror or "hub",
                 "num_fewshot": self.num_fewshot, "batch_size": self.batch_size,
@@ -93,7 +111,7 @@ class BenchmarkPlan:
 
 
 def plan_benchmarks(
-    config: Any, objective: Any, *, mirror: Path | None, cache: Path,
+    config: BenchmarksConfig, objective: Objective, *, mirror: Path | None, cache: Path,
     progress: Callable[[str], None],
 ) -> BenchmarkPlan | None:  # fmt: skip
     """Check names and data for ``config`` (a BenchmarksConfig); None when no tasks are listed."""
@@ -135,8 +153,9 @@ def plan_benchmarks(
 
 # --------------------------------------------------------------------------- scoring
 def score_plan(
-    model: Any, tokenizer: Any, plan: BenchmarkPlan, *, phase: str, tasks: list[str] | None = None
-) -> tuple[BenchmarkScores, float]:
+    model: PreTrainedModel | PeftModel, tokenizer: PreTrainedTokenizerBase, plan: BenchmarkPlan, *,
+    phase: str, tasks: list[str] | None = None,
+) -> tuple[BenchmarkScores, float]:  # fmt: skip
     """Score a loaded model on the plan's proxy documents or full sets; returns the seconds too
     (the task index included).
 
@@ -146,7 +165,8 @@ def score_plan(
     """
     tasks = tasks if tasks is not None else plan.tasks
     started_all = time.perf_counter()
-    manager, scores, seconds = plan.manager(), BenchmarkScores(metrics={}), {}
+    manager, scores = plan.manager(), BenchmarkScores(metrics={})
+    seconds: dict[str, float] = {}
     for task in tasks:
         started = time.perf_counter()
         samples = plan.proxy[task] if phase == PROXY else None
@@ -158,7 +178,8 @@ def score_plan(
         )  # fmt: skip
         scores = scores.merge(pool_group(part, task) if names != [task] else part)
         seconds[task] = time.perf_counter() - started
-    scores.config.update(tasks=tasks, phase=phase, seconds=seconds)
+    scores.config["tasks"], scores.config["phase"] = tasks, phase
+    scores.config["seconds"] = seconds
     return scores, time.perf_counter() - started_all
 
 
@@ -176,7 +197,7 @@ def score_key(plan: BenchmarkPlan, task: str, *, phase: str, model_id: str) -> s
 
 
 def cached_base_scores(
-    plan: BenchmarkPlan, *, phase: str, model_id: str, load: Callable[[], tuple[Any, Any]],
+    plan: BenchmarkPlan, *, phase: str, model_id: str, load: LoadModel,
     progress: Callable[[str], None],
 ) -> BenchmarkScores:  # fmt: skip
     """The base model's scores, computed only for the tasks not already in the cache."""
@@ -249,37 +270,6 @@ def paired_deltas(
     return out
 
 
-def recorded_scores(
-    metrics: dict[str, float], plan: BenchmarkPlan, *, phase: str
-) -> dict[str, float]:
-    """Primary scores read back from logged ``bench/<phase>/<task>/<metric>`` values."""
-    logged: dict[str, dict[str, float]] = {}
-    for task in plan.tasks:
-        prefix = f"bench/{phase}/{task}/"
-        found = {k.removeprefix(prefix): v for k, v in metrics.items() if k.startswith(prefix)}
-        if found:
-            logged[task] = found
-    return primary_scores(BenchmarkScores(logged), plan)
-
-
-def significant_losses(
-    metrics: dict[str, float], plan: BenchmarkPlan, *, phase: str, alpha: float = 0.05
-) -> dict[str, bool]:
-    """Per task, whether its difference from the base is more than chance, read from the logged
-    paired test: McNemar's p for 0/1 metrics, else the interval excluding zero."""
-    out = {}
-    for task in plan.tasks:
-        prefix = f"bench/{phase}/{task}/"
-        p_value = metrics.get(prefix + "delta_p_value")
-        if p_value is not None or prefix + "delta_ci_high" in metrics:
-            out[task] = is_significant(
-                p_value=p_value, alpha=alpha,
-                ci_low=metrics.get(prefix + "delta_ci_low", math.nan),
-                ci_high=metrics.get(prefix + "delta_ci_high", math.nan),
-            )  # fmt: skip
-    return out
-
-
 def phase_metrics(
     scores: BenchmarkScores, plan: BenchmarkPlan, *, phase: str, heldout: float | None,
     seconds: float,
@@ -291,18 +281,17 @@ def phase_metrics(
     if phase == PROXY:  # a proxy's per-subject scores (one document each for MMLU) are noise
         keep = [*plan.tasks, *scores.groups]
         shown = BenchmarkScores({k: v for k, v in scores.metrics.items() if k in keep})
-    metrics = {**shown.flat(f"bench/{phase}"), f"bench/{phase}/seconds": seconds}
+    metrics = {**bench_metrics(phase, shown.metrics), phase_seconds(phase): seconds}
     per_task = scores.config.get("seconds", {})
-    metrics.update({f"bench/{phase}/{task}/seconds": t for task, t in per_task.items()})
-    metrics.update({f"bench/{phase}/{task}/delta": d for task, d in task_deltas.items()})
+    metrics.update({bench_name(phase, task, SECONDS): t for task, t in per_task.items()})
+    metrics.update({bench_name(phase, task, DELTA): d for task, d in task_deltas.items()})
     for task, paired in paired_deltas(scores, plan, phase=phase).items():
-        metrics[f"bench/{phase}/{task}/delta_ci_low"] = paired.ci_low
-        metrics[f"bench/{phase}/{task}/delta_ci_high"] = paired.ci_high
+        metrics[bench_name(phase, task, DELTA_CI_LOW)] = paired.ci_low
+        metrics[bench_name(phase, task, DELTA_CI_HIGH)] = paired.ci_high
         if paired.p_value is not None:  # 0/1 scores: McNemar's exact test
-            metrics[f"bench/{phase}/{task}/delta_p_value"] = paired.p_value
+            metrics[bench_name(phase, task, DELTA_P_VALUE)] = paired.p_value
     if plan.weights and heldout is not None:
-        name = COMPOSITE if phase == PROXY else f"{COMPOSITE}_{FULL}"
-        metrics[name] = composite(
+        metrics[composite_name(phase)] = composite(
             heldout, task_deltas=task_deltas, weights=plan.weights, mode=plan.mode
         )
     return metrics

@@ -22,12 +22,20 @@ import math
 import os
 import sys
 from collections import defaultdict
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Literal, TypedDict, TypeGuard
 
 import yaml
+
+if TYPE_CHECKING:
+    import torch
+    from datasets import Dataset
+    from lm_eval.api.task import Task
+    from lm_eval.models.huggingface import HFLM
+    from lm_eval.tasks import TaskManager
+    from transformers import Cache, PreTrainedTokenizerBase
 
 MIRROR_ENV = "LORA_SWEEP_BENCHMARK_MIRROR"
 # task -> {split: candidate file names in the mirror, first found wins}
@@ -56,22 +64,49 @@ class BenchmarkError(ValueError):
     """A benchmark that cannot be run, phrased as one line that says how to fix it."""
 
 
+# One document's record, kept for paired tests: doc_id, target, and each metric's value
+Sample = dict[str, str | float]
+
+
+class EvalConfig(TypedDict, total=False):
+    """What a scoring ran (``eval_config.json``): lm-eval's settings and documents, and the
+    plan's phase and seconds per task (evals/benchmark_plan.py adds those two)."""
+
+    tasks: list[str]
+    batch_size: int
+    num_fewshot: int | None
+    limit: int | float | None
+    share_prefix: bool
+    documents: dict[str, int]  # per task
+    seeds: str
+    versions: dict[str, object]  # per task, as lm-eval reports them
+    stderr_filled: list[str]  # group/metric pairs whose stderr fill_group_stderr computed
+    phase: str
+    seconds: dict[str, float]  # per task
+
+
+# the config entries that are per-task mappings: merged, not replaced, when scores are merged
+PER_TASK_CONFIG: tuple[Literal["documents", "versions", "seconds"], ...] = (
+    "documents", "versions", "seconds")  # fmt: skip
+
+
+class ScoresJson(TypedDict):
+    """BenchmarkScores as JSON (the base model's cached scores)."""
+
+    metrics: dict[str, dict[str, float]]
+    samples: dict[str, list[Sample]]
+    config: EvalConfig
+    groups: dict[str, list[str]]
+
+
 @dataclass
 class BenchmarkScores:
     """lm-eval's metrics per task (its own names), per-sample outputs, and what was run."""
 
     metrics: dict[str, dict[str, float]]
-    samples: dict[str, list[dict[str, Any]]] = field(default_factory=dict)
-    config: dict[str, Any] = field(default_factory=dict)
+    samples: dict[str, list[Sample]] = field(default_factory=dict)
+    config: EvalConfig = field(default_factory=EvalConfig)
     groups: dict[str, list[str]] = field(default_factory=dict)  # group -> its subtasks
-
-    def flat(self, prefix: str) -> dict[str, float]:
-        """``<prefix>/<task>/<metric>`` for MLflow, e.g. ``bench/full/arc_challenge/acc_norm``."""
-        return {
-            f"{prefix}/{task}/{name}": value
-            for task, metrics in self.metrics.items()
-            for name, value in metrics.items()
-        }
 
     def members(self, task: str) -> list[str]:
         """A task and, for a group such as ``mmlu``, every subgroup and subtask under it."""
@@ -92,9 +127,9 @@ class BenchmarkScores:
 
     def merge(self, other: BenchmarkScores) -> BenchmarkScores:
         """Both sets of tasks; config entries that are per-task mappings are merged too."""
-        config = {**self.config, **other.config}
-        for key in set(self.config) & set(other.config):
-            if isinstance(self.config[key], dict) and isinstance(other.config[key], dict):
+        config: EvalConfig = {**self.config, **other.config}
+        for key in PER_TASK_CONFIG:
+            if key in self.config and key in other.config:
                 config[key] = {**self.config[key], **other.config[key]}
         return BenchmarkScores(
             metrics={**self.metrics, **other.metrics},
@@ -103,12 +138,12 @@ class BenchmarkScores:
             groups={**self.groups, **other.groups},
         )
 
-    def to_json(self) -> dict[str, Any]:
+    def to_json(self) -> ScoresJson:
         return {"metrics": self.metrics, "samples": self.samples, "config": self.config,
                 "groups": self.groups}  # fmt: skip
 
     @classmethod
-    def from_json(cls, raw: dict[str, Any]) -> BenchmarkScores:
+    def from_json(cls, raw: ScoresJson) -> BenchmarkScores:
         return cls(**raw)
 
 
@@ -137,8 +172,8 @@ def _find(mirror: Path, names: tuple[str, ...]) -> Path | None:
 
 def _override(
     builtin: Path, data_files: dict[str, str], splits: dict[str, str | None]
-) -> dict[str, Any]:
-    override: dict[str, Any] = {
+) -> dict[str, object]:
+    override: dict[str, object] = {
         "include": str(builtin), "dataset_path": "json", "dataset_name": None,
         "dataset_kwargs": {"data_files": data_files},
     }  # fmt: skip
@@ -214,7 +249,7 @@ def mirror_tasks_dir(mirror: Path, cache: Path) -> tuple[Path, list[str]]:
     return out_dir, served
 
 
-def task_manager(*, mirror: Path | None, include_path: Path | None, cache: Path) -> Any:
+def task_manager(*, mirror: Path | None, include_path: Path | None, cache: Path) -> TaskManager:
     """lm-eval's task index, with the mirror's task YAMLs (and ``include_path``) on top."""
     quiet_datasets()
     paths = []
@@ -226,20 +261,20 @@ def task_manager(*, mirror: Path | None, include_path: Path | None, cache: Path)
 
 
 @functools.lru_cache(maxsize=4)
-def _indexed_tasks(paths: tuple[str, ...], *, defaults: bool = True) -> Any:
+def _indexed_tasks(paths: tuple[str, ...], *, defaults: bool = True) -> TaskManager:
     """Indexing lm-eval's ~15k task YAMLs takes seconds: once per process and set of paths."""
     from lm_eval.tasks import TaskManager
 
     return TaskManager(include_path=list(paths) or None, include_defaults=defaults)
 
 
-def narrow_task_manager(dirs: list[str]) -> Any:
+def narrow_task_manager(dirs: list[str]) -> TaskManager:
     """An index of only ``dirs`` (from :func:`narrow_index_dirs`): milliseconds, not seconds."""
     quiet_datasets()  # the mirror's tasks override the built-in ones: no warning per task
     return _indexed_tasks(tuple(dirs), defaults=False)
 
 
-def narrow_index_dirs(data: list[TaskData], manager: Any) -> list[str] | None:
+def narrow_index_dirs(data: list[TaskData], manager: TaskManager) -> list[str] | None:
     """The directories whose YAMLs define these tasks, their groups and subtasks, in the index's
     order of precedence: a trial indexes these alone. None when that would define any of them
     differently from ``manager`` (then trials index everything)."""
@@ -266,7 +301,7 @@ def narrow_index_dirs(data: list[TaskData], manager: Any) -> list[str] | None:
     return ordered if same else None
 
 
-def check_tasks(tasks: list[str], manager: Any) -> None:
+def check_tasks(tasks: list[str], manager: TaskManager) -> None:
     """Unknown task names fail before any model is loaded, naming the task."""
     known = set(manager.all_tasks)
     unknown = [t for t in tasks if t not in known]
@@ -339,7 +374,14 @@ def hub_unavailable(*, timeout: float = HUB_PROBE_SECONDS) -> str | None:
     return f"the Hugging Face Hub does not answer ({host}:{port} within {timeout:g} s)"
 
 
-def prefix_sharing_lm(model: Any, tokenizer: Any, *, batch_size: int) -> Any:
+# lm-eval's log-likelihood request: ((context, continuation) text, context tokens, continuation
+# tokens); and its answer: the continuation's log-likelihood, and whether it is the greedy one
+Request = tuple[tuple[str, str], list[int], list[int]]
+Answer = tuple[float, bool]
+
+
+def prefix_sharing_lm(model: torch.nn.Module, tokenizer: PreTrainedTokenizerBase, *,
+                      batch_size: int) -> HFLM:  # fmt: skip
     """lm-eval's HFLM, but the choices of one question share one forward pass of its context.
 
     lm-eval scores each (context, continuation) pair as a whole sequence. For multiple-choice
@@ -350,89 +392,142 @@ def prefix_sharing_lm(model: Any, tokenizer: Any, *, batch_size: int) -> Any:
     log-likelihoods are the same sums over the same tokens; they agree with lm-eval's own path to
     float rounding (tests/evals/test_benchmarks.py checks 1e-4).
     """
-    import copy
-    import inspect
-
-    import torch
     from lm_eval.models.huggingface import HFLM
 
     class PrefixSharingHFLM(HFLM):  # type: ignore[misc]
         def _loglikelihood_tokens(
-            self, requests: list[Any], disable_tqdm: bool = False, override_bs: Any = None
-        ) -> list[tuple[float, bool]]:
-            results: list[tuple[float, bool] | None] = [None] * len(requests)
-            groups: dict[tuple[int, ...], list[int]] = defaultdict(list)
-            long = []
-            for i, (_, context, continuation) in enumerate(requests):
-                if len(context) + len(continuation) > self.max_length + 1:
-                    long.append(i)  # lm-eval truncates these from the left: its own path
-                else:
-                    groups[tuple(context)].append(i)
-            if long:
+            self, requests: list[Request], disable_tqdm: bool = False,
+            override_bs: int | None = None,
+        ) -> list[Answer]:  # fmt: skip
+            long, groups = _split_by_context(requests, max_length=self.max_length)
+            answers: dict[int, Answer] = {}
+            if long:  # lm-eval truncates these from the left: its own path
                 plain = super()._loglikelihood_tokens(
                     [requests[i] for i in long], True, override_bs
                 )
-                for i, answer in zip(long, plain, strict=True):
-                    results[i] = answer
-            self._last_prefix: tuple[list[int], Any] = ([], None)
-            for context in sorted(groups):  # neighbours share their longest prefixes
-                members = groups[context]
-                answers = self._score_group(list(context), [requests[i] for i in members])
-                for i, answer in zip(members, answers, strict=True):
-                    results[i] = answer
-                    self.cache_hook.add_partial("loglikelihood", requests[i][0], answer)
-            self._last_prefix = ([], None)
-            return [r for r in results if r is not None]
-
-        def _prefix_cache(self, prefix: list[int]) -> Any:
-            """The key/value cache of ``prefix``, extending the last one from where they differ."""
-            last, cache = self._last_prefix
-            shared = 0
-            for a, b in zip(last, prefix, strict=False):
-                if a != b:
-                    break
-                shared += 1
-            if shared == 0 or not _croppable(cache):
-                cache, shared = None, 0
-            elif shared < len(last):
-                cache.crop(shared - len(last))  # negative: drop that many tokens (any version)
-            if shared < len(prefix):
-                ids = torch.tensor([prefix[shared:]], device=self.device)
-                cache = self.model(input_ids=ids, past_key_values=cache, use_cache=True,
-                                   **self._head_kwargs()).past_key_values  # fmt: skip
-            self._last_prefix = (prefix, cache)
-            return cache
-
-        def _head_kwargs(self) -> dict[str, Any]:
-            """Only the last position's logits for a context pass (the LM head is a fifth of
-            a small model's compute), where the model's forward takes ``logits_to_keep``."""
-            base = getattr(self.model, "get_base_model", lambda: self.model)()
-            accepts = "logits_to_keep" in inspect.signature(base.forward).parameters
-            return {"logits_to_keep": 1} if accepts else {}
-
-        @torch.no_grad()
-        def _score_group(self, context: list[int], requests: list[Any]) -> list[tuple[float, bool]]:
-            past = self._prefix_cache(context[:-1]) if len(context) > 1 else None
-            answers = []
-            for start in range(0, len(requests), self.batch_size):
-                chunk = [r[2] for r in requests[start : start + self.batch_size]]
-                width = max(map(len, chunk))
-                rows = [[context[-1], *c[:-1]] + [0] * (width - len(c)) for c in chunk]
-                cache = None
-                if past is not None:
-                    cache = copy.deepcopy(past)
-                    cache.batch_repeat_interleave(len(chunk))
-                logits = self.model(input_ids=torch.tensor(rows, device=self.device),
-                                    past_key_values=cache, use_cache=cache is not None).logits  # fmt: skip
-                for row, cont in zip(logits, chunk, strict=True):
-                    picked = row[: len(cont)].float()  # padding is never normalised
-                    target = torch.tensor(cont, device=self.device)
-                    chosen = picked.gather(-1, target[:, None]).squeeze(-1)
-                    total = float((chosen - picked.logsumexp(-1)).sum())  # = log_softmax's
-                    answers.append((total, bool((picked.argmax(-1) == target).all())))
-            return answers
+                answers.update(zip(long, plain, strict=True))
+            answers.update(_score_sharing_prefixes(self, requests, groups))
+            return [answers[i] for i in range(len(requests))]
 
     return PrefixSharingHFLM(pretrained=model, tokenizer=tokenizer, batch_size=batch_size)
+
+
+def _split_by_context(
+    requests: list[Request], *, max_length: int
+) -> tuple[list[int], dict[tuple[int, ...], list[int]]]:
+    """The indices of requests longer than the model's context, and the others' indices grouped
+    by their context tokens."""
+    groups: dict[tuple[int, ...], list[int]] = defaultdict(list)
+    long = []
+    for i, (_, context, continuation) in enumerate(requests):
+        if len(context) + len(continuation) > max_length + 1:
+            long.append(i)
+        else:
+            groups[tuple(context)].append(i)
+    return long, groups
+
+
+def _score_sharing_prefixes(
+    lm: HFLM, requests: list[Request], groups: dict[tuple[int, ...], list[int]]
+) -> dict[int, Answer]:
+    """Each grouped request's answer, the groups' contexts in sorted order: neighbours share
+    their longest prefixes, and each extends the key/value cache of the one before."""
+    import torch
+
+    prefixes = _PrefixCache(lm)
+    answers: dict[int, Answer] = {}
+    with torch.no_grad():
+        for context in sorted(groups):
+            members = groups[context]
+            scored = _score_group(lm, prefixes, list(context), [requests[i] for i in members])
+            for i, answer in zip(members, scored, strict=True):
+                answers[i] = answer
+                lm.cache_hook.add_partial("loglikelihood", requests[i][0], answer)
+    return answers
+
+
+class _PrefixCache:
+    """The key/value cache of the last context prefix run, reused for the next one."""
+
+    def __init__(self, lm: HFLM) -> None:
+        self.lm = lm
+        self.prefix: list[int] = []
+        self.cache: Cache | None = None
+
+    def of(self, prefix: list[int]) -> Cache | None:
+        """The key/value cache of ``prefix``, extending the last one from where they differ."""
+        import torch
+
+        last, cache = self.prefix, self.cache
+        shared = _shared_length(last, prefix)
+        if shared == 0 or not _croppable(cache):
+            cache, shared = None, 0
+        elif shared < len(last):
+            cache.crop(shared - len(last))  # negative: drop that many tokens (any version)
+        if shared < len(prefix):
+            ids = torch.tensor([prefix[shared:]], device=self.lm.device)
+            cache = self.lm.model(input_ids=ids, past_key_values=cache, use_cache=True,
+                                  **_head_kwargs(self.lm.model)).past_key_values  # fmt: skip
+        self.prefix, self.cache = prefix, cache
+        return cache
+
+
+def _shared_length(a: list[int], b: list[int]) -> int:
+    """How many tokens the two sequences share from their start."""
+    shared = 0
+    for x, y in zip(a, b, strict=False):
+        if x != y:
+            break
+        shared += 1
+    return shared
+
+
+def _head_kwargs(model: torch.nn.Module) -> dict[str, int]:
+    """Only the last position's logits for a context pass (the LM head is a fifth of a small
+    model's compute), where the model's forward takes ``logits_to_keep``."""
+    import inspect
+
+    base = getattr(model, "get_base_model", lambda: model)()
+    accepts = "logits_to_keep" in inspect.signature(base.forward).parameters
+    return {"logits_to_keep": 1} if accepts else {}
+
+
+def _score_group(
+    lm: HFLM, prefixes: _PrefixCache, context: list[int], requests: list[Request]
+) -> list[Answer]:
+    """The continuations of one context: its prefix's key/value cache, then a batch at a time."""
+    past = prefixes.of(context[:-1]) if len(context) > 1 else None
+    answers = []
+    for start in range(0, len(requests), lm.batch_size):
+        chunk = [r[2] for r in requests[start : start + lm.batch_size]]
+        answers += _score_batch(lm, context[-1], chunk, past=past)
+    return answers
+
+
+def _score_batch(
+    lm: HFLM, last_token: int, continuations: list[list[int]], *, past: Cache | None
+) -> list[Answer]:
+    """One forward pass over the context's last token and each continuation (right-padded)."""
+    import copy
+
+    import torch
+
+    width = max(map(len, continuations))
+    rows = [[last_token, *c[:-1]] + [0] * (width - len(c)) for c in continuations]
+    cache = None
+    if past is not None:
+        cache = copy.deepcopy(past)
+        cache.batch_repeat_interleave(len(continuations))
+    logits = lm.model(input_ids=torch.tensor(rows, device=lm.device),
+                      past_key_values=cache, use_cache=cache is not None).logits  # fmt: skip
+    answers = []
+    for row, cont in zip(logits, continuations, strict=True):
+        picked = row[: len(cont)].float()  # padding is never normalised
+        target = torch.tensor(cont, device=lm.device)
+        chosen = picked.gather(-1, target[:, None]).squeeze(-1)
+        total = float((chosen - picked.logsumexp(-1)).sum())  # = log_softmax's
+        answers.append((total, bool((picked.argmax(-1) == target).all())))
+    return answers
 
 
 @contextlib.contextmanager
@@ -455,7 +550,7 @@ def _quiet_evaluation() -> Iterator[None]:
         evaluator.add_env_info = original
 
 
-def _documents_read_once(tasks: list[str], manager: Any) -> list[Any] | None:
+def _documents_read_once(tasks: list[str], manager: TaskManager) -> list[Task] | None:
     """The tasks, built, with their evaluation documents processed and read into memory once.
 
     lm-eval runs a task's ``process_docs`` and reads its dataset row by row again each time it
@@ -475,11 +570,14 @@ def _documents_read_once(tasks: list[str], manager: Any) -> list[Any] | None:
     return list(loaded["tasks"].values())
 
 
-def _processed_once(process: Any, documents: Any) -> Any:
+def _processed_once(
+    process: Callable[[Dataset], Dataset] | None, documents: Dataset
+) -> Callable[[Dataset], Dataset | list[dict[str, object]]]:
     """``process_docs`` that returns the evaluation split, processed once, as a list of dicts."""
-    processed = (process(documents) if process is not None else documents).to_list()
+    processed: list[dict[str, object]] = (
+        process(documents) if process is not None else documents).to_list()  # fmt: skip
 
-    def process_docs(dataset: Any) -> Any:
+    def process_docs(dataset: Dataset) -> Dataset | list[dict[str, object]]:
         if dataset is documents:
             return processed
         return process(dataset) if process is not None else dataset
@@ -487,14 +585,15 @@ def _processed_once(process: Any, documents: Any) -> Any:
     return process_docs
 
 
-def _croppable(cache: Any) -> bool:
+def _croppable(cache: Cache | None) -> TypeGuard[Cache]:
     """Plain full-attention key/value layers: cutting them back to a prefix is exact."""
     layers = getattr(cache, "layers", None) or []
     return bool(layers) and all(type(layer).__name__ == "DynamicLayer" for layer in layers)
 
 
 def score_benchmarks(
-    model: Any, tokenizer: Any, *, tasks: list[str], batch_size: int, manager: Any,
+    model: torch.nn.Module, tokenizer: PreTrainedTokenizerBase, *, tasks: list[str],
+    batch_size: int, manager: TaskManager,
     num_fewshot: int | None = None, limit: int | float | None = None,
     samples: dict[str, list[int]] | None = None, share_prefix: bool = False,
 ) -> BenchmarkScores:  # fmt: skip
@@ -525,10 +624,11 @@ def score_benchmarks(
         raise BenchmarkError("lm-eval returned no results")
     metrics = {task: _numeric(values) for task, values in out["results"].items()}
     logged = {task: [_sample(s) for s in rows] for task, rows in out.get("samples", {}).items()}
-    config = {"tasks": tasks, "batch_size": batch_size, "num_fewshot": num_fewshot, "limit": limit,
-              "share_prefix": share_prefix,
-              "documents": {t: len(rows) for t, rows in logged.items()},
-              "seeds": "lm-eval defaults: 0,1234,1234,1234", "versions": out.get("versions", {})}  # fmt: skip
+    config: EvalConfig = {
+        "tasks": tasks, "batch_size": batch_size, "num_fewshot": num_fewshot, "limit": limit,
+        "share_prefix": share_prefix, "documents": {t: len(rows) for t, rows in logged.items()},
+        "seeds": "lm-eval defaults: 0,1234,1234,1234", "versions": out.get("versions", {}),
+    }  # fmt: skip
     groups = {
         g: list(subtasks) for g, subtasks in out.get("group_subtasks", {}).items() if subtasks
     }
@@ -576,7 +676,7 @@ class TaskData:
     names: list[str] = field(default_factory=list)
 
 
-def load_task_data(task: str, manager: Any) -> TaskData:
+def load_task_data(task: str, manager: TaskManager) -> TaskData:
     """Load a task's documents (Hub or mirror) and fingerprint them; raises when it cannot."""
     quiet_datasets()
     loaded = manager.load([task])
@@ -640,7 +740,7 @@ def pool_group(scores: BenchmarkScores, group: str) -> BenchmarkScores:
 
 
 def available_data(
-    tasks: list[str], manager: Any, *, mirror: Path | None
+    tasks: list[str], manager: TaskManager, *, mirror: Path | None
 ) -> tuple[dict[str, TaskData], dict[str, str]]:
     """Each task's data, loaded now; and, for those that cannot be had, why and how to fix it."""
     found, missing = {}, {}
@@ -653,7 +753,7 @@ def available_data(
 
 
 def check_data(
-    tasks: list[str], manager: Any, *, mirror: Path | None, optional: bool = False,
+    tasks: list[str], manager: TaskManager, *, mirror: Path | None, optional: bool = False,
     fix_hint: str = "",
 ) -> tuple[dict[str, TaskData], dict[str, str]]:  # fmt: skip
     """Every task's data, and for the ones that cannot be had, why. Unless they are optional,
@@ -678,7 +778,7 @@ def unavailable_reason(task: str, error: Exception, mirror: Path | None) -> str:
     return f"{task}: its data could not be loaded ({type(error).__name__}: {first}); {fix}, or check the network"
 
 
-def _numeric(values: dict[str, Any]) -> dict[str, float]:
+def _numeric(values: Mapping[str, object]) -> dict[str, float]:
     """lm-eval's ``acc,none`` -> ``acc``; ``acc_stderr,none`` -> ``acc_stderr``; text dropped."""
     out = {}
     for key, value in values.items():
@@ -687,7 +787,9 @@ def _numeric(values: dict[str, Any]) -> dict[str, float]:
     return out
 
 
-def _sample(row: dict[str, Any]) -> dict[str, Any]:
+def _sample(row: Mapping[str, object]) -> Sample:
     """The per-sample record kept for paired tests: id, target, and each metric's value."""
+    doc_id = row.get("doc_id")
+    assert isinstance(doc_id, int), f"lm-eval logged a sample with no document id: {sorted(row)}"
     keep = {k: v for k, v in row.items() if isinstance(v, (int, float, str)) and k != "doc_hash"}
-    return {"doc_id": row.get("doc_id"), **keep}
+    return {"doc_id": doc_id, **keep}

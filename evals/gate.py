@@ -3,17 +3,18 @@
 The candidate is compared item by item with the incumbent (the registry's champion, or the base
 model when there is none) on the same held-out rows: McNemar's exact test for 0/1 scores, else a
 paired bootstrap 95% interval that must exclude zero (``evals.paired``). A guard benchmark that
-regressed beyond its margin refuses promotion too. ``force`` overrides both, and its reason is
-kept with the decision.
+regressed beyond its margin refuses promotion too (``evals.objective.guard_violations``, the
+sweep's own guard). ``force`` overrides both, and its reason is kept with the decision.
 """
 
 from __future__ import annotations
 
-import math
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 
-from evals.paired import MCNEMAR, PairedComparison, compare_paired, is_significant
+from evals.paired import MCNEMAR, PairedComparison, compare_paired
+
+__all__ = ["GateDecision", "promotion_gate"]
 
 
 @dataclass(frozen=True)
@@ -54,29 +55,3 @@ def promotion_gate(
         promote=not refusals or force_reason is not None, metric=metric, against=against,
         comparison=comparison, refusals=refusals, forced_reason=force_reason,
     )  # fmt: skip
-
-
-def logged_guard_violations(
-    metrics: Mapping[str, float], margins: Mapping[str, float], *, alpha: float = 0.05
-) -> list[str]:
-    """Guard verdicts re-read from a trial's logged benchmark deltas against the base.
-
-    Full-set deltas are used when the trial was a finalist; otherwise the proxy's, where a loss
-    does not count when the logged paired test says it could be chance (as in the sweep).
-    """
-    lines = []
-    for task, margin in margins.items():
-        phase = "full" if f"bench/full/{task}/delta" in metrics else "proxy"
-        prefix = f"bench/{phase}/{task}/"
-        delta = metrics.get(prefix + "delta")
-        if delta is None or -delta <= margin:
-            continue
-        tested = prefix + "delta_p_value" in metrics or prefix + "delta_ci_high" in metrics
-        if phase == "proxy" and tested and not is_significant(
-            p_value=metrics.get(prefix + "delta_p_value"), alpha=alpha,
-            ci_low=metrics.get(prefix + "delta_ci_low", math.nan),
-            ci_high=metrics.get(prefix + "delta_ci_high", math.nan),
-        ):  # fmt: skip
-            continue
-        lines.append(f"{task}: {delta:+.4f} vs base on the {phase} set (margin {margin:.4f})")
-    return lines

@@ -6,6 +6,7 @@ import math
 from dataclasses import dataclass, field
 from typing import Any
 
+from evals import metric_keys as keys
 from evals.metrics import exact_match, mean, score_items
 
 
@@ -18,11 +19,11 @@ class HeldoutScores:
     exact_match: float
     items: list[dict[str, Any]] = field(default_factory=list)
 
-    def as_metrics(self, prefix: str = "heldout") -> dict[str, float]:
-        out = {f"{prefix}/loss": self.loss, f"{prefix}/perplexity": self.perplexity}
+    def as_metrics(self) -> dict[str, float]:
+        out = {keys.HELDOUT_LOSS: self.loss, keys.HELDOUT_PERPLEXITY: self.perplexity}
         if self.items:
-            out[f"{prefix}/{self.task_metric}"] = self.task_score
-            out[f"{prefix}/exact_match"] = self.exact_match
+            out[keys.heldout(self.task_metric)] = self.task_score
+            out[keys.HELDOUT_EXACT_MATCH] = self.exact_match
         return out
 
 

@@ -4,14 +4,13 @@ from __future__ import annotations
 
 import json
 from collections.abc import Callable
-from typing import Any
 
 
 def normalize_text(text: str) -> str:
     return " ".join(text.strip().split())
 
 
-def parse_json_object(text: str) -> dict[str, Any] | None:
+def parse_json_object(text: str) -> dict[str, object] | None:
     """The first JSON object in ``text`` (models often wrap it in prose or code fences)."""
     decoder = json.JSONDecoder()
     start = text.find("{")
@@ -25,7 +24,7 @@ def parse_json_object(text: str) -> dict[str, Any] | None:
     return None
 
 
-def _canonical(value: Any) -> str:
+def _canonical(value: object) -> str:
     """Strings compare case- and whitespace-insensitively; other JSON types by value and type."""
     if isinstance(value, str):
         return "str:" + normalize_text(value).lower()
@@ -41,7 +40,7 @@ def exact_match(prediction: str, reference: str) -> float:
     return float(normalize_text(prediction) == normalize_text(reference))
 
 
-def _pairs(obj: dict[str, Any]) -> set[tuple[str, str]]:
+def _pairs(obj: dict[str, object]) -> set[tuple[str, str]]:
     return {(str(k).strip().lower(), _canonical(v)) for k, v in obj.items()}
 
 

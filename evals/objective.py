@@ -7,7 +7,21 @@ task is its primary score minus the base model's on the same documents.
 
 from __future__ import annotations
 
+import math
 from collections.abc import Mapping
+
+from evals.metric_keys import COMPOSITE, FULL, PROXY, LoggedDelta
+from evals.paired import is_significant
+
+__all__ = [
+    "COMPOSITE",
+    "FALLBACK_METRICS",
+    "PRIMARY_METRICS",
+    "composite",
+    "deltas",
+    "guard_violations",
+    "primary_metric",
+]  # fmt: skip
 
 PRIMARY_METRICS = {
     "arc_challenge": "acc_norm",
@@ -18,7 +32,6 @@ PRIMARY_METRICS = {
     "truthfulqa_mc2": "acc",
 }
 FALLBACK_METRICS = ("acc_norm", "acc", "exact_match", "f1", "mc2", "em")
-COMPOSITE = "objective/composite"
 
 
 def primary_metric(task: str, metrics: Mapping[str, float], overrides: Mapping[str, str]) -> str:
@@ -50,24 +63,30 @@ def composite(
 
 
 def guard_violations(
-    scores: Mapping[str, float], base: Mapping[str, float], margins: Mapping[str, float], *,
-    significant: Mapping[str, bool] | None = None,
-) -> list[str]:  # fmt: skip
-    """One line per guarded benchmark on which a trial lost more than its margin.
+    metrics: Mapping[str, float], margins: Mapping[str, float], *, alpha: float = 0.05
+) -> list[str]:
+    """The no-regression guard: one line per guarded benchmark a trial lost more than its
+    margin on, read from the trial's logged deltas against the base model.
 
-    With ``significant`` (per task: is the loss more than chance, by a paired test on the same
-    documents), a task whose loss could be chance is not flagged: on an 8-document proxy one
-    flipped answer is 12 points.
+    The sweep's verdict on every trial and the promotion gate's are this one function. Each
+    task is judged on the full set when the trial has a full-set delta for it (a finalist),
+    else on the proxy. On the proxy a loss does not count when its logged paired test says it
+    could be chance (on an 8-document proxy one flipped answer is 12 points); a proxy loss with
+    no test logged counts. A full-set loss beyond the margin always counts.
     """
     lines = []
     for task, margin in margins.items():
-        if task not in scores or task not in base or base[task] - scores[task] <= margin:
+        logged = LoggedDelta.read(metrics, phase=FULL, task=task) or LoggedDelta.read(
+            metrics, phase=PROXY, task=task
+        )  # fmt: skip
+        if logged is None or -logged.delta <= margin:
             continue
-        if significant is not None and not significant.get(task, True):
+        if logged.phase == PROXY and logged.tested and not is_significant(
+            p_value=logged.p_value, alpha=alpha,
+            ci_low=math.nan if logged.ci_low is None else logged.ci_low,
+            ci_high=math.nan if logged.ci_high is None else logged.ci_high,
+        ):  # fmt: skip
             continue
-        drop = base[task] - scores[task]
-        lines.append(
-            f"{task}: {scores[task]:.4f} vs base {base[task]:.4f} "
-            f"(drop {drop:.4f} > margin {margin:.4f})"
-        )
+        lines.append(f"{task}: {logged.delta:+.4f} vs base on the {logged.phase} set "
+                     f"(drop {-logged.delta:.4f} > margin {margin:.4f})")  # fmt: skip
     return lines

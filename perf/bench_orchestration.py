@@ -89,8 +89,9 @@ def bare(config: dict[str, Any], work: Path, concurrency: int) -> dict[str, floa
     """A bare Ray Tune loop: same trainable and resources; random search; nothing else."""
     from ray import tune
 
-    from sweeps._tune import lora_trainable, start_ray, stop_ray
     from sweeps.preflight import coerce_config, preflight
+    from sweeps.tune import start_ray, stop_ray
+    from sweeps.tune.trainable import lora_trainable
 
     loaded, _, cwd = coerce_config(config)
     plan = preflight(loaded, config_path=None, config_dir=cwd)

@@ -31,7 +31,6 @@ import gc
 import math
 import sys
 import time
-from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -43,7 +42,9 @@ sys.path.insert(0, str(REPO / "perf"))
 
 from _report import emit  # noqa: E402
 
-from trainers.lora_trial import TrialSpec, _optimizer_step, setup  # noqa: E402
+from sweeps.config import DataConfig, TrainingConfig  # noqa: E402
+from trainers.lora_trial import _optimizer_step, setup  # noqa: E402
+from trainers.spec import TrialSpec  # noqa: E402
 from trainers.tokenize import IGNORE_INDEX  # noqa: E402
 
 HPARAMS = {
@@ -92,7 +93,8 @@ def _measured(device: str, *, tokens: int, seconds: float) -> dict[str, float]:
 
 
 def ours(spec: TrialSpec, *, steps: int, warmup: int, pack: bool = False) -> dict[str, float]:
-    spec = replace(spec, training={**spec.training, "sample_packing": pack})
+    training = spec.training.model_copy(update={"sample_packing": pack})
+    spec = spec.model_copy(update={"training": training})
     _reset_peak(spec.device)
     recipe = setup(spec, HPARAMS)
     for _ in range(warmup):
@@ -183,8 +185,8 @@ def hf_trainer(spec: TrialSpec, *, steps: int, warmup: int, pad_to_max: bool) ->
         save_strategy="no",
         logging_strategy="no",
         use_cpu=not spec.device.startswith("cuda"),
-        bf16=spec.training.get("precision") == "bf16",
-        fp16=spec.training.get("precision") == "fp16",
+        bf16=spec.training.precision == "bf16",
+        fp16=spec.training.precision == "fp16",
         dataloader_num_workers=0,
         lr_scheduler_type="constant",
         seed=42,
@@ -210,8 +212,8 @@ def baseline_model(spec: TrialSpec) -> Any:
     from trainers.models import qlora_quantization, weights_dtype
 
     device = spec.device
-    dtype = weights_dtype(spec.training.get("precision", "auto"), device)
-    if spec.training.get("adapter", "lora") != "qlora":
+    dtype = weights_dtype(spec.training.precision, device)
+    if spec.training.adapter != "qlora":
         return AutoModelForCausalLM.from_pretrained(spec.model_path, dtype=dtype).to(device)
     from peft import prepare_model_for_kbit_training
 
@@ -244,11 +246,11 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     model = resolve_base_model(args.model).path
     spec = TrialSpec(
         model_path=str(model),
-        train_path=str(REPO / "data/notes_to_json/train.jsonl"),
-        heldout_path=str(REPO / "data/notes_to_json/heldout.jsonl"),
-        task_metric="field_f1",
-        training={"micro_batch_size": 4, "seed": 42, "adapter": args.adapter,
-                  "precision": args.precision},
+        data=DataConfig(train=str(REPO / "data/notes_to_json/train.jsonl"),
+                        heldout=str(REPO / "data/notes_to_json/heldout.jsonl"),
+                        task_metric="field_f1"),
+        training=TrainingConfig(micro_batch_size=4, seed=42, adapter=args.adapter,
+                                precision=args.precision),
         cpus=args.threads,
         device=args.device,
         gpus=1.0 if args.device.startswith("cuda") else 0.0,

@@ -19,7 +19,7 @@ import os
 import pickletools
 import uuid
 from collections.abc import Callable
-from typing import Any
+from typing import NoReturn
 
 import fsspec
 import pyarrow
@@ -101,16 +101,16 @@ class WholeFileHandler(pyarrow.fs.FSSpecHandler):  # type: ignore[misc]
     def __init__(self) -> None:
         super().__init__(fsspec.filesystem("file"))
 
-    def __reduce__(self) -> tuple[Any, ...]:  # Ray ships the filesystem to every trial's worker
-        return (WholeFileHandler, ())
+    def __reduce__(self) -> tuple[type[WholeFileHandler], tuple[()]]:
+        return (WholeFileHandler, ())  # Ray ships the filesystem to every trial's worker
 
     def get_type_name(self) -> str:
         return "local (whole-file writes)"
 
-    def open_output_stream(self, path: str, metadata: Any) -> Any:
+    def open_output_stream(self, path: str, metadata: object) -> pyarrow.PythonFile:
         return pyarrow.PythonFile(_WholeFile(path), mode="w")
 
-    def open_append_stream(self, path: str, metadata: Any) -> Any:
+    def open_append_stream(self, path: str, metadata: object) -> NoReturn:
         raise NotImplementedError("appending cannot replace a file whole")
 
 

@@ -12,15 +12,22 @@ import math
 import os
 import tempfile
 import time
+from collections.abc import Mapping
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, TypedDict
 
 import yaml
 from mlflow.entities import Metric, Param, RunTag
 from mlflow.tracking import MlflowClient
 
+from evals.metric_keys import RUNG
 from sweeps.config import ConfigError
 from sweeps.provenance import flatten, is_secret, redacted
+
+if TYPE_CHECKING:
+    from mlflow.entities.model_registry import ModelVersion
+
+    from sweeps.study_report import TrialsTable
 
 # a progress bar per artefact download would bury the console (promote and compare download)
 os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")
@@ -75,8 +82,9 @@ class SweepTracker:
 
     # ------------------------------------------------------------------ the sweep (parent)
     def start_sweep(
-        self, name: str, *, config: dict[str, Any], tags: dict[str, str], artifacts: dict[str, str]
-    ) -> str:
+        self, name: str, *, config: Mapping[str, object], tags: dict[str, str],
+        artifacts: dict[str, str],
+    ) -> str:  # fmt: skip
         """The parent run: the config as params and as config.yaml, secrets and URI passwords
         hidden in both, never logged."""
         tags = {"lora_sweep.kind": "sweep", "lora_sweep.sweep": name, **tags}
@@ -94,7 +102,7 @@ class SweepTracker:
         self.client.set_experiment_tag(self.experiment_id, VIEW_TAG_PREFIX + key,
                                        json.dumps(state))  # fmt: skip
 
-    def log_trials_table(self, run_id: str, table: dict[str, list[Any]]) -> None:
+    def log_trials_table(self, run_id: str, table: TrialsTable) -> None:
         """The sweep's trials as an MLflow table artefact, replaced whole: log_table appends to
         a table already there, so a resumed sweep writes the file in log_table's own format."""
         if not any(a.path == TRIALS_TABLE for a in self.client.list_artifacts(run_id)):
@@ -123,7 +131,7 @@ class SweepTracker:
 
     # ------------------------------------------------------------------ trials (children)
     def start_trial(
-        self, parent_run_id: str, *, sweep: str, trial_id: str, params: dict[str, Any]
+        self, parent_run_id: str, *, sweep: str, trial_id: str, params: Mapping[str, object]
     ) -> str:
         tags = {
             "mlflow.parentRunId": parent_run_id,
@@ -149,7 +157,7 @@ class SweepTracker:
 
     def last_logged_step(self, run_id: str) -> int:
         """The highest step the run's ``rung`` metric was logged at (-1: none yet)."""
-        return max((m.step for m in self.client.get_metric_history(run_id, "rung")), default=-1)
+        return max((m.step for m in self.client.get_metric_history(run_id, RUNG)), default=-1)
 
     def log_metrics_once(self, run_id: str, metrics: dict[str, float], *, step: int) -> None:
         """Log the metrics the run does not yet hold at ``step``: what a driver killed after
@@ -176,13 +184,13 @@ class SweepTracker:
         status: str,
         reason: str | None = None,
         adapter_dir: Path | None = None,
-        predictions: list[dict[str, Any]] | None = None,
+        predictions: list[dict[str, object]] | None = None,
         logged_generations: int = 8,
         artifact_dirs: dict[str, Path] | None = None,
     ) -> None:
         tags = [RunTag("status", status)]
         if status == "pruned":
-            rungs = int(max((m.value for m in self.client.get_metric_history(run_id, "rung")),
+            rungs = int(max((m.value for m in self.client.get_metric_history(run_id, RUNG)),
                             default=0))  # fmt: skip
             tags.append(RunTag("mlflow.note.content", PRUNED_NOTE.format(rungs=rungs)))
         if reason:
@@ -200,7 +208,7 @@ class SweepTracker:
         self.log_artifact_dirs(run_id, artifact_dirs or {})
         self.client.set_terminated(run_id, status=RUN_STATUS.get(status, "FAILED"))
 
-    def _log_generations_once(self, run_id: str, sample: list[dict[str, Any]]) -> None:
+    def _log_generations_once(self, run_id: str, sample: list[dict[str, object]]) -> None:
         """The sample generations as an MLflow table. log_table appends to a table already
         there, so a trial ended twice (a driver killed before it saved that) logs it once."""
         if any(a.path == GENERATIONS_TABLE for a in self.client.list_artifacts(run_id)):
@@ -245,7 +253,7 @@ class SweepTracker:
         self,
         name: str,
         *,
-        params: dict[str, Any],
+        params: Mapping[str, object],
         metrics: dict[str, float],
         tags: dict[str, str],
         artifacts: dict[str, str],
@@ -258,8 +266,9 @@ class SweepTracker:
 
     # ------------------------------------------------------------------ helpers
     def _new_run(
-        self, name: str, *, tags: dict[str, str], params: dict[str, Any], artifacts: dict[str, str]
-    ) -> str:
+        self, name: str, *, tags: dict[str, str], params: Mapping[str, object],
+        artifacts: dict[str, str],
+    ) -> str:  # fmt: skip
         """Create a run with its tags, params (secrets left out) and text artefacts."""
         run = self.client.create_run(self.experiment_id, run_name=name, tags=tags)
         run_id = str(run.info.run_id)
@@ -268,7 +277,7 @@ class SweepTracker:
             self.client.log_text(run_id, text, checked_artifact_path(filename))
         return run_id
 
-    def _log_params(self, run_id: str, params: dict[str, Any]) -> None:
+    def _log_params(self, run_id: str, params: Mapping[str, object]) -> None:
         entries = [
             Param(key, _param_text(value))
             for key, value in params.items()
@@ -298,12 +307,22 @@ def checked_artifact_path(path: str) -> str:
     return path
 
 
-def _param_text(value: Any) -> str:
+def _param_text(value: object) -> str:
     text = json.dumps(value) if isinstance(value, (list, dict)) else str(value)
     return text[:MAX_PARAM_LENGTH]
 
 
 # --------------------------------------------------------------------------- model registry
+class VersionInfo(TypedDict):
+    """A registered model version, as promote and adapter references read it."""
+
+    name: str
+    version: str
+    run_id: str  # "" when the version came from no run
+    tags: dict[str, str]
+    aliases: list[str]
+
+
 class ModelRegistry:
     """Registered models, versions and aliases (never stages: deprecated since MLflow 2.9)."""
 
@@ -313,7 +332,7 @@ class ModelRegistry:
         self.tracking_uri = tracking_uri
         self.client = MlflowClient(tracking_uri=tracking_uri, registry_uri=tracking_uri)
 
-    def by_alias(self, name: str, alias: str) -> dict[str, Any] | None:
+    def by_alias(self, name: str, alias: str) -> VersionInfo | None:
         """The version an alias points at (version, run_id, tags), or None."""
         from mlflow.exceptions import MlflowException
 
@@ -323,7 +342,7 @@ class ModelRegistry:
             return None
         return _version_info(found)
 
-    def version(self, name: str, version: str) -> dict[str, Any] | None:
+    def version(self, name: str, version: str) -> VersionInfo | None:
         """A version (version, run_id, tags), or None."""
         from mlflow.exceptions import MlflowException
 
@@ -372,12 +391,21 @@ class ModelRegistry:
         return Path(path)
 
 
-def _version_info(found: Any) -> dict[str, Any]:
+def _version_info(found: ModelVersion) -> VersionInfo:
     return {"name": found.name, "version": str(found.version), "run_id": found.run_id or "",
             "tags": dict(found.tags or {}), "aliases": list(found.aliases or [])}  # fmt: skip
 
 
 # --------------------------------------------------------------------------- reading runs
+class RunSummary(TypedDict):
+    """A run's latest metric values, params, tags and wall time (None while it runs)."""
+
+    metrics: dict[str, float]
+    params: dict[str, str]
+    tags: dict[str, str]
+    wall_seconds: float | None
+
+
 class RunReader:
     """What reports read back from the store: a run's summary, metric histories, artefacts."""
 
@@ -385,7 +413,7 @@ class RunReader:
         logging.getLogger("mlflow").setLevel(logging.WARNING)
         self.client = MlflowClient(tracking_uri=tracking_uri)
 
-    def summary(self, run_id: str) -> dict[str, Any]:
+    def summary(self, run_id: str) -> RunSummary:
         """Metrics (latest values), params, tags and wall time in seconds."""
         run = self.client.get_run(run_id)
         info = run.info

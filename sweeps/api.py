@@ -3,16 +3,14 @@
 from __future__ import annotations
 
 import shutil
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from sweeps.config import ConfigError, SweepConfig
 from sweeps.preflight import coerce_config, preflight
 from sweeps.space import HYPERPARAMETERS, active_specs, fixed_value
-from sweeps.state import SweepState, TrialRecord, load_state
-
-DEFAULT_STATE_DIR = Path("mlruns/sweeps")
+from sweeps.state import DEFAULT_STATE_DIR, SweepState, TrialRecord, load_state
 
 
 @dataclass
@@ -85,7 +83,7 @@ def run_trial(
             shutil.rmtree(old, ignore_errors=True)
         latest[:] = [checkpoint]
 
-    metrics = run_lora_trial(replace(plan.spec), params, report=report, workdir=out / "checkpoints")
+    metrics = run_lora_trial(plan.spec, params, report=report, workdir=out / "checkpoints")
     adapter = out / "adapter"
     if adapter.exists():
         shutil.rmtree(adapter)

@@ -9,43 +9,35 @@ sweep's summary.
 
 from __future__ import annotations
 
-import hashlib
 import json
 import threading
-from dataclasses import replace
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
+from evals.metric_keys import BASE, LOWER_IS_BETTER, with_group
 from evals.objective import COMPOSITE
-from sweeps.preflight import LOWER_IS_BETTER, LaunchPlan, available_cpus
-from sweeps.scoring import HELDOUT_SETTINGS
+from sweeps.console import Say
+from sweeps.preflight import LaunchPlan, available_cpus
+from sweeps.scoring import heldout_cache_key
 from sweeps.state import SweepState, write_json_atomic
 
+if TYPE_CHECKING:
+    from sweeps._tracking import SweepTracker
+
 Scores = tuple[dict[str, float], list[dict[str, Any]]]
-
-
-def base_cache_key(plan: LaunchPlan) -> str:
-    """What the base model's held-out scores depend on: model, data, template, eval settings."""
-    from trainers.models import model_identity
-
-    spec = plan.spec
-    model_id = model_identity(Path(spec.model_path))
-    key_data = {"model": model_id, "digests": plan.digests,
-                "spec": {k: getattr(spec, k) for k in HELDOUT_SETTINGS}}  # fmt: skip
-    return hashlib.sha256(json.dumps(key_data, sort_keys=True).encode()).hexdigest()[:24]
 
 
 def cache_file(plan: LaunchPlan) -> Path:
     from trainers.models import cache_root
 
-    return cache_root() / "base_scores" / f"{base_cache_key(plan)}.json"
+    return cache_root() / "base_scores" / f"{heldout_cache_key(plan.spec, None)}.json"
 
 
 def compute_base_scores(plan: LaunchPlan, *, cpus: int) -> Scores:
     """Score the base model on the held-out set (``cpus`` torch threads) and cache the result."""
     from trainers.lora_trial import score_base_model
 
-    scores, _ = score_base_model(replace(plan.spec, cpus=cpus))
+    scores = score_base_model(plan.spec.model_copy(update={"cpus": cpus}))
     metrics = scores.as_metrics()
     if plan.task_metric == "none":
         metrics = {k: v for k, v in metrics.items() if k in LOWER_IS_BETTER}
@@ -56,7 +48,7 @@ def compute_base_scores(plan: LaunchPlan, *, cpus: int) -> Scores:
 class BaseScoring:
     """The base model's scores: cached, or being computed in a thread beside the trials."""
 
-    def __init__(self, plan: LaunchPlan, *, say: Any, background: bool) -> None:
+    def __init__(self, plan: LaunchPlan, *, say: Say, background: bool) -> None:
         self.plan, self.say = plan, say
         self.scores: Scores | None = None
         self.error: BaseException | None = None
@@ -112,7 +104,7 @@ class BaseScoring:
             metrics[COMPOSITE] = metrics.get(benchmarks.heldout_metric, float("nan"))
         return metrics
 
-    def record(self, state: SweepState, tracker: Any) -> bool:
+    def record(self, state: SweepState, tracker: SweepTracker) -> bool:
         """Put the scores in the state and on the parent run, once; False while not ready. A
         failure is said in one line and the sweep goes on without them."""
         if self.recorded or not self.ready():
@@ -125,7 +117,7 @@ class BaseScoring:
             return True
         metrics, items = self.metrics(), self.wait()[1]
         state.base_metrics = metrics
-        tracker.log_metrics_once(state.parent_run_id, {f"base/{k}": v for k, v in metrics.items()},
+        tracker.log_metrics_once(state.parent_run_id, with_group(BASE, metrics),
                                  step=0)  # fmt: skip
         tracker.log_texts(state.parent_run_id, {
             "base_heldout_predictions.jsonl": "".join(json.dumps(i) + "\n" for i in items)})  # fmt: skip
@@ -136,6 +128,6 @@ class BaseScoring:
         return True
 
 
-def base_scores(plan: LaunchPlan, *, progress: Any = print) -> Scores:
+def base_scores(plan: LaunchPlan, *, progress: Say = print) -> Scores:
     """The base model's held-out metrics and items, from the cache or computed now."""
     return BaseScoring(plan, say=progress, background=False).wait()

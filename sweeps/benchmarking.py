@@ -9,41 +9,39 @@ no-regression guard flags any trial that lost more than its margin on a guarded 
 from __future__ import annotations
 
 import tempfile
-from collections.abc import Callable
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 from evals.benchmark_plan import (
-    COMPOSITE,
-    FULL,
-    PROXY,
     BenchmarkPlan,
     base_with,
     cached_base_scores,
     phase_metrics,
     primary_scores,
-    recorded_scores,
     score_plan,
-    significant_losses,
     write_samples,
 )
+from evals.metric_keys import BASE, COMPOSITE_FULL, FULL, PROXY, bench_metrics, with_group
 from evals.objective import guard_violations
+from sweeps.console import Say
+from trainers.spec import TrialSpec
 
 if TYPE_CHECKING:
+    from transformers import PreTrainedModel, PreTrainedTokenizerBase
+
+    from evals.benchmarks import BenchmarkScores
     from sweeps._tracking import SweepTracker
     from sweeps.state import SweepState, TrialRecord
-
-Say = Callable[[str], None]
 
 
 class BaseModel:
     """The base model and tokenizer, loaded on first use and then kept."""
 
-    def __init__(self, spec: Any) -> None:
+    def __init__(self, spec: TrialSpec) -> None:
         self.spec = spec
-        self._loaded: tuple[Any, Any] | None = None
+        self._loaded: tuple[PreTrainedModel, PreTrainedTokenizerBase] | None = None
 
-    def __call__(self) -> tuple[Any, Any]:
+    def __call__(self) -> tuple[PreTrainedModel, PreTrainedTokenizerBase]:
         if self._loaded is None:
             from trainers.models import load_causal_lm, load_tokenizer
 
@@ -54,29 +52,33 @@ class BaseModel:
         return self._loaded
 
 
-def model_id(spec: Any) -> str:
+def model_id(spec: TrialSpec) -> str:
     from trainers.models import model_identity
 
     return model_identity(Path(spec.model_path))
 
 
-def score_base_proxy(spec: Any, *, say: Say) -> tuple[BenchmarkPlan, Any]:
+def score_base_proxy(spec: TrialSpec, *, say: Say) -> tuple[BenchmarkPlan, BenchmarkScores]:
     """The plan with the base model's proxy scores filled in, and those scores (cached)."""
-    plan: BenchmarkPlan = spec.benchmarks
+    plan = _plan(spec)
     scores = cached_base_scores(
         plan, phase=PROXY, model_id=model_id(spec), load=BaseModel(spec), progress=say
     )
     return base_with(plan, scores, phase=PROXY), scores
 
 
-def log_base_scores(tracker: SweepTracker, run_id: str, scores: Any, *, phase: str) -> None:
+def log_base_scores(
+    tracker: SweepTracker, run_id: str, scores: BenchmarkScores, *, phase: str
+) -> None:
     """``base/bench/<phase>/...`` metrics and the base's per-sample outputs on the parent run."""
-    tracker.log_metrics_once(run_id, {f"base/{k}": v for k, v in scores.flat(f"bench/{phase}").items()},
-                             step=0)  # fmt: skip
+    metrics = with_group(BASE, bench_metrics(phase, scores.metrics))
+    tracker.log_metrics_once(run_id, metrics, step=0)
     log_samples(tracker, run_id, scores, artifact_path=f"base_benchmarks/{phase}")
 
 
-def log_samples(tracker: SweepTracker, run_id: str, scores: Any, *, artifact_path: str) -> None:
+def log_samples(
+    tracker: SweepTracker, run_id: str, scores: BenchmarkScores, *, artifact_path: str
+) -> None:
     """Per-sample outputs and the eval config, as artefacts under ``artifact_path``."""
     with tempfile.TemporaryDirectory() as tmp:
         write_samples(scores, Path(tmp))
@@ -84,18 +86,15 @@ def log_samples(tracker: SweepTracker, run_id: str, scores: Any, *, artifact_pat
 
 
 # --------------------------------------------------------------------------- after the sweep
-def judge_trials(state: SweepState, tracker: SweepTracker, *, spec: Any, say: Say) -> None:
-    """Proxy guard for every completed trial, then full sets for the finalists; tags each run."""
-    plan: BenchmarkPlan | None = spec.benchmarks
+def judge_trials(state: SweepState, tracker: SweepTracker, *, spec: TrialSpec, say: Say) -> None:
+    """The guard on every completed trial's logged deltas (the proxy's, or a past finalist's
+    full sets'), then full sets for the finalists, judged again on them; tags each run."""
+    plan = spec.benchmarks
     if plan is None:
         return
     completed = [t for t in state.trials.values() if t.status == "completed"]
-    for record in completed:  # on the proxy, only a loss that is more than chance counts
-        scores = recorded_scores(record.metrics, plan, phase=PROXY)
-        evidence = significant_losses(record.metrics, plan, phase=PROXY)
-        record.guard = guard_violations(
-            scores, plan.base.get(PROXY, {}), plan.guard, significant=evidence
-        )
+    for record in completed:
+        record.guard = guard_violations(record.metrics, plan.guard)
     finalists = [t for t in state.ranked_trials() if t.adapter_path][: plan.finalists]
     if finalists:
         score_finalists(state, tracker, finalists, spec=spec, say=say)
@@ -110,13 +109,13 @@ def judge_trials(state: SweepState, tracker: SweepTracker, *, spec: Any, say: Sa
 
 
 def score_finalists(
-    state: SweepState, tracker: SweepTracker, finalists: list[TrialRecord], *, spec: Any,
+    state: SweepState, tracker: SweepTracker, finalists: list[TrialRecord], *, spec: TrialSpec,
     say: Say,
 ) -> None:  # fmt: skip
     """Base and finalists on the full sets, one base model load for all of them."""
     from peft import PeftModel
 
-    plan: BenchmarkPlan = spec.benchmarks
+    plan = _plan(spec)
     base_model = BaseModel(spec)
     base = cached_base_scores(plan, phase=FULL, model_id=model_id(spec), load=base_model,
                               progress=say)  # fmt: skip
@@ -134,7 +133,7 @@ def score_finalists(
 
 
 def record_full_scores(
-    state: SweepState, tracker: SweepTracker, record: TrialRecord, scores: Any, *,
+    state: SweepState, tracker: SweepTracker, record: TrialRecord, scores: BenchmarkScores, *,
     plan: BenchmarkPlan, seconds: float,
 ) -> dict[str, float]:  # fmt: skip
     """Log a finalist's full-set scores and judge it; returns its primary score per task."""
@@ -144,11 +143,10 @@ def record_full_scores(
     log_samples(tracker, record.run_id, scores, artifact_path=f"benchmarks/{FULL}")
     record.metrics.update(metrics)
     record.finalist = True
-    record.final_objective = metrics.get(f"{COMPOSITE}_{FULL}")
-    full = primary_scores(scores, plan)
-    record.guard = guard_violations(full, plan.base[FULL], plan.guard)
+    record.final_objective = metrics.get(COMPOSITE_FULL)
+    record.guard = guard_violations(record.metrics, plan.guard)  # now on the full sets
     state.save()
-    return full
+    return primary_scores(scores, plan)
 
 
 def describe_scores(trial_id: str, scores: dict[str, float], base: dict[str, float]) -> str:
@@ -156,3 +154,10 @@ def describe_scores(trial_id: str, scores: dict[str, float], base: dict[str, flo
     parts = [f"{task} {value:.4f} (base {base[task]:.4f}, {value - base[task]:+.4f})"
              for task, value in scores.items() if task in base]  # fmt: skip
     return f"Finalist {trial_id} (full sets): " + ", ".join(parts)
+
+
+def _plan(spec: TrialSpec) -> BenchmarkPlan:
+    """The sweep's benchmark plan: only called for a sweep that has one."""
+    if spec.benchmarks is None:
+        raise ValueError("the trial spec has no benchmark plan")
+    return spec.benchmarks

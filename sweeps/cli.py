@@ -3,23 +3,47 @@
 from __future__ import annotations
 
 import argparse
+import functools
 import inspect
 import json
 import sys
 from collections.abc import Callable, Sequence
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING
 
+from evals import metric_keys as keys
 from sweeps.config import ConfigError, load_config
+from sweeps.options import (
+    BestOptions,
+    CompareOptions,
+    DashboardOptions,
+    DataPrepareOptions,
+    EvalOptions,
+    ExportOptions,
+    InitOptions,
+    LaunchOptions,
+    Options,
+    PromoteOptions,
+    ResumeOptions,
+    StatusOptions,
+    UiOptions,
+    ValidateOptions,
+    add_model_arguments,
+    options_from_namespace,
+    options_model,
+)
 from sweeps.provenance import hide_uri_password
+from sweeps.state import DEFAULT_MLFLOW_URI, DEFAULT_STATE_DIR
 
-SHAPE_CHOICES = ("alpaca", "dolly", "instruction_response", "question_answer", "prompt_completion",
-                 "prompt_response", "input_output", "text_label", "hash_pairs", "text", "chat")  # fmt: skip
+if TYPE_CHECKING:
+    from rich.console import Console
+
+    from sweeps.prepare import PrepareResult
+    from sweeps.state import SweepState, TrialRecord
+
 EXIT_BAD_INPUT = 2
 EXIT_INTERRUPTED = 130
 EXIT_BROKEN_PIPE = 141  # 128 + SIGPIPE, as a shell reports a pipe's writer
-DEFAULT_STATE_DIR = Path("mlruns/sweeps")
-DEFAULT_MLFLOW_URI = "sqlite:///mlruns/mlflow.db"
 
 
 def _input_errors() -> tuple[type[Exception], ...]:
@@ -30,17 +54,18 @@ def _input_errors() -> tuple[type[Exception], ...]:
     return (ConfigError, DataError, ModelError, BenchmarkError)
 
 
-def validate(config: Path, *, quick: bool = False, num_gpus: int | None = None) -> int:
+def validate(options: ValidateOptions) -> int:
     """Dry-run a sweep YAML: every check launch runs (data rows, model, target modules,
     truncation, benchmarks, contamination, resources), then the plan: trials, rungs, tokens, and
     the wall time and device-hours estimated from a short timed trial. Starts no Ray, trains no
     adapter, writes no MLflow run. --quick: the YAML's schema only (no torch)."""
-    if quick:
+    config = options.config
+    if options.quick:
         return _validate_schema(config)
     from sweeps.dry_run import dry_run
 
     load_config(config)  # the schema first: its errors need no model
-    done = dry_run(config, num_gpus=num_gpus)
+    done = dry_run(config, num_gpus=options.num_gpus)
     print("Plan:")
     for line in done.estimate.lines():
         print(f"  {line}")
@@ -66,39 +91,29 @@ def _validate_schema(config: Path) -> int:
     return 0
 
 
-def init(data: Path, *, heldout: Path | None = None, model: str = "smollm2-135m-instruct",
-         budget: str = "30m", out: Path | None = None, name: str | None = None,
-         instruction: str | None = None, system_prompt: str | None = None) -> int:  # fmt: skip
+def init(options: InitOptions) -> int:
     """Write a commented sweep YAML for a data file: its detected shape and task metric, a name
     from the file, sequence_len from its token lengths, and a search space sized to --budget by
     the estimate sweep validate prints."""
     from sweeps.init import InitRequest, init_sweep
 
-    init_sweep(InitRequest(data=data, heldout=heldout, model=model, budget=budget, out=out,
-                           name=name, instruction=instruction, system_prompt=system_prompt))  # fmt: skip
+    init_sweep(InitRequest(**options.model_dump()))
     return 0
 
 
-def launch(
-    config: Path,
-    *,
-    name: str | None = None,
-    state_dir: Path | None = None,
-    address: str | None = None,
-    num_cpus: int | None = None,
-    num_gpus: int | None = None,
-) -> int:
+def launch(options: LaunchOptions) -> int:
     """Run a sweep: preflight, base-model score, Ray Tune trials with a live table, summary."""
     from sweeps.display import plain_console
     from sweeps.launch import launch_sweep
 
     console = plain_console()
-    state = launch_sweep(config, name=name, state_dir=state_dir, address=address,
-                         num_cpus=num_cpus, num_gpus=num_gpus, console=console)  # fmt: skip
+    state = launch_sweep(options.config, name=options.name, state_dir=options.state_dir,
+                         address=options.address, num_cpus=options.num_cpus,
+                         num_gpus=options.num_gpus, console=console)  # fmt: skip
     return print_outcome(state, console)
 
 
-def print_outcome(state: Any, console: Any) -> int:
+def print_outcome(state: SweepState, console: Console) -> int:
     """The end of launch and resume: the table, the best trial, disk and restarts; for a sweep
     that did not finish (Ctrl-C), the command that continues it. Exit 0 when it completed."""
     from sweeps.display import print_table, say
@@ -115,25 +130,26 @@ def print_outcome(state: Any, console: Any) -> int:
     return 0
 
 
-def resume(sweep: str, *, state_dir: Path = DEFAULT_STATE_DIR, address: str | None = None,
-           num_cpus: int | None = None, num_gpus: int | None = None) -> int:  # fmt: skip
+def resume(options: ResumeOptions) -> int:
     """Continue a stopped sweep: ended trials stay ended, unfinished ones restart from their last
     checkpoint; the MLflow runs and the Optuna study carry on (running it twice is harmless)."""
     from sweeps.display import plain_console
     from sweeps.launch import resume_sweep
 
     console = plain_console()
-    state = resume_sweep(sweep, state_dir=state_dir, address=address, num_cpus=num_cpus,
-                         num_gpus=num_gpus, console=console)  # fmt: skip
+    state = resume_sweep(options.sweep, state_dir=options.state_dir, address=options.address,
+                         num_cpus=options.num_cpus, num_gpus=options.num_gpus,
+                         console=console)  # fmt: skip
     return print_outcome(state, console)
 
 
-def status(sweep: str, *, state_dir: Path = DEFAULT_STATE_DIR) -> int:
+def status(options: StatusOptions) -> int:
     """Print a sweep's table of trials (status, params, latest metrics, wall time), fitted to
     the terminal's width or $COLUMNS, with a legend."""
     from sweeps.display import plain_console, print_table, say
     from sweeps.state import list_sweeps, load_state
 
+    sweep, state_dir = options.sweep, options.state_dir
     try:
         state = load_state(sweep, state_dir=state_dir)
     except FileNotFoundError as exc:
@@ -151,23 +167,23 @@ def status(sweep: str, *, state_dir: Path = DEFAULT_STATE_DIR) -> int:
     return 0
 
 
-def _state_dir_option(state: Any) -> str:
+def _state_dir_option(state: SweepState) -> str:
     """`` --state-dir DIR`` for commands about this sweep, unless it lives in the default."""
     state_dir = state.path.parent
     return "" if state_dir == DEFAULT_STATE_DIR.resolve() else f" --state-dir {state_dir}"
 
 
-def describe_cost(state: Any, record: Any) -> str:
+def describe_cost(state: SweepState, record: TrialRecord) -> str:
     """``cost: 1m05s wall time, 0.021 device-hours (sweep 0.11), 48,210 tokens, peak 1,240 MB;
     gain per sweep device-hour +1.2``."""
     from sweeps.display import trial_duration
 
     metrics = record.metrics
-    hours = metrics.get("cost/device_seconds", 0.0) / 3600
+    hours = metrics.get(keys.COST_DEVICE_SECONDS, 0.0) / 3600
     line = (f"cost: {trial_duration(record)} wall time, {hours:.3g} device-hours "
             f"(sweep {state.device_hours():.3g}), "
-            f"{int(metrics.get('tokens_trained', 0)):,} tokens, "
-            f"peak {metrics.get('cost/peak_memory_mb', 0.0):,.0f} MB")  # fmt: skip
+            f"{int(metrics.get(keys.TOKENS_TRAINED, 0)):,} tokens, "
+            f"peak {metrics.get(keys.COST_PEAK_MEMORY_MB, 0.0):,.0f} MB")  # fmt: skip
     gain = state.gain_per_device_hour()
     if gain is not None:
         line += f"; {state.objective_metric} gain over the base per sweep device-hour {gain:+.4g}"
@@ -194,12 +210,12 @@ def describe_disk(directory: Path) -> str:
     return f"disk: {usage['total']:.1f} MB ({parts}) in {directory}"
 
 
-def best(sweep: str, *, state_dir: Path = DEFAULT_STATE_DIR, as_json: bool = False) -> int:
+def best(options: BestOptions) -> int:
     """Print the best completed trial: its metrics, the base model's, and the adapter path."""
     from sweeps.state import load_state
 
     try:
-        state = load_state(sweep, state_dir=state_dir)
+        state = load_state(options.sweep, state_dir=options.state_dir)
     except FileNotFoundError as exc:
         raise ConfigError(str(exc)) from None
     record = state.best_trial()
@@ -209,7 +225,7 @@ def best(sweep: str, *, state_dir: Path = DEFAULT_STATE_DIR, as_json: bool = Fal
             "no completed trial yet")  # fmt: skip
         print(f"sweep {state.name}: {why}", file=sys.stderr)
         return 1
-    if as_json:
+    if options.as_json:
         print(
             json.dumps(
                 {
@@ -233,42 +249,36 @@ def best(sweep: str, *, state_dir: Path = DEFAULT_STATE_DIR, as_json: bool = Fal
     return 0
 
 
-def evaluate(
-    model: str, *, adapter: Path | None = None, tasks: list[str], mirror: str | None = None,
-    limit: int | None = None, num_fewshot: int | None = None, batch_size: int = 16,
-    mlflow_uri: str = DEFAULT_MLFLOW_URI, experiment: str = "lora-sweep-evals",
-) -> int:  # fmt: skip
+def evaluate(options: EvalOptions) -> int:
     """Score a model (optionally with a LoRA adapter) on lm-eval benchmarks; log an MLflow run."""
     from sweeps.evaluate import evaluate_model
 
-    outcome = evaluate_model(model, adapter=adapter, tasks=tasks, mirror=mirror, limit=limit,
-                             num_fewshot=num_fewshot, batch_size=batch_size,
-                             mlflow_uri=mlflow_uri, experiment=experiment)  # fmt: skip
+    outcome = evaluate_model(**options.model_dump(exclude={"tasks"}), tasks=list(options.tasks))
     for key, value in sorted(outcome.metrics.items()):
         if not key.endswith("_stderr"):
             print(f"{key}: {value:.4f}")
-    print(f"MLflow run {outcome.run_id} in {mlflow_uri} ({outcome.seconds:.0f} s of scoring)")
+    print(f"MLflow run {outcome.run_id} in {options.mlflow_uri} ({outcome.seconds:.0f} s of "
+          "scoring)")  # fmt: skip
     return 0
 
 
-def export(ref: str, *, merged: Path, base: str | None = None,
-           state_dir: Path = DEFAULT_STATE_DIR, mlflow_uri: str = DEFAULT_MLFLOW_URI) -> int:  # fmt: skip
+def export(options: ExportOptions) -> int:
     """Merge an adapter (a directory, SWEEP, SWEEP/TRIAL, run id or registry alias) into its base."""
     from sweeps.export import export_merged
     from sweeps.refs import resolve_adapter
 
-    adapter = resolve_adapter(ref, state_dir=state_dir, mlflow_uri=mlflow_uri)
-    export_merged(adapter, merged, base=base)
+    adapter = resolve_adapter(options.ref, state_dir=options.state_dir,
+                              mlflow_uri=options.mlflow_uri)  # fmt: skip
+    export_merged(adapter, options.merged, base=options.base)
     return 0
 
 
-def promote(ref: str, *, model_name: str | None = None, force: str | None = None,
-            state_dir: Path = DEFAULT_STATE_DIR, mlflow_uri: str | None = None) -> int:  # fmt: skip
+def promote(options: PromoteOptions) -> int:
     """Register a sweep's best trial as the registry's champion if it is significantly better."""
     from sweeps.promote import promote as promote_trial
 
-    done = promote_trial(ref, state_dir=state_dir, model_name=model_name, mlflow_uri=mlflow_uri,
-                         force_reason=force)  # fmt: skip
+    done = promote_trial(options.ref, state_dir=options.state_dir, model_name=options.model_name,
+                         mlflow_uri=options.mlflow_uri, force_reason=options.force)  # fmt: skip
     decision = done.decision
     print(decision.evidence())
     for line in decision.refusals:
@@ -282,13 +292,13 @@ def promote(ref: str, *, model_name: str | None = None, force: str | None = None
     return 0
 
 
-def compare(a: str, b: str, *, out: Path | None = None, samples: int = 8,
-            state_dir: Path = DEFAULT_STATE_DIR, mlflow_uri: str = DEFAULT_MLFLOW_URI) -> int:  # fmt: skip
+def compare(options: CompareOptions) -> int:
     """A/B report on two adapters (or one and the base; B is the reference): HTML + Markdown."""
     from sweeps.compare import compare as compare_sides
 
-    report = compare_sides(a, b, state_dir=state_dir, mlflow_uri=mlflow_uri, out_dir=out,
-                           samples=samples)  # fmt: skip
+    report = compare_sides(options.a, options.b, state_dir=options.state_dir,
+                           mlflow_uri=options.mlflow_uri, out_dir=options.out,
+                           samples=options.samples)  # fmt: skip
     d = report.heldout  # A - B: B is the reference
     print(report.headline)
     print(f"held-out {report.metric}: A {d.mean_a:.4f}, B {d.mean_b:.4f}, delta (A - B) "
@@ -298,25 +308,24 @@ def compare(a: str, b: str, *, out: Path | None = None, samples: int = 8,
     return 0
 
 
-def data_prepare(inputs: list[Path], *, out: Path, options: dict[str, Any],
-                 config: Path | None = None) -> int:  # fmt: skip
+def data_prepare(options: DataPrepareOptions) -> int:
     """Clean, redact PII, deduplicate, check, split and decontaminate data; write a report."""
     from sweeps.prepare import PrepareOptions, prepare_data
 
-    if config is not None:
-        if inputs:
+    if options.config is not None:
+        if options.inputs:
             raise ConfigError("give input files or --config, not both")
-        result = _prepare_from_config(config, out=out)
-    elif not inputs:
+        result = _prepare_from_config(options.config, out=options.out_dir)
+    elif not options.inputs:
         raise ConfigError("give input files, or --config SWEEP.yaml (its data and prepare:)")
     else:
-        result = prepare_data(PrepareOptions(inputs=tuple(inputs), out_dir=out, **options))
+        result = prepare_data(PrepareOptions(**options.model_dump(exclude={"config"})))
     if not result.heldout:
         print("warning: the held-out set is empty; give --heldout FILE or more rows")
     return 0
 
 
-def _prepare_from_config(config: Path, *, out: Path) -> Any:
+def _prepare_from_config(config: Path, *, out: Path) -> PrepareResult:
     """A sweep YAML's data files, prepared with its prepare: section (the defaults without one)."""
     from sweeps.config import PrepareConfig
     from sweeps.launch import prepare_for_sweep
@@ -326,96 +335,21 @@ def _prepare_from_config(config: Path, *, out: Path) -> Any:
         loaded = loaded.model_copy(update={"prepare": PrepareConfig()})
     _, result = prepare_for_sweep(loaded, config_dir=config.resolve().parent, out_dir=out,
                                   progress=print)  # fmt: skip
-    return result
+    prepared: PrepareResult = result  # launch.py leaves prepare_for_sweep's result untyped
+    return prepared
 
 
-def _prepare_options(a: argparse.Namespace) -> dict[str, Any]:
-    from trainers.data import parse_columns
-
-    columns = parse_columns(a.columns) if a.columns else {}
-    return {
-        "fmt": a.format, "columns": columns, "label_field": a.label_field, "heldout": a.heldout,
-        "instruction": a.instruction,
-        "clean": a.clean, "speaker_tags": a.speaker_tags, "fillers": a.fillers,
-        "redact": a.redact, "dedup": a.dedup, "near_dedup": a.near_dedup,
-        "near_threshold": a.near_threshold, "decontaminate": a.decontaminate,
-        "benchmarks": tuple(t for t in a.benchmarks.split(",") if t), "mirror": a.mirror,
-        "quality": a.quality, "min_response_chars": a.min_response_chars,
-        "max_seq_len": a.max_seq_len, "model": a.model, "drop_flagged": not a.keep_flagged,
-        "heldout_fraction": a.heldout_fraction, "seed": a.seed,
-    }  # fmt: skip
-
-
-def _data_parser(verbs: Any) -> None:
-    data = verbs.add_parser("data", help="data preparation (sweep data prepare --help)",
-                            description="Data preparation: sweep data prepare --help.",
-                            epilog="examples:\n" + "\n".join(f"  {e}" for e in EXAMPLES["data"]),
-                            formatter_class=HelpFormatter)  # fmt: skip
-    sub = data.add_subparsers(dest="data_verb", metavar="VERB")
-    data.set_defaults(run=lambda a: _print_help(data))
-    p = _verb(sub, "prepare", data_prepare)
-    p.add_argument("inputs", type=Path, nargs="*", help="jsonl, json, csv, parquet or txt files")
-    p.add_argument("--config", type=Path, help="a sweep YAML: its data files, with its prepare: "
-                   "section (the step flags below are for files given directly; default: give files)")  # fmt: skip
-    p.add_argument("--out", type=Path, required=True, help="new directory for the prepared data")
-    p.add_argument("--format", default="auto", choices=["auto", *SHAPE_CHOICES], metavar="SHAPE",
-                   help="the rows' shape (default: auto, detected from the first row's keys): "
-                   + ", ".join(SHAPE_CHOICES))  # fmt: skip
-    p.add_argument(
-        "--columns",
-        metavar="NAME=COLUMN,...",
-        help="map your columns to ours, e.g. instruction=question,output=answer (default: "
-        "the shape's own names, matched case-insensitively)",
-    )
-    p.add_argument("--label-field", metavar="COLUMN", help="your label column: for text rows the "
-                   "label is the response; for any shape it stratifies the split (default: a column "
-                   "named label, sentiment, category, ...)")  # fmt: skip
-    p.add_argument("--instruction", help="text+label rows: the instruction the label answers "
-                   "(default: 'What is the <label column> of this text?')")  # fmt: skip
-    p.add_argument("--heldout", type=Path, help="your own held-out file (default: split off "
-                   "the inputs, --heldout-fraction of them)")  # fmt: skip
-    p.add_argument("--heldout-fraction", type=float, default=0.1,
-                   help="the share of rows split off as the held-out set")  # fmt: skip
-    p.add_argument("--seed", type=int, default=0, help="the split's random seed")
-    for step, text in (("clean", "Unicode NFC, control characters, whitespace"),
-                       ("redact", "emails, phones, cards, IPs (names with presidio)"),
-                       ("dedup", "exact and near duplicates"),
-                       ("near-dedup", "MinHash near duplicates"),
-                       ("decontaminate", "13-gram overlap with held-out and benchmarks"),
-                       ("quality", "short/empty responses, echoes, too long")):  # fmt: skip
-        p.add_argument(f"--{step}", action=argparse.BooleanOptionalAction, default=True, help=text)
-    p.add_argument("--speaker-tags", action="store_true", help="normalise 'SPEAKER_1:' tags")
-    p.add_argument("--fillers", action="store_true", help="remove um/uh/erm fillers")
-    p.add_argument("--near-threshold", type=float, default=0.8, help="MinHash Jaccard")
-    p.add_argument("--benchmarks", default="", help="comma-separated lm-eval tasks to "
-                   "decontaminate against (default: none)")  # fmt: skip
-    p.add_argument("--mirror", type=Path, help="benchmark mirror, jsonl files (default: "
-                   "$LORA_SWEEP_BENCHMARK_MIRROR)")  # fmt: skip
-    p.add_argument("--min-response-chars", type=int, metavar="N",
-                   help="flag responses shorter than N characters (default: from the data; none "
-                   "when answers are short: labels, numbers, letters)")  # fmt: skip
-    p.add_argument("--max-seq-len", type=int, help="flag rows longer than this many tokens "
-                   "(default: no length check)")  # fmt: skip
-    p.add_argument("--model", help="whose tokenizer measures --max-seq-len (default: "
-                   "smollm2-135m-instruct)")  # fmt: skip
-    p.add_argument("--keep-flagged", action="store_true", help="report quality problems only "
-                   "(default: flagged rows are dropped, and counted)")  # fmt: skip
-    p.set_defaults(run=lambda a: data_prepare(a.inputs, out=a.out, options=_prepare_options(a),
-                                              config=a.config))  # fmt: skip
-
-
-def ui(*, mlflow_uri: str = DEFAULT_MLFLOW_URI, host: str = "127.0.0.1", port: int = 5000) -> int:
+def ui(options: UiOptions) -> int:
     """Start the MLflow UI on the project's store, on 127.0.0.1 unless --host says otherwise.
     It prints the page of each recent sweep: its trials in the model-training view, sorted by
     the objective, with Optuna's pictures of the study on the sweep's parent run. Ctrl-C or
     SIGTERM stops the UI and its workers."""
     from sweeps.ui import serve_ui
 
-    return serve_ui(mlflow_uri, host=host, port=port)
+    return serve_ui(options.mlflow_uri, host=options.host, port=options.port)
 
 
-def dashboard(sweep: str, *, state_dir: Path = DEFAULT_STATE_DIR, host: str = "127.0.0.1",
-              port: int = 8080) -> int:  # fmt: skip
+def dashboard(options: DashboardOptions) -> int:
     """Start optuna-dashboard on a sweep's Optuna study (its sqlite file, or search.storage's
     PostgreSQL), on 127.0.0.1 unless --host says otherwise: history, importances, intermediate
     values, live while the sweep runs. Ctrl-C or SIGTERM stops it."""
@@ -424,14 +358,14 @@ def dashboard(sweep: str, *, state_dir: Path = DEFAULT_STATE_DIR, host: str = "1
     from sweeps.ui import serve_dashboard
 
     try:
-        state = load_state(sweep, state_dir=state_dir)
+        state = load_state(options.sweep, state_dir=options.state_dir)
     except FileNotFoundError as exc:
         raise ConfigError(str(exc)) from None
     storage = study_storage(load_config(state.path / RELAUNCH_CONFIG), state.path)
-    return serve_dashboard(storage, study=state.name, host=host, port=port)
+    return serve_dashboard(storage, study=state.name, host=options.host, port=options.port)
 
 
-def _print_best(state: Any, console: Any) -> None:
+def _print_best(state: SweepState, console: Console) -> None:
     from sweeps.display import describe_best, every_row_command, say
 
     record = state.best_trial()
@@ -527,155 +461,38 @@ class HelpFormatter(argparse.RawDescriptionHelpFormatter):
             return text
         shown = action.default
         if isinstance(shown, bool):  # --flag/--no-flag
-            shown = f"--{action.dest.replace('_', '-')}" if shown else "off"
+            shown = action.option_strings[0] if shown else "off"
+        elif isinstance(shown, (tuple, list)):  # a comma-separated flag
+            shown = ",".join(map(str, shown))
         return f"{text} (default: {shown})"
 
 
-def _verb(verbs: Any, name: str, function: Callable[..., int], *, help: str | None = None) -> Any:
-    """A verb's parser: its description from the function, its examples as the epilog."""
-    description = inspect.getdoc(function) or ""
+def _verb(verbs: argparse._SubParsersAction[argparse.ArgumentParser], name: str,
+          function: Callable[[Options], int]) -> argparse.ArgumentParser:  # fmt: skip
+    """A verb's parser, built from its typed function: the description from its docstring, the
+    arguments from the fields of the options model it takes, its examples as the epilog."""
+    model = options_model(function)
     epilog = "examples:\n" + "\n".join(f"  {line}" for line in EXAMPLES[name])
-    return verbs.add_parser(name, help=help or SUMMARIES[name],
-                            description=description, epilog=epilog,
+    parser = verbs.add_parser(name, help=SUMMARIES[name], description=inspect.getdoc(function),
+                              epilog=epilog, formatter_class=HelpFormatter)  # fmt: skip
+    add_model_arguments(parser, model)
+    parser.set_defaults(run=functools.partial(_run_verb, function, model))
+    return parser
+
+
+def _run_verb(function: Callable[[Options], int], model: type[Options],
+              namespace: argparse.Namespace) -> int:  # fmt: skip
+    return function(options_from_namespace(model, namespace))
+
+
+def _data_parser(verbs: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    data = verbs.add_parser("data", help="data preparation (sweep data prepare --help)",
+                            description="Data preparation: sweep data prepare --help.",
+                            epilog="examples:\n" + "\n".join(f"  {e}" for e in EXAMPLES["data"]),
                             formatter_class=HelpFormatter)  # fmt: skip
-
-
-def _state_dir_argument(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--state-dir", type=Path, default=DEFAULT_STATE_DIR,
-                   help="where sweep directories live")  # fmt: skip
-
-
-def _sweep_arguments(p: argparse.ArgumentParser) -> None:
-    p.add_argument("sweep", help="the sweep's name (launch prints it), or its directory")
-    _state_dir_argument(p)
-
-
-def _store_arguments(p: argparse.ArgumentParser, *, tracking: str = "the tracking store") -> None:
-    _state_dir_argument(p)
-    p.add_argument("--mlflow-uri", default=DEFAULT_MLFLOW_URI, help=tracking)
-
-
-def _ray_arguments(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--address", help="an existing Ray cluster: auto, or ray://host:port "
-                   "(default: start a local Ray)")  # fmt: skip
-    p.add_argument("--num-cpus", type=int, help="CPUs for a local Ray (default: all)")
-    p.add_argument("--num-gpus", type=int, help="GPUs for a local Ray (default: those CUDA "
-                   "sees); without CUDA, logical GPUs that Ray packs trials on, training on CPU")  # fmt: skip
-
-
-def _add_run_verbs(verbs: Any) -> None:
-    p = _verb(verbs, "init", init)
-    p.add_argument("data", type=Path, help="your training data: jsonl, json, csv, parquet or txt")
-    p.add_argument("--heldout", type=Path, help="your held-out file (default: split off DATA)")
-    p.add_argument("--model", default="smollm2-135m-instruct",
-                   help="base model: an HF id, a local directory, or smollm2-135m-instruct")  # fmt: skip
-    p.add_argument("--budget", default="30m", help="wall time to size the sweep to, e.g. 30m, 2h")
-    p.add_argument("--out", type=Path, help="the YAML to write (default: search_spaces/NAME.yaml)")
-    p.add_argument("--name", help="sweep and experiment name (default: from the data file)")
-    p.add_argument("--instruction", help="text+label rows: the instruction the label answers "
-                   "(default: 'What is the <label column> of this text?')")  # fmt: skip
-    p.add_argument("--system-prompt", help="a system prompt for every example (default: none)")
-    p.set_defaults(run=lambda a: init(a.data, heldout=a.heldout, model=a.model, budget=a.budget,
-                                      out=a.out, name=a.name, instruction=a.instruction,
-                                      system_prompt=a.system_prompt))  # fmt: skip
-
-    p = _verb(verbs, "validate", validate)
-    p.add_argument("config", type=Path, help="sweep YAML, e.g. search_spaces/lora.yaml")
-    p.add_argument("--quick", action="store_true", help="the schema only: no data, model or "
-                   "timing (imports no torch; default: the full dry run)")  # fmt: skip
-    p.add_argument("--num-gpus", type=int, help="as for launch: logical GPUs for a local Ray "
-                   "(default: those CUDA sees)")  # fmt: skip
-    p.set_defaults(run=lambda a: validate(a.config, quick=a.quick, num_gpus=a.num_gpus))
-
-    p = _verb(verbs, "launch", launch)
-    p.add_argument("config", type=Path, help="sweep YAML, e.g. search_spaces/lora.yaml")
-    p.add_argument("--name", help="sweep name (default: <config name>-<timestamp>)")
-    p.add_argument("--state-dir", type=Path, help="where sweep directories live (default: the "
-                   f"YAML's tracking.state_dir, else {DEFAULT_STATE_DIR})")  # fmt: skip
-    _ray_arguments(p)
-    p.set_defaults(run=lambda a: launch(a.config, name=a.name, state_dir=a.state_dir,
-                                        address=a.address, num_cpus=a.num_cpus,
-                                        num_gpus=a.num_gpus))  # fmt: skip
-
-    p = _verb(verbs, "resume", resume)
-    _sweep_arguments(p)
-    _ray_arguments(p)
-    p.set_defaults(run=lambda a: resume(a.sweep, state_dir=a.state_dir, address=a.address,
-                                        num_cpus=a.num_cpus, num_gpus=a.num_gpus))  # fmt: skip
-
-    p = _verb(verbs, "status", status)
-    _sweep_arguments(p)
-    p.set_defaults(run=lambda a: status(a.sweep, state_dir=a.state_dir))
-
-    p = _verb(verbs, "best", best)
-    _sweep_arguments(p)
-    p.add_argument("--json", action="store_true", dest="as_json",
-                   help="machine-readable output (default: text)")  # fmt: skip
-    p.set_defaults(run=lambda a: best(a.sweep, state_dir=a.state_dir, as_json=a.as_json))
-
-
-def _add_model_verbs(verbs: Any) -> None:
-    refs = ("base, champion, NAME@ALIAS, models:/NAME/VERSION, SWEEP (its best trial), "
-            "SWEEP/TRIAL, a run id, or an adapter directory")  # fmt: skip
-    p = _verb(verbs, "eval", evaluate)
-    p.add_argument("model", help="an HF id, a local directory, or smollm2-135m-instruct")
-    p.add_argument("--adapter", type=Path, help="a PEFT adapter directory to apply (default: "
-                   "none, the base model)")  # fmt: skip
-    p.add_argument("--tasks", default="arc_challenge,hellaswag,mmlu,truthfulqa_mc2",
-                   help="comma-separated lm-eval task names (any lm-eval task works)")  # fmt: skip
-    p.add_argument("--mirror", help="local benchmark mirror (default: "
-                   "$LORA_SWEEP_BENCHMARK_MIRROR, else the Hugging Face Hub)")  # fmt: skip
-    p.add_argument("--limit", type=int, help="documents per task, a proxy (default: full sets)")
-    p.add_argument("--num-fewshot", type=int, help="few-shot examples (default: each task's own)")
-    p.add_argument("--batch-size", type=int, default=16, help="pinned: scores shift with it")
-    p.add_argument("--mlflow-uri", default=DEFAULT_MLFLOW_URI, help="the tracking store")
-    p.add_argument("--experiment", default="lora-sweep-evals", help="the MLflow experiment")
-    p.set_defaults(run=lambda a: evaluate(
-        a.model, adapter=a.adapter, tasks=[t for t in a.tasks.split(",") if t], mirror=a.mirror,
-        limit=a.limit, num_fewshot=a.num_fewshot, batch_size=a.batch_size,
-        mlflow_uri=a.mlflow_uri, experiment=a.experiment))  # fmt: skip
-
-    p = _verb(verbs, "export", export)
-    p.add_argument("ref", help=f"the adapter: {refs.removeprefix('base, ')}")
-    p.add_argument("--merged", type=Path, required=True, help="new directory for the merged model")
-    p.add_argument("--base", help="base model (default: the one the adapter records)")
-    _store_arguments(p, tracking="the registry, for champion and NAME@ALIAS")
-    p.set_defaults(run=lambda a: export(a.ref, merged=a.merged, base=a.base,
-                                        state_dir=a.state_dir, mlflow_uri=a.mlflow_uri))  # fmt: skip
-
-    p = _verb(verbs, "promote", promote)
-    p.add_argument("ref", help="SWEEP (its best trial), SWEEP/TRIAL, or a trial's run id")
-    p.add_argument("--model-name", help="registered model (default: the sweep config's name)")
-    p.add_argument("--force", metavar="REASON", help="promote even if the gate refuses; the "
-                   "reason is recorded as a tag (default: the gate decides)")  # fmt: skip
-    _state_dir_argument(p)
-    p.add_argument("--mlflow-uri", help="the registry (default: the sweep's tracking store)")
-    p.set_defaults(run=lambda a: promote(a.ref, model_name=a.model_name, force=a.force,
-                                         state_dir=a.state_dir, mlflow_uri=a.mlflow_uri))  # fmt: skip
-
-    p = _verb(verbs, "compare", compare)
-    p.add_argument("a", help=f"the candidate: {refs}")
-    p.add_argument("b", help="the reference, as for A (e.g. base or champion)")
-    p.add_argument("--out", type=Path, help="report directory (default: reports/A-vs-B)")
-    p.add_argument("--samples", type=int, default=8, help="generations shown side by side")
-    _store_arguments(p)
-    p.set_defaults(run=lambda a: compare(a.a, a.b, out=a.out, samples=a.samples,
-                                         state_dir=a.state_dir, mlflow_uri=a.mlflow_uri))  # fmt: skip
-
-
-def _add_server_verbs(verbs: Any) -> None:
-    p = _verb(verbs, "ui", ui)
-    p.add_argument("--mlflow-uri", default=DEFAULT_MLFLOW_URI, help="the tracking store")
-    p.add_argument("--host", default="127.0.0.1", help="0.0.0.0 exposes it to the network")
-    p.add_argument("--port", type=int, default=5000, help="the port to listen on")
-    p.set_defaults(run=lambda a: ui(mlflow_uri=a.mlflow_uri, host=a.host, port=a.port))
-
-    p = _verb(verbs, "dashboard", dashboard)
-    _sweep_arguments(p)
-    p.add_argument("--host", default="127.0.0.1", help="0.0.0.0 exposes it to the network")
-    p.add_argument("--port", type=int, default=8080, help="the port to listen on")
-    p.set_defaults(run=lambda a: dashboard(a.sweep, state_dir=a.state_dir, host=a.host,
-                                           port=a.port))  # fmt: skip
+    sub = data.add_subparsers(dest="data_verb", metavar="VERB")
+    data.set_defaults(run=lambda a: _print_help(data))
+    _verb(sub, "prepare", data_prepare)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -685,10 +502,19 @@ def build_parser() -> argparse.ArgumentParser:
     )  # fmt: skip
     parser.add_argument("--version", action="version", version=f"%(prog)s {package_version()}")
     verbs = parser.add_subparsers(dest="verb", metavar="VERB")
-    _add_run_verbs(verbs)
-    _add_model_verbs(verbs)
+    _verb(verbs, "init", init)
+    _verb(verbs, "validate", validate)
+    _verb(verbs, "launch", launch)
+    _verb(verbs, "resume", resume)
+    _verb(verbs, "status", status)
+    _verb(verbs, "best", best)
+    _verb(verbs, "eval", evaluate)
+    _verb(verbs, "export", export)
+    _verb(verbs, "promote", promote)
+    _verb(verbs, "compare", compare)
     _data_parser(verbs)
-    _add_server_verbs(verbs)
+    _verb(verbs, "ui", ui)
+    _verb(verbs, "dashboard", dashboard)
     parser.set_defaults(run=lambda a: _print_help(parser))
     return parser
 

@@ -27,22 +27,27 @@ from collections.abc import Callable, Mapping
 from dataclasses import asdict, dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import yaml
 
+from evals import metric_keys as keys
 from evals.paired import MCNEMAR, compare_paired
 from sweeps.config import ConfigError
+from sweeps.console import Say
 from sweeps.refs import parse_registry_ref, resolve_adapter
 from sweeps.scoring import ItemScores, all_rows, load_spec, score_every_row
 from sweeps.state import SweepState, TrialRecord, list_sweeps, load_state
+from trainers.spec import TrialSpec
+
+if TYPE_CHECKING:
+    from sweeps._tracking import RunReader
 
 BASE = "base"
 NO_ADAPTER = "base model (no adapter)"
 ORIENTATION = "A is the candidate, B the reference: every delta is A - B"
 TEMPLATES = Path(__file__).parent / "templates"
-CURVE_METRICS = ("train/loss", "heldout/loss")
-Say = Callable[[str], None]
+CURVE_METRICS = (keys.TRAIN_LOSS, keys.HELDOUT_LOSS)
 
 
 # --------------------------------------------------------------------------- the report's data
@@ -155,12 +160,16 @@ class BenchmarkRow(MetricRow):
 
 @dataclass(frozen=True)
 class SkippedBenchmark:
+    """A benchmark the report leaves out, with why (one line each in the report)."""
+
     task: str
     reason: str
 
 
 @dataclass(frozen=True)
 class ParamRow:
+    """One hyperparameter of the two sides, and whether they differ."""
+
     name: str
     a: str
     b: str
@@ -223,7 +232,7 @@ class ReportContext:
     curves: str | None
     items: list[ItemRow]
 
-    def to_dict(self) -> dict[str, Any]:
+    def to_dict(self) -> dict[str, object]:
         return asdict(self)
 
 
@@ -347,7 +356,7 @@ def utc(seconds: float | None) -> str:
 
 # --------------------------------------------------------------------------- gathering
 def report_context(
-    a: Side, b: Side, *, home: SweepState, spec: Any, mlflow_uri: str,
+    a: Side, b: Side, *, home: SweepState, spec: TrialSpec, mlflow_uri: str,
     scores: tuple[ItemScores, ItemScores], samples: int,
 ) -> ReportContext:  # fmt: skip
     """The report's data: what MLflow and the sweep hold, then :func:`assemble`."""
@@ -356,12 +365,13 @@ def report_context(
     reader = RunReader(mlflow_uri)
     parent = reader.summary(home.parent_run_id)  # the base model's scores, skip reasons
     with tempfile.TemporaryDirectory(prefix="lora-sweep-compare-") as tmp:
-        benchmarks = benchmark_rows(a, b, home=home, reader=reader, parent=parent,
+        base = keys.under_group(keys.BASE, parent["metrics"])  # the base model's scores
+        benchmarks = benchmark_rows(a, b, home=home, reader=reader, base=base,
                                     scratch=Path(tmp))  # fmt: skip
     tasks = (home_config(home).get("benchmarks") or {}).get("tasks") or []
     skipped, hints = skipped_benchmarks(parent["tags"].get("benchmarks.skipped", "none"), tasks,
                                         scored=[r.task for r in benchmarks])  # fmt: skip
-    limit = int(all_rows(spec).evaluation.get("max_new_tokens", 64))  # what scoring used
+    limit = all_rows(spec).evaluation.max_new_tokens  # what scoring used
     gathered = Gathered(
         benchmarks=benchmarks, skipped=skipped, hints=hints,
         curves=curves_png(a, b, home=home, reader=reader, metric=spec.task_metric),
@@ -372,7 +382,7 @@ def report_context(
 
 
 def cut_outputs(
-    spec: Any, scores: tuple[ItemScores, ItemScores], *, limit: int
+    spec: TrialSpec, scores: tuple[ItemScores, ItemScores], *, limit: int
 ) -> tuple[frozenset[str], frozenset[str]]:
     """The ids of the rows whose output reached ``max_new_tokens`` (cut there), per side."""
     if not Path(spec.model_path).is_dir():
@@ -390,19 +400,20 @@ def cut_outputs(
 
 
 def benchmark_rows(
-    a: Side, b: Side, *, home: SweepState, reader: Any, parent: dict[str, Any], scratch: Path
-) -> list[BenchmarkRow]:
+    a: Side, b: Side, *, home: SweepState, reader: RunReader, base: Mapping[str, float],
+    scratch: Path,
+) -> list[BenchmarkRow]:  # fmt: skip
     """Each benchmark both sides were scored on (the full sets when both have them), with the
-    paired test on the documents both were scored on, from their per-sample artefacts."""
+    paired test on the documents both were scored on, from their per-sample artefacts;
+    ``base``: the base model's metrics (the parent run's ``base/...``, without the prefix)."""
     from evals.objective import primary_metric
 
     benchmarks = home_config(home).get("benchmarks") or {}
     tasks, overrides = benchmarks.get("tasks") or [], benchmarks.get("metrics") or {}
-    base_metrics = {k.removeprefix("base/"): v for k, v in parent["metrics"].items()}
     rows = []
     for task in tasks:
-        for phase in ("full", "proxy"):
-            va, vb = (_bench(s, base_metrics, phase, task) for s in (a, b))
+        for phase in (keys.FULL, keys.PROXY):
+            va, vb = (_bench(s, base, phase, task) for s in (a, b))
             if not (va and vb):
                 continue
             name = primary_metric(task, va, overrides)
@@ -417,14 +428,14 @@ def benchmark_rows(
     return rows
 
 
-def _bench(side: Side, base: dict[str, float], phase: str, task: str) -> dict[str, float]:
+def _bench(side: Side, base: Mapping[str, float], phase: str, task: str) -> dict[str, float]:
+    """What a side logged for ``task`` in ``phase``, by statistic (the base model's: ``base``)."""
     source = side.record.metrics if side.record else base if side.ref == BASE else {}
-    prefix = f"bench/{phase}/{task}/"
-    return {k.removeprefix(prefix): v for k, v in source.items() if k.startswith(prefix)}
+    return keys.task_stats(source, phase=phase, task=task)
 
 
 def _document_scores(
-    side: Side, *, home: SweepState, reader: Any, phase: str, task: str, metric: str,
+    side: Side, *, home: SweepState, reader: RunReader, phase: str, task: str, metric: str,
     scratch: Path,
 ) -> dict[str, float]:  # fmt: skip
     """``{leaf task/doc id: score}`` from the side's per-sample artefacts (a trial's
@@ -570,10 +581,10 @@ def heldout_rows(
 ) -> list[MetricRow]:
     rows = [MetricRow(name, d.mean_a, d.mean_b, d.delta, d.ci_low, d.ci_high, d.test_label,
                       d.significant) for name, d in deltas.items()]  # fmt: skip
-    for name in ("heldout/loss", "heldout/perplexity"):  # per-token means: no per-item pairs
+    for name in keys.LOWER_IS_BETTER:  # per-token means: no per-item pairs
         va, vb = scores[0].metrics.get(name), scores[1].metrics.get(name)
         if va is not None and vb is not None:
-            rows.append(MetricRow(name.removeprefix("heldout/") + " (lower is better)", va, vb,
+            rows.append(MetricRow(keys.short_name(name) + " (lower is better)", va, vb,
                                   va - vb, None, None, "token-level mean", None))  # fmt: skip
     return rows
 
@@ -656,7 +667,7 @@ def _plain(text: str) -> str:
 
 
 # --------------------------------------------------------------------------- hyperparameters, cost
-def side_params(side: Side) -> dict[str, Any] | None:
+def side_params(side: Side) -> dict[str, object] | None:
     """A side's hyperparameters: its trial's, a registry version's (eval_summary.json), or what
     a bare adapter's config records; None for the base model."""
     if side.adapter is None:
@@ -686,7 +697,7 @@ def param_rows(a: Side, b: Side) -> list[ParamRow]:
     return sorted(rows, key=lambda r: not r.differs)
 
 
-def shown(value: Any, digits: int = 3) -> str:
+def shown(value: object, digits: int = 3) -> str:
     """A hyperparameter for reading: floats to ``digits`` significant digits (lr 0.00194)."""
     if value is None:
         return "-"
@@ -706,8 +717,8 @@ def cost_rows(a: Side, b: Side) -> list[CostRow]:
                 else "trained outside the known sweeps: no cost recorded")  # fmt: skip
         rows.append(CostRow(
             side=f"{key}: {side.ref}", trial=side.record.trial_id if side.record else None,
-            wall_s=metrics.get("cost/wall_seconds"), train_s=metrics.get("train/seconds"),
-            tokens=metrics.get("tokens_trained"), device_s=metrics.get("cost/device_seconds"),
+            wall_s=metrics.get(keys.COST_WALL_SECONDS), train_s=metrics.get(keys.TRAIN_SECONDS),
+            tokens=metrics.get(keys.TOKENS_TRAINED), device_s=metrics.get(keys.COST_DEVICE_SECONDS),
             device=_device(side.config), sweep=state.name if state else None,
             sweep_trials=len(state.trials) if state else None,
             sweep_device_hours=state.device_hours() if state else None, note=note,
@@ -721,11 +732,11 @@ def _device(config: dict[str, Any]) -> str:
     return f"{gpus:g} GPU" if gpus else f"{cpus:g} CPU" if config else "-"
 
 
-def curves_png(a: Side, b: Side, *, home: SweepState, reader: Any, metric: str) -> str | None:
+def curves_png(a: Side, b: Side, *, home: SweepState, reader: RunReader, metric: str) -> str | None:
     """Training curves of both sides (the base model as a line), as base64 PNG; None if no
     side was trained in a sweep."""
-    keys = [*CURVE_METRICS, f"heldout/{metric}"]
-    histories = {s.label: reader.history(s.record.run_id, keys) for s in (a, b) if s.record}
+    names = [*CURVE_METRICS, keys.heldout(metric)]
+    histories = {s.label: reader.history(s.record.run_id, names) for s in (a, b) if s.record}
     if not histories:
         return None
     import base64
@@ -736,14 +747,14 @@ def curves_png(a: Side, b: Side, *, home: SweepState, reader: Any, metric: str) 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    fig, axes = plt.subplots(1, len(keys), figsize=(4.2 * len(keys), 3.2))
-    for ax, key in zip(axes, keys, strict=True):
+    fig, axes = plt.subplots(1, len(names), figsize=(4.2 * len(names), 3.2))
+    for ax, name in zip(axes, names, strict=True):
         for label, history in histories.items():
-            if key in history:
-                ax.plot(*zip(*history[key], strict=True), marker="o", label=label)
-        if key in home.base_metrics and key != "train/loss":
-            ax.axhline(home.base_metrics[key], color="grey", linestyle="--", label="base model")
-        ax.set(title=key, xlabel="optimizer step")
+            if name in history:
+                ax.plot(*zip(*history[name], strict=True), marker="o", label=label)
+        if name in home.base_metrics and name != keys.TRAIN_LOSS:
+            ax.axhline(home.base_metrics[name], color="grey", linestyle="--", label="base model")
+        ax.set(title=name, xlabel="optimizer step")
         ax.grid(alpha=0.3)
     axes[-1].legend(fontsize=8)
     fig.tight_layout()
@@ -762,7 +773,7 @@ def home_config(state: SweepState) -> dict[str, Any]:
 MD_CLIP = 160  # characters of an output the Markdown shows; the HTML and report.json have all
 
 
-def render(context: dict[str, Any]) -> tuple[str, str]:
+def render(context: Mapping[str, object]) -> tuple[str, str]:
     """The HTML report and the Markdown summary, from the jinja2 templates."""
     import jinja2
 
@@ -778,7 +789,7 @@ def render(context: dict[str, Any]) -> tuple[str, str]:
             env.get_template("compare.md.j2").render(**context))  # fmt: skip
 
 
-def clip(text: Any, limit: int = MD_CLIP) -> str:
+def clip(text: object, limit: int = MD_CLIP) -> str:
     """``text`` on one line, cut at ``limit`` characters with a mark that it was cut."""
     flat = " ".join(str(text).split())
     return flat if len(flat) <= limit else flat[: limit - 1].rstrip() + "…"
@@ -809,11 +820,11 @@ def log_report(context: ReportContext, out_dir: Path, *, home: SweepState, mlflo
     experiment = (config.get("tracking") or {}).get("experiment") or config.get("name") or home.name
     d = context.heldout_paired
     tracker = SweepTracker(mlflow_uri, experiment)
-    metrics = {"heldout/delta": d.delta, "heldout/delta_ci_low": d.ci_low,
-               "heldout/delta_ci_high": d.ci_high, "heldout/wins": d.a_better,
-               "heldout/losses": d.b_better}  # fmt: skip
+    metrics = {keys.HELDOUT_DELTA: d.delta, keys.HELDOUT_DELTA_CI_LOW: d.ci_low,
+               keys.HELDOUT_DELTA_CI_HIGH: d.ci_high, keys.HELDOUT_WINS: d.a_better,
+               keys.HELDOUT_LOSSES: d.b_better}  # fmt: skip
     if d.p_value is not None:
-        metrics["heldout/delta_p_value"] = d.p_value
+        metrics[keys.HELDOUT_DELTA_P_VALUE] = d.p_value
     run_id = tracker.log_run(
         f"compare {context.a} vs {context.b}"[:250], params={"a": context.a, "b": context.b,
         "metric": context.metric, "rows": context.rows},

@@ -23,6 +23,8 @@ from pydantic import (
     model_validator,
 )
 
+from evals.metric_keys import HELDOUT_TASK_METRIC, LOWER_IS_BETTER, heldout
+
 SAFE_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,99}$")
 TASK_METRICS = ("exact_match", "field_f1", "rouge_l")
 
@@ -238,23 +240,36 @@ class DataConfig(_Strict):
 
 
 class PrepareConfig(_Strict):
-    """``sweep data prepare`` run by ``sweep launch`` on data.train before anything else."""
+    """The steps of ``sweep data prepare``: the YAML's ``prepare:`` section, which ``sweep launch``
+    runs on data.train before anything else, and field for field that verb's step flags."""
 
-    clean: bool = True
-    speaker_tags: bool = False
-    fillers: bool = False
-    redact: bool = True
-    dedup: bool = True
-    near_dedup: bool = True
+    clean: bool = Field(True, description="Unicode NFC, control characters, whitespace.")
+    speaker_tags: bool = Field(False, description="Normalise 'SPEAKER_1:' tags.")
+    fillers: bool = Field(False, description="Remove um/uh/erm fillers.")
+    redact: bool = Field(
+        True, description="Redact emails, phones, cards, IPs (names with presidio)."
+    )
+    dedup: bool = Field(True, description="Drop exact and near duplicates.")
+    near_dedup: bool = Field(True, description="MinHash near duplicates (with dedup).")
     near_threshold: float = Field(0.8, gt=0, le=1, description="MinHash Jaccard threshold.")
-    decontaminate: bool = Field(True, description="Against held-out and benchmarks.tasks.")
-    quality: bool = True
-    min_response_chars: int | None = Field(
-        None, ge=0, description="Flag responses shorter than this; None: decided from the data "
-        "(no minimum when the task has short answers: labels, numbers, letters).",
+    decontaminate: bool = Field(
+        True, description="Drop training rows sharing an n-gram with a held-out row or a "
+        "benchmark (benchmarks.tasks in a sweep YAML).",
     )  # fmt: skip
-    check_seq_len: bool = Field(True, description="Flag rows over the largest sequence_len.")
-    drop_flagged: bool = True
+    quality: bool = Field(True, description="Flag short/empty responses, echoes, too long rows.")
+    min_response_chars: int | None = Field(
+        None, ge=0, description="Flag responses shorter than N characters (default: decided "
+        "from the data; none when answers are short: labels, numbers, letters).",
+        json_schema_extra={"metavar": "N"},
+    )  # fmt: skip
+    check_seq_len: bool = Field(
+        True, description="Flag rows longer than max_seq_len tokens (sweep launch: the largest "
+        "sequence_len, measured with base_model's tokenizer).",
+    )  # fmt: skip
+    drop_flagged: bool = Field(
+        True, description="Drop the rows the quality step flags, and count them (--keep-flagged "
+        "or false: report them only).", json_schema_extra={"negative_flag": "--keep-flagged"},
+    )  # fmt: skip
 
 
 class TrainingConfig(_Strict):
@@ -362,7 +377,7 @@ class Objective(_Strict):
     ``guard[task]`` below the base on a benchmark is flagged and never picked as best.
     """
 
-    metric: str = "heldout/task_metric"
+    metric: str = HELDOUT_TASK_METRIC
     mode: Literal["min", "max"] | None = None
     benchmark_weights: dict[str, float] = Field(
         default_factory=dict, description="{task: weight} of benchmark deltas in the objective."
@@ -382,8 +397,7 @@ class Objective(_Strict):
     @field_validator("metric")
     @classmethod
     def _known_metric(cls, value: str) -> str:
-        known = {"heldout/task_metric", "heldout/loss", "heldout/perplexity"}
-        known |= {f"heldout/{m}" for m in TASK_METRICS}
+        known = {HELDOUT_TASK_METRIC, *LOWER_IS_BETTER, *(heldout(m) for m in TASK_METRICS)}
         if value not in known:
             raise ValueError(f"unknown metric {value!r}; known: {', '.join(sorted(known))}")
         return value
@@ -392,11 +406,16 @@ class Objective(_Strict):
     def resolved_mode(self) -> Literal["min", "max"]:
         if self.mode is not None:
             return self.mode
-        return "min" if self.metric in ("heldout/loss", "heldout/perplexity") else "max"
+        return "min" if self.metric in LOWER_IS_BETTER else "max"
 
 
 class Tracking(_Strict):
-    mlflow_uri: str = "sqlite:///mlruns/mlflow.db"
+    """Where a sweep is recorded. These defaults are the project's: the command line's
+    --mlflow-uri and --state-dir read them from here (sweeps/state.py)."""
+
+    mlflow_uri: str = Field(
+        "sqlite:///mlruns/mlflow.db", description="The MLflow tracking store and model registry."
+    )
     experiment: str | None = Field(None, description="MLflow experiment; defaults to the name.")
     state_dir: str = Field("mlruns/sweeps", description="One directory per sweep lives here.")
     checkpoint_storage: str | None = Field(

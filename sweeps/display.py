@@ -14,7 +14,7 @@ import os
 import sys
 import textwrap
 from dataclasses import dataclass
-from typing import Any, Literal
+from typing import Literal
 
 from rich import box
 from rich.console import Console, Group, RenderableType
@@ -24,6 +24,16 @@ from rich.measure import Measurement
 from rich.table import Table
 from rich.text import Text
 
+from evals.metric_keys import (
+    COST_DEVICE_SECONDS,
+    COST_WALL_SECONDS,
+    LOWER_IS_BETTER,
+    TRAIN,
+    group_of,
+    heldout_metric,
+    second_metric,
+    short_name,
+)
 from sweeps.state import SweepState, TrialRecord
 
 SHOWN_PARAMS = (
@@ -34,7 +44,7 @@ SHOWN_PARAMS = (
     ("sequence_len", "seq_len"),
 )
 STATUS_STYLE = {"running": "cyan", "completed": "green", "pruned": "yellow", "failed": "red"}
-EVERY_ROW_METRICS = ("heldout/loss", "heldout/perplexity")  # the other heldout/ ones: generated
+EVERY_ROW_METRICS = LOWER_IS_BETTER  # the other heldout/ ones: generated
 PIPE_WIDTH = 200  # a pipe or a log without $COLUMNS: wide enough for every column
 KEEP = 100  # a column of this priority is never hidden
 BEST_MARK = "*"
@@ -68,7 +78,7 @@ class Fitted:
 
 
 # --------------------------------------------------------------------------- cells
-def fmt_value(value: Any) -> str:
+def fmt_value(value: object) -> str:
     """A parameter or metric as the table shows it: 3-4 significant digits, whole."""
     if value is None:
         return ABSENT
@@ -93,12 +103,12 @@ def duration(seconds: float | None) -> str:
 
 def trial_duration(record: TrialRecord) -> str:
     """The trial's wall time up to its last rung (setup, training, evaluation, checkpoints)."""
-    return duration(record.metrics.get("cost/wall_seconds"))
+    return duration(record.metrics.get(COST_WALL_SECONDS))
 
 
 def _device_hours(record: TrialRecord) -> str:
     """The trial's device-hours so far (GPUs, or CPUs, held x wall time)."""
-    seconds = record.metrics.get("cost/device_seconds")
+    seconds = record.metrics.get(COST_DEVICE_SECONDS)
     return ABSENT if seconds is None else f"{seconds / 3600:.3g}"
 
 
@@ -109,19 +119,9 @@ def _status(record: TrialRecord) -> str:
 
 
 # --------------------------------------------------------------------------- which rows
-def second_metric(metric: str) -> str:
-    return "train/loss" if metric == "heldout/loss" else "heldout/loss"
-
-
-def short_name(metric: str) -> str:
-    """``heldout/field_f1`` -> ``field_f1``; ``train/loss`` -> ``train_loss``."""
-    group, _, name = metric.partition("/")
-    return name if group == "heldout" and name else metric.replace("/", "_")
-
-
 def is_generated(metric: str) -> bool:
     """Whether a rung computes the metric on generated answers (not on every row's loss)."""
-    return metric.startswith("heldout/") and metric not in EVERY_ROW_METRICS
+    return heldout_metric(metric) is not None and metric not in EVERY_ROW_METRICS
 
 
 def generation_samples(state: SweepState) -> tuple[bool, int | None]:
@@ -136,7 +136,7 @@ def generation_samples(state: SweepState) -> tuple[bool, int | None]:
 
 
 def metric_scope(state: SweepState, metric: str) -> Scope:
-    if metric.startswith("train/"):
+    if group_of(metric) == TRAIN:
         return Scope("", "mean over the training batches since the previous rung")
     if not is_generated(metric):
         return Scope("all rows", "on every held-out row")
@@ -246,7 +246,7 @@ def legend(state: SweepState, shown: list[Column]) -> list[str]:
         lines.append("final = a finalist, re-scored on the full benchmark sets after the sweep")
     if any(t.guard for t in trials):
         lines.append("guard = regressed on a benchmark beyond its margin; never the best")
-    metrics = [c.key for c in shown if "/" in c.key]
+    metrics = [c.key for c in shown if group_of(c.key)]  # the metrics' columns
     lines.append("; ".join(f"{short_name(m)}: {metric_scope(state, m).words}" for m in metrics))
     command = every_row_command(state, "TRIAL") if state.objective_metric in metrics else None
     return [*lines, command] if command else lines

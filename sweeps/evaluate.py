@@ -11,9 +11,17 @@ import json
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING
 
+from evals.metric_keys import FULL, PROXY, bench_metrics, phase_seconds
 from sweeps.provenance import provenance_tags
+from sweeps.state import DEFAULT_MLFLOW_URI
+
+if TYPE_CHECKING:
+    from peft import PeftModel
+    from transformers import PreTrainedModel, PreTrainedTokenizerBase
+
+    from evals.benchmarks import BenchmarkScores
 
 DEFAULT_TASKS = ("arc_challenge", "hellaswag", "mmlu", "truthfulqa_mc2")
 
@@ -28,7 +36,7 @@ class EvalOutcome:
 def evaluate_model(
     model: str, *, adapter: Path | None = None, tasks: list[str], mirror: str | None = None,
     limit: int | None = None, num_fewshot: int | None = None, batch_size: int = 16,
-    mlflow_uri: str = "sqlite:///mlruns/mlflow.db", experiment: str = "lora-sweep-evals",
+    mlflow_uri: str = DEFAULT_MLFLOW_URI, experiment: str = "lora-sweep-evals",
     trust_remote_code: bool = False,
 ) -> EvalOutcome:  # fmt: skip
     """Check tasks and data, load the model (+ adapter) once, score it, log one MLflow run."""
@@ -55,26 +63,28 @@ def evaluate_model(
     scores = score_benchmarks(loaded, tokenizer, tasks=tasks, batch_size=batch_size,
                               manager=manager, num_fewshot=num_fewshot, limit=limit)  # fmt: skip
     seconds = time.perf_counter() - started
-    phase = "full" if limit is None else "proxy"  # a limit scores a subset: a proxy
-    metrics = {**scores.flat(f"bench/{phase}"), f"bench/{phase}/seconds": seconds}
+    phase = FULL if limit is None else PROXY  # a limit scores a subset: a proxy
+    metrics = {**bench_metrics(phase, scores.metrics), phase_seconds(phase): seconds}
     run_id = _log(scores, metrics, model=model, adapter=adapter, mirror=mirror_dir,
                   mlflow_uri=mlflow_uri, experiment=experiment)  # fmt: skip
     return EvalOutcome(run_id=run_id, metrics=metrics, seconds=seconds)
 
 
-def _load(path: Path, adapter: Path | None, *, trust_remote_code: bool) -> tuple[Any, Any]:
+def _load(
+    path: Path, adapter: Path | None, *, trust_remote_code: bool
+) -> tuple[PreTrainedModel | PeftModel, PreTrainedTokenizerBase]:
     from trainers.models import load_causal_lm, load_tokenizer
 
     tokenizer = load_tokenizer(path, trust_remote_code=trust_remote_code)
     model = load_causal_lm(path, trust_remote_code=trust_remote_code)
-    if adapter is not None:
-        from peft import PeftModel
+    if adapter is None:
+        return model.eval(), tokenizer
+    from peft import PeftModel
 
-        model = PeftModel.from_pretrained(model, str(adapter))
-    return model.eval(), tokenizer
+    return PeftModel.from_pretrained(model, str(adapter)).eval(), tokenizer
 
 
-def _log(scores: Any, metrics: dict[str, float], *, model: str, adapter: Path | None,
+def _log(scores: BenchmarkScores, metrics: dict[str, float], *, model: str, adapter: Path | None,
          mirror: Path | None, mlflow_uri: str, experiment: str) -> str:  # fmt: skip
     from sweeps._tracking import SweepTracker
 

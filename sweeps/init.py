@@ -8,13 +8,21 @@ on the real model, scaled to the sweep). The YAML is then checked as ``sweep val
 
 from __future__ import annotations
 
+import json
 import math
+import os
 import re
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING
 
 from sweeps.config import MIN_HELDOUT_ROWS, MIN_TRAIN_ROWS, ConfigError
+
+if TYPE_CHECKING:
+    from sweeps.dry_run import DryRun
+    from sweeps.estimate import SweepEstimate
+    from trainers.data import Example
 
 BUDGET = re.compile(r"^(?:(?P<h>\d+(?:\.\d+)?)h)?(?:(?P<m>\d+(?:\.\d+)?)m)?(?:(?P<s>\d+)s)?$")
 MAX_TRIALS = 64
@@ -66,7 +74,7 @@ def sequence_lengths(lengths: list[int], *, limit: int) -> list[int]:
     return sorted({at(0.9), at(1.0)})
 
 
-def init_sweep(request: InitRequest, *, say: Any = print) -> Path:
+def init_sweep(request: InitRequest, *, say: Callable[[str], None] = print) -> Path:
     """Write the sweep YAML for ``request.data`` and return its path."""
     from sweeps.config import load_config
 
@@ -116,7 +124,7 @@ class DataFacts:
     gpu: bool
 
 
-def _data_facts(request: InitRequest, *, say: Any) -> DataFacts:
+def _data_facts(request: InitRequest, *, say: Callable[[str], None]) -> DataFacts:
     """The data's shape and rows, the task metric, and sequence_len from its token lengths."""
     from trainers.data import (
         FORMAT_ALIASES,
@@ -156,7 +164,7 @@ def _data_facts(request: InitRequest, *, say: Any) -> DataFacts:
 
 
 def _model_facts(
-    model: str, examples: list[Any], *, say: Any
+    model: str, examples: list[Example], *, say: Callable[[str], None]
 ) -> tuple[list[int], int, list[str], bool]:
     """Token lengths under the model's template, its context, its linear layers, CUDA or not."""
     import torch
@@ -168,14 +176,16 @@ def _model_facts(
     resolved = resolve_base_model(model, progress=say)
     tokenizer = load_tokenizer(resolved.path)
     tokenized = tokenize_examples(examples, tokenizer, resolve_template(tokenizer, "auto"))
-    config = __import__("json").loads((resolved.path / "config.json").read_text())
+    config = json.loads((resolved.path / "config.json").read_text())
     limit = int(config.get("max_position_embeddings") or 2048)
     layers = linear_layer_names(resolved.path) or ["all-linear"]  # no safetensors headers
     return [len(t) for t in tokenized], min(limit, 4096), layers, torch.cuda.is_available()
 
 
-def _sized_to_budget(draft: Path, request: InitRequest, facts: DataFacts, budget: float, *,
-                     say: Any) -> tuple[int, tuple[int, int], Any]:  # fmt: skip
+def _sized_to_budget(
+    draft: Path, request: InitRequest, facts: DataFacts, budget: float, *,
+    say: Callable[[str], None],
+) -> tuple[int, tuple[int, int], SweepEstimate]:  # fmt: skip
     """The most trials (up to two epochs, else one) whose estimated wall time fits the budget."""
     from sweeps.dry_run import dry_run
 
@@ -198,8 +208,8 @@ def _sized_to_budget(draft: Path, request: InitRequest, facts: DataFacts, budget
 
 
 def _most_trials(
-    done: Any, epochs: tuple[int, int], budget: float
-) -> tuple[int, tuple[int, int], Any] | None:
+    done: DryRun, epochs: tuple[int, int], budget: float
+) -> tuple[int, tuple[int, int], SweepEstimate] | None:
     fitting = None
     for trials in range(2, MAX_TRIALS + 1):
         estimate = _estimate(done, epochs, trials)
@@ -209,7 +219,7 @@ def _most_trials(
     return fitting
 
 
-def _estimate(done: Any, epochs: tuple[int, int], trials: int) -> Any:
+def _estimate(done: DryRun, epochs: tuple[int, int], trials: int) -> SweepEstimate:
     from sweeps.config import IntRange
     from sweeps.dry_run import visible_gpus
     from sweeps.estimate import estimate_sweep
@@ -225,47 +235,66 @@ def _estimate(done: Any, epochs: tuple[int, int], trials: int) -> Any:
                           base_cached=done.estimate.base_seconds == 0)  # fmt: skip
 
 
-def _wall(estimate: Any) -> str:
+def _wall(estimate: SweepEstimate) -> str:
     return str(estimate.lines()[-1].split(": ", 1)[1])
 
 
 def render_yaml(request: InitRequest, facts: DataFacts, *, out: Path, num_samples: int,
-                epochs: tuple[int, int], estimate: Any = None) -> str:  # fmt: skip
+                epochs: tuple[int, int], estimate: SweepEstimate | None = None) -> str:  # fmt: skip
     """The sweep YAML, commented: the command first, then why each value is what it is."""
-    import json
-    import os
+    sizing = _sizing_comment(request, num_samples, estimate)
+    return "".join((
+        _yaml_header(request, facts, out=out, sizing=sizing),
+        _yaml_data(request, facts, out=out),
+        _yaml_search_space(facts, epochs=epochs),
+        _yaml_search_and_resources(facts, num_samples=num_samples),
+        _yaml_objective(facts),
+    ))  # fmt: skip
 
-    def rel(path: Path) -> str:
-        return os.path.relpath(path.resolve(), out.resolve().parent)
 
-    planned = (f"# Sized to the {request.budget} budget: {num_samples} trials, estimated "
-               f"{_wall(estimate)} on this machine (sweep validate re-estimates it)."
-               if estimate is not None else "# (draft)")  # fmt: skip
-    heldout = (f"  heldout: {json.dumps(rel(request.heldout))}\n" if request.heldout else
+def _relative(path: Path, out: Path) -> str:
+    """``path`` as the YAML names it: relative to the YAML's own directory."""
+    return os.path.relpath(path.resolve(), out.resolve().parent)
+
+
+def _sizing_comment(request: InitRequest, num_samples: int, estimate: SweepEstimate | None) -> str:
+    if estimate is None:
+        return "# (draft)"
+    return (f"# Sized to the {request.budget} budget: {num_samples} trials, estimated "
+            f"{_wall(estimate)} on this machine (sweep validate re-estimates it).")  # fmt: skip
+
+
+def _yaml_header(request: InitRequest, facts: DataFacts, *, out: Path, sizing: str) -> str:
+    return f"""# sweep launch {out}
+#
+# Written by `sweep init {request.data}` for {facts.train_rows} training rows of shape
+# {facts.shape}; held-out metric {facts.task_metric} (from the held-out references).
+{sizing}
+name: {json.dumps(facts.name)}
+base_model: {json.dumps(request.model)}
+
+"""
+
+
+def _yaml_data(request: InitRequest, facts: DataFacts, *, out: Path) -> str:
+    """The data section: the files, the held-out rows, and the reading keys given to init."""
+    heldout = (f"  heldout: {json.dumps(_relative(request.heldout, out))}\n" if request.heldout else
                f"  val_set_size: {facts.val_set_size}   # held-out rows split off train: "
                f"{facts.heldout_rows} (at least {MIN_HELDOUT_ROWS} rank trials)\n")  # fmt: skip
     extras = "".join(f"  {key}: {json.dumps(value)}\n" for key, value in
                      (("instruction", request.instruction), ("system_prompt", request.system_prompt))
                      if value)  # fmt: skip
-    concurrent = 1 if facts.gpu else 2
-    objective = ("  metric: heldout/task_metric   # " + facts.task_metric + "\n  mode: max"
-                 if facts.task_metric != "none" else
-                 "  metric: heldout/loss   # plain text: nothing to generate and compare\n"
-                 "  mode: min")  # fmt: skip
-    return f"""# sweep launch {out}
-#
-# Written by `sweep init {request.data}` for {facts.train_rows} training rows of shape
-# {facts.shape}; held-out metric {facts.task_metric} (from the held-out references).
-{planned}
-name: {json.dumps(facts.name)}
-base_model: {json.dumps(request.model)}
-
-data:
-  train: {json.dumps(rel(request.data))}   # relative to this file
+    return f"""data:
+  train: {json.dumps(_relative(request.data, out))}   # relative to this file
 {heldout}  format: {facts.shape}
   task_metric: auto     # {facts.task_metric} for these references
 {extras}
-search_space:           # what Optuna (TPE) samples per trial
+"""
+
+
+def _yaml_search_space(facts: DataFacts, *, epochs: tuple[int, int]) -> str:
+    """What Optuna samples per trial, and the training settings fixed for every trial."""
+    return f"""search_space:           # what Optuna (TPE) samples per trial
   learning_rate: {{type: loguniform, low: 1.0e-4, high: 2.0e-3}}
   lora_r: [8, 16, 32]
   lora_alpha: {{type: ratio_of_r, values: [1, 2]}}   # alpha = r x ratio (2r: Biderman et al. 2024)
@@ -279,10 +308,15 @@ training:               # fixed for every trial (Axolotl names)
   evals_per_epoch: 2    # a rung every half epoch: held-out eval, checkpoint, report to Ray
   seed: 42
 
-search:
+"""
+
+
+def _yaml_search_and_resources(facts: DataFacts, *, num_samples: int) -> str:
+    """The search (two trials at a time on CPU, one on a GPU), ASHA, and each trial's share."""
+    return f"""search:
   algorithm: tpe
   num_samples: {num_samples}
-  max_concurrent: {concurrent}
+  max_concurrent: {1 if facts.gpu else 2}
   seed: 0
 
 scheduler:              # ASHA stops weak trials at a rung
@@ -294,7 +328,16 @@ resources:
   cpu: 1
   gpu: {1 if facts.gpu else 0}
 
-objective:
+"""
+
+
+def _yaml_objective(facts: DataFacts) -> str:
+    """What ranks trials (the task metric; held-out loss for plain text), tracking, evaluation."""
+    objective = ("  metric: heldout/task_metric   # " + facts.task_metric + "\n  mode: max"
+                 if facts.task_metric != "none" else
+                 "  metric: heldout/loss   # plain text: nothing to generate and compare\n"
+                 "  mode: min")  # fmt: skip
+    return f"""objective:
 {objective}
 
 tracking:

@@ -11,9 +11,16 @@ import json
 import math
 from dataclasses import dataclass, replace
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from evals.objective import COMPOSITE
+from evals.benchmark_plan import BenchmarkPlan
+from evals.metric_keys import (
+    COMPOSITE,
+    HELDOUT_EXACT_MATCH,
+    HELDOUT_TASK_METRIC,
+    LOWER_IS_BETTER,
+    heldout,
+)
 from sweeps.config import (
     MIN_HELDOUT_ROWS,
     MIN_TRAIN_ROWS,
@@ -22,6 +29,7 @@ from sweeps.config import (
     load_config,
     resolve_path,
 )
+from sweeps.console import Say
 from sweeps.space import max_epochs
 from trainers.data import (
     DataError,
@@ -32,8 +40,10 @@ from trainers.data import (
     read_data,
     split_heldout,
 )
+from trainers.spec import TrialSpec
 
-LOWER_IS_BETTER = ("heldout/loss", "heldout/perplexity")
+if TYPE_CHECKING:
+    from trainers.models import ResolvedModel
 
 
 @dataclass(frozen=True)
@@ -42,7 +52,7 @@ class LaunchPlan:
 
     config: SweepConfig
     config_path: Path | None
-    spec: Any  # trainers.lora_trial.TrialSpec
+    spec: TrialSpec
     task_metric: str
     objective_metric: str
     objective_mode: str
@@ -70,7 +80,7 @@ def coerce_config(
 
 # --------------------------------------------------------------------------- preflight
 def check_data(
-    config: SweepConfig, *, config_dir: Path, source: str = "<config>", progress: Any = print
+    config: SweepConfig, *, config_dir: Path, source: str = "<config>", progress: Say = print
 ) -> tuple[dict[str, Path], dict[str, list[Example]], str]:
     """Read every row of the data files (saying how each was read); return their paths, the
     examples and the task metric. Too few rows to rank trials are refused (data.allow_small)."""
@@ -133,7 +143,7 @@ def check_enough_rows(config: SweepConfig, *, train: int, heldout: int, source: 
 
 def check_contamination(
     config: SweepConfig, examples: dict[str, list[Example]], *, config_dir: Path, source: str,
-    progress: Any,
+    progress: Say,
 ) -> None:  # fmt: skip
     """Refuse training rows that share a 13-gram with the held-out rows or with the listed
     benchmarks' evaluation files (when a mirror has them), unless data.allow_contaminated."""
@@ -162,9 +172,9 @@ def check_contamination(
 
 def resolve_objective(config: SweepConfig, task_metric: str, *, source: str) -> tuple[str, str]:
     metric = config.objective.metric
-    if metric == "heldout/task_metric":
-        metric = f"heldout/{task_metric}"
-    allowed = {*LOWER_IS_BETTER, f"heldout/{task_metric}", "heldout/exact_match"}
+    if metric == HELDOUT_TASK_METRIC:
+        metric = heldout(task_metric)
+    allowed = {*LOWER_IS_BETTER, heldout(task_metric), HELDOUT_EXACT_MATCH}
     if task_metric == "none":
         allowed = set(LOWER_IS_BETTER)
     if metric not in allowed:
@@ -185,7 +195,7 @@ def available_cpus() -> int:
 
 def check_resources(
     config: SweepConfig, *, source: str, address: str | None, logical_gpus: int | None = None,
-    progress: Any = print,
+    progress: Say = print,
 ) -> str:  # fmt: skip
     """The trials' device. GPU trials need a visible CUDA GPU here (a cluster's are Ray's to
     check), unless --num-gpus declares logical GPUs: Ray then packs and assigns them, and the
@@ -220,7 +230,7 @@ def _check_bitsandbytes(config: SweepConfig, *, source: str) -> None:
 
 
 def fit_to_memory(
-    config: SweepConfig, model_path: Path, *, budget: int, source: str, progress: Any
+    config: SweepConfig, model_path: Path, *, budget: int, source: str, progress: Say
 ) -> SweepConfig:
     """Estimate each sequence_len candidate's peak memory (trainers/memory.py, at the largest
     lora_r) against ``budget`` bytes: warn about those over it, or with memory_check: drop, drop
@@ -250,7 +260,7 @@ def fit_to_memory(
 
 
 def _drop_sequence_lengths(
-    config: SweepConfig, unfit: list[int], *, source: str, progress: Any
+    config: SweepConfig, unfit: list[int], *, source: str, progress: Say
 ) -> SweepConfig:
     from sweeps.config import Choice
 
@@ -355,7 +365,7 @@ def check_target_modules(config: SweepConfig, model_path: Path, *, source: str) 
 
 
 def check_truncation(
-    config: SweepConfig, spec: Any, train: list[Example], *, source: str, progress: Any
+    config: SweepConfig, spec: TrialSpec, train: list[Example], *, source: str, progress: Say
 ) -> list[int]:
     """Tokenize the training rows once; say what each sequence_len candidate truncates. Returns
     each row's length in tokens (the time estimate reads it)."""
@@ -364,7 +374,7 @@ def check_truncation(
     from trainers.tokenize import resolve_template, tokenize_examples, truncate
 
     tokenizer = load_tokenizer(Path(spec.model_path), trust_remote_code=spec.trust_remote_code)
-    tokenized = tokenize_examples(train, tokenizer, resolve_template(tokenizer, spec.template))
+    tokenized = tokenize_examples(train, tokenizer, resolve_template(tokenizer, spec.data.template))
     for length in (int(v) for v in candidate_values(config, "sequence_len")):
         kept, stats = truncate(tokenized, length)
         if not kept:
@@ -393,8 +403,8 @@ def benchmark_mirror(config: SweepConfig, *, config_dir: Path) -> Path | None:
 
 def check_benchmarks(
     config: SweepConfig, *, config_dir: Path, source: str, heldout_metric: str, mode: str,
-    progress: Any,
-) -> Any:  # fmt: skip
+    progress: Say,
+) -> BenchmarkPlan | None:  # fmt: skip
     """Task names and data for every listed benchmark, before any compute (None: no benchmarks)."""
     if not config.benchmarks.tasks:
         return None
@@ -416,14 +426,13 @@ def preflight(
     *,
     config_path: Path | None,
     config_dir: Path,
-    progress: Any = print,
+    progress: Say = print,
     address: str | None = None,
     logical_gpus: int | None = None,
 ) -> LaunchPlan:
-    """Everything checkable before compute: config rules, every data row, the model, resources."""
-    from trainers.lora_trial import TrialSpec
-    from trainers.models import ModelError, resolve_base_model
-
+    """Everything checkable before compute, in this order: every data row, contamination, the
+    objective, benchmarks, the study's storage, resources, the model (remote code, target
+    modules, memory) and truncation."""
     source = str(config_path or "<config>")
     paths, examples, task_metric = check_data(config, config_dir=config_dir, source=source,
                                               progress=progress)  # fmt: skip
@@ -436,6 +445,34 @@ def preflight(
     check_study_storage(config, source=source)
     device = check_resources(config, source=source, address=address, logical_gpus=logical_gpus,
                              progress=progress)  # fmt: skip
+    config, model = check_model(config, source=source, progress=progress)
+    resolved = {"train": str(paths["train"]),
+                "heldout": str(paths["heldout"]) if "heldout" in paths else None,
+                "task_metric": task_metric if task_metric != "none" else "exact_match"}  # fmt: skip
+    spec = TrialSpec(
+        model_path=str(model.path), data=config.data.model_copy(update=resolved),
+        training=config.training, evaluation=config.evaluation,
+        trust_remote_code=config.trust_remote_code, device=device, cpus=config.resources.cpu,
+        gpus=config.resources.gpu, benchmarks=benchmarks,
+    )  # fmt: skip
+    lengths = check_truncation(config, spec, examples["train"], source=source, progress=progress)
+    return LaunchPlan(
+        config, config_path, spec, task_metric, metric, mode,
+        digests={name: file_digest(path) for name, path in paths.items()},
+        rows={name: len(rows) for name, rows in examples.items()},
+        model_kind=model.kind,
+        max_rungs=max_epochs(config.search_space) * config.training.evals_per_epoch,
+        num_samples=planned_trials(config), train_token_lengths=tuple(lengths),
+    )  # fmt: skip
+
+
+def check_model(
+    config: SweepConfig, *, source: str, progress: Say
+) -> tuple[SweepConfig, ResolvedModel]:
+    """The base model, resolved to a local directory; its remote code and target modules
+    checked; the config fitted to the GPU's memory when it has to be."""
+    from trainers.models import ModelError, resolve_base_model
+
     try:
         model = resolve_base_model(config.base_model, progress=progress)
     except ModelError as exc:
@@ -446,46 +483,13 @@ def preflight(
     if budget is not None:
         config = fit_to_memory(config, model.path, budget=budget, source=source,
                                progress=progress)  # fmt: skip
-    spec = TrialSpec(
-        model_path=str(model.path),
-        train_path=str(paths["train"]),
-        heldout_path=str(paths["heldout"]) if "heldout" in paths else None,
-        task_metric=task_metric if task_metric != "none" else "exact_match",
-        val_set_size=config.data.val_set_size,
-        split_seed=config.data.split_seed,
-        data_format=config.data.format,
-        template=config.data.template,
-        system_prompt=config.data.system_prompt,
-        columns=dict(config.data.columns),
-        instruction=config.data.instruction,
-        label_field=config.data.label_field,
-        training=config.training.model_dump(),
-        evaluation=config.evaluation.model_dump(),
-        trust_remote_code=config.trust_remote_code,
-        device=device,
-        cpus=config.resources.cpu,
-        gpus=config.resources.gpu,
-        benchmarks=benchmarks,
-    )
-    lengths = check_truncation(config, spec, examples["train"], source=source, progress=progress)
-    digests = {name: file_digest(path) for name, path in paths.items()}
-    num_samples = config.search.num_samples
+    return config, model
+
+
+def planned_trials(config: SweepConfig) -> int:
+    """num_samples, or fewer when a grid has fewer points."""
     if config.search.algorithm == "grid":
         from sweeps.space import grid_size
 
-        num_samples = min(num_samples, grid_size(config))
-    max_rungs = max_epochs(config.search_space) * config.training.evals_per_epoch
-    return LaunchPlan(
-        config,
-        config_path,
-        spec,
-        task_metric,
-        metric,
-        mode,
-        digests,
-        {name: len(rows) for name, rows in examples.items()},
-        model.kind,
-        max_rungs,
-        num_samples,
-        tuple(lengths),
-    )
+        return min(config.search.num_samples, grid_size(config))
+    return config.search.num_samples

@@ -19,20 +19,25 @@ from __future__ import annotations
 import json
 import shutil
 import tempfile
-from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from evals.gate import GateDecision, logged_guard_violations, promotion_gate
+from evals.gate import GateDecision, promotion_gate
+from evals.objective import guard_violations
 from sweeps.config import ConfigError, check_safe_name
+from sweeps.console import Say
+from sweeps.provenance import hide_uri_password
 from sweeps.refs import resolve_adapter
 from sweeps.scoring import ItemScores, adapter_digest, load_spec, score_every_row
 from sweeps.state import SweepState, TrialRecord, load_state
+from trainers.spec import TrialSpec
+
+if TYPE_CHECKING:
+    from sweeps._tracking import ModelRegistry, VersionInfo
 
 CHAMPION, PREVIOUS = "champion", "previous"
 REGISTERED_PATH = "registered_model"  # where a promoted version's files live on the trial's run
-Say = Callable[[str], None]
 
 
 @dataclass(frozen=True)
@@ -42,7 +47,7 @@ class Candidate:
     state: SweepState
     record: TrialRecord
     adapter: Path
-    spec: Any  # trainers.lora_trial.TrialSpec
+    spec: TrialSpec
     config: dict[str, Any]  # the resolved config the sweep ran with
 
     @property
@@ -128,14 +133,14 @@ def check_inputs(candidate: Candidate, *, progress: Say) -> None:
             f"{candidate.label}: base model {state.base_model} ({base.path}) has sha256 "
             f"{found[:12]}..., but the adapter was trained on {state.base_model_digest[:12]}..."
         )
-    paths = {"train": candidate.spec.train_path, "heldout": candidate.spec.heldout_path}
+    paths = {"train": candidate.spec.data.train, "heldout": candidate.spec.data.heldout}
     for role, recorded in state.digests.items():
         path = Path(paths.get(role) or "")
         if not path.is_file() or file_digest(path) != recorded:
             raise ConfigError(f"{candidate.label}: the {role} data {path} changed since the sweep")
 
 
-def check_champion(champion: dict[str, Any], candidate: Candidate, *, name: str) -> None:
+def check_champion(champion: VersionInfo, candidate: Candidate, *, name: str) -> None:
     """The champion must share the candidate's base model, and must not be the candidate."""
     tags = champion["tags"]
     if tags.get("base_model.sha256") != candidate.state.base_model_digest:
@@ -159,9 +164,7 @@ def judge(
             "no per-item scores to test; promotion needs prompt/response held-out rows"
         )
     margins = candidate.config.get("objective", {}).get("guard") or {}
-    guard = list(candidate.record.guard) or logged_guard_violations(
-        candidate.record.metrics, margins
-    )
+    guard = list(candidate.record.guard) or guard_violations(candidate.record.metrics, margins)
     return promotion_gate(
         ours.by_item(), theirs.by_item(), metric=candidate.spec.task_metric, against=against,
         guard=guard, force_reason=force_reason,
@@ -170,7 +173,7 @@ def judge(
 
 # --------------------------------------------------------------------------- 4. register
 def register(
-    registry: Any, candidate: Candidate, decision: GateDecision, *,
+    registry: ModelRegistry, candidate: Candidate, decision: GateDecision, *,
     scores: tuple[ItemScores, ItemScores], name: str,
 ) -> str:  # fmt: skip
     """Write the version's files, register them, and tag the trial's run."""
@@ -209,7 +212,9 @@ def write_version_files(
              "incumbent": b["prediction"], "incumbent_score": b["score"]}
             for a, b in zip(ours.items, theirs.items, strict=True)]  # fmt: skip
     (directory / "heldout_items.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
-    (directory / "README.md").write_text(VERSION_README.format(base=state.base_model))
+    (directory / "README.md").write_text(
+        VERSION_README.format(base=state.base_model, mlflow_uri=hide_uri_password(state.mlflow_uri))
+    )
 
 
 def eval_summary(
@@ -262,7 +267,7 @@ import json, mlflow
 from peft import PeftModel
 from transformers import AutoModelForCausalLM, AutoTokenizer
 
-mlflow.set_tracking_uri("sqlite:///mlruns/mlflow.db")  # the store the sweep logged to
+mlflow.set_tracking_uri("{mlflow_uri}")  # the store the sweep logged to
 path = mlflow.artifacts.download_artifacts("models:/NAME@champion")
 base = json.load(open(f"{{path}}/base_model.json"))["path"]
 model = PeftModel.from_pretrained(AutoModelForCausalLM.from_pretrained(base), f"{{path}}/adapter")

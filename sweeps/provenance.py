@@ -6,9 +6,9 @@ import os
 import platform
 import re
 import subprocess
+from collections.abc import Mapping
 from importlib import metadata
 from pathlib import Path
-from typing import Any
 
 PACKAGES = (
     "lora-sweep",
@@ -98,21 +98,26 @@ def provenance_tags(*, seeds: dict[str, int], digests: dict[str, str]) -> dict[s
     return tags
 
 
-def is_secret(key: str, value: Any) -> bool:
+def is_secret(key: str, value: object) -> bool:
     return bool(SECRET_KEY.search(key)) or (
         isinstance(value, str) and bool(SECRET_VALUE.match(value))
     )
 
 
-def hide_uri_password(value: Any) -> Any:
+def hide_uri_password(text: str) -> str:
     """``postgresql://bob:***@db/mlflow`` for ``postgresql://bob:hunter2@db/mlflow``."""
-    return URI_PASSWORD.sub(rf"\1:{HIDDEN}@", value) if isinstance(value, str) else value
+    return URI_PASSWORD.sub(rf"\1:{HIDDEN}@", text)
 
 
-def flatten(data: dict[str, Any], prefix: str = "") -> dict[str, Any]:
+def _shown(value: object) -> object:
+    """A config value as logged: a string with any URI password hidden, else the value itself."""
+    return hide_uri_password(value) if isinstance(value, str) else value
+
+
+def flatten(data: Mapping[str, object], prefix: str = "") -> dict[str, object]:
     """Nested config -> dotted keys; secret-looking keys and values are left out, and passwords
     in URIs hidden."""
-    out: dict[str, Any] = {}
+    out: dict[str, object] = {}
     for key, value in data.items():
         dotted = f"{prefix}{key}"
         if is_secret(key, value):
@@ -120,14 +125,14 @@ def flatten(data: dict[str, Any], prefix: str = "") -> dict[str, Any]:
         if isinstance(value, dict):
             out.update(flatten(value, f"{dotted}."))
         else:
-            out[dotted] = hide_uri_password(value)
+            out[dotted] = _shown(value)
     return out
 
 
-def redacted(data: Any, key: str = "") -> Any:
+def redacted(data: object, key: str = "") -> object:
     """A copy of a config to show or log: secret-looking values and URI passwords hidden."""
     if isinstance(data, dict):
         return {k: redacted(v, str(k)) for k, v in data.items()}
     if isinstance(data, list):
         return [redacted(v, key) for v in data]
-    return HIDDEN if is_secret(key, data) else hide_uri_password(data)
+    return HIDDEN if is_secret(key, data) else _shown(data)

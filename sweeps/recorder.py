@@ -9,36 +9,47 @@ from __future__ import annotations
 
 import json
 import shutil
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Protocol
 
+from evals.metric_keys import (
+    FINAL_RUNG,
+    RUNG,
+    STEP,
+    TRIAL_CUDA_VISIBLE_DEVICES,
+    TRIAL_NODE_ID,
+    is_logged,
+)
 from sweeps.space import HYPERPARAMETERS
 from sweeps.state import TERMINAL, SweepState, TrialRecord, restores
 
 if TYPE_CHECKING:  # typing only: mlflow is imported by sweeps/_tracking.py alone, at run time
     from sweeps._tracking import SweepTracker
 
-LOGGED_PREFIXES = ("heldout/", "train/", "data/", "bench/", "objective/", "cost/")
-LOGGED_KEYS = ("tokens_trained", "epoch", "rung", "trial/first_step_at", "trial/startup_seconds")
+Result = Mapping[str, object]  # a trial's report through Ray: its metrics, Ray's own entries
 
 
 class Display(Protocol):
     def refresh(self, state: SweepState, event: str) -> None: ...
 
 
-def trial_params(config: dict[str, Any]) -> dict[str, Any]:
+def trial_params(config: Mapping[str, object]) -> dict[str, object]:
     """The sampled hyperparameters of a trial, as its child run's params."""
     params = {k: config[k] for k in (*HYPERPARAMETERS, "lora_alpha_ratio") if k in config}
     return params
 
 
-def logged_metrics(result: dict[str, Any]) -> dict[str, float]:
-    return {
-        k: float(v)
-        for k, v in result.items()
-        if (k.startswith(LOGGED_PREFIXES) or k in LOGGED_KEYS) and isinstance(v, (int, float))
-    }
+def logged_metrics(result: Result) -> dict[str, float]:
+    """The result's numbers the sweep logs (``evals.metric_keys.is_logged``)."""
+    return {k: float(v) for k, v in result.items() if is_logged(k) and isinstance(v, (int, float))}
+
+
+def whole(value: object) -> int:
+    """A count from a result (Ray passes the trial's floats through: ``3.0``)."""
+    if not isinstance(value, (int, float)):
+        raise TypeError(f"expected a number, got {value!r}")
+    return int(value)
 
 
 class SweepRecorder:
@@ -57,7 +68,7 @@ class SweepRecorder:
         self.logged_generations = logged_generations
         self.poll = poll or (lambda: None)  # at each event: e.g. record the base model's scores
 
-    def trial_started(self, trial_id: str, config: dict[str, Any]) -> None:
+    def trial_started(self, trial_id: str, config: Mapping[str, object]) -> None:
         self.poll()
         if trial_id in self.state.trials:  # a restarted trial keeps its child run
             record = self.state.trials[trial_id]
@@ -75,10 +86,10 @@ class SweepRecorder:
         self.state.save()
         self.display.refresh(self.state, f"{trial_id} started")
 
-    def trial_result(self, trial_id: str, result: dict[str, Any]) -> None:
+    def trial_result(self, trial_id: str, result: Result) -> None:
         self.poll()
         record = self.state.trials[trial_id]
-        step = int(result["step"])
+        step = whole(result[STEP])
         if step <= record.last_step:
             return
         metrics = logged_metrics(result)
@@ -87,7 +98,7 @@ class SweepRecorder:
         if where != record.placement:  # its first rung, or a restart elsewhere
             record.placement = where
             self.tracker.set_tags(record.run_id, {f"placement.{k}": v for k, v in where.items()})
-        record.last_step, record.metrics, record.rungs = step, metrics, int(result.get("rung", 0))
+        record.last_step, record.metrics, record.rungs = step, metrics, whole(result.get(RUNG, 0))
         self.state.save()
         self.display.refresh(self.state, f"{trial_id} rung {record.rungs}")
 
@@ -95,7 +106,7 @@ class SweepRecorder:
         self,
         trial_id: str,
         *,
-        result: dict[str, Any] | None,
+        result: Result | None,
         checkpoint: Path | None,
         error: str | None = None,
     ) -> None:
@@ -106,7 +117,7 @@ class SweepRecorder:
         if error is not None:
             record.status, record.error = "failed", error
         else:
-            record.status = "completed" if result and result.get("final_rung") else "pruned"
+            record.status = "completed" if result and result.get(FINAL_RUNG) else "pruned"
         adapter = self._keep_adapter(trial_id, checkpoint)
         record.adapter_path = str(adapter) if adapter else None
         restarts = [r for r in restores(self.state.path) if r["trial_id"] == trial_id]
@@ -173,11 +184,11 @@ def forget_lost_trials(state: SweepState, tracker: SweepTracker) -> list[str]:
     return lost
 
 
-def placement(result: dict[str, Any]) -> dict[str, str]:
+def placement(result: Result) -> dict[str, str]:
     """The node (Ray's id, its IP and host name) and the GPUs a result came from."""
-    return {"node_id": str(result.get("trial/node_id", "")),
+    return {"node_id": str(result.get(TRIAL_NODE_ID, "")),
             "node_ip": str(result.get("node_ip", "")), "hostname": str(result.get("hostname", "")),
-            "cuda_visible_devices": str(result.get("trial/cuda_visible_devices", ""))}  # fmt: skip
+            "cuda_visible_devices": str(result.get(TRIAL_CUDA_VISIBLE_DEVICES, ""))}  # fmt: skip
 
 
 def restart_tags(restarts: list[dict[str, Any]]) -> dict[str, str]:
@@ -190,7 +201,7 @@ def restart_tags(restarts: list[dict[str, Any]]) -> dict[str, str]:
     return tags
 
 
-def _predictions(checkpoint: Path | None) -> list[dict[str, Any]]:
+def _predictions(checkpoint: Path | None) -> list[dict[str, object]]:
     if checkpoint is None or not (checkpoint / "predictions.jsonl").is_file():
         return []
     lines = (checkpoint / "predictions.jsonl").read_text().splitlines()

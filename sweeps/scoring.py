@@ -10,17 +10,18 @@ from __future__ import annotations
 
 import hashlib
 import json
-from collections.abc import Callable, Mapping
-from dataclasses import dataclass, replace
+from collections.abc import Mapping
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
+from sweeps.console import Say
 from sweeps.state import SweepState, write_json_atomic
+from trainers.spec import TrialSpec
 
-# What held-out scores depend on besides the model and the data files: one list for both caches
-# (every row here, the base model's there in sweeps/base_scores.py).
-HELDOUT_SETTINGS = ("task_metric", "template", "system_prompt", "columns", "val_set_size",
-                    "split_seed", "data_format", "instruction", "label_field", "evaluation")  # fmt: skip
+if TYPE_CHECKING:
+    from peft import PeftModel
+    from transformers import PreTrainedModel
 
 ADAPTER_FILES = ("adapter_config.json", "adapter_model.safetensors")
 
@@ -37,29 +38,31 @@ class ItemScores:
         return {item["id"]: float(item[key]) for item in self.items}
 
 
-def load_spec(state: SweepState) -> Any:
+def load_spec(state: SweepState) -> TrialSpec:
     """The TrialSpec the sweep's trials ran with, read back from ``trial_spec.json``."""
     from sweeps.config import ConfigError
-    from trainers.lora_trial import TrialSpec
 
-    if not state.spec_path.is_file():
+    try:
+        return TrialSpec.from_record(json.loads(state.spec_path.read_text()))
+    except (OSError, ValueError) as exc:  # pydantic's ValidationError is a ValueError
         raise ConfigError(
-            f"sweep {state.name}: {state.spec_path} is missing (made by an older version); "
-            "re-run the sweep to promote or compare it"
-        )
-    return TrialSpec(**json.loads(state.spec_path.read_text()))
+            f"sweep {state.name}: {state.spec_path} is missing or unreadable (made by an older "
+            f"version?: {str(exc).splitlines()[0]}); re-run the sweep to promote or compare it"
+        ) from None
 
 
 REPORT_MAX_NEW_TOKENS = 256  # promote and compare show whole answers, the base model's too
 
 
-def all_rows(spec: Any) -> Any:
+def all_rows(spec: TrialSpec) -> TrialSpec:
     """The spec with generation on every held-out row, not just ``generation_samples``, and
     room for a whole answer: a rung's ``max_new_tokens`` is sized for speed, and cut the base
     model's rambling answers mid-sentence in the A/B report."""
-    limit = max(int(spec.evaluation.get("max_new_tokens", 64)), REPORT_MAX_NEW_TOKENS)
-    evaluation = {**spec.evaluation, "generation_samples": None, "max_new_tokens": limit}
-    return replace(spec, evaluation=evaluation, benchmarks=None)
+    limit = max(spec.evaluation.max_new_tokens, REPORT_MAX_NEW_TOKENS)
+    evaluation = spec.evaluation.model_copy(
+        update={"generation_samples": None, "max_new_tokens": limit}
+    )
+    return spec.model_copy(update={"evaluation": evaluation, "benchmarks": None})
 
 
 def adapter_digest(adapter: Path) -> str:
@@ -71,26 +74,36 @@ def adapter_digest(adapter: Path) -> str:
     return digest.hexdigest()
 
 
-def data_digests(spec: Any) -> dict[str, str]:
+def data_digests(spec: TrialSpec) -> dict[str, str]:
     """sha256 of the data files as they are now (the held-out rows come from them)."""
     from trainers.data import file_digest
 
-    paths = {"train": spec.train_path, "heldout": spec.heldout_path}
+    paths = {"train": spec.data.train, "heldout": spec.data.heldout}
     return {role: file_digest(Path(path)) for role, path in paths.items() if path}
 
 
-def cache_path(spec: Any, adapter: Path | None) -> Path:
-    """Where one model's item scores are cached, keyed by everything they depend on."""
-    from trainers.models import cache_root, model_identity
+def heldout_cache_key(spec: TrialSpec, adapter: Path | None) -> str:
+    """What a model's held-out scores depend on: the base model, the adapter's weights, the data
+    files' contents, and every data and held-out setting (the spec's own sections, so a setting
+    added to the schema is in the key without a word here). The one key of both caches: the
+    base model's rung-sized scores (sweeps/base_scores.py) and every row's (here)."""
+    from trainers.models import model_identity
 
     key = {
         "model": model_identity(Path(spec.model_path)),
         "adapter": adapter_digest(adapter) if adapter is not None else "base",
         "data": data_digests(spec),
-        "settings": {k: getattr(spec, k) for k in HELDOUT_SETTINGS},
+        "settings": spec.model_dump(mode="json", include={"data", "evaluation"},
+                                    exclude={"data": {"train", "heldout"}}),
     }  # fmt: skip
-    name = hashlib.sha256(json.dumps(key, sort_keys=True).encode()).hexdigest()[:24]
-    return cache_root() / "heldout_items" / f"{name}.json"
+    return hashlib.sha256(json.dumps(key, sort_keys=True).encode()).hexdigest()[:24]
+
+
+def cache_path(spec: TrialSpec, adapter: Path | None) -> Path:
+    """Where one model's item scores are cached, keyed by everything they depend on."""
+    from trainers.models import cache_root
+
+    return cache_root() / "heldout_items" / f"{heldout_cache_key(spec, adapter)}.json"
 
 
 def store_scores(path: Path, scores: ItemScores) -> None:
@@ -98,7 +111,7 @@ def store_scores(path: Path, scores: ItemScores) -> None:
 
 
 def score_every_row(
-    spec: Any, models: Mapping[str, Path | None], *, progress: Callable[[str], None] = print
+    spec: TrialSpec, models: Mapping[str, Path | None], *, progress: Say = print
 ) -> dict[str, ItemScores]:
     """Item scores for each named model (``None``: the base), from the cache when present.
 
@@ -121,32 +134,24 @@ def _read(path: Path) -> ItemScores:
 
 
 def _score(
-    spec: Any, models: Mapping[str, Path | None], *, progress: Callable[[str], None]
+    spec: TrialSpec, models: Mapping[str, Path | None], *, progress: Say
 ) -> dict[str, ItemScores]:
-    from evals.heldout import score_heldout
-    from trainers.lora_trial import heldout_inputs, load_trial_examples
-    from trainers.models import load_causal_lm, load_tokenizer
-    from trainers.tokenize import resolve_template
+    from trainers.lora_trial import heldout_scorer
+    from trainers.models import load_causal_lm
 
-    path = Path(spec.model_path)
-    tokenizer = load_tokenizer(path, trust_remote_code=spec.trust_remote_code)
-    template = resolve_template(tokenizer, spec.template)
-    _, heldout = load_trial_examples(spec)
-    tokenized, prompts, references = heldout_inputs(spec, heldout, tokenizer, template)
+    scorer = heldout_scorer(spec)
     device = spec.device if _device_available(spec.device) else "cpu"
-    model = load_causal_lm(path, trust_remote_code=spec.trust_remote_code, device=device)
+    model = load_causal_lm(Path(spec.model_path), trust_remote_code=spec.trust_remote_code,
+                           device=device)  # fmt: skip
     out = {}
     for label, adapter in models.items():
-        progress(f"Scoring {label} on all {len(prompts)} held-out rows ...")
-        scored = model if adapter is None else _with_adapter(model, adapter)
-        scores = score_heldout(
-            scored.eval(), tokenizer, tokenized=tokenized, prompts=prompts,
-            references=references, task_metric=spec.task_metric,
-            batch_size=int(spec.evaluation.get("batch_size", 16)),
-            max_new_tokens=int(spec.evaluation.get("max_new_tokens", 64)),
-        )  # fmt: skip
-        if adapter is not None:
-            model = scored.unload()  # the bare base again, for the next adapter
+        progress(f"Scoring {label} on all {len(scorer.prompts)} held-out rows ...")
+        if adapter is None:
+            scores = scorer.score(model.eval())
+        else:
+            with_adapter = _with_adapter(model, adapter)
+            scores = scorer.score(with_adapter.eval())
+            _take_off(with_adapter)  # the bare base again (in place), for the next adapter
         items = [{"id": _item_id(i, item), **item} for i, item in enumerate(scores.items)]
         out[label] = ItemScores(metrics=scores.as_metrics(), items=items)
     return out
@@ -159,10 +164,18 @@ def _device_available(device: str) -> bool:
     return not device.startswith("cuda") or torch.cuda.is_available()
 
 
-def _with_adapter(model: Any, adapter: Path) -> Any:
+def _with_adapter(model: PreTrainedModel, adapter: Path) -> PeftModel:
     from peft import PeftModel
 
     return PeftModel.from_pretrained(model, str(adapter))
+
+
+def _take_off(model: PeftModel) -> None:
+    from peft.tuners.tuners_utils import BaseTuner
+
+    tuner = model.base_model
+    assert isinstance(tuner, BaseTuner)
+    tuner.unload()
 
 
 def _item_id(index: int, item: Mapping[str, Any]) -> str:

@@ -6,8 +6,8 @@ it returns the derived values (a fixed knob, or ``lora_alpha`` as a ratio of ``l
 
 from __future__ import annotations
 
-from collections.abc import Callable
-from typing import TYPE_CHECKING, Any
+from collections.abc import Callable, Mapping
+from typing import TYPE_CHECKING
 
 from sweeps.config import (
     Choice,
@@ -45,9 +45,9 @@ def active_specs(config: SweepConfig) -> dict[str, ParamSpec]:
     return specs
 
 
-def sample(trial: optuna.Trial, specs: dict[str, ParamSpec]) -> dict[str, Any]:
+def sample(trial: optuna.Trial, specs: dict[str, ParamSpec]) -> dict[str, float]:
     """Suggest every searched knob on ``trial``; return the values that are fixed or derived."""
-    derived: dict[str, Any] = {}
+    derived: dict[str, float] = {}
     for knob, spec in specs.items():
         if knob == "lora_alpha":
             continue
@@ -66,7 +66,7 @@ def sample(trial: optuna.Trial, specs: dict[str, ParamSpec]) -> dict[str, Any]:
     return derived
 
 
-def _suggest(trial: optuna.Trial, knob: str, spec: ParamSpec) -> Any:
+def _suggest(trial: optuna.Trial, knob: str, spec: ParamSpec) -> float | None:
     """Suggest a searched knob (returns None), or return a fixed knob's value."""
     if isinstance(spec, LogUniform):
         trial.suggest_float(knob, spec.low, spec.high, log=True)
@@ -87,17 +87,17 @@ class DefineByRun:
     def __init__(self, specs: dict[str, ParamSpec]) -> None:
         self.specs = specs
 
-    def __call__(self, trial: optuna.Trial) -> dict[str, Any]:
+    def __call__(self, trial: optuna.Trial) -> dict[str, float]:
         return sample(trial, self.specs)
 
 
-def define_by_run(config: SweepConfig) -> Callable[[optuna.Trial], dict[str, Any]]:
+def define_by_run(config: SweepConfig) -> Callable[[optuna.Trial], dict[str, float]]:
     return DefineByRun(active_specs(config))
 
 
-def grid_values(config: SweepConfig) -> dict[str, list[Any]]:
+def grid_values(config: SweepConfig) -> dict[str, list[float]]:
     """The finite grid that GridSampler walks (validation has ruled out continuous ranges)."""
-    grid: dict[str, list[Any]] = {}
+    grid: dict[str, list[float]] = {}
     for knob, spec in active_specs(config).items():
         if isinstance(spec, Choice):
             grid[knob] = list(spec.values)
@@ -115,7 +115,7 @@ def grid_size(config: SweepConfig) -> int:
     return size
 
 
-def trial_hyperparameters(config: dict[str, Any]) -> dict[str, Any]:
+def trial_hyperparameters(config: Mapping[str, float]) -> dict[str, float]:
     """The hyperparameters of a trial, from the flat dict Optuna and Ray hand the trial."""
     params = {knob: config[knob] for knob in HYPERPARAMETERS if knob in config}
     missing = [knob for knob in HYPERPARAMETERS if knob not in params]
@@ -138,13 +138,14 @@ def candidate_values(config: SweepConfig, knob: str) -> list[float]:
     return [float(spec)]
 
 
-def fixed_value(knob: str, spec: ParamSpec, *, lora_r: Any = None) -> Any:
+def fixed_value(knob: str, spec: ParamSpec, *, lora_r: float | None = None) -> float | None:
     """A knob's value when the config leaves no choice (fixed, a single choice, or a ratio of a
     given r); None when it is searched."""
     if isinstance(spec, (int, float)):
         return spec
     if isinstance(spec, Choice) and len(spec.values) == 1:
-        return spec.values[0]
+        only: float = spec.values[0]  # a knob's choices are numbers (candidate_values reads them)
+        return only
     if knob == "lora_alpha" and isinstance(spec, RatioOfR) and lora_r is not None:
         return float(spec.values[0]) * float(lora_r)
     return None
@@ -178,10 +179,10 @@ def describe(config: SweepConfig) -> dict[str, str]:
     return out
 
 
-def representative_hparams(config: SweepConfig) -> dict[str, Any]:
+def representative_hparams(config: SweepConfig) -> dict[str, float]:
     """The heaviest trial the space holds, for timing: the largest lora_r and sequence_len, one
     epoch, and every other knob at its low end (or its first choice)."""
-    params: dict[str, Any] = {}
+    params: dict[str, float] = {}
     for knob, spec in active_specs(config).items():
         values = candidate_values(config, knob)
         if knob in ("lora_r", "sequence_len"):

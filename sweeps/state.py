@@ -19,8 +19,12 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
-from sweeps.config import ConfigError, SweepConfig, check_safe_name
+from evals.metric_keys import COST_DEVICE_SECONDS
+from sweeps.config import ConfigError, SweepConfig, Tracking, check_safe_name
 
+# The schema's defaults (tracking: in a sweep YAML), for commands given no YAML
+DEFAULT_STATE_DIR = Path(Tracking().state_dir)
+DEFAULT_MLFLOW_URI = Tracking().mlflow_uri
 STATE_FILE = "state.json"
 TERMINAL = ("completed", "pruned", "failed")  # a trial in one of these never runs again
 SPEC_FILE = "trial_spec.json"
@@ -98,7 +102,7 @@ class SweepState:
 
     def device_hours(self) -> float:
         """Device-hours every trial used (GPUs, or CPUs, held x wall time), as last reported."""
-        return sum(t.metrics.get("cost/device_seconds", 0.0) for t in self.trials.values()) / 3600
+        return sum(t.metrics.get(COST_DEVICE_SECONDS, 0.0) for t in self.trials.values()) / 3600
 
     def gain_per_device_hour(self) -> float | None:
         """The best trial's objective gain over the base model, per device-hour of the sweep."""

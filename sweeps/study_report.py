@@ -12,11 +12,19 @@ import warnings
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING
 
+from evals.metric_keys import COST_DEVICE_SECONDS, COST_WALL_SECONDS
 from sweeps.state import SweepState, TrialRecord
 
+if TYPE_CHECKING:
+    import optuna
+    from matplotlib.axes import Axes
+    from matplotlib.figure import Figure
+
 PICTURES_DIR = "sweep_plots"  # the parent run's artefact folder
+# column -> one cell per trial: ids and statuses, counts, rounded values, a knob's value or None
+TrialsTable = dict[str, list[str | float | None]]
 
 
 @dataclass(frozen=True)
@@ -27,7 +35,7 @@ class Pictures:
     skipped: dict[str, str]
 
 
-def _plots(metric: str) -> list[tuple[str, str, Callable[[Any], Any]]]:
+def _plots(metric: str) -> list[tuple[str, str, Callable[[optuna.Study], Axes]]]:
     from optuna.importance import FanovaImportanceEvaluator
     from optuna.visualization import matplotlib as plots
 
@@ -71,7 +79,7 @@ def write_study_pictures(storage_url: str, *, study_name: str, metric: str,
             with warnings.catch_warnings():
                 warnings.simplefilter("ignore")  # ExperimentalWarning on every plot
                 axes = plot(study)
-            figure = (axes.flat[0] if hasattr(axes, "flat") else axes).get_figure()
+            figure = _figure(axes)
             figure.set_size_inches(9, 5.5)
             figure.tight_layout()
             figure.savefig(out_dir / filename, dpi=110)
@@ -83,20 +91,28 @@ def write_study_pictures(storage_url: str, *, study_name: str, metric: str,
     return Pictures(written=written, skipped=skipped)
 
 
-def trials_table(state: SweepState) -> dict[str, list[Any]]:
+def _figure(axes: Axes) -> Figure:
+    """The figure a plot drew on (Optuna draws each on a figure of its own)."""
+    figure = (axes.flat[0] if hasattr(axes, "flat") else axes).get_figure(root=True)
+    if figure is None:
+        raise ValueError("the plot drew on no figure")
+    return figure
+
+
+def trials_table(state: SweepState) -> TrialsTable:
     """One row per trial, in trial order: the columns MLflow's table viewer shows."""
     records = sorted(state.trials.values(), key=lambda r: r.trial_id)
     knobs = sorted({key for r in records for key in r.params})
-    table: dict[str, list[Any]] = {
+    table: TrialsTable = {
         "trial": [r.trial_id for r in records],
         "status": [_status(r) for r in records],
         "rungs": [r.rungs for r in records],
-        "duration_s": [_rounded(r.metrics.get("cost/wall_seconds")) for r in records],
+        "duration_s": [_rounded(r.metrics.get(COST_WALL_SECONDS)) for r in records],
         state.objective_metric: [_rounded(r.metrics.get(state.objective_metric)) for r in records],
     }
     for knob in knobs:
         table[knob] = [_rounded(r.params.get(knob)) for r in records]
-    table["device_hours"] = [_rounded(r.metrics.get("cost/device_seconds", 0.0) / 3600)
+    table["device_hours"] = [_rounded(r.metrics.get(COST_DEVICE_SECONDS, 0.0) / 3600)
                              for r in records]  # fmt: skip
     table["run_id"] = [r.run_id for r in records]
     return table
@@ -107,6 +123,6 @@ def _status(record: TrialRecord) -> str:
                                   "guard" if record.guard else "")))  # fmt: skip
 
 
-def _rounded(value: Any) -> Any:
+def _rounded(value: str | float | None) -> str | float | None:
     """Floats to 4 significant digits (a table, not a ledger); other values as they are."""
     return float(f"{value:.4g}") if isinstance(value, float) else value

@@ -24,13 +24,15 @@ from sweeps.config import ConfigError
 from sweeps.provenance import hide_uri_password
 
 LOOPBACK = "127.0.0.1"
+UI_PORT = 5000  # mlflow ui's own default
+DASHBOARD_PORT = 8080  # optuna-dashboard's own default
 STOP_SIGNALS = (signal.SIGTERM, signal.SIGINT, signal.SIGHUP)
 GRACE_SECONDS = 10.0  # after SIGTERM, before SIGKILL
 # the MLflow UI opens an experiment as a model-training one (not the GenAI dashboard) with this
 ML_WORKFLOW = "workflowType=machine_learning"
 
 
-def ui_command(mlflow_uri: str, *, host: str = LOOPBACK, port: int = 5000) -> list[str]:
+def ui_command(mlflow_uri: str, *, host: str = LOOPBACK, port: int = UI_PORT) -> list[str]:
     """The ``mlflow ui`` command line for a tracking store (checked to exist when it is local)."""
     if mlflow_uri.startswith("sqlite:///"):
         database = Path(mlflow_uri.removeprefix("sqlite:///"))
@@ -50,7 +52,7 @@ def sweep_url(base: str, *, experiment_id: str, sweep: str) -> str:
     return f"{base}/#/experiments/{experiment_id}/runs?viewStateShareKey={sweep}&{ML_WORKFLOW}"
 
 
-def serve_ui(mlflow_uri: str, *, host: str = LOOPBACK, port: int = 5000) -> int:
+def serve_ui(mlflow_uri: str, *, host: str = LOOPBACK, port: int = UI_PORT) -> int:
     """Run the MLflow UI until stopped; prints the address, and each recent sweep's page."""
     command = ui_command(mlflow_uri, host=host, port=port)
     base = f"http://{_shown(host)}:{port}"
@@ -84,7 +86,9 @@ def write_dashboard_config(directory: Path, *, storage: str, host: str, port: in
     return path
 
 
-def serve_dashboard(storage: str, *, study: str, host: str = LOOPBACK, port: int = 8080) -> int:
+def serve_dashboard(
+    storage: str, *, study: str, host: str = LOOPBACK, port: int = DASHBOARD_PORT
+) -> int:
     """Run optuna-dashboard on a sweep's study storage until stopped."""
     base = f"http://{_shown(host)}:{port}"
     with tempfile.TemporaryDirectory(prefix="sweep-dashboard-") as tmp:

@@ -18,7 +18,6 @@ import random
 import re
 from dataclasses import dataclass, field, replace
 from pathlib import Path
-from typing import Any
 
 HASH_HEADER = re.compile(r"^###\s*(?P<instruction>.+?)\s*###\s*$", re.MULTILINE)
 HASH_WRAPPED = re.compile(r"^\s*###\s*(?P<inner>.+?)\s*###\s*$", re.DOTALL)
@@ -33,6 +32,9 @@ SHAREGPT_ROLES = {
 LABEL_COLUMNS = ("label", "labels", "sentiment", "category", "class", "target", "intent", "topic",
                  "emotion")  # fmt: skip
 ROW_KEY = "__row__"
+# One row as its file holds it: column -> cell (JSON values, a table's cells), and ROW_KEY -> the
+# row's number in the file. The cells are checked where they are read (_field, _chat_example).
+Row = dict[str, object]
 
 
 class DataError(ValueError):
@@ -148,7 +150,7 @@ class DataFile:
 
 
 # --------------------------------------------------------------------------- reading
-def read_records(path: Path) -> list[dict[str, Any]] | str:
+def read_records(path: Path) -> list[Row] | str:
     """Rows of a jsonl/json/csv/parquet file, or the whole text of a .txt/.md file."""
     if not path.is_file():
         raise DataError(f"{path}: data file not found")
@@ -173,8 +175,8 @@ def _read_text(path: Path) -> str:
         raise DataError(f"{path}: not UTF-8 text (byte {exc.start})") from None
 
 
-def _read_jsonl(path: Path) -> list[dict[str, Any]]:
-    rows = []
+def _read_jsonl(path: Path) -> list[Row]:
+    rows: list[Row] = []
     for number, line in enumerate(_read_text(path).splitlines(), start=1):
         if not line.strip():
             continue
@@ -190,7 +192,7 @@ def _read_jsonl(path: Path) -> list[dict[str, Any]]:
     return rows
 
 
-def _read_json(path: Path) -> list[dict[str, Any]]:
+def _read_json(path: Path) -> list[Row]:
     try:
         data = json.loads(_read_text(path))
     except json.JSONDecodeError as exc:
@@ -199,7 +201,7 @@ def _read_json(path: Path) -> list[dict[str, Any]]:
         data = next(iter(data.values()))
     if not isinstance(data, list):
         raise DataError(f"{path}: expected a list of records (or {{'data': [...]}})")
-    rows = []
+    rows: list[Row] = []
     for number, row in enumerate(data, start=1):
         if not isinstance(row, dict):
             raise DataError(f"{path}: row {number}: expected an object, got {type(row).__name__}")
@@ -207,7 +209,7 @@ def _read_json(path: Path) -> list[dict[str, Any]]:
     return rows
 
 
-def _read_table(path: Path) -> list[dict[str, Any]]:
+def _read_table(path: Path) -> list[Row]:
     import pandas as pd
 
     try:
@@ -224,9 +226,9 @@ def _read_table(path: Path) -> list[dict[str, Any]]:
             for number, row in enumerate(records, start=1)]  # fmt: skip
 
 
-def _plain(value: Any) -> Any:
+def _plain(value: object) -> object:
     """A parquet cell as JSON would hold it: arrays (a messages column) as lists."""
-    if hasattr(value, "tolist") and not isinstance(value, str):
+    if hasattr(value, "tolist") and hasattr(value, "ndim") and not isinstance(value, str):
         return [_plain(v) for v in value.tolist()] if value.ndim else value.tolist()
     if isinstance(value, dict):
         return {k: _plain(v) for k, v in value.items()}
@@ -236,20 +238,27 @@ def _plain(value: Any) -> Any:
 
 
 # --------------------------------------------------------------------------- shapes
-def row_keys(row: dict[str, Any]) -> list[str]:
+def row_number(row: Row) -> int:
+    """The row's number in its file, as the reader recorded it."""
+    number = row[ROW_KEY]
+    assert isinstance(number, int), f"{ROW_KEY} holds {number!r}, not a row number"
+    return number
+
+
+def row_keys(row: Row) -> list[str]:
     return [k for k in row if k != ROW_KEY]
 
 
-def fits(shape: Shape, row: dict[str, Any]) -> bool:
+def fits(shape: Shape, row: Row) -> bool:
     return all(key in row for key in shape.keys)
 
 
-def shape_of(row: dict[str, Any]) -> Shape | None:
+def shape_of(row: Row) -> Shape | None:
     """The first shape (in precedence order) whose keys the row has."""
     return next((shape for shape in SHAPES if fits(shape, row)), None)
 
 
-def detect_format(rows: list[dict[str, Any]] | str) -> str:
+def detect_format(rows: list[Row] | str) -> str:
     """The shape a file's first row (or its text) is in: a name in SHAPE_NAMES, or unknown."""
     if isinstance(rows, str):
         return "hash_pairs" if HASH_HEADER.search(rows) else "text"
@@ -264,25 +273,25 @@ def detect_format(rows: list[dict[str, Any]] | str) -> str:
     return FORMAT_ALIASES.get(shape.name, shape.name)
 
 
-def _is_hash_pair(value: Any) -> bool:
+def _is_hash_pair(value: object) -> bool:
     return isinstance(value, str) and HASH_HEADER.match(value.strip()) is not None
 
 
-def _lowercase_keys(row: dict[str, Any]) -> dict[str, Any]:
+def _lowercase_keys(row: Row) -> Row:
     """``Instruction``/``Response`` (spreadsheet headers) read as ``instruction``/``response``."""
     lowered = {k.strip().lower() if isinstance(k, str) and k != ROW_KEY else k: v
                for k, v in row.items()}  # fmt: skip
     return lowered if len(lowered) == len(row) else row
 
 
-def _label_column(row: dict[str, Any], label_field: str | None) -> str | None:
+def _label_column(row: Row, label_field: str | None) -> str | None:
     """A text row's label column: the one named, else the first known label name it has."""
     if label_field is not None:
         return label_field if label_field in row else None
     return next((c for c in LABEL_COLUMNS if c in row), None)
 
 
-def _with_label_key(row: dict[str, Any], label_field: str | None) -> dict[str, Any]:
+def _with_label_key(row: Row, label_field: str | None) -> Row:
     """A ``text`` row with a label column gets it as ``label`` too (the text_label shape)."""
     if "text" not in row or "label" in row or _is_hash_pair(row.get("text")):
         return row
@@ -313,9 +322,7 @@ def check_column_names(columns: dict[str, str], *, flag: str = "data.columns") -
             raise DataError(f"{flag}: unknown column {ours!r}; known: {', '.join(KNOWN_COLUMNS)}")
 
 
-def rename_columns(
-    path: Path, rows: list[dict[str, Any]], columns: dict[str, str]
-) -> list[dict[str, Any]]:
+def rename_columns(path: Path, rows: list[Row], columns: dict[str, str]) -> list[Row]:
     """Each row with the user's columns renamed to ours; a mapped column the file lacks is an
     error naming the columns it has."""
     present = {k for row in rows for k in row_keys(row)}
@@ -336,9 +343,7 @@ def rename_columns(
     return renamed
 
 
-def read_rows(
-    path: Path, settings: DataSettings | None = None
-) -> tuple[list[dict[str, Any]] | str, Reading]:
+def read_rows(path: Path, settings: DataSettings | None = None) -> tuple[list[Row] | str, Reading]:
     """A file's rows (columns renamed) or its whole text, and how they are read; a file in no
     known shape, or of two shapes, is an error naming the row, its keys, and the fix."""
     settings = settings or DataSettings()
@@ -377,7 +382,7 @@ def _text_notes(path: Path, text: str, fmt: str) -> tuple[str, ...]:
     return tuple(notes)
 
 
-def _reading(path: Path, records: list[dict[str, Any]], settings: DataSettings) -> Reading:
+def _reading(path: Path, records: list[Row], settings: DataSettings) -> Reading:
     first = records[0]
     label_field = settings.label_field
     if label_field is not None and label_field in settings.columns.values():  # mapped: our name
@@ -418,7 +423,7 @@ def _reading(path: Path, records: list[dict[str, Any]], settings: DataSettings) 
     return Reading(shape, label, instruction, wrapped > 0, choices, tuple(notes))
 
 
-def _choice_columns(row: dict[str, Any]) -> tuple[str, ...]:
+def _choice_columns(row: Row) -> tuple[str, ...]:
     """Multiple-choice option columns: ``a``, ``b``, ... (two or more, in order), as the guides'
     multiple-choice CSVs have them beside question and answer."""
     letters = []
@@ -429,7 +434,7 @@ def _choice_columns(row: dict[str, Any]) -> tuple[str, ...]:
     return tuple(letters) if len(letters) >= 2 else ()
 
 
-def _mapping(shape: Shape, first: dict[str, Any], label: str | None) -> str:
+def _mapping(shape: Shape, first: Row, label: str | None) -> str:
     """``question -> instruction, context -> input, answer -> response``: what each key becomes."""
     if shape.name == "text_label":
         return f"text -> input, {label} -> response"
@@ -439,14 +444,12 @@ def _mapping(shape: Shape, first: dict[str, Any], label: str | None) -> str:
     return ", ".join(parts) or ", ".join(shape.keys)
 
 
-def _count_hash_wrapped(records: list[dict[str, Any]], key: str) -> int:
-    return sum(isinstance(r.get(key), str) and HASH_WRAPPED.match(r[key]) is not None
+def _count_hash_wrapped(records: list[Row], key: str) -> int:
+    return sum(isinstance(cell := r.get(key), str) and HASH_WRAPPED.match(cell) is not None
                for r in records)  # fmt: skip
 
 
-def _file_shape(
-    path: Path, records: list[dict[str, Any]], fmt: str, label_field: str | None
-) -> Shape:
+def _file_shape(path: Path, records: list[Row], fmt: str, label_field: str | None) -> Shape:
     first = records[0]
     if fmt != "auto":
         return BY_NAME[fmt]
@@ -459,7 +462,7 @@ def _file_shape(
         BY_NAME[detected])  # fmt: skip
 
 
-def _no_shape(row: dict[str, Any]) -> str:
+def _no_shape(row: Row) -> str:
     """Why a row fits no shape: the keys it has, the nearest shape's missing field, the shapes
     known, and a mapping of the row's own keys that would fix it."""
     keys = row_keys(row)
@@ -476,7 +479,7 @@ def _no_shape(row: dict[str, Any]) -> str:
             "sweep YAML)")  # fmt: skip
 
 
-def _check_one_shape(path: Path, records: list[dict[str, Any]], shape: Shape) -> None:
+def _check_one_shape(path: Path, records: list[Row], shape: Shape) -> None:
     """Every row of a file has the first row's shape: the first row of another names it."""
     if shape.name in ("text", "hash_pairs", "text_label"):
         return
@@ -526,7 +529,7 @@ def text_examples(text: str, fmt: str, path: Path) -> list[Example]:
     return hash_pairs_from_text(text, path) if fmt == "hash_pairs" else paragraphs(text)
 
 
-def _text_value(value: Any) -> str | None:
+def _text_value(value: object) -> str | None:
     """A cell as text: strings as they are, numbers and booleans as JSON writes them (a label
     of 1 or true is an answer too); None and NaN (an empty parquet cell) as missing."""
     if value is None or (isinstance(value, float) and math.isnan(value)):
@@ -538,7 +541,7 @@ def _text_value(value: Any) -> str | None:
     return None
 
 
-def _field(row: dict[str, Any], name: str, *, path: Path, shape: Shape,
+def _field(row: Row, name: str, *, path: Path, shape: Shape,
            optional: bool = False) -> str:  # fmt: skip
     where = f"{path}: row {row[ROW_KEY]}"
     raw = row.get(name)
@@ -557,10 +560,10 @@ def _field(row: dict[str, Any], name: str, *, path: Path, shape: Shape,
     return value
 
 
-def row_to_example(row: dict[str, Any], reading: Reading | str, path: Path) -> Example:
+def row_to_example(row: Row, reading: Reading | str, path: Path) -> Example:
     if isinstance(reading, str):
         reading = Reading(BY_NAME[reading])
-    shape, number = reading.shape, int(row[ROW_KEY])
+    shape, number = reading.shape, row_number(row)
     if shape.name in ("chat", "sharegpt"):
         return _chat_example(row, path)
     if shape.name == "text":
@@ -587,7 +590,7 @@ def row_to_example(row: dict[str, Any], reading: Reading | str, path: Path) -> E
     return _pair(user, output, number, label=_label_value(row, reading.label_column))
 
 
-def _label_value(row: dict[str, Any], column: str | None) -> str | None:
+def _label_value(row: Row, column: str | None) -> str | None:
     return None if column is None else _text_value(row.get(column))
 
 
@@ -599,7 +602,7 @@ def _pair(user: str, assistant: str, row: int, *, label: str | None = None) -> E
     )
 
 
-def _chat_example(row: dict[str, Any], path: Path) -> Example:
+def _chat_example(row: Row, path: Path) -> Example:
     where = f"{path}: row {row[ROW_KEY]}"
     turns = row.get("messages", row.get("conversations"))
     if not isinstance(turns, list) or not turns:
@@ -618,7 +621,7 @@ def _chat_example(row: dict[str, Any], path: Path) -> Example:
         messages.append({"role": role, "content": content})
     if not any(m["role"] == "assistant" and m["content"].strip() for m in messages):
         raise DataError(f"{where}: no assistant turn to learn from (missing response)")
-    return Example(messages=tuple(messages), row=int(row[ROW_KEY]))
+    return Example(messages=tuple(messages), row=row_number(row))
 
 
 def _split_hash_pair(text: str, where: str, row: int) -> Example:

@@ -15,7 +15,12 @@ import tempfile
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING
+
+from trainers.spec import TrialSpec
+
+if TYPE_CHECKING:
+    from trainers.lora_trial import Recipe
 
 WORKER_IMPORTS = "import torch, transformers, peft"  # what a fresh trial process loads first
 
@@ -37,7 +42,7 @@ class TrialTiming:
     benchmark: float = 0.0  # the proxy benchmarks a trial scores at its last rung (0: none)
 
 
-def time_trial(spec: Any, hparams: dict[str, Any], *, steps: int = 4) -> TrialTiming:
+def time_trial(spec: TrialSpec, hparams: dict[str, float], *, steps: int = 4) -> TrialTiming:
     """Run setup, ``steps`` optimizer steps, one rung evaluation and one checkpoint; time each.
     (torch is imported here, not at module level: sweeps/estimate.py reads TrialTiming.)"""
     from trainers.lora_trial import (
@@ -80,7 +85,7 @@ def time_trial(spec: Any, hparams: dict[str, Any], *, steps: int = 4) -> TrialTi
         cleanup(recipe)
 
 
-def _time_benchmarks(recipe: Any) -> float:
+def _time_benchmarks(recipe: Recipe) -> float:
     """The proxy benchmarks a completed trial scores at its last rung, on the trained model."""
     plan = recipe.spec.benchmarks
     if plan is None or not plan.tasks:

@@ -16,13 +16,15 @@ import time
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import torch
 
+from evals import metric_keys as keys
 from evals.heldout import HeldoutScores, pad_batch, response_token_loss, score_heldout
 from trainers.data import Example, file_digest, load_examples, split_heldout
 from trainers.models import load_causal_lm, load_tokenizer
+from trainers.spec import TrialSpec
 from trainers.tokenize import (
     IGNORE_INDEX,
     Tokenized,
@@ -33,37 +35,18 @@ from trainers.tokenize import (
     truncate,
 )
 
+if TYPE_CHECKING:
+    from peft import PeftModel
+    from transformers import PreTrainedModel, PreTrainedTokenizerBase
+
+    from evals.benchmark_plan import BenchmarkPlan
+
 Reporter = Callable[[dict[str, float], Path], None]
 ADAPTER_DIR = "adapter"
 STATE_FILE = "trainer_state.json"
 TENSORS_FILE = "training_state.pt"
 PREDICTIONS_FILE = "predictions.jsonl"
 MANIFEST_FILE = "manifest.json"  # written last: every file's size and sha256
-
-
-@dataclass(frozen=True)
-class TrialSpec:
-    """Everything a trial needs besides its hyperparameters; plain data, built by sweeps/."""
-
-    model_path: str
-    train_path: str
-    task_metric: str
-    heldout_path: str | None = None
-    val_set_size: float = 0.1
-    split_seed: int = 0
-    data_format: str = "auto"
-    template: str = "auto"
-    system_prompt: str | None = None
-    columns: dict[str, str] = field(default_factory=dict)
-    instruction: str | None = None  # text+label rows: the instruction the label answers
-    label_field: str | None = None
-    training: dict[str, Any] = field(default_factory=dict)
-    evaluation: dict[str, Any] = field(default_factory=dict)
-    trust_remote_code: bool = False
-    device: str = "cpu"
-    cpus: float = 1.0
-    gpus: float = 0.0  # the GPUs (or fraction of one) the trial holds
-    benchmarks: Any = None  # evals.benchmark_plan.BenchmarkPlan: proxy-scored at the last rung
 
 
 @dataclass
@@ -83,19 +66,17 @@ class Progress:
 class Recipe:
     spec: TrialSpec
     hparams: dict[str, Any]
-    model: Any
-    tokenizer: Any
-    optimizer: Any
-    scheduler: Any
+    model: PeftModel
+    tokenizer: PreTrainedTokenizerBase
+    optimizer: torch.optim.Optimizer
+    scheduler: torch.optim.lr_scheduler.LRScheduler
     train_set: list[Tokenized]
-    heldout_set: list[Tokenized]
-    prompts: list[str]
-    references: list[str]
+    scorer: HeldoutScorer
     truncation: TruncationStats
     steps_per_epoch: int
     rung_steps: list[int]
     progress: Progress = field(default_factory=Progress)
-    scaler: Any = None  # torch.amp.GradScaler for fp16 (its loss scale is checkpointed)
+    scaler: torch.amp.GradScaler | None = None  # for fp16 (its loss scale is checkpointed)
     first_step_at: float = 0.0  # wall clock (unix s) when this attempt's first step began
     clock: float = field(default_factory=time.perf_counter)  # when wall_seconds last grew
 
@@ -129,26 +110,57 @@ def run_lora_trial(
 def load_trial_examples(spec: TrialSpec) -> tuple[list[Example], list[Example]]:
     """Train and held-out examples: the held-out file, or a seeded split of the train file."""
 
+    data = spec.data
+
     def load(path: str) -> list[Example]:
-        return load_examples(Path(path), fmt=spec.data_format, columns=spec.columns,
-                             system_prompt=spec.system_prompt, instruction=spec.instruction,
-                             label_field=spec.label_field)  # fmt: skip
+        return load_examples(Path(path), fmt=data.format, columns=data.columns,
+                             system_prompt=data.system_prompt, instruction=data.instruction,
+                             label_field=data.label_field)  # fmt: skip
 
-    train = load(spec.train_path)
-    if spec.heldout_path:
-        return train, load(spec.heldout_path)
-    return split_heldout(train, fraction=spec.val_set_size, seed=spec.split_seed)
+    train = load(data.train)
+    if data.heldout:
+        return train, load(data.heldout)
+    return split_heldout(train, fraction=data.val_set_size, seed=data.split_seed)
 
 
-def heldout_inputs(
-    spec: TrialSpec, heldout: list[Example], tokenizer: Any, template: str
-) -> tuple[list[Tokenized], list[str], list[str]]:
-    """Held-out rows tokenized for loss, plus prompts and references for the task metric."""
-    tokenized = tokenize_examples(heldout, tokenizer, template)
-    limit = spec.evaluation.get("generation_samples") or len(heldout)
-    generating = [e for e in heldout if not e.is_text][:limit]
-    prompts = [generation_prompt(e, tokenizer, template) for e in generating]
-    return tokenized, prompts, [e.reference for e in generating]
+@dataclass(frozen=True)
+class HeldoutScorer:
+    """The one held-out scorer: a model's loss on every held-out row and its task metric on the
+    generated ones. Every rung, the base model's yardstick, promote and compare score with it."""
+
+    spec: TrialSpec
+    tokenizer: PreTrainedTokenizerBase
+    template: str
+    tokenized: list[Tokenized]  # every held-out row, for the loss
+    prompts: list[str]  # the rows generated for the task metric (generation_samples of them)
+    references: list[str]
+
+    @classmethod
+    def for_rows(
+        cls, spec: TrialSpec, heldout: list[Example], *, tokenizer: PreTrainedTokenizerBase,
+        template: str,
+    ) -> HeldoutScorer:  # fmt: skip
+        limit = spec.evaluation.generation_samples or len(heldout)
+        generating = [e for e in heldout if not e.is_text][:limit]
+        return cls(spec, tokenizer, template, tokenize_examples(heldout, tokenizer, template),
+                   [generation_prompt(e, tokenizer, template) for e in generating],
+                   [e.reference for e in generating])  # fmt: skip
+
+    def score(self, model: PreTrainedModel | PeftModel) -> HeldoutScores:
+        evaluation = self.spec.evaluation
+        return score_heldout(
+            model, self.tokenizer, tokenized=self.tokenized, prompts=self.prompts,
+            references=self.references, task_metric=self.spec.task_metric,
+            batch_size=evaluation.batch_size, max_new_tokens=evaluation.max_new_tokens,
+        )  # fmt: skip
+
+
+def heldout_scorer(spec: TrialSpec) -> HeldoutScorer:
+    """The scorer of the spec's held-out rows, with the base model's tokenizer and template."""
+    tokenizer = load_tokenizer(Path(spec.model_path), trust_remote_code=spec.trust_remote_code)
+    template = resolve_template(tokenizer, spec.data.template)
+    _, heldout = load_trial_examples(spec)
+    return HeldoutScorer.for_rows(spec, heldout, tokenizer=tokenizer, template=template)
 
 
 def setup(spec: TrialSpec, hparams: dict[str, Any]) -> Recipe:
@@ -157,9 +169,9 @@ def setup(spec: TrialSpec, hparams: dict[str, Any]) -> Recipe:
 
     training = spec.training
     torch.set_num_threads(max(1, int(spec.cpus)))
-    torch.manual_seed(training.get("seed", 42))
+    torch.manual_seed(training.seed)
     tokenizer = load_tokenizer(Path(spec.model_path), trust_remote_code=spec.trust_remote_code)
-    template = resolve_template(tokenizer, spec.template)
+    template = resolve_template(tokenizer, spec.data.template)
     train_examples, heldout = load_trial_examples(spec)
     train_set, truncation = truncate(
         tokenize_examples(train_examples, tokenizer, template),
@@ -168,23 +180,21 @@ def setup(spec: TrialSpec, hparams: dict[str, Any]) -> Recipe:
     )
     if not train_set:
         raise ValueError(f"sequence_len {hparams['sequence_len']} truncates away every response")
-    heldout_set, prompts, references = heldout_inputs(spec, heldout, tokenizer, template)
+    scorer = HeldoutScorer.for_rows(spec, heldout, tokenizer=tokenizer, template=template)
     model = build_lora_model(spec, hparams)
-    optimizer = _build_optimizer(model, training.get("optimizer", "adamw_torch"), hparams)
+    optimizer = _build_optimizer(model, training.optimizer, hparams)
     steps_per_epoch = math.ceil(len(train_set) / _per_step(spec))
-    rungs = rung_steps(
-        steps_per_epoch, int(hparams["num_epochs"]), int(training.get("evals_per_epoch", 1))
-    )
+    rungs = rung_steps(steps_per_epoch, int(hparams["num_epochs"]), training.evals_per_epoch)
     scheduler = get_scheduler(
-        training.get("lr_scheduler", "cosine"),
+        training.lr_scheduler,
         optimizer,
         num_warmup_steps=math.ceil(float(hparams["warmup_ratio"]) * rungs[-1]),
         num_training_steps=rungs[-1],
     )
-    scaler = torch.amp.GradScaler("cuda") if training.get("precision") == "fp16" else None
+    scaler = torch.amp.GradScaler("cuda") if training.precision == "fp16" else None
     return Recipe(
-        spec, hparams, model, tokenizer, optimizer, scheduler, train_set, heldout_set,
-        prompts, references, truncation, steps_per_epoch, rungs, scaler=scaler,
+        spec, hparams, model, tokenizer, optimizer, scheduler, train_set, scorer, truncation,
+        steps_per_epoch, rungs, scaler=scaler,
     )  # fmt: skip
 
 
@@ -193,11 +203,11 @@ def build_lora_model(spec: TrialSpec, hparams: dict[str, Any]) -> Any:
     from peft import LoraConfig, get_peft_model
 
     training = spec.training
-    qlora = training.get("adapter", "lora") == "qlora"
-    checkpointing = bool(training.get("gradient_checkpointing", False))
+    qlora = training.adapter == "qlora"
+    checkpointing = training.gradient_checkpointing
     model = load_causal_lm(
         Path(spec.model_path), trust_remote_code=spec.trust_remote_code, device=spec.device,
-        precision=training.get("precision", "auto"), four_bit=qlora,
+        precision=training.precision, four_bit=qlora,
     )  # fmt: skip
     if qlora:
         from peft import prepare_model_for_kbit_training
@@ -213,7 +223,7 @@ def build_lora_model(spec: TrialSpec, hparams: dict[str, Any]) -> Any:
         lora_alpha=hparams["lora_alpha"],
         lora_dropout=float(hparams["lora_dropout"]),
         task_type="CAUSAL_LM",
-        target_modules=_targets(spec.training.get("lora_target_modules", ["q_proj", "v_proj"])),
+        target_modules=_targets(training.lora_target_modules),
     )
     return get_peft_model(model, lora)
 
@@ -241,7 +251,7 @@ def autocast(spec: TrialSpec) -> Any:
     """Mixed precision for the forward pass: bf16 or fp16 autocast when asked, else nothing."""
     import contextlib
 
-    precision = spec.training.get("precision", "auto")
+    precision = spec.training.precision
     if precision not in ("bf16", "fp16"):
         return contextlib.nullcontext()
     dtype = torch.bfloat16 if precision == "bf16" else torch.float16
@@ -281,7 +291,7 @@ def train(recipe: Recipe, *, report: Reporter, workdir: Path) -> dict[str, float
 def _step_examples(recipe: Recipe, step: int) -> list[Tokenized]:
     """The examples of optimizer step ``step``: a seeded permutation per epoch, so resume is exact."""
     epoch, within = divmod(step, recipe.steps_per_epoch)
-    generator = torch.Generator().manual_seed(int(recipe.spec.training.get("seed", 42)) + epoch)
+    generator = torch.Generator().manual_seed(recipe.spec.training.seed + epoch)
     order = torch.randperm(len(recipe.train_set), generator=generator).tolist()
     per_step = _per_step(recipe.spec)
     return [recipe.train_set[i] for i in order[within * per_step : (within + 1) * per_step]]
@@ -289,15 +299,13 @@ def _step_examples(recipe: Recipe, step: int) -> list[Tokenized]:
 
 def _per_step(spec: TrialSpec) -> int:
     """Examples per optimizer step: micro_batch_size x gradient_accumulation_steps."""
-    training = spec.training
-    micro = int(training.get("micro_batch_size", 4))
-    return micro * int(training.get("gradient_accumulation_steps", 1))
+    return spec.training.micro_batch_size * spec.training.gradient_accumulation_steps
 
 
 def _optimizer_step(recipe: Recipe) -> tuple[float, int]:
     """Forward/backward over the step's micro-batches, then one optimizer step."""
     examples = _step_examples(recipe, recipe.progress.step)
-    micro = int(recipe.spec.training.get("micro_batch_size", 4))
+    micro = recipe.spec.training.micro_batch_size
     targets = sum(sum(1 for x in e.labels[1:] if x != IGNORE_INDEX) for e in examples)
     n_items = torch.tensor(max(targets, 1), device=recipe.spec.device)
     recipe.model.train()
@@ -305,7 +313,7 @@ def _optimizer_step(recipe: Recipe) -> tuple[float, int]:
     for start in range(0, len(examples), micro):
         batch = collate(
             examples[start : start + micro],
-            pack=bool(recipe.spec.training.get("sample_packing", False)),
+            pack=recipe.spec.training.sample_packing,
             pad_id=recipe.tokenizer.pad_token_id,
             device=recipe.spec.device,
         )
@@ -319,7 +327,7 @@ def _optimizer_step(recipe: Recipe) -> tuple[float, int]:
         recipe.scaler.unscale_(recipe.optimizer)
     torch.nn.utils.clip_grad_norm_(
         [p for p in recipe.model.parameters() if p.requires_grad],
-        float(recipe.spec.training.get("max_grad_norm", 1.0)),
+        recipe.spec.training.max_grad_norm,
     )
     if recipe.scaler:  # fp16: a step with inf/NaN gradients is skipped and the scale lowered
         recipe.scaler.step(recipe.optimizer)
@@ -362,17 +370,7 @@ def collate(
 
 
 def evaluate(recipe: Recipe) -> HeldoutScores:
-    evaluation = recipe.spec.evaluation
-    return score_heldout(
-        recipe.model,
-        recipe.tokenizer,
-        tokenized=recipe.heldout_set,
-        prompts=recipe.prompts,
-        references=recipe.references,
-        task_metric=recipe.spec.task_metric,
-        batch_size=int(evaluation.get("batch_size", 16)),
-        max_new_tokens=int(evaluation.get("max_new_tokens", 64)),
-    )
+    return recipe.scorer.score(recipe.model)
 
 
 def _run_rung(recipe: Recipe, *, report: Reporter, workdir: Path) -> dict[str, float]:
@@ -381,23 +379,24 @@ def _run_rung(recipe: Recipe, *, report: Reporter, workdir: Path) -> dict[str, f
     scores = evaluate(recipe)
     metrics = {
         **scores.as_metrics(),
-        "train/loss": progress.loss_sum / max(progress.loss_steps, 1),
-        "train/tokens_per_second": progress.tokens_trained / max(progress.train_seconds, 1e-9),
-        "train/seconds": progress.train_seconds,
-        "tokens_trained": float(progress.tokens_trained),
-        "epoch": progress.step / recipe.steps_per_epoch,
-        "step": float(progress.step),
-        "rung": float(progress.rung),
-        "final_rung": float(progress.step == recipe.total_steps),
-        "data/truncated_fraction": recipe.truncation.truncated_fraction,
-        "data/dropped_examples": float(recipe.truncation.dropped),
-        "trial/pid": float(os.getpid()),
+        keys.TRAIN_LOSS: progress.loss_sum / max(progress.loss_steps, 1),
+        keys.TRAIN_TOKENS_PER_SECOND: progress.tokens_trained / max(progress.train_seconds, 1e-9),
+        keys.TRAIN_SECONDS: progress.train_seconds,
+        keys.TOKENS_TRAINED: float(progress.tokens_trained),
+        keys.EPOCH: progress.step / recipe.steps_per_epoch,
+        keys.STEP: float(progress.step),
+        keys.RUNG: float(progress.rung),
+        keys.FINAL_RUNG: float(progress.step == recipe.total_steps),
+        keys.DATA_TRUNCATED_FRACTION: recipe.truncation.truncated_fraction,
+        keys.DATA_DROPPED_EXAMPLES: float(recipe.truncation.dropped),
+        keys.TRIAL_PID: float(os.getpid()),
         **startup_metrics(recipe),
     }
     progress.loss_sum, progress.loss_steps = 0.0, 0
     checkpoint_dir = workdir / f"checkpoint-{progress.step:06d}"
     if recipe.spec.benchmarks is not None:
-        metrics.update(benchmark_rung(recipe, metrics, checkpoint=checkpoint_dir))
+        metrics.update(benchmark_rung(recipe, metrics, plan=recipe.spec.benchmarks,
+                                      checkpoint=checkpoint_dir))  # fmt: skip
     metrics.update(cost_metrics(recipe))  # before the save, so a restart resumes the count
     checkpoint = save_checkpoint(recipe, checkpoint_dir, scores)
     seal_checkpoint(checkpoint)
@@ -412,8 +411,8 @@ def startup_metrics(recipe: Recipe) -> dict[str, float]:
     import psutil
 
     started = psutil.Process().create_time()
-    return {"trial/first_step_at": recipe.first_step_at,
-            "trial/startup_seconds": recipe.first_step_at - started}  # fmt: skip
+    return {keys.TRIAL_FIRST_STEP_AT: recipe.first_step_at,
+            keys.TRIAL_STARTUP_SECONDS: recipe.first_step_at - started}  # fmt: skip
 
 
 def cost_metrics(recipe: Recipe) -> dict[str, float]:
@@ -430,13 +429,13 @@ def cost_metrics(recipe: Recipe) -> dict[str, float]:
         peak_mb = torch.cuda.max_memory_allocated() / 2**20
     else:
         peak_mb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # KiB on Linux
-    return {"cost/wall_seconds": progress.wall_seconds,
-            "cost/device_seconds": progress.wall_seconds * max(devices, 1e-9),
-            "cost/peak_memory_mb": peak_mb}  # fmt: skip
+    return {keys.COST_WALL_SECONDS: progress.wall_seconds,
+            keys.COST_DEVICE_SECONDS: progress.wall_seconds * max(devices, 1e-9),
+            keys.COST_PEAK_MEMORY_MB: peak_mb}  # fmt: skip
 
 
 def benchmark_rung(
-    recipe: Recipe, metrics: dict[str, float], *, checkpoint: Path
+    recipe: Recipe, metrics: dict[str, float], *, plan: BenchmarkPlan, checkpoint: Path
 ) -> dict[str, float]:
     """At the last rung, proxy benchmark scores (per-sample outputs go in the checkpoint).
 
@@ -444,11 +443,11 @@ def benchmark_rung(
     the last rung no benchmark has been scored, so it equals the held-out metric there.
     """
     started = time.perf_counter()  # the seconds logged include importing lm-eval, its index
-    from evals.benchmark_plan import COMPOSITE, PROXY, phase_metrics, score_plan, write_samples
+    from evals.benchmark_plan import phase_metrics, score_plan, write_samples
+    from evals.metric_keys import COMPOSITE, PROXY
 
-    plan = recipe.spec.benchmarks
     heldout = metrics.get(plan.heldout_metric)
-    if not metrics["final_rung"] or not plan.tasks:  # every task skipped: nothing to score
+    if not metrics[keys.FINAL_RUNG] or not plan.tasks:  # every task skipped: nothing to score
         return {COMPOSITE: heldout} if plan.weights and heldout is not None else {}
     recipe.model.eval()
     scores, _ = score_plan(recipe.model, recipe.tokenizer, plan, phase=PROXY)
@@ -461,7 +460,7 @@ def benchmark_rung(
 def save_checkpoint(recipe: Recipe, directory: Path, scores: HeldoutScores) -> Path:
     """Adapter in PEFT format, optimizer/scheduler/RNG state, progress and held-out predictions."""
     directory.mkdir(parents=True, exist_ok=True)
-    recipe.model.save_pretrained(directory / ADAPTER_DIR)
+    recipe.model.save_pretrained(str(directory / ADAPTER_DIR))
     tensors = {
         "optimizer": recipe.optimizer.state_dict(),
         "scheduler": recipe.scheduler.state_dict(),
@@ -514,6 +513,11 @@ def checkpoint_problem(directory: Path) -> str | None:
     return None
 
 
+def checkpoint_step(directory: Path) -> int:
+    """The optimizer step a checkpoint was saved at (its progress in STATE_FILE)."""
+    return int(json.loads((directory / STATE_FILE).read_text())["progress"]["step"])
+
+
 def load_checkpoint(recipe: Recipe, directory: Path) -> None:
     """Continue from a checkpoint: adapter weights, optimizer, scheduler, RNG and progress."""
     from peft import set_peft_model_state_dict
@@ -533,34 +537,21 @@ def load_checkpoint(recipe: Recipe, directory: Path) -> None:
 
 def cleanup(recipe: Recipe) -> None:
     """Free the model and optimizer now, not whenever the process exits."""
-    recipe.model = recipe.optimizer = None
+    del recipe.model, recipe.optimizer
     gc.collect()
     if torch.cuda.is_available():
         torch.cuda.empty_cache()
 
 
 # --------------------------------------------------------------------------- base model
-def score_base_model(spec: TrialSpec) -> tuple[HeldoutScores, dict[str, Any]]:
+def score_base_model(spec: TrialSpec) -> HeldoutScores:
     """The base model's held-out scores: the yardstick every trial is read against."""
     torch.set_num_threads(max(1, int(spec.cpus)))
-    tokenizer = load_tokenizer(Path(spec.model_path), trust_remote_code=spec.trust_remote_code)
-    template = resolve_template(tokenizer, spec.template)
-    _, heldout = load_trial_examples(spec)
-    tokenized, prompts, references = heldout_inputs(spec, heldout, tokenizer, template)
+    scorer = heldout_scorer(spec)
     model = load_causal_lm(
         Path(spec.model_path), trust_remote_code=spec.trust_remote_code, device=spec.device
     )
-    scores = score_heldout(
-        model,
-        tokenizer,
-        tokenized=tokenized,
-        prompts=prompts,
-        references=references,
-        task_metric=spec.task_metric,
-        batch_size=int(spec.evaluation.get("batch_size", 16)),
-        max_new_tokens=int(spec.evaluation.get("max_new_tokens", 64)),
-    )
-    info = {"template": template, "heldout_rows": len(heldout)}
+    scores = scorer.score(model)
     del model
     gc.collect()
-    return scores, info
+    return scores

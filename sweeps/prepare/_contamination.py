@@ -12,7 +12,6 @@ import json
 import re
 from collections.abc import Iterable, Iterator
 from pathlib import Path
-from typing import Any
 
 from sweeps.prepare._records import Record, StepResult
 
@@ -27,7 +26,7 @@ def words(text: str) -> list[str]:
 class NgramIndex:
     """The n-grams of every source text, each remembering where it came from."""
 
-    def __init__(self, *, n: int = 13) -> None:
+    def __init__(self, *, n: int) -> None:
         self.n = n
         self.grams: dict[int, str] = {}
 
@@ -69,7 +68,7 @@ def benchmark_texts(path: Path) -> Iterator[tuple[str, str]]:
                     yield text, f"{path.name}:{number}"
 
 
-def _strings(value: Any) -> Iterable[str]:
+def _strings(value: object) -> Iterable[str]:
     if isinstance(value, str):
         yield value
     elif isinstance(value, dict):

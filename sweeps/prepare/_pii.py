@@ -9,9 +9,11 @@ from __future__ import annotations
 
 import re
 from collections.abc import Callable
-from typing import Any
 
 from sweeps.prepare._records import Record, StepResult
+
+Accept = Callable[[re.Match[str]], bool]  # whether a match is really of its kind
+Redactor = Callable[[str], tuple[str, int]]  # text -> (redacted text, items found)
 
 EMAIL = re.compile(r"(?<![\w.+-])[\w.+-]+@[A-Za-z0-9-]+(?:\.[A-Za-z0-9-]+)*\.[A-Za-z]{2,}(?![\w-])")
 CARD = re.compile(r"(?<![\d-])(?:\d[ -]?){12,18}\d(?![\d-])")
@@ -51,7 +53,7 @@ def _phone(match: re.Match[str]) -> bool:
     return 7 <= len(digits) <= 15 and (separated or len(digits) >= 10)
 
 
-PATTERNS: list[tuple[str, re.Pattern[str], Callable[[re.Match[str]], bool]]] = [
+PATTERNS: list[tuple[str, re.Pattern[str], Accept]] = [
     ("email", EMAIL, lambda m: True),
     ("credit_card", CARD, _card),
     ("ip_address", IPV4, _ipv4),
@@ -61,7 +63,7 @@ PATTERNS: list[tuple[str, re.Pattern[str], Callable[[re.Match[str]], bool]]] = [
 
 
 def redact_text(
-    text: str, *, kinds: tuple[str, ...] = KINDS, names: Any = None
+    text: str, *, kinds: tuple[str, ...] = KINDS, names: Redactor | None = None
 ) -> tuple[str, dict[str, int]]:
     """The text with each found item replaced by its placeholder, and counts per kind."""
     counts: dict[str, int] = {}
@@ -69,7 +71,7 @@ def redact_text(
         if kind not in kinds:
             continue
 
-        def replace(match: re.Match[str], kind: str = kind, accept: Any = accept) -> str:
+        def replace(match: re.Match[str], kind: str = kind, accept: Accept = accept) -> str:
             if not accept(match):
                 return match[0]
             counts[kind] = counts.get(kind, 0) + 1
@@ -83,7 +85,7 @@ def redact_text(
     return text, counts
 
 
-def presidio_names() -> Callable[[str], tuple[str, int]] | None:
+def presidio_names() -> Redactor | None:
     """A person-name redactor from presidio, or None when presidio (or its model) is missing."""
     try:
         from presidio_analyzer import AnalyzerEngine

@@ -8,24 +8,28 @@ import os
 import shutil
 import tempfile
 import time
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING
 
 from sweeps.config import ConfigError
-from sweeps.prepare import PrepareOptions, PrepareResult, Say
+from sweeps.console import Say
+from sweeps.prepare import PrepareOptions, PrepareResult
 from sweeps.prepare._contamination import NgramIndex, decontaminate, fields
-from sweeps.prepare._records import Record, StepResult
+from sweeps.prepare._records import InputFile, Manifest, Record, StepResult
+
+if TYPE_CHECKING:
+    from transformers import PreTrainedTokenizerBase
 
 
 @dataclass
 class Loaded:
     records: list[Record]
     rejected: list[tuple[Record, str]]
-    inputs: list[dict[str, Any]]  # per file: path, sha256, rows, format
+    inputs: list[InputFile]
     heldout: list[Record] | None = None
     index: NgramIndex | None = None
-    tokenizer: Any = None
+    tokenizer: PreTrainedTokenizerBase | None = None
     benchmark_files: list[str] = field(default_factory=list)
 
 
@@ -40,9 +44,11 @@ def load_inputs(options: PrepareOptions, *, progress: Say) -> Loaded:
     from sweeps.prepare._read import read_file
     from trainers.data import DataSettings, file_digest
 
-    settings = DataSettings(fmt=options.fmt, columns=dict(options.columns),
+    settings = DataSettings(fmt=options.format, columns=dict(options.columns),
                             instruction=options.instruction, label_field=options.label_field)  # fmt: skip
-    records, rejected, inputs = [], [], []
+    records: list[Record] = []
+    rejected: list[tuple[Record, str]] = []
+    inputs: list[InputFile] = []
     for path in options.inputs:
         rows, bad, reading = read_file(path, settings)
         records += rows
@@ -63,7 +69,7 @@ def load_inputs(options: PrepareOptions, *, progress: Say) -> Loaded:
         loaded.heldout = held
     if options.decontaminate:
         loaded.index, loaded.benchmark_files = benchmark_index(options)
-    if options.quality and options.max_seq_len is not None:
+    if options.quality and options.measured_seq_len is not None:
         loaded.tokenizer = _tokenizer(options, progress=progress)
     return loaded
 
@@ -103,7 +109,7 @@ def benchmark_files(tasks: tuple[str, ...], mirror: Path | None, *,
     return files
 
 
-def _tokenizer(options: PrepareOptions, *, progress: Say) -> Any:
+def _tokenizer(options: PrepareOptions, *, progress: Say) -> PreTrainedTokenizerBase:
     from trainers.models import load_tokenizer, resolve_base_model
 
     if options.model is None:
@@ -128,7 +134,8 @@ def run_steps(options: PrepareOptions, loaded: Loaded, *, progress: Say) -> Prep
         (options.dedup and options.near_dedup,
          lambda r: _dedup.near(r, threshold=options.near_threshold), "dedup_near"),
         (options.quality, lambda r: _quality.quality(
-            r, min_response_chars=options.min_response_chars, max_seq_len=options.max_seq_len,
+            r, min_response_chars=options.min_response_chars,
+            max_seq_len=options.measured_seq_len,
             tokenizer=loaded.tokenizer, template=options.template, drop=options.drop_flagged),
          "quality"),
     ]  # fmt: skip
@@ -252,12 +259,9 @@ def write_outputs(options: PrepareOptions, loaded: Loaded, result: PrepareResult
 
 
 def manifest(options: PrepareOptions, loaded: Loaded, result: PrepareResult,
-             staging: Path) -> dict[str, Any]:  # fmt: skip
+             staging: Path) -> Manifest:  # fmt: skip
     from trainers.data import file_digest
 
-    settings = {k: (str(v) if isinstance(v, Path) else list(v) if isinstance(v, tuple) else v)
-                for k, v in asdict(options).items()}  # fmt: skip
-    settings["inputs"] = [str(p) for p in options.inputs]
     return {
         "inputs": loaded.inputs,
         "benchmark_files": loaded.benchmark_files,
@@ -267,6 +271,6 @@ def manifest(options: PrepareOptions, loaded: Loaded, result: PrepareResult,
         "steps": [{"name": s.name, "enabled": s.enabled, "rows_in": s.rows_in,
                    "rows_out": s.rows_out, "removed": len(s.removed), "changed": len(s.changed),
                    "counts": s.counts, "seconds": round(s.seconds, 3)} for s in result.steps],
-        "settings": settings,
+        "settings": options.model_dump(mode="json"),
         "created": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
     }  # fmt: skip

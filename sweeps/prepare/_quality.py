@@ -12,9 +12,12 @@ among long ones; the console counts each, and ``--min-response-chars 0`` keeps t
 from __future__ import annotations
 
 from statistics import median
-from typing import Any
+from typing import TYPE_CHECKING
 
 from sweeps.prepare._records import Record, StepResult
+
+if TYPE_CHECKING:
+    from transformers import PreTrainedTokenizerBase
 
 SHORT_ANSWER_CHARS = 16  # a median response this short: a short-answer task (labels, numbers)
 LONG_TASK_MIN_CHARS = 2  # where answers are long, a 0-1 character response is flagged
@@ -51,7 +54,9 @@ def row_problem(record: Record, *, min_response_chars: int) -> str | None:
     return None
 
 
-def token_lengths(records: list[Record], tokenizer: Any, *, template: str) -> list[int]:
+def token_lengths(
+    records: list[Record], tokenizer: PreTrainedTokenizerBase, *, template: str
+) -> list[int]:
     """Each row's length in tokens, as the trainer tokenizes it (template included)."""
     from trainers.data import Example
     from trainers.tokenize import resolve_template, tokenize_examples
@@ -64,7 +69,7 @@ def token_lengths(records: list[Record], tokenizer: Any, *, template: str) -> li
 
 def quality(
     records: list[Record], *, min_response_chars: int | None, max_seq_len: int | None,
-    tokenizer: Any = None, template: str = "auto", drop: bool = True,
+    tokenizer: PreTrainedTokenizerBase | None = None, template: str = "auto", drop: bool = True,
 ) -> tuple[list[Record], StepResult]:  # fmt: skip
     result = StepResult("quality", rows_in=len(records))
     floor, why = response_floor(records, min_response_chars)

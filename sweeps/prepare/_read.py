@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import re
 from pathlib import Path
-from typing import Any
 
 from sweeps.prepare._records import Record
 from trainers.data import (
@@ -20,7 +19,9 @@ from trainers.data import (
     DataSettings,
     Example,
     Reading,
+    Row,
     read_rows,
+    row_number,
     row_to_example,
     text_examples,
 )
@@ -41,12 +42,12 @@ def read_file(
         try:
             records.append(_record(row_to_example(row, reading, path), path))
         except DataError as exc:
-            bare = Record(source=path.name, row=int(row[ROW_KEY]), text=_preview(row))
+            bare = Record(source=path.name, row=row_number(row), text=_preview(row))
             rejected.append((bare, re.sub(r"^row \d+: ", "", str(exc).removeprefix(f"{path}: "))))
     return records, rejected, reading
 
 
-def _check_columns(path: Path, rows: list[dict[str, Any]], reading: Reading) -> None:
+def _check_columns(path: Path, rows: list[Row], reading: Reading) -> None:
     """A table (CSV, parquet) without a column its shape needs is a bad file, not bad rows."""
     shape = reading.shape
     if path.suffix.lower() not in (".csv", ".parquet") or shape.name in ("chat", "sharegpt"):
@@ -64,7 +65,7 @@ def _record(example: Example, path: Path) -> Record:
                   label=example.label)  # fmt: skip
 
 
-def _preview(row: dict[str, Any]) -> str:
+def _preview(row: Row) -> str:
     """A short view of a rejected row for the report."""
     shown = {k: v for k, v in row.items() if k != ROW_KEY}
     return str(shown)[:300]

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import copy
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TypedDict
 
 
 @dataclass
@@ -52,8 +52,10 @@ class Record:
     def where(self) -> str:
         return f"{self.source}: row {self.row}"
 
-    def to_json(self) -> dict[str, Any]:
-        out: dict[str, Any] = {"messages": self.messages} if self.messages else {"text": self.text}
+    def to_json(self) -> dict[str, object]:
+        out: dict[str, object] = (
+            {"messages": self.messages} if self.messages else {"text": self.text}
+        )
         if self.label is not None:
             out["label"] = self.label
         return out
@@ -75,3 +77,40 @@ class StepResult:
 
     def count(self, key: str, n: int = 1) -> None:
         self.counts[key] = self.counts.get(key, 0) + n
+
+
+class InputFile(TypedDict):
+    """One input file, as the manifest and the report list it."""
+
+    path: str
+    sha256: str
+    format: str
+    rows: int
+    rejected: int
+
+
+class OutputFile(TypedDict):
+    sha256: str
+    rows: int
+
+
+class StepSummary(TypedDict):
+    name: str
+    enabled: bool
+    rows_in: int
+    rows_out: int
+    removed: int
+    changed: int
+    counts: dict[str, int]
+    seconds: float
+
+
+class Manifest(TypedDict, total=False):
+    """manifest.json: what went in, what came out, each step's counts, the settings."""
+
+    inputs: list[InputFile]
+    benchmark_files: list[str]
+    outputs: dict[str, OutputFile]
+    steps: list[StepSummary]
+    settings: dict[str, object]
+    created: str

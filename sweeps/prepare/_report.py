@@ -6,7 +6,6 @@ from __future__ import annotations
 import base64
 import io
 from pathlib import Path
-from typing import Any
 
 from sweeps.prepare import PrepareOptions, PrepareResult
 from sweeps.prepare._records import Record, StepResult
@@ -37,7 +36,7 @@ def render_report(result: PrepareResult, *, options: PrepareOptions, before: lis
             env.get_template("prepare.md.j2").render(**context), png)  # fmt: skip
 
 
-def step_row(step: StepResult) -> dict[str, Any]:
+def step_row(step: StepResult) -> dict[str, object]:
     removed = [{"where": r.where, "reason": why, "text": _preview(r)}
                for r, why in step.removed[:EXAMPLES_PER_STEP]]  # fmt: skip
     changed = [

@@ -10,9 +10,9 @@ from evals.benchmark_plan import (
     base_with,
     item_scores,
     phase_metrics,
-    significant_losses,
 )
 from evals.benchmarks import BenchmarkScores
+from evals.objective import guard_violations
 
 
 def plan() -> BenchmarkPlan:
@@ -57,6 +57,8 @@ def test_proxy_deltas_come_with_a_paired_test_against_the_base() -> None:
     assert metrics["bench/proxy/arc_challenge/delta_p_value"] == pytest.approx(2 * 0.5**8)
     assert metrics["bench/proxy/arc_challenge/delta_ci_high"] < 0
     assert metrics["bench/proxy/mmlu/delta_p_value"] == pytest.approx(1.0)
-    assert significant_losses(metrics, with_base, phase=PROXY) == {
-        "arc_challenge": True, "mmlu": False,
-    }  # fmt: skip
+    assert metrics["bench/proxy/mmlu/delta"] == pytest.approx(-1 / 3)  # beyond any margin here
+    # the guard reads them back: ARC's loss is real, MMLU's could be chance
+    assert guard_violations(metrics, {"arc_challenge": 0.1, "mmlu": 0.1}) == [
+        "arc_challenge: -0.8000 vs base on the proxy set (drop 0.8000 > margin 0.1000)"
+    ]

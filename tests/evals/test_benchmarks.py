@@ -18,6 +18,7 @@ from evals.benchmarks import (
     task_manager,
     write_mirror_tasks,
 )
+from evals.metric_keys import bench_metrics
 from trainers.models import load_causal_lm, load_tokenizer
 
 ARC_ROWS = [
@@ -94,7 +95,7 @@ def test_scores_arc_from_the_mirror_and_match_a_hand_computation(
     assert {"acc", "acc_norm", "acc_stderr"} <= set(arc)
     assert arc["acc"] == pytest.approx(manual_accuracy(model, tokenizer, ARC_ROWS))
     assert len(scores.samples["arc_challenge"]) == len(ARC_ROWS)
-    assert scores.flat("bench/full")["bench/full/arc_challenge/acc"] == arc["acc"]
+    assert bench_metrics("full", scores.metrics)["bench/full/arc_challenge/acc"] == arc["acc"]
     assert scores.config["batch_size"] == 4
 
 

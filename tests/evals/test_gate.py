@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from evals.gate import logged_guard_violations, promotion_gate
+from evals.gate import promotion_gate
+from evals.objective import guard_violations
 
 IDS = [f"row-{i:02d}" for i in range(20)]
 
@@ -38,7 +39,7 @@ def test_a_worse_candidate_is_refused_even_when_the_difference_is_significant() 
 
 
 def test_a_guard_regression_refuses_a_significant_gain() -> None:
-    guard = ["mmlu: 0.2400 vs base 0.2900 (drop 0.0500 > margin 0.0200)"]
+    guard = ["mmlu: -0.0500 vs base on the full set (drop 0.0500 > margin 0.0200)"]
     decision = promotion_gate(scores([1.0] * 20), scores([0.0] * 20), metric="exact_match",
                               against="the base model", guard=guard)  # fmt: skip
     assert not decision.promote
@@ -62,11 +63,19 @@ def test_guard_verdicts_prefer_full_sets_and_need_significance_on_the_proxy() ->
         "bench/proxy/hellaswag/delta": -0.25, "bench/proxy/hellaswag/delta_p_value": 0.01,
         "bench/proxy/truthfulqa_mc2/delta": -0.04,  # within its margin
     }  # fmt: skip
-    assert logged_guard_violations(metrics, margins) == [
-        "mmlu: -0.0400 vs base on the full set (margin 0.0200)",
-        "hellaswag: -0.2500 vs base on the proxy set (margin 0.0200)",
+    assert guard_violations(metrics, margins) == [
+        "mmlu: -0.0400 vs base on the full set (drop 0.0400 > margin 0.0200)",
+        "hellaswag: -0.2500 vs base on the proxy set (drop 0.2500 > margin 0.0200)",
     ]
     untested = {"bench/proxy/mmlu/delta": -0.1}  # no paired test logged: the drop counts
-    assert logged_guard_violations(untested, {"mmlu": 0.02}) == [
-        "mmlu: -0.1000 vs base on the proxy set (margin 0.0200)"
+    assert guard_violations(untested, {"mmlu": 0.02}) == [
+        "mmlu: -0.1000 vs base on the proxy set (drop 0.1000 > margin 0.0200)"
+    ]
+    interval = {"bench/proxy/mmlu/delta": -0.1, "bench/proxy/mmlu/delta_ci_low": -0.3,
+                "bench/proxy/mmlu/delta_ci_high": 0.05}  # fmt: skip
+    # a bootstrap interval that spans zero: the loss could be chance
+    assert guard_violations(interval, {"mmlu": 0.02}) == []
+    full_untested = {"bench/full/mmlu/delta": -0.03, "bench/full/mmlu/delta_p_value": 0.9}
+    assert guard_violations(full_untested, {"mmlu": 0.02}) == [  # full sets: no test
+        "mmlu: -0.0300 vs base on the full set (drop 0.0300 > margin 0.0200)"
     ]

@@ -20,10 +20,26 @@ def test_composite_adds_weighted_deltas_and_subtracts_them_when_minimising() -> 
 
 
 def test_guard_flags_only_drops_beyond_the_margin() -> None:
-    base = {"mmlu": 0.40, "arc": 0.30}
-    assert guard_violations({"mmlu": 0.385, "arc": 0.1}, base, {"mmlu": 0.02}) == []
-    [line] = guard_violations({"mmlu": 0.37}, base, {"mmlu": 0.02, "arc": 0.0})
-    assert line.startswith("mmlu: 0.3700 vs base 0.4000 (drop 0.0300")
+    within = {"bench/proxy/mmlu/delta": -0.015, "bench/proxy/arc/delta": -0.2}  # arc: unguarded
+    assert guard_violations(within, {"mmlu": 0.02}) == []
+    beyond = {"bench/proxy/mmlu/delta": -0.03, "bench/proxy/arc/delta": 0.0}
+    [line] = guard_violations(beyond, {"mmlu": 0.02, "arc": 0.0})
+    assert line == "mmlu: -0.0300 vs base on the proxy set (drop 0.0300 > margin 0.0200)"
+    assert guard_violations({"bench/proxy/mmlu/delta": -0.02}, {"mmlu": 0.02}) == []  # at it
+
+
+def test_guard_judges_each_task_on_the_full_set_when_the_trial_has_it_else_the_proxy() -> None:
+    """A finalist whose full sets lack a guarded task (not scored there) is still judged on
+    that task's proxy; a task the full set scored is judged on the full set alone."""
+    metrics = {
+        "bench/proxy/mmlu/delta": -0.30, "bench/proxy/mmlu/delta_p_value": 0.001,
+        "bench/full/mmlu/delta": 0.01,  # the full set clears it
+        "bench/proxy/arc/delta": -0.30, "bench/proxy/arc/delta_p_value": 0.001,  # no full
+    }  # fmt: skip
+    assert guard_violations(metrics, {"mmlu": 0.02, "arc": 0.02}) == [
+        "arc: -0.3000 vs base on the proxy set (drop 0.3000 > margin 0.0200)"
+    ]
+    assert guard_violations({"bench/full/mmlu/acc": 0.3}, {"mmlu": 0.02}) == []  # no delta
 
 
 def test_primary_metric_prefers_config_then_known_tasks_then_fallbacks() -> None:

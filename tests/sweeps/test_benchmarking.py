@@ -7,10 +7,15 @@ from pathlib import Path
 from mlflow.tracking import MlflowClient
 
 from evals.benchmark_plan import BenchmarkPlan
+from evals.metric_keys import DELTA, DELTA_P_VALUE, PROXY, bench_name
+from evals.objective import guard_violations
 from sweeps._tracking import SweepTracker
 from sweeps.benchmarking import judge_trials
+from sweeps.config import DataConfig
 from sweeps.state import SweepState, TrialRecord
-from trainers.lora_trial import TrialSpec
+from trainers.spec import TrialSpec
+
+BASE_PROXY = {"arc_challenge": 0.30, "mmlu": 0.40}
 
 
 def plan(**changes: object) -> BenchmarkPlan:
@@ -18,7 +23,7 @@ def plan(**changes: object) -> BenchmarkPlan:
         tasks=["arc_challenge", "mmlu"], mirror=None, cache="/nonexistent", num_fewshot=0,
         batch_size=4, proxy={}, digests={}, metric_overrides={}, weights={}, finalists=0,
         guard={"mmlu": 0.02}, heldout_metric="heldout/field_f1", mode="max",
-        base={"proxy": {"arc_challenge": 0.30, "mmlu": 0.40}},
+        base={PROXY: BASE_PROXY},
     )  # fmt: skip
     fields.update(changes)
     return BenchmarkPlan(**fields)  # type: ignore[arg-type]
@@ -27,9 +32,12 @@ def plan(**changes: object) -> BenchmarkPlan:
 def trial(
     tracker: SweepTracker, parent: str, trial_id: str, *, f1: float, mmlu: float
 ) -> TrialRecord:
+    """A completed trial as its last rung logs it: scores, and deltas against the base."""
     run_id = tracker.start_trial(parent, sweep="s", trial_id=trial_id, params={})
+    scores = {"mmlu": mmlu, "arc_challenge": 0.3}
     metrics = {"heldout/field_f1": f1, "bench/proxy/mmlu/acc": mmlu,
                "bench/proxy/arc_challenge/acc_norm": 0.3}  # fmt: skip
+    metrics |= {bench_name(PROXY, t, DELTA): v - BASE_PROXY[t] for t, v in scores.items()}
     return TrialRecord(trial_id=trial_id, run_id=run_id, params={}, status="completed",
                        metrics=metrics)  # fmt: skip
 
@@ -53,11 +61,13 @@ def test_guard_excludes_a_constructed_regression_from_best(tmp_path: Path) -> No
     state.trials = {t.trial_id: t for t in (regressed, within)}
     assert state.best_trial() is regressed  # before the guard has judged
     said: list[str] = []
-    spec = TrialSpec(model_path="unused", train_path="unused", task_metric="field_f1",
-                     benchmarks=plan())  # fmt: skip
+    spec = TrialSpec(model_path="unused", benchmarks=plan(),
+                     data=DataConfig(train="unused", task_metric="field_f1"))  # fmt: skip
     judge_trials(state, tracker, spec=spec, say=said.append)
     assert state.best_trial() is within
-    assert regressed.guard == ["mmlu: 0.3000 vs base 0.4000 (drop 0.1000 > margin 0.0200)"]
+    assert regressed.guard == [
+        "mmlu: -0.1000 vs base on the proxy set (drop 0.1000 > margin 0.0200)"
+    ]
     assert within.guard == []
     client = MlflowClient(tracking_uri=uri)
     tags = client.get_run(regressed.run_id).data.tags
@@ -79,8 +89,8 @@ def test_when_every_trial_regresses_there_is_no_best(tmp_path: Path) -> None:
     state, tracker = new_sweep(tmp_path)
     parent = state.parent_run_id
     state.trials = {"a": trial(tracker, parent, "a", f1=0.9, mmlu=0.1)}
-    spec = TrialSpec(model_path="unused", train_path="unused", task_metric="field_f1",
-                     benchmarks=plan())  # fmt: skip
+    spec = TrialSpec(model_path="unused", benchmarks=plan(),
+                     data=DataConfig(train="unused", task_metric="field_f1"))  # fmt: skip
     judge_trials(state, tracker, spec=spec, say=lambda _: None)
     assert state.best_trial() is None
 
@@ -90,11 +100,41 @@ def test_on_the_proxy_a_drop_that_could_be_chance_is_not_flagged(tmp_path: Path)
     state, tracker = new_sweep(tmp_path)
     parent = state.parent_run_id
     chance = trial(tracker, parent, "chance", f1=0.90, mmlu=0.30)
-    chance.metrics["bench/proxy/mmlu/delta_p_value"] = 0.5
+    chance.metrics[bench_name(PROXY, "mmlu", DELTA_P_VALUE)] = 0.5
     real = trial(tracker, parent, "real", f1=0.85, mmlu=0.30)
-    real.metrics["bench/proxy/mmlu/delta_p_value"] = 0.01
+    real.metrics[bench_name(PROXY, "mmlu", DELTA_P_VALUE)] = 0.01
     state.trials = {t.trial_id: t for t in (chance, real)}
-    spec = TrialSpec(model_path="unused", train_path="unused", task_metric="field_f1",
-                     benchmarks=plan())  # fmt: skip
+    spec = TrialSpec(model_path="unused", benchmarks=plan(),
+                     data=DataConfig(train="unused", task_metric="field_f1"))  # fmt: skip
     judge_trials(state, tracker, spec=spec, say=lambda _: None)
     assert chance.guard == [] and real.guard and state.best_trial() is chance
+
+
+def test_the_sweep_and_the_promotion_gate_give_one_verdict(tmp_path: Path) -> None:
+    """judge_trials and the gate's re-read agree on every trial: a past finalist's full-set
+    delta is what counts where it has one, the proxy's elsewhere (one task not on the full
+    sets), and a proxy loss counts only when the paired test says it is more than chance."""
+    state, tracker = new_sweep(tmp_path)
+    parent = state.parent_run_id
+    margins = {"mmlu": 0.02, "arc_challenge": 0.02}
+    cases = {
+        "proxy-real": {"bench/proxy/mmlu/delta_p_value": 0.01},
+        "proxy-chance": {"bench/proxy/mmlu/delta_p_value": 0.5},
+        "proxy-untested": {},
+        "full-clears-it": {"bench/full/mmlu/delta": 0.0, "bench/proxy/mmlu/delta_p_value": 0.01},
+        "full-loses": {"bench/full/mmlu/delta": -0.05, "bench/full/mmlu/delta_p_value": 0.5},
+        "full-lacks-arc": {"bench/full/mmlu/delta": 0.0, "bench/proxy/arc_challenge/delta": -0.2,
+                           "bench/proxy/arc_challenge/delta_p_value": 0.001},
+    }  # fmt: skip
+    for name, extra in cases.items():
+        record = trial(tracker, parent, name, f1=0.5, mmlu=0.30)
+        record.metrics |= extra
+        state.trials[name] = record
+    spec = TrialSpec(model_path="unused", benchmarks=plan(guard=margins),
+                     data=DataConfig(train="unused", task_metric="field_f1"))  # fmt: skip
+    judge_trials(state, tracker, spec=spec, say=lambda _: None)
+    verdicts = {name: bool(t.guard) for name, t in state.trials.items()}
+    assert verdicts == {"proxy-real": True, "proxy-chance": False, "proxy-untested": True,
+                        "full-clears-it": False, "full-loses": True, "full-lacks-arc": True}  # fmt: skip
+    for record in state.trials.values():
+        assert record.guard == guard_violations(record.metrics, margins), record.trial_id

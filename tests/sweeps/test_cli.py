@@ -11,8 +11,10 @@ from typing import Any
 
 import pytest
 import yaml
+from pydantic import Field
 
 from sweeps.cli import build_parser, main
+from sweeps.options import StatusOptions
 from tests.conftest import REPO
 
 PROBE = """
@@ -112,6 +114,85 @@ def test_every_verb_has_a_description_an_example_and_each_options_default(
             assert "default" in shown or (action.required and shown.endswith("(required)")), (
                 words, action.option_strings)  # fmt: skip
             assert " ".join(shown.split())[:40] in " ".join(text.split()), (words, shown)
+
+
+def test_every_verbs_arguments_are_the_fields_of_its_options_model() -> None:
+    """The parser restates nothing: each verb's arguments are its function's options model's
+    fields, with their defaults, descriptions and flag names."""
+    from sweeps.config import PrepareConfig
+    from sweeps.options import flag_name, options_model
+
+    for words, parser in every_verb():
+        function, model = parser.get_default("run").args
+        assert model is options_model(function), words
+        actions = {a.dest: a for a in parser._actions if a.dest != "help"}
+        assert set(actions) == set(model.model_fields), words
+        for name, field in model.model_fields.items():
+            action, positional = actions[name], field.json_schema_extra == {"positional": True}
+            assert (field.description or "").rstrip(".") in (action.help or ""), (words, name)
+            if not positional:
+                assert action.option_strings[0] == flag_name(name, field), (words, name)
+            if field.is_required():
+                assert action.required or (positional and action.nargs != "*"), (words, name)
+            else:
+                assert action.default == field.get_default(call_default_factory=True), (words, name)
+        if words == ["data", "prepare"]:  # the YAML's prepare: section, field for field
+            assert issubclass(model, PrepareConfig)
+            assert set(PrepareConfig.model_fields) < set(actions)
+
+
+def test_the_state_dir_and_mlflow_uri_defaults_are_the_schemas() -> None:
+    from sweeps.config import Tracking
+
+    parser = build_parser()
+    status = parser.parse_args(["status", "s"])
+    assert status.state_dir == Path(Tracking().state_dir)
+    assert parser.parse_args(["ui"]).mlflow_uri == Tracking().mlflow_uri
+    assert parser.parse_args(["launch", "x.yaml"]).state_dir is None  # the YAML's, at launch
+
+
+class VerboseStatus(StatusOptions):
+    rows: int = Field(5, description="rows shown")
+    wide: bool = Field(False, description="every column")
+
+
+def test_a_field_added_to_an_options_model_is_a_new_flag(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    import sweeps.cli as cli
+
+    monkeypatch.setattr(cli, "StatusOptions", VerboseStatus)  # what status() is annotated with
+    with pytest.raises(SystemExit):
+        main(["status", "--help"])
+    text = capsys.readouterr().out
+    assert "--rows ROWS" in text and "rows shown (default: 5)" in text
+    assert "--wide, --no-wide" in text and "every column (default: off)" in text
+    seen: list[VerboseStatus] = []
+
+    def status(options: VerboseStatus) -> int:
+        seen.append(options)
+        return 0
+
+    monkeypatch.setattr(cli, "status", status)
+    assert main(["status", "s1", "--rows", "7", "--wide", "--state-dir", "elsewhere"]) == 0
+    assert seen == [VerboseStatus(sweep="s1", rows=7, wide=True, state_dir=Path("elsewhere"))]
+
+
+def test_data_prepare_flags_parse_into_its_options_model() -> None:
+    from sweeps.options import DataPrepareOptions, options_from_namespace
+
+    args = build_parser().parse_args(["data", "prepare", "a.jsonl", "b.csv", "--out", "o",
+                                      "--keep-flagged", "--no-clean", "--benchmarks", "mmlu,arc_easy",
+                                      "--columns", "instruction=q,output=a", "--format", "dolly"])  # fmt: skip
+    options = options_from_namespace(DataPrepareOptions, args)
+    assert options == DataPrepareOptions(
+        inputs=(Path("a.jsonl"), Path("b.csv")), out_dir=Path("o"), drop_flagged=False,
+        clean=False, benchmarks=("mmlu", "arc_easy"), columns={"instruction": "q", "output": "a"},
+        format="dolly",
+    )  # fmt: skip
+    assert options_from_namespace(
+        DataPrepareOptions, build_parser().parse_args(["data", "prepare", "--out", "o", "--drop-flagged"])
+    ).drop_flagged  # fmt: skip
 
 
 def test_a_bare_sweep_prints_the_help_and_version_prints_the_package_version(

@@ -12,7 +12,7 @@ import torch
 from mlflow.tracking import MlflowClient
 
 from sweeps import launch_sweep
-from sweeps._tune import _deterministic_fault
+from sweeps.tune.trainable import _deterministic_fault
 from tests.conftest import slice_embedded_data, tiny_sweep_config
 
 

@@ -256,7 +256,7 @@ def test_launch_prepares_raw_data_first_and_logs_it_on_the_parent_run(
     state = launch_sweep(config, name="prepared")
     assert state.status == "completed"
     spec = json.loads(state.spec_path.read_text())
-    assert spec["train_path"] == str(state.path / "data" / "train.jsonl")
+    assert spec["data"]["train"] == str(state.path / "data" / "train.jsonl")
     train = (state.path / "data" / "train.jsonl").read_text()
     assert len(train.splitlines()) == 21 and "<EMAIL>" in train  # duplicate gone, PII redacted
     client = MlflowClient(tracking_uri=config["tracking"]["mlflow_uri"])
@@ -421,6 +421,10 @@ def test_prepare_that_leaves_no_training_row_fails_naming_the_step(
         (["--columns", "output=nonexistent"],
          "columns mapping output=nonexistent: the file has no column 'nonexistent'"),
         (["--label-field", "mood"], "label field 'mood' is not a column of the file"),
+        # values the options model refuses, before any file is read
+        (["--near-threshold", "2"], "error: --near-threshold: Input should be less than or equal to 1"),
+        (["--heldout-fraction", "0"], "error: --heldout-fraction: Input should be greater than 0"),
+        (["--pii-kinds", "email,shoe_size"], "error: --pii-kinds: unknown kind shoe_size; known:"),
     ],
 )  # fmt: skip
 def test_column_flags_that_cannot_apply_are_one_line(
@@ -431,6 +435,7 @@ def test_column_flags_that_cannot_apply_are_one_line(
     assert main(["data", "prepare", str(source), "--out", str(tmp_path / "o"), *flags]) == 2
     err = capsys.readouterr().err.strip()
     assert len(err.splitlines()) == 1 and expected in err, err
+    assert not (tmp_path / "o").exists()
 
 
 def test_prepare_prints_each_line_once_and_the_presidio_install_command_once(

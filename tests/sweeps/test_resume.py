@@ -138,13 +138,14 @@ def resumed(
                *(random_moment(rng) for _ in range(extra))]  # fmt: skip
     kills = [run_and_kill([sys.executable, "-c", LAUNCH, str(path)], env=env, cwd=tmp,
                           state_file=state_file, moment=started_not_reported)]  # fmt: skip
-    assert kills[0] is not None, "the launch ended before it could be killed"
+    replay = f"replay with --chaos-seed {chaos_seed}"
+    assert kills[0] is not None, f"the launch ended before it could be killed ({replay})"
     for number, moment in enumerate(moments):  # the first: Ctrl-C, a clean stop
         kills.append(run_and_kill([sys.executable, "-c", RESUME, state_dir], env=env, cwd=tmp,
                                   state_file=state_file, moment=moment, log=tmp / f"r{number}.log",
                                   sig=signal.SIGINT if number == 0 else signal.SIGKILL))  # fmt: skip
-    assert kills[1] is not None, "the first resume ended before a trial reported"
-    assert kills[2] is not None, "the second resume ended before one trial ended and one ran"
+    assert kills[1] is not None, f"the first resume ended before a trial reported ({replay})"
+    assert kills[2] is not None, f"the second resume ended before one ended and one ran ({replay})"
     ended = [sum(t["status"] in TERMINAL for t in k["trials"].values()) if k else None
              for k in kills]  # fmt: skip
     print(f"driver kills (trials ended at each; None: it finished first): {ended}")
@@ -154,21 +155,21 @@ def resumed(
     return {"ctrl_c": kills[1], "before": kills[2], "kills": [k for k in kills if k],
             "code": code, "config": config,
             "ctrl_c_output": (tmp / "r0.log").read_text(),
-            "state_dir": state_dir, "seed": chaos_seed,
+            "state_dir": state_dir, "replay": replay,
             "state": load_state("killed", state_dir=Path(state_dir))}  # fmt: skip
 
 
 def test_resume_finishes_the_sweep_with_exactly_num_samples_trials(resumed: dict[str, Any]) -> None:
-    state = resumed["state"]
+    state, replay = resumed["state"], resumed["replay"]
     statuses = {k: (t.status, t.error) for k, t in state.trials.items()}
-    assert resumed["code"] == 0 and state.status == "completed", statuses
-    assert len(state.trials) == NUM_TRIALS
-    assert all(t.status in TERMINAL for t in state.trials.values())
+    assert resumed["code"] == 0 and state.status == "completed", (statuses, replay)
+    assert len(state.trials) == NUM_TRIALS, (statuses, replay)
+    assert all(t.status in TERMINAL for t in state.trials.values()), (statuses, replay)
     ended_before = {k for k, t in resumed["before"]["trials"].items() if t["status"] in TERMINAL}
     for trial_id in ended_before:  # not re-run: same last step and status as before the kill
         old = resumed["before"]["trials"][trial_id]
         assert (state.trials[trial_id].status, state.trials[trial_id].last_step) == (
-            old["status"], old["last_step"])  # fmt: skip
+            old["status"], old["last_step"]), replay  # fmt: skip
 
 
 def test_mlflow_has_one_parent_one_child_per_trial_and_each_step_once(
@@ -179,15 +180,17 @@ def test_mlflow_has_one_parent_one_child_per_trial_and_each_step_once(
     runs = client.search_runs([state.experiment_id], max_results=100)
     parents = [r for r in runs if r.data.tags.get("lora_sweep.kind") == "sweep"]
     children = [r for r in runs if r.data.tags.get("mlflow.parentRunId") == state.parent_run_id]
-    assert [p.info.run_id for p in parents] == [state.parent_run_id]
-    assert parents[0].info.status == "FINISHED"
-    assert sorted(c.data.tags["lora_sweep.trial_id"] for c in children) == sorted(state.trials)
+    replay = resumed["replay"]
+    assert [p.info.run_id for p in parents] == [state.parent_run_id], replay
+    assert parents[0].info.status == "FINISHED", replay
+    children_ids = sorted(c.data.tags["lora_sweep.trial_id"] for c in children)
+    assert children_ids == sorted(state.trials), replay
     for child in children:
         steps = [m.step for m in client.get_metric_history(child.info.run_id, "heldout/loss")]
-        assert steps == sorted(set(steps)), (child.info.run_name, steps)  # each step once
+        assert steps == sorted(set(steps)), (child.info.run_name, steps, replay)  # each step once
         record = state.trials[child.data.tags["lora_sweep.trial_id"]]
-        assert len(steps) == record.rungs, (record.trial_id, steps)  # and none missing
-        assert child.info.status in ("FINISHED", "KILLED")
+        assert len(steps) == record.rungs, (record.trial_id, steps, replay)  # and none missing
+        assert child.info.status in ("FINISHED", "KILLED"), replay
 
 
 def test_ctrl_c_stops_cleanly_saves_the_state_and_prints_the_resume_command(
@@ -195,12 +198,12 @@ def test_ctrl_c_stops_cleanly_saves_the_state_and_prints_the_resume_command(
 ) -> None:
     """SIGINT to the driver's process group (Ctrl-C in a terminal): the driver stops by itself,
     marks the sweep interrupted, fails no trial, and says how to continue."""
-    stopped = resumed["ctrl_c"]
-    assert stopped["exit"] == 1, resumed["ctrl_c_output"][-3000:]
+    stopped, replay = resumed["ctrl_c"], resumed["replay"]
+    assert stopped["exit"] == 1, (resumed["ctrl_c_output"][-3000:], replay)
     after = stopped["after"]
-    assert after["status"] == "interrupted"
-    assert not any(t["status"] == "failed" for t in after["trials"].values()), after["trials"]
-    assert "continue it: sweep resume killed --state-dir" in resumed["ctrl_c_output"]
+    assert after["status"] == "interrupted", replay
+    assert not any(t["status"] == "failed" for t in after["trials"].values()), (after, replay)
+    assert "continue it: sweep resume killed --state-dir" in resumed["ctrl_c_output"], replay
 
 
 def test_trials_caught_running_restart_from_a_checkpoint(resumed: dict[str, Any]) -> None:
@@ -211,9 +214,9 @@ def test_trials_caught_running_restart_from_a_checkpoint(resumed: dict[str, Any]
     restarted = {r["trial_id"] for r in restores(state.path) if r["step"] > 0}
     left = [{k for k, t in kill["after"]["trials"].items()
              if t["status"] == "running" and t["last_step"] >= 0} for kill in resumed["kills"]]  # fmt: skip
-    assert any(left), "no stop left a trial mid-training"  # the third stop does, by its moment
+    assert any(left), f"no stop left a trial mid-training ({resumed['replay']})"  # the third does
     for caught in left:
-        assert caught <= restarted, (caught, restarted, f"--chaos-seed {resumed['seed']}")
+        assert caught <= restarted, (caught, restarted, resumed["replay"])
 
 
 def test_optuna_study_matches_ray_trials(resumed: dict[str, Any]) -> None:
@@ -221,9 +224,11 @@ def test_optuna_study_matches_ray_trials(resumed: dict[str, Any]) -> None:
     study = optuna.load_study(study_name=state.name,
                               storage=f"sqlite:///{state.path / 'optuna.db'}")  # fmt: skip
     finished = [t for t in study.trials if t.state.is_finished()]
-    assert len(finished) == NUM_TRIALS == len(study.trials)
+    states = [t.state.name for t in study.trials]
+    assert len(finished) == NUM_TRIALS == len(study.trials), (states, resumed["replay"])
     completed = sum(t.status == "completed" for t in state.trials.values())
-    assert sum(t.state == optuna.trial.TrialState.COMPLETE for t in finished) == completed
+    told = sum(t.state == optuna.trial.TrialState.COMPLETE for t in finished)
+    assert told == completed, (states, resumed["replay"])
 
 
 def test_resuming_again_is_harmless_and_a_running_sweep_refuses_a_second_driver(
@@ -231,9 +236,9 @@ def test_resuming_again_is_harmless_and_a_running_sweep_refuses_a_second_driver(
 ) -> None:
     from filelock import FileLock
 
-    state = resumed["state"]
-    assert main(["resume", "killed", "--state-dir", resumed["state_dir"]]) == 0
-    assert "already completed: nothing to resume" in capsys.readouterr().out
+    state, replay = resumed["state"], resumed["replay"]
+    assert main(["resume", "killed", "--state-dir", resumed["state_dir"]]) == 0, replay
+    assert "already completed: nothing to resume" in capsys.readouterr().out, replay
     with FileLock(str(state.path / "driver.lock")):
-        assert main(["resume", "killed", "--state-dir", resumed["state_dir"]]) == 2
-    assert "is running in another process" in capsys.readouterr().err
+        assert main(["resume", "killed", "--state-dir", resumed["state_dir"]]) == 2, replay
+    assert "is running in another process" in capsys.readouterr().err, replay

@@ -6,15 +6,16 @@ import json
 import math
 import shutil
 from pathlib import Path
+from typing import Any
 
 import pytest
 import torch
 
+from sweeps.config import DataConfig, HeldoutEval, TrainingConfig
 from trainers.lora_trial import (
     ADAPTER_DIR,
     MANIFEST_FILE,
     TENSORS_FILE,
-    TrialSpec,
     checkpoint_problem,
     collate,
     forward_loss,
@@ -24,6 +25,7 @@ from trainers.lora_trial import (
     setup,
     train,
 )
+from trainers.spec import TrialSpec
 
 HPARAMS = {
     "learning_rate": 5e-3,
@@ -37,15 +39,14 @@ HPARAMS = {
 }
 
 
-def make_spec(model: Path, data: dict[str, Path], **training: object) -> TrialSpec:
+def make_spec(model: Path, data: dict[str, Path], **training: Any) -> TrialSpec:
     return TrialSpec(
         model_path=str(model),
-        train_path=str(data["train"]),
-        heldout_path=str(data["heldout"]),
-        task_metric="field_f1",
-        training={"micro_batch_size": 4, "evals_per_epoch": 2, "seed": 5, **training},
-        evaluation={"max_new_tokens": 8, "batch_size": 12},
-    )
+        data=DataConfig(train=str(data["train"]), heldout=str(data["heldout"]),
+                        task_metric="field_f1"),
+        training=TrainingConfig(micro_batch_size=4, evals_per_epoch=2, seed=5, **training),
+        evaluation=HeldoutEval(max_new_tokens=8, batch_size=12),
+    )  # fmt: skip
 
 
 class Recorder:
@@ -281,11 +282,9 @@ def test_qlora_trains_a_4bit_base_on_cuda(
 ) -> None:
     """QLoRA: the base in NF4 with double quantisation, a paged 8-bit AdamW, gradient
     checkpointing; the adapter trains and resumes like a LoRA one."""
-    from dataclasses import replace
-
-    spec = replace(make_spec(tiny_model, small_data, adapter="qlora", precision="bf16",
-                             optimizer="paged_adamw_8bit", gradient_checkpointing=True),
-                   device="cuda")  # fmt: skip
+    spec = make_spec(tiny_model, small_data, adapter="qlora", precision="bf16",
+                     optimizer="paged_adamw_8bit", gradient_checkpointing=True,
+                     ).model_copy(update={"device": "cuda"})  # fmt: skip
     record = Recorder()
     recipe = setup(spec, HPARAMS)
     quantized = [m for m in recipe.model.modules() if type(m).__name__ == "Linear4bit"]

@@ -1,0 +1,240 @@
+"""The search: Optuna over the YAML space, in the sweep's own study, as Ray Tune drives it.
+
+Two things Ray's own classes leave out are added here. A trial the scheduler stopped early is
+told to Optuna as PRUNED, not COMPLETE, and each rung and each end is told once whatever a driver
+crash replays (``PruneAwareOptunaSearch``). And after a driver crash, the search's saved state is
+brought in step with the trials Ray restored (``SweepSearchGenerator``): Ray saves its trial list
+and the search's state as separate files, and a crash between them pairs files of different saves.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable, Collection, Mapping
+
+import optuna
+from optuna.trial import TrialState
+from ray.tune.execution.experiment_state import _find_newest_experiment_checkpoint
+from ray.tune.experiment import Trial
+from ray.tune.search import ConcurrencyLimiter, SearchGenerator
+from ray.tune.search.optuna import OptunaSearch
+
+from sweeps._storage import filesystem_and_path
+from sweeps.config import SweepConfig
+from sweeps.space import define_by_run, grid_values
+
+RUNG = "rung"  # the trial's own rung count: ASHA's time and Optuna's step (Ray's
+# training_iteration runs ahead of it when a restart falls back to an older checkpoint)
+FINAL_KEY = "final_rung"  # 1 on a trial's last rung: it ran to the end
+RAY_TRIAL_ID = "ray_trial_id"  # the user attribute naming a study trial's Ray trial
+UNFINISHED = (Trial.PENDING, Trial.RUNNING, Trial.PAUSED)  # Ray runs these again on restore
+
+
+class PruneAwareOptunaSearch(OptunaSearch):
+    """Ray's OptunaSearch that tells PRUNED for trials stopped early, tells each rung and each
+    end once, and leaves no study trial orphaned.
+
+    Pruned, not complete: Ray's OptunaSearch tells any trial that ended with a result COMPLETE
+    with its last value, so a trial ASHA stopped at an early rung would count for TPE as if its
+    early (worse) value were final. The trainable marks its last rung with ``final_rung=1``; a
+    trial that ends without it was stopped early, and is told PRUNED. Ray passes every rung to
+    ``on_trial_result`` except the one on which the scheduler decides STOP (also at ASHA's
+    max_t), so that rung is reported when the trial ends: its intermediate values are complete.
+
+    Once: the study (sqlite) is written at each call, while Ray saves this searcher every few
+    seconds; after a driver crash the restored searcher can be older than the study, and a
+    restarted trial replays its rungs. A rung the study holds, or an end it holds, is not told
+    again.
+
+    No orphans: a study trial asked just before a driver crash and held by no restored Ray trial
+    would stay RUNNING; the next suggestion reuses it. Each study trial carries its Ray trial's
+    id (user attribute ``ray_trial_id``), so a restore can find the study trial of a Ray trial
+    that an older saved searcher does not know (``keep_trials``).
+    """
+
+    def __init__(
+        self, *, space: Callable[[optuna.Trial], dict[str, float]], metric: str, mode: str,
+        sampler: optuna.samplers.BaseSampler, storage: optuna.storages.BaseStorage,
+        study_name: str,
+    ) -> None:  # fmt: skip
+        super().__init__(space=space, metric=metric, mode=mode, sampler=sampler,
+                         storage=storage, study_name=study_name)  # fmt: skip
+        self._study_storage = storage  # the study's records, read back to tell each thing once
+        self._reported_step: dict[str, int] = {}
+
+    @property
+    def study(self) -> optuna.Study:
+        """The sweep's study (created by OptunaSearch's __init__, as the space is given)."""
+        assert self._ot_study is not None
+        return self._ot_study
+
+    def on_trial_result(self, trial_id: str, result: dict[str, object]) -> None:
+        """Report the rung's value at the rung's step, once (a restarted trial replays rungs)."""
+        if trial_id not in self._completed_trials and trial_id in self._ot_trials:
+            self._report(trial_id, result)
+
+    def on_trial_complete(
+        self, trial_id: str, result: dict[str, object] | None = None, error: bool = False
+    ) -> None:
+        """Tell how the trial ended: COMPLETE with its value after its final rung, PRUNED before
+        it (its last rung reported first), FAIL on error; once."""
+        if self._told_before(trial_id):  # ended before a driver crash, resumed from older state
+            self._completed_trials.add(trial_id)
+            return
+        if trial_id in self._completed_trials:
+            super().on_trial_complete(trial_id, result=result, error=error)  # Ray warns
+            return
+        if trial_id not in self._ot_trials:  # no study trial to tell
+            return
+        if result is not None and not error and self.metric in result:
+            self._report(trial_id, result)
+        if result is None or error or result.get(FINAL_KEY):
+            super().on_trial_complete(trial_id, result=result, error=error)
+            return
+        self.study.tell(self._ot_trials[trial_id], state=TrialState.PRUNED)
+        self._completed_trials.add(trial_id)
+
+    def suggest(self, trial_id: str) -> dict[str, object] | None:
+        """A new trial's hyperparameters: first those of a study trial a driver crash orphaned
+        (asked, RUNNING, held by no Ray trial), so the study never keeps an orphan."""
+        if trial_id not in self._ot_trials:
+            orphan = self._orphan()
+            if orphan is not None:
+                self._ot_trials[trial_id] = orphan
+        suggested: dict[str, object] | None = super().suggest(trial_id)
+        if suggested is not None:
+            self._ot_trials[trial_id].set_user_attr(RAY_TRIAL_ID, trial_id)
+        return suggested
+
+    def keep_trials(self, held: Collection[str]) -> None:
+        """Match this restored state to the Ray trials Ray restored: forget the others (a study
+        trial only they held is an orphan, which the next suggestion reuses), and find each held
+        trial's study trial by the Ray trial id it carries (a state saved before it was asked
+        lacks it)."""
+        tagged = {str(t.user_attrs[RAY_TRIAL_ID]): t._trial_id
+                  for t in self.study.get_trials(deepcopy=False) if RAY_TRIAL_ID in t.user_attrs}  # fmt: skip
+        known = {trial_id: t for trial_id, t in self._ot_trials.items() if trial_id in held}
+        found = {trial_id: optuna.trial.Trial(self.study, tagged[trial_id])
+                 for trial_id in held if trial_id in tagged}  # fmt: skip
+        self._ot_trials = {**known, **found}
+
+    def _report(self, trial_id: str, result: Mapping[str, object]) -> None:
+        step = int(_number(result, RUNG))
+        if step <= self._reported_step.get(trial_id, 0) or self._study_holds(trial_id, step):
+            return
+        self._ot_trials[trial_id].report(_number(result, self.metric), step)
+        self._reported_step[trial_id] = step
+
+    def _study_holds(self, trial_id: str, step: int) -> bool:
+        """Whether the study holds this rung's value, or the trial as ended (told just before a
+        driver crash, after which Ray's older state ran it again)."""
+        stored = self._stored_trial(trial_id)
+        if stored is None:
+            return False
+        return stored.state.is_finished() or step in stored.intermediate_values
+
+    def _orphan(self) -> optuna.trial.Trial | None:
+        held = {t._trial_id for t in self._ot_trials.values()}
+        running = self.study.get_trials(deepcopy=False, states=(TrialState.RUNNING,))
+        orphan = next((t._trial_id for t in running if t._trial_id not in held), None)
+        return None if orphan is None else optuna.trial.Trial(self.study, orphan)
+
+    def _told_before(self, trial_id: str) -> bool:
+        """Whether the study already holds this trial as ended (its storage outlives us)."""
+        if trial_id in self._completed_trials:
+            return False
+        stored = self._stored_trial(trial_id)
+        return stored is not None and stored.state.is_finished()
+
+    def _stored_trial(self, trial_id: str) -> optuna.trial.FrozenTrial | None:
+        """The study's own record of a Ray trial's study trial, read from its storage."""
+        ot_trial = self._ot_trials.get(trial_id)
+        if ot_trial is None:
+            return None
+        return self._study_storage.get_trial(ot_trial._trial_id)
+
+
+def _number(result: Mapping[str, object], key: str) -> float:
+    value = result[key]
+    if not isinstance(value, int | float):
+        raise TypeError(f"the trial's {key!r} is {value!r}, not a number")
+    return float(value)
+
+
+class SweepSearchGenerator(SearchGenerator):
+    """Ray's SearchGenerator (it makes a trial of each suggestion, up to num_samples), brought in
+    step on restore with the trials Ray restored.
+
+    Ray saves its trial list (``experiment_state-*.json``) and the search's state (the count of
+    trials made and the ConcurrencyLimiter's live trials in ``search_gen_state-*.json``, the
+    searcher in ``searcher-state-*.pkl``) as separate files, and uploads them in a background
+    thread while the next save rewrites them. A driver killed in between leaves files of
+    different saves: 3 trials with a count of 4, say, and the lost fourth trial counts towards
+    num_samples but never runs (every resume then ends one trial short); or a count one short,
+    and a fifth trial. So after the saved state is read, the count, the live trials and the
+    searcher's trials are set from the trial list Ray restored."""
+
+    def __init__(self, searcher: ConcurrencyLimiter, *, experiment: str) -> None:
+        super().__init__(searcher)
+        self.experiment = experiment  # the Tune experiment's directory (or URI)
+
+    @property
+    def limiter(self) -> ConcurrencyLimiter:
+        assert isinstance(self.searcher, ConcurrencyLimiter)
+        return self.searcher
+
+    def restore_from_dir(self, dirpath: str) -> None:
+        super().restore_from_dir(dirpath)
+        restored = restored_trials(self.experiment)
+        if restored is None:  # none readable where the sweep made it: the state as saved
+            return
+        self._counter = len(restored)
+        live = {trial_id for trial_id, status in restored.items() if status in UNFINISHED}
+        self.limiter.live_trials = live
+        self.limiter.num_unfinished_live_trials = len(live)
+        if isinstance(self.limiter.searcher, PruneAwareOptunaSearch):
+            self.limiter.searcher.keep_trials(restored)
+
+
+def restored_trials(experiment: str) -> dict[str, str] | None:
+    """Each trial's id and status in the experiment state Ray resumes from, picked by Ray's own
+    function (the newest by name: one file per driver session); None when there is none or it
+    cannot be read."""
+    filesystem, root = filesystem_and_path(experiment)
+    try:
+        newest = _find_newest_experiment_checkpoint(root, fs=filesystem)
+        if newest is None:
+            return None
+        with filesystem.open_input_stream(newest) as stream:
+            trial_data = json.loads(stream.readall())["trial_data"]
+        trials = [json.loads(trial_state) for trial_state, _ in trial_data]
+        return {str(t["trial_id"]): str(t["status"]) for t in trials}
+    except (OSError, ValueError, KeyError, TypeError):
+        return None
+
+
+def build_searcher(
+    config: SweepConfig, *, metric: str, mode: str, storage_url: str, study_name: str,
+    experiment: str,
+) -> SweepSearchGenerator:  # fmt: skip
+    """Optuna (tpe | random | grid) over the YAML space, persisted in the sweep's study, at most
+    max_concurrent trials at once, for the Tune experiment at ``experiment``."""
+    search = config.search
+    sampler: optuna.samplers.BaseSampler
+    if search.algorithm == "random":
+        sampler = optuna.samplers.RandomSampler(seed=search.seed)
+    elif search.algorithm == "grid":
+        sampler = optuna.samplers.GridSampler(grid_values(config), seed=search.seed)
+    else:
+        startup = min(10, max(2, search.num_samples // 3))
+        sampler = optuna.samplers.TPESampler(seed=search.seed, n_startup_trials=startup)
+    searcher = PruneAwareOptunaSearch(
+        space=define_by_run(config),
+        metric=metric,
+        mode=mode,
+        sampler=sampler,
+        storage=optuna.storages.RDBStorage(storage_url),
+        study_name=study_name,
+    )
+    limiter = ConcurrencyLimiter(searcher, max_concurrent=search.max_concurrent)
+    return SweepSearchGenerator(limiter, experiment=experiment)
