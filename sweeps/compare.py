@@ -159,9 +159,7 @@ class BenchmarkRow(MetricRow):
 
 
 @dataclass(frozen=True)
-class SkippedBenchmark:
-    """A benchmark the report leaves out, with why (one line each in the report)."""
-
+class SkippedBenchmark:  # a benchmark the report leaves out, with why: one line each
     task: str
     reason: str
 

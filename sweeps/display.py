@@ -35,6 +35,7 @@ from evals.metric_keys import (
     short_name,
 )
 from sweeps.state import SweepState, TrialRecord
+from trainers.spec import TrialSpec
 
 SHOWN_PARAMS = (
     ("learning_rate", "lr"),
@@ -128,11 +129,10 @@ def generation_samples(state: SweepState) -> tuple[bool, int | None]:
     """(known, rows): the held-out rows a rung generates, from the sweep's trial_spec.json;
     rows None means every row. Unknown for a sweep without the file."""
     try:
-        spec = json.loads(state.spec_path.read_text())
+        spec = TrialSpec.from_record(json.loads(state.spec_path.read_text()))
     except (OSError, ValueError):
         return False, None
-    rows = spec.get("evaluation", {}).get("generation_samples")
-    return True, int(rows) if rows else None
+    return True, spec.evaluation.generation_samples
 
 
 def metric_scope(state: SweepState, metric: str) -> Scope:

@@ -25,7 +25,7 @@ from typing import TYPE_CHECKING, Any
 
 from evals.gate import GateDecision, promotion_gate
 from evals.objective import guard_violations
-from sweeps.config import ConfigError, check_safe_name
+from sweeps.config import ConfigError, SweepConfig, check_safe_name, config_from_dict
 from sweeps.console import Say
 from sweeps.provenance import hide_uri_password
 from sweeps.refs import resolve_adapter
@@ -48,7 +48,7 @@ class Candidate:
     record: TrialRecord
     adapter: Path
     spec: TrialSpec
-    config: dict[str, Any]  # the resolved config the sweep ran with
+    config: SweepConfig  # the resolved config the sweep ran with
 
     @property
     def label(self) -> str:
@@ -75,7 +75,7 @@ def promote(
     from sweeps._tracking import ModelRegistry
 
     registry = ModelRegistry(mlflow_uri or candidate.state.mlflow_uri)
-    name = check_safe_name(model_name or str(candidate.config.get("name") or candidate.state.name),
+    name = check_safe_name(model_name or candidate.config.name,
                            what="registered model name")  # fmt: skip
     champion = registry.by_alias(name, CHAMPION)
     if champion is not None:
@@ -111,7 +111,8 @@ def load_candidate(ref: str, *, state_dir: Path) -> Candidate:
             "held-out set and base model the evidence is computed on; not a bare directory"
         )
     state = load_state(adapter.sweep, state_dir=state_dir)
-    config = yaml.safe_load((state.path / "config.yaml").read_text())
+    config = config_from_dict(yaml.safe_load((state.path / "config.yaml").read_text()),
+                              source=str(state.path / "config.yaml"))  # fmt: skip
     return Candidate(state, state.trials[adapter.trial_id], adapter.path, load_spec(state), config)
 
 
@@ -163,7 +164,7 @@ def judge(
             f"{candidate.label}: no held-out row is generated (plain-text data), so there are "
             "no per-item scores to test; promotion needs prompt/response held-out rows"
         )
-    margins = candidate.config.get("objective", {}).get("guard") or {}
+    margins = candidate.config.objective.guard
     guard = list(candidate.record.guard) or guard_violations(candidate.record.metrics, margins)
     return promotion_gate(
         ours.by_item(), theirs.by_item(), metric=candidate.spec.task_metric, against=against,

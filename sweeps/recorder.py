@@ -1,6 +1,6 @@
 """What the driver does when Ray says a trial started, reported a rung, or ended.
 
-Plain Python: the Ray callback (sweeps/_tune.py) calls these methods, which keep state.json,
+Plain Python: the Ray callback (sweeps/tune/tuner.py) calls these methods, which keep state.json,
 MLflow (through SweepTracker) and the live table in step. Every metric step reaches MLflow once:
 a step at or below the last one logged for that trial is skipped (a restarted trial replays none).
 """
