@@ -19,13 +19,14 @@ from ray.tune.experiment import Trial
 from ray.tune.search import ConcurrencyLimiter, SearchGenerator
 from ray.tune.search.optuna import OptunaSearch
 
+from evals.metric_keys import FINAL_RUNG, RUNG
 from sweeps._storage import filesystem_and_path
 from sweeps.config import SweepConfig
 from sweeps.space import define_by_run, grid_values
 
-RUNG = "rung"  # the trial's own rung count: ASHA's time and Optuna's step (Ray's
-# training_iteration runs ahead of it when a restart falls back to an older checkpoint)
-FINAL_KEY = "final_rung"  # 1 on a trial's last rung: it ran to the end
+# RUNG: the trial's own rung count, ASHA's time and Optuna's step (Ray's training_iteration runs
+# ahead of it when a restart falls back to an older checkpoint); FINAL_RUNG: 1 on a trial's last
+# rung, when it ran to the end
 RAY_TRIAL_ID = "ray_trial_id"  # the user attribute naming a study trial's Ray trial
 UNFINISHED = (Trial.PENDING, Trial.RUNNING, Trial.PAUSED)  # Ray runs these again on restore
 
@@ -88,7 +89,7 @@ class PruneAwareOptunaSearch(OptunaSearch):
             return
         if result is not None and not error and self.metric in result:
             self._report(trial_id, result)
-        if result is None or error or result.get(FINAL_KEY):
+        if result is None or error or result.get(FINAL_RUNG):
             super().on_trial_complete(trial_id, result=result, error=error)
             return
         self.study.tell(self._ot_trials[trial_id], state=TrialState.PRUNED)

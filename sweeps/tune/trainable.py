@@ -19,6 +19,7 @@ import pyarrow.fs
 import ray
 from ray import tune
 
+from evals.metric_keys import TRIAL_CUDA_VISIBLE_DEVICES, TRIAL_NODE_ID
 from sweeps._storage import filesystem_and_path
 from sweeps.space import trial_hyperparameters
 from sweeps.state import (
@@ -113,8 +114,8 @@ def _train_trial(
 
 def _placement() -> dict[str, str]:
     """Where the trial runs: its Ray node, and the GPUs Ray gave it (CUDA_VISIBLE_DEVICES)."""
-    return {"trial/node_id": ray.get_runtime_context().get_node_id(),
-            "trial/cuda_visible_devices": os.environ.get("CUDA_VISIBLE_DEVICES", "")}  # fmt: skip
+    return {TRIAL_NODE_ID: ray.get_runtime_context().get_node_id(),
+            TRIAL_CUDA_VISIBLE_DEVICES: os.environ.get("CUDA_VISIBLE_DEVICES", "")}  # fmt: skip
 
 
 def _fresh_workdir(sweep_dir: str | None, trial_id: str) -> Path:

@@ -15,11 +15,12 @@ from ray import tune
 from ray.tune.experiment import Trial
 from ray.tune.schedulers import ASHAScheduler, FIFOScheduler
 
+from evals.metric_keys import RUNG
 from sweeps._storage import is_local, storage_for
 from sweeps.config import AshaConfig, SweepConfig
 from sweeps.recorder import SweepRecorder
 from sweeps.state import WORK_DIR, study_storage
-from sweeps.tune.searcher import RUNG, build_searcher
+from sweeps.tune.searcher import build_searcher
 from sweeps.tune.trainable import lora_trainable
 from trainers.spec import TrialSpec
 

@@ -14,6 +14,7 @@ from typing import Any
 import pytest
 from rich.console import Console
 
+from sweeps.config import DataConfig, HeldoutEval
 from sweeps.display import (
     duration,
     fit_table,
@@ -25,6 +26,7 @@ from sweeps.display import (
 )
 from sweeps.state import SweepState, TrialRecord, write_json_atomic
 from tests.conftest import REPO
+from trainers.spec import TrialSpec
 
 NAME = "notes-20250101-1200"
 LR = 0.0019420829011663684
@@ -70,9 +72,11 @@ def sweep_state(state_dir: Path, *, generation_samples: int | None = 16, extra: 
     state.trials = {t.trial_id: t for t in trials}
     state.save()
     if spec:
-        write_json_atomic(
-            state.spec_path, {"evaluation": {"generation_samples": generation_samples}}
-        )
+        spec_record = TrialSpec(
+            model_path="base", data=DataConfig(train="train.jsonl", task_metric="field_f1"),
+            evaluation=HeldoutEval(generation_samples=generation_samples),
+        ).record()  # fmt: skip
+        write_json_atomic(state.spec_path, spec_record)
     return state
 
 

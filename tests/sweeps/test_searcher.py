@@ -20,7 +20,8 @@ from optuna.trial import TrialState
 from ray.tune.experiment import Experiment, Trial
 from ray.tune.search import ConcurrencyLimiter
 
-from sweeps.tune.searcher import FINAL_KEY, RUNG, PruneAwareOptunaSearch, SweepSearchGenerator
+from evals.metric_keys import FINAL_RUNG, RUNG
+from sweeps.tune.searcher import PruneAwareOptunaSearch, SweepSearchGenerator
 
 METRIC = "score"
 
@@ -40,7 +41,7 @@ def searcher(url: str) -> PruneAwareOptunaSearch:
 
 
 def rung(number: int, value: float, *, final: bool = False) -> dict[str, object]:
-    return {METRIC: value, RUNG: float(number), FINAL_KEY: float(final)}
+    return {METRIC: value, RUNG: float(number), FINAL_RUNG: float(final)}
 
 
 def study_trials(url: str) -> list[optuna.trial.FrozenTrial]:
