@@ -63,10 +63,19 @@ def validate(options: ValidateOptions) -> int:
     if options.quick:
         return _validate_schema(config)
     from sweeps.dry_run import dry_run
+    from sweeps.samplers import describe_search
 
     load_config(config)  # the schema first: its errors need no model
     done = dry_run(config, num_gpus=options.num_gpus)
+    plan = done.plan
     print("Plan:")
+    for line in describe_search(
+        plan.config,
+        objective=plan.objective_metric,
+        mode=plan.objective_mode,
+        max_rungs=plan.max_rungs,
+    ):
+        print(f"  {line}")
     for line in done.estimate.lines():
         print(f"  {line}")
     print("  (the estimate scales the timed trial by each trial's expected steps and rungs over "

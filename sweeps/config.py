@@ -272,6 +272,10 @@ class PrepareConfig(_Strict):
     )  # fmt: skip
 
 
+InitLoraWeights = Literal["default", "gaussian", "pissa", "olora"]  # PEFT's, True as "default"
+BASE_REWRITING_INITS = ("pissa", "olora")  # they move the top of each base weight into the adapter
+
+
 class TrainingConfig(_Strict):
     """Knobs every trial shares (Axolotl names)."""
 
@@ -296,6 +300,21 @@ class TrainingConfig(_Strict):
     weight_decay: float = Field(0.0, ge=0)
     lora_dropout: float = Field(0.05, ge=0, lt=1)
     lora_target_modules: list[str] = Field(default_factory=lambda: ["q_proj", "v_proj"])
+    use_rslora: bool = Field(False, description="Rank-stabilised LoRA: scale by alpha/sqrt(r), "
+                             "not alpha/r.")  # fmt: skip
+    use_dora: bool = Field(
+        False, description="DoRA: each adapted layer also trains a magnitude vector (PEFT's "
+        "lora_magnitude_vector); better at low r, slower steps.",
+    )  # fmt: skip
+    init_lora_weights: InitLoraWeights = Field(
+        "default", description="default: A random, B zero; gaussian: A ~ N(0, 1/r); pissa / "
+        "olora: A and B from each weight's SVD / QR, the base keeps the rest (adapter: lora, no "
+        "DoRA; saved as a plain LoRA of rank 2r).",
+    )  # fmt: skip
+    loraplus_lr_ratio: float | None = Field(
+        None, ge=1, description="LoRA+: the B matrices learn at this multiple of learning_rate "
+        "(the A matrices'); None: one learning rate.",
+    )  # fmt: skip
     max_grad_norm: float = Field(1.0, gt=0)
     evals_per_epoch: int = Field(2, ge=1, description="Rungs per epoch: held-out eval + report.")
     sample_packing: bool = Field(
@@ -312,9 +331,38 @@ class TrainingConfig(_Strict):
             raise ValueError("choice list is empty: name at least one module")
         return value
 
+    @model_validator(mode="after")
+    def _base_rewriting_inits(self) -> TrainingConfig:
+        """PiSSA and OLoRA move the top of each base weight into the adapter and keep the rest
+        (the residual) in the base: a 4-bit base cannot hold that residual exactly, and the
+        adapter is saved converted to a plain LoRA, which has no place for DoRA's magnitudes."""
+        init = self.init_lora_weights
+        if init not in BASE_REWRITING_INITS:
+            return self
+        if self.adapter == "qlora":
+            raise ValueError(
+                f"init_lora_weights: {init} rewrites the base weights, which adapter: qlora keeps "
+                "in 4-bit: use adapter: lora, or init_lora_weights: default or gaussian"
+            )
+        if self.use_dora:
+            raise ValueError(
+                f"use_dora with init_lora_weights: {init}: a {init} adapter is saved converted to "
+                "a plain LoRA (for any base to load), which drops DoRA's magnitudes; choose one"
+            )
+        return self
+
 
 class SearchConfig(_Strict):
-    algorithm: Literal["tpe", "random", "grid"] = "tpe"
+    algorithm: Literal["tpe", "random", "grid", "gp", "cmaes", "qmc", "nsga2"] = Field(
+        "tpe", description="The Optuna sampler: tpe, random, grid, gp (Gaussian process), cmaes "
+        "and qmc (they search the ranges; choices are sampled at random), nsga2.",
+    )  # fmt: skip
+    multivariate: bool = Field(
+        False, description="tpe: model the knobs jointly (Optuna's multivariate TPE)."
+    )
+    group: bool = Field(
+        False, description="tpe with multivariate: model the knobs that appear together as groups."
+    )
     num_samples: int = Field(8, ge=1)
     max_concurrent: int = Field(2, ge=1)
     seed: int = 0
@@ -542,14 +590,30 @@ class SweepConfig(_Strict):
                     "does not list"
                 )
         self._cuda_only_settings()
-        if self.search.algorithm == "grid":
-            for knob, spec in self.search_space:
-                if isinstance(spec, (LogUniform, Uniform)):
-                    raise ValueError(
-                        f"search.algorithm grid needs finite choices, but search_space.{knob} "
-                        f"is {spec.type}; use a list of values"
-                    )
+        self._sampler_fits_the_space()
         return self
+
+    def _sampler_fits_the_space(self) -> None:
+        """grid needs finite choices; cmaes and qmc need a range to search; the TPE options
+        are TPE's."""
+        search = self.search
+        if search.algorithm != "tpe" and (search.multivariate or search.group):
+            raise ValueError(f"search.multivariate and search.group are tpe's options, not "
+                             f"{search.algorithm}'s")  # fmt: skip
+        if search.group and not search.multivariate:
+            raise ValueError("search.group needs search.multivariate: true")
+        ranges = [k for k, spec in self.search_space
+                  if isinstance(spec, (LogUniform, Uniform, IntRange))]  # fmt: skip
+        continuous = [(k, spec) for k, spec in self.search_space
+                      if isinstance(spec, (LogUniform, Uniform))]  # fmt: skip
+        if search.algorithm == "grid" and continuous:
+            knob, spec = continuous[0]
+            raise ValueError(f"search.algorithm grid needs finite choices, but search_space.{knob} "
+                             f"is {spec.type}; use a list of values")  # fmt: skip
+        if search.algorithm in ("cmaes", "qmc") and not ranges:
+            raise ValueError(f"search.algorithm {search.algorithm} searches ranges, and every "
+                             "searched knob is a choice; make one a range (int, uniform, "
+                             "loguniform) or use tpe")  # fmt: skip
 
     def _cuda_only_settings(self) -> None:
         """QLoRA, fp16 and paged optimizers run on CUDA only: refused for CPU trials up front."""

@@ -30,6 +30,7 @@ from sweeps.config import (
     resolve_path,
 )
 from sweeps.console import Say
+from sweeps.samplers import sampler_note
 from sweeps.space import max_epochs
 from trainers.data import (
     DataError,
@@ -443,6 +444,9 @@ def preflight(
     if benchmarks is not None and benchmarks.weights:
         metric = COMPOSITE
     check_study_storage(config, source=source)
+    note = sampler_note(config)
+    if note:
+        progress(f"Note: {note}")
     device = check_resources(config, source=source, address=address, logical_gpus=logical_gpus,
                              progress=progress)  # fmt: skip
     config, model = check_model(config, source=source, progress=progress)

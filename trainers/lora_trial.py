@@ -8,6 +8,7 @@ passes ``report``, which Ray (or a notebook) turns into whatever it needs.
 
 from __future__ import annotations
 
+import contextlib
 import gc
 import json
 import math
@@ -16,12 +17,13 @@ import time
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Literal
 
 import torch
 
 from evals import metric_keys as keys
 from evals.heldout import HeldoutScores, pad_batch, response_token_loss, score_heldout
+from sweeps.config import BASE_REWRITING_INITS
 from trainers.data import Example, file_digest, load_examples, split_heldout
 from trainers.models import load_causal_lm, load_tokenizer
 from trainers.spec import TrialSpec
@@ -36,10 +38,12 @@ from trainers.tokenize import (
 )
 
 if TYPE_CHECKING:
+    from bitsandbytes.optim import PagedAdamW8bit, PagedAdamW32bit
     from peft import PeftModel
     from transformers import PreTrainedModel, PreTrainedTokenizerBase
 
     from evals.benchmark_plan import BenchmarkPlan
+    from sweeps.config import InitLoraWeights, TrainingConfig
 
 Reporter = Callable[[dict[str, float], Path], None]
 ADAPTER_DIR = "adapter"
@@ -47,6 +51,8 @@ STATE_FILE = "trainer_state.json"
 TENSORS_FILE = "training_state.pt"
 PREDICTIONS_FILE = "predictions.jsonl"
 MANIFEST_FILE = "manifest.json"  # written last: every file's size and sha256
+TRAINED_ADAPTER = "adapter"  # in TENSORS_FILE when ADAPTER_DIR holds a converted PiSSA/OLoRA one
+SGD_MOMENTUM = 0.9
 
 
 @dataclass
@@ -77,6 +83,7 @@ class Recipe:
     rung_steps: list[int]
     progress: Progress = field(default_factory=Progress)
     scaler: torch.amp.GradScaler | None = None  # for fp16 (its loss scale is checkpointed)
+    initial_adapter: dict[str, torch.Tensor] | None = None  # PiSSA/OLoRA's A and B before training
     first_step_at: float = 0.0  # wall clock (unix s) when this attempt's first step began
     clock: float = field(default_factory=time.perf_counter)  # when wall_seconds last grew
 
@@ -182,7 +189,7 @@ def setup(spec: TrialSpec, hparams: dict[str, Any]) -> Recipe:
         raise ValueError(f"sequence_len {hparams['sequence_len']} truncates away every response")
     scorer = HeldoutScorer.for_rows(spec, heldout, tokenizer=tokenizer, template=template)
     model = build_lora_model(spec, hparams)
-    optimizer = _build_optimizer(model, training.optimizer, hparams)
+    optimizer = _build_optimizer(model, training, hparams)
     steps_per_epoch = math.ceil(len(train_set) / _per_step(spec))
     rungs = rung_steps(steps_per_epoch, int(hparams["num_epochs"]), training.evals_per_epoch)
     scheduler = get_scheduler(
@@ -194,13 +201,13 @@ def setup(spec: TrialSpec, hparams: dict[str, Any]) -> Recipe:
     scaler = torch.amp.GradScaler("cuda") if training.precision == "fp16" else None
     return Recipe(
         spec, hparams, model, tokenizer, optimizer, scheduler, train_set, scorer, truncation,
-        steps_per_epoch, rungs, scaler=scaler,
+        steps_per_epoch, rungs, scaler=scaler, initial_adapter=_initial_adapter(model, training),
     )  # fmt: skip
 
 
-def build_lora_model(spec: TrialSpec, hparams: dict[str, Any]) -> Any:
+def build_lora_model(spec: TrialSpec, hparams: dict[str, Any]) -> PeftModel:
     """The base model with a fresh PEFT LoRA on the target modules (base weights frozen)."""
-    from peft import LoraConfig, get_peft_model
+    from peft import LoraConfig, PeftModel, get_peft_model
 
     training = spec.training
     qlora = training.adapter == "qlora"
@@ -224,8 +231,13 @@ def build_lora_model(spec: TrialSpec, hparams: dict[str, Any]) -> Any:
         lora_dropout=float(hparams["lora_dropout"]),
         task_type="CAUSAL_LM",
         target_modules=_targets(training.lora_target_modules),
+        use_rslora=training.use_rslora,
+        use_dora=training.use_dora,
+        init_lora_weights=_peft_init(training.init_lora_weights),
     )
-    return get_peft_model(model, lora)
+    peft_model = get_peft_model(model, lora)
+    assert isinstance(peft_model, PeftModel)  # mixed=False: never a PeftMixedModel
+    return peft_model
 
 
 def _targets(modules: list[str]) -> list[str] | str:
@@ -233,24 +245,76 @@ def _targets(modules: list[str]) -> list[str] | str:
     return "all-linear" if list(modules) == ["all-linear"] else list(modules)
 
 
-def _build_optimizer(model: Any, name: str, hparams: dict[str, Any]) -> torch.optim.Optimizer:
-    params = [p for p in model.parameters() if p.requires_grad]
-    lr, decay = float(hparams["learning_rate"]), float(hparams["weight_decay"])
-    if name == "sgd":
-        return torch.optim.SGD(params, lr=lr, weight_decay=decay, momentum=0.9)
-    if name.startswith("paged_adamw"):  # QLoRA's paged optimizers (bitsandbytes, CUDA)
-        import bitsandbytes as bnb
+def _peft_init(init: InitLoraWeights) -> bool | Literal["gaussian", "pissa", "olora"]:
+    """PEFT's init_lora_weights: True is its default (A random, B zero).
 
-        paged = bnb.optim.PagedAdamW8bit if name.endswith("8bit") else bnb.optim.PagedAdamW32bit
-        optimizer: torch.optim.Optimizer = paged(params, lr=lr, weight_decay=decay)
+    PiSSA is the exact SVD, not PEFT's faster randomised "pissa_niter_N": a restart runs the init
+    again and must get back the residual the adapter trained against; the exact SVD's residual is
+    unique (whatever the signs of its vectors), a randomised one's is not.
+    """
+    return True if init == "default" else init
+
+
+def _initial_adapter(model: PeftModel, training: TrainingConfig) -> dict[str, torch.Tensor] | None:
+    """PiSSA's and OLoRA's initial A and B (they took that part out of the base weights); None
+    for the inits that leave the base as it is."""
+    if training.init_lora_weights not in BASE_REWRITING_INITS:
+        return None
+    from peft import get_peft_model_state_dict
+
+    return {k: v.detach().clone() for k, v in get_peft_model_state_dict(model).items()}
+
+
+def _build_optimizer(
+    model: PeftModel, training: TrainingConfig, hparams: dict[str, Any]
+) -> torch.optim.Optimizer:
+    """training.optimizer over the trainable parameters: torch's AdamW, SGD with momentum, or a
+    paged AdamW (bitsandbytes, CUDA). With loraplus_lr_ratio, PEFT's LoRA+ builds that optimizer
+    with the A matrices at learning_rate and the B matrices (and 1-D parameters: DoRA's
+    magnitudes) at ratio x learning_rate."""
+    name = training.optimizer
+    lr, decay = float(hparams["learning_rate"]), float(hparams["weight_decay"])
+    if training.loraplus_lr_ratio is not None:
+        return _loraplus_optimizer(model, name, lr=lr, decay=decay,
+                                   ratio=training.loraplus_lr_ratio)  # fmt: skip
+    params = [p for p in model.parameters() if p.requires_grad]
+    if name == "sgd":
+        return torch.optim.SGD(params, lr=lr, weight_decay=decay, momentum=SGD_MOMENTUM)
+    if name.startswith("paged_adamw"):
+        optimizer: torch.optim.Optimizer = _paged_adamw(name)(params, lr=lr, weight_decay=decay)
         return optimizer
     return torch.optim.AdamW(params, lr=lr, weight_decay=decay)
 
 
-def autocast(spec: TrialSpec) -> Any:
-    """Mixed precision for the forward pass: bf16 or fp16 autocast when asked, else nothing."""
-    import contextlib
+def _loraplus_optimizer(
+    model: PeftModel, name: str, *, lr: float, decay: float, ratio: float
+) -> torch.optim.Optimizer:
+    """LoRA+ (PEFT's create_loraplus_optimizer): the optimizer ``name`` with its parameters in
+    groups, B's learning rate ``ratio`` x A's, weight decay on all but biases and norms."""
+    from peft.optimizers import create_loraplus_optimizer
 
+    optimizer_cls: type[torch.optim.Optimizer] = torch.optim.AdamW
+    extra = {}
+    if name == "sgd":
+        optimizer_cls, extra = torch.optim.SGD, {"momentum": SGD_MOMENTUM}
+    elif name.startswith("paged_adamw"):
+        optimizer_cls = _paged_adamw(name)
+    return create_loraplus_optimizer(model, optimizer_cls, lr=lr, loraplus_lr_ratio=ratio,
+                                     loraplus_weight_decay=decay, **extra)  # fmt: skip
+
+
+def _paged_adamw(name: str) -> type[PagedAdamW8bit] | type[PagedAdamW32bit]:
+    """QLoRA's paged optimizers (bitsandbytes, CUDA)."""
+    import bitsandbytes as bnb
+
+    paged: type[PagedAdamW8bit] | type[PagedAdamW32bit] = (
+        bnb.optim.PagedAdamW8bit if name.endswith("8bit") else bnb.optim.PagedAdamW32bit
+    )
+    return paged
+
+
+def autocast(spec: TrialSpec) -> contextlib.AbstractContextManager[None]:
+    """Mixed precision for the forward pass: bf16 or fp16 autocast when asked, else nothing."""
     precision = spec.training.precision
     if precision not in ("bf16", "fp16"):
         return contextlib.nullcontext()
@@ -340,7 +404,7 @@ def _optimizer_step(recipe: Recipe) -> tuple[float, int]:
 
 
 def forward_loss(
-    model: Any, batch: dict[str, torch.Tensor], *, num_items: torch.Tensor
+    model: PeftModel, batch: dict[str, torch.Tensor], *, num_items: torch.Tensor
 ) -> torch.Tensor:
     """The step's loss share of this micro-batch: summed response-token loss / the step's count."""
     loss, _ = response_token_loss(model, batch)
@@ -460,7 +524,7 @@ def benchmark_rung(
 def save_checkpoint(recipe: Recipe, directory: Path, scores: HeldoutScores) -> Path:
     """Adapter in PEFT format, optimizer/scheduler/RNG state, progress and held-out predictions."""
     directory.mkdir(parents=True, exist_ok=True)
-    recipe.model.save_pretrained(str(directory / ADAPTER_DIR))
+    save_adapter(recipe, directory / ADAPTER_DIR)
     tensors = {
         "optimizer": recipe.optimizer.state_dict(),
         "scheduler": recipe.scheduler.state_dict(),
@@ -468,6 +532,10 @@ def save_checkpoint(recipe: Recipe, directory: Path, scores: HeldoutScores) -> P
     }
     if recipe.scaler is not None:
         tensors["scaler"] = recipe.scaler.state_dict()
+    if recipe.initial_adapter is not None:  # a restart goes on from the adapter as it trains
+        from peft import get_peft_model_state_dict
+
+        tensors[TRAINED_ADAPTER] = get_peft_model_state_dict(recipe.model)
     torch.save(tensors, directory / TENSORS_FILE)
     state = {
         "progress": asdict(recipe.progress),
@@ -479,6 +547,32 @@ def save_checkpoint(recipe: Recipe, directory: Path, scores: HeldoutScores) -> P
         for item in scores.items:
             handle.write(json.dumps(item) + "\n")
     return directory
+
+
+def save_adapter(recipe: Recipe, directory: Path) -> None:
+    """The adapter in PEFT format, loadable on the base model as it was.
+
+    PiSSA and OLoRA trained against a base they rewrote, so their adapter is saved converted, as
+    PEFT documents, to a plain LoRA of rank 2r (B A - B0 A0): loading it leaves the base untouched,
+    which scoring several adapters on one loaded base needs."""
+    if recipe.initial_adapter is None:
+        recipe.model.save_pretrained(str(directory))
+        return
+    import tempfile
+    import warnings
+
+    from safetensors.torch import save_file
+
+    with tempfile.TemporaryDirectory() as scratch, warnings.catch_warnings():
+        # PEFT loads the initial adapter beside the trained one for the conversion, and warns
+        # that PiSSA/OLoRA adapters should be converted before they share a base: this is that
+        warnings.filterwarnings("ignore", "(PiSSA|OLoRA) changes the base weights")
+        initial = Path(scratch) / "initial"  # PEFT writes its adapter_config.json here
+        initial.mkdir()
+        save_file(recipe.initial_adapter, str(initial / "adapter_model.safetensors"))
+        recipe.model.save_pretrained(
+            str(directory), path_initial_model_for_weight_conversion=str(initial)
+        )
 
 
 def seal_checkpoint(directory: Path) -> None:
@@ -523,9 +617,11 @@ def load_checkpoint(recipe: Recipe, directory: Path) -> None:
     from peft import set_peft_model_state_dict
     from safetensors.torch import load_file
 
-    weights = load_file(str(directory / ADAPTER_DIR / "adapter_model.safetensors"))
-    set_peft_model_state_dict(recipe.model, weights)
     tensors = torch.load(directory / TENSORS_FILE, weights_only=True)  # no arbitrary pickles
+    weights = tensors.get(TRAINED_ADAPTER) or load_file(
+        str(directory / ADAPTER_DIR / "adapter_model.safetensors")
+    )
+    set_peft_model_state_dict(recipe.model, weights)
     recipe.optimizer.load_state_dict(tensors["optimizer"])
     recipe.scheduler.load_state_dict(tensors["scheduler"])
     torch.set_rng_state(tensors["rng"])

@@ -22,7 +22,8 @@ from ray.tune.search.optuna import OptunaSearch
 from evals.metric_keys import FINAL_RUNG, RUNG
 from sweeps._storage import filesystem_and_path
 from sweeps.config import SweepConfig
-from sweeps.space import define_by_run, grid_values
+from sweeps.samplers import build_sampler
+from sweeps.space import define_by_run
 
 # RUNG: the trial's own rung count, ASHA's time and Optuna's step (Ray's training_iteration runs
 # ahead of it when a restart falls back to an older checkpoint); FINAL_RUNG: 1 on a trial's last
@@ -218,24 +219,15 @@ def build_searcher(
     config: SweepConfig, *, metric: str, mode: str, storage_url: str, study_name: str,
     experiment: str,
 ) -> SweepSearchGenerator:  # fmt: skip
-    """Optuna (tpe | random | grid) over the YAML space, persisted in the sweep's study, at most
+    """Optuna (the sampler search.algorithm names, sweeps/samplers.py) over the YAML space, persisted in the sweep's study, at most
     max_concurrent trials at once, for the Tune experiment at ``experiment``."""
-    search = config.search
-    sampler: optuna.samplers.BaseSampler
-    if search.algorithm == "random":
-        sampler = optuna.samplers.RandomSampler(seed=search.seed)
-    elif search.algorithm == "grid":
-        sampler = optuna.samplers.GridSampler(grid_values(config), seed=search.seed)
-    else:
-        startup = min(10, max(2, search.num_samples // 3))
-        sampler = optuna.samplers.TPESampler(seed=search.seed, n_startup_trials=startup)
     searcher = PruneAwareOptunaSearch(
         space=define_by_run(config),
         metric=metric,
         mode=mode,
-        sampler=sampler,
+        sampler=build_sampler(config),
         storage=optuna.storages.RDBStorage(storage_url),
         study_name=study_name,
     )
-    limiter = ConcurrencyLimiter(searcher, max_concurrent=search.max_concurrent)
+    limiter = ConcurrencyLimiter(searcher, max_concurrent=config.search.max_concurrent)
     return SweepSearchGenerator(limiter, experiment=experiment)

@@ -249,6 +249,9 @@ def test_validate_is_a_dry_run_of_launch_that_ends_with_the_plan(
     assert "shape alpaca" in out and "sequence_len 128: 0 of 32 training rows truncated" in out
     plan = out.split("Plan:")[1]
     assert "trials: 4, 2 at a time; rungs: up to 4 per trial" in plan
+    assert "search: tpe, TPE (Optuna's Bayesian default); 4 trials, seed 3" in plan
+    assert "objective: heldout/field_f1 (max)" in plan
+    assert "stopping: ASHA on the held-out rungs (of 4): every trial runs 1 rung(s)" in plan
     assert "estimated wall time:" in plan and "device-hours" in plan
     assert out.split("PROBE")[0].rstrip().endswith(f"{path}: valid; run it: sweep launch {path}")
     assert not (tmp_path / "sweeps").exists() and not (tmp_path / "mlruns").exists()

@@ -208,3 +208,52 @@ def test_knob_in_both_training_and_search_space_is_refused() -> None:
     )
     with pytest.raises(ConfigError, match="lora_dropout is set in both"):
         config_from_dict(raw)
+
+
+PEFT_VARIANTS = "  use_rslora: true\n  use_dora: true\n  loraplus_lr_ratio: 16\n"
+
+
+def test_peft_variants_validate_with_lora_and_qlora(tmp_path: Path) -> None:
+    lora = load_config(write(tmp_path, MINIMAL + "training:\n" + PEFT_VARIANTS))
+    assert lora.training.use_rslora and lora.training.use_dora
+    assert lora.training.loraplus_lr_ratio == 16
+    for init in ("gaussian", "pissa", "olora"):  # pissa and olora: not with DoRA
+        text = MINIMAL + f"training:\n  use_rslora: true\n  init_lora_weights: {init}\n"
+        assert load_config(write(tmp_path, text)).training.init_lora_weights == init
+    qlora = MINIMAL + "resources:\n  gpu: 1\ntraining:\n  adapter: qlora\n" + PEFT_VARIANTS
+    for optimizer in ("adamw_torch", "sgd", "paged_adamw_8bit", "paged_adamw_32bit"):
+        text = qlora + f"  init_lora_weights: gaussian\n  optimizer: {optimizer}\n"
+        assert load_config(write(tmp_path, text)).training.optimizer == optimizer
+    defaults = load_config(write(tmp_path, MINIMAL)).training
+    assert (defaults.use_rslora, defaults.use_dora, defaults.init_lora_weights,
+            defaults.loraplus_lr_ratio) == (False, False, "default", None)  # fmt: skip
+
+
+REFUSED_VARIANTS = [
+    ("pissa on a 4-bit base", "  adapter: qlora\n  init_lora_weights: pissa\n", 5,
+     "training: init_lora_weights: pissa rewrites the base weights, which adapter: qlora keeps "
+     "in 4-bit: use adapter: lora, or init_lora_weights: default or gaussian"),
+    ("olora on a 4-bit base", "  init_lora_weights: olora\n  adapter: qlora\n", 5,
+     "training: init_lora_weights: olora rewrites the base weights, which adapter: qlora"),
+    ("dora with pissa", "  use_dora: true\n  init_lora_weights: pissa\n", 5,
+     "training: use_dora with init_lora_weights: pissa: a pissa adapter is saved converted to a "
+     "plain LoRA (for any base to load), which drops DoRA's magnitudes; choose one"),
+    ("dora with olora", "  init_lora_weights: olora\n  use_dora: true\n", 5,
+     "training: use_dora with init_lora_weights: olora"),
+    ("loraplus ratio below 1", "  loraplus_lr_ratio: 0.5\n", 6,
+     "training.loraplus_lr_ratio: Input should be greater than or equal to 1"),
+    ("unknown init", "  init_lora_weights: pissa_niter_4\n", 6,
+     "training.init_lora_weights: Input should be 'default', 'gaussian', 'pissa' or 'olora'"),
+]  # fmt: skip
+
+
+@pytest.mark.parametrize(("case", "training", "line", "message"), REFUSED_VARIANTS,
+                         ids=[r[0] for r in REFUSED_VARIANTS])  # fmt: skip
+def test_refused_peft_variants_are_one_line_naming_the_fields(
+    tmp_path: Path, case: str, training: str, line: int, message: str
+) -> None:
+    path = write(tmp_path, MINIMAL + "resources:\n  gpu: 1\ntraining:\n" + training)
+    with pytest.raises(ConfigError) as caught:
+        load_config(path)
+    error = str(caught.value)
+    assert error.startswith(f"{path}:{line}: {message}") and "\n" not in error, error

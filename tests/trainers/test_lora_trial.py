@@ -304,3 +304,196 @@ def test_all_linear_puts_lora_on_every_linear_layer(tiny_model: Path, small_data
     adapted = {n.rsplit(".lora_A", 1)[0].rsplit(".", 1)[-1] for n, _ in model.named_parameters()
                if ".lora_A" in n}  # fmt: skip
     assert adapted == {"q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj"}
+
+
+# --------------------------------------------------------------------------- PEFT's variants
+def lora_layers(model: torch.nn.Module) -> list[Any]:
+    """The adapted projections (PEFT LoraLayer modules), in model order."""
+    from peft.tuners.lora import LoraLayer
+
+    return [m for m in model.modules() if isinstance(m, LoraLayer)]
+
+
+def base_weights(model: torch.nn.Module) -> dict[str, torch.Tensor]:
+    return {n: p.detach().clone() for n, p in model.named_parameters() if "lora_" not in n}
+
+
+VARIANTS = {
+    "rslora": {"use_rslora": True},
+    "dora": {"use_dora": True},
+    "gaussian": {"init_lora_weights": "gaussian"},
+    "pissa": {"init_lora_weights": "pissa"},
+    "olora": {"init_lora_weights": "olora"},
+    "loraplus": {"loraplus_lr_ratio": 16.0},
+    "loraplus-sgd": {"loraplus_lr_ratio": 16.0, "optimizer": "sgd"},
+}
+
+
+@pytest.mark.parametrize("variant", VARIANTS.values(), ids=VARIANTS.keys())
+def test_each_peft_variant_trains(
+    tiny_model: Path, small_data: dict, tmp_path: Path, variant: dict[str, object]
+) -> None:
+    record = Recorder()
+    run_lora_trial(make_spec(tiny_model, small_data, **variant), {**HPARAMS, "num_epochs": 1},
+                   report=record, workdir=tmp_path)  # fmt: skip
+    losses = [m["train/loss"] for m in record.metrics]
+    assert all(math.isfinite(x) for x in losses) and losses[-1] < losses[0], losses
+    assert record.metrics[-1]["heldout/loss"] < record.metrics[0]["heldout/loss"] + 1e-3
+
+
+def test_rslora_scales_by_alpha_over_sqrt_r(tiny_model: Path, small_data: dict) -> None:
+    from trainers.lora_trial import build_lora_model
+
+    plain = build_lora_model(make_spec(tiny_model, small_data), HPARAMS)
+    stable = build_lora_model(make_spec(tiny_model, small_data, use_rslora=True), HPARAMS)
+    assert stable.peft_config["default"].use_rslora is True
+    assert {layer.scaling["default"] for layer in lora_layers(plain)} == {8 / 4}  # alpha/r
+    assert {layer.scaling["default"] for layer in lora_layers(stable)} == {8 / 4**0.5}
+
+
+def test_dora_trains_and_saves_a_magnitude_vector_per_layer(
+    tiny_model: Path, small_data: dict, tmp_path: Path
+) -> None:
+    recipe = setup(make_spec(tiny_model, small_data, use_dora=True), {**HPARAMS, "num_epochs": 1})
+    named = dict(recipe.model.named_parameters())
+    magnitudes = {k: v.detach().clone() for k, v in named.items() if "lora_magnitude_vector" in k}
+    # one per adapted projection, one entry per output feature: q_proj 64, v_proj 32 (kv dim)
+    assert sorted(v.numel() for v in magnitudes.values()) == [32, 32, 64, 64]
+    assert all(named[k].requires_grad for k in magnitudes)
+    record = Recorder()
+    train(recipe, report=record, workdir=tmp_path)
+    saved = adapter_tensors(record.checkpoints[-1])
+    saved_magnitudes = {k: v for k, v in saved.items() if k.endswith("lora_magnitude_vector")}
+    assert len(saved_magnitudes) == 4
+    assert all(not torch.equal(named[k], v) for k, v in magnitudes.items())  # they trained
+    for key, value in saved_magnitudes.items():
+        torch.testing.assert_close(value, named[f"{key}.default.weight"].detach())
+
+
+def test_gaussian_init_draws_a_from_a_normal_of_std_one_over_r(
+    tiny_model: Path, small_data: dict
+) -> None:
+    """PEFT's default A is Kaiming-uniform, within 1/sqrt(fan_in); gaussian A ~ N(0, 1/r).
+    B starts at zero in both, so the adapter is a no-op before training."""
+    from trainers.lora_trial import build_lora_model
+
+    default = lora_layers(build_lora_model(make_spec(tiny_model, small_data), HPARAMS))
+    gaussian = lora_layers(build_lora_model(
+        make_spec(tiny_model, small_data, init_lora_weights="gaussian"), HPARAMS))  # fmt: skip
+    for layers in (default, gaussian):
+        assert all(not layer.lora_B["default"].weight.any() for layer in layers)
+    default_a, gaussian_a = (torch.cat([m.lora_A["default"].weight.detach().flatten() for m in layers])
+                             for layers in (default, gaussian))  # fmt: skip
+    assert default_a.abs().max() <= 1 / 64**0.5  # fan_in = hidden size 64
+    assert float(gaussian_a.std()) == pytest.approx(1 / 4, rel=0.1)  # r = 4
+    assert gaussian_a.abs().max() > 1 / 64**0.5
+
+
+@pytest.mark.parametrize("init", ["pissa", "olora"])
+def test_pissa_and_olora_move_part_of_each_weight_into_the_adapter(
+    tiny_model: Path, small_data: dict, init: str
+) -> None:
+    """PiSSA: A and B are the top-r singular triplets of W, the base keeps the residual
+    W - scaling * B @ A (so the model is unchanged at init); OLoRA the same with W's QR."""
+    from transformers import AutoModelForCausalLM
+
+    from trainers.lora_trial import build_lora_model
+
+    original = dict(AutoModelForCausalLM.from_pretrained(tiny_model).named_parameters())
+    model = build_lora_model(make_spec(tiny_model, small_data, init_lora_weights=init), HPARAMS)
+    assert model.peft_config["default"].init_lora_weights == init  # the exact SVD for pissa
+    for name, module in model.named_modules():
+        if not hasattr(module, "lora_A") or "default" not in module.lora_A:
+            continue
+        a, b = module.lora_A["default"].weight, module.lora_B["default"].weight
+        residual = module.get_base_layer().weight
+        weight = original[name.removeprefix("base_model.model.") + ".weight"]
+        assert b.abs().sum() > 0 and not torch.allclose(residual, weight)
+        torch.testing.assert_close(residual + module.scaling["default"] * b @ a, weight,
+                                   rtol=1e-4, atol=1e-5)  # fmt: skip
+        if init == "pissa":  # the residual keeps W's singular values from the (r+1)-th on
+            kept = torch.linalg.svdvals(weight.detach())[4:]
+            torch.testing.assert_close(torch.linalg.svdvals(residual.detach())[: len(kept)], kept,
+                                       rtol=1e-4, atol=1e-5)  # fmt: skip
+        else:  # B is the first r columns of Q: orthonormal
+            torch.testing.assert_close(b.T @ b, torch.eye(4), rtol=0, atol=1e-5)
+
+
+@pytest.mark.parametrize(
+    "variant",
+    [{"init_lora_weights": "pissa", "use_rslora": True}, {"init_lora_weights": "olora"}],
+    ids=["pissa", "olora"],
+)
+def test_a_pissa_or_olora_checkpoint_is_a_plain_lora_for_the_original_base(
+    tiny_model: Path, small_data: dict, tmp_path: Path, variant: dict[str, object]
+) -> None:
+    """Promote, compare, export and the finalists' benchmarks put a checkpoint's adapter on the
+    base as it was, several adapters in turn on one loaded base: the adapter is saved converted
+    (rank 2r: B A - B0 A0), so it gives the trained model there and leaves the base untouched."""
+    from peft import PeftModel
+    from transformers import AutoModelForCausalLM
+
+    recipe = setup(make_spec(tiny_model, small_data, **variant), {**HPARAMS, "num_epochs": 1})
+    record = Recorder()
+    train(recipe, report=record, workdir=tmp_path)
+    adapter = record.checkpoints[-1] / ADAPTER_DIR
+    config = json.loads((adapter / "adapter_config.json").read_text())
+    assert config["r"] == 8 and config["init_lora_weights"] is True
+    assert recipe.model.peft_config["default"].r == 4  # the training model's own is unchanged
+    base = AutoModelForCausalLM.from_pretrained(tiny_model)
+    before = {k: v.clone() for k, v in base.state_dict().items()}
+    loaded = PeftModel.from_pretrained(base, adapter).eval()
+    batch = collate(recipe.train_set[:4], pack=False, pad_id=0, device="cpu")
+    inputs = {"input_ids": batch["input_ids"], "attention_mask": batch["attention_mask"]}
+    with torch.no_grad():
+        trained, again = recipe.model.eval()(**inputs).logits, loaded(**inputs).logits
+        bare = loaded.base_model.unload()
+        untouched = bare(**inputs).logits
+    torch.testing.assert_close(again, trained, rtol=1e-4, atol=1e-4)
+    assert all(torch.equal(v, before[k]) for k, v in bare.state_dict().items())
+    assert not torch.allclose(trained, untouched, atol=1e-4)  # the adapter did change the model
+
+
+@pytest.mark.parametrize("optimizer", ["adamw_torch", "sgd"])
+def test_loraplus_gives_b_matrices_ratio_times_the_learning_rate(
+    tiny_model: Path, small_data: dict, optimizer: str
+) -> None:
+    hparams = {**HPARAMS, "weight_decay": 0.01}
+    spec = make_spec(tiny_model, small_data, loraplus_lr_ratio=16.0, optimizer=optimizer)
+    recipe = setup(spec, hparams)
+    names = {id(p): n for n, p in recipe.model.named_parameters()}
+    groups = [g for g in recipe.optimizer.param_groups if g["params"]]
+    assert len(groups) == 2
+    a_group, b_group = groups
+    assert sorted(names[id(p)].split(".")[-3] for p in a_group["params"]) == ["lora_A"] * 4
+    assert sorted(names[id(p)].split(".")[-3] for p in b_group["params"]) == ["lora_B"] * 4
+    assert a_group["initial_lr"] == 5e-3 and b_group["initial_lr"] == pytest.approx(16 * 5e-3)
+    assert a_group["weight_decay"] == b_group["weight_decay"] == 0.01
+    kind = torch.optim.SGD if optimizer == "sgd" else torch.optim.AdamW
+    assert type(recipe.optimizer) is kind
+    if optimizer == "sgd":
+        assert a_group["momentum"] == b_group["momentum"] == 0.9
+    plain = setup(make_spec(tiny_model, small_data, optimizer=optimizer), hparams)
+    assert [len(g["params"]) for g in plain.optimizer.param_groups] == [8]  # one group, as before
+
+
+@pytest.mark.parametrize("variant", [
+    {"use_rslora": True, "init_lora_weights": "pissa", "loraplus_lr_ratio": 4.0},
+    {"use_dora": True, "init_lora_weights": "gaussian", "loraplus_lr_ratio": 4.0},
+], ids=["rslora-pissa-loraplus", "dora-gaussian-loraplus"])  # fmt: skip
+def test_a_trial_with_the_variants_resumes_exactly(
+    tiny_model: Path, small_data: dict, tmp_path: Path, variant: dict[str, object]
+) -> None:
+    """A restart from a checkpoint (PiSSA's init run again and its adapter as trained, not as
+    saved for other bases; LoRA+'s parameter groups) ends where the uninterrupted trial does."""
+    spec = make_spec(tiny_model, small_data, **variant)
+    whole, crashed, resumed = Recorder(), Recorder(crash_after=2), Recorder()
+    run_lora_trial(spec, HPARAMS, report=whole, workdir=tmp_path / "whole")
+    with pytest.raises(RuntimeError, match="worker killed"):
+        run_lora_trial(spec, HPARAMS, report=crashed, workdir=tmp_path / "crashed")
+    run_lora_trial(spec, HPARAMS, report=resumed, workdir=tmp_path / "resumed",
+                   resume_from=crashed.checkpoints[-1])  # fmt: skip
+    expected, got = adapter_tensors(whole.checkpoints[-1]), adapter_tensors(resumed.checkpoints[-1])
+    assert expected.keys() == got.keys()
+    for key in expected:
+        torch.testing.assert_close(got[key], expected[key], rtol=0, atol=1e-6)
