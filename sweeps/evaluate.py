@@ -24,6 +24,7 @@ if TYPE_CHECKING:
     from evals.benchmarks import BenchmarkScores
 
 DEFAULT_TASKS = ("arc_challenge", "hellaswag", "mmlu", "truthfulqa_mc2")
+EVAL_EXPERIMENT = "lora-sweep-evals"  # the MLflow experiment `sweep eval` logs to
 
 
 @dataclass
@@ -36,7 +37,7 @@ class EvalOutcome:
 def evaluate_model(
     model: str, *, adapter: Path | None = None, tasks: list[str], mirror: str | None = None,
     limit: int | None = None, num_fewshot: int | None = None, batch_size: int = 16,
-    mlflow_uri: str = DEFAULT_MLFLOW_URI, experiment: str = "lora-sweep-evals",
+    mlflow_uri: str = DEFAULT_MLFLOW_URI, experiment: str = EVAL_EXPERIMENT,
     trust_remote_code: bool = False,
 ) -> EvalOutcome:  # fmt: skip
     """Check tasks and data, load the model (+ adapter) once, score it, log one MLflow run."""

@@ -26,7 +26,7 @@ from pydantic.config import JsonDict
 from pydantic.fields import FieldInfo
 
 from sweeps.config import BenchmarksConfig, ConfigError, DataConfig, SweepConfig
-from sweeps.evaluate import DEFAULT_TASKS
+from sweeps.evaluate import DEFAULT_TASKS, EVAL_EXPERIMENT
 from sweeps.prepare import PrepareOptions
 from sweeps.state import DEFAULT_MLFLOW_URI, DEFAULT_STATE_DIR
 from sweeps.ui import DASHBOARD_PORT, LOOPBACK, UI_PORT
@@ -329,7 +329,7 @@ class EvalOptions(MlflowOption):
         BenchmarksConfig.model_fields["batch_size"].default, ge=1,
         description="pinned: scores shift with it",
     )  # fmt: skip
-    experiment: str = Field("lora-sweep-evals", description="the MLflow experiment")
+    experiment: str = Field(EVAL_EXPERIMENT, description="the MLflow experiment")
 
 
 class ExportOptions(StoreOptions):
