@@ -167,12 +167,41 @@ def _alpha_domain(spec: ParamSpec) -> ParamSpec:
     return _domain(low=0, low_open=True)(spec)
 
 
+def _target_choice(value: Any) -> Any:
+    """search_space.lora_target_modules: a choice among target sets, each a preset
+    ("all-linear", "attention") or module names joined by commas ("q_proj,v_proj")."""
+    from trainers.targets import join_targets, split_targets
+
+    def one(item: Any) -> str:
+        valid = isinstance(item, str) or (
+            isinstance(item, list) and all(isinstance(n, str) for n in item))  # fmt: skip
+        names = split_targets(item) if valid else []
+        if not names:
+            raise ValueError(f"a target set is a preset (all-linear, attention) or module names "
+                             f"like 'q_proj,v_proj'; got {item!r}")  # fmt: skip
+        return join_targets(names)
+
+    if isinstance(value, dict) and value.get("type") == "choice":
+        value = value.get("values")
+    if isinstance(value, list) and value:
+        return Choice(type="choice", values=[one(item) for item in value])
+    if isinstance(value, str):
+        return one(value)
+    raise ValueError("give a list of target sets, e.g. [attention, all-linear]")
+
+
 _Shorthand = BeforeValidator(_expand_shorthand)
 PositiveFloat = Annotated[ParamSpec, _Shorthand, AfterValidator(_domain(low=0, low_open=True))]
 PositiveInt = Annotated[ParamSpec, _Shorthand, AfterValidator(_domain(integer=True, low=1))]
 UnitInterval = Annotated[ParamSpec, _Shorthand, AfterValidator(_domain(low=0, high=0.999))]
 NonNegative = Annotated[ParamSpec, _Shorthand, AfterValidator(_domain(low=0))]
 Alpha = Annotated[ParamSpec, _Shorthand, AfterValidator(_alpha_domain)]
+TargetSets = Annotated[Choice | str, BeforeValidator(_target_choice)]
+
+
+# Knobs with a fixed value in training: that value, unless search_space searches them
+TRAINING_KNOBS = ("lora_dropout", "weight_decay", "warmup_ratio", "micro_batch_size",
+                  "gradient_accumulation_steps", "lora_target_modules")  # fmt: skip
 
 
 class SearchSpace(_Strict):
@@ -186,6 +215,9 @@ class SearchSpace(_Strict):
     lora_dropout: UnitInterval | None = None
     weight_decay: NonNegative | None = None
     warmup_ratio: UnitInterval | None = None
+    micro_batch_size: PositiveInt | None = None
+    gradient_accumulation_steps: PositiveInt | None = None
+    lora_target_modules: TargetSets | None = None
 
 
 # --------------------------------------------------------------------------- sections
@@ -299,7 +331,11 @@ class TrainingConfig(_Strict):
     lr_scheduler: Literal["cosine", "linear", "constant"] = "cosine"
     weight_decay: float = Field(0.0, ge=0)
     lora_dropout: float = Field(0.05, ge=0, lt=1)
-    lora_target_modules: list[str] = Field(default_factory=lambda: ["q_proj", "v_proj"])
+    lora_target_modules: list[str] = Field(
+        default_factory=lambda: ["all-linear"],
+        description="all-linear (every linear layer of the blocks: perf/lora_curves.csv's "
+        "evidence), attention, or module names.",
+    )  # fmt: skip
     use_rslora: bool = Field(False, description="Rank-stabilised LoRA: scale by alpha/sqrt(r), "
                              "not alpha/r.")  # fmt: skip
     use_dora: bool = Field(
@@ -369,6 +405,10 @@ class SearchConfig(_Strict):
     storage: str | None = Field(
         None, description="The Optuna study's database URL, e.g. postgresql://user@host/optuna "
         "for a cluster (pip install -e '.[cluster]'); default: sqlite in the sweep's directory.",
+    )  # fmt: skip
+    warm_start: str | None = Field(
+        None, description="A prior sweep (its name in tracking.state_dir, or its directory): "
+        "its finished trials that fit this space seed the new study (same objective).",
     )  # fmt: skip
 
 
@@ -574,10 +614,12 @@ class SweepConfig(_Strict):
 
     @model_validator(mode="after")
     def _cross_section_rules(self) -> SweepConfig:
-        for knob in ("lora_dropout", "weight_decay", "warmup_ratio"):
+        for knob in TRAINING_KNOBS:  # a dumped config (launch_config.yaml) holds the defaults
+            default = TrainingConfig.model_fields[knob].get_default(call_default_factory=True)
             if (
                 getattr(self.search_space, knob) is not None
                 and knob in self.training.model_fields_set
+                and getattr(self.training, knob) != default
             ):
                 raise ValueError(f"{knob} is set in both training and search_space; keep one")
         for section in ("benchmark_weights", "guard"):

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import json
 import os
+import statistics
 import sys
 import textwrap
 from dataclasses import dataclass
@@ -43,6 +44,11 @@ SHOWN_PARAMS = (
     ("lora_alpha", "alpha"),
     ("num_epochs", "epochs"),
     ("sequence_len", "seq_len"),
+)
+SEARCHED_ONLY = (  # shown when the trials differ in them
+    ("micro_batch_size", "micro_batch"),
+    ("gradient_accumulation_steps", "grad_accum"),
+    ("lora_target_modules", "targets"),
 )
 STATUS_STYLE = {"running": "cyan", "completed": "green", "pruned": "yellow", "failed": "red"}
 EVERY_ROW_METRICS = LOWER_IS_BETTER  # the other heldout/ ones: generated
@@ -154,11 +160,14 @@ def columns(state: SweepState) -> list[Column]:
     """Every column, in the order shown; priorities say which go first when space is short."""
     metric = state.objective_metric
     second = second_metric(metric)
-    priority = {"lr": 60, "r": 50, "alpha": 30, "epochs": 40, "seq_len": 20}
+    priority = {"lr": 60, "r": 50, "alpha": 30, "epochs": 40, "seq_len": 20, "micro_batch": 25,
+                "grad_accum": 35, "targets": 45}  # fmt: skip
+    varied = [(key, short) for key, short in SEARCHED_ONLY
+              if len({str(t.params.get(key)) for t in state.trials.values()}) > 1]  # fmt: skip
     return [
         Column("trial", "trial", KEEP, "left"),
         Column("status", "status", 90, "left"),
-        *(Column(key, short, priority[short]) for key, short in SHOWN_PARAMS),
+        *(Column(key, short, priority[short]) for key, short in (*SHOWN_PARAMS, *varied)),
         Column("rung", "rung", 55),
         Column(metric, _header(state, metric), KEEP),
         Column(second, _header(state, second), 80),
@@ -186,7 +195,7 @@ def rows(state: SweepState) -> list[dict[str, str]]:
         mark = f" {BEST_MARK}" if best and record.trial_id == best.trial_id else ""
         out.append({
             "trial": escape(record.trial_id) + mark, "status": _status(record),
-            **{key: fmt_value(record.params.get(key)) for key, _ in SHOWN_PARAMS},
+            **{key: fmt_value(record.params.get(key)) for key, _ in (*SHOWN_PARAMS, *SEARCHED_ONLY)},
             "rung": str(record.rungs), metric: fmt_value(record.metrics.get(metric)),
             second: fmt_value(record.metrics.get(second)),
             "time": trial_duration(record), "dev-h": _device_hours(record),
@@ -266,7 +275,25 @@ def describe_best(state: SweepState, record: TrialRecord) -> list[str]:
     if record.final_objective is not None:
         lines.append(f"finalist: objective {record.final_objective:.4f} with the full benchmark "
                      "sets' deltas (what it was ranked by)")  # fmt: skip
-    return lines
+    spread = describe_spread(state, record)
+    return [*lines, spread] if spread else lines
+
+
+def describe_spread(state: SweepState, record: TrialRecord) -> str | None:
+    """How far apart the trials landed, and what the search gained over the median trial: the
+    worst quartile, the median and the best of every trial's last value (a trial stopped early,
+    at the rung it stopped)."""
+    metric = state.objective_metric
+    values = sorted(v for t in state.trials.values() if t.status in ("completed", "pruned")
+                    and (v := t.metrics.get(metric)) is not None)  # fmt: skip
+    best = record.metrics.get(metric)
+    if len(values) < 3 or best is None:
+        return None
+    low, median, high = statistics.quantiles(values, n=4, method="inclusive")
+    quarter, gain = (low, best - median) if state.objective_mode == "max" else (high, median - best)
+    return (f"spread over {len(values)} trials: worst quarter {quarter:.4f}, median "
+            f"{median:.4f}, best {best:.4f}; the search gained {gain:+.4f} over the "
+            "median trial")  # fmt: skip
 
 
 def every_row_command(state: SweepState, trial: str) -> str | None:

@@ -39,6 +39,7 @@ from sweeps.parent_run import (
 )
 from sweeps.preflight import LaunchPlan, benchmark_mirror, coerce_config, preflight
 from sweeps.state import TERMINAL, SweepState, study_storage, sweep_directory
+from sweeps.warm_start import resolve_prior, seed_study
 
 if TYPE_CHECKING:
     from sweeps._tracking import SweepTracker
@@ -80,6 +81,7 @@ def launch_sweep(
     loaded, config_path, config_dir = coerce_config(config)
     directory = sweep_directory(Path(state_dir or loaded.tracking.state_dir),
                                 name or new_sweep_name(loaded))  # fmt: skip
+    loaded = resolve_prior(loaded, state_dir=directory.parent)
     plan, base, base_bench = set_up_launch(loaded, config_path=config_path, config_dir=config_dir,
                                            directory=directory, ray=ray, console=console)  # fmt: skip
     with ray_running(ray):  # Ray's processes start while the parent run is made
@@ -278,6 +280,8 @@ def run_trials(driver: Driver, *, resume: bool) -> bool:
     from sweeps.recorder import SweepRecorder, forget_lost_trials
 
     plan, state, tracker = driver.plan, driver.state, driver.tracker
+    seed_study(plan.config, study_name=state.name, storage=study_storage(plan.config, state.path),
+               objective=plan.objective_metric, mode=plan.objective_mode, say=driver.say)  # fmt: skip
     with LiveTable(driver.console) as live:
         recorder = SweepRecorder(state, tracker, live,
                                  logged_generations=plan.config.evaluation.logged_generations,

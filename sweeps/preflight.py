@@ -24,6 +24,7 @@ from evals.metric_keys import (
 from sweeps.config import (
     MIN_HELDOUT_ROWS,
     MIN_TRAIN_ROWS,
+    Choice,
     ConfigError,
     SweepConfig,
     load_config,
@@ -246,8 +247,8 @@ def fit_to_memory(
     unfit = []
     for length in sorted(int(v) for v in candidate_values(config, "sequence_len")):
         estimate = estimate_memory(
-            model_path, r=r, targets=training.lora_target_modules, sequence_len=length,
-            micro_batch=training.micro_batch_size, precision=precision,
+            model_path, r=r, targets=heaviest_targets(config), sequence_len=length,
+            micro_batch=largest(config, "micro_batch_size"), precision=precision,
             four_bit=training.adapter == "qlora", optimizer=training.optimizer,
             gradient_checkpointing=training.gradient_checkpointing,
         )  # fmt: skip
@@ -280,6 +281,20 @@ def _drop_sequence_lengths(
     return config.model_copy(update={"search_space": space})
 
 
+def heaviest_targets(config: SweepConfig) -> list[str]:
+    """The target set with the most layers among those the sweep may use."""
+    from sweeps.space import representative_hparams
+    from trainers.targets import split_targets
+
+    return split_targets(str(representative_hparams(config)["lora_target_modules"]))
+
+
+def largest(config: SweepConfig, knob: str) -> int:
+    from sweeps.space import candidate_values
+
+    return max(int(v) for v in candidate_values(config, knob))
+
+
 def gpu_share_bytes(config: SweepConfig) -> int | None:
     """The memory of the smallest visible GPU times the trial's share of one (None: no GPU)."""
     import torch
@@ -310,6 +325,20 @@ def check_study_storage(config: SweepConfig, *, source: str) -> None:
     else:
         return
     raise ConfigError(f"{source}: search.storage: {hide_uri_password(url)}: {problem}")
+
+
+def check_warm_start(config: SweepConfig, *, objective: str, source: str, progress: Say) -> None:
+    """search.warm_start names a sweep with the same objective; say what it will carry over."""
+    if config.search.warm_start is None:
+        return
+    from sweeps.warm_start import carried_trials, resolve_prior
+
+    prior = resolve_prior(config, state_dir=Path(config.tracking.state_dir)).search.warm_start
+    try:
+        carried = carried_trials(config, prior_dir=Path(str(prior)), objective=objective)
+    except ConfigError as exc:
+        raise ConfigError(f"{source}: {exc}") from None
+    progress(carried.describe())
 
 
 def check_remote_code(config: SweepConfig, model_path: Path, *, source: str) -> None:
@@ -351,18 +380,27 @@ def linear_layer_names(model_path: Path) -> list[str]:
 
 
 def check_target_modules(config: SweepConfig, model_path: Path, *, source: str) -> None:
-    """Every lora_target_modules name must name layers of the model (read from weight headers)."""
-    modules = set(weight_modules(model_path))
-    targets = config.training.lora_target_modules
-    if not modules or targets == ["all-linear"]:
+    """Every target set (training.lora_target_modules, and each searched choice) must select
+    layers of the model (read from the weight headers)."""
+    from sweeps.space import TARGETS, active_specs
+    from trainers.targets import split_targets, unknown_targets
+
+    linear = [m for m, rank in weight_modules(model_path).items() if rank == 2]
+    if not linear:
         return
-    missing = [t for t in targets if not any(m == t or m.endswith(f".{t}") for m in modules)]
-    if missing:
-        leaves = sorted({m.rsplit(".", 1)[-1] for m in modules if ".layers." in m or ".h." in m})
-        raise ConfigError(
-            f"{source}: training.lora_target_modules: {', '.join(missing)} not found "
-            f"in {config.base_model}; its layers include {', '.join(leaves)}"
-        )
+    spec = active_specs(config)[TARGETS]
+    sets = [str(v) for v in spec.values] if isinstance(spec, Choice) else [str(spec)]
+    where = ("search_space" if config.search_space.lora_target_modules is not None
+             else "training")  # fmt: skip
+    for targets in sets:
+        missing = unknown_targets(split_targets(targets), linear)
+        if missing:
+            leaves = sorted({m.rsplit(".", 1)[-1] for m in linear if ".layers." in m or ".h." in m})
+            raise ConfigError(
+                f"{source}: {where}.lora_target_modules: {', '.join(missing)} selects no layer "
+                f"of {config.base_model}; use all-linear, attention, or names among "
+                f"{', '.join(leaves)}"
+            )
 
 
 def check_truncation(
@@ -444,6 +482,7 @@ def preflight(
     if benchmarks is not None and benchmarks.weights:
         metric = COMPOSITE
     check_study_storage(config, source=source)
+    check_warm_start(config, objective=metric, source=source, progress=progress)
     note = sampler_note(config)
     if note:
         progress(f"Note: {note}")

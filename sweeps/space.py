@@ -19,6 +19,7 @@ from sweeps.config import (
     SweepConfig,
     Uniform,
 )
+from trainers.targets import ALL_LINEAR, ATTENTION, join_targets, split_targets
 
 if TYPE_CHECKING:
     import optuna
@@ -32,22 +33,32 @@ HYPERPARAMETERS = (
     "lora_dropout",
     "weight_decay",
     "warmup_ratio",
+    "micro_batch_size",
+    "gradient_accumulation_steps",
+    "lora_target_modules",
 )
-INTEGER_KNOBS = {"lora_r", "num_epochs", "sequence_len"}
+INTEGER_KNOBS = {"lora_r", "num_epochs", "sequence_len", "micro_batch_size",
+                 "gradient_accumulation_steps"}  # fmt: skip
+LATER_KNOBS = {"micro_batch_size", "gradient_accumulation_steps", "lora_target_modules"}
+TARGETS = "lora_target_modules"  # its values are target sets: "all-linear", "q_proj,v_proj"
+Spec = ParamSpec | str  # a fixed target set is a string
+Value = float | str
 
 
-def active_specs(config: SweepConfig) -> dict[str, ParamSpec]:
+def active_specs(config: SweepConfig) -> dict[str, Spec]:
     """Each hyperparameter's spec: from search_space, else the fixed value from training."""
-    specs: dict[str, ParamSpec] = {}
+    specs: dict[str, Spec] = {}
     for knob in HYPERPARAMETERS:
         spec = getattr(config.search_space, knob)
+        if spec is None and knob == TARGETS:
+            spec = join_targets(config.training.lora_target_modules)
         specs[knob] = getattr(config.training, knob) if spec is None else spec
     return specs
 
 
-def sample(trial: optuna.Trial, specs: dict[str, ParamSpec]) -> dict[str, float]:
+def sample(trial: optuna.Trial, specs: dict[str, Spec]) -> dict[str, Value]:
     """Suggest every searched knob on ``trial``; return the values that are fixed or derived."""
-    derived: dict[str, float] = {}
+    derived: dict[str, Value] = {}
     for knob, spec in specs.items():
         if knob == "lora_alpha":
             continue
@@ -66,7 +77,7 @@ def sample(trial: optuna.Trial, specs: dict[str, ParamSpec]) -> dict[str, float]
     return derived
 
 
-def _suggest(trial: optuna.Trial, knob: str, spec: ParamSpec) -> float | None:
+def _suggest(trial: optuna.Trial, knob: str, spec: Spec) -> Value | None:
     """Suggest a searched knob (returns None), or return a fixed knob's value."""
     if isinstance(spec, LogUniform):
         trial.suggest_float(knob, spec.low, spec.high, log=True)
@@ -78,26 +89,59 @@ def _suggest(trial: optuna.Trial, knob: str, spec: ParamSpec) -> float | None:
         trial.suggest_categorical(knob, list(spec.values))
     elif isinstance(spec, (int, float)):
         return int(spec) if knob in INTEGER_KNOBS else spec
+    elif isinstance(spec, str):
+        return spec
     return None
 
 
 class DefineByRun:
     """The define-by-run function Ray's OptunaSearch calls per trial (picklable: Ray saves it)."""
 
-    def __init__(self, specs: dict[str, ParamSpec]) -> None:
+    def __init__(self, specs: dict[str, Spec]) -> None:
         self.specs = specs
 
-    def __call__(self, trial: optuna.Trial) -> dict[str, float]:
+    def __call__(self, trial: optuna.Trial) -> dict[str, Value]:
         return sample(trial, self.specs)
 
 
-def define_by_run(config: SweepConfig) -> Callable[[optuna.Trial], dict[str, float]]:
+def define_by_run(config: SweepConfig) -> Callable[[optuna.Trial], dict[str, Value]]:
     return DefineByRun(active_specs(config))
 
 
-def grid_values(config: SweepConfig) -> dict[str, list[float]]:
+def distributions(config: SweepConfig) -> dict[str, optuna.distributions.BaseDistribution]:
+    """The Optuna distribution of every knob ``sample`` suggests, by the name it suggests it
+    under (a ratio of r as ``lora_alpha_ratio``): what a warm start's copied trials carry."""
+    from optuna.distributions import CategoricalDistribution, FloatDistribution, IntDistribution
+
+    out: dict[str, optuna.distributions.BaseDistribution] = {}
+    for knob, spec in active_specs(config).items():
+        if isinstance(spec, LogUniform):
+            out[knob] = FloatDistribution(spec.low, spec.high, log=True)
+        elif isinstance(spec, Uniform):
+            out[knob] = FloatDistribution(spec.low, spec.high)
+        elif isinstance(spec, IntRange):
+            out[knob] = IntDistribution(spec.low, spec.high, step=spec.step)
+        elif isinstance(spec, Choice):
+            out[knob] = CategoricalDistribution(list(spec.values))
+        elif isinstance(spec, RatioOfR):
+            out["lora_alpha_ratio"] = CategoricalDistribution(list(spec.values))
+    return out
+
+
+def fixed_values(config: SweepConfig) -> dict[str, Value]:
+    """The knobs the config fixes, with their values (integer knobs as ints)."""
+    out: dict[str, Value] = {}
+    for knob, spec in active_specs(config).items():
+        if isinstance(spec, str):
+            out[knob] = spec
+        elif isinstance(spec, (int, float)):
+            out[knob] = int(spec) if knob in INTEGER_KNOBS else spec
+    return out
+
+
+def grid_values(config: SweepConfig) -> dict[str, list[Value]]:
     """The finite grid that GridSampler walks (validation has ruled out continuous ranges)."""
-    grid: dict[str, list[float]] = {}
+    grid: dict[str, list[Value]] = {}
     for knob, spec in active_specs(config).items():
         if isinstance(spec, Choice):
             grid[knob] = list(spec.values)
@@ -115,20 +159,26 @@ def grid_size(config: SweepConfig) -> int:
     return size
 
 
-def trial_hyperparameters(config: Mapping[str, float]) -> dict[str, float]:
+def trial_hyperparameters(config: Mapping[str, Value]) -> dict[str, Value]:
     """The hyperparameters of a trial, from the flat dict Optuna and Ray hand the trial."""
     params = {knob: config[knob] for knob in HYPERPARAMETERS if knob in config}
-    missing = [knob for knob in HYPERPARAMETERS if knob not in params]
+    # a trial of a sweep launched before a knob was searchable lacks it: the spec's value holds
+    missing = [knob for knob in HYPERPARAMETERS if knob not in params and knob not in LATER_KNOBS]
     if missing:
         raise KeyError(f"trial config lacks {', '.join(missing)}")
-    for knob in INTEGER_KNOBS:
+    for knob in INTEGER_KNOBS & set(params):
         params[knob] = int(params[knob])
+    if TARGETS in params:
+        params[TARGETS] = str(params[TARGETS])
     return params
 
 
 def candidate_values(config: SweepConfig, knob: str) -> list[float]:
-    """The values a knob can take, as far as a check needs them: choices, range ends, or the fixed one."""
+    """The values a numeric knob can take, as far as a check needs them: choices, range ends, or
+    the fixed one."""
     spec = active_specs(config)[knob]
+    if isinstance(spec, str) or knob == TARGETS:
+        raise TypeError(f"{knob} is not numeric")
     if isinstance(spec, Choice):
         return sorted({float(v) for v in spec.values})
     if isinstance(spec, (IntRange, LogUniform, Uniform)):
@@ -138,13 +188,13 @@ def candidate_values(config: SweepConfig, knob: str) -> list[float]:
     return [float(spec)]
 
 
-def fixed_value(knob: str, spec: ParamSpec, *, lora_r: float | None = None) -> float | None:
+def fixed_value(knob: str, spec: Spec, *, lora_r: float | None = None) -> Value | None:
     """A knob's value when the config leaves no choice (fixed, a single choice, or a ratio of a
     given r); None when it is searched."""
-    if isinstance(spec, (int, float)):
+    if isinstance(spec, (int, float, str)):
         return spec
     if isinstance(spec, Choice) and len(spec.values) == 1:
-        only: float = spec.values[0]  # a knob's choices are numbers (candidate_values reads them)
+        only: Value = spec.values[0]  # a number, or a target set
         return only
     if knob == "lora_alpha" and isinstance(spec, RatioOfR) and lora_r is not None:
         return float(spec.values[0]) * float(lora_r)
@@ -179,13 +229,17 @@ def describe(config: SweepConfig) -> dict[str, str]:
     return out
 
 
-def representative_hparams(config: SweepConfig) -> dict[str, float]:
-    """The heaviest trial the space holds, for timing: the largest lora_r and sequence_len, one
-    epoch, and every other knob at its low end (or its first choice)."""
-    params: dict[str, float] = {}
+def representative_hparams(config: SweepConfig) -> dict[str, Value]:
+    """The heaviest trial the space holds, for timing: the largest lora_r, sequence_len and
+    micro-batch, all-linear targets when searched, one epoch, and every other knob at its low end
+    (or its first choice)."""
+    params: dict[str, Value] = {}
     for knob, spec in active_specs(config).items():
+        if knob == TARGETS:
+            params[knob] = _heaviest_targets(spec)
+            continue
         values = candidate_values(config, knob)
-        if knob in ("lora_r", "sequence_len"):
+        if knob in ("lora_r", "sequence_len", "micro_batch_size"):
             params[knob] = int(max(values))
         elif knob == "num_epochs":
             params[knob] = 1
@@ -197,6 +251,18 @@ def representative_hparams(config: SweepConfig) -> dict[str, float]:
             params[knob] = values[0]
     alpha = active_specs(config)["lora_alpha"]
     ratio = alpha.values[0] if isinstance(alpha, RatioOfR) else None
-    params["lora_alpha"] = (float(ratio) * params["lora_r"] if ratio is not None else
+    params["lora_alpha"] = (float(ratio) * float(params["lora_r"]) if ratio is not None else
                             candidate_values(config, "lora_alpha")[0])  # fmt: skip
     return params
+
+
+def _heaviest_targets(spec: Spec) -> str:
+    """A searched target set's heaviest choice: all-linear if offered, then attention (four
+    projections on most models), else the set naming the most modules."""
+    if isinstance(spec, str):
+        return spec
+    choices = [str(v) for v in spec.values] if isinstance(spec, Choice) else []
+    for preset in (ALL_LINEAR, ATTENTION):
+        if preset in choices:
+            return preset
+    return max(choices, key=lambda v: len(split_targets(v)))

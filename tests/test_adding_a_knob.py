@@ -78,7 +78,8 @@ from trainers.lora_trial import build_lora_model
 from trainers.spec import TrialSpec
 
 model, train, biases = sys.argv[1], sys.argv[2], sys.argv[3]
-config = config_from_dict({"data": {"train": train}, "training": {"trained_biases": biases}})
+config = config_from_dict({"data": {"train": train}, "training": {"trained_biases": biases,
+                                  "lora_target_modules": ["q_proj", "v_proj"]}})
 spec = TrialSpec(model_path=model, data=DataConfig(train=train, task_metric="exact_match"),
                  training=config.training)
 hparams = {"lora_r": 4, "lora_alpha": 8, "lora_dropout": 0.0}

@@ -42,7 +42,7 @@ class TrialTiming:
     benchmark: float = 0.0  # the proxy benchmarks a trial scores at its last rung (0: none)
 
 
-def time_trial(spec: TrialSpec, hparams: dict[str, float], *, steps: int = 4) -> TrialTiming:
+def time_trial(spec: TrialSpec, hparams: dict[str, float | str], *, steps: int = 4) -> TrialTiming:
     """Run setup, ``steps`` optimizer steps, one rung evaluation and one checkpoint; time each.
     (torch is imported here, not at module level: sweeps/estimate.py reads TrialTiming.)"""
     from trainers.lora_trial import (

@@ -27,6 +27,7 @@ from sweeps.config import BASE_REWRITING_INITS
 from trainers.data import Example, file_digest, load_examples, split_heldout
 from trainers.models import load_causal_lm, load_tokenizer
 from trainers.spec import TrialSpec
+from trainers.targets import ALL_LINEAR, PRESETS, resolve_targets
 from trainers.tokenize import (
     IGNORE_INDEX,
     Tokenized,
@@ -174,6 +175,7 @@ def setup(spec: TrialSpec, hparams: dict[str, Any]) -> Recipe:
     """Seed, load data and model, wrap it in LoRA, build the optimizer and the rung plan."""
     from transformers import get_scheduler
 
+    spec = spec.with_searched(hparams)
     training = spec.training
     torch.set_num_threads(max(1, int(spec.cpus)))
     torch.manual_seed(training.seed)
@@ -230,7 +232,7 @@ def build_lora_model(spec: TrialSpec, hparams: dict[str, Any]) -> PeftModel:
         lora_alpha=hparams["lora_alpha"],
         lora_dropout=float(hparams["lora_dropout"]),
         task_type="CAUSAL_LM",
-        target_modules=_targets(training.lora_target_modules),
+        target_modules=_targets(model, training.lora_target_modules),
         use_rslora=training.use_rslora,
         use_dora=training.use_dora,
         init_lora_weights=_peft_init(training.init_lora_weights),
@@ -240,9 +242,21 @@ def build_lora_model(spec: TrialSpec, hparams: dict[str, Any]) -> PeftModel:
     return peft_model
 
 
-def _targets(modules: list[str]) -> list[str] | str:
-    """PEFT takes every linear layer as the string "all-linear", not as a list holding it."""
-    return "all-linear" if list(modules) == ["all-linear"] else list(modules)
+def _targets(model: PreTrainedModel, modules: list[str]) -> list[str] | str:
+    """PEFT's target_modules: its own "all-linear" string (not a list holding it), the
+    "attention" preset resolved to this model's attention linear layers (trainers/targets.py),
+    or the names as given."""
+    if list(modules) == [ALL_LINEAR]:
+        return ALL_LINEAR
+    if not any(name in PRESETS for name in modules):
+        return list(modules)
+    linear = [name for name, module in model.named_modules() if _is_linear(module)]
+    return resolve_targets(modules, linear)
+
+
+def _is_linear(module: torch.nn.Module) -> bool:
+    """A layer PEFT's LoRA adapts as a linear one (GPT-2's Conv1D included)."""
+    return isinstance(module, torch.nn.Linear) or type(module).__name__ == "Conv1D"
 
 
 def _peft_init(init: InitLoraWeights) -> bool | Literal["gaussian", "pissa", "olora"]:

@@ -63,13 +63,15 @@ def weight_shapes(model_path: Path) -> dict[str, tuple[int, ...]]:
 
 
 def lora_parameters(shapes: dict[str, tuple[int, ...]], *, r: int, targets: list[str]) -> int:
-    """LoRA's A (r x in) and B (out x r) for every targeted linear layer."""
+    """LoRA's A (r x in) and B (out x r) for every targeted linear layer (presets resolved)."""
+    from trainers.targets import resolve_targets
+
+    linear = {key.removesuffix(".weight"): shape for key, shape in shapes.items()
+              if key.endswith(".weight") and len(shape) == 2}  # fmt: skip
     total = 0
-    for key, shape in shapes.items():
-        module = key.removesuffix(".weight").rsplit(".", 1)[-1]
-        if key.endswith(".weight") and len(shape) == 2 and module in targets:
-            out_features, in_features = shape
-            total += r * (in_features + out_features)
+    for module in resolve_targets(targets, linear):
+        out_features, in_features = linear[module]
+        total += r * (in_features + out_features)
     return total
 
 

@@ -8,10 +8,15 @@ builds the spec; Ray hands it to every trial; promote and compare read it back f
 
 from __future__ import annotations
 
+from collections.abc import Mapping
+
 from pydantic import BaseModel, ConfigDict
 
 from evals.benchmark_plan import BenchmarkPlan
 from sweeps.config import DataConfig, HeldoutEval, TrainingConfig
+from trainers.targets import split_targets
+
+SEARCHABLE_TRAINING = ("micro_batch_size", "gradient_accumulation_steps", "lora_target_modules")
 
 
 class TrialSpec(BaseModel):
@@ -36,6 +41,20 @@ class TrialSpec(BaseModel):
         if self.data.task_metric == "auto":
             raise ValueError("a trial spec needs a decided task metric, not 'auto'")
         return self.data.task_metric
+
+    def with_searched(self, hparams: Mapping[str, object]) -> TrialSpec:
+        """This spec with the training knobs a search varies (micro-batch, accumulation,
+        target modules) set to the trial's values, validated as the YAML's would be."""
+        update: dict[str, object] = {k: hparams[k] for k in SEARCHABLE_TRAINING if k in hparams}
+        if "lora_target_modules" in update:
+            targets = update["lora_target_modules"]
+            update["lora_target_modules"] = split_targets(
+                targets if isinstance(targets, (str, list)) else str(targets)
+            )
+        if not update:
+            return self
+        training = TrainingConfig.model_validate({**self.training.model_dump(), **update})
+        return self.model_copy(update={"training": training})
 
     def record(self) -> dict[str, object]:
         """The spec as JSON data, the benchmark plan left out: what promote and compare re-read."""

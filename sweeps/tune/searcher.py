@@ -23,7 +23,7 @@ from evals.metric_keys import FINAL_RUNG, RUNG
 from sweeps._storage import filesystem_and_path
 from sweeps.config import SweepConfig
 from sweeps.samplers import build_sampler
-from sweeps.space import define_by_run
+from sweeps.space import Value, define_by_run
 
 # RUNG: the trial's own rung count, ASHA's time and Optuna's step (Ray's training_iteration runs
 # ahead of it when a restart falls back to an older checkpoint); FINAL_RUNG: 1 on a trial's last
@@ -55,7 +55,7 @@ class PruneAwareOptunaSearch(OptunaSearch):
     """
 
     def __init__(
-        self, *, space: Callable[[optuna.Trial], dict[str, float]], metric: str, mode: str,
+        self, *, space: Callable[[optuna.Trial], dict[str, Value]], metric: str, mode: str,
         sampler: optuna.samplers.BaseSampler, storage: optuna.storages.BaseStorage,
         study_name: str,
     ) -> None:  # fmt: skip
@@ -219,15 +219,22 @@ def build_searcher(
     config: SweepConfig, *, metric: str, mode: str, storage_url: str, study_name: str,
     experiment: str,
 ) -> SweepSearchGenerator:  # fmt: skip
-    """Optuna (the sampler search.algorithm names, sweeps/samplers.py) over the YAML space, persisted in the sweep's study, at most
-    max_concurrent trials at once, for the Tune experiment at ``experiment``."""
-    searcher = PruneAwareOptunaSearch(
-        space=define_by_run(config),
-        metric=metric,
-        mode=mode,
-        sampler=build_sampler(config),
-        storage=optuna.storages.RDBStorage(storage_url),
-        study_name=study_name,
-    )
+    """Optuna (the sampler search.algorithm names, sweeps/samplers.py) over the YAML space,
+    persisted in the sweep's study, at most max_concurrent trials at once, for the Tune
+    experiment at ``experiment``."""
+    searcher = optuna_search(config, metric=metric, mode=mode, study_name=study_name,
+                             storage=optuna.storages.RDBStorage(storage_url))  # fmt: skip
     limiter = ConcurrencyLimiter(searcher, max_concurrent=config.search.max_concurrent)
     return SweepSearchGenerator(limiter, experiment=experiment)
+
+
+def optuna_search(
+    config: SweepConfig, *, metric: str, mode: str, storage: optuna.storages.BaseStorage,
+    study_name: str,
+) -> PruneAwareOptunaSearch:  # fmt: skip
+    """The sweep's searcher itself: the YAML space and the configured sampler on ``storage``
+    (a sweep's sqlite or PostgreSQL study; an in-memory one for replays, sweeps/tune/replay.py)."""
+    return PruneAwareOptunaSearch(
+        space=define_by_run(config), metric=metric, mode=mode, sampler=build_sampler(config),
+        storage=storage, study_name=study_name,
+    )  # fmt: skip

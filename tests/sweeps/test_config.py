@@ -210,6 +210,37 @@ def test_knob_in_both_training_and_search_space_is_refused() -> None:
         config_from_dict(raw)
 
 
+def test_training_knobs_can_be_searched_and_a_resolved_dump_reads_back() -> None:
+    """micro_batch_size, gradient_accumulation_steps and lora_target_modules are searchable;
+    a dump of the config (launch_config.yaml, which holds every training default) validates
+    again, while a user's own training value beside the search is still refused."""
+    from sweeps.space import distributions
+
+    raw = yaml.safe_load(MINIMAL + "search_space:\n  micro_batch_size: [2, 4]\n"
+                         "  gradient_accumulation_steps: {type: int, low: 1, high: 4}\n"
+                         "  lora_target_modules: [attention, all-linear, ' q_proj, v_proj']\n")  # fmt: skip
+    config = config_from_dict(raw)
+    space = distributions(config)
+    assert space["lora_target_modules"].choices == ("attention", "all-linear", "q_proj,v_proj")
+    assert space["micro_batch_size"].choices == (2, 4)
+    assert (
+        space["gradient_accumulation_steps"].low,
+        space["gradient_accumulation_steps"].high,
+    ) == (1, 4)
+    assert config_from_dict(config.model_dump(mode="json")) == config
+    raw["training"] = {"micro_batch_size": 8}
+    with pytest.raises(ConfigError, match="micro_batch_size is set in both"):
+        config_from_dict(raw)
+
+
+@pytest.mark.parametrize("bad", ["[[1]]", "[]", "[attention, '']", "5"])
+def test_a_bad_target_set_is_one_line(bad: str) -> None:
+    raw = yaml.safe_load(MINIMAL + f"search_space:\n  lora_target_modules: {bad}\n")
+    with pytest.raises(ConfigError, match="lora_target_modules") as caught:
+        config_from_dict(raw)
+    assert len(str(caught.value).splitlines()) == 1
+
+
 PEFT_VARIANTS = "  use_rslora: true\n  use_dora: true\n  loraplus_lr_ratio: 16\n"
 
 

@@ -243,3 +243,25 @@ def test_plain_console_honours_columns_even_through_a_pipe(
     assert plain_console().width == 200  # pytest's stdout is no terminal
     monkeypatch.setenv("COLUMNS", "80")
     assert plain_console().width == 80
+
+
+def test_best_shows_the_spread_over_trials_and_the_gain_over_the_median_trial(
+    tmp_path: Path,
+) -> None:
+    """Completed and pruned trials count (a pruned one at the rung it stopped); a running or
+    failed one does not. Values: 0.2123, 0.7322, 0.8001 and, with extra=2, 0.1 and 0.10001."""
+    import statistics
+
+    from sweeps.display import describe_spread
+
+    state = sweep_state(tmp_path, extra=2)
+    best = state.trials["3f2a1_00000"]
+    values = [0.1, 0.10001, 0.2123, 0.7321987, 0.80012345]
+    line = describe_spread(state, best)
+    assert line is not None
+    quarter = statistics.quantiles(values, n=4, method="inclusive")[0]
+    gain = 0.7321987 - statistics.median(values)
+    assert line == (f"spread over 5 trials: worst quarter {quarter:.4f}, median 0.2123, best "
+                    f"0.7322; the search gained {gain:+.4f} over the median trial")  # fmt: skip
+    state.trials = {k: v for k, v in state.trials.items() if k in ("3f2a1_00000", "3f2a1_00003")}
+    assert describe_spread(state, best) is None  # one finished trial: no spread to show

@@ -44,7 +44,8 @@ def make_spec(model: Path, data: dict[str, Path], **training: Any) -> TrialSpec:
         model_path=str(model),
         data=DataConfig(train=str(data["train"]), heldout=str(data["heldout"]),
                         task_metric="field_f1"),
-        training=TrainingConfig(micro_batch_size=4, evals_per_epoch=2, seed=5, **training),
+        training=TrainingConfig(**{"micro_batch_size": 4, "evals_per_epoch": 2, "seed": 5,
+                                   "lora_target_modules": ["q_proj", "v_proj"], **training}),
         evaluation=HeldoutEval(max_new_tokens=8, batch_size=12),
     )  # fmt: skip
 
@@ -304,6 +305,45 @@ def test_all_linear_puts_lora_on_every_linear_layer(tiny_model: Path, small_data
     adapted = {n.rsplit(".lora_A", 1)[0].rsplit(".", 1)[-1] for n, _ in model.named_parameters()
                if ".lora_A" in n}  # fmt: skip
     assert adapted == {"q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj"}
+
+
+def adapted_layers(model: torch.nn.Module) -> set[str]:
+    return {n.rsplit(".lora_A", 1)[0].rsplit(".", 1)[-1] for n, _ in model.named_parameters()
+            if ".lora_A" in n}  # fmt: skip
+
+
+def test_the_attention_preset_adapts_the_attention_projections_only(
+    tiny_model: Path, small_data: dict
+) -> None:
+    """`attention` is resolved on the loaded model: the linear layers inside its attention
+    blocks (here q, k, v and o), none of the MLP's."""
+    from trainers.lora_trial import build_lora_model
+
+    model = build_lora_model(make_spec(tiny_model, small_data,
+                                       lora_target_modules=["attention"]), HPARAMS)  # fmt: skip
+    assert adapted_layers(model) == {"q_proj", "k_proj", "v_proj", "o_proj"}
+
+
+def test_the_default_targets_every_linear_layer() -> None:
+    assert TrainingConfig().lora_target_modules == ["all-linear"]
+
+
+def test_a_trials_searched_training_knobs_reach_the_recipe(
+    tiny_model: Path, small_data: dict
+) -> None:
+    """Searched micro-batch, accumulation and target set (a trial's hyperparameters) replace the
+    spec's fixed ones for that trial: the steps per epoch and the adapted layers follow."""
+    spec = make_spec(tiny_model, small_data)
+    searched = {**HPARAMS, "micro_batch_size": 2, "gradient_accumulation_steps": 3,
+                "lora_target_modules": "attention"}  # fmt: skip
+    recipe = setup(spec, searched)
+    rows = len(recipe.train_set)
+    assert recipe.spec.training.micro_batch_size == 2
+    assert recipe.steps_per_epoch == math.ceil(rows / 6)
+    assert adapted_layers(recipe.model) == {"q_proj", "k_proj", "v_proj", "o_proj"}
+    plain = setup(spec, HPARAMS)
+    assert plain.steps_per_epoch == math.ceil(rows / 4)
+    assert adapted_layers(plain.model) == {"q_proj", "v_proj"}
 
 
 # --------------------------------------------------------------------------- PEFT's variants
