@@ -24,22 +24,16 @@ REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 sys.path.insert(0, str(REPO / "perf"))
 
-from _report import emit  # noqa: E402
+from _report import embedded_slice, emit  # noqa: E402
 
 
 def small_config(work: Path, *, trials: int, concurrency: int, train_rows: int) -> dict[str, Any]:
-    rows = (REPO / "data/notes_to_json/train.jsonl").read_text().splitlines()[:train_rows]
-    held = (REPO / "data/notes_to_json/heldout.jsonl").read_text().splitlines()[:8]
-    (work / "train.jsonl").write_text("\n".join(rows) + "\n")
-    (work / "heldout.jsonl").write_text("\n".join(held) + "\n")
+    data = embedded_slice(work, train_rows=train_rows, heldout_rows=8)
     return {
         "name": "perf",
         "base_model": "smollm2-135m-instruct",
-        "data": {
-            "train": str(work / "train.jsonl"),
-            "heldout": str(work / "heldout.jsonl"),
-            "allow_small": True,
-        },  # a few rows: the trials, not the data, are measured
+        # a few rows: the trials, not the data, are measured
+        "data": {**data, "allow_small": True},
         "search_space": {
             "learning_rate": {"type": "loguniform", "low": 3e-4, "high": 3e-3},
             "lora_r": [4, 8],

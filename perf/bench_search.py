@@ -146,6 +146,29 @@ def summarize(name: str, fractions: list[float], bests: list[float], pruned: lis
             "pruned_fraction_mean": statistics.mean(pruned), "replay_seconds": seconds}  # fmt: skip
 
 
+def factor_effects(curves: dict[tuple[Any, ...], Any]) -> dict[str, Any]:
+    """What each knob does on the table: per value, the median and best final value; and for
+    each knob with two values, how often the second beats the first when all else is equal."""
+    effects: dict[str, Any] = {}
+    for index, knob in enumerate(KNOBS):
+        levels = sorted({key[index] for key in curves}, key=str if index == 1 else float)
+        per_level = {str(level): {"median": statistics.median(c.values[-1] for k, c in
+                                                             curves.items() if k[index] == level),
+                                  "best": max(c.values[-1] for k, c in curves.items()
+                                              if k[index] == level)} for level in levels}  # fmt: skip
+        effects[knob] = {"levels": per_level}
+        if len(levels) == 2:
+            pairs = [(curves[k].values[-1], curves[(*k[:index], levels[1], *k[index + 1:])]
+                      .values[-1]) for k in curves if k[index] == levels[0]]  # fmt: skip
+            effects[knob]["paired"] = {
+                "first": str(levels[0]), "second": str(levels[1]), "pairs": len(pairs),
+                "second_better": sum(b > a + 0.02 for a, b in pairs),
+                "first_better": sum(a > b + 0.02 for a, b in pairs),
+                "median_difference": statistics.median(b - a for a, b in pairs),
+            }  # fmt: skip
+    return effects
+
+
 def late_bloomers(curves: dict[tuple[Any, ...], Any]) -> dict[str, Any]:
     """The configurations within 0.02 of the table's best final value, and how many of them sit
     in the bottom half at the first rung, where ASHA with grace 1 stops half the trials."""
@@ -183,6 +206,7 @@ def plot(regret: dict[str, Any], path: Path, *, title: str) -> None:
         style = "--" if name in ("random-16", "grid") else "-"
         ax.plot(regret["compute_fraction"], values, style, label=name)
     ax.axvline(1.0, color="grey", linewidth=0.8)
+    ax.set_ylim(0, 0.12)  # before a first trial ends, the regret is the whole best (off the top)
     ax.set_xlabel("compute, as a fraction of random-16's (1.0: random-16's whole budget)")
     ax.set_ylabel("median regret (field-F1 below the table's best)")
     ax.set_title(title)
@@ -245,11 +269,13 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
                      "methods": {k: list(v) for k, v in METHODS.items()}},
         "table": {"best": top, "median_final": statistics.median(finals),
                   "worst_quartile_final": quartiles(finals)[0],
+                  "near_best": sum(f >= top - 0.03 for f in finals),
                   "random16_compute_median_s": statistics.median(bars),
                   "random16_best_median": statistics.median(targets)},
         "methods": rows,
         "regret": regret,
         "late_bloomers": late_bloomers(curves),
+        "factors": factor_effects(curves),
         "tpe_asha_compute_fraction": next(r["compute_fraction_median"] for r in rows
                                           if r["method"] == "tpe+ASHA"),
     }  # fmt: skip

@@ -31,6 +31,9 @@ from typing import Any
 
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
+sys.path.insert(0, str(REPO / "perf"))
+
+from _report import embedded_slice  # noqa: E402
 
 TABLE = REPO / "perf" / "lora_curves.csv"
 META = REPO / "perf" / "lora_curves.json"
@@ -63,16 +66,12 @@ def config_id(config: dict[str, Any]) -> str:
 
 
 def sweep_yaml(work: Path, *, train_rows: int, heldout_rows: int) -> dict[str, Any]:
-    rows = (REPO / "data/notes_to_json/train.jsonl").read_text().splitlines()[:train_rows]
-    held = (REPO / "data/notes_to_json/heldout.jsonl").read_text().splitlines()[:heldout_rows]
-    (work / "train.jsonl").write_text("\n".join(rows) + "\n")
-    (work / "heldout.jsonl").write_text("\n".join(held) + "\n")
+    data = embedded_slice(work, train_rows=train_rows, heldout_rows=heldout_rows)
     return {
         "name": "lora-curves",
         "base_model": "smollm2-135m-instruct",
         "data": {
-            "train": str(work / "train.jsonl"),
-            "heldout": str(work / "heldout.jsonl"),
+            **data,
             "system_prompt": "You turn notes into JSON records.",
         },
         "training": {"evals_per_epoch": EVALS_PER_EPOCH, "warmup_ratio": 0.1, "lora_dropout": 0.05},
