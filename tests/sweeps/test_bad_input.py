@@ -386,7 +386,15 @@ def model_and_name_cases(t: Table) -> dict[str, Case]:
         ),
         "unknown target module": (
             launch(t.config("target", training={"lora_target_modules": ["q_proj", "query"]})),
-            "training.lora_target_modules: query not found in",
+            "training.lora_target_modules: query selects no layer of",
+        ),
+        "unknown module in a searched target set": (
+            launch(
+                t.config(
+                    "searched", search_space={"lora_target_modules": ["attention", "q_proj,query"]}
+                )
+            ),
+            "search_space.lora_target_modules: query selects no layer of",
         ),
         "name escapes (..)": (["launch", ok, "--name", "../evil"], "sweep name '../evil' must be"),
         "name absolute": (["launch", ok, "--name", "/tmp/evil"], "sweep name '/tmp/evil' must be"),
