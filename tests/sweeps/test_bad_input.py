@@ -465,6 +465,7 @@ CASES = [
     "model dir without weights",
     "blank model id",
     "unknown target module",
+    "unknown module in a searched target set",
     "name escapes (..)",
     "name absolute",
     "name with NUL",
