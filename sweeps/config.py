@@ -199,9 +199,10 @@ Alpha = Annotated[ParamSpec, _Shorthand, AfterValidator(_alpha_domain)]
 TargetSets = Annotated[Choice | str, BeforeValidator(_target_choice)]
 
 
+# Training knobs a trial may take from the search (TrialSpec.with_searched sets them per trial)
+SEARCHABLE_TRAINING = ("micro_batch_size", "gradient_accumulation_steps", "lora_target_modules")
 # Knobs with a fixed value in training: that value, unless search_space searches them
-TRAINING_KNOBS = ("lora_dropout", "weight_decay", "warmup_ratio", "micro_batch_size",
-                  "gradient_accumulation_steps", "lora_target_modules")  # fmt: skip
+TRAINING_KNOBS = ("lora_dropout", "weight_decay", "warmup_ratio", *SEARCHABLE_TRAINING)
 
 
 class SearchSpace(_Strict):

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import math
+from collections.abc import Iterable
 from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -243,7 +244,7 @@ def fit_to_memory(
 
     training = config.training
     precision = resolved_precision(training.precision, "cuda" if config.resources.gpu else "cpu")
-    r = max(int(v) for v in candidate_values(config, "lora_r"))
+    r = largest(config, "lora_r")
     unfit = []
     for length in sorted(int(v) for v in candidate_values(config, "sequence_len")):
         estimate = estimate_memory(
@@ -373,10 +374,12 @@ def weight_modules(model_path: Path) -> dict[str, int]:
 def linear_layer_names(model_path: Path) -> list[str]:
     """The names of the transformer blocks' linear layers (q_proj, ..., down_proj): LoRA on all
     of them ("LoRA Without Regret", 2025)."""
-    modules = weight_modules(model_path)
-    leaves = {m.rsplit(".", 1)[-1] for m, rank in modules.items()
-              if rank == 2 and (".layers." in m or ".h." in m)}  # fmt: skip
-    return sorted(leaves)
+    return block_leaves(m for m, rank in weight_modules(model_path).items() if rank == 2)
+
+
+def block_leaves(modules: Iterable[str]) -> list[str]:
+    """The last names of the modules inside the transformer blocks (q_proj, ..., down_proj)."""
+    return sorted({m.rsplit(".", 1)[-1] for m in modules if ".layers." in m or ".h." in m})
 
 
 def check_target_modules(config: SweepConfig, model_path: Path, *, source: str) -> None:
@@ -395,11 +398,10 @@ def check_target_modules(config: SweepConfig, model_path: Path, *, source: str) 
     for targets in sets:
         missing = unknown_targets(split_targets(targets), linear)
         if missing:
-            leaves = sorted({m.rsplit(".", 1)[-1] for m in linear if ".layers." in m or ".h." in m})
             raise ConfigError(
                 f"{source}: {where}.lora_target_modules: {', '.join(missing)} selects no layer "
                 f"of {config.base_model}; use all-linear, attention, or names among "
-                f"{', '.join(leaves)}"
+                f"{', '.join(block_leaves(linear))}"
             )
 
 

@@ -10,6 +10,7 @@ from collections.abc import Callable, Mapping
 from typing import TYPE_CHECKING
 
 from sweeps.config import (
+    SEARCHABLE_TRAINING,
     Choice,
     IntRange,
     LogUniform,
@@ -39,7 +40,7 @@ HYPERPARAMETERS = (
 )
 INTEGER_KNOBS = {"lora_r", "num_epochs", "sequence_len", "micro_batch_size",
                  "gradient_accumulation_steps"}  # fmt: skip
-LATER_KNOBS = {"micro_batch_size", "gradient_accumulation_steps", "lora_target_modules"}
+LATER_KNOBS = set(SEARCHABLE_TRAINING)  # a sweep launched before they were searchable lacks them
 TARGETS = "lora_target_modules"  # its values are target sets: "all-linear", "q_proj,v_proj"
 Spec = ParamSpec | str  # a fixed target set is a string
 Value = float | str

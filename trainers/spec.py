@@ -13,10 +13,8 @@ from collections.abc import Mapping
 from pydantic import BaseModel, ConfigDict
 
 from evals.benchmark_plan import BenchmarkPlan
-from sweeps.config import DataConfig, HeldoutEval, TrainingConfig
+from sweeps.config import SEARCHABLE_TRAINING, DataConfig, HeldoutEval, TrainingConfig
 from trainers.targets import split_targets
-
-SEARCHABLE_TRAINING = ("micro_batch_size", "gradient_accumulation_steps", "lora_target_modules")
 
 
 class TrialSpec(BaseModel):
