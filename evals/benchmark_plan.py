@@ -30,6 +30,7 @@ from evals.benchmarks import (
     task_manager,
 )
 from evals.metric_keys import (
+    BENCHMARK_DELTA,
     COMPOSITE,
     DELTA,
     DELTA_CI_HIGH,
@@ -290,6 +291,8 @@ def phase_metrics(
         metrics[bench_name(phase, task, DELTA_CI_HIGH)] = paired.ci_high
         if paired.p_value is not None:  # 0/1 scores: McNemar's exact test
             metrics[bench_name(phase, task, DELTA_P_VALUE)] = paired.p_value
+    if phase == PROXY and task_deltas:
+        metrics[BENCHMARK_DELTA] = sum(task_deltas.values()) / len(task_deltas)
     if plan.weights and heldout is not None:
         metrics[composite_name(phase)] = composite(
             heldout, task_deltas=task_deltas, weights=plan.weights, mode=plan.mode

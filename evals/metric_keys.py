@@ -9,7 +9,8 @@ A trial's run (its MLflow child run, and its record in state.json), at each rung
 - ``trial/first_step_at``, ``trial/startup_seconds`` (and, in the result only, ``trial/pid``,
   ``trial/node_id``, ``trial/cuda_visible_devices``)
 - ``cost/wall_seconds``, ``cost/device_seconds``, ``cost/peak_memory_mb``
-- ``objective/composite`` (the proxy's deltas) and, for a finalist, ``objective/composite_full``
+- ``objective/composite`` (the proxy's deltas) and, for a finalist, ``objective/composite_full``;
+  ``objective/benchmark_delta`` (the mean proxy delta over the benchmark tasks, at the last rung)
 - ``bench/<phase>/<task>/<stat>`` (:class:`BenchKey`): lm-eval's metrics (``acc``,
   ``acc_norm``, ``acc_stderr``, ...), the ``delta`` against the base model on the same
   documents, its paired test (``delta_ci_low``, ``delta_ci_high``, ``delta_p_value``) and the
@@ -208,6 +209,12 @@ class LoggedDelta:
 # --------------------------------------------------------------------------- the objective
 COMPOSITE = "objective/composite"  # held-out metric + weighted proxy deltas; every rung
 COMPOSITE_FULL = f"{COMPOSITE}_{FULL}"  # the same with the full sets' deltas (finalists)
+
+
+BENCHMARK_DELTA = "objective/benchmark_delta"  # the mean proxy delta over the tasks; last rung
+# what else a multi-objective sweep may put beside its held-out metric (objective.also)
+SECOND_OBJECTIVES = (BENCHMARK_DELTA, COST_DEVICE_SECONDS, COST_PEAK_MEMORY_MB)
+MINIMISED = (*LOWER_IS_BETTER, COST_DEVICE_SECONDS, COST_PEAK_MEMORY_MB)  # lower is better
 
 
 def composite_name(phase: str) -> str:

@@ -24,6 +24,7 @@ from sweeps.options import (
     LaunchOptions,
     Options,
     PromoteOptions,
+    RerunOptions,
     ResumeOptions,
     StatusOptions,
     UiOptions,
@@ -69,12 +70,7 @@ def validate(options: ValidateOptions) -> int:
     done = dry_run(config, num_gpus=options.num_gpus)
     plan = done.plan
     print("Plan:")
-    for line in describe_search(
-        plan.config,
-        objective=plan.objective_metric,
-        mode=plan.objective_mode,
-        max_rungs=plan.max_rungs,
-    ):
+    for line in describe_search(plan.config, goals=plan.goals, max_rungs=plan.max_rungs):
         print(f"  {line}")
     for line in done.estimate.lines():
         print(f"  {line}")
@@ -147,6 +143,22 @@ def resume(options: ResumeOptions) -> int:
 
     console = plain_console()
     state = resume_sweep(options.sweep, state_dir=options.state_dir, address=options.address,
+                         num_cpus=options.num_cpus, num_gpus=options.num_gpus,
+                         console=console)  # fmt: skip
+    return print_outcome(state, console)
+
+
+def rerun(options: RerunOptions) -> int:
+    """Run a finished sweep's failed trials again, from scratch, in the same sweep and Optuna
+    study: each gets a new study trial with the same hyperparameters and a new MLflow run; the
+    failed attempts stay on record (their runs tagged rerun=replaced)."""
+    from sweeps.display import plain_console
+    from sweeps.launch import rerun_failed
+
+    if not options.failed:
+        raise ConfigError("sweep rerun: say what to re-run: --failed (the sweep's failed trials)")
+    console = plain_console()
+    state = rerun_failed(options.sweep, state_dir=options.state_dir, address=options.address,
                          num_cpus=options.num_cpus, num_gpus=options.num_gpus,
                          console=console)  # fmt: skip
     return print_outcome(state, console)
@@ -411,6 +423,7 @@ EXAMPLES = {
     "launch": ["sweep launch search_spaces/lora.yaml",
                "sweep launch search_spaces/lora.yaml --name lr-study --num-cpus 2"],
     "resume": ["sweep resume lora-demo-20261129-101500"],
+    "rerun": ["sweep rerun lora-demo-20261129-101500 --failed"],
     "status": ["sweep status lora-demo-20261129-101500",
                "sweep status mlruns/sweeps/lora-demo-20261129-101500   # a directory works too"],
     "best": ["sweep best lora-demo-20261129-101500",
@@ -434,6 +447,7 @@ SUMMARIES = {
     "validate": "dry-run a sweep YAML: every launch check and a time estimate",
     "launch": "run a sweep",
     "resume": "continue a stopped sweep",
+    "rerun": "run a finished sweep's failed trials again",
     "status": "a sweep's table of trials",
     "best": "the best trial: metrics, adapter, cost",
     "eval": "score a model or adapter on lm-eval benchmarks",
@@ -515,6 +529,7 @@ def build_parser() -> argparse.ArgumentParser:
     _verb(verbs, "validate", validate)
     _verb(verbs, "launch", launch)
     _verb(verbs, "resume", resume)
+    _verb(verbs, "rerun", rerun)
     _verb(verbs, "status", status)
     _verb(verbs, "best", best)
     _verb(verbs, "eval", evaluate)

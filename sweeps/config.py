@@ -9,7 +9,7 @@ import math
 import re
 from collections.abc import Callable
 from pathlib import Path
-from typing import Annotated, Any, Literal
+from typing import Annotated, Any, ClassVar, Literal
 
 import yaml
 from pydantic import (
@@ -23,7 +23,13 @@ from pydantic import (
     model_validator,
 )
 
-from evals.metric_keys import HELDOUT_TASK_METRIC, LOWER_IS_BETTER, heldout
+from evals.metric_keys import (
+    HELDOUT_TASK_METRIC,
+    LOWER_IS_BETTER,
+    MINIMISED,
+    SECOND_OBJECTIVES,
+    heldout,
+)
 
 SAFE_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,99}$")
 TASK_METRICS = ("exact_match", "field_f1", "rouge_l")
@@ -91,13 +97,27 @@ SPEC_TYPES: dict[str, type[BaseModel]] = {
 }
 
 
+YAML11_FLOAT = re.compile(r"^[-+]?(\d+\.?\d*|\.\d+)[eE][-+]?\d+$")
+
+
+def yaml_number(value: Any) -> Any:
+    """``1e-4`` as the number it is: PyYAML follows YAML 1.1, which reads an exponent without a
+    dot (``1e-4``, ``3e-5``) as a string; YAML 1.2 and every fine-tuning guide mean a number."""
+    if isinstance(value, str) and YAML11_FLOAT.match(value.strip()):
+        return float(value)
+    return value
+
+
 def _expand_shorthand(value: Any) -> Any:
     """A list means a categorical choice; a scalar a fixed value; a mapping names its ``type``.
 
     Resolving the mapping here (not through pydantic's union) keeps errors to one line each.
     """
+    value = yaml_number(value)
     if isinstance(value, list):
-        value = {"type": "choice", "values": value}
+        value = {"type": "choice", "values": [yaml_number(v) for v in value]}
+    if isinstance(value, dict) and isinstance(value.get("values"), list):
+        value = {**value, "values": [yaml_number(v) for v in value["values"]]}
     if isinstance(value, dict):
         kind = value.get("type")
         if kind not in SPEC_TYPES:
@@ -458,22 +478,89 @@ class Recovery(_Strict):
     )  # fmt: skip
 
 
-class Objective(_Strict):
-    """The held-out metric alone, or a composite with benchmark deltas, plus a no-regression guard.
+HELDOUT_OBJECTIVES = (HELDOUT_TASK_METRIC, *LOWER_IS_BETTER, *(heldout(m) for m in TASK_METRICS))
+
+
+class _Goal(_Strict):
+    """A metric the sweep optimises, and whether lower or higher is better (by default, lower
+    for a loss or a cost)."""
+
+    KNOWN: ClassVar[tuple[str, ...]] = HELDOUT_OBJECTIVES
+    metric: str
+    mode: Literal["min", "max"] | None = None
+
+    @field_validator("metric")
+    @classmethod
+    def _known_metric(cls, value: str) -> str:
+        if value not in cls.KNOWN:
+            raise ValueError(f"unknown metric {value!r}; known: {', '.join(sorted(cls.KNOWN))}")
+        return value
+
+    @property
+    def resolved_mode(self) -> Literal["min", "max"]:
+        if self.mode is not None:
+            return self.mode
+        return "min" if self.metric in MINIMISED else "max"
+
+
+class ObjectiveTerm(_Goal):
+    """One more objective of a multi-objective sweep (``objective.also``)."""
+
+    KNOWN: ClassVar[tuple[str, ...]] = (*HELDOUT_OBJECTIVES, *SECOND_OBJECTIVES)
+
+
+class Objective(_Goal):
+    """The held-out metric alone, or a composite with benchmark deltas, plus a no-regression guard;
+    with ``also``, a multi-objective sweep.
 
     composite = held-out metric + sum(weight * (score - base score)) over benchmark_weights
     (minus the sum when the held-out metric is minimised). A trial that drops more than
     ``guard[task]`` below the base on a benchmark is flagged and never picked as best.
+
+    ``objective`` may also be written as a list: its first entry is ``metric`` (and ``mode``),
+    the rest are ``also``. Each entry is a metric name or ``{metric, mode}``.
     """
 
     metric: str = HELDOUT_TASK_METRIC
     mode: Literal["min", "max"] | None = None
+    also: list[ObjectiveTerm] = Field(
+        default_factory=list, description="More objectives: the sweep searches for their Pareto "
+        "front (objective/benchmark_delta, cost/device_seconds, cost/peak_memory_mb, or another "
+        "held-out metric).",
+    )  # fmt: skip
     benchmark_weights: dict[str, float] = Field(
         default_factory=dict, description="{task: weight} of benchmark deltas in the objective."
     )
     guard: dict[str, float] = Field(
         default_factory=dict, description="{task: largest allowed drop below the base model}."
     )
+    pick: Literal["knee", "first"] = Field(
+        "knee", description="Which trial of the Pareto front is best: knee (closest to the ideal "
+        "point, each objective scaled over the front) or first (best on the first objective).",
+    )  # fmt: skip
+
+    @model_validator(mode="before")
+    @classmethod
+    def _from_list(cls, value: Any) -> Any:
+        """``[heldout/field_f1, {metric: cost/device_seconds, mode: min}]``: the first entry is
+        the objective, the others ``also``."""
+        if not isinstance(value, list):
+            return value
+        if not value:
+            raise ValueError("an objective list needs at least one metric")
+        terms = [{"metric": t} if isinstance(t, str) else t for t in value]
+        first = terms[0]
+        if not isinstance(first, dict):
+            raise ValueError("each objective is a metric name or {metric, mode}")
+        return {**first, "also": terms[1:]}
+
+    @model_validator(mode="after")
+    def _distinct_objectives(self) -> Objective:
+        names = [self.metric, *(t.metric for t in self.also)]
+        twice = sorted({n for n in names if names.count(n) > 1})
+        if twice:
+            raise ValueError(f"objective names {', '.join(twice)} twice; list each metric once")
+        return self
 
     @field_validator("guard")
     @classmethod
@@ -482,20 +569,6 @@ class Objective(_Strict):
             if margin < 0:
                 raise ValueError(f"{task}: a guard margin is a drop, so it must be >= 0")
         return value
-
-    @field_validator("metric")
-    @classmethod
-    def _known_metric(cls, value: str) -> str:
-        known = {HELDOUT_TASK_METRIC, *LOWER_IS_BETTER, *(heldout(m) for m in TASK_METRICS)}
-        if value not in known:
-            raise ValueError(f"unknown metric {value!r}; known: {', '.join(sorted(known))}")
-        return value
-
-    @property
-    def resolved_mode(self) -> Literal["min", "max"]:
-        if self.mode is not None:
-            return self.mode
-        return "min" if self.metric in LOWER_IS_BETTER else "max"
 
 
 class Tracking(_Strict):
@@ -653,6 +726,10 @@ class SweepConfig(_Strict):
             knob, spec = continuous[0]
             raise ValueError(f"search.algorithm grid needs finite choices, but search_space.{knob} "
                              f"is {spec.type}; use a list of values")  # fmt: skip
+        if search.algorithm == "cmaes" and self.objective.also:
+            raise ValueError("search.algorithm cmaes optimises one objective, and objective "
+                             f"lists {1 + len(self.objective.also)}; use tpe (Optuna's "
+                             "multi-objective TPE), nsga2, gp, qmc, random or grid")  # fmt: skip
         if search.algorithm in ("cmaes", "qmc") and not ranges:
             raise ValueError(f"search.algorithm {search.algorithm} searches ranges, and every "
                              "searched knob is a choice; make one a range (int, uniform, "

@@ -159,7 +159,6 @@ def metric_scope(state: SweepState, metric: str) -> Scope:
 def columns(state: SweepState) -> list[Column]:
     """Every column, in the order shown; priorities say which go first when space is short."""
     metric = state.objective_metric
-    second = second_metric(metric)
     priority = {"lr": 60, "r": 50, "alpha": 30, "epochs": 40, "seq_len": 20, "micro_batch": 25,
                 "grad_accum": 35, "targets": 45}  # fmt: skip
     varied = [(key, short) for key, short in SEARCHED_ONLY
@@ -170,7 +169,7 @@ def columns(state: SweepState) -> list[Column]:
         *(Column(key, short, priority[short]) for key, short in (*SHOWN_PARAMS, *varied)),
         Column("rung", "rung", 55),
         Column(metric, _header(state, metric), KEEP),
-        Column(second, _header(state, second), 80),
+        *(Column(side, _header(state, side), 80) for side in side_metrics(state)),
         Column("time", "time", 70),
         Column("dev-h", "dev-h", 45),
     ]
@@ -183,13 +182,12 @@ def _header(state: SweepState, metric: str) -> str:
 
 def rows(state: SweepState) -> list[dict[str, str]]:
     """Base model first, then trials best-first by the objective; cells keyed as columns are."""
-    metric = state.objective_metric
-    second = second_metric(metric)
+    metric, sides = state.objective_metric, side_metrics(state)
     out = []
     if state.base_metrics:  # its other cells: ABSENT
         base = state.base_metrics
         out.append({"trial": "base model", metric: fmt_value(base.get(metric)),
-                    second: fmt_value(base.get(second))})  # fmt: skip
+                    **{side: fmt_value(base.get(side)) for side in sides}})  # fmt: skip
     best = state.best_trial()
     for record in sorted_trials(state):
         mark = f" {BEST_MARK}" if best and record.trial_id == best.trial_id else ""
@@ -197,7 +195,7 @@ def rows(state: SweepState) -> list[dict[str, str]]:
             "trial": escape(record.trial_id) + mark, "status": _status(record),
             **{key: fmt_value(record.params.get(key)) for key, _ in (*SHOWN_PARAMS, *SEARCHED_ONLY)},
             "rung": str(record.rungs), metric: fmt_value(record.metrics.get(metric)),
-            second: fmt_value(record.metrics.get(second)),
+            **{side: fmt_value(record.metrics.get(side)) for side in sides},
             "time": trial_duration(record), "dev-h": _device_hours(record),
         })  # fmt: skip
     return out
@@ -250,7 +248,8 @@ def legend(state: SweepState, shown: list[Column]) -> list[str]:
     lines = []
     if state.best_trial() is not None:
         which = "a finalist" if finalists else "completed"
-        lines.append(f"{BEST_MARK} best eligible trial ({which}, not flagged by the guard)")
+        front = "; picked from the Pareto front" if state.multi_objective else ""
+        lines.append(f"{BEST_MARK} best eligible trial ({which}, not flagged by the guard{front})")
     if finalists:
         lines.append("final = a finalist, re-scored on the full benchmark sets after the sweep")
     if any(t.guard for t in trials):
@@ -276,7 +275,37 @@ def describe_best(state: SweepState, record: TrialRecord) -> list[str]:
         lines.append(f"finalist: objective {record.final_objective:.4f} with the full benchmark "
                      "sets' deltas (what it was ranked by)")  # fmt: skip
     spread = describe_spread(state, record)
-    return [*lines, spread] if spread else lines
+    return [*lines, *([spread] if spread else []), *describe_front(state, record)]
+
+
+def describe_front(state: SweepState, record: TrialRecord) -> list[str]:
+    """A multi-objective sweep's Pareto front, each trial with its objectives, and the rule
+    that picked ``record`` from it (nothing for a sweep of one objective)."""
+    if not state.multi_objective:
+        return []
+    goals, front = state.goals, state.front()
+    knee = state.pick == "knee"
+    named = " and ".join(f"{g.metric} ({g.mode})" for g in goals)
+    picked = "by the knee" if knee else f"as the best {goals[0].metric}"
+    lines = [f"Pareto front of {named}: {len(front)} trial{'' if len(front) == 1 else 's'}; "
+             f"picked {picked}: {record.trial_id}"]  # fmt: skip
+    for trial in front:
+        values = {**trial.metrics, goals[0].metric: trial.objective(goals[0].metric)}
+        shown = ", ".join(f"{short_name(g.metric)} {fmt_value(values.get(g.metric))}"
+                          for g in goals)  # fmt: skip
+        lines.append(f"{BEST_MARK if trial is record else ' '} {trial.trial_id}: {shown}")
+    lines.append("the knee: the front trial closest to the ideal point, each objective scaled "
+                 "0..1 over the front; " + (f"objective.pick: first takes the best "
+                 f"{goals[0].metric} instead" if knee else "objective.pick is first"))  # fmt: skip
+    return lines
+
+
+def side_metrics(state: SweepState) -> list[str]:
+    """The metric columns beside the objective: a multi-objective sweep's other objectives, else
+    the loss that shows how training went (``second_metric``)."""
+    if state.multi_objective:
+        return [g.metric for g in state.goals[1:]]
+    return [second_metric(state.objective_metric)]
 
 
 def describe_spread(state: SweepState, record: TrialRecord) -> str | None:

@@ -14,7 +14,7 @@ from __future__ import annotations
 import contextlib
 import shutil
 import time
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -37,6 +37,7 @@ from sweeps.parent_run import (
     view_columns,
     write_sweep_files,
 )
+from sweeps.pareto import describe_goals
 from sweeps.preflight import LaunchPlan, benchmark_mirror, coerce_config, preflight
 from sweeps.state import TERMINAL, SweepState, study_storage, sweep_directory
 from sweeps.warm_start import resolve_prior, seed_study
@@ -45,7 +46,7 @@ if TYPE_CHECKING:
     from sweeps._tracking import SweepTracker
     from sweeps.prepare import PrepareResult
 
-__all__ = ["RELAUNCH_CONFIG", "launch_sweep", "prepare_for_sweep", "resume_sweep"]
+__all__ = ["RELAUNCH_CONFIG", "launch_sweep", "prepare_for_sweep", "rerun_failed", "resume_sweep"]
 
 DRIVER_LOCK = "driver.lock"  # held by the one driver (launch or resume) running a sweep
 
@@ -97,14 +98,9 @@ def resume_sweep(
 ) -> SweepState:  # fmt: skip
     """Continue a sweep whose driver stopped: finished trials stay finished, unfinished ones
     restart from their last checkpoint, and the MLflow runs and the Optuna study carry on."""
-    from sweeps.state import load_state
-
     console = console or Console()
     ray = RayOptions(address=address, num_cpus=num_cpus, num_gpus=num_gpus)
-    try:
-        state = load_state(sweep, state_dir=Path(state_dir))
-    except FileNotFoundError as exc:
-        raise ConfigError(str(exc)) from None
+    state = existing_sweep(sweep, state_dir=state_dir)
     with driver_lock(state.path):
         if state.status == "completed":
             _say(console)(f"Sweep {state.name} is already completed: nothing to resume.")
@@ -114,6 +110,45 @@ def resume_sweep(
             driver = reopen_sweep(state, plan, base, console=console)
             run_to_the_end(driver, ray=ray, resume=True)
     return state
+
+
+def rerun_failed(
+    sweep: str, *, state_dir: str | Path, address: str | None = None,
+    num_cpus: int | None = None, num_gpus: int | None = None, console: Console | None = None,
+) -> SweepState:  # fmt: skip
+    """Run a finished sweep's failed trials again, in the same sweep and study
+    (``sweeps/rerun.py``); the others stay as they ended."""
+    from sweeps.rerun import failed_trials, prepare_rerun
+
+    console = console or Console()
+    ray = RayOptions(address=address, num_cpus=num_cpus, num_gpus=num_gpus)
+    state = existing_sweep(sweep, state_dir=state_dir)
+    with driver_lock(state.path):
+        if state.status != "completed":
+            raise ConfigError(f"sweep {state.name} is {state.status}, not finished: continue it "
+                              f"first (sweep resume {state.name}); rerun --failed re-runs a "
+                              "finished sweep's failed trials")  # fmt: skip
+        failed = failed_trials(state)
+        if not failed:
+            _say(console)(f"Sweep {state.name} has no failed trial: nothing to re-run.")
+            return state
+        plan, base = set_up_resume(state, ray=ray, console=console)
+        with ray_running(ray):
+            driver = reopen_sweep(state, plan, base, console=console)
+            rerun = prepare_rerun(state, driver.tracker, trials=failed, say=driver.say,
+                                  storage=study_storage(plan.config, state.path))  # fmt: skip
+            run_to_the_end(driver, ray=ray, resume=True, rerun=rerun)
+    return state
+
+
+def existing_sweep(sweep: str, *, state_dir: str | Path) -> SweepState:
+    """A sweep's state by name or directory; one line when there is none."""
+    from sweeps.state import load_state
+
+    try:
+        return load_state(sweep, state_dir=Path(state_dir))
+    except FileNotFoundError as exc:
+        raise ConfigError(str(exc)) from None
 
 
 def new_sweep_name(config: SweepConfig) -> str:
@@ -213,12 +248,12 @@ def create_sweep(
         task_metric=plan.task_metric, mlflow_uri=config.tracking.mlflow_uri,
         experiment_id=tracker.experiment_id, parent_run_id=parent, base_model=config.base_model,
         base_model_digest=model_digest(Path(plan.spec.model_path)), digests=dict(plan.digests),
+        also=[[g.metric, g.mode] for g in plan.also], pick=config.objective.pick,
     )  # fmt: skip
     _describe_parent_run(plan, state, tracker, base_bench=base_bench)
     state.save()
     driver = Driver(plan, state, tracker, base, console)
-    driver.say(f"Sweep {state.name}: {plan.num_samples} trials, objective "
-               f"{plan.objective_metric} ({plan.objective_mode})")  # fmt: skip
+    driver.say(f"Sweep {state.name}: {plan.num_samples} trials, {describe_goals(plan.goals)}")
     base.record(state, tracker)
     return driver
 
@@ -255,24 +290,29 @@ def reopen_sweep(
     tracker.reopen(state.parent_run_id)
     driver = Driver(plan, state, tracker, base, console)
     ended = sum(t.status in TERMINAL for t in state.trials.values())
-    driver.say(f"Resuming sweep {state.name}: {ended} of {plan.num_samples} trials ended.")
+    failed = sum(t.status == "failed" for t in state.trials.values())
+    doing = (f"Re-running the {failed} failed trial{'' if failed == 1 else 's'} of"
+             if state.status == "completed" else "Resuming")  # fmt: skip
+    driver.say(f"{doing} sweep {state.name}: {ended} of {plan.num_samples} trials ended.")
     catch_up_logged_steps(state, tracker)
     return driver
 
 
 # --------------------------------------------------------------------------- 3-4. run, finish
-def run_to_the_end(driver: Driver, *, ray: RayOptions, resume: bool) -> None:
-    """Run the trials, conclude, and close the parent run whatever happens (interrupted
-    unless every trial ended)."""
+def run_to_the_end(
+    driver: Driver, *, ray: RayOptions, resume: bool, rerun: Sequence[str] = ()
+) -> None:
+    """Run the trials (or re-run ``rerun``, failed ones), conclude, and close the parent run
+    whatever happens (interrupted unless every trial ended)."""
     driver.state.status = "interrupted"
     try:
-        done = run_trials(driver, resume=resume)
+        done = run_trials(driver, resume=resume, rerun=rerun)
         conclude(driver, done=done)
     finally:
         end_parent_run(driver.state, driver.tracker)
 
 
-def run_trials(driver: Driver, *, resume: bool) -> bool:
+def run_trials(driver: Driver, *, resume: bool, rerun: Sequence[str] = ()) -> bool:
     """Ray Tune from the start (or from where it stopped) to the end; whether every planned
     trial ended (not after Ctrl-C, which makes Tune return early)."""
     from sweeps import tune
@@ -281,19 +321,21 @@ def run_trials(driver: Driver, *, resume: bool) -> bool:
 
     plan, state, tracker = driver.plan, driver.state, driver.tracker
     seed_study(plan.config, study_name=state.name, storage=study_storage(plan.config, state.path),
-               objective=plan.objective_metric, mode=plan.objective_mode, say=driver.say)  # fmt: skip
+               goals=plan.goals, say=driver.say)  # fmt: skip
     with LiveTable(driver.console) as live:
         recorder = SweepRecorder(state, tracker, live,
                                  logged_generations=plan.config.evaluation.logged_generations,
                                  poll=lambda: driver.base.record(state, tracker))  # fmt: skip
-        if resume:
+        if rerun:
+            grid = tune.rerun_tuner(plan.config, spec=plan.spec, recorder=recorder,
+                                    sweep_dir=state.path, trial_ids=rerun)  # fmt: skip
+        elif resume:
             grid = tune.resume_tuner(plan.config, spec=plan.spec, recorder=recorder,
                                      sweep_dir=state.path)  # fmt: skip
         else:
             grid = tune.run_tuner(plan.config, spec=plan.spec, recorder=recorder,
-                                  sweep_dir=state.path, metric=plan.objective_metric,
-                                  mode=plan.objective_mode, max_rungs=plan.max_rungs,
-                                  num_samples=plan.num_samples)  # fmt: skip
+                                  sweep_dir=state.path, goals=plan.goals,
+                                  max_rungs=plan.max_rungs, num_samples=plan.num_samples)  # fmt: skip
     if tune.every_trial_ended(grid):
         forget_lost_trials(state, tracker)
     ended = [t for t in state.trials.values() if t.status != "running"]

@@ -294,6 +294,13 @@ class ResumeOptions(SweepOption, RayOptions):
     pass
 
 
+class RerunOptions(SweepOption, RayOptions):
+    failed: bool = Field(
+        False, description="run the sweep's failed trials again, in the same sweep and study "
+        "(what to re-run: required)",
+    )  # fmt: skip
+
+
 class StatusOptions(SweepOption):
     pass
 

@@ -81,7 +81,7 @@ def sweep_tags(plan: LaunchPlan) -> dict[str, str]:
     tags.update({
         "base_model": config.base_model,
         "base_model.kind": plan.model_kind,
-        "objective": f"{plan.objective_metric} ({plan.objective_mode})",
+        "objective": ", ".join(f"{g.metric} ({g.mode})" for g in plan.goals),
         **{f"dataset.{name}.rows": str(count) for name, count in plan.rows.items()},
     })  # fmt: skip
     benchmarks = plan.spec.benchmarks
@@ -99,14 +99,15 @@ def sweep_artifacts(plan: LaunchPlan) -> dict[str, str]:
 
 
 def view_columns(plan: LaunchPlan) -> list[str]:
-    """The columns of the sweep's MLflow view: objective, loss, status, duration and the knobs
+    """The columns of the sweep's MLflow view: objective, loss (a multi-objective sweep's other
+    objectives instead), status, duration and the knobs
     the search varies (fixed ones are the same on every row)."""
     from sweeps.space import active_specs, fixed_value
 
-    second = second_metric(plan.objective_metric)
+    sides = [g.metric for g in plan.also] or [second_metric(plan.objective_metric)]
     knobs = [k for k, spec in active_specs(plan.config).items() if fixed_value(k, spec) is None]
-    return [f"metrics.`{plan.objective_metric}`", f"metrics.`{second}`", "tags.`status`",
-            "attributes.`Duration`", *(f"params.`{k}`" for k in knobs)]  # fmt: skip
+    return [f"metrics.`{plan.objective_metric}`", *(f"metrics.`{m}`" for m in sides),
+            "tags.`status`", "attributes.`Duration`", *(f"params.`{k}`" for k in knobs)]  # fmt: skip
 
 
 def log_sweep_pictures(
@@ -121,7 +122,7 @@ def log_sweep_pictures(
     try:
         with tempfile.TemporaryDirectory() as tmp:
             pictures = write_study_pictures(storage_url, study_name=state.name, out_dir=Path(tmp),
-                                            metric=state.objective_metric)  # fmt: skip
+                                            goals=[g.metric for g in state.goals])  # fmt: skip
             tracker.log_artifact_dirs(state.parent_run_id, {PICTURES_DIR: Path(tmp)})
         tracker.log_trials_table(state.parent_run_id, trials_table(state))
     except Exception as exc:  # a picture must not fail a finished sweep

@@ -12,14 +12,16 @@ import math
 from collections.abc import Iterable
 from dataclasses import dataclass, replace
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Literal
 
 from evals.benchmark_plan import BenchmarkPlan
 from evals.metric_keys import (
+    BENCHMARK_DELTA,
     COMPOSITE,
     HELDOUT_EXACT_MATCH,
     HELDOUT_TASK_METRIC,
     LOWER_IS_BETTER,
+    SECOND_OBJECTIVES,
     heldout,
 )
 from sweeps.config import (
@@ -32,6 +34,7 @@ from sweeps.config import (
     resolve_path,
 )
 from sweeps.console import Say
+from sweeps.pareto import Goal
 from sweeps.samplers import sampler_note
 from sweeps.space import max_epochs
 from trainers.data import (
@@ -65,6 +68,13 @@ class LaunchPlan:
     max_rungs: int
     num_samples: int
     train_token_lengths: tuple[int, ...] = ()  # each training row's tokens under the template
+    also: tuple[Goal, ...] = ()  # a multi-objective sweep's other objectives (objective.also)
+
+    @property
+    def goals(self) -> tuple[Goal, ...]:
+        """Every objective, the first one first (what the table sorts by)."""
+        mode: Literal["min", "max"] = "min" if self.objective_mode == "min" else "max"
+        return (Goal(self.objective_metric, mode), *self.also)
 
 
 def coerce_config(
@@ -174,19 +184,46 @@ def check_contamination(
 
 
 def resolve_objective(config: SweepConfig, task_metric: str, *, source: str) -> tuple[str, str]:
-    metric = config.objective.metric
-    if metric == HELDOUT_TASK_METRIC:
-        metric = heldout(task_metric)
+    objective = config.objective
+    metric = measured_metric(objective.metric, task_metric, where=f"{source}: objective.metric")
+    mode = objective.mode or ("min" if metric in LOWER_IS_BETTER else "max")
+    return metric, mode
+
+
+def measured_metric(metric: str, task_metric: str, *, where: str) -> str:
+    """A held-out objective as this data measures it (``heldout/task_metric`` named for the task
+    metric); refused when the data does not measure it."""
+    resolved = heldout(task_metric) if metric == HELDOUT_TASK_METRIC else metric
     allowed = {*LOWER_IS_BETTER, heldout(task_metric), HELDOUT_EXACT_MATCH}
     if task_metric == "none":
         allowed = set(LOWER_IS_BETTER)
-    if metric not in allowed:
+    if resolved not in allowed:
         raise ConfigError(
-            f"{source}: objective.metric: {config.objective.metric!r} is not measured "
-            f"for this data (task metric {task_metric}); use one of {sorted(allowed)}"
+            f"{where}: {metric!r} is not measured for this data (task metric {task_metric}); "
+            f"use one of {sorted(allowed)}"
         )
-    mode = config.objective.mode or ("min" if metric in LOWER_IS_BETTER else "max")
-    return metric, mode
+    return resolved
+
+
+def resolve_also(
+    config: SweepConfig, task_metric: str, *, primary: str, benchmarks: BenchmarkPlan | None,
+    source: str,
+) -> tuple[Goal, ...]:  # fmt: skip
+    """objective.also, each metric resolved as objective.metric is and checked to be measured:
+    a held-out one for this data, the benchmark delta only with benchmarks to score."""
+    goals: list[Goal] = []
+    for index, term in enumerate(config.objective.also):
+        where = f"{source}: objective.also[{index}]"
+        metric = term.metric
+        if metric == BENCHMARK_DELTA and (benchmarks is None or not benchmarks.tasks):
+            raise ConfigError(f"{where}: {metric} needs benchmarks to score; list them in "
+                              "benchmarks.tasks, or drop this objective")  # fmt: skip
+        if metric not in SECOND_OBJECTIVES:  # a held-out metric
+            metric = measured_metric(metric, task_metric, where=where)
+        if metric == primary or metric in (g.metric for g in goals):
+            raise ConfigError(f"{where}: {metric} is already an objective; list it once")
+        goals.append(Goal(metric, term.resolved_mode))
+    return tuple(goals)
 
 
 def available_cpus() -> int:
@@ -328,7 +365,9 @@ def check_study_storage(config: SweepConfig, *, source: str) -> None:
     raise ConfigError(f"{source}: search.storage: {hide_uri_password(url)}: {problem}")
 
 
-def check_warm_start(config: SweepConfig, *, objective: str, source: str, progress: Say) -> None:
+def check_warm_start(
+    config: SweepConfig, *, goals: tuple[Goal, ...], source: str, progress: Say
+) -> None:
     """search.warm_start names a sweep with the same objective; say what it will carry over."""
     if config.search.warm_start is None:
         return
@@ -336,7 +375,7 @@ def check_warm_start(config: SweepConfig, *, objective: str, source: str, progre
 
     prior = resolve_prior(config, state_dir=Path(config.tracking.state_dir)).search.warm_start
     try:
-        carried = carried_trials(config, prior_dir=Path(str(prior)), objective=objective)
+        carried = carried_trials(config, prior_dir=Path(str(prior)), goals=goals)
     except ConfigError as exc:
         raise ConfigError(f"{source}: {exc}") from None
     progress(carried.describe())
@@ -481,10 +520,13 @@ def preflight(
     metric, mode = resolve_objective(config, task_metric, source=source)
     benchmarks = check_benchmarks(config, config_dir=config_dir, source=source,
                                   heldout_metric=metric, mode=mode, progress=progress)  # fmt: skip
+    also = resolve_also(config, task_metric, primary=metric, benchmarks=benchmarks,
+                        source=source)  # fmt: skip
     if benchmarks is not None and benchmarks.weights:
         metric = COMPOSITE
     check_study_storage(config, source=source)
-    check_warm_start(config, objective=metric, source=source, progress=progress)
+    goals = (Goal(metric, "min" if mode == "min" else "max"), *also)
+    check_warm_start(config, goals=goals, source=source, progress=progress)
     note = sampler_note(config)
     if note:
         progress(f"Note: {note}")
@@ -507,7 +549,7 @@ def preflight(
         rows={name: len(rows) for name, rows in examples.items()},
         model_kind=model.kind,
         max_rungs=max_epochs(config.search_space) * config.training.evals_per_epoch,
-        num_samples=planned_trials(config), train_token_lengths=tuple(lengths),
+        num_samples=planned_trials(config), train_token_lengths=tuple(lengths), also=also,
     )  # fmt: skip
 
 

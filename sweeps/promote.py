@@ -111,9 +111,24 @@ def load_candidate(ref: str, *, state_dir: Path) -> Candidate:
             "held-out set and base model the evidence is computed on; not a bare directory"
         )
     state = load_state(adapter.sweep, state_dir=state_dir)
+    check_on_the_front(state, adapter.trial_id)
     config = config_from_dict(yaml.safe_load((state.path / "config.yaml").read_text()),
                               source=str(state.path / "config.yaml"))  # fmt: skip
     return Candidate(state, state.trials[adapter.trial_id], adapter.path, load_spec(state), config)
+
+
+def check_on_the_front(state: SweepState, trial_id: str) -> None:
+    """A multi-objective sweep promotes a trial of its Pareto front: one off it is worse than a
+    front trial on every objective."""
+    front = state.front()
+    if not state.multi_objective or trial_id in {t.trial_id for t in front}:
+        return
+    names = ", ".join(t.trial_id for t in front) or "none yet"
+    raise ConfigError(
+        f"{state.name}/{trial_id} is not on the Pareto front of "
+        f"{' and '.join(g.metric for g in state.goals)} (another trial is as good or better on "
+        f"every objective); promote one of the front: {names}"
+    )
 
 
 def check_inputs(candidate: Candidate, *, progress: Say) -> None:

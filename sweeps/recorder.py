@@ -175,6 +175,7 @@ def forget_lost_trials(state: SweepState, tracker: SweepTracker) -> list[str]:
     for trial_id in lost:
         tracker.delete_run(state.trials.pop(trial_id).run_id)
     kept = {t.run_id for t in state.trials.values()}
+    kept.update(run for runs in state.reruns.values() for run in runs)  # failed, then re-run
     for run_id in tracker.child_trial_runs(state.parent_run_id):
         if run_id not in kept:
             tracker.delete_run(run_id)

@@ -12,6 +12,7 @@ from collections.abc import Sequence
 import optuna
 
 from sweeps.config import AshaConfig, Choice, RatioOfR, SweepConfig
+from sweeps.pareto import Goal, describe_goals
 from sweeps.space import active_specs, fixed_value, grid_values
 
 ALGORITHMS = {
@@ -21,7 +22,7 @@ ALGORITHMS = {
     "gp": "Gaussian-process Bayesian optimisation",
     "cmaes": "CMA-ES",
     "qmc": "quasi-Monte Carlo (scrambled Sobol)",
-    "nsga2": "NSGA-II (a genetic algorithm)",
+    "nsga2": "NSGA-II (a genetic algorithm; one objective or several)",
 }
 CONTINUOUS_ONLY = ("cmaes", "qmc")  # they sample choice knobs independently, at random
 
@@ -94,21 +95,26 @@ def sampler_note(config: SweepConfig) -> str | None:
             "ranges (int, uniform, loguniform) to search them with it, or use tpe")  # fmt: skip
 
 
-def describe_search(config: SweepConfig, *, objective: str, mode: str, max_rungs: int) -> list[str]:
-    """What ``sweep validate`` says of the search: the algorithm, the objective, and how
+def describe_search(config: SweepConfig, *, goals: Sequence[Goal], max_rungs: int) -> list[str]:
+    """What ``sweep validate`` says of the search: the algorithm, the objective(s), and how
     trials are stopped."""
     search = config.search
     algorithm = ALGORITHMS[search.algorithm]
     if search.algorithm == "tpe" and search.multivariate:
         algorithm += ", multivariate" + (" with groups" if search.group else "")
+    if search.algorithm == "tpe" and len(goals) > 1:
+        algorithm += ", multi-objective"
     lines = [f"search: {search.algorithm}, {algorithm}; {search.num_samples} trials, seed "
-             f"{search.seed}", f"objective: {objective} ({mode})"]  # fmt: skip
+             f"{search.seed}", describe_goals(goals).replace(" ", ": ", 1)]  # fmt: skip
     scheduler = config.scheduler
     if isinstance(scheduler, AshaConfig) and max_rungs > 1:
-        lines.append(f"stopping: ASHA on the held-out rungs (of {max_rungs}): every trial runs "
-                     f"{min(scheduler.grace_period, max_rungs)} rung(s), then goes on only in "
-                     f"the top 1/{scheduler.reduction_factor:g} of its rung; a stopped trial "
-                     "reaches Optuna as PRUNED with its rung values")  # fmt: skip
+        ranked = ("MO-ASHA: a trial is stopped only when a trial at its rung dominates it and it "
+                  "is outside the rung's top" if len(goals) > 1 else "every trial runs "
+                  f"{min(scheduler.grace_period, max_rungs)} rung(s), then goes on only in the "
+                  "top")  # fmt: skip
+        lines.append(f"stopping: ASHA on the held-out rungs (of {max_rungs}): {ranked} "
+                     f"1/{scheduler.reduction_factor:g} of its rung; a stopped trial reaches "
+                     "Optuna as PRUNED with its rung values")  # fmt: skip
     else:
         lines.append("stopping: none, every trial runs all its rungs")
     note = sampler_note(config)

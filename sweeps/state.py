@@ -21,6 +21,7 @@ from typing import Any
 
 from evals.metric_keys import COST_DEVICE_SECONDS
 from sweeps.config import ConfigError, SweepConfig, Tracking, check_safe_name
+from sweeps.pareto import Goal, knee, losses, pareto_front
 
 # The schema's defaults (tracking: in a sweep YAML), for commands given no YAML
 DEFAULT_STATE_DIR = Path(Tracking().state_dir)
@@ -31,6 +32,7 @@ SPEC_FILE = "trial_spec.json"
 RESTORES_FILE = "restores.jsonl"  # written by the trials' workers, one line per restart
 FAULTS_DIR = "faults"  # <sweep>/faults/<trial>.txt: a fault that would recur, with its reason
 WORK_DIR = "work"  # <sweep>/work/<trial>: a running trial's checkpoint being written or restored
+RAY_TRIAL_ID = "ray_trial_id"  # the Optuna user attribute naming a study trial's Ray trial
 
 
 @dataclass
@@ -73,6 +75,19 @@ class SweepState:
     base_model: str = ""  # as the config names it
     base_model_digest: str = ""  # sha256 of its config and weights (promotion checks it)
     digests: dict[str, str] = field(default_factory=dict)  # sha256 per data file
+    also: list[list[str]] = field(default_factory=list)  # more objectives: [metric, mode] each
+    pick: str = "knee"  # which trial of the Pareto front is best (objective.pick)
+    reruns: dict[str, list[str]] = field(default_factory=dict)  # trial: its failed attempts' runs
+
+    @property
+    def goals(self) -> list[Goal]:
+        """Every objective, the first (objective_metric) first."""
+        pairs = [[self.objective_metric, self.objective_mode], *self.also]
+        return [Goal(metric, "min" if mode == "min" else "max") for metric, mode in pairs]
+
+    @property
+    def multi_objective(self) -> bool:
+        return bool(self.also)
 
     @property
     def spec_path(self) -> Path:
@@ -116,11 +131,35 @@ class SweepState:
 
     def best_trial(self) -> TrialRecord | None:
         """The best completed trial that no guard flagged; once finalists were re-scored on the
-        full benchmark sets, only a finalist can be best."""
+        full benchmark sets, only a finalist can be best. With several objectives, the trial of
+        the Pareto front that ``pick`` names: the knee, or the best on the first objective."""
+        eligible = self.eligible_trials()
+        if not eligible or not self.multi_objective:
+            return eligible[0] if eligible else None
+        front = self.front()
+        if self.pick == "first":
+            return front[0]
+        points = [self.point(t) for t in front]
+        return front[knee(points, list(range(len(front))))]
+
+    def eligible_trials(self) -> list[TrialRecord]:
+        """The trials best_trial picks from, best first on the first objective."""
         eligible = [t for t in self.ranked_trials() if not t.guard]
         if any(t.finalist for t in self.trials.values()):
             eligible = [t for t in eligible if t.finalist]
-        return eligible[0] if eligible else None
+        return eligible
+
+    def front(self) -> list[TrialRecord]:
+        """The eligible trials no other eligible trial dominates on every objective, best first
+        on the first objective (with one objective: the best, and any tie)."""
+        eligible = self.eligible_trials()
+        points = [self.point(t) for t in eligible]
+        return [eligible[i] for i in pareto_front(points)]
+
+    def point(self, record: TrialRecord) -> tuple[float | None, ...]:
+        """A trial's objectives as losses (lower is better), the first one as best ranks it."""
+        metrics = {**record.metrics, self.objective_metric: record.objective(self.objective_metric)}
+        return losses(self.goals, {k: v for k, v in metrics.items() if v is not None})
 
 
 def disk_usage(directory: Path) -> dict[str, int]:

@@ -9,7 +9,7 @@ one row per trial: status, rungs, duration, hyperparameters and the objective.
 from __future__ import annotations
 
 import warnings
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -35,24 +35,34 @@ class Pictures:
     skipped: dict[str, str]
 
 
-def _plots(metric: str) -> list[tuple[str, str, Callable[[optuna.Study], Axes]]]:
+def _plots(goals: Sequence[str]) -> list[tuple[str, str, Callable[[optuna.Study], Axes]]]:
+    """Optuna's pictures of the study: of its first objective, plus the Pareto front when it
+    has two or three (Optuna's own plot)."""
     from optuna.importance import FanovaImportanceEvaluator
     from optuna.visualization import matplotlib as plots
 
-    return [
+    metric = goals[0]
+    first = None if len(goals) == 1 else (lambda t: t.values[0])
+    pictures = [
         ("optimization_history.png", "optimisation history",
-         lambda s: plots.plot_optimization_history(s, target_name=metric)),
+         lambda s: plots.plot_optimization_history(s, target=first, target_name=metric)),
         ("parallel_coordinate.png", "parallel coordinates",
-         lambda s: plots.plot_parallel_coordinate(s, target_name=metric)),
+         lambda s: plots.plot_parallel_coordinate(s, target=first, target_name=metric)),
         ("param_importances.png", "hyperparameter importances (fANOVA)",
          lambda s: plots.plot_param_importances(
-             s, evaluator=FanovaImportanceEvaluator(seed=0), target_name=metric)),
-        ("intermediate_values.png", "intermediate values per trial (pruned ones end early)",
-         plots.plot_intermediate_values),
+             s, evaluator=FanovaImportanceEvaluator(seed=0), target=first, target_name=metric)),
     ]  # fmt: skip
+    if len(goals) == 1:
+        pictures.append(("intermediate_values.png",
+                         "intermediate values per trial (pruned ones end early)",
+                         plots.plot_intermediate_values))  # fmt: skip
+    elif len(goals) <= 3:
+        pictures.append(("pareto_front.png", "Pareto front",
+                         lambda s: plots.plot_pareto_front(s, target_names=list(goals))))  # fmt: skip
+    return pictures
 
 
-def write_study_pictures(storage_url: str, *, study_name: str, metric: str,
+def write_study_pictures(storage_url: str, *, study_name: str, goals: Sequence[str],
                          out_dir: Path) -> Pictures:  # fmt: skip
     """Draw the study's pictures into ``out_dir``; a picture the study cannot give yet (too
     few finished trials, one knob only) is skipped with the reason."""
@@ -70,7 +80,7 @@ def write_study_pictures(storage_url: str, *, study_name: str, metric: str,
     trials = study.get_trials(deepcopy=False)
     complete = any(t.state == optuna.trial.TrialState.COMPLETE for t in trials)
     stepped = any(t.intermediate_values for t in trials)
-    for filename, title, plot in _plots(metric):
+    for filename, title, plot in _plots(goals):
         if not complete or (filename == "intermediate_values.png" and not stepped):
             # Optuna draws empty axes then, with only a warning: a blank picture says nothing
             skipped[title] = "no completed trial" if not complete else "no trial reported a rung"

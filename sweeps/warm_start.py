@@ -12,12 +12,14 @@ driver) adds nothing twice. No ray here: preflight checks the prior sweep before
 from __future__ import annotations
 
 from collections import Counter
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
 
 from sweeps.config import ConfigError, SweepConfig, load_config
 from sweeps.console import Say
+from sweeps.pareto import RUNG_VALUES, Goal
 from sweeps.space import Value, distributions, fixed_values
 
 if TYPE_CHECKING:
@@ -55,23 +57,23 @@ def resolve_prior(config: SweepConfig, *, state_dir: Path) -> SweepConfig:
     return config.model_copy(update={"search": search})
 
 
-def seed_study(config: SweepConfig, *, study_name: str, storage: str, objective: str,
-               mode: str, say: Say) -> int:  # fmt: skip
+def seed_study(config: SweepConfig, *, study_name: str, storage: str, goals: Sequence[Goal],
+               say: Say) -> int:  # fmt: skip
     """Create (or open) the sweep's study and add the prior sweep's carried trials it lacks;
     the searcher then opens this study (Ray's OptunaSearch loads an existing one)."""
     import optuna
 
     if config.search.warm_start is None:
         return 0
-    carried = carried_trials(config, prior_dir=Path(config.search.warm_start), objective=objective)
-    direction = optuna.study.StudyDirection.MAXIMIZE if mode == "max" else (
-        optuna.study.StudyDirection.MINIMIZE)  # fmt: skip
-    study = optuna.create_study(study_name=study_name, storage=storage, direction=direction,
+    carried = carried_trials(config, prior_dir=Path(config.search.warm_start), goals=goals)
+    directions = [optuna.study.StudyDirection.MAXIMIZE if g.mode == "max" else
+                  optuna.study.StudyDirection.MINIMIZE for g in goals]  # fmt: skip
+    study = optuna.create_study(study_name=study_name, storage=storage, directions=directions,
                                 load_if_exists=True)  # fmt: skip
     return add_carried(study, carried, say=say)
 
 
-def carried_trials(config: SweepConfig, *, prior_dir: Path, objective: str) -> Carried:
+def carried_trials(config: SweepConfig, *, prior_dir: Path, goals: Sequence[Goal]) -> Carried:
     """The prior sweep's finished trials that fit ``config``'s space, as new-study trials."""
     import optuna
 
@@ -82,10 +84,10 @@ def carried_trials(config: SweepConfig, *, prior_dir: Path, objective: str) -> C
         raise ConfigError(f"search.warm_start: no sweep at {prior_dir}; name a sweep in "
                           "tracking.state_dir (sweep status lists them) or give its directory")  # fmt: skip
     prior_state = load_state(prior_dir.name, state_dir=prior_dir.parent)
-    if prior_state.objective_metric != objective:
+    if list(prior_state.goals) != list(goals):
         raise ConfigError(
-            f"search.warm_start: {prior_dir.name} optimised {prior_state.objective_metric}, this "
-            f"sweep {objective}; its values would mislead the sampler: warm-start from a sweep "
+            f"search.warm_start: {prior_dir.name} optimised {_named(prior_state.goals)}, this "
+            f"sweep {_named(goals)}; its values would mislead the sampler: warm-start from a sweep "
             "with the same objective"
         )
     prior_config = load_config(prior_dir / RELAUNCH_CONFIG)
@@ -105,6 +107,13 @@ def carried_trials(config: SweepConfig, *, prior_dir: Path, objective: str) -> C
             continue
         kept.append(copied(trial, space, origin=f"{prior_dir.name}#{trial.number}"))
     return Carried(prior_dir.name, kept, skipped, len(finished))
+
+
+def _named(goals: Sequence[Goal]) -> str:
+    """``heldout/field_f1``, or ``heldout/field_f1 (max) and cost/device_seconds (min)``."""
+    if len(goals) == 1:
+        return goals[0].metric
+    return " and ".join(f"{g.metric} ({g.mode})" for g in goals)
 
 
 def check_same_setting(earlier: SweepConfig, config: SweepConfig, *, prior: str) -> None:
@@ -152,16 +161,18 @@ def copied(
     trial: optuna.trial.FrozenTrial, space: dict[str, optuna.distributions.BaseDistribution],
     *, origin: str,
 ) -> optuna.trial.FrozenTrial:  # fmt: skip
-    """The trial as a new-study trial: its searched knobs, value, rung values and state."""
+    """The trial as a new-study trial: its searched knobs, values, rung values and state."""
     import optuna
+
+    rung_values = {k: v for k, v in trial.user_attrs.items() if k == RUNG_VALUES}
 
     return optuna.trial.create_trial(
         state=trial.state,
         params={knob: trial.params[knob] for knob in space},
         distributions=space,
-        value=trial.value if trial.state == optuna.trial.TrialState.COMPLETE else None,
+        values=trial.values if trial.state == optuna.trial.TrialState.COMPLETE else None,
         intermediate_values=dict(trial.intermediate_values),
-        user_attrs={ORIGIN: origin},
+        user_attrs={ORIGIN: origin, **rung_values},
     )
 
 

@@ -28,6 +28,7 @@ from ray.tune.schedulers import TrialScheduler
 
 from evals.metric_keys import FINAL_RUNG, RUNG
 from sweeps.config import SweepConfig
+from sweeps.pareto import Goal
 from sweeps.space import Value
 from sweeps.tune.searcher import PruneAwareOptunaSearch, optuna_search
 from sweeps.tune.tuner import build_scheduler
@@ -115,7 +116,8 @@ def replay_search(
     """Run the sweep's search for ``trials`` trials on recorded curves (``lookup`` maps a trial's
     hyperparameters to its curve); return each trial's end and the compute it had cost."""
     optuna.logging.set_verbosity(optuna.logging.WARNING)
-    searcher = optuna_search(config, metric=metric, mode=mode, study_name="replay",
+    goal = Goal(metric, "min" if mode == "min" else "max")
+    searcher = optuna_search(config, goals=[goal], study_name="replay",
                              storage=optuna.storages.InMemoryStorage())  # fmt: skip
     scheduler = build_scheduler(config, max_rungs=rungs)
     scheduler.set_search_properties(metric, mode)

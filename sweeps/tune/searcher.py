@@ -10,7 +10,7 @@ and the search's state as separate files, and a crash between them pairs files o
 from __future__ import annotations
 
 import json
-from collections.abc import Callable, Collection, Mapping
+from collections.abc import Callable, Collection, Mapping, Sequence
 
 import optuna
 from optuna.trial import TrialState
@@ -22,14 +22,18 @@ from ray.tune.search.optuna import OptunaSearch
 from evals.metric_keys import FINAL_RUNG, RUNG
 from sweeps._storage import filesystem_and_path
 from sweeps.config import SweepConfig
+from sweeps.pareto import RUNG_VALUES, Goal
 from sweeps.samplers import build_sampler
 from sweeps.space import Value, define_by_run
+from sweeps.state import RAY_TRIAL_ID
 
 # RUNG: the trial's own rung count, ASHA's time and Optuna's step (Ray's training_iteration runs
 # ahead of it when a restart falls back to an older checkpoint); FINAL_RUNG: 1 on a trial's last
 # rung, when it ran to the end
-RAY_TRIAL_ID = "ray_trial_id"  # the user attribute naming a study trial's Ray trial
 UNFINISHED = (Trial.PENDING, Trial.RUNNING, Trial.PAUSED)  # Ray runs these again on restore
+# The errored trials a ``sweep rerun --failed`` restarts (Ray's restart_errored), set by the
+# driver before Ray restores the search: live again, though Ray saved them as ERROR
+RERUNNING: set[str] = set()
 
 
 class PruneAwareOptunaSearch(OptunaSearch):
@@ -43,6 +47,10 @@ class PruneAwareOptunaSearch(OptunaSearch):
     ``on_trial_result`` except the one on which the scheduler decides STOP (also at ASHA's
     max_t), so that rung is reported when the trial ends: its intermediate values are complete.
 
+    Several objectives (``metric`` a list): Optuna keeps one number per step, so each rung's
+    values go in the study trial's user attribute ``rung_values`` ({rung: [each objective]});
+    a trial stopped early is told PRUNED with no values, its rungs there.
+
     Once: the study (sqlite) is written at each call, while Ray saves this searcher every few
     seconds; after a driver crash the restored searcher can be older than the study, and a
     restarted trial replays its rungs. A rung the study holds, or an end it holds, is not told
@@ -55,14 +63,15 @@ class PruneAwareOptunaSearch(OptunaSearch):
     """
 
     def __init__(
-        self, *, space: Callable[[optuna.Trial], dict[str, Value]], metric: str, mode: str,
-        sampler: optuna.samplers.BaseSampler, storage: optuna.storages.BaseStorage,
-        study_name: str,
+        self, *, space: Callable[[optuna.Trial], dict[str, Value]], metric: str | list[str],
+        mode: str | list[str], sampler: optuna.samplers.BaseSampler,
+        storage: optuna.storages.BaseStorage, study_name: str,
     ) -> None:  # fmt: skip
         super().__init__(space=space, metric=metric, mode=mode, sampler=sampler,
                          storage=storage, study_name=study_name)  # fmt: skip
         self._study_storage = storage  # the study's records, read back to tell each thing once
         self._reported_step: dict[str, int] = {}
+        self._metrics = metric if isinstance(metric, list) else [metric]
 
     @property
     def study(self) -> optuna.Study:
@@ -88,7 +97,7 @@ class PruneAwareOptunaSearch(OptunaSearch):
             return
         if trial_id not in self._ot_trials:  # no study trial to tell
             return
-        if result is not None and not error and self.metric in result:
+        if result is not None and not error and self._measured(result):
             self._report(trial_id, result)
         if result is None or error or result.get(FINAL_RUNG):
             super().on_trial_complete(trial_id, result=result, error=error)
@@ -120,12 +129,34 @@ class PruneAwareOptunaSearch(OptunaSearch):
                  for trial_id in held if trial_id in tagged}  # fmt: skip
         self._ot_trials = {**known, **found}
 
+    def forget_ends(self, trial_ids: Collection[str]) -> None:
+        """Forget that these trials ended (``sweep rerun --failed`` runs them again), so their
+        new rungs and end are told to their new study trials."""
+        for trial_id in trial_ids:
+            self._completed_trials.discard(trial_id)
+            self._reported_step.pop(trial_id, None)
+
+    def _measured(self, result: Mapping[str, object]) -> bool:
+        """Whether the result holds an objective (every rung does; a benchmark is scored at the
+        last one only)."""
+        return any(metric in result for metric in self._metrics)
+
     def _report(self, trial_id: str, result: Mapping[str, object]) -> None:
         step = int(_number(result, RUNG))
         if step <= self._reported_step.get(trial_id, 0) or self._study_holds(trial_id, step):
             return
-        self._ot_trials[trial_id].report(_number(result, self.metric), step)
+        if len(self._metrics) > 1:
+            self._report_values(trial_id, step, result)
+        else:
+            self._ot_trials[trial_id].report(_number(result, self._metrics[0]), step)
         self._reported_step[trial_id] = step
+
+    def _report_values(self, trial_id: str, step: int, result: Mapping[str, object]) -> None:
+        """A multi-objective rung: each objective's value (None where not measured yet)."""
+        stored = self._stored_trial(trial_id)
+        rungs = dict(stored.user_attrs.get(RUNG_VALUES, {})) if stored is not None else {}
+        rungs[str(step)] = [_number(result, m) if m in result else None for m in self._metrics]
+        self._ot_trials[trial_id].set_user_attr(RUNG_VALUES, rungs)
 
     def _study_holds(self, trial_id: str, step: int) -> bool:
         """Whether the study holds this rung's value, or the trial as ended (told just before a
@@ -133,7 +164,8 @@ class PruneAwareOptunaSearch(OptunaSearch):
         stored = self._stored_trial(trial_id)
         if stored is None:
             return False
-        return stored.state.is_finished() or step in stored.intermediate_values
+        return (stored.state.is_finished() or step in stored.intermediate_values
+                or str(step) in stored.user_attrs.get(RUNG_VALUES, {}))  # fmt: skip
 
     def _orphan(self) -> optuna.trial.Trial | None:
         held = {t._trial_id for t in self._ot_trials.values()}
@@ -191,11 +223,13 @@ class SweepSearchGenerator(SearchGenerator):
         if restored is None:  # none readable where the sweep made it: the state as saved
             return
         self._counter = len(restored)
-        live = {trial_id for trial_id, status in restored.items() if status in UNFINISHED}
+        live = {trial_id for trial_id, status in restored.items()
+                if status in UNFINISHED or trial_id in RERUNNING}  # fmt: skip
         self.limiter.live_trials = live
         self.limiter.num_unfinished_live_trials = len(live)
         if isinstance(self.limiter.searcher, PruneAwareOptunaSearch):
             self.limiter.searcher.keep_trials(restored)
+            self.limiter.searcher.forget_ends(RERUNNING & set(restored))
 
 
 def restored_trials(experiment: str) -> dict[str, str] | None:
@@ -216,24 +250,27 @@ def restored_trials(experiment: str) -> dict[str, str] | None:
 
 
 def build_searcher(
-    config: SweepConfig, *, metric: str, mode: str, storage_url: str, study_name: str,
+    config: SweepConfig, *, goals: Sequence[Goal], storage_url: str, study_name: str,
     experiment: str,
 ) -> SweepSearchGenerator:  # fmt: skip
     """Optuna (the sampler search.algorithm names, sweeps/samplers.py) over the YAML space,
     persisted in the sweep's study, at most max_concurrent trials at once, for the Tune
     experiment at ``experiment``."""
-    searcher = optuna_search(config, metric=metric, mode=mode, study_name=study_name,
+    searcher = optuna_search(config, goals=goals, study_name=study_name,
                              storage=optuna.storages.RDBStorage(storage_url))  # fmt: skip
     limiter = ConcurrencyLimiter(searcher, max_concurrent=config.search.max_concurrent)
     return SweepSearchGenerator(limiter, experiment=experiment)
 
 
 def optuna_search(
-    config: SweepConfig, *, metric: str, mode: str, storage: optuna.storages.BaseStorage,
+    config: SweepConfig, *, goals: Sequence[Goal], storage: optuna.storages.BaseStorage,
     study_name: str,
 ) -> PruneAwareOptunaSearch:  # fmt: skip
     """The sweep's searcher itself: the YAML space and the configured sampler on ``storage``
-    (a sweep's sqlite or PostgreSQL study; an in-memory one for replays, sweeps/tune/replay.py)."""
+    (a sweep's sqlite or PostgreSQL study; an in-memory one for replays, sweeps/tune/replay.py).
+    Several goals make a multi-objective study (tpe is then Optuna's multi-objective TPE)."""
+    metric: str | list[str] = goals[0].metric if len(goals) == 1 else [g.metric for g in goals]
+    mode: str | list[str] = goals[0].mode if len(goals) == 1 else [g.mode for g in goals]
     return PruneAwareOptunaSearch(
         space=define_by_run(config), metric=metric, mode=mode, sampler=build_sampler(config),
         storage=storage, study_name=study_name,

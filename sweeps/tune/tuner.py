@@ -6,7 +6,7 @@ from __future__ import annotations
 import logging
 import os
 import shutil
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Collection, Mapping, Sequence
 from pathlib import Path
 
 import optuna
@@ -18,9 +18,11 @@ from ray.tune.schedulers import ASHAScheduler, FIFOScheduler
 from evals.metric_keys import RUNG
 from sweeps._storage import is_local, storage_for
 from sweeps.config import AshaConfig, SweepConfig
+from sweeps.pareto import Goal
 from sweeps.recorder import SweepRecorder
 from sweeps.state import WORK_DIR, study_storage
-from sweeps.tune.searcher import build_searcher
+from sweeps.tune.moasha import MultiObjectiveASHA
+from sweeps.tune.searcher import RERUNNING, build_searcher
 from sweeps.tune.trainable import lora_trainable
 from trainers.spec import TrialSpec
 
@@ -49,14 +51,16 @@ def stop_ray() -> None:
 
 def run_tuner(
     config: SweepConfig, *, spec: TrialSpec, recorder: SweepRecorder, sweep_dir: Path,
-    metric: str, mode: str, max_rungs: int, num_samples: int,
+    goals: Sequence[Goal], max_rungs: int, num_samples: int,
 ) -> tune.ResultGrid:  # fmt: skip
-    """Run the Tune experiment to the end; returns Ray's ResultGrid."""
+    """Run the Tune experiment to the end; returns Ray's ResultGrid. With several goals, Tune's
+    single metric stays unset: the searcher and the scheduler hold the goals."""
     _save_state_often()
+    first = goals[0]
+    metric, mode = (first.metric, first.mode) if len(goals) == 1 else (None, None)
     searcher = build_searcher(
         config,
-        metric=metric,
-        mode=mode,
+        goals=goals,
         storage_url=study_storage(config, sweep_dir),
         study_name=sweep_dir.name,
         experiment=experiment_path(config, sweep_dir),
@@ -69,7 +73,7 @@ def run_tuner(
             mode=mode,
             search_alg=searcher,
             num_samples=num_samples,
-            scheduler=build_scheduler(config, max_rungs=max_rungs),
+            scheduler=build_scheduler(config, max_rungs=max_rungs, goals=goals),
             reuse_actors=False,
         ),
         run_config=tune.RunConfig(
@@ -78,7 +82,7 @@ def run_tuner(
             storage_filesystem=filesystem,
             verbose=0,
             callbacks=[RecorderCallback(recorder)],
-            checkpoint_config=checkpoint_config(config, metric=metric, mode=mode),
+            checkpoint_config=checkpoint_config(config, metric=first.metric, mode=first.mode),
             failure_config=tune.FailureConfig(max_failures=config.recovery.max_retries),
         ),
     )
@@ -98,6 +102,28 @@ def resume_tuner(
         resume_unfinished=True, resume_errored=True, storage_filesystem=filesystem,
     )  # fmt: skip
     return tuner.fit()
+
+
+def rerun_tuner(
+    config: SweepConfig, *, spec: TrialSpec, recorder: SweepRecorder, sweep_dir: Path,
+    trial_ids: Collection[str],
+) -> tune.ResultGrid:  # fmt: skip
+    """Run a finished experiment's errored trials again, from scratch, under their own Ray trial
+    ids (Ray's restart_errored); the search tells each one's new study trial how it ended."""
+    _DRIVER["recorder"] = recorder
+    _save_state_often()
+    RERUNNING.clear()
+    RERUNNING.update(trial_ids)
+    path, filesystem = storage_for(experiment_path(config, sweep_dir))
+    tuner = tune.Tuner.restore(
+        path, trainable=_trainable(config, spec=spec, sweep_dir=sweep_dir),
+        resume_unfinished=True, resume_errored=False, restart_errored=True,
+        storage_filesystem=filesystem,
+    )  # fmt: skip
+    try:
+        return tuner.fit()
+    finally:
+        RERUNNING.clear()
 
 
 def can_resume(config: SweepConfig, sweep_dir: Path) -> bool:
@@ -134,11 +160,17 @@ def checkpoint_config(config: SweepConfig, *, metric: str, mode: str) -> tune.Ch
     return tune.CheckpointConfig(num_to_keep=recovery.keep_checkpoints)
 
 
-def build_scheduler(config: SweepConfig, *, max_rungs: int) -> ASHAScheduler | FIFOScheduler:
-    """ASHA on the trials' rungs, or no early stopping."""
+def build_scheduler(
+    config: SweepConfig, *, max_rungs: int, goals: Sequence[Goal] = ()
+) -> ASHAScheduler | MultiObjectiveASHA | FIFOScheduler:
+    """ASHA on the trials' rungs (MO-ASHA with several goals), or no early stopping."""
     scheduler = config.scheduler
     if not isinstance(scheduler, AshaConfig):
         return FIFOScheduler()
+    if len(goals) > 1:
+        return MultiObjectiveASHA(goals=goals, max_t=max(max_rungs, 1),
+                                  grace_period=min(scheduler.grace_period, max(max_rungs, 1)),
+                                  reduction_factor=scheduler.reduction_factor)  # fmt: skip
     return ASHAScheduler(
         time_attr=RUNG,
         max_t=max(max_rungs, 1),

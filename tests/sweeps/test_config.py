@@ -288,3 +288,16 @@ def test_refused_peft_variants_are_one_line_naming_the_fields(
         load_config(path)
     error = str(caught.value)
     assert error.startswith(f"{path}:{line}: {message}") and "\n" not in error, error
+
+
+def test_a_yaml_exponent_without_a_dot_is_a_number(tmp_path: Path) -> None:
+    """PyYAML (YAML 1.1) reads ``3e-5`` as a string; the guides write learning rates so."""
+    path = tmp_path / "s.yaml"
+    path.write_text("data: {train: t.jsonl}\nsearch_space:\n  learning_rate: [3e-5, 1e-4]\n"
+                    "  weight_decay: 1e-2\n  lora_target_modules: [all-linear, attention]\n")  # fmt: skip
+    assert yaml.safe_load(path.read_text())["search_space"]["learning_rate"] == ["3e-5", "1e-4"]
+    space = load_config(path).search_space
+    assert isinstance(space.learning_rate, Choice) and space.learning_rate.values == [3e-5, 1e-4]
+    assert space.weight_decay == 0.01
+    assert isinstance(space.lora_target_modules, Choice)
+    assert space.lora_target_modules.values == ["all-linear", "attention"]

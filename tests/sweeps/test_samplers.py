@@ -12,6 +12,7 @@ from optuna.trial import TrialState
 from evals.metric_keys import FINAL_RUNG, RUNG
 from sweeps import launch_sweep
 from sweeps.config import ConfigError, SweepConfig, config_from_dict
+from sweeps.pareto import Goal
 from sweeps.samplers import (
     ALGORITHMS,
     AskTellGridSampler,
@@ -117,12 +118,19 @@ def test_samplers_of_ranges_refuse_a_space_of_choices_and_name_the_choices_they_
 
 def test_validate_names_the_algorithm_the_objective_and_how_trials_stop() -> None:
     lines = describe_search(config("tpe", multivariate=True, group=True),
-                            objective="heldout/field_f1", mode="max", max_rungs=4)  # fmt: skip
+                            goals=[Goal("heldout/field_f1", "max")], max_rungs=4)  # fmt: skip
     assert lines[0] == ("search: tpe, TPE (Optuna's Bayesian default), multivariate with groups; "
                         "12 trials, seed 7")  # fmt: skip
     assert lines[1] == "objective: heldout/field_f1 (max)"
     assert lines[2].startswith("stopping: ASHA on the held-out rungs (of 4): every trial runs 1 ")
-    cmaes = describe_search(config("cmaes"), objective="heldout/loss", mode="min", max_rungs=1)
+    both = [Goal("heldout/field_f1", "max"), Goal("cost/device_seconds", "min")]
+    multi = describe_search(config("tpe"), goals=both, max_rungs=4)
+    assert multi[0] == ("search: tpe, TPE (Optuna's Bayesian default), multi-objective; 12 trials, "
+                        "seed 7")  # fmt: skip
+    assert multi[1] == ("objectives: heldout/field_f1 (max), cost/device_seconds (min): their "
+                        "Pareto front")  # fmt: skip
+    assert "MO-ASHA: a trial is stopped only when a trial at its rung dominates it" in multi[2]
+    cmaes = describe_search(config("cmaes"), goals=[Goal("heldout/loss", "min")], max_rungs=1)
     assert cmaes[2] == "stopping: none, every trial runs all its rungs"
     assert cmaes[3] == sampler_note(config("cmaes"))
 
@@ -146,3 +154,28 @@ def test_a_tiny_sweep_runs_with_each_sampler(
     assert len(study.trials) == 2
     assert {t.state for t in study.trials} <= {TrialState.COMPLETE, TrialState.PRUNED}
     assert all(1e-4 <= t.params["learning_rate"] <= 1e-2 for t in study.trials)
+
+
+@pytest.mark.parametrize("algorithm", ["tpe", "nsga2"])
+def test_a_tiny_multi_objective_sweep_runs_with_optunas_multi_objective_samplers(
+    algorithm: str, tiny_model: Path, tmp_path: Path
+) -> None:
+    """tpe with two objectives is Optuna's multi-objective TPE (MOTPE); nsga2 is NSGA-II: each
+    sweeps a study of two directions, every finished trial told both values."""
+    data = slice_embedded_data(tmp_path, train=16, heldout=4)
+    raw = tiny_sweep_config(tiny_model, data, tmp_path, objective=["heldout/loss",
+                            {"metric": "cost/device_seconds", "mode": "min"}],
+                            search={"algorithm": algorithm, "num_samples": 2, "max_concurrent": 2,
+                            "seed": 3}, search_space={"learning_rate": RANGES["learning_rate"],
+                            "lora_r": [2, 4], "lora_alpha": 4, "num_epochs": 1,
+                            "sequence_len": [128]})  # fmt: skip
+    state = launch_sweep(raw, name=f"mo-{algorithm}")
+    assert state.status == "completed" and state.multi_objective
+    study = optuna.load_study(study_name=f"mo-{algorithm}", storage=study_storage(
+        config_from_dict(raw), state.path))  # fmt: skip
+    assert [d.name for d in study.directions] == ["MINIMIZE", "MINIMIZE"]
+    if algorithm == "nsga2":  # NSGA-II numbers its generations on the trials it samples
+        assert all(any("generation" in key for key in t.system_attrs) for t in study.trials)
+    complete = [t for t in study.trials if t.state == TrialState.COMPLETE]
+    assert complete and all(len(t.values) == 2 for t in complete)
+    assert state.best_trial() in state.front()

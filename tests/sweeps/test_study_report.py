@@ -35,7 +35,7 @@ def study_with(storage: str, *, completed: int, pruned: int, rungs: int = 3) -> 
 def test_a_sweeps_study_gives_all_four_pictures(tmp_path: Path) -> None:
     storage = f"sqlite:///{tmp_path / 'optuna.db'}"
     study_with(storage, completed=4, pruned=2)
-    pictures = write_study_pictures(storage, study_name="s", metric="heldout/field_f1",
+    pictures = write_study_pictures(storage, study_name="s", goals=["heldout/field_f1"],
                                     out_dir=tmp_path / "plots")  # fmt: skip
     assert sorted(pictures.written) == sorted(PICTURES) and pictures.skipped == {}
     for name in PICTURES:
@@ -50,8 +50,28 @@ def test_a_study_with_no_completed_trial_skips_its_pictures_with_the_reason(
     logged as if it showed the sweep."""
     storage = f"sqlite:///{tmp_path / 'optuna.db'}"
     study_with(storage, completed=completed, pruned=pruned)
-    pictures = write_study_pictures(storage, study_name="s", metric="heldout/loss",
+    pictures = write_study_pictures(storage, study_name="s", goals=["heldout/loss"],
                                     out_dir=tmp_path / "plots")  # fmt: skip
     assert pictures.written == {} and len(pictures.skipped) == len(PICTURES)
     assert set(pictures.skipped.values()) == {"no completed trial"}
     assert list((tmp_path / "plots").iterdir()) == []
+
+
+def test_a_multi_objective_study_gives_its_pareto_front(tmp_path: Path) -> None:
+    """Pictures of the first objective, and Optuna's Pareto front (no rung picture: such a
+    study keeps each rung's values in the trial's rung_values)."""
+    storage = f"sqlite:///{tmp_path / 'optuna.db'}"
+    study = optuna.create_study(study_name="s", storage=storage,
+                                directions=["maximize", "minimize"])  # fmt: skip
+    for number in range(6):
+        trial = study.ask(SPACE)
+        if number == 5:
+            study.tell(trial, state=optuna.trial.TrialState.PRUNED)
+        else:
+            study.tell(trial, [0.1 * number, 10.0 * number + trial.params["lora_r"]])
+    pictures = write_study_pictures(storage, study_name="s", out_dir=tmp_path / "plots",
+                                    goals=["heldout/field_f1", "cost/device_seconds"])  # fmt: skip
+    expected = {*PICTURES[:3], "pareto_front.png"}
+    assert set(pictures.written) == expected and pictures.skipped == {}
+    for name in expected:
+        assert_picture(tmp_path / "plots" / name)

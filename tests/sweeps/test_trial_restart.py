@@ -13,11 +13,14 @@ import time
 from pathlib import Path
 from typing import Any
 
+import optuna
+import pytest
 from mlflow.tracking import MlflowClient
+from optuna.trial import TrialState
 
 from sweeps import launch_sweep
-from sweeps.cli import describe_restarts
-from sweeps.state import SweepState, restores
+from sweeps.cli import describe_restarts, main
+from sweeps.state import SweepState, load_state, restores
 from tests.conftest import slice_embedded_data, tiny_sweep_config
 from tests.sweeps.conftest import result_rows
 
@@ -144,3 +147,56 @@ def test_a_trial_killed_past_its_retries_fails_with_a_reason(
     run = MlflowClient(tracking_uri=config["tracking"]["mlflow_uri"]).get_run(record.run_id)
     assert run.info.status == "FAILED" and run.data.tags["status"] == "failed"
     assert run.data.tags["failure_reason"] == record.error
+
+
+def test_rerun_failed_runs_only_the_failed_trial_again_in_the_same_sweep_and_study(
+    tiny_model: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """A trial killed past its retries fails; ``sweep rerun --failed`` runs it again from
+    scratch under its own Ray trial id, with a new study trial of the same hyperparameters and a
+    new MLflow run; the completed trial is not touched, and the failed attempt stays on record."""
+    config = long_trial_config(tiny_model, tmp_path)
+    config["search"] = {"algorithm": "grid", "num_samples": 2, "max_concurrent": 1, "seed": 3}
+    config["search_space"] = {"num_epochs": 3, "learning_rate": [3e-3, 1e-3], "lora_r": 4}
+    state, killed = run_with_kills(config, "pair", tmp_path, rungs=[2, 4])
+    assert len(killed) == 2 and state.status == "completed"
+    [failed] = [t for t in state.trials.values() if t.status == "failed"]
+    [done] = [t for t in state.trials.values() if t.status == "completed"]
+    storage = f"sqlite:///{state.path / 'optuna.db'}"
+    before = {t.number: t for t in optuna.load_study(study_name="pair", storage=storage).trials}
+
+    state_dir = str(tmp_path / "sweeps")
+    assert main(["rerun", "pair", "--state-dir", state_dir]) == 2  # what to re-run, unsaid
+    assert "say what to re-run: --failed" in capsys.readouterr().err
+    assert main(["rerun", "pair", "--failed", "--state-dir", state_dir]) == 0
+    out = capsys.readouterr().out
+    assert f"re-running {failed.trial_id} (" in out
+
+    after = load_state("pair", state_dir=Path(state_dir))
+    again, kept = after.trials[failed.trial_id], after.trials[done.trial_id]
+    assert again.status == "completed" and again.rungs == 6 and again.run_id != failed.run_id
+    assert kept == done  # untouched: same run, same metrics
+    assert after.reruns == {failed.trial_id: [failed.run_id]} and after.status == "completed"
+    assert not (after.path / "faults").exists() or not any((after.path / "faults").iterdir())
+
+    trials = optuna.load_study(study_name="pair", storage=storage).trials
+    assert len(trials) == len(before) + 1
+    for number, trial in before.items():  # the earlier trials as they ended, FAIL included
+        assert (trials[number].state, trials[number].values) == (trial.state, trial.values)
+    new = trials[-1]
+    old = next(t for t in before.values() if t.state == TrialState.FAIL)
+    assert new.state == TrialState.COMPLETE and new.params == old.params
+    assert new.user_attrs == {"ray_trial_id": failed.trial_id, "rerun_of": old.number}
+
+    client = MlflowClient(tracking_uri=config["tracking"]["mlflow_uri"])
+    old_run, new_run = client.get_run(failed.run_id), client.get_run(again.run_id)
+    assert old_run.info.status == "FAILED" and old_run.data.tags["rerun"] == "replaced"
+    assert new_run.info.status == "FINISHED" and new_run.data.tags["status"] == "completed"
+    steps = [m.step for m in client.get_metric_history(again.run_id, "heldout/loss")]
+    assert steps == sorted(set(steps)) and len(steps) == 6  # every rung once
+    children = client.search_runs([after.experiment_id], filter_string=(
+        f"tags.mlflow.parentRunId = '{after.parent_run_id}'"))  # fmt: skip
+    assert {r.info.run_id for r in children} == {failed.run_id, again.run_id, done.run_id}
+
+    assert main(["rerun", "pair", "--failed", "--state-dir", state_dir]) == 0
+    assert "has no failed trial: nothing to re-run" in capsys.readouterr().out

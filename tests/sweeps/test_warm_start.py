@@ -14,6 +14,7 @@ from optuna.trial import TrialState
 
 from sweeps import launch_sweep
 from sweeps.config import ConfigError, config_from_dict
+from sweeps.pareto import Goal
 from sweeps.preflight import preflight
 from sweeps.state import study_storage
 from sweeps.warm_start import ORIGIN, carried_trials, resolve_prior, seed_study
@@ -68,15 +69,15 @@ def test_a_warm_start_carries_the_fitting_trials_once_and_names_the_rest(
     # a resumed driver seeds again: nothing is added twice
     loaded = resolve_prior(config_from_dict(second), state_dir=state_dir)
     added = seed_study(loaded, study_name="second", storage=study_storage(loaded, state.path),
-                       objective=state.objective_metric, mode="max", say=print)  # fmt: skip
+                       goals=state.goals, say=print)  # fmt: skip
     assert added == 0 and len(study_of(second, "second", state_dir).trials) == len(fits) + 1
 
     # a prior sweep with another objective, or another base model, is refused
     with pytest.raises(ConfigError, match=r"^search\.warm_start: first optimised heldout/"):
-        carried_trials(loaded, prior_dir=state_dir / "first", objective="heldout/loss")
+        carried_trials(loaded, prior_dir=state_dir / "first", goals=[Goal("heldout/loss", "min")])
     other = loaded.model_copy(update={"base_model": "smollm2-135m-instruct"})
     with pytest.raises(ConfigError, match=r"ran with base_model .* this sweep smollm2"):
-        carried_trials(other, prior_dir=state_dir / "first", objective=state.objective_metric)
+        carried_trials(other, prior_dir=state_dir / "first", goals=state.goals)
 
 
 def test_a_missing_prior_sweep_is_refused_before_compute(tiny_model: Path, tmp_path: Path) -> None:
@@ -88,4 +89,4 @@ def test_a_missing_prior_sweep_is_refused_before_compute(tiny_model: Path, tmp_p
         preflight(config, config_path=None, config_dir=tmp_path)
     prior = tmp_path / "sweeps" / "nowhere"
     with pytest.raises(ConfigError, match=r"search\.warm_start: no sweep at"):
-        carried_trials(config, prior_dir=prior, objective="heldout/loss")
+        carried_trials(config, prior_dir=prior, goals=[Goal("heldout/loss", "min")])
