@@ -11,14 +11,15 @@ a 48-trial search replays in about a second instead of hours.
 The calls follow Tune's controller: every rung goes to ``scheduler.on_trial_result``; a rung it
 lets continue goes to ``searcher.on_trial_result``; the rung a trial ends on (stopped early or
 its last) goes to ``scheduler.on_trial_complete`` and ``searcher.on_trial_complete``, which tell
-Optuna PRUNED or COMPLETE.
+Optuna PRUNED or COMPLETE. With ``also`` (the trial's device-seconds so far, from the table's
+seconds) the search is multi-objective and the scheduler MO-ASHA, as in a sweep.
 """
 
 from __future__ import annotations
 
 import heapq
 import math
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, cast
 
@@ -26,7 +27,7 @@ import optuna
 from ray.tune.experiment import Trial
 from ray.tune.schedulers import TrialScheduler
 
-from evals.metric_keys import FINAL_RUNG, RUNG
+from evals.metric_keys import COST_DEVICE_SECONDS, FINAL_RUNG, RUNG
 from sweeps.config import SweepConfig
 from sweeps.pareto import Goal
 from sweeps.space import Value
@@ -111,15 +112,18 @@ class _Running:
 
 def replay_search(
     config: SweepConfig, lookup: Callable[[Mapping[str, Value]], Curve], *, metric: str,
-    mode: str, trials: int, rungs: int,
+    mode: str, trials: int, rungs: int, also: Sequence[Goal] = (),
 ) -> Trace:  # fmt: skip
     """Run the sweep's search for ``trials`` trials on recorded curves (``lookup`` maps a trial's
     hyperparameters to its curve); return each trial's end and the compute it had cost."""
     optuna.logging.set_verbosity(optuna.logging.WARNING)
-    goal = Goal(metric, "min" if mode == "min" else "max")
-    searcher = optuna_search(config, goals=[goal], study_name="replay",
+    goals = [Goal(metric, "min" if mode == "min" else "max"), *also]
+    unknown = [g.metric for g in also if g.metric != COST_DEVICE_SECONDS]
+    if unknown:
+        raise ValueError(f"a replay knows {metric} and {COST_DEVICE_SECONDS}, not {unknown}")
+    searcher = optuna_search(config, goals=goals, study_name="replay",
                              storage=optuna.storages.InMemoryStorage())  # fmt: skip
-    scheduler = build_scheduler(config, max_rungs=rungs)
+    scheduler = build_scheduler(config, max_rungs=rungs, goals=goals)
     scheduler.set_search_properties(metric, mode)
     trace, clock, running = Trace(mode, searcher.study), 0.0, dict[str, _Running]()
     arrivals: list[tuple[float, int, str]] = []
@@ -160,7 +164,8 @@ def _next_rung(
     index, curve = run.rung, run.curve
     last = index == len(curve.values) - 1
     result: dict[str, object] = {RUNG: index + 1, TRAINING_ITERATION: index + 1,
-                                 metric: curve.values[index], FINAL_RUNG: float(last)}  # fmt: skip
+                                 metric: curve.values[index], FINAL_RUNG: float(last),
+                                 COST_DEVICE_SECONDS: curve.seconds[index]}  # fmt: skip
     decision = scheduler.on_trial_result(NO_CONTROLLER, run.trial, result)
     if decision == TrialScheduler.CONTINUE and not last:
         searcher.on_trial_result(run.trial.trial_id, result)

@@ -100,3 +100,36 @@ def test_tpe_with_asha_finds_a_better_adapter_than_random_with_the_same_trials()
     tpe = sorted(best("tpe", s) for s in seeds)
     rand = sorted(best("random", s) for s in seeds)
     assert tpe[2] > rand[2]
+
+
+@pytest.mark.parametrize("algorithm", ["tpe", "nsga2"])
+def test_mo_asha_stops_only_dominated_trials_and_optuna_keeps_their_rung_values(
+    algorithm: str,
+) -> None:
+    """Two objectives, field-F1 (max) and device-seconds (min), through the sweep's MO-ASHA
+    (Ray's scheduler interface) and multi-objective study: a trial stopped at a rung was
+    dominated there by a trial that reached the rung before it, and reaches Optuna as PRUNED
+    with every rung it ran in ``rung_values``."""
+    from sweeps.pareto import RUNG_VALUES, Goal, dominates
+
+    seconds = Goal("cost/device_seconds", "min")
+    trace = replay_search(config(algorithm, asha=True, trials=16), curve, metric=METRIC,
+                          mode="max", trials=16, rungs=RUNGS, also=[seconds])  # fmt: skip
+    assert trace.study is not None and len(trace.study.directions) == 2
+    trials = trace.study.trials
+    pruned = [t for t in trials if t.state == TrialState.PRUNED]
+    assert pruned and len(pruned) == sum(e.pruned for e in trace.ended)
+    for trial in trials:
+        rungs = trial.user_attrs[RUNG_VALUES]
+        expected = curve(trial.params)
+        assert rungs == {str(k + 1): [expected.values[k], expected.seconds[k]]
+                         for k in range(len(rungs))}  # fmt: skip
+        if trial.state == TrialState.COMPLETE:
+            assert len(rungs) == RUNGS and trial.values == [expected.values[-1],
+                                                            expected.seconds[-1]]  # fmt: skip
+    for trial in pruned:  # stopped at its last rung: another trial there dominated it
+        stop = str(len(trial.user_attrs[RUNG_VALUES]))
+        mine = (-trial.user_attrs[RUNG_VALUES][stop][0], trial.user_attrs[RUNG_VALUES][stop][1])
+        points = [(-t.user_attrs[RUNG_VALUES][stop][0], t.user_attrs[RUNG_VALUES][stop][1])
+                  for t in trials if t is not trial and stop in t.user_attrs[RUNG_VALUES]]  # fmt: skip
+        assert any(dominates(p, mine) for p in points), trial.number
