@@ -120,8 +120,10 @@ def load_candidate(ref: str, *, state_dir: Path) -> Candidate:
 def check_on_the_front(state: SweepState, trial_id: str) -> None:
     """A multi-objective sweep promotes a trial of its Pareto front: one off it is worse than a
     front trial on every objective."""
+    if not state.multi_objective:
+        return
     front = state.front()
-    if not state.multi_objective or trial_id in {t.trial_id for t in front}:
+    if trial_id in {t.trial_id for t in front}:
         return
     names = ", ".join(t.trial_id for t in front) or "none yet"
     raise ConfigError(
