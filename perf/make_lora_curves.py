@@ -2,6 +2,7 @@
 
     python perf/make_lora_curves.py                 # the whole grid, 2 configurations at a time
     python perf/make_lora_curves.py --limit 1       # time one configuration first
+    python perf/make_lora_curves.py --variants      # PEFT's variants on two configurations
 
 Every configuration trains SmolLM2-135M-Instruct with the product's own trial recipe
 (``trainers.lora_trial.run_lora_trial``, the code a sweep's Ray trial runs) on a slice of the
@@ -49,10 +50,31 @@ GRID: dict[str, list[Any]] = {
     "micro_batch_size": [4],
     "gradient_accumulation_steps": [1, 4],
 }
+# --variants: PEFT's LoRA variants, each on two of the grid's configurations (one under-trained,
+# one near the table's best), the rest of the recipe the same; written to perf/lora_variants.csv
+VARIANTS_TABLE = REPO / "perf" / "lora_variants.csv"
+VARIANTS: dict[str, dict[str, Any]] = {
+    "rslora": {"use_rslora": True},
+    "dora": {"use_dora": True},
+    "pissa": {"init_lora_weights": "pissa"},
+    "olora": {"init_lora_weights": "olora"},
+    "loraplus-16": {"loraplus_lr_ratio": 16.0},
+}
+VARIANT_BASES = [
+    {"learning_rate": 1e-4, "target_modules": "all-linear", "lora_r": 16, "lora_alpha_ratio": 2.0,
+     "micro_batch_size": 4, "gradient_accumulation_steps": 4},
+    {"learning_rate": 1e-3, "target_modules": "all-linear", "lora_r": 16, "lora_alpha_ratio": 2.0,
+     "micro_batch_size": 4, "gradient_accumulation_steps": 1},
+]  # fmt: skip
 EVALS_PER_EPOCH = 1  # a rung per epoch: the held-out generation costs as much as the training
 GENERATED_ROWS = 16
 COLUMNS = ["config_id", *GRID, "rung", "epoch", "step", "heldout_field_f1", "heldout_loss",
            "train_loss", "wall_seconds", "train_seconds"]  # fmt: skip
+
+
+def variant_configurations() -> list[dict[str, Any]]:
+    """Each variant on each base configuration (``variant`` names it)."""
+    return [{**base, "variant": name} for name in VARIANTS for base in VARIANT_BASES]
 
 
 def configurations(grid: dict[str, list[Any]]) -> list[dict[str, Any]]:
@@ -61,8 +83,9 @@ def configurations(grid: dict[str, list[Any]]) -> list[dict[str, Any]]:
 
 
 def config_id(config: dict[str, Any]) -> str:
-    return "-".join(f"{config[k]:g}" if isinstance(config[k], float) else str(config[k])
-                    for k in GRID)  # fmt: skip
+    plain = "-".join(f"{config[k]:g}" if isinstance(config[k], float) else str(config[k])
+                     for k in GRID)  # fmt: skip
+    return f"{plain}-{config['variant']}" if "variant" in config else plain
 
 
 def sweep_yaml(work: Path, *, train_rows: int, heldout_rows: int) -> dict[str, Any]:
@@ -101,6 +124,7 @@ def run_configuration(args: tuple[dict[str, Any], dict[str, Any], int]) -> list[
         "lora_target_modules": TARGETS[config["target_modules"]],
         "micro_batch_size": config["micro_batch_size"],
         "gradient_accumulation_steps": config["gradient_accumulation_steps"],
+        **VARIANTS.get(config.get("variant", ""), {}),
     })  # fmt: skip
     spec = spec.model_copy(update={"training": training, "cpus": 1.0})
     hparams = {"learning_rate": config["learning_rate"], "lora_r": config["lora_r"],
@@ -111,7 +135,7 @@ def run_configuration(args: tuple[dict[str, Any], dict[str, Any], int]) -> list[
 
     def report(metrics: dict[str, float], _checkpoint: Path) -> None:
         rows.append({
-            "config_id": config_id(config), **config,
+            "config_id": config_id(config), **config,  # with its variant, if any
             "rung": int(metrics["rung"]), "epoch": round(metrics["epoch"], 4),
             "step": int(metrics["step"]),
             "heldout_field_f1": round(metrics["heldout/field_f1"], 6),
@@ -135,8 +159,9 @@ def done_ids(table: Path) -> set[str]:
 
 def append_rows(table: Path, rows: list[dict[str, Any]]) -> None:
     new = not table.exists()
+    columns = ["variant", *COLUMNS] if "variant" in rows[0] else COLUMNS
     with table.open("a", newline="") as f:
-        writer = csv.DictWriter(f, fieldnames=COLUMNS)
+        writer = csv.DictWriter(f, fieldnames=columns)
         if new:
             writer.writeheader()
         writer.writerows(rows)
@@ -170,12 +195,16 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--epochs", type=int, default=3)
     parser.add_argument("--workers", type=int, default=2)
     parser.add_argument("--limit", type=int, default=None, help="Train at most N configurations.")
-    parser.add_argument("--table", type=Path, default=TABLE)
+    parser.add_argument("--table", type=Path, default=None)
+    parser.add_argument("--variants", action="store_true",
+                        help=f"train PEFT's variants instead (into {VARIANTS_TABLE.name})")  # fmt: skip
     args = parser.parse_args(argv)
+    args.table = args.table or (VARIANTS_TABLE if args.variants else TABLE)
     started = time.perf_counter()
     with tempfile.TemporaryDirectory() as tmp:
         sweep = sweep_yaml(Path(tmp), train_rows=args.train_rows, heldout_rows=args.heldout_rows)
-        todo = [c for c in configurations(GRID) if config_id(c) not in done_ids(args.table)]
+        wanted = variant_configurations() if args.variants else configurations(GRID)
+        todo = [c for c in wanted if config_id(c) not in done_ids(args.table)]
         random.Random(0).shuffle(todo)  # a partial table still spans the grid
         todo = todo[: args.limit] if args.limit else todo
         context = multiprocessing.get_context("spawn")
@@ -186,7 +215,8 @@ def main(argv: list[str] | None = None) -> None:
                 print(f"{rows[0]['config_id']}: best field-F1 "
                       f"{max(r['heldout_field_f1'] for r in rows):.3f} in "
                       f"{rows[-1]['wall_seconds']:.0f} s", flush=True)  # fmt: skip
-    write_meta(args, configs=len(done_ids(args.table)), seconds=time.perf_counter() - started)
+    if not args.variants:
+        write_meta(args, configs=len(done_ids(args.table)), seconds=time.perf_counter() - started)
 
 
 if __name__ == "__main__":

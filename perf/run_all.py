@@ -460,6 +460,27 @@ tightest spread over seeds. What would close the gap, each measurable on this be
 """
 
 
+def variants_section(r: dict[str, Any]) -> str:
+    rows = "\n".join(
+        f"| {row['configuration']} | {row['variant']} | {row['field_f1']:.3f} | "
+        f"{row['field_f1_gain']:+.3f} | {row['heldout_loss']:.3f} | {row['seconds_ratio']:.2f} |"
+        for row in r["rows"]
+    )
+    return f"""### PEFT's LoRA variants on the same task
+
+`python perf/make_lora_curves.py --variants` trains each variant with the sweep's trial recipe on two
+of the table's configurations (configuration id: learning rate, targets, r, alpha ratio,
+micro-batch, accumulation), everything else as in the table; `perf/bench_variants.py` sets each
+beside plain LoRA's row for the same configuration. Field-F1 and held-out loss after 3 epochs;
+time as a ratio of plain LoRA's (one run each, so a few hundredths of field-F1 are noise: one of
+16 generated rows).
+
+| configuration | variant | field-F1 | vs plain LoRA | held-out loss | time vs plain |
+|---|---|---|---|---|---|
+{rows}
+"""
+
+
 def mo_note(r: dict[str, Any]) -> str:
     """The multi-objective method beside single-objective TPE+ASHA."""
     rows = {row["method"]: row for row in r["methods"]}
@@ -519,7 +540,8 @@ against a baseline measured in the same run, on this machine:
 {parity_section(results["lm_eval_parity"]) if results.get("lm_eval_parity") else ""}
 {prepare_section(results["prepare"]) if results.get("prepare") else ""}
 {startup_section(results["startup"]) if results.get("startup") else ""}
-{search_section(results["search"], results.get("search_confirm")) if results.get("search") else ""}"""
+{search_section(results["search"], results.get("search_confirm")) if results.get("search") else ""}
+{variants_section(results["variants"]) if results.get("variants") else ""}"""
 
 
 def benchmark_mirror() -> Path | None:
