@@ -258,6 +258,15 @@ def best(options: BestOptions) -> int:
                     "base_metrics": state.base_metrics,
                     "adapter_path": record.adapter_path,
                     "finalist": record.finalist,
+                    **(
+                        {
+                            "objectives": [[g.metric, g.mode] for g in state.goals],
+                            "pareto_front": [t.trial_id for t in state.front()],
+                            "pick": state.pick,
+                        }
+                        if state.multi_objective
+                        else {}
+                    ),
                 },
                 indent=2,
             )

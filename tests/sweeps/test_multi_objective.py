@@ -18,6 +18,7 @@ from sweeps.cli import main
 from sweeps.config import ConfigError, SweepConfig, config_from_dict, load_config
 from sweeps.parent_run import RELAUNCH_CONFIG
 from sweeps.pareto import RUNG_VALUES, Goal, dominates, losses
+from sweeps.promote import check_on_the_front
 from sweeps.state import SweepState, TrialRecord, study_storage
 from tests.conftest import slice_embedded_data, tiny_sweep_config
 from tests.sweeps.conftest import ray_results
@@ -66,6 +67,10 @@ def test_the_front_and_the_knee_pick_the_best_trial(tmp_path: Path) -> None:
     state.pick = "first"
     best = state.best_trial()
     assert best is not None and best.trial_id == "a"
+    with pytest.raises(ConfigError, match=r"^s/d is not on the Pareto front of heldout/field_f1 "
+                       r"and cost/device_seconds .*promote one of the front: a, b, c$"):  # fmt: skip
+        check_on_the_front(state, "d")
+    check_on_the_front(state, "c")  # on the front: promotable
     state.trials["b"].guard = ["hellaswag: -3.1 points"]  # the guard's constraint holds first
     assert [t.trial_id for t in state.front()] == ["a", "d", "c"]
 
@@ -118,7 +123,7 @@ def _config(state: SweepState) -> SweepConfig:
     return load_config(state.path / RELAUNCH_CONFIG)
 
 
-def test_the_summary_best_and_promote_take_the_front(
+def test_best_names_the_front_and_the_rule_that_picked_from_it(
     mo_sweep: SweepState, capsys: pytest.CaptureFixture[str]
 ) -> None:
     state = mo_sweep
@@ -132,11 +137,10 @@ def test_the_summary_best_and_promote_take_the_front(
     assert f"picked by the knee: {best.trial_id}" in out
     for record in front:
         assert record.trial_id in out
-    dominated = [t for t in state.trials.values() if t.status == "completed" and t not in front]
-    if dominated:
-        code = main(["promote", f"mo/{dominated[0].trial_id}", "--state-dir", state_dir])
-        err = capsys.readouterr().err
-        assert code != 0 and "not on the Pareto front" in err
+    assert main(["best", "mo", "--state-dir", state_dir, "--json"]) == 0
+    shown = json.loads(capsys.readouterr().out)
+    assert shown["pareto_front"] == [t.trial_id for t in front] and shown["pick"] == "knee"
+    assert shown["objectives"] == [["heldout/loss", "min"], ["heldout/field_f1", "max"]]
 
 
 def test_goal_modes_round_trip_through_state(mo_sweep: SweepState) -> None:
