@@ -118,7 +118,7 @@ def rerun_failed(
 ) -> SweepState:  # fmt: skip
     """Run a finished sweep's failed trials again, in the same sweep and study
     (``sweeps/rerun.py``); the others stay as they ended."""
-    from sweeps.rerun import failed_trials, prepare_rerun
+    from sweeps.rerun import check_rerunnable, failed_trials, prepare_rerun
 
     console = console or Console()
     ray = RayOptions(address=address, num_cpus=num_cpus, num_gpus=num_gpus)
@@ -132,11 +132,13 @@ def rerun_failed(
         if not failed:
             _say(console)(f"Sweep {state.name} has no failed trial: nothing to re-run.")
             return state
+        storage = study_storage(load_config(state.path / RELAUNCH_CONFIG), state.path)
+        check_rerunnable(state, storage=storage, trials=failed)
         plan, base = set_up_resume(state, ray=ray, console=console)
         with ray_running(ray):
             driver = reopen_sweep(state, plan, base, console=console)
             rerun = prepare_rerun(state, driver.tracker, trials=failed, say=driver.say,
-                                  storage=study_storage(plan.config, state.path))  # fmt: skip
+                                  storage=storage)  # fmt: skip
             run_to_the_end(driver, ray=ray, resume=True, rerun=rerun)
     return state
 

@@ -19,6 +19,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import TYPE_CHECKING
 
+from sweeps.config import ConfigError
 from sweeps.console import Say
 from sweeps.state import FAULTS_DIR, RAY_TRIAL_ID, SweepState, TrialRecord
 
@@ -34,6 +35,22 @@ def failed_trials(state: SweepState) -> list[TrialRecord]:
     """The sweep's failed trials, in trial order."""
     return sorted((t for t in state.trials.values() if t.status == "failed"),
                   key=lambda t: t.trial_id)  # fmt: skip
+
+
+def check_rerunnable(state: SweepState, *, storage: str, trials: Sequence[TrialRecord]) -> None:
+    """Each failed trial has its study trial (tagged with its Ray trial id), before anything is
+    started or written; one line naming the first that has none."""
+    import optuna
+
+    study = optuna.load_study(study_name=state.name, storage=storage)
+    tagged = {t.user_attrs.get(RAY_TRIAL_ID) for t in study.get_trials(deepcopy=False)}
+    for record in trials:
+        if record.trial_id not in tagged:
+            raise ConfigError(
+                f"sweep {state.name}: trial {record.trial_id} has no study trial tagged with its "
+                "Ray trial id (the sweep predates re-runs); launch a new sweep, or warm-start one "
+                f"from it (search.warm_start: {state.name})"
+            )
 
 
 def prepare_rerun(
