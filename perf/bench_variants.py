@@ -24,9 +24,9 @@ sys.path.insert(0, str(REPO))
 sys.path.insert(0, str(REPO / "perf"))
 
 from _report import emit  # noqa: E402
+from make_lora_curves import TABLE as CURVES  # noqa: E402
+from make_lora_curves import VARIANTS_TABLE as VARIANTS  # noqa: E402
 
-CURVES = REPO / "perf" / "lora_curves.csv"
-VARIANTS = REPO / "perf" / "lora_variants.csv"
 PLAIN = "plain LoRA"
 
 

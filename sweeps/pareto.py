@@ -28,6 +28,11 @@ class Goal:
     metric: str
     mode: Literal["min", "max"]
 
+    @classmethod
+    def of(cls, metric: str, mode: str) -> Goal:
+        """A goal from a mode read as text (state.json, the resolved config): min, else max."""
+        return cls(metric, "min" if mode == "min" else "max")
+
     def loss(self, value: float | None) -> float | None:
         """The value as a loss (lower is better); NaN counts as the worst."""
         if value is None:

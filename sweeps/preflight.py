@@ -12,7 +12,7 @@ import math
 from collections.abc import Iterable
 from dataclasses import dataclass, replace
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Literal
+from typing import TYPE_CHECKING, Any
 
 from evals.benchmark_plan import BenchmarkPlan
 from evals.metric_keys import (
@@ -73,8 +73,7 @@ class LaunchPlan:
     @property
     def goals(self) -> tuple[Goal, ...]:
         """Every objective, the first one first (what the table sorts by)."""
-        mode: Literal["min", "max"] = "min" if self.objective_mode == "min" else "max"
-        return (Goal(self.objective_metric, mode), *self.also)
+        return (Goal.of(self.objective_metric, self.objective_mode), *self.also)
 
 
 def coerce_config(
@@ -525,7 +524,7 @@ def preflight(
     if benchmarks is not None and benchmarks.weights:
         metric = COMPOSITE
     check_study_storage(config, source=source)
-    goals = (Goal(metric, "min" if mode == "min" else "max"), *also)
+    goals = (Goal.of(metric, mode), *also)
     check_warm_start(config, goals=goals, source=source, progress=progress)
     note = sampler_note(config)
     if note:

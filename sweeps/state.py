@@ -83,7 +83,7 @@ class SweepState:
     def goals(self) -> list[Goal]:
         """Every objective, the first (objective_metric) first."""
         pairs = [[self.objective_metric, self.objective_mode], *self.also]
-        return [Goal(metric, "min" if mode == "min" else "max") for metric, mode in pairs]
+        return [Goal.of(metric, mode) for metric, mode in pairs]
 
     @property
     def multi_objective(self) -> bool:

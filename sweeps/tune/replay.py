@@ -117,7 +117,7 @@ def replay_search(
     """Run the sweep's search for ``trials`` trials on recorded curves (``lookup`` maps a trial's
     hyperparameters to its curve); return each trial's end and the compute it had cost."""
     optuna.logging.set_verbosity(optuna.logging.WARNING)
-    goals = [Goal(metric, "min" if mode == "min" else "max"), *also]
+    goals = [Goal.of(metric, mode), *also]
     unknown = [g.metric for g in also if g.metric != COST_DEVICE_SECONDS]
     if unknown:
         raise ValueError(f"a replay knows {metric} and {COST_DEVICE_SECONDS}, not {unknown}")
