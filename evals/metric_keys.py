@@ -20,7 +20,10 @@ The sweep's parent run: ``base/<name>`` (the base model's, e.g. ``base/heldout/l
 ``base/bench/full/mmlu/acc``), ``best/<name>`` (the best trial's), ``trials/<status>`` (counts),
 ``cost/device_hours`` and ``cost/gain_per_device_hour``. A ``sweep compare`` run:
 ``heldout/delta``, ``heldout/delta_ci_low``, ``heldout/delta_ci_high``,
-``heldout/delta_p_value``, ``heldout/wins``, ``heldout/losses``.
+``heldout/delta_p_value``, ``heldout/wins``, ``heldout/losses``. A ``sweep judge`` run:
+``judge/<stat>`` (wins, ties, losses, unparsed, win_rate and its interval, p_value),
+``judge/self_agreement``, ``judge/asked``, ``judge/cached``; a ``sweep human import`` run:
+``human/<stat>``, ``human/ratings``, ``human/raters``, ``human/judge_kappa``.
 """
 
 from __future__ import annotations
@@ -56,6 +59,23 @@ HELDOUT_DELTA_CI_HIGH = "heldout/delta_ci_high"
 HELDOUT_DELTA_P_VALUE = "heldout/delta_p_value"
 HELDOUT_WINS = "heldout/wins"
 HELDOUT_LOSSES = "heldout/losses"
+
+# pairwise preferences, A against B: a ``sweep judge`` run's (``judge/...``) and a ``sweep human
+# import`` run's (``human/...``), and the same names on a ``sweep compare`` run that shows them
+JUDGE, HUMAN = "judge", "human"
+PREFERENCE_STATS = ("wins", "ties", "losses", "unparsed", "win_rate", "win_rate_ci_low",
+                    "win_rate_ci_high", "p_value")  # fmt: skip
+JUDGE_SELF_AGREEMENT = "judge/self_agreement"  # the same verdict in both orders
+JUDGE_ASKED, JUDGE_CACHED = "judge/asked", "judge/cached"  # calls made, answers reused
+HUMAN_RATINGS, HUMAN_RATERS = "human/ratings", "human/raters"
+HUMAN_JUDGE_KAPPA = "human/judge_kappa"  # Cohen's kappa, humans against the judge
+
+
+def preference(source: str, stat: str) -> str:
+    """``preference("judge", "win_rate")`` -> ``judge/win_rate``."""
+    if source not in (JUDGE, HUMAN) or stat not in PREFERENCE_STATS:
+        raise ValueError(f"unknown preference metric {source}/{stat}")
+    return _join(source, stat)
 
 
 def heldout(metric: str) -> str:

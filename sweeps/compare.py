@@ -25,58 +25,38 @@ import re
 import tempfile
 from collections.abc import Callable, Mapping
 from dataclasses import asdict, dataclass, field
-from datetime import datetime, timezone
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-import yaml
-
 from evals import metric_keys as keys
 from evals.paired import MCNEMAR, compare_paired
-from sweeps.config import ConfigError
 from sweeps.console import Say
-from sweeps.refs import parse_registry_ref, resolve_adapter
-from sweeps.scoring import ItemScores, all_rows, load_spec, score_every_row
-from sweeps.state import SweepState, TrialRecord, list_sweeps, load_state
+from sweeps.scoring import ItemScores, all_rows
+from sweeps.sides import (
+    BASE,
+    NO_ADAPTER,
+    ItemRow,
+    PairedOutputs,
+    RegistryVersion,
+    Side,
+    home_config,
+    item_rows,
+    paired_outputs,
+    slug,
+    utc,
+)
+from sweeps.state import SweepState
 from trainers.spec import TrialSpec
 
 if TYPE_CHECKING:
     from sweeps._tracking import RunReader
 
-BASE = "base"
-NO_ADAPTER = "base model (no adapter)"
 ORIENTATION = "A is the candidate, B the reference: every delta is A - B"
 TEMPLATES = Path(__file__).parent / "templates"
 CURVE_METRICS = (keys.TRAIN_LOSS, keys.HELDOUT_LOSS)
 
 
 # --------------------------------------------------------------------------- the report's data
-@dataclass(frozen=True)
-class RegistryVersion:
-    """The registered model version a side was named by (``champion``, ``NAME@ALIAS``, ...)."""
-
-    name: str
-    version: str
-    created: str  # when the version was registered, UTC
-    aliases: list[str] = field(default_factory=list)
-
-    def describe(self) -> str:
-        aliases = f" (alias {', '.join(self.aliases)})" if self.aliases else ""
-        return f"{self.name} version {self.version}{aliases}, registered {self.created}"
-
-
-@dataclass(frozen=True)
-class Side:
-    """One side of the comparison: an adapter from a sweep (or a directory), or the base."""
-
-    ref: str
-    label: str
-    adapter: Path | None = None
-    base_model: str = ""  # what the adapter records it was trained on
-    state: SweepState | None = None
-    record: TrialRecord | None = None
-    config: dict[str, Any] = field(default_factory=dict)
-    registry: RegistryVersion | None = None
 
 
 @dataclass(frozen=True)
@@ -108,29 +88,6 @@ class SideInfo:
     label: str
     source: str  # what it is: a trial of a sweep, an adapter directory, the base model
     registry: RegistryVersion | None
-
-
-@dataclass(frozen=True)
-class Turn:
-    role: str  # system | user | assistant (| prompt: text no chat template could be read from)
-    content: str
-
-
-@dataclass(frozen=True)
-class ItemRow:
-    """One held-out row, both outputs in full; ``a_cut``: A's output reached the token limit."""
-
-    id: str
-    turns: list[Turn]
-    reference: str
-    a: str
-    a_score: float
-    b: str
-    b_score: float
-    delta: float
-    a_cut: bool = False
-    b_cut: bool = False
-    group: str = ""  # lost | wrong | won | tied
 
 
 @dataclass(frozen=True)
@@ -249,116 +206,21 @@ def compare(
     samples: int = 8, progress: Say = print,
 ) -> Report:  # fmt: skip
     """Score A and B on the same held-out rows, build the report, write it and log it."""
-    side_a, side_b = (resolve_side(r, state_dir=state_dir, mlflow_uri=mlflow_uri) for r in (a, b))
-    home = check_comparable(side_a, side_b)
-    spec = load_spec(home)
-    for side in (side_a, side_b):
-        check_same_base(side, home=home, model_path=spec.model_path)
-    if side_a.adapter is not None and side_a.adapter == side_b.adapter:
-        raise ConfigError(f"{a} and {b} are the same adapter ({side_a.adapter})")
-    scores = score_every_row(spec, {side_a.label: side_a.adapter, side_b.label: side_b.adapter},
-                             progress=progress)  # fmt: skip
-    context = report_context(side_a, side_b, home=home, spec=spec, mlflow_uri=mlflow_uri,
-                             scores=(scores[side_a.label], scores[side_b.label]), samples=samples)  # fmt: skip
+    pair = paired_outputs(a, b, state_dir=state_dir, mlflow_uri=mlflow_uri, progress=progress)
+    context = report_context(pair, mlflow_uri=mlflow_uri, samples=samples)
     out_dir = out_dir or Path("reports") / f"{slug(a)}-vs-{slug(b)}"
     html, markdown = write_report(context, out_dir)
-    run_id = log_report(context, out_dir, home=home, mlflow_uri=mlflow_uri)
-    return Report(html, markdown, run_id, context.heldout_paired, spec.task_metric,
+    run_id = log_report(context, out_dir, home=pair.home, mlflow_uri=mlflow_uri)
+    return Report(html, markdown, run_id, context.heldout_paired, pair.spec.task_metric,
                   context.headline)  # fmt: skip
 
 
-# --------------------------------------------------------------------------- the two sides
-def resolve_side(ref: str, *, state_dir: Path, mlflow_uri: str) -> Side:
-    if ref == BASE:
-        return Side(ref, "base model")
-    adapter = resolve_adapter(ref, state_dir=state_dir, mlflow_uri=mlflow_uri)
-    label = adapter.describe() if ref == adapter.describe() else f"{ref} ({adapter.describe()})"
-    registry = registry_version(ref, state_dir=state_dir, mlflow_uri=mlflow_uri)
-    if not adapter.sweep or adapter.sweep not in list_sweeps(state_dir):
-        return Side(ref, label, adapter.path, adapter.base_model, registry=registry)
-    state = load_state(adapter.sweep, state_dir=state_dir)
-    config = yaml.safe_load((state.path / "config.yaml").read_text())
-    return Side(ref, label, adapter.path, adapter.base_model, state,
-                state.trials.get(adapter.trial_id), config, registry)  # fmt: skip
-
-
-def registry_version(ref: str, *, state_dir: Path, mlflow_uri: str) -> RegistryVersion | None:
-    """The registered version ``ref`` names, with its date; None when ``ref`` resolved to a
-    directory or a sweep instead (``sweeps/refs.py`` tries those first)."""
-    parsed = parse_registry_ref(ref)
-    if parsed is None or Path(ref).expanduser().exists():
-        return None
-    if ref.partition("/")[0] in list_sweeps(state_dir):
-        return None
-    from sweeps._tracking import ModelRegistry
-
-    registry = ModelRegistry(mlflow_uri)
-    name, kind, value = parsed
-    names = [name] if name else registry.models_with_alias(value)
-    if len(names) != 1:
-        return None
-    found = (registry.by_alias(names[0], value) if kind == "alias"
-             else registry.version(names[0], value))  # fmt: skip
-    if found is None:
-        return None
-    created = registry.client.get_model_version(names[0], found["version"]).creation_timestamp
-    return RegistryVersion(names[0], found["version"], utc(created / 1000 if created else None),
-                           list(found["aliases"]))  # fmt: skip
-
-
-def check_comparable(a: Side, b: Side) -> SweepState:
-    """The sweep whose held-out set both are scored on; both sides must share its base model."""
-    home = a.state or b.state
-    if home is None:
-        raise ConfigError(
-            f"{a.ref} and {b.ref}: at least one side must come from a sweep (its held-out set, "
-            "base model and settings are what the two are compared on)"
-        )
-    for side in (a, b):
-        if side.state is not None and side.state.base_model_digest != home.base_model_digest:
-            raise ConfigError(
-                f"{side.ref} was trained on another base model ({side.state.base_model}) than "
-                f"{home.name} ({home.base_model}): the two cannot be compared on one base"
-            )
-    return home
-
-
-def check_same_base(side: Side, *, home: SweepState, model_path: str) -> None:
-    """An adapter from outside the sweep must have been trained on the sweep's base model."""
-    if side.adapter is None or side.state is not None:
-        return
-    record = side.adapter.parent / "base_model.json"  # a registry version's record of its base
-    if record.is_file():
-        same = json.loads(record.read_text()).get("sha256") == home.base_model_digest
-    else:
-        names = (home.base_model, model_path)
-        same = side.base_model in names or Path(side.base_model).resolve() == Path(model_path)
-    if not same:
-        raise ConfigError(
-            f"{side.ref}: the adapter was trained on {side.base_model}, not on the base model of "
-            f"sweep {home.name} ({home.base_model}); compare adapters of one base model"
-        )
-
-
-def slug(ref: str) -> str:
-    """A file-name-safe form of a reference (no separators, no ``..``)."""
-    return re.sub(r"[^A-Za-z0-9_-]+", "_", ref).strip("_")[:60] or "x"
-
-
-def utc(seconds: float | None) -> str:
-    """A timestamp as ``2026-11-29 09:14 UTC`` (now when None)."""
-    when = datetime.now(timezone.utc) if seconds is None else datetime.fromtimestamp(
-        seconds, tz=timezone.utc)  # fmt: skip
-    return when.strftime("%Y-%m-%d %H:%M UTC")
-
-
 # --------------------------------------------------------------------------- gathering
-def report_context(
-    a: Side, b: Side, *, home: SweepState, spec: TrialSpec, mlflow_uri: str,
-    scores: tuple[ItemScores, ItemScores], samples: int,
-) -> ReportContext:  # fmt: skip
+def report_context(pair: PairedOutputs, *, mlflow_uri: str, samples: int) -> ReportContext:
     """The report's data: what MLflow and the sweep hold, then :func:`assemble`."""
     from sweeps._tracking import RunReader
+
+    a, b, home, spec, scores = pair.a, pair.b, pair.home, pair.spec, pair.scores
 
     reader = RunReader(mlflow_uri)
     parent = reader.summary(home.parent_run_id)  # the base model's scores, skip reasons
@@ -595,26 +457,6 @@ GROUPS = (  # key, title, rows shown, order: the rows to look at first come firs
 )
 
 
-def item_rows(
-    scores: tuple[ItemScores, ItemScores], *, cut: tuple[frozenset[str], frozenset[str]]
-) -> list[ItemRow]:
-    """Every row scored for both sides (by id), in A's order, with its group."""
-    theirs = {item["id"]: item for item in scores[1].items}
-    rows = []
-    for ia in scores[0].items:
-        ib = theirs.get(ia["id"])
-        if ib is None:
-            continue
-        sa, sb = float(ia["score"]), float(ib["score"])
-        group = "lost" if sa < sb else "wrong" if sa < 1 else "won" if sa > sb else "tied"
-        rows.append(ItemRow(
-            id=ia["id"], turns=conversation(ia["prompt"]), reference=ia["reference"],
-            a=ia["prediction"], a_score=sa, b=ib["prediction"], b_score=sb, delta=sa - sb,
-            a_cut=ia["id"] in cut[0], b_cut=ia["id"] in cut[1], group=group,
-        ))  # fmt: skip
-    return rows
-
-
 def item_groups(items: list[ItemRow], *, metric: str) -> list[ItemGroup]:
     """Lost first (the largest loss first), then still wrong (the lowest score first), then
     won (the largest gain first); each row in one group only."""
@@ -627,41 +469,6 @@ def item_groups(items: list[ItemRow], *, metric: str) -> list[ItemGroup]:
         rows = sorted((r for r in items if r.group == key), key=order[key])
         groups.append(ItemGroup(key, title.format(metric=metric), len(rows), rows[:limit]))
     return groups
-
-
-# Chat templates' turn markup: ChatML (SmolLM2, Qwen), Llama 3, Gemma, Phi-3 / Zephyr.
-CHAT_TURNS = tuple(re.compile(p, re.S) for p in (
-    r"<\|im_start\|>(\w+)\n?(.*?)(?:<\|im_end\|>|(?=<\|im_start\|>)|\Z)",
-    r"<\|start_header_id\|>(\w+)<\|end_header_id\|>(.*?)(?:<\|eot_id\|>|(?=<\|start_header_id\|>)|\Z)",
-    r"<start_of_turn>(\w+)\n?(.*?)(?:<end_of_turn>|(?=<start_of_turn>)|\Z)",
-    r"<\|(system|user|assistant)\|>(.*?)(?:<\|end\|>|</s>|(?=<\|(?:system|user|assistant)\|>)|\Z)",
-))  # fmt: skip
-ALPACA_USER, ALPACA_RESPONSE = "### Instruction:\n", "\n\n### Response:\n"  # trainers/tokenize.py
-SPECIAL_TOKENS = re.compile(r"<\|[^|<>\s]*\|>|</?s>|<(?:start|end)_of_turn>|<bos>|<eos>")
-ROLES = {"model": "assistant", "human": "user", "gpt": "assistant"}
-
-
-def conversation(prompt: str) -> list[Turn]:
-    """The prompt's turns (system, user, assistant) read back from its chat-template text,
-    without the template's tokens; the empty assistant turn it ends on is left out."""
-    turns: list[Turn] = []
-    for pattern in CHAT_TURNS:
-        turns = [Turn(ROLES.get(r, r), _plain(c)) for r, c in pattern.findall(prompt)]
-        if turns:
-            break
-    if not turns and ALPACA_USER in prompt:
-        head, *exchanges = prompt.split(ALPACA_USER)
-        turns = [Turn("system", _plain(head))] if _plain(head) else []
-        for exchange in exchanges:
-            user, _, answer = exchange.partition(ALPACA_RESPONSE)
-            turns += [Turn("user", _plain(user)), Turn("assistant", _plain(answer))]
-    if not turns:
-        return [Turn("prompt", _plain(prompt))]
-    return turns[:-1] if turns[-1].role == "assistant" and not turns[-1].content else turns
-
-
-def _plain(text: str) -> str:
-    return SPECIAL_TOKENS.sub("", text).strip()
 
 
 # --------------------------------------------------------------------------- hyperparameters, cost
@@ -760,11 +567,6 @@ def curves_png(a: Side, b: Side, *, home: SweepState, reader: RunReader, metric:
     fig.savefig(buffer, format="png", dpi=90)
     plt.close(fig)
     return base64.b64encode(buffer.getvalue()).decode()
-
-
-def home_config(state: SweepState) -> dict[str, Any]:
-    loaded: dict[str, Any] = yaml.safe_load((state.path / "config.yaml").read_text())
-    return loaded
 
 
 # --------------------------------------------------------------------------- render, write, log

@@ -17,13 +17,12 @@ from sweeps.compare import (
     Gathered,
     ReportContext,
     Side,
-    Turn,
     assemble,
-    conversation,
     skipped_benchmarks,
     write_report,
 )
 from sweeps.scoring import ItemScores, all_rows, cache_path, load_spec
+from sweeps.sides import Turn, conversation
 from sweeps.state import SweepState, TrialRecord
 from tests.sweeps.conftest import HELDOUT_ROWS, dump_dom, shared_cache
 
