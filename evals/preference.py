@@ -49,7 +49,7 @@ class PreferenceSummary:
                 f"win rate {self.win_rate:.2f} [{self.confidence:.0%} CI {self.win_rate_low:.2f}, "
                 f"{self.win_rate_high:.2f}]")  # fmt: skip
         verdict = "significant" if self.significant else "not significant"
-        unread = f", {self.unparsed} unreadable" if self.unparsed else ""
+        unread = f", {self.unparsed} without a verdict" if self.unparsed else ""
         return (f"A won {self.wins}, tied {self.ties}, lost {self.losses} of {self.n}{unread}; "
                 f"{rate}; sign test p={self.p_value:.3g} ({verdict})")  # fmt: skip
 

@@ -18,14 +18,19 @@ from sweeps.options import (
     CompareOptions,
     DashboardOptions,
     DataPrepareOptions,
+    ErrorsOptions,
     EvalOptions,
     ExportOptions,
+    HumanExportOptions,
+    HumanImportOptions,
     InitOptions,
+    JudgeOptions,
     LaunchOptions,
     Options,
     PromoteOptions,
     RerunOptions,
     ResumeOptions,
+    ServeOptions,
     StatusOptions,
     UiOptions,
     ValidateOptions,
@@ -39,6 +44,8 @@ from sweeps.state import DEFAULT_MLFLOW_URI, DEFAULT_STATE_DIR
 if TYPE_CHECKING:
     from rich.console import Console
 
+    from sweeps.config import JudgeConfig
+    from sweeps.judge import JudgeSettings
     from sweeps.prepare import PrepareResult
     from sweeps.state import SweepState, TrialRecord
 
@@ -307,28 +314,38 @@ def promote(options: PromoteOptions) -> int:
     """Register a sweep's best trial as the registry's champion if it is significantly better."""
     from sweeps.promote import promote as promote_trial
 
+    def judge_for(config: JudgeConfig | None) -> JudgeSettings:
+        from sweeps.judge import judge_settings
+
+        return judge_settings(config, url=options.judge_url, model=options.judge_model,
+                              key_env=options.judge_key_env, rubric=options.rubric)  # fmt: skip
+
     done = promote_trial(options.ref, state_dir=options.state_dir, model_name=options.model_name,
-                         mlflow_uri=options.mlflow_uri, force_reason=options.force)  # fmt: skip
+                         mlflow_uri=options.mlflow_uri, force_reason=options.force,
+                         require=options.require, judge_for=judge_for)  # fmt: skip
     decision = done.decision
-    print(decision.evidence())
+    print("\n".join(decision.evidence_lines()))
     for line in decision.refusals:
         print(f"{'overridden' if decision.forced_reason else 'refused'}: {line}")
     if done.version is None:
         print(f"Not promoted: {done.model_name} keeps its champion. --force REASON overrides.")
         return 1
     moved = f"; v{done.previous} is now previous" if done.previous else ""
-    print(f"Promoted: {done.model_name} v{done.version} is champion{moved}.")
+    print(f"Promoted: {done.model_name} v{done.version} is champion{moved}, on the evidence of "
+          f"{', '.join(decision.carried_by) or 'nothing (forced)'}.")  # fmt: skip
     print(f"  compare: sweep compare champion {'previous' if done.previous else 'base'}")
     return 0
 
 
 def compare(options: CompareOptions) -> int:
-    """A/B report on two adapters (or one and the base; B is the reference): HTML + Markdown."""
+    """A/B report on two adapters (or one and the base; B is the reference): HTML + Markdown.
+    Judge and human evidence stored for the pair is reported too; --judge asks the judge."""
     from sweeps.compare import compare as compare_sides
 
+    settings = _judge_settings(options, [options.a, options.b]) if options.judge else None
     report = compare_sides(options.a, options.b, state_dir=options.state_dir,
                            mlflow_uri=options.mlflow_uri, out_dir=options.out,
-                           samples=options.samples)  # fmt: skip
+                           samples=options.samples, judge=settings)  # fmt: skip
     d = report.heldout  # A - B: B is the reference
     print(report.headline)
     print(f"held-out {report.metric}: A {d.mean_a:.4f}, B {d.mean_b:.4f}, delta (A - B) "
@@ -336,6 +353,95 @@ def compare(options: CompareOptions) -> int:
           f"({d.n} rows; A better on {d.a_better}, worse on {d.b_better})")  # fmt: skip
     print(f"report: {report.html}\nsummary: {report.markdown}\nMLflow run {report.run_id}")
     return 0
+
+
+def judge(options: JudgeOptions) -> int:
+    """An LLM judges the sides' held-out generations pair by pair, each row in both orders (to
+    cancel position bias), verdicts cached; prints win/tie/loss with a 95% CI, the sign test and
+    the judge's self-agreement (Bradley-Terry strengths for three sides or more), logs every
+    verdict's rationale to MLflow, and stores the evidence for the report and promote's gate."""
+    from sweeps.judge import judge_all
+
+    settings = _judge_settings(options, list(options.refs))
+    done = judge_all(options.refs, state_dir=options.state_dir, mlflow_uri=options.mlflow_uri,
+                     settings=settings)  # fmt: skip
+    for result in done.pairs:
+        print("\n".join(result.lines()))
+    if done.strengths:
+        print("Bradley-Terry strengths (log scale, mean 0; 95% bootstrap CI):")
+        for s in done.strengths:
+            print(f"  {s.model}: {s.score:+.2f} [{s.low:+.2f}, {s.high:+.2f}] ({s.matches} rows)")
+    return 0
+
+
+def _judge_settings(options: CompareOptions | JudgeOptions, refs: list[str]) -> JudgeSettings:
+    """The judge of the sweep the sides come from (its YAML's judge:), with the flags on top."""
+    from sweeps.judge import judge_settings, sweep_judge_config
+
+    config = sweep_judge_config(refs, state_dir=options.state_dir, mlflow_uri=options.mlflow_uri)
+    return judge_settings(config, url=options.judge_url, model=options.judge_model,
+                          key_env=options.judge_key_env, rubric=options.rubric)  # fmt: skip
+
+
+def errors(options: ErrorsOptions) -> int:
+    """The iterate step: the held-out rows the adapter still gets wrong, grouped by score band,
+    input length, label and missed JSON fields, written as errors.jsonl (chat rows that sweep
+    data prepare reads: the next round's data) with errors.md and errors.json."""
+    from sweeps.errors import find_errors
+
+    report = find_errors(options.ref, state_dir=options.state_dir, mlflow_uri=options.mlflow_uri,
+                         out_dir=options.out)  # fmt: skip
+    print("\n".join(report.lines()))
+    return 0
+
+
+def human_export(options: HumanExportOptions) -> int:
+    """Write a blind, shuffled pairwise set of A's and B's held-out answers for human raters
+    (CSV, JSONL, Label Studio tasks and labelling config, an Argilla script) under OUT/rater/,
+    and the key that unblinds it apart, in OUT/key.json."""
+    from sweeps.human import export_pairs
+
+    done = export_pairs(options.a, options.b, state_dir=options.state_dir,
+                        mlflow_uri=options.mlflow_uri, out_dir=options.out)  # fmt: skip
+    print(f"{done.pairs} blind pairs for raters in {done.out_dir / 'rater'} (share this folder "
+          f"only; {done.key} unblinds them: keep it apart)")  # fmt: skip
+    if done.identical:
+        print(f"  {done.identical} pairs have the same answer on both sides (a tie to rate)")
+    print(
+        f"  then put the ratings in {done.ratings_dir} and run: sweep human import {done.out_dir}"
+    )
+    return 0
+
+
+def human_import(options: HumanImportOptions) -> int:
+    """Read the ratings back (ratings/: the CSV or JSONL filled in, or a Label Studio JSON
+    export), unblind them with key.json, and report A's win rate with a 95% CI; stored as the
+    pair's human evidence for the A/B report and promote's gate, and logged to MLflow."""
+    from sweeps.human import import_ratings
+
+    done = import_ratings(options.directory, state_dir=options.state_dir,
+                          mlflow_uri=options.mlflow_uri)  # fmt: skip
+    print(f"humans: {done.summary.describe()}")
+    print(f"  {done.ratings} ratings by {len(done.raters)} rater(s), {done.not_rated} left empty")
+    for label, agreement in (("between raters", done.rater_agreement),
+                             ("humans vs the judge", done.judge_agreement)):  # fmt: skip
+        if agreement is not None and agreement.kappa is not None:
+            print(f"  Cohen's kappa {label}: {agreement.kappa:.2f} on {agreement.pairs} rows")
+    print(f"  MLflow run {done.run_id}; results {done.results}")
+    return 0
+
+
+def serve(options: ServeOptions) -> int:
+    """Serve a base model and adapters as an OpenAI-compatible chat endpoint on 127.0.0.1 (each
+    REF named NAME=REF, or by itself; base is the model alone). Any openai client can call it,
+    and sweep judge can judge through it. Ctrl-C or SIGTERM stops it."""
+    from sweeps.serve import resolve_served
+    from sweeps.serve import serve as serve_models
+
+    served = resolve_served(options.refs, state_dir=options.state_dir,
+                            mlflow_uri=options.mlflow_uri, base_model=options.base_model)  # fmt: skip
+    return serve_models(served, host=options.host, port=options.port, engine=options.engine,
+                        api_key_env=options.api_key_env, max_tokens=options.max_tokens)  # fmt: skip
 
 
 def data_prepare(options: DataPrepareOptions) -> int:
@@ -444,6 +550,16 @@ EXAMPLES = {
                 "sweep promote lora-demo-20261129-101500/3f2a_00002 --force 'approved by QA'"],
     "compare": ["sweep compare champion base",
                 "sweep compare lora-demo-20261129-101500 champion --out reports/new-vs-live"],
+    "judge": ["sweep judge champion base --judge-url http://127.0.0.1:8000/v1 --judge-model judge",
+              "sweep judge SWEEP/t1 SWEEP/t2 champion   # three sides: Bradley-Terry too"],
+    "errors": ["sweep errors champion",
+               "sweep errors lora-demo-20261129-101500/3f2a_00002 --out reports/round2"],
+    "human": ["sweep human export champion base --out ratings/round1",
+              "sweep human import ratings/round1"],
+    "export-human": ["sweep human export champion base --out ratings/round1"],
+    "import-human": ["sweep human import ratings/round1"],
+    "serve": ["sweep serve champion",
+              "sweep serve new=SWEEP/t3 live=champion base --port 8001 --api-key-env SERVE_KEY"],
     "prepare": ["sweep data prepare raw/*.jsonl --out data/prepared",
                 "sweep data prepare --config search_spaces/lora.yaml --out data/prepared"],
     "data": ["sweep data prepare raw/notes.jsonl --out data/prepared"],
@@ -463,6 +579,12 @@ SUMMARIES = {
     "export": "merge an adapter into its base model",
     "promote": "register the best trial as champion if significantly better",
     "compare": "an A/B report on two adapters, or one and the base",
+    "judge": "an LLM judges two or more sides' held-out answers, both orders",
+    "serve": "serve adapters as an OpenAI-compatible chat endpoint on 127.0.0.1",
+    "human": "blind pairwise human ratings: export, then import",
+    "errors": "the held-out rows an adapter still gets wrong, as next-round data",
+    "export-human": "write a blind pairwise set for raters, and its key apart",
+    "import-human": "read the ratings back, unblind them, report the win rate",
     "prepare": "clean, redact, deduplicate, split and decontaminate data",
     "ui": "the MLflow UI on 127.0.0.1, opening on each sweep",
     "dashboard": "optuna-dashboard on a sweep's study, on 127.0.0.1",
@@ -500,12 +622,14 @@ class HelpFormatter(argparse.RawDescriptionHelpFormatter):
 
 
 def _verb(verbs: argparse._SubParsersAction[argparse.ArgumentParser], name: str,
-          function: Callable[[Options], int]) -> argparse.ArgumentParser:  # fmt: skip
+          function: Callable[[Options], int], *, key: str | None = None) -> argparse.ArgumentParser:  # fmt: skip
     """A verb's parser, built from its typed function: the description from its docstring, the
-    arguments from the fields of the options model it takes, its examples as the epilog."""
+    arguments from the fields of the options model it takes, its examples as the epilog
+    (``key``: where its examples and summary are, when another verb has its name)."""
     model = options_model(function)
-    epilog = "examples:\n" + "\n".join(f"  {line}" for line in EXAMPLES[name])
-    parser = verbs.add_parser(name, help=SUMMARIES[name], description=inspect.getdoc(function),
+    key = key or name
+    epilog = "examples:\n" + "\n".join(f"  {line}" for line in EXAMPLES[key])
+    parser = verbs.add_parser(name, help=SUMMARIES[key], description=inspect.getdoc(function),
                               epilog=epilog, formatter_class=HelpFormatter)  # fmt: skip
     add_model_arguments(parser, model)
     parser.set_defaults(run=functools.partial(_run_verb, function, model))
@@ -515,6 +639,18 @@ def _verb(verbs: argparse._SubParsersAction[argparse.ArgumentParser], name: str,
 def _run_verb(function: Callable[[Options], int], model: type[Options],
               namespace: argparse.Namespace) -> int:  # fmt: skip
     return function(options_from_namespace(model, namespace))
+
+
+def _human_parser(verbs: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    human = verbs.add_parser("human", help="blind pairwise human ratings (export, then import)",
+                             description="Human A/B evaluation: sweep human export --help, "
+                             "sweep human import --help.",
+                             epilog="examples:\n" + "\n".join(f"  {e}" for e in EXAMPLES["human"]),
+                             formatter_class=HelpFormatter)  # fmt: skip
+    sub = human.add_subparsers(dest="human_verb", metavar="VERB")
+    human.set_defaults(run=lambda a: _print_help(human))
+    _verb(sub, "export", human_export, key="export-human")
+    _verb(sub, "import", human_import, key="import-human")
 
 
 def _data_parser(verbs: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
@@ -545,6 +681,10 @@ def build_parser() -> argparse.ArgumentParser:
     _verb(verbs, "export", export)
     _verb(verbs, "promote", promote)
     _verb(verbs, "compare", compare)
+    _verb(verbs, "judge", judge)
+    _verb(verbs, "serve", serve)
+    _human_parser(verbs)
+    _verb(verbs, "errors", errors)
     _data_parser(verbs)
     _verb(verbs, "ui", ui)
     _verb(verbs, "dashboard", dashboard)

@@ -30,6 +30,7 @@ from typing import TYPE_CHECKING, Any
 
 from evals import metric_keys as keys
 from evals.paired import MCNEMAR, compare_paired
+from evals.preference import PreferenceSummary
 from sweeps.console import Say
 from sweeps.scoring import ItemScores, all_rows
 from sweeps.sides import (
@@ -50,6 +51,7 @@ from trainers.spec import TrialSpec
 
 if TYPE_CHECKING:
     from sweeps._tracking import RunReader
+    from sweeps.judge import JudgeSettings
 
 ORIENTATION = "A is the candidate, B the reference: every delta is A - B"
 TEMPLATES = Path(__file__).parent / "templates"
@@ -159,6 +161,38 @@ class Gathered:
 
 
 @dataclass(frozen=True)
+class UnreadRow:
+    """A row the judge's answer could not be read for, with the answers (clipped)."""
+
+    id: str
+    answers: list[str]
+
+
+@dataclass(frozen=True)
+class PreferenceSection:
+    """The LLM judge's or the human raters' pairwise verdicts on A against B."""
+
+    kind: str  # judge | human
+    title: str
+    source: str
+    summary: PreferenceSummary
+    described: str  # the summary in one line
+    verdict: str
+    notes: list[str]
+    unread: list[UnreadRow]
+    run_id: str
+
+
+@dataclass(frozen=True)
+class EvidenceRow:
+    """One kind of evidence and what it says (the gate's ``promote.require`` names these)."""
+
+    kind: str  # heldout | judge | human
+    says: str
+    significant: bool | None  # None: not gathered
+
+
+@dataclass(frozen=True)
 class ReportContext:
     """Everything the HTML, the Markdown and report.json show (report.json: all but curves)."""
 
@@ -186,6 +220,9 @@ class ReportContext:
     cost: list[CostRow]
     curves: str | None
     items: list[ItemRow]
+    preferences: list[PreferenceSection] = field(default_factory=list)
+    evidence: list[EvidenceRow] = field(default_factory=list)
+    errors_link: str | None = None  # sweep errors' summary of A's wrong rows, beside the report
 
     def to_dict(self) -> dict[str, object]:
         return asdict(self)
@@ -203,12 +240,19 @@ class Report:
 
 def compare(
     a: str, b: str, *, state_dir: Path, mlflow_uri: str, out_dir: Path | None = None,
-    samples: int = 8, progress: Say = print,
+    samples: int = 8, progress: Say = print, judge: JudgeSettings | None = None,
 ) -> Report:  # fmt: skip
-    """Score A and B on the same held-out rows, build the report, write it and log it."""
+    """Score A and B on the same held-out rows, build the report, write it and log it.
+    ``judge``: ask the LLM judge too (cached); stored judge and human evidence is shown anyway."""
     pair = paired_outputs(a, b, state_dir=state_dir, mlflow_uri=mlflow_uri, progress=progress)
-    context = report_context(pair, mlflow_uri=mlflow_uri, samples=samples)
+    if judge is not None:
+        from sweeps.judge import judge_pair
+
+        judge_pair(a, b, state_dir=state_dir, mlflow_uri=mlflow_uri, settings=judge, pair=pair,
+                   progress=progress)  # fmt: skip
     out_dir = out_dir or Path("reports") / f"{slug(a)}-vs-{slug(b)}"
+    context = report_context(pair, mlflow_uri=mlflow_uri, samples=samples)
+    context = with_preferences(context, pair, errors_link=write_a_errors(pair, out_dir))
     html, markdown = write_report(context, out_dir)
     run_id = log_report(context, out_dir, home=pair.home, mlflow_uri=mlflow_uri)
     return Report(html, markdown, run_id, context.heldout_paired, pair.spec.task_metric,
@@ -567,6 +611,93 @@ def curves_png(a: Side, b: Side, *, home: SweepState, reader: RunReader, metric:
     fig.savefig(buffer, format="png", dpi=90)
     plt.close(fig)
     return base64.b64encode(buffer.getvalue()).decode()
+
+
+# --------------------------------------------------------------------------- judge, humans, errors
+PREFERENCE_TITLES = {"judge": "LLM judge (pairwise, both orders)", "human": "Human raters (blind)"}
+HOW_TO_GET = {
+    "judge": "sweep compare A B --judge, or sweep judge A B",
+    "human": "sweep human export A B --out DIR, have it rated, then sweep human import DIR",
+}
+
+
+def with_preferences(
+    context: ReportContext, pair: PairedOutputs, *, errors_link: str | None
+) -> ReportContext:
+    """The report with the judge's and the raters' evidence stored for the pair, and the
+    evidence table (held-out, judge, human) the gate's ``promote.require`` reads."""
+    from dataclasses import replace
+
+    from sweeps.evidence import load_evidence
+
+    sections = []
+    for kind in ("judge", "human"):
+        found = load_evidence(pair.home, pair.a, pair.b, kind)
+        if found is not None:
+            sections.append(preference_section(kind, found.summary(), source=found.source,
+                                               details=found.details, run_id=found.run_id))  # fmt: skip
+    return replace(context, preferences=sections, errors_link=errors_link,
+                   evidence=evidence_rows(context.heldout_paired, sections))  # fmt: skip
+
+
+def preference_section(
+    kind: str, summary: PreferenceSummary, *, source: str, details: Mapping[str, Any], run_id: str
+) -> PreferenceSection:
+    notes = []
+    if kind == "judge" and details.get("agreement_rows"):
+        notes.append(f"The judge gave the same verdict in both orders on "
+                     f"{details['self_agreement']:.0%} of {details['agreement_rows']} rows "
+                     "(low agreement: position bias, and such a judge's wins cancel to ties)")  # fmt: skip
+    if kind == "human":
+        raters = details.get("raters") or []
+        notes.append(f"{details.get('ratings', 0)} ratings by {len(raters)} rater(s); "
+                     f"{details.get('not_rated', 0)} left unrated")  # fmt: skip
+        for name in ("rater_agreement", "judge_agreement"):
+            agreement = details.get(name) or {}
+            if agreement.get("kappa") is not None:
+                who = "between raters" if name == "rater_agreement" else "humans vs the judge"
+                notes.append(f"Cohen's kappa {who}: {agreement['kappa']:.2f} on "
+                             f"{agreement.get('pairs', 0)} rows")  # fmt: skip
+    unread = [UnreadRow(r["id"], [clip(a, 300) for a in r.get("answers", [])])
+              for r in details.get("unreadable", [])]  # fmt: skip
+    return PreferenceSection(kind, PREFERENCE_TITLES[kind], source, summary, summary.describe(),
+                             preference_verdict(summary), notes, unread, run_id)  # fmt: skip
+
+
+def preference_verdict(summary: PreferenceSummary) -> str:
+    if summary.n == 0:
+        return "no verdict could be read"
+    if not summary.significant:
+        return "no significant preference"
+    return "A preferred" if summary.wins > summary.losses else "B preferred"
+
+
+def evidence_rows(heldout: Delta, sections: list[PreferenceSection]) -> list[EvidenceRow]:
+    direction = "A better" if heldout.delta > 0 else "B better" if heldout.delta < 0 else "equal"
+    rows = [EvidenceRow("heldout", f"{direction} on {heldout.metric} ({heldout.delta:+.3f}, "
+                        f"{'significant' if heldout.significant else 'not significant'})",
+                        heldout.significant)]  # fmt: skip
+    found = {s.kind: s for s in sections}
+    for kind in ("judge", "human"):
+        section = found.get(kind)
+        if section is None:
+            rows.append(EvidenceRow(kind, f"not gathered: {HOW_TO_GET[kind]}", None))
+        else:
+            rows.append(EvidenceRow(kind, f"{section.verdict}: {section.summary.describe()}",
+                                    section.summary.significant))  # fmt: skip
+    return rows
+
+
+def write_a_errors(pair: PairedOutputs, out_dir: Path) -> str | None:
+    """A's wrong rows (``sweep errors``), beside the report; the link to their summary."""
+    if pair.a.adapter is None or pair.a.state is None:
+        return None
+    from sweeps.errors import analyse_errors, has_label_column, write_errors
+
+    analysis = analyse_errors(pair.scores[0].items, metric=pair.spec.task_metric,
+                              label_field_present=has_label_column(pair.spec))  # fmt: skip
+    paths = write_errors(analysis, out_dir=out_dir / "errors", title=f"A: {pair.a.label}")
+    return str(paths["errors.md"].relative_to(out_dir))
 
 
 # --------------------------------------------------------------------------- render, write, log

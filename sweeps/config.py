@@ -651,6 +651,50 @@ class BenchmarksConfig(_Strict):
         return self
 
 
+class JudgeConfig(_Strict):
+    """The LLM judge of ``sweep judge`` / ``sweep compare --judge`` / ``promote.require: judge``."""
+
+    base_url: str | None = Field(
+        None, description="An OpenAI-compatible endpoint (e.g. http://127.0.0.1:8000/v1 from "
+        "sweep serve); None: the model judges in-process.",
+    )  # fmt: skip
+    model: str = Field(
+        description="The judge: its name at the endpoint; in-process, a base model (name or "
+        "directory) or an adapter reference."
+    )
+    api_key_env: str = Field(
+        "OPENAI_API_KEY", description="The environment variable holding the endpoint's key "
+        "(read, never logged; not needed on loopback).",
+    )  # fmt: skip
+    rubric: str | None = Field(
+        None, description="A rubric YAML (criteria: {name: what it asks}); None: correct, "
+        "specific, format, tone.",
+    )  # fmt: skip
+    max_tokens: int = Field(256, ge=1, description="Tokens the judge may write per verdict.")
+    temperature: float = Field(0.0, ge=0, le=2)
+    rows: int | None = Field(None, ge=1, description="Judge the first N held-out rows; None: all.")
+    parallel: int = Field(4, ge=1, description="Requests at once to an endpoint.")
+    timeout_s: float = Field(300.0, gt=0, description="Per request.")
+
+
+EvidenceKind = Literal["heldout", "judge", "human"]
+
+
+def _heldout_only() -> list[EvidenceKind]:
+    return ["heldout"]
+
+
+class PromoteConfig(_Strict):
+    """What ``sweep promote`` requires before it moves the champion alias."""
+
+    require: list[EvidenceKind] = Field(
+        default_factory=_heldout_only, min_length=1,
+        description="Evidence that must each find the candidate significantly better: heldout "
+        "(paired test on every held-out row), judge (the LLM judge, both orders), human (imported "
+        "ratings).",
+    )  # fmt: skip
+
+
 class SweepConfig(_Strict):
     """The whole sweep, as written in ``search_spaces/*.yaml``."""
 
@@ -671,6 +715,8 @@ class SweepConfig(_Strict):
         None, description="Prepare data.train (and split it, unless data.heldout is set) first."
     )
     benchmarks: BenchmarksConfig = BenchmarksConfig()
+    judge: JudgeConfig | None = Field(None, description="The LLM judge of A/B comparisons.")
+    promote: PromoteConfig = PromoteConfig()
 
     @field_validator("name")
     @classmethod

@@ -28,6 +28,7 @@ from pydantic.fields import FieldInfo
 from sweeps.config import BenchmarksConfig, ConfigError, DataConfig, SweepConfig
 from sweeps.evaluate import DEFAULT_TASKS, EVAL_EXPERIMENT
 from sweeps.prepare import PrepareOptions
+from sweeps.serve import SERVE_PORT
 from sweeps.state import DEFAULT_MLFLOW_URI, DEFAULT_STATE_DIR
 from sweeps.ui import DASHBOARD_PORT, LOOPBACK, UI_PORT
 
@@ -345,7 +346,28 @@ class ExportOptions(StoreOptions):
     base: str | None = Field(None, description="base model (default: the one the adapter records)")
 
 
-class PromoteOptions(StateDirOption):
+class JudgeFlags(VerbOptions):
+    """Which LLM judges: the sweep YAML's judge: section, or these (which override it)."""
+
+    judge_url: str | None = Field(
+        None, description="an OpenAI-compatible endpoint, e.g. http://127.0.0.1:8000/v1 from "
+        "sweep serve (default: judge.base_url; none: the judge model runs in-process)",
+    )  # fmt: skip
+    judge_model: str | None = Field(
+        None, description="the judge model: its name at the endpoint, or in-process a base model "
+        "or adapter reference (default: judge.model)",
+    )  # fmt: skip
+    judge_key_env: str | None = Field(
+        None, description="the environment variable holding the endpoint's key; its value is "
+        "never printed (default: judge.api_key_env, OPENAI_API_KEY)",
+    )  # fmt: skip
+    rubric: Path | None = Field(
+        None, description="a rubric YAML, criteria: {name: what it asks} (default: judge.rubric, "
+        "else correct, specific, format, tone)",
+    )  # fmt: skip
+
+
+class PromoteOptions(StateDirOption, JudgeFlags):
     ref: str = Field(
         description="SWEEP (its best trial), SWEEP/TRIAL, or a trial's run id",
         json_schema_extra=POSITIONAL,
@@ -360,15 +382,70 @@ class PromoteOptions(StateDirOption):
     mlflow_uri: str | None = Field(
         None, description="the registry (default: the sweep's tracking store)"
     )
+    require: tuple[Literal["heldout", "judge", "human"], ...] = Field(
+        (), description="the evidence that must each find the candidate significantly better: "
+        "heldout,judge,human (default: the sweep YAML's promote.require, else heldout)",
+    )  # fmt: skip
 
 
-class CompareOptions(StoreOptions):
+class CompareOptions(StoreOptions, JudgeFlags):
     a: str = Field(description=f"the candidate: base, {ADAPTER_REFS}", json_schema_extra=POSITIONAL)
     b: str = Field(
         description="the reference, as for A (e.g. base or champion)", json_schema_extra=POSITIONAL
     )
     out: Path | None = Field(None, description="report directory (default: reports/A-vs-B)")
     samples: int = Field(8, description="generations shown side by side")
+    judge: bool = Field(
+        False, description="ask the LLM judge about every row too (both orders, cached) and "
+        "report it (stored judge or human evidence on the pair is reported either way)",
+    )  # fmt: skip
+
+
+class JudgeOptions(StoreOptions, JudgeFlags):
+    refs: tuple[str, ...] = Field(
+        description=f"two or more sides, the first as A: base, {ADAPTER_REFS}",
+        json_schema_extra=POSITIONAL,
+    )
+
+
+class ErrorsOptions(StoreOptions):
+    ref: str = Field(
+        description=f"an adapter from a sweep: {ADAPTER_REFS}", json_schema_extra=POSITIONAL
+    )
+    out: Path | None = Field(None, description="output directory (default: reports/errors-REF)")
+
+
+class HumanExportOptions(StoreOptions):
+    a: str = Field(description=f"the candidate: base, {ADAPTER_REFS}", json_schema_extra=POSITIONAL)
+    b: str = Field(description="the reference, as for A", json_schema_extra=POSITIONAL)
+    out: Path = Field(description="new directory: rater/ (to share), key.json (to keep), ratings/")
+
+
+class HumanImportOptions(StoreOptions):
+    directory: Path = Field(
+        description="the directory sweep human export wrote, its ratings in ratings/",
+        json_schema_extra=POSITIONAL,
+    )
+
+
+class ServeOptions(StoreOptions, ServerOptions):
+    refs: tuple[str, ...] = Field(
+        description=f"what to serve, each [NAME=]REF: base, {ADAPTER_REFS}",
+        json_schema_extra=POSITIONAL,
+    )
+    port: int = Field(SERVE_PORT, description="the port to listen on")
+    base_model: str | None = Field(
+        None, description="the base model, name or directory (default: the adapters' own; "
+        "needed to serve base alone)",
+    )  # fmt: skip
+    engine: Literal["auto", "transformers", "vllm"] = Field(
+        "auto", description="auto: vLLM where a CUDA GPU and vLLM exist, else transformers"
+    )
+    api_key_env: str | None = Field(
+        None, description="require Authorization: Bearer with this environment variable's value "
+        "(default: no key; loopback only)",
+    )  # fmt: skip
+    max_tokens: int = Field(512, ge=1, description="the most tokens one answer may have")
 
 
 class DataPrepareOptions(PrepareOptions):

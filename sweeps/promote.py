@@ -7,8 +7,9 @@
 2. **Score** the candidate and the incumbent (the champion, else the base model) on every
    held-out row, not just the rows a rung generates (``sweeps/scoring.py``, cached).
 3. **Gate** (``evals/gate.py``): a paired test must find the candidate better, and no guard
-   benchmark may have regressed beyond its margin. ``--force REASON`` overrides; the reason is
-   recorded as a tag.
+   benchmark may have regressed beyond its margin. ``promote.require`` (or ``--require``) may
+   add the LLM judge (asked here, cached) and imported human ratings: each must prefer the
+   candidate significantly. ``--force REASON`` overrides; the reason is recorded as a tag.
 4. **Register** a model version holding the adapter, the tokenizer (chat template included), the
    base model's reference and hash, and the eval summary with per-item scores. Alias
    ``champion`` moves to it, and the old champion becomes ``previous``.
@@ -19,6 +20,7 @@ from __future__ import annotations
 import json
 import shutil
 import tempfile
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -34,7 +36,12 @@ from sweeps.state import SweepState, TrialRecord, load_state
 from trainers.spec import TrialSpec
 
 if TYPE_CHECKING:
+    from evals.preference import PreferenceSummary
     from sweeps._tracking import ModelRegistry, VersionInfo
+    from sweeps.config import JudgeConfig
+    from sweeps.judge import JudgeSettings
+
+    JudgeFor = Callable[[JudgeConfig | None], JudgeSettings]
 
 CHAMPION, PREVIOUS = "champion", "previous"
 REGISTERED_PATH = "registered_model"  # where a promoted version's files live on the trial's run
@@ -65,9 +72,12 @@ class Promotion:
 
 def promote(
     ref: str, *, state_dir: Path, model_name: str | None = None, mlflow_uri: str | None = None,
-    force_reason: str | None = None, progress: Say = print,
+    force_reason: str | None = None, progress: Say = print, require: Sequence[str] = (),
+    judge_for: JudgeFor | None = None,
 ) -> Promotion:  # fmt: skip
-    """Check, score, gate and (when the gate passes or is forced) register ``ref``."""
+    """Check, score, gate and (when the gate passes or is forced) register ``ref``.
+    ``require``: the evidence the gate needs (default: the sweep YAML's promote.require);
+    ``judge_for``: the judge, from the sweep YAML's judge: section (with the flags on top)."""
     if force_reason is not None and not force_reason.strip():
         raise ConfigError("--force needs a reason (it is recorded on the model version)")
     candidate = load_candidate(ref, state_dir=state_dir)
@@ -87,8 +97,13 @@ def promote(
     against = f"champion {name} v{champion['version']}" if champion else "the base model"
     models = {candidate.label: candidate.adapter, against: incumbent}
     scores = score_every_row(candidate.spec, models, progress=progress)
+    needed = list(require or candidate.config.promote.require)
+    incumbent_ref = f"models:/{name}/{champion['version']}" if champion else "base"
+    preferences = gather_preferences(candidate, incumbent_ref, require=needed,
+                                     state_dir=state_dir, mlflow_uri=registry.tracking_uri,
+                                     judge_for=judge_for, progress=progress)  # fmt: skip
     decision = judge(candidate, scores[candidate.label], scores[against], against=against,
-                     force_reason=force_reason)  # fmt: skip
+                     force_reason=force_reason, require=needed, preferences=preferences)  # fmt: skip
     if not decision.promote:
         return Promotion(decision, name)
     version = register(registry, candidate, decision, scores=(scores[candidate.label],
@@ -171,9 +186,40 @@ def check_champion(champion: VersionInfo, candidate: Candidate, *, name: str) ->
 
 
 # --------------------------------------------------------------------------- 2-3. gate
+def gather_preferences(
+    candidate: Candidate, incumbent_ref: str, *, require: Sequence[str], state_dir: Path,
+    mlflow_uri: str, judge_for: JudgeFor | None, progress: Say,
+) -> dict[str, PreferenceSummary | str]:  # fmt: skip
+    """The judge's verdicts (asked now, cached) and the stored human ratings on the candidate
+    against the incumbent, as ``require`` asks; a missing one is the line saying how to get it."""
+    if not {"judge", "human"} & set(require):
+        return {}
+    from sweeps.evidence import load_evidence
+    from sweeps.judge import judge_pair, judge_settings
+    from sweeps.sides import paired_outputs
+
+    pair = paired_outputs(candidate.label, incumbent_ref, state_dir=state_dir,
+                          mlflow_uri=mlflow_uri, progress=progress)  # fmt: skip
+    found: dict[str, PreferenceSummary | str] = {}
+    if "judge" in require:
+        settings = (judge_for or (lambda c: judge_settings(c)))(candidate.config.judge)
+        found["judge"] = judge_pair(candidate.label, incumbent_ref, state_dir=state_dir,
+                                    mlflow_uri=mlflow_uri, settings=settings, pair=pair,
+                                    progress=progress).summary  # fmt: skip
+    if "human" in require:
+        human = load_evidence(pair.home, pair.a, pair.b, "human")
+        found["human"] = human.summary() if human is not None else (
+            f"no human ratings of {candidate.label} against {incumbent_ref}: sweep human export "
+            f"{candidate.label} {incumbent_ref} --out DIR, have it rated, then sweep human "
+            "import DIR"
+        )  # fmt: skip
+    return found
+
+
 def judge(
     candidate: Candidate, ours: ItemScores, theirs: ItemScores, *, against: str,
-    force_reason: str | None,
+    force_reason: str | None, require: Sequence[str] = ("heldout",),
+    preferences: dict[str, PreferenceSummary | str] | None = None,
 ) -> GateDecision:  # fmt: skip
     """The gate on per-item task-metric scores, with the sweep's guard verdicts."""
     if not ours.items:
@@ -185,7 +231,7 @@ def judge(
     guard = list(candidate.record.guard) or guard_violations(candidate.record.metrics, margins)
     return promotion_gate(
         ours.by_item(), theirs.by_item(), metric=candidate.spec.task_metric, against=against,
-        guard=guard, force_reason=force_reason,
+        guard=guard, force_reason=force_reason, require=require, preferences=preferences or {},
     )  # fmt: skip
 
 
@@ -245,6 +291,8 @@ def eval_summary(
         "heldout_all_rows": {"candidate": scores[0].metrics, "incumbent": scores[1].metrics},
         "paired": decision.comparison.to_json(), "evidence": decision.evidence(),
         "refusals": decision.refusals, "forced_reason": decision.forced_reason,
+        "require": decision.require, "carried_by": decision.carried_by,
+        "preferences": {k: v.to_json() for k, v in decision.preferences.items()},
         "guard": list(record.guard), "trial_metrics": record.metrics,
     }  # fmt: skip
 
@@ -264,6 +312,10 @@ def version_tags(candidate: Candidate, decision: GateDecision) -> dict[str, str]
     }  # fmt: skip
     if c.p_value is not None:
         tags["gate.p_value"] = f"{c.p_value:.6g}"
+    tags["gate.require"] = ",".join(decision.require)
+    tags["gate.carried_by"] = ",".join(decision.carried_by) or "none (forced)"
+    for kind, summary in decision.preferences.items():
+        tags[f"gate.{kind}"] = summary.describe()
     if decision.forced_reason is not None:
         tags["promotion.reason"] = decision.forced_reason
         tags["promotion.overrode"] = "; ".join(decision.refusals) or "nothing"

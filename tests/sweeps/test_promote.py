@@ -65,7 +65,7 @@ def test_promotes_a_significant_gain_over_the_base_then_over_the_champion(
     plant(state, first, [0.30 + 0.02 * i for i in range(HELDOUT_ROWS)])
     plant(state, second, [0.60 + 0.02 * i for i in range(HELDOUT_ROWS)])
     assert promote(promo, f"promo/{first}", "gain") == 0
-    assert "Promoted: gain v1 is champion." in capsys.readouterr().out
+    assert "Promoted: gain v1 is champion, on the evidence of heldout." in capsys.readouterr().out
     assert promote(promo, f"promo/{second}", "gain") == 0
     out = capsys.readouterr().out
     assert "delta +0.3000" in out and "vs champion gain v1" in out
@@ -76,6 +76,7 @@ def test_promotes_a_significant_gain_over_the_base_then_over_the_champion(
     assert tags["lora_sweep.trial_id"] == second and tags["gate.passed"] == "true"
     assert tags["base_model.sha256"] == state.base_model_digest
     assert float(tags["gate.ci_low"]) > 0 and tags["promotion.forced"] == "false"
+    assert tags["gate.require"] == "heldout" and tags["gate.carried_by"] == "heldout"
     assert champion.run_id == state.trials[second].run_id
 
 

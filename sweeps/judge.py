@@ -1,0 +1,387 @@
+"""``sweep judge A B [C ...]``: an LLM judges the two sides' held-out generations, pair by pair.
+
+The outputs are the ones ``sweep compare`` reports (every held-out row, ``sweeps/sides.py``). Each
+row is put to the judge in both orders (``evals/judge.py``); verdicts are read strictly, and an
+unreadable one is counted and listed, never dropped. Every question is cached per (judge,
+messages) under the cache root, so a re-run asks nothing again.
+
+The judge is any OpenAI-compatible endpoint (``judge.base_url``, ``judge.model``; the key from
+the environment variable ``judge.api_key_env``, never logged), ``sweep serve`` included, or a
+model in-process (no ``base_url``). The outcome (win/tie/loss with a Wilson interval, the sign
+test, the judge's agreement with itself across the orders) is logged as a ``judge`` run in the
+sweep's experiment, with every verdict and its rationale, and stored as the pair's judge
+evidence (``sweeps/evidence.py``) for the report and the promotion gate. Three or more sides:
+every pair is judged, and Bradley-Terry strengths with bootstrap intervals rank them.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from collections.abc import Callable, Sequence
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import asdict, dataclass, field
+from itertools import combinations
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, Protocol
+
+from evals import metric_keys as keys
+from evals.judge import (
+    JudgeItem,
+    Rubric,
+    RubricError,
+    cache_key,
+    combine,
+    judge_messages,
+    load_rubric,
+    parse_verdict,
+    rationale,
+    self_agreement,
+)
+from evals.preference import PreferenceSummary, Strength, bradley_terry, summarize
+from sweeps.config import ConfigError, JudgeConfig
+from sweeps.console import Say
+from sweeps.evidence import Evidence, save_evidence
+from sweeps.sides import ItemRow, PairedOutputs, home_config, paired_outputs, utc
+from sweeps.state import write_json_atomic
+
+if TYPE_CHECKING:
+    from trainers.chat import ChatModel
+
+UNREAD_SHOWN = 20  # unreadable verdicts kept with the evidence, for the report (all in MLflow)
+
+
+class Asker(Protocol):
+    """Puts one question to the judge and returns its answer."""
+
+    identity: str
+
+    def ask(self, messages: list[dict[str, str]]) -> str: ...
+
+
+# --------------------------------------------------------------------------- the judge
+@dataclass(frozen=True)
+class JudgeSettings:
+    """A resolved judge: the config's fields with the rubric read."""
+
+    config: JudgeConfig
+    rubric: Rubric
+
+    @property
+    def identity(self) -> str:
+        c = self.config
+        return json.dumps([c.base_url or "in-process", c.model, self.rubric.digest(),
+                           c.temperature, c.max_tokens])  # fmt: skip
+
+    def describe(self) -> str:
+        where = self.config.base_url or "in-process"
+        return f"{self.config.model} at {where}, rubric {', '.join(self.rubric.criteria)}"
+
+
+def judge_settings(
+    config: JudgeConfig | None, *, url: str | None = None, model: str | None = None,
+    key_env: str | None = None, rubric: Path | None = None,
+) -> JudgeSettings:  # fmt: skip
+    """The sweep YAML's ``judge:`` with the command line's overrides on top."""
+    if config is None and model is None:
+        raise ConfigError(
+            "no judge: add a judge: section to the sweep YAML ({base_url, model}) or pass "
+            "--judge-model (and --judge-url for an endpoint, e.g. one sweep serve started)"
+        )
+    fields = config.model_dump() if config is not None else {}
+    overrides = {"base_url": url, "model": model, "api_key_env": key_env,
+                 "rubric": str(rubric) if rubric else None}  # fmt: skip
+    fields.update({k: v for k, v in overrides.items() if v is not None})
+    resolved = JudgeConfig(**fields)
+    try:
+        loaded = load_rubric(Path(resolved.rubric) if resolved.rubric else None)
+    except RubricError as exc:
+        raise ConfigError(str(exc)) from None
+    return JudgeSettings(resolved, loaded)
+
+
+def sweep_judge_config(
+    refs: Sequence[str], *, state_dir: Path, mlflow_uri: str
+) -> JudgeConfig | None:
+    """The ``judge:`` section of the sweep the first side from a sweep comes from (None if none)."""
+    from sweeps.sides import resolve_side
+
+    for ref in refs:
+        side = resolve_side(ref, state_dir=state_dir, mlflow_uri=mlflow_uri)
+        if side.state is not None:
+            section = home_config(side.state).get("judge")
+            return JudgeConfig.model_validate(section) if section else None
+    return None
+
+
+class EndpointAsker:
+    """An OpenAI-compatible chat-completions endpoint, through the ``openai`` client."""
+
+    def __init__(self, settings: JudgeSettings) -> None:
+        import os
+
+        from openai import OpenAI
+
+        c = settings.config
+        assert c.base_url is not None
+        key = os.environ.get(c.api_key_env, "")
+        if not key and not _loopback(c.base_url):
+            raise ConfigError(f"judge at {c.base_url}: the key variable {c.api_key_env} is not "
+                              f"set (export {c.api_key_env}=..., or judge.api_key_env)")  # fmt: skip
+        self.client = OpenAI(base_url=c.base_url, api_key=key or "unused", timeout=c.timeout_s,
+                             max_retries=2)  # fmt: skip
+        self.config = c
+        self.identity = settings.identity
+
+    def ask(self, messages: list[dict[str, str]]) -> str:
+        import openai
+
+        try:
+            reply = self.client.chat.completions.create(
+                model=self.config.model, messages=messages,  # type: ignore[arg-type]
+                temperature=self.config.temperature, max_tokens=self.config.max_tokens,
+            )  # fmt: skip
+        except openai.APIConnectionError as exc:
+            raise ConfigError(f"judge endpoint {self.config.base_url}: {exc} (is it running? "
+                              "sweep serve REF starts one)") from None  # fmt: skip
+        except (openai.AuthenticationError, openai.NotFoundError) as exc:
+            raise ConfigError(f"judge endpoint {self.config.base_url}: {exc.message}") from None
+        return reply.choices[0].message.content or ""
+
+
+class LocalAsker:
+    """A model in this process: a base model (name or directory) or an adapter reference."""
+
+    def __init__(self, settings: JudgeSettings, *, state_dir: Path, mlflow_uri: str) -> None:
+        from trainers.chat import Sampling
+
+        self.chat: ChatModel = local_judge_model(settings.config.model, state_dir=state_dir,
+                                                 mlflow_uri=mlflow_uri)  # fmt: skip
+        self.name = self.chat.names[-1]  # the adapter when there is one, else the base
+        c = settings.config
+        self.sampling = Sampling(max_tokens=c.max_tokens, temperature=c.temperature)
+        self.identity = settings.identity
+
+    def ask(self, messages: list[dict[str, str]]) -> str:
+        return self.chat.complete(messages, model=self.name, sampling=self.sampling).text
+
+
+def local_judge_model(model: str, *, state_dir: Path, mlflow_uri: str) -> ChatModel:
+    from sweeps.serve import Served, _base_directory, resolve_served
+    from trainers.chat import ChatModel
+
+    try:
+        served = resolve_served([f"judge={model}"], state_dir=state_dir, mlflow_uri=mlflow_uri)
+    except ConfigError:  # not an adapter: a base model's name or directory
+        served = Served(base=_base_directory(model), adapters={})
+    return ChatModel(served.base, served.adapters, trust_remote_code=served.trust_remote_code)
+
+
+def make_asker(settings: JudgeSettings, *, state_dir: Path, mlflow_uri: str) -> Asker:
+    if settings.config.base_url:
+        return EndpointAsker(settings)
+    return LocalAsker(settings, state_dir=state_dir, mlflow_uri=mlflow_uri)
+
+
+def _loopback(url: str) -> bool:
+    from urllib.parse import urlsplit
+
+    host = urlsplit(url).hostname or ""
+    return host in ("127.0.0.1", "localhost", "::1")
+
+
+# --------------------------------------------------------------------------- judging rows
+@dataclass(frozen=True)
+class Verdict:
+    """One row judged in both orders; ``outcome`` is A's view (None: a verdict was unreadable)."""
+
+    id: str
+    ab: str | None  # the verdict with A's output first
+    ba: str | None  # with B's first
+    outcome: int | None
+    answer_ab: str
+    answer_ba: str
+
+    def row(self) -> dict[str, Any]:
+        return {**asdict(self), "rationale_ab": rationale(self.answer_ab),
+                "rationale_ba": rationale(self.answer_ba)}  # fmt: skip
+
+
+@dataclass(frozen=True)
+class JudgeRun:
+    verdicts: list[Verdict]
+    asked: int  # questions put to the judge
+    cached: int  # answers read back from the cache
+
+    @property
+    def outcomes(self) -> dict[str, int]:
+        return {v.id: v.outcome for v in self.verdicts if v.outcome is not None}
+
+    @property
+    def unparsed(self) -> int:
+        return sum(v.outcome is None for v in self.verdicts)
+
+    def agreement(self) -> tuple[float, int]:
+        return self_agreement([(v.ab, v.ba) for v in self.verdicts])
+
+
+def judge_items(
+    items: Sequence[JudgeItem], *, asker: Asker, rubric: Rubric, parallel: int = 1,
+    progress: Say = print,
+) -> JudgeRun:  # fmt: skip
+    """Ask the judge about every item in both orders (cached answers are not asked again)."""
+    questions = {}
+    for item in items:
+        for a_first in (True, False):
+            first, second = (item.a, item.b) if a_first else (item.b, item.a)
+            questions[(item.id, a_first)] = judge_messages(
+                item.prompt, first=first, second=second, reference=item.reference, rubric=rubric
+            )
+    answers, asked = _answers(questions, asker=asker, parallel=parallel, progress=progress)
+    verdicts = []
+    for item in items:
+        ab, ba = answers[(item.id, True)], answers[(item.id, False)]
+        pv_ab, pv_ba = parse_verdict(ab), parse_verdict(ba)
+        verdicts.append(Verdict(item.id, pv_ab, pv_ba, combine(pv_ab, pv_ba), ab, ba))
+    return JudgeRun(verdicts, asked=asked, cached=len(questions) - asked)
+
+
+def _answers(
+    questions: dict[tuple[str, bool], list[dict[str, str]]], *, asker: Asker, parallel: int,
+    progress: Say,
+) -> tuple[dict[tuple[str, bool], str], int]:  # fmt: skip
+    from trainers.models import cache_root
+
+    directory = cache_root() / "judge"
+    paths = {q: directory / f"{cache_key(asker.identity, m)}.json" for q, m in questions.items()}
+    answers = {q: json.loads(p.read_text())["answer"] for q, p in paths.items() if p.is_file()}
+    missing = [q for q in questions if q not in answers]
+    if missing:
+        progress(f"Asking the judge {len(missing)} question(s) "
+                 f"({len(answers)} answered before, from the cache) ...")  # fmt: skip
+        directory.mkdir(parents=True, exist_ok=True)
+
+        def ask(q: tuple[str, bool]) -> str:
+            answer = asker.ask(questions[q])
+            write_json_atomic(paths[q], {"answer": answer})
+            return answer
+
+        with ThreadPoolExecutor(max_workers=max(1, parallel)) as pool:
+            answers.update(zip(missing, pool.map(ask, missing), strict=True))
+    return answers, len(missing)
+
+
+def judge_item(row: ItemRow) -> JudgeItem:
+    """A report row as the judge sees it: the turns before the answer, as text."""
+    prompt = "\n\n".join(f"{t.role}: {t.content}" if t.role != "prompt" else t.content
+                         for t in row.turns)  # fmt: skip
+    return JudgeItem(row.id, prompt, row.reference, row.a, row.b)
+
+
+# --------------------------------------------------------------------------- a pair, logged
+@dataclass(frozen=True)
+class JudgeResult:
+    a: str
+    b: str
+    summary: PreferenceSummary
+    agreement: float  # the judge's agreement with itself across the two orders
+    agreement_rows: int
+    run: JudgeRun
+    judge: str
+    run_id: str
+    evidence: Path
+
+    def lines(self) -> list[str]:
+        agree = ("no row with both verdicts readable" if math.isnan(self.agreement) else
+                 f"{self.agreement:.0%} of {self.agreement_rows} rows")  # fmt: skip
+        return [
+            f"judge ({self.judge}): A ({self.a}) vs B ({self.b}): {self.summary.describe()}",
+            f"  self-agreement across the two orders: {agree}; unreadable verdicts: "
+            f"{self.run.unparsed}; asked {self.run.asked}, from the cache {self.run.cached}",
+            f"  MLflow run {self.run_id}; evidence {self.evidence}",
+        ]
+
+
+def judge_pair(
+    a: str, b: str, *, state_dir: Path, mlflow_uri: str, settings: JudgeSettings,
+    asker: Asker | None = None, progress: Say = print, pair: PairedOutputs | None = None,
+) -> JudgeResult:  # fmt: skip
+    """Judge A against B on the held-out rows, log the verdicts and store the evidence."""
+    pair = pair or paired_outputs(a, b, state_dir=state_dir, mlflow_uri=mlflow_uri,
+                                  progress=progress)  # fmt: skip
+    asker = asker or make_asker(settings, state_dir=state_dir, mlflow_uri=mlflow_uri)
+    rows = pair.items[: settings.config.rows] if settings.config.rows else pair.items
+    run = judge_items([judge_item(r) for r in rows], asker=asker, rubric=settings.rubric,
+                      parallel=settings.config.parallel, progress=progress)  # fmt: skip
+    summary = summarize(run.outcomes, unparsed=run.unparsed)
+    agreement, agreement_rows = run.agreement()
+    run_id = log_judge_run(pair, run, summary=summary, settings=settings, mlflow_uri=mlflow_uri,
+                           agreement=agreement)  # fmt: skip
+    unreadable = [{"id": v.id, "answers": [v.answer_ab, v.answer_ba]}
+                  for v in run.verdicts if v.outcome is None][:UNREAD_SHOWN]  # fmt: skip
+    details = {"self_agreement": agreement, "agreement_rows": agreement_rows, "asked": run.asked,
+               "cached": run.cached, "rows": len(rows), "unreadable": unreadable}  # fmt: skip
+    evidence = Evidence("judge", a, b, run.outcomes, run.unparsed, settings.describe(), utc(None),
+                        run_id, details)  # fmt: skip
+    path = save_evidence(pair.home, pair.a, pair.b, evidence)
+    return JudgeResult(a, b, summary, agreement, agreement_rows, run, settings.describe(),
+                       run_id, path)  # fmt: skip
+
+
+def preference_metrics(source: str, summary: PreferenceSummary) -> dict[str, float]:
+    """``judge/wins`` ... ``judge/p_value`` (NaN left out: no decisive row, no win rate)."""
+    values = {"wins": summary.wins, "ties": summary.ties, "losses": summary.losses,
+              "unparsed": summary.unparsed, "win_rate": summary.win_rate,
+              "win_rate_ci_low": summary.win_rate_low, "win_rate_ci_high": summary.win_rate_high,
+              "p_value": summary.p_value}  # fmt: skip
+    return {keys.preference(source, k): float(v) for k, v in values.items()
+            if not math.isnan(float(v))}  # fmt: skip
+
+
+def log_judge_run(
+    pair: PairedOutputs, run: JudgeRun, *, summary: PreferenceSummary, settings: JudgeSettings,
+    mlflow_uri: str, agreement: float,
+) -> str:  # fmt: skip
+    """A ``judge`` run in the sweep's experiment: the outcome, and every verdict's rationale."""
+    from sweeps._tracking import SweepTracker
+
+    config = home_config(pair.home)
+    experiment = (config.get("tracking") or {}).get("experiment") or config.get("name")
+    metrics = preference_metrics(keys.JUDGE, summary)
+    metrics.update({keys.JUDGE_ASKED: run.asked, keys.JUDGE_CACHED: run.cached})
+    if not math.isnan(agreement):
+        metrics[keys.JUDGE_SELF_AGREEMENT] = agreement
+    verdicts = "".join(json.dumps(v.row()) + "\n" for v in run.verdicts)
+    return SweepTracker(mlflow_uri, str(experiment or pair.home.name)).log_run(
+        f"judge {pair.a.label} vs {pair.b.label}"[:250],
+        params={"a": pair.a.label, "b": pair.b.label, "judge_model": settings.config.model,
+                "judge_url": settings.config.base_url or "in-process",
+                "rubric": ", ".join(settings.rubric.criteria), "rows": len(run.verdicts)},
+        metrics=metrics, tags={"lora_sweep.kind": "judge", "lora_sweep.sweep": pair.home.name},
+        artifacts={"judge/verdicts.jsonl": verdicts,
+                   "judge/rubric.json": settings.rubric.model_dump_json(indent=2)},
+    )  # fmt: skip
+
+
+# --------------------------------------------------------------------------- more than two
+@dataclass(frozen=True)
+class Tournament:
+    pairs: list[JudgeResult]
+    strengths: list[Strength] = field(default_factory=list)  # Bradley-Terry, three sides or more
+
+
+def judge_all(
+    refs: Sequence[str], *, state_dir: Path, mlflow_uri: str, settings: JudgeSettings,
+    progress: Say = print, asker_for: Callable[[], Asker] | None = None,
+) -> Tournament:  # fmt: skip
+    """Every pair of ``refs`` judged (the first as A); Bradley-Terry when there are 3+."""
+    if len(refs) < 2 or len(set(refs)) < len(refs):
+        raise ConfigError("sweep judge needs two or more different references: A B [C ...]")
+    asker = asker_for() if asker_for else make_asker(settings, state_dir=state_dir,
+                                                      mlflow_uri=mlflow_uri)  # fmt: skip
+    results = [judge_pair(a, b, state_dir=state_dir, mlflow_uri=mlflow_uri, settings=settings,
+                          asker=asker, progress=progress) for a, b in combinations(refs, 2)]  # fmt: skip
+    if len(refs) < 3:
+        return Tournament(results)
+    matches = [(r.a, r.b, o) for r in results for o in r.run.outcomes.values()]
+    return Tournament(results, bradley_terry(matches))

@@ -1,0 +1,172 @@
+"""A base model with named LoRA adapters, answering chat messages: what ``sweep serve`` serves
+and what an in-process LLM judge asks.
+
+The base model is loaded once. Each adapter is loaded onto it under its name (PEFT's
+multi-adapter model); a request names the adapter to use, or ``base`` for none. Prompts are
+rendered with the tokenizer's chat template (the Alpaca layout training uses when the tokenizer
+has none). One request runs at a time: the active adapter is model state.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from trainers.tokenize import ALPACA_USER
+
+if TYPE_CHECKING:
+    from transformers import PreTrainedModel, PreTrainedTokenizerBase
+
+BASE_NAME = "base"
+ROLES = ("system", "user", "assistant")
+
+
+class ChatError(ValueError):
+    """A request the model cannot answer (an unknown model name, malformed messages)."""
+
+
+@dataclass(frozen=True)
+class Completion:
+    text: str
+    prompt_tokens: int
+    completion_tokens: int
+    finish_reason: str  # stop | length
+
+
+@dataclass(frozen=True)
+class Sampling:
+    """How to generate: greedy at temperature 0 (the default), else sampled."""
+
+    max_tokens: int = 256
+    temperature: float = 0.0
+    top_p: float = 1.0
+    seed: int | None = None
+    stop: tuple[str, ...] = ()
+
+
+class ChatModel:
+    """``complete(messages, model=NAME)``: NAME is ``base`` or one of the adapters' names."""
+
+    def __init__(
+        self, base: Path, adapters: Mapping[str, Path], *, trust_remote_code: bool = False,
+        device: str = "cpu",
+    ) -> None:  # fmt: skip
+        from trainers.models import load_causal_lm, load_tokenizer
+
+        if BASE_NAME in adapters:
+            raise ChatError(f"{BASE_NAME!r} names the base model; give the adapter another name")
+        self.tokenizer: PreTrainedTokenizerBase = load_tokenizer(
+            base, trust_remote_code=trust_remote_code
+        )
+        self.base_path = base
+        model = load_causal_lm(base, trust_remote_code=trust_remote_code, device=device)
+        self.model: Any = _with_adapters(model, adapters)
+        self.adapters = dict(adapters)
+        self.device = device
+        self._lock = threading.Lock()
+
+    @property
+    def names(self) -> list[str]:
+        return [BASE_NAME, *self.adapters]
+
+    def render(self, messages: Sequence[Mapping[str, str]]) -> str:
+        """The prompt text, ending where the assistant's answer begins."""
+        turns = check_messages(messages)
+        if self.tokenizer.chat_template:
+            text = self.tokenizer.apply_chat_template(
+                turns, tokenize=False, add_generation_prompt=True
+            )
+            return str(text)
+        parts = []
+        for turn in turns:
+            if turn["role"] == "system":
+                parts.append(turn["content"] + "\n\n")
+            elif turn["role"] == "user":
+                parts.append(ALPACA_USER.format(content=turn["content"]))
+            else:
+                parts.append(turn["content"] + "\n\n")
+        return "".join(parts)
+
+    def complete(
+        self, messages: Sequence[Mapping[str, str]], *, model: str, sampling: Sampling = Sampling()
+    ) -> Completion:
+        """One answer to ``messages`` from ``model`` (``base`` or an adapter's name)."""
+        if model not in self.names:
+            raise ChatError(f"no model {model!r} here; served: {', '.join(self.names)}")
+        prompt = self.render(messages)
+        with self._lock:
+            return self._generate(prompt, model=model, sampling=sampling)
+
+    def _generate(self, prompt: str, *, model: str, sampling: Sampling) -> Completion:
+        import contextlib
+
+        import torch
+
+        encoded = self.tokenizer(prompt, return_tensors="pt", add_special_tokens=False)
+        ids = encoded["input_ids"].to(self.device)
+        options = generation_options(self.tokenizer, sampling)
+        if sampling.seed is not None:
+            torch.manual_seed(sampling.seed)
+        if self.adapters and model != BASE_NAME:
+            self.model.set_adapter(model)
+        adapters_off = (self.model.disable_adapter() if self.adapters and model == BASE_NAME
+                        else contextlib.nullcontext())  # fmt: skip
+        with torch.inference_mode(), adapters_off:
+            output = self.model.generate(
+                input_ids=ids, attention_mask=encoded["attention_mask"].to(self.device), **options
+            )
+        new = output[0, ids.shape[1] :].tolist()
+        eos = {self.tokenizer.eos_token_id, self.tokenizer.pad_token_id}
+        stopped = bool(new) and new[-1] in eos
+        text = str(self.tokenizer.decode(new, skip_special_tokens=True))
+        text, cut = _cut_at_stop(text, sampling.stop)
+        finish = "stop" if stopped or cut or len(new) < sampling.max_tokens else "length"
+        return Completion(text, int(ids.shape[1]), len(new), finish)
+
+
+def check_messages(messages: Sequence[Mapping[str, str]]) -> list[dict[str, str]]:
+    """Messages as role/content dicts; a message of another role, or without text, is refused."""
+    if not messages:
+        raise ChatError("messages is empty")
+    turns = []
+    for index, message in enumerate(messages):
+        role, content = message.get("role"), message.get("content")
+        if role not in ROLES or not isinstance(content, str):
+            raise ChatError(f"messages[{index}]: needs role system|user|assistant and text content")
+        turns.append({"role": str(role), "content": content})
+    return turns
+
+
+def generation_options(tokenizer: PreTrainedTokenizerBase, sampling: Sampling) -> dict[str, Any]:
+    options: dict[str, Any] = {
+        "max_new_tokens": sampling.max_tokens,
+        "pad_token_id": tokenizer.pad_token_id,
+        "eos_token_id": tokenizer.eos_token_id,
+    }
+    if sampling.temperature > 0:
+        options.update(do_sample=True, temperature=sampling.temperature, top_p=sampling.top_p)
+    else:
+        options.update(do_sample=False, temperature=None, top_p=None, top_k=None)
+    return options
+
+
+def _cut_at_stop(text: str, stop: Sequence[str]) -> tuple[str, bool]:
+    """The text up to the first stop string (OpenAI's ``stop``), and whether one was found."""
+    found = [text.index(s) for s in stop if s and s in text]
+    return (text[: min(found)], True) if found else (text, False)
+
+
+def _with_adapters(model: PreTrainedModel, adapters: Mapping[str, Path]) -> Any:
+    """The model with each adapter loaded under its name (the model itself without any)."""
+    if not adapters:
+        return model.eval()
+    from peft import PeftModel
+
+    names = list(adapters)
+    peft_model = PeftModel.from_pretrained(model, str(adapters[names[0]]), adapter_name=names[0])
+    for name in names[1:]:
+        peft_model.load_adapter(str(adapters[name]), adapter_name=name)
+    return peft_model.eval()
