@@ -56,6 +56,17 @@ class PreferenceSummary:
     def to_json(self) -> dict[str, Any]:
         return asdict(self)
 
+    def as_metrics(self, source: str) -> dict[str, float]:
+        """``judge/wins`` ... ``judge/p_value`` (``source``: judge or human); NaN left out."""
+        from evals import metric_keys as keys
+
+        values = {"wins": self.wins, "ties": self.ties, "losses": self.losses,
+                  "unparsed": self.unparsed, "win_rate": self.win_rate,
+                  "win_rate_ci_low": self.win_rate_low, "win_rate_ci_high": self.win_rate_high,
+                  "p_value": self.p_value}  # fmt: skip
+        return {keys.preference(source, k): float(v) for k, v in values.items()
+                if not math.isnan(float(v))}  # fmt: skip
+
 
 def summarize(
     outcomes: Mapping[str, int], *, unparsed: int = 0, confidence: float = 0.95

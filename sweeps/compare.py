@@ -40,6 +40,7 @@ from sweeps.sides import (
     PairedOutputs,
     RegistryVersion,
     Side,
+    experiment_name,
     home_config,
     item_rows,
     paired_outputs,
@@ -747,10 +748,8 @@ def log_report(context: ReportContext, out_dir: Path, *, home: SweepState, mlflo
     """A ``compare`` run in the sweep's experiment, with the report as its artefacts."""
     from sweeps._tracking import SweepTracker
 
-    config = home_config(home)
-    experiment = (config.get("tracking") or {}).get("experiment") or config.get("name") or home.name
     d = context.heldout_paired
-    tracker = SweepTracker(mlflow_uri, experiment)
+    tracker = SweepTracker(mlflow_uri, experiment_name(home))
     metrics = {keys.HELDOUT_DELTA: d.delta, keys.HELDOUT_DELTA_CI_LOW: d.ci_low,
                keys.HELDOUT_DELTA_CI_HIGH: d.ci_high, keys.HELDOUT_WINS: d.a_better,
                keys.HELDOUT_LOSSES: d.b_better}  # fmt: skip

@@ -48,7 +48,7 @@ from sweeps.sides import (
     Side,
     Turn,
     check_comparable,
-    home_config,
+    experiment_name,
     pair_key,
     paired_outputs,
     resolve_side,
@@ -458,22 +458,10 @@ def unblinded_jsonl(ratings: list[Rating], pairs: Mapping[str, Mapping[str, Any]
 
 
 # --------------------------------------------------------------------------- logging
-def experiment_name(home: SweepState) -> str:
-    """The sweep's MLflow experiment (as ``sweep compare`` logs into it)."""
-    config = home_config(home)
-    name = (config.get("tracking") or {}).get("experiment") or config.get("name") or home.name
-    return str(name)
-
-
 def human_metrics(summary: PreferenceSummary, details: Mapping[str, Any]) -> dict[str, float]:
     """``human/<stat>`` (NaN left out), ``human/ratings``, ``human/raters``, and
     ``human/judge_kappa`` when the judge's verdicts on the pair were compared."""
-    stats = {"wins": summary.wins, "ties": summary.ties, "losses": summary.losses,
-             "unparsed": summary.unparsed, "win_rate": summary.win_rate,
-             "win_rate_ci_low": summary.win_rate_low, "win_rate_ci_high": summary.win_rate_high,
-             "p_value": summary.p_value}  # fmt: skip
-    metrics = {keys.preference(keys.HUMAN, s): float(v) for s, v in stats.items()
-               if not math.isnan(float(v))}  # fmt: skip
+    metrics = summary.as_metrics(keys.HUMAN)
     metrics[keys.HUMAN_RATINGS] = float(details["ratings"])
     metrics[keys.HUMAN_RATERS] = float(len(details["raters"]))
     judge = details.get("judge_agreement")

@@ -42,7 +42,7 @@ from evals.preference import PreferenceSummary, Strength, bradley_terry, summari
 from sweeps.config import ConfigError, JudgeConfig
 from sweeps.console import Say
 from sweeps.evidence import Evidence, save_evidence
-from sweeps.sides import ItemRow, PairedOutputs, home_config, paired_outputs, utc
+from sweeps.sides import ItemRow, PairedOutputs, experiment_name, home_config, paired_outputs, utc
 from sweeps.state import write_json_atomic
 
 if TYPE_CHECKING:
@@ -328,16 +328,6 @@ def judge_pair(
                        run_id, path)  # fmt: skip
 
 
-def preference_metrics(source: str, summary: PreferenceSummary) -> dict[str, float]:
-    """``judge/wins`` ... ``judge/p_value`` (NaN left out: no decisive row, no win rate)."""
-    values = {"wins": summary.wins, "ties": summary.ties, "losses": summary.losses,
-              "unparsed": summary.unparsed, "win_rate": summary.win_rate,
-              "win_rate_ci_low": summary.win_rate_low, "win_rate_ci_high": summary.win_rate_high,
-              "p_value": summary.p_value}  # fmt: skip
-    return {keys.preference(source, k): float(v) for k, v in values.items()
-            if not math.isnan(float(v))}  # fmt: skip
-
-
 def log_judge_run(
     pair: PairedOutputs, run: JudgeRun, *, summary: PreferenceSummary, settings: JudgeSettings,
     mlflow_uri: str, agreement: float,
@@ -345,14 +335,12 @@ def log_judge_run(
     """A ``judge`` run in the sweep's experiment: the outcome, and every verdict's rationale."""
     from sweeps._tracking import SweepTracker
 
-    config = home_config(pair.home)
-    experiment = (config.get("tracking") or {}).get("experiment") or config.get("name")
-    metrics = preference_metrics(keys.JUDGE, summary)
+    metrics = summary.as_metrics(keys.JUDGE)
     metrics.update({keys.JUDGE_ASKED: run.asked, keys.JUDGE_CACHED: run.cached})
     if not math.isnan(agreement):
         metrics[keys.JUDGE_SELF_AGREEMENT] = agreement
     verdicts = "".join(json.dumps(v.row()) + "\n" for v in run.verdicts)
-    return SweepTracker(mlflow_uri, str(experiment or pair.home.name)).log_run(
+    return SweepTracker(mlflow_uri, experiment_name(pair.home)).log_run(
         f"judge {pair.a.label} vs {pair.b.label}"[:250],
         params={"a": pair.a.label, "b": pair.b.label, "judge_model": settings.config.model,
                 "judge_url": settings.config.base_url or "in-process",

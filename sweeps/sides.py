@@ -221,6 +221,13 @@ def _plain(text: str) -> str:
     return SPECIAL_TOKENS.sub("", text).strip()
 
 
+def experiment_name(home: SweepState) -> str:
+    """The sweep's MLflow experiment, where compare, judge and human runs are logged."""
+    config = home_config(home)
+    name = (config.get("tracking") or {}).get("experiment") or config.get("name") or home.name
+    return str(name)
+
+
 def home_config(state: SweepState) -> dict[str, Any]:
     loaded: dict[str, Any] = yaml.safe_load((state.path / "config.yaml").read_text())
     return loaded

@@ -1,4 +1,4 @@
-"""ray is imported only inside the package sweeps/tune/, mlflow and lm_eval each by one module only
+"""ray is imported only inside the package sweeps/tune/; mlflow, lm_eval, openai and fastapi each by one module only
 (read from the source's AST)."""
 
 from __future__ import annotations
@@ -13,6 +13,8 @@ OWNERS = {
     "ray": "sweeps/tune/",  # a package: every importer lies inside it
     "mlflow": "sweeps/_tracking.py",
     "lm_eval": "evals/benchmarks.py",
+    "openai": "sweeps/judge.py",  # the judge's client; sweep serve answers it
+    "fastapi": "sweeps/serve_app.py",
 }
 
 

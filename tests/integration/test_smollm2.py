@@ -134,6 +134,15 @@ def test_a_sweep_promotes_its_winner_and_the_report_shows_the_gain_with_its_ci(
     assert paired["n"] == 24 and paired["delta"] > 0.3 and paired["ci_low"] > 0
     markdown = (out / "report.md").read_text()
     assert f"[{paired['ci_low']:+.4f}, {paired['ci_high']:+.4f}]" in markdown
+    # the iterate step on the champion: its wrong rows are data the recipe reads
+    errors = tmp_path / "errors"
+    assert main(["errors", "champion", "--out", str(errors), *where, *uri]) == 0
+    wrong = (errors / "errors.jsonl").read_text().splitlines()
+    detail = json.loads((errors / "errors.json").read_text())
+    assert len(wrong) == detail["wrong"]
+    if wrong:  # a perfect champion leaves nothing to prepare
+        assert main(["data", "prepare", str(errors / "errors.jsonl"), "--out",
+                     str(tmp_path / "round2")]) == 0  # fmt: skip
 
 
 def test_sweep_init_on_the_embedded_data_validates_and_launches_on_the_real_model(
