@@ -343,6 +343,28 @@ def gpu_share_bytes(config: SweepConfig) -> int | None:
     return int(smallest * min(config.resources.gpu, 1.0))
 
 
+def check_judge(
+    config: SweepConfig, *, config_dir: Path, source: str, progress: Say
+) -> SweepConfig:
+    """The judge's rubric file reads (its path made absolute, as the sweep's record keeps it),
+    and a gate that requires the judge has one, or is told the flags will have to name it."""
+    from evals.judge import RubricError, load_rubric
+
+    judge = config.judge
+    if judge is not None and judge.rubric:
+        path = resolve_path(judge.rubric, config_dir=config_dir)
+        try:
+            load_rubric(path)
+        except RubricError as exc:
+            raise ConfigError(f"{source}: judge.rubric: {exc}") from None
+        judge = judge.model_copy(update={"rubric": str(path)})
+        config = config.model_copy(update={"judge": judge})
+    if "judge" in config.promote.require and judge is None:
+        progress("Note: promote.require lists judge but there is no judge: section; sweep "
+                 "promote will need --judge-model (and --judge-url for an endpoint)")  # fmt: skip
+    return config
+
+
 def check_study_storage(config: SweepConfig, *, source: str) -> None:
     """A search.storage database Optuna cannot use (driver missing, unreachable, refused) is
     refused before Ray starts."""
@@ -524,6 +546,7 @@ def preflight(
     if benchmarks is not None and benchmarks.weights:
         metric = COMPOSITE
     check_study_storage(config, source=source)
+    config = check_judge(config, config_dir=config_dir, source=source, progress=progress)
     goals = (Goal.of(metric, mode), *also)
     check_warm_start(config, goals=goals, source=source, progress=progress)
     note = sampler_note(config)

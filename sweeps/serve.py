@@ -73,9 +73,11 @@ def resolve_served(
 
 
 def split_named(entry: str) -> tuple[str, str]:
-    """``NAME=REF`` -> (NAME, REF); a bare REF is named by itself."""
+    """``NAME=REF`` -> (NAME, REF); a bare REF is named by itself, a directory by its last part."""
     name, sep, ref = entry.partition("=")
-    name, ref = (name, ref) if sep else (entry, entry)
+    if not sep:
+        ref = entry
+        name = Path(entry).name if Path(entry).expanduser().is_dir() else entry
     if not NAME.match(name):
         raise ConfigError(f"{entry}: a served name is letters, digits and ._@:/- (NAME=REF)")
     return name, ref

@@ -18,9 +18,7 @@ from typing import Any
 
 import pytest
 
-from evals.gate import promotion_gate
-from evals.judge import combine, judge_messages, parse_verdict, self_agreement
-from evals.preference import summarize
+from evals.judge import judge_messages
 from sweeps.cli import main
 from sweeps.config import JudgeConfig
 from sweeps.evidence import load_evidence
@@ -30,37 +28,6 @@ from tests.sweeps.conftest import dump_dom, free_port, shared_cache, visible_tex
 
 KEY_ENV = "TEST_JUDGE_SERVE_KEY"
 ALWAYS = "Verdict: first"
-
-
-# --------------------------------------------------------------------------- the verdict, read
-def test_verdicts_are_read_strictly_and_combined_across_orders() -> None:
-    assert parse_verdict("The first is right.\nVerdict: first") == "first"
-    assert parse_verdict("**Verdict: Second**") == "second"
-    assert parse_verdict("reasons\nverdict: tie.") == "tie"
-    for unreadable in ("", "\n\n\n", "I prefer the first one", "Verdict: first\nbut maybe not",
-                       "Verdict: both"):  # fmt: skip
-        assert parse_verdict(unreadable) is None, unreadable
-    assert combine("first", "second") == 1  # A first and preferred, then A second and preferred
-    assert combine("second", "first") == -1
-    assert combine("first", "first") == 0  # position bias: a tie, not a win
-    assert combine("first", "tie") == 1 and combine(None, "first") is None
-    assert self_agreement([("first", "first")] * 5) == (0.0, 5)
-    assert self_agreement([("first", "second"), ("tie", "tie")]) == (1.0, 2)
-
-
-def test_gate_needs_each_required_evidence_to_prefer_the_candidate() -> None:
-    candidate, incumbent = {str(i): 1.0 for i in range(20)}, {str(i): 0.0 for i in range(20)}
-    preferred = summarize({str(i): 1 for i in range(12)})
-    tie = summarize({str(i): 0 for i in range(12)})
-    passed = promotion_gate(candidate, incumbent, metric="exact_match", against="base",
-                            require=["heldout", "judge"], preferences={"judge": preferred})  # fmt: skip
-    assert passed.promote and passed.carried_by == ["heldout", "judge"]
-    refused = promotion_gate(candidate, incumbent, metric="exact_match", against="base",
-                             require=["heldout", "judge", "human"],
-                             preferences={"judge": tie, "human": "no human ratings"})  # fmt: skip
-    assert not refused.promote and refused.carried_by == ["heldout"]
-    assert any(r.startswith("judge: not significantly preferred") for r in refused.refusals)
-    assert "human: no human ratings" in refused.refusals
 
 
 # --------------------------------------------------------------------------- the served judge
@@ -230,6 +197,33 @@ def test_unreadable_verdicts_are_counted_not_dropped(
     assert all(v.outcome is None and v.ab is None and v.ba is None for v in done.run.verdicts)
 
 
+def test_an_in_process_judge_needs_no_endpoint(
+    served: dict[str, Any], ab_sweep: dict[str, Any], tmp_path_factory: pytest.TempPathFactory
+) -> None:
+    """No base_url: the judge adapter is loaded in this process (the same verdicts)."""
+    state = ab_sweep["state"]
+    settings = judge_settings(JudgeConfig(model=str(served["adapter"]), rows=2, max_tokens=16))
+    with shared_cache(tmp_path_factory):
+        done = judge_pair("ab", "base", state_dir=state.path.parent, mlflow_uri=ab_sweep["uri"],
+                          settings=settings, progress=lambda _: None)  # fmt: skip
+    assert "in-process" in done.judge and done.run.asked == 4 and done.run.unparsed == 0
+    assert [v.outcome for v in done.run.verdicts] == [0, 0]
+
+
+def test_a_rubric_that_cannot_be_read_is_refused_before_compute(
+    tiny_model: Path, small_data: dict[str, Path], tmp_path: Path,
+    capsys: pytest.CaptureFixture[str],
+) -> None:  # fmt: skip
+    from tests.conftest import tiny_sweep_config
+    from tests.sweeps.conftest import refused_launch
+
+    config = tiny_sweep_config(tiny_model, small_data, tmp_path,
+                               judge={"model": "judge", "rubric": "missing-rubric.yaml"})  # fmt: skip
+    error = refused_launch(config, tmp_path / "sweep.yaml", capsys)
+    assert "judge.rubric" in error and "missing-rubric.yaml" in error and "\n" not in error
+    assert not (tmp_path / "sweeps").exists()  # nothing started
+
+
 def test_the_gate_refuses_when_the_judge_finds_no_significant_preference(
     served: dict[str, Any], ab_sweep: dict[str, Any], capsys: pytest.CaptureFixture[str],
     tmp_path_factory: pytest.TempPathFactory,
@@ -253,7 +247,8 @@ def test_the_report_shows_the_judge_and_the_humans(
 ) -> None:  # fmt: skip
     flags = ["--state-dir", served["state_dir"], "--mlflow-uri", ab_sweep["uri"]]
     ratings = tmp_path / "round1"
-    with shared_cache(tmp_path_factory):
+    with shared_cache(tmp_path_factory):  # the judge first: the import compares the humans with it
+        assert main(["judge", "ab", "base", *flags, *judge_flags(served)]) == 0
         assert main(["human", "export", "ab", "base", "--out", str(ratings), *flags]) == 0
         plant_ratings(ratings, a_wins=10)
         assert main(["human", "import", str(ratings), *flags]) == 0
