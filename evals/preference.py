@@ -113,15 +113,16 @@ def wilson_interval(
 
 
 def cohen_kappa(first: Mapping[str, int], second: Mapping[str, int]) -> tuple[float, int]:
-    """Cohen's kappa between two raters' outcomes on the items both rated, and how many."""
+    """Cohen's kappa between two raters' outcomes on the items both rated, and how many; nan
+    when both gave one and the same outcome throughout (kappa is undefined there)."""
     common = sorted(set(first) & set(second))
     if not common:
         return math.nan, 0
     from sklearn.metrics import cohen_kappa_score
 
     x, y = [first[i] for i in common], [second[i] for i in common]
-    if len(set(x) | set(y)) == 1:  # one label everywhere: full agreement, kappa undefined
-        return 1.0, len(common)
+    if len(set(x) | set(y)) == 1:  # one label everywhere: agreement, but not beyond chance
+        return math.nan, len(common)
     return float(cohen_kappa_score(x, y, labels=[B_BETTER, TIE, A_BETTER])), len(common)
 
 

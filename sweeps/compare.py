@@ -191,6 +191,7 @@ class EvidenceRow:
     kind: str  # heldout | judge | human
     says: str
     significant: bool | None  # None: not gathered
+    favours: str = ""  # A | B | "" (neither)
 
 
 @dataclass(frozen=True)
@@ -245,12 +246,15 @@ def compare(
 ) -> Report:  # fmt: skip
     """Score A and B on the same held-out rows, build the report, write it and log it.
     ``judge``: ask the LLM judge too (cached); stored judge and human evidence is shown anyway."""
+    asker = None
+    if judge is not None:  # checked before anything is scored
+        from sweeps.judge import judge_pair, make_asker
+
+        asker = make_asker(judge, state_dir=state_dir, mlflow_uri=mlflow_uri)
     pair = paired_outputs(a, b, state_dir=state_dir, mlflow_uri=mlflow_uri, progress=progress)
     if judge is not None:
-        from sweeps.judge import judge_pair
-
         judge_pair(a, b, state_dir=state_dir, mlflow_uri=mlflow_uri, settings=judge, pair=pair,
-                   progress=progress)  # fmt: skip
+                   asker=asker, progress=progress)  # fmt: skip
     out_dir = out_dir or Path("reports") / f"{slug(a)}-vs-{slug(b)}"
     context = report_context(pair, mlflow_uri=mlflow_uri, samples=samples)
     context = with_preferences(context, pair, errors_link=write_a_errors(pair, out_dir))
@@ -645,6 +649,12 @@ def preference_section(
     kind: str, summary: PreferenceSummary, *, source: str, details: Mapping[str, Any], run_id: str
 ) -> PreferenceSection:
     notes = []
+    if kind == "judge" and details.get("rows", 0) < details.get("of_rows", 0):
+        notes.append(f"Only the first {details['rows']} of {details['of_rows']} held-out rows "
+                     "were judged (judge.rows)")  # fmt: skip
+    if kind == "judge" and details.get("cut"):
+        notes.append(f"{details['cut']} answers reached the judge's max_tokens before a "
+                     "verdict line (judge.max_tokens)")  # fmt: skip
     if kind == "judge" and details.get("agreement_rows"):
         notes.append(f"The judge gave the same verdict in both orders on "
                      f"{details['self_agreement']:.0%} of {details['agreement_rows']} rows "
@@ -677,15 +687,17 @@ def evidence_rows(heldout: Delta, sections: list[PreferenceSection]) -> list[Evi
     direction = "A better" if heldout.delta > 0 else "B better" if heldout.delta < 0 else "equal"
     rows = [EvidenceRow("heldout", f"{direction} on {heldout.metric} ({heldout.delta:+.3f}, "
                         f"{'significant' if heldout.significant else 'not significant'})",
-                        heldout.significant)]  # fmt: skip
+                        heldout.significant, direction.split()[0] if heldout.delta else "")]  # fmt: skip
     found = {s.kind: s for s in sections}
     for kind in ("judge", "human"):
         section = found.get(kind)
         if section is None:
             rows.append(EvidenceRow(kind, f"not gathered: {HOW_TO_GET[kind]}", None))
         else:
-            rows.append(EvidenceRow(kind, f"{section.verdict}: {section.summary.describe()}",
-                                    section.summary.significant))  # fmt: skip
+            summary = section.summary
+            favours = "A" if summary.wins > summary.losses else "B" if summary.losses else ""
+            rows.append(EvidenceRow(kind, f"{section.verdict}: {summary.describe()}",
+                                    summary.significant, favours))  # fmt: skip
     return rows
 
 

@@ -670,7 +670,10 @@ class JudgeConfig(_Strict):
         None, description="A rubric YAML (criteria: {name: what it asks}); None: correct, "
         "specific, format, tone.",
     )  # fmt: skip
-    max_tokens: int = Field(256, ge=1, description="Tokens the judge may write per verdict.")
+    max_tokens: int = Field(
+        512, ge=1, description="Tokens the judge may write per verdict (its reasons, then the "
+        "verdict line); an answer cut here has no verdict and is counted as unreadable.",
+    )  # fmt: skip
     temperature: float = Field(0.0, ge=0, le=2)
     rows: int | None = Field(None, ge=1, description="Judge the first N held-out rows; None: all.")
     parallel: int = Field(4, ge=1, description="Requests at once to an endpoint.")

@@ -151,7 +151,7 @@ def write_rater_files(rows: list[dict[str, str]], rater_dir: Path) -> tuple[Path
     with (rater_dir / "pairs.csv").open("w", newline="", encoding="utf-8") as handle:
         writer = csv.DictWriter(handle, fieldnames=COLUMNS)
         writer.writeheader()
-        writer.writerows(rows)
+        writer.writerows({k: spreadsheet_safe(v) for k, v in row.items()} for row in rows)
     (rater_dir / "pairs.jsonl").write_text(
         "".join(json.dumps(row, ensure_ascii=False) + "\n" for row in rows), encoding="utf-8"
     )
@@ -164,6 +164,15 @@ def write_rater_files(rows: list[dict[str, str]], rater_dir: Path) -> tuple[Path
     for name, text in texts.items():
         (rater_dir / name).write_text(text, encoding="utf-8")
     return tuple(rater_dir / n for n in ("pairs.csv", "pairs.jsonl", *texts))
+
+
+FORMULA_START = ("=", "+", "-", "@", "\t", "\r")
+
+
+def spreadsheet_safe(text: str) -> str:
+    """A cell a spreadsheet shows as text: one that starts like a formula (``=``, ``+``, ``-``,
+    ``@``) gets a leading apostrophe, so a model's answer runs nothing (CSV injection)."""
+    return f"'{text}" if text.startswith(FORMULA_START) else text
 
 
 # --------------------------------------------------------------------------- import
@@ -300,7 +309,11 @@ RawRating = dict[str, Any]  # pair_id, preference and (optionally) rater, as rea
 
 def raw_ratings(path: Path) -> Iterator[tuple[str, RawRating]]:
     """``(where, fields)`` of every rating row in one file."""
-    text = path.read_text(encoding="utf-8-sig")
+    try:
+        text = path.read_text(encoding="utf-8-sig")
+    except UnicodeDecodeError:
+        raise ConfigError(f"{path}: not UTF-8 text; save it as CSV UTF-8 (Excel: Save As, "
+                          "CSV UTF-8) and import again") from None  # fmt: skip
     if path.suffix.lower() == ".csv":
         reader = csv.DictReader(text.splitlines(keepends=True))
         missing = {"pair_id", "preference"} - set(reader.fieldnames or ())

@@ -19,7 +19,7 @@ from __future__ import annotations
 import json
 import math
 from collections.abc import Callable, Sequence
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import ThreadPoolExecutor, as_completed
 from dataclasses import asdict, dataclass, field
 from itertools import combinations
 from pathlib import Path
@@ -51,12 +51,21 @@ if TYPE_CHECKING:
 UNREAD_SHOWN = 20  # unreadable verdicts kept with the evidence, for the report (all in MLflow)
 
 
+@dataclass(frozen=True)
+class Answer:
+    """What the judge said, and how it ended: stop, length (cut at judge.max_tokens), or error
+    (the endpoint refused this one question; the text says why). Errors are not cached."""
+
+    text: str
+    finish: str = "stop"
+
+
 class Asker(Protocol):
     """Puts one question to the judge and returns its answer."""
 
     identity: str
 
-    def ask(self, messages: list[dict[str, str]]) -> str: ...
+    def ask(self, messages: list[dict[str, str]]) -> Answer: ...
 
 
 # --------------------------------------------------------------------------- the judge
@@ -133,20 +142,52 @@ class EndpointAsker:
         self.config = c
         self.identity = settings.identity
 
-    def ask(self, messages: list[dict[str, str]]) -> str:
+    def check(self) -> None:
+        """Before anything is scored: the endpoint answers, takes the key and serves the model
+        (an endpoint without a model list is taken at its word)."""
         import openai
 
+        where = f"judge endpoint {self.config.base_url}"
+        try:
+            served = [
+                m.id for m in self.client.with_options(timeout=30, max_retries=0).models.list()
+            ]
+        except openai.APIConnectionError:
+            raise ConfigError(f"{where} does not answer (is it running? sweep serve REF starts "
+                              "one)") from None  # fmt: skip
+        except openai.AuthenticationError:
+            raise ConfigError(f"{where} refused the key in {self.config.api_key_env}") from None
+        except openai.APIStatusError:
+            return
+        if served and self.config.model not in served:
+            raise ConfigError(f"{where} does not serve {self.config.model!r} "
+                              f"(it serves: {', '.join(served)}); set judge.model")  # fmt: skip
+
+    def ask(self, messages: list[dict[str, str]]) -> Answer:
+        """One answer. A question the endpoint refuses (400: too long, say) is an error answer,
+        counted as unreadable; an endpoint that fails (down, timing out, 429 or 5xx after the
+        client's retries, a wrong key) stops the run in one line."""
+        import openai
+
+        where = f"judge endpoint {self.config.base_url}"
         try:
             reply = self.client.chat.completions.create(
                 model=self.config.model, messages=messages,  # type: ignore[arg-type]
                 temperature=self.config.temperature, max_tokens=self.config.max_tokens,
             )  # fmt: skip
-        except openai.APIConnectionError as exc:
-            raise ConfigError(f"judge endpoint {self.config.base_url}: {exc} (is it running? "
-                              "sweep serve REF starts one)") from None  # fmt: skip
-        except (openai.AuthenticationError, openai.NotFoundError) as exc:
-            raise ConfigError(f"judge endpoint {self.config.base_url}: {exc.message}") from None
-        return reply.choices[0].message.content or ""
+        except (openai.BadRequestError, openai.UnprocessableEntityError) as exc:
+            return Answer(f"error: {exc.message}", finish="error")
+        except openai.APITimeoutError:
+            raise ConfigError(f"{where}: no answer in {self.config.timeout_s:g} s "
+                              "(judge.timeout_s)") from None  # fmt: skip
+        except openai.APIConnectionError:
+            raise ConfigError(f"{where} stopped answering (is it running?)") from None
+        except openai.APIStatusError as exc:
+            raise ConfigError(f"{where}: HTTP {exc.status_code}: {exc.message}") from None
+        if not reply.choices:
+            return Answer("error: the endpoint returned no choice", finish="error")
+        choice = reply.choices[0]
+        return Answer(choice.message.content or "", finish=str(choice.finish_reason or "stop"))
 
 
 class LocalAsker:
@@ -160,10 +201,11 @@ class LocalAsker:
         self.name = self.chat.names[-1]  # the adapter when there is one, else the base
         c = settings.config
         self.sampling = Sampling(max_tokens=c.max_tokens, temperature=c.temperature)
-        self.identity = settings.identity
+        self.identity = json.dumps([settings.identity, self.chat.weights_identity()])
 
-    def ask(self, messages: list[dict[str, str]]) -> str:
-        return self.chat.complete(messages, model=self.name, sampling=self.sampling).text
+    def ask(self, messages: list[dict[str, str]]) -> Answer:
+        done = self.chat.complete(messages, model=self.name, sampling=self.sampling)
+        return Answer(done.text, finish=done.finish_reason)
 
 
 def local_judge_model(model: str, *, state_dir: Path, mlflow_uri: str) -> ChatModel:
@@ -172,14 +214,20 @@ def local_judge_model(model: str, *, state_dir: Path, mlflow_uri: str) -> ChatMo
 
     try:
         served = resolve_served([f"judge={model}"], state_dir=state_dir, mlflow_uri=mlflow_uri)
-    except ConfigError:  # not an adapter: a base model's name or directory
-        served = Served(base=_base_directory(model), adapters={})
+    except ConfigError as not_adapter:  # a base model's name or directory, else the first error
+        try:
+            served = Served(base=_base_directory(model), adapters={})
+        except ConfigError:
+            raise not_adapter from None
     return ChatModel(served.base, served.adapters, trust_remote_code=served.trust_remote_code)
 
 
 def make_asker(settings: JudgeSettings, *, state_dir: Path, mlflow_uri: str) -> Asker:
+    """The judge, checked: an endpoint must answer and serve the model; a local one is loaded."""
     if settings.config.base_url:
-        return EndpointAsker(settings)
+        asker = EndpointAsker(settings)
+        asker.check()
+        return asker
     return LocalAsker(settings, state_dir=state_dir, mlflow_uri=mlflow_uri)
 
 
@@ -201,6 +249,7 @@ class Verdict:
     outcome: int | None
     answer_ab: str
     answer_ba: str
+    finish: tuple[str, str] = ("stop", "stop")  # how each answer ended: stop | length | error
 
     def row(self) -> dict[str, Any]:
         return {**asdict(self), "rationale_ab": rationale(self.answer_ab),
@@ -220,6 +269,10 @@ class JudgeRun:
     @property
     def unparsed(self) -> int:
         return sum(v.outcome is None for v in self.verdicts)
+
+    def ended(self, how: str) -> int:
+        """Answers that ended ``how``: length (cut at judge.max_tokens) or error."""
+        return sum(f == how for v in self.verdicts for f in v.finish)
 
     def agreement(self) -> tuple[float, int]:
         return self_agreement([(v.ab, v.ba) for v in self.verdicts])
@@ -241,34 +294,48 @@ def judge_items(
     verdicts = []
     for item in items:
         ab, ba = answers[(item.id, True)], answers[(item.id, False)]
-        pv_ab, pv_ba = parse_verdict(ab), parse_verdict(ba)
-        verdicts.append(Verdict(item.id, pv_ab, pv_ba, combine(pv_ab, pv_ba), ab, ba))
+        pv_ab, pv_ba = parse_verdict(ab.text), parse_verdict(ba.text)
+        verdicts.append(Verdict(item.id, pv_ab, pv_ba, combine(pv_ab, pv_ba), ab.text, ba.text,
+                                finish=(ab.finish, ba.finish)))  # fmt: skip
     return JudgeRun(verdicts, asked=asked, cached=len(questions) - asked)
 
 
 def _answers(
     questions: dict[tuple[str, bool], list[dict[str, str]]], *, asker: Asker, parallel: int,
     progress: Say,
-) -> tuple[dict[tuple[str, bool], str], int]:  # fmt: skip
+) -> tuple[dict[tuple[str, bool], Answer], int]:  # fmt: skip
     from trainers.models import cache_root
 
     directory = cache_root() / "judge"
     paths = {q: directory / f"{cache_key(asker.identity, m)}.json" for q, m in questions.items()}
-    answers = {q: json.loads(p.read_text())["answer"] for q, p in paths.items() if p.is_file()}
+    answers = {q: _cached(p) for q, p in paths.items() if p.is_file()}
     missing = [q for q in questions if q not in answers]
-    if missing:
-        progress(f"Asking the judge {len(missing)} question(s) "
-                 f"({len(answers)} answered before, from the cache) ...")  # fmt: skip
-        directory.mkdir(parents=True, exist_ok=True)
+    if not missing:
+        return answers, 0
+    progress(f"Asking the judge {len(missing)} question(s) "
+             f"({len(answers)} answered before, from the cache) ...")  # fmt: skip
+    directory.mkdir(parents=True, exist_ok=True)
 
-        def ask(q: tuple[str, bool]) -> str:
-            answer = asker.ask(questions[q])
-            write_json_atomic(paths[q], {"answer": answer})
-            return answer
+    def ask(q: tuple[str, bool]) -> Answer:
+        answer = asker.ask(questions[q])
+        if answer.finish != "error":  # a refused question is asked again next time
+            write_json_atomic(paths[q], {"answer": answer.text, "finish": answer.finish})
+        return answer
 
-        with ThreadPoolExecutor(max_workers=max(1, parallel)) as pool:
-            answers.update(zip(missing, pool.map(ask, missing), strict=True))
+    with ThreadPoolExecutor(max_workers=max(1, parallel)) as pool:
+        pending = {pool.submit(ask, q): q for q in missing}
+        try:
+            for future in as_completed(pending):
+                answers[pending[future]] = future.result()
+        except BaseException:  # the first failure stops the rest: nothing more is sent
+            pool.shutdown(wait=True, cancel_futures=True)
+            raise
     return answers, len(missing)
+
+
+def _cached(path: Path) -> Answer:
+    raw = json.loads(path.read_text())
+    return Answer(str(raw["answer"]), finish=str(raw.get("finish", "stop")))
 
 
 def judge_item(row: ItemRow) -> JudgeItem:
@@ -294,12 +361,19 @@ class JudgeResult:
     def lines(self) -> list[str]:
         agree = ("no row with both verdicts readable" if math.isnan(self.agreement) else
                  f"{self.agreement:.0%} of {self.agreement_rows} rows")  # fmt: skip
-        return [
+        lines = [
             f"judge ({self.judge}): A ({self.a}) vs B ({self.b}): {self.summary.describe()}",
             f"  self-agreement across the two orders: {agree}; unreadable verdicts: "
             f"{self.run.unparsed}; asked {self.run.asked}, from the cache {self.run.cached}",
-            f"  MLflow run {self.run_id}; evidence {self.evidence}",
         ]
+        cut, refused = self.run.ended("length"), self.run.ended("error")
+        if cut:
+            lines.append(f"  {cut} answer(s) reached judge.max_tokens before a verdict line: "
+                         "raise it")  # fmt: skip
+        if refused:
+            lines.append(f"  {refused} question(s) refused by the endpoint (the verdicts in "
+                         "MLflow say why); they are asked again next time")  # fmt: skip
+        return [*lines, f"  MLflow run {self.run_id}; evidence {self.evidence}"]
 
 
 def judge_pair(
@@ -320,7 +394,9 @@ def judge_pair(
     unreadable = [{"id": v.id, "answers": [v.answer_ab, v.answer_ba]}
                   for v in run.verdicts if v.outcome is None][:UNREAD_SHOWN]  # fmt: skip
     details = {"self_agreement": agreement, "agreement_rows": agreement_rows, "asked": run.asked,
-               "cached": run.cached, "rows": len(rows), "unreadable": unreadable}  # fmt: skip
+               "cached": run.cached, "rows": len(rows), "of_rows": len(pair.items),
+               "cut": run.ended("length"), "refused": run.ended("error"),
+               "unreadable": unreadable}  # fmt: skip
     evidence = Evidence("judge", a, b, run.outcomes, run.unparsed, settings.describe(), utc(None),
                         run_id, details)  # fmt: skip
     path = save_evidence(pair.home, pair.a, pair.b, evidence)
@@ -358,6 +434,19 @@ class Tournament:
     strengths: list[Strength] = field(default_factory=list)  # Bradley-Terry, three sides or more
 
 
+def check_distinct(refs: Sequence[str], *, state_dir: Path, mlflow_uri: str) -> None:
+    """Two names for the same weights (champion and the trial it came from) would be judged
+    against themselves, and ranked as two models: refused before anything is asked."""
+    from sweeps.sides import resolve_side, side_digest
+
+    seen: dict[str, str] = {}
+    for ref in refs:
+        digest = side_digest(resolve_side(ref, state_dir=state_dir, mlflow_uri=mlflow_uri))
+        if digest in seen:
+            raise ConfigError(f"{seen[digest]} and {ref} are the same weights; name each once")
+        seen[digest] = ref
+
+
 def judge_all(
     refs: Sequence[str], *, state_dir: Path, mlflow_uri: str, settings: JudgeSettings,
     progress: Say = print, asker_for: Callable[[], Asker] | None = None,
@@ -365,6 +454,7 @@ def judge_all(
     """Every pair of ``refs`` judged (the first as A); Bradley-Terry when there are 3+."""
     if len(refs) < 2 or len(set(refs)) < len(refs):
         raise ConfigError("sweep judge needs two or more different references: A B [C ...]")
+    check_distinct(refs, state_dir=state_dir, mlflow_uri=mlflow_uri)
     asker = asker_for() if asker_for else make_asker(settings, state_dir=state_dir,
                                                       mlflow_uri=mlflow_uri)  # fmt: skip
     results = [judge_pair(a, b, state_dir=state_dir, mlflow_uri=mlflow_uri, settings=settings,

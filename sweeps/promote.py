@@ -39,7 +39,7 @@ if TYPE_CHECKING:
     from evals.preference import PreferenceSummary
     from sweeps._tracking import ModelRegistry, VersionInfo
     from sweeps.config import JudgeConfig
-    from sweeps.judge import JudgeSettings
+    from sweeps.judge import Asker, JudgeSettings
 
     JudgeFor = Callable[[JudgeConfig | None], JudgeSettings]
 
@@ -82,6 +82,14 @@ def promote(
         raise ConfigError("--force needs a reason (it is recorded on the model version)")
     candidate = load_candidate(ref, state_dir=state_dir)
     check_inputs(candidate, progress=progress)
+    needed = list(require or candidate.config.promote.require)
+    judging = None
+    if "judge" in needed:  # resolved and checked before anything is scored: one line if wrong
+        from sweeps.judge import judge_settings, make_asker
+
+        settings = (judge_for or judge_settings)(candidate.config.judge)
+        judging = (settings, make_asker(settings, state_dir=state_dir,
+                                      mlflow_uri=mlflow_uri or candidate.state.mlflow_uri))  # fmt: skip
     from sweeps._tracking import ModelRegistry
 
     registry = ModelRegistry(mlflow_uri or candidate.state.mlflow_uri)
@@ -97,11 +105,10 @@ def promote(
     against = f"champion {name} v{champion['version']}" if champion else "the base model"
     models = {candidate.label: candidate.adapter, against: incumbent}
     scores = score_every_row(candidate.spec, models, progress=progress)
-    needed = list(require or candidate.config.promote.require)
     incumbent_ref = f"models:/{name}/{champion['version']}" if champion else "base"
     preferences = gather_preferences(candidate, incumbent_ref, require=needed,
                                      state_dir=state_dir, mlflow_uri=registry.tracking_uri,
-                                     judge_for=judge_for, progress=progress)  # fmt: skip
+                                     judging=judging, progress=progress)  # fmt: skip
     decision = judge(candidate, scores[candidate.label], scores[against], against=against,
                      force_reason=force_reason, require=needed, preferences=preferences)  # fmt: skip
     if not decision.promote:
@@ -188,24 +195,23 @@ def check_champion(champion: VersionInfo, candidate: Candidate, *, name: str) ->
 # --------------------------------------------------------------------------- 2-3. gate
 def gather_preferences(
     candidate: Candidate, incumbent_ref: str, *, require: Sequence[str], state_dir: Path,
-    mlflow_uri: str, judge_for: JudgeFor | None, progress: Say,
+    mlflow_uri: str, judging: tuple[JudgeSettings, Asker] | None, progress: Say,
 ) -> dict[str, PreferenceSummary | str]:  # fmt: skip
     """The judge's verdicts (asked now, cached) and the stored human ratings on the candidate
     against the incumbent, as ``require`` asks; a missing one is the line saying how to get it."""
     if not {"judge", "human"} & set(require):
         return {}
     from sweeps.evidence import load_evidence
-    from sweeps.judge import judge_pair, judge_settings
+    from sweeps.judge import judge_pair
     from sweeps.sides import paired_outputs
 
     pair = paired_outputs(candidate.label, incumbent_ref, state_dir=state_dir,
                           mlflow_uri=mlflow_uri, progress=progress)  # fmt: skip
     found: dict[str, PreferenceSummary | str] = {}
-    if "judge" in require:
-        settings = (judge_for or (lambda c: judge_settings(c)))(candidate.config.judge)
+    if "judge" in require and judging is not None:
         found["judge"] = judge_pair(candidate.label, incumbent_ref, state_dir=state_dir,
-                                    mlflow_uri=mlflow_uri, settings=settings, pair=pair,
-                                    progress=progress).summary  # fmt: skip
+                                    mlflow_uri=mlflow_uri, settings=judging[0], asker=judging[1],
+                                    pair=pair, progress=progress).summary  # fmt: skip
     if "human" in require:
         human = load_evidence(pair.home, pair.a, pair.b, "human")
         found["human"] = human.summary() if human is not None else (

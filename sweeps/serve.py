@@ -30,10 +30,12 @@ from typing import Literal
 from sweeps.config import ConfigError
 from sweeps.ui import LOOPBACK
 
+LOOPBACK_HOSTS = (LOOPBACK, "::1", "localhost")
 SERVE_PORT = 8000  # vLLM's and most OpenAI-compatible servers' default
 BASE_REF = "base"
 NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._@:/-]{0,127}$")
 Engine = Literal["auto", "transformers", "vllm"]
+VLLM_RANKS = (8, 16, 32, 64, 128, 256, 320, 512)  # what vLLM's --max-lora-rank accepts
 
 
 @dataclass(frozen=True)
@@ -137,9 +139,11 @@ def vllm_command(served: Served, *, host: str, port: int) -> list[str]:
 def _max_rank(served: Served) -> int:
     import json
 
-    ranks = [int(json.loads((p / "adapter_config.json").read_text()).get("r", 8))
-             for p in served.adapters.values()]  # fmt: skip
-    return max([16, *ranks])  # vLLM accepts 8, 16, 32, 64, ...; 16 covers the usual sweep
+    ranks = [16]  # vLLM's default
+    for path in served.adapters.values():
+        config = json.loads((path / "adapter_config.json").read_text())
+        ranks += [int(config.get("r", 8)), *map(int, (config.get("rank_pattern") or {}).values())]
+    return next(r for r in VLLM_RANKS if r >= max(ranks))
 
 
 def read_api_key(variable: str | None) -> str | None:
@@ -159,6 +163,9 @@ def serve(
 ) -> int:  # fmt: skip
     """Serve until stopped (Ctrl-C or SIGTERM); hands over to vLLM where it can (``engine``)."""
     api_key = read_api_key(api_key_env)
+    if api_key is None and host not in LOOPBACK_HOSTS:
+        raise ConfigError(f"--host {host} exposes the models to the network: give "
+                          "--api-key-env VAR too (requests must then carry that key)")  # fmt: skip
     command = vllm_command(served, host=host, port=port)
     if _use_vllm(engine, command=command):
         if api_key is not None:
@@ -169,7 +176,8 @@ def serve(
     from trainers.chat import ChatModel
 
     print(f"Loading {served.base} with {len(served.adapters)} adapter(s) ...", flush=True)
-    chat = ChatModel(served.base, served.adapters, trust_remote_code=served.trust_remote_code)
+    chat = ChatModel(served.base, served.adapters, trust_remote_code=served.trust_remote_code,
+                     device=default_device())  # fmt: skip
     for line in ready_lines(served, host=host, port=port, key_env=api_key_env):
         print(line, flush=True)
     import uvicorn
@@ -179,6 +187,12 @@ def serve(
     app = build_app(chat, api_key=api_key, max_tokens=max_tokens)
     uvicorn.run(app, host=host, port=port, log_level="warning", access_log=False)
     return 0
+
+
+def default_device() -> str:
+    import torch
+
+    return "cuda" if torch.cuda.is_available() else "cpu"
 
 
 def _use_vllm(engine: Engine, *, command: list[str]) -> bool:
@@ -198,8 +212,7 @@ def _use_vllm(engine: Engine, *, command: list[str]) -> bool:
 
 
 def ready_lines(served: Served, *, host: str, port: int, key_env: str | None) -> list[str]:
-    shown = "localhost" if host in (LOOPBACK, "::1") else host
-    url = f"http://{shown if host != LOOPBACK else LOOPBACK}:{port}/v1"
+    url = f"http://{f'[{host}]' if ':' in host else host}:{port}/v1"
     key = f'os.environ["{key_env}"]' if key_env else '"unused"'
     first = next(iter(served.adapters), BASE_REF)
     lines = [
@@ -212,7 +225,7 @@ def ready_lines(served: Served, *, host: str, port: int, key_env: str | None) ->
         f'    client.chat.completions.create(model="{first}", messages=[{{"role": "user", '
         '"content": "..."}])',
     ]
-    if host not in (LOOPBACK, "::1", "localhost"):
-        lines.append(f"  warning: listening on {host}: anyone who can reach it can use the models"
-                     + ("" if key_env else "; --api-key-env VAR requires a key"))  # fmt: skip
+    if host not in LOOPBACK_HOSTS:
+        lines.append(f"  note: listening on {host}: anyone who can reach it and has the key can "
+                     "use the models")  # fmt: skip
     return lines

@@ -4,21 +4,39 @@ Imported only when serving (FastAPI resolves these annotations at run time, so t
 not postpone them).
 """
 
+import json
 import secrets
 import time
+from collections.abc import Iterator
 from typing import Any
 
 from fastapi import Depends, FastAPI, HTTPException, Request
-from fastapi.responses import JSONResponse
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse, StreamingResponse
 from pydantic import BaseModel, ConfigDict, Field
+from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from trainers.chat import ChatModel
 
 
 class Message(BaseModel):
+    """A chat message; content may be text, OpenAI's list of text parts, or null."""
+
     model_config = ConfigDict(extra="ignore")
     role: str
-    content: str
+    content: str | list[dict[str, Any]] | None = None
+
+    def as_turn(self) -> dict[str, str]:
+        """role/content text: ``developer`` is the system turn, text parts are joined."""
+        if isinstance(self.content, list):
+            kinds = {str(part.get("type")) for part in self.content}
+            if kinds - {"text"}:
+                raise HTTPException(400, f"content parts of type {sorted(kinds - {'text'})} are "
+                                         "not supported (text only)")  # fmt: skip
+            text = "".join(str(part.get("text", "")) for part in self.content)
+        else:
+            text = self.content or ""
+        return {"role": "system" if self.role == "developer" else self.role, "content": text}
 
 
 class ChatRequest(BaseModel):
@@ -35,6 +53,17 @@ class ChatRequest(BaseModel):
     stop: str | list[str] | None = None
     n: int = Field(1, ge=1, le=1)
     stream: bool = False
+    # what this server does not do is refused, not silently ignored
+    tools: list[Any] | None = None
+    response_format: dict[str, Any] | None = None
+    logprobs: bool | None = None
+
+    def unsupported(self) -> str | None:
+        if self.tools:
+            return "tools"
+        if self.response_format and self.response_format.get("type") not in (None, "text"):
+            return "response_format"
+        return "logprobs" if self.logprobs else None
 
 
 def build_app(chat: ChatModel, *, api_key: str | None, max_tokens: int) -> FastAPI:
@@ -48,12 +77,25 @@ def build_app(chat: ChatModel, *, api_key: str | None, max_tokens: int) -> FastA
         if not secrets.compare_digest(given.encode(), f"Bearer {api_key}".encode()):
             raise HTTPException(401, "missing or wrong API key (Authorization: Bearer ...)")
 
-    @app.exception_handler(HTTPException)
-    async def openai_error(request: Request, exc: HTTPException) -> JSONResponse:
+    @app.exception_handler(StarletteHTTPException)
+    async def openai_error(request: Request, exc: StarletteHTTPException) -> JSONResponse:
         kind = {401: "authentication_error", 404: "not_found_error"}.get(exc.status_code,
                                                                           "invalid_request_error")  # fmt: skip
         return JSONResponse({"error": {"message": exc.detail, "type": kind, "code": None}},
                             status_code=exc.status_code)  # fmt: skip
+
+    @app.exception_handler(RequestValidationError)
+    async def invalid_request(request: Request, exc: RequestValidationError) -> JSONResponse:
+        first = exc.errors()[0] if exc.errors() else {"loc": (), "msg": "invalid request"}
+        where = ".".join(str(p) for p in first["loc"] if p != "body") or "body"
+        return JSONResponse({"error": {"message": f"{where}: {first['msg']}", "code": None,
+                                       "type": "invalid_request_error", "param": where}},
+                            status_code=400)  # fmt: skip
+
+    @app.exception_handler(Exception)
+    async def server_error(request: Request, exc: Exception) -> JSONResponse:
+        return JSONResponse({"error": {"message": f"{type(exc).__name__}: {exc}", "code": None,
+                                       "type": "server_error"}}, status_code=500)  # fmt: skip
 
     @app.get("/health")
     def health() -> dict[str, Any]:
@@ -66,19 +108,39 @@ def build_app(chat: ChatModel, *, api_key: str | None, max_tokens: int) -> FastA
             for name in chat.names
         ]}  # fmt: skip
 
-    @app.post("/v1/chat/completions", dependencies=[Depends(check_key)])
-    def completions(body: ChatRequest) -> dict[str, Any]:
-        return answer(chat, body, max_tokens=max_tokens)
+    @app.post("/v1/chat/completions", dependencies=[Depends(check_key)], response_model=None)
+    def completions(body: ChatRequest) -> dict[str, Any] | StreamingResponse:
+        reply = answer(chat, body, max_tokens=max_tokens)
+        if body.stream:  # the whole answer in one chunk: what streaming clients read
+            return StreamingResponse(stream_chunks(reply), media_type="text/event-stream")
+        return reply
 
     return app
+
+
+def stream_chunks(reply: dict[str, Any]) -> Iterator[str]:
+    """A finished completion as OpenAI's server-sent chunks: the answer, the finish, [DONE]."""
+    head = {"id": reply["id"], "object": "chat.completion.chunk", "created": reply["created"],
+            "model": reply["model"]}  # fmt: skip
+    choice = reply["choices"][0]
+    chunks = [
+        {**head, "choices": [{"index": 0, "finish_reason": None, "delta": {
+            "role": "assistant", "content": choice["message"]["content"]}}]},
+        {**head, "choices": [{"index": 0, "delta": {}, "finish_reason": choice["finish_reason"]}]},
+    ]  # fmt: skip
+    for chunk in chunks:
+        yield f"data: {json.dumps(chunk)}\n\n"
+    yield "data: [DONE]\n\n"
 
 
 def answer(chat: ChatModel, body: ChatRequest, *, max_tokens: int) -> dict[str, Any]:
     """One chat completion, in OpenAI's response shape."""
     from trainers.chat import ChatError, Sampling
 
-    if body.stream:
-        raise HTTPException(400, "stream: true is not supported by sweep serve; omit it")
+    unsupported = body.unsupported()
+    if unsupported:
+        raise HTTPException(400, f"{unsupported} is not supported by sweep serve (vLLM's server "
+                                 "has it: sweep serve --engine vllm on a GPU)")  # fmt: skip
     if body.model not in chat.names:
         raise HTTPException(404, f"no model {body.model!r}; served: {', '.join(chat.names)}")
     limit = min(body.max_completion_tokens or body.max_tokens or max_tokens, max_tokens)
@@ -86,7 +148,7 @@ def answer(chat: ChatModel, body: ChatRequest, *, max_tokens: int) -> dict[str, 
     sampling = Sampling(max_tokens=limit, temperature=body.temperature, top_p=body.top_p,
                         seed=body.seed, stop=stop)  # fmt: skip
     try:
-        done = chat.complete([m.model_dump() for m in body.messages], model=body.model,
+        done = chat.complete([m.as_turn() for m in body.messages], model=body.model,
                              sampling=sampling)  # fmt: skip
     except ChatError as exc:
         raise HTTPException(400, str(exc)) from None

@@ -72,6 +72,17 @@ class ChatModel:
     def names(self) -> list[str]:
         return [BASE_NAME, *self.adapters]
 
+    def weights_identity(self) -> str:
+        """The base model's identity and each adapter's weights: what answers depend on."""
+        import hashlib
+        import json
+
+        from trainers.models import model_identity
+
+        digests = {n: hashlib.sha256((p / "adapter_model.safetensors").read_bytes()).hexdigest()
+                   for n, p in self.adapters.items()}  # fmt: skip
+        return json.dumps([model_identity(self.base_path), digests], sort_keys=True)
+
     def render(self, messages: Sequence[Mapping[str, str]]) -> str:
         """The prompt text, ending where the assistant's answer begins."""
         turns = check_messages(messages)
@@ -116,8 +127,9 @@ class ChatModel:
                         else contextlib.nullcontext())  # fmt: skip
         with torch.inference_mode(), adapters_off:
             output = self.model.generate(
-                input_ids=ids, attention_mask=encoded["attention_mask"].to(self.device), **options
-            )
+                input_ids=ids, attention_mask=encoded["attention_mask"].to(self.device),
+                tokenizer=self.tokenizer, **options,
+            )  # fmt: skip
         new = output[0, ids.shape[1] :].tolist()
         eos = {self.tokenizer.eos_token_id, self.tokenizer.pad_token_id}
         stopped = bool(new) and new[-1] in eos
@@ -146,6 +158,8 @@ def generation_options(tokenizer: PreTrainedTokenizerBase, sampling: Sampling) -
         "pad_token_id": tokenizer.pad_token_id,
         "eos_token_id": tokenizer.eos_token_id,
     }
+    if sampling.stop:  # generation ends at a stop string (cut off the text after it)
+        options["stop_strings"] = [s for s in sampling.stop if s]
     if sampling.temperature > 0:
         options.update(do_sample=True, temperature=sampling.temperature, top_p=sampling.top_p)
     else:

@@ -40,6 +40,7 @@ def test_cohens_kappa_is_one_for_agreement_and_zero_for_chance() -> None:
     always_a = {str(i): 1 for i in range(9)}
     assert cohen_kappa(same, always_a)[0] == pytest.approx(0.0)
     assert math.isnan(cohen_kappa(same, {"other": 1})[0])
+    assert math.isnan(cohen_kappa(always_a, always_a)[0])  # one label: undefined, not 1
 
 
 def test_bradley_terry_ranks_models_by_their_true_strength() -> None:

@@ -138,6 +138,20 @@ def test_serve_answers_the_openai_client_on_loopback_only(served: dict[str, Any]
         max_tokens=5,
     )  # fmt: skip
     assert champion.usage.completion_tokens <= 5
+    chunks = client.chat.completions.create(
+        model="judge", messages=[{"role": "user", "content": "Which?"}], stream=True
+    )  # fmt: skip
+    assert "".join(c.choices[0].delta.content or "" for c in chunks) == ALWAYS
+    parts = client.chat.completions.create(model="judge", messages=[
+        {"role": "developer", "content": "Judge."},
+        {"role": "user", "content": [{"type": "text", "text": "Which?"}]}])  # fmt: skip
+    assert parts.choices[0].message.content == ALWAYS
+    with pytest.raises(openai.BadRequestError, match="tools is not supported"):
+        client.chat.completions.create(model="judge", messages=[{"role": "user", "content": "x"}],
+                                       tools=[{"type": "function", "function": {"name": "f"}}])  # fmt: skip
+    with pytest.raises(openai.BadRequestError, match="temperature"):
+        client.chat.completions.create(model="judge", temperature=9,
+                                       messages=[{"role": "user", "content": "x"}])  # fmt: skip
     with pytest.raises(openai.AuthenticationError):
         openai.OpenAI(base_url=served["url"], api_key="wrong").models.list()
     with pytest.raises(openai.NotFoundError):

@@ -3,6 +3,8 @@ server itself, called through the openai client, is in test_judge.py)."""
 
 from __future__ import annotations
 
+import json
+import shutil
 from pathlib import Path
 
 import pytest
@@ -39,6 +41,12 @@ def test_adapters_are_served_by_name_on_their_one_base(
     assert "--enable-lora" in command and f"first={adapters['one']}" in command
     assert command[command.index("--max-lora-rank") + 1] == "16"
     assert command[command.index("--host") + 1] == "127.0.0.1"
+    wide = tmp_path / "wide"
+    shutil.copytree(adapters["one"], wide)
+    config = json.loads((wide / "adapter_config.json").read_text())
+    (wide / "adapter_config.json").write_text(json.dumps({**config, "r": 24}))
+    command = vllm_command(resolve(str(wide), tmp_path=tmp_path), host="127.0.0.1", port=1)
+    assert command[command.index("--max-lora-rank") + 1] == "32"  # vLLM's next allowed rank
 
 
 def test_what_cannot_be_served_is_refused_in_one_line(
@@ -67,6 +75,8 @@ def test_vllm_on_a_machine_without_it_prints_the_command_and_a_missing_key_is_re
     served = resolve(f"one={adapters['one']}", tmp_path=tmp_path)
     with pytest.raises(ConfigError, match=r"vllm serve .* --enable-lora"):
         serve(served, engine="vllm")
+    with pytest.raises(ConfigError, match="exposes the models to the network"):
+        serve(served, host="0.0.0.0", engine="transformers")
     monkeypatch.delenv("NO_SUCH_KEY_VAR", raising=False)
     code = main(["serve", str(adapters["one"]), "--api-key-env", "NO_SUCH_KEY_VAR",
                  "--state-dir", str(tmp_path)])  # fmt: skip
