@@ -655,6 +655,9 @@ def preference_section(
     if kind == "judge" and details.get("cut"):
         notes.append(f"{details['cut']} answers reached the judge's max_tokens before a "
                      "verdict line (judge.max_tokens)")  # fmt: skip
+    if kind == "judge" and details.get("decisive"):
+        notes.append(f"Position bias: {details['first_rate']:.0%} of {details['decisive']} "
+                     "decisive verdicts chose the answer shown first (about 50% without it)")  # fmt: skip
     if kind == "judge" and details.get("agreement_rows"):
         notes.append(f"The judge gave the same verdict in both orders on "
                      f"{details['self_agreement']:.0%} of {details['agreement_rows']} rows "

@@ -270,6 +270,14 @@ class JudgeRun:
     def unparsed(self) -> int:
         return sum(v.outcome is None for v in self.verdicts)
 
+    def first_rate(self) -> tuple[float, int]:
+        """Position bias: the share of readable, decisive verdicts that chose the answer shown
+        first (about half for a judge without it), and how many there were."""
+        decisive = [x for v in self.verdicts for x in (v.ab, v.ba) if x in ("first", "second")]
+        if not decisive:
+            return float("nan"), 0
+        return decisive.count("first") / len(decisive), len(decisive)
+
     def ended(self, how: str) -> int:
         """Answers that ended ``how``: length (cut at judge.max_tokens) or error."""
         return sum(f == how for v in self.verdicts for f in v.finish)
@@ -361,11 +369,15 @@ class JudgeResult:
     def lines(self) -> list[str]:
         agree = ("no row with both verdicts readable" if math.isnan(self.agreement) else
                  f"{self.agreement:.0%} of {self.agreement_rows} rows")  # fmt: skip
+        first, decisive = self.run.first_rate()
         lines = [
             f"judge ({self.judge}): A ({self.a}) vs B ({self.b}): {self.summary.describe()}",
             f"  self-agreement across the two orders: {agree}; unreadable verdicts: "
             f"{self.run.unparsed}; asked {self.run.asked}, from the cache {self.run.cached}",
         ]
+        if decisive:
+            lines.append(f"  position bias: {first:.0%} of {decisive} decisive verdicts chose the "
+                         "answer shown first (about 50% without it)")  # fmt: skip
         cut, refused = self.run.ended("length"), self.run.ended("error")
         if cut:
             lines.append(f"  {cut} answer(s) reached judge.max_tokens before a verdict line: "
@@ -396,6 +408,7 @@ def judge_pair(
     details = {"self_agreement": agreement, "agreement_rows": agreement_rows, "asked": run.asked,
                "cached": run.cached, "rows": len(rows), "of_rows": len(pair.items),
                "cut": run.ended("length"), "refused": run.ended("error"),
+               "first_rate": run.first_rate()[0], "decisive": run.first_rate()[1],
                "unreadable": unreadable}  # fmt: skip
     evidence = Evidence("judge", a, b, run.outcomes, run.unparsed, settings.describe(), utc(None),
                         run_id, details)  # fmt: skip

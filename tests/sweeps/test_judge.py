@@ -178,6 +178,9 @@ def test_an_always_first_judge_is_a_tie_with_no_self_agreement(
     assert f"A won 0, tied {rows}, lost 0 of {rows}" in first
     assert f"self-agreement across the two orders: 0% of {rows} rows" in first
     assert f"asked {2 * rows}, from the cache 0" in first
+    assert (
+        f"position bias: 100% of {2 * rows} decisive verdicts chose the answer shown first" in first
+    )
     assert f"asked 0, from the cache {2 * rows}" in second  # the cache asks nothing again
     sides = [resolve_side(r, state_dir=state.path.parent, mlflow_uri=ab_sweep["uri"])
              for r in ("ab", "base")]  # fmt: skip
@@ -274,6 +277,7 @@ def test_the_report_shows_the_judge_and_the_humans(
     assert "no significant preference: A won 0, tied 12, lost 0 of 12" in text
     assert "A preferred: A won 10, tied 0, lost 2 of 12" in text
     assert "The judge gave the same verdict in both orders on 0% of 12 rows" in text
+    assert "Position bias: 100% of 24 decisive verdicts chose the answer shown first" in text
     assert "Cohen's kappa humans vs the judge" in text
     markdown = (out / "report.md").read_text()
     assert "## Evidence" in markdown and "| human | A preferred" in markdown
