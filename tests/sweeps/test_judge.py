@@ -197,6 +197,27 @@ def test_an_always_first_judge_is_a_tie_with_no_self_agreement(
     assert all(v["ab"] == "first" and v["ba"] == "first" and v["outcome"] == 0 for v in lines)
 
 
+def test_three_sides_are_judged_pair_by_pair_and_ranked(
+    served: dict[str, Any], ab_sweep: dict[str, Any], capsys: pytest.CaptureFixture[str],
+    tmp_path_factory: pytest.TempPathFactory,
+) -> None:  # fmt: skip
+    """Every pair is judged, then Bradley-Terry: the always-first judge ties everything, so the
+    three are equally strong; naming one adapter twice is refused before anything is asked."""
+    state = ab_sweep["state"]
+    first, second = (f"ab/{t}" for t in state.trials)
+    where = ["--state-dir", served["state_dir"], "--mlflow-uri", ab_sweep["uri"]]
+    with shared_cache(tmp_path_factory):
+        assert main(["judge", first, second, "base", *where, *judge_flags(served)]) == 0
+        out = capsys.readouterr().out
+        best = state.best_trial().trial_id
+        twice = main(["judge", "champion", f"ab/{best}", *where, *judge_flags(served)])
+    assert out.count("judge (judge at") == 3  # (1, 2), (1, base), (2, base)
+    ranked = out.split("Bradley-Terry strengths")[1].splitlines()[1:4]
+    assert sorted(line.split(":")[0].strip() for line in ranked) == sorted([first, second, "base"])
+    assert all(": +0.00 [" in line or ": -0.00 [" in line for line in ranked), ranked
+    assert twice == 2 and "are the same weights" in capsys.readouterr().err
+
+
 def test_unreadable_verdicts_are_counted_not_dropped(
     served: dict[str, Any], ab_sweep: dict[str, Any], tmp_path_factory: pytest.TempPathFactory
 ) -> None:
