@@ -318,7 +318,8 @@ def promote(options: PromoteOptions) -> int:
         from sweeps.judge import judge_settings
 
         return judge_settings(config, url=options.judge_url, model=options.judge_model,
-                              key_env=options.judge_key_env, rubric=options.rubric)  # fmt: skip
+                              key_env=options.judge_key_env, rubric=options.rubric,
+                          rows=options.judge_rows)  # fmt: skip
 
     done = promote_trial(options.ref, state_dir=options.state_dir, model_name=options.model_name,
                          mlflow_uri=options.mlflow_uri, force_reason=options.force,
@@ -380,7 +381,8 @@ def _judge_settings(options: CompareOptions | JudgeOptions, refs: list[str]) -> 
 
     config = sweep_judge_config(refs, state_dir=options.state_dir, mlflow_uri=options.mlflow_uri)
     return judge_settings(config, url=options.judge_url, model=options.judge_model,
-                          key_env=options.judge_key_env, rubric=options.rubric)  # fmt: skip
+                          key_env=options.judge_key_env, rubric=options.rubric,
+                          rows=options.judge_rows)  # fmt: skip
 
 
 def errors(options: ErrorsOptions) -> int:
@@ -598,6 +600,9 @@ the usual path:
   sweep ui                             browse it in the MLflow UI
   sweep promote SWEEP                  register the best adapter if it is significantly better
   sweep compare champion base          an A/B report
+  sweep serve champion                 try it: an OpenAI-compatible endpoint on 127.0.0.1
+  sweep judge champion base --judge-url URL --judge-model M   an LLM judges the pairs
+  sweep errors champion                the rows it still gets wrong: the next round's data
 
 'sweep VERB --help' describes a verb, with its defaults and examples."""
 

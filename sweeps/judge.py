@@ -89,7 +89,7 @@ class JudgeSettings:
 
 def judge_settings(
     config: JudgeConfig | None, *, url: str | None = None, model: str | None = None,
-    key_env: str | None = None, rubric: Path | None = None,
+    key_env: str | None = None, rubric: Path | None = None, rows: int | None = None,
 ) -> JudgeSettings:  # fmt: skip
     """The sweep YAML's ``judge:`` with the command line's overrides on top."""
     if config is None and model is None:
@@ -99,7 +99,7 @@ def judge_settings(
         )
     fields = config.model_dump() if config is not None else {}
     overrides = {"base_url": url, "model": model, "api_key_env": key_env,
-                 "rubric": str(rubric) if rubric else None}  # fmt: skip
+                 "rubric": str(rubric) if rubric else None, "rows": rows}  # fmt: skip
     fields.update({k: v for k, v in overrides.items() if v is not None})
     resolved = JudgeConfig(**fields)
     try:

@@ -365,6 +365,10 @@ class JudgeFlags(VerbOptions):
         None, description="a rubric YAML, criteria: {name: what it asks} (default: judge.rubric, "
         "else correct, specific, format, tone)",
     )  # fmt: skip
+    judge_rows: int | None = Field(
+        None, ge=1, description="judge only the first N held-out rows, to try a judge cheaply "
+        "(default: judge.rows, else every row)",
+    )  # fmt: skip
 
 
 class PromoteOptions(StateDirOption, JudgeFlags):

@@ -207,14 +207,16 @@ def test_three_sides_are_judged_pair_by_pair_and_ranked(
     first, second = (f"ab/{t}" for t in state.trials)
     where = ["--state-dir", served["state_dir"], "--mlflow-uri", ab_sweep["uri"]]
     with shared_cache(tmp_path_factory):
-        assert main(["judge", first, second, "base", *where, *judge_flags(served)]) == 0
+        assert main(["judge", first, second, "base", "--judge-rows", "4", *where,
+                     *judge_flags(served)]) == 0  # fmt: skip
         out = capsys.readouterr().out
         best = state.best_trial().trial_id
         twice = main(["judge", "champion", f"ab/{best}", *where, *judge_flags(served)])
-    assert out.count("judge (judge at") == 3  # (1, 2), (1, base), (2, base)
+    assert out.count("A won 0, tied 4, lost 0 of 4") == 3  # (1, 2), (1, base), (2, base)
     ranked = out.split("Bradley-Terry strengths")[1].splitlines()[1:4]
     assert sorted(line.split(":")[0].strip() for line in ranked) == sorted([first, second, "base"])
-    assert all(": +0.00 [" in line or ": -0.00 [" in line for line in ranked), ranked
+    assert all((": +0.00 [" in line or ": -0.00 [" in line) and "(8 rows)" in line
+               for line in ranked), ranked  # fmt: skip
     assert twice == 2 and "are the same weights" in capsys.readouterr().err
 
 
