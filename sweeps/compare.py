@@ -225,6 +225,7 @@ class ReportContext:
     preferences: list[PreferenceSection] = field(default_factory=list)
     evidence: list[EvidenceRow] = field(default_factory=list)
     errors_link: str | None = None  # sweep errors' summary of A's wrong rows, beside the report
+    gate: str = ""  # what the sweep's promote.require would make of this evidence, A over B
 
     def to_dict(self) -> dict[str, object]:
         return asdict(self)
@@ -641,8 +642,23 @@ def with_preferences(
         if found is not None:
             sections.append(preference_section(kind, found.summary(), source=found.source,
                                                details=found.details, run_id=found.run_id))  # fmt: skip
-    return replace(context, preferences=sections, errors_link=errors_link,
-                   evidence=evidence_rows(context.heldout_paired, sections))  # fmt: skip
+    evidence = evidence_rows(context.heldout_paired, sections)
+    require = (home_config(pair.home).get("promote") or {}).get("require") or ["heldout"]
+    return replace(context, preferences=sections, errors_link=errors_link, evidence=evidence,
+                   gate=gate_line(evidence, require=list(require)))  # fmt: skip
+
+
+def gate_line(evidence: list[EvidenceRow], *, require: list[str]) -> str:
+    """The promotion gate's rule applied to A over B: each required evidence must prefer A,
+    significantly (sweeps/promote.py applies it to a candidate over the champion)."""
+    failing = [row.kind for row in evidence
+               if row.kind in require and not (row.significant and row.favours == "A")]  # fmt: skip
+    verdict = ("would pass" if not failing else
+               f"would refuse (not significantly for A: {', '.join(failing)})")  # fmt: skip
+    return (
+        f"If B were the champion, promoting A under this sweep's promote.require "
+        f"({', '.join(require)}) {verdict}."
+    )
 
 
 def preference_section(
