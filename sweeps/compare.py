@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import json
 import re
+import shlex
 import tempfile
 from collections.abc import Callable, Mapping
 from dataclasses import asdict, dataclass, field
@@ -622,8 +623,8 @@ def curves_png(a: Side, b: Side, *, home: SweepState, reader: RunReader, metric:
 # --------------------------------------------------------------------------- judge, humans, errors
 PREFERENCE_TITLES = {"judge": "LLM judge (pairwise, both orders)", "human": "Human raters (blind)"}
 HOW_TO_GET = {
-    "judge": "sweep compare A B --judge, or sweep judge A B",
-    "human": "sweep human export A B --out DIR, have it rated, then sweep human import DIR",
+    "judge": "sweep compare {a} {b} --judge, or sweep judge {a} {b}",
+    "human": "sweep human export {a} {b} --out DIR, have it rated, then sweep human import DIR",
 }
 
 
@@ -642,7 +643,7 @@ def with_preferences(
         if found is not None:
             sections.append(preference_section(kind, found.summary(), source=found.source,
                                                details=found.details, run_id=found.run_id))  # fmt: skip
-    evidence = evidence_rows(context.heldout_paired, sections)
+    evidence = evidence_rows(context.heldout_paired, sections, refs=(pair.a.ref, pair.b.ref))
     require = (home_config(pair.home).get("promote") or {}).get("require") or ["heldout"]
     return replace(context, preferences=sections, errors_link=errors_link, evidence=evidence,
                    gate=gate_line(evidence, require=list(require)))  # fmt: skip
@@ -702,7 +703,9 @@ def preference_verdict(summary: PreferenceSummary) -> str:
     return "A preferred" if summary.wins > summary.losses else "B preferred"
 
 
-def evidence_rows(heldout: Delta, sections: list[PreferenceSection]) -> list[EvidenceRow]:
+def evidence_rows(
+    heldout: Delta, sections: list[PreferenceSection], *, refs: tuple[str, str]
+) -> list[EvidenceRow]:
     direction = "A better" if heldout.delta > 0 else "B better" if heldout.delta < 0 else "equal"
     rows = [EvidenceRow("heldout", f"{direction} on {heldout.metric} ({heldout.delta:+.3f}, "
                         f"{'significant' if heldout.significant else 'not significant'})",
@@ -711,7 +714,8 @@ def evidence_rows(heldout: Delta, sections: list[PreferenceSection]) -> list[Evi
     for kind in ("judge", "human"):
         section = found.get(kind)
         if section is None:
-            rows.append(EvidenceRow(kind, f"not gathered: {HOW_TO_GET[kind]}", None))
+            how = HOW_TO_GET[kind].format(a=shlex.quote(refs[0]), b=shlex.quote(refs[1]))
+            rows.append(EvidenceRow(kind, f"not gathered: {how}", None))
         else:
             summary = section.summary
             favours = "A" if summary.wins > summary.losses else "B" if summary.losses else ""
