@@ -50,14 +50,25 @@ def evidence_path(home: SweepState, key: str, kind: str) -> Path:
     return home.path / EVIDENCE_DIR / key / f"{kind}.json"
 
 
+HISTORY_KEPT = 20  # earlier runs kept in the file, newest first, for the record
+
+
 def save_evidence(home: SweepState, a: Side, b: Side, evidence: Evidence) -> Path:
+    """The pair's evidence of this kind, now; what it replaced goes to its ``history`` (the
+    judge, rubric, rows and outcome of each earlier run), so a re-run with another judge until
+    one passes leaves a trace."""
     path = evidence_path(home, pair_key(a, b), evidence.kind)
     path.parent.mkdir(parents=True, exist_ok=True)
+    history: list[dict[str, Any]] = []
+    if path.is_file():
+        earlier = json.loads(path.read_text())
+        history = [{k: earlier.get(k) for k in ("a", "b", "source", "created", "run_id",
+                                                "summary")}, *earlier.get("history", [])]  # fmt: skip
     write_json_atomic(path, {
         "kind": evidence.kind, "a": evidence.a, "b": evidence.b, "outcomes": evidence.outcomes,
         "unparsed": evidence.unparsed, "source": evidence.source, "created": evidence.created,
         "run_id": evidence.run_id, "details": evidence.details,
-        "summary": evidence.summary().to_json(),
+        "summary": evidence.summary().to_json(), "history": history[:HISTORY_KEPT],
     })  # fmt: skip
     return path
 

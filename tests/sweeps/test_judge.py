@@ -21,9 +21,9 @@ import pytest
 from evals.judge import judge_messages
 from sweeps.cli import main
 from sweeps.config import JudgeConfig
-from sweeps.evidence import load_evidence
+from sweeps.evidence import evidence_path, load_evidence
 from sweeps.judge import judge_pair, judge_settings
-from sweeps.sides import resolve_side
+from sweeps.sides import pair_key, resolve_side
 from tests.sweeps.conftest import dump_dom, free_port, shared_cache, visible_text
 
 KEY_ENV = "TEST_JUDGE_SERVE_KEY"
@@ -186,6 +186,8 @@ def test_an_always_first_judge_is_a_tie_with_no_self_agreement(
              for r in ("ab", "base")]  # fmt: skip
     evidence = load_evidence(state, sides[0], sides[1], "judge")
     assert evidence is not None and set(evidence.outcomes.values()) == {0}
+    stored = json.loads(evidence_path(state, pair_key(*sides), "judge").read_text())
+    assert stored["history"][0]["run_id"] != evidence.run_id  # the first run, kept
     summary = evidence.summary()
     assert not summary.significant and math.isnan(summary.win_rate)
     run = ab_sweep["client"].get_run(evidence.run_id)
