@@ -545,7 +545,7 @@ from pathlib import Path
 import argilla as rg
 
 HERE = Path(__file__).parent
-client = rg.Argilla(api_url="http://localhost:6900", api_key="argilla.apikey")  # yours here
+client = rg.Argilla()  # reads ARGILLA_API_URL and ARGILLA_API_KEY from the environment
 NAME = "blind-pairs"  # the dataset's name in Argilla
 
 
