@@ -93,9 +93,6 @@ def export_pairs(
     (out_dir / RATINGS_DIR).mkdir(parents=True, exist_ok=True)
     write_json_atomic(out_dir / KEY_FILE, key_data(pair, entries))
     identical = sum(item.a == item.b for item in pair.items)
-    progress(f"wrote {len(rows)} blind pairs for raters to {out_dir / RATER_DIR} (the key, kept "
-             f"apart: {out_dir / KEY_FILE}); put the ratings in {out_dir / RATINGS_DIR} and run "
-             f"`sweep human import {out_dir}`")  # fmt: skip
     return HumanExport(out_dir, out_dir / KEY_FILE, rater_files, out_dir / RATINGS_DIR,
                        len(rows), identical)  # fmt: skip
 
