@@ -257,9 +257,15 @@ class SweepTracker:
         metrics: dict[str, float],
         tags: dict[str, str],
         artifacts: dict[str, str],
+        tables: Mapping[str, list[dict[str, object]]] | None = None,
     ) -> str:
-        """One finished run (e.g. ``sweep eval``), written in one go."""
+        """One finished run (e.g. ``sweep eval``), written in one go; ``tables``: rows the MLflow
+        UI shows as a table (its artefact viewer), by artefact file name (``.json``)."""
         run_id = self._new_run(name, tags=tags, params=params, artifacts=artifacts)
+        for filename, rows in (tables or {}).items():
+            columns = list(dict.fromkeys(key for row in rows for key in row))
+            data = {c: [_cell(row.get(c)) for row in rows] for c in columns}
+            self.client.log_table(run_id, data=data, artifact_file=checked_artifact_path(filename))
         self.log_metrics(run_id, metrics, step=0)
         self.client.set_terminated(run_id, status="FINISHED")
         return run_id
@@ -305,6 +311,12 @@ def checked_artifact_path(path: str) -> str:
         raise ConfigError(f"artifact path {path!r} must stay inside the run's artifacts "
                           "(relative, no '..', NUL or backslash)")  # fmt: skip
     return path
+
+
+def _cell(value: object) -> object:
+    """A table cell: text and numbers as they are, anything else as JSON text."""
+    return value if isinstance(value, (str, int, float, bool)) or value is None else json.dumps(
+        value, default=str)  # fmt: skip
 
 
 def _param_text(value: object) -> str:

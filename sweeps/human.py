@@ -499,6 +499,7 @@ def log_human_run(
         tags={"lora_sweep.kind": "human", "lora_sweep.sweep": home.name,
               "human.summary": summary.describe()},
         artifacts={"human/ratings.jsonl": ratings, "human/results.json": results},
+        tables={"human/ratings_table.json": [json.loads(x) for x in ratings.splitlines() if x]},
     )  # fmt: skip
 
 

@@ -437,6 +437,7 @@ def log_judge_run(
         metrics=metrics, tags={"lora_sweep.kind": "judge", "lora_sweep.sweep": pair.home.name},
         artifacts={"judge/verdicts.jsonl": verdicts,
                    "judge/rubric.json": settings.rubric.model_dump_json(indent=2)},
+        tables={"judge/verdicts_table.json": [v.row() for v in run.verdicts]},
     )  # fmt: skip
 
 

@@ -193,6 +193,8 @@ def test_an_always_first_judge_is_a_tie_with_no_self_agreement(
     run = ab_sweep["client"].get_run(evidence.run_id)
     assert run.data.tags["lora_sweep.kind"] == "judge" and run.data.metrics["judge/ties"] == rows
     assert run.data.metrics["judge/self_agreement"] == 0.0
+    listed = {a.path for a in ab_sweep["client"].list_artifacts(evidence.run_id, "judge")}
+    assert "judge/verdicts_table.json" in listed  # the MLflow UI shows it as a table
     verdicts = ab_sweep["client"].download_artifacts(evidence.run_id, "judge/verdicts.jsonl")
     lines = [json.loads(x) for x in Path(verdicts).read_text().splitlines()]
     assert len(lines) == rows  # both orders asked, each read: A first said first, B first too
