@@ -36,11 +36,12 @@ def exact_match(prediction: str, reference: str) -> float:
     ref_obj = parse_json_object(reference) if reference.lstrip().startswith("{") else None
     if ref_obj is not None:
         pred_obj = parse_json_object(prediction)
-        return float(pred_obj is not None and _pairs(pred_obj) == _pairs(ref_obj))
+        return float(pred_obj is not None and field_pairs(pred_obj) == field_pairs(ref_obj))
     return float(normalize_text(prediction) == normalize_text(reference))
 
 
-def _pairs(obj: dict[str, object]) -> set[tuple[str, str]]:
+def field_pairs(obj: dict[str, object]) -> set[tuple[str, str]]:
+    """A JSON object's (key, value) pairs as field-F1 compares them (``sweep errors`` too)."""
     return {(str(k).strip().lower(), _canonical(v)) for k, v in obj.items()}
 
 
@@ -52,7 +53,7 @@ def field_f1(prediction: str, reference: str) -> float:
     pred_obj = parse_json_object(prediction)
     if not pred_obj:
         return 0.0
-    predicted, expected = _pairs(pred_obj), _pairs(ref_obj)
+    predicted, expected = field_pairs(pred_obj), field_pairs(ref_obj)
     correct = len(predicted & expected)
     if correct == 0:
         return 0.0

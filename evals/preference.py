@@ -40,9 +40,14 @@ class PreferenceSummary:
     confidence: float = 0.95
 
     @property
+    def favours(self) -> str:
+        """``A`` or ``B``, whichever was preferred on more rows; ``""`` for neither."""
+        return "A" if self.wins > self.losses else "B" if self.losses > self.wins else ""
+
+    @property
     def a_better(self) -> bool:
         """A is preferred, significantly (the gate's rule)."""
-        return self.significant and self.wins > self.losses
+        return self.significant and self.favours == "A"
 
     def describe(self) -> str:
         rate = ("no decisive item" if math.isnan(self.win_rate) else
@@ -60,11 +65,18 @@ class PreferenceSummary:
         """``judge/wins`` ... ``judge/p_value`` (``source``: judge or human); NaN left out."""
         from evals import metric_keys as keys
 
-        values = {"wins": self.wins, "ties": self.ties, "losses": self.losses,
-                  "unparsed": self.unparsed, "win_rate": self.win_rate,
-                  "win_rate_ci_low": self.win_rate_low, "win_rate_ci_high": self.win_rate_high,
-                  "p_value": self.p_value}  # fmt: skip
-        return {keys.preference(source, k): float(v) for k, v in values.items()
+        values = (
+            self.wins,
+            self.ties,
+            self.losses,
+            self.unparsed,
+            self.win_rate,
+            self.win_rate_low,
+            self.win_rate_high,
+            self.p_value,
+        )  # in PREFERENCE_STATS' order
+        return {keys.preference(source, k): float(v)
+                for k, v in zip(keys.PREFERENCE_STATS, values, strict=True)
                 if not math.isnan(float(v))}  # fmt: skip
 
 

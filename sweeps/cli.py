@@ -46,6 +46,7 @@ if TYPE_CHECKING:
 
     from sweeps.config import JudgeConfig
     from sweeps.judge import JudgeSettings
+    from sweeps.options import JudgeFlags
     from sweeps.prepare import PrepareResult
     from sweeps.state import SweepState, TrialRecord
 
@@ -314,16 +315,10 @@ def promote(options: PromoteOptions) -> int:
     """Register a sweep's best trial as the registry's champion if it is significantly better."""
     from sweeps.promote import promote as promote_trial
 
-    def judge_for(config: JudgeConfig | None) -> JudgeSettings:
-        from sweeps.judge import judge_settings
-
-        return judge_settings(config, url=options.judge_url, model=options.judge_model,
-                              key_env=options.judge_key_env, rubric=options.rubric,
-                          rows=options.judge_rows)  # fmt: skip
-
     done = promote_trial(options.ref, state_dir=options.state_dir, model_name=options.model_name,
                          mlflow_uri=options.mlflow_uri, force_reason=options.force,
-                         require=options.require, judge_for=judge_for)  # fmt: skip
+                         require=options.require,
+                         judge_for=functools.partial(_flagged_judge, options))  # fmt: skip
     decision = done.decision
     print("\n".join(decision.evidence_lines()))
     for line in decision.refusals:
@@ -377,9 +372,16 @@ def judge(options: JudgeOptions) -> int:
 
 def _judge_settings(options: CompareOptions | JudgeOptions, refs: list[str]) -> JudgeSettings:
     """The judge of the sweep the sides come from (its YAML's judge:), with the flags on top."""
-    from sweeps.judge import judge_settings, sweep_judge_config
+    from sweeps.judge import sweep_judge_config
 
     config = sweep_judge_config(refs, state_dir=options.state_dir, mlflow_uri=options.mlflow_uri)
+    return _flagged_judge(options, config)
+
+
+def _flagged_judge(options: JudgeFlags, config: JudgeConfig | None) -> JudgeSettings:
+    """A sweep YAML's ``judge:`` section with the --judge-* flags on top."""
+    from sweeps.judge import judge_settings
+
     return judge_settings(config, url=options.judge_url, model=options.judge_model,
                           key_env=options.judge_key_env, rubric=options.rubric,
                           rows=options.judge_rows)  # fmt: skip

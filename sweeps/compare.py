@@ -33,6 +33,8 @@ from evals import metric_keys as keys
 from evals.paired import MCNEMAR, compare_paired
 from evals.preference import PreferenceSummary
 from sweeps.console import Say
+from sweeps.evidence import PREFERENCE_KINDS, load_evidence
+from sweeps.report_templates import clip, template_env
 from sweeps.scoring import ItemScores, all_rows
 from sweeps.sides import (
     BASE,
@@ -56,7 +58,6 @@ if TYPE_CHECKING:
     from sweeps.judge import JudgeSettings
 
 ORIENTATION = "A is the candidate, B the reference: every delta is A - B"
-TEMPLATES = Path(__file__).parent / "templates"
 CURVE_METRICS = (keys.TRAIN_LOSS, keys.HELDOUT_LOSS)
 
 
@@ -635,10 +636,8 @@ def with_preferences(
     evidence table (held-out, judge, human) the gate's ``promote.require`` reads."""
     from dataclasses import replace
 
-    from sweeps.evidence import load_evidence
-
     sections = []
-    for kind in ("judge", "human"):
+    for kind in PREFERENCE_KINDS:
         found = load_evidence(pair.home, pair.a, pair.b, kind)
         if found is not None:
             sections.append(preference_section(kind, found.summary(), source=found.source,
@@ -665,34 +664,44 @@ def gate_line(evidence: list[EvidenceRow], *, require: list[str]) -> str:
 def preference_section(
     kind: str, summary: PreferenceSummary, *, source: str, details: Mapping[str, Any], run_id: str
 ) -> PreferenceSection:
-    notes = []
-    if kind == "judge" and details.get("rows", 0) < details.get("of_rows", 0):
-        notes.append(f"Only the first {details['rows']} of {details['of_rows']} held-out rows "
-                     "were judged (judge.rows)")  # fmt: skip
-    if kind == "judge" and details.get("cut"):
-        notes.append(f"{details['cut']} answers reached the judge's max_tokens before a "
-                     "verdict line (judge.max_tokens)")  # fmt: skip
-    if kind == "judge" and details.get("decisive"):
-        notes.append(f"Position bias: {details['first_rate']:.0%} of {details['decisive']} "
-                     "decisive verdicts chose the answer shown first (about 50% without it)")  # fmt: skip
-    if kind == "judge" and details.get("agreement_rows"):
-        notes.append(f"The judge gave the same verdict in both orders on "
-                     f"{details['self_agreement']:.0%} of {details['agreement_rows']} rows "
-                     "(low agreement: position bias, and such a judge's wins cancel to ties)")  # fmt: skip
-    if kind == "human":
-        raters = details.get("raters") or []
-        notes.append(f"{details.get('ratings', 0)} ratings by {len(raters)} rater(s); "
-                     f"{details.get('not_rated', 0)} left unrated")  # fmt: skip
-        for name in ("rater_agreement", "judge_agreement"):
-            agreement = details.get(name) or {}
-            if agreement.get("kappa") is not None:
-                who = "between raters" if name == "rater_agreement" else "humans vs the judge"
-                notes.append(f"Cohen's kappa {who}: {agreement['kappa']:.2f} on "
-                             f"{agreement.get('pairs', 0)} rows")  # fmt: skip
+    notes = judge_notes(details) if kind == "judge" else human_notes(details)
     unread = [UnreadRow(r["id"], [clip(a, 300) for a in r.get("answers", [])])
               for r in details.get("unreadable", [])]  # fmt: skip
     return PreferenceSection(kind, PREFERENCE_TITLES[kind], source, summary, summary.describe(),
                              preference_verdict(summary), notes, unread, run_id)  # fmt: skip
+
+
+def judge_notes(details: Mapping[str, Any]) -> list[str]:
+    """What to know about the judge's run: rows left out, answers cut, its biases."""
+    notes = []
+    if details.get("rows", 0) < details.get("of_rows", 0):
+        notes.append(f"Only the first {details['rows']} of {details['of_rows']} held-out rows "
+                     "were judged (judge.rows)")  # fmt: skip
+    if details.get("cut"):
+        notes.append(f"{details['cut']} answers reached the judge's max_tokens before a "
+                     "verdict line (judge.max_tokens)")  # fmt: skip
+    if details.get("decisive"):
+        notes.append(f"Position bias: {details['first_rate']:.0%} of {details['decisive']} "
+                     "decisive verdicts chose the answer shown first (about 50% without it)")  # fmt: skip
+    if details.get("agreement_rows"):
+        notes.append(f"The judge gave the same verdict in both orders on "
+                     f"{details['self_agreement']:.0%} of {details['agreement_rows']} rows "
+                     "(low agreement: position bias, and such a judge's wins cancel to ties)")  # fmt: skip
+    return notes
+
+
+def human_notes(details: Mapping[str, Any]) -> list[str]:
+    """The ratings behind the raters' verdict, and how far the raters (and the judge) agree."""
+    raters = details.get("raters") or []
+    notes = [f"{details.get('ratings', 0)} ratings by {len(raters)} rater(s); "
+             f"{details.get('not_rated', 0)} left unrated"]  # fmt: skip
+    for name, who in (("rater_agreement", "between raters"),
+                      ("judge_agreement", "humans vs the judge")):  # fmt: skip
+        agreement = details.get(name) or {}
+        if agreement.get("kappa") is not None:
+            notes.append(f"Cohen's kappa {who}: {agreement['kappa']:.2f} on "
+                         f"{agreement.get('pairs', 0)} rows")  # fmt: skip
+    return notes
 
 
 def preference_verdict(summary: PreferenceSummary) -> str:
@@ -700,7 +709,7 @@ def preference_verdict(summary: PreferenceSummary) -> str:
         return "no verdict could be read"
     if not summary.significant:
         return "no significant preference"
-    return "A preferred" if summary.wins > summary.losses else "B preferred"
+    return f"{summary.favours} preferred"
 
 
 def evidence_rows(
@@ -711,16 +720,15 @@ def evidence_rows(
                         f"{'significant' if heldout.significant else 'not significant'})",
                         heldout.significant, direction.split()[0] if heldout.delta else "")]  # fmt: skip
     found = {s.kind: s for s in sections}
-    for kind in ("judge", "human"):
+    for kind in PREFERENCE_KINDS:
         section = found.get(kind)
         if section is None:
             how = HOW_TO_GET[kind].format(a=shlex.quote(refs[0]), b=shlex.quote(refs[1]))
             rows.append(EvidenceRow(kind, f"not gathered: {how}", None))
         else:
             summary = section.summary
-            favours = "A" if summary.wins > summary.losses else "B" if summary.losses else ""
-            rows.append(EvidenceRow(kind, f"{section.verdict}: {summary.describe()}",
-                                    summary.significant, favours))  # fmt: skip
+            rows.append(EvidenceRow(kind, f"{section.verdict}: {section.described}",
+                                    summary.significant, summary.favours))  # fmt: skip
     return rows
 
 
@@ -737,29 +745,13 @@ def write_a_errors(pair: PairedOutputs, out_dir: Path) -> str | None:
 
 
 # --------------------------------------------------------------------------- render, write, log
-MD_CLIP = 160  # characters of an output the Markdown shows; the HTML and report.json have all
-
-
 def render(context: Mapping[str, object]) -> tuple[str, str]:
     """The HTML report and the Markdown summary, from the jinja2 templates."""
-    import jinja2
-
-    env = jinja2.Environment(
-        loader=jinja2.FileSystemLoader(TEMPLATES), autoescape=jinja2.select_autoescape(["html", "html.j2"]),
-        undefined=jinja2.StrictUndefined, trim_blocks=True, lstrip_blocks=True,
-    )  # fmt: skip
+    env = template_env()
     env.filters["num"] = lambda v, fmt="{:.4f}": "-" if v is None else fmt.format(v)
     env.filters["cell"] = lambda v: " ".join(str(v).split()).replace("|", "\\|")
-    env.filters["clip"] = clip
-    env.globals["md_clip"] = MD_CLIP
     return (env.get_template("compare.html.j2").render(**context),
             env.get_template("compare.md.j2").render(**context))  # fmt: skip
-
-
-def clip(text: object, limit: int = MD_CLIP) -> str:
-    """``text`` on one line, cut at ``limit`` characters with a mark that it was cut."""
-    flat = " ".join(str(text).split())
-    return flat if len(flat) <= limit else flat[: limit - 1].rstrip() + "…"
 
 
 def write_report(context: ReportContext, out_dir: Path) -> tuple[Path, Path]:

@@ -22,9 +22,10 @@ from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
-from evals.metrics import _pairs, normalize_text, parse_json_object
+from evals.metrics import field_pairs, normalize_text, parse_json_object
 from sweeps.config import ConfigError
 from sweeps.console import Say
+from sweeps.report_templates import clip, template_env
 from sweeps.sides import BASE, Turn, conversation, resolve_side, slug
 from trainers.spec import TrialSpec
 
@@ -32,11 +33,9 @@ BANDS = ("0", "(0, 0.5)", "[0.5, 1)")  # the wrong rows' task-metric scores
 THIRDS = ("short", "medium", "long")  # input length, in thirds of all rows
 LABEL_MAX_CHARS = 40  # a reference longer than this is an answer, not a label
 MAX_LABELS = 50
-MD_CLIP = 160  # characters of a text errors.md shows; errors_detail.jsonl has them all
 WORST_SHOWN = 5
 FILES = ("errors.jsonl", "errors_detail.jsonl", "errors.json", "errors.md")
 NEXT_OUT = "data/round2"
-TEMPLATES = Path(__file__).parent / "templates"
 
 
 # --------------------------------------------------------------------------- the analysis
@@ -221,7 +220,7 @@ def row_error(
         return row
     if predicted is None:
         return replace(row, unparseable=True)
-    want, got = dict(_pairs(expected)), dict(_pairs(predicted))
+    want, got = dict(field_pairs(expected)), dict(field_pairs(predicted))
     return replace(row, missing=sorted(want.keys() - got.keys()),
                    wrong_fields=sorted(k for k in want.keys() & got.keys() if want[k] != got[k]),
                    extra=sorted(got.keys() - want.keys()))  # fmt: skip
@@ -361,21 +360,10 @@ def next_command(data: Path) -> str:
 
 def render_markdown(analysis: ErrorAnalysis, *, title: str, data: Path) -> str:
     """errors.md, from ``templates/errors.md.j2``."""
-    import jinja2
-
-    env = jinja2.Environment(
-        loader=jinja2.FileSystemLoader(TEMPLATES), autoescape=jinja2.select_autoescape(["html"]),
-        undefined=jinja2.StrictUndefined, trim_blocks=True, lstrip_blocks=True,
-    )  # fmt: skip
+    env = template_env()
     env.filters["cell"] = lambda v: clip(v).replace("|", "\\|")
     env.filters["pct"] = lambda v: f"{v:.0%}"
     return env.get_template("errors.md.j2").render(
-        title=title, a=analysis, worst=analysis.errors[:WORST_SHOWN], md_clip=MD_CLIP,
+        title=title, a=analysis, worst=analysis.errors[:WORST_SHOWN],
         next_command=next_command(data), data_name=data.name, next_out=NEXT_OUT,
     )  # fmt: skip
-
-
-def clip(text: object, limit: int = MD_CLIP) -> str:
-    """``text`` on one line, cut at ``limit`` characters with a mark that it was cut."""
-    flat = " ".join(str(text).split())
-    return flat if len(flat) <= limit else flat[: limit - 1].rstrip() + "…"

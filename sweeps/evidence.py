@@ -12,13 +12,13 @@ from __future__ import annotations
 import json
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any
 
 from evals.preference import PreferenceSummary, summarize
 from sweeps.sides import Side, pair_key
 from sweeps.state import SweepState, write_json_atomic
 
-EvidenceKind = Literal["judge", "human"]
+PREFERENCE_KINDS = ("judge", "human")  # the evidence kept here (held-out scores are cached apart)
 EVIDENCE_DIR = "evidence"
 
 

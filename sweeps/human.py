@@ -46,12 +46,12 @@ from sweeps.sides import (
     ItemRow,
     PairedOutputs,
     Side,
-    Turn,
     check_comparable,
     experiment_name,
     pair_key,
     paired_outputs,
     resolve_side,
+    turns_text,
     utc,
 )
 from sweeps.state import SweepState, write_json_atomic
@@ -120,17 +120,11 @@ def blind_pairs(
         while pair_id in entries:
             pair_id = secrets.token_hex(6)
         left, right = (item.a, item.b) if a_left else (item.b, item.a)
-        rows.append({"pair_id": pair_id, "prompt": prompt_text(item.turns),
+        rows.append({"pair_id": pair_id, "prompt": turns_text(item.turns),
                      "reference": item.reference, "left": left, "right": right,
                      "preference": ""})  # fmt: skip
         entries[pair_id] = {"row": item.id, "left_is_a": a_left}
     return rows, entries
-
-
-def prompt_text(turns: list[Turn]) -> str:
-    """The prompt's turns as readable text: ``system: ...`` then ``user: ...``."""
-    return "\n\n".join(t.content if t.role == "prompt" else f"{t.role}: {t.content}"
-                       for t in turns)  # fmt: skip
 
 
 def key_data(pair: PairedOutputs, entries: dict[str, dict[str, Any]]) -> dict[str, Any]:
@@ -226,7 +220,7 @@ def import_ratings(out_dir: Path, *, state_dir: Path, mlflow_uri: str) -> HumanR
         "judge_agreement": None if agreement[1] is None else asdict(agreement[1]),
         "export": str(out_dir), "exported": key["created"],
     }  # fmt: skip
-    unblinded = unblinded_jsonl(ratings, key["pairs"])
+    unblinded = unblinded_rows(ratings, key["pairs"])
     run_id = log_human_run(key, home=home, summary=summary, details=details, ratings=unblinded,
                            mlflow_uri=mlflow_uri)  # fmt: skip
     evidence = Evidence(
@@ -454,17 +448,19 @@ def judged(humans: Mapping[str, int], judge: Mapping[str, int]) -> Agreement | N
     return Agreement(None if math.isnan(kappa) else kappa, n, ("raters", "judge"))
 
 
-def unblinded_jsonl(ratings: list[Rating], pairs: Mapping[str, Mapping[str, Any]]) -> str:
+def unblinded_rows(
+    ratings: list[Rating], pairs: Mapping[str, Mapping[str, Any]]
+) -> list[dict[str, object]]:
     """Every rating with its held-out row and the side it preferred (A, B or tie)."""
-    lines = []
+    rows: list[dict[str, object]] = []
     for r in sorted(ratings, key=lambda r: (pairs[r.pair_id]["row"], r.rater)):
         entry = pairs[r.pair_id]
         value = outcome(r.choice, left_is_a=bool(entry["left_is_a"]))
-        lines.append(json.dumps({
+        rows.append({
             "row": entry["row"], "pair_id": r.pair_id, "rater": r.rater, "choice": r.choice,
             "left_is_a": entry["left_is_a"], "preferred": OUTCOMES[value], "source": r.where,
-        }, ensure_ascii=False))  # fmt: skip
-    return "\n".join(lines) + "\n"
+        })  # fmt: skip
+    return rows
 
 
 # --------------------------------------------------------------------------- logging
@@ -482,7 +478,7 @@ def human_metrics(summary: PreferenceSummary, details: Mapping[str, Any]) -> dic
 
 def log_human_run(
     key: Mapping[str, Any], *, home: SweepState, summary: PreferenceSummary,
-    details: Mapping[str, Any], ratings: str, mlflow_uri: str,
+    details: Mapping[str, Any], ratings: list[dict[str, object]], mlflow_uri: str,
 ) -> str:  # fmt: skip
     """A ``human`` run in the sweep's experiment: the summary as metrics, the unblinded ratings
     and the results as artefacts."""
@@ -498,8 +494,10 @@ def log_human_run(
         metrics=human_metrics(summary, details),
         tags={"lora_sweep.kind": "human", "lora_sweep.sweep": home.name,
               "human.summary": summary.describe()},
-        artifacts={"human/ratings.jsonl": ratings, "human/results.json": results},
-        tables={"human/ratings_table.json": [json.loads(x) for x in ratings.splitlines() if x]},
+        artifacts={"human/ratings.jsonl": "".join(json.dumps(row, ensure_ascii=False) + "\n"
+                                                  for row in ratings),
+                   "human/results.json": results},
+        tables={"human/ratings_table.json": ratings},
     )  # fmt: skip
 
 

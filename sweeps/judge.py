@@ -18,7 +18,7 @@ from __future__ import annotations
 
 import json
 import math
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor, as_completed
 from dataclasses import asdict, dataclass, field
 from itertools import combinations
@@ -42,7 +42,15 @@ from evals.preference import PreferenceSummary, Strength, bradley_terry, summari
 from sweeps.config import ConfigError, JudgeConfig
 from sweeps.console import Say
 from sweeps.evidence import Evidence, save_evidence
-from sweeps.sides import ItemRow, PairedOutputs, experiment_name, home_config, paired_outputs, utc
+from sweeps.sides import (
+    ItemRow,
+    PairedOutputs,
+    experiment_name,
+    home_config,
+    paired_outputs,
+    turns_text,
+    utc,
+)
 from sweeps.state import write_json_atomic
 
 if TYPE_CHECKING:
@@ -134,7 +142,7 @@ class EndpointAsker:
         c = settings.config
         assert c.base_url is not None
         key = os.environ.get(c.api_key_env, "")
-        if not key and not _loopback(c.base_url):
+        if not key and not _loopback(c.base_url):  # sweep serve without --api-key-env
             raise ConfigError(f"judge at {c.base_url}: the key variable {c.api_key_env} is not "
                               f"set (export {c.api_key_env}=..., or judge.api_key_env)")  # fmt: skip
         self.client = OpenAI(base_url=c.base_url, api_key=key or "unused", timeout=c.timeout_s,
@@ -209,14 +217,14 @@ class LocalAsker:
 
 
 def local_judge_model(model: str, *, state_dir: Path, mlflow_uri: str) -> ChatModel:
-    from sweeps.serve import Served, _base_directory, resolve_served
+    from sweeps.serve import Served, base_directory, resolve_served
     from trainers.chat import ChatModel
 
     try:
         served = resolve_served([f"judge={model}"], state_dir=state_dir, mlflow_uri=mlflow_uri)
     except ConfigError as not_adapter:  # a base model's name or directory, else the first error
         try:
-            served = Served(base=_base_directory(model), adapters={})
+            served = Served(base=base_directory(model), adapters={})
         except ConfigError:
             raise not_adapter from None
     return ChatModel(served.base, served.adapters, trust_remote_code=served.trust_remote_code)
@@ -234,8 +242,9 @@ def make_asker(settings: JudgeSettings, *, state_dir: Path, mlflow_uri: str) -> 
 def _loopback(url: str) -> bool:
     from urllib.parse import urlsplit
 
-    host = urlsplit(url).hostname or ""
-    return host in ("127.0.0.1", "localhost", "::1")
+    from sweeps.serve import LOOPBACK_HOSTS
+
+    return (urlsplit(url).hostname or "") in LOOPBACK_HOSTS
 
 
 # --------------------------------------------------------------------------- judging rows
@@ -348,9 +357,7 @@ def _cached(path: Path) -> Answer:
 
 def judge_item(row: ItemRow) -> JudgeItem:
     """A report row as the judge sees it: the turns before the answer, as text."""
-    prompt = "\n\n".join(f"{t.role}: {t.content}" if t.role != "prompt" else t.content
-                         for t in row.turns)  # fmt: skip
-    return JudgeItem(row.id, prompt, row.reference, row.a, row.b)
+    return JudgeItem(row.id, turns_text(row.turns), row.reference, row.a, row.b)
 
 
 # --------------------------------------------------------------------------- a pair, logged
@@ -359,16 +366,15 @@ class JudgeResult:
     a: str
     b: str
     summary: PreferenceSummary
-    agreement: float  # the judge's agreement with itself across the two orders
-    agreement_rows: int
     run: JudgeRun
     judge: str
     run_id: str
     evidence: Path
 
     def lines(self) -> list[str]:
-        agree = ("no row with both verdicts readable" if math.isnan(self.agreement) else
-                 f"{self.agreement:.0%} of {self.agreement_rows} rows")  # fmt: skip
+        agreement, rows = self.run.agreement()  # the judge's agreement with itself
+        agree = ("no row with both verdicts readable" if math.isnan(agreement) else
+                 f"{agreement:.0%} of {rows} rows")  # fmt: skip
         first, decisive = self.run.first_rate()
         lines = [
             f"judge ({self.judge}): A ({self.a}) vs B ({self.b}): {self.summary.describe()}",
@@ -405,16 +411,15 @@ def judge_pair(
                            agreement=agreement)  # fmt: skip
     unreadable = [{"id": v.id, "answers": [v.answer_ab, v.answer_ba]}
                   for v in run.verdicts if v.outcome is None][:UNREAD_SHOWN]  # fmt: skip
+    first_rate, decisive = run.first_rate()
     details = {"self_agreement": agreement, "agreement_rows": agreement_rows, "asked": run.asked,
                "cached": run.cached, "rows": len(rows), "of_rows": len(pair.items),
                "cut": run.ended("length"), "refused": run.ended("error"),
-               "first_rate": run.first_rate()[0], "decisive": run.first_rate()[1],
-               "unreadable": unreadable}  # fmt: skip
+               "first_rate": first_rate, "decisive": decisive, "unreadable": unreadable}  # fmt: skip
     evidence = Evidence("judge", a, b, run.outcomes, run.unparsed, settings.describe(), utc(None),
                         run_id, details)  # fmt: skip
     path = save_evidence(pair.home, pair.a, pair.b, evidence)
-    return JudgeResult(a, b, summary, agreement, agreement_rows, run, settings.describe(),
-                       run_id, path)  # fmt: skip
+    return JudgeResult(a, b, summary, run, settings.describe(), run_id, path)
 
 
 def log_judge_run(
@@ -428,16 +433,16 @@ def log_judge_run(
     metrics.update({keys.JUDGE_ASKED: run.asked, keys.JUDGE_CACHED: run.cached})
     if not math.isnan(agreement):
         metrics[keys.JUDGE_SELF_AGREEMENT] = agreement
-    verdicts = "".join(json.dumps(v.row()) + "\n" for v in run.verdicts)
+    rows = [v.row() for v in run.verdicts]
     return SweepTracker(mlflow_uri, experiment_name(pair.home)).log_run(
         f"judge {pair.a.label} vs {pair.b.label}"[:250],
         params={"a": pair.a.label, "b": pair.b.label, "judge_model": settings.config.model,
                 "judge_url": settings.config.base_url or "in-process",
                 "rubric": ", ".join(settings.rubric.criteria), "rows": len(run.verdicts)},
         metrics=metrics, tags={"lora_sweep.kind": "judge", "lora_sweep.sweep": pair.home.name},
-        artifacts={"judge/verdicts.jsonl": verdicts,
+        artifacts={"judge/verdicts.jsonl": "".join(json.dumps(row) + "\n" for row in rows),
                    "judge/rubric.json": settings.rubric.model_dump_json(indent=2)},
-        tables={"judge/verdicts_table.json": [v.row() for v in run.verdicts]},
+        tables={"judge/verdicts_table.json": rows},
     )  # fmt: skip
 
 
@@ -463,14 +468,13 @@ def check_distinct(refs: Sequence[str], *, state_dir: Path, mlflow_uri: str) -> 
 
 def judge_all(
     refs: Sequence[str], *, state_dir: Path, mlflow_uri: str, settings: JudgeSettings,
-    progress: Say = print, asker_for: Callable[[], Asker] | None = None,
+    progress: Say = print,
 ) -> Tournament:  # fmt: skip
     """Every pair of ``refs`` judged (the first as A); Bradley-Terry when there are 3+."""
     if len(refs) < 2 or len(set(refs)) < len(refs):
         raise ConfigError("sweep judge needs two or more different references: A B [C ...]")
     check_distinct(refs, state_dir=state_dir, mlflow_uri=mlflow_uri)
-    asker = asker_for() if asker_for else make_asker(settings, state_dir=state_dir,
-                                                      mlflow_uri=mlflow_uri)  # fmt: skip
+    asker = make_asker(settings, state_dir=state_dir, mlflow_uri=mlflow_uri)
     results = [judge_pair(a, b, state_dir=state_dir, mlflow_uri=mlflow_uri, settings=settings,
                           asker=asker, progress=progress) for a, b in combinations(refs, 2)]  # fmt: skip
     if len(refs) < 3:

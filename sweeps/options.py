@@ -25,7 +25,13 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError
 from pydantic.config import JsonDict
 from pydantic.fields import FieldInfo
 
-from sweeps.config import BenchmarksConfig, ConfigError, DataConfig, SweepConfig
+from sweeps.config import (
+    BenchmarksConfig,
+    ConfigError,
+    DataConfig,
+    EvidenceKind,
+    SweepConfig,
+)
 from sweeps.evaluate import DEFAULT_TASKS, EVAL_EXPERIMENT
 from sweeps.prepare import PrepareOptions
 from sweeps.serve import SERVE_PORT
@@ -386,7 +392,7 @@ class PromoteOptions(StateDirOption, JudgeFlags):
     mlflow_uri: str | None = Field(
         None, description="the registry (default: the sweep's tracking store)"
     )
-    require: tuple[Literal["heldout", "judge", "human"], ...] = Field(
+    require: tuple[EvidenceKind, ...] = Field(
         (), description="the evidence that must each find the candidate significantly better: "
         "heldout,judge,human (default: the sweep YAML's promote.require, else heldout)",
     )  # fmt: skip

@@ -93,10 +93,10 @@ def _adapter_base(recorded: str, *, sweep: str, state_dir: Path) -> tuple[Path, 
     if sweep and sweep in list_sweeps(state_dir):
         spec = load_spec(load_state(sweep, state_dir=state_dir))
         return Path(spec.model_path).resolve(), spec.trust_remote_code
-    return _base_directory(recorded), False
+    return base_directory(recorded), False
 
 
-def _base_directory(name: str) -> Path:
+def base_directory(name: str) -> Path:
     from trainers.models import ModelError, resolve_base_model
 
     if Path(name).expanduser().is_dir():
@@ -110,7 +110,7 @@ def _base_directory(name: str) -> Path:
 def _one_base(bases: dict[str, tuple[Path, bool]], *, base_model: str | None) -> Path:
     paths = {path for path, _ in bases.values()}
     if base_model is not None:
-        paths.add(_base_directory(base_model))
+        paths.add(base_directory(base_model))
     if not paths:
         raise ConfigError(
             "sweep serve base needs --base-model NAME|DIR (an adapter brings its base model)"
@@ -176,8 +176,7 @@ def serve(
     from trainers.chat import ChatModel
 
     print(f"Loading {served.base} with {len(served.adapters)} adapter(s) ...", flush=True)
-    chat = ChatModel(served.base, served.adapters, trust_remote_code=served.trust_remote_code,
-                     device=default_device())  # fmt: skip
+    chat = ChatModel(served.base, served.adapters, trust_remote_code=served.trust_remote_code)
     for line in ready_lines(served, host=host, port=port, key_env=api_key_env):
         print(line, flush=True)
     import uvicorn
@@ -187,12 +186,6 @@ def serve(
     app = build_app(chat, api_key=api_key, max_tokens=max_tokens)
     uvicorn.run(app, host=host, port=port, log_level="warning", access_log=False)
     return 0
-
-
-def default_device() -> str:
-    import torch
-
-    return "cuda" if torch.cuda.is_available() else "cpu"
 
 
 def _use_vllm(engine: Engine, *, command: list[str]) -> bool:

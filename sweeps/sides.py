@@ -167,8 +167,9 @@ def utc(seconds: float | None) -> str:
 
 
 def item_rows(
-    scores: tuple[ItemScores, ItemScores], *, cut: tuple[frozenset[str], frozenset[str]]
-) -> list[ItemRow]:
+    scores: tuple[ItemScores, ItemScores], *,
+    cut: tuple[frozenset[str], frozenset[str]] = (frozenset(), frozenset()),
+) -> list[ItemRow]:  # fmt: skip
     """Every row scored for both sides (by id), in A's order, with its group."""
     theirs = {item["id"]: item for item in scores[1].items}
     rows = []
@@ -217,6 +218,13 @@ def conversation(prompt: str) -> list[Turn]:
     return turns[:-1] if turns[-1].role == "assistant" and not turns[-1].content else turns
 
 
+def turns_text(turns: list[Turn]) -> str:
+    """The prompt's turns as readable text, ``system: ...`` then ``user: ...`` (a prompt no
+    template could be read from as it is): what the judge and human raters are shown."""
+    return "\n\n".join(t.content if t.role == "prompt" else f"{t.role}: {t.content}"
+                       for t in turns)  # fmt: skip
+
+
 def _plain(text: str) -> str:
     return SPECIAL_TOKENS.sub("", text).strip()
 
@@ -252,8 +260,7 @@ class PairedOutputs:
 
 
 def paired_outputs(
-    a: str, b: str, *, state_dir: Path, mlflow_uri: str, progress: Say = print,
-    cut: tuple[frozenset[str], frozenset[str]] = (frozenset(), frozenset()),
+    a: str, b: str, *, state_dir: Path, mlflow_uri: str, progress: Say = print
 ) -> PairedOutputs:  # fmt: skip
     """Resolve A and B, check they can be compared, and score both on every held-out row."""
     side_a, side_b = (resolve_side(r, state_dir=state_dir, mlflow_uri=mlflow_uri) for r in (a, b))
@@ -268,7 +275,7 @@ def paired_outputs(
     scores = score_every_row(spec, {side_a.label: side_a.adapter, side_b.label: side_b.adapter},
                              progress=progress)  # fmt: skip
     pair = (scores[side_a.label], scores[side_b.label])
-    return PairedOutputs(side_a, side_b, home, spec, pair, item_rows(pair, cut=cut))
+    return PairedOutputs(side_a, side_b, home, spec, pair, item_rows(pair))
 
 
 def side_digest(side: Side) -> str:

@@ -52,7 +52,7 @@ class ChatModel:
 
     def __init__(
         self, base: Path, adapters: Mapping[str, Path], *, trust_remote_code: bool = False,
-        device: str = "cpu",
+        device: str | None = None,
     ) -> None:  # fmt: skip
         from trainers.models import load_causal_lm, load_tokenizer
 
@@ -62,6 +62,7 @@ class ChatModel:
             base, trust_remote_code=trust_remote_code
         )
         self.base_path = base
+        device = device or default_device()
         model = load_causal_lm(base, trust_remote_code=trust_remote_code, device=device)
         self.model: Any = _with_adapters(model, adapters)
         self.adapters = dict(adapters)
@@ -137,6 +138,13 @@ class ChatModel:
         text, cut = _cut_at_stop(text, sampling.stop)
         finish = "stop" if stopped or cut or len(new) < sampling.max_tokens else "length"
         return Completion(text, int(ids.shape[1]), len(new), finish)
+
+
+def default_device() -> str:
+    """CUDA where there is a GPU (sweep serve, an in-process judge), else the CPU."""
+    import torch
+
+    return "cuda" if torch.cuda.is_available() else "cpu"
 
 
 def check_messages(messages: Sequence[Mapping[str, str]]) -> list[dict[str, str]]:

@@ -5,19 +5,17 @@ from __future__ import annotations
 
 import base64
 import io
-from pathlib import Path
 
 from sweeps.prepare import PrepareOptions, PrepareResult
 from sweeps.prepare._records import Record, StepResult
+from sweeps.report_templates import template_env
 
-TEMPLATES = Path(__file__).resolve().parents[1] / "templates"
 EXAMPLES_PER_STEP = 3
 
 
 def render_report(result: PrepareResult, *, options: PrepareOptions, before: list[Record],
                   after: list[Record]) -> tuple[str, str, bytes]:  # fmt: skip
     """HTML, Markdown and the histogram PNG (lengths of ``before`` the steps and ``after``)."""
-    import jinja2
 
     png = length_histograms(before, after)
     context = {
@@ -27,10 +25,7 @@ def render_report(result: PrepareResult, *, options: PrepareOptions, before: lis
         "histogram": base64.b64encode(png).decode(), "outputs": result.manifest.get("outputs", {}),
         "benchmark_files": result.manifest.get("benchmark_files", []),
     }  # fmt: skip
-    env = jinja2.Environment(
-        loader=jinja2.FileSystemLoader(TEMPLATES), autoescape=jinja2.select_autoescape(["html", "html.j2"]),
-        undefined=jinja2.StrictUndefined, trim_blocks=True, lstrip_blocks=True,
-    )  # fmt: skip
+    env = template_env()
     env.filters["cell"] = lambda v: " ".join(str(v).split()).replace("|", "\\|")[:200]
     return (env.get_template("prepare.html.j2").render(**context),
             env.get_template("prepare.md.j2").render(**context), png)  # fmt: skip
