@@ -31,6 +31,9 @@ from sweeps.config import ConfigError
 # search_gen_state-*.json and writes it, like the searcher's state, by renaming a whole file;
 # result.json is JSON lines).
 EXPERIMENT_STATE = "experiment_state-*.json"
+# The sweep's searcher saves its progress as JSON under Ray's name for the file
+# (sweeps/tune/searcher.py)
+SEARCHER_STATE = "searcher-state-*.pkl"
 
 
 def _pickle_whole(data: bytes) -> bool:
@@ -54,6 +57,8 @@ def _json_whole(data: bytes) -> bool:
 def wholeness_check(name: str) -> Callable[[bytes], bool] | None:
     """How a Tune state file is checked before it is published (None: other files, checkpoints
     among them, are published as written; they carry a manifest)."""
+    if fnmatch.fnmatch(name, SEARCHER_STATE):
+        return _json_whole
     if fnmatch.fnmatch(name, "*.pkl"):
         return _pickle_whole
     if fnmatch.fnmatch(name, EXPERIMENT_STATE):

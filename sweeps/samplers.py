@@ -25,6 +25,10 @@ ALGORITHMS = {
     "nsga2": "NSGA-II (a genetic algorithm; one objective or several)",
 }
 CONTINUOUS_ONLY = ("cmaes", "qmc")  # they sample choice knobs independently, at random
+# Their seed fixes a design (the grid's order, the Sobol sequence's scrambling) whose position is
+# kept in the study: a sampler rebuilt on resume keeps the seed. The others' seed is only a random
+# stream, which a rebuilt sampler starts afresh (sweeps/tune/searcher.py, resumed_seed).
+DESIGN_SEEDED = ("grid", "qmc")
 
 
 class AskTellGridSampler(optuna.samplers.GridSampler):
@@ -55,9 +59,11 @@ def startup_trials(config: SweepConfig) -> int:
     return min(10, max(2, config.search.num_samples // 3))
 
 
-def build_sampler(config: SweepConfig) -> optuna.samplers.BaseSampler:
-    """The Optuna sampler for ``search.algorithm``, seeded with ``search.seed``."""
-    search, seed = config.search, config.search.seed
+def build_sampler(config: SweepConfig, *, seed: int | None = None) -> optuna.samplers.BaseSampler:
+    """The Optuna sampler for ``search.algorithm``, seeded with ``search.seed`` (or ``seed``: a
+    sampler rebuilt on resume, sweeps/tune/searcher.py)."""
+    search = config.search
+    seed = search.seed if seed is None else seed
     startup = startup_trials(config)
     quiet = False  # warn_independent_sampling: sampler_note says it once, not every trial
     if search.algorithm == "random":

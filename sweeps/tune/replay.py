@@ -31,7 +31,7 @@ from evals.metric_keys import COST_DEVICE_SECONDS, FINAL_RUNG, RUNG
 from sweeps.config import SweepConfig
 from sweeps.pareto import Goal
 from sweeps.space import Value
-from sweeps.tune.searcher import PruneAwareOptunaSearch, optuna_search
+from sweeps.tune.searcher import PruneAwareOptunaSearch, SearchRecipe, optuna_search
 from sweeps.tune.tuner import build_scheduler
 
 if TYPE_CHECKING:
@@ -121,7 +121,7 @@ def replay_search(
     unknown = [g.metric for g in also if g.metric != COST_DEVICE_SECONDS]
     if unknown:
         raise ValueError(f"a replay knows {metric} and {COST_DEVICE_SECONDS}, not {unknown}")
-    searcher = optuna_search(config, goals=goals, study_name="replay",
+    searcher = optuna_search(SearchRecipe(config, tuple(goals), "replay"),
                              storage=optuna.storages.InMemoryStorage())  # fmt: skip
     scheduler = build_scheduler(config, max_rungs=rungs, goals=goals)
     scheduler.set_search_properties(metric, mode)

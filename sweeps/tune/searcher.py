@@ -11,7 +11,10 @@ from __future__ import annotations
 
 import json
 from collections.abc import Callable, Collection, Mapping, Sequence
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
 
+import numpy as np
 import optuna
 from optuna.trial import TrialState
 from ray.tune.execution.experiment_state import _find_newest_experiment_checkpoint
@@ -23,7 +26,7 @@ from evals.metric_keys import FINAL_RUNG, RUNG
 from sweeps._storage import filesystem_and_path
 from sweeps.config import SweepConfig
 from sweeps.pareto import RUNG_VALUES, Goal
-from sweeps.samplers import build_sampler
+from sweeps.samplers import DESIGN_SEEDED, build_sampler
 from sweeps.space import Value, define_by_run
 from sweeps.state import RAY_TRIAL_ID
 
@@ -34,6 +37,44 @@ UNFINISHED = (Trial.PENDING, Trial.RUNNING, Trial.PAUSED)  # Ray runs these agai
 # The errored trials a ``sweep rerun --failed`` restarts (Ray's restart_errored), set by the
 # driver before Ray restores the search: live again, though Ray saved them as ERROR
 RERUNNING: set[str] = set()
+PROGRESS_FORMAT = "lora-sweep searcher progress 1"  # what save() writes, as JSON
+
+
+@dataclass(frozen=True)
+class SearchRecipe:
+    """What the sweep's searcher is built from, as plain data.
+
+    Ray pickles the searcher into the Tuner's state (``tuner.pkl``) and saves it again at each
+    experiment checkpoint. A live Optuna sampler need not survive that (Optuna 5.1's NSGA-II
+    holds a thread lock and cannot be pickled), so the searcher is pickled as this recipe and its
+    progress, and rebuilt from them. Every sampler keeps its model in the study (trials, their
+    values and its own system attributes); only its random state is not. A rebuilt sampler is
+    seeded from the seed and the number of trials the study holds (``resumed_seed``), except grid
+    and qmc, whose seed fixes their design and so stays (``samplers.DESIGN_SEEDED``)."""
+
+    config: SweepConfig
+    goals: tuple[Goal, ...]
+    study_name: str
+    storage_url: str | None = None  # None: an in-memory study (a replay), never saved
+
+
+@dataclass
+class SearchProgress:
+    """What the searcher knows of the sweep's trials beyond the study: plain data, saved as JSON.
+    Study trials are named by their number in the study."""
+
+    study_trials: dict[str, int] = field(default_factory=dict)  # Ray trial id -> trial number
+    ended: list[str] = field(default_factory=list)  # Ray trials told how they ended
+    reported_rungs: dict[str, int] = field(default_factory=dict)  # Ray trial id -> last rung
+
+
+def resumed_seed(seed: int, trials_in_study: int) -> int:
+    """The seed of a sampler rebuilt when the study already holds trials: its own stream, not a
+    replay of the first trials' random draws (which would suggest them again), and the same for
+    the same seed and study."""
+    if trials_in_study == 0:
+        return seed
+    return int(np.random.SeedSequence([seed, trials_in_study]).generate_state(1)[0])
 
 
 class PruneAwareOptunaSearch(OptunaSearch):
@@ -65,13 +106,69 @@ class PruneAwareOptunaSearch(OptunaSearch):
     def __init__(
         self, *, space: Callable[[optuna.Trial], dict[str, Value]], metric: str | list[str],
         mode: str | list[str], sampler: optuna.samplers.BaseSampler,
-        storage: optuna.storages.BaseStorage, study_name: str,
+        storage: optuna.storages.BaseStorage, study_name: str, recipe: SearchRecipe | None = None,
     ) -> None:  # fmt: skip
         super().__init__(space=space, metric=metric, mode=mode, sampler=sampler,
                          storage=storage, study_name=study_name)  # fmt: skip
         self._study_storage = storage  # the study's records, read back to tell each thing once
         self._reported_step: dict[str, int] = {}
         self._metrics = metric if isinstance(metric, list) else [metric]
+        self._recipe = recipe  # how to build it again (None: it cannot be pickled)
+
+    def __getstate__(self) -> dict[str, object]:
+        """What Ray's pickling keeps (the Tuner's state): the recipe and the progress, plain data;
+        never the live sampler or study."""
+        if self._recipe is None or self._recipe.storage_url is None:
+            raise TypeError("this searcher has no recipe with a stored study, so Ray cannot save "
+                            "it: build it with optuna_search(SearchRecipe(..., storage_url=...))")  # fmt: skip
+        return {"recipe": self._recipe, "progress": asdict(self.progress())}
+
+    def __setstate__(self, state: Mapping[str, object]) -> None:
+        recipe, progress = state["recipe"], state["progress"]
+        assert isinstance(recipe, SearchRecipe) and isinstance(progress, dict)
+        self.__dict__.update(optuna_search(recipe, reseed=True).__dict__)
+        self.load_progress(SearchProgress(**progress))
+
+    def save(self, checkpoint_path: str) -> None:
+        """Ray's searcher file (``searcher-state-*.pkl``, by Ray's name): the progress as JSON."""
+        body = {"format": PROGRESS_FORMAT, **asdict(self.progress())}
+        Path(checkpoint_path).write_text(json.dumps(body))
+
+    def restore(self, checkpoint_path: str) -> None:
+        """Take the progress save() wrote onto this searcher, as rebuilt from its recipe. A file
+        of a sweep saved before the progress was JSON is Ray's own pickle, read as Ray reads it."""
+        try:
+            body = json.loads(Path(checkpoint_path).read_text())
+        except (UnicodeDecodeError, ValueError):
+            super().restore(checkpoint_path)
+            return
+        body.pop("format", None)
+        self.load_progress(SearchProgress(**body))
+
+    def restore_from_dir(self, checkpoint_dir: str) -> None:
+        """Ray's restore, which raises when its own upload never wrote the searcher's file (a
+        driver killed first: the search state and trial list arrived, this one did not). The
+        study holds everything the progress would say (each study trial's Ray trial id, its rungs
+        and its end), so the searcher then starts from it alone (``keep_trials`` matches them)."""
+        if any(Path(checkpoint_dir).glob(self.CKPT_FILE_TMPL.format("*"))):
+            super().restore_from_dir(checkpoint_dir)
+
+    def progress(self) -> SearchProgress:
+        """The Ray trials' study trials, ends and rungs told, as plain data."""
+        return SearchProgress(
+            study_trials={ray_id: t.number for ray_id, t in self._ot_trials.items()},
+            ended=sorted(self._completed_trials), reported_rungs=dict(self._reported_step),
+        )  # fmt: skip
+
+    def load_progress(self, progress: SearchProgress) -> None:
+        study_id = self._study_storage.get_study_id_from_name(self.study.study_name)
+        self._ot_trials = {
+            ray_id: optuna.trial.Trial(self.study, self._study_storage
+                                       .get_trial_id_from_study_id_trial_number(study_id, number))
+            for ray_id, number in progress.study_trials.items()
+        }  # fmt: skip
+        self._completed_trials = set(progress.ended)
+        self._reported_step = dict(progress.reported_rungs)
 
     @property
     def study(self) -> optuna.Study:
@@ -256,22 +353,40 @@ def build_searcher(
     """Optuna (the sampler search.algorithm names, sweeps/samplers.py) over the YAML space,
     persisted in the sweep's study, at most max_concurrent trials at once, for the Tune
     experiment at ``experiment``."""
-    searcher = optuna_search(config, goals=goals, study_name=study_name,
-                             storage=optuna.storages.RDBStorage(storage_url))  # fmt: skip
-    limiter = ConcurrencyLimiter(searcher, max_concurrent=config.search.max_concurrent)
+    recipe = SearchRecipe(config, tuple(goals), study_name, storage_url)
+    limiter = ConcurrencyLimiter(optuna_search(recipe), max_concurrent=config.search.max_concurrent)
     return SweepSearchGenerator(limiter, experiment=experiment)
 
 
 def optuna_search(
-    config: SweepConfig, *, goals: Sequence[Goal], storage: optuna.storages.BaseStorage,
-    study_name: str,
+    recipe: SearchRecipe, *, storage: optuna.storages.BaseStorage | None = None,
+    reseed: bool = False,
 ) -> PruneAwareOptunaSearch:  # fmt: skip
-    """The sweep's searcher itself: the YAML space and the configured sampler on ``storage``
-    (a sweep's sqlite or PostgreSQL study; an in-memory one for replays, sweeps/tune/replay.py).
-    Several goals make a multi-objective study (tpe is then Optuna's multi-objective TPE)."""
+    """The sweep's searcher itself: the YAML space and the configured sampler on the recipe's
+    study (a sweep's sqlite or PostgreSQL study), or on ``storage`` (an in-memory one for
+    replays, sweeps/tune/replay.py). Several goals make a multi-objective study (tpe is then
+    Optuna's multi-objective TPE). ``reseed``: a rebuilt searcher's sampler takes its seed from
+    the trials the study holds (``resumed_seed``), unless the seed fixes its design."""
+    config, goals = recipe.config, recipe.goals
+    if storage is None:
+        assert recipe.storage_url is not None, "a recipe without a storage URL needs a storage"
+        storage = optuna.storages.RDBStorage(recipe.storage_url)
+    seed = config.search.seed
+    if reseed and config.search.algorithm not in DESIGN_SEEDED:
+        seed = resumed_seed(seed, trials_in_study(storage, recipe.study_name))
     metric: str | list[str] = goals[0].metric if len(goals) == 1 else [g.metric for g in goals]
     mode: str | list[str] = goals[0].mode if len(goals) == 1 else [g.mode for g in goals]
     return PruneAwareOptunaSearch(
-        space=define_by_run(config), metric=metric, mode=mode, sampler=build_sampler(config),
-        storage=storage, study_name=study_name,
+        space=define_by_run(config), metric=metric, mode=mode,
+        sampler=build_sampler(config, seed=seed), storage=storage, study_name=recipe.study_name,
+        recipe=recipe,
     )  # fmt: skip
+
+
+def trials_in_study(storage: optuna.storages.BaseStorage, study_name: str) -> int:
+    """How many trials the named study holds (0 when it does not exist yet)."""
+    try:
+        study_id = storage.get_study_id_from_name(study_name)
+    except KeyError:
+        return 0
+    return len(storage.get_all_trials(study_id, deepcopy=False))

@@ -8,7 +8,10 @@ default 4 in all) each further ``sweep resume`` is SIGKILLed at a random moment:
 after it started, or after it recorded its first rung. A last ``sweep
 resume`` must finish the sweep with exactly num_samples trials, one child run per trial, every
 metric step once, an Optuna study whose trials match Ray's, and every trial a stop left
-mid-training restarted from a checkpoint. Running it again is harmless.
+mid-training restarted from a checkpoint. Running it again is harmless. The sweep searches with
+NSGA-II on two objectives (Optuna 5.1's NSGA-II sampler cannot be pickled, and Ray pickles the
+searcher); every other search.algorithm goes through the same save and restore in
+test_searcher_saved.py.
 """
 
 from __future__ import annotations
@@ -122,8 +125,9 @@ def resumed(
 ) -> dict[str, Any]:  # fmt: skip
     tmp = tmp_path_factory.mktemp("resume")
     data = slice_embedded_data(tmp, train=48, heldout=8)
-    config = tiny_sweep_config(
-        tiny_model, data, tmp, search={"num_samples": NUM_TRIALS, "max_concurrent": 2},
+    config = tiny_sweep_config(  # NSGA-II on two objectives: Optuna 5.1's cannot be pickled
+        tiny_model, data, tmp, objective=["heldout/loss", "cost/device_seconds"],
+        search={"algorithm": "nsga2", "num_samples": NUM_TRIALS, "max_concurrent": 2},
         scheduler={"type": "none"}, search_space={"num_epochs": 2, "sequence_len": [128]},
         training={"micro_batch_size": 2, "evals_per_epoch": 4, "seed": 1},
     )  # fmt: skip

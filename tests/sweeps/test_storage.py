@@ -93,7 +93,9 @@ def test_an_upload_of_a_half_rewritten_state_file_keeps_the_whole_one(tmp_path: 
     staging.mkdir()
     documents = {
         "experiment_state-1.json": json.dumps({"trial_data": [["t1", "RUNNING"]] * 50}).encode(),
-        "searcher-state-1.pkl": pickle.dumps({"trials": list(range(500))}),
+        "searcher-state-1.pkl": json.dumps(
+            {"study_trials": {f"t{i}": i for i in range(500)}}
+        ).encode(),  # the sweep's searcher saves JSON under Ray's name
         "tuner.pkl": pickle.dumps({"param_space": {"lr": [1e-4, 1e-3]}}),
     }
     generator = {"search_gen_state-1.json": pickle.dumps({"counter": 3})}  # Ray pickles it
