@@ -135,18 +135,19 @@ def test_validate_names_the_algorithm_the_objective_and_how_trials_stop() -> Non
     assert cmaes[3] == sampler_note(config("cmaes"))
 
 
-@pytest.mark.parametrize("algorithm", ["gp", "cmaes", "qmc", "nsga2"])
+@pytest.mark.parametrize("algorithm", sorted(SAMPLERS))
 def test_a_tiny_sweep_runs_with_each_sampler(
     algorithm: str, tiny_model: Path, tmp_path: Path
 ) -> None:
-    """The samplers tpe, random and grid run in the other sweep tests; these four here: Ray Tune,
-    ASHA and the sampler together, every trial in the study once. NSGA-II, a multi-objective
+    """Every sampler in a real sweep: Ray Tune, ASHA and the sampler together, every trial in the
+    study once (``make drift`` runs these on the newest releases). NSGA-II, a multi-objective
     sampler, sweeps two objectives (held-out loss and device-seconds) under MO-ASHA."""
     data = slice_embedded_data(tmp_path, train=16, heldout=4)
     two = {"objective": ["heldout/loss", "cost/device_seconds"]} if algorithm == "nsga2" else {}
+    lr = [1e-4, 1e-2] if algorithm == "grid" else RANGES["learning_rate"]  # grid: choices
     raw = tiny_sweep_config(tiny_model, data, tmp_path, **two, search={"algorithm": algorithm,
                             "num_samples": 2, "max_concurrent": 2, "seed": 3},
-                            search_space={"learning_rate": RANGES["learning_rate"],
+                            search_space={"learning_rate": lr,
                             "lora_r": [2, 4], "lora_alpha": 4, "num_epochs": 1,
                             "sequence_len": [128]})  # fmt: skip
     state = launch_sweep(raw, name=algorithm)
