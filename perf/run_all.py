@@ -572,6 +572,42 @@ def _ratio_of(a: dict[str, Any], b: dict[str, Any], side: str) -> str:
     return f"{a[side]['compute'] / b[side]['compute']:.2f}"
 
 
+def serve_section(r: dict[str, Any]) -> str:
+    s, served, plain, mem = r["settings"], r["served"], r["plain_generate"], r["memory"]
+    errors = ", ".join(f"{n} x {code}" for code, n in served["errors"].items()) or "none"
+    rows = "\n".join(
+        f"| {label} | {mem[key]['status']}{' ' + mem[key]['code'] if mem[key]['code'] else ''} | "
+        f"{mem[key]['seconds']:.3f} | {mem[key]['peak_rss_mib']:.0f} |"
+        for label, key in (("a normal request (32 new tokens)", "normal"),
+                           ("a 2 MB prompt (400,000 words)", "prompt_2mb"),
+                           ("a 5 MB body", "body_5mb"))
+    )  # fmt: skip
+    return f"""## (h) `sweep serve` under load, and its memory under bad input
+
+`python perf/bench_serve.py`: `sweep serve base` on {s["model"]} (a subprocess on 127.0.0.1), and
+{s["clients"]} clients sending one request after another for {s["seconds"]:.0f} s: {s["mix"]},
+{s["new_tokens"]} new tokens each, greedy. The baseline, in the same run: the same prompts through
+plain transformers `generate` in one process, one after another.
+
+| | requests | requests/s | p50 latency (s) | p95 latency (s) | not answered |
+|---|---|---|---|---|---|
+| `sweep serve`, {s["clients"]} clients | {served["requests"]} | {served["requests_per_second"]:.3f} | {served["p50_s"]} | {served["p95_s"]} | {errors} |
+| plain `generate`, one at a time | {plain["requests"]} | {plain["requests_per_second"]:.3f} | | | |
+
+**{r["ratio_vs_plain"]:.2f}x plain `generate`'s throughput.** The server answers one request at a
+time (the active adapter is model state; on a CPU one answer keeps every core busy), so its
+throughput is plain `generate`'s less HTTP and JSON; the clients' latency is the queue's. It
+cannot show batched throughput: that is vLLM's (`--engine vllm` on a GPU).
+
+The server's peak resident memory (sampled every 50 ms) while it answered each, loaded and idle
+at {mem["idle_rss_mib"]:.0f} MiB:
+
+| request | answer | seconds | peak RSS (MiB) |
+|---|---|---|---|
+{rows}
+"""
+
+
 def render(results: dict[str, Any]) -> str:
     m = results["machine"]
     return f"""# Performance
@@ -592,7 +628,8 @@ against a baseline measured in the same run, on this machine:
 {prepare_section(results["prepare"]) if results.get("prepare") else ""}
 {startup_section(results["startup"]) if results.get("startup") else ""}
 {search_section(results["search"], results.get("search_confirm")) if results.get("search") else ""}
-{variants_section(results["variants"]) if results.get("variants") else ""}"""
+{variants_section(results["variants"]) if results.get("variants") else ""}
+{serve_section(results["serve"]) if results.get("serve") else ""}"""
 
 
 def benchmark_mirror() -> Path | None:
@@ -609,6 +646,7 @@ def measure(previous: dict[str, Any]) -> dict[str, Any]:
     import bench_orchestration
     import bench_prepare
     import bench_search
+    import bench_serve
     import bench_startup
     import bench_trainer
 
@@ -622,6 +660,7 @@ def measure(previous: dict[str, Any]) -> dict[str, Any]:
     results["startup"] = bench_startup.main(["--demo"])
     results["search"] = bench_search.main([])
     results["tpe_asha_compute_fraction"] = results["search"]["tpe_asha_compute_fraction"]
+    results["serve"] = bench_serve.main([])
     return results
 
 

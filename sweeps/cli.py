@@ -439,13 +439,17 @@ def serve(options: ServeOptions) -> int:
     """Serve a base model and adapters as an OpenAI-compatible chat endpoint on 127.0.0.1 (each
     REF named NAME=REF, or by itself; base is the model alone). Any openai client can call it,
     and sweep judge can judge through it. Ctrl-C or SIGTERM stops it."""
-    from sweeps.serve import resolve_served
+    from sweeps.serve import ServeLimits, resolve_served
     from sweeps.serve import serve as serve_models
 
     served = resolve_served(options.refs, state_dir=options.state_dir,
                             mlflow_uri=options.mlflow_uri, base_model=options.base_model)  # fmt: skip
+    limits = ServeLimits(max_tokens=options.max_tokens, context_tokens=options.context_tokens,
+                         max_prompt_tokens=options.max_prompt_tokens,
+                         request_timeout=options.request_timeout, max_queue=options.max_queue,
+                         max_body_mb=options.max_body_mb)  # fmt: skip
     return serve_models(served, host=options.host, port=options.port, engine=options.engine,
-                        api_key_env=options.api_key_env, max_tokens=options.max_tokens)  # fmt: skip
+                        api_key_env=options.api_key_env, limits=limits)  # fmt: skip
 
 
 def data_prepare(options: DataPrepareOptions) -> int:

@@ -34,7 +34,7 @@ from sweeps.config import (
 )
 from sweeps.evaluate import DEFAULT_TASKS, EVAL_EXPERIMENT
 from sweeps.prepare import PrepareOptions
-from sweeps.serve import SERVE_PORT
+from sweeps.serve import SERVE_PORT, ServeLimits
 from sweeps.state import DEFAULT_MLFLOW_URI, DEFAULT_STATE_DIR
 from sweeps.ui import DASHBOARD_PORT, LOOPBACK, UI_PORT
 
@@ -455,7 +455,28 @@ class ServeOptions(StoreOptions, ServerOptions):
         None, description="require Authorization: Bearer with this environment variable's value "
         "(default: no key; loopback only)",
     )  # fmt: skip
-    max_tokens: int = Field(512, ge=1, description="the most tokens one answer may have")
+    max_tokens: int = Field(ServeLimits.max_tokens, ge=1,
+                            description="the most tokens one answer may have")  # fmt: skip
+    context_tokens: int | None = Field(
+        ServeLimits.context_tokens, ge=1, description="the tokens a prompt and its answer may "
+        "have together (default: the model's max_position_embeddings), like vLLM's --max-model-len",
+    )  # fmt: skip
+    max_prompt_tokens: int | None = Field(
+        ServeLimits.max_prompt_tokens, ge=1, description="the longest prompt, in tokens (default: "
+        "the context); a longer one is refused at once (400 context_length_exceeded)",
+    )  # fmt: skip
+    request_timeout: float = Field(
+        ServeLimits.request_timeout, gt=0, description="seconds from a request's arrival to its "
+        "answer, its wait in the queue included; past them it gets a 504",
+    )  # fmt: skip
+    max_queue: int = Field(
+        ServeLimits.max_queue, ge=0, description="requests that may wait behind the one being "
+        "answered (one at a time); more get a 429 with Retry-After",
+    )  # fmt: skip
+    max_body_mb: float = Field(
+        ServeLimits.max_body_mb, gt=0, description="a request body past this many MB is refused "
+        "(413) before it is read",
+    )  # fmt: skip
 
 
 class DataPrepareOptions(PrepareOptions):

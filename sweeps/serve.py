@@ -14,6 +14,9 @@ adapter must have been trained on the same base model, which is loaded once.
 - On CPU, transformers (``trainers/chat.py``). Where a CUDA GPU and vLLM exist, ``--engine auto``
   hands over to ``vllm serve`` with the adapters (``--enable-lora``); on a GPU without vLLM it
   prints the exact command.
+- No request holds it hostage (``ServeLimits``, sweeps/serve_app.py), and SIGTERM or Ctrl-C stop
+  it within seconds, mid-generation too: the answer being generated ends at its next token, and
+  a process still held after ``STOP_GRACE`` seconds exits anyway.
 """
 
 from __future__ import annotations
@@ -22,10 +25,11 @@ import importlib.util
 import os
 import re
 import shlex
+import threading
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Literal
+from typing import Any, Literal
 
 from sweeps.config import ConfigError
 from sweeps.ui import LOOPBACK
@@ -36,6 +40,25 @@ BASE_REF = "base"
 NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._@:/-]{0,127}$")
 Engine = Literal["auto", "transformers", "vllm"]
 VLLM_RANKS = (8, 16, 32, 64, 128, 256, 320, 512)  # what vLLM's --max-lora-rank accepts
+STOP_GRACE = 3.0  # seconds a stopping server gives its open requests to be answered
+
+
+@dataclass(frozen=True)
+class ServeLimits:
+    """What one request may ask of ``sweep serve`` (``sweep serve --help`` shows these defaults).
+    One answer is generated at a time, on a CPU and on a GPU alike: the active adapter is model
+    state, and on a CPU one answer already uses every core (vLLM batches on a GPU)."""
+
+    max_tokens: int = 512  # the most tokens one answer may have
+    context_tokens: int | None = None  # prompt and answer together; None: the model's config
+    max_prompt_tokens: int | None = None  # None: the context
+    request_timeout: float = 120.0  # seconds from a request's arrival to its answer, queue included
+    max_queue: int = 16  # requests that may wait behind the one being generated
+    max_body_mb: float = 4.0  # a request body past this is refused (413), unread
+
+    @property
+    def max_body_bytes(self) -> int:
+        return int(self.max_body_mb * 1024 * 1024)
 
 
 @dataclass(frozen=True)
@@ -159,7 +182,7 @@ def read_api_key(variable: str | None) -> str | None:
 
 def serve(
     served: Served, *, host: str = LOOPBACK, port: int = SERVE_PORT, engine: Engine = "auto",
-    api_key_env: str | None = None, max_tokens: int = 512,
+    api_key_env: str | None = None, limits: ServeLimits = ServeLimits(),
 ) -> int:  # fmt: skip
     """Serve until stopped (Ctrl-C or SIGTERM); hands over to vLLM where it can (``engine``)."""
     api_key = read_api_key(api_key_env)
@@ -177,15 +200,35 @@ def serve(
 
     print(f"Loading {served.base} with {len(served.adapters)} adapter(s) ...", flush=True)
     chat = ChatModel(served.base, served.adapters, trust_remote_code=served.trust_remote_code)
-    for line in ready_lines(served, host=host, port=port, key_env=api_key_env):
-        print(line, flush=True)
-    import uvicorn
-
     from sweeps.serve_app import build_app
 
-    app = build_app(chat, api_key=api_key, max_tokens=max_tokens)
-    uvicorn.run(app, host=host, port=port, log_level="warning", access_log=False)
+    shutdown = threading.Event()
+    app = build_app(chat, api_key=api_key, limits=limits, shutdown=shutdown)
+    for line in ready_lines(served, host=host, port=port, key_env=api_key_env):
+        print(line, flush=True)
+    run_until_stopped(app, host=host, port=port, shutdown=shutdown)
     return 0
+
+
+def run_until_stopped(app: Any, *, host: str, port: int, shutdown: threading.Event) -> None:
+    """uvicorn until SIGTERM or Ctrl-C. The signal sets ``shutdown`` (the answer being generated
+    ends at its next token, with a 503), open requests get ``STOP_GRACE`` seconds, and a process
+    still held after that (a long prompt's first forward pass cannot be cut) exits anyway."""
+    import uvicorn
+
+    class StoppingServer(uvicorn.Server):
+        def handle_exit(self, sig: int, frame: Any) -> None:
+            if not shutdown.is_set():
+                shutdown.set()
+                print("Stopping: the answer being generated ends now ...", flush=True)
+                watchdog = threading.Timer(STOP_GRACE + 2.0, os._exit, args=(1,))
+                watchdog.daemon = True
+                watchdog.start()
+            super().handle_exit(sig, frame)
+
+    config = uvicorn.Config(app, host=host, port=port, log_level="warning", access_log=False,
+                            timeout_graceful_shutdown=int(STOP_GRACE))  # fmt: skip
+    StoppingServer(config).run()
 
 
 def _use_vllm(engine: Engine, *, command: list[str]) -> bool:

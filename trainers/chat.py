@@ -5,10 +5,15 @@ The base model is loaded once. Each adapter is loaded onto it under its name (PE
 multi-adapter model); a request names the adapter to use, or ``base`` for none. Prompts are
 rendered with the tokenizer's chat template (the Alpaca layout training uses when the tokenizer
 has none). One request runs at a time: the active adapter is model state.
+
+What cannot run is refused before any compute: a prompt longer than the model's context
+(``prompt_tokens``, which never tokenizes a text that is sure to be too long). A generation ends
+early, with ``GenerationStopped``, at its deadline or when the server stops (``Stop``).
 """
 
 from __future__ import annotations
 
+import functools
 import threading
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
@@ -26,6 +31,36 @@ ROLES = ("system", "user", "assistant")
 
 class ChatError(ValueError):
     """A request the model cannot answer (an unknown model name, malformed messages)."""
+
+
+class ContextTooLong(ChatError):
+    """A prompt (with the answer asked for) that does not fit the model's context."""
+
+
+class GenerationStopped(RuntimeError):
+    """A generation ended before its answer: past its deadline, or the server is stopping."""
+
+    def __init__(self, reason: str) -> None:
+        super().__init__(reason)
+        self.reason = reason  # "deadline" | "shutdown"
+
+
+@dataclass(frozen=True)
+class Stop:
+    """When a generation must end early: a monotonic-clock deadline, and an event set when the
+    server stops."""
+
+    deadline: float | None = None
+    shutdown: threading.Event | None = None
+
+    def reason(self) -> str | None:
+        import time
+
+        if self.shutdown is not None and self.shutdown.is_set():
+            return "shutdown"
+        if self.deadline is not None and time.monotonic() >= self.deadline:
+            return "deadline"
+        return None
 
 
 @dataclass(frozen=True)
@@ -73,6 +108,32 @@ class ChatModel:
     def names(self) -> list[str]:
         return [BASE_NAME, *self.adapters]
 
+    @property
+    def context_tokens(self) -> int | None:
+        """The model's context: prompt and answer together (its config's position limit)."""
+        limit = getattr(self.model.config, "max_position_embeddings", None)
+        return int(limit) if isinstance(limit, int) and limit > 0 else None
+
+    def prompt_tokens(self, prompt: str, *, limit: int) -> int:
+        """The prompt's length in tokens, or ContextTooLong past ``limit``. A text whose bytes
+        alone need more than ``limit`` tokens (no token is longer than ``max_token_bytes``) is
+        refused without being tokenized: a 2 MB prompt costs nothing."""
+        floor = -(-len(prompt.encode()) // self.max_token_bytes)  # the fewest tokens it can be
+        if floor > limit:
+            raise ContextTooLong(f"the prompt is at least {floor} tokens ({len(prompt)} "
+                                 f"characters); at most {limit} fit")  # fmt: skip
+        count = len(self.tokenizer(prompt, add_special_tokens=False)["input_ids"])
+        if count > limit:
+            raise ContextTooLong(f"the prompt is {count} tokens; at most {limit} fit")
+        return count
+
+    @functools.cached_property
+    def max_token_bytes(self) -> int:
+        """The most bytes of text one token of the vocabulary stands for."""
+        vocab = self.tokenizer.get_vocab()
+        texts = self.tokenizer.batch_decode([[i] for i in vocab.values()])
+        return max(1, *(len(t.encode()) for t in texts), *(len(t.encode()) for t in vocab))
+
     def weights_identity(self) -> str:
         """The base model's identity and each adapter's weights: what answers depend on."""
         import hashlib
@@ -110,12 +171,17 @@ class ChatModel:
             raise ChatError(f"no model {model!r} here; served: {', '.join(self.names)}")
         prompt = self.render(messages)
         with self._lock:
-            return self._generate(prompt, model=model, sampling=sampling)
+            return self.generate(prompt, model=model, sampling=sampling)
 
-    def _generate(self, prompt: str, *, model: str, sampling: Sampling) -> Completion:
+    def generate(
+        self, prompt: str, *, model: str, sampling: Sampling, stop: Stop = Stop()
+    ) -> Completion:
+        """The answer to a rendered prompt; the caller holds the model (one at a time: the active
+        adapter is model state). Raises GenerationStopped when ``stop`` ends it first."""
         import contextlib
 
         import torch
+        from transformers import StoppingCriteriaList
 
         encoded = self.tokenizer(prompt, return_tensors="pt", add_special_tokens=False)
         ids = encoded["input_ids"].to(self.device)
@@ -126,11 +192,15 @@ class ChatModel:
             self.model.set_adapter(model)
         adapters_off = (self.model.disable_adapter() if self.adapters and model == BASE_NAME
                         else contextlib.nullcontext())  # fmt: skip
+        early = _EndEarly(stop)
         with torch.inference_mode(), adapters_off:
             output = self.model.generate(
                 input_ids=ids, attention_mask=encoded["attention_mask"].to(self.device),
-                tokenizer=self.tokenizer, **options,
+                tokenizer=self.tokenizer, stopping_criteria=StoppingCriteriaList([early]),
+                **options,
             )  # fmt: skip
+        if early.reason is not None:
+            raise GenerationStopped(early.reason)
         new = output[0, ids.shape[1] :].tolist()
         eos = {self.tokenizer.eos_token_id, self.tokenizer.pad_token_id}
         stopped = bool(new) and new[-1] in eos
@@ -138,6 +208,22 @@ class ChatModel:
         text, cut = _cut_at_stop(text, sampling.stop)
         finish = "stop" if stopped or cut or len(new) < sampling.max_tokens else "length"
         return Completion(text, int(ids.shape[1]), len(new), finish)
+
+
+class _EndEarly:
+    """A transformers stopping criterion: ends the generation at ``stop``'s deadline or shutdown
+    (checked after each token), and remembers why."""
+
+    def __init__(self, stop: Stop) -> None:
+        self.stop = stop
+        self.reason: str | None = None
+
+    def __call__(self, input_ids: Any, scores: Any, **kwargs: Any) -> Any:
+        import torch
+
+        self.reason = self.reason or self.stop.reason()
+        done = self.reason is not None
+        return torch.full((input_ids.shape[0],), done, dtype=torch.bool, device=input_ids.device)
 
 
 def default_device() -> str:

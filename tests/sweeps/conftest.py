@@ -144,6 +144,23 @@ def launch_counting_concurrency(config: dict[str, Any], *, name: str,
     return state, most[0]
 
 
+def wait_until_up(url: str, *, proc: subprocess.Popen[bytes], log: Path) -> None:
+    """Wait for a server started as ``proc`` to answer ``url`` (its log shown if it dies)."""
+    import time
+    import urllib.request
+
+    deadline = time.monotonic() + 180
+    while time.monotonic() < deadline:
+        assert proc.poll() is None, log.read_text()[-3000:]
+        try:
+            with urllib.request.urlopen(url, timeout=2) as reply:
+                if reply.status == 200:
+                    return
+        except OSError:
+            time.sleep(0.5)
+    pytest.fail(f"sweep serve did not answer in 180 s: {log.read_text()[-3000:]}")
+
+
 def free_port() -> int:
     import socket
 

@@ -11,7 +11,6 @@ import math
 import os
 import subprocess
 import sys
-import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -24,7 +23,13 @@ from sweeps.config import JudgeConfig
 from sweeps.evidence import evidence_path, load_evidence
 from sweeps.judge import judge_pair, judge_settings
 from sweeps.sides import pair_key, resolve_side
-from tests.sweeps.conftest import dump_dom, free_port, shared_cache, visible_text
+from tests.sweeps.conftest import (
+    dump_dom,
+    free_port,
+    shared_cache,
+    visible_text,
+    wait_until_up,
+)
 
 KEY_ENV = "TEST_JUDGE_SERVE_KEY"
 ALWAYS = "Verdict: first"
@@ -90,6 +95,7 @@ def served(
         proc = subprocess.Popen(
             [sys.executable, "-m", "sweeps.cli", "serve", f"judge={adapter}", "champion", "base",
              "--port", str(port), "--api-key-env", KEY_ENV, "--engine", "transformers",
+             "--context-tokens", "4096",  # the tiny model's config says 512; a judge asks more
              "--state-dir", state_dir, "--mlflow-uri", ab_sweep["uri"]],
             stdout=out, stderr=subprocess.STDOUT, env=env, start_new_session=True,
         )  # fmt: skip
@@ -101,21 +107,6 @@ def served(
                "state_dir": state_dir, "adapter": adapter}  # fmt: skip
     proc.terminate()
     proc.wait(timeout=30)
-
-
-def wait_until_up(url: str, *, proc: subprocess.Popen[bytes], log: Path) -> None:
-    import urllib.request
-
-    deadline = time.monotonic() + 180
-    while time.monotonic() < deadline:
-        assert proc.poll() is None, log.read_text()[-3000:]
-        try:
-            with urllib.request.urlopen(url, timeout=2) as reply:
-                if reply.status == 200:
-                    return
-        except OSError:
-            time.sleep(0.5)
-    pytest.fail(f"sweep serve did not answer in 180 s: {log.read_text()[-3000:]}")
 
 
 def judge_flags(served: dict[str, Any], model: str = "judge") -> list[str]:
