@@ -15,7 +15,7 @@ DRIFT_VENV ?= .venv-drift
 # driver resumed, promote, compare and serve (about 7 minutes on 2 cores, with its install).
 DRIFT_TESTS ?= tests/sweeps/test_samplers.py tests/sweeps/test_searcher_saved.py \
   tests/sweeps/test_resume.py tests/sweeps/test_promote.py tests/sweeps/test_compare.py \
-  tests/sweeps/test_serve.py
+  tests/sweeps/test_serve.py tests/sweeps/test_serve_app.py
 
 .PHONY: setup browser postgres demo test test-integration test-all quality format perf data clean \
   lock drift

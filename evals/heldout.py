@@ -61,7 +61,8 @@ def response_token_loss(model: Any, batch: dict[str, Any]) -> tuple[Any, int]:
     keep = labels != -100
     inputs = {k: v for k, v in batch.items() if k != "labels"}
     if getattr(inner.config, "model_type", "") in PLAIN_HEAD_MODELS:
-        hidden = inner.get_decoder()(**inputs, use_cache=False).last_hidden_state[:, :-1]
+        decoder = inner.get_decoder() or inner.base_model  # transformers 4.56's can be None
+        hidden = decoder(**inputs, use_cache=False).last_hidden_state[:, :-1]
         logits = inner.get_output_embeddings()(hidden[keep])
     else:
         logits = model(**inputs, use_cache=False).logits[:, :-1][keep]
@@ -104,6 +105,7 @@ def generate_greedy(
                     return_tensors="pt",
                     padding=True,
                     add_special_tokens=False,
+                    return_token_type_ids=False,  # some tokenizers add them; generate refuses them
                 ).to(device)
                 generated = model.generate(
                     **batch,

@@ -582,6 +582,10 @@ def serve_section(r: dict[str, Any]) -> str:
                            ("a 2 MB prompt (400,000 words)", "prompt_2mb"),
                            ("a 5 MB body", "body_5mb"))
     )  # fmt: skip
+    extra = (
+        max(mem["prompt_2mb"]["peak_rss_mib"], mem["body_5mb"]["peak_rss_mib"])
+        - mem["normal"]["peak_rss_mib"]
+    )
     return f"""## (h) `sweep serve` under load, and its memory under bad input
 
 `python perf/bench_serve.py`: `sweep serve base` on {s["model"]} (a subprocess on 127.0.0.1), and
@@ -596,11 +600,15 @@ plain transformers `generate` in one process, one after another.
 
 **{r["ratio_vs_plain"]:.2f}x plain `generate`'s throughput.** The server answers one request at a
 time (the active adapter is model state; on a CPU one answer keeps every core busy), so its
-throughput is plain `generate`'s less HTTP and JSON; the clients' latency is the queue's. It
-cannot show batched throughput: that is vLLM's (`--engine vllm` on a GPU).
+throughput is at best plain `generate`'s, and the clients' latency is the queue's. It cannot show
+batched throughput: that is vLLM's (`--engine vllm` on a GPU). Every answer runs on the same
+dedicated thread: on FastAPI's rotating worker threads this bench measured 0.64x (p50 8.6 s), as each
+thread's idle OpenMP team kept spinning beside the next one's on the 2 cores.
 
-The server's peak resident memory (sampled every 50 ms) while it answered each, loaded and idle
-at {mem["idle_rss_mib"]:.0f} MiB:
+The server's peak resident memory (sampled every 50 ms) while it answered each, in this order,
+loaded and idle at {mem["idle_rss_mib"]:.0f} MiB. The first answer grows it (the forward pass's
+buffers); the refused requests add {extra:+.0f} MiB: the 2 MB prompt is parsed but never tokenized,
+and the 5 MB body is dropped as it arrives.
 
 | request | answer | seconds | peak RSS (MiB) |
 |---|---|---|---|

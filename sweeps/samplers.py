@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
+import numpy as np
 import optuna
 
 from sweeps.config import AshaConfig, Choice, RatioOfR, SweepConfig
@@ -25,10 +26,6 @@ ALGORITHMS = {
     "nsga2": "NSGA-II (a genetic algorithm; one objective or several)",
 }
 CONTINUOUS_ONLY = ("cmaes", "qmc")  # they sample choice knobs independently, at random
-# Their seed fixes a design (the grid's order, the Sobol sequence's scrambling) whose position is
-# kept in the study: a sampler rebuilt on resume keeps the seed. The others' seed is only a random
-# stream, which a rebuilt sampler starts afresh (sweeps/tune/searcher.py, resumed_seed).
-DESIGN_SEEDED = ("grid", "qmc")
 
 
 class AskTellGridSampler(optuna.samplers.GridSampler):
@@ -59,31 +56,47 @@ def startup_trials(config: SweepConfig) -> int:
     return min(10, max(2, config.search.num_samples // 3))
 
 
-def build_sampler(config: SweepConfig, *, seed: int | None = None) -> optuna.samplers.BaseSampler:
-    """The Optuna sampler for ``search.algorithm``, seeded with ``search.seed`` (or ``seed``: a
-    sampler rebuilt on resume, sweeps/tune/searcher.py)."""
+def resumed_seed(seed: int, trials_in_study: int) -> int:
+    """The seed of a random stream restarted when the study already holds trials (a sampler
+    rebuilt on resume): its own stream, not a replay of the first trials' draws (which would
+    suggest them again), and the same for the same seed and study."""
+    if trials_in_study == 0:
+        return seed
+    return int(np.random.SeedSequence([seed, trials_in_study]).generate_state(1)[0])
+
+
+def build_sampler(config: SweepConfig, *, resumed_at: int = 0) -> optuna.samplers.BaseSampler:
+    """The Optuna sampler for ``search.algorithm``, seeded with ``search.seed``. ``resumed_at``:
+    the trials the study holds when the sampler is rebuilt on resume (sweeps/tune/searcher.py).
+    Every sampler keeps its model in the study; its random stream restarts from
+    ``resumed_seed``, except where the seed fixes a design whose position the study keeps: the
+    grid's order, and the scrambling of QMC's Sobol sequence (its independent sampler, for
+    choice knobs, is a stream)."""
     search = config.search
-    seed = search.seed if seed is None else seed
+    seed, stream = search.seed, resumed_seed(search.seed, resumed_at)
     startup = startup_trials(config)
     quiet = False  # warn_independent_sampling: sampler_note says it once, not every trial
     if search.algorithm == "random":
-        return optuna.samplers.RandomSampler(seed=seed)
+        return optuna.samplers.RandomSampler(seed=stream)
     if search.algorithm == "grid":
         return AskTellGridSampler(grid_values(config), seed=seed)
     if search.algorithm == "gp":
         return optuna.samplers.GPSampler(
-            seed=seed, n_startup_trials=startup, warn_independent_sampling=quiet
+            seed=stream, n_startup_trials=startup, warn_independent_sampling=quiet
         )
     if search.algorithm == "cmaes":
         return optuna.samplers.CmaEsSampler(
-            seed=seed, n_startup_trials=startup, warn_independent_sampling=quiet
+            seed=stream, n_startup_trials=startup, warn_independent_sampling=quiet
         )
     if search.algorithm == "qmc":
-        return optuna.samplers.QMCSampler(seed=seed, scramble=True, warn_independent_sampling=quiet)
+        return optuna.samplers.QMCSampler(
+            seed=seed, scramble=True, warn_independent_sampling=quiet,
+            independent_sampler=optuna.samplers.RandomSampler(seed=stream),
+        )  # fmt: skip
     if search.algorithm == "nsga2":
         population = max(2, min(50, search.num_samples // 2))
-        return optuna.samplers.NSGAIISampler(seed=seed, population_size=population)
-    return optuna.samplers.TPESampler(seed=seed, n_startup_trials=startup,
+        return optuna.samplers.NSGAIISampler(seed=stream, population_size=population)
+    return optuna.samplers.TPESampler(seed=stream, n_startup_trials=startup,
                                       multivariate=search.multivariate, group=search.group,
                                       warn_independent_sampling=quiet)  # fmt: skip
 

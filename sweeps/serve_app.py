@@ -11,14 +11,14 @@ not postpone them).
 """
 
 import collections
-import contextlib
+import concurrent.futures
 import json
 import math
 import secrets
 import threading
 import time
 from collections.abc import Awaitable, Callable, Iterator, MutableMapping
-from typing import Any
+from typing import Any, TypeVar
 
 from fastapi import Depends, FastAPI, HTTPException, Request
 from fastapi.exceptions import RequestValidationError
@@ -29,6 +29,7 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 from sweeps.serve import ServeLimits
 from trainers.chat import ChatModel, Stop
 
+T = TypeVar("T")
 Scope = MutableMapping[str, Any]
 Message_ = MutableMapping[str, Any]
 Receive = Callable[[], Awaitable[Message_]]
@@ -52,44 +53,53 @@ class ServeError(Exception):
 
 
 class Admission:
-    """One generation at a time (the active adapter is model state; on a CPU one answer uses
-    every core), and a bounded queue behind it: a request that finds ``max_queue`` waiting gets a
-    429 with Retry-After (the recent answers' mean time, times the queue); one that waits past
-    its deadline gets a 504."""
+    """One generation at a time, always on the same thread, and a bounded queue behind it.
+
+    One at a time: the active adapter is model state, and on a CPU one answer already keeps every
+    core busy. The same thread: a CPU forward pass runs on the OpenMP thread team of the thread
+    that calls it, and a team left idle keeps spinning for a while; answers on FastAPI's rotating
+    worker threads would leave such teams competing for the cores. A request that finds
+    ``max_queue`` waiting gets a 429 with Retry-After (the recent answers' mean time, times the
+    queue); one still waiting at its deadline gets a 504."""
 
     def __init__(self, max_queue: int) -> None:
         self.max_queue = max_queue
-        self._model = threading.Lock()
+        self._generator = concurrent.futures.ThreadPoolExecutor(1, "sweep-serve-generate")
         self._count = threading.Lock()
-        self.waiting = 0
+        self.pending = 0  # admitted and not answered: the one generating, and those waiting
         self.busy = False
         self._recent: collections.deque[float] = collections.deque([1.0], maxlen=8)
 
-    @contextlib.contextmanager
-    def turn(self, *, deadline: float, timeout: float) -> Iterator[None]:
+    @property
+    def waiting(self) -> int:
+        return max(0, self.pending - int(self.busy))
+
+    def run(self, generate: Callable[[], T], *, deadline: float, timeout: float) -> T:
+        """``generate()`` on the generation thread, once the answers before it are done."""
         with self._count:
-            if self.busy and self.waiting >= self.max_queue:
-                wait = math.ceil(sum(self._recent) / len(self._recent) * (self.waiting + 1))
-                raise ServeError(429, f"the server is busy: {self.waiting} request(s) wait for "
+            if self.pending > self.max_queue:
+                wait = math.ceil(sum(self._recent) / len(self._recent) * self.pending)
+                raise ServeError(429, f"the server is busy: {self.pending - 1} request(s) wait for "
                                  f"the one being answered (--max-queue {self.max_queue}); retry "
                                  f"in {wait} s", kind="rate_limit_error", code="queue_full",
                                  headers={"Retry-After": str(max(1, wait))})  # fmt: skip
-            self.waiting += 1
+            self.pending += 1
         try:
-            acquired = self._model.acquire(timeout=max(0.0, deadline - time.monotonic()))
+            return self._generator.submit(self._turn, generate, deadline, timeout).result()
         finally:
             with self._count:
-                self.waiting -= 1
-        if not acquired:
+                self.pending -= 1
+
+    def _turn(self, generate: Callable[[], T], deadline: float, timeout: float) -> T:
+        if time.monotonic() >= deadline:
             raise timed_out(timeout, queued=True)
         started = time.monotonic()
         self.busy = True
         try:
-            yield
+            return generate()
         finally:
             self.busy = False
             self._recent.append(time.monotonic() - started)
-            self._model.release()
 
 
 def timed_out(timeout: float, *, queued: bool = False) -> ServeError:
@@ -292,16 +302,18 @@ def answer(
 
     prompt, sampling = checked_request(chat, body, limits=limits)
     assert stop.deadline is not None
-    with admission.turn(deadline=stop.deadline, timeout=limits.request_timeout):
-        try:
-            done = chat.generate(prompt, model=body.model, sampling=sampling, stop=stop)
-        except ChatError as exc:
-            raise HTTPException(400, str(exc)) from None
-        except GenerationStopped as exc:
-            if exc.reason == "deadline":
-                raise timed_out(limits.request_timeout) from None
-            raise ServeError(503, "the server is shutting down", kind="server_error",
-                             code="shutting_down") from None  # fmt: skip
+    try:
+        done = admission.run(
+            lambda: chat.generate(prompt, model=body.model, sampling=sampling, stop=stop),
+            deadline=stop.deadline, timeout=limits.request_timeout,
+        )  # fmt: skip
+    except ChatError as exc:
+        raise HTTPException(400, str(exc)) from None
+    except GenerationStopped as exc:
+        if exc.reason == "deadline":
+            raise timed_out(limits.request_timeout) from None
+        raise ServeError(503, "the server is shutting down", kind="server_error",
+                         code="shutting_down") from None  # fmt: skip
     return {
         "id": f"chatcmpl-{secrets.token_hex(12)}", "object": "chat.completion",
         "created": int(time.time()), "model": body.model,

@@ -14,7 +14,6 @@ from collections.abc import Callable, Collection, Mapping, Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
-import numpy as np
 import optuna
 from optuna.trial import TrialState
 from ray.tune.execution.experiment_state import _find_newest_experiment_checkpoint
@@ -26,7 +25,7 @@ from evals.metric_keys import FINAL_RUNG, RUNG
 from sweeps._storage import filesystem_and_path
 from sweeps.config import SweepConfig
 from sweeps.pareto import RUNG_VALUES, Goal
-from sweeps.samplers import DESIGN_SEEDED, build_sampler
+from sweeps.samplers import build_sampler
 from sweeps.space import Value, define_by_run
 from sweeps.state import RAY_TRIAL_ID
 
@@ -48,9 +47,9 @@ class SearchRecipe:
     experiment checkpoint. A live Optuna sampler need not survive that (Optuna 5.1's NSGA-II
     holds a thread lock and cannot be pickled), so the searcher is pickled as this recipe and its
     progress, and rebuilt from them. Every sampler keeps its model in the study (trials, their
-    values and its own system attributes); only its random state is not. A rebuilt sampler is
-    seeded from the seed and the number of trials the study holds (``resumed_seed``), except grid
-    and qmc, whose seed fixes their design and so stays (``samplers.DESIGN_SEEDED``)."""
+    values and its own system attributes); only its random state is not. A rebuilt sampler's
+    random stream is seeded from the seed and the number of trials the study holds
+    (``samplers.resumed_seed``); a seed that fixes a design (grid, qmc) stays."""
 
     config: SweepConfig
     goals: tuple[Goal, ...]
@@ -66,15 +65,6 @@ class SearchProgress:
     study_trials: dict[str, int] = field(default_factory=dict)  # Ray trial id -> trial number
     ended: list[str] = field(default_factory=list)  # Ray trials told how they ended
     reported_rungs: dict[str, int] = field(default_factory=dict)  # Ray trial id -> last rung
-
-
-def resumed_seed(seed: int, trials_in_study: int) -> int:
-    """The seed of a sampler rebuilt when the study already holds trials: its own stream, not a
-    replay of the first trials' random draws (which would suggest them again), and the same for
-    the same seed and study."""
-    if trials_in_study == 0:
-        return seed
-    return int(np.random.SeedSequence([seed, trials_in_study]).generate_state(1)[0])
 
 
 class PruneAwareOptunaSearch(OptunaSearch):
@@ -365,20 +355,18 @@ def optuna_search(
     """The sweep's searcher itself: the YAML space and the configured sampler on the recipe's
     study (a sweep's sqlite or PostgreSQL study), or on ``storage`` (an in-memory one for
     replays, sweeps/tune/replay.py). Several goals make a multi-objective study (tpe is then
-    Optuna's multi-objective TPE). ``reseed``: a rebuilt searcher's sampler takes its seed from
-    the trials the study holds (``resumed_seed``), unless the seed fixes its design."""
+    Optuna's multi-objective TPE). ``reseed``: a rebuilt searcher, whose sampler's random stream
+    restarts from the trials the study holds (``samplers.build_sampler``)."""
     config, goals = recipe.config, recipe.goals
     if storage is None:
         assert recipe.storage_url is not None, "a recipe without a storage URL needs a storage"
         storage = optuna.storages.RDBStorage(recipe.storage_url)
-    seed = config.search.seed
-    if reseed and config.search.algorithm not in DESIGN_SEEDED:
-        seed = resumed_seed(seed, trials_in_study(storage, recipe.study_name))
+    resumed_at = trials_in_study(storage, recipe.study_name) if reseed else 0
     metric: str | list[str] = goals[0].metric if len(goals) == 1 else [g.metric for g in goals]
     mode: str | list[str] = goals[0].mode if len(goals) == 1 else [g.mode for g in goals]
     return PruneAwareOptunaSearch(
         space=define_by_run(config), metric=metric, mode=mode,
-        sampler=build_sampler(config, seed=seed), storage=storage, study_name=recipe.study_name,
+        sampler=build_sampler(config, resumed_at=resumed_at), storage=storage, study_name=recipe.study_name,
         recipe=recipe,
     )  # fmt: skip
 

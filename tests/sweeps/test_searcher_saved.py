@@ -24,14 +24,13 @@ from ray.tune.experiment import Trial
 from evals.metric_keys import FINAL_RUNG, RUNG
 from sweeps.config import config_from_dict
 from sweeps.pareto import Goal
-from sweeps.samplers import ALGORITHMS
+from sweeps.samplers import ALGORITHMS, resumed_seed
 from sweeps.state import RAY_TRIAL_ID
 from sweeps.tune.searcher import (
     PROGRESS_FORMAT,
     PruneAwareOptunaSearch,
     SweepSearchGenerator,
     build_searcher,
-    resumed_seed,
 )
 
 NUM_SAMPLES = 6
@@ -157,7 +156,11 @@ def test_the_searcher_survives_rays_pickling_and_a_killed_driver(
     points = [tuple(sorted(p.items())) for p in params]
     assert len(set(points)) == NUM_SAMPLES  # the rebuilt sampler did not replay earlier draws
     if algorithm in ("grid", "qmc"):  # the grid's order, the Sobol sequence: as if never killed
-        assert points == uninterrupted(algorithm, goals, tmp_path / "uninterrupted")
+        designed = GRID if algorithm == "grid" else RANGES  # qmc draws the choice knobs at random
+        again = uninterrupted(algorithm, goals, tmp_path / "uninterrupted")
+        assert [{k: p[k] for k in designed} for p in params] == [
+            {k: p[k] for k in designed} for p in again
+        ]
 
 
 def test_a_driver_killed_before_the_searchers_file_was_uploaded_resumes_from_the_study(
@@ -170,12 +173,11 @@ def test_a_driver_killed_before_the_searchers_file_was_uploaded_resumes_from_the
     assert_each_trial_told_once((SCORE, COST), tmp_path)
 
 
-def uninterrupted(algorithm: str, goals: tuple[Goal, ...], root: Path) -> list[tuple[object, ...]]:
+def uninterrupted(algorithm: str, goals: tuple[Goal, ...], root: Path) -> list[dict[str, object]]:
     """The points the same sweep suggests when no driver is killed."""
     root.mkdir()
     search = inner(the_searcher(make_tuner(algorithm, goals, root)))
-    params = [run_trial(search, goals, f"t{i}", pruned=i == 1) for i in range(NUM_SAMPLES)]
-    return [tuple(sorted(p.items())) for p in params]
+    return [run_trial(search, goals, f"t{i}", pruned=i == 1) for i in range(NUM_SAMPLES)]
 
 
 def test_a_rebuilt_sampler_is_seeded_from_the_seed_and_the_trials_the_study_holds() -> None:
