@@ -346,8 +346,11 @@ def checked_request(chat: ChatModel, body: ChatRequest, *, limits: ServeLimits) 
     try:
         prompt_tokens = chat.prompt_tokens(prompt, limit=min(room) if room else 10**9)
     except ContextTooLong as exc:
-        raise context_exceeded(f"{exc} (the context is {context} tokens; --max-prompt-tokens "
-                               f"{limits.max_prompt_tokens})") from None  # fmt: skip
+        capped = (
+            f", --max-prompt-tokens {limits.max_prompt_tokens}" if limits.max_prompt_tokens else ""
+        )
+        raise context_exceeded(f"{exc} (the context is {context} tokens{capped}); shorten the "
+                               "prompt") from None  # fmt: skip
     limit = min(asked or limits.max_tokens, limits.max_tokens)
     if context is not None and prompt_tokens + limit > context:
         if asked is not None or prompt_tokens >= context:
