@@ -21,12 +21,15 @@ from evals.benchmarks import (
     BenchmarkScores,
     check_data,
     check_tasks,
+    cpu_has_bf16,
     known_offline_skips,
     narrow_index_dirs,
     narrow_task_manager,
     pool_group,
     proxy_samples,
     score_benchmarks,
+    scored_in,
+    scoring_dtype,
     task_manager,
 )
 from evals.metric_keys import (
@@ -94,6 +97,7 @@ class BenchmarkPlan:
     # phase -> task -> "<leaf task>/<doc id>" -> the base model's primary metric on that document
     base_items: dict[str, dict[str, dict[str, float]]] = field(default_factory=dict)
     task_dirs: list[str] | None = None  # the index a trial needs; None: lm-eval's whole index
+    dtype: str = "auto"  # what benchmarks are scored in (evals.benchmarks.scoring_dtype)
 
     def manager(self) -> object:
         """lm-eval's task index for the plan's tasks (opaque here: lm-eval reads it)."""
@@ -108,7 +112,8 @@ class BenchmarkPlan:
                 "num_fewshot": self.num_fewshot, "batch_size": self.batch_size,
                 "digests": self.digests, "weights": self.weights, "guard": self.guard,
                 "finalists": self.finalists, "share_prefix": self.share_prefix,
-                "proxy_documents": self.proxy, "task_dirs": self.task_dirs}  # fmt: skip
+                "proxy_documents": self.proxy, "task_dirs": self.task_dirs,
+                "dtype": self.dtype}  # fmt: skip
 
 
 def plan_benchmarks(
@@ -147,7 +152,7 @@ def plan_benchmarks(
         weights={t: w for t, w in objective.benchmark_weights.items() if t in found},
         guard={t: m for t, m in objective.guard.items() if t in found},
         finalists=config.finalists if tasks else 0, skipped=skipped,
-        share_prefix=config.share_prefix,
+        share_prefix=config.share_prefix, dtype=config.dtype,
         task_dirs=narrow_index_dirs([found[t] for t in tasks], manager) if tasks else None,
     )  # fmt: skip
 
@@ -168,19 +173,21 @@ def score_plan(
     started_all = time.perf_counter()
     manager, scores = plan.manager(), BenchmarkScores(metrics={})
     seconds: dict[str, float] = {}
-    for task in tasks:
-        started = time.perf_counter()
-        samples = plan.proxy[task] if phase == PROXY else None
-        # a group's proxy covers some of its subtasks: score those, then pool them into the group
-        names = list(samples) if samples and list(samples) != [task] else [task]
-        part = score_benchmarks(
-            model, tokenizer, tasks=names, batch_size=plan.batch_size, manager=manager,
-            num_fewshot=plan.num_fewshot, samples=samples, share_prefix=plan.share_prefix,
-        )  # fmt: skip
-        scores = scores.merge(pool_group(part, task) if names != [task] else part)
-        seconds[task] = time.perf_counter() - started
+    dtype = scoring_dtype(model, plan.dtype)
+    with scored_in(model, dtype) as scored:
+        for task in tasks:
+            started = time.perf_counter()
+            samples = plan.proxy[task] if phase == PROXY else None
+            # a group's proxy covers some of its subtasks: score those, then pool them
+            names = list(samples) if samples and list(samples) != [task] else [task]
+            part = score_benchmarks(
+                scored, tokenizer, tasks=names, batch_size=plan.batch_size, manager=manager,
+                num_fewshot=plan.num_fewshot, samples=samples, share_prefix=plan.share_prefix,
+            )  # fmt: skip
+            scores = scores.merge(pool_group(part, task) if names != [task] else part)
+            seconds[task] = time.perf_counter() - started
     scores.config["tasks"], scores.config["phase"] = tasks, phase
-    scores.config["seconds"] = seconds
+    scores.config["seconds"], scores.config["dtype"] = seconds, str(dtype).removeprefix("torch.")
     return scores, time.perf_counter() - started_all
 
 
@@ -192,7 +199,7 @@ def score_key(plan: BenchmarkPlan, task: str, *, phase: str, model_id: str) -> s
     documents = plan.proxy[task] if phase == PROXY else FULL
     key = {"model": model_id, "task": task, "num_fewshot": plan.num_fewshot,
            "batch_size": plan.batch_size, "documents": documents, "data": plan.digests[task],
-           "share_prefix": plan.share_prefix,
+           "share_prefix": plan.share_prefix, "dtype": [plan.dtype, cpu_has_bf16()],
            "lm_eval": version("lm_eval")}  # fmt: skip
     return hashlib.sha256(json.dumps(key, sort_keys=True).encode()).hexdigest()[:24]
 

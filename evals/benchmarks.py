@@ -81,6 +81,7 @@ class EvalConfig(TypedDict, total=False):
     seeds: str
     versions: dict[str, object]  # per task, as lm-eval reports them
     stderr_filled: list[str]  # group/metric pairs whose stderr fill_group_stderr computed
+    dtype: str  # what the model was scored in
     phase: str
     seconds: dict[str, float]  # per task
 
@@ -415,12 +416,12 @@ def prefix_sharing_lm(model: torch.nn.Module, tokenizer: PreTrainedTokenizerBase
 def _split_by_context(
     requests: list[Request], *, max_length: int
 ) -> tuple[list[int], dict[tuple[int, ...], list[int]]]:
-    """The indices of requests longer than the model's context, and the others' indices grouped
-    by their context tokens."""
+    """The indices of requests longer than the model's context (or with a one-token context,
+    which has no cache to share), and the others' indices grouped by their context tokens."""
     groups: dict[tuple[int, ...], list[int]] = defaultdict(list)
     long = []
     for i, (_, context, continuation) in enumerate(requests):
-        if len(context) + len(continuation) > max_length + 1:
+        if len(context) + len(continuation) > max_length + 1 or len(context) < 2:
             long.append(i)
         else:
             groups[tuple(context)].append(i)
@@ -430,19 +431,147 @@ def _split_by_context(
 def _score_sharing_prefixes(
     lm: HFLM, requests: list[Request], groups: dict[tuple[int, ...], list[int]]
 ) -> dict[int, Answer]:
-    """Each grouped request's answer, the groups' contexts in sorted order: neighbours share
-    their longest prefixes, and each extends the key/value cache of the one before."""
+    """Each grouped request's answer, a chunk of questions per forward pass (see
+    :func:`_chunks`): the chunk's common prefix once (reused from the chunk before where they
+    share it), the rest of each context once, then every question's choices after its own
+    context."""
     import torch
 
     prefixes = _PrefixCache(lm)
     answers: dict[int, Answer] = {}
     with torch.no_grad():
-        for context in sorted(groups):
-            members = groups[context]
-            scored = _score_group(lm, prefixes, list(context), [requests[i] for i in members])
-            for i, answer in zip(members, scored, strict=True):
+        for chunk in _chunks(list(groups), budget=lm.batch_size * CONTEXT_TOKENS_PER_ROW):
+            members = [(list(context), groups[context]) for context in chunk]
+            scored = _score_chunk(lm, prefixes, members, requests)
+            for i, answer in scored.items():
                 answers[i] = answer
                 lm.cache_hook.add_partial("loglikelihood", requests[i][0], answer)
+    return answers
+
+
+# a chunk of questions holds at most batch_size x this many context tokens (padding included)
+CONTEXT_TOKENS_PER_ROW = 256
+SHARED_RUN = 16  # contexts that share this many leading tokens (a preamble) are chunked together
+
+
+def _chunks(contexts: list[tuple[int, ...]], *, budget: int) -> Iterator[list[tuple[int, ...]]]:
+    """Contexts in chunks for one forward pass each, batched by length to waste little padding.
+
+    Contexts that share a preamble (TruthfulQA's six shots, an MMLU subject's heading) stay
+    together, so the preamble runs once per chunk at most, and once per task where the chunk
+    before shares it. Within a run, and among the contexts that share nothing, shorter ones come
+    first; a chunk is cut where its padded size would pass ``budget`` tokens.
+    """
+    runs: list[list[tuple[int, ...]]] = []
+    loose: list[tuple[int, ...]] = []
+    for context in sorted(contexts):
+        if runs and _shared_length(list(runs[-1][0]), list(context)) >= SHARED_RUN:
+            runs[-1].append(context)
+        else:
+            runs.append([context])
+    for run in runs:
+        if len(run) == 1:
+            loose += run
+    for run in [*(r for r in runs if len(r) > 1), loose]:
+        chunk: list[tuple[int, ...]] = []
+        for context in sorted(run, key=len):
+            if chunk and (len(chunk) + 1) * len(context) > budget:
+                yield chunk
+                chunk = []
+            chunk.append(context)
+        if chunk:
+            yield chunk
+
+
+def _score_chunk(
+    lm: HFLM, prefixes: _PrefixCache, members: list[tuple[list[int], list[int]]],
+    requests: list[Request],
+) -> dict[int, Answer]:  # fmt: skip
+    """One chunk of questions: their contexts' key/value cache (one pass), then their choices,
+    ``batch_size`` rows a pass, each after its own question's context."""
+    contexts = [context for context, _ in members]
+    cache, mask = _contexts_cache(lm, prefixes, contexts)
+    rows = [(q, i) for q, (_, indices) in enumerate(members) for i in indices]
+    rows.sort(key=lambda row: len(requests[row[1]][2]))  # batched by length: little padding
+    answers: dict[int, Answer] = {}
+    for start in range(0, len(rows), lm.batch_size):
+        part = rows[start : start + lm.batch_size]
+        scored = _score_continuations(
+            lm, cache, mask, [(contexts[q], requests[i][2], q) for q, i in part]
+        )
+        answers.update(zip((i for _, i in part), scored, strict=True))
+    return answers
+
+
+def _contexts_cache(
+    lm: HFLM, prefixes: _PrefixCache, contexts: list[list[int]]
+) -> tuple[Cache | None, torch.Tensor]:
+    """The key/value cache of every context but its last token, one row per context: their
+    common prefix from ``prefixes``, then the rest of each, right-padded, in one pass. Returns
+    the cache and its attention mask (0 over padding)."""
+    import torch
+
+    heads = [c[:-1] for c in contexts]
+    common = heads[0]
+    for head in heads[1:]:
+        common = common[: _shared_length(common, head)]
+    past = prefixes.of(common) if common else None
+    width = max(len(h) for h in heads) - len(common)
+    prefix_mask = torch.ones((len(heads), len(common)), dtype=torch.long, device=lm.device)
+    if past is not None:  # one row of the prefix per context
+        past = _rows_of(past, torch.zeros(len(heads), dtype=torch.long, device=lm.device))
+    if width == 0:
+        return past, prefix_mask
+    rest = [h[len(common) :] for h in heads]
+    ids = torch.tensor([r + [0] * (width - len(r)) for r in rest], device=lm.device)
+    rest_mask = torch.tensor([[1] * len(r) + [0] * (width - len(r)) for r in rest],
+                             device=lm.device)  # fmt: skip
+    mask = torch.cat([prefix_mask, rest_mask], dim=1)
+    positions = torch.arange(len(common), len(common) + width, device=lm.device)
+    out = lm.model(input_ids=ids, attention_mask=mask, past_key_values=past, use_cache=True,
+                   position_ids=positions.expand(len(heads), -1),
+                   **_head_kwargs(lm.model))  # fmt: skip
+    return out.past_key_values, mask
+
+
+def _rows_of(cache: Cache, rows: torch.Tensor) -> Cache:
+    """A new cache made of ``rows`` of ``cache`` (which is left as it was): its layers are
+    copied, and each layer's tensors are replaced (by indexing), never written in place."""
+    import copy
+
+    selected = copy.copy(cache)
+    selected.layers = [copy.copy(layer) for layer in cache.layers]
+    selected.batch_select_indices(rows)
+    return selected
+
+
+def _score_continuations(
+    lm: HFLM, cache: Cache | None, mask: torch.Tensor,
+    rows: list[tuple[list[int], list[int], int]],
+) -> list[Answer]:  # fmt: skip
+    """One pass over (context, continuation, context's row in ``cache``) rows: each row is the
+    context's last token and the continuation (right-padded), after its context's cache."""
+    import torch
+
+    width = max(len(c) for _, c, _ in rows)
+    ids = torch.tensor([[ctx[-1], *c[:-1]] + [0] * (width - len(c)) for ctx, c, _ in rows],
+                       device=lm.device)  # fmt: skip
+    which = torch.tensor([q for _, _, q in rows], device=lm.device)
+    past = _rows_of(cache, which) if cache is not None else None
+    own = torch.tensor([[1] * len(c) + [0] * (width - len(c)) for _, c, _ in rows],
+                       device=lm.device)  # fmt: skip
+    attention = torch.cat([mask.index_select(0, which), own], dim=1)
+    starts = torch.tensor([len(ctx) - 1 for ctx, _, _ in rows], device=lm.device)
+    positions = starts[:, None] + torch.arange(width, device=lm.device)[None, :]
+    logits = lm.model(input_ids=ids, attention_mask=attention, past_key_values=past,
+                      use_cache=past is not None, position_ids=positions).logits  # fmt: skip
+    answers = []
+    for row, (_, cont, _) in zip(logits, rows, strict=True):
+        picked = row[: len(cont)].float()  # padding is never normalised
+        target = torch.tensor(cont, device=lm.device)
+        chosen = picked.gather(-1, target[:, None]).squeeze(-1)
+        total = float((chosen - picked.logsumexp(-1)).sum())  # = log_softmax's
+        answers.append((total, bool((picked.argmax(-1) == target).all())))
     return answers
 
 
@@ -490,44 +619,6 @@ def _head_kwargs(model: torch.nn.Module) -> dict[str, int]:
     base = getattr(model, "get_base_model", lambda: model)()
     accepts = "logits_to_keep" in inspect.signature(base.forward).parameters
     return {"logits_to_keep": 1} if accepts else {}
-
-
-def _score_group(
-    lm: HFLM, prefixes: _PrefixCache, context: list[int], requests: list[Request]
-) -> list[Answer]:
-    """The continuations of one context: its prefix's key/value cache, then a batch at a time."""
-    past = prefixes.of(context[:-1]) if len(context) > 1 else None
-    answers = []
-    for start in range(0, len(requests), lm.batch_size):
-        chunk = [r[2] for r in requests[start : start + lm.batch_size]]
-        answers += _score_batch(lm, context[-1], chunk, past=past)
-    return answers
-
-
-def _score_batch(
-    lm: HFLM, last_token: int, continuations: list[list[int]], *, past: Cache | None
-) -> list[Answer]:
-    """One forward pass over the context's last token and each continuation (right-padded)."""
-    import copy
-
-    import torch
-
-    width = max(map(len, continuations))
-    rows = [[last_token, *c[:-1]] + [0] * (width - len(c)) for c in continuations]
-    cache = None
-    if past is not None:
-        cache = copy.deepcopy(past)
-        cache.batch_repeat_interleave(len(continuations))
-    logits = lm.model(input_ids=torch.tensor(rows, device=lm.device),
-                      past_key_values=cache, use_cache=cache is not None).logits  # fmt: skip
-    answers = []
-    for row, cont in zip(logits, continuations, strict=True):
-        picked = row[: len(cont)].float()  # padding is never normalised
-        target = torch.tensor(cont, device=lm.device)
-        chosen = picked.gather(-1, target[:, None]).squeeze(-1)
-        total = float((chosen - picked.logsumexp(-1)).sum())  # = log_softmax's
-        answers.append((total, bool((picked.argmax(-1) == target).all())))
-    return answers
 
 
 @contextlib.contextmanager
@@ -589,6 +680,50 @@ def _croppable(cache: Cache | None) -> TypeGuard[Cache]:
     """Plain full-attention key/value layers: cutting them back to a prefix is exact."""
     layers = getattr(cache, "layers", None) or []
     return bool(layers) and all(type(layer).__name__ == "DynamicLayer" for layer in layers)
+
+
+SCORING_DTYPES = ("auto", "float32", "bfloat16")
+
+
+def cpu_has_bf16() -> bool:
+    """Whether this CPU multiplies bf16 natively (AMX or AVX-512 BF16: 3.5x fp32's throughput
+    for SmolLM2-135M on one core here, docs/perf.md); read from /proc/cpuinfo (Linux)."""
+    try:
+        flags = Path("/proc/cpuinfo").read_text(errors="replace")
+    except OSError:
+        return False
+    return "amx_bf16" in flags or "avx512_bf16" in flags
+
+
+def scoring_dtype(model: torch.nn.Module, choice: str) -> torch.dtype:
+    """The dtype benchmarks are scored in: ``auto`` is bf16 for an fp32 model on a CPU that
+    multiplies bf16 natively, else the model's own dtype (a GPU model already trains in bf16 or
+    fp16); ``float32`` scores exactly as an fp32 lm-eval CLI run does."""
+    import torch
+
+    own = next(model.parameters()).dtype
+    if choice == "float32":
+        return torch.float32 if own in (torch.float32, torch.bfloat16, torch.float16) else own
+    if choice == "bfloat16":
+        return torch.bfloat16
+    on_cpu = next(model.parameters()).device.type == "cpu"
+    return torch.bfloat16 if own == torch.float32 and on_cpu and cpu_has_bf16() else own
+
+
+@contextlib.contextmanager
+def scored_in(model: torch.nn.Module, dtype: torch.dtype) -> Iterator[torch.nn.Module]:
+    """The model in ``dtype`` for scoring: itself when it already is, else a copy (the
+    trained weights are never rounded in place)."""
+    import copy
+
+    if next(model.parameters()).dtype == dtype:
+        yield model
+        return
+    copied = copy.deepcopy(model).to(dtype)
+    try:
+        yield copied
+    finally:
+        del copied
 
 
 def score_benchmarks(

@@ -628,6 +628,13 @@ class BenchmarksConfig(_Strict):
     finalists: int = Field(
         2, ge=0, description="Best trials re-scored on the full sets after the sweep; 0 = none."
     )
+    dtype: Literal["auto", "float32", "bfloat16"] = Field(
+        "auto",
+        description="What benchmarks are scored in: auto = bf16 for an fp32 model on a CPU that "
+        "multiplies bf16 natively (AMX/AVX-512 BF16; ~3x faster), else the model's dtype; "
+        "float32 gives exactly an fp32 lm-eval CLI run's numbers. The base model is scored in "
+        "the same dtype, so deltas stay paired.",
+    )
     metrics: dict[str, str] = Field(
         default_factory=dict, description="{task: lm-eval metric} used for deltas and the guard."
     )

@@ -169,7 +169,6 @@ def test_shared_prefix_path_leaves_over_long_requests_to_lm_eval(tiny_model: Pat
 def test_shared_prefix_runs_a_common_preamble_once_across_questions(tiny_model: Path) -> None:
     """TruthfulQA-style: every question behind one long preamble. The preamble's cache is reused
     from question to question, and the numbers stay lm-eval's."""
-    from lm_eval.models.huggingface import HFLM
 
     from evals.benchmarks import prefix_sharing_lm
 
@@ -190,11 +189,7 @@ def test_shared_prefix_runs_a_common_preamble_once_across_questions(tiny_model: 
         fast = prefix_sharing_lm(model, tokenizer, batch_size=2)._loglikelihood_tokens(requests)
     finally:
         hook.remove()
-    plain = HFLM(pretrained=model, tokenizer=tokenizer, batch_size=2)._loglikelihood_tokens(
-        requests
-    )
-    assert [g for _, g in fast] == [g for _, g in plain]
-    assert [v for v, _ in fast] == pytest.approx([v for v, _ in plain], abs=1e-4)
+    assert_lm_evals_own(fast, model, tokenizer, requests)
     # each context once would be 4 x the preamble; reusing it across questions is about 1 x
     assert sum(tokens_run) < 2 * len(preamble) < sum(map(len, contexts)) / 2
 
@@ -232,3 +227,59 @@ def test_a_hub_that_does_not_answer_skips_the_known_tasks_at_once_with_the_fix(
     monkeypatch.setenv("HF_HUB_OFFLINE", "1")
     flagged = benchmarks.known_offline_skips(tasks, None)
     assert flagged is not None and "the Hugging Face Hub is offline and" in flagged["mmlu"]
+
+
+def test_scoring_dtype_and_a_copy_that_leaves_the_trained_weights_alone(tiny_model: Path) -> None:
+    """bf16 scoring runs on a copy: the fp32 weights a trial goes on to save are not rounded."""
+    import torch
+
+    from evals.benchmarks import cpu_has_bf16, scored_in, scoring_dtype
+
+    model = load_causal_lm(tiny_model)
+    before = {k: v.clone() for k, v in model.state_dict().items()}
+    assert scoring_dtype(model, "float32") == torch.float32
+    assert scoring_dtype(model, "bfloat16") == torch.bfloat16
+    assert scoring_dtype(model, "auto") == (torch.bfloat16 if cpu_has_bf16() else torch.float32)
+    with scored_in(model, torch.bfloat16) as scored:
+        assert scored is not model and next(scored.parameters()).dtype == torch.bfloat16
+    with scored_in(model, torch.float32) as same:
+        assert same is model
+    after = model.state_dict()
+    assert all(
+        after[k].dtype == torch.float32 and torch.equal(after[k], v) for k, v in before.items()
+    )
+
+
+def test_questions_batched_together_give_the_numbers_of_one_at_a_time(tiny_model: Path) -> None:
+    """Several questions a forward pass (contexts right-padded, choices sorted by length, rows of
+    different questions side by side) give each choice lm-eval's own log-likelihood."""
+    from evals.benchmarks import prefix_sharing_lm
+
+    tokenizer, model = load_tokenizer(tiny_model), load_causal_lm(tiny_model)
+
+    def ids(text: str) -> list[int]:
+        return list(tokenizer(text, add_special_tokens=False)["input_ids"])
+
+    questions = [ids("Q: " + "why " * n + "is the sky blue? A:") for n in range(1, 9)]
+    choices = [" because", " light scatters off the air", " no", " it is not always blue at all"]
+    requests = [((f"q{i}", c), q, ids(c)) for i, q in enumerate(questions) for c in choices]
+    calls: list[int] = []
+    hook = model.register_forward_pre_hook(lambda *_: calls.append(1))
+    try:
+        fast = prefix_sharing_lm(model, tokenizer, batch_size=8)._loglikelihood_tokens(requests)
+    finally:
+        hook.remove()
+    assert_lm_evals_own(fast, model, tokenizer, requests)
+    assert len(calls) < len(questions)  # not a pass per question: 8 questions, 32 rows
+
+
+def assert_lm_evals_own(fast: list[Any], model: Any, tokenizer: Any, requests: list[Any]) -> None:
+    """Each answer is lm-eval's own path's (one sequence per choice): greedy flags exactly, the
+    log-likelihoods to 1e-4."""
+    from lm_eval.models.huggingface import HFLM
+
+    plain = HFLM(pretrained=model, tokenizer=tokenizer, batch_size=2)._loglikelihood_tokens(
+        requests
+    )
+    assert [g for _, g in fast] == [g for _, g in plain]
+    assert [v for v, _ in fast] == pytest.approx([v for v, _ in plain], abs=1e-4)
