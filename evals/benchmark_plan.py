@@ -11,6 +11,7 @@ documents, data digest).
 from __future__ import annotations
 
 import json
+import math
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field, replace
@@ -39,6 +40,8 @@ from evals.metric_keys import (
     DELTA_CI_HIGH,
     DELTA_CI_LOW,
     DELTA_P_VALUE,
+    DETECTABLE_DROP,
+    DOCUMENTS,
     FULL,
     PROXY,
     SECONDS,
@@ -49,6 +52,7 @@ from evals.metric_keys import (
 )
 from evals.objective import composite, deltas, primary_metric
 from evals.paired import PairedComparison, compare_paired
+from evals.power import resolution_of
 
 if TYPE_CHECKING:
     from peft import PeftModel
@@ -298,6 +302,10 @@ def phase_metrics(
         metrics[bench_name(phase, task, DELTA_CI_HIGH)] = paired.ci_high
         if paired.p_value is not None:  # 0/1 scores: McNemar's exact test
             metrics[bench_name(phase, task, DELTA_P_VALUE)] = paired.p_value
+        metrics[bench_name(phase, task, DOCUMENTS)] = float(paired.n)
+        detectable = resolution_of(paired).detectable
+        if math.isfinite(detectable):  # absent: these documents cannot show a regression
+            metrics[bench_name(phase, task, DETECTABLE_DROP)] = detectable
     if phase == PROXY and task_deltas:
         metrics[BENCHMARK_DELTA] = sum(task_deltas.values()) / len(task_deltas)
     if plan.weights and heldout is not None:

@@ -13,7 +13,8 @@ A trial's run (its MLflow child run, and its record in state.json), at each rung
   ``objective/benchmark_delta`` (the mean proxy delta over the benchmark tasks, at the last rung)
 - ``bench/<phase>/<task>/<stat>`` (:class:`BenchKey`): lm-eval's metrics (``acc``,
   ``acc_norm``, ``acc_stderr``, ...), the ``delta`` against the base model on the same
-  documents, its paired test (``delta_ci_low``, ``delta_ci_high``, ``delta_p_value``) and the
+  documents, its paired test (``delta_ci_low``, ``delta_ci_high``, ``delta_p_value``), the
+  ``documents`` it rests on and the ``detectable_drop`` they can show (absent: none), and the
   task's ``seconds``; ``bench/<phase>/seconds`` for the whole phase
 
 The sweep's parent run: ``base/<name>`` (the base model's, e.g. ``base/heldout/loss``,
@@ -135,6 +136,10 @@ PHASES = (PROXY, FULL)
 DELTA = "delta"  # the primary score minus the base model's on the same documents
 DELTA_CI_LOW, DELTA_CI_HIGH = "delta_ci_low", "delta_ci_high"  # its paired 95% interval
 DELTA_P_VALUE = "delta_p_value"  # McNemar's exact test (0/1 scores only)
+DOCUMENTS = "documents"  # how many documents the paired comparison with the base rests on
+# the minimum detectable regression on those documents (80% power, alpha 0.05, evals/power.py);
+# not logged when no regression could be detected on them
+DETECTABLE_DROP = "detectable_drop"
 SECONDS = "seconds"
 
 
@@ -210,6 +215,8 @@ class LoggedDelta:
     ci_low: float | None = None
     ci_high: float | None = None
     p_value: float | None = None
+    documents: int | None = None  # None: logged before documents were (an older sweep)
+    detectable: float | None = None  # None: nothing detectable on those documents
 
     @property
     def tested(self) -> bool:
@@ -222,8 +229,10 @@ class LoggedDelta:
         stats = task_stats(metrics, phase=phase, task=task)
         if DELTA not in stats:
             return None
+        documents = stats.get(DOCUMENTS)
         return cls(phase, task, stats[DELTA], stats.get(DELTA_CI_LOW), stats.get(DELTA_CI_HIGH),
-                   stats.get(DELTA_P_VALUE))  # fmt: skip
+                   stats.get(DELTA_P_VALUE), None if documents is None else int(documents),
+                   stats.get(DETECTABLE_DROP))  # fmt: skip
 
 
 # --------------------------------------------------------------------------- the objective

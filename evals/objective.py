@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Mapping
+from dataclasses import dataclass
 
 from evals.metric_keys import COMPOSITE, FULL, PROXY, LoggedDelta
 from evals.paired import is_significant
@@ -19,6 +20,8 @@ __all__ = [
     "PRIMARY_METRICS",
     "composite",
     "deltas",
+    "guard_checks",
+    "guard_unresolved",
     "guard_violations",
     "primary_metric",
 ]  # fmt: skip
@@ -62,31 +65,104 @@ def composite(
     return heldout + bonus if mode == "max" else heldout - bonus
 
 
-def guard_violations(
-    metrics: Mapping[str, float], margins: Mapping[str, float], *, alpha: float = 0.05
-) -> list[str]:
-    """The no-regression guard: one line per guarded benchmark a trial lost more than its
-    margin on, read from the trial's logged deltas against the base model.
+REGRESSED, CLEARED, UNRESOLVED = "regressed", "cleared", "unresolved"
 
-    The sweep's verdict on every trial and the promotion gate's are this one function. Each
-    task is judged on the full set when the trial has a full-set delta for it (a finalist),
-    else on the proxy. On the proxy a loss does not count when its logged paired test says it
-    could be chance (on an 8-document proxy one flipped answer is 12 points); a proxy loss with
-    no test logged counts. A full-set loss beyond the margin always counts.
+
+@dataclass(frozen=True)
+class GuardCheck:
+    """The guard's verdict on one guarded task, and the line that says why."""
+
+    task: str
+    verdict: str  # regressed | cleared | unresolved
+    line: str
+
+
+def guard_checks(
+    metrics: Mapping[str, float], margins: Mapping[str, float], *, alpha: float = 0.05
+) -> list[GuardCheck]:
+    """The no-regression guard, one verdict per guarded task, read from the trial's logged
+    deltas against the base model (the finalist tier's when it has one, else the screening's).
+
+    - **regressed**: it lost more than the margin, and the loss is not chance (its paired test is
+      significant; a finalist's loss beyond the margin always counts, as it did before).
+    - **cleared**: no such loss, and the documents could have shown one: the margin is at least
+      the drop they detect with 80% power (``detectable_drop``), or the interval's low end is
+      above minus the margin.
+    - **unresolved**: neither. A trial is never called clean on documents that could not have
+      caught a regression of the margin's size; the line says what they could detect.
+
+    The sweep's verdict on every trial and the promotion gate's are this one function.
     """
-    lines = []
+    checks = []
     for task, margin in margins.items():
         logged = LoggedDelta.read(metrics, phase=FULL, task=task) or LoggedDelta.read(
             metrics, phase=PROXY, task=task
         )  # fmt: skip
-        if logged is None or -logged.delta <= margin:
+        if logged is None:
+            checks.append(GuardCheck(task, UNRESOLVED, f"{task}: not scored, so not cleared"))
             continue
-        if logged.phase == PROXY and logged.tested and not is_significant(
-            p_value=logged.p_value, alpha=alpha,
-            ci_low=math.nan if logged.ci_low is None else logged.ci_low,
-            ci_high=math.nan if logged.ci_high is None else logged.ci_high,
-        ):  # fmt: skip
-            continue
-        lines.append(f"{task}: {logged.delta:+.4f} vs base on the {logged.phase} set "
-                     f"(drop {-logged.delta:.4f} > margin {margin:.4f})")  # fmt: skip
-    return lines
+        checks.append(_guard_check(logged, margin=margin, alpha=alpha))
+    return checks
+
+
+def _guard_check(logged: LoggedDelta, *, margin: float, alpha: float) -> GuardCheck:
+    task, where = logged.task, _where(logged)
+    chance = logged.phase == PROXY and logged.tested and not is_significant(
+        p_value=logged.p_value, alpha=alpha,
+        ci_low=math.nan if logged.ci_low is None else logged.ci_low,
+        ci_high=math.nan if logged.ci_high is None else logged.ci_high,
+    )  # fmt: skip
+    if -logged.delta > margin and not chance:
+        return GuardCheck(task, REGRESSED, f"{task}: {logged.delta:+.4f} vs base {where} "
+                          f"(drop {-logged.delta:.4f} > margin {margin:.4f})")  # fmt: skip
+    seen = logged.detectable is not None and logged.detectable <= margin + 1e-9
+    bounded = logged.ci_low is not None and logged.ci_low > -margin
+    if seen or bounded:
+        why = (f"a {margin * 100:.1f}-point drop would show" if seen
+               else f"interval low end {logged.ci_low:+.4f} > -{margin:.4f}")  # fmt: skip
+        return GuardCheck(task, CLEARED, f"{task}: {logged.delta:+.4f} vs base {where}; {why}")
+    detect = ("too few documents to detect a regression" if logged.detectable is None
+              else f"they detect a drop of {logged.detectable * 100:.1f} points or more")  # fmt: skip
+    return GuardCheck(task, UNRESOLVED, f"{task}: not cleared: {logged.delta:+.4f} vs base "
+                      f"{where}, but the margin is {margin * 100:.1f} points and {detect}")  # fmt: skip
+
+
+def _where(logged: LoggedDelta) -> str:
+    """``on the proxy set``, or with its documents: ``on 92 documents (proxy)``."""
+    if logged.documents is None:  # logged before documents were
+        return f"on the {logged.phase} set"
+    return f"on {logged.documents} documents ({logged.phase})"
+
+
+def guard_violations(
+    metrics: Mapping[str, float], margins: Mapping[str, float], *, alpha: float = 0.05
+) -> list[str]:
+    """One line per guarded benchmark the trial regressed on beyond its margin."""
+    checks = guard_checks(metrics, margins, alpha=alpha)
+    return [c.line for c in checks if c.verdict == REGRESSED]
+
+
+def guard_unresolved(
+    metrics: Mapping[str, float], margins: Mapping[str, float], *, alpha: float = 0.05
+) -> list[str]:
+    """One line per guarded benchmark the trial could not be cleared on."""
+    checks = guard_checks(metrics, margins, alpha=alpha)
+    return [c.line for c in checks if c.verdict == UNRESOLVED]
+
+
+# chance: the score of a uniform guess, per task (on the benchmark mirror's documents: ARC's
+# mean 1/choices 0.2502; TruthfulQA-MC2's mean share of true answers 0.4484, MC1's 0.2261)
+CHANCE = {"arc_challenge": 0.25, "arc_easy": 0.25, "hellaswag": 0.25, "mmlu": 0.25,
+          "truthfulqa_mc1": 0.2261, "truthfulqa_mc2": 0.4484}  # fmt: skip
+
+
+def chance_note(task: str, base: float | None, stderr: float | None) -> str | None:
+    """A line when the base model's score is within noise (1.96 standard errors) of a uniform
+    guess: a regression cannot show on such a task, whatever the documents."""
+    chance = CHANCE.get(task)
+    if chance is None or base is None or stderr is None or not math.isfinite(stderr):
+        return None
+    if base - chance > 1.96 * stderr:
+        return None
+    return (f"{task}: the base model's {base:.4f} is within noise of chance ({chance:.4f}), "
+            "so a regression cannot show here")  # fmt: skip

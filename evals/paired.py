@@ -38,6 +38,7 @@ class PairedComparison:
     candidate_better: int  # items where the candidate scored higher
     reference_better: int  # items where the reference scored higher
     ties: int
+    diff_sd: float = math.nan  # sample sd of the per-item differences (nan below 2 items)
 
     def significant(self, *, alpha: float | None = None) -> bool:
         """The difference is not chance (see :func:`is_significant`; alpha: 1 - confidence)."""
@@ -91,6 +92,7 @@ def compare_paired(
         delta=float(diffs.mean()), ci_low=low, ci_high=high, confidence=confidence,
         test=MCNEMAR if binary else BOOTSTRAP, p_value=p_value, candidate_better=better,
         reference_better=worse, ties=int((diffs == 0).sum()),
+        diff_sd=float(diffs.std(ddof=1)) if len(diffs) > 1 else math.nan,
     )  # fmt: skip
 
 

@@ -38,7 +38,10 @@ import statistics
 from collections.abc import Sequence
 from dataclasses import dataclass
 from functools import lru_cache
-from typing import Any
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from evals.paired import PairedComparison
 
 ALPHA = 0.05
 POWER = 0.8
@@ -376,3 +379,21 @@ def _capped_drop(drop: float, *, churn: float) -> float:
     if not drop >= 0.0:
         raise ValueError(f"the drop must be non-negative, not {drop}")
     return min(drop, 1.0 - churn)
+
+
+def resolution_of(comparison: PairedComparison) -> Resolution:
+    """What a paired comparison with the base could resolve: McNemar's for 0/1 scores, the
+    bootstrap's for graded ones, at the spread to plan with (the default, or what these
+    documents showed when that is larger)."""
+    from evals.paired import MCNEMAR
+
+    n = comparison.n
+    if comparison.test == MCNEMAR:
+        # the background churn is the symmetric part of the discordance: a regression adds
+        # worse documents on top of it, so twice the smaller side estimates it
+        both = min(comparison.candidate_better, comparison.reference_better)
+        churn = 2 * both / max(n, 1)
+        spread = planning_spread(BINARY, churn, n_observed=n)
+        return resolution(n, kind=BINARY, spread=spread)
+    sd = comparison.diff_sd if math.isfinite(comparison.diff_sd) else None
+    return resolution(n, kind=GRADED, spread=planning_spread(GRADED, sd, n_observed=n))

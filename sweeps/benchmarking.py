@@ -22,7 +22,7 @@ from evals.benchmark_plan import (
     write_samples,
 )
 from evals.metric_keys import BASE, COMPOSITE_FULL, FULL, PROXY, bench_metrics, with_group
-from evals.objective import guard_violations
+from evals.objective import REGRESSED, UNRESOLVED, guard_checks
 from sweeps.console import Say
 from trainers.spec import TrialSpec
 
@@ -94,18 +94,36 @@ def judge_trials(state: SweepState, tracker: SweepTracker, *, spec: TrialSpec, s
         return
     completed = [t for t in state.trials.values() if t.status == "completed"]
     for record in completed:
-        record.guard = guard_violations(record.metrics, plan.guard)
+        judge_guard(record, plan.guard)
     finalists = [t for t in state.ranked_trials() if t.adapter_path][: plan.finalists]
     if finalists:
         score_finalists(state, tracker, finalists, spec=spec, say=say)
     for record in completed:
-        verdict = "failed" if record.guard else "passed"
-        tags = {"guard": verdict, "finalist": str(record.finalist).lower()}
+        tracker.set_tags(record.run_id, guard_tags(record, guarded=bool(plan.guard)))
         if record.guard:
-            tags["guard.reason"] = "; ".join(record.guard)
             say(f"Guard: trial {record.trial_id} excluded from best: {'; '.join(record.guard)}")
-        tracker.set_tags(record.run_id, tags)
+        elif record.guard_open:
+            say(f"Guard: trial {record.trial_id} not called clean: {'; '.join(record.guard_open)}")
     state.save()
+
+
+def judge_guard(record: TrialRecord, margins: dict[str, float]) -> None:
+    """The guard's verdicts from the trial's logged deltas: what it regressed on, and what it
+    could not be cleared on (documents too few to show a drop of the margin's size)."""
+    checks = guard_checks(record.metrics, margins)
+    record.guard = [c.line for c in checks if c.verdict == REGRESSED]
+    record.guard_open = [c.line for c in checks if c.verdict == UNRESOLVED]
+
+
+def guard_tags(record: TrialRecord, *, guarded: bool) -> dict[str, str]:
+    """``guard``: failed (excluded from best) | unresolved (not cleared: too few documents) |
+    passed | none (no guard); ``guard.reason``: the lines behind a verdict other than passed."""
+    verdict = ("failed" if record.guard else "unresolved" if record.guard_open
+               else "passed" if guarded else "none")  # fmt: skip
+    tags = {"guard": verdict, "finalist": str(record.finalist).lower()}
+    if record.guard or record.guard_open:
+        tags["guard.reason"] = "; ".join(record.guard or record.guard_open)
+    return tags
 
 
 def score_finalists(
@@ -144,7 +162,7 @@ def record_full_scores(
     record.metrics.update(metrics)
     record.finalist = True
     record.final_objective = metrics.get(COMPOSITE_FULL)
-    record.guard = guard_violations(record.metrics, plan.guard)  # now on the full sets
+    judge_guard(record, plan.guard)  # now on the finalist's documents
     state.save()
     return primary_scores(scores, plan)
 

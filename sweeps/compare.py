@@ -21,6 +21,7 @@ summary and report.json, rendered from jinja2 templates in ``sweeps/templates/``
 from __future__ import annotations
 
 import json
+import math
 import re
 import shlex
 import tempfile
@@ -84,6 +85,7 @@ class Delta:
     a_better: int
     b_better: int
     ties: int
+    detectable: float | None = None  # the drop A - B these items detect (80% power); None: none
 
 
 @dataclass(frozen=True)
@@ -118,6 +120,18 @@ class MetricRow:
 @dataclass(frozen=True)
 class BenchmarkRow(MetricRow):
     task: str = ""
+    documents: int | None = None  # the documents both sides were scored on
+    detectable: float | None = None  # the drop they detect (80% power); None: none
+    chance: str | None = None  # B's score is within noise of chance: nothing can show there
+    resolution: str = "no paired test: what it could detect is unknown"  # the two above, in words
+
+
+def resolution_words(documents: int, detectable: float | None) -> str:
+    """What a benchmark row's documents can show."""
+    if detectable is None:
+        return f"too few documents to detect a regression ({documents} documents)"
+    return (f"detects a drop of {detectable * 100:.1f} points or more "
+            f"({documents} documents, 80% power)")  # fmt: skip
 
 
 @dataclass(frozen=True)
@@ -318,7 +332,7 @@ def benchmark_rows(
     """Each benchmark both sides were scored on (the full sets when both have them), with the
     paired test on the documents both were scored on, from their per-sample artefacts;
     ``base``: the base model's metrics (the parent run's ``base/...``, without the prefix)."""
-    from evals.objective import primary_metric
+    from evals.objective import chance_note, primary_metric
 
     benchmarks = home_config(home).get("benchmarks") or {}
     tasks, overrides = benchmarks.get("tasks") or [], benchmarks.get("metrics") or {}
@@ -334,8 +348,9 @@ def benchmark_rows(
                                          metric=name, scratch=scratch) for s in (a, b)]  # fmt: skip
                 paired = (a_minus_b(docs[0], docs[1], metric=name, resamples=2000)
                           if set(docs[0]) & set(docs[1]) else None)  # fmt: skip
+                chance = chance_note(task, vb[name], vb.get(f"{name}_stderr"))
                 rows.append(bench_row(task, f"{task} ({name}, {phase})", va[name], vb[name],
-                                      paired))  # fmt: skip
+                                      paired, chance=chance))  # fmt: skip
             break
     return rows
 
@@ -369,13 +384,18 @@ def _document_scores(
             if isinstance(row.get(metric), (int, float))}  # fmt: skip
 
 
-def bench_row(task: str, name: str, va: float, vb: float, paired: Delta | None) -> BenchmarkRow:
+def bench_row(
+    task: str, name: str, va: float, vb: float, paired: Delta | None, *,
+    chance: str | None = None,
+) -> BenchmarkRow:  # fmt: skip
     """``paired``: the test on the documents both sides were scored on (None: none were)."""
     if paired is None:
-        return BenchmarkRow(name, va, vb, va - vb, None, None, "-", None, task=task)
+        return BenchmarkRow(name, va, vb, va - vb, None, None, "-", None, task=task, chance=chance)
     return BenchmarkRow(name, va, vb, va - vb, paired.ci_low, paired.ci_high,
                         f"{paired.test_label}, {paired.n} documents", paired.significant,
-                        task=task)  # fmt: skip
+                        task=task, documents=paired.n, detectable=paired.detectable,
+                        chance=chance,
+                        resolution=resolution_words(paired.n, paired.detectable))  # fmt: skip
 
 
 def skipped_benchmarks(
@@ -428,13 +448,17 @@ def a_minus_b(
     a: Mapping[str, float], b: Mapping[str, float], *, metric: str, resamples: int = 10_000
 ) -> Delta:
     """The paired comparison of the candidate A with the reference B: A - B."""
+    from evals.power import resolution_of
+
     c = compare_paired(a, b, resamples=resamples)
+    detectable = resolution_of(c).detectable
     label = f"McNemar p={c.p_value:.3g}" if c.test == MCNEMAR else "paired bootstrap"
     return Delta(
         metric=metric, n=c.n, mean_a=c.mean_candidate, mean_b=c.mean_reference, delta=c.delta,
         ci_low=c.ci_low, ci_high=c.ci_high, confidence=c.confidence, test=c.test,
         test_label=label, p_value=c.p_value, significant=c.significant(),
         a_better=c.candidate_better, b_better=c.reference_better, ties=c.ties,
+        detectable=detectable if math.isfinite(detectable) else None,
     )  # fmt: skip
 
 
@@ -456,6 +480,8 @@ def decide(
 
 
 def benchmark_verdict(rows: list[BenchmarkRow], skipped: list[SkippedBenchmark]) -> str:
+    """The headline's benchmark clause. Never a bare "no regression": the absence of one is
+    stated with the drop the documents could have detected, or as too few documents."""
     left_out = f" ({len(skipped)} not compared)" if skipped else ""
     if not rows:
         return f"benchmarks not compared ({len(skipped)} skipped)" if skipped else "no benchmarks"
@@ -465,7 +491,29 @@ def benchmark_verdict(rows: list[BenchmarkRow], skipped: list[SkippedBenchmark])
         return f"benchmark regression on {', '.join(worse)}{left_out}"
     if untested:
         return f"lower on {', '.join(untested)} (no paired test){left_out}"
-    return f"no benchmark regression{left_out}"
+    return no_regression_clause(rows) + left_out
+
+
+def no_regression_clause(rows: list[BenchmarkRow]) -> str:
+    """``no benchmark regression larger than 14 points detectable (hellaswag: 14.1 on 92
+    documents; ...)``, or ``too few documents to detect a benchmark regression (8 documents)``;
+    tasks whose reference sits at chance are named (nothing can show there)."""
+    resolved = [r for r in rows if r.detectable is not None]
+    blind = [r for r in rows if r.detectable is None]
+    at_chance = [r.task for r in rows if r.chance]
+    chance = (f"; {', '.join(at_chance)} at chance for B, where no regression can show"
+              if at_chance else "")  # fmt: skip
+    if not resolved:
+        counts = ", ".join(f"{r.task}: {r.documents or 0}" for r in blind)
+        return f"too few documents to detect a benchmark regression ({counts} documents){chance}"
+    worst = max(r.detectable or 0.0 for r in resolved)
+    parts = [f"{r.task}: {(r.detectable or 0.0) * 100:.1f} on {r.documents} documents"
+             for r in resolved]  # fmt: skip
+    parts += [f"{r.task}: too few documents ({r.documents or 0})" for r in blind]
+    return (
+        f"no benchmark regression larger than {worst * 100:.0f} points detectable "
+        f"({'; '.join(parts)}){chance}"
+    )
 
 
 def summary_line(a: str, b: str, d: Delta) -> str:

@@ -28,13 +28,20 @@ from rich.text import Text
 from evals.metric_keys import (
     COST_DEVICE_SECONDS,
     COST_WALL_SECONDS,
+    DELTA,
+    FULL,
     LOWER_IS_BETTER,
+    PROXY,
     TRAIN,
+    BenchKey,
+    LoggedDelta,
     group_of,
     heldout_metric,
     second_metric,
     short_name,
+    task_stats,
 )
+from evals.objective import chance_note
 from sweeps.state import SweepState, TrialRecord
 from trainers.spec import TrialSpec
 
@@ -275,7 +282,49 @@ def describe_best(state: SweepState, record: TrialRecord) -> list[str]:
         lines.append(f"finalist: objective {record.final_objective:.4f} with the full benchmark "
                      "sets' deltas (what it was ranked by)")  # fmt: skip
     spread = describe_spread(state, record)
-    return [*lines, *([spread] if spread else []), *describe_front(state, record)]
+    return [*lines, *([spread] if spread else []), *describe_benchmarks(record),
+            *describe_front(state, record)]  # fmt: skip
+
+
+def describe_benchmarks(record: TrialRecord) -> list[str]:
+    """Each benchmark's delta against the base with what its documents can show (the finalist
+    tier's when scored there), whether the base sits at chance, and the guard's verdicts."""
+    tasks = dict.fromkeys(key.task for key in map(BenchKey.parse, record.metrics)
+                          if key is not None and key.stat == DELTA)  # fmt: skip
+    lines = []
+    for task in tasks:
+        logged = LoggedDelta.read(record.metrics, phase=FULL, task=task) or LoggedDelta.read(
+            record.metrics, phase=PROXY, task=task
+        )  # fmt: skip
+        if logged is None:
+            continue
+        lines.append(f"benchmark {task}: delta {logged.delta:+.4f} vs the base model "
+                     f"{detectable_words(logged)}")  # fmt: skip
+        note = base_chance_note(record.metrics, logged)
+        lines += [note] if note else []
+    lines += [f"guard: regressed: {line}" for line in record.guard]
+    lines += [f"guard: {line}" for line in record.guard_open]
+    return lines
+
+
+def detectable_words(logged: LoggedDelta) -> str:
+    """``on 92 documents (proxy); they detect a drop of 14.1 points or more`` (80% power)."""
+    where = (f"on the {logged.phase} set" if logged.documents is None
+             else f"on {logged.documents} documents ({logged.phase})")  # fmt: skip
+    if logged.detectable is None:
+        return f"{where}; too few documents to detect a regression"
+    return (f"{where}; they detect a drop of {logged.detectable * 100:.1f} points or more "
+            "(80% power, alpha 0.05, paired)")  # fmt: skip
+
+
+def base_chance_note(metrics: dict[str, float], logged: LoggedDelta) -> str | None:
+    """The chance note for the base model's score on the task (its score: the trial's minus
+    the delta; its standard error: the trial's, on the same documents)."""
+    stats = task_stats(metrics, phase=logged.phase, task=logged.task)
+    name = next((m for m in ("acc_norm", "acc") if m in stats), None)
+    if name is None:
+        return None
+    return chance_note(logged.task, stats[name] - logged.delta, stats.get(f"{name}_stderr"))
 
 
 def describe_front(state: SweepState, record: TrialRecord) -> list[str]:

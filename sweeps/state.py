@@ -48,6 +48,8 @@ class TrialRecord:
     error: str | None = None
     finalist: bool = False  # re-scored on the full benchmark sets after the sweep
     guard: list[str] = field(default_factory=list)  # benchmarks it regressed on beyond the margin
+    # guarded benchmarks it could not be cleared on: the documents could not show the margin
+    guard_open: list[str] = field(default_factory=list)
     final_objective: float | None = None  # the objective with full-set deltas (finalists)
     placement: dict[str, str] = field(default_factory=dict)  # node and GPUs of its last attempt
 

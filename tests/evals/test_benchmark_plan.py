@@ -60,5 +60,11 @@ def test_proxy_deltas_come_with_a_paired_test_against_the_base() -> None:
     assert metrics["bench/proxy/mmlu/delta"] == pytest.approx(-1 / 3)  # beyond any margin here
     # the guard reads them back: ARC's loss is real, MMLU's could be chance
     assert guard_violations(metrics, {"arc_challenge": 0.1, "mmlu": 0.1}) == [
-        "arc_challenge: -0.8000 vs base on the proxy set (drop 0.8000 > margin 0.1000)"
+        "arc_challenge: -0.8000 vs base on 10 documents (proxy) (drop 0.8000 > margin 0.1000)"
     ]
+    # what the documents could show is logged beside each delta: 10 documents of 0/1 scores
+    # detect a drop of about 70 points; 3 documents, none (so nothing is logged)
+    assert metrics["bench/proxy/arc_challenge/documents"] == 10
+    assert 0.5 < metrics["bench/proxy/arc_challenge/detectable_drop"] < 0.95
+    assert metrics["bench/proxy/mmlu/documents"] == 3
+    assert "bench/proxy/mmlu/detectable_drop" not in metrics

@@ -8,7 +8,17 @@ import math
 import pytest
 
 from evals.benchmarks import BenchmarkScores, fill_group_stderr, pool_group, proxy_samples
-from evals.objective import composite, deltas, guard_violations, primary_metric
+from evals.objective import (
+    CLEARED,
+    REGRESSED,
+    UNRESOLVED,
+    chance_note,
+    composite,
+    deltas,
+    guard_checks,
+    guard_violations,
+    primary_metric,
+)
 
 
 def test_composite_adds_weighted_deltas_and_subtracts_them_when_minimising() -> None:
@@ -40,6 +50,40 @@ def test_guard_judges_each_task_on_the_full_set_when_the_trial_has_it_else_the_p
         "arc: -0.3000 vs base on the proxy set (drop 0.3000 > margin 0.0200)"
     ]
     assert guard_violations({"bench/full/mmlu/acc": 0.3}, {"mmlu": 0.02}) == []  # no delta
+
+
+def test_the_guard_clears_a_task_only_where_its_documents_could_show_the_margin() -> None:
+    """No loss on 8 documents is not a clean bill: the margin (5 points) is below what they can
+    detect. The same delta on documents that detect 4 points clears it; so does an interval
+    whose low end is above minus the margin. A significant loss beyond it is a regression."""
+    margins = {"hellaswag": 0.05}
+    few = {"bench/proxy/hellaswag/delta": 0.0, "bench/proxy/hellaswag/delta_p_value": 1.0,
+           "bench/proxy/hellaswag/delta_ci_low": -0.25, "bench/proxy/hellaswag/documents": 8}  # fmt: skip
+    [check] = guard_checks(few, margins)
+    assert check.verdict == UNRESOLVED
+    assert check.line == ("hellaswag: not cleared: +0.0000 vs base on 8 documents (proxy), but the "
+                          "margin is 5.0 points and too few documents to detect a regression")  # fmt: skip
+    screened = {**few, "bench/proxy/hellaswag/documents": 92,
+                "bench/proxy/hellaswag/detectable_drop": 0.141}  # fmt: skip
+    [check] = guard_checks(screened, margins)
+    assert check.verdict == UNRESOLVED and "detect a drop of 14.1 points or more" in check.line
+    finalist = {**screened, "bench/full/hellaswag/delta": -0.01,
+                "bench/full/hellaswag/documents": 600,
+                "bench/full/hellaswag/detectable_drop": 0.04}  # fmt: skip
+    [check] = guard_checks(finalist, margins)
+    assert check.verdict == CLEARED and "(full)" in check.line
+    bounded = {**few, "bench/proxy/hellaswag/delta_ci_low": -0.03}
+    assert [c.verdict for c in guard_checks(bounded, margins)] == [CLEARED]
+    lost = {**screened, "bench/proxy/hellaswag/delta": -0.2,
+            "bench/proxy/hellaswag/delta_p_value": 0.001}  # fmt: skip
+    assert [c.verdict for c in guard_checks(lost, margins)] == [REGRESSED]
+    assert [c.verdict for c in guard_checks({}, margins)] == [UNRESOLVED]  # never scored
+
+
+def test_a_base_score_within_noise_of_chance_is_said() -> None:
+    assert chance_note("arc_challenge", 0.2688, 0.013) is not None  # 0.25 + 1.96 x 0.013 > it
+    assert chance_note("hellaswag", 0.40, 0.015) is None
+    assert chance_note("my_task", 0.25, 0.01) is None  # chance unknown: nothing said
 
 
 def test_primary_metric_prefers_config_then_known_tasks_then_fallbacks() -> None:

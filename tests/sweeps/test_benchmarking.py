@@ -30,14 +30,18 @@ def plan(**changes: object) -> BenchmarkPlan:
 
 
 def trial(
-    tracker: SweepTracker, parent: str, trial_id: str, *, f1: float, mmlu: float
-) -> TrialRecord:
-    """A completed trial as its last rung logs it: scores, and deltas against the base."""
+    tracker: SweepTracker, parent: str, trial_id: str, *, f1: float, mmlu: float,
+    detectable: float | None = 0.015,
+) -> TrialRecord:  # fmt: skip
+    """A completed trial as its last rung logs it: scores, deltas against the base, and the drop
+    the documents could detect (None: none)."""
     run_id = tracker.start_trial(parent, sweep="s", trial_id=trial_id, params={})
     scores = {"mmlu": mmlu, "arc_challenge": 0.3}
     metrics = {"heldout/field_f1": f1, "bench/proxy/mmlu/acc": mmlu,
-               "bench/proxy/arc_challenge/acc_norm": 0.3}  # fmt: skip
+               "bench/proxy/arc_challenge/acc_norm": 0.3, "bench/proxy/mmlu/documents": 900}  # fmt: skip
     metrics |= {bench_name(PROXY, t, DELTA): v - BASE_PROXY[t] for t, v in scores.items()}
+    if detectable is not None:
+        metrics["bench/proxy/mmlu/detectable_drop"] = detectable
     return TrialRecord(trial_id=trial_id, run_id=run_id, params={}, status="completed",
                        metrics=metrics)  # fmt: skip
 
@@ -58,7 +62,9 @@ def test_guard_excludes_a_constructed_regression_from_best(tmp_path: Path) -> No
     # the best held-out score, but MMLU fell 0.10 below the base: a regression beyond 0.02
     regressed = trial(tracker, parent, "regressed", f1=0.90, mmlu=0.30)
     within = trial(tracker, parent, "within-margin", f1=0.80, mmlu=0.39)
-    state.trials = {t.trial_id: t for t in (regressed, within)}
+    # no drop seen, but on documents that could not have shown one of 0.02: not called clean
+    unseen = trial(tracker, parent, "unseen", f1=0.70, mmlu=0.40, detectable=0.09)
+    state.trials = {t.trial_id: t for t in (regressed, within, unseen)}
     assert state.best_trial() is regressed  # before the guard has judged
     said: list[str] = []
     spec = TrialSpec(model_path="unused", benchmarks=plan(),
@@ -66,14 +72,21 @@ def test_guard_excludes_a_constructed_regression_from_best(tmp_path: Path) -> No
     judge_trials(state, tracker, spec=spec, say=said.append)
     assert state.best_trial() is within
     assert regressed.guard == [
-        "mmlu: -0.1000 vs base on the proxy set (drop 0.1000 > margin 0.0200)"
+        "mmlu: -0.1000 vs base on 900 documents (proxy) (drop 0.1000 > margin 0.0200)"
     ]
-    assert within.guard == []
+    assert within.guard == [] and within.guard_open == []
+    assert unseen.guard == [] and unseen.guard_open == [
+        "mmlu: not cleared: +0.0000 vs base on 900 documents (proxy), but the margin is 2.0 "
+        "points and they detect a drop of 9.0 points or more"
+    ]
     client = MlflowClient(tracking_uri=uri)
     tags = client.get_run(regressed.run_id).data.tags
     assert tags["guard"] == "failed" and "mmlu" in tags["guard.reason"]
     assert client.get_run(within.run_id).data.tags["guard"] == "passed"
+    tags = client.get_run(unseen.run_id).data.tags
+    assert tags["guard"] == "unresolved" and "9.0 points" in tags["guard.reason"]
     assert any("regressed excluded from best" in line for line in said)
+    assert any(line.startswith("Guard: trial unseen not called clean: mmlu") for line in said)
     from rich.console import Console
 
     from sweeps.display import trials_table

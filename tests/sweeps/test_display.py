@@ -265,3 +265,36 @@ def test_best_shows_the_spread_over_trials_and_the_gain_over_the_median_trial(
                     f"0.7322; the search gained {gain:+.4f} over the median trial")  # fmt: skip
     state.trials = {k: v for k, v in state.trials.items() if k in ("3f2a1_00000", "3f2a1_00003")}
     assert describe_spread(state, best) is None  # one finished trial: no spread to show
+
+
+def test_best_states_what_each_benchmark_delta_could_show(tmp_path: Path) -> None:
+    """`sweep best` (and the summary, the same lines) give every benchmark delta with its
+    documents and the drop they can detect, or "too few documents"; a base at chance is said;
+    a guard left unresolved is said with its reason."""
+    from sweeps.display import describe_best
+
+    state = sweep_state(tmp_path)
+    best = state.best_trial()
+    assert best is not None
+    best.metrics |= {
+        "bench/proxy/hellaswag/acc_norm": 0.40, "bench/proxy/hellaswag/acc_norm_stderr": 0.05,
+        "bench/proxy/hellaswag/delta": -0.02, "bench/proxy/hellaswag/documents": 92,
+        "bench/proxy/hellaswag/detectable_drop": 0.141,
+        "bench/proxy/arc_challenge/acc_norm": 0.25, "bench/proxy/arc_challenge/acc_norm_stderr": 0.15,
+        "bench/proxy/arc_challenge/delta": 0.0, "bench/proxy/arc_challenge/documents": 8,
+    }  # fmt: skip
+    best.guard_open = ["hellaswag: not cleared: -0.0200 vs base on 92 documents (proxy), ..."]
+    lines = describe_best(state, best)
+    assert (
+        "benchmark hellaswag: delta -0.0200 vs the base model on 92 documents (proxy); they "
+        "detect a drop of 14.1 points or more (80% power, alpha 0.05, paired)"
+    ) in lines
+    assert (
+        "benchmark arc_challenge: delta +0.0000 vs the base model on 8 documents (proxy); too "
+        "few documents to detect a regression"
+    ) in lines
+    assert any(line.startswith("arc_challenge: the base model's 0.2500 is within noise of chance")
+               for line in lines)  # fmt: skip
+    assert not any(line.startswith("hellaswag: the base model") for line in lines)
+    assert "guard: hellaswag: not cleared: -0.0200 vs base on 92 documents (proxy), ..." in lines
+    assert not any(line.endswith("no benchmark regression") for line in lines)

@@ -129,6 +129,9 @@ def test_every_completed_trial_has_proxy_scores_with_stderr_and_samples(
         samples = client.download_artifacts(record.run_id, "benchmarks/proxy/arc_challenge.jsonl")
         doc_ids = sorted(json.loads(x)["doc_id"] for x in Path(samples).read_text().splitlines())
         assert doc_ids == plan["proxy_documents"]["arc_challenge"]["arc_challenge"]
+        # every delta with the documents it rests on; 3 ARC documents can detect nothing
+        assert metrics["bench/proxy/arc_challenge/documents"] == 3
+        assert "bench/proxy/arc_challenge/detectable_drop" not in metrics
         config = client.download_artifacts(record.run_id, "benchmarks/proxy/eval_config.json")
         assert json.loads(Path(config).read_text())["phase"] == "proxy"
 
@@ -262,6 +265,18 @@ def test_compare_pairs_benchmarks_on_the_same_documents(
     rows = {r["name"]: r for r in json.loads((out / "report.json").read_text())["benchmarks"]}
     mmlu = rows["mmlu (acc, full)"]  # pooled over every subject's documents, against the base's
     assert mmlu["test"].endswith(f", {len(mmlu_rows())} documents") and mmlu["ci_low"] is not None
+    # what the documents could show: ARC's 6 questions, nothing; MMLU's 114, a large drop only.
+    # The headline never says a bare "no benchmark regression".
+    assert rows["arc_challenge (acc_norm, full)"]["detectable"] is None
+    assert mmlu["documents"] == len(mmlu_rows()) and 0.1 < mmlu["detectable"] < 0.6
+    headline = json.loads((out / "report.json").read_text())["headline"]
+    assert "no benchmark regression (" not in headline and not headline.endswith("regression")
+    if "benchmark regression on" not in headline:  # the tiny model: no regression seen
+        assert "no benchmark regression larger than " in headline
+        assert "arc_challenge: too few documents (6)" in headline
+        assert "arc_challenge, mmlu at chance for B" in headline  # the tiny model guesses
+    markdown = (out / "report.md").read_text()
+    assert "too few documents to detect a regression (6 documents)" in markdown
     assert mmlu["delta"] == pytest.approx(
         state.trials[first].metrics["bench/full/mmlu/acc"]
         - metrics_of(client, state.parent_run_id)["base/bench/full/mmlu/acc"]
