@@ -52,7 +52,7 @@ from evals.metric_keys import (
 )
 from evals.objective import composite, deltas, primary_metric
 from evals.paired import PairedComparison, compare_paired
-from evals.power import resolution_of
+from evals.power import BINARY, PLANNING_CHURN, documents_needed, resolution_of
 
 if TYPE_CHECKING:
     from peft import PeftModel
@@ -102,6 +102,12 @@ class BenchmarkPlan:
     base_items: dict[str, dict[str, dict[str, float]]] = field(default_factory=dict)
     task_dirs: list[str] | None = None  # the index a trial needs; None: lm-eval's whole index
     dtype: str = "auto"  # what benchmarks are scored in (evals.benchmarks.scoring_dtype)
+    # the finalists' documents, for tasks whose full set is larger than a finalist needs
+    finalist_documents: dict[str, dict[str, list[int]]] = field(default_factory=dict)
+
+    def documents(self, task: str, *, phase: str) -> dict[str, list[int]] | None:
+        """The documents ``task`` is scored on in ``phase`` (None: its full set)."""
+        return self.proxy[task] if phase == PROXY else self.finalist_documents.get(task)
 
     def manager(self) -> object:
         """lm-eval's task index for the plan's tasks (opaque here: lm-eval reads it)."""
@@ -117,6 +123,7 @@ class BenchmarkPlan:
                 "digests": self.digests, "weights": self.weights, "guard": self.guard,
                 "finalists": self.finalists, "share_prefix": self.share_prefix,
                 "proxy_documents": self.proxy, "task_dirs": self.task_dirs,
+                "finalist_documents": self.finalist_documents,
                 "dtype": self.dtype}  # fmt: skip
 
 
@@ -144,14 +151,20 @@ def plan_benchmarks(
     for reason in skipped.values():
         progress(f"Benchmark skipped (optional): {reason}")
     tasks = [t for t in config.tasks if t in found]
-    sizes = {task: config.proxy_sizes.get(task, config.proxy_size) for task in tasks}
+    sizes = screening_sizes(config, tasks, guarded=list(objective.guard))
     proxy = {
         task: proxy_samples(found[task].leaves, size=sizes[task], seed=config.proxy_seed)
         for task in tasks
     }
+    final_size = documents_needed(config.finalist_drop, kind=BINARY, spread=PLANNING_CHURN)
+    finalist = {  # fewer than the full set where the full set is larger than needed
+        task: proxy_samples(found[task].leaves, size=final_size, seed=config.proxy_seed + 1)
+        for task in tasks if final_size < sum(found[task].leaves.values())
+    }  # fmt: skip
     return BenchmarkPlan(
         tasks=tasks, mirror=str(mirror) if mirror else None, cache=str(cache),
         num_fewshot=config.num_fewshot, batch_size=config.batch_size, proxy=proxy,
+        finalist_documents=finalist,
         digests={t: found[t].digest for t in tasks}, metric_overrides=dict(config.metrics),
         weights={t: w for t, w in objective.benchmark_weights.items() if t in found},
         guard={t: m for t, m in objective.guard.items() if t in found},
@@ -159,6 +172,17 @@ def plan_benchmarks(
         share_prefix=config.share_prefix, dtype=config.dtype,
         task_dirs=narrow_index_dirs([found[t] for t in tasks], manager) if tasks else None,
     )  # fmt: skip
+
+
+def screening_sizes(
+    config: BenchmarksConfig, tasks: list[str], *, guarded: list[str]
+) -> dict[str, int]:
+    """Documents per task for each trial: ``proxy_sizes`` where named, else enough for a
+    guarded task to catch a ``screen_drop`` collapse (80% power, the planning churn), else
+    ``proxy_size``."""
+    screened = documents_needed(config.screen_drop, kind=BINARY, spread=PLANNING_CHURN)
+    return {task: config.proxy_sizes.get(task, screened if task in guarded
+                                         else config.proxy_size) for task in tasks}  # fmt: skip
 
 
 # --------------------------------------------------------------------------- scoring
@@ -181,7 +205,7 @@ def score_plan(
     with scored_in(model, dtype) as scored:
         for task in tasks:
             started = time.perf_counter()
-            samples = plan.proxy[task] if phase == PROXY else None
+            samples = plan.documents(task, phase=phase)
             # a group's proxy covers some of its subtasks: score those, then pool them
             names = list(samples) if samples and list(samples) != [task] else [task]
             part = score_benchmarks(
@@ -200,7 +224,7 @@ def score_key(plan: BenchmarkPlan, task: str, *, phase: str, model_id: str) -> s
     import hashlib
     from importlib.metadata import version
 
-    documents = plan.proxy[task] if phase == PROXY else FULL
+    documents = plan.documents(task, phase=phase) or FULL
     key = {"model": model_id, "task": task, "num_fewshot": plan.num_fewshot,
            "batch_size": plan.batch_size, "documents": documents, "data": plan.digests[task],
            "share_prefix": plan.share_prefix, "dtype": [plan.dtype, cpu_has_bf16()],
@@ -290,7 +314,7 @@ def phase_metrics(
     primary = primary_scores(scores, plan)
     task_deltas = deltas(primary, plan.base.get(phase, {}))
     shown = scores
-    if phase == PROXY:  # a proxy's per-subject scores (one document each for MMLU) are noise
+    if phase == PROXY or plan.finalist_documents:  # per-subject scores of a subset are noise
         keep = [*plan.tasks, *scores.groups]
         shown = BenchmarkScores({k: v for k, v in scores.metrics.items() if k in keep})
     metrics = {**bench_metrics(phase, shown.metrics), phase_seconds(phase): seconds}

@@ -619,6 +619,21 @@ class BenchmarksConfig(_Strict):
     proxy_sizes: dict[str, int] = Field(
         default_factory=dict, description="{task: documents}: proxy_size for some tasks only."
     )
+    screen_drop: float = Field(
+        0.15,
+        gt=0,
+        le=1,
+        description="A guarded task (objective.guard) is screened on each trial with enough "
+        "documents to catch a drop this large (80% power, alpha 0.05, paired McNemar; 0.15: 92 "
+        "documents), unless proxy_sizes names it.",
+    )
+    finalist_drop: float = Field(
+        0.05,
+        gt=0,
+        le=1,
+        description="Finalists are scored on enough documents to detect a drop this large (0.05: "
+        "498), or on the full set when it is smaller.",
+    )
     proxy_seed: int = 0
     share_prefix: bool = Field(
         True,

@@ -68,3 +68,19 @@ def test_proxy_deltas_come_with_a_paired_test_against_the_base() -> None:
     assert 0.5 < metrics["bench/proxy/arc_challenge/detectable_drop"] < 0.95
     assert metrics["bench/proxy/mmlu/documents"] == 3
     assert "bench/proxy/mmlu/detectable_drop" not in metrics
+
+
+def test_a_guarded_task_is_screened_on_enough_documents_to_catch_a_collapse() -> None:
+    """The guard decides on documents that can show a 15-point drop (not the 8 a proxy had);
+    what is named in proxy_sizes wins; unguarded tasks keep proxy_size."""
+    from evals.benchmark_plan import screening_sizes
+    from evals.power import BINARY, PLANNING_CHURN, detectable_drop
+    from sweeps.config import BenchmarksConfig
+
+    config = BenchmarksConfig(tasks=["hellaswag", "mmlu", "arc_challenge"], proxy_size=8,
+                              proxy_sizes={"mmlu": 20})  # fmt: skip
+    sizes = screening_sizes(config, config.tasks, guarded=["hellaswag", "mmlu"])
+    assert sizes["mmlu"] == 20 and sizes["arc_challenge"] == 8
+    assert detectable_drop(sizes["hellaswag"], kind=BINARY, spread=PLANNING_CHURN) <= 0.15
+    assert detectable_drop(8, kind=BINARY, spread=PLANNING_CHURN) == float("inf")
+    assert 60 < sizes["hellaswag"] < 200
