@@ -9,6 +9,7 @@ no-regression guard flags any trial that lost more than its margin on a guarded 
 from __future__ import annotations
 
 import tempfile
+import time
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -18,18 +19,18 @@ from evals.benchmark_plan import (
     cached_base_scores,
     phase_metrics,
     primary_scores,
-    score_plan,
     write_samples,
 )
+from evals.benchmarks import BenchmarkScores
 from evals.metric_keys import BASE, COMPOSITE_FULL, FULL, PROXY, bench_metrics, with_group
 from evals.objective import REGRESSED, UNRESOLVED, guard_checks
+from evals.sequential import Looked, score_in_looks
 from sweeps.console import Say
 from trainers.spec import TrialSpec
 
 if TYPE_CHECKING:
     from transformers import PreTrainedModel, PreTrainedTokenizerBase
 
-    from evals.benchmarks import BenchmarkScores
     from sweeps._tracking import SweepTracker
     from sweeps.state import SweepState, TrialRecord
 
@@ -141,13 +142,21 @@ def score_finalists(
     plan = base_with(plan, base, phase=FULL)
     model, tokenizer = base_model()
     for record in finalists:
-        say(f"Finalist {record.trial_id}: scoring {', '.join(plan.tasks)} on the full sets ...")
+        say(f"Finalist {record.trial_id}: scoring {', '.join(plan.tasks)} in looks of up to "
+            f"{finalist_size(plan, base)} documents a task ...")  # fmt: skip
         assert record.adapter_path is not None
         tuned = PeftModel.from_pretrained(model, record.adapter_path).eval()
-        scores, seconds = score_plan(tuned, tokenizer, plan, phase=FULL)
+        started, scores = time.perf_counter(), BenchmarkScores(metrics={})
+        looked: list[Looked] = []
+        for task in plan.tasks:
+            part, how = score_in_looks(tuned, tokenizer, plan, task=task, base=base,
+                                       margin=plan.guard.get(task))  # fmt: skip
+            scores, looked = scores.merge(part), [*looked, how]
         model = tuned.unload()  # the base again, for the next finalist
+        seconds = time.perf_counter() - started
         full = record_full_scores(state, tracker, record, scores, plan=plan, seconds=seconds)
         say(describe_scores(record.trial_id, full, plan.base[FULL]))
+        say(f"Finalist {record.trial_id} documents: " + "; ".join(h.describe() for h in looked))
 
 
 def record_full_scores(
@@ -167,11 +176,18 @@ def record_full_scores(
     return primary_scores(scores, plan)
 
 
+def finalist_size(plan: BenchmarkPlan, base: BenchmarkScores) -> int:
+    """The most documents a finalist is scored on for one task (the base's count)."""
+    counts = [sum(len(base.samples.get(leaf, [])) for leaf in base.members(task))
+              for task in plan.tasks]  # fmt: skip
+    return max(counts, default=0)
+
+
 def describe_scores(trial_id: str, scores: dict[str, float], base: dict[str, float]) -> str:
-    """``Finalist t1 (full sets): mmlu 0.2650 (base 0.2600, +0.0050), ...``."""
+    """``Finalist t1 (finalist tier): mmlu 0.2650 (base 0.2600, +0.0050), ...``."""
     parts = [f"{task} {value:.4f} (base {base[task]:.4f}, {value - base[task]:+.4f})"
              for task, value in scores.items() if task in base]  # fmt: skip
-    return f"Finalist {trial_id} (full sets): " + ", ".join(parts)
+    return f"Finalist {trial_id} (finalist tier): " + ", ".join(parts)
 
 
 def _plan(spec: TrialSpec) -> BenchmarkPlan:
