@@ -616,6 +616,94 @@ and the 5 MB body is dropped as it arrives.
 """
 
 
+def _num(value: Any, spec: str = "{:.3f}") -> str:
+    return "-" if value is None else spec.format(value)
+
+
+def scorer_section(r: dict[str, Any]) -> str:
+    s, tasks = r["settings"], r["tasks"]
+    sides = [side for side in ("lm_eval", "before", "ours_fp32", "ours_bf16")
+             if side in next(iter(tasks.values()))]  # fmt: skip
+    rows = []
+    for task, row in tasks.items():
+        spd = {side: row[side]["seconds_per_document"] for side in sides}
+        bf16 = row["ours_bf16"]
+        rows.append(
+            f"| {task} | {row['ours_bf16']['documents']} | {row['ours_bf16']['work_tokens']} | "
+            + " | ".join(f"{spd[side]:.3f}" for side in sides)
+            + f" | {spd.get('before', spd['lm_eval']) / spd['ours_bf16']:.1f}x | "
+            f"{bf16['tokens_per_second']:.0f} / {bf16['raw_tokens_per_second']:.0f} = "
+            f"{bf16['share_of_raw']:.0%} | {row['ours_fp32']['share_of_raw']:.0%} | "
+            f"{row['ours_fp32']['agrees_with_lm_eval']:.1%} | {bf16['agrees_with_lm_eval']:.1%} |"
+        )
+    names = {"lm_eval": "lm-eval's own path", "before": "before (fp32)",
+             "ours_fp32": "now, fp32", "ours_bf16": "now, bf16"}  # fmt: skip
+    before = "the scorer of the commit before (a worktree)" if "before" in sides else "-"
+    return f"""## (i) Benchmark scoring speed: seconds per document, and the share of raw throughput
+
+`python perf/bench_scorer.py --mirror ../shared/benchmarks --documents {s["documents"]} --repo <checkout>`:
+SmolLM2-135M-Instruct on {s["threads"]} CPU thread (a trial's share of this machine), the same
+{s["documents"]} seeded documents per task scored by lm-eval's own HFLM path (the CLI's numbers),
+by {before}, and by this checkout in fp32 and in bf16 (`benchmarks.dtype: auto` on this CPU,
+which has AMX). *Work* is the tokens a context-once scorer must run (each question's context once,
+each choice's continuation); *raw* is the bare forward pass on that many tokens in rows of 16 (no
+padding, no scoring), in the same dtype, in the same process: the limit on this machine.
+
+| task | documents | work tokens | {" | ".join(f"{names[x]} s/doc" for x in sides)} | speed-up | bf16 work tok/s / raw | fp32 share of raw | fp32 agrees with lm-eval | bf16 agrees |
+|---|---|---|{"---|" * len(sides)}---|---|---|---|---|
+{chr(10).join(rows)}
+
+- "Agrees" is the share of documents whose 0/1 score (acc_norm, or acc) is the one lm-eval's own
+  path gives; fp32 is exact (the parity runs below compare whole metrics against the CLI), bf16
+  rounds the weights and activations, so a near-tie can fall the other way. The base model is
+  scored in the same dtype as the adapters, so the paired deltas compare like with like.
+- The share of raw above 100% (TruthfulQA-MC2) is the six-shot preamble run once for all the
+  questions, which the work count charges to each.
+"""
+
+
+def forgetting_section(r: dict[str, Any]) -> str:
+    s = r["settings"]
+    rows = "\n".join(
+        f"| {t['trial']} | {t['learning_rate']:g} | {_num(t['heldout'])} | "
+        f"{_num(t['proxy_hellaswag_delta'], '{:+.3f}')} ({_num(t['proxy_hellaswag_documents'], '{:.0f}')} docs, "
+        f"p {_num(t['proxy_hellaswag_delta_p_value'], '{:.2g}')}, detects {_num(t['proxy_hellaswag_detectable_drop'], '{:.3f}')}) | "
+        f"{_num(t['full_hellaswag_delta'], '{:+.3f}')} ({_num(t['full_hellaswag_documents'], '{:.0f}')} docs) | "
+        f"{t['guard'] or t['status']} | {_num(t['proxy_hellaswag'])} | {_num(t['ref_hellaswag_498'])} | "
+        f"{_num(t['proxy_truthfulqa_mc2'])} | {_num(t['ref_truthfulqa_mc2_full'])} |"
+        for t in r["trials"]
+    )
+    rho = "; ".join(f"{name}: **{value:.2f}**" for name, value in r["spearman"].items())
+    console = "\n".join(f"    {line}" for line in r["console"])
+    base = r["base_reference"]
+    return f"""## (j) Forgetting: the guard on a planted regression, and how well screening ranks
+
+`python perf/bench_forgetting.py --mirror ../shared/benchmarks`: a real sweep of the shipped
+`search_spaces/lora.yaml` (its four benchmarks; the guard on HellaSwag, margin 0.05), with the
+learning rate on a grid from healthy to destructive ({", ".join(f"{x:g}" for x in s["lrs"])}; rank
+16, all linear layers, batch 4, 2 epochs, no early stopping) and TruthfulQA-MC2 screened on
+{s["screen_tqa"]} documents as well, so that a second task can be ranked. `finalists: {s["finalists"]}`.
+The screening tier: HellaSwag on 92 documents (a 15-point drop detected with 80% power at a 10%
+churn), the other tasks on 8 (nothing detectable, and said so); the finalist tier: up to 498
+documents a task, in looks. Then every adapter and the base were scored on TruthfulQA-MC2's full
+set (817) and on HellaSwag's 498-document finalist sample (its full set, 10,042 documents, would
+take hours an adapter here). Base model: HellaSwag {base["hellaswag"]:.4f}, TruthfulQA-MC2
+{base["truthfulqa_mc2"]:.4f} (chance: 0.25 and 0.4484).
+
+| trial | lr | held-out F1 | screening HellaSwag delta | finalist tier delta | guard | screen HellaSwag | HellaSwag 498 | screen TQA-MC2 | TQA-MC2 full |
+|---|---|---|---|---|---|---|---|---|---|
+{rows}
+
+- Spearman's rho of the screening tier against the reference, over the completed adapters:
+  {rho}.
+- Screening's share of trial wall time: {r["screen_share_of_trial_time"]:.1%} ({r["screen_seconds_total"]:.0f} s
+  of screening over the trials); the whole sweep took {r["sweep_seconds"]:.0f} s.
+- What the sweep said:
+
+{console}
+"""
+
+
 def render(results: dict[str, Any]) -> str:
     m = results["machine"]
     return f"""# Performance
@@ -637,7 +725,9 @@ against a baseline measured in the same run, on this machine:
 {startup_section(results["startup"]) if results.get("startup") else ""}
 {search_section(results["search"], results.get("search_confirm")) if results.get("search") else ""}
 {variants_section(results["variants"]) if results.get("variants") else ""}
-{serve_section(results["serve"]) if results.get("serve") else ""}"""
+{serve_section(results["serve"]) if results.get("serve") else ""}
+{scorer_section(results["scorer"]) if results.get("scorer") else ""}
+{forgetting_section(results["forgetting"]) if results.get("forgetting") else ""}"""
 
 
 def benchmark_mirror() -> Path | None:

@@ -1,0 +1,171 @@
+"""Forgetting: does the guard catch an adapter that forgot, and pass a healthy one; how well does
+the screening tier rank adapters; what share of the sweep it costs.
+
+    python perf/bench_forgetting.py --mirror ../shared/benchmarks
+
+A real sweep of the shipped search_spaces/lora.yaml (SmolLM2-135M, the embedded data, its
+benchmarks and guard: HellaSwag, margin 0.05), with the learning rate on a grid from healthy to
+destructive (``--lrs``; rank 16, all linear layers, batch 4, 2 epochs, no early stopping), and
+TruthfulQA-MC2 screened on as many documents as the guarded task (``proxy_sizes``) so that a
+second task can be ranked. Every completed adapter and the base model are then scored on:
+
+- TruthfulQA-MC2's full set (817 questions): the reference ranking for its screening;
+- HellaSwag's finalist sample (498 documents): the reference for the guarded task's screening
+  (its full set, 10,042 documents, would take hours per adapter on 2 CPU cores).
+
+Reported: each trial's guard verdict and its screening numbers, Spearman's rho between the
+screening tier and each reference over the adapters, and the screening's share of trial and
+sweep time.
+"""
+
+from __future__ import annotations
+
+import argparse
+import io
+import sys
+import tempfile
+import time
+from dataclasses import replace
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+REPO = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO))
+sys.path.insert(0, str(REPO / "perf"))
+
+from _report import emit  # noqa: E402
+from bench_benchmarks import trial_wall_seconds  # noqa: E402
+
+LRS = (3e-5, 1e-4, 3e-4, 1e-3, 3e-3, 1e-2, 3e-2)
+
+
+def sweep_config(args: argparse.Namespace, tmp: Path) -> dict[str, Any]:
+    raw = yaml.safe_load((REPO / "search_spaces" / "lora.yaml").read_text())
+    for split in ("train", "heldout"):
+        raw["data"][split] = str((REPO / "search_spaces" / raw["data"][split]).resolve())
+    raw["search_space"] = {
+        "learning_rate": list(args.lrs), "lora_r": [16], "lora_alpha": [32], "num_epochs": [2],
+        "sequence_len": [256], "gradient_accumulation_steps": [1],
+        "lora_target_modules": ["all-linear"],
+    }  # fmt: skip
+    raw["search"].update(algorithm="grid", num_samples=len(args.lrs), max_concurrent=2)
+    raw["scheduler"] = {"type": "none"}
+    raw["benchmarks"].update(mirror=str(args.mirror.resolve()), optional=False,
+                             finalists=args.finalists,
+                             proxy_sizes={"truthfulqa_mc2": args.screen_tqa})  # fmt: skip
+    raw["tracking"] = {"mlflow_uri": f"sqlite:///{tmp / 'mlflow.db'}", "experiment": "perf",
+                       "state_dir": str(tmp / "sweeps")}  # fmt: skip
+    return dict(raw)
+
+
+def reference_scores(state: Any, spec: Any, plan: Any) -> dict[str, dict[str, float]]:
+    """Base and every completed adapter: TruthfulQA-MC2's full set, HellaSwag's 498."""
+    from peft import PeftModel
+
+    from evals.benchmark_plan import FULL, primary_scores, score_plan
+    from sweeps.benchmarking import BaseModel
+
+    sets = {
+        "truthfulqa_mc2": replace(plan, tasks=["truthfulqa_mc2"], finalist_documents={}),
+        "hellaswag": replace(plan, tasks=["hellaswag"]),
+    }
+    model, tokenizer = BaseModel(spec)()
+    out: dict[str, dict[str, float]] = {"base": {}}
+    for task, task_plan in sets.items():
+        out["base"][task] = primary_scores(score_plan(model, tokenizer, task_plan, phase=FULL)[0],
+                                           task_plan)[task]  # fmt: skip
+    for record in state.trials.values():
+        if record.status != "completed" or not record.adapter_path:
+            continue
+        tuned = PeftModel.from_pretrained(model, record.adapter_path).eval()
+        out[record.trial_id] = {
+            task: primary_scores(score_plan(tuned, tokenizer, p, phase=FULL)[0], p)[task]
+            for task, p in sets.items()
+        }
+        model = tuned.unload()
+    return out
+
+
+def trial_rows(state: Any, walls: dict[str, float]) -> list[dict[str, Any]]:
+    rows = []
+    for record in state.trials.values():
+        m = record.metrics
+        verdict = ("failed" if record.guard else "unresolved" if record.guard_open
+                   else "passed")  # fmt: skip
+        rows.append({
+            "trial": record.trial_id, "status": record.status,
+            "learning_rate": record.params.get("learning_rate"),
+            "heldout": m.get("heldout/field_f1"), "wall_s": walls.get(record.trial_id),
+            "screen_s": m.get("bench/proxy/seconds"),
+            "guard": verdict if record.status == "completed" else None,
+            "guard_reason": "; ".join(record.guard or record.guard_open),
+            "finalist": record.finalist,
+            **{f"{phase}_{task}_{stat}": m.get(f"bench/{phase}/{task}/{stat}")
+               for phase in ("proxy", "full") for task in ("hellaswag", "truthfulqa_mc2")
+               for stat in ("delta", "documents", "detectable_drop", "delta_p_value")},
+            "proxy_hellaswag": m.get("bench/proxy/hellaswag/acc_norm"),
+            "proxy_truthfulqa_mc2": m.get("bench/proxy/truthfulqa_mc2/acc"),
+        })  # fmt: skip
+    return rows
+
+
+def main(argv: list[str] | None = None) -> dict[str, Any]:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--mirror", type=Path, required=True)
+    parser.add_argument("--lrs", type=float, nargs="+", default=LRS)
+    parser.add_argument("--screen-tqa", type=int, default=92)
+    parser.add_argument("--finalists", type=int, default=1)
+    parser.add_argument("--out", type=Path)
+    args = parser.parse_args(argv)
+
+    import pandas as pd
+    from rich.console import Console
+
+    from sweeps import launch_sweep
+    from sweeps.config import config_from_dict
+    from sweeps.preflight import coerce_config, preflight
+
+    with tempfile.TemporaryDirectory() as tmp_name:
+        tmp = Path(tmp_name)
+        raw = sweep_config(args, tmp)
+        console = io.StringIO()
+        started = time.perf_counter()
+        state = launch_sweep(raw, console=Console(file=console, width=200))
+        sweep_seconds = time.perf_counter() - started
+        walls = trial_wall_seconds(state)
+        config, _, config_dir = coerce_config(config_from_dict(raw))
+        plan = preflight(config, config_path=None, config_dir=config_dir, progress=lambda _: None)
+        started = time.perf_counter()
+        reference = reference_scores(state, plan.spec, plan.spec.benchmarks)
+        reference_seconds = time.perf_counter() - started
+    rows = trial_rows(state, walls)
+    for row in rows:
+        ref = reference.get(row["trial"], {})
+        row["ref_hellaswag_498"] = ref.get("hellaswag")
+        row["ref_truthfulqa_mc2_full"] = ref.get("truthfulqa_mc2")
+    done = pd.DataFrame([r for r in rows if r["status"] == "completed"])
+    rho = {
+        "hellaswag (screening 92 vs 498)": float(
+            done["proxy_hellaswag"].corr(done["ref_hellaswag_498"], method="spearman")),
+        "truthfulqa_mc2 (screening 92 vs full 817)": float(
+            done["proxy_truthfulqa_mc2"].corr(done["ref_truthfulqa_mc2_full"], method="spearman")),
+    }  # fmt: skip
+    screen = float(done["screen_s"].sum())
+    result = {
+        "settings": {"lrs": list(args.lrs), "screen_tqa": args.screen_tqa,
+                     "finalists": args.finalists, "guard": raw["objective"].get("guard"),
+                     "tasks": raw["benchmarks"]["tasks"]},
+        "sweep_seconds": sweep_seconds, "reference_seconds": reference_seconds,
+        "base_reference": reference["base"], "trials": rows, "spearman": rho,
+        "screen_share_of_trial_time": screen / float(done["wall_s"].sum()),
+        "screen_seconds_total": screen,
+        "console": [line for line in console.getvalue().splitlines()
+                    if line.startswith(("Guard", "Finalist", "Scoring"))],
+    }  # fmt: skip
+    return emit(result, args.out)
+
+
+if __name__ == "__main__":
+    main()
