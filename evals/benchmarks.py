@@ -439,43 +439,73 @@ def _score_sharing_prefixes(
 
     prefixes = _PrefixCache(lm)
     answers: dict[int, Answer] = {}
+    one_token = {
+        c for c, members in groups.items() if all(len(requests[i][2]) == 1 for i in members)
+    }
     with torch.no_grad():
-        for chunk in _chunks(list(groups), budget=lm.batch_size * CONTEXT_TOKENS_PER_ROW):
-            members = [(list(context), groups[context]) for context in chunk]
-            scored = _score_chunk(lm, prefixes, members, requests)
-            for i, answer in scored.items():
-                answers[i] = answer
-                lm.cache_hook.add_partial("loglikelihood", requests[i][0], answer)
+        for group, score in ((one_token, _score_next_tokens),
+                             (set(groups) - one_token, _score_chunk)):  # fmt: skip
+            for chunk in _chunks(sorted(group), budget=lm.batch_size * CONTEXT_TOKENS_PER_ROW,
+                                 most=lm.batch_size):  # fmt: skip
+                members = [(list(context), groups[context]) for context in chunk]
+                answers.update(score(lm, prefixes, members, requests))
+    for i, answer in answers.items():
+        lm.cache_hook.add_partial("loglikelihood", requests[i][0], answer)
+    return answers
+
+
+def _score_next_tokens(
+    lm: HFLM, prefixes: _PrefixCache, members: list[tuple[list[int], list[int]]],
+    requests: list[Request],
+) -> dict[int, Answer]:  # fmt: skip
+    """Questions whose every choice is one token (MMLU's " A" to " D"): one pass over their
+    whole contexts, and each choice read from the next-token distribution at its context's end
+    (what lm-eval computes from the same context, once per choice)."""
+    contexts = [context for context, _ in members]
+    logits, ends = _run_contexts(lm, prefixes, contexts, whole=True)
+    assert logits is not None  # a whole context always leaves a token to run
+    answers: dict[int, Answer] = {}
+    for q, (_, indices) in enumerate(members):
+        last = logits[q, ends[q]].float()
+        logprobs = last - last.logsumexp(-1)
+        best = int(last.argmax(-1))
+        for i in indices:
+            token = requests[i][2][0]
+            answers[i] = (float(logprobs[token]), best == token)
     return answers
 
 
 # a chunk of questions holds at most batch_size x this many context tokens (padding included)
 CONTEXT_TOKENS_PER_ROW = 256
 SHARED_RUN = 16  # contexts that share this many leading tokens (a preamble) are chunked together
+LONG_RUN = 64  # ... when there are enough of them, or the preamble is at least this long
+CONTINUATION_TOKENS_PER_ROW = 32  # a pass over choices holds batch_size x this many tokens
 
 
-def _chunks(contexts: list[tuple[int, ...]], *, budget: int) -> Iterator[list[tuple[int, ...]]]:
+def _chunks(
+    contexts: list[tuple[int, ...]], *, budget: int, most: int
+) -> Iterator[list[tuple[int, ...]]]:
     """Contexts in chunks for one forward pass each, batched by length to waste little padding.
 
     Contexts that share a preamble (TruthfulQA's six shots, an MMLU subject's heading) stay
     together, so the preamble runs once per chunk at most, and once per task where the chunk
     before shares it. Within a run, and among the contexts that share nothing, shorter ones come
-    first; a chunk is cut where its padded size would pass ``budget`` tokens.
+    first; a chunk is cut where its padded size would pass ``budget`` tokens, or at ``most``
+    questions (few enough that neighbours in length order pad each other little).
     """
     runs: list[list[tuple[int, ...]]] = []
-    loose: list[tuple[int, ...]] = []
     for context in sorted(contexts):
         if runs and _shared_length(list(runs[-1][0]), list(context)) >= SHARED_RUN:
             runs[-1].append(context)
         else:
             runs.append([context])
-    for run in runs:
-        if len(run) == 1:
-            loose += run
-    for run in [*(r for r in runs if len(r) > 1), loose]:
+    kept = [run for run in runs if len(run) > 1
+            and (len(run) >= most // 2 or _shared_length(list(run[0]), list(run[1])) >= LONG_RUN)]  # fmt: skip
+    loose = [context for run in runs if run not in kept for context in run]
+    for run in [*kept, loose]:
         chunk: list[tuple[int, ...]] = []
         for context in sorted(run, key=len):
-            if chunk and (len(chunk) + 1) * len(context) > budget:
+            if chunk and ((len(chunk) + 1) * len(context) > budget or len(chunk) == most):
                 yield chunk
                 chunk = []
             chunk.append(context)
@@ -494,8 +524,7 @@ def _score_chunk(
     rows = [(q, i) for q, (_, indices) in enumerate(members) for i in indices]
     rows.sort(key=lambda row: len(requests[row[1]][2]))  # batched by length: little padding
     answers: dict[int, Answer] = {}
-    for start in range(0, len(rows), lm.batch_size):
-        part = rows[start : start + lm.batch_size]
+    for part in _row_batches(rows, requests, batch_size=lm.batch_size):
         scored = _score_continuations(
             lm, cache, mask, [(contexts[q], requests[i][2], q) for q, i in part]
         )
@@ -503,35 +532,80 @@ def _score_chunk(
     return answers
 
 
+def _row_batches(
+    rows: list[tuple[int, int]], requests: list[Request], *, batch_size: int
+) -> Iterator[list[tuple[int, int]]]:
+    """Rows (sorted by length) in passes of at least ``batch_size`` rows: more where they are
+    short (up to 4 x, within batch_size x CONTINUATION_TOKENS_PER_ROW tokens), as a pass of a
+    few tokens a row costs about what one of many does."""
+    budget = batch_size * CONTINUATION_TOKENS_PER_ROW
+    part: list[tuple[int, int]] = []
+    for row in rows:
+        width = len(requests[row[1]][2])
+        full = len(part) >= 4 * batch_size or (len(part) + 1) * width > budget
+        if part and len(part) >= batch_size and full:
+            yield part
+            part = []
+        part.append(row)
+    if part:
+        yield part
+
+
 def _contexts_cache(
     lm: HFLM, prefixes: _PrefixCache, contexts: list[list[int]]
 ) -> tuple[Cache | None, torch.Tensor]:
-    """The key/value cache of every context but its last token, one row per context: their
-    common prefix from ``prefixes``, then the rest of each, right-padded, in one pass. Returns
-    the cache and its attention mask (0 over padding)."""
+    """The key/value cache of every context but its last token, one row per context, and its
+    attention mask (0 over padding): see :func:`_run_contexts`."""
+    cache, mask, _ = _contexts_pass(lm, prefixes, contexts, whole=False)
+    return cache, mask
+
+
+def _run_contexts(
+    lm: HFLM, prefixes: _PrefixCache, contexts: list[list[int]], *, whole: bool
+) -> tuple[torch.Tensor | None, list[int]]:
+    """The logits of every position of the whole contexts (right-padded), and where each
+    context's last token sits in them."""
+    _, _, logits = _contexts_pass(lm, prefixes, contexts, whole=whole)
+    common = _common_prefix([c[:-1] for c in contexts])
+    return logits, [len(c) - len(common) - 1 for c in contexts]
+
+
+def _common_prefix(sequences: list[list[int]]) -> list[int]:
+    common = sequences[0]
+    for sequence in sequences[1:]:
+        common = common[: _shared_length(common, sequence)]
+    return common
+
+
+def _contexts_pass(
+    lm: HFLM, prefixes: _PrefixCache, contexts: list[list[int]], *, whole: bool
+) -> tuple[Cache | None, torch.Tensor, torch.Tensor | None]:
+    """One pass over the contexts: their common prefix from ``prefixes`` (it always leaves each
+    at least its last token), then the rest of each, right-padded. ``whole``: up to each
+    context's last token, with every position's logits; else up to the token before, with
+    no logits (the cache is what the choices need). Returns the cache, its attention mask (0
+    over padding) and the logits."""
     import torch
 
-    heads = [c[:-1] for c in contexts]
-    common = heads[0]
-    for head in heads[1:]:
-        common = common[: _shared_length(common, head)]
+    common = _common_prefix([c[:-1] for c in contexts])
+    heads = [c if whole else c[:-1] for c in contexts]
     past = prefixes.of(common) if common else None
     width = max(len(h) for h in heads) - len(common)
     prefix_mask = torch.ones((len(heads), len(common)), dtype=torch.long, device=lm.device)
     if past is not None:  # one row of the prefix per context
         past = _rows_of(past, torch.zeros(len(heads), dtype=torch.long, device=lm.device))
     if width == 0:
-        return past, prefix_mask
+        return past, prefix_mask, None
     rest = [h[len(common) :] for h in heads]
     ids = torch.tensor([r + [0] * (width - len(r)) for r in rest], device=lm.device)
     rest_mask = torch.tensor([[1] * len(r) + [0] * (width - len(r)) for r in rest],
                              device=lm.device)  # fmt: skip
     mask = torch.cat([prefix_mask, rest_mask], dim=1)
     positions = torch.arange(len(common), len(common) + width, device=lm.device)
-    out = lm.model(input_ids=ids, attention_mask=mask, past_key_values=past, use_cache=True,
+    out = lm.model(input_ids=ids, attention_mask=mask, past_key_values=past, use_cache=not whole,
                    position_ids=positions.expand(len(heads), -1),
-                   **_head_kwargs(lm.model))  # fmt: skip
-    return out.past_key_values, mask
+                   **({} if whole else _head_kwargs(lm.model)))  # fmt: skip
+    return (None, mask, out.logits) if whole else (out.past_key_values, mask, None)
 
 
 def _rows_of(cache: Cache, rows: torch.Tensor) -> Cache:
@@ -702,6 +776,8 @@ def scoring_dtype(model: torch.nn.Module, choice: str) -> torch.dtype:
     import torch
 
     own = next(model.parameters()).dtype
+    if getattr(model, "is_quantized", False) or getattr(model, "hf_quantizer", None):
+        return own  # a 4-bit or 8-bit model is scored as it is: its layers are not castable
     if choice == "float32":
         return torch.float32 if own in (torch.float32, torch.bfloat16, torch.float16) else own
     if choice == "bfloat16":

@@ -131,8 +131,9 @@ def in_subprocess(side: str, repo: Path, args: argparse.Namespace) -> dict[str, 
 
 
 def agreement(a: dict[str, float], b: dict[str, float]) -> float:
+    """The share of documents scored alike: 0/1 scores equal, graded ones within 0.001."""
     common = set(a) & set(b)
-    return sum(a[k] == b[k] for k in common) / max(len(common), 1)
+    return sum(abs(a[k] - b[k]) <= 1e-3 for k in common) / max(len(common), 1)
 
 
 def summarise(sides: dict[str, dict[str, Any]]) -> dict[str, Any]:
@@ -156,6 +157,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     parser.add_argument("--repo", type=Path, help="another checkout scored as 'before'")
     parser.add_argument("--side", help=argparse.SUPPRESS)
     parser.add_argument("--cache", default="/tmp/bench-scorer-cache", help=argparse.SUPPRESS)
+    parser.add_argument("--reuse", nargs="*", default=[], help="sides kept from an earlier run")
     parser.add_argument("--out", type=Path)
     args = parser.parse_args(argv)
     Path(args.cache).mkdir(parents=True, exist_ok=True)
@@ -164,11 +166,16 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
                           cache=Path(args.cache))  # fmt: skip
         args.out.write_text(json.dumps(result))
         return result
-    sides = {
-        side: in_subprocess(side, REPO, args) for side in ("lm_eval", "ours_fp32", "ours_bf16")
-    }
+    kept = Path(args.cache)  # --reuse: a side measured by an earlier run of the same settings
+
+    def side(name: str, repo: Path) -> dict[str, Any]:
+        if name in args.reuse and (kept / f"{name}.json").is_file():
+            return dict(json.loads((kept / f"{name}.json").read_text()))
+        return in_subprocess(name, repo, args)
+
+    sides = {name: side(name, REPO) for name in ("lm_eval", "ours_fp32", "ours_bf16")}
     if args.repo:
-        sides["before"] = in_subprocess("before", args.repo.resolve(), args)
+        sides["before"] = side("before", args.repo.resolve())
     from _report import emit
 
     result = {"settings": {"documents": args.documents, "tasks": list(TASKS), "threads": 1,

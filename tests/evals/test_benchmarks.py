@@ -283,3 +283,27 @@ def assert_lm_evals_own(fast: list[Any], model: Any, tokenizer: Any, requests: l
     )
     assert [g for _, g in fast] == [g for _, g in plain]
     assert [v for v, _ in fast] == pytest.approx([v for v, _ in plain], abs=1e-4)
+
+
+def test_one_token_choices_are_read_from_one_pass_over_the_contexts(tiny_model: Path) -> None:
+    """MMLU-style questions (every choice one token): one forward pass for the lot, no pass per
+    choice, and lm-eval's own numbers."""
+    from evals.benchmarks import prefix_sharing_lm
+
+    tokenizer, model = load_tokenizer(tiny_model), load_causal_lm(tiny_model)
+
+    def ids(text: str) -> list[int]:
+        return list(tokenizer(text, add_special_tokens=False)["input_ids"])
+
+    letters = [ids(c) for c in (" A", " B", " C", " D")]
+    assert all(len(letter) == 1 for letter in letters)
+    questions = [ids(f"Question {n}: " + "which one " * n + "is it?\nAnswer:") for n in range(1, 7)]
+    requests = [((f"q{i}", str(c)), q, c) for i, q in enumerate(questions) for c in letters]
+    calls: list[int] = []
+    hook = model.register_forward_pre_hook(lambda *_: calls.append(1))
+    try:
+        fast = prefix_sharing_lm(model, tokenizer, batch_size=8)._loglikelihood_tokens(requests)
+    finally:
+        hook.remove()
+    assert_lm_evals_own(fast, model, tokenizer, requests)
+    assert len(calls) <= 2  # the questions' common prefix, then one pass for all 24 choices
