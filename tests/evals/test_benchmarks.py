@@ -253,7 +253,6 @@ def test_scoring_dtype_and_a_copy_that_leaves_the_trained_weights_alone(tiny_mod
 def test_questions_batched_together_give_the_numbers_of_one_at_a_time(tiny_model: Path) -> None:
     """Several questions a forward pass (contexts right-padded, choices sorted by length, rows of
     different questions side by side) give each choice lm-eval's own log-likelihood."""
-    from evals.benchmarks import prefix_sharing_lm
 
     tokenizer, model = load_tokenizer(tiny_model), load_causal_lm(tiny_model)
 
@@ -263,14 +262,9 @@ def test_questions_batched_together_give_the_numbers_of_one_at_a_time(tiny_model
     questions = [ids("Q: " + "why " * n + "is the sky blue? A:") for n in range(1, 9)]
     choices = [" because", " light scatters off the air", " no", " it is not always blue at all"]
     requests = [((f"q{i}", c), q, ids(c)) for i, q in enumerate(questions) for c in choices]
-    calls: list[int] = []
-    hook = model.register_forward_pre_hook(lambda *_: calls.append(1))
-    try:
-        fast = prefix_sharing_lm(model, tokenizer, batch_size=8)._loglikelihood_tokens(requests)
-    finally:
-        hook.remove()
+    fast, calls = scored_counting_passes(model, tokenizer, requests)
     assert_lm_evals_own(fast, model, tokenizer, requests)
-    assert len(calls) < len(questions)  # not a pass per question: 8 questions, 32 rows
+    assert calls < len(questions)  # not a pass per question: 8 questions, 32 rows
 
 
 def assert_lm_evals_own(fast: list[Any], model: Any, tokenizer: Any, requests: list[Any]) -> None:
@@ -288,7 +282,6 @@ def assert_lm_evals_own(fast: list[Any], model: Any, tokenizer: Any, requests: l
 def test_one_token_choices_are_read_from_one_pass_over_the_contexts(tiny_model: Path) -> None:
     """MMLU-style questions (every choice one token): one forward pass for the lot, no pass per
     choice, and lm-eval's own numbers."""
-    from evals.benchmarks import prefix_sharing_lm
 
     tokenizer, model = load_tokenizer(tiny_model), load_causal_lm(tiny_model)
 
@@ -299,11 +292,19 @@ def test_one_token_choices_are_read_from_one_pass_over_the_contexts(tiny_model: 
     assert all(len(letter) == 1 for letter in letters)
     questions = [ids(f"Question {n}: " + "which one " * n + "is it?\nAnswer:") for n in range(1, 7)]
     requests = [((f"q{i}", str(c)), q, c) for i, q in enumerate(questions) for c in letters]
+    fast, calls = scored_counting_passes(model, tokenizer, requests)
+    assert_lm_evals_own(fast, model, tokenizer, requests)
+    assert calls <= 2  # the questions' common prefix, then one pass for all 24 choices
+
+
+def scored_counting_passes(model: Any, tokenizer: Any, requests: list[Any]) -> tuple[Any, int]:
+    """The prefix-sharing path's answers (batch size 8), and how many forward passes it ran."""
+    from evals.benchmarks import prefix_sharing_lm
+
     calls: list[int] = []
     hook = model.register_forward_pre_hook(lambda *_: calls.append(1))
     try:
         fast = prefix_sharing_lm(model, tokenizer, batch_size=8)._loglikelihood_tokens(requests)
     finally:
         hook.remove()
-    assert_lm_evals_own(fast, model, tokenizer, requests)
-    assert len(calls) <= 2  # the questions' common prefix, then one pass for all 24 choices
+    return fast, len(calls)
