@@ -5,7 +5,7 @@ the screening tier rank adapters; what share of the sweep it costs.
 
 A real sweep of the shipped search_spaces/lora.yaml (SmolLM2-135M, the embedded data, its
 benchmarks and guard: HellaSwag, margin 0.05), with the learning rate on a grid from healthy to
-destructive (``--lrs``; rank 16, all linear layers, batch 4, 2 epochs, no early stopping), and
+destructive (``--lrs``; rank 16, all linear layers, batch 4, ``--epochs`` 1, no early stopping), and
 TruthfulQA-MC2 screened on as many documents as the guarded task (``proxy_sizes``) so that a
 second task can be ranked. Every completed adapter and the base model are then scored on:
 
@@ -38,7 +38,7 @@ sys.path.insert(0, str(REPO / "perf"))
 from _report import emit  # noqa: E402
 from bench_benchmarks import trial_wall_seconds  # noqa: E402
 
-LRS = (3e-5, 1e-4, 3e-4, 1e-3, 3e-3, 1e-2, 3e-2)
+LRS = (1e-4, 3e-4, 1e-3, 3e-3, 1e-2, 3e-2)
 
 
 def sweep_config(args: argparse.Namespace, tmp: Path) -> dict[str, Any]:
@@ -46,7 +46,7 @@ def sweep_config(args: argparse.Namespace, tmp: Path) -> dict[str, Any]:
     for split in ("train", "heldout"):
         raw["data"][split] = str((REPO / "search_spaces" / raw["data"][split]).resolve())
     raw["search_space"] = {
-        "learning_rate": list(args.lrs), "lora_r": [16], "lora_alpha": [32], "num_epochs": [2],
+        "learning_rate": list(args.lrs), "lora_r": [16], "lora_alpha": [32], "num_epochs": [args.epochs],
         "sequence_len": [256], "gradient_accumulation_steps": [1],
         "lora_target_modules": ["all-linear"],
     }  # fmt: skip
@@ -117,6 +117,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     parser.add_argument("--lrs", type=float, nargs="+", default=LRS)
     parser.add_argument("--screen-tqa", type=int, default=92)
     parser.add_argument("--finalists", type=int, default=1)
+    parser.add_argument("--epochs", type=int, default=1)
     parser.add_argument("--out", type=Path)
     args = parser.parse_args(argv)
 
@@ -156,6 +157,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     result = {
         "settings": {"lrs": list(args.lrs), "screen_tqa": args.screen_tqa,
                      "finalists": args.finalists, "guard": raw["objective"].get("guard"),
+                     "epochs": args.epochs,
                      "tasks": raw["benchmarks"]["tasks"]},
         "sweep_seconds": sweep_seconds, "reference_seconds": reference_seconds,
         "base_reference": reference["base"], "trials": rows, "spearman": rho,

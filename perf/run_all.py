@@ -704,7 +704,7 @@ def forgetting_section(r: dict[str, Any]) -> str:
 `python perf/bench_forgetting.py --mirror ../shared/benchmarks`: a real sweep of the shipped
 `search_spaces/lora.yaml` (its four benchmarks; the guard on HellaSwag, margin 0.05), with the
 learning rate on a grid from healthy to destructive ({", ".join(f"{x:g}" for x in s["lrs"])}; rank
-16, all linear layers, batch 4, 2 epochs, no early stopping) and TruthfulQA-MC2 screened on
+16, all linear layers, batch 4, {s.get("epochs", 2)} epoch(s), no early stopping) and TruthfulQA-MC2 screened on
 {s["screen_tqa"]} documents as well, so that a second task can be ranked. `finalists: {s["finalists"]}`.
 The screening tier: HellaSwag on 92 documents (a 15-point drop detected with 80% power at a 10%
 churn), the other tasks on 8 (nothing detectable, and said so); the finalist tier: up to 498

@@ -308,3 +308,25 @@ def scored_counting_passes(model: Any, tokenizer: Any, requests: list[Any]) -> t
     finally:
         hook.remove()
     return fast, len(calls)
+
+
+def test_a_lora_model_is_scored_merged_and_the_trained_one_keeps_its_adapter(
+    tiny_model: Path,
+) -> None:
+    """The bf16 copy a trial scores has its adapter merged (no LoRA branch per layer): the same
+    function to bf16 rounding; the trained model keeps its separate fp32 adapter."""
+    from peft import LoraConfig, get_peft_model
+
+    from evals.benchmarks import scored_in
+
+    config = LoraConfig(r=4, target_modules="all-linear", init_lora_weights=False)
+    tuned = get_peft_model(load_causal_lm(tiny_model), config).eval()
+    ids = torch.tensor([[5, 9, 13, 17, 21, 25]])
+    with torch.no_grad():
+        expected = tuned(input_ids=ids).logits
+        with scored_in(tuned, torch.bfloat16) as scored:
+            assert not any("lora_" in name for name, _ in scored.named_modules())
+            got = scored(input_ids=ids).logits.float()
+    torch.testing.assert_close(got, expected, rtol=0.05, atol=0.05)
+    assert any("lora_A" in name for name, _ in tuned.named_modules())
+    assert all(p.dtype == torch.float32 for p in tuned.parameters())

@@ -24,7 +24,7 @@ from tests.conftest import REPO, slice_embedded_data
 
 pytestmark = pytest.mark.integration
 
-HEALTHY_LR, FORGETTING_LR = 2e-4, 3e-2  # perf/bench_forgetting.py: 3e-2 loses ~15 points
+HEALTHY_LR, FORGETTING_LR = 3e-4, 3e-2  # perf/bench_forgetting.py, docs/perf.md (j)
 
 
 def mirror() -> Path:
@@ -49,7 +49,7 @@ def test_the_guard_flags_the_adapter_that_forgot_and_passes_the_healthy_one(
     config["data"].update(train=str(data["train"]), heldout=str(data["heldout"]))
     config["search_space"] = {
         "learning_rate": [HEALTHY_LR, FORGETTING_LR], "lora_r": [16], "lora_alpha": [32],
-        "num_epochs": [2], "sequence_len": [256], "gradient_accumulation_steps": [1],
+        "num_epochs": [1], "sequence_len": [256], "gradient_accumulation_steps": [1],
         "lora_target_modules": ["all-linear"],
     }  # fmt: skip
     config["search"].update(algorithm="grid", num_samples=2, max_concurrent=2)
