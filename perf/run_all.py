@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import math
 import sys
 from pathlib import Path
 from typing import Any
@@ -685,6 +686,13 @@ def _targets(tasks: dict[str, Any]) -> str:
     )
 
 
+def _base_line(base: dict[str, float]) -> str:
+    if math.isnan(base["hellaswag"]):
+        return "The reference scores were not measured in this run."
+    return (f"Base model: HellaSwag {base['hellaswag']:.4f}, TruthfulQA-MC2 "
+            f"{base['truthfulqa_mc2']:.4f} (chance: 0.25 and 0.4484).")  # fmt: skip
+
+
 def forgetting_section(r: dict[str, Any]) -> str:
     s = r["settings"]
     rows = "\n".join(
@@ -696,9 +704,13 @@ def forgetting_section(r: dict[str, Any]) -> str:
         f"{_num(t['proxy_truthfulqa_mc2'])} | {_num(t['ref_truthfulqa_mc2_full'])} |"
         for t in r["trials"]
     )
-    rho = "; ".join(f"{name}: **{value:.2f}**" for name, value in r["spearman"].items())
-    console = "\n".join(f"    {line}" for line in r["console"])
-    base = r["base_reference"]
+    rho = "; ".join(f"{name}: **{value:.2f}**" for name, value in r["spearman"].items()) or (
+        "not measured yet: this run's reference scoring did not finish in its session (the "
+        "script measures it; the target is rho >= 0.8)"
+    )
+    console = "\n".join(f"    {line}" for line in r["console"]) or "    (not kept in this run)"
+    base = r["base_reference"] or {"hellaswag": math.nan, "truthfulqa_mc2": math.nan}
+    sweep_s = f"{r['sweep_seconds']:.0f} s" if r.get("sweep_seconds") else "not recorded"
     return f"""## (j) Forgetting: the guard on a planted regression, and how well screening ranks
 
 `python perf/bench_forgetting.py --mirror ../shared/benchmarks`: a real sweep of the shipped
@@ -710,8 +722,7 @@ The screening tier: HellaSwag on 92 documents (a 15-point drop detected with 80%
 churn), the other tasks on 8 (nothing detectable, and said so); the finalist tier: up to 498
 documents a task, in looks. Then every adapter and the base were scored on TruthfulQA-MC2's full
 set (817) and on HellaSwag's 498-document finalist sample (its full set, 10,042 documents, would
-take hours an adapter here). Base model: HellaSwag {base["hellaswag"]:.4f}, TruthfulQA-MC2
-{base["truthfulqa_mc2"]:.4f} (chance: 0.25 and 0.4484).
+take hours an adapter here). {_base_line(base)}
 
 | trial | lr | held-out F1 | screening HellaSwag delta | finalist tier delta | guard | screen HellaSwag | HellaSwag 498 | screen TQA-MC2 | TQA-MC2 full |
 |---|---|---|---|---|---|---|---|---|---|
@@ -720,7 +731,7 @@ take hours an adapter here). Base model: HellaSwag {base["hellaswag"]:.4f}, Trut
 - Spearman's rho of the screening tier against the reference, over the completed adapters:
   {rho}.
 - Screening's share of trial wall time: {r["screen_share_of_trial_time"]:.1%} ({r["screen_seconds_total"]:.0f} s
-  of screening over the trials); the whole sweep took {r["sweep_seconds"]:.0f} s.
+  of screening over the trials); the whole sweep took {sweep_s}.
 - What the sweep said:
 
 {console}

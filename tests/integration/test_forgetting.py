@@ -24,7 +24,7 @@ from tests.conftest import REPO, slice_embedded_data
 
 pytestmark = pytest.mark.integration
 
-HEALTHY_LR, FORGETTING_LR = 3e-4, 3e-2  # perf/bench_forgetting.py, docs/perf.md (j)
+HEALTHY_LR, FORGETTING_LR = 1e-3, 3e-2  # perf/bench_forgetting.py, docs/perf.md (j)
 
 
 def mirror() -> Path:
