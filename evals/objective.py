@@ -21,7 +21,6 @@ __all__ = [
     "composite",
     "deltas",
     "guard_checks",
-    "guard_unresolved",
     "guard_violations",
     "primary_metric",
 ]  # fmt: skip
@@ -140,14 +139,6 @@ def guard_violations(
     """One line per guarded benchmark the trial regressed on beyond its margin."""
     checks = guard_checks(metrics, margins, alpha=alpha)
     return [c.line for c in checks if c.verdict == REGRESSED]
-
-
-def guard_unresolved(
-    metrics: Mapping[str, float], margins: Mapping[str, float], *, alpha: float = 0.05
-) -> list[str]:
-    """One line per guarded benchmark the trial could not be cleared on."""
-    checks = guard_checks(metrics, margins, alpha=alpha)
-    return [c.line for c in checks if c.verdict == UNRESOLVED]
 
 
 # chance: the score of a uniform guess, per task (on the benchmark mirror's documents: ARC's
