@@ -556,7 +556,7 @@ def _contexts_cache(
 ) -> tuple[Cache | None, torch.Tensor]:
     """The key/value cache of every context but its last token, one row per context, and its
     attention mask (0 over padding): see :func:`_run_contexts`."""
-    cache, mask, _ = _contexts_pass(lm, prefixes, contexts, whole=False)
+    cache, mask, _, _ = _contexts_pass(lm, prefixes, contexts, whole=False)
     return cache, mask
 
 
@@ -565,9 +565,8 @@ def _run_contexts(
 ) -> tuple[torch.Tensor | None, list[int]]:
     """The logits of every position of the whole contexts (right-padded), and where each
     context's last token sits in them."""
-    _, _, logits = _contexts_pass(lm, prefixes, contexts, whole=whole)
-    common = _common_prefix([c[:-1] for c in contexts])
-    return logits, [len(c) - len(common) - 1 for c in contexts]
+    _, _, logits, common = _contexts_pass(lm, prefixes, contexts, whole=whole)
+    return logits, [len(c) - common - 1 for c in contexts]
 
 
 def _common_prefix(sequences: list[list[int]]) -> list[int]:
@@ -579,12 +578,12 @@ def _common_prefix(sequences: list[list[int]]) -> list[int]:
 
 def _contexts_pass(
     lm: HFLM, prefixes: _PrefixCache, contexts: list[list[int]], *, whole: bool
-) -> tuple[Cache | None, torch.Tensor, torch.Tensor | None]:
+) -> tuple[Cache | None, torch.Tensor, torch.Tensor | None, int]:
     """One pass over the contexts: their common prefix from ``prefixes`` (it always leaves each
     at least its last token), then the rest of each, right-padded. ``whole``: up to each
     context's last token, with every position's logits; else up to the token before, with
     no logits (the cache is what the choices need). Returns the cache, its attention mask (0
-    over padding) and the logits."""
+    over padding), the logits and the common prefix's length."""
     import torch
 
     common = _common_prefix([c[:-1] for c in contexts])
@@ -595,7 +594,7 @@ def _contexts_pass(
     if past is not None:  # one row of the prefix per context
         past = _rows_of(past, torch.zeros(len(heads), dtype=torch.long, device=lm.device))
     if width == 0:
-        return past, prefix_mask, None
+        return past, prefix_mask, None, len(common)
     rest = [h[len(common) :] for h in heads]
     ids = torch.tensor([r + [0] * (width - len(r)) for r in rest], device=lm.device)
     rest_mask = torch.tensor([[1] * len(r) + [0] * (width - len(r)) for r in rest],
@@ -605,7 +604,9 @@ def _contexts_pass(
     out = lm.model(input_ids=ids, attention_mask=mask, past_key_values=past, use_cache=not whole,
                    position_ids=positions.expand(len(heads), -1),
                    **({} if whole else _head_kwargs(lm.model)))  # fmt: skip
-    return (None, mask, out.logits) if whole else (out.past_key_values, mask, None)
+    if whole:
+        return None, mask, out.logits, len(common)
+    return out.past_key_values, mask, None, len(common)
 
 
 def _rows_of(cache: Cache, rows: torch.Tensor) -> Cache:
