@@ -52,15 +52,17 @@ from evals.metric_keys import (
 )
 from evals.objective import composite, deltas, primary_metric
 from evals.paired import PairedComparison, compare_paired
-from evals.power import BINARY, PLANNING_CHURN, documents_needed, resolution_of
+from evals.power import BINARY, PLANNING_CHURN, documents_needed, look_alpha, resolution_of
 
 if TYPE_CHECKING:
-    from peft import PeftModel
+    import torch
     from transformers import PreTrainedModel, PreTrainedTokenizerBase
 
     from sweeps.config import BenchmarksConfig, Objective
 
     LoadModel = Callable[[], tuple[PreTrainedModel, PreTrainedTokenizerBase]]
+
+SCREENING_LOOKS = 2  # a guarded task's screening: half its documents, then the rest
 
 __all__ = [
     "COMPOSITE",
@@ -104,6 +106,9 @@ class BenchmarkPlan:
     dtype: str = "auto"  # what benchmarks are scored in (evals.benchmarks.scoring_dtype)
     # the finalists' documents, for tasks whose full set is larger than a finalist needs
     finalist_documents: dict[str, dict[str, list[int]]] = field(default_factory=dict)
+    # a guarded task's screening stops early once it rules out a drop this large (None: no looks)
+    screen_drop: float | None = None
+    set_sizes: dict[str, int] = field(default_factory=dict)  # task -> documents in its full set
 
     def documents(self, task: str, *, phase: str) -> dict[str, list[int]] | None:
         """The documents ``task`` is scored on in ``phase`` (None: its full set)."""
@@ -124,7 +129,7 @@ class BenchmarkPlan:
                 "finalists": self.finalists, "share_prefix": self.share_prefix,
                 "proxy_documents": self.proxy, "task_dirs": self.task_dirs,
                 "finalist_documents": self.finalist_documents,
-                "dtype": self.dtype}  # fmt: skip
+                "screen_drop": self.screen_drop, "dtype": self.dtype}  # fmt: skip
 
 
 def plan_benchmarks(
@@ -165,11 +170,12 @@ def plan_benchmarks(
         tasks=tasks, mirror=str(mirror) if mirror else None, cache=str(cache),
         num_fewshot=config.num_fewshot, batch_size=config.batch_size, proxy=proxy,
         finalist_documents=finalist,
+        set_sizes={t: sum(found[t].leaves.values()) for t in tasks},
         digests={t: found[t].digest for t in tasks}, metric_overrides=dict(config.metrics),
         weights={t: w for t, w in objective.benchmark_weights.items() if t in found},
         guard={t: m for t, m in objective.guard.items() if t in found},
         finalists=config.finalists if tasks else 0, skipped=skipped,
-        share_prefix=config.share_prefix, dtype=config.dtype,
+        share_prefix=config.share_prefix, dtype=config.dtype, screen_drop=config.screen_drop,
         task_dirs=narrow_index_dirs([found[t] for t in tasks], manager) if tasks else None,
     )  # fmt: skip
 
@@ -178,16 +184,17 @@ def screening_sizes(
     config: BenchmarksConfig, tasks: list[str], *, guarded: list[str]
 ) -> dict[str, int]:
     """Documents per task for each trial: ``proxy_sizes`` where named, else enough for a
-    guarded task to catch a ``screen_drop`` collapse (80% power, the planning churn), else
-    ``proxy_size``."""
-    screened = documents_needed(config.screen_drop, kind=BINARY, spread=PLANNING_CHURN)
+    guarded task to catch a ``screen_drop`` collapse (80% power, the planning churn, at the
+    alpha of each of its ``SCREENING_LOOKS`` looks: 108 for 15 points), else ``proxy_size``."""
+    alpha = look_alpha(SCREENING_LOOKS)
+    screened = documents_needed(config.screen_drop, kind=BINARY, spread=PLANNING_CHURN, alpha=alpha)
     return {task: config.proxy_sizes.get(task, screened if task in guarded
                                          else config.proxy_size) for task in tasks}  # fmt: skip
 
 
 # --------------------------------------------------------------------------- scoring
 def score_plan(
-    model: PreTrainedModel | PeftModel, tokenizer: PreTrainedTokenizerBase, plan: BenchmarkPlan, *,
+    model: torch.nn.Module, tokenizer: PreTrainedTokenizerBase, plan: BenchmarkPlan, *,
     phase: str, tasks: list[str] | None = None,
 ) -> tuple[BenchmarkScores, float]:  # fmt: skip
     """Score a loaded model on the plan's proxy documents or full sets; returns the seconds too
@@ -230,6 +237,14 @@ def score_key(plan: BenchmarkPlan, task: str, *, phase: str, model_id: str) -> s
            "share_prefix": plan.share_prefix, "dtype": [plan.dtype, cpu_has_bf16()],
            "lm_eval": version("lm_eval")}  # fmt: skip
     return hashlib.sha256(json.dumps(key, sort_keys=True).encode()).hexdigest()[:24]
+
+
+def uncached_tasks(plan: BenchmarkPlan, *, phase: str, model_id: str) -> list[str]:
+    """The plan's tasks whose base-model scores in ``phase`` are not in the cache yet."""
+    directory = Path(plan.cache) / "benchmark_scores"
+    return [task for task in plan.tasks
+            if not (directory / f"{score_key(plan, task, phase=phase, model_id=model_id)}.json"
+                    ).is_file()]  # fmt: skip
 
 
 def cached_base_scores(

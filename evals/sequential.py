@@ -1,18 +1,21 @@
-"""The finalist tier in looks: add documents only while they can still change the verdict.
+"""Benchmarks in looks: add documents only while they can still change the verdict.
 
-A finalist is scored on enough documents for a ``finalist_drop`` resolution (498 for 5 points),
-against the base model's scores on the same documents (scored once per machine and cached). The
-documents are taken in a fixed, seeded order, at a few pre-declared looks (``evals.power.
-look_sizes``: 100, 223, 498). After each look the paired interval of the delta, at confidence
-1 - alpha/looks (Bonferroni over the looks, so the repeated looks do not inflate the error),
-decides whether to go on:
+Two tiers use it, each against the base model's scores on the same documents (``plan.base_items``
+of the phase), with documents taken in a fixed, seeded order at a few pre-declared looks, and the
+paired interval of the delta after each look at confidence 1 - alpha/looks (Bonferroni over the
+looks, so the repeated looks do not inflate the error):
 
-- on a guarded task it stops once the interval lies wholly below minus the margin (regressed) or
-  wholly above it (cleared);
-- on any task it stops after the first look when the base model's score on all the documents is
-  within noise of chance: a regression cannot show there (ARC, MMLU and TruthfulQA-MC2 for
-  SmolLM2-135M);
-- otherwise it goes on to the last look.
+- **Screening** (each completed trial, a guarded task): two looks, half the screening documents
+  and then the rest; the screening size is what catches a ``screen_drop`` collapse at alpha/2
+  (108 documents for 15 points). It stops after the first look once the interval rules such a
+  collapse out (no collapse), or settles the guard's margin.
+- **Finalists** (after the sweep): up to ``finalist_drop``'s documents (498 for 5 points) at
+  ``evals.power.look_sizes`` (100, 223, 498).
+
+At any look a guarded task stops once the interval lies wholly below minus the margin
+(regressed) or wholly above it (cleared); any task stops after the first look when the base
+model's score on all the phase's documents is within noise of chance: a regression cannot show
+there (ARC, MMLU and TruthfulQA-MC2 for SmolLM2-135M). Otherwise it goes on to the last look.
 
 What is logged afterwards (``phase_metrics``) is the ordinary 95% interval and the resolution of
 the documents actually scored, so a stop is visible in ``documents``.
@@ -27,39 +30,68 @@ from collections import defaultdict
 from dataclasses import dataclass, replace
 from typing import TYPE_CHECKING
 
-from evals.benchmark_plan import BenchmarkPlan, item_scores, score_plan
-from evals.benchmarks import BenchmarkScores, EvalConfig, Sample
-from evals.metric_keys import FULL
-from evals.objective import chance_note, primary_metric
+from evals.benchmark_plan import SCREENING_LOOKS, BenchmarkPlan, item_scores, score_plan
+from evals.benchmarks import BenchmarkScores, EvalConfig, Sample, scored_in, scoring_dtype
+from evals.metric_keys import FULL, PROXY
+from evals.objective import chance_note
 from evals.paired import compare_paired
 from evals.power import look_alpha, look_sizes
 
 if TYPE_CHECKING:
-    from peft import PeftModel
-    from transformers import PreTrainedModel, PreTrainedTokenizerBase
+    import torch
+    from transformers import PreTrainedTokenizerBase
 
 FIRST_LOOK = 100
 LOOKS = 3
-REGRESSED, CLEARED, AT_CHANCE, ALL = "regressed", "cleared", "at chance", "all documents"
+REGRESSED, CLEARED, NO_COLLAPSE = "regressed", "cleared", "no collapse"
+AT_CHANCE, ALL = "at chance", "all documents"
+
+
+@dataclass(frozen=True)
+class Looks:
+    """Pre-declared looks at one task's documents in ``phase``; ``collapse``: stop too once the
+    interval rules out a drop this large (the screening tier's question)."""
+
+    phase: str
+    sizes: tuple[int, ...]
+    collapse: float | None = None
+
+    @property
+    def alpha(self) -> float:
+        return look_alpha(len(self.sizes))
+
+
+def finalist_looks(documents: int) -> Looks:
+    """100, 223, 498 for 498 documents (fewer looks when the set is small)."""
+    first = min(FIRST_LOOK, documents)
+    return Looks(FULL, tuple(look_sizes(documents, first=first, looks=LOOKS)))
+
+
+def screening_looks(documents: int, *, collapse: float) -> Looks:
+    """Half the screening documents, then the rest."""
+    if documents < SCREENING_LOOKS:
+        return Looks(PROXY, (documents,), collapse)
+    first = documents // SCREENING_LOOKS
+    return Looks(PROXY, tuple(look_sizes(documents, first=first, looks=SCREENING_LOOKS)), collapse)
 
 
 @dataclass(frozen=True)
 class Looked:
-    """How a task's finalist scoring ended: documents scored, looks taken, and why it stopped."""
+    """How a task's scoring in looks ended: documents scored, looks taken, and why it stopped."""
 
     task: str
     documents: int
     looks: int
-    stopped: str  # regressed | cleared | at chance | all documents
+    stopped: str  # regressed | cleared | no collapse | at chance | all documents
 
     def describe(self) -> str:
         return f"{self.task}: {self.documents} documents in {self.looks} look(s), {self.stopped}"
 
 
-def look_order(base: BenchmarkScores, task: str, *, seed: int) -> list[tuple[str, int]]:
-    """The base model's documents of ``task`` (leaf task, document id), in a seeded order."""
-    docs = [(leaf, int(row["doc_id"])) for leaf in base.members(task)
-            for row in base.samples.get(leaf, [])]  # fmt: skip
+def look_order(plan: BenchmarkPlan, task: str, *, phase: str, seed: int) -> list[tuple[str, int]]:
+    """The base model's documents of ``task`` in ``phase`` (leaf task, id), in a seeded order."""
+    keys = plan.base_items.get(phase, {}).get(task, {})
+    docs = sorted((leaf, int(doc_id)) for leaf, doc_id in (k.rsplit("/", 1) for k in keys))
     random.Random(f"{seed}:{task}:looks").shuffle(docs)
     return docs
 
@@ -92,35 +124,34 @@ def pooled(parts: list[BenchmarkScores], task: str) -> BenchmarkScores:
     groups = {task: leaves} if leaves != [task] else {}
     config: EvalConfig = {**parts[-1].config}
     config["documents"] = {leaf: len(r) for leaf, r in samples.items()}
+    config["seconds"] = {task: sum(p.config.get("seconds", {}).get(task, 0.0) for p in parts)}
     return BenchmarkScores(metrics={task: metrics}, samples=dict(samples), config=config,
                            groups=groups)  # fmt: skip
 
 
-def at_chance(base: BenchmarkScores, plan: BenchmarkPlan, task: str) -> str | None:
-    """The chance note for the base's score on all its finalist documents, if any."""
-    metrics = base.metrics.get(task, {})
-    if not metrics:
+def at_chance(plan: BenchmarkPlan, task: str, *, phase: str) -> str | None:
+    """The chance note for the base's score on all of ``task``'s documents in ``phase``."""
+    values = list(plan.base_items.get(phase, {}).get(task, {}).values())
+    if len(values) < 2:
         return None
-    name = primary_metric(task, metrics, plan.metric_overrides)
-    return chance_note(task, metrics.get(name), metrics.get(f"{name}_stderr"))
+    stderr = statistics.stdev(values) / math.sqrt(len(values))
+    return chance_note(task, statistics.fmean(values), stderr)
 
 
 def score_in_looks(
-    model: PreTrainedModel | PeftModel, tokenizer: PreTrainedTokenizerBase, plan: BenchmarkPlan,
-    *, task: str, base: BenchmarkScores, margin: float | None, seed: int = 0,
+    model: torch.nn.Module, tokenizer: PreTrainedTokenizerBase, plan: BenchmarkPlan,
+    *, task: str, looks: Looks, margin: float | None, seed: int = 0,
 ) -> tuple[BenchmarkScores, Looked]:  # fmt: skip
-    """A finalist's scores on ``task``, look by look, against ``plan``'s base items (FULL)."""
-    order = look_order(base, task, seed=seed)
-    sizes = look_sizes(len(order), first=min(FIRST_LOOK, len(order)), looks=LOOKS)
-    alpha = look_alpha(len(sizes))
-    chance = at_chance(base, plan, task)
+    """``task``'s scores, look by look, against ``plan``'s base items of ``looks.phase``."""
+    order = look_order(plan, task, phase=looks.phase, seed=seed)
+    chance = at_chance(plan, task, phase=looks.phase)
     parts: list[BenchmarkScores] = []
     done, stopped = 0, None
-    for size in sizes:
-        batch = replace(plan, finalist_documents={task: as_samples(order[done:size])})
-        parts.append(score_plan(model, tokenizer, batch, phase=FULL, tasks=[task])[0])
+    for size in looks.sizes:
+        batch = with_documents(plan, task, phase=looks.phase, docs=as_samples(order[done:size]))
+        parts.append(score_plan(model, tokenizer, batch, phase=looks.phase, tasks=[task])[0])
         done = size
-        stopped = _verdict(pooled(parts, task), plan, task=task, margin=margin, alpha=alpha)
+        stopped = _verdict(pooled(parts, task), plan, task=task, margin=margin, looks=looks)
         if stopped is None and chance is not None:
             stopped = AT_CHANCE
         if stopped is not None:
@@ -128,18 +159,55 @@ def score_in_looks(
     return pooled(parts, task), Looked(task, done, len(parts), stopped or ALL)
 
 
+def score_screening(
+    model: torch.nn.Module, tokenizer: PreTrainedTokenizerBase, plan: BenchmarkPlan
+) -> tuple[BenchmarkScores, list[Looked]]:
+    """A trial's screening tier: each guarded task in looks (``screening_looks``), the others
+    on their proxy documents; the model is cast for scoring once, for all of them."""
+    scores, looked = BenchmarkScores(metrics={}), list[Looked]()
+    with scored_in(model, scoring_dtype(model, plan.dtype)) as scored:
+        for task in plan.tasks:
+            margin = plan.guard.get(task)
+            if margin is None or plan.screen_drop is None:
+                scores = scores.merge(score_plan(scored, tokenizer, plan, phase=PROXY,
+                                                 tasks=[task])[0])  # fmt: skip
+                continue
+            documents = len(plan.base_items.get(PROXY, {}).get(task, {}))
+            looks = screening_looks(documents, collapse=plan.screen_drop)
+            part, how = score_in_looks(scored, tokenizer, plan, task=task, looks=looks,
+                                       margin=margin)  # fmt: skip
+            scores, looked = scores.merge(part), [*looked, how]
+    scores.config["tasks"], scores.config["phase"] = plan.tasks, PROXY
+    return scores, looked
+
+
+def with_documents(
+    plan: BenchmarkPlan, task: str, *, phase: str, docs: dict[str, list[int]]
+) -> BenchmarkPlan:
+    """The plan with ``task`` scored on ``docs`` in ``phase``."""
+    if phase == PROXY:
+        return replace(plan, proxy={**plan.proxy, task: docs})
+    return replace(plan, finalist_documents={**plan.finalist_documents, task: docs})
+
+
 def _verdict(
-    scores: BenchmarkScores, plan: BenchmarkPlan, *, task: str, margin: float | None, alpha: float
+    scores: BenchmarkScores, plan: BenchmarkPlan, *, task: str, margin: float | None, looks: Looks
 ) -> str | None:
-    """regressed / cleared once the look's interval settles the guard's margin; else None."""
+    """regressed / cleared once the look's interval settles the guard's margin, no collapse once
+    it rules out ``looks.collapse``; else None."""
     if margin is None:
         return None
-    ours, theirs = item_scores(scores, plan, task), plan.base_items.get(FULL, {}).get(task, {})
+    ours, theirs = (
+        item_scores(scores, plan, task),
+        plan.base_items.get(looks.phase, {}).get(task, {}),
+    )
     if not set(ours) & set(theirs):
         return None
-    paired = compare_paired(ours, theirs, confidence=1 - alpha, resamples=2000)
+    paired = compare_paired(ours, theirs, confidence=1 - looks.alpha, resamples=2000)
     if paired.ci_high < -margin:
         return REGRESSED
     if paired.ci_low > -margin:
         return CLEARED
+    if looks.collapse is not None and paired.ci_low > -looks.collapse:
+        return NO_COLLAPSE
     return None

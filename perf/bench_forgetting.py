@@ -15,13 +15,20 @@ second task can be ranked. Every completed adapter and the base model are then s
 
 Reported: each trial's guard verdict and its screening numbers, Spearman's rho between the
 screening tier and each reference over the adapters, and the screening's share of trial and
-sweep time.
+sweep time (as run, and as the shipped config would pay it: TruthfulQA-MC2 on its 8 proxy
+documents, estimated from its measured seconds per document).
+
+``--reuse PREVIOUS.json`` takes the references of an earlier run of this bench for the trials
+whose adapter is the same: the same learning rate and the same held-out loss to 12 significant
+digits (training is seeded and deterministic on CPU; scoring does not touch it). The rest are
+scored afresh; each row says which.
 """
 
 from __future__ import annotations
 
 import argparse
 import io
+import json
 import sys
 import tempfile
 import time
@@ -60,7 +67,21 @@ def sweep_config(args: argparse.Namespace, tmp: Path) -> dict[str, Any]:
     return dict(raw)
 
 
-def reference_scores(state: Any, spec: Any, plan: Any) -> dict[str, dict[str, float]]:
+def reusable(previous: dict[str, Any], record: Any) -> dict[str, float] | None:
+    """An earlier run's references for ``record``'s adapter, if it is the same adapter."""
+    loss = record.metrics.get("heldout/loss")
+    for row in previous.get("trials", []):
+        same_lr = row.get("learning_rate") == record.params.get("learning_rate")
+        old = row.get("heldout_loss")
+        if same_lr and old is not None and loss is not None and f"{old:.12g}" == f"{loss:.12g}":
+            return {"hellaswag": row["ref_hellaswag_498"],
+                    "truthfulqa_mc2": row["ref_truthfulqa_mc2_full"]}  # fmt: skip
+    return None
+
+
+def reference_scores(
+    state: Any, spec: Any, plan: Any, previous: dict[str, Any]
+) -> dict[str, dict[str, float]]:
     """Base and every completed adapter: TruthfulQA-MC2's full set, HellaSwag's 498."""
     from peft import PeftModel
 
@@ -72,12 +93,16 @@ def reference_scores(state: Any, spec: Any, plan: Any) -> dict[str, dict[str, fl
         "hellaswag": replace(plan, tasks=["hellaswag"]),
     }
     model, tokenizer = BaseModel(spec)()
-    out: dict[str, dict[str, float]] = {"base": {}}
+    out: dict[str, dict[str, float]] = {"base": dict(previous.get("base_reference", {}))}
     for task, task_plan in sets.items():
-        out["base"][task] = primary_scores(score_plan(model, tokenizer, task_plan, phase=FULL)[0],
-                                           task_plan)[task]  # fmt: skip
+        if task not in out["base"]:  # the base model is the same model whichever run scored it
+            out["base"][task] = primary_scores(
+                score_plan(model, tokenizer, task_plan, phase=FULL)[0], task_plan)[task]  # fmt: skip
     for record in state.trials.values():
         if record.status != "completed" or not record.adapter_path:
+            continue
+        if (again := reusable(previous, record)) is not None:
+            out[record.trial_id] = {**again, "reused": 1.0}
             continue
         tuned = PeftModel.from_pretrained(model, record.adapter_path).eval()
         out[record.trial_id] = {
@@ -97,8 +122,10 @@ def trial_rows(state: Any, walls: dict[str, float]) -> list[dict[str, Any]]:
         rows.append({
             "trial": record.trial_id, "status": record.status,
             "learning_rate": record.params.get("learning_rate"),
-            "heldout": m.get("heldout/field_f1"), "wall_s": walls.get(record.trial_id),
-            "screen_s": m.get("bench/proxy/seconds"),
+            "heldout": m.get("heldout/field_f1"), "heldout_loss": m.get("heldout/loss"),
+            "wall_s": walls.get(record.trial_id), "screen_s": m.get("bench/proxy/seconds"),
+            **{f"screen_{task}_s": m.get(f"bench/proxy/{task}/seconds")
+               for task in ("arc_challenge", "hellaswag", "mmlu", "truthfulqa_mc2")},
             "guard": verdict if record.status == "completed" else None,
             "guard_reason": "; ".join(record.guard or record.guard_open),
             "finalist": record.finalist,
@@ -119,7 +146,9 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     parser.add_argument("--finalists", type=int, default=1)
     parser.add_argument("--epochs", type=int, default=1)
     parser.add_argument("--out", type=Path)
+    parser.add_argument("--reuse", type=Path, help="an earlier run's result JSON (see above)")
     args = parser.parse_args(argv)
+    previous = json.loads(args.reuse.read_text()) if args.reuse else {}
 
     import pandas as pd
     from rich.console import Console
@@ -139,21 +168,24 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         config, _, config_dir = coerce_config(config_from_dict(raw))
         plan = preflight(config, config_path=None, config_dir=config_dir, progress=lambda _: None)
         started = time.perf_counter()
-        reference = reference_scores(state, plan.spec, plan.spec.benchmarks)
+        reference = reference_scores(state, plan.spec, plan.spec.benchmarks, previous)
         reference_seconds = time.perf_counter() - started
     rows = trial_rows(state, walls)
     for row in rows:
         ref = reference.get(row["trial"], {})
         row["ref_hellaswag_498"] = ref.get("hellaswag")
         row["ref_truthfulqa_mc2_full"] = ref.get("truthfulqa_mc2")
+        row["reference"] = "reused" if ref.get("reused") else "scored"
     done = pd.DataFrame([r for r in rows if r["status"] == "completed"])
+    hs = "/".join(str(int(n)) for n in sorted(set(done["proxy_hellaswag_documents"])))
     rho = {
-        "hellaswag (screening 92 vs 498)": float(
+        f"hellaswag (screening {hs} vs 498)": float(
             done["proxy_hellaswag"].corr(done["ref_hellaswag_498"], method="spearman")),
-        "truthfulqa_mc2 (screening 92 vs full 817)": float(
+        f"truthfulqa_mc2 (screening {args.screen_tqa} vs full 817)": float(
             done["proxy_truthfulqa_mc2"].corr(done["ref_truthfulqa_mc2_full"], method="spearman")),
     }  # fmt: skip
     screen = float(done["screen_s"].sum())
+    extra = float((done["screen_truthfulqa_mc2_s"] * (1 - 8 / args.screen_tqa)).sum())
     result = {
         "settings": {"lrs": list(args.lrs), "screen_tqa": args.screen_tqa,
                      "finalists": args.finalists, "guard": raw["objective"].get("guard"),
@@ -163,6 +195,8 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         "base_reference": reference["base"], "trials": rows, "spearman": rho,
         "screen_share_of_trial_time": screen / float(done["wall_s"].sum()),
         "screen_seconds_total": screen,
+        "screen_share_shipped_estimate": (screen - extra) / float(done["wall_s"].sum() - extra),
+        "hellaswag_screen_documents": {r["trial"]: r["proxy_hellaswag_documents"] for r in rows},
         "console": [line for line in console.getvalue().splitlines()
                     if line.startswith(("Guard", "Finalist", "Scoring"))],
     }  # fmt: skip

@@ -21,10 +21,10 @@ from evals.benchmark_plan import (
     primary_scores,
     write_samples,
 )
-from evals.benchmarks import BenchmarkScores
+from evals.benchmarks import BenchmarkScores, scored_in, scoring_dtype
 from evals.metric_keys import BASE, COMPOSITE_FULL, FULL, PROXY, bench_metrics, with_group
 from evals.objective import REGRESSED, UNRESOLVED, guard_checks
-from evals.sequential import Looked, score_in_looks
+from evals.sequential import Looked, finalist_looks, score_in_looks
 from sweeps.console import Say
 from trainers.spec import TrialSpec
 
@@ -148,10 +148,12 @@ def score_finalists(
         tuned = PeftModel.from_pretrained(model, record.adapter_path).eval()
         started, scores = time.perf_counter(), BenchmarkScores(metrics={})
         looked: list[Looked] = []
-        for task in plan.tasks:
-            part, how = score_in_looks(tuned, tokenizer, plan, task=task, base=base,
-                                       margin=plan.guard.get(task))  # fmt: skip
-            scores, looked = scores.merge(part), [*looked, how]
+        with scored_in(tuned, scoring_dtype(tuned, plan.dtype)) as scored:  # cast once
+            for task in plan.tasks:
+                looks = finalist_looks(len(plan.base_items[FULL].get(task, {})))
+                part, how = score_in_looks(scored, tokenizer, plan, task=task, looks=looks,
+                                           margin=plan.guard.get(task))  # fmt: skip
+                scores, looked = scores.merge(part), [*looked, how]
         model = tuned.unload()  # the base again, for the next finalist
         seconds = time.perf_counter() - started
         full = record_full_scores(state, tracker, record, scores, plan=plan, seconds=seconds)

@@ -624,8 +624,9 @@ class BenchmarksConfig(_Strict):
         gt=0,
         le=1,
         description="A guarded task (objective.guard) is screened on each trial with enough "
-        "documents to catch a drop this large (80% power, alpha 0.05, paired McNemar; 0.15: 92 "
-        "documents), unless proxy_sizes names it.",
+        "documents to catch a drop this large (80% power, paired McNemar, alpha 0.05 over two "
+        "looks; 0.15: 108 documents), unless proxy_sizes names it. It stops after the first half "
+        "once a drop this large is ruled out.",
     )
     finalist_drop: float = Field(
         0.05,

@@ -43,8 +43,32 @@ def dry_run(
         plan.config, timing, num_samples=plan.num_samples,
         token_lengths=list(plan.train_token_lengths), cpus=cpus or available_cpus(),
         gpus=num_gpus or visible_gpus(), base_cached=base_scores_cached(plan),
+        driver_documents=driver_benchmark_documents(plan),
     )  # fmt: skip
     return DryRun(plan, timing, estimate)
+
+
+def driver_benchmark_documents(plan: LaunchPlan) -> int:
+    """The most benchmark documents the driver scores outside the trials: each finalist's, and
+    the base model's screening and finalist documents where they are not cached yet."""
+    bench = plan.spec.benchmarks
+    if bench is None or not bench.tasks:
+        return 0
+    from evals.benchmark_plan import FULL, PROXY, uncached_tasks
+    from evals.power import BINARY, PLANNING_CHURN, documents_needed
+    from trainers.models import model_identity
+
+    most = documents_needed(plan.config.benchmarks.finalist_drop, kind=BINARY,
+                            spread=PLANNING_CHURN)  # fmt: skip
+    final = {task: sum(len(ids) for ids in bench.finalist_documents[task].values())
+             if task in bench.finalist_documents else bench.set_sizes.get(task, most)
+             for task in bench.tasks}  # fmt: skip
+    proxy = {task: sum(len(ids) for ids in bench.proxy[task].values()) for task in bench.tasks}
+    model = model_identity(Path(plan.spec.model_path))
+    base = sum(proxy[t] for t in uncached_tasks(bench, phase=PROXY, model_id=model))
+    if bench.finalists:
+        base += sum(final[t] for t in uncached_tasks(bench, phase=FULL, model_id=model))
+    return bench.finalists * sum(final.values()) + base
 
 
 def timed_trial(plan: LaunchPlan, *, say: Any) -> Any:

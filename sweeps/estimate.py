@@ -6,8 +6,10 @@ sweep by simulating it many times (seeded): each trial draws its epochs and sequ
 space (a step costs what its tokens cost at that length), ASHA's early stops (the first trial to
 reach a rung always goes on; later ones go on with probability 1/reduction_factor, as for
 exchangeable trials), and the trials are packed ``concurrency`` at a time, first free slot first.
-The mean of the simulated sweeps, plus the base model's one held-out scoring (unless cached) and
-the driver's own start and end, is the estimate.
+The mean of the simulated sweeps, plus the base model's one held-out scoring (unless cached),
+the benchmarks the driver scores outside the trials (the finalist tier and the base model's
+uncached scores, at the timed trial's seconds per benchmark document: an upper bound, since
+looks often stop early), and the driver's own start and end, is the estimate.
 """
 
 from __future__ import annotations
@@ -41,16 +43,24 @@ class SweepEstimate:
     wall_seconds: float
     device_hours: float
     base_seconds: float  # the base model's held-out scoring (0 when cached)
+    driver_documents: int = 0  # benchmark documents scored outside the trials (at most)
+    driver_seconds: float = 0.0  # what they cost, at the trials' seconds per document
 
     def lines(self) -> list[str]:
-        return [
+        lines = [
             f"trials: {self.trials}, {self.concurrency} at a time; rungs: up to {self.max_rungs} "
             f"per trial, {self.expected_rungs:.1f} expected after early stopping",
             f"tokens per trial: about {self.tokens_per_trial:,.0f} trained",
             f"a full trial: about {_duration(self.trial_seconds)}",
-            f"estimated wall time: {_duration(self.wall_seconds)} "
-            f"({self.device_hours:.2f} device-hours)",
         ]
+        if self.driver_documents:
+            lines.append(
+                f"benchmarks after the trials (finalists, and the base model's uncached scores): "
+                f"up to {self.driver_documents:,} documents, about {_duration(self.driver_seconds)}"
+                " (looks often stop sooner)"
+            )
+        return [*lines, f"estimated wall time: {_duration(self.wall_seconds)} "
+                        f"({self.device_hours:.2f} device-hours)"]  # fmt: skip
 
 
 def _duration(seconds: float) -> str:
@@ -107,11 +117,13 @@ def expected_rungs(rungs: int, milestones: list[int], factor: float, *, first: b
 
 def estimate_sweep(
     config: SweepConfig, timing: TrialTiming, *, num_samples: int, token_lengths: list[int],
-    cpus: int, gpus: int = 0, base_cached: bool = False, simulations: int = 400,
+    cpus: int, gpus: int = 0, base_cached: bool = False, driver_documents: int = 0,
+    simulations: int = 400,
 ) -> SweepEstimate:  # fmt: skip
     """The sweep's expected wall time and device-hours from one timed trial (``timing``):
     the mean over seeded simulations of the sweep, each drawing every trial's epochs and
-    sequence_len from the space and ASHA's stops, then packing the trials on the slots."""
+    sequence_len from the space and ASHA's stops, then packing the trials on the slots;
+    ``driver_documents``: the benchmark documents the driver scores outside the trials."""
     slots = concurrency(config, cpus=cpus, gpus=gpus)
     trials = TrialModel.of(config, timing, token_lengths)
     rng = random.Random(0)
@@ -124,12 +136,17 @@ def estimate_sweep(
     rungs = [trials.expected_rungs(first=index == 0) for index in range(num_samples)]
     base = 0.0 if base_cached else timing.worker_start + timing.setup + timing.rung
     devices = config.resources.gpu if config.resources.gpu > 0 and gpus else config.resources.cpu
+    per_document = (
+        timing.benchmark / timing.benchmark_documents if timing.benchmark_documents else 0
+    )
+    driver = driver_documents * per_document
     return SweepEstimate(
         trials=num_samples, concurrency=slots, max_rungs=trials.max_rungs,
         expected_rungs=statistics.mean(rungs), tokens_per_trial=statistics.mean(tokens),
         trial_seconds=trials.full_trial_seconds(),
-        wall_seconds=base + RAY_START_SECONDS + statistics.mean(walls) + DRIVER_END_SECONDS,
+        wall_seconds=base + RAY_START_SECONDS + statistics.mean(walls) + driver + DRIVER_END_SECONDS,
         device_hours=statistics.mean(device) * devices / 3600, base_seconds=base,
+        driver_documents=driver_documents if per_document else 0, driver_seconds=driver,
     )  # fmt: skip
 
 

@@ -232,7 +232,8 @@ def _estimate(done: DryRun, epochs: tuple[int, int], trials: int) -> SweepEstima
     return estimate_sweep(config.model_copy(update={"search_space": space}), done.timing,
                           num_samples=trials, token_lengths=list(done.plan.train_token_lengths),
                           cpus=available_cpus(), gpus=visible_gpus(),
-                          base_cached=done.estimate.base_seconds == 0)  # fmt: skip
+                          base_cached=done.estimate.base_seconds == 0,
+                          driver_documents=done.estimate.driver_documents)  # fmt: skip
 
 
 def _wall(estimate: SweepEstimate) -> str:

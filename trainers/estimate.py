@@ -40,6 +40,7 @@ class TrialTiming:
     steps_per_epoch: int
     rungs_per_epoch: int
     benchmark: float = 0.0  # the proxy benchmarks a trial scores at its last rung (0: none)
+    benchmark_documents: int = 0  # the documents those seconds scored
 
 
 def time_trial(spec: TrialSpec, hparams: dict[str, float | str], *, steps: int = 4) -> TrialTiming:
@@ -72,30 +73,33 @@ def time_trial(spec: TrialSpec, hparams: dict[str, float | str], *, steps: int =
         with tempfile.TemporaryDirectory(prefix="lora-sweep-estimate-") as scratch:
             seal_checkpoint(save_checkpoint(recipe, Path(scratch) / "checkpoint", scores))
         rung = time.perf_counter() - began
-        benchmark = _time_benchmarks(recipe)
+        benchmark, documents = _time_benchmarks(recipe)
         rungs_per_epoch = len([s for s in recipe.rung_steps if s <= recipe.steps_per_epoch])
         return TrialTiming(
             sequence_len=int(hparams["sequence_len"]), worker_start=worker_start,
             setup=setup_seconds + durations[0] - step, step=step,
             tokens_per_step=statistics.mean(tokens), rung=rung, steps_timed=len(durations),
             train_rows=len(recipe.train_set), steps_per_epoch=recipe.steps_per_epoch,
-            rungs_per_epoch=rungs_per_epoch, benchmark=benchmark,
+            rungs_per_epoch=rungs_per_epoch, benchmark=benchmark, benchmark_documents=documents,
         )  # fmt: skip
     finally:
         cleanup(recipe)
 
 
-def _time_benchmarks(recipe: Recipe) -> float:
-    """The proxy benchmarks a completed trial scores at its last rung, on the trained model."""
+def _time_benchmarks(recipe: Recipe) -> tuple[float, int]:
+    """The proxy benchmarks a completed trial scores at its last rung, on the trained model: all
+    its screening documents (an upper bound: a guarded task's looks may stop at half of them).
+    Returns the seconds and the documents."""
     plan = recipe.spec.benchmarks
     if plan is None or not plan.tasks:
-        return 0.0
+        return 0.0, 0
     from evals.benchmark_plan import PROXY, score_plan
 
     began = time.perf_counter()
     recipe.model.eval()
     score_plan(recipe.model, recipe.tokenizer, plan, phase=PROXY)
-    return time.perf_counter() - began
+    documents = sum(len(ids) for task in plan.tasks for ids in plan.proxy[task].values())
+    return time.perf_counter() - began, documents
 
 
 def _time_worker_imports() -> float:

@@ -521,14 +521,15 @@ def benchmark_rung(
     the last rung no benchmark has been scored, so it equals the held-out metric there.
     """
     started = time.perf_counter()  # the seconds logged include importing lm-eval, its index
-    from evals.benchmark_plan import phase_metrics, score_plan, write_samples
+    from evals.benchmark_plan import phase_metrics, write_samples
     from evals.metric_keys import COMPOSITE, PROXY
+    from evals.sequential import score_screening
 
     heldout = metrics.get(plan.heldout_metric)
     if not metrics[keys.FINAL_RUNG] or not plan.tasks:  # every task skipped: nothing to score
         return {COMPOSITE: heldout} if plan.weights and heldout is not None else {}
     recipe.model.eval()
-    scores, _ = score_plan(recipe.model, recipe.tokenizer, plan, phase=PROXY)
+    scores, _ = score_screening(recipe.model, recipe.tokenizer, plan)  # guarded tasks in looks
     write_samples(scores, checkpoint / "benchmarks" / PROXY)
     seconds = time.perf_counter() - started
     return phase_metrics(scores, plan, phase=PROXY, heldout=heldout, seconds=seconds)

@@ -82,5 +82,8 @@ def test_a_guarded_task_is_screened_on_enough_documents_to_catch_a_collapse() ->
     sizes = screening_sizes(config, config.tasks, guarded=["hellaswag", "mmlu"])
     assert sizes["mmlu"] == 20 and sizes["arc_challenge"] == 8
     assert detectable_drop(sizes["hellaswag"], kind=BINARY, spread=PLANNING_CHURN) <= 0.15
+    # at the alpha of each of the two screening looks too
+    assert detectable_drop(sizes["hellaswag"], kind=BINARY, spread=PLANNING_CHURN,
+                           alpha=0.025) <= 0.15  # fmt: skip
     assert detectable_drop(8, kind=BINARY, spread=PLANNING_CHURN) == float("inf")
     assert 60 < sizes["hellaswag"] < 200

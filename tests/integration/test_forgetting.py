@@ -6,7 +6,7 @@ Two trials on the embedded notes-to-JSON task differ only in the learning rate: 
 and one high enough to damage what SmolLM2-135M knows. HellaSwag is where this model has
 something to lose (about 0.40 acc_norm against 0.25 by chance; ARC, MMLU and TruthfulQA-MC2 sit
 at chance), so it is the guarded task, with the shipped margin of 5 points. The guard's verdicts
-rest on the screening tier (92 documents, enough to catch a 15-point collapse) and the finalist
+rest on the screening tier (54 or 108 documents, enough to catch a 15-point collapse) and the finalist
 tier (up to 498, a 5-point resolution): on the 8 documents the guard once decided on, the
 healthy adapter could never be called clean (8 documents detect nothing), and a collapse would
 almost never be significant.
@@ -68,8 +68,8 @@ def test_the_guard_flags_the_adapter_that_forgot_and_passes_the_healthy_one(
     assert forgot.guard and forgot.guard[0].startswith("hellaswag: -")
     documents = max(forgot.metrics.get(f"bench/{phase}/hellaswag/documents", 0)
                     for phase in ("proxy", "full"))  # fmt: skip
-    assert documents >= 92
+    assert documents >= 54  # the first screening look
     # the healthy one: cleared, which needs documents that could show a 5-point drop
     assert healthy.guard == [] and healthy.guard_open == [], healthy.guard_open
-    assert healthy.metrics["bench/full/hellaswag/documents"] > 92
+    assert healthy.metrics["bench/full/hellaswag/documents"] >= 100  # the first finalist look
     assert state.best_trial() is healthy

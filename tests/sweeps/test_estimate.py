@@ -57,6 +57,26 @@ def test_estimate_scales_with_trials_tokens_and_concurrency() -> None:
     assert one.wall_seconds - cached.wall_seconds == pytest.approx(5 + 3 + 10)
 
 
+def test_the_benchmarks_after_the_trials_cost_what_the_trials_screening_costs_a_document() -> None:
+    from dataclasses import replace
+
+    lengths = [100] * 50 + [300] * 50
+    timing = replace(Timing(), benchmark=30.0, benchmark_documents=120)  # 0.25 s a document
+    alone = estimate_sweep(config(), timing, num_samples=6, token_lengths=lengths, cpus=2)
+    after = estimate_sweep(config(), timing, num_samples=6, token_lengths=lengths, cpus=2,
+                           driver_documents=2000)  # fmt: skip
+    assert after.wall_seconds - alone.wall_seconds == pytest.approx(500)
+    assert after.driver_documents == 2000 and after.driver_seconds == pytest.approx(500)
+    assert any("up to 2,000 documents, about 8 min" in line for line in after.lines())
+    assert after.lines()[-1].startswith("estimated wall time: ")
+    assert not any("after the trials" in line for line in alone.lines())
+    # nothing timed (no benchmarks in the trial): nothing claimed for the driver either
+    none = estimate_sweep(config(), Timing(), num_samples=6, token_lengths=lengths, cpus=2,
+                          driver_documents=2000)  # fmt: skip
+    plain = estimate_sweep(config(), Timing(), num_samples=6, token_lengths=lengths, cpus=2)
+    assert none.driver_documents == 0 and none.wall_seconds == plain.wall_seconds
+
+
 @pytest.mark.parametrize(("text", "seconds"), [("30m", 1800), ("2h", 7200), ("1h30m", 5400),
                                                 ("90s", 90), ("0.5h", 1800)])  # fmt: skip
 def test_budgets(text: str, seconds: float) -> None:
