@@ -325,9 +325,14 @@ def phase_metrics(
     scores: BenchmarkScores, plan: BenchmarkPlan, *, phase: str, heldout: float | None,
     seconds: float,
 ) -> dict[str, float]:  # fmt: skip
-    """``bench/<phase>/<task>/<metric>``, each task's ``delta`` vs the base, and the composite."""
+    """``bench/<phase>/<task>/<metric>``, each task's ``delta`` vs the base, and the composite.
+
+    A delta is against the base model on the same documents: where a task was scored on part
+    of the base's documents (its looks stopped early), the paired mean difference on those."""
     primary = primary_scores(scores, plan)
     task_deltas = deltas(primary, plan.base.get(phase, {}))
+    paired = paired_deltas(scores, plan, phase=phase)
+    task_deltas.update({task: comparison.delta for task, comparison in paired.items()})
     shown = scores
     if phase == PROXY or plan.finalist_documents:  # per-subject scores of a subset are noise
         keep = [*plan.tasks, *scores.groups]
@@ -336,13 +341,13 @@ def phase_metrics(
     per_task = scores.config.get("seconds", {})
     metrics.update({bench_name(phase, task, SECONDS): t for task, t in per_task.items()})
     metrics.update({bench_name(phase, task, DELTA): d for task, d in task_deltas.items()})
-    for task, paired in paired_deltas(scores, plan, phase=phase).items():
-        metrics[bench_name(phase, task, DELTA_CI_LOW)] = paired.ci_low
-        metrics[bench_name(phase, task, DELTA_CI_HIGH)] = paired.ci_high
-        if paired.p_value is not None:  # 0/1 scores: McNemar's exact test
-            metrics[bench_name(phase, task, DELTA_P_VALUE)] = paired.p_value
-        metrics[bench_name(phase, task, DOCUMENTS)] = float(paired.n)
-        detectable = resolution_of(paired).detectable
+    for task, comparison in paired.items():
+        metrics[bench_name(phase, task, DELTA_CI_LOW)] = comparison.ci_low
+        metrics[bench_name(phase, task, DELTA_CI_HIGH)] = comparison.ci_high
+        if comparison.p_value is not None:  # 0/1 scores: McNemar's exact test
+            metrics[bench_name(phase, task, DELTA_P_VALUE)] = comparison.p_value
+        metrics[bench_name(phase, task, DOCUMENTS)] = float(comparison.n)
+        detectable = resolution_of(comparison).detectable
         if math.isfinite(detectable):  # absent: these documents cannot show a regression
             metrics[bench_name(phase, task, DETECTABLE_DROP)] = detectable
     if phase == PROXY and task_deltas:

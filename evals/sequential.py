@@ -168,11 +168,11 @@ def score_screening(
     with scored_in(model, scoring_dtype(model, plan.dtype)) as scored:
         for task in plan.tasks:
             margin = plan.guard.get(task)
-            if margin is None or plan.screen_drop is None:
+            documents = len(plan.base_items.get(PROXY, {}).get(task, {}))
+            if margin is None or plan.screen_drop is None or not documents:  # no base to pair with
                 scores = scores.merge(score_plan(scored, tokenizer, plan, phase=PROXY,
                                                  tasks=[task])[0])  # fmt: skip
                 continue
-            documents = len(plan.base_items.get(PROXY, {}).get(task, {}))
             looks = screening_looks(documents, collapse=plan.screen_drop)
             part, how = score_in_looks(scored, tokenizer, plan, task=task, looks=looks,
                                        margin=margin)  # fmt: skip

@@ -711,6 +711,15 @@ def forgetting_section(r: dict[str, Any]) -> str:
     console = "\n".join(f"    {line}" for line in r["console"]) or "    (not kept in this run)"
     base = r["base_reference"] or {"hellaswag": math.nan, "truthfulqa_mc2": math.nan}
     sweep_s = f"{r['sweep_seconds']:.0f} s" if r.get("sweep_seconds") else "not recorded"
+    reused = sum(t.get("reference") == "reused" for t in r["trials"])
+    reuse = (f" The references of {reused} adapter(s) were reused from the previous run of this "
+             "bench (`--reuse`): the same learning rate and the same held-out loss to 12 "
+             "significant digits, so the same adapter; the rest were scored in this run."
+             if reused else "")  # fmt: skip
+    shipped = r.get("screen_share_shipped_estimate")
+    shipped_line = (f"; as the shipped config pays it (TruthfulQA-MC2 on its 8 proxy documents, "
+                    f"from its measured seconds per document): **{shipped:.1%}**"
+                    if shipped is not None else "")  # fmt: skip
     return f"""## (j) Forgetting: the guard on a planted regression, and how well screening ranks
 
 `python perf/bench_forgetting.py --mirror ../shared/benchmarks`: a real sweep of the shipped
@@ -718,11 +727,13 @@ def forgetting_section(r: dict[str, Any]) -> str:
 learning rate on a grid from healthy to destructive ({", ".join(f"{x:g}" for x in s["lrs"])}; rank
 16, all linear layers, batch 4, {s.get("epochs", 2)} epoch(s), no early stopping) and TruthfulQA-MC2 screened on
 {s["screen_tqa"]} documents as well, so that a second task can be ranked. `finalists: {s["finalists"]}`.
-The screening tier: HellaSwag on 92 documents (a 15-point drop detected with 80% power at a 10%
-churn), the other tasks on 8 (nothing detectable, and said so); the finalist tier: up to 498
-documents a task, in looks. Then every adapter and the base were scored on TruthfulQA-MC2's full
-set (817) and on HellaSwag's 498-document finalist sample (its full set, 10,042 documents, would
-take hours an adapter here). {_base_line(base)}
+The screening tier: HellaSwag, the guarded task, on up to 108 documents in two looks (54, then
+108, each at alpha 0.025: together a 15-point drop detected with 80% power at a 10% churn;
+it stops at 54 once the interval rules out a 15-point drop or settles the margin); the other
+tasks on 8 (nothing detectable, and said so). The finalist tier: up to 498 documents a task (a
+5-point drop at 80% power), in looks of 100, 223 and 498. Then every adapter and the base were
+scored on TruthfulQA-MC2's full set (817) and on HellaSwag's 498-document finalist sample (its
+full set, 10,042 documents, would take hours an adapter here).{reuse} {_base_line(base)}
 
 | trial | lr | held-out F1 | screening HellaSwag delta | finalist tier delta | guard | screen HellaSwag | HellaSwag 498 | screen TQA-MC2 | TQA-MC2 full |
 |---|---|---|---|---|---|---|---|---|---|
@@ -730,8 +741,8 @@ take hours an adapter here). {_base_line(base)}
 
 - Spearman's rho of the screening tier against the reference, over the completed adapters:
   {rho}.
-- Screening's share of trial wall time: {r["screen_share_of_trial_time"]:.1%} ({r["screen_seconds_total"]:.0f} s
-  of screening over the trials); the whole sweep took {sweep_s}.
+- Screening's share of trial wall time: {r["screen_share_of_trial_time"]:.1%} as run ({r["screen_seconds_total"]:.0f} s
+  of screening over the trials){shipped_line}; the whole sweep took {sweep_s}.
 - What the sweep said:
 
 {console}

@@ -33,6 +33,7 @@ if TYPE_CHECKING:
 os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")
 
 MAX_PARAM_LENGTH = 6000
+EXACT_PARAMS = "params_exact.json"  # a run's float params as sampled (the UI shows 3 digits)
 # MLflow has no "pruned" status, and KILLED reads as a failure: a trial the scheduler stopped
 # early ran as planned, so its run is FINISHED, its ``status`` tag says ``pruned`` (a column of
 # the sweep's view) and its description says why.
@@ -279,6 +280,11 @@ class SweepTracker:
         run = self.client.create_run(self.experiment_id, run_name=name, tags=tags)
         run_id = str(run.info.run_id)
         self._log_params(run_id, params)
+        exact = {key: value for key, value in params.items()
+                 if isinstance(value, float) and _param_text(value) != repr(value)
+                 and not is_secret(key, value)}  # fmt: skip
+        if exact:  # the UI shows 3 significant digits; the values as sampled are kept here
+            artifacts = {**artifacts, EXACT_PARAMS: json.dumps(exact, indent=2)}
         for filename, text in artifacts.items():
             self.client.log_text(run_id, text, checked_artifact_path(filename))
         return run_id
@@ -320,6 +326,10 @@ def _cell(value: object) -> object:
 
 
 def _param_text(value: object) -> str:
+    """A param as a person writes it: a float to 3 significant digits (``7.65e-05``, ``32``;
+    the exact values go in ``EXACT_PARAMS``), a list or mapping as JSON."""
+    if isinstance(value, float):
+        return f"{value:.3g}"
     text = json.dumps(value) if isinstance(value, (list, dict)) else str(value)
     return text[:MAX_PARAM_LENGTH]
 
@@ -362,6 +372,14 @@ class ModelRegistry:
             return _version_info(self.client.get_model_version(name, version))
         except MlflowException:
             return None
+
+    def holding_alias(self, run_id: str, alias: str) -> VersionInfo | None:
+        """The version ``alias`` points at whose run is ``run_id`` (in any registered model)."""
+        for name in self.models_with_alias(alias):
+            found = self.by_alias(name, alias)
+            if found is not None and found["run_id"] == run_id:
+                return found
+        return None
 
     def models_with_alias(self, alias: str) -> list[str]:
         """Names of the registered models that have ``alias``."""

@@ -22,7 +22,17 @@ from evals.benchmark_plan import (
     write_samples,
 )
 from evals.benchmarks import BenchmarkScores, scored_in, scoring_dtype
-from evals.metric_keys import BASE, COMPOSITE_FULL, FULL, PROXY, bench_metrics, with_group
+from evals.metric_keys import (
+    BASE,
+    COMPOSITE_FULL,
+    DELTA,
+    DOCUMENTS,
+    FULL,
+    PROXY,
+    bench_metrics,
+    bench_name,
+    with_group,
+)
 from evals.objective import REGRESSED, UNRESOLVED, guard_checks
 from evals.sequential import Looked, finalist_looks, score_in_looks
 from sweeps.console import Say
@@ -157,7 +167,7 @@ def score_finalists(
         model = tuned.unload()  # the base again, for the next finalist
         seconds = time.perf_counter() - started
         full = record_full_scores(state, tracker, record, scores, plan=plan, seconds=seconds)
-        say(describe_scores(record.trial_id, full, plan.base[FULL]))
+        say(describe_scores(record.trial_id, full, record.metrics))
         say(f"Finalist {record.trial_id} documents: " + "; ".join(h.describe() for h in looked))
 
 
@@ -185,10 +195,17 @@ def finalist_size(plan: BenchmarkPlan, base: BenchmarkScores) -> int:
     return max(counts, default=0)
 
 
-def describe_scores(trial_id: str, scores: dict[str, float], base: dict[str, float]) -> str:
-    """``Finalist t1 (finalist tier): mmlu 0.2650 (base 0.2600, +0.0050), ...``."""
-    parts = [f"{task} {value:.4f} (base {base[task]:.4f}, {value - base[task]:+.4f})"
-             for task, value in scores.items() if task in base]  # fmt: skip
+def describe_scores(trial_id: str, scores: dict[str, float], metrics: dict[str, float]) -> str:
+    """``Finalist t1 (finalist tier): mmlu 0.2650 (base 0.2600, +0.0050 on 100 documents)``:
+    the base's score on the same documents (the delta is the paired one, logged beside)."""
+    parts = []
+    for task, value in scores.items():
+        delta = metrics.get(bench_name(FULL, task, DELTA))
+        if delta is None:
+            continue
+        documents = metrics.get(bench_name(FULL, task, DOCUMENTS))
+        on = f" on {documents:.0f} documents" if documents else ""
+        parts.append(f"{task} {value:.4f} (base {value - delta:.4f}, {delta:+.4f}{on})")
     return f"Finalist {trial_id} (finalist tier): " + ", ".join(parts)
 
 

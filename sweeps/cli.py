@@ -176,14 +176,8 @@ def status(options: StatusOptions) -> int:
     """Print a sweep's table of trials (status, params, latest metrics, wall time), fitted to
     the terminal's width or $COLUMNS, with a legend."""
     from sweeps.display import plain_console, print_table, say
-    from sweeps.state import list_sweeps, load_state
 
-    sweep, state_dir = options.sweep, options.state_dir
-    try:
-        state = load_state(sweep, state_dir=state_dir)
-    except FileNotFoundError as exc:
-        known = ", ".join(list_sweeps(state_dir)) or "none"
-        raise ConfigError(f"{exc}; sweeps under {state_dir}: {known}") from None
+    state = _load_named(options.sweep, state_dir=options.state_dir)
     console = plain_console()  # its writes raise BrokenPipeError when the reader left: see main
     print_table(state, console)
     run = f"MLflow parent run {state.parent_run_id} at {hide_uri_password(state.mlflow_uri)}"
@@ -194,6 +188,17 @@ def status(options: StatusOptions) -> int:
     say(console, describe_disk(state.path))
     say(console, describe_restarts(state.path))
     return 0
+
+
+def _load_named(sweep: str, *, state_dir: Path) -> SweepState:
+    """The sweep named, or one line that lists the sweeps there are (a typo is seen at once)."""
+    from sweeps.state import list_sweeps, load_state
+
+    try:
+        return load_state(sweep, state_dir=state_dir)
+    except FileNotFoundError as exc:
+        known = ", ".join(list_sweeps(state_dir)) or "none"
+        raise ConfigError(f"{exc}; sweeps under {state_dir}: {known}") from None
 
 
 def _state_dir_option(state: SweepState) -> str:
@@ -241,12 +246,7 @@ def describe_disk(directory: Path) -> str:
 
 def best(options: BestOptions) -> int:
     """Print the best completed trial: its metrics, the base model's, and the adapter path."""
-    from sweeps.state import load_state
-
-    try:
-        state = load_state(options.sweep, state_dir=options.state_dir)
-    except FileNotFoundError as exc:
-        raise ConfigError(str(exc)) from None
+    state = _load_named(options.sweep, state_dir=options.state_dir)
     record = state.best_trial()
     if record is None:
         flagged = [t.trial_id for t in state.trials.values() if t.guard]
@@ -425,7 +425,7 @@ def human_import(options: HumanImportOptions) -> int:
 
     done = import_ratings(options.directory, state_dir=options.state_dir,
                           mlflow_uri=options.mlflow_uri)  # fmt: skip
-    print(f"humans: {done.summary.describe()}")
+    print(f"humans, A = {done.a} against B = {done.b}: {done.summary.describe()}")
     print(f"  {done.ratings} ratings by {len(done.raters)} rater(s), {done.not_rated} left empty")
     for label, agreement in (("between raters", done.rater_agreement),
                              ("humans vs the judge", done.judge_agreement)):  # fmt: skip
@@ -510,7 +510,7 @@ def dashboard(options: DashboardOptions) -> int:
 
 
 def _print_best(state: SweepState, console: Console) -> None:
-    from sweeps.display import describe_best, every_row_command, say
+    from sweeps.display import describe_best, every_row_command, params_words, say
 
     record = state.best_trial()
     if record is None:
@@ -526,15 +526,34 @@ def _print_best(state: SweepState, console: Console) -> None:
     command = every_row_command(state, record.trial_id)
     if command is not None:
         say(console, f"{command}{where}{uri}", indent=2, whole=True)
-    say(console, f"params: {json.dumps(record.params)}", indent=2)
+    say(console, f"params: {params_words(record.params)}", indent=2)
     say(console, f"adapter: {record.adapter_path}", indent=2)
     say(console, describe_cost(state, record), indent=2)
     say(console, f"MLflow: run {record.run_id} in {shown}", indent=2)
     if state.mlflow_uri.startswith("sqlite:///"):
         say(console, f"browse: sweep ui{uri}", indent=2, whole=True)
-    if state.status == "completed":  # else: continue it first (print_outcome says how)
+    if state.status != "completed":  # continue it first (print_outcome says how)
+        return
+    champion = _champion_version(state, record.run_id)
+    if champion:
+        say(console, f"already the champion ({champion}); its report: sweep compare champion "
+                     f"base{where}{uri}", indent=2, whole=True)  # fmt: skip
+    else:
         say(console, f"next: sweep promote {state.name}{where}{uri}", indent=2, whole=True)
         say(console, f"sweep compare {state.name} base{where}{uri}", indent=8, whole=True)
+
+
+def _champion_version(state: SweepState, run_id: str) -> str:
+    """``NAME version V`` when the trial's run is a registered model's champion, else ""."""
+    if (
+        state.mlflow_uri.startswith("sqlite:///")
+        and not Path(state.mlflow_uri.removeprefix("sqlite:///")).is_file()
+    ):  # no database yet: nothing registered (and none is created by looking)
+        return ""
+    from sweeps._tracking import ModelRegistry
+
+    found = ModelRegistry(state.mlflow_uri).holding_alias(run_id, "champion")
+    return f"{found['name']} version {found['version']}" if found else ""
 
 
 # --------------------------------------------------------------------------- argument parsing

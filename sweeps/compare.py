@@ -44,6 +44,7 @@ from sweeps.sides import (
     PairedOutputs,
     RegistryVersion,
     Side,
+    cut_outputs,
     experiment_name,
     home_config,
     item_rows,
@@ -52,7 +53,6 @@ from sweeps.sides import (
     utc,
 )
 from sweeps.state import SweepState
-from trainers.spec import TrialSpec
 
 if TYPE_CHECKING:
     from sweeps._tracking import RunReader
@@ -238,6 +238,7 @@ class ReportContext:
     cost: list[CostRow]
     curves: str | None
     items: list[ItemRow]
+    param_sides: list[str] = field(default_factory=lambda: ["A", "B"])  # sides with params
     preferences: list[PreferenceSection] = field(default_factory=list)
     evidence: list[EvidenceRow] = field(default_factory=list)
     errors_link: str | None = None  # sweep errors' summary of A's wrong rows, beside the report
@@ -305,24 +306,6 @@ def report_context(pair: PairedOutputs, *, mlflow_uri: str, samples: int) -> Rep
     )  # fmt: skip
     return assemble(a, b, home=home, metric=spec.task_metric, scores=scores, gathered=gathered,
                     samples=samples)  # fmt: skip
-
-
-def cut_outputs(
-    spec: TrialSpec, scores: tuple[ItemScores, ItemScores], *, limit: int
-) -> tuple[frozenset[str], frozenset[str]]:
-    """The ids of the rows whose output reached ``max_new_tokens`` (cut there), per side."""
-    if not Path(spec.model_path).is_dir():
-        return frozenset(), frozenset()
-    from trainers.models import load_tokenizer
-
-    tokenizer = load_tokenizer(Path(spec.model_path), trust_remote_code=spec.trust_remote_code)
-
-    def cut(side: ItemScores) -> frozenset[str]:
-        texts = [str(item["prediction"]) for item in side.items]
-        ids = tokenizer(texts, add_special_tokens=False)["input_ids"] if texts else []
-        return frozenset(i["id"] for i, t in zip(side.items, ids, strict=True) if len(t) >= limit)
-
-    return cut(scores[0]), cut(scores[1])
 
 
 def benchmark_rows(
@@ -429,6 +412,8 @@ def assemble(
               for name, key in ((metric, "score"), ("exact_match", "exact_match"))}  # fmt: skip
     heldout = deltas[metric]
     items = item_rows(scores, cut=gathered.cut)
+    groups = item_groups(items, metric=metric)
+    shown = {row.id for group in groups for row in group.rows}  # generations repeat none of them
     decision, headline = decide(a, b, heldout, benchmarks=gathered.benchmarks,
                                 skipped=gathered.skipped)  # fmt: skip
     return ReportContext(
@@ -438,9 +423,11 @@ def assemble(
         decision=decision, summary=summary_line(a.label, b.label, heldout),
         heldout_paired=heldout, heldout=heldout_rows(deltas, scores),
         benchmarks=gathered.benchmarks, benchmarks_skipped=gathered.skipped,
-        benchmark_hints=gathered.hints, groups=item_groups(items, metric=metric),
-        generations=items[:samples], max_new_tokens=gathered.max_new_tokens,
-        params=param_rows(a, b), cost=cost_rows(a, b), curves=gathered.curves, items=items,
+        benchmark_hints=gathered.hints, groups=groups,
+        generations=[row for row in items if row.id not in shown][:samples],
+        max_new_tokens=gathered.max_new_tokens, params=param_rows(a, b),
+        param_sides=[key for key, side in (("A", a), ("B", b)) if side_params(side) is not None],
+        cost=cost_rows(a, b), curves=gathered.curves, items=items,
     )  # fmt: skip
 
 
@@ -590,7 +577,8 @@ def side_params(side: Side) -> dict[str, object] | None:
 
 
 def param_rows(a: Side, b: Side) -> list[ParamRow]:
-    """Every hyperparameter of either side, both values rounded; differing ones first."""
+    """Every hyperparameter of either side, both values rounded; differing ones first (a side
+    with no adapter has none: its column is left out of the table, see ``param_sides``)."""
     pa, pb = side_params(a), side_params(b)
     rows = []
     for name in sorted(set(pa or {}) | set(pb or {})):

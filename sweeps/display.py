@@ -14,6 +14,7 @@ import os
 import statistics
 import sys
 import textwrap
+from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Literal
 
@@ -284,6 +285,12 @@ def describe_best(state: SweepState, record: TrialRecord) -> list[str]:
     spread = describe_spread(state, record)
     return [*lines, *([spread] if spread else []), *describe_benchmarks(record),
             *describe_front(state, record)]  # fmt: skip
+
+
+def params_words(params: Mapping[str, object]) -> str:
+    """``learning_rate 0.00363, lora_r 16, lora_alpha 32`` (floats to 3 significant digits)."""
+    return ", ".join(f"{name} {value:.3g}" if isinstance(value, float) else f"{name} {value}"
+                     for name, value in params.items())  # fmt: skip
 
 
 def describe_benchmarks(record: TrialRecord) -> list[str]:

@@ -281,14 +281,19 @@ class ErrorReport:
 
 
 def length_line(a: ErrorAnalysis) -> str:
-    """The input-length third most often wrong, when one is wrong more often than the rest."""
-    worst = max(a.lengths, key=lambda g: (g.rate, g.wrong))
-    if worst.rate <= a.error_rate:
+    """The input-length third most often wrong, when one is wrong more often than the rest;
+    thirds tied at the top are called a tie."""
+    top = max(g.rate for g in a.lengths)
+    if top <= a.error_rate:
         return (
             f"By input length: as often wrong on short, medium and long inputs ({a.error_rate:.0%})"
         )
-    return (f"Most often wrong: {worst.name} inputs ({worst.detail}), {worst.wrong} of "
-            f"{worst.rows} ({worst.rate:.0%}; {a.error_rate:.0%} overall)")  # fmt: skip
+    worst = [g for g in a.lengths if g.rate == top]
+    if len(worst) > 1:
+        each = ", ".join(f"{g.name} ({g.detail}) {g.wrong} of {g.rows}" for g in worst)
+        return f"Most often wrong, tied at {top:.0%}: {each} ({a.error_rate:.0%} overall)"
+    return (f"Most often wrong: {worst[0].name} inputs ({worst[0].detail}), {worst[0].wrong} of "
+            f"{worst[0].rows} ({top:.0%}; {a.error_rate:.0%} overall)")  # fmt: skip
 
 
 def find_errors(

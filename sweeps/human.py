@@ -88,8 +88,9 @@ def export_pairs(
             f"{a} and {b}: no held-out row was scored for both sides, so there is nothing to "
             f"rate; check the held-out set of sweep {pair.home.name}"
         )
-    rows, entries = blind_pairs(pair.items, rng=secrets.SystemRandom())
-    rater_files = write_rater_files(rows, out_dir / RATER_DIR)
+    rows, entries = blind_pairs(pair.items, rng=secrets.SystemRandom(), limit=pair.max_new_tokens)
+    cut = sum(item.a_cut + item.b_cut for item in pair.items)
+    rater_files = write_rater_files(rows, out_dir / RATER_DIR, cut=cut, limit=pair.max_new_tokens)
     (out_dir / RATINGS_DIR).mkdir(parents=True, exist_ok=True)
     write_json_atomic(out_dir / KEY_FILE, key_data(pair, entries))
     identical = sum(item.a == item.b for item in pair.items)
@@ -106,10 +107,11 @@ def refuse_existing_key(out_dir: Path) -> None:
 
 
 def blind_pairs(
-    items: list[ItemRow], *, rng: secrets.SystemRandom
+    items: list[ItemRow], *, rng: secrets.SystemRandom, limit: int = 0
 ) -> tuple[list[dict[str, str]], dict[str, dict[str, Any]]]:
     """The raters' rows (shuffled, random ids, left and right at random: half the pairs show
-    A on the left) and the key's entry per pair id (its row id, and whether left is A)."""
+    A on the left) and the key's entry per pair id (its row id, and whether left is A). An
+    answer that reached the ``limit`` of new tokens ends with ``CUT_MARK`` (either side's)."""
     order = list(items)
     rng.shuffle(order)
     left_is_a = [True, False] * (len(order) // 2) + [rng.random() < 0.5] * (len(order) % 2)
@@ -119,7 +121,9 @@ def blind_pairs(
         pair_id = secrets.token_hex(6)
         while pair_id in entries:
             pair_id = secrets.token_hex(6)
-        left, right = (item.a, item.b) if a_left else (item.b, item.a)
+        a = item.a + CUT_MARK.format(limit=limit) if item.a_cut else item.a
+        b = item.b + CUT_MARK.format(limit=limit) if item.b_cut else item.b
+        left, right = (a, b) if a_left else (b, a)
         rows.append({"pair_id": pair_id, "prompt": turns_text(item.turns),
                      "reference": item.reference, "left": left, "right": right,
                      "preference": ""})  # fmt: skip
@@ -136,8 +140,11 @@ def key_data(pair: PairedOutputs, entries: dict[str, dict[str, Any]]) -> dict[st
     }  # fmt: skip
 
 
-def write_rater_files(rows: list[dict[str, str]], rater_dir: Path) -> tuple[Path, ...]:
-    """pairs.csv, pairs.jsonl, Label Studio's tasks and config, the Argilla snippet, README."""
+def write_rater_files(
+    rows: list[dict[str, str]], rater_dir: Path, *, cut: int = 0, limit: int = 0
+) -> tuple[Path, ...]:
+    """pairs.csv, pairs.jsonl, Label Studio's tasks and config, the Argilla snippet, README
+    (which says how many answers were cut at the ``limit`` of new tokens)."""
     rater_dir.mkdir(parents=True, exist_ok=True)
     with (rater_dir / "pairs.csv").open("w", newline="", encoding="utf-8") as handle:
         writer = csv.DictWriter(handle, fieldnames=COLUMNS)
@@ -150,11 +157,27 @@ def write_rater_files(rows: list[dict[str, str]], rater_dir: Path) -> tuple[Path
     texts = {
         "label_studio_tasks.json": json.dumps(tasks, indent=2, ensure_ascii=False),
         "label_studio.xml": LABEL_STUDIO_XML, "argilla.py": ARGILLA_SNIPPET,
-        "README.md": RATER_README.format(pairs=len(rows)),
+        "README.md": RATER_README.format(pairs=len(rows), cut=cut_words(cut, limit)),
     }  # fmt: skip
     for name, text in texts.items():
         (rater_dir / name).write_text(text, encoding="utf-8")
     return tuple(rater_dir / n for n in ("pairs.csv", "pairs.jsonl", *texts))
+
+
+CUT_MARK = " [cut: stopped at the {limit}-token limit]"
+
+
+def cut_words(cut: int, limit: int) -> str:
+    """The README's paragraph on answers that reached the generation limit."""
+    if not cut:
+        return (
+            f"No answer was cut: each one ended before the {limit}-token limit.\n" if limit else ""
+        )
+    return (
+        f"{cut} answer{'s' if cut != 1 else ''} reached the limit of {limit} new tokens the "
+        f"models were given and end with `{CUT_MARK.format(limit=limit).strip()}`: judge what "
+        "they say, and count what is missing after the cut as missing.\n"
+    )
 
 
 FORMULA_START = ("=", "+", "-", "@", "\t", "\r")
@@ -200,6 +223,8 @@ class HumanResult:
     run_id: str
     evidence: Path
     results: Path
+    a: str = "A"  # the sides, by the refs the pairs were exported for
+    b: str = "B"
 
 
 def import_ratings(out_dir: Path, *, state_dir: Path, mlflow_uri: str) -> HumanResult:
@@ -235,7 +260,8 @@ def import_ratings(out_dir: Path, *, state_dir: Path, mlflow_uri: str) -> HumanR
                                 "outcomes": outcomes, "details": details, "run_id": run_id,
                                 "evidence": str(path)})  # fmt: skip
     return HumanResult(summary, outcomes, len(ratings), not_rated, tuple(sorted(by_rater)),
-                       agreement[0], agreement[1], run_id, path, results)  # fmt: skip
+                       agreement[0], agreement[1], run_id, path, results,
+                       a=key["a"]["ref"], b=key["b"]["ref"])  # fmt: skip
 
 
 def read_key(out_dir: Path) -> dict[str, Any]:
@@ -311,7 +337,7 @@ def raw_ratings(path: Path) -> Iterator[tuple[str, RawRating]]:
         if missing:
             raise ConfigError(f"{path}: no {' or '.join(sorted(missing))} column; fill the "
                               "preference column of the exported pairs.csv")  # fmt: skip
-        for number, row in enumerate(reader, 1):
+        for number, row in enumerate(reader, 2):  # as a spreadsheet numbers it: the header is 1
             yield f"{path} row {number}", dict(row)
     elif path.suffix.lower() == ".jsonl":
         for number, line in enumerate(text.splitlines(), 1):
@@ -594,6 +620,7 @@ Write `left` or `right` in the `preference` column, or `tie` when they are equal
 equally bad). Leave it empty to skip a pair: it counts as not rated. Change nothing else, and
 keep `pair_id` as it is.
 
+{cut}
 ## Where to rate
 
 - **A spreadsheet**: open `pairs.csv`, fill the `preference` column, save it as CSV. Add a

@@ -26,6 +26,10 @@ if TYPE_CHECKING:
 
 BUDGET = re.compile(r"^(?:(?P<h>\d+(?:\.\d+)?)h)?(?:(?P<m>\d+(?:\.\d+)?)m)?(?:(?P<s>\d+)s)?$")
 MAX_TRIALS = 64
+# The sweep is sized to this share of the budget: `sweep validate` times its own short trial, and
+# a second timing on a busy 2-core machine differs by several percent (20 min became 21).
+HEADROOM = 0.9
+GENERATED_ROWS = 64  # held-out rows generated at each rung when there are more (all when fewer)
 
 
 @dataclass(frozen=True)
@@ -102,8 +106,7 @@ def _out_path(request: InitRequest) -> Path:
     name = (
         check_safe_name(request.name, what="--name") if request.name else sweep_name(request.data)
     )
-    default_dir = Path("search_spaces") if Path("search_spaces").is_dir() else Path()
-    out = request.out or default_dir / f"{name}.yaml"
+    out = request.out or Path("search_spaces") / f"{name}.yaml"  # as --help and README say
     if out.exists():
         raise ConfigError(f"{out}: already exists; pass --out for another file, or remove it")
     out.parent.mkdir(parents=True, exist_ok=True)
@@ -122,6 +125,12 @@ class DataFacts:
     lengths: str  # "p50 41, p90 58, max 77 tokens"
     target_modules: list[str]
     gpu: bool
+
+    @property
+    def generated(self) -> int:
+        """Held-out rows generated at each rung: all of them up to GENERATED_ROWS (never fewer
+        than the held-out floor that ranks trials, where there are that many)."""
+        return min(self.heldout_rows, max(GENERATED_ROWS, MIN_HELDOUT_ROWS))
 
 
 def _data_facts(request: InitRequest, *, say: Callable[[str], None]) -> DataFacts:
@@ -186,7 +195,8 @@ def _sized_to_budget(
     draft: Path, request: InitRequest, facts: DataFacts, budget: float, *,
     say: Callable[[str], None],
 ) -> tuple[int, tuple[int, int], SweepEstimate]:  # fmt: skip
-    """The most trials (up to two epochs, else one) whose estimated wall time fits the budget."""
+    """The most trials (up to two epochs, else one) whose estimated wall time fits the budget
+    (``HEADROOM`` of it, so that validate's own timing still fits)."""
     from sweeps.dry_run import dry_run
 
     done = dry_run(draft, say=lambda _: None)  # its checks already passed once, above
@@ -195,7 +205,7 @@ def _sized_to_budget(
         f"{timing.rung:.1f} s a rung, {timing.worker_start + timing.setup:.1f} s to start")  # fmt: skip
     fallback = None
     for epochs in ((1, 2), (1, 1)):
-        fitting = _most_trials(done, epochs, budget)
+        fitting = _most_trials(done, epochs, budget * HEADROOM)
         if fitting is not None and fitting[0] >= 4:
             return fitting
         fallback = fitting or fallback
@@ -296,7 +306,10 @@ def _yaml_data(request: InitRequest, facts: DataFacts, *, out: Path) -> str:
 def _yaml_search_space(facts: DataFacts, *, epochs: tuple[int, int]) -> str:
     """What Optuna samples per trial, and the training settings fixed for every trial."""
     return f"""search_space:           # what Optuna (TPE) samples per trial
-  learning_rate: {{type: loguniform, low: 1.0e-4, high: 2.0e-3}}
+  # LoRA's good learning rates are about 10x full fine-tuning's: measured on SmolLM2-135M, the
+  # guides' 1e-4 to 3e-4 under-trained and 1e-3 to 1e-2 did best (docs/perf.md (g)); from 1e-2
+  # up an adapter can forget what the base model knew, which the benchmark guard flags (j)
+  learning_rate: {{type: loguniform, low: 3.0e-4, high: 1.0e-2}}
   lora_r: [8, 16, 32]
   lora_alpha: {{type: ratio_of_r, values: [1, 2]}}   # alpha = r x ratio (2r: Biderman et al. 2024)
   num_epochs: {{type: int, low: {epochs[0]}, high: {epochs[1]}}}
@@ -346,5 +359,5 @@ tracking:
 
 evaluation:
   max_new_tokens: 64
-  generation_samples: 16   # held-out rows generated at each rung (loss uses every row)
+  generation_samples: {facts.generated}   # held-out rows generated at each rung: {"all of them" if facts.generated == facts.heldout_rows else f"{facts.generated} of {facts.heldout_rows}"}
 """

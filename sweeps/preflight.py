@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import math
+from collections import Counter
 from collections.abc import Iterable
 from dataclasses import dataclass, replace
 from pathlib import Path
@@ -114,6 +115,8 @@ def check_data(
         heldout = load(paths["heldout"])
     else:
         train, heldout = split_heldout(train, fraction=data.val_set_size, seed=data.split_seed)
+    progress(describe_heldout(heldout, split=not data.heldout,
+                              generated=config.evaluation.generation_samples))  # fmt: skip
     check_enough_rows(config, train=len(train), heldout=len(heldout), source=source)
     generating = [e for e in heldout if not e.is_text]
     task_metric = choose_task_metric(generating, data.task_metric) if generating else "none"
@@ -125,6 +128,25 @@ def check_data(
             "JSON-object responses in the held-out rows"
         )
     return paths, {"train": train, "heldout": heldout}, task_metric
+
+
+def describe_heldout(heldout: list[Example], *, split: bool, generated: int | None) -> str:
+    """``Held-out: 20 rows (split off data.train, stratified by label: negative 7, ...);
+    generated at each rung: 20`` (what ranks the trials, in one line)."""
+    source = "split off data.train" if split else "data.heldout"
+    labels = Counter(e.label for e in heldout if e.label is not None)
+    if labels:
+        shares = ", ".join(f"{label} {count}" for label, count in sorted(labels.items()))
+        stratified = split and len(labels) > 1 and sum(labels.values()) == len(heldout)
+        source += f", stratified by label: {shares}" if stratified else f"; labels: {shares}"
+    generating = sum(not e.is_text for e in heldout)
+    if not generating:
+        return f"Held-out: {len(heldout)} rows ({source}); plain text: ranked by loss"
+    count = min(generated or generating, generating)
+    return (
+        f"Held-out: {len(heldout)} rows ({source}); generated at each rung: {count}"
+        f"{'' if count == generating else ' (evaluation.generation_samples)'}"
+    )
 
 
 def check_enough_rows(config: SweepConfig, *, train: int, heldout: int, source: str) -> None:

@@ -22,7 +22,7 @@ import yaml
 from sweeps.config import ConfigError
 from sweeps.console import Say
 from sweeps.refs import parse_registry_ref, resolve_adapter
-from sweeps.scoring import ItemScores, adapter_digest, load_spec, score_every_row
+from sweeps.scoring import ItemScores, adapter_digest, all_rows, load_spec, score_every_row
 from sweeps.state import SweepState, TrialRecord, list_sweeps, load_state
 from trainers.spec import TrialSpec
 
@@ -252,6 +252,7 @@ class PairedOutputs:
     spec: TrialSpec
     scores: tuple[ItemScores, ItemScores]
     items: list[ItemRow]
+    max_new_tokens: int = 0  # the limit every output was generated to (a_cut/b_cut: reached)
 
     @property
     def key(self) -> str:
@@ -275,7 +276,27 @@ def paired_outputs(
     scores = score_every_row(spec, {side_a.label: side_a.adapter, side_b.label: side_b.adapter},
                              progress=progress)  # fmt: skip
     pair = (scores[side_a.label], scores[side_b.label])
-    return PairedOutputs(side_a, side_b, home, spec, pair, item_rows(pair))
+    limit = all_rows(spec).evaluation.max_new_tokens  # what scoring used
+    cut = cut_outputs(spec, pair, limit=limit)
+    return PairedOutputs(side_a, side_b, home, spec, pair, item_rows(pair, cut=cut), limit)
+
+
+def cut_outputs(
+    spec: TrialSpec, scores: tuple[ItemScores, ItemScores], *, limit: int
+) -> tuple[frozenset[str], frozenset[str]]:
+    """The ids of the rows whose output reached ``max_new_tokens`` (cut there), per side."""
+    if not Path(spec.model_path).is_dir():
+        return frozenset(), frozenset()
+    from trainers.models import load_tokenizer
+
+    tokenizer = load_tokenizer(Path(spec.model_path), trust_remote_code=spec.trust_remote_code)
+
+    def cut(side: ItemScores) -> frozenset[str]:
+        texts = [str(item["prediction"]) for item in side.items]
+        ids = tokenizer(texts, add_special_tokens=False)["input_ids"] if texts else []
+        return frozenset(i["id"] for i, t in zip(side.items, ids, strict=True) if len(t) >= limit)
+
+    return cut(scores[0]), cut(scores[1])
 
 
 def side_digest(side: Side) -> str:

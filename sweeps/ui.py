@@ -30,6 +30,11 @@ STOP_SIGNALS = (signal.SIGTERM, signal.SIGINT, signal.SIGHUP)
 GRACE_SECONDS = 10.0  # after SIGTERM, before SIGKILL
 # the MLflow UI opens an experiment as a model-training one (not the GenAI dashboard) with this
 ML_WORKFLOW = "workflowType=machine_learning"
+# the console stays quiet unless something fails: no line per HTTP request, no library warnings
+QUIET_UVICORN = "--log-level warning --no-access-log"
+QUIET_WARNINGS = (
+    "ignore::DeprecationWarning,ignore::starlette.exceptions.StarletteDeprecationWarning"
+)
 
 
 def ui_command(mlflow_uri: str, *, host: str = LOOPBACK, port: int = UI_PORT) -> list[str]:
@@ -43,7 +48,8 @@ def ui_command(mlflow_uri: str, *, host: str = LOOPBACK, port: int = UI_PORT) ->
     elif mlflow_uri.startswith(("http://", "https://")):
         raise ConfigError(f"{mlflow_uri} is a tracking server already: open it in a browser")
     return [sys.executable, "-m", "mlflow", "ui", "--backend-store-uri", mlflow_uri,
-            "--host", host, "--port", str(port), "--workers", "1"]  # fmt: skip
+            "--host", host, "--port", str(port), "--workers", "1",
+            "--uvicorn-opts", QUIET_UVICORN]  # fmt: skip
 
 
 def sweep_url(base: str, *, experiment_id: str, sweep: str) -> str:
@@ -64,7 +70,7 @@ def serve_ui(mlflow_uri: str, *, host: str = LOOPBACK, port: int = UI_PORT) -> i
             print(f"  sweep {sweep}: {sweep_url(base, experiment_id=experiment_id, sweep=sweep)}",
                   flush=True)  # fmt: skip
     _warn_exposed(host)
-    return run_until_stopped(command)
+    return run_until_stopped(command, env={**os.environ, "PYTHONWARNINGS": QUIET_WARNINGS})
 
 
 def dashboard_command(config_file: Path) -> list[str]:
@@ -96,9 +102,21 @@ def serve_dashboard(
                                                            port=port))  # fmt: skip
         print(f"optuna-dashboard for {hide_uri_password(storage)}: {base}  (Ctrl-C stops it)",
               flush=True)  # fmt: skip
-        print(f"  study {study}: {base}/dashboard/", flush=True)
+        print(f"  study {study}: {base}{study_page(storage, study)}", flush=True)
         _warn_exposed(host, what="every study, and can edit or delete them")
         return run_until_stopped(command)
+
+
+def study_page(storage: str, study: str) -> str:
+    """The study's own page in optuna-dashboard (``/dashboard/studies/ID``), or the list of
+    studies when the storage does not know the name."""
+    import optuna
+
+    try:
+        study_id = optuna.storages.get_storage(storage).get_study_id_from_name(study)
+    except KeyError:
+        return "/dashboard/"
+    return f"/dashboard/studies/{study_id}"
 
 
 def _shown(host: str) -> str:
@@ -111,7 +129,7 @@ def _warn_exposed(host: str, *, what: str = "every run") -> None:
               "with no login", file=sys.stderr, flush=True)  # fmt: skip
 
 
-def run_until_stopped(command: list[str]) -> int:
+def run_until_stopped(command: list[str], *, env: dict[str, str] | None = None) -> int:
     """Run a server in a process group of its own until it exits or this process is told to
     stop; either way nothing of the group is left running. Exit 0 when stopped on request.
 
@@ -121,7 +139,7 @@ def run_until_stopped(command: list[str]) -> int:
     previous = {s: signal.signal(s, lambda signum, frame: asked.append(signum))
                 for s in STOP_SIGNALS}  # fmt: skip
     try:
-        child = subprocess.Popen(command, start_new_session=True)
+        child = subprocess.Popen(command, start_new_session=True, env=env)
         try:
             while not asked and child.poll() is None:
                 time.sleep(0.1)

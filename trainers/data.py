@@ -16,6 +16,7 @@ import json
 import math
 import random
 import re
+from collections import defaultdict
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 
@@ -451,6 +452,8 @@ def _count_hash_wrapped(records: list[Row], key: str) -> int:
 
 def _file_shape(path: Path, records: list[Row], fmt: str, label_field: str | None) -> Shape:
     first = records[0]
+    if fmt == "chat" and "messages" not in first and "conversations" in first:
+        return BY_NAME["sharegpt"]  # format: chat reads both chat shapes (init writes it for both)
     if fmt != "auto":
         return BY_NAME[fmt]
     detected = detect_format([_with_label_key(first, label_field)])
@@ -661,15 +664,39 @@ def _with_system(example: Example, system_prompt: str) -> Example:
 def split_heldout(
     examples: list[Example], *, fraction: float, seed: int
 ) -> tuple[list[Example], list[Example]]:
-    """A seeded train/held-out split."""
-    order = list(range(len(examples)))
-    random.Random(seed).shuffle(order)
+    """A seeded train/held-out split; stratified by label when every row has one (text with a
+    label, or a label column), so the held-out set has each label's share of the rows."""
     size = max(1, round(len(examples) * fraction))
     if size >= len(examples):
         raise DataError(f"val_set_size {fraction} leaves no training rows out of {len(examples)}")
-    held = sorted(order[:size])
-    train = sorted(order[size:])
-    return [examples[i] for i in train], [examples[i] for i in held]
+    labels = [e.label for e in examples]
+    rng = random.Random(seed)
+    if all(label is not None for label in labels) and len(set(labels)) > 1:
+        chosen = set(_stratified_pick([str(label) for label in labels], size=size, rng=rng))
+    else:
+        order = list(range(len(examples)))
+        rng.shuffle(order)
+        chosen = set(order[:size])
+    train = [e for i, e in enumerate(examples) if i not in chosen]
+    return train, [e for i, e in enumerate(examples) if i in chosen]
+
+
+def _stratified_pick(labels: list[str], *, size: int, rng: random.Random) -> list[int]:
+    """``size`` row indices, each label's count its share of ``size`` rounded by largest
+    remainder (so the counts add up), the rows of each label drawn by ``rng``."""
+    groups: dict[str, list[int]] = defaultdict(list)
+    for index, label in enumerate(labels):
+        groups[label].append(index)
+    quotas = {label: size * len(rows) / len(labels) for label, rows in sorted(groups.items())}
+    counts = {label: math.floor(quota) for label, quota in quotas.items()}
+    by_remainder = sorted(quotas, key=lambda label: (counts[label] - quotas[label], label))
+    for label in by_remainder[: size - sum(counts.values())]:
+        counts[label] += 1
+    picked = []
+    for label, rows in sorted(groups.items()):
+        rng.shuffle(rows)
+        picked += rows[: counts[label]]
+    return picked
 
 
 def file_digest(path: Path) -> str:

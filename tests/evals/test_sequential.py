@@ -10,7 +10,14 @@ from typing import Any
 import pytest
 
 from evals import sequential
-from evals.benchmark_plan import FULL, PROXY, BenchmarkPlan, base_with, score_plan
+from evals.benchmark_plan import (
+    FULL,
+    PROXY,
+    BenchmarkPlan,
+    base_with,
+    phase_metrics,
+    score_plan,
+)
 from evals.sequential import (
     ALL,
     CLEARED,
@@ -99,6 +106,13 @@ def test_screening_takes_half_its_documents_and_stops_once_a_collapse_is_ruled_o
     assert [(h.documents, h.looks, h.stopped) for h in looked] == [(6, 1, NO_COLLAPSE)]
     assert len(scores.samples["arc_challenge"]) == 6
     assert scores.config["seconds"]["arc_challenge"] > 0
+    # the delta is against the base on those 6 documents (0: the same model), not against the
+    # base's score on all 12, which differs from the 6's
+    metrics = phase_metrics(scores, plan, phase=PROXY, heldout=None, seconds=0.0)
+    half = scores.metrics["arc_challenge"]["acc_norm"]
+    assert half != plan.base[PROXY]["arc_challenge"]  # else this would prove nothing
+    assert metrics["bench/proxy/arc_challenge/delta"] == 0.0
+    assert metrics["bench/proxy/arc_challenge/documents"] == 6
     # nor a collapse of 0 points: with the margin of 0 open too, every document in both looks
     plan = replace(plan, screen_drop=0.0)
     _, looked = score_screening(model, tokenizer, plan)

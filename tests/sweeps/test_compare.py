@@ -140,7 +140,11 @@ def test_losses_come_first_prompts_are_turns_and_the_sides_agree_everywhere(
     assert params["learning_rate"] == (["0.00194", "0.0005"], "differs")
     assert params["lora_r"] == (["8", "4"], "differs")
     assert params["lora_dropout"] == (["0.05", "0.05"], None)
-    assert "| `learning_rate` | 0.00194 | 0.0005 | yes |" in report["md"]
+    assert "| `learning_rate` | 0.00194 | 0.0005 | differ |" in report["md"]
+    assert "| `lora_dropout` | 0.05 | 0.05 | same |" in report["md"]
+    header = [" ".join(th.text_content().split()) for th in
+              dom.xpath("//table[@id='params']//th")]  # fmt: skip
+    assert header == ["hyperparameter", "A: ab/t1", "B: ab/t2", "A and B"]  # no unheaded column
     # A is A everywhere: the JSON, the HTML table, the Markdown, the counts
     paired = report["data"]["heldout_paired"]
     assert paired["mean_a"] == pytest.approx(sum(MIXED_A) / 7)
@@ -189,8 +193,11 @@ def test_a_better_pair_is_oriented_the_same_in_html_markdown_json_and_headline(
     assert "| field_f1 | 1.0000 | 0.2500 | +0.7500 |" in report["md"]
     assert not report["data"]["groups"][0]["rows"] and not report["data"]["groups"][1]["rows"]
     params = report["dom"].xpath("//table[@id='params']//tr[td]")
-    assert {cells(r)[2] for r in params} == {NO_ADAPTER}
+    assert {len(cells(r)) for r in params} == {2}  # the base has no column of NO_ADAPTER cells
+    assert NO_ADAPTER not in report["dom"].get_element_by_id("params").text_content()
     assert {cells(r)[0]: cells(r)[1] for r in params}["learning_rate"] == "0.00194"
+    assert "B (base) is the base model: no adapter, no hyperparameters." in report["html"]
+    assert "| `learning_rate` | 0.00194 |\n" in report["md"]
     sides = report["data"]["sides"]
     assert [(s["key"], s["ref"]) for s in sides] == [("A", "ab/t1"), ("B", "base")]
     assert sides[1]["source"] == NO_ADAPTER
@@ -304,7 +311,7 @@ def test_report_numbers_are_the_paired_test_on_every_heldout_row(report: dict[st
     ci = f"[{expected.ci_low:+.4f}, {expected.ci_high:+.4f}]"
     means = f"{paired['mean_a']:.4f} | {paired['mean_b']:.4f} | {expected.delta:+.4f}"
     assert f"| {state.task_metric} | {means} | {ci} |" in markdown
-    assert "## Generations (first 5)" in markdown and "<|im_start|>" not in markdown
+    assert "## More generations (" in markdown and "<|im_start|>" not in markdown
     version = report["version"]  # the registry's version and its date, for the side it named
     assert data["sides"][0]["registry"] == {
         "name": "tiny", "version": str(version.version), "aliases": ["champion"],
@@ -332,6 +339,17 @@ def test_report_is_logged_to_mlflow(report: dict[str, Any]) -> None:
     assert runs[0].data.metrics["heldout/delta"] == pytest.approx(data["heldout_paired"]["delta"])
 
 
+def test_best_knows_the_trial_that_is_already_champion(
+    report: dict[str, Any], capsys: pytest.CaptureFixture[str]
+) -> None:
+    state: SweepState = report["state"]
+    capsys.readouterr()
+    assert main(["best", state.name, "--state-dir", str(state.path.parent)]) == 0
+    out = " ".join(capsys.readouterr().out.split())
+    assert f"already the champion (tiny version {report['version'].version})" in out
+    assert "next: sweep promote" not in out
+
+
 def test_report_renders_in_a_browser_with_table_cis_and_generations(
     report: dict[str, Any],
 ) -> None:
@@ -351,9 +369,13 @@ def test_report_renders_in_a_browser_with_table_cis_and_generations(
     assert first[4] == f"[{paired['ci_low']:+.4f}, {paired['ci_high']:+.4f}]"
     assert "tiny version 1 (champion)" in dom.get_element_by_id("side-a-info").text_content()
     generations = dom.xpath("//table[@id='generations']//tr[@class='generation']")
-    assert len(generations) == 5
-    champion = cached_items(report["state"], Path(report["best"].adapter_path))
-    for row, item in zip(generations, champion, strict=False):
+    # the held-out rows not already shown under "Rows to look at": no row twice
+    shown = {row["id"] for group in data["groups"] for row in group["rows"]}
+    champion = [item for item in cached_items(report["state"], Path(report["best"].adapter_path))
+                if item["id"] not in shown][:5]  # fmt: skip
+    assert len(generations) == len(champion) == min(5, data["rows"] - len(shown))
+    assert not shown & {row["id"] for row in data["generations"]}
+    for row, item in zip(generations, champion, strict=True):
         cells = row.xpath("./td")
         turns = conversation(item["prompt"])
         assert turns and turns[-1].role == "user"

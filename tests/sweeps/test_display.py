@@ -135,8 +135,11 @@ def test_best_at_80_columns_labels_the_sample_and_keeps_numbers_whole(
     assert main(["best", NAME, "--state-dir", str(tmp_path)]) == 0
     out = capsys.readouterr().out
     words = out.split()
-    assert "0.0019420829011663684," in words and "123,456,789" in words and "…" not in out
+    assert "123,456,789" in words and "…" not in out
     flat = " ".join(words)
+    assert "params: learning_rate 0.00194, lora_r " in flat  # as a person writes it, not JSON
+    assert "0.0019420829011663684" not in out and "{" not in flat
+    assert f"next: sweep promote {NAME}" in flat  # not promoted yet (no registry at all)
     assert "heldout/field_f1=0.7322 (base model 0.4123, delta +0.3199)" in flat
     assert "field_f1: generated on the first 16 held-out rows at each rung" in flat
     assert "finalist: objective 0.7412 with the full benchmark sets' deltas" in flat
@@ -145,6 +148,10 @@ def test_best_at_80_columns_labels_the_sample_and_keeps_numbers_whole(
     assert f"sweep compare {NAME}/3f2a1_00000 base --state-dir {tmp_path}" in command
     for line in out.splitlines():
         assert len(line) <= 80 or "sweep " in line or " " not in line.strip(), line
+    # a mistyped name: the sweeps there are, in the one line
+    assert main(["best", NAME + "x", "--state-dir", str(tmp_path)]) == 2
+    err = capsys.readouterr().err.strip()
+    assert err.startswith("error: ") and err.endswith(f"sweeps under {tmp_path}: {NAME}")
 
 
 @pytest.mark.parametrize("extra", [0, 1500])  # 1500 rows: more than a pipe holds, so it breaks

@@ -169,13 +169,29 @@ def test_console_lines_name_the_counts_groups_files_and_next_command(
     assert lines[:3] == [
         "ab/t1: 5 of 6 held-out rows of sweep ab wrong (83%); mean field_f1 0.478",
         "By score: 0: 2, (0, 0.5): 1, [0.5, 1): 2",
-        "Most often wrong: medium inputs (30-40 chars), 2 of 2 (100%; 83% overall)",
+        "Most often wrong, tied at 100%: medium (30-40 chars) 2 of 2, long (50-60 chars) 2 of 2 "
+        "(83% overall)",  # two thirds tie: neither is called the one most often wrong
     ]
     assert lines[3].startswith("JSON fields: age (missing 1, wrong 2, extra 0), city (missing 2")
     assert lines[3].endswith("; outputs with no JSON object: 1")
     assert lines[-1].startswith(f"Next: sweep data prepare {tmp_path / 'errors.jsonl'} --out ")
     right = analyse_errors(json_items[:1], metric="field_f1")
     assert len(ErrorReport("x", "x", "ab", right, tmp_path, paths).lines()) == 2
+
+
+def test_two_length_thirds_wrong_equally_often_are_called_a_tie() -> None:
+    from dataclasses import replace
+
+    from sweeps.errors import ErrorAnalysis, Group, length_line
+
+    thirds = [Group("short", 4, 3, "1-10 chars"), Group("medium", 4, 3, "11-20 chars"),
+              Group("long", 4, 0, "21-30 chars")]  # fmt: skip
+    analysis = ErrorAnalysis(metric="field_f1", rows=12, wrong=6, mean_score=0.5, bands={},
+                             lengths=thirds, labels=[], fields=[], unparseable=0, errors=[])  # fmt: skip
+    assert length_line(analysis) == ("Most often wrong, tied at 75%: short (1-10 chars) 3 of 4, "
+                                     "medium (11-20 chars) 3 of 4 (50% overall)")  # fmt: skip
+    single = replace(analysis, lengths=[thirds[0], replace(thirds[1], wrong=2), thirds[2]])
+    assert length_line(single).startswith("Most often wrong: short inputs (1-10 chars), 3 of 4")
 
 
 def test_base_and_adapters_from_no_sweep_are_refused(tmp_path: Path) -> None:

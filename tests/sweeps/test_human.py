@@ -15,7 +15,7 @@ import pytest
 from evals.preference import A_BETTER, B_BETTER, TIE
 from sweeps.config import ConfigError
 from sweeps.evidence import EVIDENCE_DIR, Evidence, load_evidence, save_evidence
-from sweeps.human import COLUMNS, KEY_FILE, RATER_DIR, export_pairs, import_ratings
+from sweeps.human import COLUMNS, CUT_MARK, KEY_FILE, RATER_DIR, export_pairs, import_ratings
 from sweeps.sides import paired_outputs, resolve_side
 from sweeps.state import SweepState
 from tests.sweeps.conftest import HELDOUT_ROWS, shared_cache
@@ -116,11 +116,21 @@ def test_rater_files_are_blind_and_shuffled(exported: dict[str, Any]) -> None:
         item = items[entry["row"]]
         a_side, b_side = (row["left"], row["right"]) if entry["left_is_a"] else (
             row["right"], row["left"])  # fmt: skip
-        assert (a_side, b_side, row["reference"]) == (item.a, item.b, item.reference)
+        mark = CUT_MARK.format(limit=pair.max_new_tokens)  # an answer cut at the limit says so
+        expected = (
+            item.a + mark if item.a_cut else item.a,
+            item.b + mark if item.b_cut else item.b,
+        )
+        assert (a_side, b_side, row["reference"]) == (*expected, item.reference)
         assert item.turns[-1].content in row["prompt"]
     xml = (out / RATER_DIR / "label_studio.xml").read_text()
     assert '<Choices name="preference" toName="prompt" choice="single"' in xml
-    assert "sweep human import OUT_DIR" in (out / RATER_DIR / "README.md").read_text()
+    readme = (out / RATER_DIR / "README.md").read_text()
+    assert "sweep human import OUT_DIR" in readme
+    cut = sum(item.a_cut + item.b_cut for item in pair.items)
+    assert pair.max_new_tokens >= 256
+    assert (f"{cut} answer" in readme and f"reached the limit of {pair.max_new_tokens} new tokens"
+            in readme) if cut else "No answer was cut" in readme  # fmt: skip
 
 
 def test_a_second_export_into_the_same_directory_is_refused(exported: dict[str, Any]) -> None:
@@ -152,6 +162,7 @@ def test_planted_ratings_come_back_unblinded(
     s = result.summary
     assert (s.wins, s.ties, s.losses, s.unparsed) == (9, 1, 2, 0)
     assert result.outcomes == by_row and result.raters == ("ana",) and result.ratings == 12
+    assert (result.a, result.b) == ("ab", "base")  # the console names them
     assert s.win_rate == pytest.approx(9 / 11) and s.win_rate_low < 9 / 11 < s.win_rate_high
     assert result.rater_agreement is None  # one rater
     assert result.judge_agreement is not None and result.judge_agreement.kappa == 1.0
@@ -233,5 +244,14 @@ def test_bad_ratings_are_refused_naming_the_file(
         json.dumps({"pair_id": "0123456789ab", "preference": "left"}) + "\n")  # fmt: skip
     with pytest.raises(ConfigError, match=r"ana.jsonl line 1: pair_id '0123456789ab' is not in"):
         import_ratings(export_copy, **where)
+    (export_copy / "ratings" / "ana.jsonl").unlink()
+    rows = rater_rows(export_copy)
+    with (export_copy / "ratings" / "ana.csv").open("w", newline="") as handle:
+        writer = csv.DictWriter(handle, fieldnames=COLUMNS)
+        writer.writeheader()
+        writer.writerows([{**row, "preference": "left"} for row in rows[:2]])
+        writer.writerow({**rows[2], "preference": "lefty"})
+    with pytest.raises(ConfigError, match=r"ana.csv row 4: preference 'lefty'"):  # as a
+        import_ratings(export_copy, **where)  # spreadsheet numbers it: the header is row 1
     with pytest.raises(ConfigError, match=r"has no key\.json"):
         import_ratings(export_copy / "ratings", **where)

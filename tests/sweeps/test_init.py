@@ -105,3 +105,56 @@ def test_init_refuses_a_name_that_escapes_and_a_budget_that_is_no_duration(
     assert main(["init", str(data), *flags]) == 2
     assert capsys.readouterr().err.strip().startswith(expected)
     assert not list(tmp_path.parent.glob("evil*"))
+
+
+def test_init_on_a_sharegpt_file_validates_and_launches(
+    tiny_model: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+) -> None:  # fmt: skip
+    """{"conversations": [{"from": "human", ...}, {"from": "gpt", ...}]}, as the guides write it:
+    init's ``format: chat`` reads its own file back."""
+    monkeypatch.chdir(tmp_path)
+    rows = [{"conversations": [{"from": "human", "value": f"{r['instruction']}\n\n{r['input']}"},
+                               {"from": "gpt", "value": r["output"]}]}
+            for r in (embedded_rows("train.jsonl") * 2)[:240]]  # fmt: skip
+    data = write_jsonl(tmp_path / "conversations.jsonl", rows)
+    written, state = init_validate_launch([str(data), "--model", str(tiny_model), "--budget",
+                                           "20s"], tmp_path / "sharegpt.yaml", capsys)  # fmt: skip
+    assert written["data"]["format"] == "chat"
+    assert all(t.status in ("completed", "pruned") for t in state.trials.values())
+
+
+def _seconds(line: str) -> float:
+    """``estimated wall time: 45 s (0.02 device-hours)`` or ``... 3 min ...`` in seconds."""
+    value, unit = line.split(": ", 1)[1].split()[:2]
+    return float(value) * {"s": 1, "min": 60, "h": 3600}[unit]
+
+
+def test_init_on_a_labelled_csv_follows_the_evidence_and_fits_its_budget(
+    tiny_model: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+) -> None:  # fmt: skip
+    """A text,sentiment CSV of 120 rows, 40 a label: a stratified held-out set of 20 rows, all
+    generated at every rung, the learning rates that did best here, the file where --help says,
+    and an estimate that validate's own timing keeps within the budget."""
+    import pandas as pd
+
+    monkeypatch.chdir(tmp_path)
+    labels = ["positive", "negative", "neutral"]
+    pd.DataFrame({"text": [f"Review {i}: the product was {labels[i % 3]} enough." for i in range(120)],
+                  "sentiment": [labels[i % 3] for i in range(120)]}).to_csv("sentiment.csv",
+                                                                           index=False)  # fmt: skip
+    assert main(["init", "sentiment.csv", "--model", str(tiny_model), "--budget", "90s"]) == 0
+    out = tmp_path / "search_spaces" / "sentiment.yaml"
+    written = yaml.safe_load(out.read_text())
+    capsys.readouterr()
+    lr = written["search_space"]["learning_rate"]
+    assert lr["low"] <= 1e-3 and lr["high"] >= 1e-2
+    assert written["evaluation"]["generation_samples"] == 20
+    assert main(["validate", str(out)]) == 0
+    said = capsys.readouterr().out.splitlines()
+    heldout = next(line for line in said if line.startswith("Held-out: "))
+    assert heldout == ("Held-out: 20 rows (split off data.train, stratified by label: negative 7, "
+                       "neutral 7, positive 6); generated at each rung: 20")  # fmt: skip
+    wall = next(line for line in said if line.strip().startswith("estimated wall time:"))
+    assert _seconds(wall.strip()) <= 90

@@ -298,6 +298,7 @@ def test_the_report_shows_the_judge_and_the_humans(
     assert "Position bias: 100% of 24 decisive verdicts chose the answer shown first" in text
     assert "Cohen's kappa humans vs the judge" in text
     assert "promoting A under this sweep's promote.require (heldout) would refuse" in text
+    assert "promote.require: heldout, judge, human" not in text  # only heldout is required
     markdown = (out / "report.md").read_text()
     assert "## Evidence" in markdown and "| human | A preferred" in markdown
     errors = out / "errors" / "errors.md"

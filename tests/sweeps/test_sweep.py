@@ -165,6 +165,11 @@ def test_child_runs_have_params_status_and_artifacts(sweep: dict[str, Any]) -> N
         assert float(run.data.params["lora_alpha"]) == float(run.data.params["lora_r"]) * float(
             run.data.params["lora_alpha_ratio"]
         )
+        # read as a person writes it (7.65e-05, not 7.65165826...e-05); the exact value kept
+        lr = record.params["learning_rate"]
+        assert run.data.params["learning_rate"] == f"{lr:.3g}" and len(f"{lr:.3g}") <= 9
+        exact = client.download_artifacts(run.info.run_id, "params_exact.json")
+        assert json.loads(Path(exact).read_text())["learning_rate"] == lr
     best = state.best_trial()
     assert best is not None
     adapter = {a.path for a in client.list_artifacts(best.run_id, "adapter")}

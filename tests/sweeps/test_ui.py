@@ -51,7 +51,7 @@ def start_server(command: list[str], *, health: str) -> tuple[subprocess.Popen[s
     while time.time() < deadline:
         try:
             with urllib.request.urlopen(health, timeout=2):
-                return proc, list(printed)  # ours came first, flushed before the server started
+                return proc, printed  # ours came first; it goes on filling while the server runs
         except OSError:
             time.sleep(0.5)
     os.killpg(proc.pid, signal.SIGTERM)
@@ -91,7 +91,9 @@ def test_ui_serves_the_store_on_loopback_and_stops_whole_on_sigterm(tmp_path: Pa
     experiment = client.create_experiment("ui-check", artifact_location=(tmp_path / "a").as_uri())
     client.create_run(experiment, run_name="a-run")
     port = free_port()
-    proc, url = start_ui(uri, port)
+    url = f"http://127.0.0.1:{port}"
+    proc, printed = start_server(["ui", "--mlflow-uri", uri, "--port", str(port)],
+                                 health=f"{url}/health")  # fmt: skip
     try:
         assert listening_addresses(port) == {"127.0.0.1"}
         request = urllib.request.Request(
@@ -102,6 +104,10 @@ def test_ui_serves_the_store_on_loopback_and_stops_whole_on_sigterm(tmp_path: Pa
             names = {e["name"] for e in json.loads(response.read())["experiments"]}
         assert "ui-check" in names
         stopped_by_signal(proc, port, signal.SIGTERM)
+        time.sleep(0.5)  # the reader thread takes the last lines
+        # quiet unless something fails: our lines only, no request log, no library warning
+        assert [line for line in printed if not line.startswith(("MLflow UI for", "  sweep "))
+                and line.strip()] == [], printed  # fmt: skip
     finally:
         if proc.poll() is None:
             stop_ui(proc)
@@ -173,6 +179,7 @@ def test_dashboard_shows_the_sweeps_study_and_stops_whole_on_sigint(
         listing = visible_text(dump_dom(f"{base}/dashboard/"))
         assert f"1. {state.name} Direction: MAXIMIZE" in listing, listing[:500]
         study = f"{base}/dashboard/studies/{studies[0]['study_id']}"
+        assert printed[1].rstrip("\n") == f"  study {state.name}: {study}"  # its page, not the list
         page = visible_text(screenshot_and_dom(study, tmp_path / "dash.png"))
         assert_picture(tmp_path / "dash.png")
         for seen in (f"{state.name} (id=", "History", "Hyperparameter Importance",

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from collections import Counter
 from pathlib import Path
 from typing import Any
 
@@ -84,6 +85,15 @@ def test_sharegpt_conversations(tmp_path: Path) -> None:
     ]
     [example] = load_examples(write_jsonl(tmp_path / "s.jsonl", rows))
     assert roles(example) == ["user", "assistant"] and example.reference == "Hello!"
+
+
+def test_format_chat_reads_sharegpt_rows_too(tmp_path: Path) -> None:
+    """``sweep init`` writes ``format: chat`` for a ShareGPT file: that must read it back."""
+    rows = [{"conversations": [{"from": "human", "value": f"Hi {i}"},
+                               {"from": "gpt", "value": f"Hello {i}!"}]} for i in range(3)]  # fmt: skip
+    examples = load_examples(write_jsonl(tmp_path / "s.jsonl", rows), fmt="chat")
+    assert [e.reference for e in examples] == ["Hello 0!", "Hello 1!", "Hello 2!"]
+    assert all(roles(e) == ["user", "assistant"] for e in examples)
 
 
 def test_csv_via_pandas_json_list_and_column_mapping(tmp_path: Path) -> None:
@@ -181,6 +191,26 @@ def test_split_is_seeded_and_disjoint(tmp_path: Path) -> None:
     assert len(held) == 10 and len(train) == 40
     assert {e.row for e in train}.isdisjoint({e.row for e in held})
     assert split_heldout(examples, fraction=0.2, seed=8)[1] != held
+
+
+def test_labelled_rows_are_split_stratified_by_label(tmp_path: Path) -> None:
+    """A text,label CSV of 40 rows per label: the held-out rows keep each label's share (a plain
+    random 20 of 120 once gave 9/6/5)."""
+    labels = ["positive", "negative", "neutral"]
+    frame = pd.DataFrame({"text": [f"review number {i}" for i in range(120)],
+                          "label": [labels[i % 3] for i in range(120)]})  # fmt: skip
+    frame.to_csv(tmp_path / "sentiment.csv", index=False)
+    examples = load_examples(tmp_path / "sentiment.csv")
+    assert {e.label for e in examples} == set(labels)
+    for seed in range(5):
+        train, held = split_heldout(examples, fraction=0.17, seed=seed)
+        counts = sorted(Counter(e.label for e in held).values())
+        assert len(held) == 20 and counts == [6, 7, 7], (seed, counts)
+        assert len(train) == 100 and {e.row for e in train}.isdisjoint({e.row for e in held})
+    assert split_heldout(examples, fraction=0.25, seed=0)[1] != split_heldout(
+        examples, fraction=0.25, seed=1)[1]  # fmt: skip
+    assert sorted(Counter(e.label for e in split_heldout(examples, fraction=0.25, seed=0)[1])
+                  .values()) == [10, 10, 10]  # fmt: skip
 
 
 def test_task_metric_follows_the_references(tmp_path: Path) -> None:
