@@ -138,6 +138,24 @@ def trial_rows(state: Any, walls: dict[str, float]) -> list[dict[str, Any]]:
     return rows
 
 
+def rank_correlations(done: Any, *, base: dict[str, float], screen_tqa: int) -> dict[str, float]:
+    """Spearman's rho over the completed adapters between the screening tier and the reference:
+    of the paired deltas against the base (what the guard reads; comparable across trials whose
+    looks stopped at different sizes), and of the raw scores."""
+    hs = "/".join(str(int(n)) for n in sorted(set(done["proxy_hellaswag_documents"])))
+    pairs = {
+        f"hellaswag (screening {hs} vs 498)": ("hellaswag", "ref_hellaswag_498"),
+        f"truthfulqa_mc2 (screening {screen_tqa} vs full 817)": (
+            "truthfulqa_mc2", "ref_truthfulqa_mc2_full"),
+    }  # fmt: skip
+    rho = {}
+    for name, (task, ref) in pairs.items():
+        delta = done[f"proxy_{task}_delta"].corr(done[ref] - base[task], method="spearman")
+        raw = done[f"proxy_{task}"].corr(done[ref], method="spearman")
+        rho[f"{name}, deltas"], rho[f"{name}, scores"] = float(delta), float(raw)
+    return rho
+
+
 def main(argv: list[str] | None = None) -> dict[str, Any]:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--mirror", type=Path, required=True)
@@ -177,13 +195,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         row["ref_truthfulqa_mc2_full"] = ref.get("truthfulqa_mc2")
         row["reference"] = "reused" if ref.get("reused") else "scored"
     done = pd.DataFrame([r for r in rows if r["status"] == "completed"])
-    hs = "/".join(str(int(n)) for n in sorted(set(done["proxy_hellaswag_documents"])))
-    rho = {
-        f"hellaswag (screening {hs} vs 498)": float(
-            done["proxy_hellaswag"].corr(done["ref_hellaswag_498"], method="spearman")),
-        f"truthfulqa_mc2 (screening {args.screen_tqa} vs full 817)": float(
-            done["proxy_truthfulqa_mc2"].corr(done["ref_truthfulqa_mc2_full"], method="spearman")),
-    }  # fmt: skip
+    rho = rank_correlations(done, base=reference["base"], screen_tqa=args.screen_tqa)
     screen = float(done["screen_s"].sum())
     extra = float((done["screen_truthfulqa_mc2_s"] * (1 - 8 / args.screen_tqa)).sum())
     result = {

@@ -144,7 +144,7 @@ def test_init_on_a_labelled_csv_follows_the_evidence_and_fits_its_budget(
     pd.DataFrame({"text": [f"Review {i}: the product was {labels[i % 3]} enough." for i in range(120)],
                   "sentiment": [labels[i % 3] for i in range(120)]}).to_csv("sentiment.csv",
                                                                            index=False)  # fmt: skip
-    assert main(["init", "sentiment.csv", "--model", str(tiny_model), "--budget", "90s"]) == 0
+    assert main(["init", "sentiment.csv", "--model", str(tiny_model), "--budget", "3m"]) == 0
     out = tmp_path / "search_spaces" / "sentiment.yaml"
     written = yaml.safe_load(out.read_text())
     capsys.readouterr()
@@ -157,4 +157,4 @@ def test_init_on_a_labelled_csv_follows_the_evidence_and_fits_its_budget(
     assert heldout == ("Held-out: 20 rows (split off data.train, stratified by label: negative 7, "
                        "neutral 7, positive 6); generated at each rung: 20")  # fmt: skip
     wall = next(line for line in said if line.strip().startswith("estimated wall time:"))
-    assert _seconds(wall.strip()) <= 90
+    assert _seconds(wall.strip()) <= 180
