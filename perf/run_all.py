@@ -706,7 +706,8 @@ def _share_verdict(r: dict[str, Any]) -> str:
     return (
         f"Missed: {shipped:.1%} as shipped. Inside a trial HellaSwag cost "
         f"{min(per_doc):.2f}-{max(per_doc):.2f} s a document, about twice the idle "
-        "bench's (i), because the other trial trains on the second core meanwhile; and "
+        "bench's (i) (the other trial trains on the second core meanwhile: the likely "
+        "cause, not measured apart); and "
         f"these trials are short ({min(walls):.0f}-{max(walls):.0f} s: 128 rows, one "
         "epoch), so a fixed screening is a large share. The two looks already halved "
         "HellaSwag's documents for the healthy trials (54 of 108). What would close it: "

@@ -17,6 +17,7 @@ import signal
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 from pathlib import Path
 
@@ -32,9 +33,12 @@ GRACE_SECONDS = 10.0  # after SIGTERM, before SIGKILL
 ML_WORKFLOW = "workflowType=machine_learning"
 # the console stays quiet unless something fails: no line per HTTP request, no library warnings
 QUIET_UVICORN = "--log-level warning --no-access-log"
-QUIET_WARNINGS = (
-    "ignore::DeprecationWarning,ignore::starlette.exceptions.StarletteDeprecationWarning"
-)
+QUIET_ENV = {
+    "PYTHONWARNINGS": "ignore::DeprecationWarning,ignore:starlette.middleware.wsgi is deprecated",
+    "MLFLOW_LOGGING_LEVEL": "WARNING",  # not its job scheduler's INFO lines
+}
+# what `mlflow ui` says on every start, whatever happens: not shown (anything else is)
+START_BANNER = "[MLflow] Security middleware enabled with default settings (localhost-only)."
 
 
 def ui_command(mlflow_uri: str, *, host: str = LOOPBACK, port: int = UI_PORT) -> list[str]:
@@ -48,7 +52,7 @@ def ui_command(mlflow_uri: str, *, host: str = LOOPBACK, port: int = UI_PORT) ->
     elif mlflow_uri.startswith(("http://", "https://")):
         raise ConfigError(f"{mlflow_uri} is a tracking server already: open it in a browser")
     return [sys.executable, "-m", "mlflow", "ui", "--backend-store-uri", mlflow_uri,
-            "--host", host, "--port", str(port), "--workers", "1",
+            "--registry-store-uri", mlflow_uri, "--host", host, "--port", str(port), "--workers", "1",
             "--uvicorn-opts", QUIET_UVICORN]  # fmt: skip
 
 
@@ -70,7 +74,7 @@ def serve_ui(mlflow_uri: str, *, host: str = LOOPBACK, port: int = UI_PORT) -> i
             print(f"  sweep {sweep}: {sweep_url(base, experiment_id=experiment_id, sweep=sweep)}",
                   flush=True)  # fmt: skip
     _warn_exposed(host)
-    return run_until_stopped(command, env={**os.environ, "PYTHONWARNINGS": QUIET_WARNINGS})
+    return run_until_stopped(command, env={**os.environ, **QUIET_ENV}, hide=(START_BANNER,))
 
 
 def dashboard_command(config_file: Path) -> list[str]:
@@ -129,9 +133,12 @@ def _warn_exposed(host: str, *, what: str = "every run") -> None:
               "with no login", file=sys.stderr, flush=True)  # fmt: skip
 
 
-def run_until_stopped(command: list[str], *, env: dict[str, str] | None = None) -> int:
+def run_until_stopped(
+    command: list[str], *, env: dict[str, str] | None = None, hide: tuple[str, ...] = ()
+) -> int:
     """Run a server in a process group of its own until it exits or this process is told to
     stop; either way nothing of the group is left running. Exit 0 when stopped on request.
+    Its stderr lines that start with one of ``hide`` are dropped; the rest pass through.
 
     The stop signals only set a flag, from before the server starts until its group is gone: a
     signal during the start, or a second Ctrl-C during the stop, cannot leave the group running."""
@@ -139,7 +146,10 @@ def run_until_stopped(command: list[str], *, env: dict[str, str] | None = None) 
     previous = {s: signal.signal(s, lambda signum, frame: asked.append(signum))
                 for s in STOP_SIGNALS}  # fmt: skip
     try:
-        child = subprocess.Popen(command, start_new_session=True, env=env)
+        child = subprocess.Popen(command, start_new_session=True, env=env,
+                                 stderr=subprocess.PIPE if hide else None, text=True)  # fmt: skip
+        if hide:
+            threading.Thread(target=_pass_through, args=(child, hide), daemon=True).start()
         try:
             while not asked and child.poll() is None:
                 time.sleep(0.1)
@@ -150,6 +160,14 @@ def run_until_stopped(command: list[str], *, env: dict[str, str] | None = None) 
         for sig, handler in previous.items():
             signal.signal(sig, handler)
     return 0 if asked else child.returncode
+
+
+def _pass_through(child: subprocess.Popen[str], hide: tuple[str, ...]) -> None:
+    """Copy the child's stderr to ours, line by line, but for the lines ``hide`` names."""
+    for line in child.stderr or ():
+        if not line.startswith(hide):
+            sys.stderr.write(line)
+            sys.stderr.flush()
 
 
 def stop_group(pgid: int, *, grace: float = GRACE_SECONDS) -> None:

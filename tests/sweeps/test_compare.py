@@ -196,7 +196,7 @@ def test_a_better_pair_is_oriented_the_same_in_html_markdown_json_and_headline(
     assert {len(cells(r)) for r in params} == {2}  # the base has no column of NO_ADAPTER cells
     assert NO_ADAPTER not in report["dom"].get_element_by_id("params").text_content()
     assert {cells(r)[0]: cells(r)[1] for r in params}["learning_rate"] == "0.00194"
-    assert "B (base) is the base model: no adapter, no hyperparameters." in report["html"]
+    assert "B (base model): no adapter, no hyperparameters." in report["html"]
     assert "| `learning_rate` | 0.00194 |\n" in report["md"]
     sides = report["data"]["sides"]
     assert [(s["key"], s["ref"]) for s in sides] == [("A", "ab/t1"), ("B", "base")]
@@ -414,7 +414,7 @@ def test_two_trials_show_their_hyperparameter_diff(
     assert params["learning_rate"].get("class") is None
     assert "-" not in {value for values in shown.values() for value in values}
     markdown = (tmp_path / "report.md").read_text()
-    assert f"| `lora_r` | {r_first} | {r_second} | yes |" in markdown
+    assert f"| `lora_r` | {r_first} | {r_second} | differ |" in markdown
     cost = json.loads((tmp_path / "report.json").read_text())["cost"]
     assert [c["trial"] for c in cost] == [first, second]
     assert {c["sweep_trials"] for c in cost} == {2}

@@ -137,7 +137,7 @@ def test_best_at_80_columns_labels_the_sample_and_keeps_numbers_whole(
     words = out.split()
     assert "123,456,789" in words and "…" not in out
     flat = " ".join(words)
-    assert "params: learning_rate 0.00194, lora_r " in flat  # as a person writes it, not JSON
+    assert "params: learning_rate 0.00194, lora_alpha 32, lora_r 16," in flat  # as written
     assert "0.0019420829011663684" not in out and "{" not in flat
     assert f"next: sweep promote {NAME}" in flat  # not promoted yet (no registry at all)
     assert "heldout/field_f1=0.7322 (base model 0.4123, delta +0.3199)" in flat

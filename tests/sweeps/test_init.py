@@ -114,9 +114,9 @@ def test_init_on_a_sharegpt_file_validates_and_launches(
     """{"conversations": [{"from": "human", ...}, {"from": "gpt", ...}]}, as the guides write it:
     init's ``format: chat`` reads its own file back."""
     monkeypatch.chdir(tmp_path)
-    rows = [{"conversations": [{"from": "human", "value": f"{r['instruction']}\n\n{r['input']}"},
-                               {"from": "gpt", "value": r["output"]}]}
-            for r in (embedded_rows("train.jsonl") * 2)[:240]]  # fmt: skip
+    rows = [{"conversations": [{"from": "human", "value": f"Add {i} and {3 * i + 7}."},
+                               {"from": "gpt", "value": str(4 * i + 7)}]}
+            for i in range(240)]  # fmt: skip
     data = write_jsonl(tmp_path / "conversations.jsonl", rows)
     written, state = init_validate_launch([str(data), "--model", str(tiny_model), "--budget",
                                            "20s"], tmp_path / "sharegpt.yaml", capsys)  # fmt: skip
