@@ -618,16 +618,17 @@ SUMMARIES = {
 }
 OVERVIEW = """\
 the usual path:
-  sweep init data/mine.jsonl           write a sweep YAML for your data
-  sweep validate search_spaces/mine.yaml   dry run: every check, and a time estimate
-  sweep launch search_spaces/mine.yaml     run it (Ray Tune + Optuna + ASHA, logged to MLflow)
-  sweep status SWEEP                   the table of trials
-  sweep ui                             browse it in the MLflow UI
-  sweep promote SWEEP                  register the best adapter if it is significantly better
-  sweep compare champion base          an A/B report
-  sweep serve champion                 try it: an OpenAI-compatible endpoint on 127.0.0.1
-  sweep judge champion base --judge-url URL --judge-model M   an LLM judges the pairs
-  sweep errors champion                the rows it still gets wrong: the next round's data
+  sweep init data/mine.jsonl               a sweep YAML for your data
+  sweep validate search_spaces/mine.yaml   dry run: every check, a time estimate
+  sweep launch search_spaces/mine.yaml     run it, logged to MLflow
+  sweep status SWEEP                       the table of trials
+  sweep ui                                 browse it in the MLflow UI
+  sweep promote SWEEP                      register it if significantly better
+  sweep compare champion base              an A/B report
+  sweep serve champion                     an OpenAI-compatible endpoint
+  sweep errors champion                    the rows it still gets wrong
+  sweep judge champion base --judge-url URL --judge-model M
+                                           an LLM judges the pairs, both orders
 
 'sweep VERB --help' describes a verb, with its defaults and examples."""
 

@@ -401,8 +401,17 @@ def trials_view(state: SweepState, console: Console) -> RenderableType:
     """The fitted table, what it hides, and its legend."""
     fitted = fit_table(state, console)
     notes = [note for note in (hidden_note(fitted), *legend(state, fitted.shown)) if note]
-    lines = [line for note in notes for line in wrap(note, fitted.width)]
+    lines = [line for note in notes for line in wrapped_note(note, fitted.width)]
     return Group(fitted.table, *(Text(line, no_wrap=True, overflow="ignore") for line in lines))
+
+
+def wrapped_note(note: str, width: int) -> list[str]:
+    """A note wrapped between words; a command in it (``...: sweep ...``) that does not fit
+    beside its words goes whole on a line of its own, to be copied in one piece."""
+    prose, sep, command = note.partition(": sweep ")
+    if not sep or len(note) <= width:
+        return wrap(note, width)
+    return [*wrap(f"{prose}:", width), f"sweep {command}"]
 
 
 def wrap(text: str, width: int, *, indent: int = 0) -> list[str]:

@@ -210,6 +210,20 @@ def test_a_bare_sweep_prints_the_help_and_version_prints_the_package_version(
     assert main(["data"]) == 0 and "prepare" in capsys.readouterr().out
 
 
+def test_the_help_fits_80_columns_with_every_command_whole(
+    capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("COLUMNS", "80")
+    with pytest.raises(SystemExit):
+        main(["--help"])
+    out = capsys.readouterr().out
+    assert max(len(line) for line in out.splitlines()) <= 80
+    usual = out.split("the usual path:\n", 1)[1].split("\n\n", 1)[0].splitlines()
+    commands = [line.strip() for line in usual if line.strip().startswith("sweep ")]
+    assert "sweep judge champion base --judge-url URL --judge-model M" in commands
+    assert len(commands) == 10 and all(not c.endswith(("--", "\\")) for c in commands)
+
+
 def test_validate_prints_the_resolved_config_without_torch() -> None:
     probe, out, _ = run_cli("validate", "--quick", "search_spaces/lora.yaml")
     assert probe["rc"] == 0 and probe["heavy"] == []

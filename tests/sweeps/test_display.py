@@ -154,6 +154,16 @@ def test_best_at_80_columns_labels_the_sample_and_keeps_numbers_whole(
     assert err.startswith("error: ") and err.endswith(f"sweeps under {tmp_path}: {NAME}")
 
 
+def test_a_command_in_the_legend_is_never_split_across_lines() -> None:
+    from sweeps.display import wrapped_note
+
+    note = "field_f1 on every held-out row: sweep compare notes-to-json-20261206-101500/TRIAL base"
+    lines = wrapped_note(note, 80)
+    assert lines == ["field_f1 on every held-out row:",
+                     "sweep compare notes-to-json-20261206-101500/TRIAL base"]  # fmt: skip
+    assert wrapped_note("a: sweep b", 80) == ["a: sweep b"]  # it fits: one line
+
+
 @pytest.mark.parametrize("extra", [0, 1500])  # 1500 rows: more than a pipe holds, so it breaks
 def test_status_piped_into_head_exits_quietly(tmp_path: Path, extra: int) -> None:
     sweep_state(tmp_path, extra=extra)
