@@ -124,6 +124,7 @@ def trial_rows(state: Any, walls: dict[str, float]) -> list[dict[str, Any]]:
             "learning_rate": record.params.get("learning_rate"),
             "heldout": m.get("heldout/field_f1"), "heldout_loss": m.get("heldout/loss"),
             "wall_s": walls.get(record.trial_id), "screen_s": m.get("bench/proxy/seconds"),
+            "finalist_s": m.get("bench/full/seconds"),
             **{f"screen_{task}_s": m.get(f"bench/proxy/{task}/seconds")
                for task in ("arc_challenge", "hellaswag", "mmlu", "truthfulqa_mc2")},
             "guard": verdict if record.status == "completed" else None,
@@ -197,6 +198,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     done = pd.DataFrame([r for r in rows if r["status"] == "completed"])
     rho = rank_correlations(done, base=reference["base"], screen_tqa=args.screen_tqa)
     screen = float(done["screen_s"].sum())
+    finalists = float(done["finalist_s"].fillna(0).sum())
     extra = float((done["screen_truthfulqa_mc2_s"] * (1 - 8 / args.screen_tqa)).sum())
     result = {
         "settings": {"lrs": list(args.lrs), "screen_tqa": args.screen_tqa,
@@ -207,6 +209,10 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         "base_reference": reference["base"], "trials": rows, "spearman": rho,
         "screen_share_of_trial_time": screen / float(done["wall_s"].sum()),
         "screen_seconds_total": screen,
+        # the sweep's wall time x its 2 trial slots: what the screening took of the machine
+        "screen_share_of_sweep_slots": screen / (sweep_seconds * raw["search"]["max_concurrent"]),
+        "finalist_seconds_total": finalists,
+        "finalist_share_of_sweep": finalists / sweep_seconds,
         "screen_share_shipped_estimate": (screen - extra) / float(done["wall_s"].sum() - extra),
         "hellaswag_screen_documents": {r["trial"]: r["proxy_hellaswag_documents"] for r in rows},
         "console": [line for line in console.getvalue().splitlines()

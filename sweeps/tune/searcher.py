@@ -10,6 +10,7 @@ and the search's state as separate files, and a crash between them pairs files o
 from __future__ import annotations
 
 import json
+import warnings
 from collections.abc import Callable, Collection, Mapping, Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -104,6 +105,10 @@ class PruneAwareOptunaSearch(OptunaSearch):
         self._reported_step: dict[str, int] = {}
         self._metrics = metric if isinstance(metric, list) else [metric]
         self._recipe = recipe  # how to build it again (None: it cannot be pickled)
+        if self.study.metric_names != self._metrics:  # optuna-dashboard: not "Objective 0"
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
+                self.study.set_metric_names(self._metrics)
 
     def __getstate__(self) -> dict[str, object]:
         """What Ray's pickling keeps (the Tuner's state): the recipe and the progress, plain data;

@@ -73,6 +73,8 @@ def test_asha_stopped_trials_are_pruned_in_optuna_with_intermediate_values(
         study_name=state.name, storage=f"sqlite:///{state.path / 'optuna.db'}"
     )
     assert len(study.trials) == NUM_TRIALS
+    # optuna-dashboard and Optuna's pictures name the objective, not "Objective 0"
+    assert study.metric_names == [state.objective_metric]
     by_lr = {round(t.params["learning_rate"], 12): t for t in study.trials}
     for record in state.trials.values():
         trial = by_lr[round(record.params["learning_rate"], 12)]
