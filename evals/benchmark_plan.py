@@ -239,12 +239,16 @@ def score_key(plan: BenchmarkPlan, task: str, *, phase: str, model_id: str) -> s
     return hashlib.sha256(json.dumps(key, sort_keys=True).encode()).hexdigest()[:24]
 
 
+def base_score_file(plan: BenchmarkPlan, task: str, *, phase: str, model_id: str) -> Path:
+    """Where one task's base-model scores in ``phase`` are cached."""
+    key = score_key(plan, task, phase=phase, model_id=model_id)
+    return Path(plan.cache) / "benchmark_scores" / f"{key}.json"
+
+
 def uncached_tasks(plan: BenchmarkPlan, *, phase: str, model_id: str) -> list[str]:
     """The plan's tasks whose base-model scores in ``phase`` are not in the cache yet."""
-    directory = Path(plan.cache) / "benchmark_scores"
     return [task for task in plan.tasks
-            if not (directory / f"{score_key(plan, task, phase=phase, model_id=model_id)}.json"
-                    ).is_file()]  # fmt: skip
+            if not base_score_file(plan, task, phase=phase, model_id=model_id).is_file()]  # fmt: skip
 
 
 def cached_base_scores(
@@ -252,17 +256,15 @@ def cached_base_scores(
     progress: Callable[[str], None],
 ) -> BenchmarkScores:  # fmt: skip
     """The base model's scores, computed only for the tasks not already in the cache."""
-    directory = Path(plan.cache) / "benchmark_scores"
-    paths = {t: directory / f"{score_key(plan, t, phase=phase, model_id=model_id)}.json"
-             for t in plan.tasks}  # fmt: skip
-    missing = [t for t, p in paths.items() if not p.is_file()]
+    paths = {t: base_score_file(plan, t, phase=phase, model_id=model_id) for t in plan.tasks}
+    missing = uncached_tasks(plan, phase=phase, model_id=model_id)
     scores = BenchmarkScores(metrics={})
     if missing:
         progress(f"Scoring the base model on {', '.join(missing)} ({phase}; cached afterwards) ...")
         model, tokenizer = load()
         fresh, _ = score_plan(model, tokenizer, plan, phase=phase, tasks=missing)
-        directory.mkdir(parents=True, exist_ok=True)
         for task in missing:
+            paths[task].parent.mkdir(parents=True, exist_ok=True)
             partial = paths[task].with_suffix(".partial")
             partial.write_text(json.dumps(fresh.only([task]).to_json()))
             partial.replace(paths[task])  # atomic: a reader never sees half an entry

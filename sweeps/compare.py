@@ -412,6 +412,7 @@ def assemble(
               for name, key in ((metric, "score"), ("exact_match", "exact_match"))}  # fmt: skip
     heldout = deltas[metric]
     items = item_rows(scores, cut=gathered.cut)
+    params = side_params(a), side_params(b)  # None: a side with no adapter (read once)
     groups = item_groups(items, metric=metric)
     shown = {row.id for group in groups for row in group.rows}  # generations repeat none of them
     decision, headline = decide(a, b, heldout, benchmarks=gathered.benchmarks,
@@ -425,8 +426,8 @@ def assemble(
         benchmarks=gathered.benchmarks, benchmarks_skipped=gathered.skipped,
         benchmark_hints=gathered.hints, groups=groups,
         generations=[row for row in items if row.id not in shown][:samples],
-        max_new_tokens=gathered.max_new_tokens, params=param_rows(a, b),
-        param_sides=[key for key, side in (("A", a), ("B", b)) if side_params(side) is not None],
+        max_new_tokens=gathered.max_new_tokens, params=param_rows(*params),
+        param_sides=[key for key, p in zip("AB", params, strict=True) if p is not None],
         cost=cost_rows(a, b), curves=gathered.curves, items=items,
     )  # fmt: skip
 
@@ -576,10 +577,10 @@ def side_params(side: Side) -> dict[str, object] | None:
     return {name: config[key] for key, name in names.items() if key in config}
 
 
-def param_rows(a: Side, b: Side) -> list[ParamRow]:
-    """Every hyperparameter of either side, both values rounded; differing ones first (a side
-    with no adapter has none: its column is left out of the table, see ``param_sides``)."""
-    pa, pb = side_params(a), side_params(b)
+def param_rows(pa: dict[str, object] | None, pb: dict[str, object] | None) -> list[ParamRow]:
+    """Every hyperparameter of either side (``pa``, ``pb``: each side's, None with no adapter),
+    both values rounded; differing ones first (a side with no adapter has no column in the
+    table: see ``param_sides``)."""
     rows = []
     for name in sorted(set(pa or {}) | set(pb or {})):
         va, vb = (p.get(name) if p is not None else None for p in (pa, pb))
