@@ -730,6 +730,36 @@ def _share_verdict(r: dict[str, Any]) -> str:
     )
 
 
+def importances_section(r: dict[str, Any]) -> str:
+    s = r["settings"]
+    rows = "\n".join(f"| {x['trials']} | {x['top_knob_agreement']:.0%} | {x['mean_abs_error']:.3f} |"
+                     for x in r["sizes"])  # fmt: skip
+    reference = ", ".join(f"{k} {v:.2f}" for k, v in sorted(r["reference"].items(),
+                                                           key=lambda kv: -kv[1]))  # fmt: skip
+    return f"""## (k) Hyperparameter importances: how many trials they need
+
+`python perf/bench_importances.py --repeats {s["repeats"]}`: fANOVA (`{s["evaluator"]}`, what the
+sweep's `param_importances.png` draws) on the final held-out field-F1 of the
+{s["configurations"]} real SmolLM2-135M LoRA configurations of `{s["table"]}` (knobs:
+{", ".join(s["knobs"])}). The reference is fANOVA on all {s["configurations"]}: {reference}. For
+each size, {s["repeats"]} random subsets of that many configurations (as a sweep of random
+trials would draw them) are scored the same way.
+
+| completed trials | names the reference's top knob | mean abs. error of the importances |
+|---|---|---|
+{rows}
+
+The sweep draws its importance picture from **16** completed trials (`IMPORTANCE_FLOOR` in
+`sweeps/study_report.py`): the smallest size here at which every subset named the top knob and
+the importances were within 0.05 of the reference on average. Below it the picture is skipped,
+with the count and this reason on the console. optuna-dashboard draws its own importances from
+any number; `sweep dashboard` says how many completed trials they rest on when that is under the
+floor. What this cannot show: one task and four knobs, one of which dominates (so the top knob
+is easy to name; knobs of closer weight would need more trials); a sweep's trials are not
+uniform draws once TPE steers them towards the best, which narrows the spread fANOVA reads.
+"""
+
+
 def forgetting_section(r: dict[str, Any]) -> str:
     s = r["settings"]
     rows = "\n".join(
@@ -810,7 +840,8 @@ against a baseline measured in the same run, on this machine:
 {variants_section(results["variants"]) if results.get("variants") else ""}
 {serve_section(results["serve"]) if results.get("serve") else ""}
 {scorer_section(results["scorer"]) if results.get("scorer") else ""}
-{forgetting_section(results["forgetting"]) if results.get("forgetting") else ""}"""
+{forgetting_section(results["forgetting"]) if results.get("forgetting") else ""}
+{importances_section(results["importances"]) if results.get("importances") else ""}"""
 
 
 def benchmark_mirror() -> Path | None:
@@ -824,6 +855,7 @@ def benchmark_mirror() -> Path | None:
 def measure(previous: dict[str, Any]) -> dict[str, Any]:
     """Every benchmark that runs in under an hour; parity runs are kept from ``previous``."""
     import bench_benchmarks
+    import bench_importances
     import bench_orchestration
     import bench_prepare
     import bench_search
@@ -842,6 +874,7 @@ def measure(previous: dict[str, Any]) -> dict[str, Any]:
     results["search"] = bench_search.main([])
     results["tpe_asha_compute_fraction"] = results["search"]["tpe_asha_compute_fraction"]
     results["serve"] = bench_serve.main([])
+    results["importances"] = bench_importances.main([])
     return results
 
 

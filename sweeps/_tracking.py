@@ -13,6 +13,7 @@ import os
 import tempfile
 import time
 from collections.abc import Mapping
+from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, TypedDict
 
@@ -22,7 +23,7 @@ from mlflow.tracking import MlflowClient
 
 from evals.metric_keys import RUNG
 from sweeps.config import ConfigError
-from sweeps.provenance import flatten, is_secret, redacted
+from sweeps.provenance import flatten, is_secret, param_text, redacted
 
 if TYPE_CHECKING:
     from mlflow.entities.model_registry import ModelVersion
@@ -43,6 +44,7 @@ PRUNED_NOTE = ("Stopped early by the scheduler (ASHA) after rung {rungs}: its va
 # MLflow 3's UI shows a GenAI dashboard unless the experiment is a model-training one
 EXPERIMENT_KIND = {"mlflow.experimentKind": "custom_model_development"}
 VIEW_TAG_PREFIX = "mlflow.sharedViewState."  # the UI's shared views: ?viewStateShareKey=KEY
+GROUP_TAG = "sweep"  # on a sweep's parent run and trials only: the UI's view groups by it
 TRIALS_TABLE = "trials_table.json"  # the parent run's table of trials
 GENERATIONS_TABLE = "sample_generations.json"  # an MLflow table of held-out generations
 
@@ -88,18 +90,28 @@ class SweepTracker:
     ) -> str:  # fmt: skip
         """The parent run: the config as params and as config.yaml, secrets and URI passwords
         hidden in both, never logged."""
-        tags = {"lora_sweep.kind": "sweep", "lora_sweep.sweep": name, **tags}
+        tags = {"lora_sweep.kind": "sweep", "lora_sweep.sweep": name, GROUP_TAG: name, **tags}
         shown = yaml.safe_dump(redacted(config), sort_keys=False)
         return self._new_run(name, tags=tags, params=flatten(config),
                              artifacts={"config.yaml": shown, **artifacts})  # fmt: skip
 
-    def set_sweep_view(self, key: str, *, parent_run_id: str, sort_metric: str, ascending: bool,
+    def set_sweep_view(self, key: str, *, sort_metric: str, ascending: bool,
                        columns: list[str]) -> None:  # fmt: skip
-        """An experiment view the UI opens with ``?viewStateShareKey=KEY``: the sweep's parent
-        expanded over its trials, sorted by the objective, with ``columns`` (``metrics.`k```,
-        ``params.`k```, ``tags.`k```, ``attributes.`Duration```) shown."""
+        """An experiment view the UI opens with ``?viewStateShareKey=KEY``: runs grouped by the
+        sweep they belong to (``GROUP_TAG``), sorted by the objective, with ``columns``
+        (``metrics.`k```, ``params.`k```, ``tags.`k```, ``attributes.`Duration```) shown.
+
+        MLflow 3.17's run table nests children under their parent only when sorted by start
+        time (``shouldNestChildrenAndFetchParents``), and a shared view drops ``runsExpanded``,
+        so a nested view opens flat or folded. A group opens unfolded, sorted by the objective:
+        its row carries the best value (min or max as the objective goes), the parent run and
+        the trials under it, best first; runs of no sweep (compare, judge, human, eval) wait in
+        MLflow's folded "Additional runs" group."""
+        group = {"aggregateFunction": "min" if ascending else "max",
+                 "groupByKeys": [{"mode": "tag", "groupByData": GROUP_TAG}]}  # fmt: skip
         state = {"orderByKey": f"metrics.`{sort_metric}`", "orderByAsc": ascending,
-                 "selectedColumns": columns, "runsExpanded": {parent_run_id: True}}  # fmt: skip
+                 "selectedColumns": columns, "groupBy": group, "groupsExpanded": {},
+                 "useGroupedValuesInCharts": False, "runsHiddenMode": "SHOW_ALL"}  # fmt: skip
         self.client.set_experiment_tag(self.experiment_id, VIEW_TAG_PREFIX + key,
                                        json.dumps(state))  # fmt: skip
 
@@ -132,17 +144,20 @@ class SweepTracker:
 
     # ------------------------------------------------------------------ trials (children)
     def start_trial(
-        self, parent_run_id: str, *, sweep: str, trial_id: str, params: Mapping[str, object]
-    ) -> str:
+        self, parent_run_id: str, *, sweep: str, trial_id: str, params: Mapping[str, object],
+        name: str | None = None,
+    ) -> str:  # fmt: skip
+        """A trial's child run, named ``name`` (by default its Ray trial id)."""
         tags = {
             "mlflow.parentRunId": parent_run_id,
             "lora_sweep.kind": "trial",
             "lora_sweep.sweep": sweep,
+            GROUP_TAG: sweep,
             "lora_sweep.trial_id": trial_id,
             "status": "running",
         }
         return self._new_run(
-            f"{sweep}/{trial_id}", tags=tags, params={**params, "trial_id": trial_id}, artifacts={}
+            name or trial_id, tags=tags, params={**params, "trial_id": trial_id}, artifacts={}
         )
 
     def child_trial_runs(self, parent_run_id: str) -> dict[str, str]:
@@ -299,15 +314,33 @@ class SweepTracker:
             self.client.log_batch(run_id, params=entries[start : start + 100])
 
 
-def recent_sweeps(tracking_uri: str, *, limit: int = 5) -> list[tuple[str, str]]:
-    """``(experiment id, sweep name)`` of the newest sweeps that saved a view, newest first."""
+@dataclass(frozen=True)
+class RecentSweep:
+    """A sweep ``sweep ui`` links to: its view, its best trial's run, its first picture."""
+
+    experiment_id: str
+    name: str
+    parent_run_id: str
+    best_run_id: str | None
+    picture: str | None  # an artefact path under sweep_plots/ on the parent run
+
+
+def recent_sweeps(tracking_uri: str, *, limit: int = 5) -> list[RecentSweep]:
+    """The newest sweeps that saved a view, newest first."""
+    from sweeps.study_report import PICTURES_DIR
+
     client = MlflowClient(tracking_uri=tracking_uri)
     experiments = {e.experiment_id: e for e in client.search_experiments()}
-    runs = client.search_runs(list(experiments), filter_string="tags.`lora_sweep.kind` = 'sweep'",
-                              order_by=["attributes.start_time DESC"], max_results=50)  # fmt: skip
-    found = [(r.info.experiment_id, r.info.run_name) for r in runs
-             if VIEW_TAG_PREFIX + r.info.run_name in experiments[r.info.experiment_id].tags]  # fmt: skip
-    return found[:limit]
+    every = client.search_runs(list(experiments), filter_string="tags.`lora_sweep.kind` = 'sweep'",
+                               order_by=["attributes.start_time DESC"], max_results=50)  # fmt: skip
+    runs = [r for r in every
+            if VIEW_TAG_PREFIX + r.info.run_name in experiments[r.info.experiment_id].tags][:limit]  # fmt: skip
+    found = []
+    for run in runs:
+        pictures = [a.path for a in client.list_artifacts(run.info.run_id, PICTURES_DIR)]
+        found.append(RecentSweep(run.info.experiment_id, run.info.run_name, run.info.run_id,
+                                 run.data.tags.get("best_run_id"), min(pictures, default=None)))  # fmt: skip
+    return found
 
 
 def checked_artifact_path(path: str) -> str:
@@ -326,10 +359,10 @@ def _cell(value: object) -> object:
 
 
 def _param_text(value: object) -> str:
-    """A param as a person writes it: a float to 3 significant digits (``7.65e-05``, ``32``;
-    the exact values go in ``EXACT_PARAMS``), a list or mapping as JSON."""
+    """A param as a person writes it (``param_text``; the exact floats go in ``EXACT_PARAMS``),
+    a list or mapping as JSON."""
     if isinstance(value, float):
-        return f"{value:.3g}"
+        return param_text(value)
     text = json.dumps(value) if isinstance(value, (list, dict)) else str(value)
     return text[:MAX_PARAM_LENGTH]
 

@@ -133,7 +133,7 @@ def print_outcome(state: SweepState, console: Console) -> int:
 
     print_table(state, console)
     _print_best(state, console)
-    say(console, describe_disk(state.path))
+    say(console, describe_disk(state))
     say(console, describe_restarts(state.path))
     if state.status != "completed":
         where = _state_dir_option(state)
@@ -184,8 +184,8 @@ def status(options: StatusOptions) -> int:
     say(console, f"status: {state.status}; {run}")
     best = state.best_trial()
     if best is not None:
-        say(console, f"best trial {best.trial_id}: {describe_cost(state, best)}")
-    say(console, describe_disk(state.path))
+        say(console, f"best trial {best.name}: {describe_cost(state, best)}")
+    say(console, describe_disk(state))
     say(console, describe_restarts(state.path))
     return 0
 
@@ -235,13 +235,19 @@ def describe_restarts(directory: Path) -> str:
             f"checkpoint); faults not retried: {faults}")  # fmt: skip
 
 
-def describe_disk(directory: Path) -> str:
-    """``disk: 41.2 MB (checkpoints 38.0 MB, adapters 3.1 MB, data 0.0 MB)``."""
+def describe_disk(state: SweepState) -> str:
+    """``disk: 41.2 MB (checkpoints 38.0 MB, adapters 3.1 MB, data 0.0 MB) in DIR``, and what
+    removing the checkpoints of ended trials saved."""
     from sweeps.state import disk_usage
 
-    usage = {k: v / 1e6 for k, v in disk_usage(directory).items()}
+    usage = {k: v / 1e6 for k, v in disk_usage(state.path).items()}
     parts = ", ".join(f"{k} {v:.1f} MB" for k, v in usage.items() if k != "total")
-    return f"disk: {usage['total']:.1f} MB ({parts}) in {directory}"
+    line = f"disk: {usage['total']:.1f} MB ({parts}) in {state.path}"
+    freed = [t.checkpoints_freed for t in state.trials.values() if t.checkpoints_freed]
+    if freed:
+        line += (f"; {sum(freed) / 1e6:.1f} MB of checkpoints removed as {len(freed)} trials "
+                 "ended (recovery.keep_finished_checkpoints: true keeps them)")  # fmt: skip
+    return line
 
 
 def best(options: BestOptions) -> int:

@@ -476,6 +476,18 @@ class Recovery(_Strict):
         "latest", description="latest: the most recent; objective: the best by the sweep's "
         "objective (plus the latest, which restarts need).",
     )  # fmt: skip
+    keep_finished_checkpoints: bool | None = Field(
+        None, description="Keep the checkpoints of a trial that completed or was stopped early; "
+        "by default they are removed when it ends (its last adapter stays in adapters/<trial>; a "
+        "failed trial keeps them, for resume). Unset: kept only with keep_best_by: objective.",
+    )  # fmt: skip
+
+    @property
+    def removes_finished_checkpoints(self) -> bool:
+        """Whether a trial's checkpoints go when it completes or is stopped early."""
+        if self.keep_finished_checkpoints is None:
+            return self.keep_best_by != "objective"
+        return not self.keep_finished_checkpoints
 
 
 HELDOUT_OBJECTIVES = (HELDOUT_TASK_METRIC, *LOWER_IS_BETTER, *(heldout(m) for m in TASK_METRICS))

@@ -200,7 +200,7 @@ def rows(state: SweepState) -> list[dict[str, str]]:
     for record in sorted_trials(state):
         mark = f" {BEST_MARK}" if best and record.trial_id == best.trial_id else ""
         out.append({
-            "trial": escape(record.trial_id) + mark, "status": _status(record),
+            "trial": escape(record.name) + mark, "status": _status(record),
             **{key: fmt_value(record.params.get(key)) for key, _ in (*SHOWN_PARAMS, *SEARCHED_ONLY)},
             "rung": str(record.rungs), metric: fmt_value(record.metrics.get(metric)),
             **{side: fmt_value(record.metrics.get(side)) for side in sides},
@@ -277,7 +277,7 @@ def describe_best(state: SweepState, record: TrialRecord) -> list[str]:
     delta = "" if value is None or base is None else (
         f" (base model {base:.4f}, delta {value - base:+.4f})")  # fmt: skip
     name = short_name(metric)
-    lines = [f"Best trial {record.trial_id}: {metric}={shown}{delta}",
+    lines = [f"Best trial {record.name}: {metric}={shown}{delta}",
              f"{name}: {metric_scope(state, metric).words}"]  # fmt: skip
     if record.final_objective is not None:
         lines.append(f"finalist: objective {record.final_objective:.4f} with the full benchmark "
@@ -344,12 +344,12 @@ def describe_front(state: SweepState, record: TrialRecord) -> list[str]:
     named = " and ".join(f"{g.metric} ({g.mode})" for g in goals)
     picked = "by the knee" if knee else f"as the best {goals[0].metric}"
     lines = [f"Pareto front of {named}: {len(front)} trial{'' if len(front) == 1 else 's'}; "
-             f"picked {picked}: {record.trial_id}"]  # fmt: skip
+             f"picked {picked}: {record.name}"]  # fmt: skip
     for trial in front:
         values = {**trial.metrics, goals[0].metric: trial.objective(goals[0].metric)}
         shown = ", ".join(f"{short_name(g.metric)} {fmt_value(values.get(g.metric))}"
                           for g in goals)  # fmt: skip
-        lines.append(f"{BEST_MARK if trial is record else ' '} {trial.trial_id}: {shown}")
+        lines.append(f"{BEST_MARK if trial is record else ' '} {trial.name}: {shown}")
     lines.append("the knee: the front trial closest to the ideal point, each objective scaled "
                  "0..1 over the front; " + (f"objective.pick: first takes the best "
                  f"{goals[0].metric} instead" if knee else "objective.pick is first"))  # fmt: skip

@@ -268,7 +268,7 @@ def _describe_parent_run(
     base model's proxy benchmark scores, on the new parent run."""
     parent = state.parent_run_id
     tracker.set_tags(parent, {"base_model.sha256": state.base_model_digest})
-    tracker.set_sweep_view(state.name, parent_run_id=parent, sort_metric=plan.objective_metric,
+    tracker.set_sweep_view(state.name, sort_metric=plan.objective_metric,
                            ascending=plan.objective_mode == "min", columns=view_columns(plan))  # fmt: skip
     tracker.log_datasets(parent, {role: (str(path), plan.digests[role], plan.rows[role])
                                   for role, path in data_paths(plan).items()})  # fmt: skip
@@ -320,13 +320,18 @@ def run_trials(driver: Driver, *, resume: bool, rerun: Sequence[str] = ()) -> bo
     from sweeps import tune
     from sweeps.display import LiveTable
     from sweeps.recorder import SweepRecorder, forget_lost_trials
+    from sweeps.rerun import study_numbers
 
     plan, state, tracker = driver.plan, driver.state, driver.tracker
-    seed_study(plan.config, study_name=state.name, storage=study_storage(plan.config, state.path),
-               goals=plan.goals, say=driver.say)  # fmt: skip
+    storage = study_storage(plan.config, state.path)
+    seed_study(plan.config, study_name=state.name, storage=storage, goals=plan.goals,
+               say=driver.say)  # fmt: skip
     with LiveTable(driver.console) as live:
         recorder = SweepRecorder(state, tracker, live,
                                  logged_generations=plan.config.evaluation.logged_generations,
+                                 remove_finished_checkpoints=(
+                                     plan.config.recovery.removes_finished_checkpoints),
+                                 study_number=study_numbers(storage, state.name),
                                  poll=lambda: driver.base.record(state, tracker))  # fmt: skip
         if rerun:
             grid = tune.rerun_tuner(plan.config, spec=plan.spec, recorder=recorder,

@@ -133,9 +133,15 @@ def log_sweep_pictures(
 
 
 def summary_metrics(state: SweepState) -> dict[str, float]:
-    """The best trial's metrics (``best/*``), the trial counts by status, and the cost."""
+    """The best trial's metrics (``best/*``, and the view's metric columns under their own
+    names, so the parent's row in the UI reads as the sweep's best), the trial counts by
+    status, and the cost."""
     best = state.best_trial()
     metrics = with_group(BEST, best.metrics) if best is not None else {}
+    if best is not None:
+        shown = [state.objective_metric,
+                 *([m for m, _ in state.also] or [second_metric(state.objective_metric)])]  # fmt: skip
+        metrics.update({m: best.metrics[m] for m in shown if m in best.metrics})
     for status in ("completed", "pruned", "failed"):
         count = sum(t.status == status for t in state.trials.values())
         metrics[trials_count(status)] = float(count)

@@ -114,6 +114,14 @@ def _shown(value: object) -> object:
     return hide_uri_password(value) if isinstance(value, str) else value
 
 
+def param_text(value: float) -> str:
+    """A float as a person writes a hyperparameter: 3 significant digits, with an exponent below
+    0.01 (``7.65e-05``, ``3.63e-03``, ``0.05``, ``32``)."""
+    if value != 0 and (abs(value) < 1e-2 or abs(value) >= 1e6):
+        return f"{value:.2e}"
+    return f"{value:.3g}"
+
+
 def flatten(data: Mapping[str, object], prefix: str = "") -> dict[str, object]:
     """Nested config -> dotted keys; secret-looking keys and values are left out, and passwords
     in URIs hidden."""

@@ -21,6 +21,7 @@ from evals.metric_keys import (
     TRIAL_NODE_ID,
     is_logged,
 )
+from sweeps.provenance import param_text
 from sweeps.space import HYPERPARAMETERS
 from sweeps.state import TERMINAL, SweepState, TrialRecord, restores
 
@@ -38,6 +39,22 @@ def trial_params(config: Mapping[str, object]) -> dict[str, object]:
     """The sampled hyperparameters of a trial, as its child run's params."""
     params = {k: config[k] for k in (*HYPERPARAMETERS, "lora_alpha_ratio") if k in config}
     return params
+
+
+# the knobs a trial's MLflow run name shows, after its number and id: what tells trials apart
+NAMED_KNOBS = {"learning_rate": "lr", "lora_r": "r"}
+
+
+def run_name(record: TrialRecord) -> str:
+    """``#3 f65278a5 lr 3.6e-03 r 8``: distinct in its first characters, and saying something
+    (MLflow's run table cuts names short)."""
+    knobs = [f"{short} {_written(record.params[knob])}" for knob, short in NAMED_KNOBS.items()
+             if knob in record.params]  # fmt: skip
+    return " ".join([record.name, *knobs])
+
+
+def _written(value: object) -> str:
+    return param_text(value) if isinstance(value, float) else str(value)
 
 
 def logged_metrics(result: Result) -> dict[str, float]:
@@ -61,8 +78,12 @@ class SweepRecorder:
         *,
         logged_generations: int = 8,
         poll: Callable[[], object] | None = None,
+        remove_finished_checkpoints: bool = False,
+        study_number: Callable[[str], int | None] = lambda trial_id: None,
     ) -> None:
         self.state = state
+        self.study_number = study_number  # a Ray trial's study trial number, once suggested
+        self.remove_finished_checkpoints = remove_finished_checkpoints
         self.tracker = tracker
         self.display = display
         self.logged_generations = logged_generations
@@ -77,14 +98,15 @@ class SweepRecorder:
             record.status = "running"
         else:
             params = trial_params(config)
-            run_id = self.tracker.start_trial(
-                self.state.parent_run_id, sweep=self.state.name, trial_id=trial_id, params=params
-            )
-            self.state.trials[trial_id] = TrialRecord(
-                trial_id=trial_id, run_id=run_id, params=params
-            )
+            record = TrialRecord(trial_id=trial_id, run_id="", params=params,
+                                 number=self.study_number(trial_id))  # fmt: skip
+            record.run_id = self.tracker.start_trial(
+                self.state.parent_run_id, sweep=self.state.name, trial_id=trial_id, params=params,
+                name=run_name(record),
+            )  # fmt: skip
+            self.state.trials[trial_id] = record
         self.state.save()
-        self.display.refresh(self.state, f"{trial_id} started")
+        self.display.refresh(self.state, f"{record.name} started")
 
     def trial_result(self, trial_id: str, result: Result) -> None:
         self.poll()
@@ -100,7 +122,7 @@ class SweepRecorder:
             self.tracker.set_tags(record.run_id, {f"placement.{k}": v for k, v in where.items()})
         record.last_step, record.metrics, record.rungs = step, metrics, whole(result.get(RUNG, 0))
         self.state.save()
-        self.display.refresh(self.state, f"{trial_id} rung {record.rungs}")
+        self.display.refresh(self.state, f"{record.name} rung {record.rungs}")
 
     def trial_ended(
         self,
@@ -133,7 +155,20 @@ class SweepRecorder:
             artifact_dirs=_benchmark_outputs(checkpoint),
         )
         self.state.save()
-        self.display.refresh(self.state, f"{trial_id} {record.status}")
+        self.display.refresh(self.state, f"{record.name} {record.status}")
+
+    def removes_checkpoints_of(self, trial_id: str) -> bool:
+        """Whether an ended trial's checkpoints go: it completed or was stopped early (it never
+        runs again; its adapter is kept), and the sweep does not keep them."""
+        record = self.state.trials.get(trial_id)
+        return (self.remove_finished_checkpoints and record is not None
+                and record.status in ("completed", "pruned"))  # fmt: skip
+
+    def checkpoints_removed(self, trial_id: str, *, freed: int) -> None:
+        """Record the bytes an ended trial's removed checkpoints took (the summary's disk line)."""
+        record = self.state.trials[trial_id]
+        record.checkpoints_freed += freed
+        self.state.save()
 
     def _keep_adapter(self, trial_id: str, checkpoint: Path | None) -> Path | None:
         """Copy the trial's last adapter out of Ray's checkpoints into adapters/<trial>/."""

@@ -16,7 +16,7 @@ holding the failed attempt's metrics. Here each failed trial:
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING
 
 from sweeps.config import ConfigError
@@ -71,6 +71,19 @@ def prepare_rerun(
     state.status = "running"
     state.save()
     return [record.trial_id for record in trials]
+
+
+def study_numbers(storage: str, study_name: str) -> Callable[[str], int | None]:
+    """A Ray trial's study trial number (the newest tagged with it: a re-run's), once the search
+    suggested it; None before, or for a study that does not tag its trials."""
+    import optuna
+
+    def number(trial_id: str) -> int | None:
+        study = optuna.load_study(study_name=study_name, storage=storage)
+        return max((t.number for t in study.get_trials(deepcopy=False)
+                    if t.user_attrs.get(RAY_TRIAL_ID) == trial_id), default=None)  # fmt: skip
+
+    return number
 
 
 def requeue(study: optuna.Study, trial_id: str) -> int:

@@ -92,8 +92,11 @@ def resolve_side(ref: str, *, state_dir: Path, mlflow_uri: str) -> Side:
         return Side(ref, label, adapter.path, adapter.base_model, registry=registry)
     state = load_state(adapter.sweep, state_dir=state_dir)
     config = yaml.safe_load((state.path / "config.yaml").read_text())
-    return Side(ref, label, adapter.path, adapter.base_model, state,
-                state.trials.get(adapter.trial_id), config, registry)  # fmt: skip
+    record = state.trials.get(adapter.trial_id)
+    if record is not None and record.number is not None:  # the number the study's pictures show
+        label = f"{label[:-1]}, trial #{record.number})" if label.endswith(")") else (
+            f"{label} (trial #{record.number})")  # fmt: skip
+    return Side(ref, label, adapter.path, adapter.base_model, state, record, config, registry)
 
 
 def registry_version(ref: str, *, state_dir: Path, mlflow_uri: str) -> RegistryVersion | None:

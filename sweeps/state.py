@@ -52,6 +52,14 @@ class TrialRecord:
     guard_open: list[str] = field(default_factory=list)
     final_objective: float | None = None  # the objective with full-set deltas (finalists)
     placement: dict[str, str] = field(default_factory=dict)  # node and GPUs of its last attempt
+    checkpoints_freed: int = 0  # bytes of its checkpoints removed when it ended
+    number: int | None = None  # its study trial's number: optuna-dashboard's "Trial 3"
+
+    @property
+    def name(self) -> str:
+        """How every view names the trial: ``#3 f65278a5``, its study trial's number (Optuna's
+        pictures and optuna-dashboard say "Trial 3") and its Ray trial id (what commands take)."""
+        return self.trial_id if self.number is None else f"#{self.number} {self.trial_id}"
 
     def objective(self, metric: str) -> float | None:
         """The value "best" ranks by: full-set based for finalists, else the trial's own."""
@@ -165,18 +173,16 @@ class SweepState:
 
 
 def disk_usage(directory: Path) -> dict[str, int]:
-    """Bytes a sweep takes on disk: in all, and in Ray's trial checkpoints, the final adapters
-    and the prepared data."""
+    """Bytes a sweep takes on disk: in all, and in Ray's trial checkpoints (checkpoint_*), the
+    final adapters and the prepared data."""
 
-    def size(path: Path) -> int:
-        if not path.exists():
-            return 0
-        files = [path] if path.is_file() else path.rglob("*")
+    def size(*paths: Path) -> int:
+        files = (f for p in paths for f in ([p] if p.is_file() else p.rglob("*")))
         return sum(f.stat().st_size for f in files if f.is_file() and not f.is_symlink())
 
-    parts = {"checkpoints": directory / "ray", "adapters": directory / "adapters",
-             "data": directory / "data"}  # fmt: skip
-    return {"total": size(directory), **{name: size(path) for name, path in parts.items()}}
+    checkpoints = [p for p in (directory / "ray").rglob("checkpoint_*") if p.is_dir()]
+    return {"total": size(directory), "checkpoints": size(*checkpoints),
+            "adapters": size(directory / "adapters"), "data": size(directory / "data")}  # fmt: skip
 
 
 def restores(directory: Path) -> list[dict[str, Any]]:

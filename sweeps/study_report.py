@@ -8,6 +8,7 @@ one row per trial: status, rungs, duration, hyperparameters and the objective.
 
 from __future__ import annotations
 
+import re
 import warnings
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
@@ -15,7 +16,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from evals.metric_keys import COST_DEVICE_SECONDS, COST_WALL_SECONDS
-from sweeps.state import SweepState, TrialRecord
+from sweeps.state import RAY_TRIAL_ID, SweepState, TrialRecord
 
 if TYPE_CHECKING:
     import optuna
@@ -23,6 +24,10 @@ if TYPE_CHECKING:
     from matplotlib.figure import Figure
 
 PICTURES_DIR = "sweep_plots"  # the parent run's artefact folder
+IMPORTANCES = "param_importances.png"
+# fANOVA importances from fewer completed trials are not drawn: on 48 real LoRA configurations,
+# random subsets of fewer named the wrong most-important knob too often (docs/perf.md (k))
+IMPORTANCE_FLOOR = 16
 # column -> one cell per trial: ids and statuses, counts, rounded values, a knob's value or None
 TrialsTable = dict[str, list[str | float | None]]
 
@@ -48,7 +53,7 @@ def _plots(goals: Sequence[str]) -> list[tuple[str, str, Callable[[optuna.Study]
          lambda s: plots.plot_optimization_history(s, target=first, target_name=metric)),
         ("parallel_coordinate.png", "parallel coordinates",
          lambda s: plots.plot_parallel_coordinate(s, target=first, target_name=metric)),
-        ("param_importances.png", "hyperparameter importances (fANOVA)",
+        (IMPORTANCES, "hyperparameter importances (fANOVA)",
          lambda s: plots.plot_param_importances(
              s, evaluator=FanovaImportanceEvaluator(seed=0), target=first, target_name=metric)),
     ]  # fmt: skip
@@ -66,9 +71,6 @@ def write_study_pictures(storage_url: str, *, study_name: str, goals: Sequence[s
                          out_dir: Path) -> Pictures:  # fmt: skip
     """Draw the study's pictures into ``out_dir``; a picture the study cannot give yet (too
     few finished trials, one knob only) is skipped with the reason."""
-    import matplotlib
-
-    matplotlib.use("Agg")
     import matplotlib.pyplot as plt
     import optuna
 
@@ -78,27 +80,82 @@ def write_study_pictures(storage_url: str, *, study_name: str, goals: Sequence[s
     written: dict[str, str] = {}
     skipped: dict[str, str] = {}
     trials = study.get_trials(deepcopy=False)
-    complete = any(t.state == optuna.trial.TrialState.COMPLETE for t in trials)
+    complete = sum(t.state == optuna.trial.TrialState.COMPLETE for t in trials)
     stepped = any(t.intermediate_values for t in trials)
-    for filename, title, plot in _plots(goals):
-        if not complete or (filename == "intermediate_values.png" and not stepped):
-            # Optuna draws empty axes then, with only a warning: a blank picture says nothing
-            skipped[title] = "no completed trial" if not complete else "no trial reported a rung"
+    for filename, title, _ in _plots(goals):
+        why_not = _cannot_draw(filename, complete=complete, stepped=stepped)
+        if why_not:
+            skipped[title] = why_not
             continue
         try:
-            with warnings.catch_warnings():
-                warnings.simplefilter("ignore")  # ExperimentalWarning on every plot
-                axes = plot(study)
-            figure = _figure(axes)
-            figure.set_size_inches(9, 5.5)
-            figure.tight_layout()
-            figure.savefig(out_dir / filename, dpi=110)
+            draw_picture(study, filename, goals=goals).savefig(out_dir / filename, dpi=110)
             written[filename] = title
         except (ValueError, RuntimeError, ZeroDivisionError) as exc:
             skipped[title] = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
         finally:
             plt.close("all")
     return Pictures(written=written, skipped=skipped)
+
+
+def draw_picture(study: optuna.Study, filename: str, *, goals: Sequence[str]) -> Figure:
+    """One of Optuna's pictures of the study, its trials named as the sweep names them, and the
+    importances titled with the trials they rest on."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import optuna
+
+    plot = next(plot for name, _, plot in _plots(goals) if name == filename)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # ExperimentalWarning on every plot
+        axes = plot(study)
+    trials = study.get_trials(deepcopy=False, states=(optuna.trial.TrialState.COMPLETE,))
+    _name_trials(axes, trial_names(study.get_trials(deepcopy=False)))
+    if filename == IMPORTANCES:
+        first = axes.flat[0] if hasattr(axes, "flat") else axes
+        first.set_title(f"Hyperparameter importances (fANOVA), on {len(trials)} completed trials")
+    figure = _figure(axes)
+    figure.set_size_inches(9, 5.5)
+    figure.tight_layout()
+    return figure
+
+
+def _cannot_draw(filename: str, *, complete: int, stepped: bool) -> str | None:
+    """Why a picture is not drawn: Optuna draws empty axes (with only a warning) when the study
+    has nothing to show, and importances from too few trials mislead (IMPORTANCE_FLOOR)."""
+    if not complete:
+        return "no completed trial"
+    if filename == "intermediate_values.png" and not stepped:
+        return "no trial reported a rung"
+    if filename == IMPORTANCES and complete < IMPORTANCE_FLOOR:
+        return (f"{complete} completed trials; importances need {IMPORTANCE_FLOOR} (below that "
+                "they name the wrong knob too often: docs/perf.md (k))")  # fmt: skip
+    return None
+
+
+def trial_names(trials: Sequence[optuna.trial.FrozenTrial]) -> dict[int, str]:
+    """Each study trial's name as every view of the sweep gives it (``TrialRecord.name``):
+    ``#3 f65278a5``, or ``#3`` for a trial no Ray trial ran (a warm start's carried ones)."""
+    names = {}
+    for trial in trials:
+        ray_id = trial.user_attrs.get(RAY_TRIAL_ID)
+        names[trial.number] = f"#{trial.number} {ray_id}" if ray_id else f"#{trial.number}"
+    return names
+
+
+def _name_trials(axes: Axes, names: dict[int, str]) -> None:
+    """Optuna labels trials ``Trial3`` and its x axes ``Trial``: the sweep's own names instead."""
+    for ax in axes.flat if hasattr(axes, "flat") else [axes]:
+        if ax.get_xlabel() == "Trial":
+            ax.set_xlabel("Trial # (as sweep status and optuna-dashboard number them)")
+        renamed = False
+        for line in ax.get_lines():
+            found = re.fullmatch(r"Trial(\d+)", str(line.get_label()))
+            if found:
+                line.set_label(names.get(int(found[1]), f"#{found[1]}"))
+                renamed = True
+        if renamed and ax.get_legend() is not None:
+            ax.legend(bbox_to_anchor=(1.05, 1), loc="upper left", borderaxespad=0.0)
 
 
 def _figure(axes: Axes) -> Figure:

@@ -20,9 +20,13 @@ import tempfile
 import threading
 import time
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from sweeps.config import ConfigError
 from sweeps.provenance import hide_uri_password
+
+if TYPE_CHECKING:
+    from sweeps._tracking import RecentSweep
 
 LOOPBACK = "127.0.0.1"
 UI_PORT = 5000  # mlflow ui's own default
@@ -58,8 +62,28 @@ def ui_command(mlflow_uri: str, *, host: str = LOOPBACK, port: int = UI_PORT) ->
 
 def sweep_url(base: str, *, experiment_id: str, sweep: str) -> str:
     """The page of a sweep in the MLflow UI: its experiment's runs in model-training mode,
-    through the view the sweep saved (the parent expanded, sorted by the objective)."""
+    through the view the sweep saved (its runs grouped, sorted by the objective)."""
     return f"{base}/#/experiments/{experiment_id}/runs?viewStateShareKey={sweep}&{ML_WORKFLOW}"
+
+
+def run_url(base: str, *, experiment_id: str, run_id: str, artifact: str | None = None) -> str:
+    """A run's page, or one of its artefacts shown, in model-training mode: a link without
+    ``workflowType`` opens in whichever mode the browser last used (GenAI by default)."""
+    page = f"{base}/#/experiments/{experiment_id}/runs/{run_id}"
+    return f"{page}/artifacts/{artifact}?{ML_WORKFLOW}" if artifact else f"{page}?{ML_WORKFLOW}"
+
+
+def sweep_links(base: str, sweep: RecentSweep) -> list[str]:
+    """What ``sweep ui`` prints for a sweep: its view, its best trial, its pictures."""
+    where = {"base": base, "experiment_id": sweep.experiment_id}
+    view = sweep_url(base, experiment_id=sweep.experiment_id, sweep=sweep.name)
+    lines = [f"  sweep {sweep.name}: {view}"]
+    if sweep.best_run_id:
+        lines.append(f"    best trial: {run_url(**where, run_id=sweep.best_run_id)}")
+    if sweep.picture:
+        lines.append("    pictures: "
+                     f"{run_url(**where, run_id=sweep.parent_run_id, artifact=sweep.picture)}")  # fmt: skip
+    return lines
 
 
 def serve_ui(mlflow_uri: str, *, host: str = LOOPBACK, port: int = UI_PORT) -> int:
@@ -70,9 +94,8 @@ def serve_ui(mlflow_uri: str, *, host: str = LOOPBACK, port: int = UI_PORT) -> i
     if mlflow_uri.startswith("sqlite:///"):
         from sweeps._tracking import recent_sweeps
 
-        for experiment_id, sweep in recent_sweeps(mlflow_uri):
-            print(f"  sweep {sweep}: {sweep_url(base, experiment_id=experiment_id, sweep=sweep)}",
-                  flush=True)  # fmt: skip
+        for sweep in recent_sweeps(mlflow_uri):
+            print("\n".join(sweep_links(base, sweep)), flush=True)
     _warn_exposed(host)
     return run_until_stopped(command, env={**os.environ, **QUIET_ENV}, hide=(START_BANNER,))
 
@@ -107,6 +130,9 @@ def serve_dashboard(
         print(f"optuna-dashboard for {hide_uri_password(storage)}: {base}  (Ctrl-C stops it)",
               flush=True)  # fmt: skip
         print(f"  study {study}: {base}{study_page(storage, study)}", flush=True)
+        note = importances_note(storage, study)
+        if note:
+            print(f"  {note}", flush=True)
         _warn_exposed(host, what="every study, and can edit or delete them")
         return run_until_stopped(command)
 
@@ -121,6 +147,26 @@ def study_page(storage: str, study: str) -> str:
     except KeyError:
         return "/dashboard/"
     return f"/dashboard/studies/{study_id}"
+
+
+def importances_note(storage: str, study: str) -> str | None:
+    """What the dashboard's importances rest on, when that is fewer completed trials than the
+    sweep's own picture needs (its floor; docs/perf.md (k))."""
+    import optuna
+
+    from sweeps.study_report import IMPORTANCE_FLOOR
+
+    try:
+        loaded = optuna.load_study(study_name=study, storage=storage)
+    except KeyError:
+        return None
+    complete = len(loaded.get_trials(deepcopy=False, states=(optuna.trial.TrialState.COMPLETE,)))
+    if complete >= IMPORTANCE_FLOOR:
+        return None
+    return (
+        f"its hyperparameter importances rest on {complete} completed trials: below "
+        f"{IMPORTANCE_FLOOR} they name the wrong knob too often (docs/perf.md (k))"
+    )
 
 
 def _shown(host: str) -> str:

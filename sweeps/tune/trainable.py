@@ -197,6 +197,19 @@ def _stored_checkpoints(
     return [tune.Checkpoint(f"{parent}/{name}", filesystem) for name in names]
 
 
+def remove_stored_checkpoints(checkpoint: tune.Checkpoint | None) -> int:
+    """Remove every checkpoint_* directory of an ended trial (on its storage, local or remote);
+    returns the bytes freed. The trial's results and params files stay."""
+    freed = 0
+    for stored in _stored_checkpoints(checkpoint, experiment=None):
+        filesystem = stored.filesystem
+        assert filesystem is not None  # a Checkpoint made with one always has one
+        files = filesystem.get_file_info(pyarrow.fs.FileSelector(stored.path, recursive=True))
+        freed += sum(f.size or 0 for f in files if f.type == pyarrow.fs.FileType.File)
+        filesystem.delete_dir(stored.path)
+    return freed
+
+
 def _record_restore(sweep_dir: str | None, entry: Restore) -> None:
     if sweep_dir is None:
         return

@@ -23,7 +23,7 @@ from sweeps.recorder import SweepRecorder
 from sweeps.state import WORK_DIR, study_storage
 from sweeps.tune.moasha import MultiObjectiveASHA
 from sweeps.tune.searcher import RERUNNING, build_searcher
-from sweeps.tune.trainable import lora_trainable
+from sweeps.tune.trainable import lora_trainable, remove_stored_checkpoints
 from trainers.spec import TrialSpec
 
 EXPERIMENT = "tune"  # the Tune experiment's name: its directory under checkpoint_root
@@ -236,6 +236,9 @@ class RecorderCallback(tune.Callback):
         self.recorder.trial_ended(
             trial.trial_id, result=trial.last_result, checkpoint=_checkpoint_path(trial)
         )
+        if self.recorder.removes_checkpoints_of(trial.trial_id):
+            freed = remove_stored_checkpoints(trial.checkpoint)
+            self.recorder.checkpoints_removed(trial.trial_id, freed=freed)
 
     def on_trial_error(
         self, iteration: int, trials: list[Trial], trial: Trial, **info: object

@@ -94,6 +94,24 @@ def visible_text(dom: str) -> str:
     return " ".join(" ".join(tree.itertext()).split())
 
 
+def grid_rows(dom: str) -> list[dict[str, str]]:
+    """The MLflow UI's run table as a person reads it, row by row: each row's cells by column
+    id (``attributes.`Run Name```, ``metrics.`k```, ...) and its ``row-id``. The grid draws a
+    row's pinned and scrolled cells apart; they share its ``row-index``. A run name's cell
+    starts with the run's colour (``#0e538b``), dropped here."""
+    import re
+
+    from lxml import html as lxml_html
+
+    rows: dict[int, dict[str, str]] = {}
+    for row in lxml_html.fromstring(dom).xpath("//*[@role='row'][@row-index]"):
+        cells = rows.setdefault(int(row.get("row-index")), {"row-id": row.get("row-id") or ""})
+        for cell in row.xpath(".//*[@role='gridcell'][@col-id]"):
+            text = " ".join(cell.text_content().split())
+            cells[cell.get("col-id")] = re.sub(r"^#[0-9a-f]{6}", "", text)
+    return [rows[index] for index in sorted(rows)]
+
+
 def assert_picture(path: Path, *, min_bytes: int = 5_000) -> None:
     """A PNG that shows something: not empty, not one flat colour."""
     import matplotlib.image
@@ -116,6 +134,24 @@ def ab_sweep(tiny_model: Path, tmp_path_factory: pytest.TempPathFactory) -> dict
                      "--force", "tiny test model: no real gain to find"])  # fmt: skip
     assert code == 0
     return sweep
+
+
+@pytest.fixture(scope="session")
+def ab_report(ab_sweep: dict[str, Any], tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
+    """``sweep compare champion base`` on the ab sweep: its report, and a compare run in the
+    sweep's experiment."""
+    from sweeps.cli import main
+
+    out = tmp_path_factory.mktemp("report")
+    state = ab_sweep["state"]
+    args = ["compare", "champion", "base", "--out", str(out), "--samples", "5",
+            "--state-dir", str(state.path.parent), "--mlflow-uri", ab_sweep["uri"]]  # fmt: skip
+    with shared_cache(tmp_path_factory):
+        assert main(args) == 0
+    champion = ab_sweep["client"].get_model_version_by_alias("tiny", "champion")
+    best = state.trials[champion.tags["lora_sweep.trial_id"]]
+    assert best.trial_id == state.best_trial().trial_id
+    return {**ab_sweep, "out": out, "best": best, "version": champion}
 
 
 def launch_counting_concurrency(config: dict[str, Any], *, name: str,

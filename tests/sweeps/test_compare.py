@@ -24,7 +24,7 @@ from sweeps.compare import (
 from sweeps.scoring import ItemScores, all_rows, cache_path, load_spec
 from sweeps.sides import Turn, conversation
 from sweeps.state import SweepState, TrialRecord
-from tests.sweeps.conftest import HELDOUT_ROWS, dump_dom, shared_cache
+from tests.sweeps.conftest import HELDOUT_ROWS, dump_dom
 
 SYSTEM, TASK = "You turn notes into JSON records.", "Extract the contact from this note as JSON."
 OFFLINE = ("{t}: the Hugging Face Hub is offline and no local mirror is set (Couldn't reach "
@@ -276,18 +276,9 @@ def cached_items(state: SweepState, adapter: Path | None) -> list[dict[str, Any]
     return items
 
 
-@pytest.fixture(scope="module")
-def report(ab_sweep: dict[str, Any], tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
-    out = tmp_path_factory.mktemp("report")
-    state: SweepState = ab_sweep["state"]
-    args = ["compare", "champion", "base", "--out", str(out), "--samples", "5",
-            "--state-dir", str(state.path.parent), "--mlflow-uri", ab_sweep["uri"]]  # fmt: skip
-    with shared_cache(tmp_path_factory):
-        assert main(args) == 0
-    champion = ab_sweep["client"].get_model_version_by_alias("tiny", "champion")
-    best = state.trials[champion.tags["lora_sweep.trial_id"]]
-    assert best.trial_id == state.best_trial().trial_id  # type: ignore[union-attr]
-    return {**ab_sweep, "out": out, "best": best, "version": champion}
+@pytest.fixture
+def report(ab_report: dict[str, Any]) -> dict[str, Any]:
+    return ab_report
 
 
 def test_report_numbers_are_the_paired_test_on_every_heldout_row(report: dict[str, Any]) -> None:

@@ -301,3 +301,17 @@ def test_a_yaml_exponent_without_a_dot_is_a_number(tmp_path: Path) -> None:
     assert space.weight_decay == 0.01
     assert isinstance(space.lora_target_modules, Choice)
     assert space.lora_target_modules.values == ["all-linear", "attention"]
+
+
+@pytest.mark.parametrize(("recovery", "removes"), [
+    ({}, True), ({"keep_best_by": "objective"}, False),
+    ({"keep_finished_checkpoints": True}, False),
+    ({"keep_best_by": "objective", "keep_finished_checkpoints": False}, True),
+])  # fmt: skip
+def test_finished_trials_checkpoints_go_unless_kept(
+    recovery: dict[str, object], removes: bool
+) -> None:
+    """By default an ended trial's checkpoints go (its adapter stays); keeping the best by the
+    objective keeps them unless told otherwise, since the best checkpoint is the point of it."""
+    config = config_from_dict({"data": {"train": "t.jsonl"}, "recovery": recovery})
+    assert config.recovery.removes_finished_checkpoints is removes

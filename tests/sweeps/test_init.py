@@ -29,6 +29,9 @@ def init_validate_launch(argv: list[str], out: Path, capsys: pytest.CaptureFixtu
     state = launch_sweep(out)
     assert state.status == "completed"
     assert len(state.trials) == written["search"]["num_samples"]
+    # the trials ended: no checkpoint is left behind by default, every adapter is
+    assert not list((state.path / "ray").rglob("checkpoint_*"))
+    assert all(Path(t.adapter_path or "").is_dir() for t in state.trials.values())
     return written, state
 
 

@@ -17,11 +17,12 @@ import pytest
 from mlflow.tracking import MlflowClient
 
 from sweeps.cli import main
-from sweeps.state import SweepState
+from sweeps.state import RAY_TRIAL_ID, SweepState
 from tests.sweeps.conftest import (
     assert_picture,
     dump_dom,
     free_port,
+    grid_rows,
     screenshot_and_dom,
     visible_text,
 )
@@ -118,42 +119,71 @@ def page_text(url: str) -> str:
     return visible_text(dump_dom(url))
 
 
-def test_ui_opens_the_sweep_as_model_training_runs_with_the_objective_pictures_and_champion(
-    ab_sweep: dict[str, Any], tmp_path: Path,
+def test_ui_opens_the_sweep_grouped_best_first_with_deep_links_in_training_mode(
+    ab_report: dict[str, Any], tmp_path: Path,
 ) -> None:  # fmt: skip
-    state: SweepState = ab_sweep["state"]
+    """The page ``sweep ui`` prints for a sweep: the sweep as one unfolded group whose row holds
+    the best objective, the parent run (best objective, status) and its trials under it, best
+    first, distinct names with the learning rate as a person writes it; the compare run folded
+    away. Its links to the best trial and to each picture open in model-training mode and show
+    what they name."""
+    state: SweepState = ab_report["state"]
+    client: MlflowClient = ab_report["client"]
     url = f"http://127.0.0.1:{free_port()}"
-    proc, printed = start_server(["ui", "--mlflow-uri", ab_sweep["uri"], "--port",
+    proc, printed = start_server(["ui", "--mlflow-uri", ab_report["uri"], "--port",
                                   url.rsplit(":", 1)[1]], health=f"{url}/health")  # fmt: skip
     try:
+        time.sleep(1)  # the links are printed once the store was read
         printed = [line.rstrip("\n") for line in printed]
         page = f"{url}/#/experiments/{state.experiment_id}/runs?viewStateShareKey={state.name}"
-        assert f"  sweep {state.name}: {page}&workflowType=machine_learning" in printed
-        landing = visible_text(screenshot_and_dom(f"{page}&workflowType=machine_learning",
-                                                  tmp_path / "landing.png"))  # fmt: skip
+        assert f"  sweep {state.name}: {page}&workflowType=machine_learning" in printed, printed
+        dom = screenshot_and_dom(f"{page}&workflowType=machine_learning", tmp_path / "landing.png")
         assert_picture(tmp_path / "landing.png")
+        landing = visible_text(dom)
         assert "Detect Issues" not in landing and "Traces 0" not in landing  # not GenAI mode
-        assert f"Sort: {state.objective_metric}" in landing and "Metrics" in landing
-        table = landing[landing.index("Run Name") :]  # the objective is a column of the table
-        assert state.objective_metric in table and "Duration" in table
-        assert f" {state.name} " in landing  # the parent, expanded over its trials:
-        for record in state.trials.values():
-            assert f"{state.name}/{record.trial_id}" in landing
-        ranked = sorted(state.trials.values(), key=lambda r: landing.index(f"/{r.trial_id}"))
-        values = [r.metrics[state.objective_metric] for r in ranked]  # sorted by the objective
-        assert values == sorted(values, reverse=state.objective_mode == "max")
-        plots = f"{url}/#/experiments/{state.experiment_id}/runs/{state.parent_run_id}/artifacts"
-        dom = screenshot_and_dom(f"{plots}/sweep_plots/optimization_history.png?"
-                                 "workflowType=machine_learning", tmp_path / "parent.png")  # fmt: skip
-        assert_picture(tmp_path / "parent.png")
-        shown = visible_text(dom)
-        for picture in ("optimization_history.png", "parallel_coordinate.png",
-                        "intermediate_values.png", "trials_table.json"):  # fmt: skip
-            assert picture in shown, picture
-        assert 'alt="sweep_plots/optimization_history.png"' in dom  # the picture, rendered
-        record = ranked[0]  # a child run's page names its parent
-        child = page_text(f"{url}/#/experiments/{state.experiment_id}/runs/{record.run_id}")
-        assert f"{state.name}/{record.trial_id}" in child and f"Parent run {state.name}" in child
+        assert f"Sort: {state.objective_metric}" in landing and "Group by: sweep" in landing
+        rows = grid_rows(dom)
+        name, metric = "attributes.`Run Name`", f"metrics.`{state.objective_metric}`"
+        best = state.best_trial()
+        assert best is not None
+        objective = best.metrics[state.objective_metric]
+        goes = "min" if state.objective_mode == "min" else "max"
+        # the sweep's group, unfolded: its row holds the best objective
+        group, *members, folded = rows
+        assert group[name] == f"Group: {state.name}{len(state.trials) + 1}"
+        assert float(group[metric].removesuffix(f" ({goes})")) == pytest.approx(objective)
+        # its parent run: the best objective and the sweep's status
+        parent = next(r for r in members if r[name] == state.name)
+        assert (
+            parent["row-id"].endswith(state.parent_run_id)
+            and parent["tags.`status`"] == "completed"
+        )
+        assert float(parent[metric]) == pytest.approx(objective)
+        # its trials: best first, named as everywhere else, with the learning rate as written
+        trials = [r for r in members if r is not parent]
+        assert sorted(r[name] for r in trials) == sorted(
+            f"{t.name} lr 1.00e-03 r {t.params['lora_r']}" for t in state.trials.values()
+        )
+        values = [float(r[metric]) for r in trials]
+        assert values == sorted(values, reverse=goes == "max")
+        assert len({r[name][:20] for r in members}) == len(members)
+        # the compare run, out of the trials' way: one click away in a folded group
+        assert folded[name] == "Additional runs1" and "compare" not in landing
+
+        at = printed.index(f"  sweep {state.name}: {page}&workflowType=machine_learning")
+        best_link, pictures_link = printed[at + 1].split(": ", 1), printed[at + 2].split(": ", 1)
+        assert best_link[0] == "    best trial" and pictures_link[0] == "    pictures"
+        child = page_text(best_link[1])
+        assert best_link[1].endswith("?workflowType=machine_learning")
+        assert best.name in child and f"Parent run {state.name}" in child
+        assert "Evaluations" not in child  # GenAI mode's breadcrumb
+        pictures = sorted(a.path for a in client.list_artifacts(state.parent_run_id,
+                                                                 "sweep_plots"))  # fmt: skip
+        assert pictures_link[1].endswith(f"/artifacts/{pictures[0]}?workflowType=machine_learning")
+        for picture in pictures:
+            link = pictures_link[1].replace(pictures[0], picture)
+            dom = screenshot_and_dom(link, tmp_path / "picture.png")
+            assert f'alt="{picture}"' in dom, picture  # the picture itself, not an empty folder
         model = page_text(f"{url}/#/models/tiny")
         assert "champion" in model and "Version 1" in model
     finally:
@@ -162,8 +192,8 @@ def test_ui_opens_the_sweep_as_model_training_runs_with_the_objective_pictures_a
 
 @pytest.mark.skipif(not Path("/proc/net/tcp").is_file(), reason="reads Linux's socket table")
 def test_dashboard_shows_the_sweeps_study_and_stops_whole_on_sigint(
-    ab_sweep: dict[str, Any], tmp_path: Path,
-) -> None:  # fmt: skip
+    ab_sweep: dict[str, Any], tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
     state: SweepState = ab_sweep["state"]
     port = free_port()
     base = f"http://127.0.0.1:{port}"
@@ -180,11 +210,22 @@ def test_dashboard_shows_the_sweeps_study_and_stops_whole_on_sigint(
         assert f"1. {state.name} Direction: MAXIMIZE" in listing, listing[:500]
         study = f"{base}/dashboard/studies/{studies[0]['study_id']}"
         assert printed[1].rstrip("\n") == f"  study {state.name}: {study}"  # its page, not the list
+        assert printed[2].startswith("  its hyperparameter importances rest on 2 completed trials")
         page = visible_text(screenshot_and_dom(study, tmp_path / "dash.png"))
         assert_picture(tmp_path / "dash.png")
         for seen in (f"{state.name} (id=", "History", "Hyperparameter Importance",
                      "Intermediate values", "trial #0", "trial #1"):  # fmt: skip
             assert seen in page, (seen, page[:800])
+        # one name per trial: the dashboard's "trial #N" is sweep status's "#N <Ray id>"
+        api = f"{base}/api/studies/{studies[0]['study_id']}?after=0"
+        with urllib.request.urlopen(api, timeout=10) as response:
+            trials = json.loads(response.read())["trials"]
+        named = {f"#{t['number']} {a['value']}" for t in trials for a in t["user_attrs"]
+                 if a["key"] == RAY_TRIAL_ID}  # fmt: skip
+        assert named == {r.name for r in state.trials.values()} and len(named) == len(trials)
+        assert main(["status", state.name, "--state-dir", str(state.path.parent)]) == 0
+        status = capsys.readouterr().out
+        assert all(name in status for name in named), status
         stopped_by_signal(proc, port, signal.SIGINT)
     finally:
         if proc.poll() is None:
