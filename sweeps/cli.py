@@ -266,6 +266,7 @@ def best(options: BestOptions) -> int:
                 {
                     "sweep": state.name,
                     "trial_id": record.trial_id,
+                    "study_trial": record.number,  # optuna-dashboard's "trial #N"
                     "run_id": record.run_id,
                     "params": record.params,
                     "metrics": record.metrics,

@@ -297,7 +297,9 @@ def test_report_numbers_are_the_paired_test_on_every_heldout_row(report: dict[st
     assert (paired["delta"], paired["ci_low"], paired["ci_high"], paired["a_better"],
             paired["b_better"]) == (expected.delta, expected.ci_low, expected.ci_high,
                                     expected.candidate_better, expected.reference_better)  # fmt: skip
-    assert data["a"] == f"champion (ab/{best.trial_id})" and data["b"] == "base model"
+    # the trial as the study's pictures and optuna-dashboard number it, too
+    assert data["a"] == f"champion (ab/{best.trial_id}, trial #{best.number})"
+    assert best.number is not None and data["b"] == "base model"
     markdown = (report["out"] / "report.md").read_text()
     ci = f"[{expected.ci_low:+.4f}, {expected.ci_high:+.4f}]"
     means = f"{paired['mean_a']:.4f} | {paired['mean_b']:.4f} | {expected.delta:+.4f}"
