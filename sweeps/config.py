@@ -245,7 +245,7 @@ class SearchSpace(_Strict):
 DataFormat = Literal["auto", "alpaca", "dolly", "instruction_response", "question_answer",
                      "prompt_completion", "prompt_response", "input_output", "text_label",
                      "hash_pairs", "text", "chat"]  # fmt: skip
-# Too little data (refused unless data.allow_small; README "Use it on your data" says why).
+# Too little data (refused unless data.allow_small; docs/data.md "Too little data" says why).
 MIN_TRAIN_ROWS = 32
 MIN_HELDOUT_ROWS = 20
 

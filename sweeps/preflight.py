@@ -151,7 +151,7 @@ def describe_heldout(heldout: list[Example], *, split: bool, generated: int | No
 
 def check_enough_rows(config: SweepConfig, *, train: int, heldout: int, source: str) -> None:
     """Fewer than MIN_TRAIN_ROWS training or MIN_HELDOUT_ROWS held-out rows are too few to rank
-    trials (README, "Too little data"): refused unless data.allow_small."""
+    trials (docs/data.md, "Too little data"): refused unless data.allow_small."""
     data = config.data
     if data.allow_small:
         return

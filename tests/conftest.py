@@ -114,7 +114,7 @@ def tiny_sweep_config(
     config: dict[str, Any] = {
         "name": "tiny",
         "base_model": str(model),
-        # the fast tier's data is a few rows: fewer than a real sweep needs (README, Too little data)
+        # the fast tier's data is a few rows: fewer than a real sweep needs (docs/data.md, Too little data)
         "data": {"train": str(data["train"]), "heldout": str(data["heldout"]), "allow_small": True},
         "search_space": {
             "learning_rate": {"type": "loguniform", "low": 1e-3, "high": 1e-2},

@@ -1,4 +1,4 @@
-"""One test per security default (README "Security defaults"):
+"""One test per security default (docs/security.md):
 
 - servers bind to 127.0.0.1 unless configured: ``test_servers_bind_to_loopback_unless_asked``,
   plus test_ui.py, which reads the socket table of a running ``sweep ui``;
