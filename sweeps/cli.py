@@ -446,8 +446,9 @@ def serve(options: ServeOptions) -> int:
     """Serve a base model and adapters as an OpenAI-compatible chat endpoint on 127.0.0.1 (each
     REF named NAME=REF, or by itself; base is the model alone). Any openai client can call it,
     and sweep judge can judge through it. Ctrl-C or SIGTERM stops it."""
-    from sweeps.serve import ServeLimits, resolve_served
+    from sweeps.serve import resolve_served
     from sweeps.serve import serve as serve_models
+    from sweeps.serve_limits import ServeLimits
 
     served = resolve_served(options.refs, state_dir=options.state_dir,
                             mlflow_uri=options.mlflow_uri, base_model=options.base_model)  # fmt: skip

@@ -458,7 +458,7 @@ class LiveTable:
         if self.live is not None:
             self.live.update(trials_view(state, self.console), refresh=True)
             return
-        record = state.trials.get(event.split()[0])
+        record = next((r for r in state.trials.values() if event.startswith(f"{r.name} ")), None)
         metric = state.objective_metric
         value = fmt_value(record.metrics.get(metric)) if record else ABSENT
         self.console.print(

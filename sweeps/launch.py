@@ -28,7 +28,6 @@ from sweeps.config import ConfigError, SweepConfig, load_config, resolve_path
 from sweeps.console import Say
 from sweeps.options import RayOptions
 from sweeps.parent_run import (
-    RELAUNCH_CONFIG,
     data_paths,
     end_parent_run,
     log_sweep_pictures,
@@ -39,7 +38,7 @@ from sweeps.parent_run import (
 )
 from sweeps.pareto import describe_goals
 from sweeps.preflight import LaunchPlan, benchmark_mirror, coerce_config, preflight
-from sweeps.state import TERMINAL, SweepState, study_storage, sweep_directory
+from sweeps.state import RELAUNCH_CONFIG, TERMINAL, SweepState, study_storage, sweep_directory
 from sweeps.warm_start import resolve_prior, seed_study
 
 if TYPE_CHECKING:

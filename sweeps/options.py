@@ -34,7 +34,8 @@ from sweeps.config import (
 )
 from sweeps.evaluate import DEFAULT_TASKS, EVAL_EXPERIMENT
 from sweeps.prepare import PrepareOptions
-from sweeps.serve import SERVE_PORT, ServeLimits
+from sweeps.serve import SERVE_PORT
+from sweeps.serve_limits import ServeLimits
 from sweeps.state import DEFAULT_MLFLOW_URI, DEFAULT_STATE_DIR
 from sweeps.ui import DASHBOARD_PORT, LOOPBACK, UI_PORT
 

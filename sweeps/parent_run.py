@@ -26,12 +26,17 @@ from sweeps.console import Say
 from sweeps.preflight import LaunchPlan
 from sweeps.provenance import provenance_tags
 from sweeps.space import describe
-from sweeps.state import SPEC_FILE, TERMINAL, WORK_DIR, SweepState, write_json_atomic
+from sweeps.state import (
+    RELAUNCH_CONFIG,
+    SPEC_FILE,
+    TERMINAL,
+    WORK_DIR,
+    SweepState,
+    write_json_atomic,
+)
 
 if TYPE_CHECKING:
     from sweeps._tracking import SweepTracker
-
-RELAUNCH_CONFIG = "launch_config.yaml"  # what `sweep resume` re-checks and runs with
 
 
 def data_paths(plan: LaunchPlan) -> dict[str, Path]:

@@ -26,7 +26,7 @@ from fastapi.responses import JSONResponse, StreamingResponse
 from pydantic import BaseModel, ConfigDict, Field
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
-from sweeps.serve import ServeLimits
+from sweeps.serve_limits import ServeLimits
 from trainers.chat import ChatModel, Stop
 
 T = TypeVar("T")

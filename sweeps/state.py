@@ -2,6 +2,7 @@
 
 <state_dir>/<sweep>/state.json      what ``sweep status`` / ``sweep best`` read
 <state_dir>/<sweep>/config.yaml     the resolved config the sweep ran with
+<state_dir>/<sweep>/launch_config.yaml  what `sweep resume` re-checks and runs with
 <state_dir>/<sweep>/trial_spec.json what every trial received (data, model path, settings)
 <state_dir>/<sweep>/optuna.db       the persistent Optuna study
 <state_dir>/<sweep>/ray/            Ray Tune's trial directories and checkpoints
@@ -29,6 +30,7 @@ DEFAULT_MLFLOW_URI = Tracking().mlflow_uri
 STATE_FILE = "state.json"
 TERMINAL = ("completed", "pruned", "failed")  # a trial in one of these never runs again
 SPEC_FILE = "trial_spec.json"
+RELAUNCH_CONFIG = "launch_config.yaml"  # what `sweep resume` re-checks and runs with
 RESTORES_FILE = "restores.jsonl"  # written by the trials' workers, one line per restart
 FAULTS_DIR = "faults"  # <sweep>/faults/<trial>.txt: a fault that would recur, with its reason
 WORK_DIR = "work"  # <sweep>/work/<trial>: a running trial's checkpoint being written or restored

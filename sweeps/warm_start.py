@@ -77,8 +77,7 @@ def carried_trials(config: SweepConfig, *, prior_dir: Path, goals: Sequence[Goal
     """The prior sweep's finished trials that fit ``config``'s space, as new-study trials."""
     import optuna
 
-    from sweeps.parent_run import RELAUNCH_CONFIG
-    from sweeps.state import load_state, study_storage
+    from sweeps.state import RELAUNCH_CONFIG, load_state, study_storage
 
     if not (prior_dir / RELAUNCH_CONFIG).is_file():
         raise ConfigError(f"search.warm_start: no sweep at {prior_dir}; name a sweep in "

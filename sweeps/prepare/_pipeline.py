@@ -14,8 +14,8 @@ from typing import TYPE_CHECKING
 
 from sweeps.config import ConfigError
 from sweeps.console import Say
-from sweeps.prepare import PrepareOptions, PrepareResult
 from sweeps.prepare._contamination import NgramIndex, decontaminate, fields
+from sweeps.prepare._options import PrepareOptions, PrepareResult
 from sweeps.prepare._records import InputFile, Manifest, Record, StepResult
 
 if TYPE_CHECKING:

@@ -6,7 +6,7 @@ from __future__ import annotations
 import base64
 import io
 
-from sweeps.prepare import PrepareOptions, PrepareResult
+from sweeps.prepare._options import PrepareOptions, PrepareResult
 from sweeps.prepare._records import Record, StepResult
 from sweeps.report_templates import template_env
 

@@ -16,6 +16,7 @@ from rich.console import Console
 
 from sweeps.config import DataConfig, HeldoutEval
 from sweeps.display import (
+    LiveTable,
     duration,
     fit_table,
     fmt_value,
@@ -152,6 +153,20 @@ def test_best_at_80_columns_labels_the_sample_and_keeps_numbers_whole(
     assert main(["best", NAME + "x", "--state-dir", str(tmp_path)]) == 2
     err = capsys.readouterr().err.strip()
     assert err.startswith("error: ") and err.endswith(f"sweeps under {tmp_path}: {NAME}")
+
+
+def test_each_event_line_names_the_trial_and_its_objective(tmp_path: Path) -> None:
+    """Without a terminal (CI logs, pipes) each event is a line: the trial as every view names
+    it, what happened, and its objective so far."""
+    state = sweep_state(tmp_path)
+    first = next(iter(state.trials.values()))
+    first.number = 3
+    out = io.StringIO()
+    with LiveTable(Console(file=out, width=120)) as live:
+        live.refresh(state, f"{first.name} rung {first.rungs}")
+    value = fmt_value(first.metrics["heldout/field_f1"])
+    assert out.getvalue() == (f"[{NAME}] #3 {first.trial_id} rung {first.rungs}: "
+                              f"heldout/field_f1={value}\n")  # fmt: skip
 
 
 def test_a_command_in_the_legend_is_never_split_across_lines() -> None:

@@ -16,10 +16,9 @@ from evals.metric_keys import HELDOUT_LOSS, RUNG
 from sweeps import launch_sweep
 from sweeps.cli import main
 from sweeps.config import ConfigError, SweepConfig, config_from_dict, load_config
-from sweeps.parent_run import RELAUNCH_CONFIG
 from sweeps.pareto import RUNG_VALUES, Goal, dominates, losses
 from sweeps.promote import check_on_the_front
-from sweeps.state import SweepState, TrialRecord, study_storage
+from sweeps.state import RELAUNCH_CONFIG, SweepState, TrialRecord, study_storage
 from tests.conftest import slice_embedded_data, tiny_sweep_config
 from tests.sweeps.conftest import ray_results
 
