@@ -1,0 +1,47 @@
+"""The code's house rules, counted: ``# fmt: skip`` lines and modules over 500 lines may only
+become fewer and shorter."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parents[1]
+SOURCES = sorted(
+    p for package in ("sweeps", "trainers", "evals") for p in (REPO / package).rglob("*.py")
+)
+MAX_LINES = 500
+# Modules still over MAX_LINES (issue 30 splits them), each capped at its size today: it may
+# shrink, never grow; a module that drops under MAX_LINES leaves this table.
+STILL_OVER = {
+    "evals/benchmarks.py": 1013,
+    "sweeps/config.py": 918,
+    "sweeps/compare.py": 830,
+    "sweeps/cli.py": 777,
+    "trainers/data.py": 726,
+    "trainers/lora_trial.py": 668,
+    "sweeps/human.py": 644,
+    "sweeps/preflight.py": 626,
+    "sweeps/_tracking.py": 501,
+}
+# ``# fmt: skip`` lines today, a cap that may only come down (issue 30's target: 50, each with a
+# reason). Formatting them away grows the modules by a quarter and turns packed keyword
+# arguments into runs of repeated lines: they go with the splits that pass typed options.
+FMT_SKIPS = 698
+
+
+def lines(path: Path) -> int:
+    return len(path.read_text().splitlines())
+
+
+def test_the_formatter_is_not_switched_off_line_by_line() -> None:
+    skips = {str(p.relative_to(REPO)): p.read_text().count("fmt: skip") for p in SOURCES}
+    assert sum(skips.values()) <= FMT_SKIPS, {k: v for k, v in skips.items() if v}
+
+
+def test_no_module_grows_past_its_size() -> None:
+    over = {str(p.relative_to(REPO)): lines(p) for p in SOURCES if lines(p) > MAX_LINES}
+    grew = {name: (size, STILL_OVER.get(name, MAX_LINES)) for name, size in over.items()
+            if size > STILL_OVER.get(name, MAX_LINES)}  # fmt: skip
+    assert grew == {}, f"(lines, cap) of modules past their size: {grew}"
+    shrunk = sorted(set(STILL_OVER) - set(over))
+    assert shrunk == [], f"now under {MAX_LINES} lines: take them out of STILL_OVER: {shrunk}"
