@@ -35,7 +35,7 @@ def cache_file(plan: LaunchPlan) -> Path:
 
 def compute_base_scores(plan: LaunchPlan, *, cpus: int) -> Scores:
     """Score the base model on the held-out set (``cpus`` torch threads) and cache the result."""
-    from trainers.lora_trial import score_base_model
+    from trainers.scorer import score_base_model
 
     scores = score_base_model(plan.spec.model_copy(update={"cpus": cpus}))
     metrics = scores.as_metrics()

@@ -136,8 +136,8 @@ def _read(path: Path) -> ItemScores:
 def _score(
     spec: TrialSpec, models: Mapping[str, Path | None], *, progress: Say
 ) -> dict[str, ItemScores]:
-    from trainers.lora_trial import heldout_scorer
     from trainers.models import load_causal_lm
+    from trainers.scorer import heldout_scorer
 
     scorer = heldout_scorer(spec)
     device = spec.device if _device_available(spec.device) else "cpu"

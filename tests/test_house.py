@@ -18,7 +18,6 @@ STILL_OVER = {
     "sweeps/compare.py": 830,
     "sweeps/cli.py": 777,
     "trainers/data.py": 726,
-    "trainers/lora_trial.py": 668,
     "sweeps/human.py": 644,
     "sweeps/preflight.py": 626,
     "sweeps/_tracking.py": 501,

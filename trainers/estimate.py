@@ -20,7 +20,7 @@ from typing import TYPE_CHECKING
 from trainers.spec import TrialSpec
 
 if TYPE_CHECKING:
-    from trainers.lora_trial import Recipe
+    from trainers.recipe import Recipe
 
 WORKER_IMPORTS = "import torch, transformers, peft"  # what a fresh trial process loads first
 
@@ -46,14 +46,8 @@ class TrialTiming:
 def time_trial(spec: TrialSpec, hparams: dict[str, float | str], *, steps: int = 4) -> TrialTiming:
     """Run setup, ``steps`` optimizer steps, one rung evaluation and one checkpoint; time each.
     (torch is imported here, not at module level: sweeps/estimate.py reads TrialTiming.)"""
-    from trainers.lora_trial import (
-        _optimizer_step,
-        cleanup,
-        evaluate,
-        save_checkpoint,
-        seal_checkpoint,
-        setup,
-    )
+    from trainers.checkpoint import save_checkpoint, seal_checkpoint
+    from trainers.lora_trial import _optimizer_step, cleanup, evaluate, setup
 
     worker_start = _time_worker_imports()
     started = time.perf_counter()

@@ -3,94 +3,51 @@
 Lifecycle, in order: ``setup`` (seed, data, model + LoRA, optimizer) -> ``load_checkpoint`` when
 resuming -> ``train`` (a rung every 1/evals_per_epoch epoch: held-out eval, checkpoint, report)
 -> ``cleanup``. ``run_lora_trial`` is the entry. Nothing here imports ray or mlflow: the caller
-passes ``report``, which Ray (or a notebook) turns into whatever it needs.
+passes ``report``, which Ray (or a notebook) turns into whatever it needs. Beside it: the
+recipe's state (``trainers/recipe.py``), the held-out scorer (``trainers/scorer.py``), the
+checkpoint format (``trainers/checkpoint.py``) and the optimizers (``trainers/optimizers.py``).
 """
 
 from __future__ import annotations
 
 import contextlib
 import gc
-import json
 import math
 import os
 import time
-from collections.abc import Callable
-from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal
 
 import torch
 
 from evals import metric_keys as keys
-from evals.heldout import HeldoutScores, pad_batch, response_token_loss, score_heldout
+from evals.heldout import HeldoutScores, pad_batch, response_token_loss
 from sweeps.config import BASE_REWRITING_INITS
-from trainers.data import Example, file_digest, load_examples, split_heldout
+from trainers.checkpoint import (
+    load_checkpoint,
+    save_checkpoint,
+    seal_checkpoint,
+)
 from trainers.models import load_causal_lm, load_tokenizer
+from trainers.optimizers import build_optimizer
+from trainers.recipe import Recipe, Reporter
+from trainers.scorer import HeldoutScorer, load_trial_examples
 from trainers.spec import TrialSpec
 from trainers.targets import ALL_LINEAR, PRESETS, resolve_targets
 from trainers.tokenize import (
     IGNORE_INDEX,
     Tokenized,
-    TruncationStats,
-    generation_prompt,
     resolve_template,
     tokenize_examples,
     truncate,
 )
 
 if TYPE_CHECKING:
-    from bitsandbytes.optim import PagedAdamW8bit, PagedAdamW32bit
     from peft import PeftModel
-    from transformers import PreTrainedModel, PreTrainedTokenizerBase
+    from transformers import PreTrainedModel
 
     from evals.benchmark_plan import BenchmarkPlan
     from sweeps.config import InitLoraWeights, TrainingConfig
-
-Reporter = Callable[[dict[str, float], Path], None]
-ADAPTER_DIR = "adapter"
-STATE_FILE = "trainer_state.json"
-TENSORS_FILE = "training_state.pt"
-PREDICTIONS_FILE = "predictions.jsonl"
-MANIFEST_FILE = "manifest.json"  # written last: every file's size and sha256
-TRAINED_ADAPTER = "adapter"  # in TENSORS_FILE when ADAPTER_DIR holds a converted PiSSA/OLoRA one
-SGD_MOMENTUM = 0.9
-
-
-@dataclass
-class Progress:
-    """What a checkpoint restores: where the trial stands."""
-
-    step: int = 0
-    rung: int = 0
-    tokens_trained: int = 0
-    train_seconds: float = 0.0
-    loss_sum: float = 0.0
-    loss_steps: int = 0
-    wall_seconds: float = 0.0  # setup, training, evaluation and checkpoints, up to the last rung
-
-
-@dataclass
-class Recipe:
-    spec: TrialSpec
-    hparams: dict[str, Any]
-    model: PeftModel
-    tokenizer: PreTrainedTokenizerBase
-    optimizer: torch.optim.Optimizer
-    scheduler: torch.optim.lr_scheduler.LRScheduler
-    train_set: list[Tokenized]
-    scorer: HeldoutScorer
-    truncation: TruncationStats
-    steps_per_epoch: int
-    rung_steps: list[int]
-    progress: Progress = field(default_factory=Progress)
-    scaler: torch.amp.GradScaler | None = None  # for fp16 (its loss scale is checkpointed)
-    initial_adapter: dict[str, torch.Tensor] | None = None  # PiSSA/OLoRA's A and B before training
-    first_step_at: float = 0.0  # wall clock (unix s) when this attempt's first step began
-    clock: float = field(default_factory=time.perf_counter)  # when wall_seconds last grew
-
-    @property
-    def total_steps(self) -> int:
-        return self.rung_steps[-1]
 
 
 # --------------------------------------------------------------------------- entry
@@ -115,60 +72,6 @@ def run_lora_trial(
 
 
 # --------------------------------------------------------------------------- setup
-def load_trial_examples(spec: TrialSpec) -> tuple[list[Example], list[Example]]:
-    """Train and held-out examples: the held-out file, or a seeded split of the train file."""
-
-    data = spec.data
-
-    def load(path: str) -> list[Example]:
-        return load_examples(Path(path), fmt=data.format, columns=data.columns,
-                             system_prompt=data.system_prompt, instruction=data.instruction,
-                             label_field=data.label_field)  # fmt: skip
-
-    train = load(data.train)
-    if data.heldout:
-        return train, load(data.heldout)
-    return split_heldout(train, fraction=data.val_set_size, seed=data.split_seed)
-
-
-@dataclass(frozen=True)
-class HeldoutScorer:
-    """The one held-out scorer: a model's loss on every held-out row and its task metric on the
-    generated ones. Every rung, the base model's yardstick, promote and compare score with it."""
-
-    spec: TrialSpec
-    tokenizer: PreTrainedTokenizerBase
-    template: str
-    tokenized: list[Tokenized]  # every held-out row, for the loss
-    prompts: list[str]  # the rows generated for the task metric (generation_samples of them)
-    references: list[str]
-
-    @classmethod
-    def for_rows(
-        cls, spec: TrialSpec, heldout: list[Example], *, tokenizer: PreTrainedTokenizerBase,
-        template: str,
-    ) -> HeldoutScorer:  # fmt: skip
-        limit = spec.evaluation.generation_samples or len(heldout)
-        generating = [e for e in heldout if not e.is_text][:limit]
-        return cls(spec, tokenizer, template, tokenize_examples(heldout, tokenizer, template),
-                   [generation_prompt(e, tokenizer, template) for e in generating],
-                   [e.reference for e in generating])  # fmt: skip
-
-    def score(self, model: PreTrainedModel | PeftModel) -> HeldoutScores:
-        evaluation = self.spec.evaluation
-        return score_heldout(
-            model, self.tokenizer, tokenized=self.tokenized, prompts=self.prompts,
-            references=self.references, task_metric=self.spec.task_metric,
-            batch_size=evaluation.batch_size, max_new_tokens=evaluation.max_new_tokens,
-        )  # fmt: skip
-
-
-def heldout_scorer(spec: TrialSpec) -> HeldoutScorer:
-    """The scorer of the spec's held-out rows, with the base model's tokenizer and template."""
-    tokenizer = load_tokenizer(Path(spec.model_path), trust_remote_code=spec.trust_remote_code)
-    template = resolve_template(tokenizer, spec.data.template)
-    _, heldout = load_trial_examples(spec)
-    return HeldoutScorer.for_rows(spec, heldout, tokenizer=tokenizer, template=template)
 
 
 def setup(spec: TrialSpec, hparams: dict[str, Any]) -> Recipe:
@@ -191,7 +94,10 @@ def setup(spec: TrialSpec, hparams: dict[str, Any]) -> Recipe:
         raise ValueError(f"sequence_len {hparams['sequence_len']} truncates away every response")
     scorer = HeldoutScorer.for_rows(spec, heldout, tokenizer=tokenizer, template=template)
     model = build_lora_model(spec, hparams)
-    optimizer = _build_optimizer(model, training, hparams)
+    optimizer = build_optimizer(
+        model, training.optimizer, lr=float(hparams["learning_rate"]),
+        decay=float(hparams["weight_decay"]), loraplus_lr_ratio=training.loraplus_lr_ratio,
+    )  # fmt: skip
     steps_per_epoch = math.ceil(len(train_set) / _per_step(spec))
     rungs = rung_steps(steps_per_epoch, int(hparams["num_epochs"]), training.evals_per_epoch)
     scheduler = get_scheduler(
@@ -277,54 +183,6 @@ def _initial_adapter(model: PeftModel, training: TrainingConfig) -> dict[str, to
     from peft import get_peft_model_state_dict
 
     return {k: v.detach().clone() for k, v in get_peft_model_state_dict(model).items()}
-
-
-def _build_optimizer(
-    model: PeftModel, training: TrainingConfig, hparams: dict[str, Any]
-) -> torch.optim.Optimizer:
-    """training.optimizer over the trainable parameters: torch's AdamW, SGD with momentum, or a
-    paged AdamW (bitsandbytes, CUDA). With loraplus_lr_ratio, PEFT's LoRA+ builds that optimizer
-    with the A matrices at learning_rate and the B matrices (and 1-D parameters: DoRA's
-    magnitudes) at ratio x learning_rate."""
-    name = training.optimizer
-    lr, decay = float(hparams["learning_rate"]), float(hparams["weight_decay"])
-    if training.loraplus_lr_ratio is not None:
-        return _loraplus_optimizer(model, name, lr=lr, decay=decay,
-                                   ratio=training.loraplus_lr_ratio)  # fmt: skip
-    params = [p for p in model.parameters() if p.requires_grad]
-    if name == "sgd":
-        return torch.optim.SGD(params, lr=lr, weight_decay=decay, momentum=SGD_MOMENTUM)
-    if name.startswith("paged_adamw"):
-        optimizer: torch.optim.Optimizer = _paged_adamw(name)(params, lr=lr, weight_decay=decay)
-        return optimizer
-    return torch.optim.AdamW(params, lr=lr, weight_decay=decay)
-
-
-def _loraplus_optimizer(
-    model: PeftModel, name: str, *, lr: float, decay: float, ratio: float
-) -> torch.optim.Optimizer:
-    """LoRA+ (PEFT's create_loraplus_optimizer): the optimizer ``name`` with its parameters in
-    groups, B's learning rate ``ratio`` x A's, weight decay on all but biases and norms."""
-    from peft.optimizers import create_loraplus_optimizer
-
-    optimizer_cls: type[torch.optim.Optimizer] = torch.optim.AdamW
-    extra = {}
-    if name == "sgd":
-        optimizer_cls, extra = torch.optim.SGD, {"momentum": SGD_MOMENTUM}
-    elif name.startswith("paged_adamw"):
-        optimizer_cls = _paged_adamw(name)
-    return create_loraplus_optimizer(model, optimizer_cls, lr=lr, loraplus_lr_ratio=ratio,
-                                     loraplus_weight_decay=decay, **extra)  # fmt: skip
-
-
-def _paged_adamw(name: str) -> type[PagedAdamW8bit] | type[PagedAdamW32bit]:
-    """QLoRA's paged optimizers (bitsandbytes, CUDA)."""
-    import bitsandbytes as bnb
-
-    paged: type[PagedAdamW8bit] | type[PagedAdamW32bit] = (
-        bnb.optim.PagedAdamW8bit if name.endswith("8bit") else bnb.optim.PagedAdamW32bit
-    )
-    return paged
 
 
 def autocast(spec: TrialSpec) -> contextlib.AbstractContextManager[None]:
@@ -536,114 +394,6 @@ def benchmark_rung(
 
 
 # --------------------------------------------------------------------------- save / resume
-def save_checkpoint(recipe: Recipe, directory: Path, scores: HeldoutScores) -> Path:
-    """Adapter in PEFT format, optimizer/scheduler/RNG state, progress and held-out predictions."""
-    directory.mkdir(parents=True, exist_ok=True)
-    save_adapter(recipe, directory / ADAPTER_DIR)
-    tensors = {
-        "optimizer": recipe.optimizer.state_dict(),
-        "scheduler": recipe.scheduler.state_dict(),
-        "rng": torch.get_rng_state(),
-    }
-    if recipe.scaler is not None:
-        tensors["scaler"] = recipe.scaler.state_dict()
-    if recipe.initial_adapter is not None:  # a restart goes on from the adapter as it trains
-        from peft import get_peft_model_state_dict
-
-        tensors[TRAINED_ADAPTER] = get_peft_model_state_dict(recipe.model)
-    torch.save(tensors, directory / TENSORS_FILE)
-    state = {
-        "progress": asdict(recipe.progress),
-        "hparams": recipe.hparams,
-        "total_steps": recipe.total_steps,
-    }
-    (directory / STATE_FILE).write_text(json.dumps(state, indent=2))
-    with (directory / PREDICTIONS_FILE).open("w") as handle:
-        for item in scores.items:
-            handle.write(json.dumps(item) + "\n")
-    return directory
-
-
-def save_adapter(recipe: Recipe, directory: Path) -> None:
-    """The adapter in PEFT format, loadable on the base model as it was.
-
-    PiSSA and OLoRA trained against a base they rewrote, so their adapter is saved converted, as
-    PEFT documents, to a plain LoRA of rank 2r (B A - B0 A0): loading it leaves the base untouched,
-    which scoring several adapters on one loaded base needs."""
-    if recipe.initial_adapter is None:
-        recipe.model.save_pretrained(str(directory))
-        return
-    import tempfile
-    import warnings
-
-    from safetensors.torch import save_file
-
-    with tempfile.TemporaryDirectory() as scratch, warnings.catch_warnings():
-        # PEFT loads the initial adapter beside the trained one for the conversion, and warns
-        # that PiSSA/OLoRA adapters should be converted before they share a base: this is that
-        warnings.filterwarnings("ignore", "(PiSSA|OLoRA) changes the base weights")
-        initial = Path(scratch) / "initial"  # PEFT writes its adapter_config.json here
-        initial.mkdir()
-        save_file(recipe.initial_adapter, str(initial / "adapter_model.safetensors"))
-        recipe.model.save_pretrained(
-            str(directory), path_initial_model_for_weight_conversion=str(initial)
-        )
-
-
-def seal_checkpoint(directory: Path) -> None:
-    """Write the manifest (each file's size and sha256) last: a checkpoint without one, or whose
-    files no longer match it, was cut short or damaged."""
-    files = {
-        str(path.relative_to(directory)): {
-            "bytes": path.stat().st_size,
-            "sha256": file_digest(path),
-        }
-        for path in sorted(directory.rglob("*"))
-        if path.is_file() and path.name != MANIFEST_FILE
-    }
-    (directory / MANIFEST_FILE).write_text(json.dumps({"files": files}, indent=1))
-
-
-def checkpoint_problem(directory: Path) -> str | None:
-    """Why a checkpoint cannot be resumed from (missing, truncated or altered files), or None."""
-    manifest = directory / MANIFEST_FILE
-    try:
-        files = json.loads(manifest.read_text())["files"]
-    except (OSError, ValueError, KeyError, TypeError):
-        return f"{MANIFEST_FILE} is missing or unreadable (the checkpoint was cut short)"
-    for name, expected in files.items():
-        path = directory / name
-        if not path.is_file():
-            return f"{name} is missing"
-        if path.stat().st_size != expected["bytes"]:
-            return f"{name} has {path.stat().st_size} bytes, {expected['bytes']} were written"
-        if file_digest(path) != expected["sha256"]:
-            return f"{name} does not match its sha256"
-    return None
-
-
-def checkpoint_step(directory: Path) -> int:
-    """The optimizer step a checkpoint was saved at (its progress in STATE_FILE)."""
-    return int(json.loads((directory / STATE_FILE).read_text())["progress"]["step"])
-
-
-def load_checkpoint(recipe: Recipe, directory: Path) -> None:
-    """Continue from a checkpoint: adapter weights, optimizer, scheduler, RNG and progress."""
-    from peft import set_peft_model_state_dict
-    from safetensors.torch import load_file
-
-    tensors = torch.load(directory / TENSORS_FILE, weights_only=True)  # no arbitrary pickles
-    weights = tensors.get(TRAINED_ADAPTER) or load_file(
-        str(directory / ADAPTER_DIR / "adapter_model.safetensors")
-    )
-    set_peft_model_state_dict(recipe.model, weights)
-    recipe.optimizer.load_state_dict(tensors["optimizer"])
-    recipe.scheduler.load_state_dict(tensors["scheduler"])
-    torch.set_rng_state(tensors["rng"])
-    if recipe.scaler is not None and "scaler" in tensors:
-        recipe.scaler.load_state_dict(tensors["scaler"])
-    state = json.loads((directory / STATE_FILE).read_text())
-    recipe.progress = Progress(**state["progress"])
 
 
 def cleanup(recipe: Recipe) -> None:
@@ -655,14 +405,3 @@ def cleanup(recipe: Recipe) -> None:
 
 
 # --------------------------------------------------------------------------- base model
-def score_base_model(spec: TrialSpec) -> HeldoutScores:
-    """The base model's held-out scores: the yardstick every trial is read against."""
-    torch.set_num_threads(max(1, int(spec.cpus)))
-    scorer = heldout_scorer(spec)
-    model = load_causal_lm(
-        Path(spec.model_path), trust_remote_code=spec.trust_remote_code, device=spec.device
-    )
-    scores = scorer.score(model)
-    del model
-    gc.collect()
-    return scores

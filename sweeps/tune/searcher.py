@@ -29,14 +29,12 @@ from sweeps.pareto import RUNG_VALUES, Goal
 from sweeps.samplers import build_sampler
 from sweeps.space import Value, define_by_run
 from sweeps.state import RAY_TRIAL_ID
+from sweeps.tune.context import rerunning
 
 # RUNG: the trial's own rung count, ASHA's time and Optuna's step (Ray's training_iteration runs
 # ahead of it when a restart falls back to an older checkpoint); FINAL_RUNG: 1 on a trial's last
 # rung, when it ran to the end
 UNFINISHED = (Trial.PENDING, Trial.RUNNING, Trial.PAUSED)  # Ray runs these again on restore
-# The errored trials a ``sweep rerun --failed`` restarts (Ray's restart_errored), set by the
-# driver before Ray restores the search: live again, though Ray saved them as ERROR
-RERUNNING: set[str] = set()
 PROGRESS_FORMAT = "lora-sweep searcher progress 1"  # what save() writes, as JSON
 
 
@@ -316,12 +314,12 @@ class SweepSearchGenerator(SearchGenerator):
             return
         self._counter = len(restored)
         live = {trial_id for trial_id, status in restored.items()
-                if status in UNFINISHED or trial_id in RERUNNING}  # fmt: skip
+                if status in UNFINISHED or trial_id in rerunning()}  # fmt: skip
         self.limiter.live_trials = live
         self.limiter.num_unfinished_live_trials = len(live)
         if isinstance(self.limiter.searcher, PruneAwareOptunaSearch):
             self.limiter.searcher.keep_trials(restored)
-            self.limiter.searcher.forget_ends(RERUNNING & set(restored))
+            self.limiter.searcher.forget_ends(rerunning() & set(restored))
 
 
 def restored_trials(experiment: str) -> dict[str, str] | None:

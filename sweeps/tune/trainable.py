@@ -148,7 +148,7 @@ def restore_directory(
     and logged again. A damaged one (cut short, truncated, altered) is skipped for the one before
     it. The restore is recorded in restores.jsonl; with none intact the trial fails rather than
     silently training from zero."""
-    from trainers.lora_trial import checkpoint_problem, checkpoint_step
+    from trainers.checkpoint import checkpoint_problem, checkpoint_step
 
     skipped: list[SkippedCheckpoint] = []
     unrecorded: list[str] = []

@@ -21,16 +21,13 @@ from sweeps.config import AshaConfig, SweepConfig
 from sweeps.pareto import Goal
 from sweeps.recorder import SweepRecorder
 from sweeps.state import WORK_DIR, study_storage
+from sweeps.tune.context import active, driving
 from sweeps.tune.moasha import MultiObjectiveASHA
-from sweeps.tune.searcher import RERUNNING, build_searcher
+from sweeps.tune.searcher import build_searcher
 from sweeps.tune.trainable import lora_trainable, remove_stored_checkpoints
 from trainers.spec import TrialSpec
 
 EXPERIMENT = "tune"  # the Tune experiment's name: its directory under checkpoint_root
-
-# The recorder of the sweep this driver runs. Ray pickles the callback into its experiment
-# state, and a resumed driver gets the unpickled copy: the callback finds the recorder here.
-_DRIVER: dict[str, SweepRecorder] = {}
 
 
 def start_ray(*, address: str | None, num_cpus: int | None, num_gpus: int | None) -> bool:
@@ -81,12 +78,13 @@ def run_tuner(
             storage_path=storage_path,
             storage_filesystem=filesystem,
             verbose=0,
-            callbacks=[RecorderCallback(recorder)],
+            callbacks=[RecorderCallback()],
             checkpoint_config=checkpoint_config(config, metric=first.metric, mode=first.mode),
             failure_config=tune.FailureConfig(max_failures=config.recovery.max_retries),
         ),
     )
-    return tuner.fit()
+    with driving(recorder):
+        return tuner.fit()
 
 
 def resume_tuner(
@@ -94,14 +92,14 @@ def resume_tuner(
 ) -> tune.ResultGrid:
     """Continue the Tune experiment from its saved state: unfinished trials restart from their
     last checkpoint; the searcher (and its Optuna study) carries on where it stopped."""
-    _DRIVER["recorder"] = recorder
     _save_state_often()
     path, filesystem = storage_for(experiment_path(config, sweep_dir))
-    tuner = tune.Tuner.restore(
-        path, trainable=_trainable(config, spec=spec, sweep_dir=sweep_dir),
-        resume_unfinished=True, resume_errored=True, storage_filesystem=filesystem,
-    )  # fmt: skip
-    return tuner.fit()
+    with driving(recorder):  # Ray restores the callback and the searcher here
+        tuner = tune.Tuner.restore(
+            path, trainable=_trainable(config, spec=spec, sweep_dir=sweep_dir),
+            resume_unfinished=True, resume_errored=True, storage_filesystem=filesystem,
+        )  # fmt: skip
+        return tuner.fit()
 
 
 def rerun_tuner(
@@ -110,20 +108,15 @@ def rerun_tuner(
 ) -> tune.ResultGrid:  # fmt: skip
     """Run a finished experiment's errored trials again, from scratch, under their own Ray trial
     ids (Ray's restart_errored); the search tells each one's new study trial how it ended."""
-    _DRIVER["recorder"] = recorder
     _save_state_often()
-    RERUNNING.clear()
-    RERUNNING.update(trial_ids)
     path, filesystem = storage_for(experiment_path(config, sweep_dir))
-    tuner = tune.Tuner.restore(
-        path, trainable=_trainable(config, spec=spec, sweep_dir=sweep_dir),
-        resume_unfinished=True, resume_errored=False, restart_errored=True,
-        storage_filesystem=filesystem,
-    )  # fmt: skip
-    try:
+    with driving(recorder, rerunning=trial_ids):  # before Ray restores the searcher
+        tuner = tune.Tuner.restore(
+            path, trainable=_trainable(config, spec=spec, sweep_dir=sweep_dir),
+            resume_unfinished=True, resume_errored=False, restart_errored=True,
+            storage_filesystem=filesystem,
+        )  # fmt: skip
         return tuner.fit()
-    finally:
-        RERUNNING.clear()
 
 
 def can_resume(config: SweepConfig, sweep_dir: Path) -> bool:
@@ -206,12 +199,9 @@ class RecorderCallback(tune.Callback):
     out of it. A restored callback (``sweep resume``) uses the recorder of the resuming driver.
     """
 
-    def __init__(self, recorder: SweepRecorder) -> None:
-        _DRIVER["recorder"] = recorder
-
     @property
     def recorder(self) -> SweepRecorder:
-        return _DRIVER["recorder"]
+        return active().recorder
 
     def __getstate__(self) -> dict[str, object]:
         return {}
@@ -255,7 +245,7 @@ def _checkpoint_path(trial: Trial) -> Path | None:
         return None
     if is_local(checkpoint.filesystem):
         return Path(checkpoint.path)
-    target = _DRIVER["recorder"].state.path / WORK_DIR / "final" / trial.trial_id
+    target = active().recorder.state.path / WORK_DIR / "final" / trial.trial_id
     shutil.rmtree(target, ignore_errors=True)
     return Path(checkpoint.to_directory(str(target)))
 

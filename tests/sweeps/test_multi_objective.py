@@ -133,9 +133,9 @@ def test_best_names_the_front_and_the_rule_that_picked_from_it(
     best = state.best_trial()
     assert best is not None and best in front
     assert f"Pareto front of heldout/loss (min) and heldout/field_f1 (max): {len(front)}" in out
-    assert f"picked by the knee: {best.trial_id}" in out
+    assert f"picked by the knee: {best.name}" in out and best.name.startswith("#")
     for record in front:
-        assert record.trial_id in out
+        assert record.name in out
     assert main(["best", "mo", "--state-dir", state_dir, "--json"]) == 0
     shown = json.loads(capsys.readouterr().out)
     assert shown["pareto_front"] == [t.trial_id for t in front] and shown["pick"] == "knee"

@@ -32,8 +32,9 @@ from sweeps.ui import ui_command
 from tests.conftest import REPO, slice_embedded_data, tiny_sweep_config
 from tests.sweeps.conftest import refused_launch
 from tests.trainers.test_lora_trial import HPARAMS, make_spec
+from trainers.checkpoint import ADAPTER_DIR, TENSORS_FILE, load_checkpoint
 from trainers.data import DataError, load_examples
-from trainers.lora_trial import ADAPTER_DIR, TENSORS_FILE, load_checkpoint, setup
+from trainers.lora_trial import setup
 
 SOURCES = [
     p for d in ("sweeps", "trainers", "evals", "data", "perf") for p in (REPO / d).rglob("*.py")

@@ -12,19 +12,14 @@ import pytest
 import torch
 
 from sweeps.config import DataConfig, HeldoutEval, TrainingConfig
-from trainers.lora_trial import (
+from trainers.checkpoint import (
     ADAPTER_DIR,
     MANIFEST_FILE,
     TENSORS_FILE,
     checkpoint_problem,
-    collate,
-    forward_loss,
     load_checkpoint,
-    run_lora_trial,
-    rung_steps,
-    setup,
-    train,
 )
+from trainers.lora_trial import collate, forward_loss, run_lora_trial, rung_steps, setup, train
 from trainers.spec import TrialSpec
 
 HPARAMS = {
