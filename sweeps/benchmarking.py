@@ -97,7 +97,9 @@ def log_samples(
 
 
 # --------------------------------------------------------------------------- after the sweep
-def judge_trials(state: SweepState, tracker: SweepTracker, *, spec: TrialSpec, say: Say) -> None:
+def guard_and_score_finalists(
+    state: SweepState, tracker: SweepTracker, *, spec: TrialSpec, say: Say
+) -> None:
     """The guard on every completed trial's logged deltas (the proxy's, or a past finalist's
     full sets'), then full sets for the finalists, judged again on them; tags each run."""
     plan = spec.benchmarks
@@ -105,7 +107,7 @@ def judge_trials(state: SweepState, tracker: SweepTracker, *, spec: TrialSpec, s
         return
     completed = [t for t in state.trials.values() if t.status == "completed"]
     for record in completed:
-        judge_guard(record, plan.guard)
+        apply_guard(record, plan.guard)
     finalists = [t for t in state.ranked_trials() if t.adapter_path][: plan.finalists]
     if finalists:
         score_finalists(state, tracker, finalists, spec=spec, say=say)
@@ -118,7 +120,7 @@ def judge_trials(state: SweepState, tracker: SweepTracker, *, spec: TrialSpec, s
     state.save()
 
 
-def judge_guard(record: TrialRecord, margins: dict[str, float]) -> None:
+def apply_guard(record: TrialRecord, margins: dict[str, float]) -> None:
     """The guard's verdicts from the trial's logged deltas: what it regressed on, and what it
     could not be cleared on (documents too few to show a drop of the margin's size)."""
     checks = guard_checks(record.metrics, margins)
@@ -183,7 +185,7 @@ def record_full_scores(
     record.metrics.update(metrics)
     record.finalist = True
     record.final_objective = metrics.get(COMPOSITE_FULL)
-    judge_guard(record, plan.guard)  # now on the finalist's documents
+    apply_guard(record, plan.guard)  # now on the finalist's documents
     state.save()
     return primary_scores(scores, plan)
 

@@ -398,7 +398,7 @@ def errors(options: ErrorsOptions) -> int:
     """The iterate step: the held-out rows the adapter still gets wrong, grouped by score band,
     input length, label and missed JSON fields, written as errors.jsonl (chat rows that sweep
     data prepare reads: the next round's data) with errors.md and errors.json."""
-    from sweeps.errors import find_errors
+    from sweeps.error_analysis import find_errors
 
     report = find_errors(options.ref, state_dir=options.state_dir, mlflow_uri=options.mlflow_uri,
                          out_dir=options.out)  # fmt: skip

@@ -773,7 +773,7 @@ def write_a_errors(pair: PairedOutputs, out_dir: Path) -> str | None:
     """A's wrong rows (``sweep errors``), beside the report; the link to their summary."""
     if pair.a.adapter is None or pair.a.state is None:
         return None
-    from sweeps.errors import analyse_errors, has_label_column, write_errors
+    from sweeps.error_analysis import analyse_errors, has_label_column, write_errors
 
     analysis = analyse_errors(pair.scores[0].items, metric=pair.spec.task_metric,
                               label_field_present=has_label_column(pair.spec))  # fmt: skip

@@ -3,7 +3,7 @@
 It runs every check launch runs (sweeps/preflight.py: the data rows, contamination, the
 objective, benchmarks, resources, the model, target modules and truncation; a ``prepare:``
 section prepares into a scratch directory), then times a short trial on the real model
-(trainers/estimate.py) and scales it to the sweep (sweeps/estimate.py). It starts no Ray, trains
+(trainers/timing.py) and scales it to the sweep (sweeps/estimate.py). It starts no Ray, trains
 no adapter, and writes nothing to MLflow or the sweeps directory.
 """
 
@@ -21,7 +21,7 @@ from sweeps.preflight import LaunchPlan, available_cpus, coerce_config, prefligh
 @dataclass(frozen=True)
 class DryRun:
     plan: LaunchPlan
-    timing: Any  # trainers.estimate.TrialTiming
+    timing: Any  # trainers.timing.TrialTiming
     estimate: SweepEstimate
 
 
@@ -73,7 +73,7 @@ def driver_benchmark_documents(plan: LaunchPlan) -> int:
 
 def timed_trial(plan: LaunchPlan, *, say: Any) -> Any:
     from sweeps.space import representative_hparams
-    from trainers.estimate import time_trial
+    from trainers.timing import time_trial
 
     hparams = representative_hparams(plan.config)
     say(f"Timing a short trial on {plan.config.base_model} (lora_r {hparams['lora_r']}, "

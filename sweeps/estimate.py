@@ -1,6 +1,6 @@
 """How long a sweep will take on this machine, before it runs (``sweep validate``, ``sweep init``).
 
-``trainers/estimate.py`` times one short trial on the real model and data (setup, a few
+``trainers/timing.py`` times one short trial on the real model and data (setup, a few
 optimizer steps, one rung's evaluation and checkpoint). This module scales those seconds to the
 sweep by simulating it many times (seeded): each trial draws its epochs and sequence_len from the
 space (a step costs what its tokens cost at that length), ASHA's early stops (the first trial to
@@ -22,7 +22,7 @@ from dataclasses import dataclass
 
 from sweeps.config import AshaConfig, Choice, IntRange, SweepConfig
 from sweeps.space import active_specs, candidate_values
-from trainers.estimate import TrialTiming
+from trainers.timing import TrialTiming
 
 # Measured on the 2-core machine (docs/perf.md, "Estimate"): the driver's Ray start up to the
 # first trial's run, the gap between one trial's end and the next one's start, and the driver's

@@ -356,9 +356,9 @@ def conclude(driver: Driver, *, done: bool) -> None:
         base.join()
         base.record(state, tracker)
     if done:
-        from sweeps.benchmarking import judge_trials
+        from sweeps.benchmarking import guard_and_score_finalists
 
-        judge_trials(state, tracker, spec=driver.plan.spec, say=driver.say)
+        guard_and_score_finalists(state, tracker, spec=driver.plan.spec, say=driver.say)
         log_sweep_pictures(state, tracker, storage_url=study_storage(driver.plan.config,
                                                                       state.path), say=driver.say)  # fmt: skip
     state.status = "completed" if done else "interrupted"

@@ -10,7 +10,7 @@ from evals.benchmark_plan import BenchmarkPlan
 from evals.metric_keys import DELTA, DELTA_P_VALUE, PROXY, bench_name
 from evals.objective import guard_violations
 from sweeps._tracking import SweepTracker
-from sweeps.benchmarking import judge_trials
+from sweeps.benchmarking import guard_and_score_finalists
 from sweeps.config import DataConfig
 from sweeps.state import SweepState, TrialRecord
 from trainers.spec import TrialSpec
@@ -69,7 +69,7 @@ def test_guard_excludes_a_constructed_regression_from_best(tmp_path: Path) -> No
     said: list[str] = []
     spec = TrialSpec(model_path="unused", benchmarks=plan(),
                      data=DataConfig(train="unused", task_metric="field_f1"))  # fmt: skip
-    judge_trials(state, tracker, spec=spec, say=said.append)
+    guard_and_score_finalists(state, tracker, spec=spec, say=said.append)
     assert state.best_trial() is within
     assert regressed.guard == [
         "mmlu: -0.1000 vs base on 900 documents (proxy) (drop 0.1000 > margin 0.0200)"
@@ -104,7 +104,7 @@ def test_when_every_trial_regresses_there_is_no_best(tmp_path: Path) -> None:
     state.trials = {"a": trial(tracker, parent, "a", f1=0.9, mmlu=0.1)}
     spec = TrialSpec(model_path="unused", benchmarks=plan(),
                      data=DataConfig(train="unused", task_metric="field_f1"))  # fmt: skip
-    judge_trials(state, tracker, spec=spec, say=lambda _: None)
+    guard_and_score_finalists(state, tracker, spec=spec, say=lambda _: None)
     assert state.best_trial() is None
 
 
@@ -119,12 +119,12 @@ def test_on_the_proxy_a_drop_that_could_be_chance_is_not_flagged(tmp_path: Path)
     state.trials = {t.trial_id: t for t in (chance, real)}
     spec = TrialSpec(model_path="unused", benchmarks=plan(),
                      data=DataConfig(train="unused", task_metric="field_f1"))  # fmt: skip
-    judge_trials(state, tracker, spec=spec, say=lambda _: None)
+    guard_and_score_finalists(state, tracker, spec=spec, say=lambda _: None)
     assert chance.guard == [] and real.guard and state.best_trial() is chance
 
 
 def test_the_sweep_and_the_promotion_gate_give_one_verdict(tmp_path: Path) -> None:
-    """judge_trials and the gate's re-read agree on every trial: a past finalist's full-set
+    """guard_and_score_finalists and the gate's re-read agree on every trial: a past finalist's full-set
     delta is what counts where it has one, the proxy's elsewhere (one task not on the full
     sets), and a proxy loss counts only when the paired test says it is more than chance."""
     state, tracker = new_sweep(tmp_path)
@@ -145,7 +145,7 @@ def test_the_sweep_and_the_promotion_gate_give_one_verdict(tmp_path: Path) -> No
         state.trials[name] = record
     spec = TrialSpec(model_path="unused", benchmarks=plan(guard=margins),
                      data=DataConfig(train="unused", task_metric="field_f1"))  # fmt: skip
-    judge_trials(state, tracker, spec=spec, say=lambda _: None)
+    guard_and_score_finalists(state, tracker, spec=spec, say=lambda _: None)
     verdicts = {name: bool(t.guard) for name, t in state.trials.items()}
     assert verdicts == {"proxy-real": True, "proxy-chance": False, "proxy-untested": True,
                         "full-clears-it": False, "full-loses": True, "full-lacks-arc": True}  # fmt: skip

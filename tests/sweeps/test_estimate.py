@@ -9,7 +9,7 @@ import pytest
 from sweeps.config import ConfigError, config_from_dict
 from sweeps.estimate import asha_milestones, estimate_sweep, expected_rungs, makespan
 from sweeps.init import parse_budget, sequence_lengths, sweep_name
-from trainers.estimate import TrialTiming
+from trainers.timing import TrialTiming
 
 
 def Timing() -> TrialTiming:

@@ -11,7 +11,7 @@ import pytest
 
 from evals.metrics import exact_match, field_f1
 from sweeps.config import ConfigError
-from sweeps.errors import (
+from sweeps.error_analysis import (
     BANDS,
     ErrorReport,
     FieldErrors,
@@ -182,7 +182,7 @@ def test_console_lines_name_the_counts_groups_files_and_next_command(
 def test_two_length_thirds_wrong_equally_often_are_called_a_tie() -> None:
     from dataclasses import replace
 
-    from sweeps.errors import ErrorAnalysis, Group, length_line
+    from sweeps.error_analysis import ErrorAnalysis, Group, length_line
 
     thirds = [Group("short", 4, 3, "1-10 chars"), Group("medium", 4, 3, "11-20 chars"),
               Group("long", 4, 0, "21-30 chars")]  # fmt: skip
