@@ -50,14 +50,14 @@ def capture_work(recorded: list[int]) -> None:
     """Record each scoring call's work: its contexts once plus every continuation."""
     import evals.benchmarks as benchmarks
 
-    original = benchmarks._split_by_context
+    original = benchmarks.split_by_context
 
     def split(requests: list[Any], *, max_length: int) -> Any:
         contexts = {tuple(context) for _, context, _ in requests}
         recorded.append(sum(map(len, contexts)) + sum(len(c) for _, _, c in requests))
         return original(requests, max_length=max_length)
 
-    benchmarks._split_by_context = split
+    benchmarks.split_by_context = split
 
 
 def score_task(

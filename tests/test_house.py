@@ -13,7 +13,7 @@ MAX_LINES = 500
 # Modules still over MAX_LINES (issue 30 splits them), each capped at its size today: it may
 # shrink, never grow; a module that drops under MAX_LINES leaves this table.
 STILL_OVER = {
-    "evals/benchmarks.py": 1013,
+    "evals/benchmarks.py": 720,
     "sweeps/config.py": 918,
     "sweeps/compare.py": 830,
     "sweeps/cli.py": 777,

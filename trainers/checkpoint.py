@@ -31,8 +31,15 @@ MANIFEST_FILE = "manifest.json"  # written last: every file's size and sha256
 TRAINED_ADAPTER = "adapter"  # in TENSORS_FILE when ADAPTER_DIR holds a converted PiSSA/OLoRA one
 
 
-def save_checkpoint(recipe: Recipe, directory: Path, scores: HeldoutScores) -> Path:
-    """Adapter in PEFT format, optimizer/scheduler/RNG state, progress and held-out predictions."""
+def save_checkpoint(
+    recipe: Recipe,
+    directory: Path,
+    scores: HeldoutScores,
+    *,
+    metrics: dict[str, float] | None = None,
+) -> Path:
+    """Adapter in PEFT format, optimizer/scheduler/RNG state, progress, held-out predictions, and
+    the metrics the rung reports with it (``reported_metrics``)."""
     directory.mkdir(parents=True, exist_ok=True)
     save_adapter(recipe, directory / ADAPTER_DIR)
     tensors = {
@@ -51,6 +58,7 @@ def save_checkpoint(recipe: Recipe, directory: Path, scores: HeldoutScores) -> P
         "progress": asdict(recipe.progress),
         "hparams": recipe.hparams,
         "total_steps": recipe.total_steps,
+        "metrics": metrics or {},
     }
     (directory / STATE_FILE).write_text(json.dumps(state, indent=2))
     with (directory / PREDICTIONS_FILE).open("w") as handle:
@@ -120,6 +128,12 @@ def checkpoint_problem(directory: Path) -> str | None:
 def checkpoint_step(directory: Path) -> int:
     """The optimizer step a checkpoint was saved at (its progress in STATE_FILE)."""
     return int(json.loads((directory / STATE_FILE).read_text())["progress"]["step"])
+
+
+def reported_metrics(directory: Path) -> dict[str, float]:
+    """The metrics reported with a checkpoint (empty for one saved before they were kept)."""
+    metrics: dict[str, float] = json.loads((directory / STATE_FILE).read_text()).get("metrics", {})
+    return metrics
 
 
 def load_checkpoint(recipe: Recipe, directory: Path) -> None:

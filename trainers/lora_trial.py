@@ -25,6 +25,7 @@ from evals.heldout import HeldoutScores, pad_batch, response_token_loss
 from sweeps.config import BASE_REWRITING_INITS
 from trainers.checkpoint import (
     load_checkpoint,
+    reported_metrics,
     save_checkpoint,
     seal_checkpoint,
 )
@@ -66,6 +67,13 @@ def run_lora_trial(
     try:
         if resume_from is not None:
             load_checkpoint(recipe, resume_from)
+            final = reported_metrics(resume_from)
+            if recipe.progress.step >= recipe.total_steps and final:
+                # killed after its last report, before it returned: nothing is left to train,
+                # and the restarted attempt reports that rung again, or Ray would end the trial
+                # on a result without it (read as stopped early; the driver logs a step once)
+                report(final, resume_from)
+                return final
         return train(recipe, report=report, workdir=workdir)
     finally:
         cleanup(recipe)
@@ -334,7 +342,7 @@ def _run_rung(recipe: Recipe, *, report: Reporter, workdir: Path) -> dict[str, f
         metrics.update(benchmark_rung(recipe, metrics, plan=recipe.spec.benchmarks,
                                       checkpoint=checkpoint_dir))  # fmt: skip
     metrics.update(cost_metrics(recipe))  # before the save, so a restart resumes the count
-    checkpoint = save_checkpoint(recipe, checkpoint_dir, scores)
+    checkpoint = save_checkpoint(recipe, checkpoint_dir, scores, metrics=metrics)
     seal_checkpoint(checkpoint)
     report(metrics, checkpoint)
     return metrics

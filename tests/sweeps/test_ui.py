@@ -168,7 +168,10 @@ def test_ui_opens_the_sweep_grouped_best_first_with_deep_links_in_training_mode(
         assert values == sorted(values, reverse=goes == "max")
         assert len({r[name][:20] for r in members}) == len(members)
         # the compare run, out of the trials' way: one click away in a folded group
-        assert folded[name] == "Additional runs1" and "compare" not in landing
+        every = client.search_runs([state.experiment_id])
+        others = [r for r in every if r.data.tags.get("sweep") != state.name]
+        assert any(r.data.tags.get("lora_sweep.kind") == "compare" for r in others)
+        assert folded[name] == f"Additional runs{len(others)}" and "compare" not in landing
 
         at = printed.index(f"  sweep {state.name}: {page}&workflowType=machine_learning")
         best_link, pictures_link = printed[at + 1].split(": ", 1), printed[at + 2].split(": ", 1)

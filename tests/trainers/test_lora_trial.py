@@ -150,6 +150,22 @@ def test_resumed_trial_matches_an_uninterrupted_one(
     assert resumed.metrics[-1]["tokens_trained"] == whole.metrics[-1]["tokens_trained"]
 
 
+def test_a_trial_killed_after_its_last_report_reports_it_again(
+    tiny_model: Path, small_data: dict, tmp_path: Path
+) -> None:
+    """Restarted from its final checkpoint, a trial has nothing left to train: it reports the
+    final rung again (the driver logs each step once), so Ray does not end it on a result that
+    lacks it, which read as stopped early (test_chaos met this)."""
+    spec = make_spec(tiny_model, small_data)
+    whole = Recorder()
+    final = run_lora_trial(spec, HPARAMS, report=whole, workdir=tmp_path / "whole")
+    assert final["final_rung"] == 1.0
+    again = Recorder()
+    returned = run_lora_trial(spec, HPARAMS, report=again, workdir=tmp_path / "again",
+                              resume_from=whole.checkpoints[-1])  # fmt: skip
+    assert again.metrics == [whole.metrics[-1]] and returned == whole.metrics[-1]
+
+
 def test_load_checkpoint_restores_progress(
     tiny_model: Path, small_data: dict, tmp_path: Path
 ) -> None:
