@@ -13,7 +13,7 @@ LOCK_VENV ?= .venv-lock
 DRIFT_VENV ?= .venv-drift
 # The drift check's smoke set: every sampler's tiny sweep and Ray's pickling of each, a killed
 # driver resumed, promote, compare and serve (about 7 minutes on 2 cores, with its install).
-DRIFT_TESTS ?= tests/sweeps/test_samplers.py tests/sweeps/test_searcher_saved.py \
+DRIFT_TESTS ?= tests/sweeps/test_compat.py tests/sweeps/test_samplers.py tests/sweeps/test_searcher_saved.py \
   tests/sweeps/test_resume.py tests/sweeps/test_promote.py tests/sweeps/test_compare.py \
   tests/sweeps/test_serve.py tests/sweeps/test_serve_app.py
 

@@ -21,6 +21,7 @@ from sweeps.config import ConfigError, SweepConfig, load_config
 from sweeps.console import Say
 from sweeps.pareto import RUNG_VALUES, Goal
 from sweeps.space import Value, distributions, fixed_values
+from sweeps.tune.compat import in_distribution
 
 if TYPE_CHECKING:
     import optuna
@@ -137,7 +138,7 @@ def misfit(
         if knob not in params:
             return f"{knob} was not searched"
         try:
-            inside = distribution._contains(distribution.to_internal_repr(params[knob]))
+            inside = in_distribution(distribution, params[knob])
         except ValueError:  # a choice the new space does not offer
             inside = False
         if not inside:

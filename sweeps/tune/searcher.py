@@ -17,7 +17,6 @@ from pathlib import Path
 
 import optuna
 from optuna.trial import TrialState
-from ray.tune.execution.experiment_state import _find_newest_experiment_checkpoint
 from ray.tune.experiment import Trial
 from ray.tune.search import ConcurrencyLimiter, SearchGenerator
 from ray.tune.search.optuna import OptunaSearch
@@ -29,6 +28,12 @@ from sweeps.pareto import RUNG_VALUES, Goal
 from sweeps.samplers import build_sampler
 from sweeps.space import Value, define_by_run
 from sweeps.state import RAY_TRIAL_ID
+from sweeps.tune.compat import (
+    newest_experiment_state,
+    set_live_trials,
+    set_suggested_count,
+    storage_id,
+)
 from sweeps.tune.context import rerunning
 
 # RUNG: the trial's own rung count, ASHA's time and Optuna's step (Ray's training_iteration runs
@@ -212,7 +217,7 @@ class PruneAwareOptunaSearch(OptunaSearch):
         trial only they held is an orphan, which the next suggestion reuses), and find each held
         trial's study trial by the Ray trial id it carries (a state saved before it was asked
         lacks it)."""
-        tagged = {str(t.user_attrs[RAY_TRIAL_ID]): t._trial_id
+        tagged = {str(t.user_attrs[RAY_TRIAL_ID]): storage_id(t)
                   for t in self.study.get_trials(deepcopy=False) if RAY_TRIAL_ID in t.user_attrs}  # fmt: skip
         known = {trial_id: t for trial_id, t in self._ot_trials.items() if trial_id in held}
         found = {trial_id: optuna.trial.Trial(self.study, tagged[trial_id])
@@ -258,9 +263,9 @@ class PruneAwareOptunaSearch(OptunaSearch):
                 or str(step) in stored.user_attrs.get(RUNG_VALUES, {}))  # fmt: skip
 
     def _orphan(self) -> optuna.trial.Trial | None:
-        held = {t._trial_id for t in self._ot_trials.values()}
+        held = {storage_id(t) for t in self._ot_trials.values()}
         running = self.study.get_trials(deepcopy=False, states=(TrialState.RUNNING,))
-        orphan = next((t._trial_id for t in running if t._trial_id not in held), None)
+        orphan = next((storage_id(t) for t in running if storage_id(t) not in held), None)
         return None if orphan is None else optuna.trial.Trial(self.study, orphan)
 
     def _told_before(self, trial_id: str) -> bool:
@@ -275,7 +280,7 @@ class PruneAwareOptunaSearch(OptunaSearch):
         ot_trial = self._ot_trials.get(trial_id)
         if ot_trial is None:
             return None
-        return self._study_storage.get_trial(ot_trial._trial_id)
+        return self._study_storage.get_trial(storage_id(ot_trial))
 
 
 def _number(result: Mapping[str, object], key: str) -> float:
@@ -312,11 +317,10 @@ class SweepSearchGenerator(SearchGenerator):
         restored = restored_trials(self.experiment)
         if restored is None:  # none readable where the sweep made it: the state as saved
             return
-        self._counter = len(restored)
+        set_suggested_count(self, len(restored))
         live = {trial_id for trial_id, status in restored.items()
                 if status in UNFINISHED or trial_id in rerunning()}  # fmt: skip
-        self.limiter.live_trials = live
-        self.limiter.num_unfinished_live_trials = len(live)
+        set_live_trials(self.limiter, live)
         if isinstance(self.limiter.searcher, PruneAwareOptunaSearch):
             self.limiter.searcher.keep_trials(restored)
             self.limiter.searcher.forget_ends(rerunning() & set(restored))
@@ -328,7 +332,7 @@ def restored_trials(experiment: str) -> dict[str, str] | None:
     cannot be read."""
     filesystem, root = filesystem_and_path(experiment)
     try:
-        newest = _find_newest_experiment_checkpoint(root, fs=filesystem)
+        newest = newest_experiment_state(root, filesystem)
         if newest is None:
             return None
         with filesystem.open_input_stream(newest) as stream:
