@@ -454,15 +454,16 @@ class LiveTable:
             self.live.__exit__(None, None, None)
             self.live = None
 
-    def refresh(self, state: SweepState, event: str) -> None:
+    def refresh(self, state: SweepState, record: TrialRecord, what: str) -> None:
+        """The table redrawn, or one line: the trial as every view names it, what happened to
+        it (``started``, ``rung 2``, ``completed``), and its objective so far."""
         if self.live is not None:
             self.live.update(trials_view(state, self.console), refresh=True)
             return
-        record = next((r for r in state.trials.values() if event.startswith(f"{r.name} ")), None)
         metric = state.objective_metric
-        value = fmt_value(record.metrics.get(metric)) if record else ABSENT
+        value = fmt_value(record.metrics.get(metric))
         self.console.print(
-            f"[{state.name}] {event}: {metric}={value}", highlight=False, markup=False
+            f"[{state.name}] {record.name} {what}: {metric}={value}", highlight=False, markup=False
         )
 
 

@@ -32,7 +32,7 @@ Result = Mapping[str, object]  # a trial's report through Ray: its metrics, Ray'
 
 
 class Display(Protocol):
-    def refresh(self, state: SweepState, event: str) -> None: ...
+    def refresh(self, state: SweepState, record: TrialRecord, what: str) -> None: ...
 
 
 def trial_params(config: Mapping[str, object]) -> dict[str, object]:
@@ -106,7 +106,7 @@ class SweepRecorder:
             )  # fmt: skip
             self.state.trials[trial_id] = record
         self.state.save()
-        self.display.refresh(self.state, f"{record.name} started")
+        self.display.refresh(self.state, record, "started")
 
     def trial_result(self, trial_id: str, result: Result) -> None:
         self.poll()
@@ -122,7 +122,7 @@ class SweepRecorder:
             self.tracker.set_tags(record.run_id, {f"placement.{k}": v for k, v in where.items()})
         record.last_step, record.metrics, record.rungs = step, metrics, whole(result.get(RUNG, 0))
         self.state.save()
-        self.display.refresh(self.state, f"{record.name} rung {record.rungs}")
+        self.display.refresh(self.state, record, f"rung {record.rungs}")
 
     def trial_ended(
         self,
@@ -155,7 +155,7 @@ class SweepRecorder:
             artifact_dirs=_benchmark_outputs(checkpoint),
         )
         self.state.save()
-        self.display.refresh(self.state, f"{record.name} {record.status}")
+        self.display.refresh(self.state, record, record.status)
 
     def removes_checkpoints_of(self, trial_id: str) -> bool:
         """Whether an ended trial's checkpoints go: it completed or was stopped early (it never

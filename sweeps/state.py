@@ -37,6 +37,15 @@ WORK_DIR = "work"  # <sweep>/work/<trial>: a running trial's checkpoint being wr
 RAY_TRIAL_ID = "ray_trial_id"  # the Optuna user attribute naming a study trial's Ray trial
 
 
+def trial_name(number: int | None, ray_id: str | None) -> str:
+    """How every view names a trial: ``#3 f65278a5``, its study trial's number (Optuna's pictures
+    and optuna-dashboard say "Trial 3") and its Ray trial id (what commands take); either alone
+    when the other is unknown (a sweep from before numbers; a warm start's carried trial)."""
+    return " ".join(
+        [*([f"#{number}"] if number is not None else []), *([ray_id] if ray_id else [])]
+    )
+
+
 @dataclass
 class TrialRecord:
     trial_id: str
@@ -59,9 +68,8 @@ class TrialRecord:
 
     @property
     def name(self) -> str:
-        """How every view names the trial: ``#3 f65278a5``, its study trial's number (Optuna's
-        pictures and optuna-dashboard say "Trial 3") and its Ray trial id (what commands take)."""
-        return self.trial_id if self.number is None else f"#{self.number} {self.trial_id}"
+        """How every view names the trial (``trial_name``)."""
+        return trial_name(self.number, self.trial_id)
 
     def objective(self, metric: str) -> float | None:
         """The value "best" ranks by: full-set based for finalists, else the trial's own."""

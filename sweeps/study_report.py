@@ -16,7 +16,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from evals.metric_keys import COST_DEVICE_SECONDS, COST_WALL_SECONDS
-from sweeps.state import RAY_TRIAL_ID, SweepState, TrialRecord
+from sweeps.state import RAY_TRIAL_ID, SweepState, TrialRecord, trial_name
 
 if TYPE_CHECKING:
     import optuna
@@ -136,11 +136,7 @@ def _cannot_draw(filename: str, *, complete: int, stepped: bool) -> str | None:
 def trial_names(trials: Sequence[optuna.trial.FrozenTrial]) -> dict[int, str]:
     """Each study trial's name as every view of the sweep gives it (``TrialRecord.name``):
     ``#3 f65278a5``, or ``#3`` for a trial no Ray trial ran (a warm start's carried ones)."""
-    names = {}
-    for trial in trials:
-        ray_id = trial.user_attrs.get(RAY_TRIAL_ID)
-        names[trial.number] = f"#{trial.number} {ray_id}" if ray_id else f"#{trial.number}"
-    return names
+    return {t.number: trial_name(t.number, t.user_attrs.get(RAY_TRIAL_ID)) for t in trials}
 
 
 def _name_trials(axes: Axes, names: dict[int, str]) -> None:

@@ -163,7 +163,7 @@ def test_each_event_line_names_the_trial_and_its_objective(tmp_path: Path) -> No
     first.number = 3
     out = io.StringIO()
     with LiveTable(Console(file=out, width=120)) as live:
-        live.refresh(state, f"{first.name} rung {first.rungs}")
+        live.refresh(state, first, f"rung {first.rungs}")
     value = fmt_value(first.metrics["heldout/field_f1"])
     assert out.getvalue() == (f"[{NAME}] #3 {first.trial_id} rung {first.rungs}: "
                               f"heldout/field_f1={value}\n")  # fmt: skip

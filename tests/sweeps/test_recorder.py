@@ -26,7 +26,7 @@ def tracked_sweep(tmp_path: Path, experiment: str) -> tuple[SweepTracker, SweepS
 
 
 class NoDisplay:
-    def refresh(self, state: SweepState, event: str) -> None:
+    def refresh(self, state: SweepState, record: TrialRecord, what: str) -> None:
         pass
 
 
