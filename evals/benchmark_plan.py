@@ -58,7 +58,7 @@ if TYPE_CHECKING:
     import torch
     from transformers import PreTrainedModel, PreTrainedTokenizerBase
 
-    from sweeps.config import BenchmarksConfig, Objective
+    from evals.config import BenchmarksConfig, Objective
 
     LoadModel = Callable[[], tuple[PreTrainedModel, PreTrainedTokenizerBase]]
 

@@ -115,6 +115,7 @@ def sweep_yaml(work: Path, *, train_rows: int, heldout_rows: int) -> dict[str, A
 def run_configuration(args: tuple[dict[str, Any], dict[str, Any], int]) -> list[dict[str, Any]]:
     """Train one configuration in this (fresh) process; its rungs as table rows."""
     from sweeps.preflight import coerce_config, preflight
+    from trainers.config import Hyperparameters
     from trainers.lora_trial import run_lora_trial
 
     config, sweep, epochs = args
@@ -127,10 +128,11 @@ def run_configuration(args: tuple[dict[str, Any], dict[str, Any], int]) -> list[
         **VARIANTS.get(config.get("variant", ""), {}),
     })  # fmt: skip
     spec = spec.model_copy(update={"training": training, "cpus": 1.0})
-    hparams = {"learning_rate": config["learning_rate"], "lora_r": config["lora_r"],
-               "lora_alpha": config["lora_alpha_ratio"] * config["lora_r"],
-               "num_epochs": epochs, "sequence_len": 256, "lora_dropout": 0.05,
-               "weight_decay": 0.0, "warmup_ratio": 0.1}  # fmt: skip
+    hparams = Hyperparameters.from_trial({
+        "learning_rate": config["learning_rate"], "lora_r": config["lora_r"],
+        "lora_alpha": config["lora_alpha_ratio"] * config["lora_r"], "num_epochs": epochs,
+        "sequence_len": 256, "lora_dropout": 0.05, "weight_decay": 0.0, "warmup_ratio": 0.1,
+    }, training=training)  # fmt: skip
     rows: list[dict[str, Any]] = []
 
     def report(metrics: dict[str, float], _checkpoint: Path) -> None:

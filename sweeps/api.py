@@ -7,7 +7,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from sweeps.config import ConfigError, SweepConfig
+from pydantic import ValidationError
+
+from sweeps.config import ConfigError, Hyperparameters, SweepConfig
 from sweeps.preflight import coerce_config, preflight
 from sweeps.space import HYPERPARAMETERS, active_specs, fixed_value
 from sweeps.state import DEFAULT_STATE_DIR, SweepState, TrialRecord, load_state
@@ -35,8 +37,9 @@ def best_trial(sweep: str, *, state_dir: str | Path = DEFAULT_STATE_DIR) -> Tria
     return load_state(sweep, state_dir=Path(state_dir)).best_trial()
 
 
-def fill_hyperparameters(config: SweepConfig, given: dict[str, Any]) -> dict[str, Any]:
-    """Given values, else the config's fixed values (or single choices); searched knobs must be given."""
+def fill_hyperparameters(config: SweepConfig, given: dict[str, Any]) -> Hyperparameters:
+    """Given values, else the config's fixed values (or single choices); searched knobs must be
+    given. Checked and typed as a trial's are (:meth:`Hyperparameters.from_trial`)."""
     unknown = set(given) - set(HYPERPARAMETERS)
     if unknown:
         raise ConfigError(
@@ -48,7 +51,12 @@ def fill_hyperparameters(config: SweepConfig, given: dict[str, Any]) -> dict[str
             values[knob] = fixed_value(knob, spec, lora_r=values.get("lora_r"))
         if values[knob] is None:
             raise ConfigError(f"hyperparameter {knob!r} is searched in this config; give a value")
-    return values
+    try:
+        return Hyperparameters.from_trial(values, training=config.training)
+    except ValidationError as exc:
+        problem = exc.errors()[0]
+        field = ".".join(map(str, problem["loc"]))
+        raise ConfigError(f"hyperparameter {field}: {problem['msg']}") from None
 
 
 def run_trial(

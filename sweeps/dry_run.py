@@ -76,8 +76,8 @@ def timed_trial(plan: LaunchPlan, *, say: Any) -> Any:
     from trainers.timing import time_trial
 
     hparams = representative_hparams(plan.config)
-    say(f"Timing a short trial on {plan.config.base_model} (lora_r {hparams['lora_r']}, "
-        f"sequence_len {hparams['sequence_len']}): setup, 4 steps, one rung"
+    say(f"Timing a short trial on {plan.config.base_model} (lora_r {hparams.lora_r}, "
+        f"sequence_len {hparams.sequence_len}): setup, 4 steps, one rung"
         f"{', the proxy benchmarks' if plan.spec.benchmarks and plan.spec.benchmarks.tasks else ''}"
         " ...")  # fmt: skip
     timing = time_trial(plan.spec, hparams)

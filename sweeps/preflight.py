@@ -1,6 +1,6 @@
 """Preflight: everything a user can get wrong, checked before Ray starts or MLflow is written.
 
-The config's rules (sweeps/config.py) come first; then every data row, contamination, the
+The config's rules (sweeps/config/) come first; then every data row, contamination, the
 objective, benchmarks, resources and GPU memory, the model (remote code, target modules) and
 truncation. ``preflight`` returns a LaunchPlan: the config with all a trial needs resolved.
 """
@@ -343,9 +343,8 @@ def _drop_sequence_lengths(
 def heaviest_targets(config: SweepConfig) -> list[str]:
     """The target set with the most layers among those the sweep may use."""
     from sweeps.space import representative_hparams
-    from trainers.targets import split_targets
 
-    return split_targets(str(representative_hparams(config)["lora_target_modules"]))
+    return list(representative_hparams(config).lora_target_modules)
 
 
 def largest(config: SweepConfig, knob: str) -> int:

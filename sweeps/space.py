@@ -6,17 +6,18 @@ it returns the derived values (a fixed knob, or ``lora_alpha`` as a ratio of ``l
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping
+from collections.abc import Callable
 from typing import TYPE_CHECKING
 
 from sweeps.config import (
-    SEARCHABLE_TRAINING,
+    KNOBS,
     Choice,
+    Hyperparameters,
     IntRange,
     LogUniform,
-    ParamSpec,
     RatioOfR,
     SearchSpace,
+    Spec,
     SweepConfig,
     Uniform,
 )
@@ -25,24 +26,9 @@ from trainers.targets import ALL_LINEAR, ATTENTION, join_targets, split_targets
 if TYPE_CHECKING:
     import optuna
 
-HYPERPARAMETERS = (
-    "learning_rate",
-    "lora_r",
-    "lora_alpha",
-    "num_epochs",
-    "sequence_len",
-    "lora_dropout",
-    "weight_decay",
-    "warmup_ratio",
-    "micro_batch_size",
-    "gradient_accumulation_steps",
-    "lora_target_modules",
-)
-INTEGER_KNOBS = {"lora_r", "num_epochs", "sequence_len", "micro_batch_size",
-                 "gradient_accumulation_steps"}  # fmt: skip
-LATER_KNOBS = set(SEARCHABLE_TRAINING)  # a sweep launched before they were searchable lacks them
+HYPERPARAMETERS = KNOBS  # the trainer's Hyperparameters fields: every knob a trial carries
+INTEGER_KNOBS = {k for k, f in Hyperparameters.model_fields.items() if f.annotation is int}
 TARGETS = "lora_target_modules"  # its values are target sets: "all-linear", "q_proj,v_proj"
-Spec = ParamSpec | str  # a fixed target set is a string
 Value = float | str
 
 
@@ -160,20 +146,6 @@ def grid_size(config: SweepConfig) -> int:
     return size
 
 
-def trial_hyperparameters(config: Mapping[str, Value]) -> dict[str, Value]:
-    """The hyperparameters of a trial, from the flat dict Optuna and Ray hand the trial."""
-    params = {knob: config[knob] for knob in HYPERPARAMETERS if knob in config}
-    # a trial of a sweep launched before a knob was searchable lacks it: the spec's value holds
-    missing = [knob for knob in HYPERPARAMETERS if knob not in params and knob not in LATER_KNOBS]
-    if missing:
-        raise KeyError(f"trial config lacks {', '.join(missing)}")
-    for knob in INTEGER_KNOBS & set(params):
-        params[knob] = int(params[knob])
-    if TARGETS in params:
-        params[TARGETS] = str(params[TARGETS])
-    return params
-
-
 def candidate_values(config: SweepConfig, knob: str) -> list[float]:
     """The values a numeric knob can take, as far as a check needs them: choices, range ends, or
     the fixed one."""
@@ -230,7 +202,7 @@ def describe(config: SweepConfig) -> dict[str, str]:
     return out
 
 
-def representative_hparams(config: SweepConfig) -> dict[str, Value]:
+def representative_hparams(config: SweepConfig) -> Hyperparameters:
     """The heaviest trial the space holds, for timing: the largest lora_r, sequence_len and
     micro-batch, all-linear targets when searched, one epoch, and every other knob at its low end
     (or its first choice)."""
@@ -254,7 +226,7 @@ def representative_hparams(config: SweepConfig) -> dict[str, Value]:
     ratio = alpha.values[0] if isinstance(alpha, RatioOfR) else None
     params["lora_alpha"] = (float(ratio) * float(params["lora_r"]) if ratio is not None else
                             candidate_values(config, "lora_alpha")[0])  # fmt: skip
-    return params
+    return Hyperparameters.from_trial(params, training=config.training)
 
 
 def _heaviest_targets(spec: Spec) -> str:

@@ -1,8 +1,9 @@
-"""CONTRIBUTING.md's worked example holds: a training knob is added by editing two files.
+"""CONTRIBUTING.md's worked example holds: a searchable knob is added by editing two files.
 
 The diff is read from CONTRIBUTING.md and applied to a copy of the code. mypy --strict passes on
-the result and fails on a misspelt read of the knob; a YAML setting reaches PEFT (the biases it
-names train and are saved with the adapter).
+the result and fails on a misspelt read of the knob; a YAML search over it is validated against
+the field, sampled by Optuna, typed at the trial's boundary and reaches the trainer (NEFTune's
+noise on the embeddings while training).
 """
 
 from __future__ import annotations
@@ -47,7 +48,7 @@ def patched_tree(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 def test_the_example_touches_two_files() -> None:
     files = re.findall(r"^\+\+\+ b/(\S+)", contributing_diff(), re.M)
-    assert sorted(files) == ["sweeps/config.py", "trainers/lora_trial.py"]
+    assert sorted(files) == ["trainers/config.py", "trainers/lora_trial.py"]
 
 
 def mypy(root: Path) -> subprocess.CompletedProcess[str]:
@@ -62,61 +63,70 @@ def test_mypy_follows_the_knob_from_schema_to_trainer(patched_tree: Path, tmp_pa
     shutil.copytree(patched_tree, typo)
     trainer = typo / "trainers/lora_trial.py"
     read = trainer.read_text()
-    assert read.count("training.trained_biases") == 1
-    trainer.write_text(read.replace("training.trained_biases", "training.trained_biasses"))
+    assert read.count("hparams.neftune_noise_alpha") == 2
+    trainer.write_text(read.replace("hparams.neftune_noise_alpha", "hparams.neftune_noise_alhpa"))
     failed = mypy(typo)
     assert failed.returncode == 1
-    assert re.search(r'lora_trial\.py:\d+: error: "TrainingConfig" has no attribute '
-                     r'"trained_biasses"', failed.stdout), failed.stdout  # fmt: skip
+    assert re.search(r'lora_trial\.py:\d+: error: "Hyperparameters" has no attribute '
+                     r'"neftune_noise_alhpa"', failed.stdout), failed.stdout  # fmt: skip
 
 
 PROBE = """
 import json, sys
-from peft import get_peft_model_state_dict
-from sweeps.config import DataConfig, config_from_dict
+import optuna, torch
+from sweeps.config import ConfigError, DataConfig, config_from_dict
+from sweeps.space import define_by_run, distributions
+from trainers.config import Hyperparameters
 from trainers.lora_trial import build_lora_model
 from trainers.spec import TrialSpec
 
-model, train, biases = sys.argv[1], sys.argv[2], sys.argv[3]
-config = config_from_dict({"data": {"train": train}, "training": {"trained_biases": biases,
-                                  "lora_target_modules": ["q_proj", "v_proj"]}})
+model, train = sys.argv[1], sys.argv[2]
+raw = {"data": {"train": train}, "training": {"lora_target_modules": ["q_proj", "v_proj"]},
+       "search_space": {"lora_r": 4, "neftune_noise_alpha": [0, 15]}}
+config = config_from_dict(raw)
+try:
+    config_from_dict({**raw, "search_space": {"neftune_noise_alpha": -1}})
+    refused = ""
+except ConfigError as exc:
+    refused = str(exc)
+study = optuna.create_study(sampler=optuna.samplers.RandomSampler(seed=0))
+knobs = {}
+for _ in range(12):  # as Ray's trial config: Optuna's params and the derived values, one dict
+    trial = study.ask()
+    derived = define_by_run(config)(trial)
+    flat = {**trial.params, **derived}
+    knob = Hyperparameters.from_trial(flat, training=config.training)
+    knobs[knob.neftune_noise_alpha] = knob
+    study.tell(trial, 0.0)
 spec = TrialSpec(model_path=model, data=DataConfig(train=train, task_metric="exact_match"),
                  training=config.training)
-hparams = {"lora_r": 4, "lora_alpha": 8, "lora_dropout": 0.0}
-lora = build_lora_model(spec, hparams)
-print(json.dumps({"bias": lora.peft_config["default"].bias,
-                  "biases": sorted(n for n, _ in lora.named_parameters() if n.endswith(".bias")),
-                  "trained": sorted(n for n, p in lora.named_parameters() if p.requires_grad
-                                    and "lora_" not in n),
-                  "saved": sorted(k for k in get_peft_model_state_dict(lora) if "lora_" not in k)}))
+ids = torch.tensor([[1, 2, 3, 4, 5]])
+noisy = {}
+for alpha, knob in sorted(knobs.items()):
+    lora = build_lora_model(spec, knob)
+    embeddings = lora.get_input_embeddings()
+    lora.train()
+    training = not torch.equal(embeddings(ids), embeddings(ids))
+    lora.eval()
+    noisy[str(alpha)] = [training, not torch.equal(embeddings(ids), embeddings(ids))]
+print(json.dumps({"sampled": sorted(knobs), "refused": refused, "noisy": noisy,
+                  "distribution": type(distributions(config)["neftune_noise_alpha"]).__name__}))
 """
 
 
-@pytest.fixture(scope="module")
-def biased_model(tiny_model: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """The tiny model with biases on its attention projections (q, k, v, o; fresh zeros)."""
-    model = tmp_path_factory.mktemp("biased") / "model"
-    shutil.copytree(tiny_model, model)
-    config = json.loads((model / "config.json").read_text())
-    (model / "config.json").write_text(json.dumps({**config, "attention_bias": True}))
-    return model
-
-
-@pytest.mark.parametrize("biases", ["all", "lora_only"])
-def test_a_yaml_setting_reaches_peft(
-    patched_tree: Path, biased_model: Path, small_data: dict[str, Path], biases: str
+def test_a_yaml_search_reaches_the_trainer(
+    patched_tree: Path, tiny_model: Path, small_data: dict[str, Path]
 ) -> None:
-    """PEFT's bias: "all" trains (and saves with the adapter) every bias of the model,
-    "lora_only" those of the adapted layers (q_proj and v_proj); the base weights stay frozen."""
+    """search_space.neftune_noise_alpha: [0, 15] is checked against the field's bounds, sampled
+    by a real Optuna study as a categorical, typed at the trial's boundary, and reaches the
+    trainer: noise on the embeddings while training at 15, none at 0, none at evaluation."""
     env = {**os.environ, "PYTHONPATH": str(patched_tree)}
-    done = subprocess.run([sys.executable, "-c", PROBE, str(biased_model),
-                           str(small_data["train"]), biases], cwd=patched_tree, env=env,
+    done = subprocess.run([sys.executable, "-c", PROBE, str(tiny_model),
+                           str(small_data["train"])], cwd=patched_tree, env=env,
                           capture_output=True, text=True, timeout=300)  # fmt: skip
     assert done.returncode == 0, done.stderr
     seen = json.loads(done.stdout.strip().splitlines()[-1])
-    assert seen["bias"] == biases
-    assert len(seen["biases"]) == 2 * 4  # two layers' q, k, v and o projections
-    adapted = [n for n in seen["biases"] if ".q_proj." in n or ".v_proj." in n]
-    expected = seen["biases"] if biases == "all" else adapted
-    assert len(adapted) == 2 * 2 and seen["trained"] == expected  # no other base weight trains
-    assert seen["saved"] == expected  # the trained biases are saved with the adapter
+    assert seen["sampled"] == [0.0, 15.0]
+    assert seen["distribution"] == "CategoricalDistribution"
+    assert "search_space.neftune_noise_alpha: values must be >= 0, got -1" in seen["refused"]
+    assert seen["noisy"] == {"0.0": [False, False], "15.0": [True, False]}

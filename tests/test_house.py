@@ -14,7 +14,6 @@ MAX_LINES = 500
 # shrink, never grow; a module that drops under MAX_LINES leaves this table.
 STILL_OVER = {
     "evals/benchmarks.py": 720,
-    "sweeps/config.py": 918,
     "sweeps/compare.py": 830,
     "sweeps/cli.py": 777,
     "trainers/data.py": 726,

@@ -1,6 +1,6 @@
 """The import structure, read from the source's AST: ray only inside sweeps/tune/; mlflow,
-lm_eval, openai and fastapi each in one module; no import circle; trainers/ and evals/ below
-sweeps/."""
+lm_eval, openai and fastapi each in one module; no import circle; the floors evals/ < trainers/
+< sweeps/, and the sweep config reading only the schema below it."""
 
 from __future__ import annotations
 
@@ -121,14 +121,47 @@ def test_a_circle_is_found() -> None:
     assert circles(graph) == [["a", "b", "c"]]
 
 
-# trainers/ and evals/ sit below sweeps/ and never import it; these three still read the schema
-# from sweeps.config, until it moves to the ground floor (issue 30). No other may join them.
-BELOW_SWEEPS_EXCEPTIONS = {"trainers.spec", "trainers.lora_trial", "evals.benchmark_plan"}
+# The floors, lowest first: a module imports its own package and those below it, never one above.
+# evals/ holds the metric names and the evaluation's schema, trainers/ the trainer's schema and
+# the trial, sweeps/ the driver; the sweep config (sweeps/config/) puts the schema together.
+FLOORS = ("evals", "trainers", "sweeps")
+
+
+def floor(module: str) -> int:
+    return FLOORS.index(module.split(".")[0])
+
+
+def upward_imports(graph: dict[str, set[str]]) -> list[str]:
+    return sorted(f"{name} -> {i}" for name, imported in graph.items()
+                  for i in imported if floor(i) > floor(name))  # fmt: skip
+
+
+def test_each_package_imports_only_its_floor_and_those_below() -> None:
+    assert upward_imports(import_graph()) == []
 
 
 def test_trainers_and_evals_do_not_import_sweeps() -> None:
     graph = import_graph()
-    upward = {name for name, imported in graph.items()
-              if name.startswith(("trainers", "evals")) and any(
-                  i == "sweeps" or i.startswith("sweeps.") for i in imported)}  # fmt: skip
-    assert upward <= BELOW_SWEEPS_EXCEPTIONS, sorted(upward - BELOW_SWEEPS_EXCEPTIONS)
+    below = {name: sorted(i for i in imported if i.split(".")[0] == "sweeps")
+             for name, imported in graph.items() if not name.startswith("sweeps")}  # fmt: skip
+    assert {name: found for name, found in below.items() if found} == {}
+    assert any(i.startswith("sweeps.") for i in graph["sweeps.api"])  # the graph sees imports
+
+
+def test_the_sweep_config_reads_only_the_schema_below_it() -> None:
+    """sweeps/config/ is the schema: it imports the trainer's and the evaluation's sections (and
+    trainers.targets, which names target sets), nothing of the driver."""
+    allowed = ("sweeps.config", "trainers.config", "trainers.targets", "evals.config",
+               "evals.metric_keys")  # fmt: skip
+    found = sorted(f"{name} -> {i}" for name, imported in import_graph().items()
+                   if name.startswith("sweeps.config") for i in imported
+                   if not i.startswith(allowed))  # fmt: skip
+    assert found == []
+    schema = [n for n in import_graph() if n.endswith(".config") or n.startswith("sweeps.config")]
+    assert {"trainers.config", "evals.config", "sweeps.config.sweep"} <= set(schema)
+
+
+def test_an_upward_import_is_found() -> None:
+    graph = {"trainers.spec": {"sweeps.config", "evals.config"}, "evals.plan": {"trainers.x"},
+             "sweeps.api": {"trainers.spec"}}  # fmt: skip
+    assert upward_imports(graph) == ["evals.plan -> trainers.x", "trainers.spec -> sweeps.config"]

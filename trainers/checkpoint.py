@@ -56,7 +56,7 @@ def save_checkpoint(
     torch.save(tensors, directory / TENSORS_FILE)
     state = {
         "progress": asdict(recipe.progress),
-        "hparams": recipe.hparams,
+        "hparams": recipe.hparams.model_dump(mode="json"),
         "total_steps": recipe.total_steps,
         "metrics": metrics or {},
     }

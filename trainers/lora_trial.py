@@ -15,20 +15,21 @@ import gc
 import math
 import os
 import time
+from collections.abc import Sequence
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Literal
+from typing import TYPE_CHECKING, Literal, cast
 
 import torch
 
 from evals import metric_keys as keys
 from evals.heldout import HeldoutScores, pad_batch, response_token_loss
-from sweeps.config import BASE_REWRITING_INITS
 from trainers.checkpoint import (
     load_checkpoint,
     reported_metrics,
     save_checkpoint,
     seal_checkpoint,
 )
+from trainers.config import BASE_REWRITING_INITS, Hyperparameters
 from trainers.models import load_causal_lm, load_tokenizer
 from trainers.optimizers import build_optimizer
 from trainers.recipe import Recipe, Reporter
@@ -48,13 +49,13 @@ if TYPE_CHECKING:
     from transformers import PreTrainedModel
 
     from evals.benchmark_plan import BenchmarkPlan
-    from sweeps.config import InitLoraWeights, TrainingConfig
+    from trainers.config import InitLoraWeights, TrainingConfig
 
 
 # --------------------------------------------------------------------------- entry
 def run_lora_trial(
     spec: TrialSpec,
-    hparams: dict[str, Any],
+    hparams: Hyperparameters,
     *,
     report: Reporter,
     workdir: Path,
@@ -82,7 +83,7 @@ def run_lora_trial(
 # --------------------------------------------------------------------------- setup
 
 
-def setup(spec: TrialSpec, hparams: dict[str, Any]) -> Recipe:
+def setup(spec: TrialSpec, hparams: Hyperparameters) -> Recipe:
     """Seed, load data and model, wrap it in LoRA, build the optimizer and the rung plan."""
     from transformers import get_scheduler
 
@@ -95,23 +96,23 @@ def setup(spec: TrialSpec, hparams: dict[str, Any]) -> Recipe:
     train_examples, heldout = load_trial_examples(spec)
     train_set, truncation = truncate(
         tokenize_examples(train_examples, tokenizer, template),
-        int(hparams["sequence_len"]),
+        hparams.sequence_len,
         rows=[e.row for e in train_examples],
     )
     if not train_set:
-        raise ValueError(f"sequence_len {hparams['sequence_len']} truncates away every response")
+        raise ValueError(f"sequence_len {hparams.sequence_len} truncates away every response")
     scorer = HeldoutScorer.for_rows(spec, heldout, tokenizer=tokenizer, template=template)
     model = build_lora_model(spec, hparams)
     optimizer = build_optimizer(
-        model, training.optimizer, lr=float(hparams["learning_rate"]),
-        decay=float(hparams["weight_decay"]), loraplus_lr_ratio=training.loraplus_lr_ratio,
+        model, training.optimizer, lr=hparams.learning_rate,
+        decay=hparams.weight_decay, loraplus_lr_ratio=training.loraplus_lr_ratio,
     )  # fmt: skip
     steps_per_epoch = math.ceil(len(train_set) / _per_step(spec))
-    rungs = rung_steps(steps_per_epoch, int(hparams["num_epochs"]), training.evals_per_epoch)
+    rungs = rung_steps(steps_per_epoch, hparams.num_epochs, training.evals_per_epoch)
     scheduler = get_scheduler(
         training.lr_scheduler,
         optimizer,
-        num_warmup_steps=math.ceil(float(hparams["warmup_ratio"]) * rungs[-1]),
+        num_warmup_steps=math.ceil(hparams.warmup_ratio * rungs[-1]),
         num_training_steps=rungs[-1],
     )
     scaler = torch.amp.GradScaler("cuda") if training.precision == "fp16" else None
@@ -121,7 +122,7 @@ def setup(spec: TrialSpec, hparams: dict[str, Any]) -> Recipe:
     )  # fmt: skip
 
 
-def build_lora_model(spec: TrialSpec, hparams: dict[str, Any]) -> PeftModel:
+def build_lora_model(spec: TrialSpec, hparams: Hyperparameters) -> PeftModel:
     """The base model with a fresh PEFT LoRA on the target modules (base weights frozen)."""
     from peft import LoraConfig, PeftModel, get_peft_model
 
@@ -142,11 +143,11 @@ def build_lora_model(spec: TrialSpec, hparams: dict[str, Any]) -> PeftModel:
         )
         model.enable_input_require_grads()
     lora = LoraConfig(
-        r=int(hparams["lora_r"]),
-        lora_alpha=hparams["lora_alpha"],
-        lora_dropout=float(hparams["lora_dropout"]),
+        r=hparams.lora_r,
+        lora_alpha=_peft_alpha(hparams.lora_alpha),
+        lora_dropout=hparams.lora_dropout,
         task_type="CAUSAL_LM",
-        target_modules=_targets(model, training.lora_target_modules),
+        target_modules=_targets(model, hparams.lora_target_modules),
         use_rslora=training.use_rslora,
         use_dora=training.use_dora,
         init_lora_weights=_peft_init(training.init_lora_weights),
@@ -156,7 +157,13 @@ def build_lora_model(spec: TrialSpec, hparams: dict[str, Any]) -> PeftModel:
     return peft_model
 
 
-def _targets(model: PreTrainedModel, modules: list[str]) -> list[str] | str:
+def _peft_alpha(alpha: float) -> int:
+    """PEFT annotates lora_alpha as an int but scales by lora_alpha / r: a whole alpha goes as an
+    int (as adapter_config.json has held it), a searched fractional one as it is."""
+    return int(alpha) if alpha.is_integer() else cast("int", alpha)
+
+
+def _targets(model: PreTrainedModel, modules: Sequence[str]) -> list[str] | str:
     """PEFT's target_modules: its own "all-linear" string (not a list holding it), the
     "attention" preset resolved to this model's attention linear layers (trainers/targets.py),
     or the names as given."""

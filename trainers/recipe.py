@@ -7,10 +7,11 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 import torch
 
+from trainers.config import Hyperparameters
 from trainers.spec import TrialSpec
 from trainers.tokenize import Tokenized, TruncationStats
 
@@ -39,7 +40,7 @@ class Progress:
 @dataclass
 class Recipe:
     spec: TrialSpec
-    hparams: dict[str, Any]
+    hparams: Hyperparameters
     model: PeftModel
     tokenizer: PreTrainedTokenizerBase
     optimizer: torch.optim.Optimizer

@@ -1,6 +1,6 @@
 """The trial spec: everything a trial needs besides its hyperparameters (no torch here).
 
-Its sections are the sweep config's own models (``sweeps/config.py``), so each default lives
+Its sections are the sweep config's own models (``trainers/config.py``, ``evals/config.py``), so each default lives
 once, in the schema, and mypy follows a knob from the YAML to the trainer. ``sweeps/preflight.py``
 builds the spec; Ray hands it to every trial; promote and compare read it back from
 ``trial_spec.json``.
@@ -8,13 +8,11 @@ builds the spec; Ray hands it to every trial; promote and compare read it back f
 
 from __future__ import annotations
 
-from collections.abc import Mapping
-
 from pydantic import BaseModel, ConfigDict
 
 from evals.benchmark_plan import BenchmarkPlan
-from sweeps.config import SEARCHABLE_TRAINING, DataConfig, HeldoutEval, TrainingConfig
-from trainers.targets import split_targets
+from evals.config import HeldoutEval
+from trainers.config import DataConfig, Hyperparameters, TrainingConfig
 
 
 class TrialSpec(BaseModel):
@@ -40,16 +38,11 @@ class TrialSpec(BaseModel):
             raise ValueError("a trial spec needs a decided task metric, not 'auto'")
         return self.data.task_metric
 
-    def with_searched(self, hparams: Mapping[str, object]) -> TrialSpec:
-        """This spec with the training knobs a search varies (micro-batch, accumulation,
-        target modules) set to the trial's values, validated as the YAML's would be."""
-        update: dict[str, object] = {k: hparams[k] for k in SEARCHABLE_TRAINING if k in hparams}
-        if "lora_target_modules" in update:
-            targets = update["lora_target_modules"]
-            update["lora_target_modules"] = split_targets(
-                targets if isinstance(targets, (str, list)) else str(targets)
-            )
-        if not update:
+    def with_searched(self, hparams: Hyperparameters) -> TrialSpec:
+        """This spec with the training knobs a search may vary (micro-batch, accumulation, target
+        modules, ...) set to the trial's values."""
+        update = hparams.training_values()
+        if all(getattr(self.training, k) == v for k, v in update.items()):
             return self
         training = TrainingConfig.model_validate({**self.training.model_dump(), **update})
         return self.model_copy(update={"training": training})

@@ -17,6 +17,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from trainers.config import Hyperparameters
 from trainers.spec import TrialSpec
 
 if TYPE_CHECKING:
@@ -43,7 +44,7 @@ class TrialTiming:
     benchmark_documents: int = 0  # the documents those seconds scored
 
 
-def time_trial(spec: TrialSpec, hparams: dict[str, float | str], *, steps: int = 4) -> TrialTiming:
+def time_trial(spec: TrialSpec, hparams: Hyperparameters, *, steps: int = 4) -> TrialTiming:
     """Run setup, ``steps`` optimizer steps, one rung evaluation and one checkpoint; time each.
     (torch is imported here, not at module level: sweeps/estimate.py reads TrialTiming.)"""
     from trainers.checkpoint import save_checkpoint, seal_checkpoint
@@ -70,7 +71,7 @@ def time_trial(spec: TrialSpec, hparams: dict[str, float | str], *, steps: int =
         benchmark, documents = _time_benchmarks(recipe)
         rungs_per_epoch = len([s for s in recipe.rung_steps if s <= recipe.steps_per_epoch])
         return TrialTiming(
-            sequence_len=int(hparams["sequence_len"]), worker_start=worker_start,
+            sequence_len=hparams.sequence_len, worker_start=worker_start,
             setup=setup_seconds + durations[0] - step, step=step,
             tokens_per_step=statistics.mean(tokens), rung=rung, steps_timed=len(durations),
             train_rows=len(recipe.train_set), steps_per_epoch=recipe.steps_per_epoch,

@@ -21,7 +21,6 @@ from ray import tune
 
 from evals.metric_keys import TRIAL_CUDA_VISIBLE_DEVICES, TRIAL_NODE_ID
 from sweeps._storage import filesystem_and_path
-from sweeps.space import trial_hyperparameters
 from sweeps.state import (
     FAULTS_DIR,
     RESTORES_FILE,
@@ -31,6 +30,7 @@ from sweeps.state import (
     TrialRecord,
     load_state,
 )
+from trainers.config import Hyperparameters
 from trainers.spec import TrialSpec
 
 
@@ -55,7 +55,7 @@ class Restore(TypedDict):
 
 
 def lora_trainable(
-    config: Mapping[str, float], spec: TrialSpec, sweep_dir: str | None = None,
+    config: Mapping[str, object], spec: TrialSpec, sweep_dir: str | None = None,
     experiment: str | None = None,
 ) -> None:  # fmt: skip
     """One trial, in its own worker process: resume from Ray's checkpoint if there is one.
@@ -66,6 +66,7 @@ def lora_trainable(
     written, and restored, under <sweep>/work/<trial>: what a SIGKILLed worker leaves there is
     cleared by the next attempt (and by the end of the sweep), never left in /tmp.
     """
+    hparams = Hyperparameters.from_trial(config, training=spec.training)  # Ray's dict, typed once
     trial_id = tune.get_context().get_trial_id()
     recorded = _recorded_trial(sweep_dir, trial_id)
     if recorded is not None and recorded.status in TERMINAL:
@@ -84,13 +85,15 @@ def lora_trainable(
         except TrialFault as exc:
             _record_fault(faults, trial_id, str(exc))
             raise
-        _train_trial(config, spec, workdir=workdir, resume=resume, faults=faults, trial_id=trial_id)
+        _train_trial(
+            hparams, spec, workdir=workdir, resume=resume, faults=faults, trial_id=trial_id
+        )
     finally:
         shutil.rmtree(workdir, ignore_errors=True)
 
 
 def _train_trial(
-    config: Mapping[str, float], spec: TrialSpec, *, workdir: Path, resume: Path | None,
+    hparams: Hyperparameters, spec: TrialSpec, *, workdir: Path, resume: Path | None,
     faults: Path | None, trial_id: str,
 ) -> None:  # fmt: skip
     """Train, reporting each rung's checkpoint to Ray; a fault that would recur is recorded."""
@@ -102,7 +105,7 @@ def _train_trial(
         shutil.rmtree(checkpoint_dir, ignore_errors=True)  # Ray has persisted it to storage
 
     try:
-        run_lora_trial(spec, trial_hyperparameters(config), report=report,
+        run_lora_trial(spec, hparams, report=report,
                        workdir=workdir / "run", resume_from=resume)  # fmt: skip
     except (FloatingPointError, MemoryError, RuntimeError) as exc:
         reason = _deterministic_fault(exc)

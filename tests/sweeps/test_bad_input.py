@@ -147,7 +147,7 @@ def config_cases(t: Table) -> dict[str, Case]:
         ),
         "dropout of 1": (
             launch(t.space("drop", lora_dropout=[0.1, 1.0])),
-            "search_space.lora_dropout: values must be <= 0.999",
+            "search_space.lora_dropout: values must be < 1",
         ),
         "grid over a range": (
             launch(t.config("grid", search={"algorithm": "grid"})),

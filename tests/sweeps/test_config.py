@@ -71,7 +71,7 @@ BAD = [
         "r not an integer",
         MINIMAL + "search_space:\n  lora_r: [8, 2.5]\n",
         4,
-        "search_space.lora_r: values must be positive integers, got 2.5",
+        "search_space.lora_r: values must be whole numbers, got 2.5",
     ),
     (
         "r zero",
@@ -151,7 +151,7 @@ BAD = [
         "dropout >= 1",
         MINIMAL + "search_space:\n  lora_dropout: [0.1, 1.0]\n",
         4,
-        "search_space.lora_dropout: values must be <= 0.999",
+        "search_space.lora_dropout: values must be < 1",
     ),
     (
         "guard on an unlisted benchmark",

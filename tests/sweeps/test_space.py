@@ -2,19 +2,17 @@
 
 from __future__ import annotations
 
-import math
-
 import optuna
 import pytest
+from pydantic import ValidationError
 
-from sweeps.config import config_from_dict
+from sweeps.config import Hyperparameters, TrainingConfig, config_from_dict
 from sweeps.space import (
     HYPERPARAMETERS,
     define_by_run,
     describe,
     grid_size,
     grid_values,
-    trial_hyperparameters,
 )
 
 SPACE = {
@@ -38,13 +36,14 @@ def test_samples_stay_in_domain_and_alpha_follows_r() -> None:
         trial = study.ask()
         derived = space(trial)
         values = {**trial.params, **derived}
-        params = trial_hyperparameters(values)
-        assert set(params) == set(HYPERPARAMETERS)
-        assert 1e-4 <= params["learning_rate"] <= 1e-2
-        assert params["lora_r"] in (4, 8, 16)
-        assert params["lora_alpha"] == params["lora_r"] * trial.params["lora_alpha_ratio"]
-        assert params["num_epochs"] in (1, 2, 3)
-        assert params["lora_dropout"] == 0.05  # fixed from training
+        params = Hyperparameters.from_trial(values, training=config.training)
+        assert set(values) - set(HYPERPARAMETERS) == {"lora_alpha_ratio"}  # Optuna's, left out
+        assert 1e-4 <= params.learning_rate <= 1e-2
+        assert params.lora_r in (4, 8, 16) and isinstance(params.lora_r, int)
+        assert params.lora_alpha == params.lora_r * trial.params["lora_alpha_ratio"]
+        assert params.num_epochs in (1, 2, 3)
+        assert params.lora_dropout == 0.05  # fixed from training
+        assert params.lora_target_modules == ("all-linear",)
         study.tell(trial, 0.0)
     lrs = [t.params["learning_rate"] for t in study.trials]
     assert len(set(lrs)) == 30
@@ -90,7 +89,18 @@ def test_describe_is_readable() -> None:
     assert text["lora_dropout"] == "fixed 0.05"
 
 
-def test_missing_hyperparameter_is_named() -> None:
-    with pytest.raises(KeyError, match="lora_r"):
-        trial_hyperparameters({"learning_rate": 1.0})
-    assert math.isclose(trial_hyperparameters(dict.fromkeys(HYPERPARAMETERS, 1.0))["lora_r"], 1)
+def test_a_trials_knobs_are_typed_once_and_missing_ones_are_named() -> None:
+    """Ray's flat config becomes Hyperparameters: a searched knob it lacks is named; a training
+    knob it lacks (a sweep launched before the knob was searchable) keeps training's value; an
+    integer knob holding a whole float is an int; a value outside the knob's domain is refused."""
+    training = TrainingConfig(micro_batch_size=2, lora_target_modules=["q_proj", "v_proj"])
+    with pytest.raises(ValidationError, match="lora_r"):
+        Hyperparameters.from_trial({"learning_rate": 1.0, "lora_alpha": 2.0}, training=training)
+    knobs = Hyperparameters.from_trial(
+        {"learning_rate": 1e-3, "lora_r": 8.0, "lora_alpha": 16.0, "sequence_len": 256,
+         "lora_target_modules": "attention", "lora_alpha_ratio": 2.0}, training=training)  # fmt: skip
+    assert knobs.lora_r == 8 and isinstance(knobs.lora_r, int)
+    assert knobs.micro_batch_size == 2 and knobs.lora_target_modules == ("attention",)
+    assert knobs.num_epochs == 1  # the knob's own default
+    with pytest.raises(ValidationError, match="lora_dropout"):
+        Hyperparameters.from_trial({**knobs.model_dump(), "lora_dropout": 1.0}, training=training)

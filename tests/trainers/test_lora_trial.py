@@ -11,7 +11,7 @@ from typing import Any
 import pytest
 import torch
 
-from sweeps.config import DataConfig, HeldoutEval, TrainingConfig
+from sweeps.config import DataConfig, HeldoutEval, Hyperparameters, TrainingConfig
 from trainers.checkpoint import (
     ADAPTER_DIR,
     MANIFEST_FILE,
@@ -22,16 +22,17 @@ from trainers.checkpoint import (
 from trainers.lora_trial import collate, forward_loss, run_lora_trial, rung_steps, setup, train
 from trainers.spec import TrialSpec
 
-HPARAMS = {
-    "learning_rate": 5e-3,
-    "lora_r": 4,
-    "lora_alpha": 8,
-    "num_epochs": 2,
-    "sequence_len": 128,
-    "lora_dropout": 0.1,
-    "weight_decay": 0.0,
-    "warmup_ratio": 0.1,
-}
+# make_spec's training values, so a spec and these knobs agree
+HPARAMS = Hyperparameters(
+    learning_rate=5e-3, lora_r=4, lora_alpha=8, num_epochs=2, sequence_len=128, lora_dropout=0.1,
+    weight_decay=0.0, warmup_ratio=0.1, micro_batch_size=4, gradient_accumulation_steps=1,
+    lora_target_modules=("q_proj", "v_proj"),
+)  # fmt: skip
+
+
+def knobs(**changes: object) -> Hyperparameters:
+    """HPARAMS with some knobs changed, checked as a trial's are."""
+    return Hyperparameters.model_validate({**HPARAMS.model_dump(), **changes})
 
 
 def make_spec(model: Path, data: dict[str, Path], **training: Any) -> TrialSpec:
@@ -102,7 +103,7 @@ def test_checkpoint_is_a_peft_adapter_that_loads(
     record = Recorder()
     run_lora_trial(
         make_spec(tiny_model, small_data),
-        {**HPARAMS, "num_epochs": 1},
+        knobs(num_epochs=1),
         report=record,
         workdir=tmp_path,
     )
@@ -224,7 +225,7 @@ def test_a_damaged_checkpoint_is_told_from_an_intact_one(
     tiny_model: Path, small_data: dict, tmp_path: Path
 ) -> None:
     record = Recorder()
-    run_lora_trial(make_spec(tiny_model, small_data), {**HPARAMS, "num_epochs": 1},
+    run_lora_trial(make_spec(tiny_model, small_data), knobs(num_epochs=1),
                    report=record, workdir=tmp_path / "trial")  # fmt: skip
     intact = record.checkpoints[-1]
     assert checkpoint_problem(intact) is None
@@ -259,7 +260,7 @@ def test_gradient_checkpointing_trains_the_same_as_without(
 ) -> None:
     """Recomputing activations in the backward pass changes memory, not the numbers."""
     plain, checkpointed = Recorder(), Recorder()
-    hparams = {**HPARAMS, "num_epochs": 1}
+    hparams = knobs(num_epochs=1)
     run_lora_trial(make_spec(tiny_model, small_data), hparams, report=plain,
                    workdir=tmp_path / "plain")  # fmt: skip
     spec = make_spec(tiny_model, small_data, gradient_checkpointing=True)
@@ -275,7 +276,7 @@ def test_bf16_mixed_precision_trains_on_cpu(
     """bf16 base weights and autocast: the loss stays finite and close to fp32's, and the LoRA
     weights stay fp32 (PEFT keeps adapters in full precision)."""
     fp32, bf16 = Recorder(), Recorder()
-    hparams = {**HPARAMS, "num_epochs": 1}
+    hparams = knobs(num_epochs=1)
     run_lora_trial(make_spec(tiny_model, small_data, precision="fp32"), hparams, report=fp32,
                    workdir=tmp_path / "fp32")  # fmt: skip
     spec = make_spec(tiny_model, small_data, precision="bf16")
@@ -311,8 +312,9 @@ def test_all_linear_puts_lora_on_every_linear_layer(tiny_model: Path, small_data
     reaches PEFT as its shorthand, not as a module name."""
     from trainers.lora_trial import build_lora_model
 
-    model = build_lora_model(make_spec(tiny_model, small_data,
-                                       lora_target_modules=["all-linear"]), HPARAMS)  # fmt: skip
+    spec = make_spec(tiny_model, small_data, lora_target_modules=["all-linear"])
+    model = build_lora_model(spec, Hyperparameters.from_trial(HPARAMS.model_dump(
+        exclude={"lora_target_modules"}), training=spec.training))  # fmt: skip
     adapted = {n.rsplit(".lora_A", 1)[0].rsplit(".", 1)[-1] for n, _ in model.named_parameters()
                if ".lora_A" in n}  # fmt: skip
     assert adapted == {"q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj"}
@@ -330,8 +332,9 @@ def test_the_attention_preset_adapts_the_attention_projections_only(
     blocks (here q, k, v and o), none of the MLP's."""
     from trainers.lora_trial import build_lora_model
 
-    model = build_lora_model(make_spec(tiny_model, small_data,
-                                       lora_target_modules=["attention"]), HPARAMS)  # fmt: skip
+    model = build_lora_model(
+        make_spec(tiny_model, small_data), knobs(lora_target_modules=["attention"])
+    )
     assert adapted_layers(model) == {"q_proj", "k_proj", "v_proj", "o_proj"}
 
 
@@ -345,8 +348,8 @@ def test_a_trials_searched_training_knobs_reach_the_recipe(
     """Searched micro-batch, accumulation and target set (a trial's hyperparameters) replace the
     spec's fixed ones for that trial: the steps per epoch and the adapted layers follow."""
     spec = make_spec(tiny_model, small_data)
-    searched = {**HPARAMS, "micro_batch_size": 2, "gradient_accumulation_steps": 3,
-                "lora_target_modules": "attention"}  # fmt: skip
+    searched = knobs(micro_batch_size=2, gradient_accumulation_steps=3,
+                     lora_target_modules="attention")  # fmt: skip
     recipe = setup(spec, searched)
     rows = len(recipe.train_set)
     assert recipe.spec.training.micro_batch_size == 2
@@ -385,7 +388,7 @@ def test_each_peft_variant_trains(
     tiny_model: Path, small_data: dict, tmp_path: Path, variant: dict[str, object]
 ) -> None:
     record = Recorder()
-    run_lora_trial(make_spec(tiny_model, small_data, **variant), {**HPARAMS, "num_epochs": 1},
+    run_lora_trial(make_spec(tiny_model, small_data, **variant), knobs(num_epochs=1),
                    report=record, workdir=tmp_path)  # fmt: skip
     losses = [m["train/loss"] for m in record.metrics]
     assert all(math.isfinite(x) for x in losses) and losses[-1] < losses[0], losses
@@ -405,7 +408,7 @@ def test_rslora_scales_by_alpha_over_sqrt_r(tiny_model: Path, small_data: dict) 
 def test_dora_trains_and_saves_a_magnitude_vector_per_layer(
     tiny_model: Path, small_data: dict, tmp_path: Path
 ) -> None:
-    recipe = setup(make_spec(tiny_model, small_data, use_dora=True), {**HPARAMS, "num_epochs": 1})
+    recipe = setup(make_spec(tiny_model, small_data, use_dora=True), knobs(num_epochs=1))
     named = dict(recipe.model.named_parameters())
     magnitudes = {k: v.detach().clone() for k, v in named.items() if "lora_magnitude_vector" in k}
     # one per adapted projection, one entry per output feature: q_proj 64, v_proj 32 (kv dim)
@@ -484,7 +487,7 @@ def test_a_pissa_or_olora_checkpoint_is_a_plain_lora_for_the_original_base(
     from peft import PeftModel
     from transformers import AutoModelForCausalLM
 
-    recipe = setup(make_spec(tiny_model, small_data, **variant), {**HPARAMS, "num_epochs": 1})
+    recipe = setup(make_spec(tiny_model, small_data, **variant), knobs(num_epochs=1))
     record = Recorder()
     train(recipe, report=record, workdir=tmp_path)
     adapter = record.checkpoints[-1] / ADAPTER_DIR
@@ -509,7 +512,7 @@ def test_a_pissa_or_olora_checkpoint_is_a_plain_lora_for_the_original_base(
 def test_loraplus_gives_b_matrices_ratio_times_the_learning_rate(
     tiny_model: Path, small_data: dict, optimizer: str
 ) -> None:
-    hparams = {**HPARAMS, "weight_decay": 0.01}
+    hparams = knobs(weight_decay=0.01)
     spec = make_spec(tiny_model, small_data, loraplus_lr_ratio=16.0, optimizer=optimizer)
     recipe = setup(spec, hparams)
     names = {id(p): n for n, p in recipe.model.named_parameters()}
