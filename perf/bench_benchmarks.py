@@ -63,7 +63,7 @@ def full_set_scores(
     from peft import PeftModel
 
     from evals.benchmark_plan import FULL, primary_scores, score_plan
-    from sweeps.benchmarking import BaseModel
+    from sweeps.driver.benchmarking import BaseModel
 
     plan = replace(plan, tasks=[task])
     model, tokenizer = BaseModel(spec)()
@@ -95,7 +95,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     from evals.objective import PRIMARY_METRICS
     from sweeps import launch_sweep
     from sweeps.config import config_from_dict
-    from sweeps.preflight import coerce_config, preflight
+    from sweeps.driver.preflight import coerce_config, preflight
 
     with tempfile.TemporaryDirectory() as tmp_name:
         tmp = Path(tmp_name)

@@ -86,7 +86,7 @@ def reference_scores(
     from peft import PeftModel
 
     from evals.benchmark_plan import FULL, primary_scores, score_plan
-    from sweeps.benchmarking import BaseModel
+    from sweeps.driver.benchmarking import BaseModel
 
     sets = {
         "truthfulqa_mc2": replace(plan, tasks=["truthfulqa_mc2"], finalist_documents={}),
@@ -174,7 +174,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
 
     from sweeps import launch_sweep
     from sweeps.config import config_from_dict
-    from sweeps.preflight import coerce_config, preflight
+    from sweeps.driver.preflight import coerce_config, preflight
 
     with tempfile.TemporaryDirectory() as tmp_name:
         tmp = Path(tmp_name)

@@ -65,8 +65,8 @@ def ours(config: dict[str, Any], work: Path, concurrency: int) -> dict[str, floa
     from rich.console import Console
 
     from sweeps import launch_sweep
-    from sweeps.base_scores import base_scores
-    from sweeps.preflight import coerce_config, preflight
+    from sweeps.driver.base_scores import base_scores
+    from sweeps.driver.preflight import coerce_config, preflight
 
     loaded, _, cwd = coerce_config(config)
     base_scores(preflight(loaded, config_path=None, config_dir=cwd))  # cached: not part of the loop
@@ -83,7 +83,7 @@ def bare(config: dict[str, Any], work: Path, concurrency: int) -> dict[str, floa
     """A bare Ray Tune loop: same trainable and resources; random search; nothing else."""
     from ray import tune
 
-    from sweeps.preflight import coerce_config, preflight
+    from sweeps.driver.preflight import coerce_config, preflight
     from sweeps.tune import start_ray, stop_ray
     from sweeps.tune.trainable import lora_trainable
 

@@ -119,7 +119,7 @@ def run_method(name: str, *, seed: int, lookup: Lookup, values: dict[str, list[A
     algorithm, grace, trials = METHODS[name]
     config = method_config(algorithm, grace=grace, trials=trials, seed=seed, values=values,
                            rungs=rungs)  # fmt: skip
-    from sweeps.pareto import Goal
+    from sweeps.search.pareto import Goal
 
     also = [Goal("cost/device_seconds", "min")] if name in MULTI_OBJECTIVE else []
     return replay_search(config, lookup, metric=METRIC, mode="max", trials=trials, rungs=rungs,

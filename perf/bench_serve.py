@@ -186,7 +186,7 @@ def start_server(model_dir: Path, work: Path) -> tuple[subprocess.Popen[bytes], 
         port = int(sock.getsockname()[1])
     env = {**os.environ, "HF_HUB_OFFLINE": "1"}
     proc = subprocess.Popen(
-        [sys.executable, "-m", "sweeps.cli", "serve", "base", "--base-model", str(model_dir),
+        [sys.executable, "-m", "sweeps.cli.main", "serve", "base", "--base-model", str(model_dir),
          "--port", str(port), "--engine", "transformers", "--state-dir", str(work / "sweeps"),
          "--mlflow-uri", f"sqlite:///{work / 'mlflow.db'}"],
         stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, env=env, start_new_session=True,

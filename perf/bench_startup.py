@@ -35,7 +35,7 @@ sys.path.insert(0, str(REPO / "perf"))
 
 from _report import emit  # noqa: E402
 
-SWEEP = [sys.executable, "-m", "sweeps.cli"]
+SWEEP = [sys.executable, "-m", "sweeps.cli.main"]
 ENV = {**os.environ, "HF_HUB_OFFLINE": "1", "HF_DATASETS_OFFLINE": "1", "PYTHONUNBUFFERED": "1"}
 
 
@@ -77,7 +77,7 @@ def first_signal(config: Path, work: Path, name: str) -> dict[str, float]:
 def estimate_vs_demo() -> dict[str, Any]:
     """`sweep validate`'s estimate for the demo (its dry run, in this process, for the seconds
     the console rounds), then the demo itself from the command line, timed."""
-    from sweeps.dry_run import dry_run
+    from sweeps.cli.dry_run import dry_run
 
     os.environ.update(HF_HUB_OFFLINE="1", HF_DATASETS_OFFLINE="1")
     done = dry_run(REPO / "search_spaces/lora.yaml", say=lambda _: None)

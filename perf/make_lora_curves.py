@@ -114,7 +114,7 @@ def sweep_yaml(work: Path, *, train_rows: int, heldout_rows: int) -> dict[str, A
 
 def run_configuration(args: tuple[dict[str, Any], dict[str, Any], int]) -> list[dict[str, Any]]:
     """Train one configuration in this (fresh) process; its rungs as table rows."""
-    from sweeps.preflight import coerce_config, preflight
+    from sweeps.driver.preflight import coerce_config, preflight
     from trainers.config import Hyperparameters
     from trainers.lora_trial import run_lora_trial
 

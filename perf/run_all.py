@@ -31,7 +31,7 @@ def machine() -> dict[str, str]:
     import platform
     import time
 
-    from sweeps.provenance import git_info, hardware, package_versions
+    from sweeps.tracking.provenance import git_info, hardware, package_versions
 
     versions = package_versions()
     keep = ("torch", "transformers", "peft", "ray", "optuna", "mlflow")
@@ -446,7 +446,7 @@ def gap_note(r: dict[str, Any]) -> str:
 {t["near_best"]} of the {r["settings"]["configurations"]} configurations end within 0.03 of the
 best, so random-16 reaches its own final best after {frac("random-16")} of its compute (median).
 Every model-based sampler starts with min(10, trials / 3) random trials
-(`sweeps/samplers.py` `startup_trials`), the same draws as random search for a seed, and the bar
+(`sweeps/search/samplers.py` `startup_trials`), the same draws as random search for a seed, and the bar
 falls inside them: TPE without early stopping is exactly random-16 here ({frac("tpe")}). What pays
 is early stopping: ASHA brings every sampler to about {frac("tpe+ASHA")} (random+ASHA
 {frac("random+ASHA")}, GP {frac("gp+ASHA")}, CMA-ES {frac("cmaes+ASHA")}), and TPE+ASHA has the
@@ -750,7 +750,7 @@ trials would draw them) are scored the same way.
 {rows}
 
 The sweep draws its importance picture from **16** completed trials (`IMPORTANCE_FLOOR` in
-`sweeps/study_report.py`): the smallest size here at which every subset named the top knob and
+`sweeps/tracking/study_report.py`): the smallest size here at which every subset named the top knob and
 the importances were within 0.05 of the reference on average. Below it the picture is skipped,
 with the count and this reason on the console. optuna-dashboard draws its own importances from
 any number; `sweep dashboard` says how many completed trials they rest on when that is under the

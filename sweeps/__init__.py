@@ -16,7 +16,7 @@ from __future__ import annotations
 
 from sweeps.api import best_trial, run_trial, sweep_status, validate_config
 from sweeps.config import load_config
-from sweeps.launch import launch_sweep
+from sweeps.driver.launch import launch_sweep
 
 __all__ = [
     "best_trial",

@@ -10,9 +10,9 @@ from typing import Any
 from pydantic import ValidationError
 
 from sweeps.config import ConfigError, Hyperparameters, SweepConfig
-from sweeps.preflight import coerce_config, preflight
-from sweeps.space import HYPERPARAMETERS, active_specs, fixed_value
-from sweeps.state import DEFAULT_STATE_DIR, SweepState, TrialRecord, load_state
+from sweeps.driver.preflight import coerce_config, preflight
+from sweeps.search.space import HYPERPARAMETERS, active_specs, fixed_value
+from sweeps.tracking.state import DEFAULT_STATE_DIR, SweepState, TrialRecord, load_state
 
 
 @dataclass

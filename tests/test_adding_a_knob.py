@@ -75,7 +75,7 @@ PROBE = """
 import json, sys
 import optuna, torch
 from sweeps.config import ConfigError, DataConfig, config_from_dict
-from sweeps.space import define_by_run, distributions
+from sweeps.search.space import define_by_run, distributions
 from trainers.config import Hyperparameters
 from trainers.lora_trial import build_lora_model
 from trainers.spec import TrialSpec

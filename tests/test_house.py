@@ -14,12 +14,12 @@ MAX_LINES = 500
 # shrink, never grow; a module that drops under MAX_LINES leaves this table.
 STILL_OVER = {
     "evals/benchmarks.py": 720,
-    "sweeps/compare.py": 830,
-    "sweeps/cli.py": 777,
+    "sweeps/ab/compare.py": 830,
+    "sweeps/cli/main.py": 777,
     "trainers/data.py": 726,
-    "sweeps/human.py": 644,
-    "sweeps/preflight.py": 626,
-    "sweeps/_tracking.py": 501,
+    "sweeps/ab/human.py": 644,
+    "sweeps/driver/preflight.py": 626,
+    "sweeps/tracking/mlflow_facade.py": 501,
 }
 # ``# fmt: skip`` lines today, a cap that may only come down (issue 30's target: 50, each with a
 # reason). Formatting them away grows the modules by a quarter and turns packed keyword

@@ -1,7 +1,7 @@
 """The trial spec: everything a trial needs besides its hyperparameters (no torch here).
 
 Its sections are the sweep config's own models (``trainers/config.py``, ``evals/config.py``), so each default lives
-once, in the schema, and mypy follows a knob from the YAML to the trainer. ``sweeps/preflight.py``
+once, in the schema, and mypy follows a knob from the YAML to the trainer. ``sweeps/driver/preflight.py``
 builds the spec; Ray hands it to every trial; promote and compare read it back from
 ``trial_spec.json``.
 """

@@ -3,7 +3,7 @@
 It runs the trial recipe's own pieces (``trainers/lora_trial.py``) on the sweep's data, at the
 trial's thread count: setup (tokenizer, data, model, LoRA), a few optimizer steps, one full rung
 evaluation (held-out loss on every row, generation on ``generation_samples`` rows) and one
-checkpoint. ``sweeps/estimate.py`` turns these seconds into the sweep's wall time.
+checkpoint. ``sweeps/driver/estimate.py`` turns these seconds into the sweep's wall time.
 """
 
 from __future__ import annotations
@@ -46,7 +46,7 @@ class TrialTiming:
 
 def time_trial(spec: TrialSpec, hparams: Hyperparameters, *, steps: int = 4) -> TrialTiming:
     """Run setup, ``steps`` optimizer steps, one rung evaluation and one checkpoint; time each.
-    (torch is imported here, not at module level: sweeps/estimate.py reads TrialTiming.)"""
+    (torch is imported here, not at module level: sweeps/driver/estimate.py reads TrialTiming.)"""
     from trainers.checkpoint import save_checkpoint, seal_checkpoint
     from trainers.lora_trial import _optimizer_step, cleanup, evaluate, setup
 

@@ -143,7 +143,7 @@ class Recovery(Section):
 
 class Tracking(Section):
     """Where a sweep is recorded. These defaults are the project's: the command line's
-    --mlflow-uri and --state-dir read them from here (sweeps/state.py)."""
+    --mlflow-uri and --state-dir read them from here (sweeps/tracking/state.py)."""
 
     mlflow_uri: str = Field(
         "sqlite:///mlruns/mlflow.db", description="The MLflow tracking store and model registry."

@@ -15,7 +15,7 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
-    from sweeps.recorder import SweepRecorder
+    from sweeps.tracking.recorder import SweepRecorder
 
 
 @dataclass(frozen=True)

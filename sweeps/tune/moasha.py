@@ -4,7 +4,7 @@ Ray's schedulers compare trials on one metric (ray#8018), and Optuna's pruners d
 multi-objective study (optuna#2792). This is the stopping variant of asynchronous successive
 halving that Ray's ASHAScheduler implements, with its single ranking replaced by MO-ASHA's
 (Schmucker et al. 2021): the trials recorded at a rung are ranked by non-dominated sorting, then
-by crowding distance (``sweeps/pareto.py``). A trial goes on from a rung when no trial recorded
+by crowding distance (``sweeps/search/pareto.py``). A trial goes on from a rung when no trial recorded
 there dominates it, or when it still ranks in the top 1/reduction_factor of the rung; so a trial
 is only ever stopped when another trial beat it on every objective at that rung.
 
@@ -21,7 +21,7 @@ from ray.tune.experiment import Trial
 from ray.tune.schedulers import FIFOScheduler, TrialScheduler
 
 from evals.metric_keys import RUNG
-from sweeps.pareto import Goal, Point, keeps_going, losses
+from sweeps.search.pareto import Goal, Point, keeps_going, losses
 
 if TYPE_CHECKING:
     from ray.tune.execution.tune_controller import TuneController

@@ -29,8 +29,8 @@ from ray.tune.schedulers import TrialScheduler
 
 from evals.metric_keys import COST_DEVICE_SECONDS, FINAL_RUNG, RUNG
 from sweeps.config import SweepConfig
-from sweeps.pareto import Goal
-from sweeps.space import Value
+from sweeps.search.pareto import Goal
+from sweeps.search.space import Value
 from sweeps.tune.searcher import PruneAwareOptunaSearch, SearchRecipe, optuna_search
 from sweeps.tune.tuner import build_scheduler
 

@@ -22,12 +22,12 @@ from ray.tune.search import ConcurrencyLimiter, SearchGenerator
 from ray.tune.search.optuna import OptunaSearch
 
 from evals.metric_keys import FINAL_RUNG, RUNG
-from sweeps._storage import filesystem_and_path
 from sweeps.config import SweepConfig
-from sweeps.pareto import RUNG_VALUES, Goal
-from sweeps.samplers import build_sampler
-from sweeps.space import Value, define_by_run
-from sweeps.state import RAY_TRIAL_ID
+from sweeps.search.pareto import RUNG_VALUES, Goal
+from sweeps.search.samplers import build_sampler
+from sweeps.search.space import Value, define_by_run
+from sweeps.tracking.state import RAY_TRIAL_ID
+from sweeps.tracking.storage import filesystem_and_path
 from sweeps.tune.compat import (
     newest_experiment_state,
     set_live_trials,
@@ -347,7 +347,7 @@ def build_searcher(
     config: SweepConfig, *, goals: Sequence[Goal], storage_url: str, study_name: str,
     experiment: str,
 ) -> SweepSearchGenerator:  # fmt: skip
-    """Optuna (the sampler search.algorithm names, sweeps/samplers.py) over the YAML space,
+    """Optuna (the sampler search.algorithm names, sweeps/search/samplers.py) over the YAML space,
     persisted in the sweep's study, at most max_concurrent trials at once, for the Tune
     experiment at ``experiment``."""
     recipe = SearchRecipe(config, tuple(goals), study_name, storage_url)

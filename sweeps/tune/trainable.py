@@ -20,8 +20,7 @@ import ray
 from ray import tune
 
 from evals.metric_keys import TRIAL_CUDA_VISIBLE_DEVICES, TRIAL_NODE_ID
-from sweeps._storage import filesystem_and_path
-from sweeps.state import (
+from sweeps.tracking.state import (
     FAULTS_DIR,
     RESTORES_FILE,
     STATE_FILE,
@@ -30,6 +29,7 @@ from sweeps.state import (
     TrialRecord,
     load_state,
 )
+from sweeps.tracking.storage import filesystem_and_path
 from trainers.config import Hyperparameters
 from trainers.spec import TrialSpec
 

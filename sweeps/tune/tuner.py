@@ -16,11 +16,11 @@ from ray.tune.experiment import Trial
 from ray.tune.schedulers import ASHAScheduler, FIFOScheduler
 
 from evals.metric_keys import RUNG
-from sweeps._storage import is_local, storage_for
 from sweeps.config import AshaConfig, SweepConfig
-from sweeps.pareto import Goal
-from sweeps.recorder import SweepRecorder
-from sweeps.state import WORK_DIR, study_storage
+from sweeps.search.pareto import Goal
+from sweeps.tracking.recorder import SweepRecorder
+from sweeps.tracking.state import WORK_DIR, study_storage
+from sweeps.tracking.storage import is_local, storage_for
 from sweeps.tune.context import active, driving
 from sweeps.tune.moasha import MultiObjectiveASHA
 from sweeps.tune.searcher import build_searcher

@@ -73,8 +73,8 @@ def test_converted_model_answers_like_smollm2() -> None:
 
 def test_one_trial_beats_the_base_model_on_the_embedded_task(tmp_path: Path) -> None:
     from sweeps import run_trial
-    from sweeps.base_scores import base_scores
-    from sweeps.preflight import coerce_config, preflight
+    from sweeps.driver.base_scores import base_scores
+    from sweeps.driver.preflight import coerce_config, preflight
 
     data = slice_embedded_data(tmp_path, train=96, heldout=20)  # the held-out floor
     train, heldout = data["train"], data["heldout"]
@@ -111,7 +111,7 @@ def test_a_sweep_promotes_its_winner_and_the_report_shows_the_gain_with_its_ci(
     import yaml
 
     from sweeps import launch_sweep
-    from sweeps.cli import main
+    from sweeps.cli.main import main
 
     config = yaml.safe_load((REPO / "search_spaces" / "lora.yaml").read_text())
     data = slice_embedded_data(tmp_path, train=96, heldout=24)
@@ -153,7 +153,7 @@ def test_sweep_init_on_the_embedded_data_validates_and_launches_on_the_real_mode
     import yaml
 
     from sweeps import launch_sweep
-    from sweeps.cli import main
+    from sweeps.cli.main import main
 
     monkeypatch.chdir(tmp_path)  # the YAML's default tracking (mlruns/) lands here
     data = REPO / "data" / "notes_to_json"

@@ -125,7 +125,7 @@ def assert_picture(path: Path, *, min_bytes: int = 5_000) -> None:
 def ab_sweep(tiny_model: Path, tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
     """A finished sweep whose best trial is the registry's only champion (promoted with
     --force: the tiny model's adapters are no better than its base)."""
-    from sweeps.cli import main
+    from sweeps.cli.main import main
 
     sweep = finished_sweep(tiny_model, tmp_path_factory, name="ab")
     state = sweep["state"]
@@ -140,7 +140,7 @@ def ab_sweep(tiny_model: Path, tmp_path_factory: pytest.TempPathFactory) -> dict
 def ab_report(ab_sweep: dict[str, Any], tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
     """``sweep compare champion base`` on the ab sweep: its report, and a compare run in the
     sweep's experiment."""
-    from sweeps.cli import main
+    from sweeps.cli.main import main
 
     out = tmp_path_factory.mktemp("report")
     state = ab_sweep["state"]
@@ -316,7 +316,7 @@ def refused_launch(config: dict[str, Any], path: Path, capsys: pytest.CaptureFix
     what it printed to stderr."""
     import yaml
 
-    from sweeps.cli import main
+    from sweeps.cli.main import main
 
     path.write_text(yaml.safe_dump(config))
     assert main(["launch", str(path), "--name", "refused"]) == 2

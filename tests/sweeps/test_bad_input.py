@@ -20,7 +20,7 @@ from tests.conftest import REPO, tiny_sweep_config, write_jsonl
 
 RUNNER = """
 import contextlib, io, json, sys
-from sweeps.cli import main
+from sweeps.cli.main import main
 results = {}
 for case, argv in json.loads(sys.argv[1]).items():
     before = {m for m in ("ray", "mlflow") if m in sys.modules}

@@ -9,10 +9,10 @@ from mlflow.tracking import MlflowClient
 from evals.benchmark_plan import BenchmarkPlan
 from evals.metric_keys import DELTA, DELTA_P_VALUE, PROXY, bench_name
 from evals.objective import guard_violations
-from sweeps._tracking import SweepTracker
-from sweeps.benchmarking import guard_and_score_finalists
 from sweeps.config import DataConfig
-from sweeps.state import SweepState, TrialRecord
+from sweeps.driver.benchmarking import guard_and_score_finalists
+from sweeps.tracking.mlflow_facade import SweepTracker
+from sweeps.tracking.state import SweepState, TrialRecord
 from trainers.spec import TrialSpec
 
 BASE_PROXY = {"arc_challenge": 0.30, "mmlu": 0.40}
@@ -89,7 +89,7 @@ def test_guard_excludes_a_constructed_regression_from_best(tmp_path: Path) -> No
     assert any(line.startswith("Guard: trial unseen not called clean: mmlu") for line in said)
     from rich.console import Console
 
-    from sweeps.display import trials_table
+    from sweeps.driver.display import trials_table
 
     console = Console(record=True, width=200)
     console.print(trials_table(state))

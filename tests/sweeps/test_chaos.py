@@ -24,8 +24,8 @@ import pytest
 from mlflow.tracking import MlflowClient
 
 from sweeps import launch_sweep
-from sweeps.recorder import logged_metrics
-from sweeps.state import SweepState, restores
+from sweeps.tracking.recorder import logged_metrics
+from sweeps.tracking.state import SweepState, restores
 from tests.conftest import slice_embedded_data, tiny_sweep_config
 from tests.sweeps.conftest import launch_counting_concurrency, ray_results, result_rows
 

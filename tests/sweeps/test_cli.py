@@ -13,13 +13,13 @@ import pytest
 import yaml
 from pydantic import Field
 
-from sweeps.cli import build_parser, main
-from sweeps.options import StatusOptions
+from sweeps.cli.main import build_parser, main
+from sweeps.cli.options import StatusOptions
 from tests.conftest import REPO
 
 PROBE = """
 import json, sys
-from sweeps.cli import main
+from sweeps.cli.main import main
 try:
     rc = main(sys.argv[1:])
 except SystemExit as exc:
@@ -119,8 +119,8 @@ def test_every_verb_has_a_description_an_example_and_each_options_default(
 def test_every_verbs_arguments_are_the_fields_of_its_options_model() -> None:
     """The parser restates nothing: each verb's arguments are its function's options model's
     fields, with their defaults, descriptions and flag names."""
+    from sweeps.cli.options import flag_name, options_model
     from sweeps.config import PrepareConfig
-    from sweeps.options import flag_name, options_model
 
     for words, parser in every_verb():
         function, model = parser.get_default("run").args
@@ -159,7 +159,7 @@ class VerboseStatus(StatusOptions):
 def test_a_field_added_to_an_options_model_is_a_new_flag(
     monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    import sweeps.cli as cli
+    import sweeps.cli.main as cli
 
     monkeypatch.setattr(cli, "StatusOptions", VerboseStatus)  # what status() is annotated with
     with pytest.raises(SystemExit):
@@ -179,7 +179,7 @@ def test_a_field_added_to_an_options_model_is_a_new_flag(
 
 
 def test_data_prepare_flags_parse_into_its_options_model() -> None:
-    from sweeps.options import DataPrepareOptions, options_from_namespace
+    from sweeps.cli.options import DataPrepareOptions, options_from_namespace
 
     args = build_parser().parse_args(["data", "prepare", "a.jsonl", "b.csv", "--out", "o",
                                       "--keep-flagged", "--no-clean", "--benchmarks", "mmlu,arc_easy",

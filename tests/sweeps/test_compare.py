@@ -11,8 +11,7 @@ from typing import Any
 import pytest
 
 from evals.paired import compare_paired
-from sweeps.cli import main
-from sweeps.compare import (
+from sweeps.ab.compare import (
     NO_ADAPTER,
     Gathered,
     ReportContext,
@@ -21,9 +20,10 @@ from sweeps.compare import (
     skipped_benchmarks,
     write_report,
 )
-from sweeps.scoring import ItemScores, all_rows, cache_path, load_spec
-from sweeps.sides import Turn, conversation
-from sweeps.state import SweepState, TrialRecord
+from sweeps.cli.main import main
+from sweeps.serving.scoring import ItemScores, all_rows, cache_path, load_spec
+from sweeps.serving.sides import Turn, conversation
+from sweeps.tracking.state import SweepState, TrialRecord
 from tests.sweeps.conftest import HELDOUT_ROWS, dump_dom
 
 SYSTEM, TASK = "You turn notes into JSON records.", "Extract the contact from this note as JSON."
@@ -282,7 +282,7 @@ def report(ab_report: dict[str, Any]) -> dict[str, Any]:
 
 
 def test_report_numbers_are_the_paired_test_on_every_heldout_row(report: dict[str, Any]) -> None:
-    from sweeps.compare import utc
+    from sweeps.ab.compare import utc
 
     state, best = report["state"], report["best"]
     champion = cached_items(state, Path(best.adapter_path))
@@ -453,8 +453,8 @@ def test_an_adapter_directory_compares_only_on_its_own_base(
 def test_registry_references_resolve_to_the_sweep_copy_or_the_registry_files(
     report: dict[str, Any], tmp_path: Path
 ) -> None:
-    from sweeps.refs import resolve_adapter
-    from sweeps.scoring import adapter_digest
+    from sweeps.serving.refs import resolve_adapter
+    from sweeps.serving.scoring import adapter_digest
 
     state, uri, best = report["state"], report["uri"], report["best"]
     for ref in ("champion", "tiny@champion", "models:/tiny@champion", "models:/tiny/1"):
@@ -467,7 +467,7 @@ def test_registry_references_resolve_to_the_sweep_copy_or_the_registry_files(
 
 
 def test_model_output_cannot_inject_markup_into_the_report(report: dict[str, Any]) -> None:
-    from sweeps.compare import render
+    from sweeps.ab.compare import render
 
     context = json.loads((report["out"] / "report.json").read_text())
     context["curves"] = None

@@ -214,7 +214,7 @@ def test_training_knobs_can_be_searched_and_a_resolved_dump_reads_back() -> None
     """micro_batch_size, gradient_accumulation_steps and lora_target_modules are searchable;
     a dump of the config (launch_config.yaml, which holds every training default) validates
     again, while a user's own training value beside the search is still refused."""
-    from sweeps.space import distributions
+    from sweeps.search.space import distributions
 
     raw = yaml.safe_load(MINIMAL + "search_space:\n  micro_batch_size: [2, 4]\n"
                          "  gradient_accumulation_steps: {type: int, low: 1, high: 4}\n"

@@ -15,7 +15,7 @@ import pytest
 from rich.console import Console
 
 from sweeps.config import DataConfig, HeldoutEval
-from sweeps.display import (
+from sweeps.driver.display import (
     LiveTable,
     duration,
     fit_table,
@@ -25,7 +25,7 @@ from sweeps.display import (
     plain_console,
     print_table,
 )
-from sweeps.state import SweepState, TrialRecord, write_json_atomic
+from sweeps.tracking.state import SweepState, TrialRecord, write_json_atomic
 from tests.conftest import REPO
 from trainers.spec import TrialSpec
 
@@ -82,7 +82,15 @@ def sweep_state(state_dir: Path, *, generation_samples: int | None = 16, extra: 
 
 
 def run_status(state_dir: Path, env: dict[str, str]) -> subprocess.CompletedProcess[str]:
-    command = [sys.executable, "-m", "sweeps.cli", "status", NAME, "--state-dir", str(state_dir)]
+    command = [
+        sys.executable,
+        "-m",
+        "sweeps.cli.main",
+        "status",
+        NAME,
+        "--state-dir",
+        str(state_dir),
+    ]
     return subprocess.run(command, capture_output=True, text=True, cwd=REPO, timeout=120,
                           env={**env, "PYTHONPATH": str(REPO)})  # fmt: skip
 
@@ -129,7 +137,7 @@ def test_status_at_80_columns_shows_every_number_whole(tmp_path: Path) -> None:
 def test_best_at_80_columns_labels_the_sample_and_keeps_numbers_whole(
     tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    from sweeps.cli import main
+    from sweeps.cli.main import main
 
     sweep_state(tmp_path)
     monkeypatch.setenv("COLUMNS", "80")
@@ -170,7 +178,7 @@ def test_each_event_line_names_the_trial_and_its_objective(tmp_path: Path) -> No
 
 
 def test_a_command_in_the_legend_is_never_split_across_lines() -> None:
-    from sweeps.display import wrapped_note
+    from sweeps.driver.display import wrapped_note
 
     note = "field_f1 on every held-out row: sweep compare notes-to-json-20261206-101500/TRIAL base"
     lines = wrapped_note(note, 80)
@@ -182,7 +190,7 @@ def test_a_command_in_the_legend_is_never_split_across_lines() -> None:
 @pytest.mark.parametrize("extra", [0, 1500])  # 1500 rows: more than a pipe holds, so it breaks
 def test_status_piped_into_head_exits_quietly(tmp_path: Path, extra: int) -> None:
     sweep_state(tmp_path, extra=extra)
-    status = shlex.join([sys.executable, "-m", "sweeps.cli", "status", NAME,
+    status = shlex.join([sys.executable, "-m", "sweeps.cli.main", "status", NAME,
                          "--state-dir", str(tmp_path)])  # fmt: skip
     script = f'{status} | head -1; echo "writer exit ${{PIPESTATUS[0]}}"'
     done = subprocess.run(["bash", "-c", script], capture_output=True, text=True, cwd=REPO,
@@ -284,7 +292,7 @@ def test_best_shows_the_spread_over_trials_and_the_gain_over_the_median_trial(
     failed one does not. Values: 0.2123, 0.7322, 0.8001 and, with extra=2, 0.1 and 0.10001."""
     import statistics
 
-    from sweeps.display import describe_spread
+    from sweeps.driver.display import describe_spread
 
     state = sweep_state(tmp_path, extra=2)
     best = state.trials["3f2a1_00000"]
@@ -303,7 +311,7 @@ def test_best_states_what_each_benchmark_delta_could_show(tmp_path: Path) -> Non
     """`sweep best` (and the summary, the same lines) give every benchmark delta with its
     documents and the drop they can detect, or "too few documents"; a base at chance is said;
     a guard left unresolved is said with its reason."""
-    from sweeps.display import describe_best
+    from sweeps.driver.display import describe_best
 
     state = sweep_state(tmp_path)
     best = state.best_trial()

@@ -10,8 +10,7 @@ from typing import Any
 import pytest
 
 from evals.metrics import exact_match, field_f1
-from sweeps.config import ConfigError
-from sweeps.error_analysis import (
+from sweeps.ab.error_analysis import (
     BANDS,
     ErrorReport,
     FieldErrors,
@@ -21,9 +20,10 @@ from sweeps.error_analysis import (
     length_thirds,
     write_errors,
 )
+from sweeps.config import ConfigError
 from sweeps.prepare import PrepareOptions, prepare_data
-from sweeps.scoring import load_spec
-from sweeps.state import SweepState
+from sweeps.serving.scoring import load_spec
+from sweeps.tracking.state import SweepState
 from tests.sweeps.conftest import HELDOUT_ROWS, shared_cache
 
 SYSTEM = "You turn notes into JSON records."
@@ -182,7 +182,7 @@ def test_console_lines_name_the_counts_groups_files_and_next_command(
 def test_two_length_thirds_wrong_equally_often_are_called_a_tie() -> None:
     from dataclasses import replace
 
-    from sweeps.error_analysis import ErrorAnalysis, Group, length_line
+    from sweeps.ab.error_analysis import ErrorAnalysis, Group, length_line
 
     thirds = [Group("short", 4, 3, "1-10 chars"), Group("medium", 4, 3, "11-20 chars"),
               Group("long", 4, 0, "21-30 chars")]  # fmt: skip
@@ -211,7 +211,7 @@ def test_champion_errors_become_data_the_recipe_prepares(
     ab_sweep: dict[str, Any], tmp_path_factory: pytest.TempPathFactory,
     capsys: pytest.CaptureFixture[str],
 ) -> None:  # fmt: skip
-    from sweeps.cli import main
+    from sweeps.cli.main import main
 
     state: SweepState = ab_sweep["state"]
     out = tmp_path_factory.mktemp("errors")

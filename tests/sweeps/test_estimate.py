@@ -1,4 +1,4 @@
-"""The sweep estimate's arithmetic (sweeps/estimate.py) and sweep init's sizing helpers."""
+"""The sweep estimate's arithmetic (sweeps/driver/estimate.py) and sweep init's sizing helpers."""
 
 from __future__ import annotations
 
@@ -6,9 +6,9 @@ from pathlib import Path
 
 import pytest
 
+from sweeps.cli.init import parse_budget, sequence_lengths, sweep_name
 from sweeps.config import ConfigError, config_from_dict
-from sweeps.estimate import asha_milestones, estimate_sweep, expected_rungs, makespan
-from sweeps.init import parse_budget, sequence_lengths, sweep_name
+from sweeps.driver.estimate import asha_milestones, estimate_sweep, expected_rungs, makespan
 from trainers.timing import TrialTiming
 
 
@@ -105,8 +105,8 @@ def test_init_writes_a_loss_objective_for_plain_text(tmp_path: Path) -> None:
     passes the schema."""
     import yaml
 
+    from sweeps.cli.init import DataFacts, InitRequest, render_yaml
     from sweeps.config import load_config
-    from sweeps.init import DataFacts, InitRequest, render_yaml
 
     facts = DataFacts(name="stories", shape="text", train_rows=60, heldout_rows=20,
                       val_set_size=0.25, task_metric="none", sequence_len=[128],

@@ -9,8 +9,8 @@ import pytest
 import torch
 from mlflow.tracking import MlflowClient
 
-from sweeps.cli import main
-from sweeps.evaluate import _load
+from sweeps.cli.main import main
+from sweeps.release.evaluate import _load
 from tests.evals.test_benchmarks import ARC_ROWS, write_rows
 
 

@@ -9,7 +9,7 @@ from typing import Any
 import pytest
 import torch
 
-from sweeps.cli import main
+from sweeps.cli.main import main
 from tests.conftest import DATA
 from trainers.models import load_causal_lm, load_tokenizer
 

@@ -13,11 +13,11 @@ from typing import Any
 import pytest
 
 from evals.preference import A_BETTER, B_BETTER, TIE
+from sweeps.ab.evidence import EVIDENCE_DIR, Evidence, load_evidence, save_evidence
+from sweeps.ab.human import COLUMNS, CUT_MARK, KEY_FILE, RATER_DIR, export_pairs, import_ratings
 from sweeps.config import ConfigError
-from sweeps.evidence import EVIDENCE_DIR, Evidence, load_evidence, save_evidence
-from sweeps.human import COLUMNS, CUT_MARK, KEY_FILE, RATER_DIR, export_pairs, import_ratings
-from sweeps.sides import paired_outputs, resolve_side
-from sweeps.state import SweepState
+from sweeps.serving.sides import paired_outputs, resolve_side
+from sweeps.tracking.state import SweepState
 from tests.sweeps.conftest import HELDOUT_ROWS, shared_cache
 
 

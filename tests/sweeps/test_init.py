@@ -11,7 +11,7 @@ import pytest
 import yaml
 
 from sweeps import launch_sweep
-from sweeps.cli import main
+from sweeps.cli.main import main
 from tests.conftest import DATA, slice_embedded_data, tiny_sweep_config, write_jsonl
 
 

@@ -18,11 +18,11 @@ from typing import Any
 import pytest
 
 from evals.judge import judge_messages
-from sweeps.cli import main
+from sweeps.ab.evidence import evidence_path, load_evidence
+from sweeps.ab.judge import judge_pair, judge_settings
+from sweeps.cli.main import main
 from sweeps.config import JudgeConfig
-from sweeps.evidence import evidence_path, load_evidence
-from sweeps.judge import judge_pair, judge_settings
-from sweeps.sides import pair_key, resolve_side
+from sweeps.serving.sides import pair_key, resolve_side
 from tests.sweeps.conftest import (
     dump_dom,
     free_port,
@@ -93,7 +93,7 @@ def served(
     state_dir = str(ab_sweep["state"].path.parent)
     with log.open("w") as out:
         proc = subprocess.Popen(
-            [sys.executable, "-m", "sweeps.cli", "serve", f"judge={adapter}", "champion", "base",
+            [sys.executable, "-m", "sweeps.cli.main", "serve", f"judge={adapter}", "champion", "base",
              "--port", str(port), "--api-key-env", KEY_ENV, "--engine", "transformers",
              "--context-tokens", "4096",  # the tiny model's config says 512; a judge asks more
              "--state-dir", state_dir, "--mlflow-uri", ab_sweep["uri"]],

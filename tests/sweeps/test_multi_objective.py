@@ -14,11 +14,11 @@ from optuna.trial import TrialState
 
 from evals.metric_keys import HELDOUT_LOSS, RUNG
 from sweeps import launch_sweep
-from sweeps.cli import main
+from sweeps.cli.main import main
 from sweeps.config import ConfigError, SweepConfig, config_from_dict, load_config
-from sweeps.pareto import RUNG_VALUES, Goal, dominates, losses
-from sweeps.promote import check_on_the_front
-from sweeps.state import RELAUNCH_CONFIG, SweepState, TrialRecord, study_storage
+from sweeps.release.promote import check_on_the_front
+from sweeps.search.pareto import RUNG_VALUES, Goal, dominates, losses
+from sweeps.tracking.state import RELAUNCH_CONFIG, SweepState, TrialRecord, study_storage
 from tests.conftest import slice_embedded_data, tiny_sweep_config
 from tests.sweeps.conftest import ray_results
 
@@ -143,7 +143,7 @@ def test_best_names_the_front_and_the_rule_that_picked_from_it(
 
 
 def test_goal_modes_round_trip_through_state(mo_sweep: SweepState) -> None:
-    from sweeps.state import load_state
+    from sweeps.tracking.state import load_state
 
     again = load_state("mo", state_dir=mo_sweep.path.parent)
     assert again.goals == [Goal(HELDOUT_LOSS, "min"), Goal("heldout/field_f1", "max")]

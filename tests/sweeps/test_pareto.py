@@ -1,4 +1,4 @@
-"""Pareto dominance, MO-ASHA's rule at a rung, the front and its knee (sweeps/pareto.py)."""
+"""Pareto dominance, MO-ASHA's rule at a rung, the front and its knee (sweeps/search/pareto.py)."""
 
 from __future__ import annotations
 
@@ -6,7 +6,7 @@ import math
 
 import pytest
 
-from sweeps.pareto import (
+from sweeps.search.pareto import (
     Goal,
     describe_goals,
     dominates,

@@ -15,7 +15,7 @@ from typing import Any
 
 import pytest
 
-from sweeps.cli import main
+from sweeps.cli.main import main
 from tests.conftest import DATA, write_jsonl
 
 CLEAN_ROWS = 60
@@ -273,7 +273,7 @@ def test_launch_refuses_training_rows_copied_from_the_heldout_set(
 ) -> None:
     from sweeps import launch_sweep
     from sweeps.config import config_from_dict
-    from sweeps.preflight import preflight
+    from sweeps.driver.preflight import preflight
     from trainers.data import DataError
 
     held = [json.loads(x) for x in (DATA / "heldout.jsonl").read_text().splitlines()[:8]]

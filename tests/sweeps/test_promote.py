@@ -14,9 +14,9 @@ from typing import Any
 
 import pytest
 
-from sweeps.cli import main
-from sweeps.scoring import ItemScores, all_rows, cache_path, load_spec, store_scores
-from sweeps.state import SweepState, load_state
+from sweeps.cli.main import main
+from sweeps.serving.scoring import ItemScores, all_rows, cache_path, load_spec, store_scores
+from sweeps.tracking.state import SweepState, load_state
 from tests.sweeps.conftest import HELDOUT_ROWS, finished_sweep
 
 PLANTED = "cache-planted"  # planted scores stay out of the cache other modules score into

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from sweeps.provenance import flatten, git_info, is_secret, provenance_tags
+from sweeps.tracking.provenance import flatten, git_info, is_secret, provenance_tags
 from tests.conftest import REPO
 
 

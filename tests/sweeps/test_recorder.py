@@ -8,9 +8,9 @@ from pathlib import Path
 
 from mlflow.tracking import MlflowClient
 
-from sweeps._tracking import SweepTracker
-from sweeps.recorder import SweepRecorder, catch_up_logged_steps, forget_lost_trials
-from sweeps.state import SweepState, TrialRecord, load_state
+from sweeps.tracking.mlflow_facade import SweepTracker
+from sweeps.tracking.recorder import SweepRecorder, catch_up_logged_steps, forget_lost_trials
+from sweeps.tracking.state import SweepState, TrialRecord, load_state
 
 
 def tracked_sweep(tmp_path: Path, experiment: str) -> tuple[SweepTracker, SweepState]:

@@ -110,7 +110,7 @@ def test_mo_asha_stops_only_dominated_trials_and_optuna_keeps_their_rung_values(
     (Ray's scheduler interface) and multi-objective study: a trial stopped at a rung was
     dominated there by a trial that reached the rung before it, and reaches Optuna as PRUNED
     with every rung it ran in ``rung_values``."""
-    from sweeps.pareto import RUNG_VALUES, Goal, dominates
+    from sweeps.search.pareto import RUNG_VALUES, Goal, dominates
 
     seconds = Goal("cost/device_seconds", "min")
     trace = replay_search(config(algorithm, asha=True, trials=16), curve, metric=METRIC,

@@ -1,4 +1,4 @@
-"""``sweep rerun --failed``'s study side (sweeps/rerun.py), on a real sqlite study; the whole
+"""``sweep rerun --failed``'s study side (sweeps/driver/rerun.py), on a real sqlite study; the whole
 re-run, through Ray and MLflow, is in test_trial_restart.py."""
 
 from __future__ import annotations
@@ -10,8 +10,8 @@ import pytest
 from optuna.trial import TrialState
 
 from sweeps.config import ConfigError
-from sweeps.rerun import RERUN_OF, check_rerunnable, failed_trials, requeue
-from sweeps.state import RAY_TRIAL_ID, SweepState, TrialRecord
+from sweeps.driver.rerun import RERUN_OF, check_rerunnable, failed_trials, requeue
+from sweeps.tracking.state import RAY_TRIAL_ID, SweepState, TrialRecord
 
 SPACE = {"learning_rate": optuna.distributions.FloatDistribution(1e-5, 1e-2, log=True),
          "lora_r": optuna.distributions.CategoricalDistribution([4, 16])}  # fmt: skip

@@ -31,8 +31,8 @@ import pytest
 import yaml
 from mlflow.tracking import MlflowClient
 
-from sweeps.cli import main
-from sweeps.state import TERMINAL, load_state, restores
+from sweeps.cli.main import main
+from sweeps.tracking.state import TERMINAL, load_state, restores
 from tests.conftest import REPO, slice_embedded_data, tiny_sweep_config
 from tests.sweeps.conftest import read_state
 
@@ -44,7 +44,7 @@ launch_sweep(sys.argv[1], name="killed")
 """
 RESUME = """
 import sys
-from sweeps.cli import main
+from sweeps.cli.main import main
 sys.exit(main(["resume", "killed", "--state-dir", sys.argv[1]]))
 """
 Moment = Callable[[dict[str, Any], float], bool]  # (state.json, seconds since start) -> kill now

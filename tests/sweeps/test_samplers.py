@@ -12,16 +12,16 @@ from optuna.trial import TrialState
 from evals.metric_keys import FINAL_RUNG, RUNG
 from sweeps import launch_sweep
 from sweeps.config import ConfigError, SweepConfig, config_from_dict
-from sweeps.pareto import Goal
-from sweeps.samplers import (
+from sweeps.search.pareto import Goal
+from sweeps.search.samplers import (
     ALGORITHMS,
     AskTellGridSampler,
     build_sampler,
     describe_search,
     sampler_note,
 )
-from sweeps.space import define_by_run
-from sweeps.state import study_storage
+from sweeps.search.space import define_by_run
+from sweeps.tracking.state import study_storage
 from sweeps.tune.searcher import PruneAwareOptunaSearch
 from tests.conftest import slice_embedded_data, tiny_sweep_config
 

@@ -23,9 +23,9 @@ from ray.tune.experiment import Trial
 
 from evals.metric_keys import FINAL_RUNG, RUNG
 from sweeps.config import config_from_dict
-from sweeps.pareto import Goal
-from sweeps.samplers import ALGORITHMS, resumed_seed
-from sweeps.state import RAY_TRIAL_ID
+from sweeps.search.pareto import Goal
+from sweeps.search.samplers import ALGORITHMS, resumed_seed
+from sweeps.tracking.state import RAY_TRIAL_ID
 from sweeps.tune.searcher import (
     PROGRESS_FORMAT,
     PruneAwareOptunaSearch,

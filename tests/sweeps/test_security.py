@@ -23,12 +23,12 @@ import torch
 import yaml
 from mlflow.tracking import MlflowClient
 
-from sweeps._tracking import SweepTracker, checked_artifact_path
-from sweeps.cli import build_parser
+from sweeps.cli.main import build_parser
 from sweeps.config import ConfigError, check_safe_name, load_config
-from sweeps.provenance import provenance_tags
-from sweeps.state import sweep_directory
-from sweeps.ui import ui_command
+from sweeps.tracking.mlflow_facade import SweepTracker, checked_artifact_path
+from sweeps.tracking.provenance import provenance_tags
+from sweeps.tracking.state import sweep_directory
+from sweeps.tracking.ui import ui_command
 from tests.conftest import REPO, slice_embedded_data, tiny_sweep_config
 from tests.sweeps.conftest import refused_launch
 from tests.trainers.test_lora_trial import HPARAMS, make_spec

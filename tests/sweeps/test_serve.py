@@ -9,9 +9,9 @@ from pathlib import Path
 
 import pytest
 
-from sweeps.cli import main
+from sweeps.cli.main import main
 from sweeps.config import ConfigError
-from sweeps.serve import resolve_served, serve, split_named, vllm_command
+from sweeps.serving.serve import resolve_served, serve, split_named, vllm_command
 from tests.trainers.test_chat import random_adapter
 
 

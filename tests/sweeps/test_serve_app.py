@@ -52,7 +52,7 @@ def start_server(model: Path, tmp: Path, *flags: str) -> dict[str, Any]:
     env = {**os.environ, "HF_HUB_OFFLINE": "1"}
     with log.open("w") as out:
         proc = subprocess.Popen(
-            [sys.executable, "-m", "sweeps.cli", "serve", "base", "--base-model", str(model),
+            [sys.executable, "-m", "sweeps.cli.main", "serve", "base", "--base-model", str(model),
              "--port", str(port), "--engine", "transformers", "--state-dir", str(tmp / "sweeps"),
              "--mlflow-uri", f"sqlite:///{tmp / 'mlflow.db'}", "--max-tokens", str(LONG), *flags],
             stdout=out, stderr=subprocess.STDOUT, env=env, start_new_session=True,

@@ -12,7 +12,7 @@ from typing import Any
 import pytest
 import yaml
 
-from sweeps.cli import main
+from sweeps.cli.main import main
 from tests.conftest import DATA, tiny_sweep_config, write_jsonl
 
 Row = dict[str, Any]

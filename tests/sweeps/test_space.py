@@ -7,7 +7,7 @@ import pytest
 from pydantic import ValidationError
 
 from sweeps.config import Hyperparameters, TrainingConfig, config_from_dict
-from sweeps.space import (
+from sweeps.search.space import (
     HYPERPARAMETERS,
     define_by_run,
     describe,

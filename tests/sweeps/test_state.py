@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from sweeps.state import SweepState, TrialRecord, load_state, sweep_directory
+from sweeps.tracking.state import SweepState, TrialRecord, load_state, sweep_directory
 
 
 @pytest.mark.parametrize(

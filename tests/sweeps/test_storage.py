@@ -13,13 +13,13 @@ from pathlib import Path
 import pyarrow.fs
 import pytest
 
-from sweeps._storage import (
+from sweeps.config import ConfigError
+from sweeps.tracking.storage import (
     is_local,
     set_aside_damaged_state,
     storage_for,
     whole_file_filesystem,
 )
-from sweeps.config import ConfigError
 
 REPO = Path(__file__).resolve().parents[2]
 
@@ -27,7 +27,7 @@ REPO = Path(__file__).resolve().parents[2]
 KILLED_WRITER = """
 import os, signal, sys
 import pyarrow.fs
-from sweeps._storage import whole_file_filesystem
+from sweeps.tracking.storage import whole_file_filesystem
 fs = whole_file_filesystem() if sys.argv[2] == "whole" else pyarrow.fs.LocalFileSystem()
 stream = fs.open_output_stream(sys.argv[1])
 stream.write(b"new" * 100_000)

@@ -7,8 +7,13 @@ from pathlib import Path
 import optuna
 import pytest
 
-from sweeps.state import RAY_TRIAL_ID
-from sweeps.study_report import IMPORTANCE_FLOOR, IMPORTANCES, draw_picture, write_study_pictures
+from sweeps.tracking.state import RAY_TRIAL_ID
+from sweeps.tracking.study_report import (
+    IMPORTANCE_FLOOR,
+    IMPORTANCES,
+    draw_picture,
+    write_study_pictures,
+)
 from tests.sweeps.conftest import assert_picture
 
 SPACE = {

@@ -16,8 +16,8 @@ import pytest
 from mlflow.tracking import MlflowClient
 
 from sweeps import launch_sweep
-from sweeps.cli import main
-from sweeps.state import SweepState, load_state
+from sweeps.cli.main import main
+from sweeps.tracking.state import SweepState, load_state
 from tests.conftest import slice_embedded_data, tiny_sweep_config
 from tests.sweeps.conftest import ray_results
 
@@ -243,7 +243,7 @@ def test_status_and_best_read_the_sweep(
 
 def test_adapters_are_named_by_sweep_trial_or_run_id(sweep: dict[str, Any]) -> None:
     from sweeps.config import ConfigError
-    from sweeps.refs import resolve_adapter
+    from sweeps.serving.refs import resolve_adapter
 
     state: SweepState = sweep["state"]
     state_dir = state.path.parent

@@ -17,8 +17,8 @@ from mlflow.tracking import MlflowClient
 from rich.console import Console
 
 from sweeps import launch_sweep
-from sweeps.cli import main
-from sweeps.state import SweepState
+from sweeps.cli.main import main
+from sweeps.tracking.state import SweepState
 from tests.conftest import slice_embedded_data, tiny_sweep_config
 from tests.evals.test_benchmarks import ARC_ROWS, write_rows
 
@@ -304,8 +304,8 @@ def test_validate_times_the_proxy_benchmarks_into_its_estimate(
 
     import yaml
 
-    from sweeps.dry_run import dry_run
-    from sweeps.estimate import estimate_sweep
+    from sweeps.cli.dry_run import dry_run
+    from sweeps.driver.estimate import estimate_sweep
 
     path = tmp_path / "bench.yaml"
     path.write_text(yaml.safe_dump(benchmark_config(tiny_model, tmp_path)))

@@ -16,8 +16,8 @@ from typing import Any
 import pytest
 from mlflow.tracking import MlflowClient
 
-from sweeps.cli import main
-from sweeps.state import RAY_TRIAL_ID, SweepState
+from sweeps.cli.main import main
+from sweeps.tracking.state import RAY_TRIAL_ID, SweepState
 from tests.sweeps.conftest import (
     assert_picture,
     dump_dom,
@@ -43,7 +43,7 @@ def start_server(command: list[str], *, health: str) -> tuple[subprocess.Popen[s
     """A ``sweep`` server command in its own process group (so a failed test cleans up whole);
     returns it and the lines it printed before its server answered ``health``."""
     proc = subprocess.Popen(
-        [sys.executable, "-m", "sweeps.cli", *command],
+        [sys.executable, "-m", "sweeps.cli.main", *command],
         stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, start_new_session=True,
     )  # fmt: skip
     printed: list[str] = []  # read beside the wait: a quiet server prints nothing more

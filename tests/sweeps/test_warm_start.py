@@ -14,10 +14,10 @@ from optuna.trial import TrialState
 
 from sweeps import launch_sweep
 from sweeps.config import ConfigError, config_from_dict
-from sweeps.pareto import Goal
-from sweeps.preflight import preflight
-from sweeps.state import study_storage
-from sweeps.warm_start import ORIGIN, carried_trials, resolve_prior, seed_study
+from sweeps.driver.preflight import preflight
+from sweeps.driver.warm_start import ORIGIN, carried_trials, resolve_prior, seed_study
+from sweeps.search.pareto import Goal
+from sweeps.tracking.state import study_storage
 from tests.conftest import slice_embedded_data, tiny_sweep_config
 
 NARROW = {"type": "loguniform", "low": 1e-3, "high": 4e-3}

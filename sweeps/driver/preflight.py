@@ -1,0 +1,625 @@
+"""Preflight: everything a user can get wrong, checked before Ray starts or MLflow is written.
+
+The config's rules (sweeps/config/) come first; then every data row, contamination, the
+objective, benchmarks, resources and GPU memory, the model (remote code, target modules) and
+truncation. ``preflight`` returns a LaunchPlan: the config with all a trial needs resolved.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from collections import Counter
+from collections.abc import Iterable
+from dataclasses import dataclass, replace
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from evals.benchmark_plan import BenchmarkPlan
+from evals.metric_keys import (
+    BENCHMARK_DELTA,
+    COMPOSITE,
+    HELDOUT_EXACT_MATCH,
+    HELDOUT_TASK_METRIC,
+    LOWER_IS_BETTER,
+    SECOND_OBJECTIVES,
+    heldout,
+)
+from sweeps.config import (
+    MIN_HELDOUT_ROWS,
+    MIN_TRAIN_ROWS,
+    Choice,
+    ConfigError,
+    SweepConfig,
+    load_config,
+    resolve_path,
+)
+from sweeps.console import Say
+from sweeps.search.pareto import Goal
+from sweeps.search.samplers import sampler_note
+from sweeps.search.space import max_epochs
+from trainers.data import (
+    DataError,
+    DataSettings,
+    Example,
+    choose_task_metric,
+    file_digest,
+    read_data,
+    split_heldout,
+)
+from trainers.spec import TrialSpec
+
+if TYPE_CHECKING:
+    from trainers.models import ResolvedModel
+
+
+@dataclass(frozen=True)
+class LaunchPlan:
+    """A config that passed preflight, with everything resolved that trials need."""
+
+    config: SweepConfig
+    config_path: Path | None
+    spec: TrialSpec
+    task_metric: str
+    objective_metric: str
+    objective_mode: str
+    digests: dict[str, str]
+    rows: dict[str, int]
+    model_kind: str
+    max_rungs: int
+    num_samples: int
+    train_token_lengths: tuple[int, ...] = ()  # each training row's tokens under the template
+    also: tuple[Goal, ...] = ()  # a multi-objective sweep's other objectives (objective.also)
+
+    @property
+    def goals(self) -> tuple[Goal, ...]:
+        """Every objective, the first one first (what the table sorts by)."""
+        return (Goal.of(self.objective_metric, self.objective_mode), *self.also)
+
+
+def coerce_config(
+    config: str | Path | SweepConfig | dict[str, Any],
+) -> tuple[SweepConfig, Path | None, Path]:
+    """A config object, with its source file (if any) and the directory relative paths start from."""
+    from sweeps.config import config_from_dict
+
+    if isinstance(config, SweepConfig):
+        return config, None, Path.cwd()
+    if isinstance(config, dict):
+        return config_from_dict(config), None, Path.cwd()
+    path = Path(config)
+    return load_config(path), path, path.resolve().parent
+
+
+# --------------------------------------------------------------------------- preflight
+def check_data(
+    config: SweepConfig, *, config_dir: Path, source: str = "<config>", progress: Say = print
+) -> tuple[dict[str, Path], dict[str, list[Example]], str]:
+    """Read every row of the data files (saying how each was read); return their paths, the
+    examples and the task metric. Too few rows to rank trials are refused (data.allow_small)."""
+    data = config.data
+    settings = DataSettings(fmt=data.format, columns=dict(data.columns),
+                            system_prompt=data.system_prompt, instruction=data.instruction,
+                            label_field=data.label_field)  # fmt: skip
+
+    def load(path: Path) -> list[Example]:
+        read = read_data(path, settings)
+        for note in read.reading.notes:
+            progress(note)
+        return read.examples
+
+    paths = {"train": resolve_path(data.train, config_dir=config_dir)}
+    train = load(paths["train"])
+    if data.heldout:
+        paths["heldout"] = resolve_path(data.heldout, config_dir=config_dir)
+        heldout = load(paths["heldout"])
+    else:
+        train, heldout = split_heldout(train, fraction=data.val_set_size, seed=data.split_seed)
+    progress(describe_heldout(heldout, split=not data.heldout,
+                              generated=config.evaluation.generation_samples))  # fmt: skip
+    check_enough_rows(config, train=len(train), heldout=len(heldout), source=source)
+    generating = [e for e in heldout if not e.is_text]
+    task_metric = choose_task_metric(generating, data.task_metric) if generating else "none"
+    if task_metric == "field_f1" and not all(
+        e.reference.lstrip().startswith("{") for e in generating
+    ):
+        raise DataError(
+            f"{paths.get('heldout', paths['train'])}: data.task_metric field_f1 needs "
+            "JSON-object responses in the held-out rows"
+        )
+    return paths, {"train": train, "heldout": heldout}, task_metric
+
+
+def describe_heldout(heldout: list[Example], *, split: bool, generated: int | None) -> str:
+    """``Held-out: 20 rows (split off data.train, stratified by label: negative 7, ...);
+    generated at each rung: 20`` (what ranks the trials, in one line)."""
+    source = "split off data.train" if split else "data.heldout"
+    labels = Counter(e.label for e in heldout if e.label is not None)
+    if labels:
+        shares = ", ".join(f"{label} {count}" for label, count in sorted(labels.items()))
+        stratified = split and len(labels) > 1 and sum(labels.values()) == len(heldout)
+        source += f", stratified by label: {shares}" if stratified else f"; labels: {shares}"
+    generating = sum(not e.is_text for e in heldout)
+    if not generating:
+        return f"Held-out: {len(heldout)} rows ({source}); plain text: ranked by loss"
+    count = min(generated or generating, generating)
+    return (
+        f"Held-out: {len(heldout)} rows ({source}); generated at each rung: {count}"
+        f"{'' if count == generating else ' (evaluation.generation_samples)'}"
+    )
+
+
+def check_enough_rows(config: SweepConfig, *, train: int, heldout: int, source: str) -> None:
+    """Fewer than MIN_TRAIN_ROWS training or MIN_HELDOUT_ROWS held-out rows are too few to rank
+    trials (docs/data.md, "Too little data"): refused unless data.allow_small."""
+    data = config.data
+    if data.allow_small:
+        return
+    if train < MIN_TRAIN_ROWS:
+        raise DataError(
+            f"{source}: data.train: {train} training row{'' if train == 1 else 's'}"
+            f"{'' if data.heldout else ' after the split'}; "
+            f"a sweep needs at least {MIN_TRAIN_ROWS} to rank trials: add rows, or set "
+            "data.allow_small: true to run anyway"
+        )
+    if heldout < MIN_HELDOUT_ROWS:
+        fix = ("a larger data.heldout file, or a larger data.val_set_size (prepare: splits the "
+               "held-out rows off data.train)" if config.prepare is not None else
+               "a larger data.heldout file" if data.heldout else
+               f"data.val_set_size: {min(0.5, math.ceil(100 * MIN_HELDOUT_ROWS / (train + heldout)) / 100):.2f} or a "
+               "data.heldout file")  # fmt: skip
+        raise DataError(
+            f"{source}: data.heldout: {heldout} held-out row{'' if heldout == 1 else 's'}; at "
+            f"least {MIN_HELDOUT_ROWS} are "
+            f"needed to tell trials apart: give {fix}, or set data.allow_small: true"
+        )
+
+
+def check_contamination(
+    config: SweepConfig, examples: dict[str, list[Example]], *, config_dir: Path, source: str,
+    progress: Say,
+) -> None:  # fmt: skip
+    """Refuse training rows that share a 13-gram with the held-out rows or with the listed
+    benchmarks' evaluation files (when a mirror has them), unless data.allow_contaminated."""
+    from evals.benchmarks import BenchmarkError
+    from sweeps.prepare import find_contamination
+
+    try:
+        mirror = benchmark_mirror(config, config_dir=config_dir)
+    except BenchmarkError:
+        mirror = None  # check_benchmarks names the problem
+    found = find_contamination(examples["train"], examples["heldout"],
+                               tasks=tuple(config.benchmarks.tasks), mirror=mirror)  # fmt: skip
+    if not found:
+        return
+    record, why = found[0]
+    message = (f"{len(found)} training rows share a 13-gram with held-out or benchmark items "
+               f"(first: train row {record.row} {why})")  # fmt: skip
+    if config.data.allow_contaminated:
+        progress(f"Warning: {message}; launching anyway (data.allow_contaminated: true)")
+        return
+    raise DataError(
+        f"{source}: data.train: {message}; remove them (`sweep data prepare`, or a prepare: "
+        "section) or set data.allow_contaminated: true"
+    )
+
+
+def resolve_objective(config: SweepConfig, task_metric: str, *, source: str) -> tuple[str, str]:
+    objective = config.objective
+    metric = measured_metric(objective.metric, task_metric, where=f"{source}: objective.metric")
+    mode = objective.mode or ("min" if metric in LOWER_IS_BETTER else "max")
+    return metric, mode
+
+
+def measured_metric(metric: str, task_metric: str, *, where: str) -> str:
+    """A held-out objective as this data measures it (``heldout/task_metric`` named for the task
+    metric); refused when the data does not measure it."""
+    resolved = heldout(task_metric) if metric == HELDOUT_TASK_METRIC else metric
+    allowed = {*LOWER_IS_BETTER, heldout(task_metric), HELDOUT_EXACT_MATCH}
+    if task_metric == "none":
+        allowed = set(LOWER_IS_BETTER)
+    if resolved not in allowed:
+        raise ConfigError(
+            f"{where}: {metric!r} is not measured for this data (task metric {task_metric}); "
+            f"use one of {sorted(allowed)}"
+        )
+    return resolved
+
+
+def resolve_also(
+    config: SweepConfig, task_metric: str, *, primary: str, benchmarks: BenchmarkPlan | None,
+    source: str,
+) -> tuple[Goal, ...]:  # fmt: skip
+    """objective.also, each metric resolved as objective.metric is and checked to be measured:
+    a held-out one for this data, the benchmark delta only with benchmarks to score."""
+    goals: list[Goal] = []
+    for index, term in enumerate(config.objective.also):
+        where = f"{source}: objective.also[{index}]"
+        metric = term.metric
+        if metric == BENCHMARK_DELTA and (benchmarks is None or not benchmarks.tasks):
+            raise ConfigError(f"{where}: {metric} needs benchmarks to score; list them in "
+                              "benchmarks.tasks, or drop this objective")  # fmt: skip
+        if metric not in SECOND_OBJECTIVES:  # a held-out metric
+            metric = measured_metric(metric, task_metric, where=where)
+        if metric == primary or metric in (g.metric for g in goals):
+            raise ConfigError(f"{where}: {metric} is already an objective; list it once")
+        goals.append(Goal(metric, term.resolved_mode))
+    return tuple(goals)
+
+
+def available_cpus() -> int:
+    """The CPUs this process may run on (its affinity where the OS tells it)."""
+    import os
+
+    return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
+
+
+def check_resources(
+    config: SweepConfig, *, source: str, address: str | None, logical_gpus: int | None = None,
+    progress: Say = print,
+) -> str:  # fmt: skip
+    """The trials' device. GPU trials need a visible CUDA GPU here (a cluster's are Ray's to
+    check), unless --num-gpus declares logical GPUs: Ray then packs and assigns them, and the
+    trials train on CPU. QLoRA or a paged optimizer needs bitsandbytes (the cuda extra)."""
+    device = "cuda" if config.resources.gpu > 0 else "cpu"
+    if config.resources.gpu > 0 and address is None:
+        import torch
+
+        if not torch.cuda.is_available() and not logical_gpus:
+            raise ConfigError(
+                f"{source}: resources.gpu: {config.resources.gpu} GPU per trial, but no "
+                "CUDA GPU is visible; set resources.gpu: 0 to train on CPU"
+            )
+        if not torch.cuda.is_available():
+            progress(f"No CUDA here: Ray schedules the trials on {logical_gpus} logical GPUs "
+                     f"({config.resources.gpu} each), and they train on CPU.")  # fmt: skip
+            device = "cpu"
+    _check_bitsandbytes(config, source=source)
+    return device
+
+
+def _check_bitsandbytes(config: SweepConfig, *, source: str) -> None:
+    training = config.training
+    if training.adapter == "qlora" or training.optimizer.startswith("paged_"):
+        import importlib.util
+
+        if importlib.util.find_spec("bitsandbytes") is None:
+            raise ConfigError(
+                f"{source}: training.adapter: {training.adapter} / optimizer "
+                f"{training.optimizer} needs bitsandbytes: pip install -e '.[cuda]'"
+            )
+
+
+def fit_to_memory(
+    config: SweepConfig, model_path: Path, *, budget: int, source: str, progress: Say
+) -> SweepConfig:
+    """Estimate each sequence_len candidate's peak memory (trainers/memory.py, at the largest
+    lora_r) against ``budget`` bytes: warn about those over it, or with memory_check: drop, drop
+    them from the search space (refused when none fits)."""
+    from sweeps.search.space import candidate_values
+    from trainers.memory import GIB, estimate_memory
+    from trainers.models import resolved_precision
+
+    training = config.training
+    precision = resolved_precision(training.precision, "cuda" if config.resources.gpu else "cpu")
+    r = largest(config, "lora_r")
+    unfit = []
+    for length in sorted(int(v) for v in candidate_values(config, "sequence_len")):
+        estimate = estimate_memory(
+            model_path, r=r, targets=heaviest_targets(config), sequence_len=length,
+            micro_batch=largest(config, "micro_batch_size"), precision=precision,
+            four_bit=training.adapter == "qlora", optimizer=training.optimizer,
+            gradient_checkpointing=training.gradient_checkpointing,
+        )  # fmt: skip
+        if estimate.total > budget:
+            unfit.append(length)
+            progress(f"Warning: sequence_len {length} at lora_r {r} needs about "
+                     f"{estimate.describe()}; the trial's GPU share has {budget / GIB:.2f} GiB")  # fmt: skip
+    if not unfit or config.resources.memory_check != "drop":
+        return config
+    return _drop_sequence_lengths(config, unfit, source=source, progress=progress)
+
+
+def _drop_sequence_lengths(
+    config: SweepConfig, unfit: list[int], *, source: str, progress: Say
+) -> SweepConfig:
+    from sweeps.config import Choice
+
+    spec = config.search_space.sequence_len
+    kept = [v for v in spec.values if int(v) not in unfit] if isinstance(spec, Choice) else []
+    if not kept:
+        raise ConfigError(
+            f"{source}: search_space.sequence_len: no candidate fits the GPU memory (see the "
+            "warnings above); lower it, lower micro_batch_size, or use gradient_checkpointing "
+            "or adapter: qlora"
+        )
+    progress(f"Dropped sequence_len {', '.join(map(str, unfit))} (resources.memory_check: drop)")
+    space = config.search_space.model_copy(
+        update={"sequence_len": Choice(type="choice", values=kept)}
+    )
+    return config.model_copy(update={"search_space": space})
+
+
+def heaviest_targets(config: SweepConfig) -> list[str]:
+    """The target set with the most layers among those the sweep may use."""
+    from sweeps.search.space import representative_hparams
+
+    return list(representative_hparams(config).lora_target_modules)
+
+
+def largest(config: SweepConfig, knob: str) -> int:
+    from sweeps.search.space import candidate_values
+
+    return max(int(v) for v in candidate_values(config, knob))
+
+
+def gpu_share_bytes(config: SweepConfig) -> int | None:
+    """The memory of the smallest visible GPU times the trial's share of one (None: no GPU)."""
+    import torch
+
+    if config.resources.gpu <= 0 or not torch.cuda.is_available():
+        return None
+    smallest = min(torch.cuda.get_device_properties(i).total_memory
+                   for i in range(torch.cuda.device_count()))  # fmt: skip
+    return int(smallest * min(config.resources.gpu, 1.0))
+
+
+def check_judge(
+    config: SweepConfig, *, config_dir: Path, source: str, progress: Say
+) -> SweepConfig:
+    """The judge's rubric file reads (its path made absolute, as the sweep's record keeps it),
+    and a gate that requires the judge has one, or is told the flags will have to name it."""
+    from evals.judge import RubricError, load_rubric
+
+    judge = config.judge
+    if judge is not None and judge.rubric:
+        path = resolve_path(judge.rubric, config_dir=config_dir)
+        try:
+            load_rubric(path)
+        except RubricError as exc:
+            raise ConfigError(f"{source}: judge.rubric: {exc}") from None
+        judge = judge.model_copy(update={"rubric": str(path)})
+        config = config.model_copy(update={"judge": judge})
+    if "judge" in config.promote.require and judge is None:
+        progress("Note: promote.require lists judge but there is no judge: section; sweep "
+                 "promote will need --judge-model (and --judge-url for an endpoint)")  # fmt: skip
+    return config
+
+
+def check_study_storage(config: SweepConfig, *, source: str) -> None:
+    """A search.storage database Optuna cannot use (driver missing, unreachable, refused) is
+    refused before Ray starts."""
+    url = config.search.storage
+    if url is None:
+        return
+    import optuna
+
+    from sweeps.tracking.provenance import hide_uri_password
+
+    try:
+        optuna.storages.RDBStorage(url).get_all_studies()
+    except ModuleNotFoundError as exc:
+        problem = f"{exc.name} is not installed (pip install -e '.[cluster]')"
+    except Exception as exc:  # SQLAlchemy's connection errors: the first line says why
+        problem = str(exc).splitlines()[0][:300]
+    else:
+        return
+    raise ConfigError(f"{source}: search.storage: {hide_uri_password(url)}: {problem}")
+
+
+def check_warm_start(
+    config: SweepConfig, *, goals: tuple[Goal, ...], source: str, progress: Say
+) -> None:
+    """search.warm_start names a sweep with the same objective; say what it will carry over."""
+    if config.search.warm_start is None:
+        return
+    from sweeps.driver.warm_start import carried_trials, resolve_prior
+
+    prior = resolve_prior(config, state_dir=Path(config.tracking.state_dir)).search.warm_start
+    try:
+        carried = carried_trials(config, prior_dir=Path(str(prior)), goals=goals)
+    except ConfigError as exc:
+        raise ConfigError(f"{source}: {exc}") from None
+    progress(carried.describe())
+
+
+def check_remote_code(config: SweepConfig, model_path: Path, *, source: str) -> None:
+    """A model that ships its own Python code (``auto_map``) is refused unless the YAML sets
+    trust_remote_code: true; transformers would otherwise fail deep inside the first trial."""
+    if config.trust_remote_code:
+        return
+    for name in ("config.json", "tokenizer_config.json"):
+        path = model_path / name
+        if path.is_file() and "auto_map" in json.loads(path.read_text(encoding="utf-8")):
+            raise ConfigError(
+                f"{source}: trust_remote_code: base_model {config.base_model!r} ships its own "
+                f"code (auto_map in {name}), which is not run unless the YAML sets "
+                "trust_remote_code: true (only for code you trust)"
+            )
+
+
+def weight_modules(model_path: Path) -> dict[str, int]:
+    """Each module that has a weight, with the weight's rank (read from the safetensors headers,
+    without loading the weights)."""
+    from safetensors import safe_open
+
+    modules: dict[str, int] = {}
+    for file in model_path.glob("*.safetensors"):
+        with safe_open(str(file), framework="pt") as handle:
+            for key in handle.keys():  # noqa: SIM118 (a safetensors handle, not a dict)
+                if key.endswith(".weight"):
+                    modules[key.rsplit(".", 1)[0]] = len(handle.get_slice(key).get_shape())
+    return modules
+
+
+def linear_layer_names(model_path: Path) -> list[str]:
+    """The names of the transformer blocks' linear layers (q_proj, ..., down_proj): LoRA on all
+    of them ("LoRA Without Regret", 2025)."""
+    return block_leaves(m for m, rank in weight_modules(model_path).items() if rank == 2)
+
+
+def block_leaves(modules: Iterable[str]) -> list[str]:
+    """The last names of the modules inside the transformer blocks (q_proj, ..., down_proj)."""
+    return sorted({m.rsplit(".", 1)[-1] for m in modules if ".layers." in m or ".h." in m})
+
+
+def check_target_modules(config: SweepConfig, model_path: Path, *, source: str) -> None:
+    """Every target set (training.lora_target_modules, and each searched choice) must select
+    layers of the model (read from the weight headers)."""
+    from sweeps.search.space import TARGETS, active_specs
+    from trainers.targets import split_targets, unknown_targets
+
+    linear = [m for m, rank in weight_modules(model_path).items() if rank == 2]
+    if not linear:
+        return
+    spec = active_specs(config)[TARGETS]
+    sets = [str(v) for v in spec.values] if isinstance(spec, Choice) else [str(spec)]
+    where = ("search_space" if config.search_space.lora_target_modules is not None
+             else "training")  # fmt: skip
+    for targets in sets:
+        missing = unknown_targets(split_targets(targets), linear)
+        if missing:
+            raise ConfigError(
+                f"{source}: {where}.lora_target_modules: {', '.join(missing)} selects no layer "
+                f"of {config.base_model}; use all-linear, attention, or names among "
+                f"{', '.join(block_leaves(linear))}"
+            )
+
+
+def check_truncation(
+    config: SweepConfig, spec: TrialSpec, train: list[Example], *, source: str, progress: Say
+) -> list[int]:
+    """Tokenize the training rows once; say what each sequence_len candidate truncates. Returns
+    each row's length in tokens (the time estimate reads it)."""
+    from sweeps.search.space import candidate_values
+    from trainers.models import load_tokenizer
+    from trainers.tokenize import resolve_template, tokenize_examples, truncate
+
+    tokenizer = load_tokenizer(Path(spec.model_path), trust_remote_code=spec.trust_remote_code)
+    tokenized = tokenize_examples(train, tokenizer, resolve_template(tokenizer, spec.data.template))
+    for length in (int(v) for v in candidate_values(config, "sequence_len")):
+        kept, stats = truncate(tokenized, length)
+        if not kept:
+            raise ConfigError(
+                f"{source}: search_space.sequence_len: {length} tokens cuts away the "
+                f"response of every training row (longest row: {max(map(len, tokenized))})"
+            )
+        progress(
+            f"sequence_len {length}: {stats.truncated} of {stats.total} training rows truncated, "
+            f"{stats.dropped} dropped (no response left)"
+        )
+    return [len(t) for t in tokenized]
+
+
+def benchmark_mirror(config: SweepConfig, *, config_dir: Path) -> Path | None:
+    """The benchmarks' local mirror (benchmarks.mirror, else $LORA_SWEEP_BENCHMARK_MIRROR), or
+    None when there is none or no benchmark is listed; a mirror that is not a directory raises
+    BenchmarkError."""
+    if not config.benchmarks.tasks:
+        return None
+    from evals.benchmarks import mirror_directory
+
+    configured = config.benchmarks.mirror
+    return mirror_directory(resolve_path(configured, config_dir=config_dir) if configured else None)
+
+
+def check_benchmarks(
+    config: SweepConfig, *, config_dir: Path, source: str, heldout_metric: str, mode: str,
+    progress: Say,
+) -> BenchmarkPlan | None:  # fmt: skip
+    """Task names and data for every listed benchmark, before any compute (None: no benchmarks)."""
+    if not config.benchmarks.tasks:
+        return None
+    from evals.benchmark_plan import plan_benchmarks
+    from evals.benchmarks import BenchmarkError
+    from trainers.models import cache_root
+
+    try:
+        mirror = benchmark_mirror(config, config_dir=config_dir)
+        plan = plan_benchmarks(config.benchmarks, config.objective, mirror=mirror, cache=cache_root(),
+                               progress=progress)  # fmt: skip
+    except BenchmarkError as exc:
+        raise BenchmarkError(f"{source}: benchmarks: {exc}") from None
+    return replace(plan, heldout_metric=heldout_metric, mode=mode) if plan else None
+
+
+def preflight(
+    config: SweepConfig,
+    *,
+    config_path: Path | None,
+    config_dir: Path,
+    progress: Say = print,
+    address: str | None = None,
+    logical_gpus: int | None = None,
+) -> LaunchPlan:
+    """Everything checkable before compute, in this order: every data row, contamination, the
+    objective, benchmarks, the study's storage, resources, the model (remote code, target
+    modules, memory) and truncation."""
+    source = str(config_path or "<config>")
+    paths, examples, task_metric = check_data(config, config_dir=config_dir, source=source,
+                                              progress=progress)  # fmt: skip
+    check_contamination(config, examples, config_dir=config_dir, source=source, progress=progress)
+    metric, mode = resolve_objective(config, task_metric, source=source)
+    benchmarks = check_benchmarks(config, config_dir=config_dir, source=source,
+                                  heldout_metric=metric, mode=mode, progress=progress)  # fmt: skip
+    also = resolve_also(config, task_metric, primary=metric, benchmarks=benchmarks,
+                        source=source)  # fmt: skip
+    if benchmarks is not None and benchmarks.weights:
+        metric = COMPOSITE
+    check_study_storage(config, source=source)
+    config = check_judge(config, config_dir=config_dir, source=source, progress=progress)
+    goals = (Goal.of(metric, mode), *also)
+    check_warm_start(config, goals=goals, source=source, progress=progress)
+    note = sampler_note(config)
+    if note:
+        progress(f"Note: {note}")
+    device = check_resources(config, source=source, address=address, logical_gpus=logical_gpus,
+                             progress=progress)  # fmt: skip
+    config, model = check_model(config, source=source, progress=progress)
+    resolved = {"train": str(paths["train"]),
+                "heldout": str(paths["heldout"]) if "heldout" in paths else None,
+                "task_metric": task_metric if task_metric != "none" else "exact_match"}  # fmt: skip
+    spec = TrialSpec(
+        model_path=str(model.path), data=config.data.model_copy(update=resolved),
+        training=config.training, evaluation=config.evaluation,
+        trust_remote_code=config.trust_remote_code, device=device, cpus=config.resources.cpu,
+        gpus=config.resources.gpu, benchmarks=benchmarks,
+    )  # fmt: skip
+    lengths = check_truncation(config, spec, examples["train"], source=source, progress=progress)
+    return LaunchPlan(
+        config, config_path, spec, task_metric, metric, mode,
+        digests={name: file_digest(path) for name, path in paths.items()},
+        rows={name: len(rows) for name, rows in examples.items()},
+        model_kind=model.kind,
+        max_rungs=max_epochs(config.search_space) * config.training.evals_per_epoch,
+        num_samples=planned_trials(config), train_token_lengths=tuple(lengths), also=also,
+    )  # fmt: skip
+
+
+def check_model(
+    config: SweepConfig, *, source: str, progress: Say
+) -> tuple[SweepConfig, ResolvedModel]:
+    """The base model, resolved to a local directory; its remote code and target modules
+    checked; the config fitted to the GPU's memory when it has to be."""
+    from trainers.models import ModelError, resolve_base_model
+
+    try:
+        model = resolve_base_model(config.base_model, progress=progress)
+    except ModelError as exc:
+        raise ModelError(f"{source}: {exc}") from None
+    check_remote_code(config, model.path, source=source)
+    check_target_modules(config, model.path, source=source)
+    budget = gpu_share_bytes(config) if config.resources.memory_check != "off" else None
+    if budget is not None:
+        config = fit_to_memory(config, model.path, budget=budget, source=source,
+                               progress=progress)  # fmt: skip
+    return config, model
+
+
+def planned_trials(config: SweepConfig) -> int:
+    """num_samples, or fewer when a grid has fewer points."""
+    if config.search.algorithm == "grid":
+        from sweeps.search.space import grid_size
+
+        return min(config.search.num_samples, grid_size(config))
+    return config.search.num_samples

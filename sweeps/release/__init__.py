@@ -1,0 +1,1 @@
+"""After a sweep: promotion to the registry, export, and `sweep evaluate`."""
