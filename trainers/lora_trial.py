@@ -206,7 +206,10 @@ def autocast(spec: TrialSpec) -> contextlib.AbstractContextManager[None]:
     if precision not in ("bf16", "fp16"):
         return contextlib.nullcontext()
     dtype = torch.bfloat16 if precision == "bf16" else torch.float16
-    return torch.autocast(device_type=spec.device.split(":")[0], dtype=dtype)
+    mixed: contextlib.AbstractContextManager[None] = torch.autocast(
+        device_type=spec.device.split(":")[0], dtype=dtype
+    )
+    return mixed
 
 
 def rung_steps(steps_per_epoch: int, epochs: int, evals_per_epoch: int) -> list[int]:

@@ -29,6 +29,44 @@ def shared_cache(tmp_path_factory: pytest.TempPathFactory, name: str = "cache") 
         yield
 
 
+def _start_shared_ray(tmp_path_factory: pytest.TempPathFactory) -> None:
+    from sweeps import tune
+
+    with shared_cache(tmp_path_factory):  # Ray's workers keep the environment it started with
+        tune.start_ray(address=None, num_cpus=None, num_gpus=None)
+
+
+@pytest.fixture(scope="session", autouse=True)
+def shared_ray(tmp_path_factory: pytest.TempPathFactory) -> Iterator[None]:
+    """One local Ray for the sweeps this process launches, as `sweep launch` starts it. A sweep
+    joins a running Ray (as it joins a cluster) and leaves it running, so the sweeps here skip
+    Ray's start and stop (about 8 s on 2 cores each). A test that needs a Ray of its own (logical
+    GPUs, a cluster) is marked ``own_ray``. Sweeps run in subprocesses start their own, as
+    users' do."""
+    from sweeps import tune
+
+    _start_shared_ray(tmp_path_factory)
+    yield
+    tune.stop_ray()
+
+
+@pytest.fixture(autouse=True)
+def _own_ray(
+    request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[None]:
+    """A test marked ``own_ray`` runs with no Ray started (its sweep starts and stops its own);
+    the shared one is back for the tests after it."""
+    if request.node.get_closest_marker("own_ray") is None:
+        yield
+        return
+    from sweeps import tune
+
+    tune.stop_ray()
+    yield
+    tune.stop_ray()
+    _start_shared_ray(tmp_path_factory)
+
+
 def finished_sweep(
     tiny_model: Path, tmp_path_factory: pytest.TempPathFactory, *, name: str,
     cache: str = "cache",

@@ -71,6 +71,7 @@ def cluster(monkeypatch: pytest.MonkeyPatch) -> Iterator[str]:
         shutil.rmtree(temp, ignore_errors=True)
 
 
+@pytest.mark.own_ray
 @pytest.mark.timeout(900)  # a scheduling regression would hang Ray: fail instead
 def test_a_sweep_runs_on_a_two_node_cluster(cluster: str, tiny_model: Path, tmp_path: Path) -> None:
     data = slice_embedded_data(tmp_path, train=24, heldout=4)

@@ -14,6 +14,7 @@ from tests.conftest import slice_embedded_data, tiny_sweep_config
 from tests.sweeps.conftest import launch_counting_concurrency
 
 
+@pytest.mark.own_ray
 @pytest.mark.timeout(900)  # a scheduling regression would hang Ray: fail instead
 def test_half_a_gpu_per_trial_packs_two_trials_per_gpu(tiny_model: Path, tmp_path: Path) -> None:
     assert not torch.cuda.is_available(), "this test uses logical GPUs on a CPU machine"
