@@ -19,7 +19,6 @@ STILL_OVER = {
     "trainers/data.py": 726,
     "sweeps/ab/human.py": 644,
     "sweeps/driver/preflight.py": 626,
-    "sweeps/tracking/mlflow_facade.py": 501,
 }
 # ``# fmt: skip`` lines today, a cap that may only come down (issue 30's target: 50, each with a
 # reason). Formatting them away grows the modules by a quarter and turns packed keyword

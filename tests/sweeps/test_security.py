@@ -25,7 +25,8 @@ from mlflow.tracking import MlflowClient
 
 from sweeps.cli.main import build_parser
 from sweeps.config import ConfigError, check_safe_name, load_config
-from sweeps.tracking.mlflow_facade import SweepTracker, checked_artifact_path
+from sweeps.tracking.artifact_paths import checked_artifact_path
+from sweeps.tracking.mlflow_facade import SweepTracker
 from sweeps.tracking.provenance import provenance_tags
 from sweeps.tracking.state import sweep_directory
 from sweeps.tracking.ui import ui_command
