@@ -18,7 +18,6 @@ STILL_OVER = {
     "sweeps/cli/main.py": 777,
     "trainers/data.py": 726,
     "sweeps/ab/human.py": 644,
-    "sweeps/driver/preflight.py": 626,
 }
 # ``# fmt: skip`` lines today, a cap that may only come down (issue 30's target: 50, each with a
 # reason). Formatting them away grows the modules by a quarter and turns packed keyword

@@ -178,7 +178,7 @@ def _model_facts(
     """Token lengths under the model's template, its context, its linear layers, CUDA or not."""
     import torch
 
-    from sweeps.driver.preflight import linear_layer_names
+    from sweeps.driver.preflight_model import linear_layer_names
     from trainers.models import load_tokenizer, resolve_base_model
     from trainers.tokenize import resolve_template, tokenize_examples
 
