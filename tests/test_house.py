@@ -17,7 +17,6 @@ STILL_OVER = {
     "sweeps/ab/compare.py": 830,
     "sweeps/cli/main.py": 777,
     "trainers/data.py": 726,
-    "sweeps/ab/human.py": 644,
 }
 # ``# fmt: skip`` lines today, a cap that may only come down (issue 30's target: 50, each with a
 # reason). Formatting them away grows the modules by a quarter and turns packed keyword

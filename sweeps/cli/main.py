@@ -428,7 +428,7 @@ def human_import(options: HumanImportOptions) -> int:
     """Read the ratings back (ratings/: the CSV or JSONL filled in, or a Label Studio JSON
     export), unblind them with key.json, and report A's win rate with a 95% CI; stored as the
     pair's human evidence for the A/B report and promote's gate, and logged to MLflow."""
-    from sweeps.ab.human import import_ratings
+    from sweeps.ab.human_import import import_ratings
 
     done = import_ratings(options.directory, state_dir=options.state_dir,
                           mlflow_uri=options.mlflow_uri)  # fmt: skip
