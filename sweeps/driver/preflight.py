@@ -37,14 +37,14 @@ from sweeps.search.pareto import Goal
 from sweeps.search.samplers import sampler_note
 from sweeps.search.space import max_epochs
 from trainers.data import (
-    DataError,
-    DataSettings,
     Example,
     choose_task_metric,
     file_digest,
     read_data,
     split_heldout,
 )
+from trainers.data_readers import DataError
+from trainers.data_shapes import DataSettings
 from trainers.spec import TrialSpec
 
 

@@ -42,7 +42,8 @@ def check_output(out_dir: Path) -> None:
 def load_inputs(options: PrepareOptions, *, progress: Say) -> Loaded:
     """Every input file, the held-out file, the benchmark sources and the tokenizer."""
     from sweeps.prepare._read import read_file
-    from trainers.data import DataSettings, file_digest
+    from trainers.data import file_digest
+    from trainers.data_shapes import DataSettings
 
     settings = DataSettings(fmt=options.format, columns=dict(options.columns),
                             instruction=options.instruction, label_field=options.label_field)  # fmt: skip

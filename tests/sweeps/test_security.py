@@ -34,7 +34,8 @@ from tests.conftest import REPO, slice_embedded_data, tiny_sweep_config
 from tests.sweeps.conftest import refused_launch
 from tests.trainers.test_lora_trial import HPARAMS, make_spec
 from trainers.checkpoint import ADAPTER_DIR, TENSORS_FILE, load_checkpoint
-from trainers.data import DataError, load_examples
+from trainers.data import load_examples
+from trainers.data_readers import DataError
 from trainers.lora_trial import setup
 
 SOURCES = [
