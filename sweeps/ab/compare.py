@@ -387,7 +387,7 @@ def skipped_benchmarks(
     """One line per benchmark not compared, and the hints on how to get them, each said once.
 
     ``tag`` is the parent run's ``benchmarks.skipped``: ``TASK: WHY; HINT`` per skipped task,
-    joined by ``"; "`` (``evals/benchmarks.py``); a configured task neither skipped nor
+    joined by ``"; "`` (``evals/benchmark_sources.py``); a configured task neither skipped nor
     scored for both sides gets a line of its own."""
     skipped: list[SkippedBenchmark] = []
     hints: list[str] = []

@@ -47,7 +47,7 @@ EXIT_BROKEN_PIPE = 141  # 128 + SIGPIPE, as a shell reports a pipe's writer
 
 
 def _input_errors() -> tuple[type[Exception], ...]:
-    from evals.benchmarks import BenchmarkError
+    from evals.benchmark_sources import BenchmarkError
     from trainers.data_readers import DataError
     from trainers.models import ModelError
 

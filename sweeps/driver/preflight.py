@@ -176,7 +176,7 @@ def check_contamination(
 ) -> None:  # fmt: skip
     """Refuse training rows that share a 13-gram with the held-out rows or with the listed
     benchmarks' evaluation files (when a mirror has them), unless data.allow_contaminated."""
-    from evals.benchmarks import BenchmarkError
+    from evals.benchmark_sources import BenchmarkError
     from sweeps.prepare import find_contamination
 
     try:
@@ -350,7 +350,7 @@ def benchmark_mirror(config: SweepConfig, *, config_dir: Path) -> Path | None:
     BenchmarkError."""
     if not config.benchmarks.tasks:
         return None
-    from evals.benchmarks import mirror_directory
+    from evals.benchmark_sources import mirror_directory
 
     configured = config.benchmarks.mirror
     return mirror_directory(resolve_path(configured, config_dir=config_dir) if configured else None)
@@ -364,7 +364,7 @@ def check_benchmarks(
     if not config.benchmarks.tasks:
         return None
     from evals.benchmark_plan import plan_benchmarks
-    from evals.benchmarks import BenchmarkError
+    from evals.benchmark_sources import BenchmarkError
     from trainers.models import cache_root
 
     try:

@@ -87,7 +87,7 @@ def benchmark_files(tasks: tuple[str, ...], mirror: Path | None, *,
                     strict: bool = True) -> list[Path]:  # fmt: skip
     """The mirror's evaluation files (not training splits) for each task; ``strict``: a task
     without one is an error."""
-    from evals.benchmarks import MIRROR_FILES, MMLU_SPLITS
+    from evals.benchmark_sources import MIRROR_FILES, MMLU_SPLITS
 
     if not tasks:
         return []
