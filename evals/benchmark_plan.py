@@ -18,19 +18,14 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from evals.benchmark_scores import BenchmarkScores, pool_group, proxy_samples
+from evals.benchmark_sources import known_offline_skips
 from evals.benchmarks import (
-    BenchmarkScores,
     check_data,
     check_tasks,
-    cpu_has_bf16,
-    known_offline_skips,
     narrow_index_dirs,
     narrow_task_manager,
-    pool_group,
-    proxy_samples,
     score_benchmarks,
-    scored_in,
-    scoring_dtype,
     task_manager,
 )
 from evals.metric_keys import (
@@ -53,6 +48,7 @@ from evals.metric_keys import (
 from evals.objective import composite, deltas, primary_metric
 from evals.paired import PairedComparison, compare_paired
 from evals.power import BINARY, PLANNING_CHURN, documents_needed, look_alpha, resolution_of
+from evals.scoring_dtype import cpu_has_bf16, scored_in, scoring_dtype
 
 if TYPE_CHECKING:
     import torch
@@ -103,7 +99,7 @@ class BenchmarkPlan:
     # phase -> task -> "<leaf task>/<doc id>" -> the base model's primary metric on that document
     base_items: dict[str, dict[str, dict[str, float]]] = field(default_factory=dict)
     task_dirs: list[str] | None = None  # the index a trial needs; None: lm-eval's whole index
-    dtype: str = "auto"  # what benchmarks are scored in (evals.benchmarks.scoring_dtype)
+    dtype: str = "auto"  # what benchmarks are scored in (evals.scoring_dtype.scoring_dtype)
     # the finalists' documents, for tasks whose full set is larger than a finalist needs
     finalist_documents: dict[str, dict[str, list[int]]] = field(default_factory=dict)
     # a guarded task's screening stops early once it rules out a drop this large (None: no looks)

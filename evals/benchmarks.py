@@ -9,6 +9,10 @@ a local mirror: a directory of Hugging Face-schema jsonl files, set by ``$LORA_S
 or in YAML. For a mirror, task YAMLs are written that ``include:`` the installed task's own YAML
 and override only where the data comes from (``dataset_path: json`` + ``data_files``); they take
 precedence over the built-in tasks of the same name, so groups such as ``mmlu`` keep working.
+
+What needs no lm-eval lives beside it: the scores as data (``evals/benchmark_scores.py``), where
+the documents come from and why they cannot be had (``evals/benchmark_sources.py``), and the
+dtype a model is scored in (``evals/scoring_dtype.py``).
 """
 
 from __future__ import annotations
@@ -18,17 +22,17 @@ import functools
 import hashlib
 import io
 import json
-import math
-import os
 import sys
 from collections import defaultdict
 from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Literal, TypedDict
+from typing import TYPE_CHECKING
 
 import yaml
 
+from evals.benchmark_scores import BenchmarkScores, EvalConfig, Sample, fill_group_stderr
+from evals.benchmark_sources import MIRROR_FILES, MMLU_SPLITS, BenchmarkError, unavailable_reason
 from evals.prefix_scoring import Answer, Request, score_sharing_prefixes, split_by_context
 
 if TYPE_CHECKING:
@@ -39,128 +43,7 @@ if TYPE_CHECKING:
     from lm_eval.tasks import TaskManager
     from transformers import PreTrainedTokenizerBase
 
-MIRROR_ENV = "LORA_SWEEP_BENCHMARK_MIRROR"
-# task -> {split: candidate file names in the mirror, first found wins}
-MIRROR_FILES: dict[str, dict[str, tuple[str, ...]]] = {
-    "arc_challenge": {
-        "train": ("arc_challenge_train.jsonl",),
-        "validation": ("arc_challenge_validation.jsonl",),
-        "test": ("arc_challenge_test.jsonl",),
-    },
-    "truthfulqa_mc1": {"validation": ("truthfulqa_mc_validation.jsonl",)},
-    "truthfulqa_mc2": {"validation": ("truthfulqa_mc_validation.jsonl",)},
-    "hellaswag": {
-        "train": ("hellaswag_train.jsonl",),
-        "validation": ("hellaswag_validation.jsonl", "hellaswag_validation_DERIVED_lossy.jsonl"),
-    },
-}
-MMLU_SPLITS = {
-    "test": "mmlu_test.jsonl",
-    "dev": "mmlu_dev.jsonl",
-    "validation": "mmlu_validation.jsonl",
-}
 SPLIT_KEYS = {"train": "training_split", "validation": "validation_split", "test": "test_split"}
-
-
-class BenchmarkError(ValueError):
-    """A benchmark that cannot be run, phrased as one line that says how to fix it."""
-
-
-# One document's record, kept for paired tests: doc_id, target, and each metric's value
-Sample = dict[str, str | float]
-
-
-class EvalConfig(TypedDict, total=False):
-    """What a scoring ran (``eval_config.json``): lm-eval's settings and documents, and the
-    plan's phase and seconds per task (evals/benchmark_plan.py adds those two)."""
-
-    tasks: list[str]
-    batch_size: int
-    num_fewshot: int | None
-    limit: int | float | None
-    share_prefix: bool
-    documents: dict[str, int]  # per task
-    seeds: str
-    versions: dict[str, object]  # per task, as lm-eval reports them
-    stderr_filled: list[str]  # group/metric pairs whose stderr fill_group_stderr computed
-    dtype: str  # what the model was scored in
-    phase: str
-    seconds: dict[str, float]  # per task
-
-
-# the config entries that are per-task mappings: merged, not replaced, when scores are merged
-PER_TASK_CONFIG: tuple[Literal["documents", "versions", "seconds"], ...] = (
-    "documents", "versions", "seconds")  # fmt: skip
-
-
-class ScoresJson(TypedDict):
-    """BenchmarkScores as JSON (the base model's cached scores)."""
-
-    metrics: dict[str, dict[str, float]]
-    samples: dict[str, list[Sample]]
-    config: EvalConfig
-    groups: dict[str, list[str]]
-
-
-@dataclass
-class BenchmarkScores:
-    """lm-eval's metrics per task (its own names), per-sample outputs, and what was run."""
-
-    metrics: dict[str, dict[str, float]]
-    samples: dict[str, list[Sample]] = field(default_factory=dict)
-    config: EvalConfig = field(default_factory=EvalConfig)
-    groups: dict[str, list[str]] = field(default_factory=dict)  # group -> its subtasks
-
-    def members(self, task: str) -> list[str]:
-        """A task and, for a group such as ``mmlu``, every subgroup and subtask under it."""
-        found = [task]
-        for child in self.groups.get(task, []):
-            found += self.members(child)
-        return found
-
-    def only(self, tasks: list[str]) -> BenchmarkScores:
-        """The part of these scores that belongs to ``tasks`` (with their subtasks)."""
-        keep = {m for t in tasks for m in self.members(t)}
-        return BenchmarkScores(
-            metrics={k: v for k, v in self.metrics.items() if k in keep},
-            samples={k: v for k, v in self.samples.items() if k in keep},
-            config=self.config,
-            groups={k: v for k, v in self.groups.items() if k in keep},
-        )
-
-    def merge(self, other: BenchmarkScores) -> BenchmarkScores:
-        """Both sets of tasks; config entries that are per-task mappings are merged too."""
-        config: EvalConfig = {**self.config, **other.config}
-        for key in PER_TASK_CONFIG:
-            if key in self.config and key in other.config:
-                config[key] = {**self.config[key], **other.config[key]}
-        return BenchmarkScores(
-            metrics={**self.metrics, **other.metrics},
-            samples={**self.samples, **other.samples},
-            config=config,
-            groups={**self.groups, **other.groups},
-        )
-
-    def to_json(self) -> ScoresJson:
-        return {"metrics": self.metrics, "samples": self.samples, "config": self.config,
-                "groups": self.groups}  # fmt: skip
-
-    @classmethod
-    def from_json(cls, raw: ScoresJson) -> BenchmarkScores:
-        return cls(**raw)
-
-
-def mirror_directory(configured: str | Path | None = None) -> Path | None:
-    """The local mirror: from the config, else ``$LORA_SWEEP_BENCHMARK_MIRROR``, else none."""
-    value = configured or os.environ.get(MIRROR_ENV)
-    if not value:
-        return None
-    path = Path(value).expanduser()
-    if not path.is_dir():
-        raise BenchmarkError(
-            f"benchmark mirror {path} is not a directory (set by config or ${MIRROR_ENV})"
-        )
-    return path
 
 
 def _lm_eval_tasks_dir() -> Path:
@@ -314,69 +197,6 @@ def check_tasks(tasks: list[str], manager: TaskManager) -> None:
         )
 
 
-def known_offline_skips(tasks: list[str], mirror: Path | None) -> dict[str, str] | None:
-    """Why each task is skipped when the answer needs no lm-eval: the Hub is offline or does not
-    answer, no mirror is set, and every task is one whose data we know lives only there (None
-    otherwise: ask lm-eval). Importing lm-eval and its task index costs seconds a launch would
-    wait for, and a Hub that does not answer would cost each dataset its network time-outs."""
-    if mirror is not None or not set(tasks) <= {*MIRROR_FILES, "mmlu"}:
-        return None
-    why = hub_unavailable()
-    if why is None:
-        return None
-    fix = (
-        f"set ${MIRROR_ENV} or benchmarks.mirror to a directory of Hugging Face-schema jsonl files"
-    )
-    return {t: f"{t}: {why} and no local mirror is set; {fix}" for t in tasks}
-
-
-def hub_offline() -> bool:
-    flags = (os.environ.get(k, "0").lower() for k in ("HF_HUB_OFFLINE", "HF_DATASETS_OFFLINE"))
-    return any(flag not in ("0", "", "false", "no") for flag in flags)
-
-
-def _hub_address() -> tuple[str, int]:
-    """Host and port of the Hub the datasets come from ($HF_ENDPOINT, e.g. a mirror, or the Hub)."""
-    from urllib.parse import urlsplit
-
-    endpoint = urlsplit(os.environ.get("HF_ENDPOINT") or "https://huggingface.co")
-    return endpoint.hostname or "huggingface.co", endpoint.port or (
-        80 if endpoint.scheme == "http" else 443)  # fmt: skip
-
-
-HUB_ADDRESS: tuple[str, int] | None = None  # None: from $HF_ENDPOINT (tests point it elsewhere)
-HUB_PROBE_SECONDS = 3.0
-
-
-def hub_unavailable(*, timeout: float = HUB_PROBE_SECONDS) -> str | None:
-    """Why the Hugging Face Hub cannot serve benchmark data (None: it answers): flagged offline,
-    or no connection to it within ``timeout`` seconds, name lookup included."""
-    if hub_offline():
-        return "the Hugging Face Hub is offline"
-    if any(os.environ.get(k) for k in ("HTTPS_PROXY", "https_proxy", "ALL_PROXY", "all_proxy")):
-        return None  # only the proxy can say: lm-eval asks through it
-    import socket
-    import threading
-
-    answered: list[bool] = []
-    address = HUB_ADDRESS or _hub_address()
-
-    def probe() -> None:
-        try:
-            with socket.create_connection(address, timeout=timeout):
-                answered.append(True)
-        except OSError:
-            answered.append(False)
-
-    thread = threading.Thread(target=probe, daemon=True)  # getaddrinfo has no time-out of its own
-    thread.start()
-    thread.join(timeout)
-    if answered and answered[0]:
-        return None
-    host, port = address
-    return f"the Hugging Face Hub does not answer ({host}:{port} within {timeout:g} s)"
-
-
 def prefix_sharing_lm(model: torch.nn.Module, tokenizer: PreTrainedTokenizerBase, *,
                       batch_size: int) -> HFLM:  # fmt: skip
     """lm-eval's HFLM, but the choices of one question share one forward pass of its context.
@@ -464,58 +284,6 @@ def _processed_once(
     return process_docs
 
 
-SCORING_DTYPES = ("auto", "float32", "bfloat16")
-
-
-def cpu_has_bf16() -> bool:
-    """Whether this CPU multiplies bf16 natively (AMX or AVX-512 BF16: 3.5x fp32's throughput
-    for SmolLM2-135M on one core here, docs/perf.md); read from /proc/cpuinfo (Linux)."""
-    try:
-        flags = Path("/proc/cpuinfo").read_text(errors="replace")
-    except OSError:
-        return False
-    return "amx_bf16" in flags or "avx512_bf16" in flags
-
-
-def scoring_dtype(model: torch.nn.Module, choice: str) -> torch.dtype:
-    """The dtype benchmarks are scored in: ``auto`` is bf16 for an fp32 model on a CPU that
-    multiplies bf16 natively, else the model's own dtype (a GPU model already trains in bf16 or
-    fp16); ``float32`` scores exactly as an fp32 lm-eval CLI run does."""
-    import torch
-
-    own = next(model.parameters()).dtype
-    if getattr(model, "is_quantized", False) or getattr(model, "hf_quantizer", None):
-        return own  # a 4-bit or 8-bit model is scored as it is: its layers are not castable
-    if choice == "float32":
-        return torch.float32 if own in (torch.float32, torch.bfloat16, torch.float16) else own
-    if choice == "bfloat16":
-        return torch.bfloat16
-    on_cpu = next(model.parameters()).device.type == "cpu"
-    return torch.bfloat16 if own == torch.float32 and on_cpu and cpu_has_bf16() else own
-
-
-@contextlib.contextmanager
-def scored_in(model: torch.nn.Module, dtype: torch.dtype) -> Iterator[torch.nn.Module]:
-    """The model in ``dtype`` for scoring: itself when it already is, else a copy (the
-    trained weights are never rounded in place). A copied PEFT model has its adapter merged
-    first, in the trained precision: the same function, without a LoRA branch beside every
-    adapted layer (2.3x slower on one CPU core with all-linear LoRA, perf/bench_forgetting.py)."""
-    import copy
-
-    if next(model.parameters()).dtype == dtype:
-        yield model
-        return
-    copied = copy.deepcopy(model)
-    merge = getattr(copied, "merge_and_unload", None)
-    if callable(merge):  # LoRA dropout is off in eval: merging is exact
-        copied = merge()
-    copied = copied.to(dtype)
-    try:
-        yield copied
-    finally:
-        del copied
-
-
 def score_benchmarks(
     model: torch.nn.Module, tokenizer: PreTrainedTokenizerBase, *, tasks: list[str],
     batch_size: int, manager: TaskManager,
@@ -562,23 +330,6 @@ def score_benchmarks(
     return scores
 
 
-def fill_group_stderr(scores: BenchmarkScores) -> None:
-    """A group whose subtasks have one document each gets no stderr from lm-eval (its pooled
-    formula needs a variance per subtask); give it the standard error over all its documents."""
-    import statistics
-
-    for group in scores.groups:
-        metrics = scores.metrics.get(group, {})
-        for name in [m for m in metrics if not m.endswith("_stderr")]:
-            if math.isfinite(metrics.get(f"{name}_stderr", math.nan)):
-                continue
-            values = [float(row[name]) for leaf in scores.members(group)
-                      for row in scores.samples.get(leaf, []) if isinstance(row.get(name), (int, float))]  # fmt: skip
-            if len(values) >= 2:
-                metrics[f"{name}_stderr"] = statistics.stdev(values) / math.sqrt(len(values))
-                scores.config.setdefault("stderr_filled", []).append(f"{group}/{name}")
-
-
 def quiet_datasets() -> None:
     """No `datasets` progress bars or lm-eval INFO lines under the sweep's live table."""
     import logging
@@ -616,54 +367,6 @@ def load_task_data(task: str, manager: TaskManager) -> TaskData:
     return TaskData(counts, digest.hexdigest()[:16], names)
 
 
-def proxy_samples(leaves: dict[str, int], *, size: int, seed: int) -> dict[str, list[int]]:
-    """A fixed, seeded subset of ``size`` documents, as {leaf task: document indices}.
-
-    A systematic sample over all the documents, each leaf's in a seeded random order and the
-    leaves in the task's own order. A single task gets a random sample. A group (MMLU's 57
-    subjects, in its four categories) is stratified by subtask: each gets its proportional share
-    of ``size``, rounded down or up, so an 8-document MMLU proxy has 8 subjects spread over the
-    categories. Leaves whose share rounds to nothing are left out.
-    """
-    import random
-
-    frame = [
-        (name, index)
-        for name, count in leaves.items()
-        for index in random.Random(f"{seed}:{name}").sample(range(count), count)
-    ]
-    size = min(size, len(frame))
-    if size < 1:
-        return {}
-    step = len(frame) / size
-    start = random.Random(seed).random() * step
-    picked: dict[str, list[int]] = defaultdict(list)
-    for k in range(size):
-        name, index = frame[min(int(start + k * step), len(frame) - 1)]
-        picked[name].append(index)
-    return {name: sorted(ids) for name, ids in sorted(picked.items())}
-
-
-def pool_group(scores: BenchmarkScores, group: str) -> BenchmarkScores:
-    """Scores of some of a group's subtasks, plus the group's own: the mean of each metric over
-    all their documents (lm-eval's size-weighted mean, as MMLU uses), with its standard error."""
-    leaves = list(scores.samples)
-    names = sorted({m for leaf in leaves for m in scores.metrics.get(leaf, {})
-                    if not m.endswith("_stderr")})  # fmt: skip
-    pooled = {}
-    for name in names:
-        values = [float(row[name]) for leaf in leaves for row in scores.samples[leaf]
-                  if isinstance(row.get(name), (int, float))]  # fmt: skip
-        if values:
-            pooled[name] = sum(values) / len(values)
-    out = BenchmarkScores(
-        metrics={**scores.metrics, group: pooled}, samples=scores.samples,
-        config=scores.config, groups={**scores.groups, group: leaves},
-    )  # fmt: skip
-    fill_group_stderr(out)
-    return out
-
-
 def available_data(
     tasks: list[str], manager: TaskManager, *, mirror: Path | None
 ) -> tuple[dict[str, TaskData], dict[str, str]]:
@@ -689,18 +392,6 @@ def check_data(
             "benchmark data cannot be had: " + "; ".join(missing.values()) + fix_hint
         )
     return found, missing
-
-
-def unavailable_reason(task: str, error: Exception, mirror: Path | None) -> str:
-    """Why a task's data cannot be had, and how to fix it, in one line."""
-    first = (str(error).strip().splitlines() or [type(error).__name__])[0][:200]
-    where = f"the mirror {mirror} has no files for it" if mirror else "no local mirror is set"
-    fix = (
-        f"set ${MIRROR_ENV} or benchmarks.mirror to a directory of Hugging Face-schema jsonl files"
-    )
-    if hub_offline():
-        return f"{task}: the Hugging Face Hub is offline and {where} ({first}); {fix}"
-    return f"{task}: its data could not be loaded ({type(error).__name__}: {first}); {fix}, or check the network"
 
 
 def _numeric(values: Mapping[str, object]) -> dict[str, float]:

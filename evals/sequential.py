@@ -31,11 +31,12 @@ from dataclasses import dataclass, replace
 from typing import TYPE_CHECKING
 
 from evals.benchmark_plan import SCREENING_LOOKS, BenchmarkPlan, item_scores, score_plan
-from evals.benchmarks import BenchmarkScores, EvalConfig, Sample, scored_in, scoring_dtype
+from evals.benchmark_scores import BenchmarkScores, EvalConfig, Sample
 from evals.metric_keys import FULL, PROXY
 from evals.objective import chance_note
 from evals.paired import compare_paired
 from evals.power import look_alpha, look_sizes
+from evals.scoring_dtype import scored_in, scoring_dtype
 
 if TYPE_CHECKING:
     import torch

@@ -63,7 +63,8 @@ def capture_work(recorded: list[int]) -> None:
 def score_task(
     task: str, *, model: Any, tokenizer: Any, manager: Any, documents: int, share: bool
 ) -> dict[str, Any]:
-    from evals.benchmarks import load_task_data, proxy_samples, score_benchmarks
+    from evals.benchmark_scores import proxy_samples
+    from evals.benchmarks import load_task_data, score_benchmarks
 
     samples = proxy_samples(load_task_data(task, manager).leaves, size=documents, seed=0)
     names = list(samples) if list(samples) != [task] else [task]

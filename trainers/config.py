@@ -82,7 +82,7 @@ class DataConfig(Section):
     @field_validator("columns")
     @classmethod
     def _known_columns(cls, value: dict[str, str]) -> dict[str, str]:
-        from trainers.data import KNOWN_COLUMNS
+        from trainers.data_shapes import KNOWN_COLUMNS
 
         for key in value:
             if key not in KNOWN_COLUMNS:

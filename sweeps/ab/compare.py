@@ -16,41 +16,45 @@ hyperparameter diff, the cost of the trial and of its sweep, and the registry ve
 of a side named by the registry. It is self-contained HTML (the plot embedded) plus a Markdown
 summary and report.json, rendered from jinja2 templates in ``sweeps/templates/``, written to
 ``--out`` and logged to MLflow as the artefacts of a ``compare`` run in the sweep's experiment.
+
+This module gathers what the report reads (MLflow, the sweep's files), then renders, writes and
+logs it; the report's data is ``compare_report.py``, its assembly and verdict
+``compare_assemble.py``, the judge's and raters' evidence ``compare_evidence.py``.
 """
 
 from __future__ import annotations
 
 import json
-import math
 import re
-import shlex
 import tempfile
-from collections.abc import Callable, Mapping
-from dataclasses import asdict, dataclass, field
+from collections.abc import Mapping
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 from evals import metric_keys as keys
-from evals.paired import MCNEMAR, compare_paired
-from evals.preference import PreferenceSummary
-from sweeps.ab.evidence import PREFERENCE_KINDS, load_evidence
+from sweeps.ab.compare_assemble import a_minus_b, assemble
+from sweeps.ab.compare_evidence import with_preferences
+from sweeps.ab.compare_report import (
+    BenchmarkRow,
+    Delta,
+    Gathered,
+    Report,
+    ReportContext,
+    SkippedBenchmark,
+    resolution_words,
+)
 from sweeps.console import Say
-from sweeps.report_templates import clip, template_env
-from sweeps.serving.scoring import ItemScores, all_rows
+from sweeps.report_templates import template_env
+from sweeps.serving.scoring import all_rows
 from sweeps.serving.sides import (
     BASE,
-    NO_ADAPTER,
-    ItemRow,
     PairedOutputs,
-    RegistryVersion,
     Side,
     cut_outputs,
     experiment_name,
     home_config,
-    item_rows,
     paired_outputs,
     slug,
-    utc,
 )
 from sweeps.tracking.state import SweepState
 
@@ -58,204 +62,7 @@ if TYPE_CHECKING:
     from sweeps.ab.judge import JudgeSettings
     from sweeps.tracking.mlflow_facade import RunReader
 
-ORIENTATION = "A is the candidate, B the reference: every delta is A - B"
 CURVE_METRICS = (keys.TRAIN_LOSS, keys.HELDOUT_LOSS)
-
-
-# --------------------------------------------------------------------------- the report's data
-
-
-@dataclass(frozen=True)
-class Delta:
-    """A against the reference B on the items both were scored on: ``delta`` is
-    mean(A) - mean(B), ``a_better`` the items where A scored higher."""
-
-    metric: str
-    n: int
-    mean_a: float
-    mean_b: float
-    delta: float
-    ci_low: float
-    ci_high: float
-    confidence: float
-    test: str  # mcnemar (0/1 scores) | bootstrap (graded scores)
-    test_label: str
-    p_value: float | None
-    significant: bool
-    a_better: int
-    b_better: int
-    ties: int
-    detectable: float | None = None  # the drop A - B these items detect (80% power); None: none
-
-
-@dataclass(frozen=True)
-class SideInfo:
-    key: str  # A or B
-    ref: str  # as the user named it
-    label: str
-    source: str  # what it is: a trial of a sweep, an adapter directory, the base model
-    registry: RegistryVersion | None
-
-
-@dataclass(frozen=True)
-class ItemGroup:
-    key: str
-    title: str
-    total: int
-    rows: list[ItemRow]
-
-
-@dataclass(frozen=True)
-class MetricRow:
-    name: str
-    a: float
-    b: float
-    delta: float
-    ci_low: float | None
-    ci_high: float | None
-    test: str
-    significant: bool | None
-
-
-@dataclass(frozen=True)
-class BenchmarkRow(MetricRow):
-    task: str = ""
-    documents: int | None = None  # the documents both sides were scored on
-    detectable: float | None = None  # the drop they detect (80% power); None: none
-    chance: str | None = None  # B's score is within noise of chance: nothing can show there
-    resolution: str = "no paired test: what it could detect is unknown"  # the two above, in words
-
-
-def resolution_words(documents: int, detectable: float | None) -> str:
-    """What a benchmark row's documents can show."""
-    if detectable is None:
-        return f"too few documents to detect a regression ({documents} documents)"
-    return (f"detects a drop of {detectable * 100:.1f} points or more "
-            f"({documents} documents, 80% power)")  # fmt: skip
-
-
-@dataclass(frozen=True)
-class SkippedBenchmark:  # a benchmark the report leaves out, with why: one line each
-    task: str
-    reason: str
-
-
-@dataclass(frozen=True)
-class ParamRow:
-    """One hyperparameter of the two sides, and whether they differ."""
-
-    name: str
-    a: str
-    b: str
-    differs: bool
-
-
-@dataclass(frozen=True)
-class CostRow:
-    side: str
-    trial: str | None
-    wall_s: float | None
-    train_s: float | None
-    tokens: float | None
-    device_s: float | None
-    device: str
-    sweep: str | None
-    sweep_trials: int | None
-    sweep_device_hours: float | None
-    note: str = ""
-
-
-@dataclass(frozen=True)
-class Gathered:
-    """What the report reads from MLflow, the sweep's files and the tokenizer."""
-
-    benchmarks: list[BenchmarkRow] = field(default_factory=list)
-    skipped: list[SkippedBenchmark] = field(default_factory=list)
-    hints: list[str] = field(default_factory=list)  # how to get the skipped ones, each once
-    curves: str | None = None
-    max_new_tokens: int | None = None
-    cut: tuple[frozenset[str], frozenset[str]] = (frozenset(), frozenset())  # ids, A and B
-
-
-@dataclass(frozen=True)
-class UnreadRow:
-    """A row the judge's answer could not be read for, with the answers (clipped)."""
-
-    id: str
-    answers: list[str]
-
-
-@dataclass(frozen=True)
-class PreferenceSection:
-    """The LLM judge's or the human raters' pairwise verdicts on A against B."""
-
-    kind: str  # judge | human
-    title: str
-    source: str
-    summary: PreferenceSummary
-    described: str  # the summary in one line
-    verdict: str
-    notes: list[str]
-    unread: list[UnreadRow]
-    run_id: str
-
-
-@dataclass(frozen=True)
-class EvidenceRow:
-    """One kind of evidence and what it says (the gate's ``promote.require`` names these)."""
-
-    kind: str  # heldout | judge | human
-    says: str
-    significant: bool | None  # None: not gathered
-    favours: str = ""  # A | B | "" (neither)
-
-
-@dataclass(frozen=True)
-class ReportContext:
-    """Everything the HTML, the Markdown and report.json show (report.json: all but curves)."""
-
-    generated: str
-    orientation: str
-    a: str
-    b: str
-    sides: list[SideInfo]
-    sweep: str
-    base_model: str
-    metric: str
-    rows: int
-    headline: str
-    decision: str  # a_better | b_better | no_difference
-    summary: str
-    heldout_paired: Delta
-    heldout: list[MetricRow]
-    benchmarks: list[BenchmarkRow]
-    benchmarks_skipped: list[SkippedBenchmark]
-    benchmark_hints: list[str]
-    groups: list[ItemGroup]
-    generations: list[ItemRow]
-    max_new_tokens: int | None
-    params: list[ParamRow]
-    cost: list[CostRow]
-    curves: str | None
-    items: list[ItemRow]
-    param_sides: list[str] = field(default_factory=lambda: ["A", "B"])  # sides with params
-    preferences: list[PreferenceSection] = field(default_factory=list)
-    evidence: list[EvidenceRow] = field(default_factory=list)
-    errors_link: str | None = None  # sweep errors' summary of A's wrong rows, beside the report
-    gate: str = ""  # what the sweep's promote.require would make of this evidence, A over B
-
-    def to_dict(self) -> dict[str, object]:
-        return asdict(self)
-
-
-@dataclass(frozen=True)
-class Report:
-    html: Path
-    markdown: Path
-    run_id: str
-    heldout: Delta
-    metric: str
-    headline: str
 
 
 def compare(
@@ -387,7 +194,7 @@ def skipped_benchmarks(
     """One line per benchmark not compared, and the hints on how to get them, each said once.
 
     ``tag`` is the parent run's ``benchmarks.skipped``: ``TASK: WHY; HINT`` per skipped task,
-    joined by ``"; "`` (``evals/benchmarks.py``); a configured task neither skipped nor
+    joined by ``"; "`` (``evals/benchmark_sources.py``); a configured task neither skipped nor
     scored for both sides gets a line of its own."""
     skipped: list[SkippedBenchmark] = []
     hints: list[str] = []
@@ -402,230 +209,7 @@ def skipped_benchmarks(
     return skipped, hints
 
 
-# --------------------------------------------------------------------------- assembling
-def assemble(
-    a: Side, b: Side, *, home: SweepState, metric: str, scores: tuple[ItemScores, ItemScores],
-    gathered: Gathered, samples: int,
-) -> ReportContext:  # fmt: skip
-    """The report from the two sides' item scores and what was gathered: no I/O."""
-    deltas = {name: a_minus_b(scores[0].by_item(key), scores[1].by_item(key), metric=name)
-              for name, key in ((metric, "score"), ("exact_match", "exact_match"))}  # fmt: skip
-    heldout = deltas[metric]
-    items = item_rows(scores, cut=gathered.cut)
-    params = side_params(a), side_params(b)  # None: a side with no adapter (read once)
-    groups = item_groups(items, metric=metric)
-    shown = {row.id for group in groups for row in group.rows}  # generations repeat none of them
-    decision, headline = decide(a, b, heldout, benchmarks=gathered.benchmarks,
-                                skipped=gathered.skipped)  # fmt: skip
-    return ReportContext(
-        generated=utc(None), orientation=ORIENTATION, a=a.label, b=b.label,
-        sides=[side_info("A", a), side_info("B", b)], sweep=home.name,
-        base_model=home.base_model, metric=metric, rows=len(items), headline=headline,
-        decision=decision, summary=summary_line(a.label, b.label, heldout),
-        heldout_paired=heldout, heldout=heldout_rows(deltas, scores),
-        benchmarks=gathered.benchmarks, benchmarks_skipped=gathered.skipped,
-        benchmark_hints=gathered.hints, groups=groups,
-        generations=[row for row in items if row.id not in shown][:samples],
-        max_new_tokens=gathered.max_new_tokens, params=param_rows(*params),
-        param_sides=[key for key, p in zip("AB", params, strict=True) if p is not None],
-        cost=cost_rows(a, b), curves=gathered.curves, items=items,
-    )  # fmt: skip
-
-
-def a_minus_b(
-    a: Mapping[str, float], b: Mapping[str, float], *, metric: str, resamples: int = 10_000
-) -> Delta:
-    """The paired comparison of the candidate A with the reference B: A - B."""
-    from evals.power import resolution_of
-
-    c = compare_paired(a, b, resamples=resamples)
-    detectable = resolution_of(c).detectable
-    label = f"McNemar p={c.p_value:.3g}" if c.test == MCNEMAR else "paired bootstrap"
-    return Delta(
-        metric=metric, n=c.n, mean_a=c.mean_candidate, mean_b=c.mean_reference, delta=c.delta,
-        ci_low=c.ci_low, ci_high=c.ci_high, confidence=c.confidence, test=c.test,
-        test_label=label, p_value=c.p_value, significant=c.significant(),
-        a_better=c.candidate_better, b_better=c.reference_better, ties=c.ties,
-        detectable=detectable if math.isfinite(detectable) else None,
-    )  # fmt: skip
-
-
-def decide(
-    a: Side, b: Side, d: Delta, *, benchmarks: list[BenchmarkRow], skipped: list[SkippedBenchmark]
-) -> tuple[str, str]:
-    """The decision (a_better | b_better | no_difference) and its headline with the evidence."""
-    sides = f"A ({a.ref})", f"B ({b.ref})"
-    if not d.significant:
-        decision, verdict = "no_difference", "No significant difference between {} and {}"
-    elif d.delta > 0:
-        decision, verdict = "a_better", "{} beats {}"
-    else:
-        decision, verdict = "b_better", "{} is worse than {}"
-    evidence = (f"{d.delta:+.3f} [{d.confidence:.0%} CI {d.ci_low:+.3f}, {d.ci_high:+.3f}], "
-                f"{d.a_better} of {d.n} rows better, {d.b_better} worse")  # fmt: skip
-    return decision, (f"{verdict.format(*sides)} on held-out {d.metric}: {evidence}; "
-                      f"{benchmark_verdict(benchmarks, skipped)}")  # fmt: skip
-
-
-def benchmark_verdict(rows: list[BenchmarkRow], skipped: list[SkippedBenchmark]) -> str:
-    """The headline's benchmark clause. Never a bare "no regression": the absence of one is
-    stated with the drop the documents could have detected, or as too few documents."""
-    left_out = f" ({len(skipped)} not compared)" if skipped else ""
-    if not rows:
-        return f"benchmarks not compared ({len(skipped)} skipped)" if skipped else "no benchmarks"
-    worse = [r.task for r in rows if r.significant and r.delta < 0]
-    untested = [r.task for r in rows if r.significant is None and r.delta < 0]
-    if worse:
-        return f"benchmark regression on {', '.join(worse)}{left_out}"
-    if untested:
-        return f"lower on {', '.join(untested)} (no paired test){left_out}"
-    return no_regression_clause(rows) + left_out
-
-
-def no_regression_clause(rows: list[BenchmarkRow]) -> str:
-    """``no benchmark regression larger than 14 points detectable (hellaswag: 14.1 on 92
-    documents; ...)``, or ``too few documents to detect a benchmark regression (8 documents)``;
-    tasks whose reference sits at chance are named (nothing can show there)."""
-    resolved = [r for r in rows if r.detectable is not None]
-    blind = [r for r in rows if r.detectable is None]
-    at_chance = [r.task for r in rows if r.chance]
-    chance = (f"; {', '.join(at_chance)} at chance for B, where no regression can show"
-              if at_chance else "")  # fmt: skip
-    if not resolved:
-        counts = ", ".join(f"{r.task}: {r.documents or 0}" for r in blind)
-        return f"too few documents to detect a benchmark regression ({counts} documents){chance}"
-    worst = max(r.detectable or 0.0 for r in resolved)
-    parts = [f"{r.task}: {(r.detectable or 0.0) * 100:.1f} on {r.documents} documents"
-             for r in resolved]  # fmt: skip
-    parts += [f"{r.task}: too few documents ({r.documents or 0})" for r in blind]
-    return (
-        f"no benchmark regression larger than {worst * 100:.0f} points detectable "
-        f"({'; '.join(parts)}){chance}"
-    )
-
-
-def summary_line(a: str, b: str, d: Delta) -> str:
-    verdict = "significant" if d.significant else "not significant"
-    return (
-        f"A: {a} vs B: {b} on {d.n} held-out rows: {d.metric} A {d.mean_a:.4f}, B "
-        f"{d.mean_b:.4f}; delta (A - B) {d.delta:+.4f} ({d.confidence:.0%} CI {d.ci_low:+.4f} "
-        f"to {d.ci_high:+.4f}; {d.test_label}; {verdict}). A better on {d.a_better} rows, "
-        f"worse on {d.b_better}, tied on {d.ties}."
-    )
-
-
-def side_info(key: str, side: Side) -> SideInfo:
-    if side.adapter is None:
-        source = NO_ADAPTER
-    elif side.record is not None and side.state is not None:
-        source = f"trial {side.record.trial_id} of sweep {side.state.name}"
-    else:
-        source = f"adapter {side.adapter}"
-    return SideInfo(key, side.ref, side.label, source, side.registry)
-
-
-def heldout_rows(
-    deltas: dict[str, Delta], scores: tuple[ItemScores, ItemScores]
-) -> list[MetricRow]:
-    rows = [MetricRow(name, d.mean_a, d.mean_b, d.delta, d.ci_low, d.ci_high, d.test_label,
-                      d.significant) for name, d in deltas.items()]  # fmt: skip
-    for name in keys.LOWER_IS_BETTER:  # per-token means: no per-item pairs
-        va, vb = scores[0].metrics.get(name), scores[1].metrics.get(name)
-        if va is not None and vb is not None:
-            rows.append(MetricRow(keys.short_name(name) + " (lower is better)", va, vb,
-                                  va - vb, None, None, "token-level mean", None))  # fmt: skip
-    return rows
-
-
-# --------------------------------------------------------------------------- rows and prompts
-GROUPS = (  # key, title, rows shown, order: the rows to look at first come first
-    ("lost", "Rows A lost to B", 10),
-    ("wrong", "Rows A still gets wrong ({metric} below 1), not lost to B", 10),
-    ("won", "Rows A won (right, and better than B)", 5),
-)
-
-
-def item_groups(items: list[ItemRow], *, metric: str) -> list[ItemGroup]:
-    """Lost first (the largest loss first), then still wrong (the lowest score first), then
-    won (the largest gain first); each row in one group only."""
-    order: dict[str, Callable[[ItemRow], tuple[float, str]]] = {
-        "lost": lambda r: (r.delta, r.id), "wrong": lambda r: (r.a_score, r.id),
-        "won": lambda r: (-r.delta, r.id),
-    }  # fmt: skip
-    groups = []
-    for key, title, limit in GROUPS:
-        rows = sorted((r for r in items if r.group == key), key=order[key])
-        groups.append(ItemGroup(key, title.format(metric=metric), len(rows), rows[:limit]))
-    return groups
-
-
-# --------------------------------------------------------------------------- hyperparameters, cost
-def side_params(side: Side) -> dict[str, object] | None:
-    """A side's hyperparameters: its trial's, a registry version's (eval_summary.json), or what
-    a bare adapter's config records; None for the base model."""
-    if side.adapter is None:
-        return None
-    if side.record is not None:
-        return dict(side.record.params)
-    summary = side.adapter.parent / "eval_summary.json"  # a registry version's files
-    if summary.is_file():
-        return dict(json.loads(summary.read_text()).get("params") or {})
-    config_file = side.adapter / "adapter_config.json"
-    config = json.loads(config_file.read_text()) if config_file.is_file() else {}
-    names = {"r": "lora_r", "lora_alpha": "lora_alpha", "lora_dropout": "lora_dropout",
-             "target_modules": "target_modules"}  # fmt: skip
-    return {name: config[key] for key, name in names.items() if key in config}
-
-
-def param_rows(pa: dict[str, object] | None, pb: dict[str, object] | None) -> list[ParamRow]:
-    """Every hyperparameter of either side (``pa``, ``pb``: each side's, None with no adapter),
-    both values rounded; differing ones first (a side with no adapter has no column in the
-    table: see ``param_sides``)."""
-    rows = []
-    for name in sorted(set(pa or {}) | set(pb or {})):
-        va, vb = (p.get(name) if p is not None else None for p in (pa, pb))
-        differs = pa is not None and pb is not None and va != vb
-        digits = 6 if differs and shown(va) == shown(vb) else 3  # distinct values look distinct
-        rows.append(ParamRow(name, NO_ADAPTER if pa is None else shown(va, digits),
-                             NO_ADAPTER if pb is None else shown(vb, digits), differs))  # fmt: skip
-    return sorted(rows, key=lambda r: not r.differs)
-
-
-def shown(value: object, digits: int = 3) -> str:
-    """A hyperparameter for reading: floats to ``digits`` significant digits (lr 0.00194)."""
-    if value is None:
-        return "-"
-    if isinstance(value, float):
-        return f"{value:.{digits}g}"
-    return json.dumps(value) if isinstance(value, (list, dict)) else str(value)
-
-
-def cost_rows(a: Side, b: Side) -> list[CostRow]:
-    """Each side's trial (wall time, training, tokens, device-seconds) and its whole sweep
-    (trials, device-hours), as the sweep's state records them."""
-    rows = []
-    for key, side in (("A", a), ("B", b)):
-        metrics = side.record.metrics if side.record else {}
-        state = side.state
-        note = ("" if side.record else "base model: no training" if side.adapter is None
-                else "trained outside the known sweeps: no cost recorded")  # fmt: skip
-        rows.append(CostRow(
-            side=f"{key}: {side.ref}", trial=side.record.trial_id if side.record else None,
-            wall_s=metrics.get(keys.COST_WALL_SECONDS), train_s=metrics.get(keys.TRAIN_SECONDS),
-            tokens=metrics.get(keys.TOKENS_TRAINED), device_s=metrics.get(keys.COST_DEVICE_SECONDS),
-            device=_device(side.config), sweep=state.name if state else None,
-            sweep_trials=len(state.trials) if state else None,
-            sweep_device_hours=state.device_hours() if state else None, note=note,
-        ))  # fmt: skip
-    return rows
-
-
-def _device(config: dict[str, Any]) -> str:
-    resources = config.get("resources") or {}
-    gpus, cpus = float(resources.get("gpu") or 0), float(resources.get("cpu") or 1)
-    return f"{gpus:g} GPU" if gpus else f"{cpus:g} CPU" if config else "-"
-
-
+# --------------------------------------------------------------------------- training curves
 def curves_png(a: Side, b: Side, *, home: SweepState, reader: RunReader, metric: str) -> str | None:
     """Training curves of both sides (the base model as a line), as base64 PNG; None if no
     side was trained in a sweep."""
@@ -658,117 +242,7 @@ def curves_png(a: Side, b: Side, *, home: SweepState, reader: RunReader, metric:
     return base64.b64encode(buffer.getvalue()).decode()
 
 
-# --------------------------------------------------------------------------- judge, humans, errors
-PREFERENCE_TITLES = {"judge": "LLM judge (pairwise, both orders)", "human": "Human raters (blind)"}
-HOW_TO_GET = {
-    "judge": "sweep compare {a} {b} --judge, or sweep judge {a} {b}",
-    "human": "sweep human export {a} {b} --out DIR, have it rated, then sweep human import DIR",
-}
-
-
-def with_preferences(
-    context: ReportContext, pair: PairedOutputs, *, errors_link: str | None
-) -> ReportContext:
-    """The report with the judge's and the raters' evidence stored for the pair, and the
-    evidence table (held-out, judge, human) the gate's ``promote.require`` reads."""
-    from dataclasses import replace
-
-    sections = []
-    for kind in PREFERENCE_KINDS:
-        found = load_evidence(pair.home, pair.a, pair.b, kind)
-        if found is not None:
-            sections.append(preference_section(kind, found.summary(), source=found.source,
-                                               details=found.details, run_id=found.run_id))  # fmt: skip
-    evidence = evidence_rows(context.heldout_paired, sections, refs=(pair.a.ref, pair.b.ref))
-    require = (home_config(pair.home).get("promote") or {}).get("require") or ["heldout"]
-    return replace(context, preferences=sections, errors_link=errors_link, evidence=evidence,
-                   gate=gate_line(evidence, require=list(require)))  # fmt: skip
-
-
-def gate_line(evidence: list[EvidenceRow], *, require: list[str]) -> str:
-    """The promotion gate's rule applied to A over B: each required evidence must prefer A,
-    significantly (sweeps/release/promote.py applies it to a candidate over the champion)."""
-    failing = [row.kind for row in evidence
-               if row.kind in require and not (row.significant and row.favours == "A")]  # fmt: skip
-    verdict = ("would pass" if not failing else
-               f"would refuse (not significantly for A: {', '.join(failing)})")  # fmt: skip
-    return (
-        f"If B were the champion, promoting A under this sweep's promote.require "
-        f"({', '.join(require)}) {verdict}."
-    )
-
-
-def preference_section(
-    kind: str, summary: PreferenceSummary, *, source: str, details: Mapping[str, Any], run_id: str
-) -> PreferenceSection:
-    notes = judge_notes(details) if kind == "judge" else human_notes(details)
-    unread = [UnreadRow(r["id"], [clip(a, 300) for a in r.get("answers", [])])
-              for r in details.get("unreadable", [])]  # fmt: skip
-    return PreferenceSection(kind, PREFERENCE_TITLES[kind], source, summary, summary.describe(),
-                             preference_verdict(summary), notes, unread, run_id)  # fmt: skip
-
-
-def judge_notes(details: Mapping[str, Any]) -> list[str]:
-    """What to know about the judge's run: rows left out, answers cut, its biases."""
-    notes = []
-    if details.get("rows", 0) < details.get("of_rows", 0):
-        notes.append(f"Only the first {details['rows']} of {details['of_rows']} held-out rows "
-                     "were judged (judge.rows)")  # fmt: skip
-    if details.get("cut"):
-        notes.append(f"{details['cut']} answers reached the judge's max_tokens before a "
-                     "verdict line (judge.max_tokens)")  # fmt: skip
-    if details.get("decisive"):
-        notes.append(f"Position bias: {details['first_rate']:.0%} of {details['decisive']} "
-                     "decisive verdicts chose the answer shown first (about 50% without it)")  # fmt: skip
-    if details.get("agreement_rows"):
-        notes.append(f"The judge gave the same verdict in both orders on "
-                     f"{details['self_agreement']:.0%} of {details['agreement_rows']} rows "
-                     "(low agreement: position bias, and such a judge's wins cancel to ties)")  # fmt: skip
-    return notes
-
-
-def human_notes(details: Mapping[str, Any]) -> list[str]:
-    """The ratings behind the raters' verdict, and how far the raters (and the judge) agree."""
-    raters = details.get("raters") or []
-    notes = [f"{details.get('ratings', 0)} ratings by {len(raters)} rater(s); "
-             f"{details.get('not_rated', 0)} left unrated"]  # fmt: skip
-    for name, who in (("rater_agreement", "between raters"),
-                      ("judge_agreement", "humans vs the judge")):  # fmt: skip
-        agreement = details.get(name) or {}
-        if agreement.get("kappa") is not None:
-            notes.append(f"Cohen's kappa {who}: {agreement['kappa']:.2f} on "
-                         f"{agreement.get('pairs', 0)} rows")  # fmt: skip
-    return notes
-
-
-def preference_verdict(summary: PreferenceSummary) -> str:
-    if summary.n == 0:
-        return "no verdict could be read"
-    if not summary.significant:
-        return "no significant preference"
-    return f"{summary.favours} preferred"
-
-
-def evidence_rows(
-    heldout: Delta, sections: list[PreferenceSection], *, refs: tuple[str, str]
-) -> list[EvidenceRow]:
-    direction = "A better" if heldout.delta > 0 else "B better" if heldout.delta < 0 else "equal"
-    rows = [EvidenceRow("heldout", f"{direction} on {heldout.metric} ({heldout.delta:+.3f}, "
-                        f"{'significant' if heldout.significant else 'not significant'})",
-                        heldout.significant, direction.split()[0] if heldout.delta else "")]  # fmt: skip
-    found = {s.kind: s for s in sections}
-    for kind in PREFERENCE_KINDS:
-        section = found.get(kind)
-        if section is None:
-            how = HOW_TO_GET[kind].format(a=shlex.quote(refs[0]), b=shlex.quote(refs[1]))
-            rows.append(EvidenceRow(kind, f"not gathered: {how}", None))
-        else:
-            summary = section.summary
-            rows.append(EvidenceRow(kind, f"{section.verdict}: {section.described}",
-                                    summary.significant, summary.favours))  # fmt: skip
-    return rows
-
-
+# --------------------------------------------------------------------------- errors
 def write_a_errors(pair: PairedOutputs, out_dir: Path) -> str | None:
     """A's wrong rows (``sweep errors``), beside the report; the link to their summary."""
     if pair.a.adapter is None or pair.a.state is None:

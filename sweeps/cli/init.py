@@ -135,13 +135,8 @@ class DataFacts:
 
 def _data_facts(request: InitRequest, *, say: Callable[[str], None]) -> DataFacts:
     """The data's shape and rows, the task metric, and sequence_len from its token lengths."""
-    from trainers.data import (
-        FORMAT_ALIASES,
-        DataSettings,
-        choose_task_metric,
-        read_data,
-        split_heldout,
-    )
+    from trainers.data import choose_task_metric, read_data, split_heldout
+    from trainers.data_shapes import FORMAT_ALIASES, DataSettings
 
     settings = DataSettings(instruction=request.instruction, system_prompt=request.system_prompt)
     train = read_data(request.data, settings)
@@ -178,7 +173,7 @@ def _model_facts(
     """Token lengths under the model's template, its context, its linear layers, CUDA or not."""
     import torch
 
-    from sweeps.driver.preflight import linear_layer_names
+    from sweeps.driver.preflight_model import linear_layer_names
     from trainers.models import load_tokenizer, resolve_base_model
     from trainers.tokenize import resolve_template, tokenize_examples
 

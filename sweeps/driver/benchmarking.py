@@ -21,7 +21,7 @@ from evals.benchmark_plan import (
     primary_scores,
     write_samples,
 )
-from evals.benchmarks import BenchmarkScores, scored_in, scoring_dtype
+from evals.benchmark_scores import BenchmarkScores
 from evals.metric_keys import (
     BASE,
     COMPOSITE_FULL,
@@ -34,6 +34,7 @@ from evals.metric_keys import (
     with_group,
 )
 from evals.objective import REGRESSED, UNRESOLVED, guard_checks
+from evals.scoring_dtype import scored_in, scoring_dtype
 from evals.sequential import Looked, finalist_looks, score_in_looks
 from sweeps.console import Say
 from trainers.spec import TrialSpec

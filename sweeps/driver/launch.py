@@ -21,7 +21,7 @@ from typing import TYPE_CHECKING, Any
 
 from rich.console import Console
 
-from evals.benchmarks import BenchmarkScores
+from evals.benchmark_scores import BenchmarkScores
 from evals.metric_keys import PROXY
 from sweeps.config import ConfigError, SweepConfig, load_config, resolve_path
 from sweeps.console import Say
@@ -391,7 +391,7 @@ def prepare_for_sweep(
     prepared train and held-out files, and what the preparation did. The prepare: section is
     the steps of PrepareOptions as they are; the rest comes from data:, benchmarks: and the
     search space (rows are measured against its largest sequence_len)."""
-    from evals.benchmarks import BenchmarkError
+    from evals.benchmark_sources import BenchmarkError
     from sweeps.prepare import PrepareOptions, prepare_data
     from sweeps.search.space import candidate_values
 

@@ -75,7 +75,7 @@ class PrepareOptions(PrepareConfig):
     @classmethod
     def _columns_from_text(cls, value: object) -> object:
         """``--columns instruction=question,output=answer``: parsed, each name checked."""
-        from trainers.data import parse_columns
+        from trainers.data_shapes import parse_columns
 
         return parse_columns(value) if isinstance(value, str) else value
 

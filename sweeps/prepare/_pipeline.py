@@ -42,7 +42,8 @@ def check_output(out_dir: Path) -> None:
 def load_inputs(options: PrepareOptions, *, progress: Say) -> Loaded:
     """Every input file, the held-out file, the benchmark sources and the tokenizer."""
     from sweeps.prepare._read import read_file
-    from trainers.data import DataSettings, file_digest
+    from trainers.data import file_digest
+    from trainers.data_shapes import DataSettings
 
     settings = DataSettings(fmt=options.format, columns=dict(options.columns),
                             instruction=options.instruction, label_field=options.label_field)  # fmt: skip
@@ -86,7 +87,7 @@ def benchmark_files(tasks: tuple[str, ...], mirror: Path | None, *,
                     strict: bool = True) -> list[Path]:  # fmt: skip
     """The mirror's evaluation files (not training splits) for each task; ``strict``: a task
     without one is an error."""
-    from evals.benchmarks import MIRROR_FILES, MMLU_SPLITS
+    from evals.benchmark_sources import MIRROR_FILES, MMLU_SPLITS
 
     if not tasks:
         return []

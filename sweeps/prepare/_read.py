@@ -13,18 +13,9 @@ import re
 from pathlib import Path
 
 from sweeps.prepare._records import Record
-from trainers.data import (
-    ROW_KEY,
-    DataError,
-    DataSettings,
-    Example,
-    Reading,
-    Row,
-    read_rows,
-    row_number,
-    row_to_example,
-    text_examples,
-)
+from trainers.data import Example, row_to_example, text_examples
+from trainers.data_readers import ROW_KEY, DataError, Row, row_number
+from trainers.data_shapes import DataSettings, Reading, read_rows
 
 
 def read_file(

@@ -21,7 +21,7 @@ if TYPE_CHECKING:
     from peft import PeftModel
     from transformers import PreTrainedModel, PreTrainedTokenizerBase
 
-    from evals.benchmarks import BenchmarkScores
+    from evals.benchmark_scores import BenchmarkScores
 
 DEFAULT_TASKS = ("arc_challenge", "hellaswag", "mmlu", "truthfulqa_mc2")
 EVAL_EXPERIMENT = "lora-sweep-evals"  # the MLflow experiment `sweep eval` logs to
@@ -41,13 +41,8 @@ def evaluate_model(
     trust_remote_code: bool = False,
 ) -> EvalOutcome:  # fmt: skip
     """Check tasks and data, load the model (+ adapter) once, score it, log one MLflow run."""
-    from evals.benchmarks import (
-        check_data,
-        check_tasks,
-        mirror_directory,
-        score_benchmarks,
-        task_manager,
-    )
+    from evals.benchmark_sources import mirror_directory
+    from evals.benchmarks import check_data, check_tasks, score_benchmarks, task_manager
     from trainers.models import cache_root, resolve_base_model
 
     mirror_dir = mirror_directory(mirror)

@@ -22,7 +22,11 @@ from mlflow.entities import Metric, Param, RunTag
 from mlflow.tracking import MlflowClient
 
 from evals.metric_keys import RUNG
-from sweeps.config import ConfigError
+from sweeps.tracking.artifact_paths import (
+    checked_artifact_path,
+    default_artifact_root,
+    prepare_store,
+)
 from sweeps.tracking.provenance import flatten, is_secret, param_text, redacted
 
 if TYPE_CHECKING:
@@ -47,21 +51,6 @@ VIEW_TAG_PREFIX = "mlflow.sharedViewState."  # the UI's shared views: ?viewState
 GROUP_TAG = "sweep"  # on a sweep's parent run and trials only: the UI's view groups by it
 TRIALS_TABLE = "trials_table.json"  # the parent run's table of trials
 GENERATIONS_TABLE = "sample_generations.json"  # an MLflow table of held-out generations
-
-
-def default_artifact_root(tracking_uri: str) -> str | None:
-    """For a local sqlite store, artefacts go in ``artifacts/`` beside the database."""
-    if tracking_uri.startswith("sqlite:///"):
-        db = Path(tracking_uri.removeprefix("sqlite:///"))
-        return (db.resolve().parent / "artifacts").as_uri()
-    return None
-
-
-def prepare_store(tracking_uri: str) -> None:
-    if tracking_uri.startswith("sqlite:///"):
-        Path(tracking_uri.removeprefix("sqlite:///")).resolve().parent.mkdir(
-            parents=True, exist_ok=True
-        )
 
 
 class SweepTracker:
@@ -341,15 +330,6 @@ def recent_sweeps(tracking_uri: str, *, limit: int = 5) -> list[RecentSweep]:
         found.append(RecentSweep(run.info.experiment_id, run.info.run_name, run.info.run_id,
                                  run.data.tags.get("best_run_id"), min(pictures, default=None)))  # fmt: skip
     return found
-
-
-def checked_artifact_path(path: str) -> str:
-    """An artefact path relative to the run's root: no absolute path, '..', NUL or backslash."""
-    parts = path.split("/")
-    if not path or path.startswith("/") or "\x00" in path or "\\" in path or ".." in parts:
-        raise ConfigError(f"artifact path {path!r} must stay inside the run's artifacts "
-                          "(relative, no '..', NUL or backslash)")  # fmt: skip
-    return path
 
 
 def _cell(value: object) -> object:

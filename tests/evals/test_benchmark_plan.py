@@ -11,7 +11,7 @@ from evals.benchmark_plan import (
     item_scores,
     phase_metrics,
 )
-from evals.benchmarks import BenchmarkScores
+from evals.benchmark_scores import BenchmarkScores
 from evals.objective import guard_violations
 
 

@@ -9,15 +9,8 @@ from typing import Any
 import pytest
 import torch
 
-from evals.benchmarks import (
-    MIRROR_ENV,
-    BenchmarkError,
-    check_tasks,
-    mirror_directory,
-    score_benchmarks,
-    task_manager,
-    write_mirror_tasks,
-)
+from evals.benchmark_sources import MIRROR_ENV, BenchmarkError, mirror_directory
+from evals.benchmarks import check_tasks, score_benchmarks, task_manager, write_mirror_tasks
 from evals.metric_keys import bench_metrics
 from trainers.models import load_causal_lm, load_tokenizer
 
@@ -201,7 +194,7 @@ def test_a_hub_that_does_not_answer_skips_the_known_tasks_at_once_with_the_fix(
     port) skips every task with one reason; an answer (a listening port) leaves it to lm-eval."""
     import socket
 
-    from evals import benchmarks
+    from evals import benchmark_sources as sources
 
     for flag in ("HF_HUB_OFFLINE", "HF_DATASETS_OFFLINE", "HTTPS_PROXY", "https_proxy",
                  "ALL_PROXY", "all_proxy"):  # fmt: skip
@@ -209,23 +202,23 @@ def test_a_hub_that_does_not_answer_skips_the_known_tasks_at_once_with_the_fix(
     with socket.socket() as closed:
         closed.bind(("127.0.0.1", 0))
         port = closed.getsockname()[1]
-    monkeypatch.setattr(benchmarks, "HUB_ADDRESS", ("127.0.0.1", port))
+    monkeypatch.setattr(sources, "HUB_ADDRESS", ("127.0.0.1", port))
     tasks = ["arc_challenge", "hellaswag", "mmlu", "truthfulqa_mc2"]
-    reasons = benchmarks.known_offline_skips(tasks, None)
+    reasons = sources.known_offline_skips(tasks, None)
     assert reasons is not None and list(reasons) == tasks
     assert {r.split(": ", 1)[1] for r in reasons.values()} == {
         f"the Hugging Face Hub does not answer (127.0.0.1:{port} within 3 s) and no local mirror "
-        f"is set; set ${benchmarks.MIRROR_ENV} or benchmarks.mirror to a directory of Hugging "
+        f"is set; set ${sources.MIRROR_ENV} or benchmarks.mirror to a directory of Hugging "
         "Face-schema jsonl files"
     }
-    assert benchmarks.known_offline_skips(tasks, tmp_path) is None  # a mirror: lm-eval reads it
+    assert sources.known_offline_skips(tasks, tmp_path) is None  # a mirror: lm-eval reads it
     with socket.socket() as server:
         server.bind(("127.0.0.1", 0))
         server.listen()
-        monkeypatch.setattr(benchmarks, "HUB_ADDRESS", server.getsockname())
-        assert benchmarks.known_offline_skips(tasks, None) is None
+        monkeypatch.setattr(sources, "HUB_ADDRESS", server.getsockname())
+        assert sources.known_offline_skips(tasks, None) is None
     monkeypatch.setenv("HF_HUB_OFFLINE", "1")
-    flagged = benchmarks.known_offline_skips(tasks, None)
+    flagged = sources.known_offline_skips(tasks, None)
     assert flagged is not None and "the Hugging Face Hub is offline and" in flagged["mmlu"]
 
 
@@ -233,7 +226,7 @@ def test_scoring_dtype_and_a_copy_that_leaves_the_trained_weights_alone(tiny_mod
     """bf16 scoring runs on a copy: the fp32 weights a trial goes on to save are not rounded."""
     import torch
 
-    from evals.benchmarks import cpu_has_bf16, scored_in, scoring_dtype
+    from evals.scoring_dtype import cpu_has_bf16, scored_in, scoring_dtype
 
     model = load_causal_lm(tiny_model)
     before = {k: v.clone() for k, v in model.state_dict().items()}
@@ -317,7 +310,7 @@ def test_a_lora_model_is_scored_merged_and_the_trained_one_keeps_its_adapter(
     function to bf16 rounding; the trained model keeps its separate fp32 adapter."""
     from peft import LoraConfig, get_peft_model
 
-    from evals.benchmarks import scored_in
+    from evals.scoring_dtype import scored_in
 
     config = LoraConfig(r=4, target_modules="all-linear", init_lora_weights=False)
     tuned = get_peft_model(load_causal_lm(tiny_model), config).eval()

@@ -139,7 +139,8 @@ HAND_MADE = re.compile(
     r"""["'](?:base|best|bench|trials)/|f["'](?:bench|base|best|trials|heldout)/"""
 )
 KEYS_USERS = ["evals/benchmark_plan.py", "evals/gate.py", "evals/objective.py",
-              "sweeps/driver/benchmarking.py", "sweeps/ab/compare.py", "sweeps/driver/display.py",
+              "sweeps/driver/benchmarking.py", "sweeps/ab/compare.py",
+              "sweeps/ab/compare_assemble.py", "sweeps/driver/display.py",
               "sweeps/tracking/recorder.py", "sweeps/tracking/state.py"]  # fmt: skip
 
 

@@ -7,7 +7,7 @@ import math
 
 import pytest
 
-from evals.benchmarks import BenchmarkScores, fill_group_stderr, pool_group, proxy_samples
+from evals.benchmark_scores import BenchmarkScores, fill_group_stderr, pool_group, proxy_samples
 from evals.objective import (
     CLEARED,
     REGRESSED,

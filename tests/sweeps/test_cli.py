@@ -160,8 +160,9 @@ def test_a_field_added_to_an_options_model_is_a_new_flag(
     monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
 ) -> None:
     import sweeps.cli.main as cli
+    import sweeps.cli.verbs_sweep as verbs
 
-    monkeypatch.setattr(cli, "StatusOptions", VerboseStatus)  # what status() is annotated with
+    monkeypatch.setattr(verbs, "StatusOptions", VerboseStatus)  # what status() is annotated with
     with pytest.raises(SystemExit):
         main(["status", "--help"])
     text = capsys.readouterr().out

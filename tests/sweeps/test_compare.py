@@ -11,18 +11,12 @@ from typing import Any
 import pytest
 
 from evals.paired import compare_paired
-from sweeps.ab.compare import (
-    NO_ADAPTER,
-    Gathered,
-    ReportContext,
-    Side,
-    assemble,
-    skipped_benchmarks,
-    write_report,
-)
+from sweeps.ab.compare import skipped_benchmarks, write_report
+from sweeps.ab.compare_assemble import assemble
+from sweeps.ab.compare_report import Gathered, ReportContext
 from sweeps.cli.main import main
 from sweeps.serving.scoring import ItemScores, all_rows, cache_path, load_spec
-from sweeps.serving.sides import Turn, conversation
+from sweeps.serving.sides import NO_ADAPTER, Side, Turn, conversation
 from sweeps.tracking.state import SweepState, TrialRecord
 from tests.sweeps.conftest import HELDOUT_ROWS, dump_dom
 
@@ -282,7 +276,7 @@ def report(ab_report: dict[str, Any]) -> dict[str, Any]:
 
 
 def test_report_numbers_are_the_paired_test_on_every_heldout_row(report: dict[str, Any]) -> None:
-    from sweeps.ab.compare import utc
+    from sweeps.serving.sides import utc
 
     state, best = report["state"], report["best"]
     champion = cached_items(state, Path(best.adapter_path))

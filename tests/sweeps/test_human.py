@@ -14,7 +14,8 @@ import pytest
 
 from evals.preference import A_BETTER, B_BETTER, TIE
 from sweeps.ab.evidence import EVIDENCE_DIR, Evidence, load_evidence, save_evidence
-from sweeps.ab.human import COLUMNS, CUT_MARK, KEY_FILE, RATER_DIR, export_pairs, import_ratings
+from sweeps.ab.human import COLUMNS, CUT_MARK, KEY_FILE, RATER_DIR, export_pairs
+from sweeps.ab.human_import import import_ratings
 from sweeps.config import ConfigError
 from sweeps.serving.sides import paired_outputs, resolve_side
 from sweeps.tracking.state import SweepState

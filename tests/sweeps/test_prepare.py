@@ -274,7 +274,7 @@ def test_launch_refuses_training_rows_copied_from_the_heldout_set(
     from sweeps import launch_sweep
     from sweeps.config import config_from_dict
     from sweeps.driver.preflight import preflight
-    from trainers.data import DataError
+    from trainers.data_readers import DataError
 
     held = [json.loads(x) for x in (DATA / "heldout.jsonl").read_text().splitlines()[:8]]
     copied = next(h for h in held if len(h["input"].split()) >= 14)

@@ -25,7 +25,8 @@ from mlflow.tracking import MlflowClient
 
 from sweeps.cli.main import build_parser
 from sweeps.config import ConfigError, check_safe_name, load_config
-from sweeps.tracking.mlflow_facade import SweepTracker, checked_artifact_path
+from sweeps.tracking.artifact_paths import checked_artifact_path
+from sweeps.tracking.mlflow_facade import SweepTracker
 from sweeps.tracking.provenance import provenance_tags
 from sweeps.tracking.state import sweep_directory
 from sweeps.tracking.ui import ui_command
@@ -33,7 +34,8 @@ from tests.conftest import REPO, slice_embedded_data, tiny_sweep_config
 from tests.sweeps.conftest import refused_launch
 from tests.trainers.test_lora_trial import HPARAMS, make_spec
 from trainers.checkpoint import ADAPTER_DIR, TENSORS_FILE, load_checkpoint
-from trainers.data import DataError, load_examples
+from trainers.data import load_examples
+from trainers.data_readers import DataError
 from trainers.lora_trial import setup
 
 SOURCES = [

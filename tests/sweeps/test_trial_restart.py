@@ -19,7 +19,8 @@ from mlflow.tracking import MlflowClient
 from optuna.trial import TrialState
 
 from sweeps import launch_sweep
-from sweeps.cli.main import describe_restarts, main
+from sweeps.cli.main import main
+from sweeps.cli.verbs_sweep import describe_restarts
 from sweeps.tracking.state import SweepState, load_state, restores
 from tests.conftest import slice_embedded_data, tiny_sweep_config
 from tests.sweeps.conftest import result_rows

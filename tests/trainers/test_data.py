@@ -11,17 +11,9 @@ import pandas as pd
 import pytest
 
 from tests.conftest import write_jsonl
-from trainers.data import (
-    DataError,
-    DataFile,
-    DataSettings,
-    choose_task_metric,
-    detect_format,
-    load_examples,
-    parse_columns,
-    read_data,
-    split_heldout,
-)
+from trainers.data import DataFile, choose_task_metric, load_examples, read_data, split_heldout
+from trainers.data_readers import DataError
+from trainers.data_shapes import DataSettings, detect_format, parse_columns
 
 
 def roles(example) -> list[str]:  # type: ignore[no-untyped-def]

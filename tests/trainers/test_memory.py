@@ -10,7 +10,7 @@ from typing import Any
 import pytest
 
 from sweeps.config import Choice, ConfigError, SweepConfig, config_from_dict
-from sweeps.driver.preflight import fit_to_memory
+from sweeps.driver.preflight_model import fit_to_memory
 from trainers.memory import (
     OVERHEAD,
     MemoryEstimate,
