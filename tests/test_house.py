@@ -16,7 +16,7 @@ STILL_OVER: dict[str, int] = {}
 # ``# fmt: skip`` lines today, a cap that may only come down (issue 30's target: 50, each with a
 # reason). Formatting them away grows the modules by a quarter and turns packed keyword
 # arguments into runs of repeated lines: they go with the splits that pass typed options.
-FMT_SKIPS = 698
+FMT_SKIPS = 654
 
 
 def lines(path: Path) -> int:
@@ -26,6 +26,9 @@ def lines(path: Path) -> int:
 def test_the_formatter_is_not_switched_off_line_by_line() -> None:
     skips = {str(p.relative_to(REPO)): p.read_text().count("fmt: skip") for p in SOURCES}
     assert sum(skips.values()) <= FMT_SKIPS, {k: v for k, v in skips.items() if v}
+    assert sum(skips.values()) > FMT_SKIPS - 10, (
+        f"fewer now: lower FMT_SKIPS to {sum(skips.values())}"
+    )
 
 
 def test_no_module_grows_past_its_size() -> None:
