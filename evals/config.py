@@ -7,7 +7,7 @@ with the others into ``SweepConfig``. Standard library and pydantic only (no tor
 
 from __future__ import annotations
 
-from typing import Any, ClassVar, Literal
+from typing import ClassVar, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
@@ -93,7 +93,7 @@ class Objective(_Goal):
 
     @model_validator(mode="before")
     @classmethod
-    def _from_list(cls, value: Any) -> Any:
+    def _from_list(cls, value: object) -> object:
         """``[heldout/field_f1, {metric: cost/device_seconds, mode: min}]``: the first entry is
         the objective, the others ``also``."""
         if not isinstance(value, list):

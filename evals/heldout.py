@@ -3,11 +3,42 @@
 from __future__ import annotations
 
 import math
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any, Protocol, TypedDict
 
 from evals import metric_keys as keys
 from evals.metrics import exact_match, mean, score_items
+
+if TYPE_CHECKING:
+    import torch
+    from transformers import PreTrainedTokenizerBase
+
+# A causal LM: transformers' model for causal LM, or PEFT's PeftModel around one. Neither
+# library's types describe it: transformers' PreTrainedModel has no generate() (its
+# GenerationMixin is mixed into each architecture), PeftModel passes what it lacks on to the model
+# it wraps, and scoring reads the wrapped model's decoder and head.
+CausalLM = Any
+
+
+class TokenizedRow(Protocol):
+    """A tokenized example (trainers/tokenize.py's ``Tokenized``): labels -100 where no loss."""
+
+    @property
+    def input_ids(self) -> Sequence[int]: ...
+
+    @property
+    def labels(self) -> Sequence[int]: ...
+
+
+class ScoredItem(TypedDict):
+    """One generated held-out row and its scores."""
+
+    prompt: str
+    reference: str
+    prediction: str
+    score: float
+    exact_match: float
 
 
 @dataclass
@@ -17,7 +48,7 @@ class HeldoutScores:
     task_metric: str
     task_score: float
     exact_match: float
-    items: list[dict[str, Any]] = field(default_factory=list)
+    items: list[ScoredItem] = field(default_factory=list)
 
     def as_metrics(self) -> dict[str, float]:
         out = {keys.HELDOUT_LOSS: self.loss, keys.HELDOUT_PERPLEXITY: self.perplexity}
@@ -27,7 +58,7 @@ class HeldoutScores:
         return out
 
 
-def pad_batch(examples: list[Any], *, pad_id: int) -> dict[str, Any]:
+def pad_batch(examples: Sequence[TokenizedRow], *, pad_id: int) -> dict[str, torch.Tensor]:
     """Right-pad tokenized examples (``input_ids``/``labels``) to the longest; labels pad to -100."""
     import torch
 
@@ -46,7 +77,9 @@ def pad_batch(examples: list[Any], *, pad_id: int) -> dict[str, Any]:
 PLAIN_HEAD_MODELS = {"llama", "mistral", "qwen2", "qwen3"}
 
 
-def response_token_loss(model: Any, batch: dict[str, Any]) -> tuple[Any, int]:
+def response_token_loss(
+    model: CausalLM, batch: Mapping[str, torch.Tensor]
+) -> tuple[torch.Tensor, int]:
     """Summed next-token cross-entropy over labelled positions, and how many there are.
 
     For plain-head models only the labelled positions go through the LM head: prompts are most
@@ -63,14 +96,16 @@ def response_token_loss(model: Any, batch: dict[str, Any]) -> tuple[Any, int]:
     if getattr(inner.config, "model_type", "") in PLAIN_HEAD_MODELS:
         decoder = inner.get_decoder() or inner.base_model  # transformers 4.56's can be None
         hidden = decoder(**inputs, use_cache=False).last_hidden_state[:, :-1]
-        logits = inner.get_output_embeddings()(hidden[keep])
+        logits: torch.Tensor = inner.get_output_embeddings()(hidden[keep])
     else:
         logits = model(**inputs, use_cache=False).logits[:, :-1][keep]
     loss = torch.nn.functional.cross_entropy(logits.float(), labels[keep], reduction="sum")
     return loss, int(keep.sum())
 
 
-def heldout_loss(model: Any, examples: list[Any], *, batch_size: int, pad_id: int) -> float:
+def heldout_loss(
+    model: CausalLM, examples: Sequence[TokenizedRow], *, batch_size: int, pad_id: int
+) -> float:
     """Mean cross-entropy over response tokens (teacher forcing), weighted by token."""
     import torch
 
@@ -87,7 +122,12 @@ def heldout_loss(model: Any, examples: list[Any], *, batch_size: int, pad_id: in
 
 
 def generate_greedy(
-    model: Any, tokenizer: Any, prompts: list[str], *, max_new_tokens: int, batch_size: int
+    model: CausalLM,
+    tokenizer: PreTrainedTokenizerBase,
+    prompts: list[str],
+    *,
+    max_new_tokens: int,
+    batch_size: int,
 ) -> list[str]:
     """Greedy completions for ``prompts``, batched with left padding."""
     import torch
@@ -122,10 +162,10 @@ def generate_greedy(
 
 
 def score_heldout(
-    model: Any,
-    tokenizer: Any,
+    model: CausalLM,
+    tokenizer: PreTrainedTokenizerBase,
     *,
-    tokenized: list[Any],
+    tokenized: Sequence[TokenizedRow],
     prompts: list[str],
     references: list[str],
     task_metric: str,
@@ -134,7 +174,7 @@ def score_heldout(
 ) -> HeldoutScores:
     """Loss and perplexity on every held-out row; the task metric on ``prompts`` by generation."""
     loss = heldout_loss(model, tokenized, batch_size=batch_size, pad_id=tokenizer.pad_token_id)
-    items: list[dict[str, Any]] = []
+    items: list[ScoredItem] = []
     task_score = exact = float("nan")
     if prompts:
         predictions = generate_greedy(

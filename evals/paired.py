@@ -16,7 +16,11 @@ from __future__ import annotations
 import math
 from collections.abc import Mapping
 from dataclasses import asdict, dataclass
-from typing import Any
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    import numpy as np
+    from numpy.typing import NDArray
 
 MCNEMAR, BOOTSTRAP = "mcnemar", "bootstrap"
 
@@ -52,7 +56,7 @@ class PairedComparison:
         improved = self.delta > 0 if mode == "max" else self.delta < 0
         return improved and self.significant()
 
-    def to_json(self) -> dict[str, Any]:
+    def to_json(self) -> dict[str, object]:
         return asdict(self)
 
 
@@ -97,7 +101,7 @@ def compare_paired(
 
 
 def _bootstrap_interval(
-    diffs: Any, *, confidence: float, resamples: int, seed: int
+    diffs: NDArray[np.float64], *, confidence: float, resamples: int, seed: int
 ) -> tuple[float, float]:
     """Percentile bootstrap interval of the mean difference; a constant difference is exact."""
     import numpy as np

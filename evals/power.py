@@ -38,9 +38,12 @@ import statistics
 from collections.abc import Sequence
 from dataclasses import dataclass
 from functools import lru_cache
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
+    import numpy as np
+    from numpy.typing import NDArray
+
     from evals.paired import PairedComparison
 
 ALPHA = 0.05
@@ -236,7 +239,7 @@ def look_sizes(target: int, *, first: int, looks: int) -> list[int]:
 
 
 @lru_cache(maxsize=32)
-def _critical_counts(k_max: int, alpha: float) -> Any:
+def _critical_counts(k_max: int, alpha: float) -> NDArray[np.int64]:
     """c_k for k = 0..k_max: the smallest worse count w > k/2 with two-sided exact p < alpha;
     k + 1 (unreachable) where there is none. Read-only."""
     import numpy as np
@@ -244,8 +247,9 @@ def _critical_counts(k_max: int, alpha: float) -> Any:
 
     k = np.arange(k_max + 1)
 
-    def p_value(w: Any) -> Any:
-        return np.minimum(1.0, 2.0 * stats.binom.sf(w - 1, k, 0.5))
+    def p_value(w: NDArray[np.int64]) -> NDArray[np.float64]:
+        p: NDArray[np.float64] = np.minimum(1.0, 2.0 * stats.binom.sf(w - 1, k, 0.5))
+        return p
 
     guess = np.nan_to_num(stats.binom.ppf(1.0 - alpha / 2.0, k, 0.5), nan=0.0)
     counts = np.maximum(guess.astype(np.int64), k // 2 + 1)  # ppf + 1 is the answer, up to 1 off
@@ -256,7 +260,9 @@ def _critical_counts(k_max: int, alpha: float) -> Any:
     return counts
 
 
-def _reject_given_discordant(k_max: int, *, drop: float, churn: float, alpha: float) -> Any:
+def _reject_given_discordant(
+    k_max: int, *, drop: float, churn: float, alpha: float
+) -> NDArray[np.float64]:
     """P(W >= c_k | K = k) for k = 0..k_max: the test rejects with the candidate worse."""
     import numpy as np
     from scipy import stats

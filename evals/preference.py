@@ -15,9 +15,13 @@ from __future__ import annotations
 import math
 from collections.abc import Mapping, Sequence
 from dataclasses import asdict, dataclass
-from typing import Any
+from typing import TYPE_CHECKING
 
 from evals.paired import PairedComparison, compare_paired
+
+if TYPE_CHECKING:
+    import numpy as np
+    from numpy.typing import NDArray
 
 A_BETTER, TIE, B_BETTER = 1, 0, -1
 OUTCOMES = {A_BETTER: "A", TIE: "tie", B_BETTER: "B"}
@@ -58,7 +62,7 @@ class PreferenceSummary:
         return (f"A won {self.wins}, tied {self.ties}, lost {self.losses} of {self.n}{unread}; "
                 f"{rate}; sign test p={self.p_value:.3g} ({verdict})")  # fmt: skip
 
-    def to_json(self) -> dict[str, Any]:
+    def to_json(self) -> dict[str, object]:
         return asdict(self)
 
     def as_metrics(self, source: str) -> dict[str, float]:
@@ -177,7 +181,9 @@ def bradley_terry(
     return sorted(out, key=lambda s: -s.score)
 
 
-def _bt_fit(matches: Sequence[Match], models: list[str], *, iterations: int = 200) -> Any:
+def _bt_fit(
+    matches: Sequence[Match], models: list[str], *, iterations: int = 200
+) -> NDArray[np.float64]:
     """Hunter's MM iterations for Bradley-Terry, ties half a win to each side; log strengths
     centred at 0 (a model with no win is held at a small floor, not minus infinity)."""
     import numpy as np

@@ -7,7 +7,7 @@ from __future__ import annotations
 
 from collections import defaultdict
 from collections.abc import Iterator
-from typing import TYPE_CHECKING, Any, Protocol, TypeGuard
+from typing import TYPE_CHECKING, Protocol, TypeGuard
 
 if TYPE_CHECKING:
     import torch
@@ -19,9 +19,15 @@ class ScoringLM(Protocol):
     cache hook its answers are recorded through."""
 
     batch_size: int
-    device: Any
+    device: torch.device | str
     model: torch.nn.Module
-    cache_hook: Any
+    cache_hook: CacheHook
+
+
+class CacheHook(Protocol):
+    """lm-eval's CacheHook: where an answer is recorded against its request."""
+
+    def add_partial(self, attr: str, req: tuple[str, str], res: Answer) -> None: ...
 
 
 # lm-eval's log-likelihood request: ((context, continuation) text, context tokens, continuation

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import shutil
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -24,7 +25,7 @@ class TrialOutcome:
     history: list[dict[str, float]] = field(default_factory=list)
 
 
-def validate_config(config: str | Path | dict[str, Any]) -> SweepConfig:
+def validate_config(config: str | Path | dict[str, object]) -> SweepConfig:
     """A checked config; raises ConfigError with one line per problem."""
     return coerce_config(config)[0]
 
@@ -37,7 +38,7 @@ def best_trial(sweep: str, *, state_dir: str | Path = DEFAULT_STATE_DIR) -> Tria
     return load_state(sweep, state_dir=Path(state_dir)).best_trial()
 
 
-def fill_hyperparameters(config: SweepConfig, given: dict[str, Any]) -> Hyperparameters:
+def fill_hyperparameters(config: SweepConfig, given: Mapping[str, object]) -> Hyperparameters:
     """Given values, else the config's fixed values (or single choices); searched knobs must be
     given. Checked and typed as a trial's are (:meth:`Hyperparameters.from_trial`)."""
     unknown = set(given) - set(HYPERPARAMETERS)
@@ -45,7 +46,7 @@ def fill_hyperparameters(config: SweepConfig, given: dict[str, Any]) -> Hyperpar
         raise ConfigError(
             f"unknown hyperparameters {sorted(unknown)}; known: {list(HYPERPARAMETERS)}"
         )
-    values = dict(given)
+    values: dict[str, Any] = dict(given)  # as given: from_trial checks them, after fixed_value
     for knob, spec in active_specs(config).items():
         if knob not in values:
             values[knob] = fixed_value(knob, spec, lora_r=values.get("lora_r"))
@@ -60,8 +61,8 @@ def fill_hyperparameters(config: SweepConfig, given: dict[str, Any]) -> Hyperpar
 
 
 def run_trial(
-    config: str | Path | SweepConfig | dict[str, Any],
-    hyperparameters: dict[str, Any],
+    config: str | Path | SweepConfig | dict[str, object],
+    hyperparameters: Mapping[str, object],
     *,
     output_dir: str | Path,
     train: str | Path | None = None,

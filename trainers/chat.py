@@ -18,12 +18,15 @@ import threading
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 from trainers.tokenize import ALPACA_USER
 
 if TYPE_CHECKING:
+    import torch
     from transformers import PreTrainedModel, PreTrainedTokenizerBase
+
+    from evals.heldout import CausalLM
 
 BASE_NAME = "base"
 ROLES = ("system", "user", "assistant")
@@ -99,7 +102,7 @@ class ChatModel:
         self.base_path = base
         device = device or default_device()
         model = load_causal_lm(base, trust_remote_code=trust_remote_code, device=device)
-        self.model: Any = _with_adapters(model, adapters)
+        self.model: CausalLM = _with_adapters(model, adapters)
         self.adapters = dict(adapters)
         self.device = device
         self._lock = threading.Lock()
@@ -218,7 +221,9 @@ class _EndEarly:
         self.stop = stop
         self.reason: str | None = None
 
-    def __call__(self, input_ids: Any, scores: Any, **kwargs: Any) -> Any:
+    def __call__(
+        self, input_ids: torch.Tensor, scores: torch.Tensor, **kwargs: object
+    ) -> torch.Tensor:
         import torch
 
         self.reason = self.reason or self.stop.reason()
@@ -246,8 +251,8 @@ def check_messages(messages: Sequence[Mapping[str, str]]) -> list[dict[str, str]
     return turns
 
 
-def generation_options(tokenizer: PreTrainedTokenizerBase, sampling: Sampling) -> dict[str, Any]:
-    options: dict[str, Any] = {
+def generation_options(tokenizer: PreTrainedTokenizerBase, sampling: Sampling) -> dict[str, object]:
+    options: dict[str, object] = {
         "max_new_tokens": sampling.max_tokens,
         "pad_token_id": tokenizer.pad_token_id,
         "eos_token_id": tokenizer.eos_token_id,
@@ -267,7 +272,7 @@ def _cut_at_stop(text: str, stop: Sequence[str]) -> tuple[str, bool]:
     return (text[: min(found)], True) if found else (text, False)
 
 
-def _with_adapters(model: PreTrainedModel, adapters: Mapping[str, Path]) -> Any:
+def _with_adapters(model: PreTrainedModel, adapters: Mapping[str, Path]) -> CausalLM:
     """The model with each adapter loaded under its name (the model itself without any)."""
     if not adapters:
         return model.eval()

@@ -17,10 +17,10 @@ from __future__ import annotations
 
 import json
 from collections import Counter
-from collections.abc import Mapping, Sequence
+from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING
 
 from evals.metrics import field_pairs, normalize_text, parse_json_object
 from sweeps.config import ConfigError
@@ -28,6 +28,9 @@ from sweeps.console import Say
 from sweeps.report_templates import clip, template_env
 from sweeps.serving.sides import BASE, Turn, conversation, resolve_side, slug
 from trainers.spec import TrialSpec
+
+if TYPE_CHECKING:
+    from sweeps.serving.scoring import ScoredRow
 
 BANDS = ("0", "(0, 0.5)", "[0.5, 1)")  # the wrong rows' task-metric scores
 THIRDS = ("short", "medium", "long")  # input length, in thirds of all rows
@@ -106,7 +109,7 @@ class ErrorAnalysis:
     def error_rate(self) -> float:
         return self.wrong / self.rows if self.rows else 0.0
 
-    def to_dict(self) -> dict[str, Any]:
+    def to_dict(self) -> dict[str, object]:
         data = asdict(self)
         data["error_rate"] = self.error_rate
         for name in ("lengths", "labels"):
@@ -116,7 +119,7 @@ class ErrorAnalysis:
 
 
 def analyse_errors(
-    items: Sequence[Mapping[str, Any]], *, metric: str, label_field_present: bool = False
+    items: Sequence[ScoredRow], *, metric: str, label_field_present: bool = False
 ) -> ErrorAnalysis:
     """Group the rows scoring below 1 on the task metric. ``items``: scored held-out rows (``id``,
     ``prompt``, ``reference``, ``prediction``, ``score``). ``label_field_present``: the data names
@@ -205,7 +208,7 @@ def is_json_object(text: str) -> bool:
 
 
 def row_error(
-    item: Mapping[str, Any], *, turns: list[Turn], length: int, third: int, label: str | None,
+    item: ScoredRow, *, turns: list[Turn], length: int, third: int, label: str | None,
     json_task: bool,
 ) -> RowError:  # fmt: skip
     reference, prediction = str(item["reference"]), str(item["prediction"])
@@ -337,7 +340,7 @@ def chat_row(error: RowError) -> dict[str, list[dict[str, str]]]:
     return {"messages": [*turns, {"role": "assistant", "content": error.reference}]}
 
 
-def detail_row(error: RowError) -> dict[str, Any]:
+def detail_row(error: RowError) -> dict[str, object]:
     data = asdict(error)
     data["prompt"] = data.pop("turns")
     return data

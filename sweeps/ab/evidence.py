@@ -10,9 +10,9 @@ for (B, A) is read back for (A, B) with every outcome turned round.
 from __future__ import annotations
 
 import json
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
 
 from evals.preference import PreferenceSummary, summarize
 from sweeps.serving.sides import Side, pair_key
@@ -34,7 +34,7 @@ class Evidence:
     source: str  # the judge model and rubric, or the ratings' directory and raters
     created: str
     run_id: str = ""  # the MLflow run holding the details (verdicts with rationale, ratings)
-    details: dict[str, Any] = field(default_factory=dict)  # agreement, raters, ...
+    details: Mapping[str, object] = field(default_factory=dict)  # agreement, raters, ...
 
     def summary(self) -> PreferenceSummary:
         return summarize(self.outcomes, unparsed=self.unparsed)
@@ -59,7 +59,7 @@ def save_evidence(home: SweepState, a: Side, b: Side, evidence: Evidence) -> Pat
     one passes leaves a trace."""
     path = evidence_path(home, pair_key(a, b), evidence.kind)
     path.parent.mkdir(parents=True, exist_ok=True)
-    history: list[dict[str, Any]] = []
+    history: list[dict[str, object]] = []
     if path.is_file():
         earlier = json.loads(path.read_text())
         history = [{k: earlier.get(k) for k in ("a", "b", "source", "created", "run_id",

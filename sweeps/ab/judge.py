@@ -23,7 +23,7 @@ from concurrent.futures import ThreadPoolExecutor, as_completed
 from dataclasses import asdict, dataclass, field
 from itertools import combinations
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Protocol
+from typing import TYPE_CHECKING, Protocol
 
 from evals import metric_keys as keys
 from evals.judge import (
@@ -260,7 +260,7 @@ class Verdict:
     answer_ba: str
     finish: tuple[str, str] = ("stop", "stop")  # how each answer ended: stop | length | error
 
-    def row(self) -> dict[str, Any]:
+    def row(self) -> dict[str, object]:
         return {**asdict(self), "rationale_ab": rationale(self.answer_ab),
                 "rationale_ba": rationale(self.answer_ba)}  # fmt: skip
 

@@ -12,21 +12,22 @@ from __future__ import annotations
 import tempfile
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
 
+from sweeps.console import Say
 from sweeps.driver.estimate import SweepEstimate, estimate_sweep
 from sweeps.driver.preflight import LaunchPlan, available_cpus, coerce_config, preflight
+from trainers.timing import TrialTiming
 
 
 @dataclass(frozen=True)
 class DryRun:
     plan: LaunchPlan
-    timing: Any  # trainers.timing.TrialTiming
+    timing: TrialTiming
     estimate: SweepEstimate
 
 
 def dry_run(
-    config: str | Path, *, say: Any = print, num_gpus: int | None = None, cpus: int | None = None
+    config: str | Path, *, say: Say = print, num_gpus: int | None = None, cpus: int | None = None
 ) -> DryRun:
     """Every launch check, then a timed short trial and the sweep's estimate."""
     from sweeps.driver.launch import prepare_for_sweep
@@ -71,7 +72,7 @@ def driver_benchmark_documents(plan: LaunchPlan) -> int:
     return bench.finalists * sum(final.values()) + base
 
 
-def timed_trial(plan: LaunchPlan, *, say: Any) -> Any:
+def timed_trial(plan: LaunchPlan, *, say: Say) -> TrialTiming:
     from sweeps.search.space import representative_hparams
     from trainers.timing import time_trial
 

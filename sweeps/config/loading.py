@@ -3,8 +3,8 @@ the file, the line and the field."""
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from pathlib import Path
-from typing import Any
 
 import yaml
 from pydantic import ValidationError
@@ -33,7 +33,7 @@ def load_config(path: str | Path) -> SweepConfig:
         raise ConfigError(_format_errors(exc, path=path, text=text)) from None
 
 
-def config_from_dict(raw: dict[str, Any], *, source: str = "<config>") -> SweepConfig:
+def config_from_dict(raw: Mapping[str, object], *, source: str = "<config>") -> SweepConfig:
     """Validate an in-memory config (the Python API's entry)."""
     try:
         return SweepConfig.model_validate(raw)
@@ -57,17 +57,17 @@ def _format_errors(exc: ValidationError, *, path: Path, text: str | None) -> str
     return "\n".join(dict.fromkeys(lines))
 
 
-def _is_union_tag(part: Any) -> bool:
+def _is_union_tag(part: object) -> bool:
     tags = ("LogUniform", "Uniform", "IntRange", "Choice", "RatioOfR", "float", "int")
     return isinstance(part, str) and (
         part in tags or part.startswith(("function-", "asha", "none"))
     )
 
 
-def _yaml_line(text: str, loc: tuple[Any, ...]) -> int | None:
+def _yaml_line(text: str, loc: tuple[int | str, ...]) -> int | None:
     """The 1-based line in the YAML source of the deepest mapping key on ``loc``."""
     try:
-        node: Any = yaml.compose(text, Loader=yaml.SafeLoader)
+        node = yaml.compose(text, Loader=yaml.SafeLoader)
     except yaml.YAMLError:
         return None
     line = None

@@ -51,7 +51,7 @@ class IntRange(Section):
 
 class Choice(Section):
     type: Literal["choice"]
-    values: list[Any]
+    values: list[Any]  # as written; each knob's validator checks them, nothing coerces them
 
 
 class RatioOfR(Section):
@@ -77,7 +77,7 @@ SPEC_TYPES: dict[str, type[BaseModel]] = {
 YAML11_FLOAT = re.compile(r"^[-+]?(\d+\.?\d*|\.\d+)[eE][-+]?\d+$")
 
 
-def yaml_number(value: Any) -> Any:
+def yaml_number(value: object) -> object:
     """``1e-4`` as the number it is: PyYAML follows YAML 1.1, which reads an exponent without a
     dot (``1e-4``, ``3e-5``) as a string; YAML 1.2 and every fine-tuning guide mean a number."""
     if isinstance(value, str) and YAML11_FLOAT.match(value.strip()):
@@ -85,7 +85,7 @@ def yaml_number(value: Any) -> Any:
     return value
 
 
-def _expand_shorthand(value: Any) -> Any:
+def _expand_shorthand(value: object) -> object:
     """A list means a categorical choice; a scalar a fixed value; a mapping names its ``type``.
 
     Resolving the mapping here (not through pydantic's union) keeps errors to one line each.
@@ -178,15 +178,17 @@ def _no_ratio(spec: RatioOfR) -> RatioOfR:
     raise ValueError(f"'ratio_of_r' is only allowed for {', '.join(RATIO_KNOBS)}")
 
 
-def _target_choice(value: Any) -> Any:
+def _target_choice(value: object) -> Choice | str:
     """search_space.lora_target_modules: a choice among target sets, each a preset
     ("all-linear", "attention") or module names joined by commas ("q_proj,v_proj")."""
 
-    def one(item: Any) -> str:
-        valid = isinstance(item, str) or (
-            isinstance(item, list) and all(isinstance(n, str) for n in item)
+    def one(item: object) -> str:
+        names = (
+            split_targets(item)
+            if isinstance(item, str)
+            or (isinstance(item, list) and all(isinstance(n, str) for n in item))
+            else []
         )
-        names = split_targets(item) if valid else []
         if not names:
             raise ValueError(
                 f"a target set is a preset (all-linear, attention) or module names "
@@ -237,7 +239,8 @@ def _number(bound: object) -> float:
 
 
 def _spec_type(field: FieldInfo) -> Any:
-    """What search_space accepts for the knob: target sets, or numbers within its domain."""
+    """What search_space accepts for the knob: target sets, or numbers within its domain (a
+    type expression, for create_model: there is no static type of type expressions yet)."""
     search = _search_of(field)
     if search.target_sets:
         return TargetSets
@@ -251,7 +254,7 @@ def _spec_type(field: FieldInfo) -> Any:
     return Annotated[ParamSpec, _Shorthand, AfterValidator(check)]
 
 
-def _field(field: FieldInfo) -> tuple[Any, Any]:
+def _field(field: FieldInfo) -> tuple[object, object]:
     """A knob's search_space field: its spec type and default (None: training's value holds)."""
     spec_type, search = _spec_type(field), _search_of(field)
     if search.default is not None:

@@ -12,8 +12,9 @@ from __future__ import annotations
 import json
 import threading
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
+from evals.heldout import ScoredItem
 from evals.metric_keys import BASE, LOWER_IS_BETTER, with_group
 from evals.objective import COMPOSITE
 from sweeps.console import Say
@@ -24,7 +25,7 @@ from sweeps.tracking.state import SweepState, write_json_atomic
 if TYPE_CHECKING:
     from sweeps.tracking.mlflow_facade import SweepTracker
 
-Scores = tuple[dict[str, float], list[dict[str, Any]]]
+Scores = tuple[dict[str, float], list[ScoredItem]]
 
 
 def cache_file(plan: LaunchPlan) -> Path:

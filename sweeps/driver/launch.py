@@ -17,7 +17,7 @@ import time
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, replace
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 from rich.console import Console
 
@@ -72,7 +72,7 @@ class Driver:
 
 # --------------------------------------------------------------------------- entries
 def launch_sweep(
-    config: str | Path | SweepConfig | dict[str, Any],
+    config: str | Path | SweepConfig | dict[str, object],
     *,
     name: str | None = None,
     state_dir: str | Path | None = None,

@@ -10,7 +10,7 @@ from __future__ import annotations
 import json
 import shutil
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 import yaml
 
@@ -47,7 +47,7 @@ def data_paths(plan: LaunchPlan) -> dict[str, Path]:
     return paths
 
 
-def resolved_config(plan: LaunchPlan) -> dict[str, Any]:
+def resolved_config(plan: LaunchPlan) -> dict[str, object]:
     """The config as the trials run it: data paths, task metric and objective resolved."""
     raw = plan.config.model_dump(mode="json")
     raw["data"]["train"] = plan.spec.data.train
@@ -57,7 +57,7 @@ def resolved_config(plan: LaunchPlan) -> dict[str, Any]:
     return raw
 
 
-def relaunch_config(plan: LaunchPlan) -> dict[str, Any]:
+def relaunch_config(plan: LaunchPlan) -> dict[str, object]:
     """The config ``sweep resume`` re-checks: as launched, with absolute data paths (the
     prepared files, when a prepare: section made them; it is not run twice)."""
     data = {"train": plan.spec.data.train, "heldout": plan.spec.data.heldout}
@@ -66,7 +66,7 @@ def relaunch_config(plan: LaunchPlan) -> dict[str, Any]:
     return config.model_dump(mode="json", exclude_unset=False)
 
 
-def write_sweep_files(plan: LaunchPlan, directory: Path) -> dict[str, Any]:
+def write_sweep_files(plan: LaunchPlan, directory: Path) -> dict[str, object]:
     """The sweep directory's config.yaml (resolved), launch_config.yaml (for resume) and
     trial_spec.json (for promote and compare); returns the resolved config."""
     resolved = resolved_config(plan)

@@ -23,7 +23,7 @@ import tempfile
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 from evals.gate import GateDecision, promotion_gate
 from evals.objective import guard_violations
@@ -289,7 +289,7 @@ def write_version_files(
 
 def eval_summary(
     candidate: Candidate, decision: GateDecision, *, scores: tuple[ItemScores, ItemScores]
-) -> dict[str, Any]:
+) -> dict[str, object]:
     record = candidate.record
     return {
         "sweep": candidate.state.name, "trial_id": record.trial_id, "run_id": record.run_id,

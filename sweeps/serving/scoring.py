@@ -13,8 +13,9 @@ import json
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
+from evals.heldout import ScoredItem
 from sweeps.console import Say
 from sweeps.tracking.state import SweepState, write_json_atomic
 from trainers.spec import TrialSpec
@@ -26,16 +27,30 @@ if TYPE_CHECKING:
 ADAPTER_FILES = ("adapter_config.json", "adapter_model.safetensors")
 
 
+class ScoredRow(ScoredItem):
+    """A held-out row's scores with the row's id (:func:`_item_id`): what a paired test pairs."""
+
+    id: str
+
+
 @dataclass(frozen=True)
 class ItemScores:
     """One model's scores on every held-out row: the means, and one dict per row."""
 
     metrics: dict[str, float]
-    items: list[dict[str, Any]]
+    items: list[ScoredRow]
 
     def by_item(self, key: str = "score") -> dict[str, float]:
-        """``{item id: value}``: what a paired test compares."""
-        return {item["id"]: float(item[key]) for item in self.items}
+        """``{item id: value}``: what a paired test compares (``key``: score or exact_match)."""
+        return {item["id"]: _value(item, key) for item in self.items}
+
+
+def _value(item: ScoredRow, key: str) -> float:
+    if key == "score":
+        return float(item["score"])
+    if key == "exact_match":
+        return float(item["exact_match"])
+    raise KeyError(key)
 
 
 def load_spec(state: SweepState) -> TrialSpec:
@@ -152,7 +167,9 @@ def _score(
             with_adapter = _with_adapter(model, adapter)
             scores = scorer.score(with_adapter.eval())
             _take_off(with_adapter)  # the bare base again (in place), for the next adapter
-        items = [{"id": _item_id(i, item), **item} for i, item in enumerate(scores.items)]
+        items: list[ScoredRow] = [
+            {"id": _item_id(i, item), **item} for i, item in enumerate(scores.items)
+        ]
         out[label] = ItemScores(metrics=scores.as_metrics(), items=items)
     return out
 
@@ -178,7 +195,7 @@ def _take_off(model: PeftModel) -> None:
     tuner.unload()
 
 
-def _item_id(index: int, item: Mapping[str, Any]) -> str:
+def _item_id(index: int, item: ScoredItem) -> str:
     """Row number plus a digest of its prompt and reference: ids match only on the same rows."""
     text = json.dumps([item["prompt"], item["reference"]])
     return f"{index:05d}-{hashlib.sha256(text.encode()).hexdigest()[:8]}"

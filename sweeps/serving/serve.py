@@ -29,11 +29,16 @@ import threading
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Literal
 
 from sweeps.config import ConfigError
 from sweeps.serving.serve_limits import ServeLimits
 from sweeps.tracking.ui import LOOPBACK
+
+if TYPE_CHECKING:
+    from types import FrameType
+
+    from starlette.types import ASGIApp
 
 LOOPBACK_HOSTS = (LOOPBACK, "::1", "localhost")
 SERVE_PORT = 8000  # vLLM's and most OpenAI-compatible servers' default
@@ -193,14 +198,14 @@ def serve(
     return 0
 
 
-def run_until_stopped(app: Any, *, host: str, port: int, shutdown: threading.Event) -> None:
+def run_until_stopped(app: ASGIApp, *, host: str, port: int, shutdown: threading.Event) -> None:
     """uvicorn until SIGTERM or Ctrl-C. The signal sets ``shutdown`` (the answer being generated
     ends at its next token, with a 503), open requests get ``STOP_GRACE`` seconds, and a process
     still held after that (a long prompt's first forward pass cannot be cut) exits anyway."""
     import uvicorn
 
     class StoppingServer(uvicorn.Server):
-        def handle_exit(self, sig: int, frame: Any) -> None:
+        def handle_exit(self, sig: int, frame: FrameType | None) -> None:
             if not shutdown.is_set():
                 shutdown.set()
                 print("Stopping: the answer being generated ends now ...", flush=True)

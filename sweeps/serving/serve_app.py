@@ -17,24 +17,21 @@ import math
 import secrets
 import threading
 import time
-from collections.abc import Awaitable, Callable, Iterator, MutableMapping
-from typing import Any, TypeVar
+from collections.abc import Callable, Iterator
+from typing import TypedDict, TypeVar
 
 from fastapi import Depends, FastAPI, HTTPException, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse, StreamingResponse
 from pydantic import BaseModel, ConfigDict, Field
 from starlette.exceptions import HTTPException as StarletteHTTPException
+from starlette.types import ASGIApp, Receive, Scope, Send
+from starlette.types import Message as ASGIMessage
 
 from sweeps.serving.serve_limits import ServeLimits
-from trainers.chat import ChatModel, Stop
+from trainers.chat import ChatModel, Sampling, Stop
 
 T = TypeVar("T")
-Scope = MutableMapping[str, Any]
-Message_ = MutableMapping[str, Any]
-Receive = Callable[[], Awaitable[Message_]]
-Send = Callable[[Message_], Awaitable[None]]
-ASGIApp = Callable[[Scope, Receive, Send], Awaitable[None]]
 
 
 class ServeError(Exception):
@@ -136,7 +133,7 @@ class BodyLimit:
             return
         seen = 0
 
-        async def counted() -> Message_:  # a body sent in chunks, without a Content-Length
+        async def counted() -> ASGIMessage:  # a body sent in chunks, without a Content-Length
             nonlocal seen
             message = await receive()
             seen += len(message.get("body", b""))
@@ -170,7 +167,7 @@ class Message(BaseModel):
 
     model_config = ConfigDict(extra="ignore")
     role: str
-    content: str | list[dict[str, Any]] | None = None
+    content: str | list[dict[str, object]] | None = None
 
     def as_turn(self) -> dict[str, str]:
         """role/content text: ``developer`` is the system turn, text parts are joined."""
@@ -200,8 +197,8 @@ class ChatRequest(BaseModel):
     n: int = Field(1, ge=1, le=1)
     stream: bool = False
     # what this server does not do is refused, not silently ignored
-    tools: list[Any] | None = None
-    response_format: dict[str, Any] | None = None
+    tools: list[object] | None = None
+    response_format: dict[str, object] | None = None
     logprobs: bool | None = None
 
     def unsupported(self) -> str | None:
@@ -210,6 +207,30 @@ class ChatRequest(BaseModel):
         if self.response_format and self.response_format.get("type") not in (None, "text"):
             return "response_format"
         return "logprobs" if self.logprobs else None
+
+
+class Usage(TypedDict):
+    prompt_tokens: int
+    completion_tokens: int
+    total_tokens: int
+
+
+class Choice(TypedDict):
+    index: int
+    message: dict[str, str]  # role, content
+    finish_reason: str  # stop | length
+    logprobs: None
+
+
+class ChatCompletion(TypedDict):
+    """OpenAI's chat-completion response, as this server answers it."""
+
+    id: str
+    object: str
+    created: int
+    model: str
+    choices: list[Choice]
+    usage: Usage
 
 
 def build_app(
@@ -256,19 +277,19 @@ def build_app(
                                        "type": "server_error"}}, status_code=500)  # fmt: skip
 
     @app.get("/health")
-    def health() -> dict[str, Any]:
+    def health() -> dict[str, object]:
         return {"status": "ok", "models": chat.names, "generating": admission.busy,
                 "waiting": admission.waiting}  # fmt: skip
 
     @app.get("/v1/models", dependencies=[Depends(check_key)])
-    def models() -> dict[str, Any]:
+    def models() -> dict[str, object]:
         return {"object": "list", "data": [
             {"id": name, "object": "model", "created": 0, "owned_by": "lora-sweep"}
             for name in chat.names
         ]}  # fmt: skip
 
     @app.post("/v1/chat/completions", dependencies=[Depends(check_key)], response_model=None)
-    def completions(body: ChatRequest) -> dict[str, Any] | StreamingResponse:
+    def completions(body: ChatRequest) -> ChatCompletion | StreamingResponse:
         arrived = time.monotonic()  # the body is read and parsed: the clock starts here
         reply = answer(chat, body, limits=limits, admission=admission,
                        stop=Stop(arrived + limits.request_timeout, stopping))  # fmt: skip
@@ -279,7 +300,7 @@ def build_app(
     return app
 
 
-def stream_chunks(reply: dict[str, Any]) -> Iterator[str]:
+def stream_chunks(reply: ChatCompletion) -> Iterator[str]:
     """A finished completion as OpenAI's server-sent chunks: the answer, the finish, [DONE]."""
     head = {"id": reply["id"], "object": "chat.completion.chunk", "created": reply["created"],
             "model": reply["model"]}  # fmt: skip
@@ -296,7 +317,7 @@ def stream_chunks(reply: dict[str, Any]) -> Iterator[str]:
 
 def answer(
     chat: ChatModel, body: ChatRequest, *, limits: ServeLimits, admission: Admission, stop: Stop
-) -> dict[str, Any]:
+) -> ChatCompletion:
     """One chat completion, in OpenAI's response shape: checked, admitted, generated."""
     from trainers.chat import ChatError, GenerationStopped
 
@@ -324,11 +345,13 @@ def answer(
     }  # fmt: skip
 
 
-def checked_request(chat: ChatModel, body: ChatRequest, *, limits: ServeLimits) -> tuple[str, Any]:
+def checked_request(
+    chat: ChatModel, body: ChatRequest, *, limits: ServeLimits
+) -> tuple[str, Sampling]:
     """The rendered prompt and its sampling; what cannot run is refused
     here, before any compute: an unsupported field (400), an unknown model (404), a prompt or an
     answer asked for that does not fit the context (400, ``context_length_exceeded``)."""
-    from trainers.chat import ChatError, ContextTooLong, Sampling
+    from trainers.chat import ChatError, ContextTooLong
 
     unsupported = body.unsupported()
     if unsupported:

@@ -54,7 +54,7 @@ class Side:
     base_model: str = ""  # what the adapter records it was trained on
     state: SweepState | None = None
     record: TrialRecord | None = None
-    config: dict[str, Any] = field(default_factory=dict)
+    config: dict[str, object] = field(default_factory=dict)  # its sweep's config.yaml
     registry: RegistryVersion | None = None
 
 
@@ -240,6 +240,7 @@ def experiment_name(home: SweepState) -> str:
 
 
 def home_config(state: SweepState) -> dict[str, Any]:
+    """The sweep's config.yaml as read (its readers look sections up with ``.get``)."""
     loaded: dict[str, Any] = yaml.safe_load((state.path / "config.yaml").read_text())
     return loaded
 

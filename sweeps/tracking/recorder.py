@@ -9,9 +9,9 @@ from __future__ import annotations
 
 import json
 import shutil
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Protocol
+from typing import TYPE_CHECKING, Protocol
 
 from evals.metric_keys import (
     FINAL_RUNG,
@@ -23,7 +23,7 @@ from evals.metric_keys import (
 )
 from sweeps.search.space import HYPERPARAMETERS
 from sweeps.tracking.provenance import param_text
-from sweeps.tracking.state import TERMINAL, SweepState, TrialRecord, restores
+from sweeps.tracking.state import TERMINAL, Restore, SweepState, TrialRecord, restores
 
 if (
     TYPE_CHECKING
@@ -229,7 +229,7 @@ def placement(result: Result) -> dict[str, str]:
             "cuda_visible_devices": str(result.get(TRIAL_CUDA_VISIBLE_DEVICES, ""))}  # fmt: skip
 
 
-def restart_tags(restarts: list[dict[str, Any]]) -> dict[str, str]:
+def restart_tags(restarts: Sequence[Restore]) -> dict[str, str]:
     """``restarts``, the steps resumed from, and the damaged checkpoints passed over."""
     skipped = [f"{s['checkpoint']}: {s['problem']}" for r in restarts for s in r["skipped"]]
     tags = {"restarts": str(len(restarts)),

@@ -18,7 +18,7 @@ import os
 import tempfile
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, TypedDict
 
 from evals.metric_keys import COST_DEVICE_SECONDS
 from sweeps.config import ConfigError, SweepConfig, Tracking, check_safe_name
@@ -37,6 +37,21 @@ WORK_DIR = "work"  # <sweep>/work/<trial>: a running trial's checkpoint being wr
 RAY_TRIAL_ID = "ray_trial_id"  # the Optuna user attribute naming a study trial's Ray trial
 
 
+class SkippedCheckpoint(TypedDict):
+    checkpoint: str
+    problem: str
+
+
+class Restore(TypedDict):
+    """One line of restores.jsonl: a trial restarted from one of its checkpoints."""
+
+    trial_id: str
+    checkpoint: str
+    step: int
+    skipped: list[SkippedCheckpoint]  # damaged ones passed over, newest first
+    unrecorded: list[str]  # newer ones whose reports the driver never recorded
+
+
 def trial_name(number: int | None, ray_id: str | None) -> str:
     """How every view names a trial: ``#3 f65278a5``, its study trial's number (Optuna's pictures
     and optuna-dashboard say "Trial 3") and its Ray trial id (what commands take); either alone
@@ -50,7 +65,7 @@ def trial_name(number: int | None, ray_id: str | None) -> str:
 class TrialRecord:
     trial_id: str
     run_id: str
-    params: dict[str, Any]
+    params: dict[str, Any]  # the values Ray gave the trial: numbers, target-set strings
     status: str = "running"
     last_step: int = -1  # the last metric step logged to MLflow (exactly-once guard)
     rungs: int = 0
@@ -195,7 +210,7 @@ def disk_usage(directory: Path) -> dict[str, int]:
             "adapters": size(directory / "adapters"), "data": size(directory / "data")}  # fmt: skip
 
 
-def restores(directory: Path) -> list[dict[str, Any]]:
+def restores(directory: Path) -> list[Restore]:
     """Every restart of a trial from a checkpoint: trial_id, checkpoint, step, skipped (damaged
     checkpoints passed over, each with its problem)."""
     path = directory / RESTORES_FILE
@@ -204,7 +219,7 @@ def restores(directory: Path) -> list[dict[str, Any]]:
     return [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
 
 
-def write_json_atomic(path: Path, data: Any) -> None:
+def write_json_atomic(path: Path, data: object) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
     with os.fdopen(fd, "w") as handle:

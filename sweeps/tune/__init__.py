@@ -15,7 +15,7 @@ does not import ray.
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
     from sweeps.tune.tuner import (
@@ -43,7 +43,7 @@ __all__ = [
 ]
 
 
-def __getattr__(name: str) -> Any:
+def __getattr__(name: str) -> object:
     """The tuner's functions, imported (with ray) when first asked for."""
     if name in __all__:
         from sweeps.tune import tuner

@@ -14,7 +14,7 @@ Attributes ``PruneAwareOptunaSearch`` inherits from Ray's OptunaSearch and uses 
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
     import optuna
@@ -38,7 +38,7 @@ def storage_id(trial: optuna.trial.Trial | optuna.trial.FrozenTrial) -> int:
     return trial_id
 
 
-def in_distribution(distribution: optuna.distributions.BaseDistribution, value: Any) -> bool:
+def in_distribution(distribution: optuna.distributions.BaseDistribution, value: object) -> bool:
     """Whether ``value`` (as the user wrote it) lies inside ``distribution``."""
     inside: bool = distribution._contains(distribution.to_internal_repr(value))
     return inside

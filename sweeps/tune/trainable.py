@@ -13,7 +13,6 @@ import shutil
 import tempfile
 from collections.abc import Mapping
 from pathlib import Path
-from typing import TypedDict
 
 import pyarrow.fs
 import ray
@@ -26,6 +25,8 @@ from sweeps.tracking.state import (
     STATE_FILE,
     TERMINAL,
     WORK_DIR,
+    Restore,
+    SkippedCheckpoint,
     TrialRecord,
     load_state,
 )
@@ -37,21 +38,6 @@ from trainers.spec import TrialSpec
 class TrialFault(RuntimeError):
     """A trial fault that a restart would only repeat (NaN/inf loss, out of memory): the trial
     ends as failed with this reason, and Ray's restarts do not train again."""
-
-
-class SkippedCheckpoint(TypedDict):
-    checkpoint: str
-    problem: str
-
-
-class Restore(TypedDict):
-    """One line of restores.jsonl: a trial restarted from one of its checkpoints."""
-
-    trial_id: str
-    checkpoint: str
-    step: int
-    skipped: list[SkippedCheckpoint]  # damaged ones passed over, newest first
-    unrecorded: list[str]  # newer ones whose reports the driver never recorded
 
 
 def lora_trainable(
