@@ -170,26 +170,26 @@ def _run_verb(function: Callable[[Options], int], model: type[Options],
     return function(options_from_namespace(model, namespace))
 
 
-def _human_parser(verbs: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
-    human = verbs.add_parser("human", help="blind pairwise human ratings (export, then import)",
-                             description="Human A/B evaluation: sweep human export --help, "
-                             "sweep human import --help.",
-                             epilog="examples:\n" + "\n".join(f"  {e}" for e in EXAMPLES["human"]),
+def _group(verbs: argparse._SubParsersAction[argparse.ArgumentParser], name: str, *,
+           summary: str, description: str,
+           subverbs: Sequence[tuple[str, Callable[..., int], str]]) -> None:  # fmt: skip
+    """A verb with verbs of its own (``sweep human export``): bare, it prints its help."""
+    group = verbs.add_parser(name, help=summary, description=description,
+                             epilog="examples:\n" + "\n".join(f"  {e}" for e in EXAMPLES[name]),
                              formatter_class=HelpFormatter)  # fmt: skip
-    sub = human.add_subparsers(dest="human_verb", metavar="VERB")
-    human.set_defaults(run=lambda a: _print_help(human))
-    _verb(sub, "export", human_export, key="export-human")
-    _verb(sub, "import", human_import, key="import-human")
+    sub = group.add_subparsers(dest=f"{name}_verb", metavar="VERB")
+    group.set_defaults(run=lambda a: _print_help(group))
+    for subverb, function, key in subverbs:
+        _verb(sub, subverb, function, key=key)
 
 
-def _data_parser(verbs: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
-    data = verbs.add_parser("data", help="data preparation (sweep data prepare --help)",
-                            description="Data preparation: sweep data prepare --help.",
-                            epilog="examples:\n" + "\n".join(f"  {e}" for e in EXAMPLES["data"]),
-                            formatter_class=HelpFormatter)  # fmt: skip
-    sub = data.add_subparsers(dest="data_verb", metavar="VERB")
-    data.set_defaults(run=lambda a: _print_help(data))
-    _verb(sub, "prepare", data_prepare)
+# The verbs up to serve, in the order `sweep --help` lists them (human, errors, data, ui and
+# dashboard follow in build_parser).
+VERBS: tuple[tuple[str, Callable[..., int]], ...] = (
+    ("init", init), ("validate", validate), ("launch", launch), ("resume", resume),
+    ("rerun", rerun), ("status", status), ("best", best), ("eval", evaluate), ("export", export),
+    ("promote", promote), ("compare", compare), ("judge", judge), ("serve", serve),
+)  # fmt: skip
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -199,22 +199,16 @@ def build_parser() -> argparse.ArgumentParser:
     )  # fmt: skip
     parser.add_argument("--version", action="version", version=f"%(prog)s {package_version()}")
     verbs = parser.add_subparsers(dest="verb", metavar="VERB")
-    _verb(verbs, "init", init)
-    _verb(verbs, "validate", validate)
-    _verb(verbs, "launch", launch)
-    _verb(verbs, "resume", resume)
-    _verb(verbs, "rerun", rerun)
-    _verb(verbs, "status", status)
-    _verb(verbs, "best", best)
-    _verb(verbs, "eval", evaluate)
-    _verb(verbs, "export", export)
-    _verb(verbs, "promote", promote)
-    _verb(verbs, "compare", compare)
-    _verb(verbs, "judge", judge)
-    _verb(verbs, "serve", serve)
-    _human_parser(verbs)
+    for name, function in VERBS:
+        _verb(verbs, name, function)
+    _group(verbs, "human", summary="blind pairwise human ratings (export, then import)",
+           description="Human A/B evaluation: sweep human export --help, sweep human import "
+           "--help.", subverbs=[("export", human_export, "export-human"),
+                                ("import", human_import, "import-human")])  # fmt: skip
     _verb(verbs, "errors", errors)
-    _data_parser(verbs)
+    _group(verbs, "data", summary="data preparation (sweep data prepare --help)",
+           description="Data preparation: sweep data prepare --help.",
+           subverbs=[("prepare", data_prepare, "prepare")])  # fmt: skip
     _verb(verbs, "ui", ui)
     _verb(verbs, "dashboard", dashboard)
     parser.set_defaults(run=lambda a: _print_help(parser))

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import json
 import sys
+from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -117,29 +118,30 @@ def print_outcome(state: SweepState, console: Console) -> int:
 def resume(options: ResumeOptions) -> int:
     """Continue a stopped sweep: ended trials stay ended, unfinished ones restart from their last
     checkpoint; the MLflow runs and the Optuna study carry on (running it twice is harmless)."""
-    from sweeps.driver.display import plain_console
     from sweeps.driver.launch import resume_sweep
 
-    console = plain_console()
-    state = resume_sweep(options.sweep, state_dir=options.state_dir, address=options.address,
-                         num_cpus=options.num_cpus, num_gpus=options.num_gpus,
-                         console=console)  # fmt: skip
-    return print_outcome(state, console)
+    return _drive_again(resume_sweep, options)
 
 
 def rerun(options: RerunOptions) -> int:
     """Run a finished sweep's failed trials again, from scratch, in the same sweep and Optuna
     study: each gets a new study trial with the same hyperparameters and a new MLflow run; the
     failed attempts stay on record (their runs tagged rerun=replaced)."""
-    from sweeps.driver.display import plain_console
     from sweeps.driver.launch import rerun_failed
 
     if not options.failed:
         raise ConfigError("sweep rerun: say what to re-run: --failed (the sweep's failed trials)")
+    return _drive_again(rerun_failed, options)
+
+
+def _drive_again(drive: Callable[..., SweepState], options: ResumeOptions | RerunOptions) -> int:
+    """Drive an existing sweep again (``resume_sweep`` or ``rerun_failed``) on the Ray the
+    options name, and print how it ended."""
+    from sweeps.driver.display import plain_console
+
     console = plain_console()
-    state = rerun_failed(options.sweep, state_dir=options.state_dir, address=options.address,
-                         num_cpus=options.num_cpus, num_gpus=options.num_gpus,
-                         console=console)  # fmt: skip
+    state = drive(options.sweep, state_dir=options.state_dir, address=options.address,
+                  num_cpus=options.num_cpus, num_gpus=options.num_gpus, console=console)  # fmt: skip
     return print_outcome(state, console)
 
 

@@ -174,7 +174,8 @@ def test_a_field_added_to_an_options_model_is_a_new_flag(
         seen.append(options)
         return 0
 
-    monkeypatch.setattr(cli, "status", status)
+    verbs_with_ours = tuple((name, status if name == "status" else run) for name, run in cli.VERBS)
+    monkeypatch.setattr(cli, "VERBS", verbs_with_ours)
     assert main(["status", "s1", "--rows", "7", "--wide", "--state-dir", "elsewhere"]) == 0
     assert seen == [VerboseStatus(sweep="s1", rows=7, wide=True, state_dir=Path("elsewhere"))]
 
