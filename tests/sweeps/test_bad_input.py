@@ -16,7 +16,7 @@ from typing import Any
 import pytest
 import yaml
 
-from tests.conftest import REPO, tiny_sweep_config, write_jsonl
+from tests.conftest import REPO, nothing_reached_mlflow, tiny_sweep_config, write_jsonl
 
 RUNNER = """
 import contextlib, io, json, sys
@@ -540,6 +540,18 @@ def test_validate_refuses_what_launch_refuses_with_the_same_line(
 
 def test_no_case_left_anything_in_mlflow_or_the_sweeps_directory(table: dict[str, Any]) -> None:
     tmp = table["tmp"]
-    assert not (tmp / "mlruns").exists()
+    assert nothing_reached_mlflow(tmp)
     assert not (tmp / "sweeps").exists() or not any((tmp / "sweeps").iterdir())
     assert not list(tmp.glob("**/optuna.db")) and not list(Path("/tmp").glob("evil*"))
+
+
+def test_the_untouched_store_check_sees_a_write(tmp_path: Path, tiny_model: Path) -> None:
+    """nothing_reached_mlflow, which the refusal tests lean on, tells the copied empty store
+    from one an experiment was written to."""
+    from mlflow.tracking import MlflowClient
+
+    data = {"train": tmp_path / "t.jsonl", "heldout": tmp_path / "h.jsonl"}
+    config = tiny_sweep_config(tiny_model, data, tmp_path)
+    assert (tmp_path / "mlruns" / "mlflow.db").is_file() and nothing_reached_mlflow(tmp_path)
+    MlflowClient(config["tracking"]["mlflow_uri"]).create_experiment("written")
+    assert not nothing_reached_mlflow(tmp_path)

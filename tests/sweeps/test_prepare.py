@@ -16,7 +16,7 @@ from typing import Any
 import pytest
 
 from sweeps.cli.main import main
-from tests.conftest import DATA, write_jsonl
+from tests.conftest import DATA, nothing_reached_mlflow, write_jsonl
 
 CLEAN_ROWS = 60
 INSTRUCTION = "Extract the contact from this note as JSON."
@@ -283,7 +283,7 @@ def test_launch_refuses_training_rows_copied_from_the_heldout_set(
     with pytest.raises(DataError, match=r"1 training rows share a 13-gram with held-out or "
                        r"benchmark items \(first: train row 21 shares a 13-gram with held-out"):  # fmt: skip
         launch_sweep(config, name="contaminated")
-    assert not (tmp_path / "sweeps").exists() and not (tmp_path / "mlruns").exists()
+    assert not (tmp_path / "sweeps").exists() and nothing_reached_mlflow(tmp_path)
     said: list[str] = []
     allowed = config_from_dict({**config, "data": {**config["data"], "allow_contaminated": True}})
     preflight(allowed, config_path=None, config_dir=tmp_path, progress=said.append)

@@ -30,7 +30,7 @@ from sweeps.tracking.mlflow_facade import SweepTracker
 from sweeps.tracking.provenance import provenance_tags
 from sweeps.tracking.state import sweep_directory
 from sweeps.tracking.ui import ui_command
-from tests.conftest import REPO, slice_embedded_data, tiny_sweep_config
+from tests.conftest import REPO, nothing_reached_mlflow, slice_embedded_data, tiny_sweep_config
 from tests.sweeps.conftest import refused_launch
 from tests.trainers.test_lora_trial import HPARAMS, make_spec
 from trainers.checkpoint import ADAPTER_DIR, TENSORS_FILE, load_checkpoint
@@ -120,7 +120,7 @@ def test_a_model_with_its_own_code_is_refused_unless_the_yaml_trusts_it(
     error = refused_launch(sweep, path, capsys)
     assert error.startswith(f"error: {path}: trust_remote_code: base_model {str(model)!r} ships "
                             "its own code (auto_map in config.json)"), error  # fmt: skip
-    assert not marker.exists() and not (tmp_path / "mlruns").exists()
+    assert not marker.exists() and nothing_reached_mlflow(tmp_path)
     assert load_config(path).trust_remote_code is False
     path.write_text(yaml.safe_dump({**sweep, "trust_remote_code": True}))
     assert load_config(path).trust_remote_code is True  # only the YAML turns it on
