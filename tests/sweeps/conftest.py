@@ -9,13 +9,16 @@ import subprocess
 from collections import defaultdict
 from collections.abc import Iterator
 from contextlib import contextmanager
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import pytest
+from mlflow.entities.model_registry import ModelVersion
 from mlflow.tracking import MlflowClient
 
 from sweeps import launch_sweep
+from sweeps.tracking.state import SweepState, TrialRecord
 from tests.conftest import slice_embedded_data, tiny_sweep_config
 
 HELDOUT_ROWS = 12
@@ -67,10 +70,31 @@ def _own_ray(
     _start_shared_ray(tmp_path_factory)
 
 
+@dataclass(frozen=True)
+class FinishedSweep:
+    """A finished sweep several tests read: its state, its MLflow store (URI and a client on it,
+    the registry included) and the directory it lives in."""
+
+    state: SweepState
+    uri: str
+    client: MlflowClient
+    tmp: Path
+
+
+@dataclass(frozen=True)
+class ABReport(FinishedSweep):
+    """The ab sweep with ``sweep compare champion base`` run on it: the report's directory, the
+    best trial (the champion) and its registry version."""
+
+    out: Path
+    best: TrialRecord
+    version: ModelVersion
+
+
 def finished_sweep(
     tiny_model: Path, tmp_path_factory: pytest.TempPathFactory, *, name: str,
     cache: str = "cache",
-) -> dict[str, Any]:  # fmt: skip
+) -> FinishedSweep:  # fmt: skip
     """A two-trial grid sweep (lora_r 2 and 4, no early stopping) in its own MLflow store."""
     tmp = tmp_path_factory.mktemp(name)
     data = slice_embedded_data(tmp, train=24, heldout=HELDOUT_ROWS)
@@ -83,7 +107,7 @@ def finished_sweep(
         state = launch_sweep(config, name=name)
     assert state.status == "completed" and len(state.trials) == 2
     uri = config["tracking"]["mlflow_uri"]
-    return {"state": state, "uri": uri, "client": MlflowClient(uri, registry_uri=uri), "tmp": tmp}
+    return FinishedSweep(state, uri, MlflowClient(uri, registry_uri=uri), tmp)
 
 
 def chromium() -> str:
@@ -160,13 +184,13 @@ def assert_picture(path: Path, *, min_bytes: int = 5_000) -> None:
 
 
 @pytest.fixture(scope="session")
-def ab_sweep(tiny_model: Path, tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
+def ab_sweep(tiny_model: Path, tmp_path_factory: pytest.TempPathFactory) -> FinishedSweep:
     """A finished sweep whose best trial is the registry's only champion (promoted with
     --force: the tiny model's adapters are no better than its base)."""
     from sweeps.cli.main import main
 
     sweep = finished_sweep(tiny_model, tmp_path_factory, name="ab")
-    state = sweep["state"]
+    state = sweep.state
     with shared_cache(tmp_path_factory):
         code = main(["promote", "ab", "--state-dir", str(state.path.parent),
                      "--force", "tiny test model: no real gain to find"])  # fmt: skip
@@ -175,21 +199,21 @@ def ab_sweep(tiny_model: Path, tmp_path_factory: pytest.TempPathFactory) -> dict
 
 
 @pytest.fixture(scope="session")
-def ab_report(ab_sweep: dict[str, Any], tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
+def ab_report(ab_sweep: FinishedSweep, tmp_path_factory: pytest.TempPathFactory) -> ABReport:
     """``sweep compare champion base`` on the ab sweep: its report, and a compare run in the
     sweep's experiment."""
     from sweeps.cli.main import main
 
     out = tmp_path_factory.mktemp("report")
-    state = ab_sweep["state"]
+    state = ab_sweep.state
     args = ["compare", "champion", "base", "--out", str(out), "--samples", "5",
-            "--state-dir", str(state.path.parent), "--mlflow-uri", ab_sweep["uri"]]  # fmt: skip
+            "--state-dir", str(state.path.parent), "--mlflow-uri", ab_sweep.uri]  # fmt: skip
     with shared_cache(tmp_path_factory):
         assert main(args) == 0
-    champion = ab_sweep["client"].get_model_version_by_alias("tiny", "champion")
+    champion = ab_sweep.client.get_model_version_by_alias("tiny", "champion")
     best = state.trials[champion.tags["lora_sweep.trial_id"]]
     assert best.trial_id == state.best_trial().trial_id
-    return {**ab_sweep, "out": out, "best": best, "version": champion}
+    return ABReport(**vars(ab_sweep), out=out, best=best, version=champion)
 
 
 def launch_counting_concurrency(config: dict[str, Any], *, name: str,

@@ -18,7 +18,7 @@ from sweeps.cli.main import main
 from sweeps.serving.scoring import ItemScores, all_rows, cache_path, load_spec
 from sweeps.serving.sides import NO_ADAPTER, Side, Turn, conversation
 from sweeps.tracking.state import SweepState, TrialRecord
-from tests.sweeps.conftest import HELDOUT_ROWS, dump_dom
+from tests.sweeps.conftest import HELDOUT_ROWS, ABReport, FinishedSweep, dump_dom
 
 SYSTEM, TASK = "You turn notes into JSON records.", "Extract the contact from this note as JSON."
 OFFLINE = ("{t}: the Hugging Face Hub is offline and no local mirror is set (Couldn't reach "
@@ -88,7 +88,7 @@ def cells(row: Any) -> list[str]:
     return [" ".join(c.text_content().split()) for c in row.xpath("./td|./th")]
 
 
-def heldout_row(report: dict[str, Any]) -> tuple[list[str], list[str]]:
+def heldout_row(report: ABReport) -> tuple[list[str], list[str]]:
     rows = report["dom"].xpath("//table[@id='heldout']//tr")
     return cells(rows[0]), cells(rows[1])
 
@@ -271,20 +271,20 @@ def cached_items(state: SweepState, adapter: Path | None) -> list[dict[str, Any]
 
 
 @pytest.fixture
-def report(ab_report: dict[str, Any]) -> dict[str, Any]:
+def report(ab_report: ABReport) -> ABReport:
     return ab_report
 
 
-def test_report_numbers_are_the_paired_test_on_every_heldout_row(report: dict[str, Any]) -> None:
+def test_report_numbers_are_the_paired_test_on_every_heldout_row(report: ABReport) -> None:
     from sweeps.serving.sides import utc
 
-    state, best = report["state"], report["best"]
+    state, best = report.state, report.best
     champion = cached_items(state, Path(best.adapter_path))
     base = cached_items(state, None)
     assert len(champion) == len(base) == HELDOUT_ROWS
     expected = compare_paired({i["id"]: i["score"] for i in champion},
                               {i["id"]: i["score"] for i in base})  # champion - base, per row  # fmt: skip
-    data = json.loads((report["out"] / "report.json").read_text())
+    data = json.loads((report.out / "report.json").read_text())
     paired = data["heldout_paired"]  # A (the champion) - B (the base), A's mean first
     assert paired["mean_a"] == pytest.approx(sum(i["score"] for i in champion) / HELDOUT_ROWS)
     assert paired["mean_b"] == pytest.approx(sum(i["score"] for i in base) / HELDOUT_ROWS)
@@ -294,12 +294,12 @@ def test_report_numbers_are_the_paired_test_on_every_heldout_row(report: dict[st
     # the trial as the study's pictures and optuna-dashboard number it, too
     assert data["a"] == f"champion (ab/{best.trial_id}, trial #{best.number})"
     assert best.number is not None and data["b"] == "base model"
-    markdown = (report["out"] / "report.md").read_text()
+    markdown = (report.out / "report.md").read_text()
     ci = f"[{expected.ci_low:+.4f}, {expected.ci_high:+.4f}]"
     means = f"{paired['mean_a']:.4f} | {paired['mean_b']:.4f} | {expected.delta:+.4f}"
     assert f"| {state.task_metric} | {means} | {ci} |" in markdown
     assert "## More generations (" in markdown and "<|im_start|>" not in markdown
-    version = report["version"]  # the registry's version and its date, for the side it named
+    version = report.version  # the registry's version and its date, for the side it named
     assert data["sides"][0]["registry"] == {
         "name": "tiny", "version": str(version.version), "aliases": ["champion"],
         "created": utc(version.creation_timestamp / 1000),
@@ -312,10 +312,10 @@ def test_report_numbers_are_the_paired_test_on_every_heldout_row(report: dict[st
     assert data["max_new_tokens"] == 256  # the sweep's 8, raised so answers are whole
 
 
-def test_report_is_logged_to_mlflow(report: dict[str, Any]) -> None:
-    client = report["client"]
-    state: SweepState = report["state"]
-    data = json.loads((report["out"] / "report.json").read_text())
+def test_report_is_logged_to_mlflow(report: ABReport) -> None:
+    client = report.client
+    state: SweepState = report.state
+    data = json.loads((report.out / "report.json").read_text())
     runs = client.search_runs([state.experiment_id], "tags.`lora_sweep.kind` = 'compare'")
     runs = [r for r in runs if r.data.tags["compare.headline"] == data["headline"]]
     assert len(runs) == 1  # this report's (other tests compare other sides of the same sweep)
@@ -327,23 +327,23 @@ def test_report_is_logged_to_mlflow(report: dict[str, Any]) -> None:
 
 
 def test_best_knows_the_trial_that_is_already_champion(
-    report: dict[str, Any], capsys: pytest.CaptureFixture[str]
+    report: ABReport, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    state: SweepState = report["state"]
+    state: SweepState = report.state
     capsys.readouterr()
     assert main(["best", state.name, "--state-dir", str(state.path.parent)]) == 0
     out = " ".join(capsys.readouterr().out.split())
-    assert f"already the champion (tiny version {report['version'].version})" in out
+    assert f"already the champion (tiny version {report.version.version})" in out
     assert "next: sweep promote" not in out
 
 
 def test_report_renders_in_a_browser_with_table_cis_and_generations(
-    report: dict[str, Any],
+    report: ABReport,
 ) -> None:
     from lxml import html as lxml_html
 
-    dom = lxml_html.fromstring(dump_dom((report["out"] / "report.html").as_uri(), budget_ms=2000))
-    data = json.loads((report["out"] / "report.json").read_text())
+    dom = lxml_html.fromstring(dump_dom((report.out / "report.html").as_uri(), budget_ms=2000))
+    data = json.loads((report.out / "report.json").read_text())
     assert dom.get_element_by_id("headline").text_content() == data["headline"]
     assert " A (champion) and B (base) on held-out " in data["headline"]  # tied: the tiny model
     rows = dom.xpath("//table[@id='heldout']//tr")
@@ -351,14 +351,14 @@ def test_report_renders_in_a_browser_with_table_cis_and_generations(
     assert header[4] == "95% CI" and header[1].startswith("A: champion")
     first = [c.text_content().strip() for c in rows[1]]
     paired = data["heldout_paired"]
-    assert first[0] == report["state"].task_metric
+    assert first[0] == report.state.task_metric
     assert first[1:3] == [f"{paired['mean_a']:.4f}", f"{paired['mean_b']:.4f}"]
     assert first[4] == f"[{paired['ci_low']:+.4f}, {paired['ci_high']:+.4f}]"
     assert "tiny version 1 (champion)" in dom.get_element_by_id("side-a-info").text_content()
     generations = dom.xpath("//table[@id='generations']//tr[@class='generation']")
     # the held-out rows not already shown under "Rows to look at": no row twice
     shown = {row["id"] for group in data["groups"] for row in group["rows"]}
-    champion = [item for item in cached_items(report["state"], Path(report["best"].adapter_path))
+    champion = [item for item in cached_items(report.state, Path(report.best.adapter_path))
                 if item["id"] not in shown][:5]  # fmt: skip
     assert len(generations) == len(champion) == min(5, data["rows"] - len(shown))
     assert not shown & {row["id"] for row in data["generations"]}
@@ -376,14 +376,14 @@ def test_report_renders_in_a_browser_with_table_cis_and_generations(
 
 
 def test_two_trials_show_their_hyperparameter_diff(
-    ab_sweep: dict[str, Any], tmp_path: Path, capsys: pytest.CaptureFixture[str]
+    ab_sweep: FinishedSweep, tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
     from lxml import html as lxml_html
 
-    state: SweepState = ab_sweep["state"]
+    state: SweepState = ab_sweep.state
     first, second = sorted(state.trials)
     args = ["compare", f"ab/{first}", f"ab/{second}", "--out", str(tmp_path),
-            "--state-dir", str(state.path.parent), "--mlflow-uri", ab_sweep["uri"]]  # fmt: skip
+            "--state-dir", str(state.path.parent), "--mlflow-uri", ab_sweep.uri]  # fmt: skip
     assert main(args) == 0
     out = capsys.readouterr().out
     assert "held-out" in out and f"A (ab/{first})" in out and f"B (ab/{second})" in out
@@ -408,10 +408,10 @@ def test_two_trials_show_their_hyperparameter_diff(
 
 
 def test_compare_refuses_what_cannot_be_compared(
-    ab_sweep: dict[str, Any], capsys: pytest.CaptureFixture[str]
+    ab_sweep: FinishedSweep, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    state_dir = str(ab_sweep["state"].path.parent)
-    base = ["--state-dir", state_dir, "--mlflow-uri", ab_sweep["uri"]]
+    state_dir = str(ab_sweep.state.path.parent)
+    base = ["--state-dir", state_dir, "--mlflow-uri", ab_sweep.uri]
     assert main(["compare", "base", "base", *base]) == 2
     assert "at least one side must come from a sweep" in capsys.readouterr().err
     assert main(["compare", "champion", "ab", *base]) == 2  # the champion is ab's best trial
@@ -421,19 +421,19 @@ def test_compare_refuses_what_cannot_be_compared(
 
 
 def test_an_adapter_directory_compares_only_on_its_own_base(
-    report: dict[str, Any], tmp_path: Path, capsys: pytest.CaptureFixture[str]
+    report: ABReport, tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
     import shutil
 
-    where = ["--state-dir", str(report["state"].path.parent), "--mlflow-uri", report["uri"]]
+    where = ["--state-dir", str(report.state.path.parent), "--mlflow-uri", report.uri]
     copy = tmp_path / "copy"
-    shutil.copytree(report["best"].adapter_path, copy)  # same weights: the cached scores serve
+    shutil.copytree(report.best.adapter_path, copy)  # same weights: the cached scores serve
     assert main(["compare", str(copy), "ab", "--out", str(tmp_path / "r"), *where]) == 0
     assert "Scoring" not in capsys.readouterr().out
     data = json.loads((tmp_path / "r" / "report.json").read_text())
     assert data["heldout_paired"]["delta"] == 0 and data["decision"] == "no_difference"
     params = {p["name"]: p for p in data["params"]}  # what the bare adapter's config records
-    assert params["lora_r"]["a"] == params["lora_r"]["b"] == str(report["best"].params["lora_r"])
+    assert params["lora_r"]["a"] == params["lora_r"]["b"] == str(report.best.params["lora_r"])
     config = json.loads((copy / "adapter_config.json").read_text())
     (copy / "adapter_config.json").write_text(
         json.dumps({**config, "base_model_name_or_path": "another/model"})
@@ -445,12 +445,12 @@ def test_an_adapter_directory_compares_only_on_its_own_base(
 
 
 def test_registry_references_resolve_to_the_sweep_copy_or_the_registry_files(
-    report: dict[str, Any], tmp_path: Path
+    report: ABReport, tmp_path: Path
 ) -> None:
     from sweeps.serving.refs import resolve_adapter
     from sweeps.serving.scoring import adapter_digest
 
-    state, uri, best = report["state"], report["uri"], report["best"]
+    state, uri, best = report.state, report.uri, report.best
     for ref in ("champion", "tiny@champion", "models:/tiny@champion", "models:/tiny/1"):
         found = resolve_adapter(ref, state_dir=state.path.parent, mlflow_uri=uri)
         assert found.path == Path(best.adapter_path) and found.trial_id == best.trial_id
@@ -460,10 +460,10 @@ def test_registry_references_resolve_to_the_sweep_copy_or_the_registry_files(
     assert Path(elsewhere.base_model) == Path(load_spec(state).model_path)
 
 
-def test_model_output_cannot_inject_markup_into_the_report(report: dict[str, Any]) -> None:
+def test_model_output_cannot_inject_markup_into_the_report(report: ABReport) -> None:
     from sweeps.ab.compare import render
 
-    context = json.loads((report["out"] / "report.json").read_text())
+    context = json.loads((report.out / "report.json").read_text())
     context["curves"] = None
     context["generations"][0]["a"] = "<script>alert('x')</script>"
     context["generations"][0]["turns"][0]["content"] = "<img src=x onerror=alert(1)>"

@@ -24,7 +24,7 @@ from sweeps.config import ConfigError
 from sweeps.prepare import PrepareOptions, prepare_data
 from sweeps.serving.scoring import load_spec
 from sweeps.tracking.state import SweepState
-from tests.sweeps.conftest import HELDOUT_ROWS, shared_cache
+from tests.sweeps.conftest import HELDOUT_ROWS, FinishedSweep, shared_cache
 
 SYSTEM = "You turn notes into JSON records."
 REFERENCE = '{"name": "Ana", "age": 30, "city": "Porto"}'
@@ -208,16 +208,16 @@ def test_base_and_adapters_from_no_sweep_are_refused(tmp_path: Path) -> None:
 
 # --------------------------------------------------------------------------- a real sweep
 def test_champion_errors_become_data_the_recipe_prepares(
-    ab_sweep: dict[str, Any], tmp_path_factory: pytest.TempPathFactory,
+    ab_sweep: FinishedSweep, tmp_path_factory: pytest.TempPathFactory,
     capsys: pytest.CaptureFixture[str],
 ) -> None:  # fmt: skip
     from sweeps.cli.main import main
 
-    state: SweepState = ab_sweep["state"]
+    state: SweepState = ab_sweep.state
     out = tmp_path_factory.mktemp("errors")
     said: list[str] = []
     with shared_cache(tmp_path_factory):
-        report = find_errors("champion", state_dir=state.path.parent, mlflow_uri=ab_sweep["uri"],
+        report = find_errors("champion", state_dir=state.path.parent, mlflow_uri=ab_sweep.uri,
                              out_dir=out / "report", progress=said.append)  # fmt: skip
     a = report.analysis
     assert a.rows == HELDOUT_ROWS and a.metric == "field_f1" and a.wrong > 0

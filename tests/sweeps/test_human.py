@@ -19,20 +19,27 @@ from sweeps.ab.human_import import import_ratings
 from sweeps.config import ConfigError
 from sweeps.serving.sides import paired_outputs, resolve_side
 from sweeps.tracking.state import SweepState
-from tests.sweeps.conftest import HELDOUT_ROWS, shared_cache
+from tests.sweeps.conftest import HELDOUT_ROWS, FinishedSweep, shared_cache
 
 
 @pytest.fixture(scope="module")
-def exported(ab_sweep: dict[str, Any], tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
+def exported(ab_sweep: FinishedSweep, tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
     """``ab`` (its best trial) against the base model, exported once for the module."""
-    state: SweepState = ab_sweep["state"]
+    state: SweepState = ab_sweep.state
     out = tmp_path_factory.mktemp("human") / "export"
-    where = {"state_dir": state.path.parent, "mlflow_uri": ab_sweep["uri"]}
+    where = {"state_dir": state.path.parent, "mlflow_uri": ab_sweep.uri}
     with shared_cache(tmp_path_factory):
         result = export_pairs("ab", "base", out_dir=out, progress=lambda _: None, **where)
         pair = paired_outputs("ab", "base", progress=lambda _: None, **where)
     key = json.loads((out / KEY_FILE).read_text())
-    return {**ab_sweep, "out": out, "result": result, "pair": pair, "key": key, "where": where}
+    return {
+        **vars(ab_sweep),
+        "out": out,
+        "result": result,
+        "pair": pair,
+        "key": key,
+        "where": where,
+    }
 
 
 @pytest.fixture

@@ -24,6 +24,7 @@ from sweeps.cli.main import main
 from sweeps.config import JudgeConfig
 from sweeps.serving.sides import pair_key, resolve_side
 from tests.sweeps.conftest import (
+    FinishedSweep,
     dump_dom,
     free_port,
     shared_cache,
@@ -83,20 +84,20 @@ def train_constant_adapter(base: Path, out: Path, *, answer: str, steps: int = 4
 
 @pytest.fixture(scope="module")
 def served(
-    tiny_model: Path, ab_sweep: dict[str, Any], tmp_path_factory: pytest.TempPathFactory
+    tiny_model: Path, ab_sweep: FinishedSweep, tmp_path_factory: pytest.TempPathFactory
 ) -> Iterator[dict[str, Any]]:
     """``sweep serve judge=<always-first adapter> champion base`` on loopback, with a key."""
     tmp = tmp_path_factory.mktemp("served")
     adapter = train_constant_adapter(tiny_model, tmp / "always-first", answer=ALWAYS)
     port, log = free_port(), tmp / "serve.log"
     env = {**os.environ, KEY_ENV: "k3y-never-printed"}
-    state_dir = str(ab_sweep["state"].path.parent)
+    state_dir = str(ab_sweep.state.path.parent)
     with log.open("w") as out:
         proc = subprocess.Popen(
             [sys.executable, "-m", "sweeps.cli.main", "serve", f"judge={adapter}", "champion", "base",
              "--port", str(port), "--api-key-env", KEY_ENV, "--engine", "transformers",
              "--context-tokens", "4096",  # the tiny model's config says 512; a judge asks more
-             "--state-dir", state_dir, "--mlflow-uri", ab_sweep["uri"]],
+             "--state-dir", state_dir, "--mlflow-uri", ab_sweep.uri],
             stdout=out, stderr=subprocess.STDOUT, env=env, start_new_session=True,
         )  # fmt: skip
     url = f"http://127.0.0.1:{port}"
@@ -154,12 +155,12 @@ def test_serve_answers_the_openai_client_on_loopback_only(served: dict[str, Any]
 
 
 def test_an_always_first_judge_is_a_tie_with_no_self_agreement(
-    served: dict[str, Any], ab_sweep: dict[str, Any], capsys: pytest.CaptureFixture[str],
+    served: dict[str, Any], ab_sweep: FinishedSweep, capsys: pytest.CaptureFixture[str],
     tmp_path_factory: pytest.TempPathFactory,
 ) -> None:  # fmt: skip
-    state = ab_sweep["state"]
+    state = ab_sweep.state
     command = ["judge", "ab", "base", "--state-dir", served["state_dir"], "--mlflow-uri",
-               ab_sweep["uri"], *judge_flags(served)]  # fmt: skip
+               ab_sweep.uri, *judge_flags(served)]  # fmt: skip
     with shared_cache(tmp_path_factory):
         assert main(command) == 0
         first = capsys.readouterr().out
@@ -173,7 +174,7 @@ def test_an_always_first_judge_is_a_tie_with_no_self_agreement(
         f"position bias: 100% of {2 * rows} decisive verdicts chose the answer shown first" in first
     )
     assert f"asked 0, from the cache {2 * rows}" in second  # the cache asks nothing again
-    sides = [resolve_side(r, state_dir=state.path.parent, mlflow_uri=ab_sweep["uri"])
+    sides = [resolve_side(r, state_dir=state.path.parent, mlflow_uri=ab_sweep.uri)
              for r in ("ab", "base")]  # fmt: skip
     evidence = load_evidence(state, sides[0], sides[1], "judge")
     assert evidence is not None and set(evidence.outcomes.values()) == {0}
@@ -181,26 +182,26 @@ def test_an_always_first_judge_is_a_tie_with_no_self_agreement(
     assert stored["history"][0]["run_id"] != evidence.run_id  # the first run, kept
     summary = evidence.summary()
     assert not summary.significant and math.isnan(summary.win_rate)
-    run = ab_sweep["client"].get_run(evidence.run_id)
+    run = ab_sweep.client.get_run(evidence.run_id)
     assert run.data.tags["lora_sweep.kind"] == "judge" and run.data.metrics["judge/ties"] == rows
     assert run.data.metrics["judge/self_agreement"] == 0.0
-    listed = {a.path for a in ab_sweep["client"].list_artifacts(evidence.run_id, "judge")}
+    listed = {a.path for a in ab_sweep.client.list_artifacts(evidence.run_id, "judge")}
     assert "judge/verdicts_table.json" in listed  # the MLflow UI shows it as a table
-    verdicts = ab_sweep["client"].download_artifacts(evidence.run_id, "judge/verdicts.jsonl")
+    verdicts = ab_sweep.client.download_artifacts(evidence.run_id, "judge/verdicts.jsonl")
     lines = [json.loads(x) for x in Path(verdicts).read_text().splitlines()]
     assert len(lines) == rows  # both orders asked, each read: A first said first, B first too
     assert all(v["ab"] == "first" and v["ba"] == "first" and v["outcome"] == 0 for v in lines)
 
 
 def test_three_sides_are_judged_pair_by_pair_and_ranked(
-    served: dict[str, Any], ab_sweep: dict[str, Any], capsys: pytest.CaptureFixture[str],
+    served: dict[str, Any], ab_sweep: FinishedSweep, capsys: pytest.CaptureFixture[str],
     tmp_path_factory: pytest.TempPathFactory,
 ) -> None:  # fmt: skip
     """Every pair is judged, then Bradley-Terry: the always-first judge ties everything, so the
     three are equally strong; naming one adapter twice is refused before anything is asked."""
-    state = ab_sweep["state"]
+    state = ab_sweep.state
     first, second = (f"ab/{t}" for t in state.trials)
-    where = ["--state-dir", served["state_dir"], "--mlflow-uri", ab_sweep["uri"]]
+    where = ["--state-dir", served["state_dir"], "--mlflow-uri", ab_sweep.uri]
     with shared_cache(tmp_path_factory):
         assert main(["judge", first, second, "base", "--judge-rows", "4", *where,
                      *judge_flags(served)]) == 0  # fmt: skip
@@ -216,16 +217,16 @@ def test_three_sides_are_judged_pair_by_pair_and_ranked(
 
 
 def test_unreadable_verdicts_are_counted_not_dropped(
-    served: dict[str, Any], ab_sweep: dict[str, Any], tmp_path_factory: pytest.TempPathFactory
+    served: dict[str, Any], ab_sweep: FinishedSweep, tmp_path_factory: pytest.TempPathFactory
 ) -> None:
     """The untrained base model answers blank lines: every verdict is unreadable, and counted."""
-    state = ab_sweep["state"]
+    state = ab_sweep.state
     other = next(t for t in state.trials if t != state.best_trial().trial_id)
     settings = judge_settings(JudgeConfig(base_url=served["url"], model="base", rows=3,
                                           max_tokens=8, api_key_env=KEY_ENV))  # fmt: skip
     with shared_cache(tmp_path_factory):
         done = judge_pair(f"ab/{other}", "base", state_dir=state.path.parent,
-                          mlflow_uri=ab_sweep["uri"], settings=settings, progress=lambda _: None)  # fmt: skip
+                          mlflow_uri=ab_sweep.uri, settings=settings, progress=lambda _: None)  # fmt: skip
     assert len(done.run.verdicts) == 3 and done.run.unparsed == 3
     assert done.summary.n == 0 and done.summary.unparsed == 3
     assert "3 without a verdict" in done.lines()[0]
@@ -233,13 +234,13 @@ def test_unreadable_verdicts_are_counted_not_dropped(
 
 
 def test_an_in_process_judge_needs_no_endpoint(
-    served: dict[str, Any], ab_sweep: dict[str, Any], tmp_path_factory: pytest.TempPathFactory
+    served: dict[str, Any], ab_sweep: FinishedSweep, tmp_path_factory: pytest.TempPathFactory
 ) -> None:
     """No base_url: the judge adapter is loaded in this process (the same verdicts)."""
-    state = ab_sweep["state"]
+    state = ab_sweep.state
     settings = judge_settings(JudgeConfig(model=str(served["adapter"]), rows=2, max_tokens=16))
     with shared_cache(tmp_path_factory):
-        done = judge_pair("ab", "base", state_dir=state.path.parent, mlflow_uri=ab_sweep["uri"],
+        done = judge_pair("ab", "base", state_dir=state.path.parent, mlflow_uri=ab_sweep.uri,
                           settings=settings, progress=lambda _: None)  # fmt: skip
     assert "in-process" in done.judge and done.run.asked == 4 and done.run.unparsed == 0
     assert [v.outcome for v in done.run.verdicts] == [0, 0]
@@ -260,10 +261,10 @@ def test_a_rubric_that_cannot_be_read_is_refused_before_compute(
 
 
 def test_the_gate_refuses_when_the_judge_finds_no_significant_preference(
-    served: dict[str, Any], ab_sweep: dict[str, Any], capsys: pytest.CaptureFixture[str],
+    served: dict[str, Any], ab_sweep: FinishedSweep, capsys: pytest.CaptureFixture[str],
     tmp_path_factory: pytest.TempPathFactory,
 ) -> None:  # fmt: skip
-    state, client = ab_sweep["state"], ab_sweep["client"]
+    state, client = ab_sweep.state, ab_sweep.client
     other = next(t for t in state.trials if t != state.best_trial().trial_id)
     before = client.get_model_version_by_alias("tiny", "champion").version
     with shared_cache(tmp_path_factory):
@@ -277,10 +278,10 @@ def test_the_gate_refuses_when_the_judge_finds_no_significant_preference(
 
 
 def test_the_report_shows_the_judge_and_the_humans(
-    served: dict[str, Any], ab_sweep: dict[str, Any], tmp_path: Path,
+    served: dict[str, Any], ab_sweep: FinishedSweep, tmp_path: Path,
     tmp_path_factory: pytest.TempPathFactory,
 ) -> None:  # fmt: skip
-    flags = ["--state-dir", served["state_dir"], "--mlflow-uri", ab_sweep["uri"]]
+    flags = ["--state-dir", served["state_dir"], "--mlflow-uri", ab_sweep.uri]
     ratings = tmp_path / "round1"
     with shared_cache(tmp_path_factory):  # the judge first: the import compares the humans with it
         assert main(["judge", "ab", "base", *flags, *judge_flags(served)]) == 0

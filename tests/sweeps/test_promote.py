@@ -10,20 +10,19 @@ from __future__ import annotations
 import json
 import shutil
 from pathlib import Path
-from typing import Any
 
 import pytest
 
 from sweeps.cli.main import main
 from sweeps.serving.scoring import ItemScores, all_rows, cache_path, load_spec, store_scores
 from sweeps.tracking.state import SweepState, load_state
-from tests.sweeps.conftest import HELDOUT_ROWS, finished_sweep
+from tests.sweeps.conftest import HELDOUT_ROWS, FinishedSweep, finished_sweep
 
 PLANTED = "cache-planted"  # planted scores stay out of the cache other modules score into
 
 
 @pytest.fixture(scope="module")
-def promo(tiny_model: Path, tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
+def promo(tiny_model: Path, tmp_path_factory: pytest.TempPathFactory) -> FinishedSweep:
     return finished_sweep(tiny_model, tmp_path_factory, name="promo", cache=PLANTED)
 
 
@@ -51,15 +50,15 @@ def plant(state: SweepState, trial: str | None, scores: list[float]) -> None:
     store_scores(cache_path(spec, adapter), ItemScores(metrics, items))
 
 
-def promote(promo: dict[str, Any], ref: str, name: str, *extra: str) -> int:
-    state_dir = str(promo["state"].path.parent)
+def promote(promo: FinishedSweep, ref: str, name: str, *extra: str) -> int:
+    state_dir = str(promo.state.path.parent)
     return main(["promote", ref, "--model-name", name, "--state-dir", state_dir, *extra])
 
 
 def test_promotes_a_significant_gain_over_the_base_then_over_the_champion(
-    promo: dict[str, Any], capsys: pytest.CaptureFixture[str]
+    promo: FinishedSweep, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    state, client = promo["state"], promo["client"]
+    state, client = promo.state, promo.client
     first, second = trials(state)
     plant(state, None, [0.0] * HELDOUT_ROWS)
     plant(state, first, [0.30 + 0.02 * i for i in range(HELDOUT_ROWS)])
@@ -81,19 +80,19 @@ def test_promotes_a_significant_gain_over_the_base_then_over_the_champion(
 
 
 def test_a_version_holds_adapter_tokenizer_base_hash_and_eval_summary(
-    promo: dict[str, Any], tmp_path: Path
+    promo: FinishedSweep, tmp_path: Path
 ) -> None:
     import mlflow.artifacts
 
-    state = promo["state"]
+    state = promo.state
     first = trials(state)[0]
     plant(state, None, [0.0] * HELDOUT_ROWS)
     plant(state, first, [1.0] * HELDOUT_ROWS)
     assert promote(promo, f"promo/{first}", "files") == 0
-    version = promo["client"].get_model_version_by_alias("files", "champion")
-    source = promo["client"].get_model_version_download_uri("files", version.version)
+    version = promo.client.get_model_version_by_alias("files", "champion")
+    source = promo.client.get_model_version_download_uri("files", version.version)
     path = Path(mlflow.artifacts.download_artifacts(
-        source, dst_path=str(tmp_path), tracking_uri=promo["uri"]))  # fmt: skip
+        source, dst_path=str(tmp_path), tracking_uri=promo.uri))  # fmt: skip
     assert (path / "adapter" / "adapter_model.safetensors").is_file()
     assert "im_start" in (path / "tokenizer" / "chat_template.jinja").read_text()
     base = json.loads((path / "base_model.json").read_text())
@@ -106,9 +105,9 @@ def test_a_version_holds_adapter_tokenizer_base_hash_and_eval_summary(
 
 
 def test_refuses_a_candidate_that_is_not_significantly_better(
-    promo: dict[str, Any], capsys: pytest.CaptureFixture[str]
+    promo: FinishedSweep, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    state, client = promo["state"], promo["client"]
+    state, client = promo.state, promo.client
     first = trials(state)[0]
     plant(state, None, [0.0] * HELDOUT_ROWS)
     plant(state, first, [1.0, 1.0] + [0.0] * (HELDOUT_ROWS - 2))  # 2 of 12: McNemar p = 0.5
@@ -120,9 +119,9 @@ def test_refuses_a_candidate_that_is_not_significantly_better(
 
 
 def test_refuses_a_guard_regression_and_force_records_the_reason(
-    promo: dict[str, Any], capsys: pytest.CaptureFixture[str]
+    promo: FinishedSweep, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    state, client = promo["state"], promo["client"]
+    state, client = promo.state, promo.client
     first = trials(state)[0]
     plant(state, None, [0.0] * HELDOUT_ROWS)
     plant(state, first, [1.0] * HELDOUT_ROWS)
@@ -148,9 +147,9 @@ def test_refuses_a_guard_regression_and_force_records_the_reason(
 
 
 def test_refuses_a_changed_or_unresolvable_base_model(
-    promo: dict[str, Any], tmp_path: Path, capsys: pytest.CaptureFixture[str]
+    promo: FinishedSweep, tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    state = promo["state"]
+    state = promo.state
     copy_dir = tmp_path / "sweeps"
     shutil.copytree(state.path, copy_dir / "promo", symlinks=True)
     copied = load_state("promo", state_dir=copy_dir)
@@ -169,9 +168,9 @@ def test_refuses_a_changed_or_unresolvable_base_model(
 
 
 def test_force_needs_a_reason_and_promote_needs_a_sweep_trial(
-    promo: dict[str, Any], capsys: pytest.CaptureFixture[str]
+    promo: FinishedSweep, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    state = promo["state"]
+    state = promo.state
     first = trials(state)[0]
     assert promote(promo, f"promo/{first}", "x", "--force", "  ") == 2
     assert "--force needs a reason" in capsys.readouterr().err

@@ -11,7 +11,6 @@ import threading
 import time
 import urllib.request
 from pathlib import Path
-from typing import Any
 
 import pytest
 from mlflow.tracking import MlflowClient
@@ -19,6 +18,8 @@ from mlflow.tracking import MlflowClient
 from sweeps.cli.main import main
 from sweeps.tracking.state import RAY_TRIAL_ID, SweepState
 from tests.sweeps.conftest import (
+    ABReport,
+    FinishedSweep,
     assert_picture,
     dump_dom,
     free_port,
@@ -120,17 +121,17 @@ def page_text(url: str) -> str:
 
 
 def test_ui_opens_the_sweep_grouped_best_first_with_deep_links_in_training_mode(
-    ab_report: dict[str, Any], tmp_path: Path,
+    ab_report: ABReport, tmp_path: Path,
 ) -> None:  # fmt: skip
     """The page ``sweep ui`` prints for a sweep: the sweep as one unfolded group whose row holds
     the best objective, the parent run (best objective, status) and its trials under it, best
     first, distinct names with the learning rate as a person writes it; the compare run folded
     away. Its links to the best trial and to each picture open in model-training mode and show
     what they name."""
-    state: SweepState = ab_report["state"]
-    client: MlflowClient = ab_report["client"]
+    state: SweepState = ab_report.state
+    client: MlflowClient = ab_report.client
     url = f"http://127.0.0.1:{free_port()}"
-    proc, printed = start_server(["ui", "--mlflow-uri", ab_report["uri"], "--port",
+    proc, printed = start_server(["ui", "--mlflow-uri", ab_report.uri, "--port",
                                   url.rsplit(":", 1)[1]], health=f"{url}/health")  # fmt: skip
     try:
         time.sleep(1)  # the links are printed once the store was read
@@ -195,9 +196,9 @@ def test_ui_opens_the_sweep_grouped_best_first_with_deep_links_in_training_mode(
 
 @pytest.mark.skipif(not Path("/proc/net/tcp").is_file(), reason="reads Linux's socket table")
 def test_dashboard_shows_the_sweeps_study_and_stops_whole_on_sigint(
-    ab_sweep: dict[str, Any], tmp_path: Path, capsys: pytest.CaptureFixture[str]
+    ab_sweep: FinishedSweep, tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    state: SweepState = ab_sweep["state"]
+    state: SweepState = ab_sweep.state
     port = free_port()
     base = f"http://127.0.0.1:{port}"
     proc, printed = start_server(["dashboard", state.name, "--state-dir", str(state.path.parent),
