@@ -87,8 +87,9 @@ class JudgeSettings:
     @property
     def identity(self) -> str:
         c = self.config
-        return json.dumps([c.base_url or "in-process", c.model, self.rubric.digest(),
-                           c.temperature, c.max_tokens])  # fmt: skip
+        return json.dumps(
+            [c.base_url or "in-process", c.model, self.rubric.digest(), c.temperature, c.max_tokens]
+        )
 
     def describe(self) -> str:
         where = self.config.base_url or "in-process"
@@ -96,9 +97,14 @@ class JudgeSettings:
 
 
 def judge_settings(
-    config: JudgeConfig | None, *, url: str | None = None, model: str | None = None,
-    key_env: str | None = None, rubric: Path | None = None, rows: int | None = None,
-) -> JudgeSettings:  # fmt: skip
+    config: JudgeConfig | None,
+    *,
+    url: str | None = None,
+    model: str | None = None,
+    key_env: str | None = None,
+    rubric: Path | None = None,
+    rows: int | None = None,
+) -> JudgeSettings:
     """The sweep YAML's ``judge:`` with the command line's overrides on top."""
     if config is None and model is None:
         raise ConfigError(
@@ -106,8 +112,13 @@ def judge_settings(
             "--judge-model (and --judge-url for an endpoint, e.g. one sweep serve started)"
         )
     fields = config.model_dump() if config is not None else {}
-    overrides = {"base_url": url, "model": model, "api_key_env": key_env,
-                 "rubric": str(rubric) if rubric else None, "rows": rows}  # fmt: skip
+    overrides = {
+        "base_url": url,
+        "model": model,
+        "api_key_env": key_env,
+        "rubric": str(rubric) if rubric else None,
+        "rows": rows,
+    }
     fields.update({k: v for k, v in overrides.items() if v is not None})
     resolved = JudgeConfig(**fields)
     try:
@@ -143,10 +154,13 @@ class EndpointAsker:
         assert c.base_url is not None
         key = os.environ.get(c.api_key_env, "")
         if not key and not _loopback(c.base_url):  # sweep serve without --api-key-env
-            raise ConfigError(f"judge at {c.base_url}: the key variable {c.api_key_env} is not "
-                              f"set (export {c.api_key_env}=..., or judge.api_key_env)")  # fmt: skip
-        self.client = OpenAI(base_url=c.base_url, api_key=key or "unused", timeout=c.timeout_s,
-                             max_retries=2)  # fmt: skip
+            raise ConfigError(
+                f"judge at {c.base_url}: the key variable {c.api_key_env} is not "
+                f"set (export {c.api_key_env}=..., or judge.api_key_env)"
+            )
+        self.client = OpenAI(
+            base_url=c.base_url, api_key=key or "unused", timeout=c.timeout_s, max_retries=2
+        )
         self.config = c
         self.identity = settings.identity
 
@@ -161,15 +175,18 @@ class EndpointAsker:
                 m.id for m in self.client.with_options(timeout=30, max_retries=0).models.list()
             ]
         except openai.APIConnectionError:
-            raise ConfigError(f"{where} does not answer (is it running? sweep serve REF starts "
-                              "one)") from None  # fmt: skip
+            raise ConfigError(
+                f"{where} does not answer (is it running? sweep serve REF starts one)"
+            ) from None
         except openai.AuthenticationError:
             raise ConfigError(f"{where} refused the key in {self.config.api_key_env}") from None
         except openai.APIStatusError:
             return
         if served and self.config.model not in served:
-            raise ConfigError(f"{where} does not serve {self.config.model!r} "
-                              f"(it serves: {', '.join(served)}); set judge.model")  # fmt: skip
+            raise ConfigError(
+                f"{where} does not serve {self.config.model!r} "
+                f"(it serves: {', '.join(served)}); set judge.model"
+            )
 
     def ask(self, messages: list[dict[str, str]]) -> Answer:
         """One answer. A question the endpoint refuses (400: too long, say) is an error answer,
@@ -180,14 +197,17 @@ class EndpointAsker:
         where = f"judge endpoint {self.config.base_url}"
         try:
             reply = self.client.chat.completions.create(
-                model=self.config.model, messages=messages,  # type: ignore[arg-type]
-                temperature=self.config.temperature, max_tokens=self.config.max_tokens,
-            )  # fmt: skip
+                model=self.config.model,
+                messages=messages,  # type: ignore[arg-type]
+                temperature=self.config.temperature,
+                max_tokens=self.config.max_tokens,
+            )
         except (openai.BadRequestError, openai.UnprocessableEntityError) as exc:
             return Answer(f"error: {exc.message}", finish="error")
         except openai.APITimeoutError:
-            raise ConfigError(f"{where}: no answer in {self.config.timeout_s:g} s "
-                              "(judge.timeout_s)") from None  # fmt: skip
+            raise ConfigError(
+                f"{where}: no answer in {self.config.timeout_s:g} s (judge.timeout_s)"
+            ) from None
         except openai.APIConnectionError:
             raise ConfigError(f"{where} stopped answering (is it running?)") from None
         except openai.APIStatusError as exc:
@@ -204,8 +224,9 @@ class LocalAsker:
     def __init__(self, settings: JudgeSettings, *, state_dir: Path, mlflow_uri: str) -> None:
         from trainers.chat import Sampling
 
-        self.chat: ChatModel = local_judge_model(settings.config.model, state_dir=state_dir,
-                                                 mlflow_uri=mlflow_uri)  # fmt: skip
+        self.chat: ChatModel = local_judge_model(
+            settings.config.model, state_dir=state_dir, mlflow_uri=mlflow_uri
+        )
         self.name = self.chat.names[-1]  # the adapter when there is one, else the base
         c = settings.config
         self.sampling = Sampling(max_tokens=c.max_tokens, temperature=c.temperature)
@@ -261,8 +282,11 @@ class Verdict:
     finish: tuple[str, str] = ("stop", "stop")  # how each answer ended: stop | length | error
 
     def row(self) -> dict[str, object]:
-        return {**asdict(self), "rationale_ab": rationale(self.answer_ab),
-                "rationale_ba": rationale(self.answer_ba)}  # fmt: skip
+        return {
+            **asdict(self),
+            "rationale_ab": rationale(self.answer_ab),
+            "rationale_ba": rationale(self.answer_ba),
+        }
 
 
 @dataclass(frozen=True)
@@ -296,9 +320,13 @@ class JudgeRun:
 
 
 def judge_items(
-    items: Sequence[JudgeItem], *, asker: Asker, rubric: Rubric, parallel: int = 1,
+    items: Sequence[JudgeItem],
+    *,
+    asker: Asker,
+    rubric: Rubric,
+    parallel: int = 1,
     progress: Say = print,
-) -> JudgeRun:  # fmt: skip
+) -> JudgeRun:
     """Ask the judge about every item in both orders (cached answers are not asked again)."""
     questions = {}
     for item in items:
@@ -312,15 +340,27 @@ def judge_items(
     for item in items:
         ab, ba = answers[(item.id, True)], answers[(item.id, False)]
         pv_ab, pv_ba = parse_verdict(ab.text), parse_verdict(ba.text)
-        verdicts.append(Verdict(item.id, pv_ab, pv_ba, combine(pv_ab, pv_ba), ab.text, ba.text,
-                                finish=(ab.finish, ba.finish)))  # fmt: skip
+        verdicts.append(
+            Verdict(
+                item.id,
+                pv_ab,
+                pv_ba,
+                combine(pv_ab, pv_ba),
+                ab.text,
+                ba.text,
+                finish=(ab.finish, ba.finish),
+            )
+        )
     return JudgeRun(verdicts, asked=asked, cached=len(questions) - asked)
 
 
 def _answers(
-    questions: dict[tuple[str, bool], list[dict[str, str]]], *, asker: Asker, parallel: int,
+    questions: dict[tuple[str, bool], list[dict[str, str]]],
+    *,
+    asker: Asker,
+    parallel: int,
     progress: Say,
-) -> tuple[dict[tuple[str, bool], Answer], int]:  # fmt: skip
+) -> tuple[dict[tuple[str, bool], Answer], int]:
     from trainers.models import cache_root
 
     directory = cache_root() / "judge"
@@ -329,8 +369,10 @@ def _answers(
     missing = [q for q in questions if q not in answers]
     if not missing:
         return answers, 0
-    progress(f"Asking the judge {len(missing)} question(s) "
-             f"({len(answers)} answered before, from the cache) ...")  # fmt: skip
+    progress(
+        f"Asking the judge {len(missing)} question(s) "
+        f"({len(answers)} answered before, from the cache) ..."
+    )
     directory.mkdir(parents=True, exist_ok=True)
 
     def ask(q: tuple[str, bool]) -> Answer:
@@ -373,8 +415,11 @@ class JudgeResult:
 
     def lines(self) -> list[str]:
         agreement, rows = self.run.agreement()  # the judge's agreement with itself
-        agree = ("no row with both verdicts readable" if math.isnan(agreement) else
-                 f"{agreement:.0%} of {rows} rows")  # fmt: skip
+        agree = (
+            "no row with both verdicts readable"
+            if math.isnan(agreement)
+            else f"{agreement:.0%} of {rows} rows"
+        )
         first, decisive = self.run.first_rate()
         lines = [
             f"judge ({self.judge}): A ({self.a}) vs B ({self.b}): {self.summary.describe()}",
@@ -382,50 +427,87 @@ class JudgeResult:
             f"{self.run.unparsed}; asked {self.run.asked}, from the cache {self.run.cached}",
         ]
         if decisive:
-            lines.append(f"  position bias: {first:.0%} of {decisive} decisive verdicts chose the "
-                         "answer shown first (about 50% without it)")  # fmt: skip
+            lines.append(
+                f"  position bias: {first:.0%} of {decisive} decisive verdicts chose the "
+                "answer shown first (about 50% without it)"
+            )
         cut, refused = self.run.ended("length"), self.run.ended("error")
         if cut:
-            lines.append(f"  {cut} answer(s) reached judge.max_tokens before a verdict line: "
-                         "raise it")  # fmt: skip
+            lines.append(
+                f"  {cut} answer(s) reached judge.max_tokens before a verdict line: raise it"
+            )
         if refused:
-            lines.append(f"  {refused} question(s) refused by the endpoint (the verdicts in "
-                         "MLflow say why); they are asked again next time")  # fmt: skip
+            lines.append(
+                f"  {refused} question(s) refused by the endpoint (the verdicts in "
+                "MLflow say why); they are asked again next time"
+            )
         return [*lines, f"  MLflow run {self.run_id}; evidence {self.evidence}"]
 
 
 def judge_pair(
-    a: str, b: str, *, state_dir: Path, mlflow_uri: str, settings: JudgeSettings,
-    asker: Asker | None = None, progress: Say = print, pair: PairedOutputs | None = None,
-) -> JudgeResult:  # fmt: skip
+    a: str,
+    b: str,
+    *,
+    state_dir: Path,
+    mlflow_uri: str,
+    settings: JudgeSettings,
+    asker: Asker | None = None,
+    progress: Say = print,
+    pair: PairedOutputs | None = None,
+) -> JudgeResult:
     """Judge A against B on the held-out rows, log the verdicts and store the evidence."""
-    pair = pair or paired_outputs(a, b, state_dir=state_dir, mlflow_uri=mlflow_uri,
-                                  progress=progress)  # fmt: skip
+    pair = pair or paired_outputs(
+        a, b, state_dir=state_dir, mlflow_uri=mlflow_uri, progress=progress
+    )
     asker = asker or make_asker(settings, state_dir=state_dir, mlflow_uri=mlflow_uri)
     rows = pair.items[: settings.config.rows] if settings.config.rows else pair.items
-    run = judge_items([judge_item(r) for r in rows], asker=asker, rubric=settings.rubric,
-                      parallel=settings.config.parallel, progress=progress)  # fmt: skip
+    run = judge_items(
+        [judge_item(r) for r in rows],
+        asker=asker,
+        rubric=settings.rubric,
+        parallel=settings.config.parallel,
+        progress=progress,
+    )
     summary = summarize(run.outcomes, unparsed=run.unparsed)
     agreement, agreement_rows = run.agreement()
-    run_id = log_judge_run(pair, run, summary=summary, settings=settings, mlflow_uri=mlflow_uri,
-                           agreement=agreement)  # fmt: skip
-    unreadable = [{"id": v.id, "answers": [v.answer_ab, v.answer_ba]}
-                  for v in run.verdicts if v.outcome is None][:UNREAD_SHOWN]  # fmt: skip
+    run_id = log_judge_run(
+        pair, run, summary=summary, settings=settings, mlflow_uri=mlflow_uri, agreement=agreement
+    )
+    unreadable = [
+        {"id": v.id, "answers": [v.answer_ab, v.answer_ba]}
+        for v in run.verdicts
+        if v.outcome is None
+    ][:UNREAD_SHOWN]
     first_rate, decisive = run.first_rate()
-    details = {"self_agreement": agreement, "agreement_rows": agreement_rows, "asked": run.asked,
-               "cached": run.cached, "rows": len(rows), "of_rows": len(pair.items),
-               "cut": run.ended("length"), "refused": run.ended("error"),
-               "first_rate": first_rate, "decisive": decisive, "unreadable": unreadable}  # fmt: skip
-    evidence = Evidence("judge", a, b, run.outcomes, run.unparsed, settings.describe(), utc(None),
-                        run_id, details)  # fmt: skip
+    details = {
+        "self_agreement": agreement,
+        "agreement_rows": agreement_rows,
+        "asked": run.asked,
+        "cached": run.cached,
+        "rows": len(rows),
+        "of_rows": len(pair.items),
+        "cut": run.ended("length"),
+        "refused": run.ended("error"),
+        "first_rate": first_rate,
+        "decisive": decisive,
+        "unreadable": unreadable,
+    }
+    evidence = Evidence(
+        "judge", a, b, run.outcomes, run.unparsed, settings.describe(), utc(None), run_id, details
+    )
     path = save_evidence(pair.home, pair.a, pair.b, evidence)
     return JudgeResult(a, b, summary, run, settings.describe(), run_id, path)
 
 
 def log_judge_run(
-    pair: PairedOutputs, run: JudgeRun, *, summary: PreferenceSummary, settings: JudgeSettings,
-    mlflow_uri: str, agreement: float,
-) -> str:  # fmt: skip
+    pair: PairedOutputs,
+    run: JudgeRun,
+    *,
+    summary: PreferenceSummary,
+    settings: JudgeSettings,
+    mlflow_uri: str,
+    agreement: float,
+) -> str:
     """A ``judge`` run in the sweep's experiment: the outcome, and every verdict's rationale."""
     from sweeps.tracking.mlflow_facade import SweepTracker
 
@@ -436,14 +518,22 @@ def log_judge_run(
     rows = [v.row() for v in run.verdicts]
     return SweepTracker(mlflow_uri, experiment_name(pair.home)).log_run(
         f"judge {pair.a.label} vs {pair.b.label}"[:250],
-        params={"a": pair.a.label, "b": pair.b.label, "judge_model": settings.config.model,
-                "judge_url": settings.config.base_url or "in-process",
-                "rubric": ", ".join(settings.rubric.criteria), "rows": len(run.verdicts)},
-        metrics=metrics, tags={"lora_sweep.kind": "judge", "lora_sweep.sweep": pair.home.name},
-        artifacts={"judge/verdicts.jsonl": "".join(json.dumps(row) + "\n" for row in rows),
-                   "judge/rubric.json": settings.rubric.model_dump_json(indent=2)},
+        params={
+            "a": pair.a.label,
+            "b": pair.b.label,
+            "judge_model": settings.config.model,
+            "judge_url": settings.config.base_url or "in-process",
+            "rubric": ", ".join(settings.rubric.criteria),
+            "rows": len(run.verdicts),
+        },
+        metrics=metrics,
+        tags={"lora_sweep.kind": "judge", "lora_sweep.sweep": pair.home.name},
+        artifacts={
+            "judge/verdicts.jsonl": "".join(json.dumps(row) + "\n" for row in rows),
+            "judge/rubric.json": settings.rubric.model_dump_json(indent=2),
+        },
         tables={"judge/verdicts_table.json": rows},
-    )  # fmt: skip
+    )
 
 
 # --------------------------------------------------------------------------- more than two
@@ -467,16 +557,30 @@ def check_distinct(refs: Sequence[str], *, state_dir: Path, mlflow_uri: str) -> 
 
 
 def judge_all(
-    refs: Sequence[str], *, state_dir: Path, mlflow_uri: str, settings: JudgeSettings,
+    refs: Sequence[str],
+    *,
+    state_dir: Path,
+    mlflow_uri: str,
+    settings: JudgeSettings,
     progress: Say = print,
-) -> Tournament:  # fmt: skip
+) -> Tournament:
     """Every pair of ``refs`` judged (the first as A); Bradley-Terry when there are 3+."""
     if len(refs) < 2 or len(set(refs)) < len(refs):
         raise ConfigError("sweep judge needs two or more different references: A B [C ...]")
     check_distinct(refs, state_dir=state_dir, mlflow_uri=mlflow_uri)
     asker = make_asker(settings, state_dir=state_dir, mlflow_uri=mlflow_uri)
-    results = [judge_pair(a, b, state_dir=state_dir, mlflow_uri=mlflow_uri, settings=settings,
-                          asker=asker, progress=progress) for a, b in combinations(refs, 2)]  # fmt: skip
+    results = [
+        judge_pair(
+            a,
+            b,
+            state_dir=state_dir,
+            mlflow_uri=mlflow_uri,
+            settings=settings,
+            asker=asker,
+            progress=progress,
+        )
+        for a, b in combinations(refs, 2)
+    ]
     if len(refs) < 3:
         return Tournament(results)
     matches = [(r.a, r.b, o) for r in results for o in r.run.outcomes.values()]

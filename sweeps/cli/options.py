@@ -49,8 +49,15 @@ class Switch(argparse.BooleanOptionalAction):
     """``--x/--no-x``, and optionally a second name for ``--no-x`` (``--keep-flagged``). The help
     is left as written: sweeps.cli.main.HelpFormatter adds the default."""
 
-    def __init__(self, option_strings: Sequence[str], dest: str, *, default: bool,
-                 help: str | None = None, negative_flag: str | None = None) -> None:  # fmt: skip
+    def __init__(
+        self,
+        option_strings: Sequence[str],
+        dest: str,
+        *,
+        default: bool,
+        help: str | None = None,
+        negative_flag: str | None = None,
+    ) -> None:
         super().__init__(option_strings, dest, default=default)
         self.help = help
         self.negative_flag = negative_flag
@@ -58,9 +65,12 @@ class Switch(argparse.BooleanOptionalAction):
             self.option_strings = [*self.option_strings, negative_flag]
 
     def __call__(
-        self, parser: argparse.ArgumentParser, namespace: argparse.Namespace,
-        values: object, option_string: str | None = None,
-    ) -> None:  # fmt: skip
+        self,
+        parser: argparse.ArgumentParser,
+        namespace: argparse.Namespace,
+        values: object,
+        option_string: str | None = None,
+    ) -> None:
         if option_string is None:
             return
         off = option_string == self.negative_flag or option_string.startswith("--no-")
@@ -233,8 +243,10 @@ class ServerOptions(VerbOptions):
     host: str = Field(LOOPBACK, description="0.0.0.0 exposes it to the network")
 
 
-ADAPTER_REFS = ("champion, NAME@ALIAS, models:/NAME/VERSION, SWEEP (its best trial), SWEEP/TRIAL, "
-                "a run id, or an adapter directory")  # fmt: skip
+ADAPTER_REFS = (
+    "champion, NAME@ALIAS, models:/NAME/VERSION, SWEEP (its best trial), SWEEP/TRIAL, "
+    "a run id, or an adapter directory"
+)
 
 
 # --------------------------------------------------------------------------- one model per verb
@@ -271,9 +283,10 @@ class ConfigOption(VerbOptions):
 
 class ValidateOptions(ConfigOption):
     quick: bool = Field(
-        False, description="the schema only: no data, model or timing (imports no torch; "
+        False,
+        description="the schema only: no data, model or timing (imports no torch; "
         "default: the full dry run)",
-    )  # fmt: skip
+    )
     num_gpus: int | None = Field(
         None, description="as for launch: logical GPUs for a local Ray (default: those CUDA sees)"
     )
@@ -282,9 +295,10 @@ class ValidateOptions(ConfigOption):
 class LaunchOptions(ConfigOption, RayOptions):
     name: str | None = Field(None, description="sweep name (default: <config name>-<timestamp>)")
     state_dir: Path | None = Field(
-        None, description="where sweep directories live (default: the YAML's tracking.state_dir, "
+        None,
+        description="where sweep directories live (default: the YAML's tracking.state_dir, "
         f"else {DEFAULT_STATE_DIR})",
-    )  # fmt: skip
+    )
 
 
 class ResumeOptions(SweepOption, RayOptions):
@@ -293,9 +307,10 @@ class ResumeOptions(SweepOption, RayOptions):
 
 class RerunOptions(SweepOption, RayOptions):
     failed: bool = Field(
-        False, description="run the sweep's failed trials again, in the same sweep and study "
+        False,
+        description="run the sweep's failed trials again, in the same sweep and study "
         "(what to re-run: required)",
-    )  # fmt: skip
+    )
 
 
 class StatusOptions(SweepOption):
@@ -304,9 +319,10 @@ class StatusOptions(SweepOption):
 
 class BestOptions(SweepOption):
     as_json: bool = Field(
-        False, description="machine-readable output (default: text)",
+        False,
+        description="machine-readable output (default: text)",
         json_schema_extra={"flag": "--json"},
-    )  # fmt: skip
+    )
 
 
 class EvalOptions(MlflowOption):
@@ -322,17 +338,19 @@ class EvalOptions(MlflowOption):
         description="comma-separated lm-eval task names (any lm-eval task works)",
     )
     mirror: str | None = Field(
-        None, description="local benchmark mirror (default: $LORA_SWEEP_BENCHMARK_MIRROR, else "
+        None,
+        description="local benchmark mirror (default: $LORA_SWEEP_BENCHMARK_MIRROR, else "
         "the Hugging Face Hub)",
-    )  # fmt: skip
+    )
     limit: int | None = Field(None, description="documents per task, a proxy (default: full sets)")
     num_fewshot: int | None = Field(
         None, ge=0, description="few-shot examples (default: each task's own)"
     )
     batch_size: int = Field(
-        BenchmarksConfig.model_fields["batch_size"].default, ge=1,
+        BenchmarksConfig.model_fields["batch_size"].default,
+        ge=1,
         description="pinned: scores shift with it",
-    )  # fmt: skip
+    )
     experiment: str = Field(EVAL_EXPERIMENT, description="the MLflow experiment")
 
 
@@ -346,25 +364,31 @@ class JudgeFlags(VerbOptions):
     """Which LLM judges: the sweep YAML's judge: section, or these (which override it)."""
 
     judge_url: str | None = Field(
-        None, description="an OpenAI-compatible endpoint, e.g. http://127.0.0.1:8000/v1 from "
+        None,
+        description="an OpenAI-compatible endpoint, e.g. http://127.0.0.1:8000/v1 from "
         "sweep serve (default: judge.base_url; none: the judge model runs in-process)",
-    )  # fmt: skip
+    )
     judge_model: str | None = Field(
-        None, description="the judge model: its name at the endpoint, or in-process a base model "
+        None,
+        description="the judge model: its name at the endpoint, or in-process a base model "
         "or adapter reference (default: judge.model)",
-    )  # fmt: skip
+    )
     judge_key_env: str | None = Field(
-        None, description="the environment variable holding the endpoint's key; its value is "
+        None,
+        description="the environment variable holding the endpoint's key; its value is "
         "never printed (default: judge.api_key_env, OPENAI_API_KEY)",
-    )  # fmt: skip
+    )
     rubric: Path | None = Field(
-        None, description="a rubric YAML, criteria: {name: what it asks} (default: judge.rubric, "
+        None,
+        description="a rubric YAML, criteria: {name: what it asks} (default: judge.rubric, "
         "else correct, specific, format, tone)",
-    )  # fmt: skip
+    )
     judge_rows: int | None = Field(
-        None, ge=1, description="judge only the first N held-out rows, to try a judge cheaply "
+        None,
+        ge=1,
+        description="judge only the first N held-out rows, to try a judge cheaply "
         "(default: judge.rows, else every row)",
-    )  # fmt: skip
+    )
 
 
 class PromoteOptions(StateDirOption, JudgeFlags):
@@ -376,16 +400,19 @@ class PromoteOptions(StateDirOption, JudgeFlags):
         None, description="registered model (default: the sweep config's name)"
     )
     force: str | None = Field(
-        None, description="promote even if the gate refuses; the reason is recorded as a tag "
-        "(default: the gate decides)", json_schema_extra={"metavar": "REASON"},
-    )  # fmt: skip
+        None,
+        description="promote even if the gate refuses; the reason is recorded as a tag "
+        "(default: the gate decides)",
+        json_schema_extra={"metavar": "REASON"},
+    )
     mlflow_uri: str | None = Field(
         None, description="the registry (default: the sweep's tracking store)"
     )
     require: tuple[EvidenceKind, ...] = Field(
-        (), description="the evidence that must each find the candidate significantly better: "
+        (),
+        description="the evidence that must each find the candidate significantly better: "
         "heldout,judge,human (default: the sweep YAML's promote.require, else heldout)",
-    )  # fmt: skip
+    )
 
 
 class CompareOptions(StoreOptions, JudgeFlags):
@@ -396,9 +423,10 @@ class CompareOptions(StoreOptions, JudgeFlags):
     out: Path | None = Field(None, description="report directory (default: reports/A-vs-B)")
     samples: int = Field(8, description="generations shown side by side")
     judge: bool = Field(
-        False, description="ask the LLM judge about every row too (both orders, cached) and "
+        False,
+        description="ask the LLM judge about every row too (both orders, cached) and "
         "report it (stored judge or human evidence on the pair is reported either way)",
-    )  # fmt: skip
+    )
 
 
 class JudgeOptions(StoreOptions, JudgeFlags):
@@ -435,38 +463,50 @@ class ServeOptions(StoreOptions, ServerOptions):
     )
     port: int = Field(SERVE_PORT, description="the port to listen on")
     base_model: str | None = Field(
-        None, description="the base model, name or directory (default: the adapters' own; "
+        None,
+        description="the base model, name or directory (default: the adapters' own; "
         "needed to serve base alone)",
-    )  # fmt: skip
+    )
     engine: Literal["auto", "transformers", "vllm"] = Field(
         "auto", description="auto: vLLM where a CUDA GPU and vLLM exist, else transformers"
     )
     api_key_env: str | None = Field(
-        None, description="require Authorization: Bearer with this environment variable's value "
+        None,
+        description="require Authorization: Bearer with this environment variable's value "
         "(default: no key; loopback only)",
-    )  # fmt: skip
-    max_tokens: int = Field(ServeLimits.max_tokens, ge=1,
-                            description="the most tokens one answer may have")  # fmt: skip
+    )
+    max_tokens: int = Field(
+        ServeLimits.max_tokens, ge=1, description="the most tokens one answer may have"
+    )
     context_tokens: int | None = Field(
-        ServeLimits.context_tokens, ge=1, description="the tokens a prompt and its answer may "
+        ServeLimits.context_tokens,
+        ge=1,
+        description="the tokens a prompt and its answer may "
         "have together (default: the model's max_position_embeddings), like vLLM's --max-model-len",
-    )  # fmt: skip
+    )
     max_prompt_tokens: int | None = Field(
-        ServeLimits.max_prompt_tokens, ge=1, description="the longest prompt, in tokens (default: "
+        ServeLimits.max_prompt_tokens,
+        ge=1,
+        description="the longest prompt, in tokens (default: "
         "the context); a longer one is refused at once (400 context_length_exceeded)",
-    )  # fmt: skip
+    )
     request_timeout: float = Field(
-        ServeLimits.request_timeout, gt=0, description="seconds from a request's arrival to its "
+        ServeLimits.request_timeout,
+        gt=0,
+        description="seconds from a request's arrival to its "
         "answer, its wait in the queue included; past them it gets a 504",
-    )  # fmt: skip
+    )
     max_queue: int = Field(
-        ServeLimits.max_queue, ge=0, description="requests that may wait behind the one being "
+        ServeLimits.max_queue,
+        ge=0,
+        description="requests that may wait behind the one being "
         "answered (one at a time); more get a 429 with Retry-After",
-    )  # fmt: skip
+    )
     max_body_mb: float = Field(
-        ServeLimits.max_body_mb, gt=0, description="a request body past this many MB is refused "
-        "(413) before it is read",
-    )  # fmt: skip
+        ServeLimits.max_body_mb,
+        gt=0,
+        description="a request body past this many MB is refused (413) before it is read",
+    )
 
 
 class DataPrepareOptions(PrepareOptions):
@@ -474,9 +514,10 @@ class DataPrepareOptions(PrepareOptions):
     YAML's prepare: section and their inputs, or that YAML itself."""
 
     config: Path | None = Field(
-        None, description="a sweep YAML: its data files, with its prepare: section (the other "
+        None,
+        description="a sweep YAML: its data files, with its prepare: section (the other "
         "flags are for files given directly; default: give files)",
-    )  # fmt: skip
+    )
 
 
 class UiOptions(MlflowOption, ServerOptions):

@@ -54,8 +54,10 @@ def validate(options: ValidateOptions) -> int:
         print(f"  {line}")
     for line in done.estimate.lines():
         print(f"  {line}")
-    print("  (the estimate scales the timed trial by each trial's expected steps and rungs over "
-          "the search space, ASHA's expected stops, and the trials run at once)")  # fmt: skip
+    print(
+        "  (the estimate scales the timed trial by each trial's expected steps and rungs over "
+        "the search space, ASHA's expected stops, and the trials run at once)"
+    )
     print(f"{config}: valid; run it: sweep launch {config}")
     return 0
 
@@ -92,9 +94,15 @@ def launch(options: LaunchOptions) -> int:
     from sweeps.driver.launch import launch_sweep
 
     console = plain_console()
-    state = launch_sweep(options.config, name=options.name, state_dir=options.state_dir,
-                         address=options.address, num_cpus=options.num_cpus,
-                         num_gpus=options.num_gpus, console=console)  # fmt: skip
+    state = launch_sweep(
+        options.config,
+        name=options.name,
+        state_dir=options.state_dir,
+        address=options.address,
+        num_cpus=options.num_cpus,
+        num_gpus=options.num_gpus,
+        console=console,
+    )
     return print_outcome(state, console)
 
 
@@ -140,8 +148,14 @@ def _drive_again(drive: Callable[..., SweepState], options: ResumeOptions | Reru
     from sweeps.driver.display import plain_console
 
     console = plain_console()
-    state = drive(options.sweep, state_dir=options.state_dir, address=options.address,
-                  num_cpus=options.num_cpus, num_gpus=options.num_gpus, console=console)  # fmt: skip
+    state = drive(
+        options.sweep,
+        state_dir=options.state_dir,
+        address=options.address,
+        num_cpus=options.num_cpus,
+        num_gpus=options.num_gpus,
+        console=console,
+    )
     return print_outcome(state, console)
 
 
@@ -187,10 +201,12 @@ def describe_cost(state: SweepState, record: TrialRecord) -> str:
 
     metrics = record.metrics
     hours = metrics.get(keys.COST_DEVICE_SECONDS, 0.0) / 3600
-    line = (f"cost: {trial_duration(record)} wall time, {hours:.3g} device-hours "
-            f"(sweep {state.device_hours():.3g}), "
-            f"{int(metrics.get(keys.TOKENS_TRAINED, 0)):,} tokens, "
-            f"peak {metrics.get(keys.COST_PEAK_MEMORY_MB, 0.0):,.0f} MB")  # fmt: skip
+    line = (
+        f"cost: {trial_duration(record)} wall time, {hours:.3g} device-hours "
+        f"(sweep {state.device_hours():.3g}), "
+        f"{int(metrics.get(keys.TOKENS_TRAINED, 0)):,} tokens, "
+        f"peak {metrics.get(keys.COST_PEAK_MEMORY_MB, 0.0):,.0f} MB"
+    )
     gain = state.gain_per_device_hour()
     if gain is not None:
         line += f"; {state.objective_metric} gain over the base per sweep device-hour {gain:+.4g}"
@@ -204,8 +220,10 @@ def describe_restarts(directory: Path) -> str:
     restarts = restores(directory)
     damaged = sum(bool(r["skipped"]) for r in restarts)
     faults = len(list((directory / FAULTS_DIR).glob("*.txt")))
-    return (f"restarts from checkpoints: {len(restarts)} ({damaged} passed over a damaged "
-            f"checkpoint); faults not retried: {faults}")  # fmt: skip
+    return (
+        f"restarts from checkpoints: {len(restarts)} ({damaged} passed over a damaged "
+        f"checkpoint); faults not retried: {faults}"
+    )
 
 
 def describe_disk(state: SweepState) -> str:
@@ -218,8 +236,10 @@ def describe_disk(state: SweepState) -> str:
     line = f"disk: {usage['total']:.1f} MB ({parts}) in {state.path}"
     freed = [t.checkpoints_freed for t in state.trials.values() if t.checkpoints_freed]
     if freed:
-        line += (f"; {sum(freed) / 1e6:.1f} MB of checkpoints removed as {len(freed)} trials "
-                 "ended (recovery.keep_finished_checkpoints: true keeps them)")  # fmt: skip
+        line += (
+            f"; {sum(freed) / 1e6:.1f} MB of checkpoints removed as {len(freed)} trials "
+            "ended (recovery.keep_finished_checkpoints: true keeps them)"
+        )
     return line
 
 
@@ -229,8 +249,11 @@ def best(options: BestOptions) -> int:
     record = state.best_trial()
     if record is None:
         flagged = [t.trial_id for t in state.trials.values() if t.guard]
-        why = f"no eligible trial: the guard flagged {', '.join(flagged)}" if flagged else (
-            "no completed trial yet")  # fmt: skip
+        why = (
+            f"no eligible trial: the guard flagged {', '.join(flagged)}"
+            if flagged
+            else ("no completed trial yet")
+        )
         print(f"sweep {state.name}: {why}", file=sys.stderr)
         return 1
     if options.as_json:
@@ -292,8 +315,9 @@ def _prepare_from_config(config: Path, *, out: Path) -> PrepareResult:
     loaded = load_config(config)
     if loaded.prepare is None:
         loaded = loaded.model_copy(update={"prepare": PrepareConfig()})
-    _, result = prepare_for_sweep(loaded, config_dir=config.resolve().parent, out_dir=out,
-                                  progress=print)  # fmt: skip
+    _, result = prepare_for_sweep(
+        loaded, config_dir=config.resolve().parent, out_dir=out, progress=print
+    )
     prepared: PrepareResult = result  # launch.py leaves prepare_for_sweep's result untyped
     return prepared
 
@@ -330,8 +354,10 @@ def _print_best(state: SweepState, console: Console) -> None:
     record = state.best_trial()
     if record is None:
         flagged = any(t.guard for t in state.trials.values())
-        say(console, "No eligible trial: the guard flagged every one." if flagged else
-            "No trial completed.")  # fmt: skip
+        say(
+            console,
+            "No eligible trial: the guard flagged every one." if flagged else "No trial completed.",
+        )
         return
     where = _state_dir_option(state)
     shown = hide_uri_password(state.mlflow_uri)  # a password never reaches the console
@@ -351,8 +377,13 @@ def _print_best(state: SweepState, console: Console) -> None:
         return
     champion = _champion_version(state, record.run_id)
     if champion:
-        say(console, f"already the champion ({champion}); its report: sweep compare champion "
-                     f"base{where}{uri}", indent=2, whole=True)  # fmt: skip
+        say(
+            console,
+            f"already the champion ({champion}); its report: sweep compare champion "
+            f"base{where}{uri}",
+            indent=2,
+            whole=True,
+        )
     else:
         say(console, f"next: sweep promote {state.name}{where}{uri}", indent=2, whole=True)
         say(console, f"sweep compare {state.name} base{where}{uri}", indent=8, whole=True)

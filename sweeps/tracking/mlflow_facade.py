@@ -43,8 +43,10 @@ EXACT_PARAMS = "params_exact.json"  # a run's float params as sampled (the UI sh
 # early ran as planned, so its run is FINISHED, its ``status`` tag says ``pruned`` (a column of
 # the sweep's view) and its description says why.
 RUN_STATUS = {"completed": "FINISHED", "pruned": "FINISHED", "failed": "FAILED"}
-PRUNED_NOTE = ("Stopped early by the scheduler (ASHA) after rung {rungs}: its value was not in "
-               "the rung's top fraction. Not a failure; the status tag says pruned.")  # fmt: skip
+PRUNED_NOTE = (
+    "Stopped early by the scheduler (ASHA) after rung {rungs}: its value was not in "
+    "the rung's top fraction. Not a failure; the status tag says pruned."
+)
 # MLflow 3's UI shows a GenAI dashboard unless the experiment is a model-training one
 EXPERIMENT_KIND = {"mlflow.experimentKind": "custom_model_development"}
 VIEW_TAG_PREFIX = "mlflow.sharedViewState."  # the UI's shared views: ?viewStateShareKey=KEY
@@ -74,18 +76,24 @@ class SweepTracker:
 
     # ------------------------------------------------------------------ the sweep (parent)
     def start_sweep(
-        self, name: str, *, config: Mapping[str, object], tags: dict[str, str],
+        self,
+        name: str,
+        *,
+        config: Mapping[str, object],
+        tags: dict[str, str],
         artifacts: dict[str, str],
-    ) -> str:  # fmt: skip
+    ) -> str:
         """The parent run: the config as params and as config.yaml, secrets and URI passwords
         hidden in both, never logged."""
         tags = {"lora_sweep.kind": "sweep", "lora_sweep.sweep": name, GROUP_TAG: name, **tags}
         shown = yaml.safe_dump(redacted(config), sort_keys=False)
-        return self._new_run(name, tags=tags, params=flatten(config),
-                             artifacts={"config.yaml": shown, **artifacts})  # fmt: skip
+        return self._new_run(
+            name, tags=tags, params=flatten(config), artifacts={"config.yaml": shown, **artifacts}
+        )
 
-    def set_sweep_view(self, key: str, *, sort_metric: str, ascending: bool,
-                       columns: list[str]) -> None:  # fmt: skip
+    def set_sweep_view(
+        self, key: str, *, sort_metric: str, ascending: bool, columns: list[str]
+    ) -> None:
         """An experiment view the UI opens with ``?viewStateShareKey=KEY``: runs grouped by the
         sweep they belong to (``GROUP_TAG``), sorted by the objective, with ``columns``
         (``metrics.`k```, ``params.`k```, ``tags.`k```, ``attributes.`Duration```) shown.
@@ -96,13 +104,20 @@ class SweepTracker:
         its row carries the best value (min or max as the objective goes), the parent run and
         the trials under it, best first; runs of no sweep (compare, judge, human, eval) wait in
         MLflow's folded "Additional runs" group."""
-        group = {"aggregateFunction": "min" if ascending else "max",
-                 "groupByKeys": [{"mode": "tag", "groupByData": GROUP_TAG}]}  # fmt: skip
-        state = {"orderByKey": f"metrics.`{sort_metric}`", "orderByAsc": ascending,
-                 "selectedColumns": columns, "groupBy": group, "groupsExpanded": {},
-                 "useGroupedValuesInCharts": False, "runsHiddenMode": "SHOW_ALL"}  # fmt: skip
-        self.client.set_experiment_tag(self.experiment_id, VIEW_TAG_PREFIX + key,
-                                       json.dumps(state))  # fmt: skip
+        group = {
+            "aggregateFunction": "min" if ascending else "max",
+            "groupByKeys": [{"mode": "tag", "groupByData": GROUP_TAG}],
+        }
+        state = {
+            "orderByKey": f"metrics.`{sort_metric}`",
+            "orderByAsc": ascending,
+            "selectedColumns": columns,
+            "groupBy": group,
+            "groupsExpanded": {},
+            "useGroupedValuesInCharts": False,
+            "runsHiddenMode": "SHOW_ALL",
+        }
+        self.client.set_experiment_tag(self.experiment_id, VIEW_TAG_PREFIX + key, json.dumps(state))
 
     def log_trials_table(self, run_id: str, table: TrialsTable) -> None:
         """The sweep's trials as an MLflow table artefact, replaced whole: log_table appends to
@@ -122,9 +137,14 @@ class SweepTracker:
         self.client.update_run(run_id, status="RUNNING")
 
     def end_sweep(
-        self, run_id: str, *, status: str, metrics: dict[str, float], tags: dict[str, str],
+        self,
+        run_id: str,
+        *,
+        status: str,
+        metrics: dict[str, float],
+        tags: dict[str, str],
         step: int,
-    ) -> None:  # fmt: skip
+    ) -> None:
         """The sweep's summary at ``step`` (its ended trials), its tags, and the run's end."""
         self.log_metrics_once(run_id, metrics, step=step)
         for key, value in tags.items():
@@ -133,9 +153,14 @@ class SweepTracker:
 
     # ------------------------------------------------------------------ trials (children)
     def start_trial(
-        self, parent_run_id: str, *, sweep: str, trial_id: str, params: Mapping[str, object],
+        self,
+        parent_run_id: str,
+        *,
+        sweep: str,
+        trial_id: str,
+        params: Mapping[str, object],
         name: str | None = None,
-    ) -> str:  # fmt: skip
+    ) -> str:
         """A trial's child run, named ``name`` (by default its Ray trial id)."""
         tags = {
             "mlflow.parentRunId": parent_run_id,
@@ -152,9 +177,10 @@ class SweepTracker:
     def child_trial_runs(self, parent_run_id: str) -> dict[str, str]:
         """``{run_id: trial_id}`` of the parent's child runs."""
         runs = self.client.search_runs(
-            [self.experiment_id], filter_string=f"tags.mlflow.parentRunId = '{parent_run_id}'",
+            [self.experiment_id],
+            filter_string=f"tags.mlflow.parentRunId = '{parent_run_id}'",
             max_results=50_000,
-        )  # fmt: skip
+        )
         return {r.info.run_id: r.data.tags.get("lora_sweep.trial_id", "") for r in runs}
 
     def delete_run(self, run_id: str) -> None:
@@ -168,8 +194,12 @@ class SweepTracker:
         """Log the metrics the run does not yet hold at ``step``: what a driver killed after
         logging them logs again on resume is dropped (each step of a metric once)."""
         held = self.client.get_run(run_id).data.metrics
-        logged = {key for key in metrics if key in held
-                  and any(m.step == step for m in self.client.get_metric_history(run_id, key))}  # fmt: skip
+        logged = {
+            key
+            for key in metrics
+            if key in held
+            and any(m.step == step for m in self.client.get_metric_history(run_id, key))
+        }
         self.log_metrics(run_id, {k: v for k, v in metrics.items() if k not in logged}, step=step)
 
     def log_metrics(self, run_id: str, metrics: dict[str, float], *, step: int) -> None:
@@ -195,8 +225,9 @@ class SweepTracker:
     ) -> None:
         tags = [RunTag("status", status)]
         if status == "pruned":
-            rungs = int(max((m.value for m in self.client.get_metric_history(run_id, RUNG)),
-                            default=0))  # fmt: skip
+            rungs = int(
+                max((m.value for m in self.client.get_metric_history(run_id, RUNG)), default=0)
+            )
             tags.append(RunTag("mlflow.note.content", PRUNED_NOTE.format(rungs=rungs)))
         if reason:
             tags.append(RunTag("failure_reason", reason[:5000]))
@@ -218,8 +249,10 @@ class SweepTracker:
         there, so a trial ended twice (a driver killed before it saved that) logs it once."""
         if any(a.path == GENERATIONS_TABLE for a in self.client.list_artifacts(run_id)):
             return
-        table = {key: [row[key] for row in sample]
-                 for key in ("prompt", "reference", "prediction", "score")}  # fmt: skip
+        table = {
+            key: [row[key] for row in sample]
+            for key in ("prompt", "reference", "prediction", "score")
+        }
         self.client.log_table(run_id, data=table, artifact_file=GENERATIONS_TABLE)
 
     def log_texts(self, run_id: str, artifacts: dict[str, str]) -> None:
@@ -242,12 +275,19 @@ class SweepTracker:
 
         inputs = [
             DatasetInput(
-                Dataset(name=name, digest=digest[:36], source_type="local",
-                        source=json.dumps({"uri": path}), profile=json.dumps({"num_rows": rows})),
-                tags=[InputTag("mlflow.data.context", "training" if name == "train" else "evaluation")],
+                Dataset(
+                    name=name,
+                    digest=digest[:36],
+                    source_type="local",
+                    source=json.dumps({"uri": path}),
+                    profile=json.dumps({"num_rows": rows}),
+                ),
+                tags=[
+                    InputTag("mlflow.data.context", "training" if name == "train" else "evaluation")
+                ],
             )
             for name, (path, digest, rows) in datasets.items()
-        ]  # fmt: skip
+        ]
         self.client.log_inputs(run_id, datasets=inputs)
 
     def set_tags(self, run_id: str, tags: dict[str, str]) -> None:
@@ -277,16 +317,24 @@ class SweepTracker:
 
     # ------------------------------------------------------------------ helpers
     def _new_run(
-        self, name: str, *, tags: dict[str, str], params: Mapping[str, object],
+        self,
+        name: str,
+        *,
+        tags: dict[str, str],
+        params: Mapping[str, object],
         artifacts: dict[str, str],
-    ) -> str:  # fmt: skip
+    ) -> str:
         """Create a run with its tags, params (secrets left out) and text artefacts."""
         run = self.client.create_run(self.experiment_id, run_name=name, tags=tags)
         run_id = str(run.info.run_id)
         self._log_params(run_id, params)
-        exact = {key: value for key, value in params.items()
-                 if isinstance(value, float) and _param_text(value) != repr(value)
-                 and not is_secret(key, value)}  # fmt: skip
+        exact = {
+            key: value
+            for key, value in params.items()
+            if isinstance(value, float)
+            and _param_text(value) != repr(value)
+            and not is_secret(key, value)
+        }
         if exact:  # the UI shows 3 significant digits; the values as sampled are kept here
             artifacts = {**artifacts, EXACT_PARAMS: json.dumps(exact, indent=2)}
         for filename, text in artifacts.items():
@@ -320,22 +368,39 @@ def recent_sweeps(tracking_uri: str, *, limit: int = 5) -> list[RecentSweep]:
 
     client = MlflowClient(tracking_uri=tracking_uri)
     experiments = {e.experiment_id: e for e in client.search_experiments()}
-    every = client.search_runs(list(experiments), filter_string="tags.`lora_sweep.kind` = 'sweep'",
-                               order_by=["attributes.start_time DESC"], max_results=50)  # fmt: skip
-    runs = [r for r in every
-            if VIEW_TAG_PREFIX + r.info.run_name in experiments[r.info.experiment_id].tags][:limit]  # fmt: skip
+    every = client.search_runs(
+        list(experiments),
+        filter_string="tags.`lora_sweep.kind` = 'sweep'",
+        order_by=["attributes.start_time DESC"],
+        max_results=50,
+    )
+    runs = [
+        r
+        for r in every
+        if VIEW_TAG_PREFIX + r.info.run_name in experiments[r.info.experiment_id].tags
+    ][:limit]
     found = []
     for run in runs:
         pictures = [a.path for a in client.list_artifacts(run.info.run_id, PICTURES_DIR)]
-        found.append(RecentSweep(run.info.experiment_id, run.info.run_name, run.info.run_id,
-                                 run.data.tags.get("best_run_id"), min(pictures, default=None)))  # fmt: skip
+        found.append(
+            RecentSweep(
+                run.info.experiment_id,
+                run.info.run_name,
+                run.info.run_id,
+                run.data.tags.get("best_run_id"),
+                min(pictures, default=None),
+            )
+        )
     return found
 
 
 def _cell(value: object) -> object:
     """A table cell: text and numbers as they are, anything else as JSON text."""
-    return value if isinstance(value, (str, int, float, bool)) or value is None else json.dumps(
-        value, default=str)  # fmt: skip
+    return (
+        value
+        if isinstance(value, (str, int, float, bool)) or value is None
+        else json.dumps(value, default=str)
+    )
 
 
 def _param_text(value: object) -> str:
@@ -399,9 +464,15 @@ class ModelRegistry:
         return sorted(m.name for m in self.client.search_registered_models() if alias in m.aliases)
 
     def register(
-        self, name: str, *, run_id: str, files: Path, artifact_path: str, tags: dict[str, str],
+        self,
+        name: str,
+        *,
+        run_id: str,
+        files: Path,
+        artifact_path: str,
+        tags: dict[str, str],
         description: str,
-    ) -> str:  # fmt: skip
+    ) -> str:
         """Log ``files`` on the run and register them as a new version of ``name``."""
         from mlflow.exceptions import MlflowException
 
@@ -414,9 +485,12 @@ class ModelRegistry:
         self.client.log_artifacts(run_id, str(files), artifact_path=artifact_path)
         source = f"{self.client.get_run(run_id).info.artifact_uri}/{artifact_path}"
         created = self.client.create_model_version(
-            name, source=source, run_id=run_id, tags={k: v[:5000] for k, v in tags.items()},
+            name,
+            source=source,
+            run_id=run_id,
+            tags={k: v[:5000] for k, v in tags.items()},
             description=description,
-        )  # fmt: skip
+        )
         return str(created.version)
 
     def set_alias(self, name: str, alias: str, version: str) -> None:
@@ -435,8 +509,13 @@ class ModelRegistry:
 
 
 def _version_info(found: ModelVersion) -> VersionInfo:
-    return {"name": found.name, "version": str(found.version), "run_id": found.run_id or "",
-            "tags": dict(found.tags or {}), "aliases": list(found.aliases or [])}  # fmt: skip
+    return {
+        "name": found.name,
+        "version": str(found.version),
+        "run_id": found.run_id or "",
+        "tags": dict(found.tags or {}),
+        "aliases": list(found.aliases or []),
+    }
 
 
 # --------------------------------------------------------------------------- reading runs
@@ -461,8 +540,12 @@ class RunReader:
         run = self.client.get_run(run_id)
         info = run.info
         wall = (info.end_time - info.start_time) / 1000 if info.end_time else None
-        return {"metrics": dict(run.data.metrics), "params": dict(run.data.params),
-                "tags": dict(run.data.tags), "wall_seconds": wall}  # fmt: skip
+        return {
+            "metrics": dict(run.data.metrics),
+            "params": dict(run.data.params),
+            "tags": dict(run.data.tags),
+            "wall_seconds": wall,
+        }
 
     def history(self, run_id: str, keys: list[str]) -> dict[str, list[tuple[int, float]]]:
         """Each metric's (step, value) points, in step order."""
