@@ -96,12 +96,12 @@ def promotion_gate(
     summaries = {k: v for k, v in preferences.items() if isinstance(v, PreferenceSummary)}
     return GateDecision(
         promote=not refusals or force_reason is not None,
-        metric=metric,
-        against=against,
-        comparison=comparison,
         refusals=refusals,
         forced_reason=force_reason,
         require=list(require),
         passed=passed,
+        metric=metric,
+        against=against,
+        comparison=comparison,
         preferences=summaries,
     )

@@ -24,6 +24,7 @@ logs it; the report's data is ``compare_report.py``, its assembly and verdict
 
 from __future__ import annotations
 
+import functools
 import json
 import re
 import tempfile
@@ -78,23 +79,15 @@ def compare(
 ) -> Report:
     """Score A and B on the same held-out rows, build the report, write it and log it.
     ``judge``: ask the LLM judge too (cached); stored judge and human evidence is shown anyway."""
-    asker = None
+    judging = None
     if judge is not None:  # checked before anything is scored
-        from sweeps.ab.judge import judge_pair, make_asker
+        from sweeps.ab.judge import judge_paired, make_asker
 
-        asker = make_asker(judge, state_dir=state_dir, mlflow_uri=mlflow_uri)
+        judging = judge, make_asker(judge, state_dir=state_dir, mlflow_uri=mlflow_uri)
     pair = paired_outputs(a, b, state_dir=state_dir, mlflow_uri=mlflow_uri, progress=progress)
-    if judge is not None:
-        judge_pair(
-            a,
-            b,
-            state_dir=state_dir,
-            mlflow_uri=mlflow_uri,
-            settings=judge,
-            pair=pair,
-            asker=asker,
-            progress=progress,
-        )
+    if judging is not None:
+        settings, asker = judging
+        judge_paired(pair, mlflow_uri=mlflow_uri, settings=settings, asker=asker, progress=progress)
     out_dir = out_dir or Path("reports") / f"{slug(a)}-vs-{slug(b)}"
     context = report_context(pair, mlflow_uri=mlflow_uri, samples=samples)
     context = with_preferences(context, pair, errors_link=write_a_errors(pair, out_dir))
@@ -151,6 +144,7 @@ def benchmark_rows(
 
     benchmarks = home_config(home).get("benchmarks") or {}
     tasks, overrides = benchmarks.get("tasks") or [], benchmarks.get("metrics") or {}
+    documents = functools.partial(_document_scores, home=home, reader=reader, scratch=scratch)
     rows = []
     for task in tasks:
         for phase in (keys.FULL, keys.PROXY):
@@ -159,18 +153,7 @@ def benchmark_rows(
                 continue
             name = primary_metric(task, va, overrides)
             if name in va and name in vb:
-                docs = [
-                    _document_scores(
-                        s,
-                        home=home,
-                        reader=reader,
-                        phase=phase,
-                        task=task,
-                        metric=name,
-                        scratch=scratch,
-                    )
-                    for s in (a, b)
-                ]
+                docs = [documents(s, phase=phase, task=task, metric=name) for s in (a, b)]
                 paired = (
                     a_minus_b(docs[0], docs[1], metric=name, resamples=2000)
                     if set(docs[0]) & set(docs[1])

@@ -18,7 +18,7 @@ from __future__ import annotations
 
 import json
 import math
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor, as_completed
 from dataclasses import asdict, dataclass, field
 from itertools import combinations
@@ -97,29 +97,18 @@ class JudgeSettings:
 
 
 def judge_settings(
-    config: JudgeConfig | None,
-    *,
-    url: str | None = None,
-    model: str | None = None,
-    key_env: str | None = None,
-    rubric: Path | None = None,
-    rows: int | None = None,
+    config: JudgeConfig | None, overrides: Mapping[str, object] | None = None
 ) -> JudgeSettings:
-    """The sweep YAML's ``judge:`` with the command line's overrides on top."""
-    if config is None and model is None:
+    """The sweep YAML's ``judge:`` with the command line's overrides on top (``judge:`` fields;
+    None: that flag was not given)."""
+    given = {k: v for k, v in (overrides or {}).items() if v is not None}
+    if config is None and "model" not in given:
         raise ConfigError(
             "no judge: add a judge: section to the sweep YAML ({base_url, model}) or pass "
             "--judge-model (and --judge-url for an endpoint, e.g. one sweep serve started)"
         )
     fields = config.model_dump() if config is not None else {}
-    overrides = {
-        "base_url": url,
-        "model": model,
-        "api_key_env": key_env,
-        "rubric": str(rubric) if rubric else None,
-        "rows": rows,
-    }
-    fields.update({k: v for k, v in overrides.items() if v is not None})
+    fields.update(given)
     resolved = JudgeConfig(**fields)
     try:
         loaded = load_rubric(Path(resolved.rubric) if resolved.rubric else None)
@@ -460,6 +449,21 @@ def judge_pair(
         a, b, state_dir=state_dir, mlflow_uri=mlflow_uri, progress=progress
     )
     asker = asker or make_asker(settings, state_dir=state_dir, mlflow_uri=mlflow_uri)
+    return judge_paired(
+        pair, mlflow_uri=mlflow_uri, settings=settings, asker=asker, progress=progress
+    )
+
+
+def judge_paired(
+    pair: PairedOutputs,
+    *,
+    mlflow_uri: str,
+    settings: JudgeSettings,
+    asker: Asker,
+    progress: Say = print,
+) -> JudgeResult:
+    """:func:`judge_pair` on outputs already paired, by a judge already made."""
+    a, b = pair.a.ref, pair.b.ref
     rows = pair.items[: settings.config.rows] if settings.config.rows else pair.items
     run = judge_items(
         [judge_item(r) for r in rows],

@@ -276,9 +276,9 @@ def render_yaml(
     facts: DataFacts,
     *,
     out: Path,
+    estimate: SweepEstimate | None = None,
     num_samples: int,
     epochs: tuple[int, int],
-    estimate: SweepEstimate | None = None,
 ) -> str:
     """The sweep YAML, commented: the command first, then why each value is what it is."""
     sizing = _sizing_comment(request, num_samples, estimate)

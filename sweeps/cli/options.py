@@ -18,6 +18,7 @@ import argparse
 import types
 import typing
 from collections.abc import Callable, Sequence
+from dataclasses import fields
 from pathlib import Path
 from typing import Literal, TypedDict, TypeVar, Union, cast, get_args, get_origin
 
@@ -235,8 +236,19 @@ class MlflowOption(VerbOptions):
     mlflow_uri: str = Field(DEFAULT_MLFLOW_URI, description="the tracking store and registry")
 
 
+class Store(TypedDict):
+    """Where a reference to an adapter resolves, as the keywords the functions resolving one take
+    (``resolve_adapter(ref, **options.store())``)."""
+
+    state_dir: Path
+    mlflow_uri: str
+
+
 class StoreOptions(StateDirOption, MlflowOption):
     """The sweeps' directories and the MLflow store: where a reference to an adapter resolves."""
+
+    def store(self) -> Store:
+        return Store(state_dir=self.state_dir, mlflow_uri=self.mlflow_uri)
 
 
 class ServerOptions(VerbOptions):
@@ -390,6 +402,16 @@ class JudgeFlags(VerbOptions):
         "(default: judge.rows, else every row)",
     )
 
+    def overrides(self) -> dict[str, object]:
+        """The flags, as the fields of the ``judge:`` section they override (None: not given)."""
+        return {
+            "base_url": self.judge_url,
+            "model": self.judge_model,
+            "api_key_env": self.judge_key_env,
+            "rubric": str(self.rubric) if self.rubric else None,
+            "rows": self.judge_rows,
+        }
+
 
 class PromoteOptions(StateDirOption, JudgeFlags):
     ref: str = Field(
@@ -507,6 +529,10 @@ class ServeOptions(StoreOptions, ServerOptions):
         gt=0,
         description="a request body past this many MB is refused (413) before it is read",
     )
+
+    def limits(self) -> ServeLimits:
+        """The flags of ServeLimits' fields, as one (each flag is named after its field)."""
+        return ServeLimits(**{f.name: getattr(self, f.name) for f in fields(ServeLimits)})
 
 
 class DataPrepareOptions(PrepareOptions):

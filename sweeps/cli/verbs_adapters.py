@@ -45,9 +45,7 @@ def export(options: ExportOptions) -> int:
     from sweeps.release.export import export_merged
     from sweeps.serving.refs import resolve_adapter
 
-    adapter = resolve_adapter(
-        options.ref, state_dir=options.state_dir, mlflow_uri=options.mlflow_uri
-    )
+    adapter = resolve_adapter(options.ref, **options.store())
     export_merged(adapter, options.merged, base=options.base)
     return 0
 
@@ -90,8 +88,7 @@ def compare(options: CompareOptions) -> int:
     report = compare_sides(
         options.a,
         options.b,
-        state_dir=options.state_dir,
-        mlflow_uri=options.mlflow_uri,
+        **options.store(),
         out_dir=options.out,
         samples=options.samples,
         judge=settings,
@@ -115,9 +112,7 @@ def judge(options: JudgeOptions) -> int:
     from sweeps.ab.judge import judge_all
 
     settings = _judge_settings(options, list(options.refs))
-    done = judge_all(
-        options.refs, state_dir=options.state_dir, mlflow_uri=options.mlflow_uri, settings=settings
-    )
+    done = judge_all(options.refs, **options.store(), settings=settings)
     for result in done.pairs:
         print("\n".join(result.lines()))
     if done.strengths:
@@ -131,7 +126,7 @@ def _judge_settings(options: CompareOptions | JudgeOptions, refs: list[str]) -> 
     """The judge of the sweep the sides come from (its YAML's judge:), with the flags on top."""
     from sweeps.ab.judge import sweep_judge_config
 
-    config = sweep_judge_config(refs, state_dir=options.state_dir, mlflow_uri=options.mlflow_uri)
+    config = sweep_judge_config(refs, **options.store())
     return _flagged_judge(options, config)
 
 
@@ -139,14 +134,7 @@ def _flagged_judge(options: JudgeFlags, config: JudgeConfig | None) -> JudgeSett
     """A sweep YAML's ``judge:`` section with the --judge-* flags on top."""
     from sweeps.ab.judge import judge_settings
 
-    return judge_settings(
-        config,
-        url=options.judge_url,
-        model=options.judge_model,
-        key_env=options.judge_key_env,
-        rubric=options.rubric,
-        rows=options.judge_rows,
-    )
+    return judge_settings(config, options.overrides())
 
 
 def errors(options: ErrorsOptions) -> int:
@@ -155,9 +143,7 @@ def errors(options: ErrorsOptions) -> int:
     data prepare reads: the next round's data) with errors.md and errors.json."""
     from sweeps.ab.error_analysis import find_errors
 
-    report = find_errors(
-        options.ref, state_dir=options.state_dir, mlflow_uri=options.mlflow_uri, out_dir=options.out
-    )
+    report = find_errors(options.ref, **options.store(), out_dir=options.out)
     print("\n".join(report.lines()))
     return 0
 
@@ -168,13 +154,7 @@ def human_export(options: HumanExportOptions) -> int:
     and the key that unblinds it apart, in OUT/key.json."""
     from sweeps.ab.human import export_pairs
 
-    done = export_pairs(
-        options.a,
-        options.b,
-        state_dir=options.state_dir,
-        mlflow_uri=options.mlflow_uri,
-        out_dir=options.out,
-    )
+    done = export_pairs(options.a, options.b, **options.store(), out_dir=options.out)
     print(
         f"{done.pairs} blind pairs for raters in {done.out_dir / 'rater'} (share this folder "
         f"only; {done.key} unblinds them: keep it apart)"
@@ -193,9 +173,7 @@ def human_import(options: HumanImportOptions) -> int:
     pair's human evidence for the A/B report and promote's gate, and logged to MLflow."""
     from sweeps.ab.human_import import import_ratings
 
-    done = import_ratings(
-        options.directory, state_dir=options.state_dir, mlflow_uri=options.mlflow_uri
-    )
+    done = import_ratings(options.directory, **options.store())
     print(f"humans, A = {done.a} against B = {done.b}: {done.summary.describe()}")
     print(f"  {done.ratings} ratings by {len(done.raters)} rater(s), {done.not_rated} left empty")
     for label, agreement in (
@@ -214,27 +192,13 @@ def serve(options: ServeOptions) -> int:
     and sweep judge can judge through it. Ctrl-C or SIGTERM stops it."""
     from sweeps.serving.serve import resolve_served
     from sweeps.serving.serve import serve as serve_models
-    from sweeps.serving.serve_limits import ServeLimits
 
-    served = resolve_served(
-        options.refs,
-        state_dir=options.state_dir,
-        mlflow_uri=options.mlflow_uri,
-        base_model=options.base_model,
-    )
-    limits = ServeLimits(
-        max_tokens=options.max_tokens,
-        context_tokens=options.context_tokens,
-        max_prompt_tokens=options.max_prompt_tokens,
-        request_timeout=options.request_timeout,
-        max_queue=options.max_queue,
-        max_body_mb=options.max_body_mb,
-    )
+    served = resolve_served(options.refs, **options.store(), base_model=options.base_model)
     return serve_models(
         served,
         host=options.host,
         port=options.port,
         engine=options.engine,
         api_key_env=options.api_key_env,
-        limits=limits,
+        limits=options.limits(),
     )

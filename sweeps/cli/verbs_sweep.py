@@ -91,17 +91,11 @@ def init(options: InitOptions) -> int:
 def launch(options: LaunchOptions) -> int:
     """Run a sweep: preflight, base-model score, Ray Tune trials with a live table, summary."""
     from sweeps.driver.display import plain_console
-    from sweeps.driver.launch import launch_sweep
+    from sweeps.driver.launch import launch_with
 
     console = plain_console()
-    state = launch_sweep(
-        options.config,
-        name=options.name,
-        state_dir=options.state_dir,
-        address=options.address,
-        num_cpus=options.num_cpus,
-        num_gpus=options.num_gpus,
-        console=console,
+    state = launch_with(
+        options.config, ray=options, name=options.name, state_dir=options.state_dir, console=console
     )
     return print_outcome(state, console)
 
@@ -148,14 +142,7 @@ def _drive_again(drive: Callable[..., SweepState], options: ResumeOptions | Reru
     from sweeps.driver.display import plain_console
 
     console = plain_console()
-    state = drive(
-        options.sweep,
-        state_dir=options.state_dir,
-        address=options.address,
-        num_cpus=options.num_cpus,
-        num_gpus=options.num_gpus,
-        console=console,
-    )
+    state = drive(options.sweep, state_dir=options.state_dir, ray=options, console=console)
     return print_outcome(state, console)
 
 

@@ -51,7 +51,14 @@ if TYPE_CHECKING:
     from sweeps.prepare import PrepareResult
     from sweeps.tracking.mlflow_facade import SweepTracker
 
-__all__ = ["RELAUNCH_CONFIG", "launch_sweep", "prepare_for_sweep", "rerun_failed", "resume_sweep"]
+__all__ = [
+    "RELAUNCH_CONFIG",
+    "launch_sweep",
+    "launch_with",
+    "prepare_for_sweep",
+    "rerun_failed",
+    "resume_sweep",
+]
 
 DRIVER_LOCK = "driver.lock"  # held by the one driver (launch or resume) running a sweep
 
@@ -82,8 +89,20 @@ def launch_sweep(
     console: Console | None = None,
 ) -> SweepState:
     """Validate, score the base model, run the sweep and return its final state."""
-    console = console or Console()
     ray = RayOptions(address=address, num_cpus=num_cpus, num_gpus=num_gpus)
+    console = console or Console()
+    return launch_with(config, ray=ray, name=name, state_dir=state_dir, console=console)
+
+
+def launch_with(
+    config: str | Path | SweepConfig | dict[str, object],
+    *,
+    ray: RayOptions,
+    name: str | None,
+    state_dir: str | Path | None,
+    console: Console,
+) -> SweepState:
+    """:func:`launch_sweep` with where Ray runs as one object (``sweep launch``'s flags)."""
     loaded, config_path, config_dir = coerce_config(config)
     directory = sweep_directory(
         Path(state_dir or loaded.tracking.state_dir), name or new_sweep_name(loaded)
@@ -105,18 +124,11 @@ def launch_sweep(
 
 
 def resume_sweep(
-    sweep: str,
-    *,
-    state_dir: str | Path,
-    address: str | None = None,
-    num_cpus: int | None = None,
-    num_gpus: int | None = None,
-    console: Console | None = None,
+    sweep: str, *, state_dir: str | Path, ray: RayOptions, console: Console | None = None
 ) -> SweepState:
     """Continue a sweep whose driver stopped: finished trials stay finished, unfinished ones
     restart from their last checkpoint, and the MLflow runs and the Optuna study carry on."""
     console = console or Console()
-    ray = RayOptions(address=address, num_cpus=num_cpus, num_gpus=num_gpus)
     state = existing_sweep(sweep, state_dir=state_dir)
     with driver_lock(state.path):
         if state.status == "completed":
@@ -130,20 +142,13 @@ def resume_sweep(
 
 
 def rerun_failed(
-    sweep: str,
-    *,
-    state_dir: str | Path,
-    address: str | None = None,
-    num_cpus: int | None = None,
-    num_gpus: int | None = None,
-    console: Console | None = None,
+    sweep: str, *, state_dir: str | Path, ray: RayOptions, console: Console | None = None
 ) -> SweepState:
     """Run a finished sweep's failed trials again, in the same sweep and study
     (``sweeps/driver/rerun.py``); the others stay as they ended."""
     from sweeps.driver.rerun import check_rerunnable, failed_trials, prepare_rerun
 
     console = console or Console()
-    ray = RayOptions(address=address, num_cpus=num_cpus, num_gpus=num_gpus)
     state = existing_sweep(sweep, state_dir=state_dir)
     with driver_lock(state.path):
         if state.status != "completed":

@@ -236,7 +236,7 @@ def gather_preferences(
     if not {"judge", "human"} & set(require):
         return {}
     from sweeps.ab.evidence import load_evidence
-    from sweeps.ab.judge import judge_pair
+    from sweeps.ab.judge import judge_paired
     from sweeps.serving.sides import paired_outputs
 
     pair = paired_outputs(
@@ -248,16 +248,11 @@ def gather_preferences(
     )
     found: dict[str, PreferenceSummary | str] = {}
     if "judge" in require and judging is not None:
-        found["judge"] = judge_pair(
-            candidate.label,
-            incumbent_ref,
-            state_dir=state_dir,
-            mlflow_uri=mlflow_uri,
-            settings=judging[0],
-            asker=judging[1],
-            pair=pair,
-            progress=progress,
-        ).summary
+        settings, asker = judging
+        judged = judge_paired(
+            pair, mlflow_uri=mlflow_uri, settings=settings, asker=asker, progress=progress
+        )
+        found["judge"] = judged.summary
     if "human" in require:
         human = load_evidence(pair.home, pair.a, pair.b, "human")
         found["human"] = (
