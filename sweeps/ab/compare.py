@@ -81,7 +81,8 @@ def compare(
     ``judge``: ask the LLM judge too (cached); stored judge and human evidence is shown anyway."""
     judging = None
     if judge is not None:  # checked before anything is scored
-        from sweeps.ab.judge import judge_paired, make_asker
+        from sweeps.ab.judge import make_asker
+        from sweeps.ab.judge_pairs import judge_paired
 
         judging = judge, make_asker(judge, state_dir=state_dir, mlflow_uri=mlflow_uri)
     pair = paired_outputs(a, b, state_dir=state_dir, mlflow_uri=mlflow_uri, progress=progress)

@@ -109,7 +109,7 @@ def judge(options: JudgeOptions) -> int:
     cancel position bias), verdicts cached; prints win/tie/loss with a 95% CI, the sign test and
     the judge's self-agreement (Bradley-Terry strengths for three sides or more), logs every
     verdict's rationale to MLflow, and stores the evidence for the report and promote's gate."""
-    from sweeps.ab.judge import judge_all
+    from sweeps.ab.judge_pairs import judge_all
 
     settings = _judge_settings(options, list(options.refs))
     done = judge_all(options.refs, **options.store(), settings=settings)

@@ -236,7 +236,7 @@ def gather_preferences(
     if not {"judge", "human"} & set(require):
         return {}
     from sweeps.ab.evidence import load_evidence
-    from sweeps.ab.judge import judge_paired
+    from sweeps.ab.judge_pairs import judge_paired
     from sweeps.serving.sides import paired_outputs
 
     pair = paired_outputs(
