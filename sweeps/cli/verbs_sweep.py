@@ -336,7 +336,8 @@ def dashboard(options: DashboardOptions) -> int:
 
 
 def _print_best(state: SweepState, console: Console) -> None:
-    from sweeps.driver.display import describe_best, every_row_command, params_words, say
+    from sweeps.driver.best_trial import describe_best, params_words
+    from sweeps.driver.display import every_row_command, say
 
     record = state.best_trial()
     if record is None:
