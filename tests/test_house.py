@@ -16,7 +16,6 @@ STILL_OVER: dict[str, int] = {
     "sweeps/cli/options.py": 554,
     "sweeps/driver/launch.py": 549,
     "sweeps/driver/preflight.py": 501,
-    "sweeps/tracking/mlflow_facade.py": 564,
 }
 # ``# fmt: skip`` lines today, a cap that may only come down; each has its reason in a comment
 # beside it (a table laid out by hand). The rest of the code is as ``ruff format`` writes it.

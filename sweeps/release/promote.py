@@ -39,7 +39,8 @@ if TYPE_CHECKING:
     from evals.preference import PreferenceSummary
     from sweeps.ab.judge import Asker, JudgeSettings
     from sweeps.config import JudgeConfig
-    from sweeps.tracking.mlflow_facade import ModelRegistry, VersionInfo
+    from sweeps.tracking.mlflow_facade import ModelRegistry
+    from sweeps.tracking.run_records import VersionInfo
 
     JudgeFor = Callable[[JudgeConfig | None], JudgeSettings]
 

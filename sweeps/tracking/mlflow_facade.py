@@ -1,7 +1,9 @@
 """The only module that imports mlflow. The driver is the only MLflow writer.
 
 The sweep is the parent run; each trial is a child run created with an explicit id that the sweep
-state keeps, so nothing is nested by accident across processes (ray#19978, ray#30649).
+state keeps, so nothing is nested by accident across processes (ray#19978, ray#30649). What the
+runs hold (tags, statuses, the UI's view, params as text, the records read back) is plain data in
+``sweeps/tracking/run_records.py``; this module writes and reads it.
 """
 
 from __future__ import annotations
@@ -13,9 +15,8 @@ import os
 import tempfile
 import time
 from collections.abc import Mapping
-from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, TypedDict
+from typing import TYPE_CHECKING
 
 import yaml
 from mlflow.entities import Metric, Param, RunTag
@@ -27,7 +28,26 @@ from sweeps.tracking.artifact_paths import (
     default_artifact_root,
     prepare_store,
 )
-from sweeps.tracking.provenance import flatten, is_secret, param_text, redacted
+from sweeps.tracking.provenance import flatten, is_secret, redacted
+from sweeps.tracking.run_records import (
+    EXACT_PARAMS,
+    EXPERIMENT_KIND,
+    GENERATIONS_TABLE,
+    GROUP_TAG,
+    PRUNED_NOTE,
+    RUN_STATUS,
+    TRIALS_TABLE,
+    VIEW_TAG_PREFIX,
+    RecentSweep,
+    RunSummary,
+    VersionInfo,
+    exact_params,
+    generations_table,
+    param_value_text,
+    table_cell,
+    trial_tags,
+    view_state,
+)
 
 if TYPE_CHECKING:
     from mlflow.entities.model_registry import ModelVersion
@@ -36,23 +56,6 @@ if TYPE_CHECKING:
 
 # a progress bar per artefact download would bury the console (promote and compare download)
 os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")
-
-MAX_PARAM_LENGTH = 6000
-EXACT_PARAMS = "params_exact.json"  # a run's float params as sampled (the UI shows 3 digits)
-# MLflow has no "pruned" status, and KILLED reads as a failure: a trial the scheduler stopped
-# early ran as planned, so its run is FINISHED, its ``status`` tag says ``pruned`` (a column of
-# the sweep's view) and its description says why.
-RUN_STATUS = {"completed": "FINISHED", "pruned": "FINISHED", "failed": "FAILED"}
-PRUNED_NOTE = (
-    "Stopped early by the scheduler (ASHA) after rung {rungs}: its value was not in "
-    "the rung's top fraction. Not a failure; the status tag says pruned."
-)
-# MLflow 3's UI shows a GenAI dashboard unless the experiment is a model-training one
-EXPERIMENT_KIND = {"mlflow.experimentKind": "custom_model_development"}
-VIEW_TAG_PREFIX = "mlflow.sharedViewState."  # the UI's shared views: ?viewStateShareKey=KEY
-GROUP_TAG = "sweep"  # on a sweep's parent run and trials only: the UI's view groups by it
-TRIALS_TABLE = "trials_table.json"  # the parent run's table of trials
-GENERATIONS_TABLE = "sample_generations.json"  # an MLflow table of held-out generations
 
 
 class SweepTracker:
@@ -104,19 +107,7 @@ class SweepTracker:
         its row carries the best value (min or max as the objective goes), the parent run and
         the trials under it, best first; runs of no sweep (compare, judge, human, eval) wait in
         MLflow's folded "Additional runs" group."""
-        group = {
-            "aggregateFunction": "min" if ascending else "max",
-            "groupByKeys": [{"mode": "tag", "groupByData": GROUP_TAG}],
-        }
-        state = {
-            "orderByKey": f"metrics.`{sort_metric}`",
-            "orderByAsc": ascending,
-            "selectedColumns": columns,
-            "groupBy": group,
-            "groupsExpanded": {},
-            "useGroupedValuesInCharts": False,
-            "runsHiddenMode": "SHOW_ALL",
-        }
+        state = view_state(sort_metric=sort_metric, ascending=ascending, columns=columns)
         self.client.set_experiment_tag(self.experiment_id, VIEW_TAG_PREFIX + key, json.dumps(state))
 
     def log_trials_table(self, run_id: str, table: TrialsTable) -> None:
@@ -162,14 +153,7 @@ class SweepTracker:
         name: str | None = None,
     ) -> str:
         """A trial's child run, named ``name`` (by default its Ray trial id)."""
-        tags = {
-            "mlflow.parentRunId": parent_run_id,
-            "lora_sweep.kind": "trial",
-            "lora_sweep.sweep": sweep,
-            GROUP_TAG: sweep,
-            "lora_sweep.trial_id": trial_id,
-            "status": "running",
-        }
+        tags = trial_tags(parent_run_id, sweep=sweep, trial_id=trial_id)
         return self._new_run(
             name or trial_id, tags=tags, params={**params, "trial_id": trial_id}, artifacts={}
         )
@@ -249,11 +233,9 @@ class SweepTracker:
         there, so a trial ended twice (a driver killed before it saved that) logs it once."""
         if any(a.path == GENERATIONS_TABLE for a in self.client.list_artifacts(run_id)):
             return
-        table = {
-            key: [row[key] for row in sample]
-            for key in ("prompt", "reference", "prediction", "score")
-        }
-        self.client.log_table(run_id, data=table, artifact_file=GENERATIONS_TABLE)
+        self.client.log_table(
+            run_id, data=generations_table(sample), artifact_file=GENERATIONS_TABLE
+        )
 
     def log_texts(self, run_id: str, artifacts: dict[str, str]) -> None:
         """Text artefacts (file name -> content) on a run."""
@@ -309,7 +291,7 @@ class SweepTracker:
         run_id = self._new_run(name, tags=tags, params=params, artifacts=artifacts)
         for filename, rows in (tables or {}).items():
             columns = list(dict.fromkeys(key for row in rows for key in row))
-            data = {c: [_cell(row.get(c)) for row in rows] for c in columns}
+            data = {c: [table_cell(row.get(c)) for row in rows] for c in columns}
             self.client.log_table(run_id, data=data, artifact_file=checked_artifact_path(filename))
         self.log_metrics(run_id, metrics, step=0)
         self.client.set_terminated(run_id, status="FINISHED")
@@ -328,13 +310,7 @@ class SweepTracker:
         run = self.client.create_run(self.experiment_id, run_name=name, tags=tags)
         run_id = str(run.info.run_id)
         self._log_params(run_id, params)
-        exact = {
-            key: value
-            for key, value in params.items()
-            if isinstance(value, float)
-            and _param_text(value) != repr(value)
-            and not is_secret(key, value)
-        }
+        exact = exact_params(params)
         if exact:  # the UI shows 3 significant digits; the values as sampled are kept here
             artifacts = {**artifacts, EXACT_PARAMS: json.dumps(exact, indent=2)}
         for filename, text in artifacts.items():
@@ -343,23 +319,12 @@ class SweepTracker:
 
     def _log_params(self, run_id: str, params: Mapping[str, object]) -> None:
         entries = [
-            Param(key, _param_text(value))
+            Param(key, param_value_text(value))
             for key, value in params.items()
             if not is_secret(key, value)
         ]
         for start in range(0, len(entries), 100):
             self.client.log_batch(run_id, params=entries[start : start + 100])
-
-
-@dataclass(frozen=True)
-class RecentSweep:
-    """A sweep ``sweep ui`` links to: its view, its best trial's run, its first picture."""
-
-    experiment_id: str
-    name: str
-    parent_run_id: str
-    best_run_id: str | None
-    picture: str | None  # an artefact path under sweep_plots/ on the parent run
 
 
 def recent_sweeps(tracking_uri: str, *, limit: int = 5) -> list[RecentSweep]:
@@ -394,35 +359,7 @@ def recent_sweeps(tracking_uri: str, *, limit: int = 5) -> list[RecentSweep]:
     return found
 
 
-def _cell(value: object) -> object:
-    """A table cell: text and numbers as they are, anything else as JSON text."""
-    return (
-        value
-        if isinstance(value, (str, int, float, bool)) or value is None
-        else json.dumps(value, default=str)
-    )
-
-
-def _param_text(value: object) -> str:
-    """A param as a person writes it (``param_text``; the exact floats go in ``EXACT_PARAMS``),
-    a list or mapping as JSON."""
-    if isinstance(value, float):
-        return param_text(value)
-    text = json.dumps(value) if isinstance(value, (list, dict)) else str(value)
-    return text[:MAX_PARAM_LENGTH]
-
-
 # --------------------------------------------------------------------------- model registry
-class VersionInfo(TypedDict):
-    """A registered model version, as promote and adapter references read it."""
-
-    name: str
-    version: str
-    run_id: str  # "" when the version came from no run
-    tags: dict[str, str]
-    aliases: list[str]
-
-
 class ModelRegistry:
     """Registered models, versions and aliases (never stages: deprecated since MLflow 2.9)."""
 
@@ -519,15 +456,6 @@ def _version_info(found: ModelVersion) -> VersionInfo:
 
 
 # --------------------------------------------------------------------------- reading runs
-class RunSummary(TypedDict):
-    """A run's latest metric values, params, tags and wall time (None while it runs)."""
-
-    metrics: dict[str, float]
-    params: dict[str, str]
-    tags: dict[str, str]
-    wall_seconds: float | None
-
-
 class RunReader:
     """What reports read back from the store: a run's summary, metric histories, artefacts."""
 

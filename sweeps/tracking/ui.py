@@ -26,7 +26,7 @@ from sweeps.config import ConfigError
 from sweeps.tracking.provenance import hide_uri_password
 
 if TYPE_CHECKING:
-    from sweeps.tracking.mlflow_facade import RecentSweep
+    from sweeps.tracking.run_records import RecentSweep
 
 LOOPBACK = "127.0.0.1"
 UI_PORT = 5000  # mlflow ui's own default
