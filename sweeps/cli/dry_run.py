@@ -30,7 +30,7 @@ def dry_run(
     config: str | Path, *, say: Say = print, num_gpus: int | None = None, cpus: int | None = None
 ) -> DryRun:
     """Every launch check, then a timed short trial and the sweep's estimate."""
-    from sweeps.driver.launch import prepare_for_sweep
+    from sweeps.driver.set_up import prepare_for_sweep
 
     loaded, config_path, config_dir = coerce_config(config)
     with tempfile.TemporaryDirectory(prefix="lora-sweep-validate-") as scratch:

@@ -297,7 +297,7 @@ def data_prepare(options: DataPrepareOptions) -> int:
 def _prepare_from_config(config: Path, *, out: Path) -> PrepareResult:
     """A sweep YAML's data files, prepared with its prepare: section (the defaults without one)."""
     from sweeps.config import PrepareConfig
-    from sweeps.driver.launch import prepare_for_sweep
+    from sweeps.driver.set_up import prepare_for_sweep
 
     loaded = load_config(config)
     if loaded.prepare is None:
@@ -305,7 +305,7 @@ def _prepare_from_config(config: Path, *, out: Path) -> PrepareResult:
     _, result = prepare_for_sweep(
         loaded, config_dir=config.resolve().parent, out_dir=out, progress=print
     )
-    prepared: PrepareResult = result  # launch.py leaves prepare_for_sweep's result untyped
+    prepared: PrepareResult = result  # set_up.py leaves prepare_for_sweep's result untyped
     return prepared
 
 

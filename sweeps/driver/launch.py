@@ -1,8 +1,9 @@
 """The sweep's driver, as a recipe: launch and resume share one lifecycle.
 
-1. **set up**: preflight (``sweeps/driver/preflight.py``) checks everything a user can get wrong before
-   Ray starts or MLflow is written, so a bad input leaves no half-written sweep; then the base
-   model's scores (``sweeps/driver/base_scores.py``);
+1. **set up** (``sweeps/driver/set_up.py``): the prepare: section's data, then preflight
+   (``sweeps/driver/preflight.py``) checks everything a user can get wrong before Ray starts or
+   MLflow is written, so a bad input leaves no half-written sweep; then the base model's scores
+   (``sweeps/driver/base_scores.py``);
 2. **create** the sweep (directory, state.json, MLflow parent run), or **reopen** it on resume;
 3. **run** the trials (``sweeps/tune/``, Ray Tune), recording every event through the recorder;
 4. **conclude**: base scores, the finalists and the guard, the pictures; and **finish**: the
@@ -12,10 +13,9 @@
 from __future__ import annotations
 
 import contextlib
-import shutil
 import time
 from collections.abc import Iterator, Sequence
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -23,8 +23,7 @@ from rich.console import Console
 
 from evals.benchmark_scores import BenchmarkScores
 from evals.metric_keys import PROXY
-from sweeps.config import ConfigError, SweepConfig, load_config, resolve_path
-from sweeps.console import Say
+from sweeps.config import ConfigError, SweepConfig, load_config
 from sweeps.driver.base_scores import BaseScoring
 from sweeps.driver.parent_run import (
     data_paths,
@@ -35,7 +34,8 @@ from sweeps.driver.parent_run import (
     view_columns,
     write_sweep_files,
 )
-from sweeps.driver.preflight import LaunchPlan, benchmark_mirror, coerce_config, preflight
+from sweeps.driver.preflight import LaunchPlan, coerce_config
+from sweeps.driver.set_up import say_on, set_up_launch, set_up_resume
 from sweeps.driver.warm_start import resolve_prior, seed_study
 from sweeps.search.pareto import describe_goals
 from sweeps.tracking.state import (
@@ -48,14 +48,12 @@ from sweeps.tracking.state import (
 from sweeps.tune.options import RayOptions
 
 if TYPE_CHECKING:
-    from sweeps.prepare import PrepareResult
     from sweeps.tracking.mlflow_facade import SweepTracker
 
 __all__ = [
     "RELAUNCH_CONFIG",
     "launch_sweep",
     "launch_with",
-    "prepare_for_sweep",
     "rerun_failed",
     "resume_sweep",
 ]
@@ -132,7 +130,7 @@ def resume_sweep(
     state = existing_sweep(sweep, state_dir=state_dir)
     with driver_lock(state.path):
         if state.status == "completed":
-            _say(console)(f"Sweep {state.name} is already completed: nothing to resume.")
+            say_on(console)(f"Sweep {state.name} is already completed: nothing to resume.")
             return state
         plan, base = set_up_resume(state, ray=ray, console=console)
         with ray_running(ray):
@@ -159,7 +157,7 @@ def rerun_failed(
             )
         failed = failed_trials(state)
         if not failed:
-            _say(console)(f"Sweep {state.name} has no failed trial: nothing to re-run.")
+            say_on(console)(f"Sweep {state.name} has no failed trial: nothing to re-run.")
             return state
         storage = study_storage(load_config(state.path / RELAUNCH_CONFIG), state.path)
         check_rerunnable(state, storage=storage, trials=failed)
@@ -185,104 +183,6 @@ def existing_sweep(sweep: str, *, state_dir: str | Path) -> SweepState:
 
 def new_sweep_name(config: SweepConfig) -> str:
     return f"{config.name}-{time.strftime('%Y%m%d-%H%M%S')}"
-
-
-# --------------------------------------------------------------------------- 1. set up
-def set_up_launch(
-    config: SweepConfig,
-    *,
-    config_path: Path | None,
-    config_dir: Path,
-    directory: Path,
-    ray: RayOptions,
-    console: Console,
-) -> tuple[LaunchPlan, BaseScoring, BenchmarkScores | None]:
-    """The prepare: section's data (when there is one), preflight and the base model's scores.
-    A failure here leaves nothing behind, prepared data included."""
-    say = _say(console)
-    if directory.exists():
-        raise ConfigError(
-            f"sweep {directory.name!r} already exists at {directory}; pick another --name"
-        )
-    try:
-        if config.prepare is not None:
-            directory.mkdir(parents=True)
-            config, _ = prepare_for_sweep(
-                config, config_dir=config_dir, out_dir=directory / "data", progress=say
-            )
-        return checked_and_scored(
-            config,
-            config_path=config_path,
-            config_dir=config_dir,
-            say=say,
-            ray=ray,
-            background=True,
-        )
-    except BaseException:
-        if config.prepare is not None:
-            shutil.rmtree(directory, ignore_errors=True)
-        raise
-
-
-def set_up_resume(
-    state: SweepState, *, ray: RayOptions, console: Console
-) -> tuple[LaunchPlan, BaseScoring]:
-    """The config the sweep was launched with, checked again (the data may have changed), Ray's
-    saved experiment found (a state file cut short by the crash set aside), base scores."""
-    from sweeps import tune
-    from sweeps.tracking.storage import set_aside_damaged_state
-
-    say = _say(console)
-    path = state.path / RELAUNCH_CONFIG
-    config = load_config(path)
-    if not tune.can_resume(config, state.path):
-        where = tune.checkpoint_root(config, state.path)
-        raise ConfigError(f"sweep {state.name}: no Ray experiment state under {where}")
-    for name in set_aside_damaged_state(tune.experiment_path(config, state.path)):
-        say(
-            f"Ray's {name} was cut short (renamed .damaged-{name}): resuming from the "
-            "state saved before it"
-        )
-    plan, base, _ = checked_and_scored(
-        config, config_path=path, config_dir=path.parent, say=say, ray=ray, background=False
-    )
-    base.recorded = bool(state.base_metrics)  # a launch stopped before it recorded them: now
-    return plan, base
-
-
-def checked_and_scored(
-    config: SweepConfig,
-    *,
-    config_path: Path | None,
-    config_dir: Path,
-    say: Say,
-    ray: RayOptions,
-    background: bool,
-) -> tuple[LaunchPlan, BaseScoring, BenchmarkScores | None]:
-    """Preflight, the base model's held-out scores (cached, else computed beside the trials when
-    ``background``) and its proxy benchmark scores (cached)."""
-    plan = preflight(
-        config,
-        config_path=config_path,
-        config_dir=config_dir,
-        progress=say,
-        address=ray.address,
-        logical_gpus=ray.num_gpus,
-    )
-    plan, base_bench = _base_benchmarks(plan, say=say)  # before the thread: all the cores
-    # beside the trials on CPU only: on a GPU it would share the trials' memory
-    base = BaseScoring(plan, say=say, background=background and plan.spec.device == "cpu")
-    return plan, base, base_bench
-
-
-def _base_benchmarks(plan: LaunchPlan, *, say: Say) -> tuple[LaunchPlan, BenchmarkScores | None]:
-    """The base model's proxy benchmark scores, put into the plan every trial receives."""
-    if plan.spec.benchmarks is None or not plan.spec.benchmarks.tasks:
-        return plan, None
-    from sweeps.driver.benchmarking import score_base_proxy
-
-    benchmarks, scores = score_base_proxy(plan.spec, say=say)
-    return replace(plan, spec=plan.spec.model_copy(update={"benchmarks": benchmarks})), scores
 
 
 # --------------------------------------------------------------------------- 2. create / reopen
@@ -482,50 +382,6 @@ def ray_running(ray: RayOptions) -> Iterator[None]:
             tune.stop_ray()
 
 
-# --------------------------------------------------------------------------- prepare, lock
-def prepare_for_sweep(
-    config: SweepConfig, *, config_dir: Path, out_dir: Path, progress: Say
-) -> tuple[SweepConfig, PrepareResult]:
-    """Run ``sweep data prepare`` on data.train into ``out_dir``; the config, pointed at the
-    prepared train and held-out files, and what the preparation did. The prepare: section is
-    the steps of PrepareOptions as they are; the rest comes from data:, benchmarks: and the
-    search space (rows are measured against its largest sequence_len)."""
-    from evals.benchmark_sources import BenchmarkError
-    from sweeps.prepare import PrepareOptions, prepare_data
-    from sweeps.search.space import candidate_values
-
-    steps, data = config.prepare, config.data
-    assert steps is not None
-    try:
-        mirror = benchmark_mirror(config, config_dir=config_dir)
-    except BenchmarkError as exc:
-        raise ConfigError(f"benchmarks.mirror: {exc}") from None
-    options = PrepareOptions(
-        **steps.model_dump(),
-        **data.model_dump(include={"format", "columns", "template", "instruction", "label_field"}),
-        inputs=(resolve_path(data.train, config_dir=config_dir),),
-        out_dir=out_dir,
-        heldout=resolve_path(data.heldout, config_dir=config_dir) if data.heldout else None,
-        heldout_fraction=data.val_set_size,
-        seed=data.split_seed,
-        benchmarks=tuple(config.benchmarks.tasks) if mirror else (),
-        mirror=mirror,
-        max_seq_len=max(int(v) for v in candidate_values(config, "sequence_len")),
-        model=config.base_model,
-    )
-    progress(f"Preparing {options.inputs[0]} (sweep data prepare) ...")
-    prepared = prepare_data(options, progress=progress)
-    update: dict[str, object] = {
-        "train": str(prepared.out_dir / "train.jsonl"),
-        "format": "auto",
-        "columns": {},
-        "instruction": None,
-        "label_field": None,
-        "heldout": str(prepared.out_dir / "heldout.jsonl"),
-    }
-    return config.model_copy(update={"data": data.model_copy(update=update)}), prepared
-
-
 @contextlib.contextmanager
 def driver_lock(directory: Path) -> Iterator[None]:
     """One driver per sweep: a second launch or resume of a running sweep is refused."""
@@ -543,7 +399,3 @@ def driver_lock(directory: Path) -> Iterator[None]:
         yield
     finally:
         lock.release()
-
-
-def _say(console: Console) -> Say:
-    return lambda text: console.print(text, highlight=False)
