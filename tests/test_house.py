@@ -13,7 +13,6 @@ MAX_LINES = 500
 # Modules still over MAX_LINES, each capped at its size today: it may shrink, never grow; a module
 # that drops under MAX_LINES leaves this table (formatting put these over; their splits follow).
 STILL_OVER: dict[str, int] = {
-    "sweeps/driver/preflight.py": 501,
     "sweeps/cli/options.py": 554,
 }
 # ``# fmt: skip`` lines today, a cap that may only come down; each has its reason in a comment
