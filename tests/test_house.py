@@ -11,10 +11,8 @@ SOURCES = sorted(
 )
 MAX_LINES = 500
 # Modules still over MAX_LINES, each capped at its size today: it may shrink, never grow; a module
-# that drops under MAX_LINES leaves this table (formatting put these over; their splits follow).
-STILL_OVER: dict[str, int] = {
-    "sweeps/cli/options.py": 554,
-}
+# that drops under MAX_LINES leaves this table (issue 30 split the last of them).
+STILL_OVER: dict[str, int] = {}
 # ``# fmt: skip`` lines today, a cap that may only come down; each has its reason in a comment
 # beside it (a table laid out by hand). The rest of the code is as ``ruff format`` writes it.
 FMT_SKIPS = 2

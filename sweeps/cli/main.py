@@ -10,12 +10,7 @@ import inspect
 import sys
 from collections.abc import Callable, Sequence
 
-from sweeps.cli.options import (
-    Options,
-    add_model_arguments,
-    options_from_namespace,
-    options_model,
-)
+from sweeps.cli.arguments import Options, add_model_arguments, options_from_namespace, options_model
 from sweeps.cli.verbs_adapters import (
     compare,
     errors,

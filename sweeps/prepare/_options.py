@@ -18,8 +18,8 @@ _DATA = DataConfig.model_fields  # the defaults a sweep YAML's data: section has
 class PrepareOptions(PrepareConfig):
     """Everything ``sweep data prepare`` does: the steps of a sweep YAML's ``prepare:`` section
     (PrepareConfig) and what that section takes from the rest of the YAML (data:, benchmarks:,
-    the model). Its fields are the verb's arguments: sweeps/cli/options.py builds the flags from
-    them."""
+    the model). Its fields are the verb's arguments: sweeps/cli/arguments.py builds the flags
+    from them."""
 
     inputs: tuple[Path, ...] = Field(
         (),
