@@ -153,21 +153,7 @@ def plan_benchmarks(
     if offline is not None:  # one line for them all: the reason and the fix are the same
         reason = next(iter(offline.values())).split(": ", 1)[1]
         progress(f"Benchmarks skipped (optional): {', '.join(offline)}: {reason}")
-        return BenchmarkPlan(
-            tasks=[],
-            mirror=None,
-            cache=str(cache),
-            num_fewshot=config.num_fewshot,
-            batch_size=config.batch_size,
-            proxy={},
-            digests={},
-            metric_overrides=dict(config.metrics),
-            weights={},
-            guard={},
-            finalists=0,
-            skipped=offline,
-            share_prefix=config.share_prefix,
-        )
+        return skipped_offline(config, offline, cache=cache)
     manager = task_manager(mirror=mirror, include_path=None, cache=cache)
     check_tasks(config.tasks, manager)
     found, skipped = check_data(
@@ -210,6 +196,27 @@ def plan_benchmarks(
         dtype=config.dtype,
         screen_drop=config.screen_drop,
         task_dirs=narrow_index_dirs([found[t] for t in tasks], manager) if tasks else None,
+    )
+
+
+def skipped_offline(
+    config: BenchmarksConfig, skipped: dict[str, str], *, cache: Path
+) -> BenchmarkPlan:
+    """The plan when every listed task is optional and known to be out of reach offline: none."""
+    return BenchmarkPlan(
+        tasks=[],
+        mirror=None,
+        cache=str(cache),
+        num_fewshot=config.num_fewshot,
+        batch_size=config.batch_size,
+        proxy={},
+        digests={},
+        metric_overrides=dict(config.metrics),
+        weights={},
+        guard={},
+        finalists=0,
+        skipped=skipped,
+        share_prefix=config.share_prefix,
     )
 
 

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, replace
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from evals.benchmark_plan import BenchmarkPlan
 from evals.metric_keys import (
@@ -32,6 +32,9 @@ from sweeps.search.space import max_epochs
 from trainers.data import Example, file_digest
 from trainers.data_readers import DataError
 from trainers.spec import TrialSpec
+
+if TYPE_CHECKING:
+    from trainers.models import ResolvedModel
 
 
 @dataclass(frozen=True)
@@ -350,21 +353,8 @@ def preflight(
         config, source=source, address=address, logical_gpus=logical_gpus, progress=progress
     )
     config, model = check_model(config, source=source, progress=progress)
-    resolved = {
-        "train": str(paths["train"]),
-        "heldout": str(paths["heldout"]) if "heldout" in paths else None,
-        "task_metric": task_metric if task_metric != "none" else "exact_match",
-    }
-    spec = TrialSpec(
-        model_path=str(model.path),
-        data=config.data.model_copy(update=resolved),
-        training=config.training,
-        evaluation=config.evaluation,
-        trust_remote_code=config.trust_remote_code,
-        device=device,
-        cpus=config.resources.cpu,
-        gpus=config.resources.gpu,
-        benchmarks=benchmarks,
+    spec = trial_spec(
+        config, model, paths=paths, task_metric=task_metric, device=device, benchmarks=benchmarks
     )
     lengths = check_truncation(config, spec, examples["train"], source=source, progress=progress)
     return LaunchPlan(
@@ -381,6 +371,35 @@ def preflight(
         num_samples=planned_trials(config),
         train_token_lengths=tuple(lengths),
         also=also,
+    )
+
+
+def trial_spec(
+    config: SweepConfig,
+    model: ResolvedModel,
+    *,
+    paths: dict[str, Path],
+    task_metric: str,
+    device: str,
+    benchmarks: BenchmarkPlan | None,
+) -> TrialSpec:
+    """What every trial receives: the checked config with its data files and task metric
+    resolved, the model's local directory and the trials' device."""
+    resolved = {
+        "train": str(paths["train"]),
+        "heldout": str(paths["heldout"]) if "heldout" in paths else None,
+        "task_metric": task_metric if task_metric != "none" else "exact_match",
+    }
+    return TrialSpec(
+        model_path=str(model.path),
+        data=config.data.model_copy(update=resolved),
+        training=config.training,
+        evaluation=config.evaluation,
+        trust_remote_code=config.trust_remote_code,
+        device=device,
+        cpus=config.resources.cpu,
+        gpus=config.resources.gpu,
+        benchmarks=benchmarks,
     )
 
 

@@ -92,33 +92,22 @@ def promote(
     needed = list(require or candidate.config.promote.require)
     judging = None
     if "judge" in needed:  # resolved and checked before anything is scored: one line if wrong
-        from sweeps.ab.judge import judge_settings, make_asker
-
-        settings = (judge_for or judge_settings)(candidate.config.judge)
-        judging = (
-            settings,
-            make_asker(
-                settings, state_dir=state_dir, mlflow_uri=mlflow_uri or candidate.state.mlflow_uri
-            ),
-        )
+        uri = mlflow_uri or candidate.state.mlflow_uri
+        judging = made_judge(candidate, judge_for, state_dir=state_dir, mlflow_uri=uri)
     from sweeps.tracking.mlflow_facade import ModelRegistry
 
     registry = ModelRegistry(mlflow_uri or candidate.state.mlflow_uri)
     name = check_safe_name(model_name or candidate.config.name, what="registered model name")
     champion = registry.by_alias(name, CHAMPION)
-    if champion is not None:
-        check_champion(champion, candidate, name=name)
+    incumbent_ref = f"models:/{name}/{champion['version']}" if champion else "base"
     incumbent = None  # the base model, when there is no champion yet
     if champion is not None:
-        incumbent = resolve_adapter(
-            f"models:/{name}/{champion['version']}",
-            state_dir=state_dir,
-            mlflow_uri=registry.tracking_uri,
-        ).path
+        check_champion(champion, candidate, name=name)
+        uri = registry.tracking_uri
+        incumbent = resolve_adapter(incumbent_ref, state_dir=state_dir, mlflow_uri=uri).path
     against = f"champion {name} v{champion['version']}" if champion else "the base model"
     models = {candidate.label: candidate.adapter, against: incumbent}
     scores = score_every_row(candidate.spec, models, progress=progress)
-    incumbent_ref = f"models:/{name}/{champion['version']}" if champion else "base"
     preferences = gather_preferences(
         candidate,
         incumbent_ref,
@@ -146,6 +135,17 @@ def promote(
         registry.set_alias(name, PREVIOUS, champion["version"])
     registry.set_alias(name, CHAMPION, version)
     return Promotion(decision, name, version, champion["version"] if champion else None)
+
+
+def made_judge(
+    candidate: Candidate, judge_for: JudgeFor | None, *, state_dir: Path, mlflow_uri: str
+) -> tuple[JudgeSettings, Asker]:
+    """The judge the gate asks: the sweep YAML's judge: section (``judge_for`` puts the flags on
+    top), checked (an endpoint answers, a local model loads)."""
+    from sweeps.ab.judge import judge_settings, make_asker
+
+    settings = (judge_for or judge_settings)(candidate.config.judge)
+    return settings, make_asker(settings, state_dir=state_dir, mlflow_uri=mlflow_uri)
 
 
 # --------------------------------------------------------------------------- 1. checks

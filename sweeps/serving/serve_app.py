@@ -284,6 +284,49 @@ def build_app(
         if not secrets.compare_digest(given.encode(), f"Bearer {api_key}".encode()):
             raise HTTPException(401, "missing or wrong API key (Authorization: Bearer ...)")
 
+    add_error_handlers(app)
+
+    @app.get("/health")
+    def health() -> dict[str, object]:
+        return {
+            "status": "ok",
+            "models": chat.names,
+            "generating": admission.busy,
+            "waiting": admission.waiting,
+        }
+
+    @app.get("/v1/models", dependencies=[Depends(check_key)])
+    def models() -> dict[str, object]:
+        return {
+            "object": "list",
+            "data": [
+                {"id": name, "object": "model", "created": 0, "owned_by": "lora-sweep"}
+                for name in chat.names
+            ],
+        }
+
+    @app.post("/v1/chat/completions", dependencies=[Depends(check_key)], response_model=None)
+    def completions(body: ChatRequest) -> ChatCompletion | StreamingResponse:
+        arrived = time.monotonic()  # the body is read and parsed: the clock starts here
+        reply = answer(
+            chat,
+            body,
+            limits=limits,
+            admission=admission,
+            stop=Stop(arrived + limits.request_timeout, stopping),
+        )
+        if body.stream:  # the whole answer in one chunk: what streaming clients read
+            return StreamingResponse(stream_chunks(reply), media_type="text/event-stream")
+        return reply
+
+    return app
+
+
+def add_error_handlers(app: FastAPI) -> None:
+    """Every error answered in OpenAI's shape, ``{"error": {"message", "type", "code"}}``: a
+    refused request (401, 404, 413, ...), a body the schema refuses (400), a ServeError, and
+    anything else (500)."""
+
     @app.exception_handler(StarletteHTTPException)
     async def openai_error(request: Request, exc: StarletteHTTPException) -> JSONResponse:
         kind = {401: "authentication_error", 404: "not_found_error"}.get(
@@ -327,41 +370,6 @@ def build_app(
             },
             status_code=500,
         )
-
-    @app.get("/health")
-    def health() -> dict[str, object]:
-        return {
-            "status": "ok",
-            "models": chat.names,
-            "generating": admission.busy,
-            "waiting": admission.waiting,
-        }
-
-    @app.get("/v1/models", dependencies=[Depends(check_key)])
-    def models() -> dict[str, object]:
-        return {
-            "object": "list",
-            "data": [
-                {"id": name, "object": "model", "created": 0, "owned_by": "lora-sweep"}
-                for name in chat.names
-            ],
-        }
-
-    @app.post("/v1/chat/completions", dependencies=[Depends(check_key)], response_model=None)
-    def completions(body: ChatRequest) -> ChatCompletion | StreamingResponse:
-        arrived = time.monotonic()  # the body is read and parsed: the clock starts here
-        reply = answer(
-            chat,
-            body,
-            limits=limits,
-            admission=admission,
-            stop=Stop(arrived + limits.request_timeout, stopping),
-        )
-        if body.stream:  # the whole answer in one chunk: what streaming clients read
-            return StreamingResponse(stream_chunks(reply), media_type="text/event-stream")
-        return reply
-
-    return app
 
 
 def stream_chunks(reply: ChatCompletion) -> Iterator[str]:
