@@ -73,7 +73,7 @@ __all__ = [
     "primary_scores",
     "score_plan",
     "write_samples",
-]  # fmt: skip
+]
 
 
 @dataclass(frozen=True)
@@ -119,19 +119,33 @@ class BenchmarkPlan:
 
     def describe(self) -> dict[str, object]:
         """What MLflow records about the plan (the proxy documents included)."""
-        return {"tasks": self.tasks, "skipped": self.skipped, "mirror": self.mirror or "hub",
-                "num_fewshot": self.num_fewshot, "batch_size": self.batch_size,
-                "digests": self.digests, "weights": self.weights, "guard": self.guard,
-                "finalists": self.finalists, "share_prefix": self.share_prefix,
-                "proxy_documents": self.proxy, "task_dirs": self.task_dirs,
-                "finalist_documents": self.finalist_documents,
-                "screen_drop": self.screen_drop, "dtype": self.dtype}  # fmt: skip
+        return {
+            "tasks": self.tasks,
+            "skipped": self.skipped,
+            "mirror": self.mirror or "hub",
+            "num_fewshot": self.num_fewshot,
+            "batch_size": self.batch_size,
+            "digests": self.digests,
+            "weights": self.weights,
+            "guard": self.guard,
+            "finalists": self.finalists,
+            "share_prefix": self.share_prefix,
+            "proxy_documents": self.proxy,
+            "task_dirs": self.task_dirs,
+            "finalist_documents": self.finalist_documents,
+            "screen_drop": self.screen_drop,
+            "dtype": self.dtype,
+        }
 
 
 def plan_benchmarks(
-    config: BenchmarksConfig, objective: Objective, *, mirror: Path | None, cache: Path,
+    config: BenchmarksConfig,
+    objective: Objective,
+    *,
+    mirror: Path | None,
+    cache: Path,
     progress: Callable[[str], None],
-) -> BenchmarkPlan | None:  # fmt: skip
+) -> BenchmarkPlan | None:
     """Check names and data for ``config`` (a BenchmarksConfig); None when no tasks are listed."""
     if not config.tasks:
         return None
@@ -139,16 +153,16 @@ def plan_benchmarks(
     if offline is not None:  # one line for them all: the reason and the fix are the same
         reason = next(iter(offline.values())).split(": ", 1)[1]
         progress(f"Benchmarks skipped (optional): {', '.join(offline)}: {reason}")
-        return BenchmarkPlan(tasks=[], mirror=None, cache=str(cache), num_fewshot=config.num_fewshot,
-                             batch_size=config.batch_size, proxy={}, digests={},
-                             metric_overrides=dict(config.metrics), weights={}, guard={},
-                             finalists=0, skipped=offline, share_prefix=config.share_prefix)  # fmt: skip
+        return skipped_offline(config, offline, cache=cache)
     manager = task_manager(mirror=mirror, include_path=None, cache=cache)
     check_tasks(config.tasks, manager)
     found, skipped = check_data(
-        config.tasks, manager, mirror=mirror, optional=config.optional,
+        config.tasks,
+        manager,
+        mirror=mirror,
+        optional=config.optional,
         fix_hint=" (or set benchmarks.optional: true to skip them)",
-    )  # fmt: skip
+    )
     for reason in skipped.values():
         progress(f"Benchmark skipped (optional): {reason}")
     tasks = [t for t in config.tasks if t in found]
@@ -160,20 +174,50 @@ def plan_benchmarks(
     final_size = documents_needed(config.finalist_drop, kind=BINARY, spread=PLANNING_CHURN)
     finalist = {  # fewer than the full set where the full set is larger than needed
         task: proxy_samples(found[task].leaves, size=final_size, seed=config.proxy_seed + 1)
-        for task in tasks if final_size < sum(found[task].leaves.values())
-    }  # fmt: skip
+        for task in tasks
+        if final_size < sum(found[task].leaves.values())
+    }
     return BenchmarkPlan(
-        tasks=tasks, mirror=str(mirror) if mirror else None, cache=str(cache),
-        num_fewshot=config.num_fewshot, batch_size=config.batch_size, proxy=proxy,
+        tasks=tasks,
+        mirror=str(mirror) if mirror else None,
+        cache=str(cache),
+        num_fewshot=config.num_fewshot,
+        batch_size=config.batch_size,
+        proxy=proxy,
         finalist_documents=finalist,
         set_sizes={t: sum(found[t].leaves.values()) for t in tasks},
-        digests={t: found[t].digest for t in tasks}, metric_overrides=dict(config.metrics),
+        digests={t: found[t].digest for t in tasks},
+        metric_overrides=dict(config.metrics),
         weights={t: w for t, w in objective.benchmark_weights.items() if t in found},
         guard={t: m for t, m in objective.guard.items() if t in found},
-        finalists=config.finalists if tasks else 0, skipped=skipped,
-        share_prefix=config.share_prefix, dtype=config.dtype, screen_drop=config.screen_drop,
+        finalists=config.finalists if tasks else 0,
+        skipped=skipped,
+        share_prefix=config.share_prefix,
+        dtype=config.dtype,
+        screen_drop=config.screen_drop,
         task_dirs=narrow_index_dirs([found[t] for t in tasks], manager) if tasks else None,
-    )  # fmt: skip
+    )
+
+
+def skipped_offline(
+    config: BenchmarksConfig, skipped: dict[str, str], *, cache: Path
+) -> BenchmarkPlan:
+    """The plan when every listed task is optional and known to be out of reach offline: none."""
+    return BenchmarkPlan(
+        tasks=[],
+        mirror=None,
+        cache=str(cache),
+        num_fewshot=config.num_fewshot,
+        batch_size=config.batch_size,
+        proxy={},
+        digests={},
+        metric_overrides=dict(config.metrics),
+        weights={},
+        guard={},
+        finalists=0,
+        skipped=skipped,
+        share_prefix=config.share_prefix,
+    )
 
 
 def screening_sizes(
@@ -184,15 +228,21 @@ def screening_sizes(
     alpha of each of its ``SCREENING_LOOKS`` looks: 108 for 15 points), else ``proxy_size``."""
     alpha = look_alpha(SCREENING_LOOKS)
     screened = documents_needed(config.screen_drop, kind=BINARY, spread=PLANNING_CHURN, alpha=alpha)
-    return {task: config.proxy_sizes.get(task, screened if task in guarded
-                                         else config.proxy_size) for task in tasks}  # fmt: skip
+    return {
+        task: config.proxy_sizes.get(task, screened if task in guarded else config.proxy_size)
+        for task in tasks
+    }
 
 
 # --------------------------------------------------------------------------- scoring
 def score_plan(
-    model: torch.nn.Module, tokenizer: PreTrainedTokenizerBase, plan: BenchmarkPlan, *,
-    phase: str, tasks: list[str] | None = None,
-) -> tuple[BenchmarkScores, float]:  # fmt: skip
+    model: torch.nn.Module,
+    tokenizer: PreTrainedTokenizerBase,
+    plan: BenchmarkPlan,
+    *,
+    phase: str,
+    tasks: list[str] | None = None,
+) -> tuple[BenchmarkScores, float]:
     """Score a loaded model on the plan's proxy documents or full sets; returns the seconds too
     (the task index included).
 
@@ -212,9 +262,15 @@ def score_plan(
             # a group's proxy covers some of its subtasks: score those, then pool them
             names = list(samples) if samples and list(samples) != [task] else [task]
             part = score_benchmarks(
-                scored, tokenizer, tasks=names, batch_size=plan.batch_size, manager=manager,
-                num_fewshot=plan.num_fewshot, samples=samples, share_prefix=plan.share_prefix,
-            )  # fmt: skip
+                scored,
+                tokenizer,
+                tasks=names,
+                batch_size=plan.batch_size,
+                manager=manager,
+                num_fewshot=plan.num_fewshot,
+                samples=samples,
+                share_prefix=plan.share_prefix,
+            )
             scores = scores.merge(pool_group(part, task) if names != [task] else part)
             seconds[task] = time.perf_counter() - started
     scores.config["tasks"], scores.config["phase"] = tasks, phase
@@ -228,10 +284,17 @@ def score_key(plan: BenchmarkPlan, task: str, *, phase: str, model_id: str) -> s
     from importlib.metadata import version
 
     documents = plan.documents(task, phase=phase) or FULL
-    key = {"model": model_id, "task": task, "num_fewshot": plan.num_fewshot,
-           "batch_size": plan.batch_size, "documents": documents, "data": plan.digests[task],
-           "share_prefix": plan.share_prefix, "dtype": [plan.dtype, cpu_has_bf16()],
-           "lm_eval": version("lm_eval")}  # fmt: skip
+    key = {
+        "model": model_id,
+        "task": task,
+        "num_fewshot": plan.num_fewshot,
+        "batch_size": plan.batch_size,
+        "documents": documents,
+        "data": plan.digests[task],
+        "share_prefix": plan.share_prefix,
+        "dtype": [plan.dtype, cpu_has_bf16()],
+        "lm_eval": version("lm_eval"),
+    }
     return hashlib.sha256(json.dumps(key, sort_keys=True).encode()).hexdigest()[:24]
 
 
@@ -243,14 +306,21 @@ def base_score_file(plan: BenchmarkPlan, task: str, *, phase: str, model_id: str
 
 def uncached_tasks(plan: BenchmarkPlan, *, phase: str, model_id: str) -> list[str]:
     """The plan's tasks whose base-model scores in ``phase`` are not in the cache yet."""
-    return [task for task in plan.tasks
-            if not base_score_file(plan, task, phase=phase, model_id=model_id).is_file()]  # fmt: skip
+    return [
+        task
+        for task in plan.tasks
+        if not base_score_file(plan, task, phase=phase, model_id=model_id).is_file()
+    ]
 
 
 def cached_base_scores(
-    plan: BenchmarkPlan, *, phase: str, model_id: str, load: LoadModel,
+    plan: BenchmarkPlan,
+    *,
+    phase: str,
+    model_id: str,
+    load: LoadModel,
     progress: Callable[[str], None],
-) -> BenchmarkScores:  # fmt: skip
+) -> BenchmarkScores:
     """The base model's scores, computed only for the tasks not already in the cache."""
     paths = {t: base_score_file(plan, t, phase=phase, model_id=model_id) for t in plan.tasks}
     missing = uncached_tasks(plan, phase=phase, model_id=model_id)
@@ -302,8 +372,11 @@ def item_scores(scores: BenchmarkScores, plan: BenchmarkPlan, task: str) -> dict
 def base_with(plan: BenchmarkPlan, scores: BenchmarkScores, *, phase: str) -> BenchmarkPlan:
     """The plan with the base model's ``phase`` scores, per task and per document, filled in."""
     items = {task: item_scores(scores, plan, task) for task in plan.tasks}
-    return replace(plan, base={**plan.base, phase: primary_scores(scores, plan)},
-                   base_items={**plan.base_items, phase: items})  # fmt: skip
+    return replace(
+        plan,
+        base={**plan.base, phase: primary_scores(scores, plan)},
+        base_items={**plan.base_items, phase: items},
+    )
 
 
 def paired_deltas(
@@ -320,9 +393,13 @@ def paired_deltas(
 
 
 def phase_metrics(
-    scores: BenchmarkScores, plan: BenchmarkPlan, *, phase: str, heldout: float | None,
+    scores: BenchmarkScores,
+    plan: BenchmarkPlan,
+    *,
+    phase: str,
+    heldout: float | None,
     seconds: float,
-) -> dict[str, float]:  # fmt: skip
+) -> dict[str, float]:
     """``bench/<phase>/<task>/<metric>``, each task's ``delta`` vs the base, and the composite.
 
     A delta is against the base model on the same documents: where a task was scored on part

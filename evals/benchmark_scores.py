@@ -34,7 +34,10 @@ class EvalConfig(TypedDict, total=False):
 
 # the config entries that are per-task mappings: merged, not replaced, when scores are merged
 PER_TASK_CONFIG: tuple[Literal["documents", "versions", "seconds"], ...] = (
-    "documents", "versions", "seconds")  # fmt: skip
+    "documents",
+    "versions",
+    "seconds",
+)
 
 
 class ScoresJson(TypedDict):
@@ -86,8 +89,12 @@ class BenchmarkScores:
         )
 
     def to_json(self) -> ScoresJson:
-        return {"metrics": self.metrics, "samples": self.samples, "config": self.config,
-                "groups": self.groups}  # fmt: skip
+        return {
+            "metrics": self.metrics,
+            "samples": self.samples,
+            "config": self.config,
+            "groups": self.groups,
+        }
 
     @classmethod
     def from_json(cls, raw: ScoresJson) -> BenchmarkScores:
@@ -104,8 +111,12 @@ def fill_group_stderr(scores: BenchmarkScores) -> None:
         for name in [m for m in metrics if not m.endswith("_stderr")]:
             if math.isfinite(metrics.get(f"{name}_stderr", math.nan)):
                 continue
-            values = [float(row[name]) for leaf in scores.members(group)
-                      for row in scores.samples.get(leaf, []) if isinstance(row.get(name), (int, float))]  # fmt: skip
+            values = [
+                float(row[name])
+                for leaf in scores.members(group)
+                for row in scores.samples.get(leaf, [])
+                if isinstance(row.get(name), (int, float))
+            ]
             if len(values) >= 2:
                 metrics[f"{name}_stderr"] = statistics.stdev(values) / math.sqrt(len(values))
                 scores.config.setdefault("stderr_filled", []).append(f"{group}/{name}")
@@ -143,17 +154,24 @@ def pool_group(scores: BenchmarkScores, group: str) -> BenchmarkScores:
     """Scores of some of a group's subtasks, plus the group's own: the mean of each metric over
     all their documents (lm-eval's size-weighted mean, as MMLU uses), with its standard error."""
     leaves = list(scores.samples)
-    names = sorted({m for leaf in leaves for m in scores.metrics.get(leaf, {})
-                    if not m.endswith("_stderr")})  # fmt: skip
+    names = sorted(
+        {m for leaf in leaves for m in scores.metrics.get(leaf, {}) if not m.endswith("_stderr")}
+    )
     pooled = {}
     for name in names:
-        values = [float(row[name]) for leaf in leaves for row in scores.samples[leaf]
-                  if isinstance(row.get(name), (int, float))]  # fmt: skip
+        values = [
+            float(row[name])
+            for leaf in leaves
+            for row in scores.samples[leaf]
+            if isinstance(row.get(name), (int, float))
+        ]
         if values:
             pooled[name] = sum(values) / len(values)
     out = BenchmarkScores(
-        metrics={**scores.metrics, group: pooled}, samples=scores.samples,
-        config=scores.config, groups={**scores.groups, group: leaves},
-    )  # fmt: skip
+        metrics={**scores.metrics, group: pooled},
+        samples=scores.samples,
+        config=scores.config,
+        groups={**scores.groups, group: leaves},
+    )
     fill_group_stderr(out)
     return out

@@ -74,7 +74,8 @@ def _hub_address() -> tuple[str, int]:
 
     endpoint = urlsplit(os.environ.get("HF_ENDPOINT") or "https://huggingface.co")
     return endpoint.hostname or "huggingface.co", endpoint.port or (
-        80 if endpoint.scheme == "http" else 443)  # fmt: skip
+        80 if endpoint.scheme == "http" else 443
+    )
 
 
 HUB_ADDRESS: tuple[str, int] | None = None  # None: from $HF_ENDPOINT (tests point it elsewhere)

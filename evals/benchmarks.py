@@ -60,9 +60,11 @@ def _override(
     builtin: Path, data_files: dict[str, str], splits: dict[str, str | None]
 ) -> dict[str, object]:
     override: dict[str, object] = {
-        "include": str(builtin), "dataset_path": "json", "dataset_name": None,
+        "include": str(builtin),
+        "dataset_path": "json",
+        "dataset_name": None,
         "dataset_kwargs": {"data_files": data_files},
-    }  # fmt: skip
+    }
     override.update(splits)
     return override
 
@@ -70,10 +72,12 @@ def _override(
 def write_mirror_tasks(mirror: Path, out_dir: Path) -> list[str]:
     """Task YAMLs reading the mirror's files; returns the task names the mirror can serve."""
     tasks_dir = _lm_eval_tasks_dir()
-    builtin = {"arc_challenge": tasks_dir / "arc" / "arc_challenge.yaml",
-               "truthfulqa_mc1": tasks_dir / "truthfulqa" / "truthfulqa_mc1.yaml",
-               "truthfulqa_mc2": tasks_dir / "truthfulqa" / "truthfulqa_mc2.yaml",
-               "hellaswag": tasks_dir / "hellaswag" / "hellaswag.yaml"}  # fmt: skip
+    builtin = {
+        "arc_challenge": tasks_dir / "arc" / "arc_challenge.yaml",
+        "truthfulqa_mc1": tasks_dir / "truthfulqa" / "truthfulqa_mc1.yaml",
+        "truthfulqa_mc2": tasks_dir / "truthfulqa" / "truthfulqa_mc2.yaml",
+        "hellaswag": tasks_dir / "hellaswag" / "hellaswag.yaml",
+    }
     out_dir.mkdir(parents=True, exist_ok=True)
     served = []
     for task, splits in MIRROR_FILES.items():
@@ -197,8 +201,9 @@ def check_tasks(tasks: list[str], manager: TaskManager) -> None:
         )
 
 
-def prefix_sharing_lm(model: torch.nn.Module, tokenizer: PreTrainedTokenizerBase, *,
-                      batch_size: int) -> HFLM:  # fmt: skip
+def prefix_sharing_lm(
+    model: torch.nn.Module, tokenizer: PreTrainedTokenizerBase, *, batch_size: int
+) -> HFLM:
     """lm-eval's HFLM, but the choices of one question share one forward pass of its context.
 
     lm-eval scores each (context, continuation) pair as a whole sequence. For multiple-choice
@@ -213,9 +218,11 @@ def prefix_sharing_lm(model: torch.nn.Module, tokenizer: PreTrainedTokenizerBase
 
     class PrefixSharingHFLM(HFLM):  # type: ignore[misc]
         def _loglikelihood_tokens(
-            self, requests: list[Request], disable_tqdm: bool = False,
+            self,
+            requests: list[Request],
+            disable_tqdm: bool = False,
             override_bs: int | None = None,
-        ) -> list[Answer]:  # fmt: skip
+        ) -> list[Answer]:
             long, groups = split_by_context(requests, max_length=self.max_length)
             answers: dict[int, Answer] = {}
             if long:  # lm-eval truncates these from the left: its own path
@@ -274,7 +281,8 @@ def _processed_once(
 ) -> Callable[[Dataset], Dataset | list[dict[str, object]]]:
     """``process_docs`` that returns the evaluation split, processed once, as a list of dicts."""
     processed: list[dict[str, object]] = (
-        process(documents) if process is not None else documents).to_list()  # fmt: skip
+        process(documents) if process is not None else documents
+    ).to_list()
 
     def process_docs(dataset: Dataset) -> Dataset | list[dict[str, object]]:
         if dataset is documents:
@@ -285,11 +293,17 @@ def _processed_once(
 
 
 def score_benchmarks(
-    model: torch.nn.Module, tokenizer: PreTrainedTokenizerBase, *, tasks: list[str],
-    batch_size: int, manager: TaskManager,
-    num_fewshot: int | None = None, limit: int | float | None = None,
-    samples: dict[str, list[int]] | None = None, share_prefix: bool = False,
-) -> BenchmarkScores:  # fmt: skip
+    model: torch.nn.Module,
+    tokenizer: PreTrainedTokenizerBase,
+    *,
+    tasks: list[str],
+    batch_size: int,
+    manager: TaskManager,
+    num_fewshot: int | None = None,
+    limit: int | float | None = None,
+    samples: dict[str, list[int]] | None = None,
+    share_prefix: bool = False,
+) -> BenchmarkScores:
     """Score an already-loaded model on lm-eval tasks (the model is not reloaded per task).
 
     ``samples`` picks documents by index per (leaf) task, as lm-eval's ``--samples`` does; the
@@ -309,19 +323,28 @@ def score_benchmarks(
     )
     with _quiet_evaluation():
         out = lm_eval.simple_evaluate(
-            model=lm, tasks=_documents_read_once(tasks, manager) or tasks,
-            num_fewshot=num_fewshot, limit=limit, task_manager=manager,
-            log_samples=True, samples=samples,
-        )  # fmt: skip
+            model=lm,
+            tasks=_documents_read_once(tasks, manager) or tasks,
+            num_fewshot=num_fewshot,
+            limit=limit,
+            task_manager=manager,
+            log_samples=True,
+            samples=samples,
+        )
     if out is None:
         raise BenchmarkError("lm-eval returned no results")
     metrics = {task: _numeric(values) for task, values in out["results"].items()}
     logged = {task: [_sample(s) for s in rows] for task, rows in out.get("samples", {}).items()}
     config: EvalConfig = {
-        "tasks": tasks, "batch_size": batch_size, "num_fewshot": num_fewshot, "limit": limit,
-        "share_prefix": share_prefix, "documents": {t: len(rows) for t, rows in logged.items()},
-        "seeds": "lm-eval defaults: 0,1234,1234,1234", "versions": out.get("versions", {}),
-    }  # fmt: skip
+        "tasks": tasks,
+        "batch_size": batch_size,
+        "num_fewshot": num_fewshot,
+        "limit": limit,
+        "share_prefix": share_prefix,
+        "documents": {t: len(rows) for t, rows in logged.items()},
+        "seeds": "lm-eval defaults: 0,1234,1234,1234",
+        "versions": out.get("versions", {}),
+    }
     groups = {
         g: list(subtasks) for g, subtasks in out.get("group_subtasks", {}).items() if subtasks
     }
@@ -381,9 +404,13 @@ def available_data(
 
 
 def check_data(
-    tasks: list[str], manager: TaskManager, *, mirror: Path | None, optional: bool = False,
+    tasks: list[str],
+    manager: TaskManager,
+    *,
+    mirror: Path | None,
+    optional: bool = False,
     fix_hint: str = "",
-) -> tuple[dict[str, TaskData], dict[str, str]]:  # fmt: skip
+) -> tuple[dict[str, TaskData], dict[str, str]]:
     """Every task's data, and for the ones that cannot be had, why. Unless they are optional,
     any missing one raises one line naming each and the fix (plus ``fix_hint``)."""
     found, missing = available_data(tasks, manager, mirror=mirror)

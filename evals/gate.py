@@ -64,10 +64,17 @@ class GateDecision:
 
 
 def promotion_gate(
-    candidate: Mapping[str, float], incumbent: Mapping[str, float], *, metric: str,
-    against: str, mode: str = "max", guard: Sequence[str] = (), force_reason: str | None = None,
-    require: Sequence[str] = ("heldout",), preferences: Mapping[str, PreferenceSummary | str] = {},
-) -> GateDecision:  # fmt: skip
+    candidate: Mapping[str, float],
+    incumbent: Mapping[str, float],
+    *,
+    metric: str,
+    against: str,
+    mode: str = "max",
+    guard: Sequence[str] = (),
+    force_reason: str | None = None,
+    require: Sequence[str] = ("heldout",),
+    preferences: Mapping[str, PreferenceSummary | str] = {},
+) -> GateDecision:
     """Judge a candidate's per-item held-out scores against the incumbent's on the same items,
     and each other required evidence (``preferences``: its summary, or why there is none)."""
     comparison = compare_paired(candidate, incumbent)
@@ -82,12 +89,19 @@ def promotion_gate(
         if isinstance(found, str):
             refusals.append(f"{kind}: {found}")
         elif not passed[kind]:
-            refusals.append(f"{kind}: not significantly preferred to {against} "
-                            f"({found.describe()})")  # fmt: skip
+            refusals.append(
+                f"{kind}: not significantly preferred to {against} ({found.describe()})"
+            )
     refusals += [f"guard benchmark regressed: {line}" for line in guard]
     summaries = {k: v for k, v in preferences.items() if isinstance(v, PreferenceSummary)}
     return GateDecision(
-        promote=not refusals or force_reason is not None, metric=metric, against=against,
-        comparison=comparison, refusals=refusals, forced_reason=force_reason,
-        require=list(require), passed=passed, preferences=summaries,
-    )  # fmt: skip
+        promote=not refusals or force_reason is not None,
+        refusals=refusals,
+        forced_reason=force_reason,
+        require=list(require),
+        passed=passed,
+        metric=metric,
+        against=against,
+        comparison=comparison,
+        preferences=summaries,
+    )

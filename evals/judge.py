@@ -26,8 +26,9 @@ from evals.preference import A_BETTER, B_BETTER, TIE
 FIRST, SECOND = "first", "second"
 VERDICTS = (FIRST, SECOND, "tie")
 # the last line: "Verdict: first" (markdown emphasis, quotes and a full stop allowed around it)
-VERDICT_LINE = re.compile(r"^(?:final\s+)?(?:verdict|answer|winner)?\s*[:=\-]?\s*(first|second|tie)$",
-                          re.IGNORECASE)  # fmt: skip
+VERDICT_LINE = re.compile(
+    r"^(?:final\s+)?(?:verdict|answer|winner)?\s*[:=\-]?\s*(first|second|tie)$", re.IGNORECASE
+)
 
 DEFAULT_CRITERIA = {  # the fine-tuning guides' criteria for A/B and LLM-as-judge evaluation
     "correct": "The answer is right for the prompt; where a reference answer is given, it agrees "
@@ -97,8 +98,10 @@ def judge_messages(
         'Explain briefly, then end with one line that is exactly "Verdict: first", '
         '"Verdict: second" or "Verdict: tie".'
     )
-    return [{"role": "system", "content": "You are a careful, impartial judge of answers."},
-            {"role": "user", "content": user}]  # fmt: skip
+    return [
+        {"role": "system", "content": "You are a careful, impartial judge of answers."},
+        {"role": "user", "content": user},
+    ]
 
 
 def parse_verdict(answer: str) -> str | None:

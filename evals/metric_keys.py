@@ -64,8 +64,16 @@ HELDOUT_LOSSES = "heldout/losses"
 # pairwise preferences, A against B: a ``sweep judge`` run's (``judge/...``) and a ``sweep human
 # import`` run's (``human/...``), and the same names on a ``sweep compare`` run that shows them
 JUDGE, HUMAN = "judge", "human"
-PREFERENCE_STATS = ("wins", "ties", "losses", "unparsed", "win_rate", "win_rate_ci_low",
-                    "win_rate_ci_high", "p_value")  # fmt: skip
+PREFERENCE_STATS = (
+    "wins",
+    "ties",
+    "losses",
+    "unparsed",
+    "win_rate",
+    "win_rate_ci_low",
+    "win_rate_ci_high",
+    "p_value",
+)
 JUDGE_SELF_AGREEMENT = "judge/self_agreement"  # the same verdict in both orders
 JUDGE_ASKED, JUDGE_CACHED = "judge/asked", "judge/cached"  # calls made, answers reused
 HUMAN_RATINGS, HUMAN_RATERS = "human/ratings", "human/raters"
@@ -189,8 +197,11 @@ def phase_seconds(phase: str) -> str:
 def bench_metrics(phase: str, scores: Mapping[str, Mapping[str, float]]) -> dict[str, float]:
     """Every task's metrics (``BenchmarkScores.metrics``: task -> lm-eval metric -> value) as
     ``bench/<phase>/<task>/<metric>``."""
-    return {bench_name(phase, task, stat): value
-            for task, stats in scores.items() for stat, value in stats.items()}  # fmt: skip
+    return {
+        bench_name(phase, task, stat): value
+        for task, stats in scores.items()
+        for stat, value in stats.items()
+    }
 
 
 def task_stats(metrics: Mapping[str, float], *, phase: str, task: str) -> dict[str, float]:
@@ -230,9 +241,16 @@ class LoggedDelta:
         if DELTA not in stats:
             return None
         documents = stats.get(DOCUMENTS)
-        return cls(phase, task, stats[DELTA], stats.get(DELTA_CI_LOW), stats.get(DELTA_CI_HIGH),
-                   stats.get(DELTA_P_VALUE), None if documents is None else int(documents),
-                   stats.get(DETECTABLE_DROP))  # fmt: skip
+        return cls(
+            phase,
+            task,
+            stats[DELTA],
+            stats.get(DELTA_CI_LOW),
+            stats.get(DELTA_CI_HIGH),
+            stats.get(DELTA_P_VALUE),
+            None if documents is None else int(documents),
+            stats.get(DETECTABLE_DROP),
+        )
 
 
 # --------------------------------------------------------------------------- the objective
@@ -261,8 +279,11 @@ def under_group(group: str, metrics: Mapping[str, float]) -> dict[str, float]:
     """The names under ``group``, without it (the others left out): ``base/heldout/loss`` ->
     ``heldout/loss``."""
     prefix = _join(group, "")
-    return {name.removeprefix(prefix): value for name, value in metrics.items()
-            if name.startswith(prefix) and len(name) > len(prefix)}  # fmt: skip
+    return {
+        name.removeprefix(prefix): value
+        for name, value in metrics.items()
+        if name.startswith(prefix) and len(name) > len(prefix)
+    }
 
 
 def trials_count(status: str) -> str:

@@ -23,7 +23,7 @@ __all__ = [
     "guard_checks",
     "guard_violations",
     "primary_metric",
-]  # fmt: skip
+]
 
 PRIMARY_METRICS = {
     "arc_challenge": "acc_norm",
@@ -96,7 +96,7 @@ def guard_checks(
     for task, margin in margins.items():
         logged = LoggedDelta.read(metrics, phase=FULL, task=task) or LoggedDelta.read(
             metrics, phase=PROXY, task=task
-        )  # fmt: skip
+        )
         if logged is None:
             checks.append(GuardCheck(task, UNRESOLVED, f"{task}: not scored, so not cleared"))
             continue
@@ -106,24 +106,43 @@ def guard_checks(
 
 def _guard_check(logged: LoggedDelta, *, margin: float, alpha: float) -> GuardCheck:
     task, where = logged.task, _where(logged)
-    chance = logged.phase == PROXY and logged.tested and not is_significant(
-        p_value=logged.p_value, alpha=alpha,
-        ci_low=math.nan if logged.ci_low is None else logged.ci_low,
-        ci_high=math.nan if logged.ci_high is None else logged.ci_high,
-    )  # fmt: skip
+    chance = (
+        logged.phase == PROXY
+        and logged.tested
+        and not is_significant(
+            p_value=logged.p_value,
+            alpha=alpha,
+            ci_low=math.nan if logged.ci_low is None else logged.ci_low,
+            ci_high=math.nan if logged.ci_high is None else logged.ci_high,
+        )
+    )
     if -logged.delta > margin and not chance:
-        return GuardCheck(task, REGRESSED, f"{task}: {logged.delta:+.4f} vs base {where} "
-                          f"(drop {-logged.delta:.4f} > margin {margin:.4f})")  # fmt: skip
+        return GuardCheck(
+            task,
+            REGRESSED,
+            f"{task}: {logged.delta:+.4f} vs base {where} "
+            f"(drop {-logged.delta:.4f} > margin {margin:.4f})",
+        )
     seen = logged.detectable is not None and logged.detectable <= margin + 1e-9
     bounded = logged.ci_low is not None and logged.ci_low > -margin
     if seen or bounded:
-        why = (f"a {margin * 100:.1f}-point drop would show" if seen
-               else f"interval low end {logged.ci_low:+.4f} > -{margin:.4f}")  # fmt: skip
+        why = (
+            f"a {margin * 100:.1f}-point drop would show"
+            if seen
+            else f"interval low end {logged.ci_low:+.4f} > -{margin:.4f}"
+        )
         return GuardCheck(task, CLEARED, f"{task}: {logged.delta:+.4f} vs base {where}; {why}")
-    detect = ("too few documents to detect a regression" if logged.detectable is None
-              else f"they detect a drop of {logged.detectable * 100:.1f} points or more")  # fmt: skip
-    return GuardCheck(task, UNRESOLVED, f"{task}: not cleared: {logged.delta:+.4f} vs base "
-                      f"{where}, but the margin is {margin * 100:.1f} points and {detect}")  # fmt: skip
+    detect = (
+        "too few documents to detect a regression"
+        if logged.detectable is None
+        else f"they detect a drop of {logged.detectable * 100:.1f} points or more"
+    )
+    return GuardCheck(
+        task,
+        UNRESOLVED,
+        f"{task}: not cleared: {logged.delta:+.4f} vs base "
+        f"{where}, but the margin is {margin * 100:.1f} points and {detect}",
+    )
 
 
 def _where(logged: LoggedDelta) -> str:
@@ -143,8 +162,14 @@ def guard_violations(
 
 # chance: the score of a uniform guess, per task (on the benchmark mirror's documents: ARC's
 # mean 1/choices 0.2502; TruthfulQA-MC2's mean share of true answers 0.4484, MC1's 0.2261)
-CHANCE = {"arc_challenge": 0.25, "arc_easy": 0.25, "hellaswag": 0.25, "mmlu": 0.25,
-          "truthfulqa_mc1": 0.2261, "truthfulqa_mc2": 0.4484}  # fmt: skip
+CHANCE = {
+    "arc_challenge": 0.25,
+    "arc_easy": 0.25,
+    "hellaswag": 0.25,
+    "mmlu": 0.25,
+    "truthfulqa_mc1": 0.2261,
+    "truthfulqa_mc2": 0.4484,
+}
 
 
 def chance_note(task: str, base: float | None, stderr: float | None) -> str | None:
@@ -155,5 +180,7 @@ def chance_note(task: str, base: float | None, stderr: float | None) -> str | No
         return None
     if base - chance > 1.96 * stderr:
         return None
-    return (f"{task}: the base model's {base:.4f} is within noise of chance ({chance:.4f}), "
-            "so a regression cannot show here")  # fmt: skip
+    return (
+        f"{task}: the base model's {base:.4f} is within noise of chance ({chance:.4f}), "
+        "so a regression cannot show here"
+    )

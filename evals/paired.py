@@ -47,9 +47,11 @@ class PairedComparison:
     def significant(self, *, alpha: float | None = None) -> bool:
         """The difference is not chance (see :func:`is_significant`; alpha: 1 - confidence)."""
         return is_significant(
-            p_value=self.p_value if self.test == MCNEMAR else None, ci_low=self.ci_low,
-            ci_high=self.ci_high, alpha=alpha if alpha is not None else 1 - self.confidence,
-        )  # fmt: skip
+            p_value=self.p_value if self.test == MCNEMAR else None,
+            ci_low=self.ci_low,
+            ci_high=self.ci_high,
+            alpha=alpha if alpha is not None else 1 - self.confidence,
+        )
 
     def improves(self, *, mode: str = "max") -> bool:
         """The candidate is significantly better (``mode: min``: scores where lower is better)."""
@@ -70,9 +72,13 @@ def is_significant(
 
 
 def compare_paired(
-    candidate: Mapping[str, float], reference: Mapping[str, float], *,
-    confidence: float = 0.95, resamples: int = 10_000, seed: int = 0,
-) -> PairedComparison:  # fmt: skip
+    candidate: Mapping[str, float],
+    reference: Mapping[str, float],
+    *,
+    confidence: float = 0.95,
+    resamples: int = 10_000,
+    seed: int = 0,
+) -> PairedComparison:
     """Compare the candidate with the reference on the items both have scores for (keyed by
     item id): the delta is candidate - reference."""
     import numpy as np
@@ -92,12 +98,20 @@ def compare_paired(
         discordant = better + worse
         p_value = 1.0 if discordant == 0 else float(stats.binomtest(better, discordant).pvalue)
     return PairedComparison(
-        n=len(common), mean_candidate=float(ours.mean()), mean_reference=float(theirs.mean()),
-        delta=float(diffs.mean()), ci_low=low, ci_high=high, confidence=confidence,
-        test=MCNEMAR if binary else BOOTSTRAP, p_value=p_value, candidate_better=better,
-        reference_better=worse, ties=int((diffs == 0).sum()),
+        n=len(common),
+        mean_candidate=float(ours.mean()),
+        mean_reference=float(theirs.mean()),
+        delta=float(diffs.mean()),
+        ci_low=low,
+        ci_high=high,
+        confidence=confidence,
+        test=MCNEMAR if binary else BOOTSTRAP,
+        p_value=p_value,
+        candidate_better=better,
+        reference_better=worse,
+        ties=int((diffs == 0).sum()),
         diff_sd=float(diffs.std(ddof=1)) if len(diffs) > 1 else math.nan,
-    )  # fmt: skip
+    )
 
 
 def _bootstrap_interval(
@@ -111,8 +125,12 @@ def _bootstrap_interval(
         value = float(diffs.mean())
         return value, value
     result = stats.bootstrap(
-        (diffs,), np.mean, confidence_level=confidence, n_resamples=resamples,
-        method="percentile", rng=np.random.default_rng(seed),
-    )  # fmt: skip
+        (diffs,),
+        np.mean,
+        confidence_level=confidence,
+        n_resamples=resamples,
+        method="percentile",
+        rng=np.random.default_rng(seed),
+    )
     low, high = float(result.confidence_interval.low), float(result.confidence_interval.high)
     return (low, high) if math.isfinite(low) and math.isfinite(high) else (math.nan, math.nan)

@@ -111,9 +111,14 @@ def detectable_drop(
 
 
 def documents_needed(
-    drop: float, *, kind: str, spread: float, alpha: float = ALPHA, power: float = POWER,
+    drop: float,
+    *,
+    kind: str,
+    spread: float,
+    alpha: float = ALPHA,
+    power: float = POWER,
     limit: int = 100_000,
-) -> int:  # fmt: skip
+) -> int:
     """The smallest document count whose detectable drop is at most ``drop``.
 
     BINARY: the exact test's power is a sawtooth in n (a count can detect the drop while the next
@@ -187,9 +192,10 @@ class Resolution:
             why = "; McNemar needs at least 6 discordant documents" if self.kind == BINARY else ""
             return f"too few documents to detect a regression ({documents}{why})"
         test, spread = (
-            ("paired McNemar", f"{_percent(self.spread)} churn") if self.kind == BINARY
+            ("paired McNemar", f"{_percent(self.spread)} churn")
+            if self.kind == BINARY
             else ("paired bootstrap", f"sd {self.spread:.3f}")
-        )  # fmt: skip
+        )
         return (
             f"detects a drop of {self.detectable * 100:.1f} points or more ({_percent(self.power)}"
             f" power, alpha {self.alpha:g}, {test}, {documents}, {spread})"

@@ -54,13 +54,18 @@ class PreferenceSummary:
         return self.significant and self.favours == "A"
 
     def describe(self) -> str:
-        rate = ("no decisive item" if math.isnan(self.win_rate) else
-                f"win rate {self.win_rate:.2f} [{self.confidence:.0%} CI {self.win_rate_low:.2f}, "
-                f"{self.win_rate_high:.2f}]")  # fmt: skip
+        rate = (
+            "no decisive item"
+            if math.isnan(self.win_rate)
+            else f"win rate {self.win_rate:.2f} [{self.confidence:.0%} CI {self.win_rate_low:.2f}, "
+            f"{self.win_rate_high:.2f}]"
+        )
         verdict = "significant" if self.significant else "not significant"
         unread = f", {self.unparsed} without a verdict" if self.unparsed else ""
-        return (f"A won {self.wins}, tied {self.ties}, lost {self.losses} of {self.n}{unread}; "
-                f"{rate}; sign test p={self.p_value:.3g} ({verdict})")  # fmt: skip
+        return (
+            f"A won {self.wins}, tied {self.ties}, lost {self.losses} of {self.n}{unread}; "
+            f"{rate}; sign test p={self.p_value:.3g} ({verdict})"
+        )
 
     def to_json(self) -> dict[str, object]:
         return asdict(self)
@@ -79,9 +84,11 @@ class PreferenceSummary:
             self.win_rate_high,
             self.p_value,
         )  # in PREFERENCE_STATS' order
-        return {keys.preference(source, k): float(v)
-                for k, v in zip(keys.PREFERENCE_STATS, values, strict=True)
-                if not math.isnan(float(v))}  # fmt: skip
+        return {
+            keys.preference(source, k): float(v)
+            for k, v in zip(keys.PREFERENCE_STATS, values, strict=True)
+            if not math.isnan(float(v))
+        }
 
 
 def summarize(
@@ -99,10 +106,18 @@ def summarize(
     )
     significant = comparison is not None and comparison.significant()
     return PreferenceSummary(
-        n=len(values), wins=wins, ties=ties, losses=losses, unparsed=unparsed,
-        win_rate=wins / decisive if decisive else math.nan, win_rate_low=low, win_rate_high=high,
-        p_value=p_value, significant=significant, confidence=confidence,
-    )  # fmt: skip
+        n=len(values),
+        wins=wins,
+        ties=ties,
+        losses=losses,
+        unparsed=unparsed,
+        win_rate=wins / decisive if decisive else math.nan,
+        win_rate_low=low,
+        win_rate_high=high,
+        p_value=p_value,
+        significant=significant,
+        confidence=confidence,
+    )
 
 
 def preference_comparison(
@@ -167,17 +182,30 @@ def bradley_terry(
     models = sorted({m for x, y, _ in matches for m in (x, y)})
     point = _bt_fit(matches, models)
     rng = np.random.default_rng(seed)
-    draws = np.array([
-        _bt_fit([matches[i] for i in rng.integers(0, len(matches), len(matches))], models)
-        for _ in range(resamples)
-    ]) if matches else np.zeros((0, len(models)))  # fmt: skip
+    draws = (
+        np.array(
+            [
+                _bt_fit([matches[i] for i in rng.integers(0, len(matches), len(matches))], models)
+                for _ in range(resamples)
+            ]
+        )
+        if matches
+        else np.zeros((0, len(models)))
+    )
     tail = (1 - confidence) / 2 * 100
     counts = {m: sum(m in (x, y) for x, y, _ in matches) for m in models}
     out = []
     for index, model in enumerate(models):
         column = draws[:, index] if len(draws) else np.array([point[index]])
-        out.append(Strength(model, float(point[index]), float(np.percentile(column, tail)),
-                            float(np.percentile(column, 100 - tail)), counts[model]))  # fmt: skip
+        out.append(
+            Strength(
+                model,
+                float(point[index]),
+                float(np.percentile(column, tail)),
+                float(np.percentile(column, 100 - tail)),
+                counts[model],
+            )
+        )
     return sorted(out, key=lambda s: -s.score)
 
 

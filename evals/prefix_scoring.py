@@ -66,10 +66,13 @@ def score_sharing_prefixes(
         c for c, members in groups.items() if all(len(requests[i][2]) == 1 for i in members)
     }
     with torch.no_grad():
-        for group, score in ((one_token, _score_next_tokens),
-                             (set(groups) - one_token, _score_chunk)):  # fmt: skip
-            for chunk in _chunks(sorted(group), budget=lm.batch_size * CONTEXT_TOKENS_PER_ROW,
-                                 most=lm.batch_size):  # fmt: skip
+        for group, score in (
+            (one_token, _score_next_tokens),
+            (set(groups) - one_token, _score_chunk),
+        ):
+            for chunk in _chunks(
+                sorted(group), budget=lm.batch_size * CONTEXT_TOKENS_PER_ROW, most=lm.batch_size
+            ):
                 members = [(list(context), groups[context]) for context in chunk]
                 answers.update(score(lm, prefixes, members, requests))
     for i, answer in answers.items():
@@ -78,9 +81,11 @@ def score_sharing_prefixes(
 
 
 def _score_next_tokens(
-    lm: ScoringLM, prefixes: _PrefixCache, members: list[tuple[list[int], list[int]]],
+    lm: ScoringLM,
+    prefixes: _PrefixCache,
+    members: list[tuple[list[int], list[int]]],
     requests: list[Request],
-) -> dict[int, Answer]:  # fmt: skip
+) -> dict[int, Answer]:
     """Questions whose every choice is one token (MMLU's " A" to " D"): one pass over their
     whole contexts, and each choice read from the next-token distribution at its context's end
     (what lm-eval computes from the same context, once per choice)."""
@@ -128,8 +133,12 @@ def _chunks(
             runs[-1].append(context)
         else:
             runs.append([context])
-    kept = [run for run in runs if len(run) > 1
-            and (len(run) >= most // 2 or _shared_length(list(run[0]), list(run[1])) >= LONG_RUN)]  # fmt: skip
+    kept = [
+        run
+        for run in runs
+        if len(run) > 1
+        and (len(run) >= most // 2 or _shared_length(list(run[0]), list(run[1])) >= LONG_RUN)
+    ]
     loose = [context for run in runs if run not in kept for context in run]
     for run in [*kept, loose]:
         chunk: list[tuple[int, ...]] = []
@@ -143,9 +152,11 @@ def _chunks(
 
 
 def _score_chunk(
-    lm: ScoringLM, prefixes: _PrefixCache, members: list[tuple[list[int], list[int]]],
+    lm: ScoringLM,
+    prefixes: _PrefixCache,
+    members: list[tuple[list[int], list[int]]],
     requests: list[Request],
-) -> dict[int, Answer]:  # fmt: skip
+) -> dict[int, Answer]:
     """One chunk of questions: their contexts' key/value cache (one pass), then their choices,
     ``batch_size`` rows a pass, each after its own question's context."""
     contexts = [context for context, _ in members]
@@ -226,13 +237,19 @@ def _contexts_pass(
         return past, prefix_mask, None, len(common)
     rest = [h[len(common) :] for h in heads]
     ids = torch.tensor([r + [0] * (width - len(r)) for r in rest], device=lm.device)
-    rest_mask = torch.tensor([[1] * len(r) + [0] * (width - len(r)) for r in rest],
-                             device=lm.device)  # fmt: skip
+    rest_mask = torch.tensor(
+        [[1] * len(r) + [0] * (width - len(r)) for r in rest], device=lm.device
+    )
     mask = torch.cat([prefix_mask, rest_mask], dim=1)
     positions = torch.arange(len(common), len(common) + width, device=lm.device)
-    out = lm.model(input_ids=ids, attention_mask=mask, past_key_values=past, use_cache=not whole,
-                   position_ids=positions.expand(len(heads), -1),
-                   **({} if whole else _head_kwargs(lm.model)))  # fmt: skip
+    out = lm.model(
+        input_ids=ids,
+        attention_mask=mask,
+        past_key_values=past,
+        use_cache=not whole,
+        position_ids=positions.expand(len(heads), -1),
+        **({} if whole else _head_kwargs(lm.model)),
+    )
     if whole:
         return None, mask, out.logits, len(common)
     return out.past_key_values, mask, None, len(common)
@@ -250,25 +267,34 @@ def _rows_of(cache: Cache, rows: torch.Tensor) -> Cache:
 
 
 def _score_continuations(
-    lm: ScoringLM, cache: Cache | None, mask: torch.Tensor,
+    lm: ScoringLM,
+    cache: Cache | None,
+    mask: torch.Tensor,
     rows: list[tuple[list[int], list[int], int]],
-) -> list[Answer]:  # fmt: skip
+) -> list[Answer]:
     """One pass over (context, continuation, context's row in ``cache``) rows: each row is the
     context's last token and the continuation (right-padded), after its context's cache."""
     import torch
 
     width = max(len(c) for _, c, _ in rows)
-    ids = torch.tensor([[ctx[-1], *c[:-1]] + [0] * (width - len(c)) for ctx, c, _ in rows],
-                       device=lm.device)  # fmt: skip
+    ids = torch.tensor(
+        [[ctx[-1], *c[:-1]] + [0] * (width - len(c)) for ctx, c, _ in rows], device=lm.device
+    )
     which = torch.tensor([q for _, _, q in rows], device=lm.device)
     past = _rows_of(cache, which) if cache is not None else None
-    own = torch.tensor([[1] * len(c) + [0] * (width - len(c)) for _, c, _ in rows],
-                       device=lm.device)  # fmt: skip
+    own = torch.tensor(
+        [[1] * len(c) + [0] * (width - len(c)) for _, c, _ in rows], device=lm.device
+    )
     attention = torch.cat([mask.index_select(0, which), own], dim=1)
     starts = torch.tensor([len(ctx) - 1 for ctx, _, _ in rows], device=lm.device)
     positions = starts[:, None] + torch.arange(width, device=lm.device)[None, :]
-    logits = lm.model(input_ids=ids, attention_mask=attention, past_key_values=past,
-                      use_cache=past is not None, position_ids=positions).logits  # fmt: skip
+    logits = lm.model(
+        input_ids=ids,
+        attention_mask=attention,
+        past_key_values=past,
+        use_cache=past is not None,
+        position_ids=positions,
+    ).logits
     answers = []
     for row, (_, cont, _) in zip(logits, rows, strict=True):
         picked = row[: len(cont)].float()  # padding is never normalised
@@ -299,8 +325,9 @@ class _PrefixCache:
             cache.crop(shared - len(last))  # negative: drop that many tokens (any version)
         if shared < len(prefix):
             ids = torch.tensor([prefix[shared:]], device=self.lm.device)
-            cache = self.lm.model(input_ids=ids, past_key_values=cache, use_cache=True,
-                                  **_head_kwargs(self.lm.model)).past_key_values  # fmt: skip
+            cache = self.lm.model(
+                input_ids=ids, past_key_values=cache, use_cache=True, **_head_kwargs(self.lm.model)
+            ).past_key_values
         self.prefix, self.cache = prefix, cache
         return cache
 

@@ -112,8 +112,9 @@ def pooled(parts: list[BenchmarkScores], task: str) -> BenchmarkScores:
         for leaf, rows in part.samples.items():
             samples[leaf] += rows
     rows = [row for leaf_rows in samples.values() for row in leaf_rows]
-    names = sorted({k for part in parts for k in part.metrics.get(task, {})
-                    if not k.endswith("_stderr")})  # fmt: skip
+    names = sorted(
+        {k for part in parts for k in part.metrics.get(task, {}) if not k.endswith("_stderr")}
+    )
     metrics: dict[str, float] = {}
     for name in names:
         values = [float(r[name]) for r in rows if isinstance(r.get(name), (int, float))]
@@ -126,8 +127,9 @@ def pooled(parts: list[BenchmarkScores], task: str) -> BenchmarkScores:
     config: EvalConfig = {**parts[-1].config}
     config["documents"] = {leaf: len(r) for leaf, r in samples.items()}
     config["seconds"] = {task: sum(p.config.get("seconds", {}).get(task, 0.0) for p in parts)}
-    return BenchmarkScores(metrics={task: metrics}, samples=dict(samples), config=config,
-                           groups=groups)  # fmt: skip
+    return BenchmarkScores(
+        metrics={task: metrics}, samples=dict(samples), config=config, groups=groups
+    )
 
 
 def at_chance(plan: BenchmarkPlan, task: str, *, phase: str) -> str | None:
@@ -140,9 +142,15 @@ def at_chance(plan: BenchmarkPlan, task: str, *, phase: str) -> str | None:
 
 
 def score_in_looks(
-    model: torch.nn.Module, tokenizer: PreTrainedTokenizerBase, plan: BenchmarkPlan,
-    *, task: str, looks: Looks, margin: float | None, seed: int = 0,
-) -> tuple[BenchmarkScores, Looked]:  # fmt: skip
+    model: torch.nn.Module,
+    tokenizer: PreTrainedTokenizerBase,
+    plan: BenchmarkPlan,
+    *,
+    task: str,
+    looks: Looks,
+    margin: float | None,
+    seed: int = 0,
+) -> tuple[BenchmarkScores, Looked]:
     """``task``'s scores, look by look, against ``plan``'s base items of ``looks.phase``."""
     order = look_order(plan, task, phase=looks.phase, seed=seed)
     chance = at_chance(plan, task, phase=looks.phase)
@@ -171,12 +179,14 @@ def score_screening(
             margin = plan.guard.get(task)
             documents = len(plan.base_items.get(PROXY, {}).get(task, {}))
             if margin is None or plan.screen_drop is None or not documents:  # no base to pair with
-                scores = scores.merge(score_plan(scored, tokenizer, plan, phase=PROXY,
-                                                 tasks=[task])[0])  # fmt: skip
+                scores = scores.merge(
+                    score_plan(scored, tokenizer, plan, phase=PROXY, tasks=[task])[0]
+                )
                 continue
             looks = screening_looks(documents, collapse=plan.screen_drop)
-            part, how = score_in_looks(scored, tokenizer, plan, task=task, looks=looks,
-                                       margin=margin)  # fmt: skip
+            part, how = score_in_looks(
+                scored, tokenizer, plan, task=task, looks=looks, margin=margin
+            )
             scores, looked = scores.merge(part), [*looked, how]
     scores.config["tasks"], scores.config["phase"] = plan.tasks, PROXY
     return scores, looked

@@ -89,9 +89,13 @@ class ChatModel:
     """``complete(messages, model=NAME)``: NAME is ``base`` or one of the adapters' names."""
 
     def __init__(
-        self, base: Path, adapters: Mapping[str, Path], *, trust_remote_code: bool = False,
+        self,
+        base: Path,
+        adapters: Mapping[str, Path],
+        *,
+        trust_remote_code: bool = False,
         device: str | None = None,
-    ) -> None:  # fmt: skip
+    ) -> None:
         from trainers.models import load_causal_lm, load_tokenizer
 
         if BASE_NAME in adapters:
@@ -123,8 +127,10 @@ class ChatModel:
         refused without being tokenized: a 2 MB prompt costs nothing."""
         floor = -(-len(prompt.encode()) // self.max_token_bytes)  # the fewest tokens it can be
         if floor > limit:
-            raise ContextTooLong(f"the prompt is at least {floor} tokens ({len(prompt)} "
-                                 f"characters); at most {limit} fit")  # fmt: skip
+            raise ContextTooLong(
+                f"the prompt is at least {floor} tokens ({len(prompt)} "
+                f"characters); at most {limit} fit"
+            )
         count = len(self.tokenizer(prompt, add_special_tokens=False)["input_ids"])
         if count > limit:
             raise ContextTooLong(f"the prompt is {count} tokens; at most {limit} fit")
@@ -144,8 +150,10 @@ class ChatModel:
 
         from trainers.models import model_identity
 
-        digests = {n: hashlib.sha256((p / "adapter_model.safetensors").read_bytes()).hexdigest()
-                   for n, p in self.adapters.items()}  # fmt: skip
+        digests = {
+            n: hashlib.sha256((p / "adapter_model.safetensors").read_bytes()).hexdigest()
+            for n, p in self.adapters.items()
+        }
         return json.dumps([model_identity(self.base_path), digests], sort_keys=True)
 
     def render(self, messages: Sequence[Mapping[str, str]]) -> str:
@@ -193,15 +201,20 @@ class ChatModel:
             torch.manual_seed(sampling.seed)
         if self.adapters and model != BASE_NAME:
             self.model.set_adapter(model)
-        adapters_off = (self.model.disable_adapter() if self.adapters and model == BASE_NAME
-                        else contextlib.nullcontext())  # fmt: skip
+        adapters_off = (
+            self.model.disable_adapter()
+            if self.adapters and model == BASE_NAME
+            else contextlib.nullcontext()
+        )
         early = _EndEarly(stop)
         with torch.inference_mode(), adapters_off:
             output = self.model.generate(
-                input_ids=ids, attention_mask=encoded["attention_mask"].to(self.device),
-                tokenizer=self.tokenizer, stopping_criteria=StoppingCriteriaList([early]),
+                input_ids=ids,
+                attention_mask=encoded["attention_mask"].to(self.device),
+                tokenizer=self.tokenizer,
+                stopping_criteria=StoppingCriteriaList([early]),
                 **options,
-            )  # fmt: skip
+            )
         if early.reason is not None:
             raise GenerationStopped(early.reason)
         new = output[0, ids.shape[1] :].tolist()

@@ -83,8 +83,13 @@ def load_examples(
     label_field: str | None = None,
 ) -> list[Example]:
     """Read a data file and check every row; raise DataError naming the first bad row."""
-    settings = DataSettings(fmt=fmt, columns=dict(columns or {}), system_prompt=system_prompt,
-                            instruction=instruction, label_field=label_field)  # fmt: skip
+    settings = DataSettings(
+        fmt=fmt,
+        columns=dict(columns or {}),
+        system_prompt=system_prompt,
+        instruction=instruction,
+        label_field=label_field,
+    )
     return read_data(path, settings).examples
 
 
@@ -119,8 +124,7 @@ def _text_value(value: object) -> str | None:
     return None
 
 
-def _field(row: Row, name: str, *, path: Path, shape: Shape,
-           optional: bool = False) -> str:  # fmt: skip
+def _field(row: Row, name: str, *, path: Path, shape: Shape, optional: bool = False) -> str:
     where = f"{path}: row {row[ROW_KEY]}"
     raw = row.get(name)
     value = _text_value(raw)
@@ -129,8 +133,10 @@ def _field(row: Row, name: str, *, path: Path, shape: Shape,
             return ""
         if name in row:
             raise DataError(f"{where}: field {name!r} is empty (null)")
-        raise DataError(f"{where}: missing field {name!r} (format {shape.name}: {shape.summary}; "
-                        f"the row has {', '.join(row_keys(row)) or 'no fields'})")  # fmt: skip
+        raise DataError(
+            f"{where}: missing field {name!r} (format {shape.name}: {shape.summary}; "
+            f"the row has {', '.join(row_keys(row)) or 'no fields'})"
+        )
     if value is None:
         raise DataError(f"{where}: field {name!r} must be text, got {type(raw).__name__}")
     if not optional and not value.strip():
@@ -184,8 +190,10 @@ def _chat_example(row: Row, path: Path) -> Example:
     where = f"{path}: row {row[ROW_KEY]}"
     turns = row.get("messages", row.get("conversations"))
     if not isinstance(turns, list) or not turns:
-        raise DataError(f"{where}: missing field 'messages' (format chat: messages: [{{role, "
-                        "content}, ...] with at least one assistant turn)")  # fmt: skip
+        raise DataError(
+            f"{where}: missing field 'messages' (format chat: messages: [{{role, "
+            "content}, ...] with at least one assistant turn)"
+        )
     messages = []
     for index, turn in enumerate(turns):
         if not isinstance(turn, dict):

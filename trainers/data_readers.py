@@ -90,8 +90,10 @@ def _read_table(path: Path) -> list[Row]:
     except (ValueError, OSError, pd.errors.ParserError) as exc:
         raise DataError(f"{path}: cannot be parsed ({str(exc).splitlines()[0]})") from None
     records = frame.to_dict(orient="records")
-    return [{k: _plain(v) for k, v in row.items()} | {ROW_KEY: number}
-            for number, row in enumerate(records, start=1)]  # fmt: skip
+    return [
+        {k: _plain(v) for k, v in row.items()} | {ROW_KEY: number}
+        for number, row in enumerate(records, start=1)
+    ]
 
 
 def _plain(value: object) -> object:

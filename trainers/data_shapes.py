@@ -25,8 +25,17 @@ from trainers.data_readers import (
 HASH_HEADER = re.compile(r"^###\s*(?P<instruction>.+?)\s*###\s*$", re.MULTILINE)
 HASH_WRAPPED = re.compile(r"^\s*###\s*(?P<inner>.+?)\s*###\s*$", re.DOTALL)
 # Columns a text file's label may be in, as the guides' classification data names them.
-LABEL_COLUMNS = ("label", "labels", "sentiment", "category", "class", "target", "intent", "topic",
-                 "emotion")  # fmt: skip
+LABEL_COLUMNS = (
+    "label",
+    "labels",
+    "sentiment",
+    "category",
+    "class",
+    "target",
+    "intent",
+    "topic",
+    "emotion",
+)
 
 
 @dataclass(frozen=True)
@@ -49,6 +58,7 @@ class Shape:
 
 
 # In order of precedence: the first shape whose keys a row has is the row's shape.
+# A table, left as laid out: one shape a row, its columns in the same places.
 SHAPES = (
     Shape("chat", ("messages",)),
     Shape("sharegpt", ("conversations",)),
@@ -132,8 +142,9 @@ def _is_hash_pair(value: object) -> bool:
 
 def _lowercase_keys(row: Row) -> Row:
     """``Instruction``/``Response`` (spreadsheet headers) read as ``instruction``/``response``."""
-    lowered = {k.strip().lower() if isinstance(k, str) and k != ROW_KEY else k: v
-               for k, v in row.items()}  # fmt: skip
+    lowered = {
+        k.strip().lower() if isinstance(k, str) and k != ROW_KEY else k: v for k, v in row.items()
+    }
     return lowered if len(lowered) == len(row) else row
 
 
@@ -180,8 +191,10 @@ def rename_columns(path: Path, rows: list[Row], columns: dict[str, str]) -> list
     error naming the columns it has."""
     present = {k for row in rows for k in row_keys(row)}
     folded = {k.lower(): k for k in present if isinstance(k, str)}
-    columns = {ours: theirs if theirs in present else folded.get(theirs.lower(), theirs)
-               for ours, theirs in columns.items()}  # fmt: skip
+    columns = {
+        ours: theirs if theirs in present else folded.get(theirs.lower(), theirs)
+        for ours, theirs in columns.items()
+    }
     for ours, theirs in columns.items():
         if theirs not in present:
             raise DataError(
@@ -204,8 +217,10 @@ def read_rows(path: Path, settings: DataSettings | None = None) -> tuple[list[Ro
     if isinstance(records, str):
         fmt = detect_format(records) if settings.fmt == "auto" else settings.fmt
         if fmt not in ("text", "hash_pairs"):
-            raise DataError(f"{path}: a text file holds paragraphs or '### instruction ###' "
-                            f"blocks, not format {fmt}")  # fmt: skip
+            raise DataError(
+                f"{path}: a text file holds paragraphs or '### instruction ###' "
+                f"blocks, not format {fmt}"
+            )
         return records, Reading(BY_NAME[fmt], notes=_text_notes(path, records, fmt))
     if not records:
         raise DataError(f"{path}: no examples found (the file has no rows)")
@@ -230,8 +245,10 @@ def _text_notes(path: Path, text: str, fmt: str) -> tuple[str, ...]:
     preamble = text[: headers[0].start()] if headers else ""
     if preamble.strip():
         lines = preamble.count("\n")
-        notes.append(f"  lines 1-{lines} come before the first '### ... ###' block and are not "
-                     "used (make them a block, or remove them)")  # fmt: skip
+        notes.append(
+            f"  lines 1-{lines} come before the first '### ... ###' block and are not "
+            "used (make them a block, or remove them)"
+        )
     return tuple(notes)
 
 
@@ -247,8 +264,10 @@ def _reading(path: Path, records: list[Row], settings: DataSettings) -> Reading:
     elif label_field is not None and label_field not in first and label_field.lower() in first:
         label_field = label_field.lower()  # the header as written: Sentiment
     if label_field is not None and label_field not in first:
-        raise DataError(f"{path}: label field {label_field!r} is not a column of the file "
-                        f"(its columns: {', '.join(row_keys(first))})")  # fmt: skip
+        raise DataError(
+            f"{path}: label field {label_field!r} is not a column of the file "
+            f"(its columns: {', '.join(row_keys(first))})"
+        )
     shape = _file_shape(path, records, settings.fmt, label_field)
     label = label_field or (shape.label if shape.label in first else None)
     if shape.name == "text_label":  # the column named wins over one called label
@@ -262,17 +281,23 @@ def _reading(path: Path, records: list[Row], settings: DataSettings) -> Reading:
     used = {*shape.keys, shape.context, label or ""}
     choices = _choice_columns(first) if shape.instruction else ()
     if choices:
-        notes.append(f"  options {', '.join(c.upper() for c in choices)} listed under each "
-                     "instruction as 'A. ...' lines (multiple choice)")  # fmt: skip
+        notes.append(
+            f"  options {', '.join(c.upper() for c in choices)} listed under each "
+            "instruction as 'A. ...' lines (multiple choice)"
+        )
     used |= set(choices)
     unused = [k for k in row_keys(first) if k not in used]
     if unused and shape.name not in ("chat", "sharegpt"):
-        notes.append(f"  columns not used: {', '.join(unused)} (map one with data.columns / "
-                     "--columns to use it)")  # fmt: skip
+        notes.append(
+            f"  columns not used: {', '.join(unused)} (map one with data.columns / "
+            "--columns to use it)"
+        )
     wrapped = _count_hash_wrapped(records, shape.instruction) if shape.instruction else 0
     if wrapped:
-        notes.append(f"  '### ... ###' delimiters taken off {wrapped} instructions (the chat "
-                     "template marks the instruction instead)")  # fmt: skip
+        notes.append(
+            f"  '### ... ###' delimiters taken off {wrapped} instructions (the chat "
+            "template marks the instruction instead)"
+        )
     return Reading(shape, label, instruction, wrapped > 0, choices, tuple(notes))
 
 
@@ -291,15 +316,21 @@ def _mapping(shape: Shape, first: Row, label: str | None) -> str:
     """``question -> instruction, context -> input, answer -> response``: what each key becomes."""
     if shape.name == "text_label":
         return f"text -> input, {label} -> response"
-    roles = ((shape.instruction, "instruction"), (shape.context, "input"),
-             (shape.response, "response"), (label or "", "label"))  # fmt: skip
+    roles = (
+        (shape.instruction, "instruction"),
+        (shape.context, "input"),
+        (shape.response, "response"),
+        (label or "", "label"),
+    )
     parts = [f"{key} -> {role}" for key, role in roles if key and key in first]
     return ", ".join(parts) or ", ".join(shape.keys)
 
 
 def _count_hash_wrapped(records: list[Row], key: str) -> int:
-    return sum(isinstance(cell := r.get(key), str) and HASH_WRAPPED.match(cell) is not None
-               for r in records)  # fmt: skip
+    return sum(
+        isinstance(cell := r.get(key), str) and HASH_WRAPPED.match(cell) is not None
+        for r in records
+    )
 
 
 def _file_shape(path: Path, records: list[Row], fmt: str, label_field: str | None) -> Shape:
@@ -313,8 +344,11 @@ def _file_shape(path: Path, records: list[Row], fmt: str, label_field: str | Non
         raise DataError(f"{path}: row {first[ROW_KEY]}: {_no_shape(first)}")
     if detected == "instruction_response" and any("context" in row for row in records):
         return BY_NAME["dolly"]  # its context is optional row by row, as Dolly's is
-    return BY_NAME["sharegpt"] if detected == "chat" and "messages" not in first else (
-        BY_NAME[detected])  # fmt: skip
+    return (
+        BY_NAME["sharegpt"]
+        if detected == "chat" and "messages" not in first
+        else (BY_NAME[detected])
+    )
 
 
 def _no_shape(row: Row) -> str:
@@ -326,12 +360,15 @@ def _no_shape(row: Row) -> str:
     missing = [k for k in near[0].keys if k not in keys] if near else ["instruction", "output"]
     used = {k for k in (*near[0].keys, near[0].context, near[0].label) if k} if near else set()
     spare = [k for k in keys if k not in used and isinstance(row[k], str)]
-    example = ",".join(f"{want}={spare[i] if i < len(spare) else 'COLUMN'}"
-                       for i, want in enumerate(missing))  # fmt: skip
+    example = ",".join(
+        f"{want}={spare[i] if i < len(spare) else 'COLUMN'}" for i, want in enumerate(missing)
+    )
     nearest = f": missing field {missing[0]!r} ({near[0].summary})" if near else ""
-    return (f"no known shape in keys ({', '.join(sorted(keys)) or 'none'}){nearest}; known "
-            f"shapes: {known_shapes()}; map yours, e.g. --columns {example} (data.columns in a "
-            "sweep YAML)")  # fmt: skip
+    return (
+        f"no known shape in keys ({', '.join(sorted(keys)) or 'none'}){nearest}; known "
+        f"shapes: {known_shapes()}; map yours, e.g. --columns {example} (data.columns in a "
+        "sweep YAML)"
+    )
 
 
 def _check_one_shape(path: Path, records: list[Row], shape: Shape) -> None:

@@ -104,9 +104,12 @@ def setup(spec: TrialSpec, hparams: Hyperparameters) -> Recipe:
     scorer = HeldoutScorer.for_rows(spec, heldout, tokenizer=tokenizer, template=template)
     model = build_lora_model(spec, hparams)
     optimizer = build_optimizer(
-        model, training.optimizer, lr=hparams.learning_rate,
-        decay=hparams.weight_decay, loraplus_lr_ratio=training.loraplus_lr_ratio,
-    )  # fmt: skip
+        model,
+        training.optimizer,
+        lr=hparams.learning_rate,
+        decay=hparams.weight_decay,
+        loraplus_lr_ratio=training.loraplus_lr_ratio,
+    )
     steps_per_epoch = math.ceil(len(train_set) / _per_step(spec))
     rungs = rung_steps(steps_per_epoch, hparams.num_epochs, training.evals_per_epoch)
     scheduler = get_scheduler(
@@ -117,9 +120,20 @@ def setup(spec: TrialSpec, hparams: Hyperparameters) -> Recipe:
     )
     scaler = torch.amp.GradScaler("cuda") if training.precision == "fp16" else None
     return Recipe(
-        spec, hparams, model, tokenizer, optimizer, scheduler, train_set, scorer, truncation,
-        steps_per_epoch, rungs, scaler=scaler, initial_adapter=_initial_adapter(model, training),
-    )  # fmt: skip
+        spec,
+        hparams,
+        model,
+        tokenizer,
+        optimizer,
+        scheduler,
+        train_set,
+        scorer,
+        truncation,
+        steps_per_epoch,
+        rungs,
+        scaler=scaler,
+        initial_adapter=_initial_adapter(model, training),
+    )
 
 
 def build_lora_model(spec: TrialSpec, hparams: Hyperparameters) -> PeftModel:
@@ -130,9 +144,12 @@ def build_lora_model(spec: TrialSpec, hparams: Hyperparameters) -> PeftModel:
     qlora = training.adapter == "qlora"
     checkpointing = training.gradient_checkpointing
     model = load_causal_lm(
-        Path(spec.model_path), trust_remote_code=spec.trust_remote_code, device=spec.device,
-        precision=training.precision, four_bit=qlora,
-    )  # fmt: skip
+        Path(spec.model_path),
+        trust_remote_code=spec.trust_remote_code,
+        device=spec.device,
+        precision=training.precision,
+        four_bit=qlora,
+    )
     if qlora:
         from peft import prepare_model_for_kbit_training
 
@@ -349,8 +366,9 @@ def _run_rung(recipe: Recipe, *, report: Reporter, workdir: Path) -> dict[str, f
     progress.loss_sum, progress.loss_steps = 0.0, 0
     checkpoint_dir = workdir / f"checkpoint-{progress.step:06d}"
     if recipe.spec.benchmarks is not None:
-        metrics.update(benchmark_rung(recipe, metrics, plan=recipe.spec.benchmarks,
-                                      checkpoint=checkpoint_dir))  # fmt: skip
+        metrics.update(
+            benchmark_rung(recipe, metrics, plan=recipe.spec.benchmarks, checkpoint=checkpoint_dir)
+        )
     metrics.update(cost_metrics(recipe))  # before the save, so a restart resumes the count
     checkpoint = save_checkpoint(recipe, checkpoint_dir, scores, metrics=metrics)
     seal_checkpoint(checkpoint)
@@ -365,8 +383,10 @@ def startup_metrics(recipe: Recipe) -> dict[str, float]:
     import psutil
 
     started = psutil.Process().create_time()
-    return {keys.TRIAL_FIRST_STEP_AT: recipe.first_step_at,
-            keys.TRIAL_STARTUP_SECONDS: recipe.first_step_at - started}  # fmt: skip
+    return {
+        keys.TRIAL_FIRST_STEP_AT: recipe.first_step_at,
+        keys.TRIAL_STARTUP_SECONDS: recipe.first_step_at - started,
+    }
 
 
 def cost_metrics(recipe: Recipe) -> dict[str, float]:
@@ -383,9 +403,11 @@ def cost_metrics(recipe: Recipe) -> dict[str, float]:
         peak_mb = torch.cuda.max_memory_allocated() / 2**20
     else:
         peak_mb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # KiB on Linux
-    return {keys.COST_WALL_SECONDS: progress.wall_seconds,
-            keys.COST_DEVICE_SECONDS: progress.wall_seconds * max(devices, 1e-9),
-            keys.COST_PEAK_MEMORY_MB: peak_mb}  # fmt: skip
+    return {
+        keys.COST_WALL_SECONDS: progress.wall_seconds,
+        keys.COST_DEVICE_SECONDS: progress.wall_seconds * max(devices, 1e-9),
+        keys.COST_PEAK_MEMORY_MB: peak_mb,
+    }
 
 
 def benchmark_rung(

@@ -66,8 +66,11 @@ def lora_parameters(shapes: dict[str, tuple[int, ...]], *, r: int, targets: list
     """LoRA's A (r x in) and B (out x r) for every targeted linear layer (presets resolved)."""
     from trainers.targets import resolve_targets
 
-    linear = {key.removesuffix(".weight"): shape for key, shape in shapes.items()
-              if key.endswith(".weight") and len(shape) == 2}  # fmt: skip
+    linear = {
+        key.removesuffix(".weight"): shape
+        for key, shape in shapes.items()
+        if key.endswith(".weight") and len(shape) == 2
+    }
     total = 0
     for module in resolve_targets(targets, linear):
         out_features, in_features = linear[module]
@@ -76,10 +79,17 @@ def lora_parameters(shapes: dict[str, tuple[int, ...]], *, r: int, targets: list
 
 
 def estimate_memory(
-    model_path: Path, *, r: int, targets: list[str], sequence_len: int, micro_batch: int,
-    precision: str, four_bit: bool = False, gradient_checkpointing: bool = False,
+    model_path: Path,
+    *,
+    r: int,
+    targets: list[str],
+    sequence_len: int,
+    micro_batch: int,
+    precision: str,
+    four_bit: bool = False,
+    gradient_checkpointing: bool = False,
     optimizer: str = "adamw_torch",
-) -> MemoryEstimate:  # fmt: skip
+) -> MemoryEstimate:
     """Peak memory of one trial; ``precision`` is resolved (fp32, bf16 or fp16)."""
     config = json.loads((model_path / "config.json").read_text())
     shapes = weight_shapes(model_path)
@@ -100,8 +110,13 @@ def estimate_memory(
     else:
         activations = layers * per_layer
     logits = tokens * int(config["vocab_size"]) * 4
-    return MemoryEstimate(weights=int(weights), lora=lora * 4, optimizer=lora * (4 + state),
-                          activations=activations, logits=logits)  # fmt: skip
+    return MemoryEstimate(
+        weights=int(weights),
+        lora=lora * 4,
+        optimizer=lora * (4 + state),
+        activations=activations,
+        logits=logits,
+    )
 
 
 def _numel(shape: tuple[int, ...]) -> int:

@@ -230,9 +230,13 @@ def weights_dtype(precision: str, device: str) -> torch.dtype:
 
 
 def load_causal_lm(
-    path: Path, *, trust_remote_code: bool = False, device: str = "cpu", precision: str = "auto",
+    path: Path,
+    *,
+    trust_remote_code: bool = False,
+    device: str = "cpu",
+    precision: str = "auto",
     four_bit: bool = False,
-) -> PreTrainedModel:  # fmt: skip
+) -> PreTrainedModel:
     """The base model on ``device``; ``four_bit`` quantizes it to NF4 with double quantisation
     (QLoRA, bitsandbytes, CUDA only), computing in bf16 where the GPU has it, else fp16."""
     from transformers import AutoModelForCausalLM
@@ -242,8 +246,11 @@ def load_causal_lm(
     kwargs: dict[str, object] = {"dtype": dtype}
     if four_bit:  # the quantised layers compute in bf16/fp16; the rest is kept at that dtype
         quantization = qlora_quantization(device)
-        kwargs = {"quantization_config": quantization, "device_map": {"": device},
-                  "dtype": quantization.bnb_4bit_compute_dtype}  # fmt: skip
+        kwargs = {
+            "quantization_config": quantization,
+            "device_map": {"": device},
+            "dtype": quantization.bnb_4bit_compute_dtype,
+        }
     was_disabled = hf_logging.is_progress_bar_enabled() is False
     hf_logging.disable_progress_bar()  # a 0.2 s load needs no bar (the GGUF conversion keeps its)
     try:
@@ -267,6 +274,8 @@ def qlora_quantization(device: str) -> BitsAndBytesConfig:
 
     compute = weights_dtype("auto", device)
     return BitsAndBytesConfig(
-        load_in_4bit=True, bnb_4bit_quant_type="nf4", bnb_4bit_use_double_quant=True,
+        load_in_4bit=True,
+        bnb_4bit_quant_type="nf4",
+        bnb_4bit_use_double_quant=True,
         bnb_4bit_compute_dtype=compute if compute != torch.float32 else torch.float16,
-    )  # fmt: skip
+    )

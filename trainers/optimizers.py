@@ -45,8 +45,9 @@ def _loraplus_optimizer(
         optimizer_cls, extra = torch.optim.SGD, {"momentum": SGD_MOMENTUM}
     elif name.startswith("paged_adamw"):
         optimizer_cls = _paged_adamw(name)
-    return create_loraplus_optimizer(model, optimizer_cls, lr=lr, loraplus_lr_ratio=ratio,
-                                     loraplus_weight_decay=decay, **extra)  # fmt: skip
+    return create_loraplus_optimizer(
+        model, optimizer_cls, lr=lr, loraplus_lr_ratio=ratio, loraplus_weight_decay=decay, **extra
+    )
 
 
 def _paged_adamw(name: str) -> type[PagedAdamW8bit] | type[PagedAdamW32bit]:

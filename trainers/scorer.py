@@ -27,9 +27,14 @@ def load_trial_examples(spec: TrialSpec) -> tuple[list[Example], list[Example]]:
     data = spec.data
 
     def load(path: str) -> list[Example]:
-        return load_examples(Path(path), fmt=data.format, columns=data.columns,
-                             system_prompt=data.system_prompt, instruction=data.instruction,
-                             label_field=data.label_field)  # fmt: skip
+        return load_examples(
+            Path(path),
+            fmt=data.format,
+            columns=data.columns,
+            system_prompt=data.system_prompt,
+            instruction=data.instruction,
+            label_field=data.label_field,
+        )
 
     train = load(data.train)
     if data.heldout:
@@ -51,22 +56,36 @@ class HeldoutScorer:
 
     @classmethod
     def for_rows(
-        cls, spec: TrialSpec, heldout: list[Example], *, tokenizer: PreTrainedTokenizerBase,
+        cls,
+        spec: TrialSpec,
+        heldout: list[Example],
+        *,
+        tokenizer: PreTrainedTokenizerBase,
         template: str,
-    ) -> HeldoutScorer:  # fmt: skip
+    ) -> HeldoutScorer:
         limit = spec.evaluation.generation_samples or len(heldout)
         generating = [e for e in heldout if not e.is_text][:limit]
-        return cls(spec, tokenizer, template, tokenize_examples(heldout, tokenizer, template),
-                   [generation_prompt(e, tokenizer, template) for e in generating],
-                   [e.reference for e in generating])  # fmt: skip
+        return cls(
+            spec,
+            tokenizer,
+            template,
+            tokenize_examples(heldout, tokenizer, template),
+            [generation_prompt(e, tokenizer, template) for e in generating],
+            [e.reference for e in generating],
+        )
 
     def score(self, model: PreTrainedModel | PeftModel) -> HeldoutScores:
         evaluation = self.spec.evaluation
         return score_heldout(
-            model, self.tokenizer, tokenized=self.tokenized, prompts=self.prompts,
-            references=self.references, task_metric=self.spec.task_metric,
-            batch_size=evaluation.batch_size, max_new_tokens=evaluation.max_new_tokens,
-        )  # fmt: skip
+            model,
+            self.tokenizer,
+            tokenized=self.tokenized,
+            prompts=self.prompts,
+            references=self.references,
+            task_metric=self.spec.task_metric,
+            batch_size=evaluation.batch_size,
+            max_new_tokens=evaluation.max_new_tokens,
+        )
 
 
 def heldout_scorer(spec: TrialSpec) -> HeldoutScorer:

@@ -71,12 +71,19 @@ def time_trial(spec: TrialSpec, hparams: Hyperparameters, *, steps: int = 4) -> 
         benchmark, documents = _time_benchmarks(recipe)
         rungs_per_epoch = len([s for s in recipe.rung_steps if s <= recipe.steps_per_epoch])
         return TrialTiming(
-            sequence_len=hparams.sequence_len, worker_start=worker_start,
-            setup=setup_seconds + durations[0] - step, step=step,
-            tokens_per_step=statistics.mean(tokens), rung=rung, steps_timed=len(durations),
-            train_rows=len(recipe.train_set), steps_per_epoch=recipe.steps_per_epoch,
-            rungs_per_epoch=rungs_per_epoch, benchmark=benchmark, benchmark_documents=documents,
-        )  # fmt: skip
+            sequence_len=hparams.sequence_len,
+            worker_start=worker_start,
+            setup=setup_seconds + durations[0] - step,
+            step=step,
+            tokens_per_step=statistics.mean(tokens),
+            rung=rung,
+            steps_timed=len(durations),
+            train_rows=len(recipe.train_set),
+            steps_per_epoch=recipe.steps_per_epoch,
+            rungs_per_epoch=rungs_per_epoch,
+            benchmark=benchmark,
+            benchmark_documents=documents,
+        )
     finally:
         cleanup(recipe)
 

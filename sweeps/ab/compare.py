@@ -24,6 +24,7 @@ logs it; the report's data is ``compare_report.py``, its assembly and verdict
 
 from __future__ import annotations
 
+import functools
 import json
 import re
 import tempfile
@@ -66,27 +67,36 @@ CURVE_METRICS = (keys.TRAIN_LOSS, keys.HELDOUT_LOSS)
 
 
 def compare(
-    a: str, b: str, *, state_dir: Path, mlflow_uri: str, out_dir: Path | None = None,
-    samples: int = 8, progress: Say = print, judge: JudgeSettings | None = None,
-) -> Report:  # fmt: skip
+    a: str,
+    b: str,
+    *,
+    state_dir: Path,
+    mlflow_uri: str,
+    out_dir: Path | None = None,
+    samples: int = 8,
+    progress: Say = print,
+    judge: JudgeSettings | None = None,
+) -> Report:
     """Score A and B on the same held-out rows, build the report, write it and log it.
     ``judge``: ask the LLM judge too (cached); stored judge and human evidence is shown anyway."""
-    asker = None
+    judging = None
     if judge is not None:  # checked before anything is scored
-        from sweeps.ab.judge import judge_pair, make_asker
+        from sweeps.ab.judge import make_asker
+        from sweeps.ab.judge_pairs import judge_paired
 
-        asker = make_asker(judge, state_dir=state_dir, mlflow_uri=mlflow_uri)
+        judging = judge, make_asker(judge, state_dir=state_dir, mlflow_uri=mlflow_uri)
     pair = paired_outputs(a, b, state_dir=state_dir, mlflow_uri=mlflow_uri, progress=progress)
-    if judge is not None:
-        judge_pair(a, b, state_dir=state_dir, mlflow_uri=mlflow_uri, settings=judge, pair=pair,
-                   asker=asker, progress=progress)  # fmt: skip
+    if judging is not None:
+        settings, asker = judging
+        judge_paired(pair, mlflow_uri=mlflow_uri, settings=settings, asker=asker, progress=progress)
     out_dir = out_dir or Path("reports") / f"{slug(a)}-vs-{slug(b)}"
     context = report_context(pair, mlflow_uri=mlflow_uri, samples=samples)
     context = with_preferences(context, pair, errors_link=write_a_errors(pair, out_dir))
     html, markdown = write_report(context, out_dir)
     run_id = log_report(context, out_dir, home=pair.home, mlflow_uri=mlflow_uri)
-    return Report(html, markdown, run_id, context.heldout_paired, pair.spec.task_metric,
-                  context.headline)  # fmt: skip
+    return Report(
+        html, markdown, run_id, context.heldout_paired, pair.spec.task_metric, context.headline
+    )
 
 
 # --------------------------------------------------------------------------- gathering
@@ -100,25 +110,34 @@ def report_context(pair: PairedOutputs, *, mlflow_uri: str, samples: int) -> Rep
     parent = reader.summary(home.parent_run_id)  # the base model's scores, skip reasons
     with tempfile.TemporaryDirectory(prefix="lora-sweep-compare-") as tmp:
         base = keys.under_group(keys.BASE, parent["metrics"])  # the base model's scores
-        benchmarks = benchmark_rows(a, b, home=home, reader=reader, base=base,
-                                    scratch=Path(tmp))  # fmt: skip
+        benchmarks = benchmark_rows(a, b, home=home, reader=reader, base=base, scratch=Path(tmp))
     tasks = (home_config(home).get("benchmarks") or {}).get("tasks") or []
-    skipped, hints = skipped_benchmarks(parent["tags"].get("benchmarks.skipped", "none"), tasks,
-                                        scored=[r.task for r in benchmarks])  # fmt: skip
+    skipped, hints = skipped_benchmarks(
+        parent["tags"].get("benchmarks.skipped", "none"), tasks, scored=[r.task for r in benchmarks]
+    )
     limit = all_rows(spec).evaluation.max_new_tokens  # what scoring used
     gathered = Gathered(
-        benchmarks=benchmarks, skipped=skipped, hints=hints,
+        benchmarks=benchmarks,
+        skipped=skipped,
+        hints=hints,
         curves=curves_png(a, b, home=home, reader=reader, metric=spec.task_metric),
-        max_new_tokens=limit, cut=cut_outputs(spec, scores, limit=limit),
-    )  # fmt: skip
-    return assemble(a, b, home=home, metric=spec.task_metric, scores=scores, gathered=gathered,
-                    samples=samples)  # fmt: skip
+        max_new_tokens=limit,
+        cut=cut_outputs(spec, scores, limit=limit),
+    )
+    return assemble(
+        a, b, home=home, metric=spec.task_metric, scores=scores, gathered=gathered, samples=samples
+    )
 
 
 def benchmark_rows(
-    a: Side, b: Side, *, home: SweepState, reader: RunReader, base: Mapping[str, float],
+    a: Side,
+    b: Side,
+    *,
+    home: SweepState,
+    reader: RunReader,
+    base: Mapping[str, float],
     scratch: Path,
-) -> list[BenchmarkRow]:  # fmt: skip
+) -> list[BenchmarkRow]:
     """Each benchmark both sides were scored on (the full sets when both have them), with the
     paired test on the documents both were scored on, from their per-sample artefacts;
     ``base``: the base model's metrics (the parent run's ``base/...``, without the prefix)."""
@@ -126,6 +145,7 @@ def benchmark_rows(
 
     benchmarks = home_config(home).get("benchmarks") or {}
     tasks, overrides = benchmarks.get("tasks") or [], benchmarks.get("metrics") or {}
+    documents = functools.partial(_document_scores, home=home, reader=reader, scratch=scratch)
     rows = []
     for task in tasks:
         for phase in (keys.FULL, keys.PROXY):
@@ -134,13 +154,18 @@ def benchmark_rows(
                 continue
             name = primary_metric(task, va, overrides)
             if name in va and name in vb:
-                docs = [_document_scores(s, home=home, reader=reader, phase=phase, task=task,
-                                         metric=name, scratch=scratch) for s in (a, b)]  # fmt: skip
-                paired = (a_minus_b(docs[0], docs[1], metric=name, resamples=2000)
-                          if set(docs[0]) & set(docs[1]) else None)  # fmt: skip
+                docs = [documents(s, phase=phase, task=task, metric=name) for s in (a, b)]
+                paired = (
+                    a_minus_b(docs[0], docs[1], metric=name, resamples=2000)
+                    if set(docs[0]) & set(docs[1])
+                    else None
+                )
                 chance = chance_note(task, vb[name], vb.get(f"{name}_stderr"))
-                rows.append(bench_row(task, f"{task} ({name}, {phase})", va[name], vb[name],
-                                      paired, chance=chance))  # fmt: skip
+                rows.append(
+                    bench_row(
+                        task, f"{task} ({name}, {phase})", va[name], vb[name], paired, chance=chance
+                    )
+                )
             break
     return rows
 
@@ -152,9 +177,15 @@ def _bench(side: Side, base: Mapping[str, float], phase: str, task: str) -> dict
 
 
 def _document_scores(
-    side: Side, *, home: SweepState, reader: RunReader, phase: str, task: str, metric: str,
+    side: Side,
+    *,
+    home: SweepState,
+    reader: RunReader,
+    phase: str,
+    task: str,
+    metric: str,
     scratch: Path,
-) -> dict[str, float]:  # fmt: skip
+) -> dict[str, float]:
     """``{leaf task/doc id: score}`` from the side's per-sample artefacts (a trial's
     ``benchmarks/<phase>/``, the base's ``base_benchmarks/<phase>/`` on the parent run)."""
     if side.record is not None:
@@ -170,22 +201,40 @@ def _document_scores(
         f for f in directory.glob("*.jsonl") if f.stem == task or f.stem.startswith(f"{task}_")
     ]
     rows = [(f.stem, json.loads(line)) for f in leaves for line in f.read_text().splitlines()]
-    return {f"{leaf}/{row['doc_id']}": float(row[metric]) for leaf, row in rows
-            if isinstance(row.get(metric), (int, float))}  # fmt: skip
+    return {
+        f"{leaf}/{row['doc_id']}": float(row[metric])
+        for leaf, row in rows
+        if isinstance(row.get(metric), (int, float))
+    }
 
 
 def bench_row(
-    task: str, name: str, va: float, vb: float, paired: Delta | None, *,
+    task: str,
+    name: str,
+    va: float,
+    vb: float,
+    paired: Delta | None,
+    *,
     chance: str | None = None,
-) -> BenchmarkRow:  # fmt: skip
+) -> BenchmarkRow:
     """``paired``: the test on the documents both sides were scored on (None: none were)."""
     if paired is None:
         return BenchmarkRow(name, va, vb, va - vb, None, None, "-", None, task=task, chance=chance)
-    return BenchmarkRow(name, va, vb, va - vb, paired.ci_low, paired.ci_high,
-                        f"{paired.test_label}, {paired.n} documents", paired.significant,
-                        task=task, documents=paired.n, detectable=paired.detectable,
-                        chance=chance,
-                        resolution=resolution_words(paired.n, paired.detectable))  # fmt: skip
+    return BenchmarkRow(
+        name,
+        va,
+        vb,
+        va - vb,
+        paired.ci_low,
+        paired.ci_high,
+        f"{paired.test_label}, {paired.n} documents",
+        paired.significant,
+        task=task,
+        documents=paired.n,
+        detectable=paired.detectable,
+        chance=chance,
+        resolution=resolution_words(paired.n, paired.detectable),
+    )
 
 
 def skipped_benchmarks(
@@ -249,8 +298,11 @@ def write_a_errors(pair: PairedOutputs, out_dir: Path) -> str | None:
         return None
     from sweeps.ab.error_analysis import analyse_errors, has_label_column, write_errors
 
-    analysis = analyse_errors(pair.scores[0].items, metric=pair.spec.task_metric,
-                              label_field_present=has_label_column(pair.spec))  # fmt: skip
+    analysis = analyse_errors(
+        pair.scores[0].items,
+        metric=pair.spec.task_metric,
+        label_field_present=has_label_column(pair.spec),
+    )
     paths = write_errors(analysis, out_dir=out_dir / "errors", title=f"A: {pair.a.label}")
     return str(paths["errors.md"].relative_to(out_dir))
 
@@ -261,8 +313,10 @@ def render(context: Mapping[str, object]) -> tuple[str, str]:
     env = template_env()
     env.filters["num"] = lambda v, fmt="{:.4f}": "-" if v is None else fmt.format(v)
     env.filters["cell"] = lambda v: " ".join(str(v).split()).replace("|", "\\|")
-    return (env.get_template("compare.html.j2").render(**context),
-            env.get_template("compare.md.j2").render(**context))  # fmt: skip
+    return (
+        env.get_template("compare.html.j2").render(**context),
+        env.get_template("compare.md.j2").render(**context),
+    )
 
 
 def write_report(context: ReportContext, out_dir: Path) -> tuple[Path, Path]:
@@ -288,17 +342,26 @@ def log_report(context: ReportContext, out_dir: Path, *, home: SweepState, mlflo
 
     d = context.heldout_paired
     tracker = SweepTracker(mlflow_uri, experiment_name(home))
-    metrics = {keys.HELDOUT_DELTA: d.delta, keys.HELDOUT_DELTA_CI_LOW: d.ci_low,
-               keys.HELDOUT_DELTA_CI_HIGH: d.ci_high, keys.HELDOUT_WINS: d.a_better,
-               keys.HELDOUT_LOSSES: d.b_better}  # fmt: skip
+    metrics = {
+        keys.HELDOUT_DELTA: d.delta,
+        keys.HELDOUT_DELTA_CI_LOW: d.ci_low,
+        keys.HELDOUT_DELTA_CI_HIGH: d.ci_high,
+        keys.HELDOUT_WINS: d.a_better,
+        keys.HELDOUT_LOSSES: d.b_better,
+    }
     if d.p_value is not None:
         metrics[keys.HELDOUT_DELTA_P_VALUE] = d.p_value
     run_id = tracker.log_run(
-        f"compare {context.a} vs {context.b}"[:250], params={"a": context.a, "b": context.b,
-        "metric": context.metric, "rows": context.rows},
-        metrics=metrics, tags={"lora_sweep.kind": "compare", "lora_sweep.sweep": home.name,
-        "compare.decision": context.decision, "compare.headline": context.headline[:5000]},
+        f"compare {context.a} vs {context.b}"[:250],
+        params={"a": context.a, "b": context.b, "metric": context.metric, "rows": context.rows},
+        metrics=metrics,
+        tags={
+            "lora_sweep.kind": "compare",
+            "lora_sweep.sweep": home.name,
+            "compare.decision": context.decision,
+            "compare.headline": context.headline[:5000],
+        },
         artifacts={},
-    )  # fmt: skip
+    )
     tracker.log_artifact_dirs(run_id, {"report": out_dir})
     return run_id

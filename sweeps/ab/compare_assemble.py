@@ -33,32 +33,55 @@ ORIENTATION = "A is the candidate, B the reference: every delta is A - B"
 
 # --------------------------------------------------------------------------- assembling
 def assemble(
-    a: Side, b: Side, *, home: SweepState, metric: str, scores: tuple[ItemScores, ItemScores],
-    gathered: Gathered, samples: int,
-) -> ReportContext:  # fmt: skip
+    a: Side,
+    b: Side,
+    *,
+    home: SweepState,
+    metric: str,
+    scores: tuple[ItemScores, ItemScores],
+    gathered: Gathered,
+    samples: int,
+) -> ReportContext:
     """The report from the two sides' item scores and what was gathered: no I/O."""
-    deltas = {name: a_minus_b(scores[0].by_item(key), scores[1].by_item(key), metric=name)
-              for name, key in ((metric, "score"), ("exact_match", "exact_match"))}  # fmt: skip
+    deltas = {
+        name: a_minus_b(scores[0].by_item(key), scores[1].by_item(key), metric=name)
+        for name, key in ((metric, "score"), ("exact_match", "exact_match"))
+    }
     heldout = deltas[metric]
     items = item_rows(scores, cut=gathered.cut)
     params = side_params(a), side_params(b)  # None: a side with no adapter (read once)
     groups = item_groups(items, metric=metric)
     shown = {row.id for group in groups for row in group.rows}  # generations repeat none of them
-    decision, headline = decide(a, b, heldout, benchmarks=gathered.benchmarks,
-                                skipped=gathered.skipped)  # fmt: skip
+    decision, headline = decide(
+        a, b, heldout, benchmarks=gathered.benchmarks, skipped=gathered.skipped
+    )
     return ReportContext(
-        generated=utc(None), orientation=ORIENTATION, a=a.label, b=b.label,
-        sides=[side_info("A", a), side_info("B", b)], sweep=home.name,
-        base_model=home.base_model, metric=metric, rows=len(items), headline=headline,
-        decision=decision, summary=summary_line(a.label, b.label, heldout),
-        heldout_paired=heldout, heldout=heldout_rows(deltas, scores),
-        benchmarks=gathered.benchmarks, benchmarks_skipped=gathered.skipped,
-        benchmark_hints=gathered.hints, groups=groups,
+        generated=utc(None),
+        orientation=ORIENTATION,
+        a=a.label,
+        b=b.label,
+        sides=[side_info("A", a), side_info("B", b)],
+        sweep=home.name,
+        base_model=home.base_model,
+        metric=metric,
+        rows=len(items),
+        headline=headline,
+        decision=decision,
+        summary=summary_line(a.label, b.label, heldout),
+        heldout_paired=heldout,
+        heldout=heldout_rows(deltas, scores),
+        benchmarks=gathered.benchmarks,
+        benchmarks_skipped=gathered.skipped,
+        benchmark_hints=gathered.hints,
+        groups=groups,
         generations=[row for row in items if row.id not in shown][:samples],
-        max_new_tokens=gathered.max_new_tokens, params=param_rows(*params),
+        max_new_tokens=gathered.max_new_tokens,
+        params=param_rows(*params),
         param_sides=[key for key, p in zip("AB", params, strict=True) if p is not None],
-        cost=cost_rows(a, b), curves=gathered.curves, items=items,
-    )  # fmt: skip
+        cost=cost_rows(a, b),
+        curves=gathered.curves,
+        items=items,
+    )
 
 
 def a_minus_b(
@@ -71,12 +94,23 @@ def a_minus_b(
     detectable = resolution_of(c).detectable
     label = f"McNemar p={c.p_value:.3g}" if c.test == MCNEMAR else "paired bootstrap"
     return Delta(
-        metric=metric, n=c.n, mean_a=c.mean_candidate, mean_b=c.mean_reference, delta=c.delta,
-        ci_low=c.ci_low, ci_high=c.ci_high, confidence=c.confidence, test=c.test,
-        test_label=label, p_value=c.p_value, significant=c.significant(),
-        a_better=c.candidate_better, b_better=c.reference_better, ties=c.ties,
+        metric=metric,
+        n=c.n,
+        mean_a=c.mean_candidate,
+        mean_b=c.mean_reference,
+        delta=c.delta,
+        ci_low=c.ci_low,
+        ci_high=c.ci_high,
+        confidence=c.confidence,
+        test=c.test,
+        test_label=label,
+        p_value=c.p_value,
+        significant=c.significant(),
+        a_better=c.candidate_better,
+        b_better=c.reference_better,
+        ties=c.ties,
         detectable=detectable if math.isfinite(detectable) else None,
-    )  # fmt: skip
+    )
 
 
 def decide(
@@ -90,10 +124,14 @@ def decide(
         decision, verdict = "a_better", "{} beats {}"
     else:
         decision, verdict = "b_better", "{} is worse than {}"
-    evidence = (f"{d.delta:+.3f} [{d.confidence:.0%} CI {d.ci_low:+.3f}, {d.ci_high:+.3f}], "
-                f"{d.a_better} of {d.n} rows better, {d.b_better} worse")  # fmt: skip
-    return decision, (f"{verdict.format(*sides)} on held-out {d.metric}: {evidence}; "
-                      f"{benchmark_verdict(benchmarks, skipped)}")  # fmt: skip
+    evidence = (
+        f"{d.delta:+.3f} [{d.confidence:.0%} CI {d.ci_low:+.3f}, {d.ci_high:+.3f}], "
+        f"{d.a_better} of {d.n} rows better, {d.b_better} worse"
+    )
+    return decision, (
+        f"{verdict.format(*sides)} on held-out {d.metric}: {evidence}; "
+        f"{benchmark_verdict(benchmarks, skipped)}"
+    )
 
 
 def benchmark_verdict(rows: list[BenchmarkRow], skipped: list[SkippedBenchmark]) -> str:
@@ -118,14 +156,18 @@ def no_regression_clause(rows: list[BenchmarkRow]) -> str:
     resolved = [r for r in rows if r.detectable is not None]
     blind = [r for r in rows if r.detectable is None]
     at_chance = [r.task for r in rows if r.chance]
-    chance = (f"; {', '.join(at_chance)} at chance for B, where no regression can show"
-              if at_chance else "")  # fmt: skip
+    chance = (
+        f"; {', '.join(at_chance)} at chance for B, where no regression can show"
+        if at_chance
+        else ""
+    )
     if not resolved:
         counts = ", ".join(f"{r.task}: {r.documents or 0}" for r in blind)
         return f"too few documents to detect a benchmark regression ({counts} documents){chance}"
     worst = max(r.detectable or 0.0 for r in resolved)
-    parts = [f"{r.task}: {(r.detectable or 0.0) * 100:.1f} on {r.documents} documents"
-             for r in resolved]  # fmt: skip
+    parts = [
+        f"{r.task}: {(r.detectable or 0.0) * 100:.1f} on {r.documents} documents" for r in resolved
+    ]
     parts += [f"{r.task}: too few documents ({r.documents or 0})" for r in blind]
     return (
         f"no benchmark regression larger than {worst * 100:.0f} points detectable "
@@ -156,13 +198,27 @@ def side_info(key: str, side: Side) -> SideInfo:
 def heldout_rows(
     deltas: dict[str, Delta], scores: tuple[ItemScores, ItemScores]
 ) -> list[MetricRow]:
-    rows = [MetricRow(name, d.mean_a, d.mean_b, d.delta, d.ci_low, d.ci_high, d.test_label,
-                      d.significant) for name, d in deltas.items()]  # fmt: skip
+    rows = [
+        MetricRow(
+            name, d.mean_a, d.mean_b, d.delta, d.ci_low, d.ci_high, d.test_label, d.significant
+        )
+        for name, d in deltas.items()
+    ]
     for name in keys.LOWER_IS_BETTER:  # per-token means: no per-item pairs
         va, vb = scores[0].metrics.get(name), scores[1].metrics.get(name)
         if va is not None and vb is not None:
-            rows.append(MetricRow(keys.short_name(name) + " (lower is better)", va, vb,
-                                  va - vb, None, None, "token-level mean", None))  # fmt: skip
+            rows.append(
+                MetricRow(
+                    keys.short_name(name) + " (lower is better)",
+                    va,
+                    vb,
+                    va - vb,
+                    None,
+                    None,
+                    "token-level mean",
+                    None,
+                )
+            )
     return rows
 
 
@@ -178,9 +234,10 @@ def item_groups(items: list[ItemRow], *, metric: str) -> list[ItemGroup]:
     """Lost first (the largest loss first), then still wrong (the lowest score first), then
     won (the largest gain first); each row in one group only."""
     order: dict[str, Callable[[ItemRow], tuple[float, str]]] = {
-        "lost": lambda r: (r.delta, r.id), "wrong": lambda r: (r.a_score, r.id),
+        "lost": lambda r: (r.delta, r.id),
+        "wrong": lambda r: (r.a_score, r.id),
         "won": lambda r: (-r.delta, r.id),
-    }  # fmt: skip
+    }
     groups = []
     for key, title, limit in GROUPS:
         rows = sorted((r for r in items if r.group == key), key=order[key])
@@ -201,8 +258,12 @@ def side_params(side: Side) -> dict[str, object] | None:
         return dict(json.loads(summary.read_text()).get("params") or {})
     config_file = side.adapter / "adapter_config.json"
     config = json.loads(config_file.read_text()) if config_file.is_file() else {}
-    names = {"r": "lora_r", "lora_alpha": "lora_alpha", "lora_dropout": "lora_dropout",
-             "target_modules": "target_modules"}  # fmt: skip
+    names = {
+        "r": "lora_r",
+        "lora_alpha": "lora_alpha",
+        "lora_dropout": "lora_dropout",
+        "target_modules": "target_modules",
+    }
     return {name: config[key] for key, name in names.items() if key in config}
 
 
@@ -215,8 +276,14 @@ def param_rows(pa: dict[str, object] | None, pb: dict[str, object] | None) -> li
         va, vb = (p.get(name) if p is not None else None for p in (pa, pb))
         differs = pa is not None and pb is not None and va != vb
         digits = 6 if differs and shown(va) == shown(vb) else 3  # distinct values look distinct
-        rows.append(ParamRow(name, NO_ADAPTER if pa is None else shown(va, digits),
-                             NO_ADAPTER if pb is None else shown(vb, digits), differs))  # fmt: skip
+        rows.append(
+            ParamRow(
+                name,
+                NO_ADAPTER if pa is None else shown(va, digits),
+                NO_ADAPTER if pb is None else shown(vb, digits),
+                differs,
+            )
+        )
     return sorted(rows, key=lambda r: not r.differs)
 
 
@@ -236,16 +303,28 @@ def cost_rows(a: Side, b: Side) -> list[CostRow]:
     for key, side in (("A", a), ("B", b)):
         metrics = side.record.metrics if side.record else {}
         state = side.state
-        note = ("" if side.record else "base model: no training" if side.adapter is None
-                else "trained outside the known sweeps: no cost recorded")  # fmt: skip
-        rows.append(CostRow(
-            side=f"{key}: {side.ref}", trial=side.record.trial_id if side.record else None,
-            wall_s=metrics.get(keys.COST_WALL_SECONDS), train_s=metrics.get(keys.TRAIN_SECONDS),
-            tokens=metrics.get(keys.TOKENS_TRAINED), device_s=metrics.get(keys.COST_DEVICE_SECONDS),
-            device=_device(side.config), sweep=state.name if state else None,
-            sweep_trials=len(state.trials) if state else None,
-            sweep_device_hours=state.device_hours() if state else None, note=note,
-        ))  # fmt: skip
+        note = (
+            ""
+            if side.record
+            else "base model: no training"
+            if side.adapter is None
+            else "trained outside the known sweeps: no cost recorded"
+        )
+        rows.append(
+            CostRow(
+                side=f"{key}: {side.ref}",
+                trial=side.record.trial_id if side.record else None,
+                wall_s=metrics.get(keys.COST_WALL_SECONDS),
+                train_s=metrics.get(keys.TRAIN_SECONDS),
+                tokens=metrics.get(keys.TOKENS_TRAINED),
+                device_s=metrics.get(keys.COST_DEVICE_SECONDS),
+                device=_device(side.config),
+                sweep=state.name if state else None,
+                sweep_trials=len(state.trials) if state else None,
+                sweep_device_hours=state.device_hours() if state else None,
+                note=note,
+            )
+        )
     return rows
 
 

@@ -39,21 +39,39 @@ def with_preferences(
     for kind in PREFERENCE_KINDS:
         found = load_evidence(pair.home, pair.a, pair.b, kind)
         if found is not None:
-            sections.append(preference_section(kind, found.summary(), source=found.source,
-                                               details=found.details, run_id=found.run_id))  # fmt: skip
+            sections.append(
+                preference_section(
+                    kind,
+                    found.summary(),
+                    source=found.source,
+                    details=found.details,
+                    run_id=found.run_id,
+                )
+            )
     evidence = evidence_rows(context.heldout_paired, sections, refs=(pair.a.ref, pair.b.ref))
     require = (home_config(pair.home).get("promote") or {}).get("require") or ["heldout"]
-    return replace(context, preferences=sections, errors_link=errors_link, evidence=evidence,
-                   gate=gate_line(evidence, require=list(require)))  # fmt: skip
+    return replace(
+        context,
+        preferences=sections,
+        errors_link=errors_link,
+        evidence=evidence,
+        gate=gate_line(evidence, require=list(require)),
+    )
 
 
 def gate_line(evidence: list[EvidenceRow], *, require: list[str]) -> str:
     """The promotion gate's rule applied to A over B: each required evidence must prefer A,
     significantly (sweeps/release/promote.py applies it to a candidate over the champion)."""
-    failing = [row.kind for row in evidence
-               if row.kind in require and not (row.significant and row.favours == "A")]  # fmt: skip
-    verdict = ("would pass" if not failing else
-               f"would refuse (not significantly for A: {', '.join(failing)})")  # fmt: skip
+    failing = [
+        row.kind
+        for row in evidence
+        if row.kind in require and not (row.significant and row.favours == "A")
+    ]
+    verdict = (
+        "would pass"
+        if not failing
+        else f"would refuse (not significantly for A: {', '.join(failing)})"
+    )
     return (
         f"If B were the champion, promoting A under this sweep's promote.require "
         f"({', '.join(require)}) {verdict}."
@@ -64,42 +82,66 @@ def preference_section(
     kind: str, summary: PreferenceSummary, *, source: str, details: Mapping[str, Any], run_id: str
 ) -> PreferenceSection:
     notes = judge_notes(details) if kind == "judge" else human_notes(details)
-    unread = [UnreadRow(r["id"], [clip(a, 300) for a in r.get("answers", [])])
-              for r in details.get("unreadable", [])]  # fmt: skip
-    return PreferenceSection(kind, PREFERENCE_TITLES[kind], source, summary, summary.describe(),
-                             preference_verdict(summary), notes, unread, run_id)  # fmt: skip
+    unread = [
+        UnreadRow(r["id"], [clip(a, 300) for a in r.get("answers", [])])
+        for r in details.get("unreadable", [])
+    ]
+    return PreferenceSection(
+        kind,
+        PREFERENCE_TITLES[kind],
+        source,
+        summary,
+        summary.describe(),
+        preference_verdict(summary),
+        notes,
+        unread,
+        run_id,
+    )
 
 
 def judge_notes(details: Mapping[str, Any]) -> list[str]:
     """What to know about the judge's run: rows left out, answers cut, its biases."""
     notes = []
     if details.get("rows", 0) < details.get("of_rows", 0):
-        notes.append(f"Only the first {details['rows']} of {details['of_rows']} held-out rows "
-                     "were judged (judge.rows)")  # fmt: skip
+        notes.append(
+            f"Only the first {details['rows']} of {details['of_rows']} held-out rows "
+            "were judged (judge.rows)"
+        )
     if details.get("cut"):
-        notes.append(f"{details['cut']} answers reached the judge's max_tokens before a "
-                     "verdict line (judge.max_tokens)")  # fmt: skip
+        notes.append(
+            f"{details['cut']} answers reached the judge's max_tokens before a "
+            "verdict line (judge.max_tokens)"
+        )
     if details.get("decisive"):
-        notes.append(f"Position bias: {details['first_rate']:.0%} of {details['decisive']} "
-                     "decisive verdicts chose the answer shown first (about 50% without it)")  # fmt: skip
+        notes.append(
+            f"Position bias: {details['first_rate']:.0%} of {details['decisive']} "
+            "decisive verdicts chose the answer shown first (about 50% without it)"
+        )
     if details.get("agreement_rows"):
-        notes.append(f"The judge gave the same verdict in both orders on "
-                     f"{details['self_agreement']:.0%} of {details['agreement_rows']} rows "
-                     "(low agreement: position bias, and such a judge's wins cancel to ties)")  # fmt: skip
+        notes.append(
+            f"The judge gave the same verdict in both orders on "
+            f"{details['self_agreement']:.0%} of {details['agreement_rows']} rows "
+            "(low agreement: position bias, and such a judge's wins cancel to ties)"
+        )
     return notes
 
 
 def human_notes(details: Mapping[str, Any]) -> list[str]:
     """The ratings behind the raters' verdict, and how far the raters (and the judge) agree."""
     raters = details.get("raters") or []
-    notes = [f"{details.get('ratings', 0)} ratings by {len(raters)} rater(s); "
-             f"{details.get('not_rated', 0)} left unrated"]  # fmt: skip
-    for name, who in (("rater_agreement", "between raters"),
-                      ("judge_agreement", "humans vs the judge")):  # fmt: skip
+    notes = [
+        f"{details.get('ratings', 0)} ratings by {len(raters)} rater(s); "
+        f"{details.get('not_rated', 0)} left unrated"
+    ]
+    for name, who in (
+        ("rater_agreement", "between raters"),
+        ("judge_agreement", "humans vs the judge"),
+    ):
         agreement = details.get(name) or {}
         if agreement.get("kappa") is not None:
-            notes.append(f"Cohen's kappa {who}: {agreement['kappa']:.2f} on "
-                         f"{agreement.get('pairs', 0)} rows")  # fmt: skip
+            notes.append(
+                f"Cohen's kappa {who}: {agreement['kappa']:.2f} on {agreement.get('pairs', 0)} rows"
+            )
     return notes
 
 
@@ -115,9 +157,15 @@ def evidence_rows(
     heldout: Delta, sections: list[PreferenceSection], *, refs: tuple[str, str]
 ) -> list[EvidenceRow]:
     direction = "A better" if heldout.delta > 0 else "B better" if heldout.delta < 0 else "equal"
-    rows = [EvidenceRow("heldout", f"{direction} on {heldout.metric} ({heldout.delta:+.3f}, "
-                        f"{'significant' if heldout.significant else 'not significant'})",
-                        heldout.significant, direction.split()[0] if heldout.delta else "")]  # fmt: skip
+    rows = [
+        EvidenceRow(
+            "heldout",
+            f"{direction} on {heldout.metric} ({heldout.delta:+.3f}, "
+            f"{'significant' if heldout.significant else 'not significant'})",
+            heldout.significant,
+            direction.split()[0] if heldout.delta else "",
+        )
+    ]
     found = {s.kind: s for s in sections}
     for kind in PREFERENCE_KINDS:
         section = found.get(kind)
@@ -126,6 +174,12 @@ def evidence_rows(
             rows.append(EvidenceRow(kind, f"not gathered: {how}", None))
         else:
             summary = section.summary
-            rows.append(EvidenceRow(kind, f"{section.verdict}: {section.described}",
-                                    summary.significant, summary.favours))  # fmt: skip
+            rows.append(
+                EvidenceRow(
+                    kind,
+                    f"{section.verdict}: {section.described}",
+                    summary.significant,
+                    summary.favours,
+                )
+            )
     return rows

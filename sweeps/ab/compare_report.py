@@ -76,8 +76,10 @@ def resolution_words(documents: int, detectable: float | None) -> str:
     """What a benchmark row's documents can show."""
     if detectable is None:
         return f"too few documents to detect a regression ({documents} documents)"
-    return (f"detects a drop of {detectable * 100:.1f} points or more "
-            f"({documents} documents, 80% power)")  # fmt: skip
+    return (
+        f"detects a drop of {detectable * 100:.1f} points or more "
+        f"({documents} documents, 80% power)"
+    )
 
 
 @dataclass(frozen=True)

@@ -132,21 +132,30 @@ def analyse_errors(
     json_task = metric == "field_f1" or all(is_json_object(r) for r in references)
     wrong = [i for i, item in enumerate(items) if float(item["score"]) < 1]
     errors = [
-        row_error(items[i], turns=turns[i], length=lengths[i], third=thirds[i],
-                  label=normalize_text(references[i]) if labelled else None, json_task=json_task)
+        row_error(
+            items[i],
+            turns=turns[i],
+            length=lengths[i],
+            third=thirds[i],
+            label=normalize_text(references[i]) if labelled else None,
+            json_task=json_task,
+        )
         for i in wrong
-    ]  # fmt: skip
+    ]
     errors.sort(key=lambda e: (e.score, e.id))
     scores = [float(item["score"]) for item in items]
     return ErrorAnalysis(
-        metric=metric, rows=len(items), wrong=len(wrong),
+        metric=metric,
+        rows=len(items),
+        wrong=len(wrong),
         mean_score=sum(scores) / len(scores) if scores else float("nan"),
         bands={band: sum(e.band == band for e in errors) for band in BANDS},
         lengths=length_groups(lengths, thirds, wrong=set(wrong)),
         labels=label_groups(references, wrong=set(wrong)) if labelled else [],
         fields=field_counts(errors) if json_task else [],
-        unparseable=sum(e.unparseable for e in errors), errors=errors,
-    )  # fmt: skip
+        unparseable=sum(e.unparseable for e in errors),
+        errors=errors,
+    )
 
 
 def band(score: float) -> str:
@@ -176,8 +185,9 @@ def length_groups(lengths: Sequence[int], thirds: Sequence[int], *, wrong: set[i
         members = [i for i, t in enumerate(thirds) if t == third]
         if members:
             low, high = min(lengths[i] for i in members), max(lengths[i] for i in members)
-            groups.append(Group(name, len(members), len(wrong.intersection(members)),
-                                f"{low}-{high} chars"))  # fmt: skip
+            groups.append(
+                Group(name, len(members), len(wrong.intersection(members)), f"{low}-{high} chars")
+            )
     return groups
 
 
@@ -208,14 +218,27 @@ def is_json_object(text: str) -> bool:
 
 
 def row_error(
-    item: ScoredRow, *, turns: list[Turn], length: int, third: int, label: str | None,
+    item: ScoredRow,
+    *,
+    turns: list[Turn],
+    length: int,
+    third: int,
+    label: str | None,
     json_task: bool,
-) -> RowError:  # fmt: skip
+) -> RowError:
     reference, prediction = str(item["reference"]), str(item["prediction"])
     score = float(item["score"])
-    row = RowError(id=str(item["id"]), turns=turns, reference=reference, prediction=prediction,
-                   score=score, band=band(score), length=length, length_group=THIRDS[third],
-                   label=label)  # fmt: skip
+    row = RowError(
+        id=str(item["id"]),
+        turns=turns,
+        reference=reference,
+        prediction=prediction,
+        score=score,
+        band=band(score),
+        length=length,
+        length_group=THIRDS[third],
+        label=label,
+    )
     if not json_task:
         return row
     expected, predicted = parse_json_object(reference), parse_json_object(prediction)
@@ -224,9 +247,12 @@ def row_error(
     if predicted is None:
         return replace(row, unparseable=True)
     want, got = dict(field_pairs(expected)), dict(field_pairs(predicted))
-    return replace(row, missing=sorted(want.keys() - got.keys()),
-                   wrong_fields=sorted(k for k in want.keys() & got.keys() if want[k] != got[k]),
-                   extra=sorted(got.keys() - want.keys()))  # fmt: skip
+    return replace(
+        row,
+        missing=sorted(want.keys() - got.keys()),
+        wrong_fields=sorted(k for k in want.keys() & got.keys() if want[k] != got[k]),
+        extra=sorted(got.keys() - want.keys()),
+    )
 
 
 def field_counts(errors: Sequence[RowError]) -> list[FieldErrors]:
@@ -234,11 +260,14 @@ def field_counts(errors: Sequence[RowError]) -> list[FieldErrors]:
     wrong field first (unparseable outputs are counted apart, not as every field missed)."""
     names = {n for e in errors for n in (*e.missing, *e.wrong_fields, *e.extra)}
     counts = [
-        FieldErrors(name, missing=sum(name in e.missing for e in errors),
-                    wrong=sum(name in e.wrong_fields for e in errors),
-                    extra=sum(name in e.extra for e in errors))
+        FieldErrors(
+            name,
+            missing=sum(name in e.missing for e in errors),
+            wrong=sum(name in e.wrong_fields for e in errors),
+            extra=sum(name in e.extra for e in errors),
+        )
         for name in names
-    ]  # fmt: skip
+    ]
     return sorted(counts, key=lambda f: (-f.total, f.name))
 
 
@@ -262,25 +291,36 @@ class ErrorReport:
     def lines(self) -> list[str]:
         """The console's account: counts, the groups with most errors, the files, what next."""
         a = self.analysis
-        lines = [f"{self.label}: {a.wrong} of {a.rows} held-out rows of sweep {self.sweep} wrong "
-                 f"({a.error_rate:.0%}); mean {a.metric} {a.mean_score:.3f}"]  # fmt: skip
+        lines = [
+            f"{self.label}: {a.wrong} of {a.rows} held-out rows of sweep {self.sweep} wrong "
+            f"({a.error_rate:.0%}); mean {a.metric} {a.mean_score:.3f}"
+        ]
         if not a.wrong:
-            return [*lines, "Nothing to iterate on: every held-out row is right. A harder "
-                            "or larger held-out set would show what it still misses."]  # fmt: skip
+            return [
+                *lines,
+                "Nothing to iterate on: every held-out row is right. A harder "
+                "or larger held-out set would show what it still misses.",
+            ]
         lines.append("By score: " + ", ".join(f"{b}: {n}" for b, n in a.bands.items()))
         lines.append(length_line(a))
         if a.labels:
-            lines.append("By label: " + ", ".join(
-                f"{g.name} {g.wrong}/{g.rows}" for g in a.labels[:5]))  # fmt: skip
+            lines.append(
+                "By label: " + ", ".join(f"{g.name} {g.wrong}/{g.rows}" for g in a.labels[:5])
+            )
         if a.fields or a.unparseable:
-            fields = ", ".join(f"{f.name} (missing {f.missing}, wrong {f.wrong}, extra {f.extra})"
-                               for f in a.fields[:3])  # fmt: skip
+            fields = ", ".join(
+                f"{f.name} (missing {f.missing}, wrong {f.wrong}, extra {f.extra})"
+                for f in a.fields[:3]
+            )
             lines.append(
                 f"JSON fields: {fields or 'none'}; outputs with no JSON object: {a.unparseable}"
             )
         lines.append(f"Wrote {self.out_dir}: {', '.join(FILES)} ({a.wrong} rows in errors.jsonl)")
-        return [*lines, f"Next: {next_command(self.data)}  (then add more examples like "
-                        "these to the training data; errors.md says how)"]  # fmt: skip
+        return [
+            *lines,
+            f"Next: {next_command(self.data)}  (then add more examples like "
+            "these to the training data; errors.md says how)",
+        ]
 
 
 def length_line(a: ErrorAnalysis) -> str:
@@ -295,14 +335,20 @@ def length_line(a: ErrorAnalysis) -> str:
     if len(worst) > 1:
         each = ", ".join(f"{g.name} ({g.detail}) {g.wrong} of {g.rows}" for g in worst)
         return f"Most often wrong, tied at {top:.0%}: {each} ({a.error_rate:.0%} overall)"
-    return (f"Most often wrong: {worst[0].name} inputs ({worst[0].detail}), {worst[0].wrong} of "
-            f"{worst[0].rows} ({top:.0%}; {a.error_rate:.0%} overall)")  # fmt: skip
+    return (
+        f"Most often wrong: {worst[0].name} inputs ({worst[0].detail}), {worst[0].wrong} of "
+        f"{worst[0].rows} ({top:.0%}; {a.error_rate:.0%} overall)"
+    )
 
 
 def find_errors(
-    ref: str, *, state_dir: Path, mlflow_uri: str, out_dir: Path | None = None,
+    ref: str,
+    *,
+    state_dir: Path,
+    mlflow_uri: str,
+    out_dir: Path | None = None,
     progress: Say = print,
-) -> ErrorReport:  # fmt: skip
+) -> ErrorReport:
     """Score ``ref``'s adapter on every held-out row of its sweep, group the rows it gets wrong,
     and write them (default ``reports/errors-REF``)."""
     from sweeps.serving.scoring import load_spec, score_every_row
@@ -321,8 +367,9 @@ def find_errors(
         )
     spec = load_spec(side.state)
     scores = score_every_row(spec, {side.label: side.adapter}, progress=progress)[side.label]
-    analysis = analyse_errors(scores.items, metric=spec.task_metric,
-                              label_field_present=has_label_column(spec))  # fmt: skip
+    analysis = analyse_errors(
+        scores.items, metric=spec.task_metric, label_field_present=has_label_column(spec)
+    )
     out_dir = out_dir or Path("reports") / f"errors-{slug(ref)}"
     paths = write_errors(analysis, out_dir=out_dir, title=f"{side.label}, sweep {side.state.name}")
     return ErrorReport(ref, side.label, side.state.name, analysis, out_dir, paths)
@@ -335,8 +382,11 @@ def has_label_column(spec: TrialSpec) -> bool:
 
 def chat_row(error: RowError) -> dict[str, list[dict[str, str]]]:
     """The row as training data: its prompt's turns, the reference as the assistant's answer."""
-    turns = [{"role": "user" if t.role == "prompt" else t.role, "content": t.content}
-             for t in error.turns if t.content or t.role != "system"]  # fmt: skip
+    turns = [
+        {"role": "user" if t.role == "prompt" else t.role, "content": t.content}
+        for t in error.turns
+        if t.content or t.role != "system"
+    ]
     return {"messages": [*turns, {"role": "assistant", "content": error.reference}]}
 
 
@@ -357,8 +407,9 @@ def write_errors(analysis: ErrorAnalysis, *, out_dir: Path, title: str) -> dict[
         "".join(json.dumps(detail_row(e), ensure_ascii=False) + "\n" for e in analysis.errors)
     )
     paths["errors.json"].write_text(json.dumps(analysis.to_dict(), indent=2, ensure_ascii=False))
-    paths["errors.md"].write_text(render_markdown(analysis, title=title,
-                                                  data=paths["errors.jsonl"]))  # fmt: skip
+    paths["errors.md"].write_text(
+        render_markdown(analysis, title=title, data=paths["errors.jsonl"])
+    )
     return paths
 
 
@@ -372,6 +423,10 @@ def render_markdown(analysis: ErrorAnalysis, *, title: str, data: Path) -> str:
     env.filters["cell"] = lambda v: clip(v).replace("|", "\\|")
     env.filters["pct"] = lambda v: f"{v:.0%}"
     return env.get_template("errors.md.j2").render(
-        title=title, a=analysis, worst=analysis.errors[:WORST_SHOWN],
-        next_command=next_command(data), data_name=data.name, next_out=NEXT_OUT,
-    )  # fmt: skip
+        title=title,
+        a=analysis,
+        worst=analysis.errors[:WORST_SHOWN],
+        next_command=next_command(data),
+        data_name=data.name,
+        next_out=NEXT_OUT,
+    )

@@ -41,9 +41,17 @@ class Evidence:
 
     def turned_round(self) -> Evidence:
         """The same evidence seen from B's side."""
-        return Evidence(self.kind, self.b, self.a, {k: -v for k, v in self.outcomes.items()},
-                        self.unparsed, self.source, self.created, self.run_id,
-                        self.details)  # fmt: skip
+        return Evidence(
+            self.kind,
+            self.b,
+            self.a,
+            {k: -v for k, v in self.outcomes.items()},
+            self.unparsed,
+            self.source,
+            self.created,
+            self.run_id,
+            self.details,
+        )
 
 
 def evidence_path(home: SweepState, key: str, kind: str) -> Path:
@@ -62,14 +70,26 @@ def save_evidence(home: SweepState, a: Side, b: Side, evidence: Evidence) -> Pat
     history: list[dict[str, object]] = []
     if path.is_file():
         earlier = json.loads(path.read_text())
-        history = [{k: earlier.get(k) for k in ("a", "b", "source", "created", "run_id",
-                                                "summary")}, *earlier.get("history", [])]  # fmt: skip
-    write_json_atomic(path, {
-        "kind": evidence.kind, "a": evidence.a, "b": evidence.b, "outcomes": evidence.outcomes,
-        "unparsed": evidence.unparsed, "source": evidence.source, "created": evidence.created,
-        "run_id": evidence.run_id, "details": evidence.details,
-        "summary": evidence.summary().to_json(), "history": history[:HISTORY_KEPT],
-    })  # fmt: skip
+        history = [
+            {k: earlier.get(k) for k in ("a", "b", "source", "created", "run_id", "summary")},
+            *earlier.get("history", []),
+        ]
+    write_json_atomic(
+        path,
+        {
+            "kind": evidence.kind,
+            "a": evidence.a,
+            "b": evidence.b,
+            "outcomes": evidence.outcomes,
+            "unparsed": evidence.unparsed,
+            "source": evidence.source,
+            "created": evidence.created,
+            "run_id": evidence.run_id,
+            "details": evidence.details,
+            "summary": evidence.summary().to_json(),
+            "history": history[:HISTORY_KEPT],
+        },
+    )
     return path
 
 
@@ -80,10 +100,15 @@ def load_evidence(home: SweepState, a: Side, b: Side, kind: str) -> Evidence | N
         if path.is_file():
             raw = json.loads(path.read_text())
             found = Evidence(
-                kind=raw["kind"], a=raw["a"], b=raw["b"],
+                kind=raw["kind"],
+                a=raw["a"],
+                b=raw["b"],
                 outcomes={k: int(v) for k, v in raw["outcomes"].items()},
-                unparsed=int(raw["unparsed"]), source=raw["source"], created=raw["created"],
-                run_id=raw.get("run_id", ""), details=raw.get("details") or {},
-            )  # fmt: skip
+                unparsed=int(raw["unparsed"]),
+                source=raw["source"],
+                created=raw["created"],
+                run_id=raw.get("run_id", ""),
+                details=raw.get("details") or {},
+            )
             return found.turned_round() if flip else found
     return None

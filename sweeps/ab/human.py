@@ -67,8 +67,9 @@ def export_pairs(
     (out_dir / RATINGS_DIR).mkdir(parents=True, exist_ok=True)
     write_json_atomic(out_dir / KEY_FILE, key_data(pair, entries))
     identical = sum(item.a == item.b for item in pair.items)
-    return HumanExport(out_dir, out_dir / KEY_FILE, rater_files, out_dir / RATINGS_DIR,
-                       len(rows), identical)  # fmt: skip
+    return HumanExport(
+        out_dir, out_dir / KEY_FILE, rater_files, out_dir / RATINGS_DIR, len(rows), identical
+    )
 
 
 def refuse_existing_key(out_dir: Path) -> None:
@@ -97,9 +98,16 @@ def blind_pairs(
         a = item.a + CUT_MARK.format(limit=limit) if item.a_cut else item.a
         b = item.b + CUT_MARK.format(limit=limit) if item.b_cut else item.b
         left, right = (a, b) if a_left else (b, a)
-        rows.append({"pair_id": pair_id, "prompt": turns_text(item.turns),
-                     "reference": item.reference, "left": left, "right": right,
-                     "preference": ""})  # fmt: skip
+        rows.append(
+            {
+                "pair_id": pair_id,
+                "prompt": turns_text(item.turns),
+                "reference": item.reference,
+                "left": left,
+                "right": right,
+                "preference": "",
+            }
+        )
         entries[pair_id] = {"row": item.id, "left_is_a": a_left}
     return rows, entries
 
@@ -107,10 +115,14 @@ def blind_pairs(
 def key_data(pair: PairedOutputs, entries: dict[str, dict[str, Any]]) -> dict[str, Any]:
     """key.json: which side each pair's left is, and the two sides as named and resolved."""
     return {
-        "version": KEY_VERSION, "sweep": pair.home.name, "created": utc(None),
-        "pair_key": pair.key, "a": {"ref": pair.a.ref, "label": pair.a.label},
-        "b": {"ref": pair.b.ref, "label": pair.b.label}, "pairs": entries,
-    }  # fmt: skip
+        "version": KEY_VERSION,
+        "sweep": pair.home.name,
+        "created": utc(None),
+        "pair_key": pair.key,
+        "a": {"ref": pair.a.ref, "label": pair.a.label},
+        "b": {"ref": pair.b.ref, "label": pair.b.label},
+        "pairs": entries,
+    }
 
 
 def write_rater_files(
@@ -129,9 +141,10 @@ def write_rater_files(
     tasks = [{"data": {k: row[k] for k in COLUMNS if k != "preference"}} for row in rows]
     texts = {
         "label_studio_tasks.json": json.dumps(tasks, indent=2, ensure_ascii=False),
-        "label_studio.xml": LABEL_STUDIO_XML, "argilla.py": ARGILLA_SNIPPET,
+        "label_studio.xml": LABEL_STUDIO_XML,
+        "argilla.py": ARGILLA_SNIPPET,
         "README.md": RATER_README.format(pairs=len(rows), cut=cut_words(cut, limit)),
-    }  # fmt: skip
+    }
     for name, text in texts.items():
         (rater_dir / name).write_text(text, encoding="utf-8")
     return tuple(rater_dir / n for n in ("pairs.csv", "pairs.jsonl", *texts))

@@ -94,32 +94,66 @@ def import_ratings(out_dir: Path, *, state_dir: Path, mlflow_uri: str) -> HumanR
     outcomes = majority_outcomes(by_rater)
     summary = summarize(outcomes, unparsed=len(key["pairs"]) - len(outcomes))
     judge = load_evidence(home, side_a, side_b, "judge")
-    agreement = (rater_agreement(by_rater),
-                 None if judge is None else judged(outcomes, judge.outcomes))  # fmt: skip
+    agreement = (
+        rater_agreement(by_rater),
+        None if judge is None else judged(outcomes, judge.outcomes),
+    )
     details = {
-        "ratings": len(ratings), "not_rated": not_rated, "raters": sorted(by_rater),
-        "pairs": len(key["pairs"]), "rated_pairs": len(outcomes),
+        "ratings": len(ratings),
+        "not_rated": not_rated,
+        "raters": sorted(by_rater),
+        "pairs": len(key["pairs"]),
+        "rated_pairs": len(outcomes),
         "rater_agreement": None if agreement[0] is None else asdict(agreement[0]),
         "judge_agreement": None if agreement[1] is None else asdict(agreement[1]),
-        "export": str(out_dir), "exported": key["created"],
-    }  # fmt: skip
+        "export": str(out_dir),
+        "exported": key["created"],
+    }
     unblinded = unblinded_rows(ratings, key["pairs"])
-    run_id = log_human_run(key, home=home, summary=summary, details=details, ratings=unblinded,
-                           mlflow_uri=mlflow_uri)  # fmt: skip
+    run_id = log_human_run(
+        key, home=home, summary=summary, details=details, ratings=unblinded, mlflow_uri=mlflow_uri
+    )
     evidence = Evidence(
-        kind="human", a=key["a"]["ref"], b=key["b"]["ref"], outcomes=outcomes,
-        unparsed=summary.unparsed, created=utc(None), run_id=run_id, details=details,
+        kind="human",
+        a=key["a"]["ref"],
+        b=key["b"]["ref"],
+        outcomes=outcomes,
+        unparsed=summary.unparsed,
+        created=utc(None),
+        run_id=run_id,
+        details=details,
         source=f"human ratings in {out_dir / RATINGS_DIR} ({', '.join(sorted(by_rater))})",
-    )  # fmt: skip
+    )
     path = save_evidence(home, side_a, side_b, evidence)
     results = out_dir / RESULTS_FILE
-    write_json_atomic(results, {"a": key["a"], "b": key["b"], "sweep": home.name,
-                                "summary": summary.to_json(), "describe": summary.describe(),
-                                "outcomes": outcomes, "details": details, "run_id": run_id,
-                                "evidence": str(path)})  # fmt: skip
-    return HumanResult(summary, outcomes, len(ratings), not_rated, tuple(sorted(by_rater)),
-                       agreement[0], agreement[1], run_id, path, results,
-                       a=key["a"]["ref"], b=key["b"]["ref"])  # fmt: skip
+    write_json_atomic(
+        results,
+        {
+            "a": key["a"],
+            "b": key["b"],
+            "sweep": home.name,
+            "summary": summary.to_json(),
+            "describe": summary.describe(),
+            "outcomes": outcomes,
+            "details": details,
+            "run_id": run_id,
+            "evidence": str(path),
+        },
+    )
+    return HumanResult(
+        summary,
+        outcomes,
+        len(ratings),
+        not_rated,
+        tuple(sorted(by_rater)),
+        agreement[0],
+        agreement[1],
+        run_id,
+        path,
+        results,
+        a=key["a"]["ref"],
+        b=key["b"]["ref"],
+    )
 
 
 def read_key(out_dir: Path) -> dict[str, Any]:
@@ -143,8 +177,9 @@ def key_sides(
 ) -> tuple[Side, Side, SweepState]:
     """The two sides resolved again from the key's references (no scoring); they must still
     be the weights that were exported."""
-    a, b = (resolve_side(key[s]["ref"], state_dir=state_dir, mlflow_uri=mlflow_uri)
-            for s in ("a", "b"))  # fmt: skip
+    a, b = (
+        resolve_side(key[s]["ref"], state_dir=state_dir, mlflow_uri=mlflow_uri) for s in ("a", "b")
+    )
     home = check_comparable(a, b)
     if pair_key(a, b) != key["pair_key"] or home.name != key["sweep"]:
         raise ConfigError(
@@ -159,8 +194,13 @@ def key_sides(
 def read_ratings(ratings_dir: Path, *, pairs: Mapping[str, Any]) -> tuple[list[Rating], int]:
     """Every rating in the directory's CSV, JSONL and JSON files, checked against the key's
     pair ids; and how many rows were left unrated (an empty preference)."""
-    files = sorted(p for p in ratings_dir.rglob("*") if p.is_file()
-                   and p.suffix.lower() in RATING_SUFFIXES) if ratings_dir.is_dir() else []  # fmt: skip
+    files = (
+        sorted(
+            p for p in ratings_dir.rglob("*") if p.is_file() and p.suffix.lower() in RATING_SUFFIXES
+        )
+        if ratings_dir.is_dir()
+        else []
+    )
     found: dict[tuple[str, str], Rating] = {}  # a rater's last rating of a pair counts
     not_rated = 0
     for path in files:
@@ -187,14 +227,18 @@ def raw_ratings(path: Path) -> Iterator[tuple[str, RawRating]]:
     try:
         text = path.read_text(encoding="utf-8-sig")
     except UnicodeDecodeError:
-        raise ConfigError(f"{path}: not UTF-8 text; save it as CSV UTF-8 (Excel: Save As, "
-                          "CSV UTF-8) and import again") from None  # fmt: skip
+        raise ConfigError(
+            f"{path}: not UTF-8 text; save it as CSV UTF-8 (Excel: Save As, "
+            "CSV UTF-8) and import again"
+        ) from None
     if path.suffix.lower() == ".csv":
         reader = csv.DictReader(text.splitlines(keepends=True))
         missing = {"pair_id", "preference"} - set(reader.fieldnames or ())
         if missing:
-            raise ConfigError(f"{path}: no {' or '.join(sorted(missing))} column; fill the "
-                              "preference column of the exported pairs.csv")  # fmt: skip
+            raise ConfigError(
+                f"{path}: no {' or '.join(sorted(missing))} column; fill the "
+                "preference column of the exported pairs.csv"
+            )
         for number, row in enumerate(reader, 2):  # as a spreadsheet numbers it: the header is 1
             yield f"{path} row {number}", dict(row)
     elif path.suffix.lower() == ".jsonl":
@@ -204,8 +248,9 @@ def raw_ratings(path: Path) -> Iterator[tuple[str, RawRating]]:
     else:
         loaded = json_value(text, where=str(path))
         if not isinstance(loaded, list):
-            raise ConfigError(f"{path}: expected a list of tasks (Label Studio's JSON export) "
-                              "or of rating rows")  # fmt: skip
+            raise ConfigError(
+                f"{path}: expected a list of tasks (Label Studio's JSON export) or of rating rows"
+            )
         for number, task in enumerate(loaded, 1):
             yield from task_ratings(task, where=f"{path} task {number}")
 
@@ -223,11 +268,16 @@ def task_ratings(task: object, *, where: str) -> Iterator[tuple[str, RawRating]]
     if not annotations:
         yield where, {"pair_id": pair_id, "preference": ""}
     for number, annotation in enumerate(annotations, 1):
-        choices = [r.get("value", {}).get("choices") or [""] for r in annotation.get("result", [])
-                   if r.get("from_name") == "preference"] or [[""]]  # fmt: skip
+        choices = [
+            r.get("value", {}).get("choices") or [""]
+            for r in annotation.get("result", [])
+            if r.get("from_name") == "preference"
+        ] or [[""]]
         choice = "" if annotation.get("was_cancelled") else choices[0][0]
-        yield f"{where} annotation {number}", {"pair_id": pair_id, "preference": choice,
-                                                "rater": annotator(annotation)}  # fmt: skip
+        yield (
+            f"{where} annotation {number}",
+            {"pair_id": pair_id, "preference": choice, "rater": annotator(annotation)},
+        )
 
 
 def annotator(annotation: Mapping[str, Any]) -> str:
@@ -290,7 +340,8 @@ def rater_outcomes(
     for r in ratings:
         entry = pairs[r.pair_id]
         by_rater.setdefault(r.rater, {})[entry["row"]] = outcome(
-            r.choice, left_is_a=bool(entry["left_is_a"]))  # fmt: skip
+            r.choice, left_is_a=bool(entry["left_is_a"])
+        )
     return by_rater
 
 
@@ -340,10 +391,17 @@ def unblinded_rows(
     for r in sorted(ratings, key=lambda r: (pairs[r.pair_id]["row"], r.rater)):
         entry = pairs[r.pair_id]
         value = outcome(r.choice, left_is_a=bool(entry["left_is_a"]))
-        rows.append({
-            "row": entry["row"], "pair_id": r.pair_id, "rater": r.rater, "choice": r.choice,
-            "left_is_a": entry["left_is_a"], "preferred": OUTCOMES[value], "source": r.where,
-        })  # fmt: skip
+        rows.append(
+            {
+                "row": entry["row"],
+                "pair_id": r.pair_id,
+                "rater": r.rater,
+                "choice": r.choice,
+                "left_is_a": entry["left_is_a"],
+                "preferred": OUTCOMES[value],
+                "source": r.where,
+            }
+        )
     return rows
 
 
@@ -361,9 +419,14 @@ def human_metrics(summary: PreferenceSummary, details: Mapping[str, Any]) -> dic
 
 
 def log_human_run(
-    key: Mapping[str, Any], *, home: SweepState, summary: PreferenceSummary,
-    details: Mapping[str, Any], ratings: list[dict[str, object]], mlflow_uri: str,
-) -> str:  # fmt: skip
+    key: Mapping[str, Any],
+    *,
+    home: SweepState,
+    summary: PreferenceSummary,
+    details: Mapping[str, Any],
+    ratings: list[dict[str, object]],
+    mlflow_uri: str,
+) -> str:
     """A ``human`` run in the sweep's experiment: the summary as metrics, the unblinded ratings
     and the results as artefacts."""
     from sweeps.tracking.mlflow_facade import SweepTracker
@@ -373,13 +436,24 @@ def log_human_run(
     results = json.dumps({"summary": summary.to_json(), "details": details}, indent=2)
     return tracker.log_run(
         f"human {a} vs {b}"[:250],
-        params={"a": a, "b": b, "pairs": details["pairs"], "raters": details["raters"],
-                "export": details["export"]},
+        params={
+            "a": a,
+            "b": b,
+            "pairs": details["pairs"],
+            "raters": details["raters"],
+            "export": details["export"],
+        },
         metrics=human_metrics(summary, details),
-        tags={"lora_sweep.kind": "human", "lora_sweep.sweep": home.name,
-              "human.summary": summary.describe()},
-        artifacts={"human/ratings.jsonl": "".join(json.dumps(row, ensure_ascii=False) + "\n"
-                                                  for row in ratings),
-                   "human/results.json": results},
+        tags={
+            "lora_sweep.kind": "human",
+            "lora_sweep.sweep": home.name,
+            "human.summary": summary.describe(),
+        },
+        artifacts={
+            "human/ratings.jsonl": "".join(
+                json.dumps(row, ensure_ascii=False) + "\n" for row in ratings
+            ),
+            "human/results.json": results,
+        },
         tables={"human/ratings_table.json": ratings},
-    )  # fmt: skip
+    )

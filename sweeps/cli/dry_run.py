@@ -30,22 +30,32 @@ def dry_run(
     config: str | Path, *, say: Say = print, num_gpus: int | None = None, cpus: int | None = None
 ) -> DryRun:
     """Every launch check, then a timed short trial and the sweep's estimate."""
-    from sweeps.driver.launch import prepare_for_sweep
+    from sweeps.driver.set_up import prepare_for_sweep
 
     loaded, config_path, config_dir = coerce_config(config)
     with tempfile.TemporaryDirectory(prefix="lora-sweep-validate-") as scratch:
         if loaded.prepare is not None:
-            loaded, _ = prepare_for_sweep(loaded, config_dir=config_dir,
-                                          out_dir=Path(scratch) / "data", progress=say)  # fmt: skip
-        plan = preflight(loaded, config_path=config_path, config_dir=config_dir, progress=say,
-                         logical_gpus=num_gpus)  # fmt: skip
+            loaded, _ = prepare_for_sweep(
+                loaded, config_dir=config_dir, out_dir=Path(scratch) / "data", progress=say
+            )
+        plan = preflight(
+            loaded,
+            config_path=config_path,
+            config_dir=config_dir,
+            progress=say,
+            logical_gpus=num_gpus,
+        )
         timing = timed_trial(plan, say=say)
     estimate = estimate_sweep(
-        plan.config, timing, num_samples=plan.num_samples,
-        token_lengths=list(plan.train_token_lengths), cpus=cpus or available_cpus(),
-        gpus=num_gpus or visible_gpus(), base_cached=base_scores_cached(plan),
+        plan.config,
+        timing,
+        num_samples=plan.num_samples,
+        token_lengths=list(plan.train_token_lengths),
+        cpus=cpus or available_cpus(),
+        gpus=num_gpus or visible_gpus(),
+        base_cached=base_scores_cached(plan),
         driver_documents=driver_benchmark_documents(plan),
-    )  # fmt: skip
+    )
     return DryRun(plan, timing, estimate)
 
 
@@ -59,11 +69,15 @@ def driver_benchmark_documents(plan: LaunchPlan) -> int:
     from evals.power import BINARY, PLANNING_CHURN, documents_needed
     from trainers.models import model_identity
 
-    most = documents_needed(plan.config.benchmarks.finalist_drop, kind=BINARY,
-                            spread=PLANNING_CHURN)  # fmt: skip
-    final = {task: sum(len(ids) for ids in bench.finalist_documents[task].values())
-             if task in bench.finalist_documents else bench.set_sizes.get(task, most)
-             for task in bench.tasks}  # fmt: skip
+    most = documents_needed(
+        plan.config.benchmarks.finalist_drop, kind=BINARY, spread=PLANNING_CHURN
+    )
+    final = {
+        task: sum(len(ids) for ids in bench.finalist_documents[task].values())
+        if task in bench.finalist_documents
+        else bench.set_sizes.get(task, most)
+        for task in bench.tasks
+    }
     proxy = {task: sum(len(ids) for ids in bench.proxy[task].values()) for task in bench.tasks}
     model = model_identity(Path(plan.spec.model_path))
     base = sum(proxy[t] for t in uncached_tasks(bench, phase=PROXY, model_id=model))
@@ -77,16 +91,23 @@ def timed_trial(plan: LaunchPlan, *, say: Say) -> TrialTiming:
     from trainers.timing import time_trial
 
     hparams = representative_hparams(plan.config)
-    say(f"Timing a short trial on {plan.config.base_model} (lora_r {hparams.lora_r}, "
+    say(
+        f"Timing a short trial on {plan.config.base_model} (lora_r {hparams.lora_r}, "
         f"sequence_len {hparams.sequence_len}): setup, 4 steps, one rung"
         f"{', the proxy benchmarks' if plan.spec.benchmarks and plan.spec.benchmarks.tasks else ''}"
-        " ...")  # fmt: skip
+        " ..."
+    )
     timing = time_trial(plan.spec, hparams)
-    say(f"  worker start {timing.worker_start:.1f} s, setup {timing.setup:.1f} s, "
+    say(
+        f"  worker start {timing.worker_start:.1f} s, setup {timing.setup:.1f} s, "
         f"{timing.step:.2f} s a step ({timing.tokens_per_step:.0f} tokens), "
         f"{timing.rung:.1f} s a rung (held-out evaluation and checkpoint)"
-        + (f", {timing.benchmark:.1f} s of proxy benchmarks at a trial's end"
-           if timing.benchmark else ""))  # fmt: skip
+        + (
+            f", {timing.benchmark:.1f} s of proxy benchmarks at a trial's end"
+            if timing.benchmark
+            else ""
+        )
+    )
     return timing
 
 

@@ -92,8 +92,11 @@ def init_sweep(request: InitRequest, *, say: Callable[[str], None] = print) -> P
         num_samples, epochs, estimate = _sized_to_budget(draft, request, facts, budget, say=say)
     finally:
         draft.unlink(missing_ok=True)
-    out.write_text(render_yaml(request, facts, out=out, num_samples=num_samples, epochs=epochs,
-                               estimate=estimate))  # fmt: skip
+    out.write_text(
+        render_yaml(
+            request, facts, out=out, num_samples=num_samples, epochs=epochs, estimate=estimate
+        )
+    )
     load_config(out)
     say(f"Wrote {out}: {num_samples} trials, estimated {estimate.lines()[-1].split(': ', 1)[1]}")
     say(f"  check it: sweep validate {out}\n  run it:   sweep launch {out}")
@@ -159,12 +162,22 @@ def _data_facts(request: InitRequest, *, say: Callable[[str], None]) -> DataFact
     metric = choose_task_metric(generating, "auto") if generating else "none"
     lengths, limit, modules, gpu = _model_facts(request.model, examples, say=say)
     ordered = sorted(lengths)
-    summary = (f"p50 {ordered[len(ordered) // 2]}, p90 {ordered[int(0.9 * (len(ordered) - 1))]}, "
-               f"max {ordered[-1]} tokens")  # fmt: skip
-    return DataFacts(sweep_name(request.data) if request.name is None else request.name,
-                     FORMAT_ALIASES.get(train.reading.shape.name, train.reading.shape.name),
-                     len(examples), len(heldout), None if request.heldout else val, metric,
-                     sequence_lengths(lengths, limit=limit), summary, modules, gpu)  # fmt: skip
+    summary = (
+        f"p50 {ordered[len(ordered) // 2]}, p90 {ordered[int(0.9 * (len(ordered) - 1))]}, "
+        f"max {ordered[-1]} tokens"
+    )
+    return DataFacts(
+        sweep_name(request.data) if request.name is None else request.name,
+        FORMAT_ALIASES.get(train.reading.shape.name, train.reading.shape.name),
+        len(examples),
+        len(heldout),
+        None if request.heldout else val,
+        metric,
+        sequence_lengths(lengths, limit=limit),
+        summary,
+        modules,
+        gpu,
+    )
 
 
 def _model_facts(
@@ -187,17 +200,23 @@ def _model_facts(
 
 
 def _sized_to_budget(
-    draft: Path, request: InitRequest, facts: DataFacts, budget: float, *,
+    draft: Path,
+    request: InitRequest,
+    facts: DataFacts,
+    budget: float,
+    *,
     say: Callable[[str], None],
-) -> tuple[int, tuple[int, int], SweepEstimate]:  # fmt: skip
+) -> tuple[int, tuple[int, int], SweepEstimate]:
     """The most trials (up to two epochs, else one) whose estimated wall time fits the budget
     (``HEADROOM`` of it, so that validate's own timing still fits)."""
     from sweeps.cli.dry_run import dry_run
 
     done = dry_run(draft, say=lambda _: None)  # its checks already passed once, above
     timing = done.timing
-    say(f"Timed a short trial on {request.model}: {timing.step:.2f} s a step, "
-        f"{timing.rung:.1f} s a rung, {timing.worker_start + timing.setup:.1f} s to start")  # fmt: skip
+    say(
+        f"Timed a short trial on {request.model}: {timing.step:.2f} s a step, "
+        f"{timing.rung:.1f} s a rung, {timing.worker_start + timing.setup:.1f} s to start"
+    )
     fallback = None
     for epochs in ((1, 2), (1, 1)):
         fitting = _most_trials(done, epochs, budget * HEADROOM)
@@ -207,8 +226,10 @@ def _sized_to_budget(
     if fallback is not None:
         return fallback
     least = _estimate(done, (1, 1), 2)
-    say(f"Warning: even 2 one-epoch trials take about {_wall(least)}, over the "
-        f"{request.budget} budget; the YAML asks for 2")  # fmt: skip
+    say(
+        f"Warning: even 2 one-epoch trials take about {_wall(least)}, over the "
+        f"{request.budget} budget; the YAML asks for 2"
+    )
     return 2, (1, 1), least
 
 
@@ -234,28 +255,42 @@ def _estimate(done: DryRun, epochs: tuple[int, int], trials: int) -> SweepEstima
     space = config.search_space.model_copy(
         update={"num_epochs": IntRange(type="int", low=epochs[0], high=epochs[1])}
     )
-    return estimate_sweep(config.model_copy(update={"search_space": space}), done.timing,
-                          num_samples=trials, token_lengths=list(done.plan.train_token_lengths),
-                          cpus=available_cpus(), gpus=visible_gpus(),
-                          base_cached=done.estimate.base_seconds == 0,
-                          driver_documents=done.estimate.driver_documents)  # fmt: skip
+    return estimate_sweep(
+        config.model_copy(update={"search_space": space}),
+        done.timing,
+        num_samples=trials,
+        token_lengths=list(done.plan.train_token_lengths),
+        cpus=available_cpus(),
+        gpus=visible_gpus(),
+        base_cached=done.estimate.base_seconds == 0,
+        driver_documents=done.estimate.driver_documents,
+    )
 
 
 def _wall(estimate: SweepEstimate) -> str:
     return str(estimate.lines()[-1].split(": ", 1)[1])
 
 
-def render_yaml(request: InitRequest, facts: DataFacts, *, out: Path, num_samples: int,
-                epochs: tuple[int, int], estimate: SweepEstimate | None = None) -> str:  # fmt: skip
+def render_yaml(
+    request: InitRequest,
+    facts: DataFacts,
+    *,
+    out: Path,
+    estimate: SweepEstimate | None = None,
+    num_samples: int,
+    epochs: tuple[int, int],
+) -> str:
     """The sweep YAML, commented: the command first, then why each value is what it is."""
     sizing = _sizing_comment(request, num_samples, estimate)
-    return "".join((
-        _yaml_header(request, facts, out=out, sizing=sizing),
-        _yaml_data(request, facts, out=out),
-        _yaml_search_space(facts, epochs=epochs),
-        _yaml_search_and_resources(facts, num_samples=num_samples),
-        _yaml_objective(facts),
-    ))  # fmt: skip
+    return "".join(
+        (
+            _yaml_header(request, facts, out=out, sizing=sizing),
+            _yaml_data(request, facts, out=out),
+            _yaml_search_space(facts, epochs=epochs),
+            _yaml_search_and_resources(facts, num_samples=num_samples),
+            _yaml_objective(facts),
+        )
+    )
 
 
 def _relative(path: Path, out: Path) -> str:
@@ -266,8 +301,10 @@ def _relative(path: Path, out: Path) -> str:
 def _sizing_comment(request: InitRequest, num_samples: int, estimate: SweepEstimate | None) -> str:
     if estimate is None:
         return "# (draft)"
-    return (f"# Sized to the {request.budget} budget: {num_samples} trials, estimated "
-            f"{_wall(estimate)} on this machine (sweep validate re-estimates it).")  # fmt: skip
+    return (
+        f"# Sized to the {request.budget} budget: {num_samples} trials, estimated "
+        f"{_wall(estimate)} on this machine (sweep validate re-estimates it)."
+    )
 
 
 def _yaml_header(request: InitRequest, facts: DataFacts, *, out: Path, sizing: str) -> str:
@@ -284,12 +321,20 @@ base_model: {json.dumps(request.model)}
 
 def _yaml_data(request: InitRequest, facts: DataFacts, *, out: Path) -> str:
     """The data section: the files, the held-out rows, and the reading keys given to init."""
-    heldout = (f"  heldout: {json.dumps(_relative(request.heldout, out))}\n" if request.heldout else
-               f"  val_set_size: {facts.val_set_size}   # held-out rows split off train: "
-               f"{facts.heldout_rows} (at least {MIN_HELDOUT_ROWS} rank trials)\n")  # fmt: skip
-    extras = "".join(f"  {key}: {json.dumps(value)}\n" for key, value in
-                     (("instruction", request.instruction), ("system_prompt", request.system_prompt))
-                     if value)  # fmt: skip
+    heldout = (
+        f"  heldout: {json.dumps(_relative(request.heldout, out))}\n"
+        if request.heldout
+        else f"  val_set_size: {facts.val_set_size}   # held-out rows split off train: "
+        f"{facts.heldout_rows} (at least {MIN_HELDOUT_ROWS} rank trials)\n"
+    )
+    extras = "".join(
+        f"  {key}: {json.dumps(value)}\n"
+        for key, value in (
+            ("instruction", request.instruction),
+            ("system_prompt", request.system_prompt),
+        )
+        if value
+    )
     return f"""data:
   train: {json.dumps(_relative(request.data, out))}   # relative to this file
 {heldout}  format: {facts.shape}
@@ -342,10 +387,11 @@ resources:
 
 def _yaml_objective(facts: DataFacts) -> str:
     """What ranks trials (the task metric; held-out loss for plain text), tracking, evaluation."""
-    objective = ("  metric: heldout/task_metric   # " + facts.task_metric + "\n  mode: max"
-                 if facts.task_metric != "none" else
-                 "  metric: heldout/loss   # plain text: nothing to generate and compare\n"
-                 "  mode: min")  # fmt: skip
+    objective = (
+        "  metric: heldout/task_metric   # " + facts.task_metric + "\n  mode: max"
+        if facts.task_metric != "none"
+        else "  metric: heldout/loss   # plain text: nothing to generate and compare\n  mode: min"
+    )
     return f"""objective:
 {objective}
 

@@ -10,12 +10,7 @@ import inspect
 import sys
 from collections.abc import Callable, Sequence
 
-from sweeps.cli.options import (
-    Options,
-    add_model_arguments,
-    options_from_namespace,
-    options_model,
-)
+from sweeps.cli.arguments import Options, add_model_arguments, options_from_namespace, options_model
 from sweeps.cli.verbs_adapters import (
     compare,
     errors,
@@ -55,6 +50,7 @@ def _input_errors() -> tuple[type[Exception], ...]:
 
 
 # --------------------------------------------------------------------------- argument parsing
+# A table, left as laid out: a verb's examples on its own row.
 EXAMPLES = {
     "init": ["sweep init data/reviews.csv --budget 1h",
              "sweep init train.jsonl --heldout eval.jsonl --out search_spaces/mine.yaml"],
@@ -139,8 +135,11 @@ class HelpFormatter(argparse.RawDescriptionHelpFormatter):
         text = action.help or ""
         if action.required and action.option_strings:
             return f"{text} (required)"
-        if not action.option_strings or "default" in text or action.default in (None,
-                                                                                argparse.SUPPRESS):  # fmt: skip
+        if (
+            not action.option_strings
+            or "default" in text
+            or action.default in (None, argparse.SUPPRESS)
+        ):
             return text
         shown = action.default
         if isinstance(shown, bool):  # --flag/--no-flag
@@ -150,33 +149,53 @@ class HelpFormatter(argparse.RawDescriptionHelpFormatter):
         return f"{text} (default: {shown})"
 
 
-def _verb(verbs: argparse._SubParsersAction[argparse.ArgumentParser], name: str,
-          function: Callable[[Options], int], *, key: str | None = None) -> argparse.ArgumentParser:  # fmt: skip
+def _verb(
+    verbs: argparse._SubParsersAction[argparse.ArgumentParser],
+    name: str,
+    function: Callable[[Options], int],
+    *,
+    key: str | None = None,
+) -> argparse.ArgumentParser:
     """A verb's parser, built from its typed function: the description from its docstring, the
     arguments from the fields of the options model it takes, its examples as the epilog
     (``key``: where its examples and summary are, when another verb has its name)."""
     model = options_model(function)
     key = key or name
     epilog = "examples:\n" + "\n".join(f"  {line}" for line in EXAMPLES[key])
-    parser = verbs.add_parser(name, help=SUMMARIES[key], description=inspect.getdoc(function),
-                              epilog=epilog, formatter_class=HelpFormatter)  # fmt: skip
+    parser = verbs.add_parser(
+        name,
+        help=SUMMARIES[key],
+        description=inspect.getdoc(function),
+        epilog=epilog,
+        formatter_class=HelpFormatter,
+    )
     add_model_arguments(parser, model)
     parser.set_defaults(run=functools.partial(_run_verb, function, model))
     return parser
 
 
-def _run_verb(function: Callable[[Options], int], model: type[Options],
-              namespace: argparse.Namespace) -> int:  # fmt: skip
+def _run_verb(
+    function: Callable[[Options], int], model: type[Options], namespace: argparse.Namespace
+) -> int:
     return function(options_from_namespace(model, namespace))
 
 
-def _group(verbs: argparse._SubParsersAction[argparse.ArgumentParser], name: str, *,
-           summary: str, description: str,
-           subverbs: Sequence[tuple[str, Callable[..., int], str]]) -> None:  # fmt: skip
+def _group(
+    verbs: argparse._SubParsersAction[argparse.ArgumentParser],
+    name: str,
+    *,
+    summary: str,
+    description: str,
+    subverbs: Sequence[tuple[str, Callable[..., int], str]],
+) -> None:
     """A verb with verbs of its own (``sweep human export``): bare, it prints its help."""
-    group = verbs.add_parser(name, help=summary, description=description,
-                             epilog="examples:\n" + "\n".join(f"  {e}" for e in EXAMPLES[name]),
-                             formatter_class=HelpFormatter)  # fmt: skip
+    group = verbs.add_parser(
+        name,
+        help=summary,
+        description=description,
+        epilog="examples:\n" + "\n".join(f"  {e}" for e in EXAMPLES[name]),
+        formatter_class=HelpFormatter,
+    )
     sub = group.add_subparsers(dest=f"{name}_verb", metavar="VERB")
     group.set_defaults(run=lambda a: _print_help(group))
     for subverb, function, key in subverbs:
@@ -186,29 +205,51 @@ def _group(verbs: argparse._SubParsersAction[argparse.ArgumentParser], name: str
 # The verbs up to serve, in the order `sweep --help` lists them (human, errors, data, ui and
 # dashboard follow in build_parser).
 VERBS: tuple[tuple[str, Callable[..., int]], ...] = (
-    ("init", init), ("validate", validate), ("launch", launch), ("resume", resume),
-    ("rerun", rerun), ("status", status), ("best", best), ("eval", evaluate), ("export", export),
-    ("promote", promote), ("compare", compare), ("judge", judge), ("serve", serve),
-)  # fmt: skip
+    ("init", init),
+    ("validate", validate),
+    ("launch", launch),
+    ("resume", resume),
+    ("rerun", rerun),
+    ("status", status),
+    ("best", best),
+    ("eval", evaluate),
+    ("export", export),
+    ("promote", promote),
+    ("compare", compare),
+    ("judge", judge),
+    ("serve", serve),
+)
 
 
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
-        prog="sweep", formatter_class=HelpFormatter, epilog=OVERVIEW,
+        prog="sweep",
+        formatter_class=HelpFormatter,
+        epilog=OVERVIEW,
         description="Find the best LoRA adapter for your data (Ray Tune + Optuna + MLflow).",
-    )  # fmt: skip
+    )
     parser.add_argument("--version", action="version", version=f"%(prog)s {package_version()}")
     verbs = parser.add_subparsers(dest="verb", metavar="VERB")
     for name, function in VERBS:
         _verb(verbs, name, function)
-    _group(verbs, "human", summary="blind pairwise human ratings (export, then import)",
-           description="Human A/B evaluation: sweep human export --help, sweep human import "
-           "--help.", subverbs=[("export", human_export, "export-human"),
-                                ("import", human_import, "import-human")])  # fmt: skip
+    _group(
+        verbs,
+        "human",
+        summary="blind pairwise human ratings (export, then import)",
+        description="Human A/B evaluation: sweep human export --help, sweep human import --help.",
+        subverbs=[
+            ("export", human_export, "export-human"),
+            ("import", human_import, "import-human"),
+        ],
+    )
     _verb(verbs, "errors", errors)
-    _group(verbs, "data", summary="data preparation (sweep data prepare --help)",
-           description="Data preparation: sweep data prepare --help.",
-           subverbs=[("prepare", data_prepare, "prepare")])  # fmt: skip
+    _group(
+        verbs,
+        "data",
+        summary="data preparation (sweep data prepare --help)",
+        description="Data preparation: sweep data prepare --help.",
+        subverbs=[("prepare", data_prepare, "prepare")],
+    )
     _verb(verbs, "ui", ui)
     _verb(verbs, "dashboard", dashboard)
     parser.set_defaults(run=lambda a: _print_help(parser))

@@ -1,37 +1,22 @@
-"""The command line's options: one pydantic model per verb, a description per field (its help),
-and :func:`add_model_arguments`, which turns a model's fields into argparse arguments.
-
-A field is a flag named after it (``state_dir`` -> ``--state-dir``) unless its
-``json_schema_extra`` says otherwise: ``positional`` (an argument, a sequence taking any number),
-``flag`` (another name: ``--json``), ``metavar``, ``negative_flag`` (a second flag that turns a
-bool off: ``--keep-flagged``). By type: bool -> ``--x/--no-x``; Literal -> choices; a tuple flag
--> comma-separated; a dict flag -> text its model parses; int, float, str, Path -> that type.
-A field without a default is required. Defaults live here (or in the YAML schema, where a sweep
-YAML sets the same thing), and the help shows them (``sweeps.cli.main.HelpFormatter``).
+"""The command line's options: one pydantic model per verb, a description per field (its help).
+Each field becomes one argument of its verb (``sweeps/cli/arguments.py`` says how; a field's
+``json_schema_extra`` can make it positional, rename its flag or set its metavar: ``POSITIONAL``).
+Defaults live here (or in the YAML schema, where a sweep YAML sets the same thing), and the help
+shows them (``sweeps.cli.main.HelpFormatter``).
 
 This module imports no torch, ray or mlflow: ``sweep --help`` builds every verb's flags.
 """
 
 from __future__ import annotations
 
-import argparse
-import types
-import typing
-from collections.abc import Callable, Sequence
+from dataclasses import fields
 from pathlib import Path
-from typing import Literal, TypedDict, TypeVar, Union, cast, get_args, get_origin
+from typing import Literal, TypedDict
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import BaseModel, ConfigDict, Field
 from pydantic.config import JsonDict
-from pydantic.fields import FieldInfo
 
-from sweeps.config import (
-    BenchmarksConfig,
-    ConfigError,
-    DataConfig,
-    EvidenceKind,
-    SweepConfig,
-)
+from sweeps.config import BenchmarksConfig, DataConfig, EvidenceKind, SweepConfig
 from sweeps.prepare import PrepareOptions
 from sweeps.release.evaluate import DEFAULT_TASKS, EVAL_EXPERIMENT
 from sweeps.serving.serve import SERVE_PORT
@@ -41,166 +26,6 @@ from sweeps.tracking.ui import DASHBOARD_PORT, LOOPBACK, UI_PORT
 from sweeps.tune.options import RayOptions
 
 POSITIONAL: JsonDict = {"positional": True}
-Options = TypeVar("Options", bound=BaseModel)
-
-
-# --------------------------------------------------------------------------- the generator
-class Switch(argparse.BooleanOptionalAction):
-    """``--x/--no-x``, and optionally a second name for ``--no-x`` (``--keep-flagged``). The help
-    is left as written: sweeps.cli.main.HelpFormatter adds the default."""
-
-    def __init__(self, option_strings: Sequence[str], dest: str, *, default: bool,
-                 help: str | None = None, negative_flag: str | None = None) -> None:  # fmt: skip
-        super().__init__(option_strings, dest, default=default)
-        self.help = help
-        self.negative_flag = negative_flag
-        if negative_flag is not None:
-            self.option_strings = [*self.option_strings, negative_flag]
-
-    def __call__(
-        self, parser: argparse.ArgumentParser, namespace: argparse.Namespace,
-        values: object, option_string: str | None = None,
-    ) -> None:  # fmt: skip
-        if option_string is None:
-            return
-        off = option_string == self.negative_flag or option_string.startswith("--no-")
-        setattr(namespace, self.dest, not off)
-
-
-def comma_separated(text: str) -> tuple[str, ...]:
-    """``arc_easy,mmlu`` as a tuple; empty items dropped (``''`` is none)."""
-    return tuple(item.strip() for item in text.split(",") if item.strip())
-
-
-def flag_name(name: str, field: FieldInfo) -> str:
-    """The flag a field is given on the command line: ``--state-dir`` for ``state_dir``."""
-    return str(_hints(field).get("flag") or f"--{name.replace('_', '-')}")
-
-
-class ArgumentSettings(TypedDict, total=False):
-    """The keywords of ``ArgumentParser.add_argument`` a field sets."""
-
-    action: type[argparse.Action]
-    negative_flag: str | None  # Switch's
-    type: Callable[[str], object]
-    choices: tuple[object, ...]
-    nargs: str
-    default: object
-    required: bool
-    dest: str
-    metavar: str
-    help: str
-
-
-def add_model_arguments(parser: argparse.ArgumentParser, model: type[BaseModel]) -> None:
-    """One argument per field of ``model``: its own fields first, then each base class's."""
-    for name in fields_in_order(model):
-        field = model.model_fields[name]
-        if _hints(field).get("positional"):
-            parser.add_argument(name, **_value_settings(field))
-        else:
-            parser.add_argument(flag_name(name, field), **_flag_settings(name, field))
-
-
-def fields_in_order(model: type[BaseModel]) -> list[str]:
-    """The names of ``model``'s fields, the most specific class's first (a verb's own options
-    before the ones it shares)."""
-    names: list[str] = []
-    for cls in model.__mro__:
-        for name in vars(cls).get("__annotations__", {}):
-            if name in model.model_fields and name not in names:
-                names.append(name)
-    return names
-
-
-def options_model(function: Callable[[Options], int]) -> type[Options]:
-    """The options model a verb's function takes: the annotation of its one parameter."""
-    hints = typing.get_type_hints(function)
-    hints.pop("return", None)
-    model = next(iter(hints.values()), None)
-    if len(hints) != 1 or not (isinstance(model, type) and issubclass(model, BaseModel)):
-        raise TypeError(f"{function.__name__}: a verb's function takes one options model")
-    return cast("type[Options]", model)
-
-
-def options_from_namespace(model: type[Options], namespace: argparse.Namespace) -> Options:
-    """The parsed arguments as ``model``, checked by it; a value it refuses is a ConfigError
-    naming the flag (an error a validator phrased for the user is raised as it is)."""
-    values = {name: getattr(namespace, name) for name in model.model_fields}
-    try:
-        return model.model_validate(values)
-    except ValidationError as exc:
-        raise _flag_error(model, exc) from None
-
-
-def _flag_error(model: type[BaseModel], exc: ValidationError) -> Exception:
-    lines = []
-    for error in exc.errors():
-        cause = error.get("ctx", {}).get("error")
-        if isinstance(cause, Exception) and type(cause) is not ValueError:
-            return cause  # e.g. DataError: already one line naming the flag
-        name = str(error["loc"][0]) if error["loc"] else ""
-        field = model.model_fields.get(name)
-        where = name if field is None or _hints(field).get("positional") else flag_name(name, field)
-        lines.append(f"{where}: {error['msg'].removeprefix('Value error, ')}")
-    return ConfigError("\n".join(lines))
-
-
-def _hints(field: FieldInfo) -> JsonDict:
-    extra = field.json_schema_extra
-    return extra if isinstance(extra, dict) else {}
-
-
-def _flag_settings(name: str, field: FieldInfo) -> ArgumentSettings:
-    settings = _value_settings(field)
-    settings["dest"] = name
-    if field.is_required():
-        settings["required"] = True
-    flag = _hints(field).get("flag")
-    if isinstance(flag, str) and "action" not in settings:  # named after the flag, not the field
-        settings.setdefault("metavar", flag.removeprefix("--").replace("-", "_").upper())
-    return settings
-
-
-def _value_settings(field: FieldInfo) -> ArgumentSettings:
-    """What a field's type, default, description and hints make of its value."""
-    kind, hints = _without_none(field.annotation), _hints(field)
-    settings = ArgumentSettings(help=(field.description or "").rstrip("."))
-    if not field.is_required():
-        settings["default"] = field.get_default(call_default_factory=True)
-    if isinstance(hints.get("metavar"), str):
-        settings["metavar"] = str(hints["metavar"])
-    origin = get_origin(kind)
-    if kind is bool:
-        negative = hints.get("negative_flag")
-        settings.update(
-            {"action": Switch, "negative_flag": negative if isinstance(negative, str) else None}
-        )
-    elif origin is Literal:
-        choices = get_args(kind)
-        settings.update({"choices": choices, "type": type(choices[0])})
-        if "metavar" in settings:  # the choices are hidden behind it: listed in the help
-            settings["help"] += "; one of " + ", ".join(map(str, choices))
-    elif origin in (tuple, list) and hints.get("positional"):
-        settings.update({"nargs": "*" if "default" in settings else "+", "type": get_args(kind)[0]})
-    elif origin in (tuple, list):
-        settings["type"] = comma_separated
-    elif origin is dict:
-        settings["type"] = str  # the model parses the text (PrepareOptions.columns)
-    elif callable(kind):
-        settings["type"] = kind
-    else:
-        raise TypeError(f"{field}: no command-line form for {kind}")
-    return settings
-
-
-def _without_none(annotation: object) -> object:
-    """``Path | None`` -> ``Path``: a flag's value is never None; its absence is the default."""
-    if get_origin(annotation) in (Union, types.UnionType):
-        kept = [a for a in get_args(annotation) if a is not type(None)]
-        if len(kept) == 1:
-            return kept[0]
-    return annotation
 
 
 # --------------------------------------------------------------------------- shared options
@@ -225,16 +50,29 @@ class MlflowOption(VerbOptions):
     mlflow_uri: str = Field(DEFAULT_MLFLOW_URI, description="the tracking store and registry")
 
 
+class Store(TypedDict):
+    """Where a reference to an adapter resolves, as the keywords the functions resolving one take
+    (``resolve_adapter(ref, **options.store())``)."""
+
+    state_dir: Path
+    mlflow_uri: str
+
+
 class StoreOptions(StateDirOption, MlflowOption):
     """The sweeps' directories and the MLflow store: where a reference to an adapter resolves."""
+
+    def store(self) -> Store:
+        return Store(state_dir=self.state_dir, mlflow_uri=self.mlflow_uri)
 
 
 class ServerOptions(VerbOptions):
     host: str = Field(LOOPBACK, description="0.0.0.0 exposes it to the network")
 
 
-ADAPTER_REFS = ("champion, NAME@ALIAS, models:/NAME/VERSION, SWEEP (its best trial), SWEEP/TRIAL, "
-                "a run id, or an adapter directory")  # fmt: skip
+ADAPTER_REFS = (
+    "champion, NAME@ALIAS, models:/NAME/VERSION, SWEEP (its best trial), SWEEP/TRIAL, "
+    "a run id, or an adapter directory"
+)
 
 
 # --------------------------------------------------------------------------- one model per verb
@@ -271,9 +109,10 @@ class ConfigOption(VerbOptions):
 
 class ValidateOptions(ConfigOption):
     quick: bool = Field(
-        False, description="the schema only: no data, model or timing (imports no torch; "
+        False,
+        description="the schema only: no data, model or timing (imports no torch; "
         "default: the full dry run)",
-    )  # fmt: skip
+    )
     num_gpus: int | None = Field(
         None, description="as for launch: logical GPUs for a local Ray (default: those CUDA sees)"
     )
@@ -282,9 +121,10 @@ class ValidateOptions(ConfigOption):
 class LaunchOptions(ConfigOption, RayOptions):
     name: str | None = Field(None, description="sweep name (default: <config name>-<timestamp>)")
     state_dir: Path | None = Field(
-        None, description="where sweep directories live (default: the YAML's tracking.state_dir, "
+        None,
+        description="where sweep directories live (default: the YAML's tracking.state_dir, "
         f"else {DEFAULT_STATE_DIR})",
-    )  # fmt: skip
+    )
 
 
 class ResumeOptions(SweepOption, RayOptions):
@@ -293,9 +133,10 @@ class ResumeOptions(SweepOption, RayOptions):
 
 class RerunOptions(SweepOption, RayOptions):
     failed: bool = Field(
-        False, description="run the sweep's failed trials again, in the same sweep and study "
+        False,
+        description="run the sweep's failed trials again, in the same sweep and study "
         "(what to re-run: required)",
-    )  # fmt: skip
+    )
 
 
 class StatusOptions(SweepOption):
@@ -304,9 +145,10 @@ class StatusOptions(SweepOption):
 
 class BestOptions(SweepOption):
     as_json: bool = Field(
-        False, description="machine-readable output (default: text)",
+        False,
+        description="machine-readable output (default: text)",
         json_schema_extra={"flag": "--json"},
-    )  # fmt: skip
+    )
 
 
 class EvalOptions(MlflowOption):
@@ -322,17 +164,19 @@ class EvalOptions(MlflowOption):
         description="comma-separated lm-eval task names (any lm-eval task works)",
     )
     mirror: str | None = Field(
-        None, description="local benchmark mirror (default: $LORA_SWEEP_BENCHMARK_MIRROR, else "
+        None,
+        description="local benchmark mirror (default: $LORA_SWEEP_BENCHMARK_MIRROR, else "
         "the Hugging Face Hub)",
-    )  # fmt: skip
+    )
     limit: int | None = Field(None, description="documents per task, a proxy (default: full sets)")
     num_fewshot: int | None = Field(
         None, ge=0, description="few-shot examples (default: each task's own)"
     )
     batch_size: int = Field(
-        BenchmarksConfig.model_fields["batch_size"].default, ge=1,
+        BenchmarksConfig.model_fields["batch_size"].default,
+        ge=1,
         description="pinned: scores shift with it",
-    )  # fmt: skip
+    )
     experiment: str = Field(EVAL_EXPERIMENT, description="the MLflow experiment")
 
 
@@ -346,25 +190,41 @@ class JudgeFlags(VerbOptions):
     """Which LLM judges: the sweep YAML's judge: section, or these (which override it)."""
 
     judge_url: str | None = Field(
-        None, description="an OpenAI-compatible endpoint, e.g. http://127.0.0.1:8000/v1 from "
+        None,
+        description="an OpenAI-compatible endpoint, e.g. http://127.0.0.1:8000/v1 from "
         "sweep serve (default: judge.base_url; none: the judge model runs in-process)",
-    )  # fmt: skip
+    )
     judge_model: str | None = Field(
-        None, description="the judge model: its name at the endpoint, or in-process a base model "
+        None,
+        description="the judge model: its name at the endpoint, or in-process a base model "
         "or adapter reference (default: judge.model)",
-    )  # fmt: skip
+    )
     judge_key_env: str | None = Field(
-        None, description="the environment variable holding the endpoint's key; its value is "
+        None,
+        description="the environment variable holding the endpoint's key; its value is "
         "never printed (default: judge.api_key_env, OPENAI_API_KEY)",
-    )  # fmt: skip
+    )
     rubric: Path | None = Field(
-        None, description="a rubric YAML, criteria: {name: what it asks} (default: judge.rubric, "
+        None,
+        description="a rubric YAML, criteria: {name: what it asks} (default: judge.rubric, "
         "else correct, specific, format, tone)",
-    )  # fmt: skip
+    )
     judge_rows: int | None = Field(
-        None, ge=1, description="judge only the first N held-out rows, to try a judge cheaply "
+        None,
+        ge=1,
+        description="judge only the first N held-out rows, to try a judge cheaply "
         "(default: judge.rows, else every row)",
-    )  # fmt: skip
+    )
+
+    def overrides(self) -> dict[str, object]:
+        """The flags, as the fields of the ``judge:`` section they override (None: not given)."""
+        return {
+            "base_url": self.judge_url,
+            "model": self.judge_model,
+            "api_key_env": self.judge_key_env,
+            "rubric": str(self.rubric) if self.rubric else None,
+            "rows": self.judge_rows,
+        }
 
 
 class PromoteOptions(StateDirOption, JudgeFlags):
@@ -376,16 +236,19 @@ class PromoteOptions(StateDirOption, JudgeFlags):
         None, description="registered model (default: the sweep config's name)"
     )
     force: str | None = Field(
-        None, description="promote even if the gate refuses; the reason is recorded as a tag "
-        "(default: the gate decides)", json_schema_extra={"metavar": "REASON"},
-    )  # fmt: skip
+        None,
+        description="promote even if the gate refuses; the reason is recorded as a tag "
+        "(default: the gate decides)",
+        json_schema_extra={"metavar": "REASON"},
+    )
     mlflow_uri: str | None = Field(
         None, description="the registry (default: the sweep's tracking store)"
     )
     require: tuple[EvidenceKind, ...] = Field(
-        (), description="the evidence that must each find the candidate significantly better: "
+        (),
+        description="the evidence that must each find the candidate significantly better: "
         "heldout,judge,human (default: the sweep YAML's promote.require, else heldout)",
-    )  # fmt: skip
+    )
 
 
 class CompareOptions(StoreOptions, JudgeFlags):
@@ -396,9 +259,10 @@ class CompareOptions(StoreOptions, JudgeFlags):
     out: Path | None = Field(None, description="report directory (default: reports/A-vs-B)")
     samples: int = Field(8, description="generations shown side by side")
     judge: bool = Field(
-        False, description="ask the LLM judge about every row too (both orders, cached) and "
+        False,
+        description="ask the LLM judge about every row too (both orders, cached) and "
         "report it (stored judge or human evidence on the pair is reported either way)",
-    )  # fmt: skip
+    )
 
 
 class JudgeOptions(StoreOptions, JudgeFlags):
@@ -435,38 +299,54 @@ class ServeOptions(StoreOptions, ServerOptions):
     )
     port: int = Field(SERVE_PORT, description="the port to listen on")
     base_model: str | None = Field(
-        None, description="the base model, name or directory (default: the adapters' own; "
+        None,
+        description="the base model, name or directory (default: the adapters' own; "
         "needed to serve base alone)",
-    )  # fmt: skip
+    )
     engine: Literal["auto", "transformers", "vllm"] = Field(
         "auto", description="auto: vLLM where a CUDA GPU and vLLM exist, else transformers"
     )
     api_key_env: str | None = Field(
-        None, description="require Authorization: Bearer with this environment variable's value "
+        None,
+        description="require Authorization: Bearer with this environment variable's value "
         "(default: no key; loopback only)",
-    )  # fmt: skip
-    max_tokens: int = Field(ServeLimits.max_tokens, ge=1,
-                            description="the most tokens one answer may have")  # fmt: skip
+    )
+    max_tokens: int = Field(
+        ServeLimits.max_tokens, ge=1, description="the most tokens one answer may have"
+    )
     context_tokens: int | None = Field(
-        ServeLimits.context_tokens, ge=1, description="the tokens a prompt and its answer may "
+        ServeLimits.context_tokens,
+        ge=1,
+        description="the tokens a prompt and its answer may "
         "have together (default: the model's max_position_embeddings), like vLLM's --max-model-len",
-    )  # fmt: skip
+    )
     max_prompt_tokens: int | None = Field(
-        ServeLimits.max_prompt_tokens, ge=1, description="the longest prompt, in tokens (default: "
+        ServeLimits.max_prompt_tokens,
+        ge=1,
+        description="the longest prompt, in tokens (default: "
         "the context); a longer one is refused at once (400 context_length_exceeded)",
-    )  # fmt: skip
+    )
     request_timeout: float = Field(
-        ServeLimits.request_timeout, gt=0, description="seconds from a request's arrival to its "
+        ServeLimits.request_timeout,
+        gt=0,
+        description="seconds from a request's arrival to its "
         "answer, its wait in the queue included; past them it gets a 504",
-    )  # fmt: skip
+    )
     max_queue: int = Field(
-        ServeLimits.max_queue, ge=0, description="requests that may wait behind the one being "
+        ServeLimits.max_queue,
+        ge=0,
+        description="requests that may wait behind the one being "
         "answered (one at a time); more get a 429 with Retry-After",
-    )  # fmt: skip
+    )
     max_body_mb: float = Field(
-        ServeLimits.max_body_mb, gt=0, description="a request body past this many MB is refused "
-        "(413) before it is read",
-    )  # fmt: skip
+        ServeLimits.max_body_mb,
+        gt=0,
+        description="a request body past this many MB is refused (413) before it is read",
+    )
+
+    def limits(self) -> ServeLimits:
+        """The flags of ServeLimits' fields, as one (each flag is named after its field)."""
+        return ServeLimits(**{f.name: getattr(self, f.name) for f in fields(ServeLimits)})
 
 
 class DataPrepareOptions(PrepareOptions):
@@ -474,9 +354,10 @@ class DataPrepareOptions(PrepareOptions):
     YAML's prepare: section and their inputs, or that YAML itself."""
 
     config: Path | None = Field(
-        None, description="a sweep YAML: its data files, with its prepare: section (the other "
+        None,
+        description="a sweep YAML: its data files, with its prepare: section (the other "
         "flags are for files given directly; default: give files)",
-    )  # fmt: skip
+    )
 
 
 class UiOptions(MlflowOption, ServerOptions):

@@ -34,8 +34,9 @@ def evaluate(options: EvalOptions) -> int:
     for key, value in sorted(outcome.metrics.items()):
         if not key.endswith("_stderr"):
             print(f"{key}: {value:.4f}")
-    print(f"MLflow run {outcome.run_id} in {options.mlflow_uri} ({outcome.seconds:.0f} s of "
-          "scoring)")  # fmt: skip
+    print(
+        f"MLflow run {outcome.run_id} in {options.mlflow_uri} ({outcome.seconds:.0f} s of scoring)"
+    )
     return 0
 
 
@@ -44,8 +45,7 @@ def export(options: ExportOptions) -> int:
     from sweeps.release.export import export_merged
     from sweeps.serving.refs import resolve_adapter
 
-    adapter = resolve_adapter(options.ref, state_dir=options.state_dir,
-                              mlflow_uri=options.mlflow_uri)  # fmt: skip
+    adapter = resolve_adapter(options.ref, **options.store())
     export_merged(adapter, options.merged, base=options.base)
     return 0
 
@@ -54,10 +54,15 @@ def promote(options: PromoteOptions) -> int:
     """Register a sweep's best trial as the registry's champion if it is significantly better."""
     from sweeps.release.promote import promote as promote_trial
 
-    done = promote_trial(options.ref, state_dir=options.state_dir, model_name=options.model_name,
-                         mlflow_uri=options.mlflow_uri, force_reason=options.force,
-                         require=options.require,
-                         judge_for=functools.partial(_flagged_judge, options))  # fmt: skip
+    done = promote_trial(
+        options.ref,
+        state_dir=options.state_dir,
+        model_name=options.model_name,
+        mlflow_uri=options.mlflow_uri,
+        force_reason=options.force,
+        require=options.require,
+        judge_for=functools.partial(_flagged_judge, options),
+    )
     decision = done.decision
     print("\n".join(decision.evidence_lines()))
     for line in decision.refusals:
@@ -66,8 +71,10 @@ def promote(options: PromoteOptions) -> int:
         print(f"Not promoted: {done.model_name} keeps its champion. --force REASON overrides.")
         return 1
     moved = f"; v{done.previous} is now previous" if done.previous else ""
-    print(f"Promoted: {done.model_name} v{done.version} is champion{moved}, on the evidence of "
-          f"{', '.join(decision.carried_by) or 'nothing (forced)'}.")  # fmt: skip
+    print(
+        f"Promoted: {done.model_name} v{done.version} is champion{moved}, on the evidence of "
+        f"{', '.join(decision.carried_by) or 'nothing (forced)'}."
+    )
     print(f"  compare: sweep compare champion {'previous' if done.previous else 'base'}")
     return 0
 
@@ -78,14 +85,21 @@ def compare(options: CompareOptions) -> int:
     from sweeps.ab.compare import compare as compare_sides
 
     settings = _judge_settings(options, [options.a, options.b]) if options.judge else None
-    report = compare_sides(options.a, options.b, state_dir=options.state_dir,
-                           mlflow_uri=options.mlflow_uri, out_dir=options.out,
-                           samples=options.samples, judge=settings)  # fmt: skip
+    report = compare_sides(
+        options.a,
+        options.b,
+        **options.store(),
+        out_dir=options.out,
+        samples=options.samples,
+        judge=settings,
+    )
     d = report.heldout  # A - B: B is the reference
     print(report.headline)
-    print(f"held-out {report.metric}: A {d.mean_a:.4f}, B {d.mean_b:.4f}, delta (A - B) "
-          f"{d.delta:+.4f}, 95% CI [{d.ci_low:+.4f}, {d.ci_high:+.4f}] "
-          f"({d.n} rows; A better on {d.a_better}, worse on {d.b_better})")  # fmt: skip
+    print(
+        f"held-out {report.metric}: A {d.mean_a:.4f}, B {d.mean_b:.4f}, delta (A - B) "
+        f"{d.delta:+.4f}, 95% CI [{d.ci_low:+.4f}, {d.ci_high:+.4f}] "
+        f"({d.n} rows; A better on {d.a_better}, worse on {d.b_better})"
+    )
     print(f"report: {report.html}\nsummary: {report.markdown}\nMLflow run {report.run_id}")
     return 0
 
@@ -95,11 +109,10 @@ def judge(options: JudgeOptions) -> int:
     cancel position bias), verdicts cached; prints win/tie/loss with a 95% CI, the sign test and
     the judge's self-agreement (Bradley-Terry strengths for three sides or more), logs every
     verdict's rationale to MLflow, and stores the evidence for the report and promote's gate."""
-    from sweeps.ab.judge import judge_all
+    from sweeps.ab.judge_pairs import judge_all
 
     settings = _judge_settings(options, list(options.refs))
-    done = judge_all(options.refs, state_dir=options.state_dir, mlflow_uri=options.mlflow_uri,
-                     settings=settings)  # fmt: skip
+    done = judge_all(options.refs, **options.store(), settings=settings)
     for result in done.pairs:
         print("\n".join(result.lines()))
     if done.strengths:
@@ -113,7 +126,7 @@ def _judge_settings(options: CompareOptions | JudgeOptions, refs: list[str]) -> 
     """The judge of the sweep the sides come from (its YAML's judge:), with the flags on top."""
     from sweeps.ab.judge import sweep_judge_config
 
-    config = sweep_judge_config(refs, state_dir=options.state_dir, mlflow_uri=options.mlflow_uri)
+    config = sweep_judge_config(refs, **options.store())
     return _flagged_judge(options, config)
 
 
@@ -121,9 +134,7 @@ def _flagged_judge(options: JudgeFlags, config: JudgeConfig | None) -> JudgeSett
     """A sweep YAML's ``judge:`` section with the --judge-* flags on top."""
     from sweeps.ab.judge import judge_settings
 
-    return judge_settings(config, url=options.judge_url, model=options.judge_model,
-                          key_env=options.judge_key_env, rubric=options.rubric,
-                          rows=options.judge_rows)  # fmt: skip
+    return judge_settings(config, options.overrides())
 
 
 def errors(options: ErrorsOptions) -> int:
@@ -132,8 +143,7 @@ def errors(options: ErrorsOptions) -> int:
     data prepare reads: the next round's data) with errors.md and errors.json."""
     from sweeps.ab.error_analysis import find_errors
 
-    report = find_errors(options.ref, state_dir=options.state_dir, mlflow_uri=options.mlflow_uri,
-                         out_dir=options.out)  # fmt: skip
+    report = find_errors(options.ref, **options.store(), out_dir=options.out)
     print("\n".join(report.lines()))
     return 0
 
@@ -144,10 +154,11 @@ def human_export(options: HumanExportOptions) -> int:
     and the key that unblinds it apart, in OUT/key.json."""
     from sweeps.ab.human import export_pairs
 
-    done = export_pairs(options.a, options.b, state_dir=options.state_dir,
-                        mlflow_uri=options.mlflow_uri, out_dir=options.out)  # fmt: skip
-    print(f"{done.pairs} blind pairs for raters in {done.out_dir / 'rater'} (share this folder "
-          f"only; {done.key} unblinds them: keep it apart)")  # fmt: skip
+    done = export_pairs(options.a, options.b, **options.store(), out_dir=options.out)
+    print(
+        f"{done.pairs} blind pairs for raters in {done.out_dir / 'rater'} (share this folder "
+        f"only; {done.key} unblinds them: keep it apart)"
+    )
     if done.identical:
         print(f"  {done.identical} pairs have the same answer on both sides (a tie to rate)")
     print(
@@ -162,12 +173,13 @@ def human_import(options: HumanImportOptions) -> int:
     pair's human evidence for the A/B report and promote's gate, and logged to MLflow."""
     from sweeps.ab.human_import import import_ratings
 
-    done = import_ratings(options.directory, state_dir=options.state_dir,
-                          mlflow_uri=options.mlflow_uri)  # fmt: skip
+    done = import_ratings(options.directory, **options.store())
     print(f"humans, A = {done.a} against B = {done.b}: {done.summary.describe()}")
     print(f"  {done.ratings} ratings by {len(done.raters)} rater(s), {done.not_rated} left empty")
-    for label, agreement in (("between raters", done.rater_agreement),
-                             ("humans vs the judge", done.judge_agreement)):  # fmt: skip
+    for label, agreement in (
+        ("between raters", done.rater_agreement),
+        ("humans vs the judge", done.judge_agreement),
+    ):
         if agreement is not None and agreement.kappa is not None:
             print(f"  Cohen's kappa {label}: {agreement.kappa:.2f} on {agreement.pairs} rows")
     print(f"  MLflow run {done.run_id}; results {done.results}")
@@ -180,13 +192,13 @@ def serve(options: ServeOptions) -> int:
     and sweep judge can judge through it. Ctrl-C or SIGTERM stops it."""
     from sweeps.serving.serve import resolve_served
     from sweeps.serving.serve import serve as serve_models
-    from sweeps.serving.serve_limits import ServeLimits
 
-    served = resolve_served(options.refs, state_dir=options.state_dir,
-                            mlflow_uri=options.mlflow_uri, base_model=options.base_model)  # fmt: skip
-    limits = ServeLimits(max_tokens=options.max_tokens, context_tokens=options.context_tokens,
-                         max_prompt_tokens=options.max_prompt_tokens,
-                         request_timeout=options.request_timeout, max_queue=options.max_queue,
-                         max_body_mb=options.max_body_mb)  # fmt: skip
-    return serve_models(served, host=options.host, port=options.port, engine=options.engine,
-                        api_key_env=options.api_key_env, limits=limits)  # fmt: skip
+    served = resolve_served(options.refs, **options.store(), base_model=options.base_model)
+    return serve_models(
+        served,
+        host=options.host,
+        port=options.port,
+        engine=options.engine,
+        api_key_env=options.api_key_env,
+        limits=options.limits(),
+    )

@@ -54,8 +54,10 @@ def validate(options: ValidateOptions) -> int:
         print(f"  {line}")
     for line in done.estimate.lines():
         print(f"  {line}")
-    print("  (the estimate scales the timed trial by each trial's expected steps and rungs over "
-          "the search space, ASHA's expected stops, and the trials run at once)")  # fmt: skip
+    print(
+        "  (the estimate scales the timed trial by each trial's expected steps and rungs over "
+        "the search space, ASHA's expected stops, and the trials run at once)"
+    )
     print(f"{config}: valid; run it: sweep launch {config}")
     return 0
 
@@ -89,12 +91,12 @@ def init(options: InitOptions) -> int:
 def launch(options: LaunchOptions) -> int:
     """Run a sweep: preflight, base-model score, Ray Tune trials with a live table, summary."""
     from sweeps.driver.display import plain_console
-    from sweeps.driver.launch import launch_sweep
+    from sweeps.driver.launch import launch_with
 
     console = plain_console()
-    state = launch_sweep(options.config, name=options.name, state_dir=options.state_dir,
-                         address=options.address, num_cpus=options.num_cpus,
-                         num_gpus=options.num_gpus, console=console)  # fmt: skip
+    state = launch_with(
+        options.config, ray=options, name=options.name, state_dir=options.state_dir, console=console
+    )
     return print_outcome(state, console)
 
 
@@ -140,8 +142,7 @@ def _drive_again(drive: Callable[..., SweepState], options: ResumeOptions | Reru
     from sweeps.driver.display import plain_console
 
     console = plain_console()
-    state = drive(options.sweep, state_dir=options.state_dir, address=options.address,
-                  num_cpus=options.num_cpus, num_gpus=options.num_gpus, console=console)  # fmt: skip
+    state = drive(options.sweep, state_dir=options.state_dir, ray=options, console=console)
     return print_outcome(state, console)
 
 
@@ -187,10 +188,12 @@ def describe_cost(state: SweepState, record: TrialRecord) -> str:
 
     metrics = record.metrics
     hours = metrics.get(keys.COST_DEVICE_SECONDS, 0.0) / 3600
-    line = (f"cost: {trial_duration(record)} wall time, {hours:.3g} device-hours "
-            f"(sweep {state.device_hours():.3g}), "
-            f"{int(metrics.get(keys.TOKENS_TRAINED, 0)):,} tokens, "
-            f"peak {metrics.get(keys.COST_PEAK_MEMORY_MB, 0.0):,.0f} MB")  # fmt: skip
+    line = (
+        f"cost: {trial_duration(record)} wall time, {hours:.3g} device-hours "
+        f"(sweep {state.device_hours():.3g}), "
+        f"{int(metrics.get(keys.TOKENS_TRAINED, 0)):,} tokens, "
+        f"peak {metrics.get(keys.COST_PEAK_MEMORY_MB, 0.0):,.0f} MB"
+    )
     gain = state.gain_per_device_hour()
     if gain is not None:
         line += f"; {state.objective_metric} gain over the base per sweep device-hour {gain:+.4g}"
@@ -204,8 +207,10 @@ def describe_restarts(directory: Path) -> str:
     restarts = restores(directory)
     damaged = sum(bool(r["skipped"]) for r in restarts)
     faults = len(list((directory / FAULTS_DIR).glob("*.txt")))
-    return (f"restarts from checkpoints: {len(restarts)} ({damaged} passed over a damaged "
-            f"checkpoint); faults not retried: {faults}")  # fmt: skip
+    return (
+        f"restarts from checkpoints: {len(restarts)} ({damaged} passed over a damaged "
+        f"checkpoint); faults not retried: {faults}"
+    )
 
 
 def describe_disk(state: SweepState) -> str:
@@ -218,8 +223,10 @@ def describe_disk(state: SweepState) -> str:
     line = f"disk: {usage['total']:.1f} MB ({parts}) in {state.path}"
     freed = [t.checkpoints_freed for t in state.trials.values() if t.checkpoints_freed]
     if freed:
-        line += (f"; {sum(freed) / 1e6:.1f} MB of checkpoints removed as {len(freed)} trials "
-                 "ended (recovery.keep_finished_checkpoints: true keeps them)")  # fmt: skip
+        line += (
+            f"; {sum(freed) / 1e6:.1f} MB of checkpoints removed as {len(freed)} trials "
+            "ended (recovery.keep_finished_checkpoints: true keeps them)"
+        )
     return line
 
 
@@ -229,8 +236,11 @@ def best(options: BestOptions) -> int:
     record = state.best_trial()
     if record is None:
         flagged = [t.trial_id for t in state.trials.values() if t.guard]
-        why = f"no eligible trial: the guard flagged {', '.join(flagged)}" if flagged else (
-            "no completed trial yet")  # fmt: skip
+        why = (
+            f"no eligible trial: the guard flagged {', '.join(flagged)}"
+            if flagged
+            else ("no completed trial yet")
+        )
         print(f"sweep {state.name}: {why}", file=sys.stderr)
         return 1
     if options.as_json:
@@ -287,14 +297,15 @@ def data_prepare(options: DataPrepareOptions) -> int:
 def _prepare_from_config(config: Path, *, out: Path) -> PrepareResult:
     """A sweep YAML's data files, prepared with its prepare: section (the defaults without one)."""
     from sweeps.config import PrepareConfig
-    from sweeps.driver.launch import prepare_for_sweep
+    from sweeps.driver.set_up import prepare_for_sweep
 
     loaded = load_config(config)
     if loaded.prepare is None:
         loaded = loaded.model_copy(update={"prepare": PrepareConfig()})
-    _, result = prepare_for_sweep(loaded, config_dir=config.resolve().parent, out_dir=out,
-                                  progress=print)  # fmt: skip
-    prepared: PrepareResult = result  # launch.py leaves prepare_for_sweep's result untyped
+    _, result = prepare_for_sweep(
+        loaded, config_dir=config.resolve().parent, out_dir=out, progress=print
+    )
+    prepared: PrepareResult = result  # set_up.py leaves prepare_for_sweep's result untyped
     return prepared
 
 
@@ -325,13 +336,16 @@ def dashboard(options: DashboardOptions) -> int:
 
 
 def _print_best(state: SweepState, console: Console) -> None:
-    from sweeps.driver.display import describe_best, every_row_command, params_words, say
+    from sweeps.driver.best_trial import describe_best, params_words
+    from sweeps.driver.display import every_row_command, say
 
     record = state.best_trial()
     if record is None:
         flagged = any(t.guard for t in state.trials.values())
-        say(console, "No eligible trial: the guard flagged every one." if flagged else
-            "No trial completed.")  # fmt: skip
+        say(
+            console,
+            "No eligible trial: the guard flagged every one." if flagged else "No trial completed.",
+        )
         return
     where = _state_dir_option(state)
     shown = hide_uri_password(state.mlflow_uri)  # a password never reaches the console
@@ -351,8 +365,13 @@ def _print_best(state: SweepState, console: Console) -> None:
         return
     champion = _champion_version(state, record.run_id)
     if champion:
-        say(console, f"already the champion ({champion}); its report: sweep compare champion "
-                     f"base{where}{uri}", indent=2, whole=True)  # fmt: skip
+        say(
+            console,
+            f"already the champion ({champion}); its report: sweep compare champion "
+            f"base{where}{uri}",
+            indent=2,
+            whole=True,
+        )
     else:
         say(console, f"next: sweep promote {state.name}{where}{uri}", indent=2, whole=True)
         say(console, f"sweep compare {state.name} base{where}{uri}", indent=8, whole=True)

@@ -61,8 +61,10 @@ class BaseScoring:
             self.scores = (cached["metrics"], cached["items"])
             say("Base model held-out scores: cached.")
         elif background:
-            say("Scoring the base model on the held-out set beside the first trials (once; "
-                "cached for later sweeps) ...")  # fmt: skip
+            say(
+                "Scoring the base model on the held-out set beside the first trials (once; "
+                "cached for later sweeps) ..."
+            )
             self._thread = threading.Thread(target=self._compute, name="base-scores", daemon=True)
             self._thread.start()
         else:
@@ -111,17 +113,20 @@ class BaseScoring:
         if self.recorded or not self.ready():
             return self.recorded
         if self.error is not None:
-            self.say(f"Warning: the base model's held-out scoring failed ({type(self.error).__name__}"
-                     f": {str(self.error).splitlines()[0][:200] if str(self.error) else ''}); the "
-                     "trials go on, read without it")  # fmt: skip
+            self.say(
+                f"Warning: the base model's held-out scoring failed ({type(self.error).__name__}"
+                f": {str(self.error).splitlines()[0][:200] if str(self.error) else ''}); the "
+                "trials go on, read without it"
+            )
             self.recorded = True
             return True
         metrics, items = self.metrics(), self.wait()[1]
         state.base_metrics = metrics
-        tracker.log_metrics_once(state.parent_run_id, with_group(BASE, metrics),
-                                 step=0)  # fmt: skip
-        tracker.log_texts(state.parent_run_id, {
-            "base_heldout_predictions.jsonl": "".join(json.dumps(i) + "\n" for i in items)})  # fmt: skip
+        tracker.log_metrics_once(state.parent_run_id, with_group(BASE, metrics), step=0)
+        tracker.log_texts(
+            state.parent_run_id,
+            {"base_heldout_predictions.jsonl": "".join(json.dumps(i) + "\n" for i in items)},
+        )
         state.save()
         self.recorded = True
         value = metrics.get(state.objective_metric, float("nan"))

@@ -132,8 +132,15 @@ def apply_guard(record: TrialRecord, margins: dict[str, float]) -> None:
 def guard_tags(record: TrialRecord, *, guarded: bool) -> dict[str, str]:
     """``guard``: failed (excluded from best) | unresolved (not cleared: too few documents) |
     passed | none (no guard); ``guard.reason``: the lines behind a verdict other than passed."""
-    verdict = ("failed" if record.guard else "unresolved" if record.guard_open
-               else "passed" if guarded else "none")  # fmt: skip
+    verdict = (
+        "failed"
+        if record.guard
+        else "unresolved"
+        if record.guard_open
+        else "passed"
+        if guarded
+        else "none"
+    )
     tags = {"guard": verdict, "finalist": str(record.finalist).lower()}
     if record.guard or record.guard_open:
         tags["guard.reason"] = "; ".join(record.guard or record.guard_open)
@@ -141,22 +148,29 @@ def guard_tags(record: TrialRecord, *, guarded: bool) -> dict[str, str]:
 
 
 def score_finalists(
-    state: SweepState, tracker: SweepTracker, finalists: list[TrialRecord], *, spec: TrialSpec,
+    state: SweepState,
+    tracker: SweepTracker,
+    finalists: list[TrialRecord],
+    *,
+    spec: TrialSpec,
     say: Say,
-) -> None:  # fmt: skip
+) -> None:
     """Base and finalists on the full sets, one base model load for all of them."""
     from peft import PeftModel
 
     plan = _plan(spec)
     base_model = BaseModel(spec)
-    base = cached_base_scores(plan, phase=FULL, model_id=model_id(spec), load=base_model,
-                              progress=say)  # fmt: skip
+    base = cached_base_scores(
+        plan, phase=FULL, model_id=model_id(spec), load=base_model, progress=say
+    )
     log_base_scores(tracker, state.parent_run_id, base, phase=FULL)
     plan = base_with(plan, base, phase=FULL)
     model, tokenizer = base_model()
     for record in finalists:
-        say(f"Finalist {record.trial_id}: scoring {', '.join(plan.tasks)} in looks of up to "
-            f"{finalist_size(plan, base)} documents a task ...")  # fmt: skip
+        say(
+            f"Finalist {record.trial_id}: scoring {', '.join(plan.tasks)} in looks of up to "
+            f"{finalist_size(plan, base)} documents a task ..."
+        )
         assert record.adapter_path is not None
         tuned = PeftModel.from_pretrained(model, record.adapter_path).eval()
         started, scores = time.perf_counter(), BenchmarkScores(metrics={})
@@ -164,8 +178,9 @@ def score_finalists(
         with scored_in(tuned, scoring_dtype(tuned, plan.dtype)) as scored:  # cast once
             for task in plan.tasks:
                 looks = finalist_looks(len(plan.base_items[FULL].get(task, {})))
-                part, how = score_in_looks(scored, tokenizer, plan, task=task, looks=looks,
-                                           margin=plan.guard.get(task))  # fmt: skip
+                part, how = score_in_looks(
+                    scored, tokenizer, plan, task=task, looks=looks, margin=plan.guard.get(task)
+                )
                 scores, looked = scores.merge(part), [*looked, how]
         model = tuned.unload()  # the base again, for the next finalist
         seconds = time.perf_counter() - started
@@ -175,9 +190,14 @@ def score_finalists(
 
 
 def record_full_scores(
-    state: SweepState, tracker: SweepTracker, record: TrialRecord, scores: BenchmarkScores, *,
-    plan: BenchmarkPlan, seconds: float,
-) -> dict[str, float]:  # fmt: skip
+    state: SweepState,
+    tracker: SweepTracker,
+    record: TrialRecord,
+    scores: BenchmarkScores,
+    *,
+    plan: BenchmarkPlan,
+    seconds: float,
+) -> dict[str, float]:
     """Log a finalist's full-set scores and judge it; returns its primary score per task."""
     heldout = record.metrics.get(plan.heldout_metric)
     metrics = phase_metrics(scores, plan, phase=FULL, heldout=heldout, seconds=seconds)
@@ -193,8 +213,9 @@ def record_full_scores(
 
 def finalist_size(plan: BenchmarkPlan, base: BenchmarkScores) -> int:
     """The most documents a finalist is scored on for one task (the base's count)."""
-    counts = [sum(len(base.samples.get(leaf, [])) for leaf in base.members(task))
-              for task in plan.tasks]  # fmt: skip
+    counts = [
+        sum(len(base.samples.get(leaf, [])) for leaf in base.members(task)) for task in plan.tasks
+    ]
     return max(counts, default=0)
 
 

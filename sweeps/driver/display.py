@@ -4,17 +4,16 @@ The table fits the console: each column has a priority, and the lowest are hidde
 under the table) until the rest fit, so no number is ever cut. A legend under it says what the
 marks mean and which held-out rows each metric was computed on: a rung scores the task metric
 (field_f1, exact_match) on the ``evaluation.generation_samples`` rows it generates, and the loss
-on every held-out row.
+on every held-out row. What is said of the best trial under the table is
+``sweeps/driver/best_trial.py``.
 """
 
 from __future__ import annotations
 
 import json
 import os
-import statistics
 import sys
 import textwrap
-from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Literal
 
@@ -29,20 +28,13 @@ from rich.text import Text
 from evals.metric_keys import (
     COST_DEVICE_SECONDS,
     COST_WALL_SECONDS,
-    DELTA,
-    FULL,
     LOWER_IS_BETTER,
-    PROXY,
     TRAIN,
-    BenchKey,
-    LoggedDelta,
     group_of,
     heldout_metric,
     second_metric,
     short_name,
-    task_stats,
 )
-from evals.objective import chance_note
 from sweeps.tracking.state import SweepState, TrialRecord
 from trainers.spec import TrialSpec
 
@@ -159,18 +151,31 @@ def metric_scope(state: SweepState, metric: str) -> Scope:
         return Scope("sample", "on the held-out rows generated at each rung")
     if rows is None:
         return Scope("all rows", "generated on every held-out row at each rung")
-    return Scope(f"{rows} rows", f"generated on the first {rows} held-out rows at each rung "
-                 "(all of them, if fewer)")  # fmt: skip
+    return Scope(
+        f"{rows} rows",
+        f"generated on the first {rows} held-out rows at each rung (all of them, if fewer)",
+    )
 
 
 # --------------------------------------------------------------------------- the table
 def columns(state: SweepState) -> list[Column]:
     """Every column, in the order shown; priorities say which go first when space is short."""
     metric = state.objective_metric
-    priority = {"lr": 60, "r": 50, "alpha": 30, "epochs": 40, "seq_len": 20, "micro_batch": 25,
-                "grad_accum": 35, "targets": 45}  # fmt: skip
-    varied = [(key, short) for key, short in SEARCHED_ONLY
-              if len({str(t.params.get(key)) for t in state.trials.values()}) > 1]  # fmt: skip
+    priority = {
+        "lr": 60,
+        "r": 50,
+        "alpha": 30,
+        "epochs": 40,
+        "seq_len": 20,
+        "micro_batch": 25,
+        "grad_accum": 35,
+        "targets": 45,
+    }
+    varied = [
+        (key, short)
+        for key, short in SEARCHED_ONLY
+        if len({str(t.params.get(key)) for t in state.trials.values()}) > 1
+    ]
     return [
         Column("trial", "trial", KEEP, "left"),
         Column("status", "status", 90, "left"),
@@ -194,26 +199,46 @@ def rows(state: SweepState) -> list[dict[str, str]]:
     out = []
     if state.base_metrics:  # its other cells: ABSENT
         base = state.base_metrics
-        out.append({"trial": "base model", metric: fmt_value(base.get(metric)),
-                    **{side: fmt_value(base.get(side)) for side in sides}})  # fmt: skip
+        out.append(
+            {
+                "trial": "base model",
+                metric: fmt_value(base.get(metric)),
+                **{side: fmt_value(base.get(side)) for side in sides},
+            }
+        )
     best = state.best_trial()
     for record in sorted_trials(state):
         mark = f" {BEST_MARK}" if best and record.trial_id == best.trial_id else ""
-        out.append({
-            "trial": escape(record.name) + mark, "status": _status(record),
-            **{key: fmt_value(record.params.get(key)) for key, _ in (*SHOWN_PARAMS, *SEARCHED_ONLY)},
-            "rung": str(record.rungs), metric: fmt_value(record.metrics.get(metric)),
-            **{side: fmt_value(record.metrics.get(side)) for side in sides},
-            "time": trial_duration(record), "dev-h": _device_hours(record),
-        })  # fmt: skip
+        out.append(
+            {
+                "trial": escape(record.name) + mark,
+                "status": _status(record),
+                **{
+                    key: fmt_value(record.params.get(key))
+                    for key, _ in (*SHOWN_PARAMS, *SEARCHED_ONLY)
+                },
+                "rung": str(record.rungs),
+                metric: fmt_value(record.metrics.get(metric)),
+                **{side: fmt_value(record.metrics.get(side)) for side in sides},
+                "time": trial_duration(record),
+                "dev-h": _device_hours(record),
+            }
+        )
     return out
 
 
-def build_table(state: SweepState, shown: list[Column], cells: list[dict[str, str]], *,
-                title: str | None = None) -> Table:  # fmt: skip
+def build_table(
+    state: SweepState, shown: list[Column], cells: list[dict[str, str]], *, title: str | None = None
+) -> Table:
     """The table of the given columns; a cell too wide folds onto a second line, never cut."""
-    table = Table(title=title or f"sweep {state.name}", title_justify="left", box=box.SIMPLE_HEAD,
-                  show_edge=False, pad_edge=False, collapse_padding=True)  # fmt: skip
+    table = Table(
+        title=title or f"sweep {state.name}",
+        title_justify="left",
+        box=box.SIMPLE_HEAD,
+        show_edge=False,
+        pad_edge=False,
+        collapse_padding=True,
+    )
     for column in shown:
         table.add_column(column.header, justify=column.justify, overflow="fold")
     for row in cells:
@@ -268,117 +293,12 @@ def legend(state: SweepState, shown: list[Column]) -> list[str]:
     return [*lines, command] if command else lines
 
 
-def describe_best(state: SweepState, record: TrialRecord) -> list[str]:
-    """The best trial's objective beside the base model's, the rows it was computed on, and
-    what a finalist was ranked by."""
-    metric = state.objective_metric
-    value, base = record.metrics.get(metric), state.base_metrics.get(metric)
-    shown = ABSENT if value is None else f"{value:.4f}"
-    delta = "" if value is None or base is None else (
-        f" (base model {base:.4f}, delta {value - base:+.4f})")  # fmt: skip
-    name = short_name(metric)
-    lines = [f"Best trial {record.name}: {metric}={shown}{delta}",
-             f"{name}: {metric_scope(state, metric).words}"]  # fmt: skip
-    if record.final_objective is not None:
-        lines.append(f"finalist: objective {record.final_objective:.4f} with the full benchmark "
-                     "sets' deltas (what it was ranked by)")  # fmt: skip
-    spread = describe_spread(state, record)
-    return [*lines, *([spread] if spread else []), *describe_benchmarks(record),
-            *describe_front(state, record)]  # fmt: skip
-
-
-def params_words(params: Mapping[str, object]) -> str:
-    """``learning_rate 0.00363, lora_r 16, lora_alpha 32`` (floats to 3 significant digits)."""
-    return ", ".join(f"{name} {value:.3g}" if isinstance(value, float) else f"{name} {value}"
-                     for name, value in params.items())  # fmt: skip
-
-
-def describe_benchmarks(record: TrialRecord) -> list[str]:
-    """Each benchmark's delta against the base with what its documents can show (the finalist
-    tier's when scored there), whether the base sits at chance, and the guard's verdicts."""
-    tasks = dict.fromkeys(key.task for key in map(BenchKey.parse, record.metrics)
-                          if key is not None and key.stat == DELTA)  # fmt: skip
-    lines = []
-    for task in tasks:
-        logged = LoggedDelta.read(record.metrics, phase=FULL, task=task) or LoggedDelta.read(
-            record.metrics, phase=PROXY, task=task
-        )  # fmt: skip
-        if logged is None:
-            continue
-        lines.append(f"benchmark {task}: delta {logged.delta:+.4f} vs the base model "
-                     f"{detectable_words(logged)}")  # fmt: skip
-        note = base_chance_note(record.metrics, logged)
-        lines += [note] if note else []
-    lines += [f"guard: regressed: {line}" for line in record.guard]
-    lines += [f"guard: {line}" for line in record.guard_open]
-    return lines
-
-
-def detectable_words(logged: LoggedDelta) -> str:
-    """``on 92 documents (proxy); they detect a drop of 14.1 points or more`` (80% power)."""
-    where = (f"on the {logged.phase} set" if logged.documents is None
-             else f"on {logged.documents} documents ({logged.phase})")  # fmt: skip
-    if logged.detectable is None:
-        return f"{where}; too few documents to detect a regression"
-    return (f"{where}; they detect a drop of {logged.detectable * 100:.1f} points or more "
-            "(80% power, alpha 0.05, paired)")  # fmt: skip
-
-
-def base_chance_note(metrics: dict[str, float], logged: LoggedDelta) -> str | None:
-    """The chance note for the base model's score on the task (its score: the trial's minus
-    the delta; its standard error: the trial's, on the same documents)."""
-    stats = task_stats(metrics, phase=logged.phase, task=logged.task)
-    name = next((m for m in ("acc_norm", "acc") if m in stats), None)
-    if name is None:
-        return None
-    return chance_note(logged.task, stats[name] - logged.delta, stats.get(f"{name}_stderr"))
-
-
-def describe_front(state: SweepState, record: TrialRecord) -> list[str]:
-    """A multi-objective sweep's Pareto front, each trial with its objectives, and the rule
-    that picked ``record`` from it (nothing for a sweep of one objective)."""
-    if not state.multi_objective:
-        return []
-    goals, front = state.goals, state.front()
-    knee = state.pick == "knee"
-    named = " and ".join(f"{g.metric} ({g.mode})" for g in goals)
-    picked = "by the knee" if knee else f"as the best {goals[0].metric}"
-    lines = [f"Pareto front of {named}: {len(front)} trial{'' if len(front) == 1 else 's'}; "
-             f"picked {picked}: {record.name}"]  # fmt: skip
-    for trial in front:
-        values = {**trial.metrics, goals[0].metric: trial.objective(goals[0].metric)}
-        shown = ", ".join(f"{short_name(g.metric)} {fmt_value(values.get(g.metric))}"
-                          for g in goals)  # fmt: skip
-        lines.append(f"{BEST_MARK if trial is record else ' '} {trial.name}: {shown}")
-    lines.append("the knee: the front trial closest to the ideal point, each objective scaled "
-                 "0..1 over the front; " + (f"objective.pick: first takes the best "
-                 f"{goals[0].metric} instead" if knee else "objective.pick is first"))  # fmt: skip
-    return lines
-
-
 def side_metrics(state: SweepState) -> list[str]:
     """The metric columns beside the objective: a multi-objective sweep's other objectives, else
     the loss that shows how training went (``second_metric``)."""
     if state.multi_objective:
         return [g.metric for g in state.goals[1:]]
     return [second_metric(state.objective_metric)]
-
-
-def describe_spread(state: SweepState, record: TrialRecord) -> str | None:
-    """How far apart the trials landed, and what the search gained over the median trial: the
-    worst quartile, the median and the best of every trial's last value (a trial stopped early,
-    at the rung it stopped)."""
-    metric = state.objective_metric
-    values = sorted(v for t in state.trials.values() if t.status in ("completed", "pruned")
-                    and (v := t.metrics.get(metric)) is not None)  # fmt: skip
-    best = record.metrics.get(metric)
-    if len(values) < 3 or best is None:
-        return None
-    low, median, high = statistics.quantiles(values, n=4, method="inclusive")
-    quarter, gain = (low, best - median) if state.objective_mode == "max" else (high, median - best)
-    return (f"spread over {len(values)} trials: worst quarter {quarter:.4f}, median "
-            f"{median:.4f}, best {best:.4f}; the search gained {gain:+.4f} over the "
-            "median trial")  # fmt: skip
 
 
 def every_row_command(state: SweepState, trial: str) -> str | None:
@@ -393,8 +313,10 @@ def hidden_note(fitted: Fitted) -> str | None:
     if not fitted.hidden:
         return None
     names = ", ".join(column.header.split("\n")[0] for column in fitted.hidden)
-    return (f"(hidden at {fitted.width} columns: {names}; widen the terminal or set "
-            f"COLUMNS={PIPE_WIDTH})")  # fmt: skip
+    return (
+        f"(hidden at {fitted.width} columns: {names}; widen the terminal or set "
+        f"COLUMNS={PIPE_WIDTH})"
+    )
 
 
 def trials_view(state: SweepState, console: Console) -> RenderableType:
@@ -418,8 +340,14 @@ def wrap(text: str, width: int, *, indent: int = 0) -> list[str]:
     """Prose wrapped between words only: a number, a path or a URI is never split (one longer
     than the width stands whole on its own line)."""
     pad = " " * indent
-    return textwrap.wrap(text, width, initial_indent=pad, subsequent_indent=pad,
-                         break_long_words=False, break_on_hyphens=False) or [pad]  # fmt: skip
+    return textwrap.wrap(
+        text,
+        width,
+        initial_indent=pad,
+        subsequent_indent=pad,
+        break_long_words=False,
+        break_on_hyphens=False,
+    ) or [pad]
 
 
 def sorted_trials(state: SweepState) -> list[TrialRecord]:

@@ -59,8 +59,11 @@ class SweepEstimate:
                 f"up to {self.driver_documents:,} documents, about {_duration(self.driver_seconds)}"
                 " (looks often stop sooner)"
             )
-        return [*lines, f"estimated wall time: {_duration(self.wall_seconds)} "
-                        f"({self.device_hours:.2f} device-hours)"]  # fmt: skip
+        return [
+            *lines,
+            f"estimated wall time: {_duration(self.wall_seconds)} "
+            f"({self.device_hours:.2f} device-hours)",
+        ]
 
 
 def _duration(seconds: float) -> str:
@@ -116,10 +119,17 @@ def expected_rungs(rungs: int, milestones: list[int], factor: float, *, first: b
 
 
 def estimate_sweep(
-    config: SweepConfig, timing: TrialTiming, *, num_samples: int, token_lengths: list[int],
-    cpus: int, gpus: int = 0, base_cached: bool = False, driver_documents: int = 0,
+    config: SweepConfig,
+    timing: TrialTiming,
+    *,
+    num_samples: int,
+    token_lengths: list[int],
+    cpus: int,
+    gpus: int = 0,
+    base_cached: bool = False,
+    driver_documents: int = 0,
     simulations: int = 400,
-) -> SweepEstimate:  # fmt: skip
+) -> SweepEstimate:
     """The sweep's expected wall time and device-hours from one timed trial (``timing``):
     the mean over seeded simulations of the sweep, each drawing every trial's epochs and
     sequence_len from the space and ASHA's stops, then packing the trials on the slots;
@@ -141,13 +151,22 @@ def estimate_sweep(
     )
     driver = driver_documents * per_document
     return SweepEstimate(
-        trials=num_samples, concurrency=slots, max_rungs=trials.max_rungs,
-        expected_rungs=statistics.mean(rungs), tokens_per_trial=statistics.mean(tokens),
+        trials=num_samples,
+        concurrency=slots,
+        max_rungs=trials.max_rungs,
+        expected_rungs=statistics.mean(rungs),
+        tokens_per_trial=statistics.mean(tokens),
         trial_seconds=trials.full_trial_seconds(),
-        wall_seconds=base + RAY_START_SECONDS + statistics.mean(walls) + driver + DRIVER_END_SECONDS,
-        device_hours=statistics.mean(device) * devices / 3600, base_seconds=base,
-        driver_documents=driver_documents if per_document else 0, driver_seconds=driver,
-    )  # fmt: skip
+        wall_seconds=base
+        + RAY_START_SECONDS
+        + statistics.mean(walls)
+        + driver
+        + DRIVER_END_SECONDS,
+        device_hours=statistics.mean(device) * devices / 3600,
+        base_seconds=base,
+        driver_documents=driver_documents if per_document else 0,
+        driver_seconds=driver,
+    )
 
 
 @dataclass(frozen=True)
@@ -177,8 +196,14 @@ class TrialModel:
         """A trial's seconds; one that completes also scores the proxy benchmarks."""
         t = self.timing
         steps = rungs * t.steps_per_epoch / max(t.rungs_per_epoch, 1)
-        return (t.worker_start + t.setup + TRIAL_GAP_SECONDS + steps * t.step * self.scale[length]
-                + rungs * t.rung + (t.benchmark if completed else 0.0))  # fmt: skip
+        return (
+            t.worker_start
+            + t.setup
+            + TRIAL_GAP_SECONDS
+            + steps * t.step * self.scale[length]
+            + rungs * t.rung
+            + (t.benchmark if completed else 0.0)
+        )
 
     def draw(self, rng: random.Random, *, first: bool) -> tuple[float, float]:
         """(seconds, tokens) of one trial: the first to reach a milestone goes on, later ones
@@ -191,21 +216,26 @@ class TrialModel:
                 rungs = milestone
                 break
         steps = rungs * t.steps_per_epoch / max(t.rungs_per_epoch, 1)
-        return (self.seconds(rungs=rungs, length=length, completed=rungs == total),
-                steps * t.tokens_per_step * self.scale[length])  # fmt: skip
+        return (
+            self.seconds(rungs=rungs, length=length, completed=rungs == total),
+            steps * t.tokens_per_step * self.scale[length],
+        )
 
     def expected_rungs(self, *, first: bool) -> float:
         """The rungs a trial is expected to run, over the epochs it may draw."""
         per_epoch = self.timing.rungs_per_epoch
-        return statistics.mean(expected_rungs(e * per_epoch, self.milestones, self.factor,
-                                              first=first) for e in self.epochs)  # fmt: skip
+        return statistics.mean(
+            expected_rungs(e * per_epoch, self.milestones, self.factor, first=first)
+            for e in self.epochs
+        )
 
     def full_trial_seconds(self) -> float:
         """A trial that runs to its end, averaged over the epochs and lengths it may draw."""
         return statistics.mean(
             self.seconds(rungs=e * self.timing.rungs_per_epoch, length=n, completed=True)
-            for e in self.epochs for n in self.lengths
-        )  # fmt: skip
+            for e in self.epochs
+            for n in self.lengths
+        )
 
 
 def _mean_tokens(lengths: list[int], limit: int) -> float:

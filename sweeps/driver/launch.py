@@ -1,8 +1,9 @@
 """The sweep's driver, as a recipe: launch and resume share one lifecycle.
 
-1. **set up**: preflight (``sweeps/driver/preflight.py``) checks everything a user can get wrong before
-   Ray starts or MLflow is written, so a bad input leaves no half-written sweep; then the base
-   model's scores (``sweeps/driver/base_scores.py``);
+1. **set up** (``sweeps/driver/set_up.py``): the prepare: section's data, then preflight
+   (``sweeps/driver/preflight.py``) checks everything a user can get wrong before Ray starts or
+   MLflow is written, so a bad input leaves no half-written sweep; then the base model's scores
+   (``sweeps/driver/base_scores.py``);
 2. **create** the sweep (directory, state.json, MLflow parent run), or **reopen** it on resume;
 3. **run** the trials (``sweeps/tune/``, Ray Tune), recording every event through the recorder;
 4. **conclude**: base scores, the finalists and the guard, the pictures; and **finish**: the
@@ -12,10 +13,9 @@
 from __future__ import annotations
 
 import contextlib
-import shutil
 import time
 from collections.abc import Iterator, Sequence
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -23,8 +23,7 @@ from rich.console import Console
 
 from evals.benchmark_scores import BenchmarkScores
 from evals.metric_keys import PROXY
-from sweeps.config import ConfigError, SweepConfig, load_config, resolve_path
-from sweeps.console import Say
+from sweeps.config import ConfigError, SweepConfig, load_config
 from sweeps.driver.base_scores import BaseScoring
 from sweeps.driver.parent_run import (
     data_paths,
@@ -35,7 +34,8 @@ from sweeps.driver.parent_run import (
     view_columns,
     write_sweep_files,
 )
-from sweeps.driver.preflight import LaunchPlan, benchmark_mirror, coerce_config, preflight
+from sweeps.driver.preflight import LaunchPlan, coerce_config
+from sweeps.driver.set_up import say_on, set_up_launch, set_up_resume
 from sweeps.driver.warm_start import resolve_prior, seed_study
 from sweeps.search.pareto import describe_goals
 from sweeps.tracking.state import (
@@ -48,10 +48,15 @@ from sweeps.tracking.state import (
 from sweeps.tune.options import RayOptions
 
 if TYPE_CHECKING:
-    from sweeps.prepare import PrepareResult
     from sweeps.tracking.mlflow_facade import SweepTracker
 
-__all__ = ["RELAUNCH_CONFIG", "launch_sweep", "prepare_for_sweep", "rerun_failed", "resume_sweep"]
+__all__ = [
+    "RELAUNCH_CONFIG",
+    "launch_sweep",
+    "launch_with",
+    "rerun_failed",
+    "resume_sweep",
+]
 
 DRIVER_LOCK = "driver.lock"  # held by the one driver (launch or resume) running a sweep
 
@@ -82,14 +87,33 @@ def launch_sweep(
     console: Console | None = None,
 ) -> SweepState:
     """Validate, score the base model, run the sweep and return its final state."""
-    console = console or Console()
     ray = RayOptions(address=address, num_cpus=num_cpus, num_gpus=num_gpus)
+    console = console or Console()
+    return launch_with(config, ray=ray, name=name, state_dir=state_dir, console=console)
+
+
+def launch_with(
+    config: str | Path | SweepConfig | dict[str, object],
+    *,
+    ray: RayOptions,
+    name: str | None,
+    state_dir: str | Path | None,
+    console: Console,
+) -> SweepState:
+    """:func:`launch_sweep` with where Ray runs as one object (``sweep launch``'s flags)."""
     loaded, config_path, config_dir = coerce_config(config)
-    directory = sweep_directory(Path(state_dir or loaded.tracking.state_dir),
-                                name or new_sweep_name(loaded))  # fmt: skip
+    directory = sweep_directory(
+        Path(state_dir or loaded.tracking.state_dir), name or new_sweep_name(loaded)
+    )
     loaded = resolve_prior(loaded, state_dir=directory.parent)
-    plan, base, base_bench = set_up_launch(loaded, config_path=config_path, config_dir=config_dir,
-                                           directory=directory, ray=ray, console=console)  # fmt: skip
+    plan, base, base_bench = set_up_launch(
+        loaded,
+        config_path=config_path,
+        config_dir=config_dir,
+        directory=directory,
+        ray=ray,
+        console=console,
+    )
     with ray_running(ray):  # Ray's processes start while the parent run is made
         driver = create_sweep(plan, base, base_bench, directory=directory, console=console)
         with driver_lock(driver.state.path):
@@ -98,17 +122,15 @@ def launch_sweep(
 
 
 def resume_sweep(
-    sweep: str, *, state_dir: str | Path, address: str | None = None,
-    num_cpus: int | None = None, num_gpus: int | None = None, console: Console | None = None,
-) -> SweepState:  # fmt: skip
+    sweep: str, *, state_dir: str | Path, ray: RayOptions, console: Console | None = None
+) -> SweepState:
     """Continue a sweep whose driver stopped: finished trials stay finished, unfinished ones
     restart from their last checkpoint, and the MLflow runs and the Optuna study carry on."""
     console = console or Console()
-    ray = RayOptions(address=address, num_cpus=num_cpus, num_gpus=num_gpus)
     state = existing_sweep(sweep, state_dir=state_dir)
     with driver_lock(state.path):
         if state.status == "completed":
-            _say(console)(f"Sweep {state.name} is already completed: nothing to resume.")
+            say_on(console)(f"Sweep {state.name} is already completed: nothing to resume.")
             return state
         plan, base = set_up_resume(state, ray=ray, console=console)
         with ray_running(ray):
@@ -118,32 +140,33 @@ def resume_sweep(
 
 
 def rerun_failed(
-    sweep: str, *, state_dir: str | Path, address: str | None = None,
-    num_cpus: int | None = None, num_gpus: int | None = None, console: Console | None = None,
-) -> SweepState:  # fmt: skip
+    sweep: str, *, state_dir: str | Path, ray: RayOptions, console: Console | None = None
+) -> SweepState:
     """Run a finished sweep's failed trials again, in the same sweep and study
     (``sweeps/driver/rerun.py``); the others stay as they ended."""
     from sweeps.driver.rerun import check_rerunnable, failed_trials, prepare_rerun
 
     console = console or Console()
-    ray = RayOptions(address=address, num_cpus=num_cpus, num_gpus=num_gpus)
     state = existing_sweep(sweep, state_dir=state_dir)
     with driver_lock(state.path):
         if state.status != "completed":
-            raise ConfigError(f"sweep {state.name} is {state.status}, not finished: continue it "
-                              f"first (sweep resume {state.name}); rerun --failed re-runs a "
-                              "finished sweep's failed trials")  # fmt: skip
+            raise ConfigError(
+                f"sweep {state.name} is {state.status}, not finished: continue it "
+                f"first (sweep resume {state.name}); rerun --failed re-runs a "
+                "finished sweep's failed trials"
+            )
         failed = failed_trials(state)
         if not failed:
-            _say(console)(f"Sweep {state.name} has no failed trial: nothing to re-run.")
+            say_on(console)(f"Sweep {state.name} has no failed trial: nothing to re-run.")
             return state
         storage = study_storage(load_config(state.path / RELAUNCH_CONFIG), state.path)
         check_rerunnable(state, storage=storage, trials=failed)
         plan, base = set_up_resume(state, ray=ray, console=console)
         with ray_running(ray):
             driver = reopen_sweep(state, plan, base, console=console)
-            rerun = prepare_rerun(state, driver.tracker, trials=failed, say=driver.say,
-                                  storage=storage)  # fmt: skip
+            rerun = prepare_rerun(
+                state, driver.tracker, trials=failed, say=driver.say, storage=storage
+            )
             run_to_the_end(driver, ray=ray, resume=True, rerun=rerun)
     return state
 
@@ -162,83 +185,15 @@ def new_sweep_name(config: SweepConfig) -> str:
     return f"{config.name}-{time.strftime('%Y%m%d-%H%M%S')}"
 
 
-# --------------------------------------------------------------------------- 1. set up
-def set_up_launch(
-    config: SweepConfig, *, config_path: Path | None, config_dir: Path, directory: Path,
-    ray: RayOptions, console: Console,
-) -> tuple[LaunchPlan, BaseScoring, BenchmarkScores | None]:  # fmt: skip
-    """The prepare: section's data (when there is one), preflight and the base model's scores.
-    A failure here leaves nothing behind, prepared data included."""
-    say = _say(console)
-    if directory.exists():
-        raise ConfigError(
-            f"sweep {directory.name!r} already exists at {directory}; pick another --name"
-        )
-    try:
-        if config.prepare is not None:
-            directory.mkdir(parents=True)
-            config, _ = prepare_for_sweep(config, config_dir=config_dir,
-                                          out_dir=directory / "data", progress=say)  # fmt: skip
-        return checked_and_scored(config, config_path=config_path, config_dir=config_dir,
-                                  say=say, ray=ray, background=True)  # fmt: skip
-    except BaseException:
-        if config.prepare is not None:
-            shutil.rmtree(directory, ignore_errors=True)
-        raise
-
-
-def set_up_resume(
-    state: SweepState, *, ray: RayOptions, console: Console
-) -> tuple[LaunchPlan, BaseScoring]:
-    """The config the sweep was launched with, checked again (the data may have changed), Ray's
-    saved experiment found (a state file cut short by the crash set aside), base scores."""
-    from sweeps import tune
-    from sweeps.tracking.storage import set_aside_damaged_state
-
-    say = _say(console)
-    path = state.path / RELAUNCH_CONFIG
-    config = load_config(path)
-    if not tune.can_resume(config, state.path):
-        where = tune.checkpoint_root(config, state.path)
-        raise ConfigError(f"sweep {state.name}: no Ray experiment state under {where}")
-    for name in set_aside_damaged_state(tune.experiment_path(config, state.path)):
-        say(f"Ray's {name} was cut short (renamed .damaged-{name}): resuming from the "
-            "state saved before it")  # fmt: skip
-    plan, base, _ = checked_and_scored(config, config_path=path, config_dir=path.parent, say=say,
-                                       ray=ray, background=False)  # fmt: skip
-    base.recorded = bool(state.base_metrics)  # a launch stopped before it recorded them: now
-    return plan, base
-
-
-def checked_and_scored(
-    config: SweepConfig, *, config_path: Path | None, config_dir: Path, say: Say,
-    ray: RayOptions, background: bool,
-) -> tuple[LaunchPlan, BaseScoring, BenchmarkScores | None]:  # fmt: skip
-    """Preflight, the base model's held-out scores (cached, else computed beside the trials when
-    ``background``) and its proxy benchmark scores (cached)."""
-    plan = preflight(config, config_path=config_path, config_dir=config_dir, progress=say,
-                     address=ray.address, logical_gpus=ray.num_gpus)  # fmt: skip
-    plan, base_bench = _base_benchmarks(plan, say=say)  # before the thread: all the cores
-    # beside the trials on CPU only: on a GPU it would share the trials' memory
-    base = BaseScoring(plan, say=say, background=background and plan.spec.device == "cpu")
-    return plan, base, base_bench
-
-
-def _base_benchmarks(plan: LaunchPlan, *, say: Say) -> tuple[LaunchPlan, BenchmarkScores | None]:
-    """The base model's proxy benchmark scores, put into the plan every trial receives."""
-    if plan.spec.benchmarks is None or not plan.spec.benchmarks.tasks:
-        return plan, None
-    from sweeps.driver.benchmarking import score_base_proxy
-
-    benchmarks, scores = score_base_proxy(plan.spec, say=say)
-    return replace(plan, spec=plan.spec.model_copy(update={"benchmarks": benchmarks})), scores
-
-
 # --------------------------------------------------------------------------- 2. create / reopen
 def create_sweep(
-    plan: LaunchPlan, base: BaseScoring, base_bench: BenchmarkScores | None, *, directory: Path,
+    plan: LaunchPlan,
+    base: BaseScoring,
+    base_bench: BenchmarkScores | None,
+    *,
+    directory: Path,
     console: Console,
-) -> Driver:  # fmt: skip
+) -> Driver:
     """The sweep's directory, state.json and MLflow parent run (after preflight passed)."""
     from sweeps.tracking.mlflow_facade import SweepTracker
     from trainers.models import model_digest
@@ -247,16 +202,25 @@ def create_sweep(
     directory.mkdir(parents=True, exist_ok=config.prepare is not None)  # prepare made it
     resolved = write_sweep_files(plan, directory)
     tracker = SweepTracker(config.tracking.mlflow_uri, config.tracking.experiment or config.name)
-    parent = tracker.start_sweep(directory.name, config=resolved, tags=sweep_tags(plan),
-                                 artifacts=sweep_artifacts(plan))  # fmt: skip
+    parent = tracker.start_sweep(
+        directory.name, config=resolved, tags=sweep_tags(plan), artifacts=sweep_artifacts(plan)
+    )
     state = SweepState(
-        name=directory.name, directory=str(directory), config_path=str(plan.config_path or ""),
-        objective_metric=plan.objective_metric, objective_mode=plan.objective_mode,
-        task_metric=plan.task_metric, mlflow_uri=config.tracking.mlflow_uri,
-        experiment_id=tracker.experiment_id, parent_run_id=parent, base_model=config.base_model,
-        base_model_digest=model_digest(Path(plan.spec.model_path)), digests=dict(plan.digests),
-        also=[[g.metric, g.mode] for g in plan.also], pick=config.objective.pick,
-    )  # fmt: skip
+        name=directory.name,
+        directory=str(directory),
+        config_path=str(plan.config_path or ""),
+        objective_metric=plan.objective_metric,
+        objective_mode=plan.objective_mode,
+        task_metric=plan.task_metric,
+        mlflow_uri=config.tracking.mlflow_uri,
+        experiment_id=tracker.experiment_id,
+        parent_run_id=parent,
+        base_model=config.base_model,
+        base_model_digest=model_digest(Path(plan.spec.model_path)),
+        digests=dict(plan.digests),
+        also=[[g.metric, g.mode] for g in plan.also],
+        pick=config.objective.pick,
+    )
     _describe_parent_run(plan, state, tracker, base_bench=base_bench)
     state.save()
     driver = Driver(plan, state, tracker, base, console)
@@ -266,17 +230,29 @@ def create_sweep(
 
 
 def _describe_parent_run(
-    plan: LaunchPlan, state: SweepState, tracker: SweepTracker, *,
+    plan: LaunchPlan,
+    state: SweepState,
+    tracker: SweepTracker,
+    *,
     base_bench: BenchmarkScores | None,
-) -> None:  # fmt: skip
+) -> None:
     """The base model's digest, the saved view, the datasets, the prepared data's report and the
     base model's proxy benchmark scores, on the new parent run."""
     parent = state.parent_run_id
     tracker.set_tags(parent, {"base_model.sha256": state.base_model_digest})
-    tracker.set_sweep_view(state.name, sort_metric=plan.objective_metric,
-                           ascending=plan.objective_mode == "min", columns=view_columns(plan))  # fmt: skip
-    tracker.log_datasets(parent, {role: (str(path), plan.digests[role], plan.rows[role])
-                                  for role, path in data_paths(plan).items()})  # fmt: skip
+    tracker.set_sweep_view(
+        state.name,
+        sort_metric=plan.objective_metric,
+        ascending=plan.objective_mode == "min",
+        columns=view_columns(plan),
+    )
+    tracker.log_datasets(
+        parent,
+        {
+            role: (str(path), plan.digests[role], plan.rows[role])
+            for role, path in data_paths(plan).items()
+        },
+    )
     if plan.config.prepare is not None:
         tracker.log_artifact_dirs(parent, {"data_prep": state.path / "data"})
     if base_bench is not None:
@@ -298,8 +274,11 @@ def reopen_sweep(
     driver = Driver(plan, state, tracker, base, console)
     ended = sum(t.status in TERMINAL for t in state.trials.values())
     failed = sum(t.status == "failed" for t in state.trials.values())
-    doing = (f"Re-running the {failed} failed trial{'' if failed == 1 else 's'} of"
-             if state.status == "completed" else "Resuming")  # fmt: skip
+    doing = (
+        f"Re-running the {failed} failed trial{'' if failed == 1 else 's'} of"
+        if state.status == "completed"
+        else "Resuming"
+    )
     driver.say(f"{doing} sweep {state.name}: {ended} of {plan.num_samples} trials ended.")
     catch_up_logged_steps(state, tracker)
     return driver
@@ -329,25 +308,41 @@ def run_trials(driver: Driver, *, resume: bool, rerun: Sequence[str] = ()) -> bo
 
     plan, state, tracker = driver.plan, driver.state, driver.tracker
     storage = study_storage(plan.config, state.path)
-    seed_study(plan.config, study_name=state.name, storage=storage, goals=plan.goals,
-               say=driver.say)  # fmt: skip
+    seed_study(
+        plan.config, study_name=state.name, storage=storage, goals=plan.goals, say=driver.say
+    )
     with LiveTable(driver.console) as live:
-        recorder = SweepRecorder(state, tracker, live,
-                                 logged_generations=plan.config.evaluation.logged_generations,
-                                 remove_finished_checkpoints=(
-                                     plan.config.recovery.removes_finished_checkpoints),
-                                 study_number=study_numbers(storage, state.name),
-                                 poll=lambda: driver.base.record(state, tracker))  # fmt: skip
+        recorder = SweepRecorder(
+            state,
+            tracker,
+            live,
+            logged_generations=plan.config.evaluation.logged_generations,
+            remove_finished_checkpoints=(plan.config.recovery.removes_finished_checkpoints),
+            study_number=study_numbers(storage, state.name),
+            poll=lambda: driver.base.record(state, tracker),
+        )
         if rerun:
-            grid = tune.rerun_tuner(plan.config, spec=plan.spec, recorder=recorder,
-                                    sweep_dir=state.path, trial_ids=rerun)  # fmt: skip
+            grid = tune.rerun_tuner(
+                plan.config,
+                spec=plan.spec,
+                recorder=recorder,
+                sweep_dir=state.path,
+                trial_ids=rerun,
+            )
         elif resume:
-            grid = tune.resume_tuner(plan.config, spec=plan.spec, recorder=recorder,
-                                     sweep_dir=state.path)  # fmt: skip
+            grid = tune.resume_tuner(
+                plan.config, spec=plan.spec, recorder=recorder, sweep_dir=state.path
+            )
         else:
-            grid = tune.run_tuner(plan.config, spec=plan.spec, recorder=recorder,
-                                  sweep_dir=state.path, goals=plan.goals,
-                                  max_rungs=plan.max_rungs, num_samples=plan.num_samples)  # fmt: skip
+            grid = tune.run_tuner(
+                plan.config,
+                spec=plan.spec,
+                recorder=recorder,
+                sweep_dir=state.path,
+                goals=plan.goals,
+                max_rungs=plan.max_rungs,
+                num_samples=plan.num_samples,
+            )
     if tune.every_trial_ended(grid):
         forget_lost_trials(state, tracker)
     ended = [t for t in state.trials.values() if t.status != "running"]
@@ -365,8 +360,12 @@ def conclude(driver: Driver, *, done: bool) -> None:
         from sweeps.driver.benchmarking import guard_and_score_finalists
 
         guard_and_score_finalists(state, tracker, spec=driver.plan.spec, say=driver.say)
-        log_sweep_pictures(state, tracker, storage_url=study_storage(driver.plan.config,
-                                                                      state.path), say=driver.say)  # fmt: skip
+        log_sweep_pictures(
+            state,
+            tracker,
+            storage_url=study_storage(driver.plan.config, state.path),
+            say=driver.say,
+        )
     state.status = "completed" if done else "interrupted"
 
 
@@ -381,43 +380,6 @@ def ray_running(ray: RayOptions) -> Iterator[None]:
     finally:
         if started:
             tune.stop_ray()
-
-
-# --------------------------------------------------------------------------- prepare, lock
-def prepare_for_sweep(
-    config: SweepConfig, *, config_dir: Path, out_dir: Path, progress: Say
-) -> tuple[SweepConfig, PrepareResult]:
-    """Run ``sweep data prepare`` on data.train into ``out_dir``; the config, pointed at the
-    prepared train and held-out files, and what the preparation did. The prepare: section is
-    the steps of PrepareOptions as they are; the rest comes from data:, benchmarks: and the
-    search space (rows are measured against its largest sequence_len)."""
-    from evals.benchmark_sources import BenchmarkError
-    from sweeps.prepare import PrepareOptions, prepare_data
-    from sweeps.search.space import candidate_values
-
-    steps, data = config.prepare, config.data
-    assert steps is not None
-    try:
-        mirror = benchmark_mirror(config, config_dir=config_dir)
-    except BenchmarkError as exc:
-        raise ConfigError(f"benchmarks.mirror: {exc}") from None
-    options = PrepareOptions(
-        **steps.model_dump(), **data.model_dump(include={"format", "columns", "template",
-                                                          "instruction", "label_field"}),
-        inputs=(resolve_path(data.train, config_dir=config_dir),), out_dir=out_dir,
-        heldout=resolve_path(data.heldout, config_dir=config_dir) if data.heldout else None,
-        heldout_fraction=data.val_set_size, seed=data.split_seed,
-        benchmarks=tuple(config.benchmarks.tasks) if mirror else (), mirror=mirror,
-        max_seq_len=max(int(v) for v in candidate_values(config, "sequence_len")),
-        model=config.base_model,
-    )  # fmt: skip
-    progress(f"Preparing {options.inputs[0]} (sweep data prepare) ...")
-    prepared = prepare_data(options, progress=progress)
-    update: dict[str, object] = {"train": str(prepared.out_dir / "train.jsonl"), "format": "auto",
-              "columns": {},
-              "instruction": None, "label_field": None,
-              "heldout": str(prepared.out_dir / "heldout.jsonl")}  # fmt: skip
-    return config.model_copy(update={"data": data.model_copy(update=update)}), prepared
 
 
 @contextlib.contextmanager
@@ -437,7 +399,3 @@ def driver_lock(directory: Path) -> Iterator[None]:
         yield
     finally:
         lock.release()
-
-
-def _say(console: Console) -> Say:
-    return lambda text: console.print(text, highlight=False)

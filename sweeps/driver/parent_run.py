@@ -61,8 +61,9 @@ def relaunch_config(plan: LaunchPlan) -> dict[str, object]:
     """The config ``sweep resume`` re-checks: as launched, with absolute data paths (the
     prepared files, when a prepare: section made them; it is not run twice)."""
     data = {"train": plan.spec.data.train, "heldout": plan.spec.data.heldout}
-    config = plan.config.model_copy(update={"prepare": None,
-                                            "data": plan.config.data.model_copy(update=data)})  # fmt: skip
+    config = plan.config.model_copy(
+        update={"prepare": None, "data": plan.config.data.model_copy(update=data)}
+    )
     return config.model_dump(mode="json", exclude_unset=False)
 
 
@@ -80,15 +81,20 @@ def sweep_tags(plan: LaunchPlan) -> dict[str, str]:
     """Provenance (commit, dirty flag, versions, hardware, digests, seeds) and what the sweep
     optimises."""
     config = plan.config
-    seeds = {"training": config.training.seed, "search": config.search.seed,
-             "split": config.data.split_seed}  # fmt: skip
+    seeds = {
+        "training": config.training.seed,
+        "search": config.search.seed,
+        "split": config.data.split_seed,
+    }
     tags = provenance_tags(seeds=seeds, digests=plan.digests)
-    tags.update({
-        "base_model": config.base_model,
-        "base_model.kind": plan.model_kind,
-        "objective": ", ".join(f"{g.metric} ({g.mode})" for g in plan.goals),
-        **{f"dataset.{name}.rows": str(count) for name, count in plan.rows.items()},
-    })  # fmt: skip
+    tags.update(
+        {
+            "base_model": config.base_model,
+            "base_model.kind": plan.model_kind,
+            "objective": ", ".join(f"{g.metric} ({g.mode})" for g in plan.goals),
+            **{f"dataset.{name}.rows": str(count) for name, count in plan.rows.items()},
+        }
+    )
     benchmarks = plan.spec.benchmarks
     if benchmarks is not None:
         tags["benchmarks.tasks"] = ",".join(benchmarks.tasks) or "none"
@@ -111,8 +117,13 @@ def view_columns(plan: LaunchPlan) -> list[str]:
 
     sides = [g.metric for g in plan.also] or [second_metric(plan.objective_metric)]
     knobs = [k for k, spec in active_specs(plan.config).items() if fixed_value(k, spec) is None]
-    return [f"metrics.`{plan.objective_metric}`", *(f"metrics.`{m}`" for m in sides),
-            "tags.`status`", "attributes.`Duration`", *(f"params.`{k}`" for k in knobs)]  # fmt: skip
+    return [
+        f"metrics.`{plan.objective_metric}`",
+        *(f"metrics.`{m}`" for m in sides),
+        "tags.`status`",
+        "attributes.`Duration`",
+        *(f"params.`{k}`" for k in knobs),
+    ]
 
 
 def log_sweep_pictures(
@@ -126,8 +137,12 @@ def log_sweep_pictures(
 
     try:
         with tempfile.TemporaryDirectory() as tmp:
-            pictures = write_study_pictures(storage_url, study_name=state.name, out_dir=Path(tmp),
-                                            goals=[g.metric for g in state.goals])  # fmt: skip
+            pictures = write_study_pictures(
+                storage_url,
+                study_name=state.name,
+                out_dir=Path(tmp),
+                goals=[g.metric for g in state.goals],
+            )
             tracker.log_artifact_dirs(state.parent_run_id, {PICTURES_DIR: Path(tmp)})
         tracker.log_trials_table(state.parent_run_id, trials_table(state))
     except Exception as exc:  # a picture must not fail a finished sweep
@@ -144,8 +159,10 @@ def summary_metrics(state: SweepState) -> dict[str, float]:
     best = state.best_trial()
     metrics = with_group(BEST, best.metrics) if best is not None else {}
     if best is not None:
-        shown = [state.objective_metric,
-                 *([m for m, _ in state.also] or [second_metric(state.objective_metric)])]  # fmt: skip
+        shown = [
+            state.objective_metric,
+            *([m for m, _ in state.also] or [second_metric(state.objective_metric)]),
+        ]
         metrics.update({m: best.metrics[m] for m in shown if m in best.metrics})
     for status in ("completed", "pruned", "failed"):
         count = sum(t.status == status for t in state.trials.values())
@@ -163,12 +180,22 @@ def end_parent_run(state: SweepState, tracker: SweepTracker) -> None:
     best = state.best_trial()
     tags = {"status": state.status, "trials": str(len(state.trials))}
     if best is not None:
-        tags.update({"best_trial": best.trial_id, "best_run_id": best.run_id,
-                     "best_adapter": best.adapter_path or ""})  # fmt: skip
+        tags.update(
+            {
+                "best_trial": best.trial_id,
+                "best_run_id": best.run_id,
+                "best_adapter": best.adapter_path or "",
+            }
+        )
     if state.status == "completed":  # what killed workers left behind
         shutil.rmtree(state.path / WORK_DIR, ignore_errors=True)
     run_status = "FINISHED" if state.status == "completed" else "KILLED"
     ended = sum(t.status in TERMINAL for t in state.trials.values())
-    tracker.end_sweep(state.parent_run_id, status=run_status, metrics=summary_metrics(state),
-                      tags=tags, step=ended)  # fmt: skip
+    tracker.end_sweep(
+        state.parent_run_id,
+        status=run_status,
+        metrics=summary_metrics(state),
+        tags=tags,
+        step=ended,
+    )
     state.save()

@@ -2,16 +2,15 @@
 
 The config's rules (sweeps/config/) come first; then every data row, contamination, the
 objective, benchmarks, resources and GPU memory, the model (remote code, target modules) and
-truncation (the model's checks: ``preflight_model.py``). ``preflight`` returns a LaunchPlan: the config with all a trial needs resolved.
+truncation (the data's checks: ``preflight_data.py``; the model's: ``preflight_model.py``).
+``preflight`` returns a LaunchPlan: the config with all a trial needs resolved.
 """
 
 from __future__ import annotations
 
-import math
-from collections import Counter
 from dataclasses import dataclass, replace
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from evals.benchmark_plan import BenchmarkPlan
 from evals.metric_keys import (
@@ -23,29 +22,19 @@ from evals.metric_keys import (
     SECOND_OBJECTIVES,
     heldout,
 )
-from sweeps.config import (
-    MIN_HELDOUT_ROWS,
-    MIN_TRAIN_ROWS,
-    ConfigError,
-    SweepConfig,
-    load_config,
-    resolve_path,
-)
+from sweeps.config import ConfigError, SweepConfig, load_config, resolve_path
 from sweeps.console import Say
+from sweeps.driver.preflight_data import check_data
 from sweeps.driver.preflight_model import check_model, check_truncation
 from sweeps.search.pareto import Goal
 from sweeps.search.samplers import sampler_note
 from sweeps.search.space import max_epochs
-from trainers.data import (
-    Example,
-    choose_task_metric,
-    file_digest,
-    read_data,
-    split_heldout,
-)
+from trainers.data import Example, file_digest
 from trainers.data_readers import DataError
-from trainers.data_shapes import DataSettings
 from trainers.spec import TrialSpec
+
+if TYPE_CHECKING:
+    from trainers.models import ResolvedModel
 
 
 @dataclass(frozen=True)
@@ -87,93 +76,14 @@ def coerce_config(
 
 
 # --------------------------------------------------------------------------- preflight
-def check_data(
-    config: SweepConfig, *, config_dir: Path, source: str = "<config>", progress: Say = print
-) -> tuple[dict[str, Path], dict[str, list[Example]], str]:
-    """Read every row of the data files (saying how each was read); return their paths, the
-    examples and the task metric. Too few rows to rank trials are refused (data.allow_small)."""
-    data = config.data
-    settings = DataSettings(fmt=data.format, columns=dict(data.columns),
-                            system_prompt=data.system_prompt, instruction=data.instruction,
-                            label_field=data.label_field)  # fmt: skip
-
-    def load(path: Path) -> list[Example]:
-        read = read_data(path, settings)
-        for note in read.reading.notes:
-            progress(note)
-        return read.examples
-
-    paths = {"train": resolve_path(data.train, config_dir=config_dir)}
-    train = load(paths["train"])
-    if data.heldout:
-        paths["heldout"] = resolve_path(data.heldout, config_dir=config_dir)
-        heldout = load(paths["heldout"])
-    else:
-        train, heldout = split_heldout(train, fraction=data.val_set_size, seed=data.split_seed)
-    progress(describe_heldout(heldout, split=not data.heldout,
-                              generated=config.evaluation.generation_samples))  # fmt: skip
-    check_enough_rows(config, train=len(train), heldout=len(heldout), source=source)
-    generating = [e for e in heldout if not e.is_text]
-    task_metric = choose_task_metric(generating, data.task_metric) if generating else "none"
-    if task_metric == "field_f1" and not all(
-        e.reference.lstrip().startswith("{") for e in generating
-    ):
-        raise DataError(
-            f"{paths.get('heldout', paths['train'])}: data.task_metric field_f1 needs "
-            "JSON-object responses in the held-out rows"
-        )
-    return paths, {"train": train, "heldout": heldout}, task_metric
-
-
-def describe_heldout(heldout: list[Example], *, split: bool, generated: int | None) -> str:
-    """``Held-out: 20 rows (split off data.train, stratified by label: negative 7, ...);
-    generated at each rung: 20`` (what ranks the trials, in one line)."""
-    source = "split off data.train" if split else "data.heldout"
-    labels = Counter(e.label for e in heldout if e.label is not None)
-    if labels:
-        shares = ", ".join(f"{label} {count}" for label, count in sorted(labels.items()))
-        stratified = split and len(labels) > 1 and sum(labels.values()) == len(heldout)
-        source += f", stratified by label: {shares}" if stratified else f"; labels: {shares}"
-    generating = sum(not e.is_text for e in heldout)
-    if not generating:
-        return f"Held-out: {len(heldout)} rows ({source}); plain text: ranked by loss"
-    count = min(generated or generating, generating)
-    return (
-        f"Held-out: {len(heldout)} rows ({source}); generated at each rung: {count}"
-        f"{'' if count == generating else ' (evaluation.generation_samples)'}"
-    )
-
-
-def check_enough_rows(config: SweepConfig, *, train: int, heldout: int, source: str) -> None:
-    """Fewer than MIN_TRAIN_ROWS training or MIN_HELDOUT_ROWS held-out rows are too few to rank
-    trials (docs/data.md, "Too little data"): refused unless data.allow_small."""
-    data = config.data
-    if data.allow_small:
-        return
-    if train < MIN_TRAIN_ROWS:
-        raise DataError(
-            f"{source}: data.train: {train} training row{'' if train == 1 else 's'}"
-            f"{'' if data.heldout else ' after the split'}; "
-            f"a sweep needs at least {MIN_TRAIN_ROWS} to rank trials: add rows, or set "
-            "data.allow_small: true to run anyway"
-        )
-    if heldout < MIN_HELDOUT_ROWS:
-        fix = ("a larger data.heldout file, or a larger data.val_set_size (prepare: splits the "
-               "held-out rows off data.train)" if config.prepare is not None else
-               "a larger data.heldout file" if data.heldout else
-               f"data.val_set_size: {min(0.5, math.ceil(100 * MIN_HELDOUT_ROWS / (train + heldout)) / 100):.2f} or a "
-               "data.heldout file")  # fmt: skip
-        raise DataError(
-            f"{source}: data.heldout: {heldout} held-out row{'' if heldout == 1 else 's'}; at "
-            f"least {MIN_HELDOUT_ROWS} are "
-            f"needed to tell trials apart: give {fix}, or set data.allow_small: true"
-        )
-
-
 def check_contamination(
-    config: SweepConfig, examples: dict[str, list[Example]], *, config_dir: Path, source: str,
+    config: SweepConfig,
+    examples: dict[str, list[Example]],
+    *,
+    config_dir: Path,
+    source: str,
     progress: Say,
-) -> None:  # fmt: skip
+) -> None:
     """Refuse training rows that share a 13-gram with the held-out rows or with the listed
     benchmarks' evaluation files (when a mirror has them), unless data.allow_contaminated."""
     from evals.benchmark_sources import BenchmarkError
@@ -183,13 +93,16 @@ def check_contamination(
         mirror = benchmark_mirror(config, config_dir=config_dir)
     except BenchmarkError:
         mirror = None  # check_benchmarks names the problem
-    found = find_contamination(examples["train"], examples["heldout"],
-                               tasks=tuple(config.benchmarks.tasks), mirror=mirror)  # fmt: skip
+    found = find_contamination(
+        examples["train"], examples["heldout"], tasks=tuple(config.benchmarks.tasks), mirror=mirror
+    )
     if not found:
         return
     record, why = found[0]
-    message = (f"{len(found)} training rows share a 13-gram with held-out or benchmark items "
-               f"(first: train row {record.row} {why})")  # fmt: skip
+    message = (
+        f"{len(found)} training rows share a 13-gram with held-out or benchmark items "
+        f"(first: train row {record.row} {why})"
+    )
     if config.data.allow_contaminated:
         progress(f"Warning: {message}; launching anyway (data.allow_contaminated: true)")
         return
@@ -222,9 +135,13 @@ def measured_metric(metric: str, task_metric: str, *, where: str) -> str:
 
 
 def resolve_also(
-    config: SweepConfig, task_metric: str, *, primary: str, benchmarks: BenchmarkPlan | None,
+    config: SweepConfig,
+    task_metric: str,
+    *,
+    primary: str,
+    benchmarks: BenchmarkPlan | None,
     source: str,
-) -> tuple[Goal, ...]:  # fmt: skip
+) -> tuple[Goal, ...]:
     """objective.also, each metric resolved as objective.metric is and checked to be measured:
     a held-out one for this data, the benchmark delta only with benchmarks to score."""
     goals: list[Goal] = []
@@ -232,8 +149,10 @@ def resolve_also(
         where = f"{source}: objective.also[{index}]"
         metric = term.metric
         if metric == BENCHMARK_DELTA and (benchmarks is None or not benchmarks.tasks):
-            raise ConfigError(f"{where}: {metric} needs benchmarks to score; list them in "
-                              "benchmarks.tasks, or drop this objective")  # fmt: skip
+            raise ConfigError(
+                f"{where}: {metric} needs benchmarks to score; list them in "
+                "benchmarks.tasks, or drop this objective"
+            )
         if metric not in SECOND_OBJECTIVES:  # a held-out metric
             metric = measured_metric(metric, task_metric, where=where)
         if metric == primary or metric in (g.metric for g in goals):
@@ -250,9 +169,13 @@ def available_cpus() -> int:
 
 
 def check_resources(
-    config: SweepConfig, *, source: str, address: str | None, logical_gpus: int | None = None,
+    config: SweepConfig,
+    *,
+    source: str,
+    address: str | None,
+    logical_gpus: int | None = None,
     progress: Say = print,
-) -> str:  # fmt: skip
+) -> str:
     """The trials' device. GPU trials need a visible CUDA GPU here (a cluster's are Ray's to
     check), unless --num-gpus declares logical GPUs: Ray then packs and assigns them, and the
     trials train on CPU. QLoRA or a paged optimizer needs bitsandbytes (the cuda extra)."""
@@ -266,8 +189,10 @@ def check_resources(
                 "CUDA GPU is visible; set resources.gpu: 0 to train on CPU"
             )
         if not torch.cuda.is_available():
-            progress(f"No CUDA here: Ray schedules the trials on {logical_gpus} logical GPUs "
-                     f"({config.resources.gpu} each), and they train on CPU.")  # fmt: skip
+            progress(
+                f"No CUDA here: Ray schedules the trials on {logical_gpus} logical GPUs "
+                f"({config.resources.gpu} each), and they train on CPU."
+            )
             device = "cpu"
     _check_bitsandbytes(config, source=source)
     return device
@@ -302,8 +227,10 @@ def check_judge(
         judge = judge.model_copy(update={"rubric": str(path)})
         config = config.model_copy(update={"judge": judge})
     if "judge" in config.promote.require and judge is None:
-        progress("Note: promote.require lists judge but there is no judge: section; sweep "
-                 "promote will need --judge-model (and --judge-url for an endpoint)")  # fmt: skip
+        progress(
+            "Note: promote.require lists judge but there is no judge: section; sweep "
+            "promote will need --judge-model (and --judge-url for an endpoint)"
+        )
     return config
 
 
@@ -357,9 +284,14 @@ def benchmark_mirror(config: SweepConfig, *, config_dir: Path) -> Path | None:
 
 
 def check_benchmarks(
-    config: SweepConfig, *, config_dir: Path, source: str, heldout_metric: str, mode: str,
+    config: SweepConfig,
+    *,
+    config_dir: Path,
+    source: str,
+    heldout_metric: str,
+    mode: str,
     progress: Say,
-) -> BenchmarkPlan | None:  # fmt: skip
+) -> BenchmarkPlan | None:
     """Task names and data for every listed benchmark, before any compute (None: no benchmarks)."""
     if not config.benchmarks.tasks:
         return None
@@ -369,8 +301,13 @@ def check_benchmarks(
 
     try:
         mirror = benchmark_mirror(config, config_dir=config_dir)
-        plan = plan_benchmarks(config.benchmarks, config.objective, mirror=mirror, cache=cache_root(),
-                               progress=progress)  # fmt: skip
+        plan = plan_benchmarks(
+            config.benchmarks,
+            config.objective,
+            mirror=mirror,
+            cache=cache_root(),
+            progress=progress,
+        )
     except BenchmarkError as exc:
         raise BenchmarkError(f"{source}: benchmarks: {exc}") from None
     return replace(plan, heldout_metric=heldout_metric, mode=mode) if plan else None
@@ -389,14 +326,20 @@ def preflight(
     objective, benchmarks, the study's storage, resources, the model (remote code, target
     modules, memory) and truncation."""
     source = str(config_path or "<config>")
-    paths, examples, task_metric = check_data(config, config_dir=config_dir, source=source,
-                                              progress=progress)  # fmt: skip
+    paths, examples, task_metric = check_data(
+        config, config_dir=config_dir, source=source, progress=progress
+    )
     check_contamination(config, examples, config_dir=config_dir, source=source, progress=progress)
     metric, mode = resolve_objective(config, task_metric, source=source)
-    benchmarks = check_benchmarks(config, config_dir=config_dir, source=source,
-                                  heldout_metric=metric, mode=mode, progress=progress)  # fmt: skip
-    also = resolve_also(config, task_metric, primary=metric, benchmarks=benchmarks,
-                        source=source)  # fmt: skip
+    benchmarks = check_benchmarks(
+        config,
+        config_dir=config_dir,
+        source=source,
+        heldout_metric=metric,
+        mode=mode,
+        progress=progress,
+    )
+    also = resolve_also(config, task_metric, primary=metric, benchmarks=benchmarks, source=source)
     if benchmarks is not None and benchmarks.weights:
         metric = COMPOSITE
     check_study_storage(config, source=source)
@@ -406,27 +349,58 @@ def preflight(
     note = sampler_note(config)
     if note:
         progress(f"Note: {note}")
-    device = check_resources(config, source=source, address=address, logical_gpus=logical_gpus,
-                             progress=progress)  # fmt: skip
+    device = check_resources(
+        config, source=source, address=address, logical_gpus=logical_gpus, progress=progress
+    )
     config, model = check_model(config, source=source, progress=progress)
-    resolved = {"train": str(paths["train"]),
-                "heldout": str(paths["heldout"]) if "heldout" in paths else None,
-                "task_metric": task_metric if task_metric != "none" else "exact_match"}  # fmt: skip
-    spec = TrialSpec(
-        model_path=str(model.path), data=config.data.model_copy(update=resolved),
-        training=config.training, evaluation=config.evaluation,
-        trust_remote_code=config.trust_remote_code, device=device, cpus=config.resources.cpu,
-        gpus=config.resources.gpu, benchmarks=benchmarks,
-    )  # fmt: skip
+    spec = trial_spec(
+        config, model, paths=paths, task_metric=task_metric, device=device, benchmarks=benchmarks
+    )
     lengths = check_truncation(config, spec, examples["train"], source=source, progress=progress)
     return LaunchPlan(
-        config, config_path, spec, task_metric, metric, mode,
+        config,
+        config_path,
+        spec,
+        task_metric,
+        metric,
+        mode,
         digests={name: file_digest(path) for name, path in paths.items()},
         rows={name: len(rows) for name, rows in examples.items()},
         model_kind=model.kind,
         max_rungs=max_epochs(config.search_space) * config.training.evals_per_epoch,
-        num_samples=planned_trials(config), train_token_lengths=tuple(lengths), also=also,
-    )  # fmt: skip
+        num_samples=planned_trials(config),
+        train_token_lengths=tuple(lengths),
+        also=also,
+    )
+
+
+def trial_spec(
+    config: SweepConfig,
+    model: ResolvedModel,
+    *,
+    paths: dict[str, Path],
+    task_metric: str,
+    device: str,
+    benchmarks: BenchmarkPlan | None,
+) -> TrialSpec:
+    """What every trial receives: the checked config with its data files and task metric
+    resolved, the model's local directory and the trials' device."""
+    resolved = {
+        "train": str(paths["train"]),
+        "heldout": str(paths["heldout"]) if "heldout" in paths else None,
+        "task_metric": task_metric if task_metric != "none" else "exact_match",
+    }
+    return TrialSpec(
+        model_path=str(model.path),
+        data=config.data.model_copy(update=resolved),
+        training=config.training,
+        evaluation=config.evaluation,
+        trust_remote_code=config.trust_remote_code,
+        device=device,
+        cpus=config.resources.cpu,
+        gpus=config.resources.gpu,
+        benchmarks=benchmarks,
+    )
 
 
 def planned_trials(config: SweepConfig) -> int:

@@ -34,15 +34,22 @@ def fit_to_memory(
     unfit = []
     for length in sorted(int(v) for v in candidate_values(config, "sequence_len")):
         estimate = estimate_memory(
-            model_path, r=r, targets=heaviest_targets(config), sequence_len=length,
-            micro_batch=largest(config, "micro_batch_size"), precision=precision,
-            four_bit=training.adapter == "qlora", optimizer=training.optimizer,
+            model_path,
+            r=r,
+            targets=heaviest_targets(config),
+            sequence_len=length,
+            micro_batch=largest(config, "micro_batch_size"),
+            precision=precision,
+            four_bit=training.adapter == "qlora",
+            optimizer=training.optimizer,
             gradient_checkpointing=training.gradient_checkpointing,
-        )  # fmt: skip
+        )
         if estimate.total > budget:
             unfit.append(length)
-            progress(f"Warning: sequence_len {length} at lora_r {r} needs about "
-                     f"{estimate.describe()}; the trial's GPU share has {budget / GIB:.2f} GiB")  # fmt: skip
+            progress(
+                f"Warning: sequence_len {length} at lora_r {r} needs about "
+                f"{estimate.describe()}; the trial's GPU share has {budget / GIB:.2f} GiB"
+            )
     if not unfit or config.resources.memory_check != "drop":
         return config
     return _drop_sequence_lengths(config, unfit, source=source, progress=progress)
@@ -87,8 +94,9 @@ def gpu_share_bytes(config: SweepConfig) -> int | None:
 
     if config.resources.gpu <= 0 or not torch.cuda.is_available():
         return None
-    smallest = min(torch.cuda.get_device_properties(i).total_memory
-                   for i in range(torch.cuda.device_count()))  # fmt: skip
+    smallest = min(
+        torch.cuda.get_device_properties(i).total_memory for i in range(torch.cuda.device_count())
+    )
     return int(smallest * min(config.resources.gpu, 1.0))
 
 
@@ -143,8 +151,7 @@ def check_target_modules(config: SweepConfig, model_path: Path, *, source: str) 
         return
     spec = active_specs(config)[TARGETS]
     sets = [str(v) for v in spec.values] if isinstance(spec, Choice) else [str(spec)]
-    where = ("search_space" if config.search_space.lora_target_modules is not None
-             else "training")  # fmt: skip
+    where = "search_space" if config.search_space.lora_target_modules is not None else "training"
     for targets in sets:
         missing = unknown_targets(split_targets(targets), linear)
         if missing:
@@ -195,6 +202,5 @@ def check_model(
     check_target_modules(config, model.path, source=source)
     budget = gpu_share_bytes(config) if config.resources.memory_check != "off" else None
     if budget is not None:
-        config = fit_to_memory(config, model.path, budget=budget, source=source,
-                               progress=progress)  # fmt: skip
+        config = fit_to_memory(config, model.path, budget=budget, source=source, progress=progress)
     return config, model

@@ -33,8 +33,9 @@ RERUN_OF = "rerun_of"  # a re-run's study trial: the number of the failed one it
 
 def failed_trials(state: SweepState) -> list[TrialRecord]:
     """The sweep's failed trials, in trial order."""
-    return sorted((t for t in state.trials.values() if t.status == "failed"),
-                  key=lambda t: t.trial_id)  # fmt: skip
+    return sorted(
+        (t for t in state.trials.values() if t.status == "failed"), key=lambda t: t.trial_id
+    )
 
 
 def check_rerunnable(state: SweepState, *, storage: str, trials: Sequence[TrialRecord]) -> None:
@@ -54,9 +55,13 @@ def check_rerunnable(state: SweepState, *, storage: str, trials: Sequence[TrialR
 
 
 def prepare_rerun(
-    state: SweepState, tracker: SweepTracker, *, storage: str, trials: Sequence[TrialRecord],
+    state: SweepState,
+    tracker: SweepTracker,
+    *,
+    storage: str,
+    trials: Sequence[TrialRecord],
     say: Say,
-) -> list[str]:  # fmt: skip
+) -> list[str]:
     """Make each failed trial ready to run again (see the module's docstring); returns their ids."""
     import optuna
 
@@ -80,8 +85,14 @@ def study_numbers(storage: str, study_name: str) -> Callable[[str], int | None]:
 
     def number(trial_id: str) -> int | None:
         study = optuna.load_study(study_name=study_name, storage=storage)
-        return max((t.number for t in study.get_trials(deepcopy=False)
-                    if t.user_attrs.get(RAY_TRIAL_ID) == trial_id), default=None)  # fmt: skip
+        return max(
+            (
+                t.number
+                for t in study.get_trials(deepcopy=False)
+                if t.user_attrs.get(RAY_TRIAL_ID) == trial_id
+            ),
+            default=None,
+        )
 
     return number
 
@@ -89,11 +100,13 @@ def study_numbers(storage: str, study_name: str) -> Callable[[str], int | None]:
 def requeue(study: optuna.Study, trial_id: str) -> int:
     """A new RUNNING study trial with the failed one's hyperparameters, tagged with its Ray
     trial; returns its number."""
-    tagged = [t for t in study.get_trials(deepcopy=False)
-              if t.user_attrs.get(RAY_TRIAL_ID) == trial_id]  # fmt: skip
+    tagged = [
+        t for t in study.get_trials(deepcopy=False) if t.user_attrs.get(RAY_TRIAL_ID) == trial_id
+    ]
     if not tagged:
         raise LookupError(f"the study holds no trial of Ray trial {trial_id}")
     failed = tagged[-1]
-    study.enqueue_trial(dict(failed.params), user_attrs={RAY_TRIAL_ID: trial_id,
-                                                         RERUN_OF: failed.number})  # fmt: skip
+    study.enqueue_trial(
+        dict(failed.params), user_attrs={RAY_TRIAL_ID: trial_id, RERUN_OF: failed.number}
+    )
     return study.ask(fixed_distributions=dict(failed.distributions)).number

@@ -39,8 +39,10 @@ class Carried:
     finished: int  # the prior study's COMPLETE and PRUNED trials
 
     def describe(self) -> str:
-        line = (f"Warm start from {self.prior}: {len(self.trials)} of its {self.finished} "
-                "finished trials carried over")  # fmt: skip
+        line = (
+            f"Warm start from {self.prior}: {len(self.trials)} of its {self.finished} "
+            "finished trials carried over"
+        )
         if not self.skipped:
             return line
         reasons = "; ".join(f"{reason} ({count})" for reason, count in self.skipped.most_common())
@@ -58,8 +60,9 @@ def resolve_prior(config: SweepConfig, *, state_dir: Path) -> SweepConfig:
     return config.model_copy(update={"search": search})
 
 
-def seed_study(config: SweepConfig, *, study_name: str, storage: str, goals: Sequence[Goal],
-               say: Say) -> int:  # fmt: skip
+def seed_study(
+    config: SweepConfig, *, study_name: str, storage: str, goals: Sequence[Goal], say: Say
+) -> int:
     """Create (or open) the sweep's study and add the prior sweep's carried trials it lacks;
     the searcher then opens this study (Ray's OptunaSearch loads an existing one)."""
     import optuna
@@ -67,10 +70,15 @@ def seed_study(config: SweepConfig, *, study_name: str, storage: str, goals: Seq
     if config.search.warm_start is None:
         return 0
     carried = carried_trials(config, prior_dir=Path(config.search.warm_start), goals=goals)
-    directions = [optuna.study.StudyDirection.MAXIMIZE if g.mode == "max" else
-                  optuna.study.StudyDirection.MINIMIZE for g in goals]  # fmt: skip
-    study = optuna.create_study(study_name=study_name, storage=storage, directions=directions,
-                                load_if_exists=True)  # fmt: skip
+    directions = [
+        optuna.study.StudyDirection.MAXIMIZE
+        if g.mode == "max"
+        else optuna.study.StudyDirection.MINIMIZE
+        for g in goals
+    ]
+    study = optuna.create_study(
+        study_name=study_name, storage=storage, directions=directions, load_if_exists=True
+    )
     return add_carried(study, carried, say=say)
 
 
@@ -81,8 +89,10 @@ def carried_trials(config: SweepConfig, *, prior_dir: Path, goals: Sequence[Goal
     from sweeps.tracking.state import RELAUNCH_CONFIG, load_state, study_storage
 
     if not (prior_dir / RELAUNCH_CONFIG).is_file():
-        raise ConfigError(f"search.warm_start: no sweep at {prior_dir}; name a sweep in "
-                          "tracking.state_dir (sweep status lists them) or give its directory")  # fmt: skip
+        raise ConfigError(
+            f"search.warm_start: no sweep at {prior_dir}; name a sweep in "
+            "tracking.state_dir (sweep status lists them) or give its directory"
+        )
     prior_state = load_state(prior_dir.name, state_dir=prior_dir.parent)
     if list(prior_state.goals) != list(goals):
         raise ConfigError(
@@ -92,8 +102,9 @@ def carried_trials(config: SweepConfig, *, prior_dir: Path, goals: Sequence[Goal
         )
     prior_config = load_config(prior_dir / RELAUNCH_CONFIG)
     check_same_setting(prior_config, config, prior=prior_dir.name)
-    prior = optuna.load_study(study_name=prior_dir.name,
-                              storage=study_storage(prior_config, prior_dir))  # fmt: skip
+    prior = optuna.load_study(
+        study_name=prior_dir.name, storage=study_storage(prior_config, prior_dir)
+    )
     states = (optuna.trial.TrialState.COMPLETE, optuna.trial.TrialState.PRUNED)
     finished = prior.get_trials(deepcopy=False, states=states)
     space, fixed = distributions(config), fixed_values(config)
@@ -121,18 +132,25 @@ def check_same_setting(earlier: SweepConfig, config: SweepConfig, *, prior: str)
     another model, or from other points of training, would mislead the sampler."""
     for what, before, now in (
         ("base_model", earlier.base_model, config.base_model),
-        ("training.evals_per_epoch", earlier.training.evals_per_epoch,
-         config.training.evals_per_epoch),
-    ):  # fmt: skip
+        (
+            "training.evals_per_epoch",
+            earlier.training.evals_per_epoch,
+            config.training.evals_per_epoch,
+        ),
+    ):
         if before != now:
-            raise ConfigError(f"search.warm_start: {prior} ran with {what} {before}, this sweep "
-                              f"{now}; warm-start from a sweep with the same {what}")  # fmt: skip
+            raise ConfigError(
+                f"search.warm_start: {prior} ran with {what} {before}, this sweep "
+                f"{now}; warm-start from a sweep with the same {what}"
+            )
 
 
 def misfit(
-    params: dict[str, object], *, space: dict[str, optuna.distributions.BaseDistribution],
+    params: dict[str, object],
+    *,
+    space: dict[str, optuna.distributions.BaseDistribution],
     fixed: dict[str, Value],
-) -> str | None:  # fmt: skip
+) -> str | None:
     """Why a prior trial does not fit the new space (one knob named), or None."""
     for knob, distribution in space.items():
         if knob not in params:
@@ -158,9 +176,11 @@ def _same(a: object, b: object) -> bool:
 
 
 def copied(
-    trial: optuna.trial.FrozenTrial, space: dict[str, optuna.distributions.BaseDistribution],
-    *, origin: str,
-) -> optuna.trial.FrozenTrial:  # fmt: skip
+    trial: optuna.trial.FrozenTrial,
+    space: dict[str, optuna.distributions.BaseDistribution],
+    *,
+    origin: str,
+) -> optuna.trial.FrozenTrial:
     """The trial as a new-study trial: its searched knobs, values, rung values and state."""
     import optuna
 

@@ -38,9 +38,13 @@ def prepare_data(options: PrepareOptions, *, progress: Say = print) -> PrepareRe
 
 
 def find_contamination(
-    train: Sequence[Example], heldout: Sequence[Example], *, tasks: tuple[str, ...] = (),
-    mirror: Path | None = None, ngram: int | None = None,
-) -> list[tuple[Record, str]]:  # fmt: skip
+    train: Sequence[Example],
+    heldout: Sequence[Example],
+    *,
+    tasks: tuple[str, ...] = (),
+    mirror: Path | None = None,
+    ngram: int | None = None,
+) -> list[tuple[Record, str]]:
     """Training examples sharing an n-gram with a held-out example or
     with a benchmark's evaluation file in ``mirror`` (tasks without a file there are skipped)."""
     from sweeps.prepare._contamination import NgramIndex, decontaminate, fields
@@ -56,5 +60,12 @@ def find_contamination(
 
 
 def as_records(examples: Sequence[Example], *, source: str) -> list[Record]:
-    return [Record(source, e.row, messages=[dict(m) for m in e.messages] if not e.is_text
-                   else None, text=e.text) for e in examples]  # fmt: skip
+    return [
+        Record(
+            source,
+            e.row,
+            messages=[dict(m) for m in e.messages] if not e.is_text else None,
+            text=e.text,
+        )
+        for e in examples
+    ]

@@ -54,8 +54,11 @@ class NgramIndex:
 def fields(record: Record) -> list[str]:
     """The texts that are checked: each paragraph of every turn but the system prompt (an
     Alpaca row's instruction and input are joined by a blank line), or of the plain text."""
-    turns = ([m["content"] for m in record.messages if m["role"] != "system"] if record.messages
-             else [record.text or ""])  # fmt: skip
+    turns = (
+        [m["content"] for m in record.messages if m["role"] != "system"]
+        if record.messages
+        else [record.text or ""]
+    )
     return [part for turn in turns for part in PARAGRAPH.split(turn) if part.strip()]
 
 

@@ -39,8 +39,9 @@ def exact(records: list[Record]) -> tuple[list[Record], StepResult]:
     return out, result
 
 
-def near(records: list[Record], *, threshold: float, num_perm: int = 128,
-         seed: int = 1) -> tuple[list[Record], StepResult]:  # fmt: skip
+def near(
+    records: list[Record], *, threshold: float, num_perm: int = 128, seed: int = 1
+) -> tuple[list[Record], StepResult]:
     """Drop each record whose Jaccard similarity to a kept one reaches ``threshold``.
 
     LSH runs at a lower threshold to find candidates (few near-misses at the border), and each
@@ -54,8 +55,9 @@ def near(records: list[Record], *, threshold: float, num_perm: int = 128,
     index = MinHashLSH(threshold=max(threshold - 0.15, 0.3), num_perm=num_perm)
     out = []
     for position, (record, minhash) in enumerate(zip(records, hashes, strict=True)):
-        best = max(((jaccard(sets[position], sets[k]), k) for k in index.query(minhash)),
-                   default=(0.0, -1))  # fmt: skip
+        best = max(
+            ((jaccard(sets[position], sets[k]), k) for k in index.query(minhash)), default=(0.0, -1)
+        )
         if best[0] >= threshold:
             kept = records[best[1]]
             result.removed.append(

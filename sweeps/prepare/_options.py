@@ -18,39 +18,47 @@ _DATA = DataConfig.model_fields  # the defaults a sweep YAML's data: section has
 class PrepareOptions(PrepareConfig):
     """Everything ``sweep data prepare`` does: the steps of a sweep YAML's ``prepare:`` section
     (PrepareConfig) and what that section takes from the rest of the YAML (data:, benchmarks:,
-    the model). Its fields are the verb's arguments: sweeps/cli/options.py builds the flags from
-    them."""
+    the model). Its fields are the verb's arguments: sweeps/cli/arguments.py builds the flags
+    from them."""
 
     inputs: tuple[Path, ...] = Field(
-        (), description="jsonl, json, csv, parquet or txt files",
+        (),
+        description="jsonl, json, csv, parquet or txt files",
         json_schema_extra={"positional": True},
-    )  # fmt: skip
+    )
     out_dir: Path = Field(
         description="new directory for the prepared data", json_schema_extra={"flag": "--out"}
     )
     format: DataFormat = Field(
-        _DATA["format"].default, description="the rows' shape (auto: detected from the first "
-        "row's keys)", json_schema_extra={"metavar": "SHAPE"},
-    )  # fmt: skip
+        _DATA["format"].default,
+        description="the rows' shape (auto: detected from the first row's keys)",
+        json_schema_extra={"metavar": "SHAPE"},
+    )
     columns: dict[str, str] = Field(
-        default_factory=dict, description="map your columns to ours, e.g. "
+        default_factory=dict,
+        description="map your columns to ours, e.g. "
         "instruction=question,output=answer (default: the shape's own names, matched "
-        "case-insensitively)", json_schema_extra={"metavar": "NAME=COLUMN,..."},
-    )  # fmt: skip
+        "case-insensitively)",
+        json_schema_extra={"metavar": "NAME=COLUMN,..."},
+    )
     label_field: str | None = Field(
-        None, description="your label column: for text rows the label is the response; for any "
+        None,
+        description="your label column: for text rows the label is the response; for any "
         "shape it stratifies the split (default: a column named label, sentiment, category, ...)",
         json_schema_extra={"metavar": "COLUMN"},
-    )  # fmt: skip
+    )
     instruction: str | None = Field(None, description=_DATA["instruction"].description)
     heldout: Path | None = Field(
-        None, description="your own held-out file: no split, the training rows are checked "
+        None,
+        description="your own held-out file: no split, the training rows are checked "
         "against it (default: split off the inputs, --heldout-fraction of them)",
-    )  # fmt: skip
+    )
     heldout_fraction: float = Field(
-        _DATA["val_set_size"].default, gt=0, lt=1,
+        _DATA["val_set_size"].default,
+        gt=0,
+        lt=1,
         description="the share of rows split off as the held-out set",
-    )  # fmt: skip
+    )
     seed: int = Field(_DATA["split_seed"].default, description="the split's random seed")
     pii_kinds: tuple[str, ...] = Field(KINDS, description="comma-separated kinds to redact")
     ngram: int = Field(13, ge=1, description="decontamination's n-gram length, in words")
@@ -67,9 +75,10 @@ class PrepareOptions(PrepareConfig):
         None, description="whose tokenizer measures --max-seq-len (needed with it; default: none)"
     )
     template: Literal["auto", "chat", "alpaca", "plain"] = Field(
-        _DATA["template"].default, description="the prompt template rows are measured in for "
+        _DATA["template"].default,
+        description="the prompt template rows are measured in for "
         "--max-seq-len (auto: the model's chat template when it has one, else alpaca)",
-    )  # fmt: skip
+    )
 
     @field_validator("columns", mode="before")
     @classmethod

@@ -45,8 +45,12 @@ def load_inputs(options: PrepareOptions, *, progress: Say) -> Loaded:
     from trainers.data import file_digest
     from trainers.data_shapes import DataSettings
 
-    settings = DataSettings(fmt=options.format, columns=dict(options.columns),
-                            instruction=options.instruction, label_field=options.label_field)  # fmt: skip
+    settings = DataSettings(
+        fmt=options.format,
+        columns=dict(options.columns),
+        instruction=options.instruction,
+        label_field=options.label_field,
+    )
     records: list[Record] = []
     rejected: list[tuple[Record, str]] = []
     inputs: list[InputFile] = []
@@ -54,14 +58,22 @@ def load_inputs(options: PrepareOptions, *, progress: Say) -> Loaded:
         rows, bad, reading = read_file(path, settings)
         records += rows
         rejected += bad
-        inputs.append({"path": str(path), "sha256": file_digest(path), "format": reading.shape.name,
-                       "rows": len(rows) + len(bad), "rejected": len(bad)})  # fmt: skip
+        inputs.append(
+            {
+                "path": str(path),
+                "sha256": file_digest(path),
+                "format": reading.shape.name,
+                "rows": len(rows) + len(bad),
+                "rejected": len(bad),
+            }
+        )
         for note in reading.notes or (f"{path}: {len(rows)} examples ({reading.shape.name})",):
             progress(note)
         if bad:
             first, why = bad[0]
-            progress(f"  {len(bad)} rows rejected, listed in the report (first: row {first.row}: "
-                     f"{why})")  # fmt: skip
+            progress(
+                f"  {len(bad)} rows rejected, listed in the report (first: row {first.row}: {why})"
+            )
     loaded = Loaded(records, rejected, inputs)
     if options.heldout is not None:
         held, bad, _ = read_file(options.heldout, settings)
@@ -83,8 +95,9 @@ def benchmark_index(options: PrepareOptions) -> tuple[NgramIndex, list[str]]:
     return index, [str(p) for p in files]
 
 
-def benchmark_files(tasks: tuple[str, ...], mirror: Path | None, *,
-                    strict: bool = True) -> list[Path]:  # fmt: skip
+def benchmark_files(
+    tasks: tuple[str, ...], mirror: Path | None, *, strict: bool = True
+) -> list[Path]:
     """The mirror's evaluation files (not training splits) for each task; ``strict``: a task
     without one is an error."""
     from evals.benchmark_sources import MIRROR_FILES, MMLU_SPLITS
@@ -100,9 +113,16 @@ def benchmark_files(tasks: tuple[str, ...], mirror: Path | None, *,
         )
     files = []
     for task in tasks:
-        names = (list(MMLU_SPLITS.values()) if task == "mmlu" else
-                 [n for split, ns in MIRROR_FILES.get(task, {}).items() if split != "train"
-                  for n in ns])  # fmt: skip
+        names = (
+            list(MMLU_SPLITS.values())
+            if task == "mmlu"
+            else [
+                n
+                for split, ns in MIRROR_FILES.get(task, {}).items()
+                if split != "train"
+                for n in ns
+            ]
+        )
         found = [mirror / n for n in names if (mirror / n).is_file()]
         if not found and strict:
             raise ConfigError(f"benchmark {task}: no evaluation file of it in {mirror}")
@@ -123,23 +143,40 @@ def run_steps(options: PrepareOptions, loaded: Loaded, *, progress: Say) -> Prep
     from sweeps.prepare import _clean, _dedup, _pii, _quality
 
     records, steps = loaded.records, []
-    read = StepResult("read", rows_in=len(records) + len(loaded.rejected), rows_out=len(records),
-                      removed=list(loaded.rejected))  # fmt: skip
+    read = StepResult(
+        "read",
+        rows_in=len(records) + len(loaded.rejected),
+        rows_out=len(records),
+        removed=list(loaded.rejected),
+    )
     read.count("rejected rows", len(loaded.rejected))
     steps.append(read)
     plan = [
-        (options.clean, lambda r: _clean.clean(r, speaker_tags=options.speaker_tags,
-                                               fillers=options.fillers), "clean"),
+        (
+            options.clean,
+            lambda r: _clean.clean(r, speaker_tags=options.speaker_tags, fillers=options.fillers),
+            "clean",
+        ),
         (options.redact, lambda r: _pii.redact(r, kinds=options.pii_kinds), "redact"),
         (options.dedup, _dedup.exact, "dedup_exact"),
-        (options.dedup and options.near_dedup,
-         lambda r: _dedup.near(r, threshold=options.near_threshold), "dedup_near"),
-        (options.quality, lambda r: _quality.quality(
-            r, min_response_chars=options.min_response_chars,
-            max_seq_len=options.measured_seq_len,
-            tokenizer=loaded.tokenizer, template=options.template, drop=options.drop_flagged),
-         "quality"),
-    ]  # fmt: skip
+        (
+            options.dedup and options.near_dedup,
+            lambda r: _dedup.near(r, threshold=options.near_threshold),
+            "dedup_near",
+        ),
+        (
+            options.quality,
+            lambda r: _quality.quality(
+                r,
+                min_response_chars=options.min_response_chars,
+                max_seq_len=options.measured_seq_len,
+                tokenizer=loaded.tokenizer,
+                template=options.template,
+                drop=options.drop_flagged,
+            ),
+            "quality",
+        ),
+    ]
     for enabled, step, name in plan:
         if not enabled:
             steps.append(
@@ -182,13 +219,14 @@ def check_rows_left(steps: list[StepResult], records: list[Record]) -> None:
     if emptied is None:
         raise ConfigError("no training rows: the input files hold no examples")
     reasons = ", ".join(f"{k}: {v}" for k, v in emptied.counts.items()) or "see the report"
-    switch = {"read": "fixing the rows (or --columns; data.columns in a sweep YAML)",
-              "quality": "--keep-flagged or --no-quality (prepare: {drop_flagged: false} or "
-                         "{quality: false})",
-              "dedup_exact": "--no-dedup (prepare: {dedup: false})",
-              "dedup_near": "--no-near-dedup (prepare: {near_dedup: false})",
-              "decontaminate": "--no-decontaminate (prepare: {decontaminate: false})",
-              }.get(emptied.name, f"--no-{emptied.name}")  # fmt: skip
+    switch = {
+        "read": "fixing the rows (or --columns; data.columns in a sweep YAML)",
+        "quality": "--keep-flagged or --no-quality (prepare: {drop_flagged: false} or "
+        "{quality: false})",
+        "dedup_exact": "--no-dedup (prepare: {dedup: false})",
+        "dedup_near": "--no-near-dedup (prepare: {near_dedup: false})",
+        "decontaminate": "--no-decontaminate (prepare: {decontaminate: false})",
+    }.get(emptied.name, f"--no-{emptied.name}")
     raise ConfigError(
         f"no training row survived: step {emptied.name} removed all {emptied.rows_in} "
         f"({reasons}); {switch} keeps them"
@@ -204,8 +242,13 @@ def split_and_decontaminate(
 
     if loaded.heldout is not None:
         train, heldout = records, loaded.heldout
-        step = StepResult("split", enabled=False, rows_in=len(records), rows_out=len(records),
-                          counts={"train": len(train), "heldout (given)": len(heldout)})  # fmt: skip
+        step = StepResult(
+            "split",
+            enabled=False,
+            rows_in=len(records),
+            rows_out=len(records),
+            counts={"train": len(train), "heldout (given)": len(heldout)},
+        )
     else:
         train, heldout, step = split(records, fraction=options.heldout_fraction, seed=options.seed)
     if loaded.index is None:
@@ -221,8 +264,9 @@ def split_and_decontaminate(
 
 
 # --------------------------------------------------------------------------- outputs
-def write_outputs(options: PrepareOptions, loaded: Loaded, result: PrepareResult, *,
-                  progress: Say) -> None:  # fmt: skip
+def write_outputs(
+    options: PrepareOptions, loaded: Loaded, result: PrepareResult, *, progress: Say
+) -> None:
     """train.jsonl, heldout.jsonl, removed.jsonl (every removed row and why), report.html,
     report.md, lengths.png and manifest.json: all or nothing."""
     from sweeps.prepare._report import render_report
@@ -234,17 +278,26 @@ def write_outputs(options: PrepareOptions, loaded: Loaded, result: PrepareResult
         files = {"train.jsonl": result.train, "heldout.jsonl": result.heldout}
         for name, rows in files.items():
             (staging / name).write_text("".join(json.dumps(r.to_json()) + "\n" for r in rows))
-        removed = [{"step": step.name, "source": r.source, "row": r.row, "reason": why,
-                    "text": " | ".join(r.texts())[:1000]}
-                   for step in result.steps for r, why in step.removed]  # fmt: skip
+        removed = [
+            {
+                "step": step.name,
+                "source": r.source,
+                "row": r.row,
+                "reason": why,
+                "text": " | ".join(r.texts())[:1000],
+            }
+            for step in result.steps
+            for r, why in step.removed
+        ]
         (staging / "removed.jsonl").write_text("".join(json.dumps(x) + "\n" for x in removed))
         result.manifest = manifest(options, loaded, result, staging)
         (staging / "manifest.json").write_text(json.dumps(result.manifest, indent=2))
         prepared = result.train + (
             result.heldout if loaded.heldout is None else []
         )  # not a given file
-        html, markdown, png = render_report(result, options=options, before=loaded.records,
-                                            after=prepared)  # fmt: skip
+        html, markdown, png = render_report(
+            result, options=options, before=loaded.records, after=prepared
+        )
         (staging / "report.html").write_text(html)
         (staging / "report.md").write_text(markdown)
         (staging / "lengths.png").write_bytes(png)
@@ -255,23 +308,37 @@ def write_outputs(options: PrepareOptions, loaded: Loaded, result: PrepareResult
         shutil.rmtree(staging, ignore_errors=True)
         raise
     result.out_dir = out_dir
-    progress(f"Wrote {out_dir}: {len(result.train)} train, {len(result.heldout)} held-out rows; "
-             f"report {out_dir / 'report.html'}")  # fmt: skip
+    progress(
+        f"Wrote {out_dir}: {len(result.train)} train, {len(result.heldout)} held-out rows; "
+        f"report {out_dir / 'report.html'}"
+    )
 
 
-def manifest(options: PrepareOptions, loaded: Loaded, result: PrepareResult,
-             staging: Path) -> Manifest:  # fmt: skip
+def manifest(
+    options: PrepareOptions, loaded: Loaded, result: PrepareResult, staging: Path
+) -> Manifest:
     from trainers.data import file_digest
 
     return {
         "inputs": loaded.inputs,
         "benchmark_files": loaded.benchmark_files,
-        "outputs": {name: {"sha256": file_digest(staging / name), "rows": len(rows)}
-                    for name, rows in (("train.jsonl", result.train),
-                                       ("heldout.jsonl", result.heldout))},
-        "steps": [{"name": s.name, "enabled": s.enabled, "rows_in": s.rows_in,
-                   "rows_out": s.rows_out, "removed": len(s.removed), "changed": len(s.changed),
-                   "counts": s.counts, "seconds": round(s.seconds, 3)} for s in result.steps],
+        "outputs": {
+            name: {"sha256": file_digest(staging / name), "rows": len(rows)}
+            for name, rows in (("train.jsonl", result.train), ("heldout.jsonl", result.heldout))
+        },
+        "steps": [
+            {
+                "name": s.name,
+                "enabled": s.enabled,
+                "rows_in": s.rows_in,
+                "rows_out": s.rows_out,
+                "removed": len(s.removed),
+                "changed": len(s.changed),
+                "counts": s.counts,
+                "seconds": round(s.seconds, 3),
+            }
+            for s in result.steps
+        ],
         "settings": options.model_dump(mode="json"),
         "created": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
-    }  # fmt: skip
+    }

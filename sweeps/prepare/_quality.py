@@ -35,8 +35,10 @@ def response_floor(records: list[Record], requested: int | None) -> tuple[int, s
     middle = median(lengths) if lengths else 0
     if middle <= SHORT_ANSWER_CHARS:
         return 0, f"short answers (median {middle:g} characters): no minimum length"
-    return LONG_TASK_MIN_CHARS, (f"long answers (median {middle:g} characters): responses under "
-                                 f"{LONG_TASK_MIN_CHARS} characters flagged")  # fmt: skip
+    return LONG_TASK_MIN_CHARS, (
+        f"long answers (median {middle:g} characters): responses under "
+        f"{LONG_TASK_MIN_CHARS} characters flagged"
+    )
 
 
 def row_problem(record: Record, *, min_response_chars: int) -> str | None:
@@ -61,24 +63,35 @@ def token_lengths(
     from trainers.data import Example
     from trainers.tokenize import resolve_template, tokenize_examples
 
-    examples = [Example(messages=tuple(r.messages), row=r.row) if r.messages else
-                Example(text=r.text, row=r.row) for r in records]  # fmt: skip
+    examples = [
+        Example(messages=tuple(r.messages), row=r.row)
+        if r.messages
+        else Example(text=r.text, row=r.row)
+        for r in records
+    ]
     rendered = tokenize_examples(examples, tokenizer, resolve_template(tokenizer, template))
     return [len(t.input_ids) for t in rendered]
 
 
 def quality(
-    records: list[Record], *, min_response_chars: int | None, max_seq_len: int | None,
-    tokenizer: PreTrainedTokenizerBase | None = None, template: str = "auto", drop: bool = True,
-) -> tuple[list[Record], StepResult]:  # fmt: skip
+    records: list[Record],
+    *,
+    min_response_chars: int | None,
+    max_seq_len: int | None,
+    tokenizer: PreTrainedTokenizerBase | None = None,
+    template: str = "auto",
+    drop: bool = True,
+) -> tuple[list[Record], StepResult]:
     result = StepResult("quality", rows_in=len(records))
     floor, why = response_floor(records, min_response_chars)
     result.notes.append(why)
     problems = [row_problem(r, min_response_chars=floor) for r in records]
     if tokenizer is not None and max_seq_len is not None:
         lengths = token_lengths(records, tokenizer, template=template)
-        problems = [p or (f"{n} tokens, over max_seq_len {max_seq_len}" if n > max_seq_len else
-                    None) for p, n in zip(problems, lengths, strict=True)]  # fmt: skip
+        problems = [
+            p or (f"{n} tokens, over max_seq_len {max_seq_len}" if n > max_seq_len else None)
+            for p, n in zip(problems, lengths, strict=True)
+        ]
     out = []
     for record, problem in zip(records, problems, strict=True):
         if problem is None:

@@ -52,8 +52,7 @@ def _check_columns(path: Path, rows: list[Row], reading: Reading) -> None:
 
 def _record(example: Example, path: Path) -> Record:
     messages = [dict(m) for m in example.messages] if not example.is_text else None
-    return Record(path.name, example.row, messages=messages, text=example.text,
-                  label=example.label)  # fmt: skip
+    return Record(path.name, example.row, messages=messages, text=example.text, label=example.label)
 
 
 def _preview(row: Row) -> str:

@@ -13,34 +13,52 @@ from sweeps.report_templates import template_env
 EXAMPLES_PER_STEP = 3
 
 
-def render_report(result: PrepareResult, *, options: PrepareOptions, before: list[Record],
-                  after: list[Record]) -> tuple[str, str, bytes]:  # fmt: skip
+def render_report(
+    result: PrepareResult, *, options: PrepareOptions, before: list[Record], after: list[Record]
+) -> tuple[str, str, bytes]:
     """HTML, Markdown and the histogram PNG (lengths of ``before`` the steps and ``after``)."""
 
     png = length_histograms(before, after)
     context = {
-        "inputs": result.manifest.get("inputs", []), "steps": [step_row(s) for s in result.steps],
-        "train": len(result.train), "heldout": len(result.heldout),
-        "rejected": [{"where": r.where, "reason": why, "row": r.text} for r, why in result.rejected],
-        "histogram": base64.b64encode(png).decode(), "outputs": result.manifest.get("outputs", {}),
+        "inputs": result.manifest.get("inputs", []),
+        "steps": [step_row(s) for s in result.steps],
+        "train": len(result.train),
+        "heldout": len(result.heldout),
+        "rejected": [
+            {"where": r.where, "reason": why, "row": r.text} for r, why in result.rejected
+        ],
+        "histogram": base64.b64encode(png).decode(),
+        "outputs": result.manifest.get("outputs", {}),
         "benchmark_files": result.manifest.get("benchmark_files", []),
-    }  # fmt: skip
+    }
     env = template_env()
     env.filters["cell"] = lambda v: " ".join(str(v).split()).replace("|", "\\|")[:200]
-    return (env.get_template("prepare.html.j2").render(**context),
-            env.get_template("prepare.md.j2").render(**context), png)  # fmt: skip
+    return (
+        env.get_template("prepare.html.j2").render(**context),
+        env.get_template("prepare.md.j2").render(**context),
+        png,
+    )
 
 
 def step_row(step: StepResult) -> dict[str, object]:
-    removed = [{"where": r.where, "reason": why, "text": _preview(r)}
-               for r, why in step.removed[:EXAMPLES_PER_STEP]]  # fmt: skip
+    removed = [
+        {"where": r.where, "reason": why, "text": _preview(r)}
+        for r, why in step.removed[:EXAMPLES_PER_STEP]
+    ]
     changed = [
         {"where": a.where, **_first_change(a, b)} for a, b in step.changed[:EXAMPLES_PER_STEP]
     ]
-    return {"name": step.name, "enabled": step.enabled, "rows_in": step.rows_in,
-            "rows_out": step.rows_out, "removed_count": len(step.removed),
-            "changed_count": len(step.changed), "counts": step.counts, "removed": removed,
-            "changed": changed}  # fmt: skip
+    return {
+        "name": step.name,
+        "enabled": step.enabled,
+        "rows_in": step.rows_in,
+        "rows_out": step.rows_out,
+        "removed_count": len(step.removed),
+        "changed_count": len(step.changed),
+        "counts": step.counts,
+        "removed": removed,
+        "changed": changed,
+    }
 
 
 def _preview(record: Record) -> str:

@@ -35,11 +35,18 @@ class EvalOutcome:
 
 
 def evaluate_model(
-    model: str, *, adapter: Path | None = None, tasks: list[str], mirror: str | None = None,
-    limit: int | None = None, num_fewshot: int | None = None, batch_size: int = 16,
-    mlflow_uri: str = DEFAULT_MLFLOW_URI, experiment: str = EVAL_EXPERIMENT,
+    model: str,
+    *,
+    adapter: Path | None = None,
+    tasks: list[str],
+    mirror: str | None = None,
+    limit: int | None = None,
+    num_fewshot: int | None = None,
+    batch_size: int = 16,
+    mlflow_uri: str = DEFAULT_MLFLOW_URI,
+    experiment: str = EVAL_EXPERIMENT,
     trust_remote_code: bool = False,
-) -> EvalOutcome:  # fmt: skip
+) -> EvalOutcome:
     """Check tasks and data, load the model (+ adapter) once, score it, log one MLflow run."""
     from evals.benchmark_sources import mirror_directory
     from evals.benchmarks import check_data, check_tasks, score_benchmarks, task_manager
@@ -56,13 +63,27 @@ def evaluate_model(
     resolved = resolve_base_model(model)
     loaded, tokenizer = _load(resolved.path, adapter, trust_remote_code=trust_remote_code)
     started = time.perf_counter()
-    scores = score_benchmarks(loaded, tokenizer, tasks=tasks, batch_size=batch_size,
-                              manager=manager, num_fewshot=num_fewshot, limit=limit)  # fmt: skip
+    scores = score_benchmarks(
+        loaded,
+        tokenizer,
+        tasks=tasks,
+        batch_size=batch_size,
+        manager=manager,
+        num_fewshot=num_fewshot,
+        limit=limit,
+    )
     seconds = time.perf_counter() - started
     phase = FULL if limit is None else PROXY  # a limit scores a subset: a proxy
     metrics = {**bench_metrics(phase, scores.metrics), phase_seconds(phase): seconds}
-    run_id = _log(scores, metrics, model=model, adapter=adapter, mirror=mirror_dir,
-                  mlflow_uri=mlflow_uri, experiment=experiment)  # fmt: skip
+    run_id = _log(
+        scores,
+        metrics,
+        model=model,
+        adapter=adapter,
+        mirror=mirror_dir,
+        mlflow_uri=mlflow_uri,
+        experiment=experiment,
+    )
     return EvalOutcome(run_id=run_id, metrics=metrics, seconds=seconds)
 
 
@@ -80,14 +101,25 @@ def _load(
     return PeftModel.from_pretrained(model, str(adapter)).eval(), tokenizer
 
 
-def _log(scores: BenchmarkScores, metrics: dict[str, float], *, model: str, adapter: Path | None,
-         mirror: Path | None, mlflow_uri: str, experiment: str) -> str:  # fmt: skip
+def _log(
+    scores: BenchmarkScores,
+    metrics: dict[str, float],
+    *,
+    model: str,
+    adapter: Path | None,
+    mirror: Path | None,
+    mlflow_uri: str,
+    experiment: str,
+) -> str:
     from sweeps.tracking.mlflow_facade import SweepTracker
 
     name = f"eval/{Path(model).name}" + (f"+{adapter.name}" if adapter else "")
-    params = {"model": model, "adapter": str(adapter) if adapter else "none",
-              "mirror": str(mirror) if mirror else "hub", **{f"eval.{k}": v for k, v in
-              scores.config.items() if k != "versions"}}  # fmt: skip
+    params = {
+        "model": model,
+        "adapter": str(adapter) if adapter else "none",
+        "mirror": str(mirror) if mirror else "hub",
+        **{f"eval.{k}": v for k, v in scores.config.items() if k != "versions"},
+    }
     tags = {"lora_sweep.kind": "eval", **provenance_tags(seeds={}, digests={})}
     artifacts = {"eval_config.json": json.dumps(scores.config, indent=2, default=str)}
     for task, rows in scores.samples.items():

@@ -22,9 +22,13 @@ EXPORT_INFO = "lora_sweep_export.json"
 
 
 def export_merged(
-    adapter: AdapterRef, out_dir: Path, *, base: str | None = None,
-    trust_remote_code: bool = False, progress: Callable[[str], None] = print,
-) -> Path:  # fmt: skip
+    adapter: AdapterRef,
+    out_dir: Path,
+    *,
+    base: str | None = None,
+    trust_remote_code: bool = False,
+    progress: Callable[[str], None] = print,
+) -> Path:
     """Merge ``adapter`` into its base model and save both weights and tokenizer to ``out_dir``."""
     out_dir = out_dir.expanduser().resolve()
     if out_dir.exists() and (not out_dir.is_dir() or any(out_dir.iterdir())):
@@ -43,8 +47,13 @@ def export_merged(
     try:
         merged.save_pretrained(staging, safe_serialization=True)
         tokenizer.save_pretrained(staging)
-        info = {"base_model": str(base_path), "adapter": str(adapter.path),
-                "sweep": adapter.sweep, "trial_id": adapter.trial_id, "run_id": adapter.run_id}  # fmt: skip
+        info = {
+            "base_model": str(base_path),
+            "adapter": str(adapter.path),
+            "sweep": adapter.sweep,
+            "trial_id": adapter.trial_id,
+            "run_id": adapter.run_id,
+        }
         (staging / EXPORT_INFO).write_text(json.dumps(info, indent=2))
         if out_dir.exists():
             out_dir.rmdir()  # empty, checked above

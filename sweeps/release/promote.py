@@ -39,7 +39,8 @@ if TYPE_CHECKING:
     from evals.preference import PreferenceSummary
     from sweeps.ab.judge import Asker, JudgeSettings
     from sweeps.config import JudgeConfig
-    from sweeps.tracking.mlflow_facade import ModelRegistry, VersionInfo
+    from sweeps.tracking.mlflow_facade import ModelRegistry
+    from sweeps.tracking.run_records import VersionInfo
 
     JudgeFor = Callable[[JudgeConfig | None], JudgeSettings]
 
@@ -71,10 +72,16 @@ class Promotion:
 
 
 def promote(
-    ref: str, *, state_dir: Path, model_name: str | None = None, mlflow_uri: str | None = None,
-    force_reason: str | None = None, progress: Say = print, require: Sequence[str] = (),
+    ref: str,
+    *,
+    state_dir: Path,
+    model_name: str | None = None,
+    mlflow_uri: str | None = None,
+    force_reason: str | None = None,
+    progress: Say = print,
+    require: Sequence[str] = (),
     judge_for: JudgeFor | None = None,
-) -> Promotion:  # fmt: skip
+) -> Promotion:
     """Check, score, gate and (when the gate passes or is forced) register ``ref``.
     ``require``: the evidence the gate needs (default: the sweep YAML's promote.require);
     ``judge_for``: the judge, from the sweep YAML's judge: section (with the flags on top)."""
@@ -85,40 +92,60 @@ def promote(
     needed = list(require or candidate.config.promote.require)
     judging = None
     if "judge" in needed:  # resolved and checked before anything is scored: one line if wrong
-        from sweeps.ab.judge import judge_settings, make_asker
-
-        settings = (judge_for or judge_settings)(candidate.config.judge)
-        judging = (settings, make_asker(settings, state_dir=state_dir,
-                                      mlflow_uri=mlflow_uri or candidate.state.mlflow_uri))  # fmt: skip
+        uri = mlflow_uri or candidate.state.mlflow_uri
+        judging = made_judge(candidate, judge_for, state_dir=state_dir, mlflow_uri=uri)
     from sweeps.tracking.mlflow_facade import ModelRegistry
 
     registry = ModelRegistry(mlflow_uri or candidate.state.mlflow_uri)
-    name = check_safe_name(model_name or candidate.config.name,
-                           what="registered model name")  # fmt: skip
+    name = check_safe_name(model_name or candidate.config.name, what="registered model name")
     champion = registry.by_alias(name, CHAMPION)
-    if champion is not None:
-        check_champion(champion, candidate, name=name)
+    incumbent_ref = f"models:/{name}/{champion['version']}" if champion else "base"
     incumbent = None  # the base model, when there is no champion yet
     if champion is not None:
-        incumbent = resolve_adapter(f"models:/{name}/{champion['version']}", state_dir=state_dir,
-                                    mlflow_uri=registry.tracking_uri).path  # fmt: skip
+        check_champion(champion, candidate, name=name)
+        uri = registry.tracking_uri
+        incumbent = resolve_adapter(incumbent_ref, state_dir=state_dir, mlflow_uri=uri).path
     against = f"champion {name} v{champion['version']}" if champion else "the base model"
     models = {candidate.label: candidate.adapter, against: incumbent}
     scores = score_every_row(candidate.spec, models, progress=progress)
-    incumbent_ref = f"models:/{name}/{champion['version']}" if champion else "base"
-    preferences = gather_preferences(candidate, incumbent_ref, require=needed,
-                                     state_dir=state_dir, mlflow_uri=registry.tracking_uri,
-                                     judging=judging, progress=progress)  # fmt: skip
-    decision = judge(candidate, scores[candidate.label], scores[against], against=against,
-                     force_reason=force_reason, require=needed, preferences=preferences)  # fmt: skip
+    preferences = gather_preferences(
+        candidate,
+        incumbent_ref,
+        require=needed,
+        state_dir=state_dir,
+        mlflow_uri=registry.tracking_uri,
+        judging=judging,
+        progress=progress,
+    )
+    decision = judge(
+        candidate,
+        scores[candidate.label],
+        scores[against],
+        against=against,
+        force_reason=force_reason,
+        require=needed,
+        preferences=preferences,
+    )
     if not decision.promote:
         return Promotion(decision, name)
-    version = register(registry, candidate, decision, scores=(scores[candidate.label],
-                       scores[against]), name=name)  # fmt: skip
+    version = register(
+        registry, candidate, decision, scores=(scores[candidate.label], scores[against]), name=name
+    )
     if champion is not None:
         registry.set_alias(name, PREVIOUS, champion["version"])
     registry.set_alias(name, CHAMPION, version)
     return Promotion(decision, name, version, champion["version"] if champion else None)
+
+
+def made_judge(
+    candidate: Candidate, judge_for: JudgeFor | None, *, state_dir: Path, mlflow_uri: str
+) -> tuple[JudgeSettings, Asker]:
+    """The judge the gate asks: the sweep YAML's judge: section (``judge_for`` puts the flags on
+    top), checked (an endpoint answers, a local model loads)."""
+    from sweeps.ab.judge import judge_settings, make_asker
+
+    settings = (judge_for or judge_settings)(candidate.config.judge)
+    return settings, make_asker(settings, state_dir=state_dir, mlflow_uri=mlflow_uri)
 
 
 # --------------------------------------------------------------------------- 1. checks
@@ -134,8 +161,10 @@ def load_candidate(ref: str, *, state_dir: Path) -> Candidate:
         )
     state = load_state(adapter.sweep, state_dir=state_dir)
     check_on_the_front(state, adapter.trial_id)
-    config = config_from_dict(yaml.safe_load((state.path / "config.yaml").read_text()),
-                              source=str(state.path / "config.yaml"))  # fmt: skip
+    config = config_from_dict(
+        yaml.safe_load((state.path / "config.yaml").read_text()),
+        source=str(state.path / "config.yaml"),
+    )
     return Candidate(state, state.trials[adapter.trial_id], adapter.path, load_spec(state), config)
 
 
@@ -194,39 +223,61 @@ def check_champion(champion: VersionInfo, candidate: Candidate, *, name: str) ->
 
 # --------------------------------------------------------------------------- 2-3. gate
 def gather_preferences(
-    candidate: Candidate, incumbent_ref: str, *, require: Sequence[str], state_dir: Path,
-    mlflow_uri: str, judging: tuple[JudgeSettings, Asker] | None, progress: Say,
-) -> dict[str, PreferenceSummary | str]:  # fmt: skip
+    candidate: Candidate,
+    incumbent_ref: str,
+    *,
+    require: Sequence[str],
+    state_dir: Path,
+    mlflow_uri: str,
+    judging: tuple[JudgeSettings, Asker] | None,
+    progress: Say,
+) -> dict[str, PreferenceSummary | str]:
     """The judge's verdicts (asked now, cached) and the stored human ratings on the candidate
     against the incumbent, as ``require`` asks; a missing one is the line saying how to get it."""
     if not {"judge", "human"} & set(require):
         return {}
     from sweeps.ab.evidence import load_evidence
-    from sweeps.ab.judge import judge_pair
+    from sweeps.ab.judge_pairs import judge_paired
     from sweeps.serving.sides import paired_outputs
 
-    pair = paired_outputs(candidate.label, incumbent_ref, state_dir=state_dir,
-                          mlflow_uri=mlflow_uri, progress=progress)  # fmt: skip
+    pair = paired_outputs(
+        candidate.label,
+        incumbent_ref,
+        state_dir=state_dir,
+        mlflow_uri=mlflow_uri,
+        progress=progress,
+    )
     found: dict[str, PreferenceSummary | str] = {}
     if "judge" in require and judging is not None:
-        found["judge"] = judge_pair(candidate.label, incumbent_ref, state_dir=state_dir,
-                                    mlflow_uri=mlflow_uri, settings=judging[0], asker=judging[1],
-                                    pair=pair, progress=progress).summary  # fmt: skip
+        settings, asker = judging
+        judged = judge_paired(
+            pair, mlflow_uri=mlflow_uri, settings=settings, asker=asker, progress=progress
+        )
+        found["judge"] = judged.summary
     if "human" in require:
         human = load_evidence(pair.home, pair.a, pair.b, "human")
-        found["human"] = human.summary() if human is not None else (
-            f"no human ratings of {candidate.label} against {incumbent_ref}: sweep human export "
-            f"{candidate.label} {incumbent_ref} --out DIR, have it rated, then sweep human "
-            "import DIR"
-        )  # fmt: skip
+        found["human"] = (
+            human.summary()
+            if human is not None
+            else (
+                f"no human ratings of {candidate.label} against {incumbent_ref}: sweep human export "
+                f"{candidate.label} {incumbent_ref} --out DIR, have it rated, then sweep human "
+                "import DIR"
+            )
+        )
     return found
 
 
 def judge(
-    candidate: Candidate, ours: ItemScores, theirs: ItemScores, *, against: str,
-    force_reason: str | None, require: Sequence[str] = ("heldout",),
+    candidate: Candidate,
+    ours: ItemScores,
+    theirs: ItemScores,
+    *,
+    against: str,
+    force_reason: str | None,
+    require: Sequence[str] = ("heldout",),
     preferences: dict[str, PreferenceSummary | str] | None = None,
-) -> GateDecision:  # fmt: skip
+) -> GateDecision:
     """The gate on per-item task-metric scores, with the sweep's guard verdicts."""
     if not ours.items:
         raise ConfigError(
@@ -236,32 +287,49 @@ def judge(
     margins = candidate.config.objective.guard
     guard = list(candidate.record.guard) or guard_violations(candidate.record.metrics, margins)
     return promotion_gate(
-        ours.by_item(), theirs.by_item(), metric=candidate.spec.task_metric, against=against,
-        guard=guard, force_reason=force_reason, require=require, preferences=preferences or {},
-    )  # fmt: skip
+        ours.by_item(),
+        theirs.by_item(),
+        metric=candidate.spec.task_metric,
+        against=against,
+        guard=guard,
+        force_reason=force_reason,
+        require=require,
+        preferences=preferences or {},
+    )
 
 
 # --------------------------------------------------------------------------- 4. register
 def register(
-    registry: ModelRegistry, candidate: Candidate, decision: GateDecision, *,
-    scores: tuple[ItemScores, ItemScores], name: str,
-) -> str:  # fmt: skip
+    registry: ModelRegistry,
+    candidate: Candidate,
+    decision: GateDecision,
+    *,
+    scores: tuple[ItemScores, ItemScores],
+    name: str,
+) -> str:
     """Write the version's files, register them, and tag the trial's run."""
     with tempfile.TemporaryDirectory(prefix="lora-sweep-register-") as tmp:
         files = Path(tmp)
         write_version_files(files, candidate, decision, scores=scores)
         tags = version_tags(candidate, decision)
         version: str = registry.register(
-            name, run_id=candidate.record.run_id, files=files, artifact_path=REGISTERED_PATH,
-            tags=tags, description=decision.evidence(),
-        )  # fmt: skip
+            name,
+            run_id=candidate.record.run_id,
+            files=files,
+            artifact_path=REGISTERED_PATH,
+            tags=tags,
+            description=decision.evidence(),
+        )
     return version
 
 
 def write_version_files(
-    directory: Path, candidate: Candidate, decision: GateDecision, *,
+    directory: Path,
+    candidate: Candidate,
+    decision: GateDecision,
+    *,
     scores: tuple[ItemScores, ItemScores],
-) -> None:  # fmt: skip
+) -> None:
     """adapter/, tokenizer/ (with its chat template), base_model.json, eval_summary.json,
     heldout_items.jsonl and a README saying how to load it."""
     from trainers.models import load_tokenizer
@@ -277,10 +345,18 @@ def write_version_files(
         json.dumps(eval_summary(candidate, decision, scores=scores), indent=2)
     )
     ours, theirs = scores
-    rows = [{"id": a["id"], "prompt": a["prompt"], "reference": a["reference"],
-             "candidate": a["prediction"], "candidate_score": a["score"],
-             "incumbent": b["prediction"], "incumbent_score": b["score"]}
-            for a, b in zip(ours.items, theirs.items, strict=True)]  # fmt: skip
+    rows = [
+        {
+            "id": a["id"],
+            "prompt": a["prompt"],
+            "reference": a["reference"],
+            "candidate": a["prediction"],
+            "candidate_score": a["score"],
+            "incumbent": b["prediction"],
+            "incumbent_score": b["score"],
+        }
+        for a, b in zip(ours.items, theirs.items, strict=True)
+    ]
     (directory / "heldout_items.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
     (directory / "README.md").write_text(
         VERSION_README.format(base=state.base_model, mlflow_uri=hide_uri_password(state.mlflow_uri))
@@ -292,30 +368,44 @@ def eval_summary(
 ) -> dict[str, object]:
     record = candidate.record
     return {
-        "sweep": candidate.state.name, "trial_id": record.trial_id, "run_id": record.run_id,
-        "params": record.params, "metric": decision.metric, "against": decision.against,
+        "sweep": candidate.state.name,
+        "trial_id": record.trial_id,
+        "run_id": record.run_id,
+        "params": record.params,
+        "metric": decision.metric,
+        "against": decision.against,
         "heldout_all_rows": {"candidate": scores[0].metrics, "incumbent": scores[1].metrics},
-        "paired": decision.comparison.to_json(), "evidence": decision.evidence(),
-        "refusals": decision.refusals, "forced_reason": decision.forced_reason,
-        "require": decision.require, "carried_by": decision.carried_by,
+        "paired": decision.comparison.to_json(),
+        "evidence": decision.evidence(),
+        "refusals": decision.refusals,
+        "forced_reason": decision.forced_reason,
+        "require": decision.require,
+        "carried_by": decision.carried_by,
         "preferences": {k: v.to_json() for k, v in decision.preferences.items()},
-        "guard": list(record.guard), "trial_metrics": record.metrics,
-    }  # fmt: skip
+        "guard": list(record.guard),
+        "trial_metrics": record.metrics,
+    }
 
 
 def version_tags(candidate: Candidate, decision: GateDecision) -> dict[str, str]:
     c = decision.comparison
     tags = {
-        "lora_sweep.sweep": candidate.state.name, "lora_sweep.trial_id": candidate.record.trial_id,
+        "lora_sweep.sweep": candidate.state.name,
+        "lora_sweep.trial_id": candidate.record.trial_id,
         "base_model": candidate.state.base_model,
         "base_model.sha256": candidate.state.base_model_digest,
-        "adapter.sha256": adapter_digest(candidate.adapter), "adapter.path": str(candidate.adapter),
-        "gate.metric": decision.metric, "gate.against": decision.against,
-        "gate.test": c.test, "gate.n": str(c.n), "gate.delta": f"{c.delta:.6g}",
-        "gate.ci_low": f"{c.ci_low:.6g}", "gate.ci_high": f"{c.ci_high:.6g}",
+        "adapter.sha256": adapter_digest(candidate.adapter),
+        "adapter.path": str(candidate.adapter),
+        "gate.metric": decision.metric,
+        "gate.against": decision.against,
+        "gate.test": c.test,
+        "gate.n": str(c.n),
+        "gate.delta": f"{c.delta:.6g}",
+        "gate.ci_low": f"{c.ci_low:.6g}",
+        "gate.ci_high": f"{c.ci_high:.6g}",
         "gate.passed": str(not decision.refusals).lower(),
         "promotion.forced": str(decision.forced_reason is not None).lower(),
-    }  # fmt: skip
+    }
     if c.p_value is not None:
         tags["gate.p_value"] = f"{c.p_value:.6g}"
     tags["gate.require"] = ",".join(decision.require)

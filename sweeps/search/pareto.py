@@ -114,8 +114,11 @@ def keeps_going(point: Point, *, recorded: Sequence[Point], reduction_factor: fl
     if not axes:
         return True
     mine = [float(point[i]) for i in axes]  # type: ignore[arg-type]
-    peers = [[float(p[i]) for i in axes] for p in recorded  # type: ignore[arg-type]
-             if all(p[i] is not None for i in axes)]  # fmt: skip
+    peers = [
+        [float(p[i]) for i in axes]  # type: ignore[arg-type]
+        for p in recorded
+        if all(p[i] is not None for i in axes)
+    ]
     if not any(dominates(peer, mine) for peer in peers):
         return True
     points = [*peers, mine]
@@ -139,8 +142,11 @@ def knee(points: Sequence[Point], members: Sequence[int]) -> int:
         for axis, value in enumerate(filled[i]):
             column = [filled[j][axis] for j in members if math.isfinite(filled[j][axis])]
             low, high = (min(column), max(column)) if column else (0.0, 0.0)
-            share = 1.0 if not math.isfinite(value) else (
-                0.0 if high == low else (value - low) / (high - low))  # fmt: skip
+            share = (
+                1.0
+                if not math.isfinite(value)
+                else (0.0 if high == low else (value - low) / (high - low))
+            )
             total += share * share
         return total
 

@@ -34,9 +34,12 @@ class AskTellGridSampler(optuna.samplers.GridSampler):
     Ray's num_samples, capped at the grid's size by preflight, ends the search instead."""
 
     def after_trial(
-        self, study: optuna.Study, trial: optuna.trial.FrozenTrial,
-        state: optuna.trial.TrialState, values: Sequence[float] | None,
-    ) -> None:  # fmt: skip
+        self,
+        study: optuna.Study,
+        trial: optuna.trial.FrozenTrial,
+        state: optuna.trial.TrialState,
+        values: Sequence[float] | None,
+    ) -> None:
         return None
 
 
@@ -90,15 +93,21 @@ def build_sampler(config: SweepConfig, *, resumed_at: int = 0) -> optuna.sampler
         )
     if search.algorithm == "qmc":
         return optuna.samplers.QMCSampler(
-            seed=seed, scramble=True, warn_independent_sampling=quiet,
+            seed=seed,
+            scramble=True,
+            warn_independent_sampling=quiet,
             independent_sampler=optuna.samplers.RandomSampler(seed=stream),
-        )  # fmt: skip
+        )
     if search.algorithm == "nsga2":
         population = max(2, min(50, search.num_samples // 2))
         return optuna.samplers.NSGAIISampler(seed=stream, population_size=population)
-    return optuna.samplers.TPESampler(seed=stream, n_startup_trials=startup,
-                                      multivariate=search.multivariate, group=search.group,
-                                      warn_independent_sampling=quiet)  # fmt: skip
+    return optuna.samplers.TPESampler(
+        seed=stream,
+        n_startup_trials=startup,
+        multivariate=search.multivariate,
+        group=search.group,
+        warn_independent_sampling=quiet,
+    )
 
 
 def sampler_note(config: SweepConfig) -> str | None:
@@ -108,10 +117,12 @@ def sampler_note(config: SweepConfig) -> str | None:
     choices = choice_knobs(config)
     if algorithm not in CONTINUOUS_ONLY or not choices:
         return None
-    return (f"search.algorithm {algorithm}: {', '.join(choices)} "
-            f"{'are choices' if len(choices) > 1 else 'is a choice'}, which "
-            f"{ALGORITHMS[algorithm]} samples at random; it searches the ranges. Make them "
-            "ranges (int, uniform, loguniform) to search them with it, or use tpe")  # fmt: skip
+    return (
+        f"search.algorithm {algorithm}: {', '.join(choices)} "
+        f"{'are choices' if len(choices) > 1 else 'is a choice'}, which "
+        f"{ALGORITHMS[algorithm]} samples at random; it searches the ranges. Make them "
+        "ranges (int, uniform, loguniform) to search them with it, or use tpe"
+    )
 
 
 def describe_search(config: SweepConfig, *, goals: Sequence[Goal], max_rungs: int) -> list[str]:
@@ -123,17 +134,25 @@ def describe_search(config: SweepConfig, *, goals: Sequence[Goal], max_rungs: in
         algorithm += ", multivariate" + (" with groups" if search.group else "")
     if search.algorithm == "tpe" and len(goals) > 1:
         algorithm += ", multi-objective"
-    lines = [f"search: {search.algorithm}, {algorithm}; {search.num_samples} trials, seed "
-             f"{search.seed}", describe_goals(goals).replace(" ", ": ", 1)]  # fmt: skip
+    lines = [
+        f"search: {search.algorithm}, {algorithm}; {search.num_samples} trials, seed {search.seed}",
+        describe_goals(goals).replace(" ", ": ", 1),
+    ]
     scheduler = config.scheduler
     if isinstance(scheduler, AshaConfig) and max_rungs > 1:
-        ranked = ("MO-ASHA: a trial is stopped only when a trial at its rung dominates it and it "
-                  "is outside the rung's top" if len(goals) > 1 else "every trial runs "
-                  f"{min(scheduler.grace_period, max_rungs)} rung(s), then goes on only in the "
-                  "top")  # fmt: skip
-        lines.append(f"stopping: ASHA on the held-out rungs (of {max_rungs}): {ranked} "
-                     f"1/{scheduler.reduction_factor:g} of its rung; a stopped trial reaches "
-                     "Optuna as PRUNED with its rung values")  # fmt: skip
+        ranked = (
+            "MO-ASHA: a trial is stopped only when a trial at its rung dominates it and it "
+            "is outside the rung's top"
+            if len(goals) > 1
+            else "every trial runs "
+            f"{min(scheduler.grace_period, max_rungs)} rung(s), then goes on only in the "
+            "top"
+        )
+        lines.append(
+            f"stopping: ASHA on the held-out rungs (of {max_rungs}): {ranked} "
+            f"1/{scheduler.reduction_factor:g} of its rung; a stopped trial reaches "
+            "Optuna as PRUNED with its rung values"
+        )
     else:
         lines.append("stopping: none, every trial runs all its rungs")
     note = sampler_note(config)

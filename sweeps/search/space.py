@@ -224,8 +224,11 @@ def representative_hparams(config: SweepConfig) -> Hyperparameters:
             params[knob] = values[0]
     alpha = active_specs(config)["lora_alpha"]
     ratio = alpha.values[0] if isinstance(alpha, RatioOfR) else None
-    params["lora_alpha"] = (float(ratio) * float(params["lora_r"]) if ratio is not None else
-                            candidate_values(config, "lora_alpha")[0])  # fmt: skip
+    params["lora_alpha"] = (
+        float(ratio) * float(params["lora_r"])
+        if ratio is not None
+        else candidate_values(config, "lora_alpha")[0]
+    )
     return Hyperparameters.from_trial(params, training=config.training)
 
 

@@ -78,8 +78,9 @@ def parse_registry_ref(ref: str) -> tuple[str, str, str] | None:
     return None
 
 
-def _from_registry(name: str, kind: str, value: str, *, state_dir: Path,
-                   mlflow_uri: str) -> AdapterRef:  # fmt: skip
+def _from_registry(
+    name: str, kind: str, value: str, *, state_dir: Path, mlflow_uri: str
+) -> AdapterRef:
     from sweeps.tracking.mlflow_facade import ModelRegistry
 
     registry = ModelRegistry(mlflow_uri)
@@ -87,8 +88,10 @@ def _from_registry(name: str, kind: str, value: str, *, state_dir: Path,
         names = registry.models_with_alias(value)
         if len(names) != 1:
             which = ", ".join(names) or "none"
-            raise ConfigError(f"{value}: {len(names)} registered models have this alias "
-                              f"({which}); name one as NAME@{value}")  # fmt: skip
+            raise ConfigError(
+                f"{value}: {len(names)} registered models have this alias "
+                f"({which}); name one as NAME@{value}"
+            )
         name = names[0]
     found = registry.by_alias(name, value) if kind == "alias" else registry.version(name, value)
     if found is None:
@@ -100,11 +103,17 @@ def _from_registry(name: str, kind: str, value: str, *, state_dir: Path,
     from trainers.models import cache_root
 
     check_safe_name(name, what="registered model name")  # it names a cache directory
-    files = registry.download(name, found["version"], cache_root() / "registry" / name /
-                              found["version"])  # fmt: skip
+    files = registry.download(
+        name, found["version"], cache_root() / "registry" / name / found["version"]
+    )
     base = json.loads((files / "base_model.json").read_text())["path"]
-    return AdapterRef(path=files / "adapter", base_model=base, sweep=tags.get("lora_sweep.sweep", ""),
-                      trial_id=tags.get("lora_sweep.trial_id", ""), run_id=found["run_id"])  # fmt: skip
+    return AdapterRef(
+        path=files / "adapter",
+        base_model=base,
+        sweep=tags.get("lora_sweep.sweep", ""),
+        trial_id=tags.get("lora_sweep.trial_id", ""),
+        run_id=found["run_id"],
+    )
 
 
 def _local_copy(tags: dict[str, str], *, state_dir: Path) -> AdapterRef | None:
@@ -136,8 +145,13 @@ def _from_sweep(sweep: str, trial_id: str, *, state_dir: Path) -> AdapterRef:
     if not record.adapter_path or not (Path(record.adapter_path) / ADAPTER_CONFIG).is_file():
         raise ConfigError(f"{sweep}/{record.trial_id}: no saved adapter (status {record.status})")
     path = Path(record.adapter_path)
-    return AdapterRef(path=path, base_model=_base_model(path), sweep=sweep,
-                      trial_id=record.trial_id, run_id=record.run_id)  # fmt: skip
+    return AdapterRef(
+        path=path,
+        base_model=_base_model(path),
+        sweep=sweep,
+        trial_id=record.trial_id,
+        run_id=record.run_id,
+    )
 
 
 def _by_run_id(run_id: str, *, state_dir: Path) -> AdapterRef | None:

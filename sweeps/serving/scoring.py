@@ -108,9 +108,10 @@ def heldout_cache_key(spec: TrialSpec, adapter: Path | None) -> str:
         "model": model_identity(Path(spec.model_path)),
         "adapter": adapter_digest(adapter) if adapter is not None else "base",
         "data": data_digests(spec),
-        "settings": spec.model_dump(mode="json", include={"data", "evaluation"},
-                                    exclude={"data": {"train", "heldout"}}),
-    }  # fmt: skip
+        "settings": spec.model_dump(
+            mode="json", include={"data", "evaluation"}, exclude={"data": {"train", "heldout"}}
+        ),
+    }
     return hashlib.sha256(json.dumps(key, sort_keys=True).encode()).hexdigest()[:24]
 
 
@@ -156,8 +157,9 @@ def _score(
 
     scorer = heldout_scorer(spec)
     device = spec.device if _device_available(spec.device) else "cpu"
-    model = load_causal_lm(Path(spec.model_path), trust_remote_code=spec.trust_remote_code,
-                           device=device)  # fmt: skip
+    model = load_causal_lm(
+        Path(spec.model_path), trust_remote_code=spec.trust_remote_code, device=device
+    )
     out = {}
     for label, adapter in models.items():
         progress(f"Scoring {label} on all {len(scorer.prompts)} held-out rows ...")

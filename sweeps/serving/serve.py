@@ -128,20 +128,36 @@ def _one_base(bases: dict[str, tuple[Path, bool]], *, base_model: str | None) ->
         )
     if len(paths) > 1:
         which = "; ".join(f"{n}: {p}" for n, (p, _) in bases.items())
-        raise ConfigError(f"the adapters were trained on different base models ({which}); "
-                          "serve one base model's adapters at a time")  # fmt: skip
+        raise ConfigError(
+            f"the adapters were trained on different base models ({which}); "
+            "serve one base model's adapters at a time"
+        )
     return paths.pop()
 
 
 # --------------------------------------------------------------------------- running it
 def vllm_command(served: Served, *, host: str, port: int) -> list[str]:
     """The ``vllm serve`` command that serves the same models under the same names."""
-    command = ["vllm", "serve", str(served.base), "--served-model-name", BASE_REF,
-               "--host", host, "--port", str(port)]  # fmt: skip
+    command = [
+        "vllm",
+        "serve",
+        str(served.base),
+        "--served-model-name",
+        BASE_REF,
+        "--host",
+        host,
+        "--port",
+        str(port),
+    ]
     if served.adapters:
         modules = [f"{name}={path}" for name, path in served.adapters.items()]
-        command += ["--enable-lora", "--max-lora-rank", str(_max_rank(served)),
-                    "--lora-modules", *modules]  # fmt: skip
+        command += [
+            "--enable-lora",
+            "--max-lora-rank",
+            str(_max_rank(served)),
+            "--lora-modules",
+            *modules,
+        ]
     if served.trust_remote_code:
         command.append("--trust-remote-code")
     return command
@@ -169,14 +185,21 @@ def read_api_key(variable: str | None) -> str | None:
 
 
 def serve(
-    served: Served, *, host: str = LOOPBACK, port: int = SERVE_PORT, engine: Engine = "auto",
-    api_key_env: str | None = None, limits: ServeLimits = ServeLimits(),
-) -> int:  # fmt: skip
+    served: Served,
+    *,
+    host: str = LOOPBACK,
+    port: int = SERVE_PORT,
+    engine: Engine = "auto",
+    api_key_env: str | None = None,
+    limits: ServeLimits = ServeLimits(),
+) -> int:
     """Serve until stopped (Ctrl-C or SIGTERM); hands over to vLLM where it can (``engine``)."""
     api_key = read_api_key(api_key_env)
     if api_key is None and host not in LOOPBACK_HOSTS:
-        raise ConfigError(f"--host {host} exposes the models to the network: give "
-                          "--api-key-env VAR too (requests must then carry that key)")  # fmt: skip
+        raise ConfigError(
+            f"--host {host} exposes the models to the network: give "
+            "--api-key-env VAR too (requests must then carry that key)"
+        )
     command = vllm_command(served, host=host, port=port)
     if _use_vllm(engine, command=command):
         if api_key is not None:
@@ -214,8 +237,14 @@ def run_until_stopped(app: ASGIApp, *, host: str, port: int, shutdown: threading
                 watchdog.start()
             super().handle_exit(sig, frame)
 
-    config = uvicorn.Config(app, host=host, port=port, log_level="warning", access_log=False,
-                            timeout_graceful_shutdown=int(STOP_GRACE))  # fmt: skip
+    config = uvicorn.Config(
+        app,
+        host=host,
+        port=port,
+        log_level="warning",
+        access_log=False,
+        timeout_graceful_shutdown=int(STOP_GRACE),
+    )
     StoppingServer(config).run()
 
 
@@ -230,8 +259,11 @@ def _use_vllm(engine: Engine, *, command: list[str]) -> bool:
         why = "no CUDA GPU here" if not gpu else "vLLM is not installed (pip install vllm)"
         raise ConfigError(f"--engine vllm: {why}; on a GPU machine run: {shlex.join(command)}")
     if gpu and not found:
-        print(f"A GPU is here but vLLM is not: serving with transformers. For vLLM's speed, "
-              f"pip install vllm, then: {shlex.join(command)}", flush=True)  # fmt: skip
+        print(
+            f"A GPU is here but vLLM is not: serving with transformers. For vLLM's speed, "
+            f"pip install vllm, then: {shlex.join(command)}",
+            flush=True,
+        )
     return gpu and found
 
 
@@ -250,6 +282,8 @@ def ready_lines(served: Served, *, host: str, port: int, key_env: str | None) ->
         '"content": "..."}])',
     ]
     if host not in LOOPBACK_HOSTS:
-        lines.append(f"  note: listening on {host}: anyone who can reach it and has the key can "
-                     "use the models")  # fmt: skip
+        lines.append(
+            f"  note: listening on {host}: anyone who can reach it and has the key can "
+            "use the models"
+        )
     return lines

@@ -37,16 +37,32 @@ T = TypeVar("T")
 class ServeError(Exception):
     """An error answered in OpenAI's shape, with its status, type, code and headers."""
 
-    def __init__(self, status: int, message: str, *, kind: str, code: str | None = None,
-                 headers: dict[str, str] | None = None) -> None:  # fmt: skip
+    def __init__(
+        self,
+        status: int,
+        message: str,
+        *,
+        kind: str,
+        code: str | None = None,
+        headers: dict[str, str] | None = None,
+    ) -> None:
         super().__init__(message)
         self.status, self.message, self.kind, self.code = status, message, kind, code
         self.headers = headers or {}
 
     def response(self) -> JSONResponse:
-        return JSONResponse({"error": {"message": self.message, "type": self.kind,
-                                       "code": self.code, "param": None}},
-                            status_code=self.status, headers=self.headers)  # fmt: skip
+        return JSONResponse(
+            {
+                "error": {
+                    "message": self.message,
+                    "type": self.kind,
+                    "code": self.code,
+                    "param": None,
+                }
+            },
+            status_code=self.status,
+            headers=self.headers,
+        )
 
 
 class Admission:
@@ -76,10 +92,15 @@ class Admission:
         with self._count:
             if self.pending > self.max_queue:
                 wait = math.ceil(sum(self._recent) / len(self._recent) * self.pending)
-                raise ServeError(429, f"the server is busy: {self.pending - 1} request(s) wait for "
-                                 f"the one being answered (--max-queue {self.max_queue}); retry "
-                                 f"in {wait} s", kind="rate_limit_error", code="queue_full",
-                                 headers={"Retry-After": str(max(1, wait))})  # fmt: skip
+                raise ServeError(
+                    429,
+                    f"the server is busy: {self.pending - 1} request(s) wait for "
+                    f"the one being answered (--max-queue {self.max_queue}); retry "
+                    f"in {wait} s",
+                    kind="rate_limit_error",
+                    code="queue_full",
+                    headers={"Retry-After": str(max(1, wait))},
+                )
             self.pending += 1
         try:
             return self._generator.submit(self._turn, generate, deadline, timeout).result()
@@ -106,8 +127,13 @@ def timed_out(timeout: float, *, queued: bool = False) -> ServeError:
         what = (
             "took longer than --request-timeout {t:g} s and was stopped: ask for fewer max_tokens"
         )
-    return ServeError(504, f"the request {what.format(t=timeout)}, or start sweep serve with a "
-                      "longer --request-timeout", kind="timeout_error", code="request_timeout")  # fmt: skip
+    return ServeError(
+        504,
+        f"the request {what.format(t=timeout)}, or start sweep serve with a "
+        "longer --request-timeout",
+        kind="timeout_error",
+        code="request_timeout",
+    )
 
 
 class BodyLimit:
@@ -154,8 +180,9 @@ class BodyLimit:
                 return
 
     async def refuse(self, scope: Scope, receive: Receive, send: Send) -> None:
-        error = ServeError(413, self.message(), kind="invalid_request_error",
-                           code="request_too_large")  # fmt: skip
+        error = ServeError(
+            413, self.message(), kind="invalid_request_error", code="request_too_large"
+        )
         await error.response()(scope, receive, send)
 
     def message(self) -> str:
@@ -174,8 +201,11 @@ class Message(BaseModel):
         if isinstance(self.content, list):
             kinds = {str(part.get("type")) for part in self.content}
             if kinds - {"text"}:
-                raise HTTPException(400, f"content parts of type {sorted(kinds - {'text'})} are "
-                                         "not supported (text only)")  # fmt: skip
+                raise HTTPException(
+                    400,
+                    f"content parts of type {sorted(kinds - {'text'})} are "
+                    "not supported (text only)",
+                )
             text = "".join(str(part.get("text", "")) for part in self.content)
         else:
             text = self.content or ""
@@ -234,9 +264,12 @@ class ChatCompletion(TypedDict):
 
 
 def build_app(
-    chat: ChatModel, *, api_key: str | None, limits: ServeLimits,
+    chat: ChatModel,
+    *,
+    api_key: str | None,
+    limits: ServeLimits,
     shutdown: threading.Event | None = None,
-) -> FastAPI:  # fmt: skip
+) -> FastAPI:
     """The FastAPI app: chat completions, the model list and a health check. ``shutdown``, once
     set, ends the answer being generated (the server is stopping)."""
     app = FastAPI(title="sweep serve", docs_url=None, redoc_url=None, openapi_url=None)
@@ -251,48 +284,37 @@ def build_app(
         if not secrets.compare_digest(given.encode(), f"Bearer {api_key}".encode()):
             raise HTTPException(401, "missing or wrong API key (Authorization: Bearer ...)")
 
-    @app.exception_handler(StarletteHTTPException)
-    async def openai_error(request: Request, exc: StarletteHTTPException) -> JSONResponse:
-        kind = {401: "authentication_error", 404: "not_found_error"}.get(exc.status_code,
-                                                                          "invalid_request_error")  # fmt: skip
-        code = "request_too_large" if exc.status_code == 413 else None
-        return JSONResponse({"error": {"message": exc.detail, "type": kind, "code": code}},
-                            status_code=exc.status_code)  # fmt: skip
-
-    @app.exception_handler(RequestValidationError)
-    async def invalid_request(request: Request, exc: RequestValidationError) -> JSONResponse:
-        first = exc.errors()[0] if exc.errors() else {"loc": (), "msg": "invalid request"}
-        where = ".".join(str(p) for p in first["loc"] if p != "body") or "body"
-        return JSONResponse({"error": {"message": f"{where}: {first['msg']}", "code": None,
-                                       "type": "invalid_request_error", "param": where}},
-                            status_code=400)  # fmt: skip
-
-    @app.exception_handler(ServeError)
-    async def serve_error(request: Request, exc: ServeError) -> JSONResponse:
-        return exc.response()
-
-    @app.exception_handler(Exception)
-    async def server_error(request: Request, exc: Exception) -> JSONResponse:
-        return JSONResponse({"error": {"message": f"{type(exc).__name__}: {exc}", "code": None,
-                                       "type": "server_error"}}, status_code=500)  # fmt: skip
+    add_error_handlers(app)
 
     @app.get("/health")
     def health() -> dict[str, object]:
-        return {"status": "ok", "models": chat.names, "generating": admission.busy,
-                "waiting": admission.waiting}  # fmt: skip
+        return {
+            "status": "ok",
+            "models": chat.names,
+            "generating": admission.busy,
+            "waiting": admission.waiting,
+        }
 
     @app.get("/v1/models", dependencies=[Depends(check_key)])
     def models() -> dict[str, object]:
-        return {"object": "list", "data": [
-            {"id": name, "object": "model", "created": 0, "owned_by": "lora-sweep"}
-            for name in chat.names
-        ]}  # fmt: skip
+        return {
+            "object": "list",
+            "data": [
+                {"id": name, "object": "model", "created": 0, "owned_by": "lora-sweep"}
+                for name in chat.names
+            ],
+        }
 
     @app.post("/v1/chat/completions", dependencies=[Depends(check_key)], response_model=None)
     def completions(body: ChatRequest) -> ChatCompletion | StreamingResponse:
         arrived = time.monotonic()  # the body is read and parsed: the clock starts here
-        reply = answer(chat, body, limits=limits, admission=admission,
-                       stop=Stop(arrived + limits.request_timeout, stopping))  # fmt: skip
+        reply = answer(
+            chat,
+            body,
+            limits=limits,
+            admission=admission,
+            stop=Stop(arrived + limits.request_timeout, stopping),
+        )
         if body.stream:  # the whole answer in one chunk: what streaming clients read
             return StreamingResponse(stream_chunks(reply), media_type="text/event-stream")
         return reply
@@ -300,16 +322,78 @@ def build_app(
     return app
 
 
+def add_error_handlers(app: FastAPI) -> None:
+    """Every error answered in OpenAI's shape, ``{"error": {"message", "type", "code"}}``: a
+    refused request (401, 404, 413, ...), a body the schema refuses (400), a ServeError, and
+    anything else (500)."""
+
+    @app.exception_handler(StarletteHTTPException)
+    async def openai_error(request: Request, exc: StarletteHTTPException) -> JSONResponse:
+        kind = {401: "authentication_error", 404: "not_found_error"}.get(
+            exc.status_code, "invalid_request_error"
+        )
+        code = "request_too_large" if exc.status_code == 413 else None
+        return JSONResponse(
+            {"error": {"message": exc.detail, "type": kind, "code": code}},
+            status_code=exc.status_code,
+        )
+
+    @app.exception_handler(RequestValidationError)
+    async def invalid_request(request: Request, exc: RequestValidationError) -> JSONResponse:
+        first = exc.errors()[0] if exc.errors() else {"loc": (), "msg": "invalid request"}
+        where = ".".join(str(p) for p in first["loc"] if p != "body") or "body"
+        return JSONResponse(
+            {
+                "error": {
+                    "message": f"{where}: {first['msg']}",
+                    "code": None,
+                    "type": "invalid_request_error",
+                    "param": where,
+                }
+            },
+            status_code=400,
+        )
+
+    @app.exception_handler(ServeError)
+    async def serve_error(request: Request, exc: ServeError) -> JSONResponse:
+        return exc.response()
+
+    @app.exception_handler(Exception)
+    async def server_error(request: Request, exc: Exception) -> JSONResponse:
+        return JSONResponse(
+            {
+                "error": {
+                    "message": f"{type(exc).__name__}: {exc}",
+                    "code": None,
+                    "type": "server_error",
+                }
+            },
+            status_code=500,
+        )
+
+
 def stream_chunks(reply: ChatCompletion) -> Iterator[str]:
     """A finished completion as OpenAI's server-sent chunks: the answer, the finish, [DONE]."""
-    head = {"id": reply["id"], "object": "chat.completion.chunk", "created": reply["created"],
-            "model": reply["model"]}  # fmt: skip
+    head = {
+        "id": reply["id"],
+        "object": "chat.completion.chunk",
+        "created": reply["created"],
+        "model": reply["model"],
+    }
     choice = reply["choices"][0]
     chunks = [
-        {**head, "choices": [{"index": 0, "finish_reason": None, "delta": {
-            "role": "assistant", "content": choice["message"]["content"]}}]},
+        {
+            **head,
+            "choices": [
+                {
+                    "index": 0,
+                    "finish_reason": None,
+                    "delta": {"role": "assistant", "content": choice["message"]["content"]},
+                }
+            ],
+        },
         {**head, "choices": [{"index": 0, "delta": {}, "finish_reason": choice["finish_reason"]}]},
-    ]  # fmt: skip
+    ]
     for chunk in chunks:
         yield f"data: {json.dumps(chunk)}\n\n"
     yield "data: [DONE]\n\n"
@@ -326,23 +410,36 @@ def answer(
     try:
         done = admission.run(
             lambda: chat.generate(prompt, model=body.model, sampling=sampling, stop=stop),
-            deadline=stop.deadline, timeout=limits.request_timeout,
-        )  # fmt: skip
+            deadline=stop.deadline,
+            timeout=limits.request_timeout,
+        )
     except ChatError as exc:
         raise HTTPException(400, str(exc)) from None
     except GenerationStopped as exc:
         if exc.reason == "deadline":
             raise timed_out(limits.request_timeout) from None
-        raise ServeError(503, "the server is shutting down", kind="server_error",
-                         code="shutting_down") from None  # fmt: skip
+        raise ServeError(
+            503, "the server is shutting down", kind="server_error", code="shutting_down"
+        ) from None
     return {
-        "id": f"chatcmpl-{secrets.token_hex(12)}", "object": "chat.completion",
-        "created": int(time.time()), "model": body.model,
-        "choices": [{"index": 0, "message": {"role": "assistant", "content": done.text},
-                     "finish_reason": done.finish_reason, "logprobs": None}],
-        "usage": {"prompt_tokens": done.prompt_tokens, "completion_tokens": done.completion_tokens,
-                  "total_tokens": done.prompt_tokens + done.completion_tokens},
-    }  # fmt: skip
+        "id": f"chatcmpl-{secrets.token_hex(12)}",
+        "object": "chat.completion",
+        "created": int(time.time()),
+        "model": body.model,
+        "choices": [
+            {
+                "index": 0,
+                "message": {"role": "assistant", "content": done.text},
+                "finish_reason": done.finish_reason,
+                "logprobs": None,
+            }
+        ],
+        "usage": {
+            "prompt_tokens": done.prompt_tokens,
+            "completion_tokens": done.completion_tokens,
+            "total_tokens": done.prompt_tokens + done.completion_tokens,
+        },
+    }
 
 
 def checked_request(
@@ -355,8 +452,11 @@ def checked_request(
 
     unsupported = body.unsupported()
     if unsupported:
-        raise HTTPException(400, f"{unsupported} is not supported by sweep serve (vLLM's server "
-                                 "has it: sweep serve --engine vllm on a GPU)")  # fmt: skip
+        raise HTTPException(
+            400,
+            f"{unsupported} is not supported by sweep serve (vLLM's server "
+            "has it: sweep serve --engine vllm on a GPU)",
+        )
     if body.model not in chat.names:
         raise HTTPException(404, f"no model {body.model!r}; served: {', '.join(chat.names)}")
     try:
@@ -372,18 +472,22 @@ def checked_request(
         capped = (
             f", --max-prompt-tokens {limits.max_prompt_tokens}" if limits.max_prompt_tokens else ""
         )
-        raise context_exceeded(f"{exc} (the context is {context} tokens{capped}); shorten the "
-                               "prompt") from None  # fmt: skip
+        raise context_exceeded(
+            f"{exc} (the context is {context} tokens{capped}); shorten the prompt"
+        ) from None
     limit = min(asked or limits.max_tokens, limits.max_tokens)
     if context is not None and prompt_tokens + limit > context:
         if asked is not None or prompt_tokens >= context:
-            raise context_exceeded(f"the prompt is {prompt_tokens} tokens and max_tokens "
-                                   f"{limit}: together past the context of {context} "
-                                   "tokens; shorten the prompt or ask for fewer max_tokens")  # fmt: skip
+            raise context_exceeded(
+                f"the prompt is {prompt_tokens} tokens and max_tokens "
+                f"{limit}: together past the context of {context} "
+                "tokens; shorten the prompt or ask for fewer max_tokens"
+            )
         limit = context - prompt_tokens  # no max_tokens asked: as much as the context leaves
     stop = (body.stop,) if isinstance(body.stop, str) else tuple(body.stop or ())
-    sampling = Sampling(max_tokens=limit, temperature=body.temperature, top_p=body.top_p,
-                        seed=body.seed, stop=stop)  # fmt: skip
+    sampling = Sampling(
+        max_tokens=limit, temperature=body.temperature, top_p=body.top_p, seed=body.seed, stop=stop
+    )
     return prompt, sampling
 
 

@@ -94,8 +94,11 @@ def resolve_side(ref: str, *, state_dir: Path, mlflow_uri: str) -> Side:
     config = yaml.safe_load((state.path / "config.yaml").read_text())
     record = state.trials.get(adapter.trial_id)
     if record is not None and record.number is not None:  # the number the study's pictures show
-        label = f"{label[:-1]}, trial #{record.number})" if label.endswith(")") else (
-            f"{label} (trial #{record.number})")  # fmt: skip
+        label = (
+            f"{label[:-1]}, trial #{record.number})"
+            if label.endswith(")")
+            else (f"{label} (trial #{record.number})")
+        )
     return Side(ref, label, adapter.path, adapter.base_model, state, record, config, registry)
 
 
@@ -114,13 +117,15 @@ def registry_version(ref: str, *, state_dir: Path, mlflow_uri: str) -> RegistryV
     names = [name] if name else registry.models_with_alias(value)
     if len(names) != 1:
         return None
-    found = (registry.by_alias(names[0], value) if kind == "alias"
-             else registry.version(names[0], value))  # fmt: skip
+    found = (
+        registry.by_alias(names[0], value) if kind == "alias" else registry.version(names[0], value)
+    )
     if found is None:
         return None
     created = registry.client.get_model_version(names[0], found["version"]).creation_timestamp
-    return RegistryVersion(names[0], found["version"], utc(created / 1000 if created else None),
-                           list(found["aliases"]))  # fmt: skip
+    return RegistryVersion(
+        names[0], found["version"], utc(created / 1000 if created else None), list(found["aliases"])
+    )
 
 
 def check_comparable(a: Side, b: Side) -> SweepState:
@@ -164,15 +169,19 @@ def slug(ref: str) -> str:
 
 def utc(seconds: float | None) -> str:
     """A timestamp as ``2026-11-29 09:14 UTC`` (now when None)."""
-    when = datetime.now(timezone.utc) if seconds is None else datetime.fromtimestamp(
-        seconds, tz=timezone.utc)  # fmt: skip
+    when = (
+        datetime.now(timezone.utc)
+        if seconds is None
+        else datetime.fromtimestamp(seconds, tz=timezone.utc)
+    )
     return when.strftime("%Y-%m-%d %H:%M UTC")
 
 
 def item_rows(
-    scores: tuple[ItemScores, ItemScores], *,
+    scores: tuple[ItemScores, ItemScores],
+    *,
     cut: tuple[frozenset[str], frozenset[str]] = (frozenset(), frozenset()),
-) -> list[ItemRow]:  # fmt: skip
+) -> list[ItemRow]:
     """Every row scored for both sides (by id), in A's order, with its group."""
     theirs = {item["id"]: item for item in scores[1].items}
     rows = []
@@ -182,21 +191,34 @@ def item_rows(
             continue
         sa, sb = float(ia["score"]), float(ib["score"])
         group = "lost" if sa < sb else "wrong" if sa < 1 else "won" if sa > sb else "tied"
-        rows.append(ItemRow(
-            id=ia["id"], turns=conversation(ia["prompt"]), reference=ia["reference"],
-            a=ia["prediction"], a_score=sa, b=ib["prediction"], b_score=sb, delta=sa - sb,
-            a_cut=ia["id"] in cut[0], b_cut=ia["id"] in cut[1], group=group,
-        ))  # fmt: skip
+        rows.append(
+            ItemRow(
+                id=ia["id"],
+                turns=conversation(ia["prompt"]),
+                reference=ia["reference"],
+                a=ia["prediction"],
+                a_score=sa,
+                b=ib["prediction"],
+                b_score=sb,
+                delta=sa - sb,
+                a_cut=ia["id"] in cut[0],
+                b_cut=ia["id"] in cut[1],
+                group=group,
+            )
+        )
     return rows
 
 
 # Chat templates' turn markup: ChatML (SmolLM2, Qwen), Llama 3, Gemma, Phi-3 / Zephyr.
-CHAT_TURNS = tuple(re.compile(p, re.S) for p in (
-    r"<\|im_start\|>(\w+)\n?(.*?)(?:<\|im_end\|>|(?=<\|im_start\|>)|\Z)",
-    r"<\|start_header_id\|>(\w+)<\|end_header_id\|>(.*?)(?:<\|eot_id\|>|(?=<\|start_header_id\|>)|\Z)",
-    r"<start_of_turn>(\w+)\n?(.*?)(?:<end_of_turn>|(?=<start_of_turn>)|\Z)",
-    r"<\|(system|user|assistant)\|>(.*?)(?:<\|end\|>|</s>|(?=<\|(?:system|user|assistant)\|>)|\Z)",
-))  # fmt: skip
+CHAT_TURNS = tuple(
+    re.compile(p, re.S)
+    for p in (
+        r"<\|im_start\|>(\w+)\n?(.*?)(?:<\|im_end\|>|(?=<\|im_start\|>)|\Z)",
+        r"<\|start_header_id\|>(\w+)<\|end_header_id\|>(.*?)(?:<\|eot_id\|>|(?=<\|start_header_id\|>)|\Z)",
+        r"<start_of_turn>(\w+)\n?(.*?)(?:<end_of_turn>|(?=<start_of_turn>)|\Z)",
+        r"<\|(system|user|assistant)\|>(.*?)(?:<\|end\|>|</s>|(?=<\|(?:system|user|assistant)\|>)|\Z)",
+    )
+)
 ALPACA_USER, ALPACA_RESPONSE = "### Instruction:\n", "\n\n### Response:\n"  # trainers/tokenize.py
 SPECIAL_TOKENS = re.compile(r"<\|[^|<>\s]*\|>|</?s>|<(?:start|end)_of_turn>|<bos>|<eos>")
 ROLES = {"model": "assistant", "human": "user", "gpt": "assistant"}
@@ -224,8 +246,7 @@ def conversation(prompt: str) -> list[Turn]:
 def turns_text(turns: list[Turn]) -> str:
     """The prompt's turns as readable text, ``system: ...`` then ``user: ...`` (a prompt no
     template could be read from as it is): what the judge and human raters are shown."""
-    return "\n\n".join(t.content if t.role == "prompt" else f"{t.role}: {t.content}"
-                       for t in turns)  # fmt: skip
+    return "\n\n".join(t.content if t.role == "prompt" else f"{t.role}: {t.content}" for t in turns)
 
 
 def _plain(text: str) -> str:
@@ -266,7 +287,7 @@ class PairedOutputs:
 
 def paired_outputs(
     a: str, b: str, *, state_dir: Path, mlflow_uri: str, progress: Say = print
-) -> PairedOutputs:  # fmt: skip
+) -> PairedOutputs:
     """Resolve A and B, check they can be compared, and score both on every held-out row."""
     side_a, side_b = (resolve_side(r, state_dir=state_dir, mlflow_uri=mlflow_uri) for r in (a, b))
     home = check_comparable(side_a, side_b)
@@ -277,8 +298,9 @@ def paired_outputs(
         raise ConfigError(f"{a} and {b} are the same adapter ({side_a.adapter})")
     if side_a.adapter is None and side_b.adapter is None:
         raise ConfigError(f"{a} and {b} are both the base model")
-    scores = score_every_row(spec, {side_a.label: side_a.adapter, side_b.label: side_b.adapter},
-                             progress=progress)  # fmt: skip
+    scores = score_every_row(
+        spec, {side_a.label: side_a.adapter, side_b.label: side_b.adapter}, progress=progress
+    )
     pair = (scores[side_a.label], scores[side_b.label])
     limit = all_rows(spec).evaluation.max_new_tokens  # what scoring used
     cut = cut_outputs(spec, pair, limit=limit)

@@ -27,6 +27,8 @@ def checked_artifact_path(path: str) -> str:
     """An artefact path relative to the run's root: no absolute path, '..', NUL or backslash."""
     parts = path.split("/")
     if not path or path.startswith("/") or "\x00" in path or "\\" in path or ".." in parts:
-        raise ConfigError(f"artifact path {path!r} must stay inside the run's artifacts "
-                          "(relative, no '..', NUL or backslash)")  # fmt: skip
+        raise ConfigError(
+            f"artifact path {path!r} must stay inside the run's artifacts "
+            "(relative, no '..', NUL or backslash)"
+        )
     return path

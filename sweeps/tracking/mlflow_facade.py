@@ -1,7 +1,9 @@
 """The only module that imports mlflow. The driver is the only MLflow writer.
 
 The sweep is the parent run; each trial is a child run created with an explicit id that the sweep
-state keeps, so nothing is nested by accident across processes (ray#19978, ray#30649).
+state keeps, so nothing is nested by accident across processes (ray#19978, ray#30649). What the
+runs hold (tags, statuses, the UI's view, params as text, the records read back) is plain data in
+``sweeps/tracking/run_records.py``; this module writes and reads it.
 """
 
 from __future__ import annotations
@@ -13,9 +15,8 @@ import os
 import tempfile
 import time
 from collections.abc import Mapping
-from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, TypedDict
+from typing import TYPE_CHECKING
 
 import yaml
 from mlflow.entities import Metric, Param, RunTag
@@ -27,7 +28,26 @@ from sweeps.tracking.artifact_paths import (
     default_artifact_root,
     prepare_store,
 )
-from sweeps.tracking.provenance import flatten, is_secret, param_text, redacted
+from sweeps.tracking.provenance import flatten, is_secret, redacted
+from sweeps.tracking.run_records import (
+    EXACT_PARAMS,
+    EXPERIMENT_KIND,
+    GENERATIONS_TABLE,
+    GROUP_TAG,
+    PRUNED_NOTE,
+    RUN_STATUS,
+    TRIALS_TABLE,
+    VIEW_TAG_PREFIX,
+    RecentSweep,
+    RunSummary,
+    VersionInfo,
+    exact_params,
+    generations_table,
+    param_value_text,
+    table_cell,
+    trial_tags,
+    view_state,
+)
 
 if TYPE_CHECKING:
     from mlflow.entities.model_registry import ModelVersion
@@ -36,21 +56,6 @@ if TYPE_CHECKING:
 
 # a progress bar per artefact download would bury the console (promote and compare download)
 os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")
-
-MAX_PARAM_LENGTH = 6000
-EXACT_PARAMS = "params_exact.json"  # a run's float params as sampled (the UI shows 3 digits)
-# MLflow has no "pruned" status, and KILLED reads as a failure: a trial the scheduler stopped
-# early ran as planned, so its run is FINISHED, its ``status`` tag says ``pruned`` (a column of
-# the sweep's view) and its description says why.
-RUN_STATUS = {"completed": "FINISHED", "pruned": "FINISHED", "failed": "FAILED"}
-PRUNED_NOTE = ("Stopped early by the scheduler (ASHA) after rung {rungs}: its value was not in "
-               "the rung's top fraction. Not a failure; the status tag says pruned.")  # fmt: skip
-# MLflow 3's UI shows a GenAI dashboard unless the experiment is a model-training one
-EXPERIMENT_KIND = {"mlflow.experimentKind": "custom_model_development"}
-VIEW_TAG_PREFIX = "mlflow.sharedViewState."  # the UI's shared views: ?viewStateShareKey=KEY
-GROUP_TAG = "sweep"  # on a sweep's parent run and trials only: the UI's view groups by it
-TRIALS_TABLE = "trials_table.json"  # the parent run's table of trials
-GENERATIONS_TABLE = "sample_generations.json"  # an MLflow table of held-out generations
 
 
 class SweepTracker:
@@ -74,18 +79,24 @@ class SweepTracker:
 
     # ------------------------------------------------------------------ the sweep (parent)
     def start_sweep(
-        self, name: str, *, config: Mapping[str, object], tags: dict[str, str],
+        self,
+        name: str,
+        *,
+        config: Mapping[str, object],
+        tags: dict[str, str],
         artifacts: dict[str, str],
-    ) -> str:  # fmt: skip
+    ) -> str:
         """The parent run: the config as params and as config.yaml, secrets and URI passwords
         hidden in both, never logged."""
         tags = {"lora_sweep.kind": "sweep", "lora_sweep.sweep": name, GROUP_TAG: name, **tags}
         shown = yaml.safe_dump(redacted(config), sort_keys=False)
-        return self._new_run(name, tags=tags, params=flatten(config),
-                             artifacts={"config.yaml": shown, **artifacts})  # fmt: skip
+        return self._new_run(
+            name, tags=tags, params=flatten(config), artifacts={"config.yaml": shown, **artifacts}
+        )
 
-    def set_sweep_view(self, key: str, *, sort_metric: str, ascending: bool,
-                       columns: list[str]) -> None:  # fmt: skip
+    def set_sweep_view(
+        self, key: str, *, sort_metric: str, ascending: bool, columns: list[str]
+    ) -> None:
         """An experiment view the UI opens with ``?viewStateShareKey=KEY``: runs grouped by the
         sweep they belong to (``GROUP_TAG``), sorted by the objective, with ``columns``
         (``metrics.`k```, ``params.`k```, ``tags.`k```, ``attributes.`Duration```) shown.
@@ -96,13 +107,8 @@ class SweepTracker:
         its row carries the best value (min or max as the objective goes), the parent run and
         the trials under it, best first; runs of no sweep (compare, judge, human, eval) wait in
         MLflow's folded "Additional runs" group."""
-        group = {"aggregateFunction": "min" if ascending else "max",
-                 "groupByKeys": [{"mode": "tag", "groupByData": GROUP_TAG}]}  # fmt: skip
-        state = {"orderByKey": f"metrics.`{sort_metric}`", "orderByAsc": ascending,
-                 "selectedColumns": columns, "groupBy": group, "groupsExpanded": {},
-                 "useGroupedValuesInCharts": False, "runsHiddenMode": "SHOW_ALL"}  # fmt: skip
-        self.client.set_experiment_tag(self.experiment_id, VIEW_TAG_PREFIX + key,
-                                       json.dumps(state))  # fmt: skip
+        state = view_state(sort_metric=sort_metric, ascending=ascending, columns=columns)
+        self.client.set_experiment_tag(self.experiment_id, VIEW_TAG_PREFIX + key, json.dumps(state))
 
     def log_trials_table(self, run_id: str, table: TrialsTable) -> None:
         """The sweep's trials as an MLflow table artefact, replaced whole: log_table appends to
@@ -122,9 +128,14 @@ class SweepTracker:
         self.client.update_run(run_id, status="RUNNING")
 
     def end_sweep(
-        self, run_id: str, *, status: str, metrics: dict[str, float], tags: dict[str, str],
+        self,
+        run_id: str,
+        *,
+        status: str,
+        metrics: dict[str, float],
+        tags: dict[str, str],
         step: int,
-    ) -> None:  # fmt: skip
+    ) -> None:
         """The sweep's summary at ``step`` (its ended trials), its tags, and the run's end."""
         self.log_metrics_once(run_id, metrics, step=step)
         for key, value in tags.items():
@@ -133,18 +144,16 @@ class SweepTracker:
 
     # ------------------------------------------------------------------ trials (children)
     def start_trial(
-        self, parent_run_id: str, *, sweep: str, trial_id: str, params: Mapping[str, object],
+        self,
+        parent_run_id: str,
+        *,
+        sweep: str,
+        trial_id: str,
+        params: Mapping[str, object],
         name: str | None = None,
-    ) -> str:  # fmt: skip
+    ) -> str:
         """A trial's child run, named ``name`` (by default its Ray trial id)."""
-        tags = {
-            "mlflow.parentRunId": parent_run_id,
-            "lora_sweep.kind": "trial",
-            "lora_sweep.sweep": sweep,
-            GROUP_TAG: sweep,
-            "lora_sweep.trial_id": trial_id,
-            "status": "running",
-        }
+        tags = trial_tags(parent_run_id, sweep=sweep, trial_id=trial_id)
         return self._new_run(
             name or trial_id, tags=tags, params={**params, "trial_id": trial_id}, artifacts={}
         )
@@ -152,9 +161,10 @@ class SweepTracker:
     def child_trial_runs(self, parent_run_id: str) -> dict[str, str]:
         """``{run_id: trial_id}`` of the parent's child runs."""
         runs = self.client.search_runs(
-            [self.experiment_id], filter_string=f"tags.mlflow.parentRunId = '{parent_run_id}'",
+            [self.experiment_id],
+            filter_string=f"tags.mlflow.parentRunId = '{parent_run_id}'",
             max_results=50_000,
-        )  # fmt: skip
+        )
         return {r.info.run_id: r.data.tags.get("lora_sweep.trial_id", "") for r in runs}
 
     def delete_run(self, run_id: str) -> None:
@@ -168,8 +178,12 @@ class SweepTracker:
         """Log the metrics the run does not yet hold at ``step``: what a driver killed after
         logging them logs again on resume is dropped (each step of a metric once)."""
         held = self.client.get_run(run_id).data.metrics
-        logged = {key for key in metrics if key in held
-                  and any(m.step == step for m in self.client.get_metric_history(run_id, key))}  # fmt: skip
+        logged = {
+            key
+            for key in metrics
+            if key in held
+            and any(m.step == step for m in self.client.get_metric_history(run_id, key))
+        }
         self.log_metrics(run_id, {k: v for k, v in metrics.items() if k not in logged}, step=step)
 
     def log_metrics(self, run_id: str, metrics: dict[str, float], *, step: int) -> None:
@@ -195,8 +209,9 @@ class SweepTracker:
     ) -> None:
         tags = [RunTag("status", status)]
         if status == "pruned":
-            rungs = int(max((m.value for m in self.client.get_metric_history(run_id, RUNG)),
-                            default=0))  # fmt: skip
+            rungs = int(
+                max((m.value for m in self.client.get_metric_history(run_id, RUNG)), default=0)
+            )
             tags.append(RunTag("mlflow.note.content", PRUNED_NOTE.format(rungs=rungs)))
         if reason:
             tags.append(RunTag("failure_reason", reason[:5000]))
@@ -218,9 +233,9 @@ class SweepTracker:
         there, so a trial ended twice (a driver killed before it saved that) logs it once."""
         if any(a.path == GENERATIONS_TABLE for a in self.client.list_artifacts(run_id)):
             return
-        table = {key: [row[key] for row in sample]
-                 for key in ("prompt", "reference", "prediction", "score")}  # fmt: skip
-        self.client.log_table(run_id, data=table, artifact_file=GENERATIONS_TABLE)
+        self.client.log_table(
+            run_id, data=generations_table(sample), artifact_file=GENERATIONS_TABLE
+        )
 
     def log_texts(self, run_id: str, artifacts: dict[str, str]) -> None:
         """Text artefacts (file name -> content) on a run."""
@@ -242,12 +257,19 @@ class SweepTracker:
 
         inputs = [
             DatasetInput(
-                Dataset(name=name, digest=digest[:36], source_type="local",
-                        source=json.dumps({"uri": path}), profile=json.dumps({"num_rows": rows})),
-                tags=[InputTag("mlflow.data.context", "training" if name == "train" else "evaluation")],
+                Dataset(
+                    name=name,
+                    digest=digest[:36],
+                    source_type="local",
+                    source=json.dumps({"uri": path}),
+                    profile=json.dumps({"num_rows": rows}),
+                ),
+                tags=[
+                    InputTag("mlflow.data.context", "training" if name == "train" else "evaluation")
+                ],
             )
             for name, (path, digest, rows) in datasets.items()
-        ]  # fmt: skip
+        ]
         self.client.log_inputs(run_id, datasets=inputs)
 
     def set_tags(self, run_id: str, tags: dict[str, str]) -> None:
@@ -269,7 +291,7 @@ class SweepTracker:
         run_id = self._new_run(name, tags=tags, params=params, artifacts=artifacts)
         for filename, rows in (tables or {}).items():
             columns = list(dict.fromkeys(key for row in rows for key in row))
-            data = {c: [_cell(row.get(c)) for row in rows] for c in columns}
+            data = {c: [table_cell(row.get(c)) for row in rows] for c in columns}
             self.client.log_table(run_id, data=data, artifact_file=checked_artifact_path(filename))
         self.log_metrics(run_id, metrics, step=0)
         self.client.set_terminated(run_id, status="FINISHED")
@@ -277,16 +299,18 @@ class SweepTracker:
 
     # ------------------------------------------------------------------ helpers
     def _new_run(
-        self, name: str, *, tags: dict[str, str], params: Mapping[str, object],
+        self,
+        name: str,
+        *,
+        tags: dict[str, str],
+        params: Mapping[str, object],
         artifacts: dict[str, str],
-    ) -> str:  # fmt: skip
+    ) -> str:
         """Create a run with its tags, params (secrets left out) and text artefacts."""
         run = self.client.create_run(self.experiment_id, run_name=name, tags=tags)
         run_id = str(run.info.run_id)
         self._log_params(run_id, params)
-        exact = {key: value for key, value in params.items()
-                 if isinstance(value, float) and _param_text(value) != repr(value)
-                 and not is_secret(key, value)}  # fmt: skip
+        exact = exact_params(params)
         if exact:  # the UI shows 3 significant digits; the values as sampled are kept here
             artifacts = {**artifacts, EXACT_PARAMS: json.dumps(exact, indent=2)}
         for filename, text in artifacts.items():
@@ -295,23 +319,12 @@ class SweepTracker:
 
     def _log_params(self, run_id: str, params: Mapping[str, object]) -> None:
         entries = [
-            Param(key, _param_text(value))
+            Param(key, param_value_text(value))
             for key, value in params.items()
             if not is_secret(key, value)
         ]
         for start in range(0, len(entries), 100):
             self.client.log_batch(run_id, params=entries[start : start + 100])
-
-
-@dataclass(frozen=True)
-class RecentSweep:
-    """A sweep ``sweep ui`` links to: its view, its best trial's run, its first picture."""
-
-    experiment_id: str
-    name: str
-    parent_run_id: str
-    best_run_id: str | None
-    picture: str | None  # an artefact path under sweep_plots/ on the parent run
 
 
 def recent_sweeps(tracking_uri: str, *, limit: int = 5) -> list[RecentSweep]:
@@ -320,44 +333,33 @@ def recent_sweeps(tracking_uri: str, *, limit: int = 5) -> list[RecentSweep]:
 
     client = MlflowClient(tracking_uri=tracking_uri)
     experiments = {e.experiment_id: e for e in client.search_experiments()}
-    every = client.search_runs(list(experiments), filter_string="tags.`lora_sweep.kind` = 'sweep'",
-                               order_by=["attributes.start_time DESC"], max_results=50)  # fmt: skip
-    runs = [r for r in every
-            if VIEW_TAG_PREFIX + r.info.run_name in experiments[r.info.experiment_id].tags][:limit]  # fmt: skip
+    every = client.search_runs(
+        list(experiments),
+        filter_string="tags.`lora_sweep.kind` = 'sweep'",
+        order_by=["attributes.start_time DESC"],
+        max_results=50,
+    )
+    runs = [
+        r
+        for r in every
+        if VIEW_TAG_PREFIX + r.info.run_name in experiments[r.info.experiment_id].tags
+    ][:limit]
     found = []
     for run in runs:
         pictures = [a.path for a in client.list_artifacts(run.info.run_id, PICTURES_DIR)]
-        found.append(RecentSweep(run.info.experiment_id, run.info.run_name, run.info.run_id,
-                                 run.data.tags.get("best_run_id"), min(pictures, default=None)))  # fmt: skip
+        found.append(
+            RecentSweep(
+                run.info.experiment_id,
+                run.info.run_name,
+                run.info.run_id,
+                run.data.tags.get("best_run_id"),
+                min(pictures, default=None),
+            )
+        )
     return found
 
 
-def _cell(value: object) -> object:
-    """A table cell: text and numbers as they are, anything else as JSON text."""
-    return value if isinstance(value, (str, int, float, bool)) or value is None else json.dumps(
-        value, default=str)  # fmt: skip
-
-
-def _param_text(value: object) -> str:
-    """A param as a person writes it (``param_text``; the exact floats go in ``EXACT_PARAMS``),
-    a list or mapping as JSON."""
-    if isinstance(value, float):
-        return param_text(value)
-    text = json.dumps(value) if isinstance(value, (list, dict)) else str(value)
-    return text[:MAX_PARAM_LENGTH]
-
-
 # --------------------------------------------------------------------------- model registry
-class VersionInfo(TypedDict):
-    """A registered model version, as promote and adapter references read it."""
-
-    name: str
-    version: str
-    run_id: str  # "" when the version came from no run
-    tags: dict[str, str]
-    aliases: list[str]
-
-
 class ModelRegistry:
     """Registered models, versions and aliases (never stages: deprecated since MLflow 2.9)."""
 
@@ -399,9 +401,15 @@ class ModelRegistry:
         return sorted(m.name for m in self.client.search_registered_models() if alias in m.aliases)
 
     def register(
-        self, name: str, *, run_id: str, files: Path, artifact_path: str, tags: dict[str, str],
+        self,
+        name: str,
+        *,
+        run_id: str,
+        files: Path,
+        artifact_path: str,
+        tags: dict[str, str],
         description: str,
-    ) -> str:  # fmt: skip
+    ) -> str:
         """Log ``files`` on the run and register them as a new version of ``name``."""
         from mlflow.exceptions import MlflowException
 
@@ -414,9 +422,12 @@ class ModelRegistry:
         self.client.log_artifacts(run_id, str(files), artifact_path=artifact_path)
         source = f"{self.client.get_run(run_id).info.artifact_uri}/{artifact_path}"
         created = self.client.create_model_version(
-            name, source=source, run_id=run_id, tags={k: v[:5000] for k, v in tags.items()},
+            name,
+            source=source,
+            run_id=run_id,
+            tags={k: v[:5000] for k, v in tags.items()},
             description=description,
-        )  # fmt: skip
+        )
         return str(created.version)
 
     def set_alias(self, name: str, alias: str, version: str) -> None:
@@ -435,20 +446,16 @@ class ModelRegistry:
 
 
 def _version_info(found: ModelVersion) -> VersionInfo:
-    return {"name": found.name, "version": str(found.version), "run_id": found.run_id or "",
-            "tags": dict(found.tags or {}), "aliases": list(found.aliases or [])}  # fmt: skip
+    return {
+        "name": found.name,
+        "version": str(found.version),
+        "run_id": found.run_id or "",
+        "tags": dict(found.tags or {}),
+        "aliases": list(found.aliases or []),
+    }
 
 
 # --------------------------------------------------------------------------- reading runs
-class RunSummary(TypedDict):
-    """A run's latest metric values, params, tags and wall time (None while it runs)."""
-
-    metrics: dict[str, float]
-    params: dict[str, str]
-    tags: dict[str, str]
-    wall_seconds: float | None
-
-
 class RunReader:
     """What reports read back from the store: a run's summary, metric histories, artefacts."""
 
@@ -461,8 +468,12 @@ class RunReader:
         run = self.client.get_run(run_id)
         info = run.info
         wall = (info.end_time - info.start_time) / 1000 if info.end_time else None
-        return {"metrics": dict(run.data.metrics), "params": dict(run.data.params),
-                "tags": dict(run.data.tags), "wall_seconds": wall}  # fmt: skip
+        return {
+            "metrics": dict(run.data.metrics),
+            "params": dict(run.data.params),
+            "tags": dict(run.data.tags),
+            "wall_seconds": wall,
+        }
 
     def history(self, run_id: str, keys: list[str]) -> dict[str, list[tuple[int, float]]]:
         """Each metric's (step, value) points, in step order."""

@@ -50,8 +50,11 @@ NAMED_KNOBS = {"learning_rate": "lr", "lora_r": "r"}
 def run_name(record: TrialRecord) -> str:
     """``#3 f65278a5 lr 3.6e-03 r 8``: distinct in its first characters, and saying something
     (MLflow's run table cuts names short)."""
-    knobs = [f"{short} {_written(record.params[knob])}" for knob, short in NAMED_KNOBS.items()
-             if knob in record.params]  # fmt: skip
+    knobs = [
+        f"{short} {_written(record.params[knob])}"
+        for knob, short in NAMED_KNOBS.items()
+        if knob in record.params
+    ]
     return " ".join([record.name, *knobs])
 
 
@@ -100,12 +103,16 @@ class SweepRecorder:
             record.status = "running"
         else:
             params = trial_params(config)
-            record = TrialRecord(trial_id=trial_id, run_id="", params=params,
-                                 number=self.study_number(trial_id))  # fmt: skip
+            record = TrialRecord(
+                trial_id=trial_id, run_id="", params=params, number=self.study_number(trial_id)
+            )
             record.run_id = self.tracker.start_trial(
-                self.state.parent_run_id, sweep=self.state.name, trial_id=trial_id, params=params,
+                self.state.parent_run_id,
+                sweep=self.state.name,
+                trial_id=trial_id,
+                params=params,
                 name=run_name(record),
-            )  # fmt: skip
+            )
             self.state.trials[trial_id] = record
         self.state.save()
         self.display.refresh(self.state, record, "started")
@@ -163,8 +170,11 @@ class SweepRecorder:
         """Whether an ended trial's checkpoints go: it completed or was stopped early (it never
         runs again; its adapter is kept), and the sweep does not keep them."""
         record = self.state.trials.get(trial_id)
-        return (self.remove_finished_checkpoints and record is not None
-                and record.status in ("completed", "pruned"))  # fmt: skip
+        return (
+            self.remove_finished_checkpoints
+            and record is not None
+            and record.status in ("completed", "pruned")
+        )
 
     def checkpoints_removed(self, trial_id: str, *, freed: int) -> None:
         """Record the bytes an ended trial's removed checkpoints took (the summary's disk line)."""
@@ -224,16 +234,21 @@ def forget_lost_trials(state: SweepState, tracker: SweepTracker) -> list[str]:
 
 def placement(result: Result) -> dict[str, str]:
     """The node (Ray's id, its IP and host name) and the GPUs a result came from."""
-    return {"node_id": str(result.get(TRIAL_NODE_ID, "")),
-            "node_ip": str(result.get("node_ip", "")), "hostname": str(result.get("hostname", "")),
-            "cuda_visible_devices": str(result.get(TRIAL_CUDA_VISIBLE_DEVICES, ""))}  # fmt: skip
+    return {
+        "node_id": str(result.get(TRIAL_NODE_ID, "")),
+        "node_ip": str(result.get("node_ip", "")),
+        "hostname": str(result.get("hostname", "")),
+        "cuda_visible_devices": str(result.get(TRIAL_CUDA_VISIBLE_DEVICES, "")),
+    }
 
 
 def restart_tags(restarts: Sequence[Restore]) -> dict[str, str]:
     """``restarts``, the steps resumed from, and the damaged checkpoints passed over."""
     skipped = [f"{s['checkpoint']}: {s['problem']}" for r in restarts for s in r["skipped"]]
-    tags = {"restarts": str(len(restarts)),
-            "restarts.from_steps": ",".join(str(r["step"]) for r in restarts)}  # fmt: skip
+    tags = {
+        "restarts": str(len(restarts)),
+        "restarts.from_steps": ",".join(str(r["step"]) for r in restarts),
+    }
     if skipped:
         tags["restarts.damaged_checkpoints"] = "; ".join(skipped)[:5000]
     return tags

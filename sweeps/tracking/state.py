@@ -206,8 +206,12 @@ def disk_usage(directory: Path) -> dict[str, int]:
         return sum(f.stat().st_size for f in files if f.is_file() and not f.is_symlink())
 
     checkpoints = [p for p in (directory / "ray").rglob("checkpoint_*") if p.is_dir()]
-    return {"total": size(directory), "checkpoints": size(*checkpoints),
-            "adapters": size(directory / "adapters"), "data": size(directory / "data")}  # fmt: skip
+    return {
+        "total": size(directory),
+        "checkpoints": size(*checkpoints),
+        "adapters": size(directory / "adapters"),
+        "data": size(directory / "data"),
+    }
 
 
 def restores(directory: Path) -> list[Restore]:

@@ -153,8 +153,14 @@ def set_aside_damaged_state(experiment: str) -> list[str]:
     silently starts the experiment again from zero). Returns the names set aside."""
     filesystem, path = filesystem_and_path(experiment)
     selector = pyarrow.fs.FileSelector(path, allow_not_found=True)
-    names = sorted((i.base_name for i in filesystem.get_file_info(selector)
-                    if fnmatch.fnmatch(i.base_name, EXPERIMENT_STATE)), reverse=True)  # fmt: skip
+    names = sorted(
+        (
+            i.base_name
+            for i in filesystem.get_file_info(selector)
+            if fnmatch.fnmatch(i.base_name, EXPERIMENT_STATE)
+        ),
+        reverse=True,
+    )
     damaged = []
     for name in names:
         with filesystem.open_input_stream(f"{path}/{name}") as stream:
@@ -163,6 +169,8 @@ def set_aside_damaged_state(experiment: str) -> list[str]:
         filesystem.move(f"{path}/{name}", f"{path}/.damaged-{name}")
         damaged.append(name)
     if names and len(damaged) == len(names):
-        raise ConfigError(f"{experiment}: every experiment_state-*.json is cut short ("
-                          f"{', '.join(damaged)}, now named .damaged-*); Ray cannot resume it")  # fmt: skip
+        raise ConfigError(
+            f"{experiment}: every experiment_state-*.json is cut short ("
+            f"{', '.join(damaged)}, now named .damaged-*); Ray cannot resume it"
+        )
     return damaged

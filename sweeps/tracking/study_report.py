@@ -49,26 +49,46 @@ def _plots(goals: Sequence[str]) -> list[tuple[str, str, Callable[[optuna.Study]
     metric = goals[0]
     first = None if len(goals) == 1 else (lambda t: t.values[0])
     pictures = [
-        ("optimization_history.png", "optimisation history",
-         lambda s: plots.plot_optimization_history(s, target=first, target_name=metric)),
-        ("parallel_coordinate.png", "parallel coordinates",
-         lambda s: plots.plot_parallel_coordinate(s, target=first, target_name=metric)),
-        (IMPORTANCES, "hyperparameter importances (fANOVA)",
-         lambda s: plots.plot_param_importances(
-             s, evaluator=FanovaImportanceEvaluator(seed=0), target=first, target_name=metric)),
-    ]  # fmt: skip
+        (
+            "optimization_history.png",
+            "optimisation history",
+            lambda s: plots.plot_optimization_history(s, target=first, target_name=metric),
+        ),
+        (
+            "parallel_coordinate.png",
+            "parallel coordinates",
+            lambda s: plots.plot_parallel_coordinate(s, target=first, target_name=metric),
+        ),
+        (
+            IMPORTANCES,
+            "hyperparameter importances (fANOVA)",
+            lambda s: plots.plot_param_importances(
+                s, evaluator=FanovaImportanceEvaluator(seed=0), target=first, target_name=metric
+            ),
+        ),
+    ]
     if len(goals) == 1:
-        pictures.append(("intermediate_values.png",
-                         "intermediate values per trial (pruned ones end early)",
-                         plots.plot_intermediate_values))  # fmt: skip
+        pictures.append(
+            (
+                "intermediate_values.png",
+                "intermediate values per trial (pruned ones end early)",
+                plots.plot_intermediate_values,
+            )
+        )
     elif len(goals) <= 3:
-        pictures.append(("pareto_front.png", "Pareto front",
-                         lambda s: plots.plot_pareto_front(s, target_names=list(goals))))  # fmt: skip
+        pictures.append(
+            (
+                "pareto_front.png",
+                "Pareto front",
+                lambda s: plots.plot_pareto_front(s, target_names=list(goals)),
+            )
+        )
     return pictures
 
 
-def write_study_pictures(storage_url: str, *, study_name: str, goals: Sequence[str],
-                         out_dir: Path) -> Pictures:  # fmt: skip
+def write_study_pictures(
+    storage_url: str, *, study_name: str, goals: Sequence[str], out_dir: Path
+) -> Pictures:
     """Draw the study's pictures into ``out_dir``; a picture the study cannot give yet (too
     few finished trials, one knob only) is skipped with the reason."""
     import matplotlib.pyplot as plt
@@ -128,8 +148,10 @@ def _cannot_draw(filename: str, *, complete: int, stepped: bool) -> str | None:
     if filename == "intermediate_values.png" and not stepped:
         return "no trial reported a rung"
     if filename == IMPORTANCES and complete < IMPORTANCE_FLOOR:
-        return (f"{complete} completed trials; importances need {IMPORTANCE_FLOOR} (below that "
-                "they name the wrong knob too often: docs/perf.md (k))")  # fmt: skip
+        return (
+            f"{complete} completed trials; importances need {IMPORTANCE_FLOOR} (below that "
+            "they name the wrong knob too often: docs/perf.md (k))"
+        )
     return None
 
 
@@ -175,15 +197,20 @@ def trials_table(state: SweepState) -> TrialsTable:
     }
     for knob in knobs:
         table[knob] = [_rounded(r.params.get(knob)) for r in records]
-    table["device_hours"] = [_rounded(r.metrics.get(COST_DEVICE_SECONDS, 0.0) / 3600)
-                             for r in records]  # fmt: skip
+    table["device_hours"] = [
+        _rounded(r.metrics.get(COST_DEVICE_SECONDS, 0.0) / 3600) for r in records
+    ]
     table["run_id"] = [r.run_id for r in records]
     return table
 
 
 def _status(record: TrialRecord) -> str:
-    return " ".join(filter(None, (record.status, "finalist" if record.finalist else "",
-                                  "guard" if record.guard else "")))  # fmt: skip
+    return " ".join(
+        filter(
+            None,
+            (record.status, "finalist" if record.finalist else "", "guard" if record.guard else ""),
+        )
+    )
 
 
 def _rounded(value: str | float | None) -> str | float | None:

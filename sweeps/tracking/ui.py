@@ -26,7 +26,7 @@ from sweeps.config import ConfigError
 from sweeps.tracking.provenance import hide_uri_password
 
 if TYPE_CHECKING:
-    from sweeps.tracking.mlflow_facade import RecentSweep
+    from sweeps.tracking.run_records import RecentSweep
 
 LOOPBACK = "127.0.0.1"
 UI_PORT = 5000  # mlflow ui's own default
@@ -55,9 +55,24 @@ def ui_command(mlflow_uri: str, *, host: str = LOOPBACK, port: int = UI_PORT) ->
             )
     elif mlflow_uri.startswith(("http://", "https://")):
         raise ConfigError(f"{mlflow_uri} is a tracking server already: open it in a browser")
-    return [sys.executable, "-m", "mlflow", "ui", "--backend-store-uri", mlflow_uri,
-            "--registry-store-uri", mlflow_uri, "--host", host, "--port", str(port), "--workers", "1",
-            "--uvicorn-opts", QUIET_UVICORN]  # fmt: skip
+    return [
+        sys.executable,
+        "-m",
+        "mlflow",
+        "ui",
+        "--backend-store-uri",
+        mlflow_uri,
+        "--registry-store-uri",
+        mlflow_uri,
+        "--host",
+        host,
+        "--port",
+        str(port),
+        "--workers",
+        "1",
+        "--uvicorn-opts",
+        QUIET_UVICORN,
+    ]
 
 
 def sweep_url(base: str, *, experiment_id: str, sweep: str) -> str:
@@ -81,8 +96,9 @@ def sweep_links(base: str, sweep: RecentSweep) -> list[str]:
     if sweep.best_run_id:
         lines.append(f"    best trial: {run_url(**where, run_id=sweep.best_run_id)}")
     if sweep.picture:
-        lines.append("    pictures: "
-                     f"{run_url(**where, run_id=sweep.parent_run_id, artifact=sweep.picture)}")  # fmt: skip
+        lines.append(
+            f"    pictures: {run_url(**where, run_id=sweep.parent_run_id, artifact=sweep.picture)}"
+        )
     return lines
 
 
@@ -114,8 +130,10 @@ def write_dashboard_config(directory: Path, *, storage: str, host: str, port: in
     path = directory / "optuna-dashboard.toml"
     fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
     with os.fdopen(fd, "w") as out:
-        out.write(f"[optuna_dashboard]\nstorage = {json.dumps(storage)}\n"
-                  f"host = {json.dumps(host)}\nport = {int(port)}\n")  # fmt: skip
+        out.write(
+            f"[optuna_dashboard]\nstorage = {json.dumps(storage)}\n"
+            f"host = {json.dumps(host)}\nport = {int(port)}\n"
+        )
     return path
 
 
@@ -125,10 +143,13 @@ def serve_dashboard(
     """Run optuna-dashboard on a sweep's study storage until stopped."""
     base = f"http://{_shown(host)}:{port}"
     with tempfile.TemporaryDirectory(prefix="sweep-dashboard-") as tmp:
-        command = dashboard_command(write_dashboard_config(Path(tmp), storage=storage, host=host,
-                                                           port=port))  # fmt: skip
-        print(f"optuna-dashboard for {hide_uri_password(storage)}: {base}  (Ctrl-C stops it)",
-              flush=True)  # fmt: skip
+        command = dashboard_command(
+            write_dashboard_config(Path(tmp), storage=storage, host=host, port=port)
+        )
+        print(
+            f"optuna-dashboard for {hide_uri_password(storage)}: {base}  (Ctrl-C stops it)",
+            flush=True,
+        )
         print(f"  study {study}: {base}{study_page(storage, study)}", flush=True)
         note = importances_note(storage, study)
         if note:
@@ -175,8 +196,11 @@ def _shown(host: str) -> str:
 
 def _warn_exposed(host: str, *, what: str = "every run") -> None:
     if host not in (LOOPBACK, "localhost", "::1"):
-        print(f"warning: listening on {host}: anyone who can reach it sees {what}, "
-              "with no login", file=sys.stderr, flush=True)  # fmt: skip
+        print(
+            f"warning: listening on {host}: anyone who can reach it sees {what}, with no login",
+            file=sys.stderr,
+            flush=True,
+        )
 
 
 def run_until_stopped(
@@ -189,11 +213,17 @@ def run_until_stopped(
     The stop signals only set a flag, from before the server starts until its group is gone: a
     signal during the start, or a second Ctrl-C during the stop, cannot leave the group running."""
     asked: list[int] = []
-    previous = {s: signal.signal(s, lambda signum, frame: asked.append(signum))
-                for s in STOP_SIGNALS}  # fmt: skip
+    previous = {
+        s: signal.signal(s, lambda signum, frame: asked.append(signum)) for s in STOP_SIGNALS
+    }
     try:
-        child = subprocess.Popen(command, start_new_session=True, env=env,
-                                 stderr=subprocess.PIPE if hide else None, text=True)  # fmt: skip
+        child = subprocess.Popen(
+            command,
+            start_new_session=True,
+            env=env,
+            stderr=subprocess.PIPE if hide else None,
+            text=True,
+        )
         if hide:
             threading.Thread(target=_pass_through, args=(child, hide), daemon=True).start()
         try:

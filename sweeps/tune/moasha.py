@@ -48,8 +48,9 @@ class MultiObjectiveASHA(FIFOScheduler):
         self.goals = tuple(goals)
         self.max_t = max_t
         self.reduction_factor = reduction_factor
-        self.rungs = milestones(grace_period=grace_period, reduction_factor=reduction_factor,
-                                max_t=max_t)  # fmt: skip
+        self.rungs = milestones(
+            grace_period=grace_period, reduction_factor=reduction_factor, max_t=max_t
+        )
         self.recorded: dict[int, dict[str, Point]] = {rung: {} for rung in self.rungs}
         self.stopped = 0
 
@@ -78,8 +79,9 @@ class MultiObjectiveASHA(FIFOScheduler):
                 continue
             values = {k: float(v) for k, v in result.items() if isinstance(v, int | float)}
             point = losses(self.goals, values)
-            goes_on = keeps_going(point, recorded=list(recorded.values()),
-                                  reduction_factor=self.reduction_factor)  # fmt: skip
+            goes_on = keeps_going(
+                point, recorded=list(recorded.values()), reduction_factor=self.reduction_factor
+            )
             recorded[trial_id] = point
             return TrialScheduler.CONTINUE if goes_on else TrialScheduler.STOP
         return TrialScheduler.CONTINUE

@@ -111,9 +111,15 @@ class _Running:
 
 
 def replay_search(
-    config: SweepConfig, lookup: Callable[[Mapping[str, Value]], Curve], *, metric: str,
-    mode: str, trials: int, rungs: int, also: Sequence[Goal] = (),
-) -> Trace:  # fmt: skip
+    config: SweepConfig,
+    lookup: Callable[[Mapping[str, Value]], Curve],
+    *,
+    metric: str,
+    mode: str,
+    trials: int,
+    rungs: int,
+    also: Sequence[Goal] = (),
+) -> Trace:
     """Run the sweep's search for ``trials`` trials on recorded curves (``lookup`` maps a trial's
     hyperparameters to its curve); return each trial's end and the compute it had cost."""
     optuna.logging.set_verbosity(optuna.logging.WARNING)
@@ -121,8 +127,9 @@ def replay_search(
     unknown = [g.metric for g in also if g.metric != COST_DEVICE_SECONDS]
     if unknown:
         raise ValueError(f"a replay knows {metric} and {COST_DEVICE_SECONDS}, not {unknown}")
-    searcher = optuna_search(SearchRecipe(config, tuple(goals), "replay"),
-                             storage=optuna.storages.InMemoryStorage())  # fmt: skip
+    searcher = optuna_search(
+        SearchRecipe(config, tuple(goals), "replay"), storage=optuna.storages.InMemoryStorage()
+    )
     scheduler = build_scheduler(config, max_rungs=rungs, goals=goals)
     scheduler.set_search_properties(metric, mode)
     trace, clock, running = Trace(mode, searcher.study), 0.0, dict[str, _Running]()
@@ -135,8 +142,12 @@ def replay_search(
             if suggested is None:
                 break
             params = _values(suggested)
-            run = _Running(Trial("replay", config=params, trial_id=trial_id, stub=True),
-                           params, lookup(params), clock)  # fmt: skip
+            run = _Running(
+                Trial("replay", config=params, trial_id=trial_id, stub=True),
+                params,
+                lookup(params),
+                clock,
+            )
             scheduler.on_trial_add(NO_CONTROLLER, run.trial)
             running[trial_id] = run
             heapq.heappush(arrivals, (clock + run.curve.seconds[0], launched, trial_id))
@@ -152,9 +163,16 @@ def replay_search(
         del running[trial_id]
         spent = sum(clock - other.started for other in running.values())
         last = run.rung
-        trace.add(Ended(run.params, last + 1, run.curve.values[last], run.curve.seconds[last],
-                        pruned=last + 1 < len(run.curve.values)),
-                  compute=trace.total_compute + run.curve.seconds[last] + spent)  # fmt: skip
+        trace.add(
+            Ended(
+                run.params,
+                last + 1,
+                run.curve.values[last],
+                run.curve.seconds[last],
+                pruned=last + 1 < len(run.curve.values),
+            ),
+            compute=trace.total_compute + run.curve.seconds[last] + spent,
+        )
 
 
 def _next_rung(
@@ -163,9 +181,13 @@ def _next_rung(
     """Report the trial's next rung as Tune does; True when the trial goes on to another."""
     index, curve = run.rung, run.curve
     last = index == len(curve.values) - 1
-    result: dict[str, object] = {RUNG: index + 1, TRAINING_ITERATION: index + 1,
-                                 metric: curve.values[index], FINAL_RUNG: float(last),
-                                 COST_DEVICE_SECONDS: curve.seconds[index]}  # fmt: skip
+    result: dict[str, object] = {
+        RUNG: index + 1,
+        TRAINING_ITERATION: index + 1,
+        metric: curve.values[index],
+        FINAL_RUNG: float(last),
+        COST_DEVICE_SECONDS: curve.seconds[index],
+    }
     decision = scheduler.on_trial_result(NO_CONTROLLER, run.trial, result)
     if decision == TrialScheduler.CONTINUE and not last:
         searcher.on_trial_result(run.trial.trial_id, result)

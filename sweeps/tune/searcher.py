@@ -98,12 +98,24 @@ class PruneAwareOptunaSearch(OptunaSearch):
     """
 
     def __init__(
-        self, *, space: Callable[[optuna.Trial], dict[str, Value]], metric: str | list[str],
-        mode: str | list[str], sampler: optuna.samplers.BaseSampler,
-        storage: optuna.storages.BaseStorage, study_name: str, recipe: SearchRecipe | None = None,
-    ) -> None:  # fmt: skip
-        super().__init__(space=space, metric=metric, mode=mode, sampler=sampler,
-                         storage=storage, study_name=study_name)  # fmt: skip
+        self,
+        *,
+        space: Callable[[optuna.Trial], dict[str, Value]],
+        metric: str | list[str],
+        mode: str | list[str],
+        sampler: optuna.samplers.BaseSampler,
+        storage: optuna.storages.BaseStorage,
+        study_name: str,
+        recipe: SearchRecipe | None = None,
+    ) -> None:
+        super().__init__(
+            space=space,
+            metric=metric,
+            mode=mode,
+            sampler=sampler,
+            storage=storage,
+            study_name=study_name,
+        )
         self._study_storage = storage  # the study's records, read back to tell each thing once
         self._reported_step: dict[str, int] = {}
         self._metrics = metric if isinstance(metric, list) else [metric]
@@ -117,8 +129,10 @@ class PruneAwareOptunaSearch(OptunaSearch):
         """What Ray's pickling keeps (the Tuner's state): the recipe and the progress, plain data;
         never the live sampler or study."""
         if self._recipe is None or self._recipe.storage_url is None:
-            raise TypeError("this searcher has no recipe with a stored study, so Ray cannot save "
-                            "it: build it with optuna_search(SearchRecipe(..., storage_url=...))")  # fmt: skip
+            raise TypeError(
+                "this searcher has no recipe with a stored study, so Ray cannot save "
+                "it: build it with optuna_search(SearchRecipe(..., storage_url=...))"
+            )
         return {"recipe": self._recipe, "progress": asdict(self.progress())}
 
     def __setstate__(self, state: Mapping[str, object]) -> None:
@@ -155,16 +169,19 @@ class PruneAwareOptunaSearch(OptunaSearch):
         """The Ray trials' study trials, ends and rungs told, as plain data."""
         return SearchProgress(
             study_trials={ray_id: t.number for ray_id, t in self._ot_trials.items()},
-            ended=sorted(self._completed_trials), reported_rungs=dict(self._reported_step),
-        )  # fmt: skip
+            ended=sorted(self._completed_trials),
+            reported_rungs=dict(self._reported_step),
+        )
 
     def load_progress(self, progress: SearchProgress) -> None:
         study_id = self._study_storage.get_study_id_from_name(self.study.study_name)
         self._ot_trials = {
-            ray_id: optuna.trial.Trial(self.study, self._study_storage
-                                       .get_trial_id_from_study_id_trial_number(study_id, number))
+            ray_id: optuna.trial.Trial(
+                self.study,
+                self._study_storage.get_trial_id_from_study_id_trial_number(study_id, number),
+            )
             for ray_id, number in progress.study_trials.items()
-        }  # fmt: skip
+        }
         self._completed_trials = set(progress.ended)
         self._reported_step = dict(progress.reported_rungs)
 
@@ -217,11 +234,17 @@ class PruneAwareOptunaSearch(OptunaSearch):
         trial only they held is an orphan, which the next suggestion reuses), and find each held
         trial's study trial by the Ray trial id it carries (a state saved before it was asked
         lacks it)."""
-        tagged = {str(t.user_attrs[RAY_TRIAL_ID]): storage_id(t)
-                  for t in self.study.get_trials(deepcopy=False) if RAY_TRIAL_ID in t.user_attrs}  # fmt: skip
+        tagged = {
+            str(t.user_attrs[RAY_TRIAL_ID]): storage_id(t)
+            for t in self.study.get_trials(deepcopy=False)
+            if RAY_TRIAL_ID in t.user_attrs
+        }
         known = {trial_id: t for trial_id, t in self._ot_trials.items() if trial_id in held}
-        found = {trial_id: optuna.trial.Trial(self.study, tagged[trial_id])
-                 for trial_id in held if trial_id in tagged}  # fmt: skip
+        found = {
+            trial_id: optuna.trial.Trial(self.study, tagged[trial_id])
+            for trial_id in held
+            if trial_id in tagged
+        }
         self._ot_trials = {**known, **found}
 
     def forget_ends(self, trial_ids: Collection[str]) -> None:
@@ -259,8 +282,11 @@ class PruneAwareOptunaSearch(OptunaSearch):
         stored = self._stored_trial(trial_id)
         if stored is None:
             return False
-        return (stored.state.is_finished() or step in stored.intermediate_values
-                or str(step) in stored.user_attrs.get(RUNG_VALUES, {}))  # fmt: skip
+        return (
+            stored.state.is_finished()
+            or step in stored.intermediate_values
+            or str(step) in stored.user_attrs.get(RUNG_VALUES, {})
+        )
 
     def _orphan(self) -> optuna.trial.Trial | None:
         held = {storage_id(t) for t in self._ot_trials.values()}
@@ -318,8 +344,11 @@ class SweepSearchGenerator(SearchGenerator):
         if restored is None:  # none readable where the sweep made it: the state as saved
             return
         set_suggested_count(self, len(restored))
-        live = {trial_id for trial_id, status in restored.items()
-                if status in UNFINISHED or trial_id in rerunning()}  # fmt: skip
+        live = {
+            trial_id
+            for trial_id, status in restored.items()
+            if status in UNFINISHED or trial_id in rerunning()
+        }
         set_live_trials(self.limiter, live)
         if isinstance(self.limiter.searcher, PruneAwareOptunaSearch):
             self.limiter.searcher.keep_trials(restored)
@@ -344,9 +373,13 @@ def restored_trials(experiment: str) -> dict[str, str] | None:
 
 
 def build_searcher(
-    config: SweepConfig, *, goals: Sequence[Goal], storage_url: str, study_name: str,
+    config: SweepConfig,
+    *,
+    goals: Sequence[Goal],
+    storage_url: str,
+    study_name: str,
     experiment: str,
-) -> SweepSearchGenerator:  # fmt: skip
+) -> SweepSearchGenerator:
     """Optuna (the sampler search.algorithm names, sweeps/search/samplers.py) over the YAML space,
     persisted in the sweep's study, at most max_concurrent trials at once, for the Tune
     experiment at ``experiment``."""
@@ -356,9 +389,11 @@ def build_searcher(
 
 
 def optuna_search(
-    recipe: SearchRecipe, *, storage: optuna.storages.BaseStorage | None = None,
+    recipe: SearchRecipe,
+    *,
+    storage: optuna.storages.BaseStorage | None = None,
     reseed: bool = False,
-) -> PruneAwareOptunaSearch:  # fmt: skip
+) -> PruneAwareOptunaSearch:
     """The sweep's searcher itself: the YAML space and the configured sampler on the recipe's
     study (a sweep's sqlite or PostgreSQL study), or on ``storage`` (an in-memory one for
     replays, sweeps/tune/replay.py). Several goals make a multi-objective study (tpe is then
@@ -372,10 +407,14 @@ def optuna_search(
     metric: str | list[str] = goals[0].metric if len(goals) == 1 else [g.metric for g in goals]
     mode: str | list[str] = goals[0].mode if len(goals) == 1 else [g.mode for g in goals]
     return PruneAwareOptunaSearch(
-        space=define_by_run(config), metric=metric, mode=mode,
-        sampler=build_sampler(config, resumed_at=resumed_at), storage=storage, study_name=recipe.study_name,
+        space=define_by_run(config),
+        metric=metric,
+        mode=mode,
+        sampler=build_sampler(config, resumed_at=resumed_at),
+        storage=storage,
+        study_name=recipe.study_name,
         recipe=recipe,
-    )  # fmt: skip
+    )
 
 
 def trials_in_study(storage: optuna.storages.BaseStorage, study_name: str) -> int:

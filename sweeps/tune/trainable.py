@@ -41,9 +41,11 @@ class TrialFault(RuntimeError):
 
 
 def lora_trainable(
-    config: Mapping[str, object], spec: TrialSpec, sweep_dir: str | None = None,
+    config: Mapping[str, object],
+    spec: TrialSpec,
+    sweep_dir: str | None = None,
     experiment: str | None = None,
-) -> None:  # fmt: skip
+) -> None:
     """One trial, in its own worker process: resume from Ray's checkpoint if there is one.
 
     After a driver crash, Ray's experiment state can be a few seconds older than the sweep's own
@@ -65,9 +67,14 @@ def lora_trainable(
     try:
         try:
             logged = None if sweep_dir is None else (recorded.last_step if recorded else -1)
-            resume = restore_directory(tune.get_checkpoint(), sweep_dir=sweep_dir,
-                                       experiment=experiment, trial_id=trial_id,
-                                       into=workdir / "restore", logged_step=logged)  # fmt: skip
+            resume = restore_directory(
+                tune.get_checkpoint(),
+                sweep_dir=sweep_dir,
+                experiment=experiment,
+                trial_id=trial_id,
+                into=workdir / "restore",
+                logged_step=logged,
+            )
         except TrialFault as exc:
             _record_fault(faults, trial_id, str(exc))
             raise
@@ -79,20 +86,26 @@ def lora_trainable(
 
 
 def _train_trial(
-    hparams: Hyperparameters, spec: TrialSpec, *, workdir: Path, resume: Path | None,
-    faults: Path | None, trial_id: str,
-) -> None:  # fmt: skip
+    hparams: Hyperparameters,
+    spec: TrialSpec,
+    *,
+    workdir: Path,
+    resume: Path | None,
+    faults: Path | None,
+    trial_id: str,
+) -> None:
     """Train, reporting each rung's checkpoint to Ray; a fault that would recur is recorded."""
     from trainers.lora_trial import run_lora_trial
 
     def report(metrics: dict[str, float], checkpoint_dir: Path) -> None:
-        tune.report({**metrics, **_placement()},
-                    checkpoint=tune.Checkpoint.from_directory(str(checkpoint_dir)))  # fmt: skip
+        tune.report(
+            {**metrics, **_placement()},
+            checkpoint=tune.Checkpoint.from_directory(str(checkpoint_dir)),
+        )
         shutil.rmtree(checkpoint_dir, ignore_errors=True)  # Ray has persisted it to storage
 
     try:
-        run_lora_trial(spec, hparams, report=report,
-                       workdir=workdir / "run", resume_from=resume)  # fmt: skip
+        run_lora_trial(spec, hparams, report=report, workdir=workdir / "run", resume_from=resume)
     except (FloatingPointError, MemoryError, RuntimeError) as exc:
         reason = _deterministic_fault(exc)
         if reason is None or faults is None:
@@ -103,8 +116,10 @@ def _train_trial(
 
 def _placement() -> dict[str, str]:
     """Where the trial runs: its Ray node, and the GPUs Ray gave it (CUDA_VISIBLE_DEVICES)."""
-    return {TRIAL_NODE_ID: ray.get_runtime_context().get_node_id(),
-            TRIAL_CUDA_VISIBLE_DEVICES: os.environ.get("CUDA_VISIBLE_DEVICES", "")}  # fmt: skip
+    return {
+        TRIAL_NODE_ID: ray.get_runtime_context().get_node_id(),
+        TRIAL_CUDA_VISIBLE_DEVICES: os.environ.get("CUDA_VISIBLE_DEVICES", ""),
+    }
 
 
 def _fresh_workdir(sweep_dir: str | None, trial_id: str) -> Path:
@@ -124,9 +139,14 @@ def _quiet_progress_bars() -> None:
 
 
 def restore_directory(
-    checkpoint: tune.Checkpoint | None, *, sweep_dir: str | None, trial_id: str, into: Path,
-    experiment: str | None = None, logged_step: int | None = None,
-) -> Path | None:  # fmt: skip
+    checkpoint: tune.Checkpoint | None,
+    *,
+    sweep_dir: str | None,
+    trial_id: str,
+    into: Path,
+    experiment: str | None = None,
+    logged_step: int | None = None,
+) -> Path | None:
     """A local copy of the trial's newest intact checkpoint (None: it has none, a fresh start).
 
     Candidates are every checkpoint in the trial's storage directory, newest first: Ray's latest,
@@ -158,8 +178,16 @@ def restore_directory(
             shutil.rmtree(local, ignore_errors=True)
             unrecorded.append(name)
             continue
-        _record_restore(sweep_dir, {"trial_id": trial_id, "checkpoint": name, "step": step,
-                                    "skipped": skipped, "unrecorded": unrecorded})  # fmt: skip
+        _record_restore(
+            sweep_dir,
+            {
+                "trial_id": trial_id,
+                "checkpoint": name,
+                "step": step,
+                "skipped": skipped,
+                "unrecorded": unrecorded,
+            },
+        )
         return local
     if not skipped:  # no checkpoint, or only ones whose reports the driver never recorded
         return None
@@ -181,8 +209,14 @@ def _stored_checkpoints(
     else:
         return []
     infos = filesystem.get_file_info(pyarrow.fs.FileSelector(parent, allow_not_found=True))
-    names = sorted((i.base_name for i in infos if i.type == pyarrow.fs.FileType.Directory
-                    and i.base_name.startswith("checkpoint_")), reverse=True)  # fmt: skip
+    names = sorted(
+        (
+            i.base_name
+            for i in infos
+            if i.type == pyarrow.fs.FileType.Directory and i.base_name.startswith("checkpoint_")
+        ),
+        reverse=True,
+    )
     return [tune.Checkpoint(f"{parent}/{name}", filesystem) for name in names]
 
 

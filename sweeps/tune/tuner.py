@@ -36,9 +36,15 @@ def start_ray(*, address: str | None, num_cpus: int | None, num_gpus: int | None
     if ray.is_initialized():
         return False
     os.environ.setdefault("RAY_AIR_NEW_OUTPUT", "0")
-    ray.init(address=address or None, num_cpus=None if address else num_cpus,
-             num_gpus=None if address else num_gpus, include_dashboard=False,
-             log_to_driver=False, configure_logging=True, logging_level=logging.ERROR)  # fmt: skip
+    ray.init(
+        address=address or None,
+        num_cpus=None if address else num_cpus,
+        num_gpus=None if address else num_gpus,
+        include_dashboard=False,
+        log_to_driver=False,
+        configure_logging=True,
+        logging_level=logging.ERROR,
+    )
     return True
 
 
@@ -47,9 +53,15 @@ def stop_ray() -> None:
 
 
 def run_tuner(
-    config: SweepConfig, *, spec: TrialSpec, recorder: SweepRecorder, sweep_dir: Path,
-    goals: Sequence[Goal], max_rungs: int, num_samples: int,
-) -> tune.ResultGrid:  # fmt: skip
+    config: SweepConfig,
+    *,
+    spec: TrialSpec,
+    recorder: SweepRecorder,
+    sweep_dir: Path,
+    goals: Sequence[Goal],
+    max_rungs: int,
+    num_samples: int,
+) -> tune.ResultGrid:
     """Run the Tune experiment to the end; returns Ray's ResultGrid. With several goals, Tune's
     single metric stays unset: the searcher and the scheduler hold the goals."""
     _save_state_often()
@@ -96,26 +108,36 @@ def resume_tuner(
     path, filesystem = storage_for(experiment_path(config, sweep_dir))
     with driving(recorder):  # Ray restores the callback and the searcher here
         tuner = tune.Tuner.restore(
-            path, trainable=_trainable(config, spec=spec, sweep_dir=sweep_dir),
-            resume_unfinished=True, resume_errored=True, storage_filesystem=filesystem,
-        )  # fmt: skip
+            path,
+            trainable=_trainable(config, spec=spec, sweep_dir=sweep_dir),
+            resume_unfinished=True,
+            resume_errored=True,
+            storage_filesystem=filesystem,
+        )
         return tuner.fit()
 
 
 def rerun_tuner(
-    config: SweepConfig, *, spec: TrialSpec, recorder: SweepRecorder, sweep_dir: Path,
+    config: SweepConfig,
+    *,
+    spec: TrialSpec,
+    recorder: SweepRecorder,
+    sweep_dir: Path,
     trial_ids: Collection[str],
-) -> tune.ResultGrid:  # fmt: skip
+) -> tune.ResultGrid:
     """Run a finished experiment's errored trials again, from scratch, under their own Ray trial
     ids (Ray's restart_errored); the search tells each one's new study trial how it ended."""
     _save_state_often()
     path, filesystem = storage_for(experiment_path(config, sweep_dir))
     with driving(recorder, rerunning=trial_ids):  # before Ray restores the searcher
         tuner = tune.Tuner.restore(
-            path, trainable=_trainable(config, spec=spec, sweep_dir=sweep_dir),
-            resume_unfinished=True, resume_errored=False, restart_errored=True,
+            path,
+            trainable=_trainable(config, spec=spec, sweep_dir=sweep_dir),
+            resume_unfinished=True,
+            resume_errored=False,
+            restart_errored=True,
             storage_filesystem=filesystem,
-        )  # fmt: skip
+        )
         return tuner.fit()
 
 
@@ -147,9 +169,11 @@ def checkpoint_config(config: SweepConfig, *, metric: str, mode: str) -> tune.Ch
     keeps the latest as well, which a restart resumes from."""
     recovery = config.recovery
     if recovery.keep_best_by == "objective":
-        return tune.CheckpointConfig(num_to_keep=recovery.keep_checkpoints,
-                                     checkpoint_score_attribute=metric,
-                                     checkpoint_score_order=mode)  # fmt: skip
+        return tune.CheckpointConfig(
+            num_to_keep=recovery.keep_checkpoints,
+            checkpoint_score_attribute=metric,
+            checkpoint_score_order=mode,
+        )
     return tune.CheckpointConfig(num_to_keep=recovery.keep_checkpoints)
 
 
@@ -161,9 +185,12 @@ def build_scheduler(
     if not isinstance(scheduler, AshaConfig):
         return FIFOScheduler()
     if len(goals) > 1:
-        return MultiObjectiveASHA(goals=goals, max_t=max(max_rungs, 1),
-                                  grace_period=min(scheduler.grace_period, max(max_rungs, 1)),
-                                  reduction_factor=scheduler.reduction_factor)  # fmt: skip
+        return MultiObjectiveASHA(
+            goals=goals,
+            max_t=max(max_rungs, 1),
+            grace_period=min(scheduler.grace_period, max(max_rungs, 1)),
+            reduction_factor=scheduler.reduction_factor,
+        )
     return ASHAScheduler(
         time_attr=RUNG,
         max_t=max(max_rungs, 1),
@@ -185,10 +212,14 @@ def _trainable(
     """The trial function with its spec, sweep and experiment bound, and the resources a trial
     holds."""
     trainable: Callable[[Mapping[str, float]], None] = tune.with_resources(
-        tune.with_parameters(lora_trainable, spec=spec, sweep_dir=str(sweep_dir),
-                             experiment=experiment_path(config, sweep_dir)),
+        tune.with_parameters(
+            lora_trainable,
+            spec=spec,
+            sweep_dir=str(sweep_dir),
+            experiment=experiment_path(config, sweep_dir),
+        ),
         {"cpu": config.resources.cpu, "gpu": config.resources.gpu},
-    )  # fmt: skip
+    )
     return trainable
 
 
@@ -215,9 +246,13 @@ class RecorderCallback(tune.Callback):
         self.recorder.trial_started(trial.trial_id, dict(trial.config))
 
     def on_trial_result(
-        self, iteration: int, trials: list[Trial], trial: Trial, result: dict[str, object],
+        self,
+        iteration: int,
+        trials: list[Trial],
+        trial: Trial,
+        result: dict[str, object],
         **info: object,
-    ) -> None:  # fmt: skip
+    ) -> None:
         self.recorder.trial_result(trial.trial_id, result)
 
     def on_trial_complete(
@@ -233,8 +268,12 @@ class RecorderCallback(tune.Callback):
     def on_trial_error(
         self, iteration: int, trials: list[Trial], trial: Trial, **info: object
     ) -> None:
-        self.recorder.trial_ended(trial.trial_id, result=trial.last_result,
-                                  checkpoint=_checkpoint_path(trial), error=_error_line(trial))  # fmt: skip
+        self.recorder.trial_ended(
+            trial.trial_id,
+            result=trial.last_result,
+            checkpoint=_checkpoint_path(trial),
+            error=_error_line(trial),
+        )
 
 
 def _checkpoint_path(trial: Trial) -> Path | None:

@@ -119,7 +119,7 @@ def test_every_verb_has_a_description_an_example_and_each_options_default(
 def test_every_verbs_arguments_are_the_fields_of_its_options_model() -> None:
     """The parser restates nothing: each verb's arguments are its function's options model's
     fields, with their defaults, descriptions and flag names."""
-    from sweeps.cli.options import flag_name, options_model
+    from sweeps.cli.arguments import flag_name, options_model
     from sweeps.config import PrepareConfig
 
     for words, parser in every_verb():
@@ -181,7 +181,8 @@ def test_a_field_added_to_an_options_model_is_a_new_flag(
 
 
 def test_data_prepare_flags_parse_into_its_options_model() -> None:
-    from sweeps.cli.options import DataPrepareOptions, options_from_namespace
+    from sweeps.cli.arguments import options_from_namespace
+    from sweeps.cli.options import DataPrepareOptions
 
     args = build_parser().parse_args(["data", "prepare", "a.jsonl", "b.csv", "--out", "o",
                                       "--keep-flagged", "--no-clean", "--benchmarks", "mmlu,arc_easy",

@@ -292,7 +292,7 @@ def test_best_shows_the_spread_over_trials_and_the_gain_over_the_median_trial(
     failed one does not. Values: 0.2123, 0.7322, 0.8001 and, with extra=2, 0.1 and 0.10001."""
     import statistics
 
-    from sweeps.driver.display import describe_spread
+    from sweeps.driver.best_trial import describe_spread
 
     state = sweep_state(tmp_path, extra=2)
     best = state.trials["3f2a1_00000"]
@@ -311,7 +311,7 @@ def test_best_states_what_each_benchmark_delta_could_show(tmp_path: Path) -> Non
     """`sweep best` (and the summary, the same lines) give every benchmark delta with its
     documents and the drop they can detect, or "too few documents"; a base at chance is said;
     a guard left unresolved is said with its reason."""
-    from sweeps.driver.display import describe_best
+    from sweeps.driver.best_trial import describe_best
 
     state = sweep_state(tmp_path)
     best = state.best_trial()

@@ -19,7 +19,8 @@ import pytest
 
 from evals.judge import judge_messages
 from sweeps.ab.evidence import evidence_path, load_evidence
-from sweeps.ab.judge import judge_pair, judge_settings
+from sweeps.ab.judge import judge_settings
+from sweeps.ab.judge_pairs import judge_pair
 from sweeps.cli.main import main
 from sweeps.config import JudgeConfig
 from sweeps.serving.sides import pair_key, resolve_side
