@@ -20,6 +20,8 @@ from sweeps.config import ConfigError, JudgeConfig
 from sweeps.serving.sides import home_config
 
 if TYPE_CHECKING:
+    import openai
+
     from trainers.chat import ChatModel
 
 
@@ -147,7 +149,6 @@ class EndpointAsker:
         client's retries, a wrong key) stops the run in one line."""
         import openai
 
-        where = f"judge endpoint {self.config.base_url}"
         try:
             reply = self.client.chat.completions.create(
                 model=self.config.model,
@@ -157,18 +158,27 @@ class EndpointAsker:
             )
         except (openai.BadRequestError, openai.UnprocessableEntityError) as exc:
             return Answer(f"error: {exc.message}", finish="error")
-        except openai.APITimeoutError:
-            raise ConfigError(
-                f"{where}: no answer in {self.config.timeout_s:g} s (judge.timeout_s)"
-            ) from None
-        except openai.APIConnectionError:
-            raise ConfigError(f"{where} stopped answering (is it running?)") from None
-        except openai.APIStatusError as exc:
-            raise ConfigError(f"{where}: HTTP {exc.status_code}: {exc.message}") from None
+        except openai.APIError as exc:
+            raise self._stopped(exc) from None
         if not reply.choices:
             return Answer("error: the endpoint returned no choice", finish="error")
         choice = reply.choices[0]
         return Answer(choice.message.content or "", finish=str(choice.finish_reason or "stop"))
+
+    def _stopped(self, exc: openai.APIError) -> ConfigError:
+        """The one line an endpoint failing mid-run stops it with."""
+        import openai
+
+        where = f"judge endpoint {self.config.base_url}"
+        if isinstance(exc, openai.APITimeoutError):
+            return ConfigError(
+                f"{where}: no answer in {self.config.timeout_s:g} s (judge.timeout_s)"
+            )
+        if isinstance(exc, openai.APIConnectionError):
+            return ConfigError(f"{where} stopped answering (is it running?)")
+        if isinstance(exc, openai.APIStatusError):
+            return ConfigError(f"{where}: HTTP {exc.status_code}: {exc.message}")
+        return ConfigError(f"{where}: {exc.message}")
 
 
 class LocalAsker:

@@ -56,6 +56,8 @@ if TYPE_CHECKING:
 
 # a progress bar per artefact download would bury the console (promote and compare download)
 os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")
+Params = Mapping[str, object]  # a run's params before they are flattened and written as text
+Texts = dict[str, str]  # tags, or text artefacts by file name
 
 
 class SweepTracker:
@@ -78,14 +80,7 @@ class SweepTracker:
                 self.client.set_experiment_tag(self.experiment_id, key, value)
 
     # ------------------------------------------------------------------ the sweep (parent)
-    def start_sweep(
-        self,
-        name: str,
-        *,
-        config: Mapping[str, object],
-        tags: dict[str, str],
-        artifacts: dict[str, str],
-    ) -> str:
+    def start_sweep(self, name: str, *, config: Params, tags: Texts, artifacts: Texts) -> str:
         """The parent run: the config as params and as config.yaml, secrets and URI passwords
         hidden in both, never logged."""
         tags = {"lora_sweep.kind": "sweep", "lora_sweep.sweep": name, GROUP_TAG: name, **tags}
@@ -298,14 +293,7 @@ class SweepTracker:
         return run_id
 
     # ------------------------------------------------------------------ helpers
-    def _new_run(
-        self,
-        name: str,
-        *,
-        tags: dict[str, str],
-        params: Mapping[str, object],
-        artifacts: dict[str, str],
-    ) -> str:
+    def _new_run(self, name: str, *, tags: Texts, params: Params, artifacts: Texts) -> str:
         """Create a run with its tags, params (secrets left out) and text artefacts."""
         run = self.client.create_run(self.experiment_id, run_name=name, tags=tags)
         run_id = str(run.info.run_id)

@@ -104,17 +104,7 @@ def resume_tuner(
 ) -> tune.ResultGrid:
     """Continue the Tune experiment from its saved state: unfinished trials restart from their
     last checkpoint; the searcher (and its Optuna study) carries on where it stopped."""
-    _save_state_often()
-    path, filesystem = storage_for(experiment_path(config, sweep_dir))
-    with driving(recorder):  # Ray restores the callback and the searcher here
-        tuner = tune.Tuner.restore(
-            path,
-            trainable=_trainable(config, spec=spec, sweep_dir=sweep_dir),
-            resume_unfinished=True,
-            resume_errored=True,
-            storage_filesystem=filesystem,
-        )
-        return tuner.fit()
+    return _fit_restored(config, spec=spec, recorder=recorder, sweep_dir=sweep_dir, rerun=())
 
 
 def rerun_tuner(
@@ -127,15 +117,28 @@ def rerun_tuner(
 ) -> tune.ResultGrid:
     """Run a finished experiment's errored trials again, from scratch, under their own Ray trial
     ids (Ray's restart_errored); the search tells each one's new study trial how it ended."""
+    return _fit_restored(config, spec=spec, recorder=recorder, sweep_dir=sweep_dir, rerun=trial_ids)
+
+
+def _fit_restored(
+    config: SweepConfig,
+    *,
+    spec: TrialSpec,
+    recorder: SweepRecorder,
+    sweep_dir: Path,
+    rerun: Collection[str],
+) -> tune.ResultGrid:
+    """The saved Tune experiment restored and run to its end: unfinished trials resume; errored
+    ones resume too, unless ``rerun`` names trials to start again from scratch."""
     _save_state_often()
     path, filesystem = storage_for(experiment_path(config, sweep_dir))
-    with driving(recorder, rerunning=trial_ids):  # before Ray restores the searcher
+    with driving(recorder, rerunning=rerun):  # set before Ray restores the callback and searcher
         tuner = tune.Tuner.restore(
             path,
             trainable=_trainable(config, spec=spec, sweep_dir=sweep_dir),
             resume_unfinished=True,
-            resume_errored=False,
-            restart_errored=True,
+            resume_errored=not rerun,
+            restart_errored=bool(rerun),
             storage_filesystem=filesystem,
         )
         return tuner.fit()
