@@ -117,7 +117,7 @@ def launch_with(
     with ray_running(ray):  # Ray's processes start while the parent run is made
         driver = create_sweep(plan, base, base_bench, directory=directory, console=console)
         with driver_lock(driver.state.path):
-            run_to_the_end(driver, ray=ray, resume=False)
+            run_to_the_end(driver, resume=False)
     return driver.state
 
 
@@ -135,7 +135,7 @@ def resume_sweep(
         plan, base = set_up_resume(state, ray=ray, console=console)
         with ray_running(ray):
             driver = reopen_sweep(state, plan, base, console=console)
-            run_to_the_end(driver, ray=ray, resume=True)
+            run_to_the_end(driver, resume=True)
     return state
 
 
@@ -167,7 +167,7 @@ def rerun_failed(
             rerun = prepare_rerun(
                 state, driver.tracker, trials=failed, say=driver.say, storage=storage
             )
-            run_to_the_end(driver, ray=ray, resume=True, rerun=rerun)
+            run_to_the_end(driver, resume=True, rerun=rerun)
     return state
 
 
@@ -285,9 +285,7 @@ def reopen_sweep(
 
 
 # --------------------------------------------------------------------------- 3-4. run, finish
-def run_to_the_end(
-    driver: Driver, *, ray: RayOptions, resume: bool, rerun: Sequence[str] = ()
-) -> None:
+def run_to_the_end(driver: Driver, *, resume: bool, rerun: Sequence[str] = ()) -> None:
     """Run the trials (or re-run ``rerun``, failed ones), conclude, and close the parent run
     whatever happens (interrupted unless every trial ended)."""
     driver.state.status = "interrupted"
