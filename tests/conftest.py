@@ -175,6 +175,12 @@ def tiny_sweep_config(
     return config
 
 
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """The tests that need a Ray of their own (``own_ray``) run last: the shared Ray the others
+    join is stopped once for them, not stopped and started again around each."""
+    items.sort(key=lambda item: item.get_closest_marker("own_ray") is not None)
+
+
 def pytest_addoption(parser: pytest.Parser) -> None:
     chaos = parser.getgroup("chaos", "fault injection (tests/sweeps/test_chaos.py, test_resume.py)")
     chaos.addoption("--chaos-sweeps", type=int, default=2,

@@ -54,11 +54,9 @@ def shared_ray(tmp_path_factory: pytest.TempPathFactory) -> Iterator[None]:
 
 
 @pytest.fixture(autouse=True)
-def _own_ray(
-    request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory
-) -> Iterator[None]:
-    """A test marked ``own_ray`` runs with no Ray started (its sweep starts and stops its own);
-    the shared one is back for the tests after it."""
+def _own_ray(request: pytest.FixtureRequest) -> Iterator[None]:
+    """A test marked ``own_ray`` runs with no Ray started (its sweep starts and stops its own).
+    They run last (tests/conftest.py orders them), so the shared Ray is not started again."""
     if request.node.get_closest_marker("own_ray") is None:
         yield
         return
@@ -67,7 +65,6 @@ def _own_ray(
     tune.stop_ray()
     yield
     tune.stop_ray()
-    _start_shared_ray(tmp_path_factory)
 
 
 @dataclass(frozen=True)
