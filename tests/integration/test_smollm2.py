@@ -87,6 +87,8 @@ def test_one_trial_beats_the_base_model_on_the_embedded_task(tmp_path: Path) -> 
             "lora_alpha": 16,
             "num_epochs": 1,
             "sequence_len": 256,
+            "gradient_accumulation_steps": 1,  # lora.yaml searches these two as well
+            "lora_target_modules": "all-linear",
         },
         output_dir=tmp_path / "trial",
         train=train,
