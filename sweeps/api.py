@@ -10,9 +10,10 @@ from typing import Any
 
 from pydantic import ValidationError
 
-from sweeps.config import ConfigError, Hyperparameters, SweepConfig
+from sweeps.config import KNOBS, ConfigError, Hyperparameters, SweepConfig
+from sweeps.config.loading import format_validation_errors
 from sweeps.driver.preflight import coerce_config, preflight
-from sweeps.search.space import HYPERPARAMETERS, active_specs, fixed_value
+from sweeps.search.space import active_specs, fixed_value
 from sweeps.tracking.state import DEFAULT_STATE_DIR, SweepState, TrialRecord, load_state
 
 
@@ -41,11 +42,9 @@ def best_trial(sweep: str, *, state_dir: str | Path = DEFAULT_STATE_DIR) -> Tria
 def fill_hyperparameters(config: SweepConfig, given: Mapping[str, object]) -> Hyperparameters:
     """Given values, else the config's fixed values (or single choices); searched knobs must be
     given. Checked and typed as a trial's are (:meth:`Hyperparameters.from_trial`)."""
-    unknown = set(given) - set(HYPERPARAMETERS)
+    unknown = set(given) - set(KNOBS)
     if unknown:
-        raise ConfigError(
-            f"unknown hyperparameters {sorted(unknown)}; known: {list(HYPERPARAMETERS)}"
-        )
+        raise ConfigError(f"unknown hyperparameters {sorted(unknown)}; known: {list(KNOBS)}")
     values: dict[str, Any] = dict(given)  # as given: from_trial checks them, after fixed_value
     for knob, spec in active_specs(config).items():
         if knob not in values:
@@ -55,9 +54,7 @@ def fill_hyperparameters(config: SweepConfig, given: Mapping[str, object]) -> Hy
     try:
         return Hyperparameters.from_trial(values, training=config.training)
     except ValidationError as exc:
-        problem = exc.errors()[0]
-        field = ".".join(map(str, problem["loc"]))
-        raise ConfigError(f"hyperparameter {field}: {problem['msg']}") from None
+        raise ConfigError(format_validation_errors(exc, path=Path("hyperparameters"))) from None
 
 
 def run_trial(

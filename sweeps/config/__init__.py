@@ -11,7 +11,10 @@ from evals.config import TASK_METRICS, BenchmarksConfig, HeldoutEval, Objective,
 from sweeps.config.checks import ConfigError, check_safe_name
 from sweeps.config.loading import config_from_dict, load_config, resolve_path
 from sweeps.config.search_space import (
+    INTEGER_KNOBS,
     KNOBS,
+    RATIO_KNOBS,
+    TARGET_KNOBS,
     Choice,
     IntRange,
     LogUniform,
@@ -20,6 +23,7 @@ from sweeps.config.search_space import (
     SearchSpace,
     Spec,
     Uniform,
+    ratio_name,
     yaml_number,
 )
 from sweeps.config.sections import (
@@ -49,9 +53,12 @@ from trainers.config import (
 
 __all__ = [
     "BASE_REWRITING_INITS",
+    "INTEGER_KNOBS",
     "KNOBS",
     "MIN_HELDOUT_ROWS",
     "MIN_TRAIN_ROWS",
+    "RATIO_KNOBS",
+    "TARGET_KNOBS",
     "TASK_METRICS",
     "TRAINING_KNOBS",
     "AshaConfig",
@@ -86,6 +93,7 @@ __all__ = [
     "check_safe_name",
     "config_from_dict",
     "load_config",
+    "ratio_name",
     "resolve_path",
     "yaml_number",
 ]

@@ -30,7 +30,7 @@ def load_config(path: str | Path) -> SweepConfig:
     try:
         return SweepConfig.model_validate(raw)
     except ValidationError as exc:
-        raise ConfigError(_format_errors(exc, path=path, text=text)) from None
+        raise ConfigError(format_validation_errors(exc, path=path, text=text)) from None
 
 
 def config_from_dict(raw: Mapping[str, object], *, source: str = "<config>") -> SweepConfig:
@@ -38,10 +38,12 @@ def config_from_dict(raw: Mapping[str, object], *, source: str = "<config>") -> 
     try:
         return SweepConfig.model_validate(raw)
     except ValidationError as exc:
-        raise ConfigError(_format_errors(exc, path=Path(source), text=None)) from None
+        raise ConfigError(format_validation_errors(exc, path=Path(source))) from None
 
 
-def _format_errors(exc: ValidationError, *, path: Path, text: str | None) -> str:
+def format_validation_errors(exc: ValidationError, *, path: Path, text: str | None = None) -> str:
+    """One line per problem: ``<file>[:<line>]: <field>: <message>`` (the line when ``text``, the
+    YAML source, is given)."""
     lines = []
     for error in exc.errors():
         loc = [str(part) for part in error["loc"] if not _is_union_tag(part)]

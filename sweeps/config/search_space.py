@@ -215,6 +215,15 @@ def _search_of(field: FieldInfo) -> Search:
 
 
 RATIO_KNOBS = tuple(k for k, f in Hyperparameters.model_fields.items() if _search_of(f).ratio_of_r)
+TARGET_KNOBS = tuple(
+    k for k, f in Hyperparameters.model_fields.items() if _search_of(f).target_sets
+)
+INTEGER_KNOBS = frozenset(k for k, f in Hyperparameters.model_fields.items() if f.annotation is int)
+
+
+def ratio_name(knob: str) -> str:
+    """The name Optuna samples a ``ratio_of_r`` knob's ratio under (``lora_alpha_ratio``)."""
+    return f"{knob}_ratio"
 
 
 def _bounds(field: FieldInfo) -> Bounds:

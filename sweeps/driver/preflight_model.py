@@ -143,13 +143,13 @@ def block_leaves(modules: Iterable[str]) -> list[str]:
 def check_target_modules(config: SweepConfig, model_path: Path, *, source: str) -> None:
     """Every target set (training.lora_target_modules, and each searched choice) must select
     layers of the model (read from the weight headers)."""
-    from sweeps.search.space import TARGETS, active_specs
+    from sweeps.search.space import active_specs
     from trainers.targets import split_targets, unknown_targets
 
     linear = [m for m, rank in weight_modules(model_path).items() if rank == 2]
     if not linear:
         return
-    spec = active_specs(config)[TARGETS]
+    spec = active_specs(config)["lora_target_modules"]
     sets = [str(v) for v in spec.values] if isinstance(spec, Choice) else [str(spec)]
     where = "search_space" if config.search_space.lora_target_modules is not None else "training"
     for targets in sets:

@@ -17,16 +17,17 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from sweeps.config import ConfigError, SweepConfig, load_config
+from sweeps.config import RATIO_KNOBS, ConfigError, SweepConfig, load_config, ratio_name
 from sweeps.console import Say
 from sweeps.search.pareto import RUNG_VALUES, Goal
-from sweeps.search.space import Value, distributions, fixed_values
+from sweeps.search.space import RATIO_OF, Value, distributions, fixed_values
 from sweeps.tune.compat import in_distribution
 
 if TYPE_CHECKING:
     import optuna
 
 ORIGIN = "warm_start_from"
+RATIOS = {ratio_name(knob): knob for knob in RATIO_KNOBS}  # lora_alpha_ratio -> lora_alpha
 
 
 @dataclass(frozen=True)
@@ -164,8 +165,9 @@ def misfit(
     for knob, value in params.items():
         if knob not in space and knob in fixed and not _same(fixed[knob], value):
             return f"{knob} is fixed at {fixed[knob]} now"
-        if knob == "lora_alpha_ratio" and knob not in space:
-            return "lora_alpha was a ratio of lora_r"
+        ratio_of = RATIOS.get(knob)
+        if ratio_of is not None and knob not in space:
+            return f"{ratio_of} was a ratio of {RATIO_OF}"
     return None
 
 

@@ -1,7 +1,9 @@
 """The one place where the YAML search space becomes Optuna distributions.
 
 Nothing else knows the YAML's shape. ``define_by_run`` is what Ray's OptunaSearch calls per trial;
-it returns the derived values (a fixed knob, or ``lora_alpha`` as a ratio of ``lora_r``).
+it returns the derived values (a fixed knob, or a ``ratio_of_r`` knob such as ``lora_alpha`` as a
+ratio of ``lora_r``). Which knobs take ratios or target sets comes from the schema's ``Search``
+markers (``RATIO_KNOBS``, ``TARGET_KNOBS``), never from a knob's name.
 """
 
 from __future__ import annotations
@@ -10,7 +12,10 @@ from collections.abc import Callable
 from typing import TYPE_CHECKING
 
 from sweeps.config import (
+    INTEGER_KNOBS,
     KNOBS,
+    RATIO_KNOBS,
+    TARGET_KNOBS,
     Choice,
     Hyperparameters,
     IntRange,
@@ -20,25 +25,25 @@ from sweeps.config import (
     Spec,
     SweepConfig,
     Uniform,
+    ratio_name,
 )
 from trainers.targets import ALL_LINEAR, ATTENTION, join_targets, split_targets
 
 if TYPE_CHECKING:
     import optuna
 
-HYPERPARAMETERS = KNOBS  # the trainer's Hyperparameters fields: every knob a trial carries
-INTEGER_KNOBS = {k for k, f in Hyperparameters.model_fields.items() if f.annotation is int}
-TARGETS = "lora_target_modules"  # its values are target sets: "all-linear", "q_proj,v_proj"
 Value = float | str
+RATIO_OF = "lora_r"  # a ratio_of_r knob's value is its sampled ratio times this knob's
+HEAVIEST_HIGH = ("lora_r", "sequence_len", "micro_batch_size")  # the costlier the higher
 
 
 def active_specs(config: SweepConfig) -> dict[str, Spec]:
     """Each hyperparameter's spec: from search_space, else the fixed value from training."""
     specs: dict[str, Spec] = {}
-    for knob in HYPERPARAMETERS:
+    for knob in KNOBS:
         spec = getattr(config.search_space, knob)
-        if spec is None and knob == TARGETS:
-            spec = join_targets(config.training.lora_target_modules)
+        if spec is None and knob in TARGET_KNOBS:
+            spec = join_targets(getattr(config.training, knob))
         specs[knob] = getattr(config.training, knob) if spec is None else spec
     return specs
 
@@ -47,20 +52,21 @@ def sample(trial: optuna.Trial, specs: dict[str, Spec]) -> dict[str, Value]:
     """Suggest every searched knob on ``trial``; return the values that are fixed or derived."""
     derived: dict[str, Value] = {}
     for knob, spec in specs.items():
-        if knob == "lora_alpha":
+        if knob in RATIO_KNOBS:
+            continue  # after the knob it is a ratio of
+        value = _suggest(trial, knob, spec)
+        if value is not None:
+            derived[knob] = value
+    r = float(trial.params.get(RATIO_OF, derived.get(RATIO_OF, 0)))
+    for knob in RATIO_KNOBS:
+        spec = specs[knob]
+        if isinstance(spec, RatioOfR):
+            ratio = trial.suggest_categorical(ratio_name(knob), list(spec.values))
+            derived[knob] = float(ratio) * r
             continue
         value = _suggest(trial, knob, spec)
         if value is not None:
             derived[knob] = value
-    alpha = specs["lora_alpha"]
-    r = float(trial.params.get("lora_r", derived.get("lora_r", 0)))
-    if isinstance(alpha, RatioOfR):
-        ratio = trial.suggest_categorical("lora_alpha_ratio", list(alpha.values))
-        derived["lora_alpha"] = float(ratio) * r
-    else:
-        value = _suggest(trial, "lora_alpha", alpha)
-        if value is not None:
-            derived["lora_alpha"] = value
     return derived
 
 
@@ -97,7 +103,7 @@ def define_by_run(config: SweepConfig) -> Callable[[optuna.Trial], dict[str, Val
 
 def distributions(config: SweepConfig) -> dict[str, optuna.distributions.BaseDistribution]:
     """The Optuna distribution of every knob ``sample`` suggests, by the name it suggests it
-    under (a ratio of r as ``lora_alpha_ratio``): what a warm start's copied trials carry."""
+    under (a ratio of r under :func:`ratio_name`): what a warm start's copied trials carry."""
     from optuna.distributions import CategoricalDistribution, FloatDistribution, IntDistribution
 
     out: dict[str, optuna.distributions.BaseDistribution] = {}
@@ -111,7 +117,7 @@ def distributions(config: SweepConfig) -> dict[str, optuna.distributions.BaseDis
         elif isinstance(spec, Choice):
             out[knob] = CategoricalDistribution(list(spec.values))
         elif isinstance(spec, RatioOfR):
-            out["lora_alpha_ratio"] = CategoricalDistribution(list(spec.values))
+            out[ratio_name(knob)] = CategoricalDistribution(list(spec.values))
     return out
 
 
@@ -135,7 +141,7 @@ def grid_values(config: SweepConfig) -> dict[str, list[Value]]:
         elif isinstance(spec, IntRange):
             grid[knob] = list(range(spec.low, spec.high + 1, spec.step))
         elif isinstance(spec, RatioOfR):
-            grid["lora_alpha_ratio"] = list(spec.values)
+            grid[ratio_name(knob)] = list(spec.values)
     return grid
 
 
@@ -150,7 +156,7 @@ def candidate_values(config: SweepConfig, knob: str) -> list[float]:
     """The values a numeric knob can take, as far as a check needs them: choices, range ends, or
     the fixed one."""
     spec = active_specs(config)[knob]
-    if isinstance(spec, str) or knob == TARGETS:
+    if isinstance(spec, str) or knob in TARGET_KNOBS:
         raise TypeError(f"{knob} is not numeric")
     if isinstance(spec, Choice):
         return sorted({float(v) for v in spec.values})
@@ -169,7 +175,7 @@ def fixed_value(knob: str, spec: Spec, *, lora_r: float | None = None) -> Value 
     if isinstance(spec, Choice) and len(spec.values) == 1:
         only: Value = spec.values[0]  # a number, or a target set
         return only
-    if knob == "lora_alpha" and isinstance(spec, RatioOfR) and lora_r is not None:
+    if knob in RATIO_KNOBS and isinstance(spec, RatioOfR) and lora_r is not None:
         return float(spec.values[0]) * float(lora_r)
     return None
 
@@ -206,29 +212,25 @@ def representative_hparams(config: SweepConfig) -> Hyperparameters:
     """The heaviest trial the space holds, for timing: the largest lora_r, sequence_len and
     micro-batch, all-linear targets when searched, one epoch, and every other knob at its low end
     (or its first choice)."""
+    specs = active_specs(config)
     params: dict[str, Value] = {}
-    for knob, spec in active_specs(config).items():
-        if knob == TARGETS:
+    for knob, spec in specs.items():
+        if knob in TARGET_KNOBS:
             params[knob] = _heaviest_targets(spec)
-            continue
-        values = candidate_values(config, knob)
-        if knob in ("lora_r", "sequence_len", "micro_batch_size"):
-            params[knob] = int(max(values))
+        elif knob in RATIO_KNOBS and isinstance(spec, RatioOfR):
+            continue  # from the chosen r, below
+        elif knob in HEAVIEST_HIGH:
+            params[knob] = int(max(candidate_values(config, knob)))
         elif knob == "num_epochs":
             params[knob] = 1
-        elif knob == "lora_alpha":
-            continue
         elif isinstance(spec, Choice):
             params[knob] = spec.values[0]
         else:
-            params[knob] = values[0]
-    alpha = active_specs(config)["lora_alpha"]
-    ratio = alpha.values[0] if isinstance(alpha, RatioOfR) else None
-    params["lora_alpha"] = (
-        float(ratio) * float(params["lora_r"])
-        if ratio is not None
-        else candidate_values(config, "lora_alpha")[0]
-    )
+            params[knob] = candidate_values(config, knob)[0]
+    for knob in RATIO_KNOBS:
+        spec = specs[knob]
+        if isinstance(spec, RatioOfR):
+            params[knob] = float(spec.values[0]) * float(params[RATIO_OF])
     return Hyperparameters.from_trial(params, training=config.training)
 
 

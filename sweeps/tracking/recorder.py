@@ -21,7 +21,7 @@ from evals.metric_keys import (
     TRIAL_NODE_ID,
     is_logged,
 )
-from sweeps.search.space import HYPERPARAMETERS
+from sweeps.config import KNOBS, RATIO_KNOBS, ratio_name
 from sweeps.tracking.provenance import param_text
 from sweeps.tracking.state import TERMINAL, Restore, SweepState, TrialRecord, restores
 
@@ -39,7 +39,7 @@ class Display(Protocol):
 
 def trial_params(config: Mapping[str, object]) -> dict[str, object]:
     """The sampled hyperparameters of a trial, as its child run's params."""
-    params = {k: config[k] for k in (*HYPERPARAMETERS, "lora_alpha_ratio") if k in config}
+    params = {k: config[k] for k in (*KNOBS, *map(ratio_name, RATIO_KNOBS)) if k in config}
     return params
 
 

@@ -54,11 +54,11 @@ def lora_trainable(
     written, and restored, under <sweep>/work/<trial>: what a SIGKILLed worker leaves there is
     cleared by the next attempt (and by the end of the sweep), never left in /tmp.
     """
-    hparams = Hyperparameters.from_trial(config, training=spec.training)  # Ray's dict, typed once
     trial_id = tune.get_context().get_trial_id()
     recorded = _recorded_trial(sweep_dir, trial_id)
     if recorded is not None and recorded.status in TERMINAL:
         return
+    hparams = Hyperparameters.from_trial(config, training=spec.training)  # Ray's dict, typed once
     _quiet_progress_bars()
     faults = Path(sweep_dir) / FAULTS_DIR if sweep_dir is not None else None
     if faults is not None and (faults / f"{trial_id}.txt").is_file():

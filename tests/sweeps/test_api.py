@@ -36,7 +36,10 @@ def test_fill_hyperparameters_uses_fixed_values_and_asks_for_searched_ones(
     filled = fill_hyperparameters(config, {"learning_rate": 1e-3, "lora_r": 4, "num_epochs": 1})
     assert filled.lora_alpha == 4.0  # first ratio (1) x r
     assert filled.sequence_len == 128 and filled.lora_dropout == 0.05
-    with pytest.raises(ConfigError, match="hyperparameter lora_r: Input should be greater than"):
+    with pytest.raises(
+        ConfigError,
+        match=r"(?m)^hyperparameters: lora_r: Input should be greater than or equal to 1$",
+    ):
         fill_hyperparameters(config, {"learning_rate": 1e-3, "lora_r": 0, "num_epochs": 1})
     with pytest.raises(ConfigError, match="'lora_r' is searched"):
         fill_hyperparameters(config, {"learning_rate": 1e-3, "num_epochs": 1})
