@@ -8,6 +8,7 @@ checkpoint. ``sweeps/driver/estimate.py`` turns these seconds into the sweep's w
 
 from __future__ import annotations
 
+import functools
 import statistics
 import subprocess
 import sys
@@ -104,8 +105,11 @@ def _time_benchmarks(recipe: Recipe) -> tuple[float, int]:
     return time.perf_counter() - began, documents
 
 
+@functools.cache
 def _time_worker_imports() -> float:
-    """A trial runs in a fresh Ray worker process: what importing its libraries costs here."""
+    """A trial runs in a fresh Ray worker process: what importing its libraries costs here.
+    Measured once per process: it does not change between two dry runs on one machine (the
+    Python API, a notebook), and each measurement costs a fresh interpreter's imports."""
     began = time.perf_counter()
     subprocess.run([sys.executable, "-c", WORKER_IMPORTS], check=True, capture_output=True)
     return time.perf_counter() - began
