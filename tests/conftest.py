@@ -183,9 +183,9 @@ def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
 
 def pytest_addoption(parser: pytest.Parser) -> None:
     chaos = parser.getgroup("chaos", "fault injection (tests/sweeps/test_chaos.py, test_resume.py)")
-    chaos.addoption("--chaos-sweeps", type=int, default=2,
-                    help="sweeps whose trial workers are SIGKILLed at random moments (default 2; "
-                    "a long run: 30)")  # fmt: skip
+    chaos.addoption("--chaos-sweeps", type=int, default=1,
+                    help="sweeps of eight trials at once whose workers are SIGKILLed at random "
+                    "moments, four kills each (default 1; a long run: 30)")  # fmt: skip
     chaos.addoption("--driver-kills", type=int, default=4,
                     help="stops of the sweep's driver before the resume that finishes it: three "
                     "at set moments (one a Ctrl-C), the rest at random moments (default 4)")  # fmt: skip
