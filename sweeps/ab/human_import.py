@@ -98,17 +98,8 @@ def import_ratings(out_dir: Path, *, state_dir: Path, mlflow_uri: str) -> HumanR
         rater_agreement(by_rater),
         None if judge is None else judged(outcomes, judge.outcomes),
     )
-    details = {
-        "ratings": len(ratings),
-        "not_rated": not_rated,
-        "raters": sorted(by_rater),
-        "pairs": len(key["pairs"]),
-        "rated_pairs": len(outcomes),
-        "rater_agreement": None if agreement[0] is None else asdict(agreement[0]),
-        "judge_agreement": None if agreement[1] is None else asdict(agreement[1]),
-        "export": str(out_dir),
-        "exported": key["created"],
-    }
+    counts = {"ratings": len(ratings), "not_rated": not_rated, "rated_pairs": len(outcomes)}
+    details = import_details(counts, by_rater=by_rater, key=key, agreement=agreement, out=out_dir)
     unblinded = unblinded_rows(ratings, key["pairs"])
     run_id = log_human_run(
         key, home=home, summary=summary, details=details, ratings=unblinded, mlflow_uri=mlflow_uri
@@ -126,20 +117,9 @@ def import_ratings(out_dir: Path, *, state_dir: Path, mlflow_uri: str) -> HumanR
     )
     path = save_evidence(home, side_a, side_b, evidence)
     results = out_dir / RESULTS_FILE
-    write_json_atomic(
-        results,
-        {
-            "a": key["a"],
-            "b": key["b"],
-            "sweep": home.name,
-            "summary": summary.to_json(),
-            "describe": summary.describe(),
-            "outcomes": outcomes,
-            "details": details,
-            "run_id": run_id,
-            "evidence": str(path),
-        },
-    )
+    record = {"a": key["a"], "b": key["b"], "sweep": home.name, "summary": summary.to_json()}
+    record |= {"describe": summary.describe(), "outcomes": outcomes, "details": details}
+    write_json_atomic(results, {**record, "run_id": run_id, "evidence": str(path)})
     return HumanResult(
         summary,
         outcomes,
@@ -154,6 +134,29 @@ def import_ratings(out_dir: Path, *, state_dir: Path, mlflow_uri: str) -> HumanR
         a=key["a"]["ref"],
         b=key["b"]["ref"],
     )
+
+
+def import_details(
+    counts: dict[str, int],
+    *,
+    by_rater: Mapping[str, Mapping[str, int]],
+    key: Mapping[str, Any],
+    agreement: tuple[Agreement | None, Agreement | None],
+    out: Path,
+) -> dict[str, Any]:
+    """What an import rests on, for the evidence and the run: counts, raters, agreements."""
+    raters, judge = agreement
+    return {
+        "ratings": counts["ratings"],
+        "not_rated": counts["not_rated"],
+        "raters": sorted(by_rater),
+        "pairs": len(key["pairs"]),
+        "rated_pairs": counts["rated_pairs"],
+        "rater_agreement": None if raters is None else asdict(raters),
+        "judge_agreement": None if judge is None else asdict(judge),
+        "export": str(out),
+        "exported": key["created"],
+    }
 
 
 def read_key(out_dir: Path) -> dict[str, Any]:

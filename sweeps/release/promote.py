@@ -99,13 +99,9 @@ def promote(
     registry = ModelRegistry(mlflow_uri or candidate.state.mlflow_uri)
     name = check_safe_name(model_name or candidate.config.name, what="registered model name")
     champion = registry.by_alias(name, CHAMPION)
-    incumbent_ref = f"models:/{name}/{champion['version']}" if champion else "base"
-    incumbent = None  # the base model, when there is no champion yet
-    if champion is not None:
-        check_champion(champion, candidate, name=name)
-        uri = registry.tracking_uri
-        incumbent = resolve_adapter(incumbent_ref, state_dir=state_dir, mlflow_uri=uri).path
-    against = f"champion {name} v{champion['version']}" if champion else "the base model"
+    incumbent_ref, against, incumbent = incumbent_of(
+        champion, candidate, name=name, state_dir=state_dir, mlflow_uri=registry.tracking_uri
+    )
     models = {candidate.label: candidate.adapter, against: incumbent}
     scores = score_every_row(candidate.spec, models, progress=progress)
     preferences = gather_preferences(
@@ -135,6 +131,24 @@ def promote(
         registry.set_alias(name, PREVIOUS, champion["version"])
     registry.set_alias(name, CHAMPION, version)
     return Promotion(decision, name, version, champion["version"] if champion else None)
+
+
+def incumbent_of(
+    champion: VersionInfo | None,
+    candidate: Candidate,
+    *,
+    name: str,
+    state_dir: Path,
+    mlflow_uri: str,
+) -> tuple[str, str, Path | None]:
+    """What the candidate must beat: the champion's ref, its label and its adapter, checked to
+    share the candidate's base; else the base model (``base``, no adapter)."""
+    if champion is None:
+        return "base", "the base model", None
+    check_champion(champion, candidate, name=name)
+    ref = f"models:/{name}/{champion['version']}"
+    adapter = resolve_adapter(ref, state_dir=state_dir, mlflow_uri=mlflow_uri).path
+    return ref, f"champion {name} v{champion['version']}", adapter
 
 
 def made_judge(

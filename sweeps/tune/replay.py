@@ -137,20 +137,12 @@ def replay_search(
     launched = 0
     while True:
         while len(running) < config.search.max_concurrent and launched < trials:
-            trial_id = f"replay_{launched:05d}"
-            suggested = searcher.suggest(trial_id)
-            if suggested is None:
+            run = _start(f"replay_{launched:05d}", searcher=searcher, lookup=lookup, clock=clock)
+            if run is None:
                 break
-            params = _values(suggested)
-            run = _Running(
-                Trial("replay", config=params, trial_id=trial_id, stub=True),
-                params,
-                lookup(params),
-                clock,
-            )
             scheduler.on_trial_add(NO_CONTROLLER, run.trial)
-            running[trial_id] = run
-            heapq.heappush(arrivals, (clock + run.curve.seconds[0], launched, trial_id))
+            running[run.trial.trial_id] = run
+            heapq.heappush(arrivals, (clock + run.curve.seconds[0], launched, run.trial.trial_id))
             launched += 1
         if not arrivals:
             return trace
@@ -162,17 +154,30 @@ def replay_search(
             continue
         del running[trial_id]
         spent = sum(clock - other.started for other in running.values())
-        last = run.rung
-        trace.add(
-            Ended(
-                run.params,
-                last + 1,
-                run.curve.values[last],
-                run.curve.seconds[last],
-                pruned=last + 1 < len(run.curve.values),
-            ),
-            compute=trace.total_compute + run.curve.seconds[last] + spent,
-        )
+        trace.add(_ended(run), compute=trace.total_compute + run.curve.seconds[run.rung] + spent)
+
+
+def _start(
+    trial_id: str,
+    *,
+    searcher: PruneAwareOptunaSearch,
+    lookup: Callable[[Mapping[str, Value]], Curve],
+    clock: float,
+) -> _Running | None:
+    """The searcher's next trial, on its recorded curve; None when the search has no more."""
+    suggested = searcher.suggest(trial_id)
+    if suggested is None:
+        return None
+    params = _values(suggested)
+    trial = Trial("replay", config=params, trial_id=trial_id, stub=True)
+    return _Running(trial, params, lookup(params), clock)
+
+
+def _ended(run: _Running) -> Ended:
+    """A trial as it ended, at the rung it reached (pruned when its curve goes on)."""
+    last = run.rung
+    values, seconds = run.curve.values, run.curve.seconds
+    return Ended(run.params, last + 1, values[last], seconds[last], pruned=last + 1 < len(values))
 
 
 def _next_rung(
