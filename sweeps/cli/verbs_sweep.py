@@ -324,13 +324,10 @@ def dashboard(options: DashboardOptions) -> int:
     PostgreSQL), on 127.0.0.1 unless --host says otherwise: history, importances, intermediate
     values, live while the sweep runs. Ctrl-C or SIGTERM stops it."""
     from sweeps.driver.launch import RELAUNCH_CONFIG
-    from sweeps.tracking.state import load_state, study_storage
+    from sweeps.tracking.state import study_storage
     from sweeps.tracking.ui import serve_dashboard
 
-    try:
-        state = load_state(options.sweep, state_dir=options.state_dir)
-    except FileNotFoundError as exc:
-        raise ConfigError(str(exc)) from None
+    state = _load_named(options.sweep, state_dir=options.state_dir)
     storage = study_storage(load_config(state.path / RELAUNCH_CONFIG), state.path)
     return serve_dashboard(storage, study=state.name, host=options.host, port=options.port)
 

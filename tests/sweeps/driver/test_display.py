@@ -157,10 +157,11 @@ def test_best_at_80_columns_labels_the_sample_and_keeps_numbers_whole(
     assert f"sweep compare {NAME}/3f2a1_00000 base --state-dir {tmp_path}" in command
     for line in out.splitlines():
         assert len(line) <= 80 or "sweep " in line or " " not in line.strip(), line
-    # a mistyped name: the sweeps there are, in the one line
-    assert main(["best", NAME + "x", "--state-dir", str(tmp_path)]) == 2
-    err = capsys.readouterr().err.strip()
-    assert err.startswith("error: ") and err.endswith(f"sweeps under {tmp_path}: {NAME}")
+    # a mistyped name: the sweeps there are, in the one line (dashboard starts no server)
+    for verb in ("best", "status", "dashboard"):
+        assert main([verb, NAME + "x", "--state-dir", str(tmp_path)]) == 2, verb
+        err = capsys.readouterr().err.strip()
+        assert err.startswith("error: ") and err.endswith(f"sweeps under {tmp_path}: {NAME}"), err
 
 
 def test_each_event_line_names_the_trial_and_its_objective(tmp_path: Path) -> None:
