@@ -13,9 +13,10 @@ LOCK_VENV ?= .venv-lock
 DRIFT_VENV ?= .venv-drift
 # The drift check's smoke set: every sampler's tiny sweep and Ray's pickling of each, a killed
 # driver resumed, promote, compare and serve (about 7 minutes on 2 cores, with its install).
-DRIFT_TESTS ?= tests/sweeps/test_compat.py tests/sweeps/test_samplers.py tests/sweeps/test_searcher_saved.py \
-  tests/sweeps/test_resume.py tests/sweeps/test_promote.py tests/sweeps/test_compare.py \
-  tests/sweeps/test_serve.py tests/sweeps/test_serve_app.py
+DRIFT_TESTS ?= tests/sweeps/tune/test_compat.py tests/sweeps/search/test_samplers.py \
+  tests/sweeps/tune/test_searcher_saved.py tests/sweeps/driver/test_resume.py \
+  tests/sweeps/release/test_promote.py tests/sweeps/ab/test_compare.py \
+  tests/sweeps/serving/test_serve.py tests/sweeps/serving/test_serve_app.py
 
 .PHONY: setup browser postgres demo test test-integration test-all quality format perf data clean \
   lock drift

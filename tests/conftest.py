@@ -182,7 +182,9 @@ def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
 
 
 def pytest_addoption(parser: pytest.Parser) -> None:
-    chaos = parser.getgroup("chaos", "fault injection (tests/sweeps/test_chaos.py, test_resume.py)")
+    chaos = parser.getgroup(
+        "chaos", "fault injection (tests/sweeps/tune/test_chaos.py, driver/test_resume.py)"
+    )
     chaos.addoption("--chaos-sweeps", type=int, default=1,
                     help="sweeps of eight trials at once whose workers are SIGKILLed at random "
                     "moments, four kills each (default 1; a long run: 30)")  # fmt: skip

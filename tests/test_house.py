@@ -37,3 +37,13 @@ def test_no_module_grows_past_its_size() -> None:
     assert grew == {}, f"(lines, cap) of modules past their size: {grew}"
     shrunk = sorted(set(STILL_OVER) - set(over))
     assert shrunk == [], f"now under {MAX_LINES} lines: take them out of STILL_OVER: {shrunk}"
+
+
+def test_the_tests_mirror_the_packages() -> None:
+    """tests/sweeps/<room>/ tests sweeps/<room>/; only the tests of the top-level modules and the
+    cross-cutting ones (the API, security) sit in tests/sweeps/ itself."""
+    rooms = {p.parent.name for p in (REPO / "sweeps").glob("*/__init__.py")}
+    tested = {p.parent.name for p in (REPO / "tests" / "sweeps").glob("*/__init__.py")}
+    assert tested <= rooms, f"test folders with no package of that name: {sorted(tested - rooms)}"
+    loose = sorted(p.name for p in (REPO / "tests" / "sweeps").glob("test_*.py"))
+    assert loose == ["test_api.py", "test_security.py"], loose

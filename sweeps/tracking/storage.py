@@ -4,7 +4,7 @@ Ray keeps a Tune experiment's state (``tuner.pkl``, ``experiment_state-*.json``,
 state) in a staging directory and re-uploads it to the storage path every few seconds by
 truncating and rewriting each file. A driver killed during an upload leaves ``tuner.pkl`` empty,
 and the sweep can never be resumed (``EOFError: Ran out of input`` in ``Tuner.restore``; found by
-tests/sweeps/test_resume.py, reported upstream as ray-project/ray#58179). On a local path or a
+tests/sweeps/driver/test_resume.py, reported upstream as ray-project/ray#58179). On a local path or a
 shared mount the sweep gives Ray this filesystem instead: each file is written beside its target
 under a hidden name and renamed over it when complete, so a reader sees the old file or the new
 one. Object stores (s3://, gs://) already publish an object whole, and keep Ray's own filesystem.

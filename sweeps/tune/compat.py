@@ -3,7 +3,7 @@
 Ray's OptunaSearch and its ConcurrencyLimiter keep no public way to restore the search in step
 with the trials Ray restored after a driver crash, nor to reuse a study trial a crash orphaned;
 Optuna keeps a trial's storage id and a distribution's bounds check private. Private names can
-change in any release: tests/sweeps/test_compat.py checks each one below against the installed
+change in any release: tests/sweeps/tune/test_compat.py checks each one below against the installed
 versions, so an upgrade that moves one fails there, by name, before a sweep meets it (and
 ``make drift`` runs it on the newest releases).
 

@@ -20,8 +20,7 @@ from sweeps.tracking.storage import (
     storage_for,
     whole_file_filesystem,
 )
-
-REPO = Path(__file__).resolve().parents[2]
+from tests.conftest import REPO
 
 # Rewrite the file through the filesystem, then die with half of it written and the stream open.
 KILLED_WRITER = """

@@ -63,7 +63,7 @@ def assert_dashboard_serves(study: str, *, state_dir: Path, trials: int) -> None
     import urllib.request
 
     from tests.sweeps.conftest import free_port
-    from tests.sweeps.test_ui import start_server, stopped_by_signal
+    from tests.sweeps.tracking.test_ui import start_server, stopped_by_signal
 
     port = free_port()
     base = f"http://127.0.0.1:{port}"
