@@ -113,7 +113,7 @@ def promote(
         judging=judging,
         progress=progress,
     )
-    decision = judge(
+    decision = gate_decision(
         candidate,
         scores[candidate.label],
         scores[against],
@@ -282,7 +282,7 @@ def gather_preferences(
     return found
 
 
-def judge(
+def gate_decision(
     candidate: Candidate,
     ours: ItemScores,
     theirs: ItemScores,
