@@ -3,9 +3,11 @@ trial events to the sweep's recorder."""
 
 from __future__ import annotations
 
+import importlib
 import logging
 import os
 import shutil
+import sys
 from collections.abc import Callable, Collection, Mapping, Sequence
 from pathlib import Path
 
@@ -28,6 +30,12 @@ from sweeps.tune.trainable import lora_trainable, remove_stored_checkpoints
 from trainers.spec import TrialSpec
 
 EXPERIMENT = "tune"  # the Tune experiment's name: its directory under checkpoint_root
+# Modules that moved, under the names a sweep saved before the move gave them: Ray's tuner.pkl and
+# experiment state pickle a Goal and the storage handler by their module's name at the time.
+MOVED_MODULES = {
+    "sweeps.pareto": "sweeps.search.pareto",
+    "sweeps._storage": "sweeps.tracking.storage",
+}
 
 
 def start_ray(*, address: str | None, num_cpus: int | None, num_gpus: int | None) -> bool:
@@ -131,6 +139,7 @@ def _fit_restored(
     """The saved Tune experiment restored and run to its end: unfinished trials resume; errored
     ones resume too, unless ``rerun`` names trials to start again from scratch."""
     _save_state_often()
+    _find_moved_modules()
     path, filesystem = storage_for(experiment_path(config, sweep_dir))
     with driving(recorder, rerunning=rerun):  # set before Ray restores the callback and searcher
         tuner = tune.Tuner.restore(
@@ -142,6 +151,12 @@ def _fit_restored(
             storage_filesystem=filesystem,
         )
         return tuner.fit()
+
+
+def _find_moved_modules() -> None:
+    """Let Ray's unpickling find a moved module under its old name (a sweep saved before)."""
+    for old, new in MOVED_MODULES.items():
+        sys.modules.setdefault(old, importlib.import_module(new))
 
 
 def can_resume(config: SweepConfig, sweep_dir: Path) -> bool:
