@@ -244,12 +244,14 @@ def skipped_benchmarks(
 
     ``tag`` is the parent run's ``benchmarks.skipped``: ``TASK: WHY; HINT`` per skipped task,
     joined by ``"; "`` (``evals/benchmark_sources.py``); a configured task neither skipped nor
-    scored for both sides gets a line of its own."""
+    scored for both sides gets a line of its own. A task's line starts at a configured task's
+    name, and its hint follows its last ``"; "``: an error quoted in WHY may hold either."""
     skipped: list[SkippedBenchmark] = []
     hints: list[str] = []
-    for part in re.split(r"; (?=[\w.-]+: )", tag) if tag not in ("", "none") else []:
+    starts = "|".join(map(re.escape, sorted(tasks, key=len, reverse=True))) or r"[\w.-]+"
+    for part in re.split(rf"; (?=(?:{starts}): )", tag) if tag not in ("", "none") else []:
         task, _, reason = part.partition(": ")
-        why, _, hint = reason.partition("; ")
+        why, _, hint = reason.rpartition("; ") if "; " in reason else (reason, "", "")
         skipped.append(SkippedBenchmark(task, why.strip()))
         if hint and hint not in hints:
             hints.append(hint.strip())

@@ -220,6 +220,12 @@ def test_each_skipped_benchmark_is_one_line_and_the_hint_is_said_once(
 ) -> None:
     tasks = ["arc_challenge", "hellaswag", "mmlu", "truthfulqa_mc2"]
     tag = "; ".join(OFFLINE.format(t=t) for t in tasks)
+    quoted = "hellaswag: its data could not be loaded (ValueError: row 3; field: ctx); check it"
+    parsed, _ = skipped_benchmarks(f"{quoted}; {OFFLINE.format(t='mmlu')}", tasks, scored=tasks)
+    assert [(s.task, s.reason) for s in parsed] == [  # an error's own "; x: " splits nothing
+        ("hellaswag", "its data could not be loaded (ValueError: row 3; field: ctx)"),
+        ("mmlu", skipped_benchmarks(OFFLINE.format(t="mmlu"), tasks, scored=tasks)[0][0].reason),
+    ]
     skipped, hints = skipped_benchmarks(tag, [*tasks, "gsm8k"], scored=[])
     assert [s.task for s in skipped] == [*tasks, "gsm8k"]
     assert skipped[0].reason == ("the Hugging Face Hub is offline and no local mirror is set "
