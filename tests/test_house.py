@@ -3,6 +3,7 @@ become fewer and shorter."""
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
@@ -22,8 +23,12 @@ def lines(path: Path) -> int:
     return len(path.read_text().splitlines())
 
 
+def fmt_skips(path: Path) -> int:
+    return len(re.findall(r"#\s*fmt:\s*skip\s*$", path.read_text(), flags=re.M))
+
+
 def test_the_formatter_is_not_switched_off_line_by_line() -> None:
-    skips = {str(p.relative_to(REPO)): p.read_text().count("fmt: skip") for p in SOURCES}
+    skips = {str(p.relative_to(REPO)): fmt_skips(p) for p in SOURCES}
     assert sum(skips.values()) <= FMT_SKIPS, {k: v for k, v in skips.items() if v}
     assert sum(skips.values()) > FMT_SKIPS - 10, (
         f"fewer now: lower FMT_SKIPS to {sum(skips.values())}"
@@ -32,8 +37,11 @@ def test_the_formatter_is_not_switched_off_line_by_line() -> None:
 
 def test_no_module_grows_past_its_size() -> None:
     over = {str(p.relative_to(REPO)): lines(p) for p in SOURCES if lines(p) > MAX_LINES}
-    grew = {name: (size, STILL_OVER.get(name, MAX_LINES)) for name, size in over.items()
-            if size > STILL_OVER.get(name, MAX_LINES)}  # fmt: skip
+    grew = {
+        name: (size, STILL_OVER.get(name, MAX_LINES))
+        for name, size in over.items()
+        if size > STILL_OVER.get(name, MAX_LINES)
+    }
     assert grew == {}, f"(lines, cap) of modules past their size: {grew}"
     shrunk = sorted(set(STILL_OVER) - set(over))
     assert shrunk == [], f"now under {MAX_LINES} lines: take them out of STILL_OVER: {shrunk}"
