@@ -90,13 +90,13 @@ def promote(
     candidate = load_candidate(ref, state_dir=state_dir)
     check_inputs(candidate, progress=progress)
     needed = list(require or candidate.config.promote.require)
+    uri = mlflow_uri or candidate.state.mlflow_uri
     judging = None
     if "judge" in needed:  # resolved and checked before anything is scored: one line if wrong
-        uri = mlflow_uri or candidate.state.mlflow_uri
         judging = made_judge(candidate, judge_for, state_dir=state_dir, mlflow_uri=uri)
     from sweeps.tracking.mlflow_facade import ModelRegistry
 
-    registry = ModelRegistry(mlflow_uri or candidate.state.mlflow_uri)
+    registry = ModelRegistry(uri)
     name = check_safe_name(model_name or candidate.config.name, what="registered model name")
     champion = registry.by_alias(name, CHAMPION)
     incumbent_ref, against, incumbent = incumbent_of(
