@@ -104,11 +104,13 @@ def check_restarts(state: SweepState, killed: list[dict[str, Any]], replay: str)
             assert all(s["checkpoint"] > start["checkpoint"] for s in start["skipped"]), replay
 
 
-def check_histories(state: SweepState, uri: str, *, killed: set[str], replay: str) -> None:
+def check_histories(
+    state: SweepState, results: dict[str, list[dict[str, Any]]], uri: str, *, killed: set[str],
+    replay: str,
+) -> None:  # fmt: skip
     """Every rung of every trial in MLflow once: the steps Ray saw, no gap, no duplicate; for a
     trial never killed, exactly the values Ray received (a restart may report a rung again)."""
     client = MlflowClient(tracking_uri=uri)
-    results = ray_results(state)
     for trial_id, record in state.trials.items():
         rows = results[trial_id]
         steps = sorted({int(r["step"]) for r in rows})
@@ -121,11 +123,12 @@ def check_histories(state: SweepState, uri: str, *, killed: set[str], replay: st
                 assert sorted((m.step, m.value) for m in history) == sent, (trial_id, key)
 
 
-def check_kept_checkpoints(state: SweepState, *, killed: set[str], replay: str) -> None:
+def check_kept_checkpoints(
+    state: SweepState, results: dict[str, list[dict[str, Any]]], *, killed: set[str], replay: str
+) -> None:
     """keep_checkpoints 1 by objective: the best checkpoint and the latest, nothing else. A killed
     trial's rungs after its restart are numbered on from the checkpoint it restarted from, so it
     too ends at the last rung's checkpoint, and keeps at most one other."""
-    results = ray_results(state)
     last = f"checkpoint_{RUNGS - 1:06d}"
     for trial_id in state.trials:
         trial_dir = next((state.path / "ray" / "tune").glob(f"*{trial_id}*"))
@@ -155,8 +158,10 @@ def test_eight_trials_at_once_survive_workers_killed_at_random_moments(
         assert all(t.status == "completed" for t in state.trials.values()), (statuses, replay)
         check_restarts(state, killed, replay)
         hit = {k["trial_id"] for k in killed}
-        check_histories(state, config["tracking"]["mlflow_uri"], killed=hit, replay=replay)
-        check_kept_checkpoints(state, killed=hit, replay=replay)
+        results = ray_results(state)  # what Ray received, read once for both checks
+        uri = config["tracking"]["mlflow_uri"]
+        check_histories(state, results, uri, killed=hit, replay=replay)
+        check_kept_checkpoints(state, results, killed=hit, replay=replay)
         study = optuna.load_study(study_name=state.name,
                                   storage=f"sqlite:///{state.path / 'optuna.db'}")  # fmt: skip
         assert [t.state for t in study.trials] == [optuna.trial.TrialState.COMPLETE] * TRIALS
