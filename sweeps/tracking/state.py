@@ -18,7 +18,7 @@ import os
 import tempfile
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any, TypedDict
+from typing import Any, NotRequired, TypedDict
 
 from evals.metric_keys import COST_DEVICE_SECONDS
 from sweeps.config import ConfigError, SweepConfig, Tracking, check_safe_name
@@ -49,7 +49,8 @@ class Restore(TypedDict):
     checkpoint: str
     step: int
     skipped: list[SkippedCheckpoint]  # damaged ones passed over, newest first
-    unrecorded: list[str]  # newer ones whose reports the driver never recorded
+    # newer ones whose reports the driver never recorded (absent from lines written before it was)
+    unrecorded: NotRequired[list[str]]
 
 
 def trial_name(number: int | None, ray_id: str | None) -> str:
@@ -216,7 +217,8 @@ def disk_usage(directory: Path) -> dict[str, int]:
 
 def restores(directory: Path) -> list[Restore]:
     """Every restart of a trial from a checkpoint: trial_id, checkpoint, step, skipped (damaged
-    checkpoints passed over, each with its problem)."""
+    checkpoints passed over, each with its problem) and unrecorded (newer ones passed over because
+    the driver never recorded their reports)."""
     path = directory / RESTORES_FILE
     if not path.is_file():
         return []
