@@ -14,7 +14,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from sweeps.console import Say
-from sweeps.driver.estimate import SweepEstimate, estimate_sweep
+from sweeps.driver.estimate import DriverDocuments, SweepEstimate, estimate_sweep
 from sweeps.driver.preflight import LaunchPlan, available_cpus, coerce_config, preflight
 from trainers.timing import TrialTiming
 
@@ -59,14 +59,16 @@ def dry_run(
     return DryRun(plan, timing, estimate)
 
 
-def driver_benchmark_documents(plan: LaunchPlan) -> int:
-    """The most benchmark documents the driver scores outside the trials: each finalist's, and
-    the base model's screening and finalist documents where they are not cached yet."""
+def driver_benchmark_documents(plan: LaunchPlan) -> DriverDocuments:
+    """The benchmark documents the driver scores outside the trials: each finalist's (at least
+    each task's first look, at most all its looks), and the base model's screening and finalist
+    documents where they are not cached yet (all of them: later sweeps' looks read them)."""
     bench = plan.spec.benchmarks
     if bench is None or not bench.tasks:
-        return 0
+        return DriverDocuments()
     from evals.benchmark_plan import FULL, PROXY, uncached_tasks
     from evals.power import BINARY, PLANNING_CHURN, documents_needed
+    from evals.sequential import finalist_looks
     from trainers.models import model_identity
 
     most = documents_needed(
@@ -78,12 +80,16 @@ def driver_benchmark_documents(plan: LaunchPlan) -> int:
         else bench.set_sizes.get(task, most)
         for task in bench.tasks
     }
+    first = {task: finalist_looks(final[task]).sizes[0] for task in bench.tasks}
     proxy = {task: sum(len(ids) for ids in bench.proxy[task].values()) for task in bench.tasks}
     model = model_identity(Path(plan.spec.model_path))
     base = sum(proxy[t] for t in uncached_tasks(bench, phase=PROXY, model_id=model))
     if bench.finalists:
         base += sum(final[t] for t in uncached_tasks(bench, phase=FULL, model_id=model))
-    return bench.finalists * sum(final.values()) + base
+    return DriverDocuments(
+        least=bench.finalists * sum(first.values()) + base,
+        most=bench.finalists * sum(final.values()) + base,
+    )
 
 
 def timed_trial(plan: LaunchPlan, *, say: Say) -> TrialTiming:

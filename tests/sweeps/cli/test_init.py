@@ -128,9 +128,10 @@ def test_init_on_a_sharegpt_file_validates_and_launches(
 
 
 def _seconds(line: str) -> float:
-    """``estimated wall time: 45 s (0.02 device-hours)`` or ``... 3 min ...`` in seconds."""
-    value, unit = line.split(": ", 1)[1].split()[:2]
-    return float(value) * {"s": 1, "min": 60, "h": 3600}[unit]
+    """``estimated wall time: 45 s (0.02 device-hours)``, ``... 3 min ...``, or the upper end of
+    ``... 2-3 min ...`` or ``... 80 s to 2 min ...``, in seconds."""
+    value, unit = line.split(": ", 1)[1].split(" (")[0].split(" to ")[-1].split()[:2]
+    return float(value.split("-")[-1]) * {"s": 1, "min": 60, "h": 3600}[unit]
 
 
 def test_init_on_a_labelled_csv_follows_the_evidence_and_fits_its_budget(

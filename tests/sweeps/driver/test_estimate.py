@@ -57,24 +57,40 @@ def test_estimate_scales_with_trials_tokens_and_concurrency() -> None:
     assert one.wall_seconds - cached.wall_seconds == pytest.approx(5 + 3 + 10)
 
 
-def test_the_benchmarks_after_the_trials_cost_what_the_trials_screening_costs_a_document() -> None:
+def test_the_benchmarks_after_the_trials_cost_a_share_of_what_the_screening_costs_a_document(
+) -> None:  # fmt: skip
+    """The driver's documents cost DRIVER_DOCUMENT_SHARE of the timed screening's seconds per
+    document; the finalists' looks make the estimate a range, from first looks to all looks."""
     from dataclasses import replace
+
+    from sweeps.driver.estimate import DRIVER_DOCUMENT_SHARE, DriverDocuments
 
     lengths = [100] * 50 + [300] * 50
     timing = replace(Timing(), benchmark=30.0, benchmark_documents=120)  # 0.25 s a document
+    per_document = 0.25 * DRIVER_DOCUMENT_SHARE
     alone = estimate_sweep(config(), timing, num_samples=6, token_lengths=lengths, cpus=2)
+    documents = DriverDocuments(least=1200, most=3000)
     after = estimate_sweep(config(), timing, num_samples=6, token_lengths=lengths, cpus=2,
-                           driver_documents=2000)  # fmt: skip
-    assert after.wall_seconds - alone.wall_seconds == pytest.approx(500)
-    assert after.driver_documents == 2000 and after.driver_seconds == pytest.approx(500)
-    assert any("up to 2,000 documents, about 8 min" in line for line in after.lines())
-    assert after.lines()[-1].startswith("estimated wall time: ")
+                           driver_documents=documents)  # fmt: skip
+    assert after.wall_seconds - alone.wall_seconds == pytest.approx(3000 * per_document)
+    assert after.wall_seconds_least - alone.wall_seconds == pytest.approx(1200 * per_document)
+    assert after.driver_documents == documents
+    assert after.driver_seconds == pytest.approx(3000 * per_document)
+    low, high = round(1200 * per_document / 60), round(3000 * per_document / 60)
+    assert any(f"1,200 to 3,000 documents, about {low}-{high} min" in line
+               for line in after.lines())  # fmt: skip
+    wall = after.lines()[-1]
+    assert wall.startswith("estimated wall time: ") and "-" in wall.split(": ", 1)[1].split()[0]
     assert not any("after the trials" in line for line in alone.lines())
+    settled = estimate_sweep(config(), timing, num_samples=6, token_lengths=lengths, cpus=2,
+                             driver_documents=DriverDocuments(least=3000, most=3000))  # fmt: skip
+    assert any(" 3,000 documents, about " in line for line in settled.lines())
+    assert settled.wall_seconds_least == settled.wall_seconds
     # nothing timed (no benchmarks in the trial): nothing claimed for the driver either
     none = estimate_sweep(config(), Timing(), num_samples=6, token_lengths=lengths, cpus=2,
-                          driver_documents=2000)  # fmt: skip
+                          driver_documents=documents)  # fmt: skip
     plain = estimate_sweep(config(), Timing(), num_samples=6, token_lengths=lengths, cpus=2)
-    assert none.driver_documents == 0 and none.wall_seconds == plain.wall_seconds
+    assert none.driver_documents.most == 0 and none.wall_seconds == plain.wall_seconds
 
 
 @pytest.mark.parametrize(("text", "seconds"), [("30m", 1800), ("2h", 7200), ("1h30m", 5400),

@@ -304,8 +304,9 @@ def test_validate_times_the_proxy_benchmarks_into_its_estimate(
 
     import yaml
 
+    from evals.sequential import finalist_looks
     from sweeps.cli.dry_run import dry_run
-    from sweeps.driver.estimate import estimate_sweep
+    from sweeps.driver.estimate import DRIVER_DOCUMENT_SHARE, DriverDocuments, estimate_sweep
 
     path = tmp_path / "bench.yaml"
     path.write_text(yaml.safe_dump(benchmark_config(tiny_model, tmp_path)))
@@ -325,9 +326,12 @@ def test_validate_times_the_proxy_benchmarks_into_its_estimate(
     assert done.timing.benchmark_documents == screening
     full = sum(bench.set_sizes.values())
     assert sorted(bench.set_sizes) == sorted(bench.tasks) and min(bench.set_sizes.values()) > 0
-    assert done.estimate.driver_documents == FINALISTS * full + screening + full
+    first = sum(finalist_looks(size).sizes[0] for size in bench.set_sizes.values())
+    documents = done.estimate.driver_documents
+    assert documents == DriverDocuments(least=FINALISTS * first + screening + full,
+                                        most=FINALISTS * full + screening + full)  # fmt: skip
     assert done.estimate.driver_seconds == pytest.approx(
-        done.estimate.driver_documents * done.timing.benchmark / screening
+        documents.most * DRIVER_DOCUMENT_SHARE * done.timing.benchmark / screening
     )
-    assert any(f"up to {done.estimate.driver_documents:,} documents" in line
-               for line in done.estimate.lines())  # fmt: skip
+    count = f"{documents.least:,} to {documents.most:,}" if first < full else f"{documents.most:,}"
+    assert any(f"{count} documents" in line for line in done.estimate.lines())
