@@ -112,7 +112,12 @@ def estimate_vs_demo_with_benchmarks() -> dict[str, Any]:
                 (Path(scratch) / kept).symlink_to(user_cache / kept)
         os.environ.update(LORA_SWEEP_CACHE=scratch, LORA_SWEEP_BENCHMARK_MIRROR=mirror)
         try:
-            return {**estimate_vs_demo(), "mirror": mirror}
+            began = time.strftime("%Y-%m-%d %H:%M", time.gmtime())
+            result = estimate_vs_demo()
+            ended = time.strftime("%H:%M UTC", time.gmtime())
+            commit = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=REPO,
+                                    capture_output=True, text=True).stdout.strip()  # fmt: skip
+            return {**result, "mirror": mirror, "measured": f"{began}-{ended}", "commit": commit}
         finally:
             if previous is None:
                 os.environ.pop("LORA_SWEEP_CACHE")
