@@ -77,15 +77,14 @@ class SweepEstimate:
         ]
         documents = self.driver_documents
         if documents.most:
-            count = (
-                f"{documents.least:,}"
-                if documents.least == documents.most
-                else f"{documents.least:,} to {documents.most:,}"
-            )
+            count, looks = f"{documents.most:,}", ""
+            if documents.least < documents.most:
+                count = f"{documents.least:,} to {count}"
+                looks = " (the fewer if each finalist's first look settles its verdict)"
             lines.append(
                 f"benchmarks after the trials (finalists, and the base model's uncached scores): "
                 f"{count} documents, about {_span(self.driver_seconds_least, self.driver_seconds)}"
-                " (the fewer if each finalist's first look settles its verdict)"
+                f"{looks}"
             )
         return [
             *lines,

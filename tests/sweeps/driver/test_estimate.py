@@ -77,14 +77,15 @@ def test_the_benchmarks_after_the_trials_cost_a_share_of_what_the_screening_cost
     assert after.driver_documents == documents
     assert after.driver_seconds == pytest.approx(3000 * per_document)
     low, high = round(1200 * per_document / 60), round(3000 * per_document / 60)
-    assert any(f"1,200 to 3,000 documents, about {low}-{high} min" in line
-               for line in after.lines())  # fmt: skip
+    assert any(f"1,200 to 3,000 documents, about {low}-{high} min (the fewer if each finalist's "
+               "first look settles its verdict)" in line for line in after.lines())  # fmt: skip
     wall = after.lines()[-1]
     assert wall.startswith("estimated wall time: ") and "-" in wall.split(": ", 1)[1].split()[0]
     assert not any("after the trials" in line for line in alone.lines())
     settled = estimate_sweep(config(), timing, num_samples=6, token_lengths=lengths, cpus=2,
                              driver_documents=DriverDocuments(least=3000, most=3000))  # fmt: skip
-    assert any(" 3,000 documents, about " in line for line in settled.lines())
+    line = next(line for line in settled.lines() if "after the trials" in line)
+    assert " 3,000 documents, about " in line and "first look" not in line
     assert settled.wall_seconds_least == settled.wall_seconds
     # nothing timed (no benchmarks in the trial): nothing claimed for the driver either
     none = estimate_sweep(config(), Timing(), num_samples=6, token_lengths=lengths, cpus=2,
